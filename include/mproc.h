@@ -1,0 +1,368 @@
+/*
+ * mproc — Python's multiprocessing model for C, on POSIX and Windows.
+ *
+ * Run a function in a child process, name it, pass it arguments, join it with
+ * a timeout, terminate it and read its exit code, the same way on Linux (fork
+ * or spawn) and on Windows (spawn: the program is started again).
+ *
+ * Conventions
+ *   - Every function that can fail returns 0 (MPROC_OK) or a negative
+ *     MPROC_E* code; mproc_strerror() turns it into a message.  Functions that
+ *     answer a yes/no question return 1 or 0, or a negative code on error.
+ *   - Objects are opaque and created through out-parameters.
+ *   - Timeouts are in seconds, as in Python; a negative timeout (use
+ *     MPROC_FOREVER) waits without limit, 0 polls.
+ *   - Thread safety is stated per function.  "Thread-safe" means the call may
+ *     run concurrently with any other call on the same object except
+ *     mproc_process_free() of that object.
+ *
+ * The one rule to remember (the spawn start method and Windows):
+ *   A spawned child is this same executable started again.  Call mproc_main()
+ *   first thing in main(): in a spawned child it runs the requested entry and
+ *   never returns; in the parent it returns 0 at once.  Code that runs before
+ *   mproc_main() runs again in every spawned child, exactly as module-level
+ *   code does in Python without the `if __name__ == "__main__"` guard.
+ */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MPROC_VERSION_MAJOR 0
+#define MPROC_VERSION_MINOR 1
+#define MPROC_VERSION_PATCH 0
+#define MPROC_VERSION_HEX                                                      \
+  ((MPROC_VERSION_MAJOR << 16) | (MPROC_VERSION_MINOR << 8) |                  \
+   MPROC_VERSION_PATCH)
+
+/* MPROC_API marks the exported functions.  A shared build defines
+ * MPROC_SHARED for the library and its users (CMake does this); the library
+ * itself also defines MPROC_BUILDING. */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(MPROC_SHARED)
+#if defined(MPROC_BUILDING)
+#define MPROC_API __declspec(dllexport)
+#else
+#define MPROC_API __declspec(dllimport)
+#endif
+#else
+#define MPROC_API
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define MPROC_API __attribute__((visibility("default")))
+#else
+#define MPROC_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+#define MPROC_OK 0
+#define MPROC_EINVAL (-1)    /* invalid argument: NULL, out of range, bad name */
+#define MPROC_ENOMEM (-2)    /* out of memory */
+#define MPROC_ESTATE (-3)    /* wrong state: start twice, join before start */
+#define MPROC_ETIMEDOUT (-4) /* the timeout expired first */
+#define MPROC_ENOENTRY (-5)  /* no entry of that name in the dispatch table */
+#define MPROC_ECLOSED (-6)   /* the object was closed */
+#define MPROC_EBUSY (-7)     /* close of a process that is still running */
+#define MPROC_ENOTSUP (-8)   /* not available on this platform (fork on Windows) */
+#define MPROC_EDAEMON (-9)   /* a daemonic process may not start children */
+#define MPROC_ESPAWN (-10)   /* the child could not be started or bootstrapped */
+#define MPROC_ESYS (-11)     /* other OS error; see mproc_os_error() */
+#define MPROC_ETYPE (-12)    /* argument exists but has another type */
+#define MPROC_ENOTFOUND (-13) /* no argument at that index / with that key */
+#define MPROC_EPERM (-14)    /* only the creating process may do that */
+#define MPROC_E2BIG (-15)    /* argument list or message over the size limit */
+#define MPROC_ENOINIT (-16)  /* mproc_main() was not called */
+#define MPROC_ERANGE (-17)   /* result does not fit the caller's buffer */
+
+/* Message for an MPROC_E* code ("unknown error" for others).  Never NULL.
+ * Thread-safe. */
+MPROC_API const char *mproc_strerror(int err);
+/* The code's symbolic name, e.g. "MPROC_ETIMEDOUT".  Never NULL.  Thread-safe. */
+MPROC_API const char *mproc_err_name(int err);
+/* The OS error (errno, or GetLastError() on Windows) behind the last
+ * MPROC_ESYS or MPROC_ESPAWN returned to the calling thread.  Thread-safe
+ * (kept per thread). */
+MPROC_API int mproc_os_error(void);
+
+/* "0.1.0".  Thread-safe. */
+MPROC_API const char *mproc_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Arguments: a typed list, positional and keyword (Python's args/kwargs)    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_args mproc_args;
+
+typedef enum mproc_arg_kind {
+  MPROC_ARG_INT = 1,    /* int64_t */
+  MPROC_ARG_DOUBLE = 2, /* double, bit-exact across the process boundary */
+  MPROC_ARG_STR = 3,    /* NUL-terminated string (may contain any bytes but NUL) */
+  MPROC_ARG_BYTES = 4,  /* byte blob, may be empty */
+  MPROC_ARG_HANDLE = 5  /* an OS handle passed to the child (see below) */
+} mproc_arg_kind;
+
+/* An OS handle: a file descriptor on POSIX, a HANDLE on Windows. */
+#ifdef _WIN32
+typedef void *mproc_handle_t;
+#define MPROC_INVALID_HANDLE ((mproc_handle_t)(intptr_t)-1)
+#else
+typedef int mproc_handle_t;
+#define MPROC_INVALID_HANDLE (-1)
+#endif
+
+/* Largest encoded argument list (all values and keys), 64 MiB. */
+#define MPROC_ARGS_MAX ((size_t)64 << 20)
+
+/* Builder.  An mproc_args is copied (encoded) by mproc_process_create(), so
+ * it may be freed or reused right after.  Not thread-safe: one thread builds
+ * a given list.  `key` NULL adds a positional argument; a non-NULL key adds a
+ * keyword argument (adding the same key twice is MPROC_EINVAL). */
+MPROC_API int mproc_args_create(mproc_args **out);
+MPROC_API mproc_args *mproc_args_free(mproc_args *args); /* returns NULL */
+MPROC_API int mproc_args_add_int(mproc_args *args, const char *key, int64_t v);
+MPROC_API int mproc_args_add_double(mproc_args *args, const char *key, double v);
+MPROC_API int mproc_args_add_str(mproc_args *args, const char *key, const char *s);
+MPROC_API int mproc_args_add_bytes(mproc_args *args, const char *key,
+                                   const void *data, size_t len);
+/* Pass an OS handle to the child.  The child reads its own value for it with
+ * mproc_arg_handle()/mproc_kwarg_handle().  The parent keeps ownership of
+ * `h`: it must stay open until mproc_process_start() returns.  Under fork the
+ * child sees the same descriptor; under POSIX spawn it is duplicated to a new
+ * number (every other descriptor except stdin/stdout/stderr is closed in a
+ * spawned child); on Windows it is inherited through an explicit handle list
+ * and is the only handle, besides the standard ones, that the child gets. */
+MPROC_API int mproc_args_add_handle(mproc_args *args, const char *key,
+                                    mproc_handle_t h);
+
+/* Readers, used in the entry.  Positional by index (0-based), keyword by key.
+ * Return MPROC_ENOTFOUND if absent, MPROC_ETYPE on a type mismatch.  Strings
+ * and bytes point into `args` and live as long as it does (for an entry: until
+ * it returns).  Thread-safe (read-only). */
+MPROC_API size_t mproc_args_count(const mproc_args *args);   /* positional */
+MPROC_API size_t mproc_kwargs_count(const mproc_args *args); /* keyword */
+MPROC_API int mproc_arg_type(const mproc_args *args, size_t index);
+MPROC_API int mproc_arg_int(const mproc_args *args, size_t index, int64_t *out);
+MPROC_API int mproc_arg_double(const mproc_args *args, size_t index, double *out);
+MPROC_API int mproc_arg_str(const mproc_args *args, size_t index, const char **out);
+MPROC_API int mproc_arg_bytes(const mproc_args *args, size_t index,
+                              const void **data, size_t *len);
+MPROC_API int mproc_arg_handle(const mproc_args *args, size_t index,
+                               mproc_handle_t *out);
+/* Keyword by position in the keyword list (0..mproc_kwargs_count()-1). */
+MPROC_API int mproc_kwarg_key(const mproc_args *args, size_t index,
+                              const char **key);
+MPROC_API int mproc_kwarg_type(const mproc_args *args, const char *key);
+MPROC_API int mproc_kwarg_int(const mproc_args *args, const char *key, int64_t *out);
+MPROC_API int mproc_kwarg_double(const mproc_args *args, const char *key, double *out);
+MPROC_API int mproc_kwarg_str(const mproc_args *args, const char *key,
+                              const char **out);
+MPROC_API int mproc_kwarg_bytes(const mproc_args *args, const char *key,
+                                const void **data, size_t *len);
+MPROC_API int mproc_kwarg_handle(const mproc_args *args, const char *key,
+                                 mproc_handle_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* The dispatch table and the init hook                                      */
+/* ------------------------------------------------------------------------ */
+
+/* An entry runs in the child.  Its return value is the child's exit code
+ * (POSIX keeps the low 8 bits: return 0..125 for portable codes). */
+typedef int (*mproc_entry_fn)(const mproc_args *args);
+
+typedef struct mproc_entry {
+  const char *name;
+  mproc_entry_fn fn;
+} mproc_entry;
+
+/* Table rows: MPROC_ENTRY(my_function) names the entry after the function;
+ * the table ends with MPROC_ENTRY_END. */
+#define MPROC_ENTRY(fn) {#fn, fn}
+#define MPROC_ENTRY_END {NULL, NULL}
+
+/* Exit code of a spawned child whose bootstrap could not be read or
+ * understood (the child flag typed by hand, a damaged bootstrap, an entry name
+ * the table does not have).  The child also prints a one-line reason to
+ * stderr. */
+#define MPROC_EXIT_BOOTSTRAP 120
+
+/* The init hook.  Call it first in main() with the program's entry table
+ * (which must stay valid for the life of the process; names must be unique).
+ *   - In the parent (no child flag on the command line) it records the table,
+ *     reads MPROC_START_METHOD, and returns 0.
+ *   - In a child started with the spawn method it reads the bootstrap from the
+ *     parent, runs the entry and exits with its return value: it does not
+ *     return.  A damaged or forged bootstrap exits with MPROC_EXIT_BOOTSTRAP.
+ * Returns MPROC_EINVAL for a NULL/invalid table or a duplicate name, and
+ * MPROC_ESTATE if called twice.  Call it from the main thread before starting
+ * other threads. */
+MPROC_API int mproc_main(int argc, char **argv, const mproc_entry *table);
+
+/* ------------------------------------------------------------------------ */
+/* Start methods                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mproc_start_method {
+  MPROC_START_DEFAULT = 0, /* the global default */
+  MPROC_START_FORK = 1,    /* POSIX only: fork(), the child runs the entry */
+  MPROC_START_SPAWN = 2    /* start the program again (Windows: the only one) */
+} mproc_start_method;
+
+/* The global default: fork on POSIX, spawn on Windows, unless the environment
+ * variable MPROC_START_METHOD=fork|spawn (read by mproc_main) says otherwise.
+ * Setting FORK on Windows is MPROC_ENOTSUP.  Thread-safe. */
+MPROC_API int mproc_set_start_method(mproc_start_method method);
+MPROC_API mproc_start_method mproc_get_start_method(void);
+
+/* ------------------------------------------------------------------------ */
+/* Processes                                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_process mproc_process;
+
+/* Seconds: pass to any timeout to wait without limit. */
+#define MPROC_FOREVER (-1.0)
+
+enum {
+  MPROC_DAEMON_INHERIT = 0, /* default: the creating process's daemon flag */
+  MPROC_DAEMON_YES = 1,
+  MPROC_DAEMON_NO = 2
+};
+
+typedef struct mproc_process_options {
+  const char *name;    /* NULL: "Process-N" (in a child: "Process-P:N") */
+  int daemon;          /* MPROC_DAEMON_INHERIT / _YES / _NO */
+  mproc_start_method start_method; /* DEFAULT: the global default */
+} mproc_process_options;
+
+/* Create (not start) a process that will run entry `entry` with `args`
+ * (NULL: no arguments; the list is copied).  `opts` may be NULL.
+ * Errors: MPROC_EINVAL (NULL out/entry), MPROC_ENOINIT (mproc_main not
+ * called), MPROC_ENOENTRY (no such entry), MPROC_ENOTSUP (fork on Windows),
+ * MPROC_E2BIG (arguments over MPROC_ARGS_MAX).  Thread-safe. */
+MPROC_API int mproc_process_create(mproc_process **out, const char *entry,
+                                   const mproc_args *args,
+                                   const mproc_process_options *opts);
+
+/* Start the child.  Once per process object, and only in the process that
+ * created it.  Flushes stdio first so buffered output is not written twice.
+ * Errors: MPROC_ESTATE (already started), MPROC_EPERM (not the creator),
+ * MPROC_EDAEMON (the calling process is daemonic), MPROC_ESPAWN (the OS
+ * refused, or exec failed: mproc_os_error() has the reason), MPROC_ECLOSED.
+ * Thread-safe. */
+MPROC_API int mproc_process_start(mproc_process *p);
+
+/* Wait up to `timeout` seconds for the child to end, and reap it.  May be
+ * called any number of times.  Returns 0 once the child has ended (then
+ * mproc_process_exitcode() has its code), MPROC_ETIMEDOUT if it is still
+ * running, MPROC_ESTATE before start, MPROC_EPERM if not the creator.
+ * Thread-safe: several threads may join the same process. */
+MPROC_API int mproc_process_join(mproc_process *p, double timeout);
+
+/* 1 while started and not ended, else 0 (reaps a child that ended).
+ * Thread-safe. */
+MPROC_API int mproc_process_is_alive(mproc_process *p);
+
+/* Exit code: returns 1 and sets *code when the child has ended, 0 when there
+ * is none yet (not started, or running), negative on error.  *code is the
+ * entry's return value, -N when killed by signal N, MPROC_EXIT_BOOTSTRAP for a
+ * failed bootstrap; on Windows terminate() reports -15, kill() -9 and
+ * interrupt() -2, and a crash reports its NTSTATUS (e.g. 0xC0000005) cast to
+ * int (a value below -255).  Thread-safe. */
+MPROC_API int mproc_process_exitcode(mproc_process *p, int *code);
+
+/* Signals.  POSIX: SIGTERM, SIGKILL, SIGINT.  Windows: terminate and kill call
+ * TerminateProcess; interrupt asks the child's mproc runtime to raise SIGINT in
+ * the child (a handler installed with signal() runs, on a separate thread as
+ * Windows does for Ctrl+C; without one the child ends with exit code -2).
+ * A child that has already ended is left alone (returns 0): after it is reaped
+ * its pid is never signalled, so a recycled pid is never hit.  MPROC_ESTATE
+ * before start.  Thread-safe. */
+MPROC_API int mproc_process_terminate(mproc_process *p);
+MPROC_API int mproc_process_kill(mproc_process *p);
+MPROC_API int mproc_process_interrupt(mproc_process *p);
+
+/* Release the OS resources of a process that has ended (or never started).
+ * MPROC_EBUSY while it runs.  After close, every call on it except
+ * mproc_process_free() returns MPROC_ECLOSED (or NULL).  Thread-safe. */
+MPROC_API int mproc_process_close(mproc_process *p);
+
+/* Drop the caller's reference and return NULL.  Freeing a process that still
+ * runs does not stop it: mproc keeps tracking it, mproc_active_children()
+ * lists it, and the exit-time cleanup joins (or, if daemonic, terminates) it.
+ * NULL is allowed.  Not thread-safe with other calls on the same object. */
+MPROC_API mproc_process *mproc_process_free(mproc_process *p);
+
+/* Process id: MPROC_ESTATE before start.  Thread-safe. */
+MPROC_API int mproc_process_pid(const mproc_process *p, int64_t *pid);
+/* The name; NULL if p is NULL or closed.  Valid until set_name/free. */
+MPROC_API const char *mproc_process_name(const mproc_process *p);
+/* Rename (allowed at any time, as in Python; copies the string).  Not
+ * thread-safe with mproc_process_name() on the same object. */
+MPROC_API int mproc_process_set_name(mproc_process *p, const char *name);
+/* 1 if daemonic, 0 if not, negative on error. */
+MPROC_API int mproc_process_daemon(const mproc_process *p);
+/* Only before start (MPROC_ESTATE after). */
+MPROC_API int mproc_process_set_daemon(mproc_process *p, int daemonic);
+/* A handle that becomes ready when the child ends: on POSIX a descriptor that
+ * polls readable (a pidfd on Linux), on Windows the process HANDLE.  Owned by
+ * the process object, valid until close/free.  MPROC_ESTATE before start. */
+MPROC_API int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out);
+
+/* The calling process as a process object ("MainProcess" in the main program;
+ * in a child, the name its parent gave it).  Borrowed: do not free.  Its name,
+ * pid and daemon accessors work; start/join/signals return MPROC_EPERM.
+ * NULL before mproc_main().  Thread-safe. */
+MPROC_API mproc_process *mproc_current_process(void);
+
+/* The parent of a child started by mproc (NULL in the main program).  Its
+ * is_alive and join(timeout) tell whether the parent still runs; its pid and
+ * name are the parent's.  Borrowed: do not free.  Thread-safe. */
+MPROC_API mproc_process *mproc_parent_process(void);
+
+/* Reap children that have ended, then return the live ones started by this
+ * process.  Writes up to `cap` new references into `out` (free each with
+ * mproc_process_free) and the number of live children into *count (which may
+ * exceed cap: call again with a bigger array).  `out` may be NULL if cap is 0.
+ * Thread-safe. */
+MPROC_API int mproc_active_children(mproc_process **out, size_t cap,
+                                    size_t *count);
+
+/* Number of logical CPUs (all processor groups on Windows); at least 1. */
+MPROC_API int mproc_cpu_count(void);
+
+/* ------------------------------------------------------------------------ */
+/* Waiting on many objects (multiprocessing.connection.wait)                 */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mproc_wait_kind {
+  MPROC_WAIT_PROCESS = 1, /* `object` is an mproc_process*: ready when it ended */
+  MPROC_WAIT_HANDLE = 2   /* `handle` is a raw sentinel: ready when readable
+                             (POSIX) or signaled (Windows) */
+} mproc_wait_kind;
+
+typedef struct mproc_waitable {
+  int kind;              /* mproc_wait_kind */
+  void *object;          /* for MPROC_WAIT_PROCESS */
+  mproc_handle_t handle; /* for MPROC_WAIT_HANDLE */
+  int ready;             /* out: 1 if ready */
+} mproc_waitable;
+
+/* Wait until at least one item is ready or `timeout` seconds pass.  Sets
+ * every item's `ready` and returns how many are ready (0 on timeout).  Any
+ * number of items, also above Windows' 64-handle limit.  Processes that are
+ * ready are not reaped: join them.  Thread-safe. */
+MPROC_API int mproc_wait(mproc_waitable *items, size_t n, double timeout);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_H */

@@ -1,0 +1,467 @@
+/* Typed argument lists: Python's args= and kwargs=, carried to the child in
+ * one encoding for fork and spawn alike, so an entry cannot tell them apart. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+int mproc_args_create(mproc_args **out) {
+  mproc_args *a;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  a = (mproc_args *)calloc(1, sizeof(*a));
+  if (!a)
+    return MPROC_ENOMEM;
+  *out = a;
+  return MPROC_OK;
+}
+
+static void mproc__arg_release(mproc__arg *it) {
+  free(it->key);
+  if (it->type == MPROC_ARG_STR || it->type == MPROC_ARG_BYTES)
+    free(it->v.b.data);
+}
+
+mproc_args *mproc_args_free(mproc_args *args) {
+  size_t i;
+  if (!args)
+    return NULL;
+  for (i = 0; i < args->npos; i++)
+    mproc__arg_release(&args->pos[i]);
+  for (i = 0; i < args->nkw; i++)
+    mproc__arg_release(&args->kw[i]);
+  free(args->pos);
+  free(args->kw);
+  free(args);
+  return NULL;
+}
+
+static mproc__arg *mproc__find_kw(const mproc_args *a, const char *key) {
+  size_t i;
+  for (i = 0; i < a->nkw; i++)
+    if (strcmp(a->kw[i].key, key) == 0)
+      return &a->kw[i];
+  return NULL;
+}
+
+/* Appends a slot for a new argument; the caller fills in type and value. */
+static int mproc__arg_slot(mproc_args *a, const char *key, mproc__arg **out) {
+  mproc__arg **arr = key ? &a->kw : &a->pos;
+  size_t *n = key ? &a->nkw : &a->npos;
+  size_t *cap = key ? &a->kw_cap : &a->pos_cap;
+  mproc__arg *it;
+  char *kcopy = NULL;
+  if (key) {
+    size_t kl = strlen(key);
+    if (kl == 0 || mproc__find_kw(a, key))
+      return MPROC_EINVAL;
+    kcopy = (char *)malloc(kl + 1);
+    if (!kcopy)
+      return MPROC_ENOMEM;
+    memcpy(kcopy, key, kl + 1);
+  }
+  if (*n == *cap) {
+    size_t ncap = *cap ? *cap * 2 : 4;
+    mproc__arg *na = (mproc__arg *)realloc(*arr, ncap * sizeof(**arr));
+    if (!na) {
+      free(kcopy);
+      return MPROC_ENOMEM;
+    }
+    *arr = na;
+    *cap = ncap;
+  }
+  it = &(*arr)[(*n)++];
+  memset(it, 0, sizeof(*it));
+  it->key = kcopy;
+  *out = it;
+  return MPROC_OK;
+}
+
+int mproc_args_add_int(mproc_args *args, const char *key, int64_t v) {
+  mproc__arg *it;
+  int rc;
+  if (!args)
+    return MPROC_EINVAL;
+  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
+    return rc;
+  it->type = MPROC_ARG_INT;
+  it->v.i = v;
+  return MPROC_OK;
+}
+
+int mproc_args_add_double(mproc_args *args, const char *key, double v) {
+  mproc__arg *it;
+  int rc;
+  if (!args)
+    return MPROC_EINVAL;
+  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
+    return rc;
+  it->type = MPROC_ARG_DOUBLE;
+  it->v.d = v;
+  return MPROC_OK;
+}
+
+static int mproc__add_blob(mproc_args *args, const char *key, int type,
+                           const void *data, size_t len) {
+  mproc__arg *it;
+  unsigned char *copy;
+  int rc;
+  if (!args || (!data && len))
+    return MPROC_EINVAL;
+  if (len > MPROC_ARGS_MAX)
+    return MPROC_E2BIG;
+  copy = (unsigned char *)malloc(len + 1);
+  if (!copy)
+    return MPROC_ENOMEM;
+  if (len)
+    memcpy(copy, data, len);
+  copy[len] = 0;
+  if ((rc = mproc__arg_slot(args, key, &it)) < 0) {
+    free(copy);
+    return rc;
+  }
+  it->type = type;
+  it->v.b.data = copy;
+  it->v.b.len = len;
+  return MPROC_OK;
+}
+
+int mproc_args_add_str(mproc_args *args, const char *key, const char *s) {
+  if (!s)
+    return MPROC_EINVAL;
+  return mproc__add_blob(args, key, MPROC_ARG_STR, s, strlen(s));
+}
+
+int mproc_args_add_bytes(mproc_args *args, const char *key, const void *data,
+                         size_t len) {
+  return mproc__add_blob(args, key, MPROC_ARG_BYTES, data, len);
+}
+
+int mproc_args_add_handle(mproc_args *args, const char *key, mproc_handle_t h) {
+  mproc__arg *it;
+  int rc;
+  if (!args || h == MPROC_INVALID_HANDLE)
+    return MPROC_EINVAL;
+#ifndef _WIN32
+  if (h < 0)
+    return MPROC_EINVAL;
+#else
+  if (h == NULL)
+    return MPROC_EINVAL;
+#endif
+  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
+    return rc;
+  it->type = MPROC_ARG_HANDLE;
+  it->v.h.value = h;
+  it->v.h.slot = (uint32_t)args->nhandles++;
+  return MPROC_OK;
+}
+
+/* ---- readers ------------------------------------------------------------ */
+
+size_t mproc_args_count(const mproc_args *args) { return args ? args->npos : 0; }
+size_t mproc_kwargs_count(const mproc_args *args) { return args ? args->nkw : 0; }
+
+static int mproc__pos(const mproc_args *a, size_t i, int type,
+                      const mproc__arg **out) {
+  if (!a)
+    return MPROC_EINVAL;
+  if (i >= a->npos)
+    return MPROC_ENOTFOUND;
+  if (type && a->pos[i].type != type)
+    return MPROC_ETYPE;
+  *out = &a->pos[i];
+  return MPROC_OK;
+}
+
+static int mproc__kw(const mproc_args *a, const char *key, int type,
+                     const mproc__arg **out) {
+  const mproc__arg *it;
+  if (!a || !key)
+    return MPROC_EINVAL;
+  it = mproc__find_kw(a, key);
+  if (!it)
+    return MPROC_ENOTFOUND;
+  if (type && it->type != type)
+    return MPROC_ETYPE;
+  *out = it;
+  return MPROC_OK;
+}
+
+int mproc_arg_type(const mproc_args *args, size_t index) {
+  const mproc__arg *it;
+  int rc = mproc__pos(args, index, 0, &it);
+  return rc < 0 ? rc : it->type;
+}
+
+int mproc_kwarg_type(const mproc_args *args, const char *key) {
+  const mproc__arg *it;
+  int rc = mproc__kw(args, key, 0, &it);
+  return rc < 0 ? rc : it->type;
+}
+
+int mproc_kwarg_key(const mproc_args *args, size_t index, const char **key) {
+  if (!args || !key)
+    return MPROC_EINVAL;
+  if (index >= args->nkw)
+    return MPROC_ENOTFOUND;
+  *key = args->kw[index].key;
+  return MPROC_OK;
+}
+
+/* One body for the ten typed readers: find the item, then copy out. */
+static int mproc__get(const mproc__arg *it, int rc, int type, void *out,
+                      size_t *len) {
+  if (rc < 0)
+    return rc;
+  if (!out)
+    return MPROC_EINVAL;
+  switch (type) {
+  case MPROC_ARG_INT:
+    *(int64_t *)out = it->v.i;
+    break;
+  case MPROC_ARG_DOUBLE:
+    *(double *)out = it->v.d;
+    break;
+  case MPROC_ARG_STR:
+    *(const char **)out = (const char *)it->v.b.data;
+    break;
+  case MPROC_ARG_BYTES:
+    if (!len)
+      return MPROC_EINVAL;
+    *(const void **)out = it->v.b.data;
+    *len = it->v.b.len;
+    break;
+  default:
+    *(mproc_handle_t *)out = it->v.h.value;
+    break;
+  }
+  return MPROC_OK;
+}
+
+#define MPROC__READERS(suffix, ctype, tag)                                     \
+  int mproc_arg_##suffix(const mproc_args *args, size_t index, ctype *out) {   \
+    const mproc__arg *it = NULL;                                               \
+    int rc = mproc__pos(args, index, tag, &it);                                \
+    return mproc__get(it, rc, tag, out, NULL);                                 \
+  }                                                                            \
+  int mproc_kwarg_##suffix(const mproc_args *args, const char *key,            \
+                           ctype *out) {                                       \
+    const mproc__arg *it = NULL;                                               \
+    int rc = mproc__kw(args, key, tag, &it);                                   \
+    return mproc__get(it, rc, tag, out, NULL);                                 \
+  }
+
+MPROC__READERS(int, int64_t, MPROC_ARG_INT)
+MPROC__READERS(double, double, MPROC_ARG_DOUBLE)
+MPROC__READERS(str, const char *, MPROC_ARG_STR)
+MPROC__READERS(handle, mproc_handle_t, MPROC_ARG_HANDLE)
+
+int mproc_arg_bytes(const mproc_args *args, size_t index, const void **data,
+                    size_t *len) {
+  const mproc__arg *it = NULL;
+  int rc = mproc__pos(args, index, MPROC_ARG_BYTES, &it);
+  return mproc__get(it, rc, MPROC_ARG_BYTES, (void *)data, len);
+}
+
+int mproc_kwarg_bytes(const mproc_args *args, const char *key,
+                      const void **data, size_t *len) {
+  const mproc__arg *it = NULL;
+  int rc = mproc__kw(args, key, MPROC_ARG_BYTES, &it);
+  return mproc__get(it, rc, MPROC_ARG_BYTES, (void *)data, len);
+}
+
+/* ---- encoding ------------------------------------------------------------
+ * u32 npos, u32 nkw, u32 nhandles, then each item:
+ *   u8 type, [kw: u32 keylen, key], value:
+ *   INT/DOUBLE u64 | STR/BYTES u32 len, bytes | HANDLE u32 slot
+ * Doubles travel as their bit pattern, so NaN payloads and -0.0 survive. */
+
+static void mproc__enc_item(mproc__wr *w, const mproc__arg *it) {
+  uint64_t bits;
+  mproc__wr_u8(w, (uint8_t)it->type);
+  if (it->key) {
+    size_t kl = strlen(it->key);
+    mproc__wr_u32(w, (uint32_t)kl);
+    mproc__wr_bytes(w, it->key, kl);
+  }
+  switch (it->type) {
+  case MPROC_ARG_INT:
+    mproc__wr_u64(w, (uint64_t)it->v.i);
+    break;
+  case MPROC_ARG_DOUBLE:
+    memcpy(&bits, &it->v.d, sizeof bits);
+    mproc__wr_u64(w, bits);
+    break;
+  case MPROC_ARG_STR:
+  case MPROC_ARG_BYTES:
+    mproc__wr_u32(w, (uint32_t)it->v.b.len);
+    mproc__wr_bytes(w, it->v.b.data, it->v.b.len);
+    break;
+  default:
+    mproc__wr_u32(w, it->v.h.slot);
+    break;
+  }
+}
+
+int mproc__args_encode(const mproc_args *args, unsigned char **buf,
+                       size_t *len, mproc_handle_t **handles_out,
+                       size_t *nhandles_out) {
+  mproc__wr w = {NULL, 0, 0, 0};
+  mproc_handle_t *hs = NULL;
+  size_t i, nh = args ? args->nhandles : 0;
+  *buf = NULL;
+  *len = 0;
+  if (handles_out)
+    *handles_out = NULL;
+  if (nhandles_out)
+    *nhandles_out = 0;
+  mproc__wr_u32(&w, (uint32_t)(args ? args->npos : 0));
+  mproc__wr_u32(&w, (uint32_t)(args ? args->nkw : 0));
+  mproc__wr_u32(&w, (uint32_t)nh);
+  for (i = 0; args && i < args->npos && !w.oom && w.len <= MPROC_ARGS_MAX; i++)
+    mproc__enc_item(&w, &args->pos[i]);
+  for (i = 0; args && i < args->nkw && !w.oom && w.len <= MPROC_ARGS_MAX; i++)
+    mproc__enc_item(&w, &args->kw[i]);
+  if (w.oom) {
+    free(w.buf);
+    return MPROC_ENOMEM;
+  }
+  if (w.len > MPROC_ARGS_MAX) {
+    free(w.buf);
+    return MPROC_E2BIG;
+  }
+  if (nh && handles_out) {
+    hs = (mproc_handle_t *)malloc(nh * sizeof(*hs));
+    if (!hs) {
+      free(w.buf);
+      return MPROC_ENOMEM;
+    }
+    for (i = 0; i < args->npos; i++)
+      if (args->pos[i].type == MPROC_ARG_HANDLE)
+        hs[args->pos[i].v.h.slot] = args->pos[i].v.h.value;
+    for (i = 0; i < args->nkw; i++)
+      if (args->kw[i].type == MPROC_ARG_HANDLE)
+        hs[args->kw[i].v.h.slot] = args->kw[i].v.h.value;
+    *handles_out = hs;
+    *nhandles_out = nh;
+  }
+  *buf = w.buf;
+  *len = w.len;
+  return MPROC_OK;
+}
+
+static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,
+                           const mproc_handle_t *table, size_t ntable,
+                           unsigned char *seen) {
+  uint8_t type = mproc__rd_u8(r);
+  char key[256];
+  char *keyp = NULL, *heap_key = NULL;
+  const unsigned char *p;
+  uint32_t n;
+  uint64_t bits;
+  mproc__arg *it;
+  int rc = MPROC_EINVAL;
+  if (keyed) {
+    n = mproc__rd_u32(r);
+    p = mproc__rd_bytes(r, n);
+    if (!p || n == 0 || memchr(p, 0, n))
+      return MPROC_EINVAL;
+    keyp = key;
+    if (n >= sizeof key) {
+      heap_key = (char *)malloc((size_t)n + 1);
+      if (!heap_key)
+        return MPROC_ENOMEM;
+      keyp = heap_key;
+    }
+    memcpy(keyp, p, n);
+    keyp[n] = 0;
+  }
+  switch (type) {
+  case MPROC_ARG_INT:
+    bits = mproc__rd_u64(r);
+    if (!r->bad)
+      rc = mproc_args_add_int(a, keyp, (int64_t)bits);
+    break;
+  case MPROC_ARG_DOUBLE: {
+    double d;
+    bits = mproc__rd_u64(r);
+    memcpy(&d, &bits, sizeof d);
+    if (!r->bad)
+      rc = mproc_args_add_double(a, keyp, d);
+    break;
+  }
+  case MPROC_ARG_STR:
+  case MPROC_ARG_BYTES:
+    n = mproc__rd_u32(r);
+    p = mproc__rd_bytes(r, n);
+    if (!p)
+      break;
+    if (type == MPROC_ARG_STR && memchr(p, 0, n))
+      break;
+    rc = mproc__add_blob(a, keyp, type, p, n);
+    break;
+  case MPROC_ARG_HANDLE:
+    n = mproc__rd_u32(r);
+    if (r->bad || n >= ntable || seen[n])
+      break;
+    seen[n] = 1;
+    rc = mproc_args_add_handle(a, keyp, table[n]);
+    if (rc == MPROC_OK) {
+      it = keyp ? &a->kw[a->nkw - 1] : &a->pos[a->npos - 1];
+      it->v.h.slot = n;
+    }
+    break;
+  default:
+    break;
+  }
+  free(heap_key);
+  /* A duplicate key or a bad value from the builder is damage here. */
+  return rc == MPROC_ENOMEM ? rc : (rc < 0 ? MPROC_EINVAL : rc);
+}
+
+int mproc__args_decode(const unsigned char *buf, size_t len,
+                       const mproc_handle_t *table, size_t ntable,
+                       mproc_args **out) {
+  mproc__rd r;
+  mproc_args *a = NULL;
+  uint32_t npos, nkw, nh, i;
+  unsigned char *seen;
+  int rc;
+  *out = NULL;
+  if (!buf && len)
+    return MPROC_EINVAL;
+  r.p = buf;
+  r.left = len;
+  r.bad = 0;
+  npos = mproc__rd_u32(&r);
+  nkw = mproc__rd_u32(&r);
+  nh = mproc__rd_u32(&r);
+  /* Every item takes at least 5 bytes: reject counts the input cannot hold
+   * before allocating for them. */
+  if (r.bad || (uint64_t)npos + nkw > r.left / 5 || nh > ntable ||
+      nh > (uint64_t)npos + nkw)
+    return MPROC_EINVAL;
+  seen = (unsigned char *)calloc((size_t)nh + 1, 1);
+  if (!seen)
+    return MPROC_ENOMEM;
+  if ((rc = mproc_args_create(&a)) < 0) {
+    free(seen);
+    return rc;
+  }
+  for (i = 0; i < npos && rc == MPROC_OK; i++)
+    rc = mproc__dec_item(&r, a, 0, table, nh, seen);
+  for (i = 0; i < nkw && rc == MPROC_OK; i++)
+    rc = mproc__dec_item(&r, a, 1, table, nh, seen);
+  free(seen);
+  /* Each slot was seen at most once, so nh handle items cover all slots. */
+  if (rc == MPROC_OK && (r.bad || r.left != 0 || a->nhandles != nh))
+    rc = MPROC_EINVAL;
+  if (rc < 0) {
+    mproc_args_free(a);
+    return rc;
+  }
+  *out = a;
+  return MPROC_OK;
+}

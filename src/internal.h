@@ -1,0 +1,173 @@
+/*
+ * Internal declarations shared by the portable sources and the backends.
+ * Names are mproc__*; nothing here is public API.
+ */
+#ifndef MPROC_INTERNAL_H
+#define MPROC_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mproc.h"
+#include "platform.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define MPROC__UNUSED __attribute__((unused))
+#else
+#define MPROC__UNUSED
+#endif
+
+/* ---- errors ------------------------------------------------------------ */
+
+/* Record the calling thread's OS error for mproc_os_error() and return
+ * `code` (MPROC_ESYS or MPROC_ESPAWN), so backends can write
+ * `return mproc__os_fail(MPROC_ESYS, errno);`. */
+int mproc__os_fail(int code, int os_error);
+
+/* ---- argument lists ------------------------------------------------------ */
+
+typedef struct mproc__arg {
+  int type;  /* mproc_arg_kind */
+  char *key; /* NULL for positional */
+  union {
+    int64_t i;
+    double d;
+    struct {
+      unsigned char *data; /* malloc'ed; strings are NUL-terminated */
+      size_t len;          /* bytes, without the NUL for strings */
+    } b;
+    struct {
+      mproc_handle_t value; /* in the parent: the handle to pass; in the
+                               child: the child's value for it */
+      uint32_t slot;        /* index into the process's handle table */
+    } h;
+  } v;
+} mproc__arg;
+
+struct mproc_args {
+  mproc__arg *pos;
+  size_t npos, pos_cap;
+  mproc__arg *kw;
+  size_t nkw, kw_cap;
+  size_t nhandles; /* handle arguments, numbered 0..nhandles-1 */
+};
+
+/* Encoding shared by fork and spawn so an entry sees identical arguments
+ * under both.  Handles are encoded as slots; `handles_out` (may be NULL)
+ * receives the parent's handle for each slot (nhandles entries). */
+int mproc__args_encode(const mproc_args *args, unsigned char **buf,
+                       size_t *len, mproc_handle_t **handles_out,
+                       size_t *nhandles_out);
+/* Decode bytes from another process; any damage is MPROC_EINVAL, never an
+ * out-of-bounds read.  `table` gives the child's value for each slot. */
+int mproc__args_decode(const unsigned char *buf, size_t len,
+                       const mproc_handle_t *table, size_t ntable,
+                       mproc_args **out);
+
+/* ---- the spawn bootstrap ------------------------------------------------- */
+
+#define MPROC__BS_MAGIC "MPROCBS1"
+#define MPROC__BS_HEADER 16 /* magic[8], u32 version, u32 total length */
+#define MPROC__BS_VERSION 1u
+#define MPROC__BS_MAX (MPROC_ARGS_MAX + ((size_t)1 << 20))
+
+enum { MPROC__BS_DAEMON = 1u };
+
+typedef struct mproc__bootstrap {
+  uint32_t start_method;
+  uint32_t flags;
+  int64_t parent_pid;
+  uint64_t parent_handle;    /* Windows: inherited handle of the parent */
+  uint64_t interrupt_handle; /* Windows: event set by interrupt() */
+  const char *entry;         /* all strings point into the decoded buffer */
+  const char *name;
+  const char *identity;      /* "1", "1:2": position in the process tree */
+  const char *parent_name;
+  uint32_t nhandles;
+  uint64_t *handles; /* malloc'ed by decode: the child's value per slot */
+  const unsigned char *args;
+  size_t args_len;
+} mproc__bootstrap;
+
+int mproc__bootstrap_encode(const mproc__bootstrap *bs, unsigned char **buf,
+                            size_t *len);
+/* Checks the header, every length and every string; `bs` points into buf.
+ * Free with mproc__bootstrap_release. */
+int mproc__bootstrap_decode(const unsigned char *buf, size_t len,
+                            mproc__bootstrap *bs);
+void mproc__bootstrap_release(mproc__bootstrap *bs);
+/* Total message length from the 16-byte header, or a negative code. */
+int mproc__bootstrap_peek_len(const unsigned char *hdr, size_t *total);
+
+/* ---- processes ----------------------------------------------------------- */
+
+enum {
+  MPROC__P_CREATED = 0,
+  MPROC__P_STARTED = 1,
+  MPROC__P_ENDED = 2, /* reaped, exitcode valid */
+  MPROC__P_CLOSED = 3
+};
+
+enum { MPROC__K_CHILD = 0, MPROC__K_CURRENT = 1, MPROC__K_PARENT = 2 };
+
+struct mproc_process {
+  int kind;
+  int state;
+  int refs;    /* the user's reference, plus one while tracked */
+  int tracked; /* in the registry of started, not yet reaped children */
+  int waiters; /* threads inside join/wait on this object */
+  int daemon;
+  int method; /* MPROC_START_FORK or MPROC_START_SPAWN */
+  int exitcode;
+  int64_t pid;
+  int64_t creator_pid;
+  char *name;
+  char *identity;
+  const mproc_entry *entry;
+  unsigned char *args_blob;
+  size_t args_len;
+  mproc_handle_t *handles; /* parent's handle per slot (borrowed) */
+  size_t nhandles;
+  struct mproc_process *next, *prev; /* registry links */
+  mproc__plat_proc plat;
+};
+
+/* The one lock that guards process state and the registry. */
+extern mproc__mutex_t mproc__lock;
+
+/* Windows command-line quoting (CommandLineToArgvW rules), on UTF-8 bytes:
+ * appends the quoted form of `arg` to `out` (cap bytes, NUL-terminated).
+ * Returns the length needed without the NUL; if >= cap the output is cut.
+ * Portable so its tests run on every platform. */
+size_t mproc__quote_arg(const char *arg, char *out, size_t cap);
+
+/* Little-endian wire helpers for every decoder of bytes from another
+ * process. */
+typedef struct mproc__rd {
+  const unsigned char *p;
+  size_t left;
+  int bad; /* set on the first overrun; later reads return zeros */
+} mproc__rd;
+
+uint32_t mproc__rd_u32(mproc__rd *r);
+uint64_t mproc__rd_u64(mproc__rd *r);
+uint8_t mproc__rd_u8(mproc__rd *r);
+/* Returns a pointer to n bytes in place, or NULL (and sets bad). */
+const unsigned char *mproc__rd_bytes(mproc__rd *r, size_t n);
+
+typedef struct mproc__wr {
+  unsigned char *buf;
+  size_t len, cap;
+  int oom;
+} mproc__wr;
+
+void mproc__wr_u8(mproc__wr *w, uint8_t v);
+void mproc__wr_u32(mproc__wr *w, uint32_t v);
+void mproc__wr_u64(mproc__wr *w, uint64_t v);
+void mproc__wr_bytes(mproc__wr *w, const void *p, size_t n);
+
+/* Process-wide facts the backends read. */
+const char *mproc__argv0(void);
+mproc_start_method mproc__default_method(void);
+
+#endif

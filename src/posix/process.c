@@ -1,0 +1,734 @@
+/* POSIX backend: fork, spawn (posix_spawn of the own executable), waiting
+ * through pidfds (Linux) or sentinel pipes, and signals that can never reach
+ * a recycled pid. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* pidfd syscalls, pipe2, prctl, closefrom_np */
+#endif
+#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#endif
+
+#include "internal.h"
+
+extern char **environ;
+
+/* In a spawned child the bootstrap arrives on this descriptor, and the
+ * handles passed as arguments follow it, in slot order. */
+#define MPROC__BS_FD 3
+#define MPROC__CHILD_FLAG "--mproc-spawn"
+
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define MPROC__HAVE_CLOSEFROM_NP 1
+#else
+#define MPROC__HAVE_CLOSEFROM_NP 0
+#endif
+
+#if defined(__linux__) && !defined(SYS_pidfd_open)
+#define SYS_pidfd_open 434 /* the same number on every architecture */
+#endif
+#if defined(__linux__) && !defined(SYS_pidfd_send_signal)
+#define SYS_pidfd_send_signal 424
+#endif
+
+static const char *g_exe;
+static int g_use_pidfd;
+/* Without pidfds: the write end of our own parent's sentinel pipe.  A child
+ * we fork must close it, or our parent would not see us end until that
+ * grandchild ends too. */
+static int g_own_sentinel_w = -1;
+static int g_use_forkexec; /* spawn via fork+exec instead of posix_spawn */
+
+void mproc__mutex_lock(mproc__mutex_t *m) { (void)pthread_mutex_lock(m); }
+void mproc__mutex_unlock(mproc__mutex_t *m) { (void)pthread_mutex_unlock(m); }
+
+int64_t mproc__plat_getpid(void) { return (int64_t)getpid(); }
+
+int mproc__plat_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 && n < INT_MAX ? (int)n : 1;
+}
+
+double mproc__plat_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int mproc__plat_last_error(void) { return errno; }
+
+static int mproc__pidfd_open(pid_t pid) {
+#ifdef __linux__
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+static void mproc__close_fd(int *fd) {
+  if (*fd >= 0) {
+    int saved = errno;
+    (void)close(*fd);
+    errno = saved;
+    *fd = -1;
+  }
+}
+
+/* Milliseconds for poll(): negative waits forever; round up so a short
+ * timeout never becomes a busy 0. */
+static int mproc__ms(double seconds) {
+  double ms;
+  if (seconds < 0)
+    return -1;
+  ms = seconds * 1000.0 + 0.999;
+  return ms > (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+int mproc__plat_init(int argc, char **argv) {
+  static char resolved[PATH_MAX];
+  const char *knob;
+  int fd;
+  (void)argc;
+#ifdef __linux__
+  /* /proc/self/exe names the running image even if the file was renamed,
+   * replaced or its path holds characters a shell would mangle. */
+  if (access("/proc/self/exe", X_OK) == 0)
+    g_exe = "/proc/self/exe";
+#endif
+  if (!g_exe && argv && argv[0] && realpath(argv[0], resolved))
+    g_exe = resolved;
+  if (!g_exe && argv && argv[0])
+    g_exe = argv[0];
+  /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds. */
+  fd = mproc__pidfd_open(getpid());
+  g_use_pidfd = fd >= 0;
+  if (fd >= 0)
+    (void)close(fd);
+  /* Debugging and test knobs for the fallbacks this machine does not need. */
+  knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (knob && strcmp(knob, "1") == 0)
+    g_use_pidfd = 0;
+  knob = getenv("MPROC_POSIX_FORKEXEC");
+  g_use_forkexec = !MPROC__HAVE_CLOSEFROM_NP || (knob && strcmp(knob, "1") == 0);
+  return MPROC_OK;
+}
+
+/* ---- the child side of spawn ---------------------------------------------- */
+
+/* Reads exactly n bytes, waiting at most until `deadline`. */
+static int mproc__read_full(int fd, unsigned char *buf, size_t n,
+                            double deadline) {
+  size_t got = 0;
+  while (got < n) {
+    struct pollfd pfd;
+    ssize_t r;
+    int prc;
+    double left = deadline - mproc__plat_now();
+    if (left <= 0)
+      return MPROC_ETIMEDOUT;
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    prc = poll(&pfd, 1, mproc__ms(left));
+    if (prc < 0 && errno != EINTR)
+      return MPROC_ESYS;
+    if (prc <= 0)
+      continue;
+    r = read(fd, buf + got, n - got);
+    if (r < 0 && errno != EINTR && errno != EAGAIN)
+      return MPROC_ESYS;
+    if (r == 0)
+      return MPROC_ECLOSED;
+    if (r > 0)
+      got += (size_t)r;
+  }
+  return MPROC_OK;
+}
+
+int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
+                               size_t *len, char *err, size_t errlen) {
+  unsigned char hdr[MPROC__BS_HEADER];
+  unsigned char *msg;
+  struct stat st;
+  size_t total;
+  double deadline;
+  int rc;
+  *buf = NULL;
+  *len = 0;
+  if (argc < 2 || !argv || !argv[1] || strcmp(argv[1], MPROC__CHILD_FLAG) != 0)
+    return 0;
+  /* The flag alone proves nothing: a parent hands over a socket on fd 3.
+   * Anything else means the flag was typed by hand. */
+  if (fstat(MPROC__BS_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    snprintf(err, errlen,
+             "%s is internal to mproc: this process was not started by an "
+             "mproc parent (no bootstrap socket on fd %d%s%s)",
+             MPROC__CHILD_FLAG, MPROC__BS_FD, errno ? ": " : "",
+             errno ? strerror(errno) : "");
+    return MPROC_ESPAWN;
+  }
+  /* A parent writes the whole bootstrap right after the exec; a minute
+   * covers any load and still ends a forged run that sends nothing. */
+  deadline = mproc__plat_now() + 60.0;
+  rc = mproc__read_full(MPROC__BS_FD, hdr, sizeof hdr, deadline);
+  if (rc == MPROC_OK && mproc__bootstrap_peek_len(hdr, &total) < 0)
+    rc = MPROC_EINVAL;
+  if (rc < 0) {
+    snprintf(err, errlen, "damaged bootstrap from the parent process (%s)",
+             rc == MPROC_EINVAL ? "bad header" : mproc_strerror(rc));
+    (void)close(MPROC__BS_FD);
+    return MPROC_ESPAWN;
+  }
+  msg = (unsigned char *)malloc(total);
+  if (!msg) {
+    snprintf(err, errlen, "out of memory for a %zu-byte bootstrap", total);
+    (void)close(MPROC__BS_FD);
+    return MPROC_ENOMEM;
+  }
+  memcpy(msg, hdr, sizeof hdr);
+  rc = mproc__read_full(MPROC__BS_FD, msg + sizeof hdr, total - sizeof hdr,
+                        deadline);
+  (void)close(MPROC__BS_FD);
+  if (rc < 0) {
+    snprintf(err, errlen, "truncated bootstrap from the parent process (%s)",
+             mproc_strerror(rc));
+    free(msg);
+    return MPROC_ESPAWN;
+  }
+  *buf = msg;
+  *len = total;
+  return 1;
+}
+
+int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,
+                            size_t errlen) {
+  uint32_t i;
+  int fd;
+  /* posix_spawn's dup2 cleared FD_CLOEXEC so the handles survived exec;
+   * restore it so programs this child execs do not inherit them. */
+  for (i = 0; i < bs->nhandles; i++) {
+    fd = (int)bs->handles[i];
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      snprintf(err, errlen, "passed descriptor %d is not open in the child",
+               fd);
+      return MPROC_ESPAWN;
+    }
+  }
+  /* Without pidfds the parent watches a pipe whose write end sits right
+   * after the passed handles. */
+  fd = MPROC__BS_FD + 1 + (int)bs->nhandles;
+  if (fcntl(fd, F_GETFD) >= 0) {
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    g_own_sentinel_w = fd;
+  }
+  return MPROC_OK;
+}
+
+int mproc__plat_arm_daemon(int64_t parent_pid) {
+#ifdef __linux__
+  /* PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits,
+   * and never if the parent died before the call: the getppid() check
+   * closes that window (prctl(2)). */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if ((int64_t)getppid() != parent_pid)
+    return MPROC_ESTATE;
+#else
+  if ((int64_t)getppid() != parent_pid)
+    return MPROC_ESTATE;
+#endif
+  return MPROC_OK;
+}
+
+int mproc__plat_watch_parent(mproc__plat_parent *w, int64_t parent_pid,
+                             uint64_t parent_handle) {
+  (void)parent_handle;
+  w->pid = parent_pid;
+  w->pidfd = -1;
+  if (g_use_pidfd) {
+    w->pidfd = mproc__pidfd_open((pid_t)parent_pid);
+    /* If the parent died before pidfd_open the pid may name a stranger now;
+     * we were reparented in that case, which getppid() shows. */
+    if (w->pidfd >= 0 && (int64_t)getppid() != parent_pid)
+      mproc__close_fd(&w->pidfd);
+  }
+  return MPROC_OK;
+}
+
+int mproc__plat_parent_alive(mproc__plat_parent *w) {
+  /* A child is reparented when its parent dies, so this cannot be fooled by
+   * pid reuse the way kill(pid, 0) can. */
+  return (int64_t)getppid() == w->pid;
+}
+
+int mproc__plat_parent_wait(mproc__plat_parent *w, double timeout) {
+  double deadline = mproc__plat_now() + timeout, left;
+  for (;;) {
+    if (!mproc__plat_parent_alive(w))
+      return MPROC_OK;
+    left = timeout < 0 ? 0.05 : deadline - mproc__plat_now();
+    if (timeout >= 0 && left <= 0)
+      return MPROC_ETIMEDOUT;
+    if (w->pidfd >= 0) {
+      struct pollfd pfd;
+      pfd.fd = w->pidfd;
+      pfd.events = POLLIN;
+      pfd.revents = 0;
+      (void)poll(&pfd, 1, timeout < 0 ? -1 : mproc__ms(left));
+    } else {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      (void)nanosleep(&ts, NULL);
+    }
+  }
+}
+
+mproc_handle_t mproc__plat_parent_sentinel(const mproc__plat_parent *w) {
+  return w->pidfd >= 0 ? w->pidfd : MPROC_INVALID_HANDLE;
+}
+
+void mproc__plat_exit_now(int code) { _exit(code); }
+
+/* ---- starting ---------------------------------------------------------------- */
+
+/* Kill and reap a child we could not finish starting, so a failed start
+ * leaves neither a runaway process nor a zombie. */
+static void mproc__abandon(pid_t pid) {
+  int st;
+  int saved = errno;
+  (void)kill(pid, SIGKILL);
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  errno = saved;
+}
+
+int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
+  int sent[2] = {-1, -1};
+  pid_t pid;
+  int pidfd = -1;
+  if (!g_use_pidfd && pipe2(sent, O_CLOEXEC) != 0)
+    return mproc__os_fail(MPROC_ESPAWN, errno);
+  pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    mproc__close_fd(&sent[0]);
+    mproc__close_fd(&sent[1]);
+    return mproc__os_fail(MPROC_ESPAWN, e);
+  }
+  if (pid == 0) {
+    /* The write end stays open (close-on-exec) for the child's whole life:
+     * the kernel closes it when the child ends, which the parent sees. */
+    mproc__close_fd(&sent[0]);
+    mproc__close_fd(&g_own_sentinel_w);
+    g_own_sentinel_w = sent[1];
+    child_main(p);
+    _exit(1); /* not reached */
+  }
+  if (g_use_pidfd) {
+    /* The child is unreaped, so its pid cannot have been reused yet. */
+    pidfd = mproc__pidfd_open(pid);
+    if (pidfd < 0) {
+      int e = errno;
+      mproc__abandon(pid);
+      return mproc__os_fail(MPROC_ESPAWN, e);
+    }
+  }
+  mproc__close_fd(&sent[1]);
+  p->plat.pidfd = pidfd;
+  p->plat.sentinel_r = sent[0];
+  p->plat.sentinel_unreliable = 0;
+  p->pid = (int64_t)pid;
+  return MPROC_OK;
+}
+
+/* fork+exec for libcs without posix_spawn_file_actions_addclosefrom_np.
+ * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
+ * parent may have other threads holding malloc or stdio locks. */
+static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
+  int errp[2];
+  pid_t pid;
+  int child_errno = 0;
+  ssize_t r;
+  int st;
+  if (pipe2(errp, O_CLOEXEC) != 0)
+    return errno;
+  pid = fork();
+  if (pid < 0) {
+    int e = errno;
+    (void)close(errp[0]);
+    (void)close(errp[1]);
+    return e;
+  }
+  if (pid == 0) {
+    sigset_t none;
+    struct sigaction dfl;
+    int i, fd, maxfd;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (i = 1; i < NSIG; i++)
+      if (i != SIGKILL && i != SIGSTOP)
+        (void)sigaction(i, &dfl, NULL);
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    /* Sources were duplicated above every target, so no dup2 clobbers a
+     * source that a later one still needs. */
+    for (i = 0; i < nsrc; i++)
+      if (dup2(src[i], MPROC__BS_FD + i) < 0)
+        goto fail;
+    maxfd = (int)sysconf(_SC_OPEN_MAX);
+    if (maxfd < 0 || maxfd > 65536)
+      maxfd = 65536;
+    for (fd = MPROC__BS_FD + nsrc; fd < maxfd; fd++)
+      if (fd != errp[1])
+        (void)close(fd);
+    execv(g_exe, argv);
+  fail:
+    child_errno = errno;
+    while (write(errp[1], &child_errno, sizeof child_errno) < 0 &&
+           errno == EINTR) {
+    }
+    _exit(127);
+  }
+  (void)close(errp[1]);
+  /* EOF means exec succeeded (the pipe was close-on-exec). */
+  do
+    r = read(errp[0], &child_errno, sizeof child_errno);
+  while (r < 0 && errno == EINTR);
+  (void)close(errp[0]);
+  if (r == (ssize_t)sizeof child_errno) {
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return child_errno ? child_errno : ENOEXEC;
+  }
+  *out = pid;
+  return 0;
+}
+
+static int mproc__posix_spawn(pid_t *out, const int *src, int nsrc,
+                              char **argv) {
+#if MPROC__HAVE_CLOSEFROM_NP
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none, all;
+  int i, rc;
+  if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
+    return rc;
+  if ((rc = posix_spawnattr_init(&attr)) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+  }
+  /* dup2 onto fixed numbers clears FD_CLOEXEC on the copies only; then
+   * everything above them is closed, so descriptors another thread creates
+   * meanwhile, CLOEXEC or not, never reach the child. */
+  for (i = 0; i < nsrc && rc == 0; i++)
+    rc = posix_spawn_file_actions_adddup2(&fa, src[i], MPROC__BS_FD + i);
+  if (rc == 0)
+    rc = posix_spawn_file_actions_addclosefrom_np(&fa, MPROC__BS_FD + nsrc);
+  /* The child starts clean: default handlers, nothing blocked. */
+  sigemptyset(&none);
+  sigfillset(&all);
+  sigdelset(&all, SIGKILL);
+  sigdelset(&all, SIGSTOP);
+  if (rc == 0)
+    rc = posix_spawnattr_setsigmask(&attr, &none);
+  if (rc == 0)
+    rc = posix_spawnattr_setsigdefault(&attr, &all);
+  if (rc == 0)
+    rc = posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
+  if (rc == 0)
+    rc = posix_spawn(out, g_exe, &fa, &attr, argv, environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc;
+#else
+  return mproc__forkexec(out, src, nsrc, argv);
+#endif
+}
+
+static int mproc__send_all(int fd, const unsigned char *buf, size_t len) {
+  while (len > 0) {
+    /* MSG_NOSIGNAL: a child that died early gives EPIPE, not a SIGPIPE that
+     * would kill the application. */
+    ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    buf += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
+                      size_t nhandles, mproc__bootstrap_builder build) {
+  int sv[2] = {-1, -1}, sent[2] = {-1, -1};
+  int *src = NULL, nsrc = 0, i, rc = MPROC_OK, e;
+  uint64_t *child_vals = NULL;
+  unsigned char *bs = NULL;
+  size_t bslen = 0;
+  char *argv[3];
+  pid_t pid = -1;
+  int pidfd = -1;
+
+  if (nhandles > 4096)
+    return MPROC_E2BIG;
+  src = (int *)malloc((nhandles + 2) * sizeof(*src));
+  child_vals = (uint64_t *)malloc((nhandles + 1) * sizeof(*child_vals));
+  if (!src || !child_vals) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  for (i = 0; i < (int)nhandles + 2; i++)
+    src[i] = -1;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    goto os_fail;
+  if (!g_use_pidfd && pipe2(sent, O_CLOEXEC) != 0)
+    goto os_fail;
+  /* Copy every source above the target range first, so that the dup2 file
+   * actions cannot overwrite a source still to be copied. */
+  {
+    int need = 1 + (int)nhandles + (g_use_pidfd ? 0 : 1);
+    int floor = MPROC__BS_FD + need;
+    src[nsrc] = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
+    if (src[nsrc++] < 0)
+      goto os_fail;
+    for (i = 0; i < (int)nhandles; i++) {
+      src[nsrc] = fcntl(handles[i], F_DUPFD_CLOEXEC, floor);
+      if (src[nsrc++] < 0) {
+        rc = errno == EBADF ? MPROC_EINVAL : MPROC_ESPAWN;
+        e = errno;
+        goto fail_errno;
+      }
+      child_vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
+    }
+    if (!g_use_pidfd) {
+      src[nsrc] = fcntl(sent[1], F_DUPFD_CLOEXEC, floor);
+      if (src[nsrc++] < 0)
+        goto os_fail;
+    }
+  }
+  rc = build(p, child_vals, 0, 0, &bs, &bslen);
+  if (rc < 0)
+    goto finish;
+
+  argv[0] = (char *)(mproc__argv0()[0] ? mproc__argv0() : g_exe);
+  argv[1] = (char *)MPROC__CHILD_FLAG;
+  argv[2] = NULL;
+  e = g_use_forkexec ? mproc__forkexec(&pid, src, nsrc, argv)
+                     : mproc__posix_spawn(&pid, src, nsrc, argv);
+  if (e != 0) {
+    rc = MPROC_ESPAWN;
+    goto fail_errno;
+  }
+  mproc__close_fd(&sv[1]);
+  mproc__close_fd(&sent[1]);
+  if (g_use_pidfd) {
+    pidfd = mproc__pidfd_open(pid);
+    if (pidfd < 0) {
+      e = errno;
+      mproc__abandon(pid);
+      rc = MPROC_ESPAWN;
+      goto fail_errno;
+    }
+  }
+  /* Larger than the socket buffer, this blocks until the child reads; it
+   * is running our code by now, so it will. */
+  if (mproc__send_all(sv[0], bs, bslen) != 0) {
+    e = errno;
+    mproc__abandon(pid);
+    mproc__close_fd(&pidfd);
+    rc = MPROC_ESPAWN;
+    goto fail_errno;
+  }
+  p->plat.pidfd = pidfd;
+  p->plat.sentinel_r = sent[0];
+  p->plat.sentinel_unreliable = 0;
+  sent[0] = -1;
+  p->pid = (int64_t)pid;
+  rc = MPROC_OK;
+  goto finish;
+
+os_fail:
+  e = errno;
+  rc = MPROC_ESPAWN;
+fail_errno:
+  rc = mproc__os_fail(rc, e);
+finish:
+  for (i = 0; i < nsrc; i++)
+    mproc__close_fd(&src[i]);
+  mproc__close_fd(&sv[0]);
+  mproc__close_fd(&sv[1]);
+  mproc__close_fd(&sent[0]);
+  mproc__close_fd(&sent[1]);
+  free(src);
+  free(child_vals);
+  free(bs);
+  return rc;
+}
+
+/* ---- waiting, reaping, signalling ------------------------------------------- */
+
+/* Has the child ended?  Without reaping it (WNOWAIT), so the pid stays ours. */
+static int mproc__ended_nowait(pid_t pid) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
+    return errno == ECHILD; /* reaped behind our back: it ended */
+  return info.si_pid == pid;
+}
+
+int mproc__plat_wait(mproc_process *p, double timeout) {
+  double deadline = mproc__plat_now() + timeout, left;
+  int fd = p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
+  for (;;) {
+    left = timeout < 0 ? -1.0 : deadline - mproc__plat_now();
+    if (timeout >= 0 && left < 0)
+      left = 0;
+    if (fd >= 0 && !p->plat.sentinel_unreliable) {
+      struct pollfd pfd;
+      int prc;
+      pfd.fd = fd;
+      pfd.events = POLLIN;
+      pfd.revents = 0;
+      prc = poll(&pfd, 1, mproc__ms(left));
+      if (prc < 0 && errno != EINTR)
+        return mproc__os_fail(MPROC_ESYS, errno);
+      if (prc > 0) {
+        if (fd == p->plat.pidfd || mproc__ended_nowait((pid_t)p->pid))
+          return MPROC_OK;
+        /* The pipe closed but the child lives: it exec'd, or handed the end
+         * to nobody.  Its exit cannot be seen that way any more. */
+        p->plat.sentinel_unreliable = 1;
+      }
+    } else {
+      /* Last resort: look every few milliseconds. */
+      struct timespec ts = {0, 2 * 1000 * 1000};
+      if (mproc__ended_nowait((pid_t)p->pid))
+        return MPROC_OK;
+      if (timeout >= 0 && left <= 0)
+        return MPROC_ETIMEDOUT;
+      (void)nanosleep(&ts, NULL);
+    }
+    if (timeout >= 0 && deadline - mproc__plat_now() <= 0)
+      return MPROC_ETIMEDOUT;
+  }
+}
+
+int mproc__plat_reap(mproc_process *p, int *exitcode) {
+  int st = 0;
+  pid_t r;
+  do
+    r = waitpid((pid_t)p->pid, &st, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == 0)
+    return 0;
+  if (r < 0) {
+    /* ECHILD: the application reaped it (waitpid(-1), or SIGCHLD set to
+     * SIG_IGN).  The status is gone; report the child as ended rather than
+     * hang forever the way Python does. */
+    if (errno != ECHILD)
+      return mproc__os_fail(MPROC_ESYS, errno);
+    *exitcode = 255;
+    return 1;
+  }
+  if (WIFEXITED(st))
+    *exitcode = WEXITSTATUS(st);
+  else if (WIFSIGNALED(st))
+    *exitcode = -WTERMSIG(st);
+  else
+    return 0; /* stopped or continued: still alive */
+  return 1;
+}
+
+int mproc__plat_signal(mproc_process *p, int which) {
+  int sig = which == MPROC__SIG_KILL  ? SIGKILL
+            : which == MPROC__SIG_INT ? SIGINT
+                                      : SIGTERM;
+  int rc;
+#ifdef __linux__
+  if (p->plat.pidfd >= 0)
+    rc = (int)syscall(SYS_pidfd_send_signal, p->plat.pidfd, sig, NULL, 0);
+  else
+#endif
+    /* The caller holds the lock that reaping needs, so the pid is still
+     * our unreaped child (at worst a zombie), never a recycled stranger. */
+    rc = kill((pid_t)p->pid, sig);
+  if (rc != 0 && errno != ESRCH)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return MPROC_OK;
+}
+
+mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
+  return p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
+}
+
+void mproc__plat_close(mproc_process *p) {
+  mproc__close_fd(&p->plat.pidfd);
+  mproc__close_fd(&p->plat.sentinel_r);
+}
+
+void mproc__plat_forget(mproc_process *p) { mproc__plat_close(p); }
+
+int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
+                             int *ready) {
+  struct pollfd *pfd;
+  double deadline = mproc__plat_now() + timeout, left;
+  size_t i;
+  int prc, count = 0;
+  pfd = (struct pollfd *)calloc(n, sizeof(*pfd));
+  if (!pfd)
+    return MPROC_ENOMEM;
+  for (i = 0; i < n; i++) {
+    pfd[i].fd = h[i];
+    pfd[i].events = POLLIN;
+  }
+  for (;;) {
+    left = timeout < 0 ? -1.0 : deadline - mproc__plat_now();
+    if (timeout >= 0 && left < 0)
+      left = 0;
+    prc = poll(pfd, (nfds_t)n, mproc__ms(left));
+    if (prc >= 0 || errno != EINTR)
+      break;
+  }
+  if (prc < 0) {
+    int e = errno;
+    free(pfd);
+    return mproc__os_fail(MPROC_ESYS, e);
+  }
+  for (i = 0; i < n; i++) {
+    if (pfd[i].revents & POLLNVAL) {
+      free(pfd);
+      return MPROC_EINVAL;
+    }
+    ready[i] = (pfd[i].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+    count += ready[i];
+  }
+  free(pfd);
+  return count;
+}

@@ -1,0 +1,845 @@
+/* Processes: the dispatch hook, the registry of started children, and the
+ * state machine Python's multiprocessing.Process defines (created, started,
+ * ended, closed).  Everything OS specific is behind platform.h. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+mproc__mutex_t mproc__lock = MPROC__MUTEX_INITIALIZER;
+
+/* Process-wide state, guarded by mproc__lock once mproc_main() returned. */
+static const mproc_entry *g_table;
+static int g_inited;
+static const char *g_argv0 = "";
+static mproc_start_method g_method =
+    MPROC__HAVE_FORK ? MPROC_START_FORK : MPROC_START_SPAWN;
+/* Started children that have not been reaped (Python's _children). */
+static mproc_process *g_children;
+/* Next child number: children are Process-N here, Process-<id>:N below. */
+static unsigned long g_counter = 1;
+static mproc_process g_current;
+static mproc_process g_parent;
+static int g_have_parent;
+static mproc__plat_parent g_parent_watch;
+static char g_main_name[] = "MainProcess";
+static char g_empty[] = "";
+
+const char *mproc__argv0(void) { return g_argv0; }
+
+mproc_start_method mproc__default_method(void) {
+  mproc_start_method m;
+  mproc__mutex_lock(&mproc__lock);
+  m = g_method;
+  mproc__mutex_unlock(&mproc__lock);
+  return m;
+}
+
+static char *mproc__strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *c = (char *)malloc(n);
+  if (c)
+    memcpy(c, s, n);
+  return c;
+}
+
+static const mproc_entry *mproc__find_entry(const char *name) {
+  const mproc_entry *e;
+  for (e = g_table; e && e->name; e++)
+    if (strcmp(e->name, name) == 0)
+      return e;
+  return NULL;
+}
+
+static int mproc__valid_timeout(double t) { return !isnan(t); }
+
+/* ---- start methods -------------------------------------------------------- */
+
+int mproc_set_start_method(mproc_start_method method) {
+  if (method != MPROC_START_FORK && method != MPROC_START_SPAWN)
+    return MPROC_EINVAL;
+  if (method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+    return MPROC_ENOTSUP;
+  mproc__mutex_lock(&mproc__lock);
+  g_method = method;
+  mproc__mutex_unlock(&mproc__lock);
+  return MPROC_OK;
+}
+
+mproc_start_method mproc_get_start_method(void) {
+  return mproc__default_method();
+}
+
+static int mproc__method_from_env(void) {
+  const char *v = getenv("MPROC_START_METHOD");
+  if (!v || !*v)
+    return MPROC_OK;
+  if (strcmp(v, "spawn") == 0)
+    return mproc_set_start_method(MPROC_START_SPAWN);
+  if (strcmp(v, "fork") == 0)
+    return mproc_set_start_method(MPROC_START_FORK);
+  return MPROC_EINVAL;
+}
+
+/* ---- registry (callers hold mproc__lock) ----------------------------------- */
+
+static void mproc__destroy(mproc_process *p) {
+  if (p->state != MPROC__P_CLOSED)
+    mproc__plat_close(p);
+  free(p->name);
+  free(p->identity);
+  free(p->args_blob);
+  free(p->handles);
+  free(p);
+}
+
+static void mproc__track(mproc_process *p) {
+  p->tracked = 1;
+  p->refs++;
+  p->prev = NULL;
+  p->next = g_children;
+  if (g_children)
+    g_children->prev = p;
+  g_children = p;
+}
+
+static void mproc__untrack(mproc_process *p) {
+  if (!p->tracked)
+    return;
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    g_children = p->next;
+  if (p->next)
+    p->next->prev = p->prev;
+  p->next = p->prev = NULL;
+  p->tracked = 0;
+  p->refs--;
+}
+
+/* Reap without blocking.  Returns 1 if the child has ended (state ENDED).
+ * May destroy p when the registry held the last reference, so callers that
+ * do not own a reference must not touch p afterwards. */
+static int mproc__poll_locked(mproc_process *p) {
+  int code, rc;
+  if (p->state == MPROC__P_ENDED)
+    return 1;
+  if (p->state != MPROC__P_STARTED)
+    return 0;
+  rc = mproc__plat_reap(p, &code);
+  if (rc != 1)
+    return rc < 0 ? rc : 0;
+  p->state = MPROC__P_ENDED;
+  p->exitcode = code;
+  mproc__untrack(p);
+  if (p->refs == 0)
+    mproc__destroy(p);
+  return 1;
+}
+
+/* The checks every operation on a child object starts with. */
+static int mproc__check_child(const mproc_process *p) {
+  if (p->state == MPROC__P_CLOSED)
+    return MPROC_ECLOSED;
+  if (p->kind != MPROC__K_CHILD || p->creator_pid != mproc__plat_getpid())
+    return MPROC_EPERM;
+  return MPROC_OK;
+}
+
+/* ---- create / start --------------------------------------------------------- */
+
+int mproc_process_create(mproc_process **out, const char *entry,
+                         const mproc_args *args,
+                         const mproc_process_options *opts) {
+  mproc_process *p;
+  const mproc_entry *e;
+  mproc_start_method method;
+  int daemon, rc;
+  unsigned long idx;
+  char buf[64];
+  size_t need;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!entry)
+    return MPROC_EINVAL;
+  if (!g_inited)
+    return MPROC_ENOINIT;
+  e = mproc__find_entry(entry);
+  if (!e)
+    return MPROC_ENOENTRY;
+  method = opts ? opts->start_method : MPROC_START_DEFAULT;
+  if (method == MPROC_START_DEFAULT)
+    method = mproc__default_method();
+  if (method != MPROC_START_FORK && method != MPROC_START_SPAWN)
+    return MPROC_EINVAL;
+  if (method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+    return MPROC_ENOTSUP;
+  daemon = opts ? opts->daemon : MPROC_DAEMON_INHERIT;
+  if (daemon != MPROC_DAEMON_INHERIT && daemon != MPROC_DAEMON_YES &&
+      daemon != MPROC_DAEMON_NO)
+    return MPROC_EINVAL;
+
+  p = (mproc_process *)calloc(1, sizeof(*p));
+  if (!p)
+    return MPROC_ENOMEM;
+  {
+    mproc__plat_proc init = MPROC__PLAT_PROC_INIT;
+    p->plat = init;
+  }
+  p->kind = MPROC__K_CHILD;
+  p->state = MPROC__P_CREATED;
+  p->refs = 1;
+  p->method = method;
+  p->entry = e;
+  p->pid = -1;
+  p->creator_pid = mproc__plat_getpid();
+  rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
+                          &p->nhandles);
+  if (rc < 0)
+    goto fail;
+
+  mproc__mutex_lock(&mproc__lock);
+  idx = g_counter++;
+  p->daemon = daemon == MPROC_DAEMON_INHERIT ? g_current.daemon
+                                             : daemon == MPROC_DAEMON_YES;
+  need = strlen(g_current.identity) + sizeof buf;
+  p->identity = (char *)malloc(need);
+  if (p->identity) {
+    if (g_current.identity[0])
+      snprintf(p->identity, need, "%s:%lu", g_current.identity, idx);
+    else
+      snprintf(p->identity, need, "%lu", idx);
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  rc = MPROC_ENOMEM;
+  if (!p->identity)
+    goto fail;
+  if (opts && opts->name) {
+    p->name = mproc__strdup(opts->name);
+  } else {
+    need = strlen(p->identity) + sizeof "Process-";
+    p->name = (char *)malloc(need);
+    if (p->name)
+      snprintf(p->name, need, "Process-%s", p->identity);
+  }
+  if (!p->name)
+    goto fail;
+  *out = p;
+  return MPROC_OK;
+fail:
+  mproc__destroy(p);
+  return rc;
+}
+
+static int mproc__cleanup_children(void);
+
+/* The fork child: become process `p`, run its entry, exit.  Runs in the
+ * child right after fork() with mproc__lock held (it was held across fork,
+ * so no other thread was inside it; only this thread exists now). */
+static void mproc__fork_child_main(mproc_process *p) {
+  mproc_process *c, *next;
+  mproc_args *args = NULL;
+  int64_t parent_pid = g_current.pid;
+  int code;
+
+  /* The parent's children are not ours: drop our copies of their OS state
+   * so we neither hold their sentinels open nor reap or signal them.  The
+   * objects stay valid (the user may still hold pointers) but now belong to
+   * another process, so every call on them returns MPROC_EPERM. */
+  for (c = g_children; c; c = next) {
+    next = c->next;
+    mproc__plat_forget(c);
+    c->next = c->prev = NULL;
+    c->tracked = 0;
+    c->refs--;
+  }
+  g_children = NULL;
+  g_counter = 1;
+  g_parent.name = g_current.name;
+  g_parent.pid = parent_pid;
+  g_parent.identity = g_current.identity;
+  g_have_parent = 1;
+  g_current.name = mproc__strdup(p->name);
+  g_current.identity = mproc__strdup(p->identity);
+  g_current.daemon = p->daemon;
+  g_current.pid = mproc__plat_getpid();
+  if (!g_current.name || !g_current.identity)
+    mproc__plat_exit_now(1);
+  mproc__mutex_unlock(&mproc__lock);
+
+  if (p->daemon && mproc__plat_arm_daemon(parent_pid) < 0)
+    mproc__plat_exit_now(1); /* the parent is already gone */
+  memset(&g_parent_watch, 0, sizeof g_parent_watch);
+  mproc__plat_watch_parent(&g_parent_watch, parent_pid, 0);
+  if (mproc__args_decode(p->args_blob, p->args_len, p->handles, p->nhandles,
+                         &args) < 0) {
+    fprintf(stderr, "mproc: %s: cannot decode arguments\n", p->name);
+    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  }
+  code = p->entry->fn(args);
+  mproc_args_free(args);
+  /* _exit, not exit: the atexit handlers and stdio buffers we inherited
+   * belong to the parent (Python's fork children call os._exit too).  Our own
+   * duties at exit, and the flush, are done by hand. */
+  mproc__cleanup_children();
+  fflush(NULL);
+  mproc__plat_exit_now(code);
+}
+
+/* Spawn: called by the backend once it knows the child's handle values. */
+static int mproc__build_bootstrap(mproc_process *p, const uint64_t *child_handles,
+                                  uint64_t parent_handle,
+                                  uint64_t interrupt_handle,
+                                  unsigned char **buf, size_t *len) {
+  mproc__bootstrap bs;
+  int rc;
+  memset(&bs, 0, sizeof bs);
+  bs.start_method = (uint32_t)mproc__default_method();
+  bs.flags = p->daemon ? MPROC__BS_DAEMON : 0;
+  bs.parent_pid = mproc__plat_getpid();
+  bs.parent_handle = parent_handle;
+  bs.interrupt_handle = interrupt_handle;
+  bs.entry = p->entry->name;
+  mproc__mutex_lock(&mproc__lock);
+  bs.name = p->name;
+  bs.identity = p->identity;
+  bs.parent_name = g_current.name;
+  bs.nhandles = (uint32_t)p->nhandles;
+  bs.handles = (uint64_t *)child_handles;
+  bs.args = p->args_blob;
+  bs.args_len = p->args_len;
+  rc = mproc__bootstrap_encode(&bs, buf, len);
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+int mproc_process_start(mproc_process *p) {
+  int rc;
+  if (!p)
+    return MPROC_EINVAL;
+  /* Buffered output written before start must not appear twice (fork copies
+   * the buffers) and must come before the child's (spawn). */
+  fflush(NULL);
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK && p->state != MPROC__P_CREATED)
+    rc = MPROC_ESTATE;
+  if (rc == MPROC_OK && p->waiters)
+    rc = MPROC_ESTATE; /* another thread is starting it right now */
+  if (rc == MPROC_OK && g_current.daemon)
+    rc = MPROC_EDAEMON;
+  if (rc < 0) {
+    mproc__mutex_unlock(&mproc__lock);
+    return rc;
+  }
+  if (p->method == MPROC_START_FORK) {
+    rc = mproc__plat_fork(p, mproc__fork_child_main);
+  } else {
+    /* Starting an executable takes milliseconds: do it without the lock so
+     * other threads can start, join and signal meanwhile.  waiters marks the
+     * object busy so a second start() or a close() refuses. */
+    p->waiters++;
+    mproc__mutex_unlock(&mproc__lock);
+    rc = mproc__plat_spawn(p, p->handles, p->nhandles, mproc__build_bootstrap);
+    mproc__mutex_lock(&mproc__lock);
+    p->waiters--;
+  }
+  if (rc == MPROC_OK) {
+    p->state = MPROC__P_STARTED;
+    mproc__track(p);
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+/* ---- join and friends ---------------------------------------------------------- */
+
+int mproc_process_join(mproc_process *p, double timeout) {
+  double deadline, left;
+  int rc;
+  if (!p || !mproc__valid_timeout(timeout))
+    return MPROC_EINVAL;
+  if (p->kind == MPROC__K_PARENT)
+    return mproc__plat_parent_wait(&g_parent_watch, timeout);
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK && p->state == MPROC__P_CREATED)
+    rc = MPROC_ESTATE;
+  if (rc < 0 || p->state == MPROC__P_ENDED) {
+    mproc__mutex_unlock(&mproc__lock);
+    return rc;
+  }
+  p->waiters++;
+  deadline = mproc__plat_now() + timeout;
+  for (;;) {
+    rc = mproc__poll_locked(p);
+    if (rc != 0)
+      break; /* 1: ended; negative: error */
+    left = timeout < 0 ? -1.0 : deadline - mproc__plat_now();
+    if (timeout >= 0 && left <= 0) {
+      rc = MPROC_ETIMEDOUT;
+      break;
+    }
+    mproc__mutex_unlock(&mproc__lock);
+    rc = mproc__plat_wait(p, left);
+    mproc__mutex_lock(&mproc__lock);
+    if (rc < 0 && rc != MPROC_ETIMEDOUT)
+      break;
+  }
+  p->waiters--;
+  mproc__mutex_unlock(&mproc__lock);
+  return rc == 1 ? MPROC_OK : rc;
+}
+
+int mproc_process_is_alive(mproc_process *p) {
+  int rc;
+  if (!p)
+    return MPROC_EINVAL;
+  if (p->kind == MPROC__K_CURRENT)
+    return 1;
+  if (p->kind == MPROC__K_PARENT)
+    return mproc__plat_parent_alive(&g_parent_watch);
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK) {
+    rc = mproc__poll_locked(p);
+    if (rc >= 0)
+      rc = p->state == MPROC__P_STARTED;
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+int mproc_process_exitcode(mproc_process *p, int *code) {
+  int rc;
+  if (!p || !code)
+    return MPROC_EINVAL;
+  if (p->kind != MPROC__K_CHILD)
+    return p->state == MPROC__P_CLOSED ? MPROC_ECLOSED : 0;
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK) {
+    rc = mproc__poll_locked(p);
+    if (rc == 1)
+      *code = p->exitcode;
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+static int mproc__signal(mproc_process *p, int which) {
+  int rc;
+  if (!p)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK && p->state == MPROC__P_CREATED)
+    rc = MPROC_ESTATE;
+  /* Holding the lock keeps the child unreaped while we signal it, so its
+   * pid cannot have been recycled; an ended child is left alone. */
+  if (rc == MPROC_OK && p->state == MPROC__P_STARTED)
+    rc = mproc__plat_signal(p, which);
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+int mproc_process_terminate(mproc_process *p) {
+  return mproc__signal(p, MPROC__SIG_TERM);
+}
+int mproc_process_kill(mproc_process *p) {
+  return mproc__signal(p, MPROC__SIG_KILL);
+}
+int mproc_process_interrupt(mproc_process *p) {
+  return mproc__signal(p, MPROC__SIG_INT);
+}
+
+int mproc_process_close(mproc_process *p) {
+  int rc;
+  if (!p)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  if (p->state == MPROC__P_CLOSED) {
+    mproc__mutex_unlock(&mproc__lock);
+    return MPROC_OK; /* closing twice is harmless, as in Python */
+  }
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK)
+    rc = mproc__poll_locked(p);
+  if (rc >= 0 && (p->state == MPROC__P_STARTED || p->waiters))
+    rc = MPROC_EBUSY;
+  if (rc >= 0) {
+    mproc__plat_close(p);
+    free(p->args_blob);
+    free(p->handles);
+    p->args_blob = NULL;
+    p->handles = NULL;
+    p->state = MPROC__P_CLOSED;
+    rc = MPROC_OK;
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+mproc_process *mproc_process_free(mproc_process *p) {
+  if (!p || p->kind != MPROC__K_CHILD)
+    return NULL; /* the current/parent objects are borrowed */
+  mproc__mutex_lock(&mproc__lock);
+  if (--p->refs == 0)
+    mproc__destroy(p);
+  mproc__mutex_unlock(&mproc__lock);
+  return NULL;
+}
+
+/* ---- accessors ------------------------------------------------------------------ */
+
+int mproc_process_pid(const mproc_process *p, int64_t *pid) {
+  int rc = MPROC_OK;
+  if (!p || !pid)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  if (p->state == MPROC__P_CLOSED)
+    rc = MPROC_ECLOSED;
+  else if (p->kind == MPROC__K_CHILD && p->state == MPROC__P_CREATED)
+    rc = MPROC_ESTATE;
+  else
+    *pid = p->pid;
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+const char *mproc_process_name(const mproc_process *p) {
+  if (!p || p->state == MPROC__P_CLOSED)
+    return NULL;
+  return p->name;
+}
+
+int mproc_process_set_name(mproc_process *p, const char *name) {
+  char *copy, *old;
+  if (!p || !name)
+    return MPROC_EINVAL;
+  if (p->state == MPROC__P_CLOSED)
+    return MPROC_ECLOSED;
+  if (p->kind == MPROC__K_PARENT)
+    return MPROC_EPERM;
+  copy = mproc__strdup(name);
+  if (!copy)
+    return MPROC_ENOMEM;
+  mproc__mutex_lock(&mproc__lock);
+  old = p->name;
+  p->name = copy;
+  mproc__mutex_unlock(&mproc__lock);
+  if (old != g_main_name)
+    free(old);
+  return MPROC_OK;
+}
+
+int mproc_process_daemon(const mproc_process *p) {
+  if (!p)
+    return MPROC_EINVAL;
+  if (p->state == MPROC__P_CLOSED)
+    return MPROC_ECLOSED;
+  return p->daemon;
+}
+
+int mproc_process_set_daemon(mproc_process *p, int daemonic) {
+  int rc;
+  if (!p)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  if (rc == MPROC_OK && (p->state != MPROC__P_CREATED || p->waiters))
+    rc = MPROC_ESTATE;
+  if (rc == MPROC_OK)
+    p->daemon = daemonic != 0;
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out) {
+  int rc = MPROC_OK;
+  if (!p || !out)
+    return MPROC_EINVAL;
+  if (p->kind == MPROC__K_PARENT) {
+    *out = mproc__plat_parent_sentinel(&g_parent_watch);
+    return *out == MPROC_INVALID_HANDLE ? MPROC_ENOTSUP : MPROC_OK;
+  }
+  if (p->kind == MPROC__K_CURRENT)
+    return MPROC_EPERM;
+  mproc__mutex_lock(&mproc__lock);
+  if (p->state == MPROC__P_CLOSED)
+    rc = MPROC_ECLOSED;
+  else if (p->state == MPROC__P_CREATED)
+    rc = MPROC_ESTATE;
+  else
+    *out = mproc__plat_sentinel(p);
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+mproc_process *mproc_current_process(void) {
+  return g_inited ? &g_current : NULL;
+}
+
+mproc_process *mproc_parent_process(void) {
+  return g_inited && g_have_parent ? &g_parent : NULL;
+}
+
+int mproc_active_children(mproc_process **out, size_t cap, size_t *count) {
+  mproc_process *c, *next;
+  size_t n = 0;
+  int rc;
+  if (!count || (cap && !out))
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  for (c = g_children; c; c = next) {
+    next = c->next;
+    rc = mproc__poll_locked(c); /* may unlink and destroy c */
+    (void)rc;
+  }
+  for (c = g_children; c; c = c->next) {
+    if (n < cap) {
+      c->refs++;
+      out[n] = c;
+    }
+    n++;
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  *count = n;
+  return MPROC_OK;
+}
+
+int mproc_cpu_count(void) {
+  int n = mproc__plat_cpu_count();
+  return n > 0 ? n : 1;
+}
+
+/* ---- waiting on many ------------------------------------------------------------ */
+
+int mproc_wait(mproc_waitable *items, size_t n, double timeout) {
+  mproc_handle_t *hs;
+  int *ready;
+  size_t i, nready = 0;
+  int rc = MPROC_OK;
+  if (!items || n == 0 || !mproc__valid_timeout(timeout))
+    return MPROC_EINVAL;
+  hs = (mproc_handle_t *)malloc(n * sizeof(*hs));
+  ready = (int *)calloc(n, sizeof(*ready));
+  if (!hs || !ready) {
+    free(hs);
+    free(ready);
+    return MPROC_ENOMEM;
+  }
+  for (i = 0; i < n && rc == MPROC_OK; i++) {
+    items[i].ready = 0;
+    if (items[i].kind == MPROC_WAIT_PROCESS) {
+      mproc_process *p = (mproc_process *)items[i].object;
+      if (!p)
+        rc = MPROC_EINVAL;
+      else
+        rc = mproc_process_sentinel(p, &hs[i]);
+    } else if (items[i].kind == MPROC_WAIT_HANDLE) {
+      hs[i] = items[i].handle;
+      if (hs[i] == MPROC_INVALID_HANDLE)
+        rc = MPROC_EINVAL;
+    } else {
+      rc = MPROC_EINVAL;
+    }
+  }
+  if (rc == MPROC_OK)
+    rc = mproc__plat_wait_handles(hs, n, timeout, ready);
+  if (rc >= 0) {
+    for (i = 0; i < n; i++) {
+      items[i].ready = ready[i] != 0;
+      nready += (size_t)items[i].ready;
+    }
+    rc = (int)nready;
+  }
+  free(hs);
+  free(ready);
+  return rc;
+}
+
+/* ---- exit ------------------------------------------------------------------------- */
+
+/* Python's _exit_function: terminate the daemonic children, then join every
+ * child.  Runs at normal exit of any process that started children. */
+static int mproc__cleanup_children(void) {
+  mproc_process *c;
+  int failures = 0;
+  mproc__mutex_lock(&mproc__lock);
+  for (c = g_children; c; c = c->next)
+    if (c->daemon && c->state == MPROC__P_STARTED)
+      (void)mproc__plat_signal(c, MPROC__SIG_TERM);
+  for (;;) {
+    c = g_children;
+    if (!c)
+      break;
+    c->refs++;
+    mproc__mutex_unlock(&mproc__lock);
+    if (mproc_process_join(c, MPROC_FOREVER) < 0)
+      failures++;
+    mproc__mutex_lock(&mproc__lock);
+    /* A child we cannot wait for must not make exit spin. */
+    mproc__untrack(c);
+    if (--c->refs == 0)
+      mproc__destroy(c);
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return failures;
+}
+
+static void mproc__atexit(void) {
+  /* Only the process that registered the handler owns the registry; a fork
+   * child that calls exit() runs the inherited handler, and by then the
+   * registry holds that child's own children, which is right too. */
+  (void)mproc__cleanup_children();
+}
+
+/* ---- the init hook ---------------------------------------------------------------- */
+
+static int mproc__check_table(const mproc_entry *table) {
+  const mproc_entry *e, *f;
+  if (!table)
+    return MPROC_EINVAL;
+  for (e = table; e->name; e++) {
+    if (!e->name[0] || !e->fn)
+      return MPROC_EINVAL;
+    for (f = table; f != e; f++)
+      if (strcmp(f->name, e->name) == 0)
+        return MPROC_EINVAL;
+  }
+  return MPROC_OK;
+}
+
+static void mproc__bootstrap_die(const char *what, const char *detail) {
+  fprintf(stderr, "mproc: %s%s%s\n", what, detail ? ": " : "",
+          detail ? detail : "");
+  fflush(stderr);
+  exit(MPROC_EXIT_BOOTSTRAP);
+}
+
+/* A spawned child: read who we are, run the entry, exit with its value. */
+static void mproc__run_spawn_child(unsigned char *buf, size_t len) {
+  mproc__bootstrap bs;
+  mproc_handle_t *table = NULL;
+  mproc_args *args = NULL;
+  const mproc_entry *e;
+  char err[256];
+  uint32_t i;
+  int code;
+
+  if (mproc__bootstrap_decode(buf, len, &bs) < 0)
+    mproc__bootstrap_die("damaged bootstrap from the parent process", NULL);
+  e = mproc__find_entry(bs.entry);
+  if (!e) {
+    snprintf(err, sizeof err, "'%s'", bs.entry);
+    mproc__bootstrap_die("no entry of that name in this program's dispatch "
+                         "table",
+                         err);
+  }
+  err[0] = 0;
+  if (mproc__plat_child_setup(&bs, err, sizeof err) < 0)
+    mproc__bootstrap_die("cannot set up the child", err);
+  if (bs.nhandles) {
+    table = (mproc_handle_t *)malloc(bs.nhandles * sizeof(*table));
+    if (!table)
+      mproc__bootstrap_die("out of memory", NULL);
+    for (i = 0; i < bs.nhandles; i++)
+      table[i] = (mproc_handle_t)(intptr_t)bs.handles[i];
+  }
+  if (mproc__args_decode(bs.args, bs.args_len, table, bs.nhandles, &args) < 0)
+    mproc__bootstrap_die("damaged arguments in the bootstrap", NULL);
+  free(table);
+
+  mproc__mutex_lock(&mproc__lock);
+  g_method = (mproc_start_method)bs.start_method;
+  if (g_method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+    g_method = MPROC_START_SPAWN;
+  g_current.name = mproc__strdup(bs.name);
+  g_current.identity = mproc__strdup(bs.identity);
+  g_current.daemon = (bs.flags & MPROC__BS_DAEMON) != 0;
+  g_parent.name = mproc__strdup(bs.parent_name);
+  g_parent.identity = g_empty;
+  g_parent.pid = bs.parent_pid;
+  g_have_parent = 1;
+  mproc__mutex_unlock(&mproc__lock);
+  if (!g_current.name || !g_current.identity || !g_parent.name)
+    mproc__bootstrap_die("out of memory", NULL);
+  if (g_current.daemon && mproc__plat_arm_daemon(bs.parent_pid) < 0)
+    exit(1); /* the parent is already gone: a daemonic child goes with it */
+  mproc__plat_watch_parent(&g_parent_watch, bs.parent_pid, bs.parent_handle);
+  mproc__bootstrap_release(&bs);
+  free(buf);
+
+  code = e->fn(args);
+  mproc_args_free(args);
+  /* A spawned child is a program of its own: exit() runs its atexit
+   * handlers, ours among them (joining its own children), and flushes. */
+  exit(code);
+}
+
+static void mproc__free_identity(void) {
+  /* Names that live for the whole process, released at exit so leak
+   * checkers see a clean heap. */
+  if (g_current.name != g_main_name)
+    free(g_current.name);
+  if (g_current.identity != g_empty)
+    free(g_current.identity);
+  if (g_parent.name != g_main_name && g_parent.name != g_empty)
+    free(g_parent.name);
+  g_current.name = g_main_name;
+  g_current.identity = g_empty;
+  g_parent.name = g_empty;
+}
+
+int mproc_main(int argc, char **argv, const mproc_entry *table) {
+  unsigned char *buf = NULL;
+  size_t len = 0;
+  char err[512];
+  int rc;
+  if (mproc__check_table(table) < 0)
+    return MPROC_EINVAL;
+  if (g_inited)
+    return MPROC_ESTATE;
+  g_table = table;
+  if (argc > 0 && argv && argv[0])
+    g_argv0 = argv[0];
+  g_current.kind = MPROC__K_CURRENT;
+  g_current.state = MPROC__P_STARTED;
+  g_current.name = g_main_name;
+  g_current.identity = g_empty;
+  g_current.pid = mproc__plat_getpid();
+  g_current.creator_pid = g_current.pid;
+  g_parent.kind = MPROC__K_PARENT;
+  g_parent.state = MPROC__P_STARTED;
+  g_parent.name = g_empty;
+  g_parent.identity = g_empty;
+  rc = mproc__plat_init(argc, argv);
+  if (rc < 0)
+    return rc;
+  err[0] = 0;
+  rc = mproc__plat_read_bootstrap(argc, argv, &buf, &len, err, sizeof err);
+  if (rc < 0)
+    mproc__bootstrap_die(err[0] ? err : "cannot read the bootstrap", NULL);
+  rc = mproc__method_from_env();
+  if (rc < 0) {
+    fprintf(stderr,
+            "mproc: MPROC_START_METHOD=%s is not a start method here "
+            "(use fork or spawn%s)\n",
+            getenv("MPROC_START_METHOD"),
+            MPROC__HAVE_FORK ? "" : "; Windows has only spawn");
+    if (buf)
+      exit(MPROC_EXIT_BOOTSTRAP);
+    return rc;
+  }
+  g_inited = 1;
+  atexit(mproc__free_identity);
+  /* Registered after the line above, so it runs before it (LIFO). */
+  atexit(mproc__atexit);
+  if (buf)
+    mproc__run_spawn_child(buf, len); /* does not return */
+  return MPROC_OK;
+}

@@ -1,0 +1,707 @@
+// The Process API: lifecycle, exit codes, signals, names, daemons, waiting.
+// Every test runs under the lane's start method (fork or spawn on Linux,
+// spawn on Windows), so the same expectations hold for all of them.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <csignal>
+#include <cstring>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "test_util.h"
+
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#endif
+
+namespace {
+
+int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0) {
+  int64_t v = dflt;
+  mproc_arg_int(a, i, &v);
+  return v;
+}
+
+mproc_handle_t arg_handle(const mproc_args *a, size_t i) {
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(a, i, &h);
+  return h;
+}
+
+bool pipe_has_data(mproc_handle_t h) {
+#ifdef _WIN32
+  DWORD avail = 0;
+  return PeekNamedPipe(h, nullptr, 0, nullptr, &avail, nullptr) && avail > 0;
+#else
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, h, 0};
+  return mproc_wait(&w, 1, 0) == 1;
+#endif
+}
+
+mproc_process *created(const char *entry, const mproc_args *a = nullptr,
+                       const mproc_process_options *o = nullptr) {
+  mproc_process *p = nullptr;
+  EXPECT_EQ(mproc_process_create(&p, entry, a, o), MPROC_OK);
+  return p;
+}
+
+} // namespace
+
+TEST_ENTRY(ret_arg) { return (int)arg_int(args, 0); }
+
+TEST_ENTRY(sleep_then_ret) {
+  test_sleep_ms((int)arg_int(args, 0));
+  return (int)arg_int(args, 1);
+}
+
+// Writes "name|parent name|pid|daemon" to the handle in arg 0.
+TEST_ENTRY(report_self) {
+  mproc_process *me = mproc_current_process();
+  mproc_process *parent = mproc_parent_process();
+  int64_t pid = -1, ppid = -1;
+  mproc_process_pid(me, &pid);
+  if (parent)
+    mproc_process_pid(parent, &ppid);
+  std::string s = std::string(mproc_process_name(me)) + "|" +
+                  (parent ? mproc_process_name(parent) : "-") + "|" +
+                  std::to_string(pid) + "|" + std::to_string(ppid) + "|" +
+                  std::to_string(mproc_process_daemon(me)) + "|" +
+                  std::to_string(test_getpid()) + "|" +
+                  std::to_string(parent ? mproc_process_is_alive(parent) : -1);
+  return test_write_all(arg_handle(args, 0), s.data(), s.size()) ? 0 : 1;
+}
+
+// Starts a default-named grandchild that reports itself on our handle.
+TEST_ENTRY(report_grandchild) {
+  mproc_handle_t h = arg_handle(args, 0);
+  Args a;
+  a.h(h);
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "report_self", a, nullptr) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 10;
+  int code = -1;
+  mproc_process_join(p, 60);
+  mproc_process_exitcode(p, &code);
+  mproc_process_free(p);
+  return code;
+}
+
+// Returns -rc of starting a child (0 if it worked).
+TEST_ENTRY(try_start_child) {
+  mproc_process *p = nullptr;
+  int rc = mproc_process_create(&p, "ret_arg", nullptr, nullptr);
+  if (rc == MPROC_OK)
+    rc = mproc_process_start(p);
+  if (rc == MPROC_OK)
+    mproc_process_join(p, 60);
+  mproc_process_free(p);
+  return -rc;
+}
+
+// Writes 'R' on the handle, then sleeps (holding the handle) up to 60 s.
+TEST_ENTRY(hold_and_sleep) {
+  mproc_handle_t h = arg_handle(args, 0);
+  if (!test_write_all(h, "R", 1))
+    return 1;
+  test_sleep_ms((int)arg_int(args, 1, 60000));
+  return 0;
+}
+
+// Starts a grandchild running hold_and_sleep(handle), daemonic or not per
+// arg 1, then returns at once (arg 2 == 0) or sleeps (arg 2 ms).
+TEST_ENTRY(start_grandchild_and_go) {
+  mproc_handle_t h = arg_handle(args, 0);
+  int64_t daemonic = arg_int(args, 1), linger = arg_int(args, 2);
+  Args a;
+  a.h(h).i(daemonic ? 60000 : 300);
+  mproc_process_options o = {nullptr,
+                             daemonic ? MPROC_DAEMON_YES : MPROC_DAEMON_NO,
+                             MPROC_START_DEFAULT};
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "hold_and_sleep", a, &o) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 10;
+  mproc_process_free(p); // still tracked: exit-time cleanup handles it
+  if (linger)
+    test_sleep_ms((int)linger);
+  return 0;
+}
+
+// Writes "done" after arg 1 ms, on the handle in arg 0.
+TEST_ENTRY(write_done_later) {
+  test_sleep_ms((int)arg_int(args, 1));
+  return test_write_all(arg_handle(args, 0), "done", 4) ? 0 : 1;
+}
+
+TEST_ENTRY(start_nondaemon_writer_and_go) {
+  Args a;
+  a.h(arg_handle(args, 0)).i(300);
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "write_done_later", a, nullptr) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 10;
+  mproc_process_free(p);
+  return 0; // exit-time cleanup must join the grandchild first
+}
+
+static volatile sig_atomic_t g_sigint_seen;
+static void on_sigint(int) { g_sigint_seen = 1; }
+
+TEST_ENTRY(wait_for_sigint) {
+  signal(SIGINT, on_sigint);
+  if (!test_write_all(arg_handle(args, 0), "R", 1))
+    return 1;
+  for (int i = 0; i < 30000 && !g_sigint_seen; i++)
+    test_sleep_ms(1);
+  return g_sigint_seen ? 42 : 43;
+}
+
+TEST_ENTRY(ready_then_sleep) {
+  if (!test_write_all(arg_handle(args, 0), "R", 1))
+    return 1;
+  test_sleep_ms(60000);
+  return 0;
+}
+
+// ---- lifecycle ----------------------------------------------------------
+
+TEST(Lifecycle, ExitCodeIsTheEntryReturnValue) {
+  mproc_process *p = test_start("ret_arg", Args().i(7));
+  EXPECT_EQ(test_join_code(p), 7);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, ZeroExitCode) {
+  mproc_process *p = test_start("ret_arg", Args().i(0));
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, ExitCodeNoneBeforeStartAndWhileRunning) {
+  mproc_process *p = created("sleep_then_ret", Args().i(60000));
+  int code = 12345;
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 0);
+  EXPECT_EQ(code, 12345);
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 0);
+  EXPECT_EQ(mproc_process_terminate(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -15);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, JoinTimesOutWhileRunningAndCanBeRepeated) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000).i(3));
+  double t0 = test_now();
+  EXPECT_EQ(mproc_process_join(p, 0.2), MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_process_join(p, 0), MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 30.0); // a generous upper bound only
+  EXPECT_EQ(mproc_process_is_alive(p), 1);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  // Joining an ended process again is fine and immediate.
+  EXPECT_EQ(mproc_process_join(p, 0), MPROC_OK);
+  EXPECT_EQ(mproc_process_join(p, MPROC_FOREVER), MPROC_OK);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, JoinBeforeStartIsAStateError) {
+  mproc_process *p = created("ret_arg");
+  EXPECT_EQ(mproc_process_join(p, 0), MPROC_ESTATE);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, StartTwiceIsAStateError) {
+  mproc_process *p = test_start("ret_arg", Args().i(1));
+  EXPECT_EQ(mproc_process_start(p), MPROC_ESTATE);
+  EXPECT_EQ(test_join_code(p), 1);
+  EXPECT_EQ(mproc_process_start(p), MPROC_ESTATE);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, IsAliveBeforeDuringAfter) {
+  mproc_process *p = created("sleep_then_ret", Args().i(60000));
+  EXPECT_EQ(mproc_process_is_alive(p), 0);
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_is_alive(p), 1);
+  mproc_process_terminate(p);
+  test_join_code(p);
+  EXPECT_EQ(mproc_process_is_alive(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, PidUnsetBeforeStartThenMatchesTheChild) {
+  TestPipe pipe;
+  mproc_process *p = created("report_self", Args().h(pipe.w));
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_ESTATE);
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  pipe.close_w();
+  ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+  std::string out = test_read_all(pipe.r);
+  EXPECT_EQ(test_join_code(p), 0);
+  // Field 3 is the child's own view of its pid, field 6 its OS pid.
+  size_t a = out.find('|'), b = out.find('|', a + 1), c = out.find('|', b + 1);
+  ASSERT_NE(c, std::string::npos) << out;
+  EXPECT_EQ(out.substr(b + 1, c - b - 1), std::to_string(pid)) << out;
+  std::string tail = "|" + std::to_string(pid) + "|1";
+  ASSERT_GE(out.size(), tail.size());
+  EXPECT_EQ(out.substr(out.size() - tail.size()), tail) << out;
+  mproc_process_free(p);
+}
+
+TEST(Lifecycle, ManyChildrenAtOnce) {
+  mproc_process *ps[8];
+  for (int i = 0; i < 8; i++)
+    ps[i] = test_start("ret_arg", Args().i(i + 1));
+  for (int i = 0; i < 8; i++) {
+    EXPECT_EQ(test_join_code(ps[i]), i + 1);
+    mproc_process_free(ps[i]);
+  }
+}
+
+TEST(Lifecycle, SeveralThreadsJoinTheSameProcess) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(200).i(9));
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; i++)
+    ts.emplace_back([&] {
+      if (mproc_process_join(p, 60) == MPROC_OK)
+        ok++;
+    });
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(ok.load(), 4);
+  EXPECT_EQ(test_join_code(p), 9);
+  mproc_process_free(p);
+}
+
+// ---- signals ----------------------------------------------------------------
+
+TEST(Signals, TerminateReportsMinus15) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000));
+  EXPECT_EQ(mproc_process_terminate(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -15);
+  mproc_process_free(p);
+}
+
+TEST(Signals, KillReportsMinus9) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000));
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+}
+
+TEST(Signals, InterruptWithoutHandlerReportsMinus2) {
+  TestPipe pipe;
+  mproc_process *p = test_start("ready_then_sleep", Args().h(pipe.w));
+  pipe.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "R");
+  EXPECT_EQ(mproc_process_interrupt(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -2);
+  mproc_process_free(p);
+}
+
+TEST(Signals, InterruptRunsTheChildsSigintHandler) {
+  TestPipe pipe;
+  mproc_process *p = test_start("wait_for_sigint", Args().h(pipe.w));
+  pipe.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "R");
+  EXPECT_EQ(mproc_process_interrupt(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), 42);
+  mproc_process_free(p);
+}
+
+TEST(Signals, OnAnEndedProcessAreHarmlessNoOps) {
+  mproc_process *p = test_start("ret_arg", Args().i(5));
+  EXPECT_EQ(test_join_code(p), 5);
+  // Reaped: its pid may belong to a stranger now.  Nothing is sent.
+  EXPECT_EQ(mproc_process_terminate(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_interrupt(p), MPROC_OK);
+  int code = 0;
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+  EXPECT_EQ(code, 5);
+  mproc_process_free(p);
+}
+
+TEST(Signals, BeforeStartAreStateErrors) {
+  mproc_process *p = created("ret_arg");
+  EXPECT_EQ(mproc_process_terminate(p), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_interrupt(p), MPROC_ESTATE);
+  mproc_process_free(p);
+}
+
+// ---- close and free -----------------------------------------------------------
+
+TEST(Close, WhileRunningIsBusy) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000));
+  EXPECT_EQ(mproc_process_close(p), MPROC_EBUSY);
+  mproc_process_kill(p);
+  test_join_code(p);
+  EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+  mproc_process_free(p);
+}
+
+TEST(Close, EveryCallAfterCloseIsAnError) {
+  mproc_process *p = test_start("ret_arg", Args().i(3));
+  test_join_code(p);
+  ASSERT_EQ(mproc_process_close(p), MPROC_OK);
+  int64_t pid;
+  int code;
+  mproc_handle_t h;
+  EXPECT_EQ(mproc_process_start(p), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_join(p, 0), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_is_alive(p), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_exitcode(p, &code), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_terminate(p), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_interrupt(p), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_sentinel(p, &h), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_daemon(p), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_set_daemon(p, 1), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_set_name(p, "x"), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_process_name(p), nullptr);
+  EXPECT_EQ(mproc_process_close(p), MPROC_OK); // twice is harmless
+  mproc_process_free(p);
+}
+
+TEST(Close, NeverStartedProcessCloses) {
+  mproc_process *p = created("ret_arg");
+  EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_start(p), MPROC_ECLOSED);
+  mproc_process_free(p);
+}
+
+TEST(Close, FreeWhileRunningKeepsTrackingTheChild) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000));
+  int64_t pid = 0;
+  mproc_process_pid(p, &pid);
+  EXPECT_EQ(mproc_process_free(p), nullptr);
+  mproc_process *kids[16];
+  size_t n = 0;
+  ASSERT_EQ(mproc_active_children(kids, 16, &n), MPROC_OK);
+  mproc_process *mine = nullptr;
+  for (size_t i = 0; i < n && i < 16; i++) {
+    int64_t kp = 0;
+    mproc_process_pid(kids[i], &kp);
+    if (kp == pid)
+      mine = kids[i];
+    else
+      mproc_process_free(kids[i]);
+  }
+  ASSERT_NE(mine, nullptr);
+  mproc_process_kill(mine);
+  EXPECT_EQ(test_join_code(mine), -9);
+  mproc_process_free(mine);
+}
+
+// ---- names, identity, parents ---------------------------------------------------
+
+TEST(Names, MainProcessAndCurrentPid) {
+  mproc_process *me = mproc_current_process();
+  ASSERT_NE(me, nullptr);
+  EXPECT_STREQ(mproc_process_name(me), "MainProcess");
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(me, &pid), MPROC_OK);
+  EXPECT_EQ(pid, test_getpid());
+  EXPECT_EQ(mproc_process_daemon(me), 0);
+  EXPECT_EQ(mproc_parent_process(), nullptr);
+  EXPECT_EQ(mproc_process_is_alive(me), 1);
+  EXPECT_EQ(mproc_process_start(me), MPROC_EPERM);
+  EXPECT_EQ(mproc_process_join(me, 0), MPROC_EPERM);
+  EXPECT_EQ(mproc_process_terminate(me), MPROC_EPERM);
+  EXPECT_EQ(mproc_process_free(me), nullptr); // borrowed: a no-op
+}
+
+TEST(Names, DefaultNamesCountUp) {
+  mproc_process *a = created("ret_arg"), *b = created("ret_arg");
+  std::string na = mproc_process_name(a), nb = mproc_process_name(b);
+  ASSERT_EQ(na.rfind("Process-", 0), 0u) << na;
+  ASSERT_EQ(nb.rfind("Process-", 0), 0u) << nb;
+  EXPECT_EQ(std::stoi(nb.substr(8)), std::stoi(na.substr(8)) + 1);
+  mproc_process_free(a);
+  mproc_process_free(b);
+}
+
+TEST(Names, CustomNameAndRename) {
+  mproc_process_options o = {"worker", MPROC_DAEMON_INHERIT,
+                             MPROC_START_DEFAULT};
+  mproc_process *p = created("ret_arg", nullptr, &o);
+  EXPECT_STREQ(mproc_process_name(p), "worker");
+  EXPECT_EQ(mproc_process_set_name(p, "renamed"), MPROC_OK);
+  EXPECT_STREQ(mproc_process_name(p), "renamed");
+  EXPECT_EQ(mproc_process_set_name(p, nullptr), MPROC_EINVAL);
+  mproc_process_free(p);
+}
+
+TEST(Names, ChildSeesItsNameAndItsParent) {
+  TestPipe pipe;
+  mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT,
+                             MPROC_START_DEFAULT};
+  mproc_process *p = test_start("report_self", Args().h(pipe.w), &o);
+  pipe.close_w();
+  std::string out = test_read_all(pipe.r);
+  EXPECT_EQ(test_join_code(p), 0);
+  std::string expect =
+      "alpha|MainProcess|";
+  EXPECT_EQ(out.rfind(expect, 0), 0u) << out;
+  // The parent pid the child sees is ours, and it sees us alive.
+  EXPECT_NE(out.find("|" + std::to_string(test_getpid()) + "|0|"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.substr(out.size() - 2), "|1") << out;
+  mproc_process_free(p);
+}
+
+TEST(Names, ChildrenOfChildrenAreNumberedBelowTheirParent) {
+  TestPipe pipe;
+  mproc_process *p = test_start("report_grandchild", Args().h(pipe.w));
+  pipe.close_w();
+  std::string parent_name = mproc_process_name(p);
+  std::string out = test_read_all(pipe.r);
+  EXPECT_EQ(test_join_code(p), 0);
+  // Python: the first child of Process-N is Process-N:1, and its parent is
+  // the child itself.
+  EXPECT_EQ(out.rfind(parent_name + ":1|" + parent_name + "|", 0), 0u)
+      << out;
+  mproc_process_free(p);
+}
+
+// ---- daemons ------------------------------------------------------------------------
+
+TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
+  mproc_process *p = created("sleep_then_ret", Args().i(60000));
+  EXPECT_EQ(mproc_process_daemon(p), 0);
+  EXPECT_EQ(mproc_process_set_daemon(p, 1), MPROC_OK);
+  EXPECT_EQ(mproc_process_daemon(p), 1);
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_set_daemon(p, 0), MPROC_ESTATE);
+  mproc_process_kill(p);
+  test_join_code(p);
+  mproc_process_free(p);
+
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT};
+  p = created("ret_arg", nullptr, &o);
+  EXPECT_EQ(mproc_process_daemon(p), 1);
+  mproc_process_free(p);
+  o.daemon = 7;
+  EXPECT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o), MPROC_EINVAL);
+}
+
+TEST(Daemon, DaemonicProcessMayNotStartChildren) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT};
+  mproc_process *p = test_start("try_start_child", nullptr, &o);
+  EXPECT_EQ(test_join_code(p), -MPROC_EDAEMON);
+  mproc_process_free(p);
+}
+
+TEST(Daemon, TerminatedWhenItsParentExitsNormally) {
+  TestPipe pipe;
+  mproc_process *p =
+      test_start("start_grandchild_and_go", Args().h(pipe.w).i(1).i(0));
+  pipe.close_w();
+  EXPECT_EQ(test_join_code(p), 0);
+  // The daemonic grandchild would hold the pipe for 60 s; the child's exit
+  // terminated it, so EOF comes long before that.
+  double t0 = test_now();
+  test_read_all(pipe.r);
+  EXPECT_LT(test_now() - t0, 20.0);
+  mproc_process_free(p);
+}
+
+TEST(Daemon, NonDaemonicChildrenAreJoinedAtExit) {
+  TestPipe pipe;
+  mproc_process *p =
+      test_start("start_nondaemon_writer_and_go", Args().h(pipe.w));
+  pipe.close_w();
+  EXPECT_EQ(test_join_code(p), 0);
+  // The child could only exit after its child wrote: the data is there now.
+  EXPECT_TRUE(pipe_has_data(pipe.r));
+  EXPECT_EQ(test_read_all(pipe.r), "done");
+  mproc_process_free(p);
+}
+
+TEST(Daemon, DiesWhenItsParentIsKilledOutright) {
+  TestPipe pipe;
+  mproc_process *p =
+      test_start("start_grandchild_and_go", Args().h(pipe.w).i(1).i(60000));
+  pipe.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "R"); // the grandchild runs
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  // No exit handler ran in the killed child; the OS must end the daemon
+  // (PR_SET_PDEATHSIG on Linux, the job object on Windows).
+  double t0 = test_now();
+  test_read_all(pipe.r);
+  EXPECT_LT(test_now() - t0, 20.0);
+  mproc_process_free(p);
+}
+
+// ---- active children, cpu count, creator rules -----------------------------------------
+
+TEST(Children, ActiveChildrenListsRunningAndReapsEnded) {
+  mproc_process *quick = test_start("ret_arg", Args().i(0));
+  mproc_process *slow = test_start("sleep_then_ret", Args().i(60000));
+  test_join_code(quick);
+  size_t n = 99;
+  mproc_process *kids[8];
+  ASSERT_EQ(mproc_active_children(kids, 8, &n), MPROC_OK);
+  ASSERT_EQ(n, 1u);
+  EXPECT_EQ(kids[0], slow);
+  mproc_process_free(kids[0]);
+  ASSERT_EQ(mproc_active_children(nullptr, 0, &n), MPROC_OK);
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(mproc_active_children(nullptr, 3, &n), MPROC_EINVAL);
+  mproc_process_kill(slow);
+  test_join_code(slow);
+  ASSERT_EQ(mproc_active_children(nullptr, 0, &n), MPROC_OK);
+  EXPECT_EQ(n, 0u);
+  mproc_process_free(quick);
+  mproc_process_free(slow);
+}
+
+TEST(Children, CpuCountIsPositive) { EXPECT_GE(mproc_cpu_count(), 1); }
+
+// ---- waiting on many ---------------------------------------------------------------------
+
+TEST(Wait, ReturnsTheProcessesThatEnded) {
+  mproc_process *fast = test_start("ret_arg", Args().i(1));
+  mproc_process *slow = test_start("sleep_then_ret", Args().i(60000));
+  mproc_waitable w[2] = {{MPROC_WAIT_PROCESS, fast, MPROC_INVALID_HANDLE, 0},
+                         {MPROC_WAIT_PROCESS, slow, MPROC_INVALID_HANDLE, 0}};
+  EXPECT_EQ(mproc_wait(w, 2, 60), 1);
+  EXPECT_EQ(w[0].ready, 1);
+  EXPECT_EQ(w[1].ready, 0);
+  EXPECT_EQ(mproc_wait(&w[1], 1, 0.1), 0); // timeout
+  mproc_process_kill(slow);
+  EXPECT_EQ(mproc_wait(&w[1], 1, 60), 1);
+  test_join_code(fast);
+  test_join_code(slow);
+  mproc_process_free(fast);
+  mproc_process_free(slow);
+}
+
+TEST(Wait, MoreThanSixtyFourProcesses) {
+  // Windows' WaitForMultipleObjects stops at 64 handles; mproc_wait not.
+  const int n = 70;
+  std::vector<mproc_process *> ps;
+  std::vector<mproc_waitable> w;
+  for (int i = 0; i < n; i++)
+    ps.push_back(test_start("sleep_then_ret", Args().i(i == n - 1 ? 0 : 60000)));
+  for (auto *p : ps)
+    w.push_back({MPROC_WAIT_PROCESS, p, MPROC_INVALID_HANDLE, 0});
+  // Only the last one ends on its own: it sits beyond the first 64.
+  EXPECT_EQ(mproc_wait(w.data(), w.size(), 60), 1);
+  EXPECT_EQ(w[n - 1].ready, 1);
+  for (auto *p : ps)
+    mproc_process_kill(p);
+  int all = 0;
+  double deadline = test_now() + 60;
+  while (all < n && test_now() < deadline) {
+    int r = mproc_wait(w.data(), w.size(), 5);
+    ASSERT_GE(r, 0);
+    all = r;
+  }
+  EXPECT_EQ(all, n);
+  for (auto *p : ps) {
+    test_join_code(p);
+    mproc_process_free(p);
+  }
+}
+
+TEST(Wait, BadInput) {
+  mproc_waitable w = {MPROC_WAIT_PROCESS, nullptr, MPROC_INVALID_HANDLE, 0};
+  EXPECT_EQ(mproc_wait(nullptr, 1, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_wait(&w, 0, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_wait(&w, 1, 0), MPROC_EINVAL);
+  mproc_process *p = created("ret_arg");
+  w.object = p;
+  EXPECT_EQ(mproc_wait(&w, 1, 0), MPROC_ESTATE); // not started
+  w.kind = 99;
+  EXPECT_EQ(mproc_wait(&w, 1, 0), MPROC_EINVAL);
+  mproc_process_free(p);
+}
+
+TEST(Wait, SentinelIsReadyWhenTheChildEnds) {
+  mproc_process *p = created("sleep_then_ret", Args().i(100));
+  mproc_handle_t h;
+  EXPECT_EQ(mproc_process_sentinel(p, &h), MPROC_ESTATE);
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  ASSERT_EQ(mproc_process_sentinel(p, &h), MPROC_OK);
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, h, 0};
+  EXPECT_EQ(mproc_wait(&w, 1, 60), 1);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+// ---- bad input --------------------------------------------------------------------------
+
+TEST(BadInput, NullsAndUnknownEntries) {
+  mproc_process *p = nullptr;
+  EXPECT_EQ(mproc_process_create(nullptr, "ret_arg", nullptr, nullptr),
+            MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_create(&p, nullptr, nullptr, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_create(&p, "no_such_entry", nullptr, nullptr),
+            MPROC_ENOENTRY);
+  EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(mproc_process_start(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_join(nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_is_alive(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_terminate(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_close(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_free(nullptr), nullptr);
+  EXPECT_EQ(mproc_process_name(nullptr), nullptr);
+  int code;
+  EXPECT_EQ(mproc_process_exitcode(nullptr, &code), MPROC_EINVAL);
+  p = created("ret_arg");
+  EXPECT_EQ(mproc_process_exitcode(p, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_join(p, std::nan("")), MPROC_EINVAL);
+  mproc_process_free(p);
+}
+
+TEST(BadInput, StartMethods) {
+  mproc_process *p = nullptr;
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
+                             (mproc_start_method)9};
+  EXPECT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o), MPROC_EINVAL);
+  EXPECT_EQ(mproc_set_start_method(MPROC_START_DEFAULT), MPROC_EINVAL);
+  mproc_start_method m = mproc_get_start_method();
+  o.start_method = MPROC_START_FORK;
+  if (test_on_windows()) {
+    EXPECT_EQ(m, MPROC_START_SPAWN);
+    EXPECT_EQ(mproc_set_start_method(MPROC_START_FORK), MPROC_ENOTSUP);
+    EXPECT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o),
+              MPROC_ENOTSUP);
+  } else {
+    ASSERT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o), MPROC_OK);
+    mproc_process_free(p);
+  }
+  EXPECT_EQ(mproc_set_start_method(m), MPROC_OK);
+  EXPECT_EQ(mproc_get_start_method(), m);
+}
+
+TEST(BadInput, SecondMainCallIsAStateError) {
+  static const mproc_entry table[] = {MPROC_ENTRY_END};
+  EXPECT_EQ(mproc_main(0, nullptr, table), MPROC_ESTATE);
+  EXPECT_EQ(mproc_main(0, nullptr, nullptr), MPROC_EINVAL);
+}
+
+TEST(BadInput, EveryErrorCodeHasANameAndMessage) {
+  std::set<std::string> msgs;
+  for (int e = 0; e >= MPROC_ERANGE; e--) {
+    std::string name = mproc_err_name(e);
+    EXPECT_EQ(name.rfind("MPROC_", 0), 0u);
+    EXPECT_NE(name, "MPROC_E_UNKNOWN") << e;
+    EXPECT_TRUE(msgs.insert(mproc_strerror(e)).second) << e;
+  }
+  EXPECT_STREQ(mproc_strerror(-1000), "unknown error");
+  EXPECT_STREQ(mproc_err_name(1), "MPROC_E_UNKNOWN");
+  EXPECT_STREQ(mproc_version_string(), "0.1.0");
+}

@@ -1,0 +1,78 @@
+// Shared helpers for every mproc test binary.
+#ifndef MPROC_TEST_UTIL_H
+#define MPROC_TEST_UTIL_H
+
+#include <mproc.h>
+
+#include <string>
+#include <vector>
+
+// Test entries register themselves next to the tests that use them; main.cc
+// turns the list into the dispatch table before anything else runs.  (The
+// library itself takes one explicit table; this is test scaffolding.)
+std::vector<mproc_entry> &test_entries();
+struct TestEntryRegistrar {
+  TestEntryRegistrar(const char *name, mproc_entry_fn fn) {
+    test_entries().push_back(mproc_entry{name, fn});
+  }
+};
+#define TEST_ENTRY(fn)                                                         \
+  static int fn(const mproc_args *args);                                       \
+  static TestEntryRegistrar fn##_registrar(#fn, fn);                           \
+  static int fn([[maybe_unused]] const mproc_args *args)
+
+// Portable anonymous pipe.  Both ends are non-inheritable; pass an end to a
+// child with mproc_args_add_handle().
+struct TestPipe {
+  mproc_handle_t r = MPROC_INVALID_HANDLE;
+  mproc_handle_t w = MPROC_INVALID_HANDLE;
+  TestPipe();
+  ~TestPipe();
+  void close_r();
+  void close_w();
+};
+
+bool test_write_all(mproc_handle_t h, const void *data, size_t len);
+// Reads until EOF (all writers closed) or `max` bytes.
+std::string test_read_all(mproc_handle_t h, size_t max = 1 << 24);
+// Reads exactly n bytes (fewer at EOF).
+std::string test_read_n(mproc_handle_t h, size_t n);
+void test_close_handle(mproc_handle_t h);
+
+void test_sleep_ms(int ms);
+double test_now();
+int64_t test_getpid();
+bool test_on_windows();
+
+// The running test binary's path.
+std::string test_self_exe();
+
+// Run a program (argv[0] = path) with extra environment "K=V" entries,
+// capture stdout+stderr, return the exit code (or -signal), or -1000 on
+// a failure to run it.  timeout_s bounds the wait; the child is killed past it.
+int test_run(const std::vector<std::string> &argv,
+             const std::vector<std::string> &env, std::string *output,
+             double timeout_s = 60);
+
+// Create, start a process running `entry` with `args` (may be NULL); fails
+// the test on error.
+mproc_process *test_start(const char *entry, const mproc_args *args = nullptr,
+                          const mproc_process_options *opts = nullptr);
+// Join with a generous bound and return the exit code; fails the test if
+// it does not end in time.
+int test_join_code(mproc_process *p, double timeout = 60);
+
+// RAII for argument lists.
+struct Args {
+  mproc_args *a = nullptr;
+  Args();
+  ~Args();
+  Args &i(int64_t v, const char *key = nullptr);
+  Args &d(double v, const char *key = nullptr);
+  Args &s(const char *v, const char *key = nullptr);
+  Args &b(const void *p, size_t n, const char *key = nullptr);
+  Args &h(mproc_handle_t v, const char *key = nullptr);
+  operator const mproc_args *() const { return a; }
+};
+
+#endif

@@ -137,8 +137,12 @@ MPROC_API int mproc_args_add_bytes(mproc_args *args, const char *key,
  * `h`: it must stay open until mproc_process_start() returns.  Under fork the
  * child sees the same descriptor; under POSIX spawn it is duplicated to a new
  * number (every other descriptor except stdin/stdout/stderr is closed in a
- * spawned child); on Windows it is inherited through an explicit handle list
- * and is the only handle, besides the standard ones, that the child gets. */
+ * spawned child); on Windows it is duplicated straight into the child
+ * (DuplicateHandle into the suspended child, never made inheritable in the
+ * parent) and, with the standard handles, is all the child gets: the
+ * bootstrap pipe and std handles go through an explicit
+ * PROC_THREAD_ATTRIBUTE_HANDLE_LIST, so no other inheritable handle leaks.
+ * In the child a passed handle is not inheritable again (close-on-exec). */
 MPROC_API int mproc_args_add_handle(mproc_args *args, const char *key,
                                     mproc_handle_t h);
 

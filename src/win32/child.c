@@ -1,0 +1,325 @@
+/* Windows backend, the child's side of spawn: read the bootstrap from the
+ * inherited pipe, check the handles the parent gave, watch for interrupt()
+ * and for the parent's end. */
+#define WIN32_LEAN_AND_MEAN
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0602
+#endif
+#include <windows.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "w32.h"
+
+/* How long a child waits for its bootstrap without receiving a byte.  A
+ * real parent writes it right after ResumeThread; the limit only matters
+ * when the flag was forged and names a pipe nobody writes to. */
+#define MPROC__W32_BS_STALL_MS 60000u
+
+static const char mproc__w32_not_ours[] =
+    MPROC__W32_FLAG
+    "... is internal to mproc; this process was not started by an mproc "
+    "parent";
+
+/* Parses the hexadecimal handle value after the flag: digits only (an
+ * optional 0x), at most 16 of them, not zero. */
+static int mproc__w32_parse_handle(const char *s, uint64_t *out) {
+  uint64_t v = 0;
+  int digits = 0, d;
+  if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X'))
+    s += 2;
+  for (; *s; s++) {
+    if (*s >= '0' && *s <= '9')
+      d = *s - '0';
+    else if (*s >= 'a' && *s <= 'f')
+      d = *s - 'a' + 10;
+    else if (*s >= 'A' && *s <= 'F')
+      d = *s - 'A' + 10;
+    else
+      return -1;
+    if (++digits > 16)
+      return -1;
+    v = (v << 4) | (uint64_t)d;
+  }
+  if (digits == 0 || v == 0)
+    return -1;
+#if UINTPTR_MAX < UINT64_MAX
+  /* A 32-bit process has 32-bit handle values; a larger one is not ours. */
+  if (v > (uint64_t)UINTPTR_MAX)
+    return -1;
+#endif
+  *out = v;
+  return 0;
+}
+
+/* Reads exactly `len` bytes without ever blocking in ReadFile: anonymous
+ * pipes cannot be read overlapped ("Anonymous pipes do not support
+ * asynchronous (overlapped) read and write operations", CreatePipe docs), so
+ * a bounded wait is PeekNamedPipe polling with a backoff of 1..10 ms, and
+ * ReadFile only asks for bytes already there.  Returns 0, or -1 with the
+ * reason in `why` (a Windows error, or 0 for end of data, or WAIT_TIMEOUT
+ * when nothing arrived for MPROC__W32_BS_STALL_MS). */
+static int mproc__w32_read_exact(HANDLE h, unsigned char *buf, size_t len,
+                                 DWORD *why) {
+  size_t got = 0;
+  DWORD avail, n, sleep_ms = 1;
+  /* Sleep(1) lasts a whole timer tick (15.6 ms by default), so the stall is
+   * measured on the clock, not by adding up the requested sleeps. */
+  ULONGLONG last_progress = GetTickCount64();
+  while (got < len) {
+    if (!PeekNamedPipe(h, NULL, 0, NULL, &avail, NULL)) {
+      DWORD err = GetLastError();
+      /* The write end is closed and the pipe is drained: end of data. */
+      *why = err == ERROR_BROKEN_PIPE ? 0 : err;
+      return -1;
+    }
+    if (avail == 0) {
+      if (GetTickCount64() - last_progress >= MPROC__W32_BS_STALL_MS) {
+        *why = WAIT_TIMEOUT;
+        return -1;
+      }
+      Sleep(sleep_ms);
+      if (sleep_ms < 10)
+        sleep_ms++;
+      continue;
+    }
+    if (avail > len - got)
+      avail = (DWORD)(len - got);
+    if (!ReadFile(h, buf + got, avail, &n, NULL)) {
+      DWORD err = GetLastError();
+      *why = err == ERROR_BROKEN_PIPE ? 0 : err;
+      return -1;
+    }
+    got += n;
+    sleep_ms = 1;
+    last_progress = GetTickCount64();
+  }
+  return 0;
+}
+
+static void mproc__w32_read_fail(char *err, size_t errlen, uint64_t hv,
+                                 const char *what, DWORD why) {
+  char sys[256], hexv[17];
+  mproc__w32_hex(hv, hexv);
+  if (why == 0)
+    snprintf(sys, sizeof(sys), "the parent closed the pipe early");
+  else if (why == WAIT_TIMEOUT)
+    snprintf(sys, sizeof(sys), "nothing arrived for %u s",
+             MPROC__W32_BS_STALL_MS / 1000u);
+  else
+    mproc__w32_strerror(why, sys, sizeof(sys));
+  snprintf(err, errlen, "bootstrap pipe 0x%s: %s (%s)",
+           hexv, what, sys);
+}
+
+int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
+                               size_t *len, char *err, size_t errlen) {
+  const size_t flag_len = sizeof(MPROC__W32_FLAG) - 1;
+  unsigned char hdr[MPROC__BS_HEADER];
+  unsigned char *msg;
+  uint64_t hv;
+  size_t total;
+  HANDLE h;
+  DWORD flags, why = 0;
+  char sys[256], hexv[17];
+
+  *buf = NULL;
+  *len = 0;
+  if (argc < 2 || !argv || !argv[1] ||
+      strncmp(argv[1], MPROC__W32_FLAG, flag_len) != 0)
+    return 0;
+
+  if (mproc__w32_parse_handle(argv[1] + flag_len, &hv) < 0) {
+    snprintf(err, errlen, "%s (\"%.40s\" is not a handle value)",
+             mproc__w32_not_ours, argv[1] + flag_len);
+    return MPROC_ESPAWN;
+  }
+  h = (HANDLE)(uintptr_t)hv;
+  mproc__w32_hex(hv, hexv);
+  /* A hand-typed value may name nothing, or some unrelated handle the
+   * process happens to own (the console, a DLL's event).  Only a pipe can be
+   * ours; anything else is refused before a byte is read from it. */
+  if (!GetHandleInformation(h, &flags)) {
+    mproc__w32_strerror(GetLastError(), sys, sizeof(sys));
+    snprintf(err, errlen, "%s (handle 0x%s: %s)", mproc__w32_not_ours,
+             hexv, sys);
+    return MPROC_ESPAWN;
+  }
+  if (GetFileType(h) != FILE_TYPE_PIPE) {
+    snprintf(err, errlen, "%s (handle 0x%s is not a pipe)",
+             mproc__w32_not_ours, hexv);
+    return MPROC_ESPAWN;
+  }
+
+  /* On the error paths below the handle is left open: it may be a forged
+   * value naming a pipe this process owns for another purpose, and the
+   * process is about to exit anyway. */
+  if (mproc__w32_read_exact(h, hdr, sizeof(hdr), &why) < 0) {
+    mproc__w32_read_fail(err, errlen, hv, "no bootstrap header", why);
+    return MPROC_ESPAWN;
+  }
+  if (mproc__bootstrap_peek_len(hdr, &total) < 0) {
+    snprintf(err, errlen,
+             "%s (handle 0x%s carries no mproc bootstrap, or one from "
+             "another mproc version)",
+             mproc__w32_not_ours, hexv);
+    return MPROC_ESPAWN;
+  }
+  msg = (unsigned char *)malloc(total);
+  if (!msg) {
+    snprintf(err, errlen, "out of memory for a %lu-byte bootstrap",
+             (unsigned long)total);
+    return MPROC_ENOMEM;
+  }
+  memcpy(msg, hdr, sizeof(hdr));
+  if (mproc__w32_read_exact(h, msg + sizeof(hdr), total - sizeof(hdr), &why) <
+      0) {
+    free(msg);
+    mproc__w32_read_fail(err, errlen, hv, "truncated bootstrap", why);
+    return MPROC_ESPAWN;
+  }
+  CloseHandle(h);
+  *buf = msg;
+  *len = total;
+  return 1;
+}
+
+/* ---- interrupt() --------------------------------------------------------- */
+
+/* Windows cannot send a signal to another process (GenerateConsoleCtrlEvent
+ * reaches a whole console process group, not one child), so interrupt() sets
+ * an auto-reset event this thread waits on, and the thread delivers SIGINT
+ * the way the C runtime would. */
+static DWORD WINAPI mproc__w32_interrupt_watcher(LPVOID arg) {
+  HANDLE ev = (HANDLE)arg;
+  void (*prev)(int);
+  for (;;) {
+    if (WaitForSingleObject(ev, INFINITE) != WAIT_OBJECT_0)
+      return 1; /* the handle went bad: stop watching rather than spin */
+    /* signal() is the only portable way to read the current handler; the
+     * brief SIG_IGN window only matters for a second interrupt arriving in
+     * the same microsecond. */
+    prev = signal(SIGINT, SIG_IGN);
+    signal(SIGINT, prev);
+    if (prev == SIG_IGN)
+      continue;
+    if (prev == SIG_DFL || prev == SIG_ERR) {
+      /* The CRT's default SIGINT action is _exit(3) (MSDN, "signal"), which
+       * the parent could not tell from a normal exit.  Ending with
+       * 0x10000+2 lets the parent report -2, as a POSIX SIGINT death. */
+      TerminateProcess(GetCurrentProcess(), MPROC__W32_EXIT_INT);
+      return 0;
+    }
+    /* The user's handler runs on this thread, as Windows runs Ctrl+C
+     * handlers on a thread of their own.  The CRT resets SIGINT to SIG_DFL
+     * before calling it (MSDN, "signal"), as SysV signal() does: a handler
+     * that wants the next interrupt too re-installs itself. */
+    raise(SIGINT);
+  }
+}
+
+int mproc__plat_child_setup(const struct mproc__bootstrap *bs, char *err,
+                            size_t errlen) {
+  uint32_t i;
+  HANDLE h, th;
+  char sys[256], hexv[17];
+  /* A grandchild must not get these unless they are passed again (DESIGN.md
+   * pitfall 1).  The parent duplicates them into this process already
+   * non-inheritable (see spawn), so this normally changes nothing; it keeps
+   * the rule whichever way they arrived, and it is also the check that each
+   * value the bootstrap names is a handle this process really holds. */
+  for (i = 0; i < bs->nhandles; i++) {
+    h = (HANDLE)(uintptr_t)bs->handles[i];
+    if (!SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0)) {
+      mproc__w32_strerror(GetLastError(), sys, sizeof(sys));
+      mproc__w32_hex(bs->handles[i], hexv);
+      snprintf(err, errlen, "passed handle 0x%s: %s",
+               hexv, sys);
+      return MPROC_ESPAWN;
+    }
+  }
+  if (bs->interrupt_handle != 0) {
+    h = (HANDLE)(uintptr_t)bs->interrupt_handle;
+    if (!SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0)) {
+      mproc__w32_strerror(GetLastError(), sys, sizeof(sys));
+      mproc__w32_hex(bs->interrupt_handle, hexv);
+      snprintf(err, errlen, "interrupt event 0x%s: %s",
+               hexv, sys);
+      return MPROC_ESPAWN;
+    }
+    /* The thread only blocks; ExitProcess ends it with the process, so it
+     * needs no shutdown and its handle is closed at once.  A small stack:
+     * it calls nothing but the user's SIGINT handler. */
+    th = CreateThread(NULL, 64 * 1024, mproc__w32_interrupt_watcher, h,
+                      STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+    if (!th) {
+      mproc__w32_strerror(GetLastError(), sys, sizeof(sys));
+      snprintf(err, errlen, "cannot start the interrupt watcher: %s",
+               sys);
+      return MPROC_ESPAWN;
+    }
+    CloseHandle(th);
+  }
+  return MPROC_OK;
+}
+
+int mproc__plat_arm_daemon(int64_t parent_pid) {
+  /* The parent put this process in a job object with
+   * JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE before it ever ran (see spawn), so
+   * there is nothing left to arm, and no window in which the parent could
+   * die unnoticed. */
+  (void)parent_pid;
+  return MPROC_OK;
+}
+
+/* ---- the parent watch ----------------------------------------------------- */
+
+int mproc__plat_watch_parent(mproc__plat_parent *w, int64_t parent_pid,
+                             uint64_t parent_handle) {
+  HANDLE h;
+  w->pid = parent_pid;
+  w->process = NULL;
+  if (parent_handle != 0) {
+    h = (HANDLE)(uintptr_t)parent_handle;
+    /* Not for grandchildren (already so when the parent duplicated it in). */
+    if (!SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0))
+      return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+    w->process = h;
+    return MPROC_OK;
+  }
+  /* No handle from the parent (not a Windows mproc parent): opening by pid
+   * is the fallback.  A pid can be reused once its process is gone and all
+   * handles to it are closed, so this may watch a stranger; a failure means
+   * the parent is already gone, and the watch then reports it ended. */
+  if (parent_pid > 0 && parent_pid <= (int64_t)0xffffffffu)
+    w->process = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)parent_pid);
+  return MPROC_OK;
+}
+
+int mproc__plat_parent_alive(mproc__plat_parent *parent) {
+  if (!parent->process)
+    return 0;
+  return WaitForSingleObject((HANDLE)parent->process, 0) == WAIT_TIMEOUT;
+}
+
+int mproc__plat_parent_wait(mproc__plat_parent *parent, double timeout) {
+  HANDLE h = (HANDLE)parent->process;
+  DWORD r;
+  if (!h)
+    return MPROC_OK;
+  r = mproc__w32_wait_any(1, &h, timeout);
+  if (r == WAIT_OBJECT_0)
+    return MPROC_OK;
+  if (r == WAIT_TIMEOUT)
+    return MPROC_ETIMEDOUT;
+  return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+}
+
+mproc_handle_t mproc__plat_parent_sentinel(const mproc__plat_parent *parent) {
+  return parent->process ? (mproc_handle_t)parent->process
+                         : MPROC_INVALID_HANDLE;
+}

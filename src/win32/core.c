@@ -1,0 +1,167 @@
+/* Windows backend: the small process-wide services (lock, clock, pid, CPU
+ * count, the own executable) and the timeout helpers the other files share. */
+#define WIN32_LEAN_AND_MEAN
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0602
+#endif
+#include <windows.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "w32.h"
+
+/* plat_types.h keeps <windows.h> out of the portable code by declaring the
+ * mutex as a struct of one pointer, which is what an SRWLOCK is; this
+ * refuses to compile if that ever stops being true. */
+typedef char mproc__w32_srwlock_size_check
+    [sizeof(SRWLOCK) == sizeof(mproc__mutex_t) ? 1 : -1];
+
+/* An SRW lock: all-zero is SRWLOCK_INIT, so a static mproc__mutex_t needs no
+ * runtime initialisation, and it is never recursive, like the POSIX one. */
+void mproc__mutex_lock(mproc__mutex_t *m) {
+  AcquireSRWLockExclusive((PSRWLOCK)(void *)m);
+}
+
+void mproc__mutex_unlock(mproc__mutex_t *m) {
+  ReleaseSRWLockExclusive((PSRWLOCK)(void *)m);
+}
+
+int64_t mproc__plat_getpid(void) { return (int64_t)GetCurrentProcessId(); }
+
+int mproc__plat_cpu_count(void) {
+  /* GetSystemInfo() only counts the calling thread's processor group (at
+   * most 64 CPUs); ALL_PROCESSOR_GROUPS counts every group, as Python's
+   * os.cpu_count() does since 3.4. */
+  DWORD n = GetActiveProcessorCount(ALL_PROCESSOR_GROUPS);
+  return n > 0 ? (int)n : 1;
+}
+
+double mproc__plat_now(void) {
+  /* The performance counter is monotonic and its frequency is fixed at
+   * boot ("Acquiring high-resolution time stamps"), so reading it each time
+   * is cheap and never races. */
+  LARGE_INTEGER f, c;
+  QueryPerformanceFrequency(&f);
+  QueryPerformanceCounter(&c);
+  return (double)(c.QuadPart / f.QuadPart) +
+         (double)(c.QuadPart % f.QuadPart) / (double)f.QuadPart;
+}
+
+int mproc__plat_last_error(void) { return (int)GetLastError(); }
+
+static wchar_t *mproc__w32_exe;
+
+const wchar_t *mproc__w32_exe_path(void) { return mproc__w32_exe; }
+
+int mproc__plat_init(int argc, char **argv) {
+  /* GetModuleFileNameW truncates silently at the buffer size (returning the
+   * size and ERROR_INSUFFICIENT_BUFFER), and paths may be longer than
+   * MAX_PATH when long paths are enabled, so grow until it fits. */
+  DWORD cap = MAX_PATH, n;
+  wchar_t *buf = NULL, *bigger;
+  (void)argc;
+  (void)argv;
+  if (mproc__w32_exe)
+    return MPROC_OK;
+  for (;;) {
+    bigger = (wchar_t *)realloc(buf, cap * sizeof(wchar_t));
+    if (!bigger) {
+      free(buf);
+      return MPROC_ENOMEM;
+    }
+    buf = bigger;
+    n = GetModuleFileNameW(NULL, buf, cap);
+    if (n == 0) {
+      DWORD err = GetLastError();
+      free(buf);
+      return mproc__os_fail(MPROC_ESYS, (int)err);
+    }
+    if (n < cap)
+      break;
+    if (cap >= 32768) { /* the longest path Windows has */
+      free(buf);
+      return mproc__os_fail(MPROC_ESYS, ERROR_FILENAME_EXCED_RANGE);
+    }
+    cap *= 2;
+  }
+  mproc__w32_exe = buf;
+  return MPROC_OK;
+}
+
+DWORD mproc__w32_ms(double seconds) {
+  double ms;
+  DWORD d;
+  if (!(seconds >= 0)) /* negative or NaN */
+    return INFINITE;
+  ms = seconds * 1000.0;
+  if (ms >= (double)(INFINITE - 1))
+    return INFINITE - 1;
+  d = (DWORD)ms;
+  if ((double)d < ms)
+    d++;
+  return d;
+}
+
+/* A slice well below INFINITE, so a finite timeout is never mistaken for
+ * "forever" (about 24.8 days). */
+#define MPROC__W32_SLICE_MS 0x7fffffffu
+
+DWORD mproc__w32_wait_any(DWORD n, const HANDLE *h, double timeout) {
+  double deadline, left;
+  DWORD r;
+  if (!(timeout >= 0))
+    return WaitForMultipleObjects(n, h, FALSE, INFINITE);
+  if (timeout * 1000.0 < (double)MPROC__W32_SLICE_MS)
+    return WaitForMultipleObjects(n, h, FALSE, mproc__w32_ms(timeout));
+  deadline = mproc__plat_now() + timeout;
+  for (;;) {
+    left = deadline - mproc__plat_now();
+    if (left * 1000.0 >= (double)MPROC__W32_SLICE_MS) {
+      r = WaitForMultipleObjects(n, h, FALSE, MPROC__W32_SLICE_MS);
+      if (r != WAIT_TIMEOUT)
+        return r;
+    } else {
+      return WaitForMultipleObjects(n, h, FALSE,
+                                    mproc__w32_ms(left > 0 ? left : 0));
+    }
+  }
+}
+
+void mproc__w32_strerror(DWORD err, char *buf, size_t cap) {
+  DWORD n;
+  if (cap == 0)
+    return;
+  n = FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS,
+                     NULL, err, 0, buf, cap > 65535 ? 65535 : (DWORD)cap,
+                     NULL);
+  if (n == 0) {
+    snprintf(buf, cap, "error %lu", (unsigned long)err);
+    return;
+  }
+  while (n > 0 && (buf[n - 1] == '\r' || buf[n - 1] == '\n' ||
+                   buf[n - 1] == ' ' || buf[n - 1] == '.'))
+    n--;
+  buf[n] = 0;
+}
+
+void mproc__w32_hex(uint64_t v, char *out) {
+  char tmp[16];
+  int n = 0, i;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15u];
+    v >>= 4;
+  } while (v);
+  for (i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  out[n] = 0;
+}
+
+void mproc__plat_exit_now(int code) {
+  /* _exit skips atexit handlers and stdio flushing (the caller flushed
+   * what it owns), which is the point: a fork child must not run the
+   * parent's handlers.  Windows never forks, but the interface is shared. */
+  _exit(code);
+}

@@ -1,0 +1,482 @@
+/* Windows backend, the parent's side: start the own executable again with
+ * CreateProcessW, hand it exactly the handles it needs, deliver the
+ * bootstrap, then wait for, signal and reap it through its process handle. */
+#define WIN32_LEAN_AND_MEAN
+#ifndef _WIN32_WINNT
+#define _WIN32_WINNT 0x0602
+#endif
+#include <windows.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "w32.h"
+
+/* ---- the daemon job ------------------------------------------------------ */
+
+/* Daemonic children must die with their parent whatever way it ends,
+ * TerminateProcess included, where no atexit code runs.  A job object with
+ * JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE kills every process in it when its last
+ * handle closes, and the system closes a process's handles when it ends.  The
+ * one handle is never inheritable and never closed, so it lives exactly as
+ * long as this process.  Without JOB_OBJECT_LIMIT_BREAKAWAY_OK the
+ * grandchildren are caught too.  Windows 8 allows a process in a job (a CI
+ * runner, a terminal) to be put in a nested one, hence _WIN32_WINNT 0x0602. */
+static INIT_ONCE mproc__w32_job_once = INIT_ONCE_STATIC_INIT;
+static HANDLE mproc__w32_job;
+static DWORD mproc__w32_job_error;
+
+static BOOL CALLBACK mproc__w32_job_init(PINIT_ONCE once, PVOID param,
+                                         PVOID *ctx) {
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION info;
+  HANDLE job;
+  (void)once;
+  (void)param;
+  (void)ctx;
+  job = CreateJobObjectW(NULL, NULL);
+  if (!job) {
+    mproc__w32_job_error = GetLastError();
+    return TRUE; /* remembered: every daemon spawn reports the same error */
+  }
+  memset(&info, 0, sizeof(info));
+  info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+  if (!SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info,
+                               sizeof(info))) {
+    mproc__w32_job_error = GetLastError();
+    CloseHandle(job);
+    return TRUE;
+  }
+  mproc__w32_job = job;
+  return TRUE;
+}
+
+static HANDLE mproc__w32_daemon_job(DWORD *err) {
+  /* InitOnceExecuteOnce makes concurrent first spawns create one job. */
+  if (!InitOnceExecuteOnce(&mproc__w32_job_once, mproc__w32_job_init, NULL,
+                           NULL)) {
+    *err = GetLastError();
+    return NULL;
+  }
+  *err = mproc__w32_job_error;
+  return mproc__w32_job;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+/* An inheritable duplicate with the same access.  The original keeps its
+ * flag: setting HANDLE_FLAG_INHERIT on it instead would let any other
+ * thread's CreateProcess(bInheritHandles=TRUE) without a handle list pick it
+ * up for as long as it lives; the duplicate is closed right after the spawn. */
+static int mproc__w32_dup_inheritable(HANDLE h, HANDLE *out) {
+  return DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), out, 0,
+                         TRUE, DUPLICATE_SAME_ACCESS)
+             ? 0
+             : -1;
+}
+
+static void mproc__w32_close(HANDLE *h) {
+  if (*h != NULL && *h != INVALID_HANDLE_VALUE)
+    CloseHandle(*h);
+  *h = NULL;
+}
+
+/* `"C:\path\prog.exe" --mproc-spawn=1c` in UTF-16.  The quoting rules are
+ * those of CommandLineToArgvW and the C runtime (mproc__quote_arg).  The
+ * path also goes to lpApplicationName, which is what Windows runs, so argv[0]
+ * only has to parse as one argument: a path with unpaired surrogates that
+ * UTF-8 cannot carry becomes U+FFFD there and nothing breaks. */
+static wchar_t *mproc__w32_command_line(const wchar_t *exe, HANDLE bs_read) {
+  char *utf8 = NULL, *line = NULL;
+  wchar_t *wline = NULL;
+  char hex[17];
+  int n8, nw;
+  size_t qlen, flag_len = sizeof(MPROC__W32_FLAG) - 1, total;
+
+  n8 = WideCharToMultiByte(CP_UTF8, 0, exe, -1, NULL, 0, NULL, NULL);
+  if (n8 <= 0)
+    return NULL;
+  utf8 = (char *)malloc((size_t)n8);
+  if (!utf8) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    goto finish;
+  }
+  if (WideCharToMultiByte(CP_UTF8, 0, exe, -1, utf8, n8, NULL, NULL) != n8)
+    goto finish;
+  qlen = mproc__quote_arg(utf8, NULL, 0);
+  mproc__w32_hex((uint64_t)(uintptr_t)bs_read, hex);
+  total = qlen + 1 + flag_len + strlen(hex) + 1;
+  line = (char *)malloc(total);
+  if (!line) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+    goto finish;
+  }
+  mproc__quote_arg(utf8, line, qlen + 1);
+  line[qlen] = ' ';
+  memcpy(line + qlen + 1, MPROC__W32_FLAG, flag_len);
+  memcpy(line + qlen + 1 + flag_len, hex, strlen(hex) + 1);
+  nw = MultiByteToWideChar(CP_UTF8, 0, line, -1, NULL, 0);
+  if (nw <= 0)
+    goto finish;
+  wline = (wchar_t *)malloc((size_t)nw * sizeof(wchar_t));
+  if (!wline) {
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+  } else if (MultiByteToWideChar(CP_UTF8, 0, line, -1, wline, nw) != nw) {
+    free(wline);
+    wline = NULL;
+  }
+finish:
+  free(utf8);
+  free(line);
+  return wline;
+}
+
+/* Writes the whole buffer; 0, or the Windows error. */
+static DWORD mproc__w32_write_all(HANDLE h, const unsigned char *p,
+                                  size_t len) {
+  DWORD n, chunk;
+  while (len > 0) {
+    chunk = len > 0x100000u ? 0x100000u : (DWORD)len;
+    if (!WriteFile(h, p, chunk, &n, NULL))
+      return GetLastError();
+    p += n;
+    len -= n;
+  }
+  return 0;
+}
+
+/* Asking for a pipe buffer the size of a small bootstrap lets the whole
+ * write finish before the child reads a byte (CreatePipe documents nSize as
+ * a suggestion the system sizes its buffering from); a large bootstrap is
+ * streamed through the default buffer rather than asking for megabytes of
+ * kernel memory. */
+#define MPROC__W32_PIPE_HINT_MAX (64u * 1024u)
+
+/* The standard handles are inherited through the handle list.
+ * GetStdHandle may return NULL or INVALID_HANDLE_VALUE (a GUI program, a
+ * closed stream); the child then gets the same, as it would by default. */
+#define MPROC__W32_NSTD 3
+
+/* ---- spawn ----------------------------------------------------------------- */
+
+/* Puts a duplicate of `h` (owned by this process) into the child's handle
+ * table and returns the child's value for it, which is only meaningful in
+ * the child.  `access` 0 with DUPLICATE_SAME_ACCESS keeps the handle's
+ * rights. */
+static int mproc__w32_give(HANDLE child, HANDLE h, DWORD access,
+                           uint64_t *value) {
+  HANDLE in_child = NULL;
+  if (!DuplicateHandle(GetCurrentProcess(), h, child, &in_child, access,
+                       FALSE, access ? 0 : DUPLICATE_SAME_ACCESS))
+    return -1;
+  *value = (uint64_t)(uintptr_t)in_child;
+  return 0;
+}
+
+/* How a handle reaches the child, and why two ways.
+ *
+ * Inheritance needs a handle that is inheritable in this process at the
+ * moment CreateProcess runs, and any other thread's CreateProcess with
+ * bInheritHandles=TRUE and no handle list (system(), _popen, a library)
+ * would take it along too.  So inheritance is used only where the value
+ * must be known before the child exists: the bootstrap pipe, whose value is
+ * on the command line, and the standard handles, which STARTUPINFO names.
+ * Those go through PROC_THREAD_ATTRIBUTE_HANDLE_LIST, so the child inherits
+ * exactly them ("Programmatically controlling which handles are inherited
+ * by new processes in Win32", The Old New Thing), and the inheritable
+ * copies live only around the CreateProcess call.
+ *
+ * Everything else (the handles the user passes, the parent watch, the
+ * interrupt event) is duplicated straight into the suspended child with
+ * DuplicateHandle(target = child), as CPython's multiprocessing does for
+ * handles it sends: never inheritable anywhere, and the child's values are
+ * known before its first instruction, in time for the bootstrap. */
+int mproc__plat_spawn(struct mproc_process *p, const mproc_handle_t *handles,
+                      size_t nhandles, mproc__bootstrap_builder build) {
+  static const DWORD std_ids[MPROC__W32_NSTD] = {
+      STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  const wchar_t *exe = mproc__w32_exe_path();
+  uint64_t *values = NULL; /* the child's value per passed handle */
+  uint64_t parent_value = 0, interrupt_value = 0;
+  HANDLE list[1 + MPROC__W32_NSTD]; /* PROC_THREAD_ATTRIBUTE_HANDLE_LIST */
+  HANDLE std_dups[MPROC__W32_NSTD] = {NULL, NULL, NULL};
+  HANDLE std_values[MPROC__W32_NSTD];
+  HANDLE interrupt = NULL, bs_read = NULL, bs_write = NULL, job;
+  LPPROC_THREAD_ATTRIBUTE_LIST attrs = NULL;
+  SIZE_T attrs_size = 0;
+  int attrs_ready = 0;
+  STARTUPINFOEXW si;
+  PROCESS_INFORMATION pi;
+  wchar_t *cmd = NULL;
+  unsigned char *bs = NULL;
+  size_t bs_len = 0, i, nlist = 0, hint;
+  DWORD err = 0;
+  int rc = MPROC_ESPAWN;
+
+  memset(&pi, 0, sizeof(pi));
+  if (!exe)
+    return MPROC_ENOINIT;
+  for (i = 0; i < nhandles; i++) {
+    /* INVALID_HANDLE_VALUE doubles as GetCurrentProcess(): duplicating it
+     * would hand the child a handle to this process, not an error. */
+    if (handles[i] == NULL || handles[i] == INVALID_HANDLE_VALUE)
+      return mproc__os_fail(MPROC_ESPAWN, ERROR_INVALID_HANDLE);
+  }
+  if (nhandles > 0) {
+    values = (uint64_t *)calloc(nhandles, sizeof(*values));
+    if (!values)
+      return MPROC_ENOMEM;
+  }
+
+  /* The bootstrap pipe.  Only the read end goes to the child: when this
+   * process closes the write end (or dies) the child reads end-of-file
+   * instead of waiting.  The bootstrap is built later, when the child's
+   * handle values are known, so its size is estimated from the arguments,
+   * which are nearly all of it. */
+  hint = p->args_len + 4096;
+  if (!CreatePipe(&bs_read, &bs_write, NULL,
+                  hint <= MPROC__W32_PIPE_HINT_MAX ? (DWORD)hint : 0))
+    goto fail_last;
+  if (!SetHandleInformation(bs_read, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT))
+    goto fail_last;
+  list[nlist++] = bs_read;
+
+  /* Standard handles: the child writes where this process writes.  A
+   * console handle is a real handle since Windows 8 and may be listed. */
+  for (i = 0; i < MPROC__W32_NSTD; i++) {
+    HANDLE s = GetStdHandle(std_ids[i]);
+    std_values[i] = s;
+    if (s == NULL || s == INVALID_HANDLE_VALUE)
+      continue;
+    if (mproc__w32_dup_inheritable(s, &std_dups[i]) < 0) {
+      /* A stale value (the stream was closed behind the C runtime's back)
+       * is passed as "none" rather than failing the spawn. */
+      std_dups[i] = NULL;
+      std_values[i] = NULL;
+      continue;
+    }
+    std_values[i] = std_dups[i];
+    list[nlist++] = std_dups[i];
+  }
+
+  /* The first call only reports the size; it fails by design with
+   * ERROR_INSUFFICIENT_BUFFER. */
+  InitializeProcThreadAttributeList(NULL, 1, 0, &attrs_size);
+  attrs = (LPPROC_THREAD_ATTRIBUTE_LIST)malloc(attrs_size);
+  if (!attrs) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  if (!InitializeProcThreadAttributeList(attrs, 1, 0, &attrs_size))
+    goto fail_last;
+  attrs_ready = 1;
+  /* The list is referenced, not copied, until CreateProcessW returns. */
+  if (!UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+                                 list, nlist * sizeof(*list), NULL, NULL))
+    goto fail_last;
+
+  cmd = mproc__w32_command_line(exe, bs_read);
+  if (!cmd)
+    goto fail_last;
+
+  memset(&si, 0, sizeof(si));
+  si.StartupInfo.cb = sizeof(si);
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = std_values[0];
+  si.StartupInfo.hStdOutput = std_values[1];
+  si.StartupInfo.hStdError = std_values[2];
+  si.lpAttributeList = attrs;
+
+  /* Suspended: a daemonic child is in the job before it runs a single
+   * instruction (so nothing it starts can escape the job), and the handles
+   * below are in place before it looks for them. */
+  if (!CreateProcessW(exe, cmd, NULL, NULL, TRUE,
+                      EXTENDED_STARTUPINFO_PRESENT |
+                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED,
+                      NULL, NULL, &si.StartupInfo, &pi))
+    goto fail_last;
+  /* The child has its copies; ours go now.  The read end in particular: while
+   * this process holds it, a child that died would not break the pipe, and a
+   * write larger than the buffer would block forever. */
+  mproc__w32_close(&bs_read);
+  for (i = 0; i < MPROC__W32_NSTD; i++)
+    mproc__w32_close(&std_dups[i]);
+
+  if (p->daemon) {
+    job = mproc__w32_daemon_job(&err);
+    if (!job)
+      goto fail_child;
+    if (!AssignProcessToJobObject(job, pi.hProcess))
+      goto fail_child_last;
+  }
+
+  for (i = 0; i < nhandles; i++)
+    if (mproc__w32_give(pi.hProcess, (HANDLE)handles[i], 0, &values[i]) < 0)
+      goto fail_child_last;
+  /* The child's watch on this process: SYNCHRONIZE to wait on it and
+   * PROCESS_QUERY_LIMITED_INFORMATION to read its exit code, nothing that
+   * would let a child act on its parent. */
+  if (mproc__w32_give(pi.hProcess, GetCurrentProcess(),
+                      SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+                      &parent_value) < 0)
+    goto fail_child_last;
+  /* Auto-reset: each interrupt() wakes the child's watcher once. */
+  interrupt = CreateEventW(NULL, FALSE, FALSE, NULL);
+  if (!interrupt ||
+      mproc__w32_give(pi.hProcess, interrupt, 0, &interrupt_value) < 0)
+    goto fail_child_last;
+
+  rc = build(p, values, parent_value, interrupt_value, &bs, &bs_len);
+  if (rc < 0)
+    goto fail_child_rc;
+  rc = MPROC_ESPAWN;
+
+  if (ResumeThread(pi.hThread) == (DWORD)-1)
+    goto fail_child_last;
+
+  /* A write error means the child died before reading everything
+   * (ERROR_NO_DATA or ERROR_BROKEN_PIPE: its read end is gone). */
+  err = mproc__w32_write_all(bs_write, bs, bs_len);
+  if (err)
+    goto fail_child;
+  mproc__w32_close(&bs_write);
+
+  p->plat.process = pi.hProcess;
+  p->plat.interrupt_event = interrupt;
+  p->pid = (int64_t)pi.dwProcessId;
+  pi.hProcess = NULL;
+  interrupt = NULL;
+  rc = MPROC_OK;
+  goto finish;
+
+fail_child_last:
+  err = GetLastError();
+fail_child:
+  if (err == 0)
+    err = ERROR_INVALID_FUNCTION;
+  rc = mproc__os_fail(MPROC_ESPAWN, (int)err);
+fail_child_rc:
+  /* Started but not usable: end it and wait, so nothing is left running
+   * (platform.h: "On failure nothing is left running or open").  The
+   * handles given to it die with it. */
+  TerminateProcess(pi.hProcess, MPROC_EXIT_BOOTSTRAP);
+  WaitForSingleObject(pi.hProcess, INFINITE);
+  goto finish;
+fail_last:
+  err = GetLastError();
+  if (err == 0)
+    err = ERROR_INVALID_FUNCTION;
+  rc = mproc__os_fail(MPROC_ESPAWN, (int)err);
+finish:
+  if (attrs_ready)
+    DeleteProcThreadAttributeList(attrs);
+  free(attrs);
+  free(cmd);
+  free(bs);
+  free(values);
+  mproc__w32_close(&pi.hThread);
+  mproc__w32_close(&pi.hProcess);
+  mproc__w32_close(&bs_read);
+  mproc__w32_close(&bs_write);
+  for (i = 0; i < MPROC__W32_NSTD; i++)
+    mproc__w32_close(&std_dups[i]);
+  mproc__w32_close(&interrupt);
+  return rc;
+}
+
+int mproc__plat_fork(struct mproc_process *p,
+                     void (*child_main)(struct mproc_process *p)) {
+  (void)p;
+  (void)child_main;
+  return MPROC_ENOTSUP;
+}
+
+void mproc__plat_forget(struct mproc_process *p) { mproc__plat_close(p); }
+
+/* ---- wait, reap, signal ---------------------------------------------------- */
+
+int mproc__plat_wait(struct mproc_process *p, double timeout) {
+  HANDLE h = (HANDLE)p->plat.process;
+  DWORD r = mproc__w32_wait_any(1, &h, timeout);
+  if (r == WAIT_OBJECT_0)
+    return MPROC_OK;
+  if (r == WAIT_TIMEOUT)
+    return MPROC_ETIMEDOUT;
+  return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+}
+
+int mproc__plat_reap(struct mproc_process *p, int *exitcode) {
+  HANDLE h = (HANDLE)p->plat.process;
+  DWORD r = WaitForSingleObject(h, 0), code;
+  if (r == WAIT_TIMEOUT)
+    return 0;
+  if (r != WAIT_OBJECT_0)
+    return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  /* GetExitCodeProcess answers STILL_ACTIVE (259) for a running process,
+   * which a process may also exit with; the wait above already settled that
+   * it ended, so 259 here is a real exit code. */
+  if (!GetExitCodeProcess(h, &code))
+    return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  switch (code) {
+  case MPROC__W32_EXIT_TERM:
+    *exitcode = -15;
+    break;
+  case MPROC__W32_EXIT_KILL:
+    *exitcode = -9;
+    break;
+  case MPROC__W32_EXIT_INT:
+    *exitcode = -2;
+    break;
+  default:
+    /* An NTSTATUS crash code (0xC0000005) becomes a large negative int, an
+     * entry's negative return value comes back as itself. */
+    *exitcode = (int)code;
+    break;
+  }
+  return 1;
+}
+
+int mproc__plat_signal(struct mproc_process *p, int which) {
+  HANDLE h = (HANDLE)p->plat.process;
+  UINT code;
+  DWORD err;
+  switch (which) {
+  case MPROC__SIG_TERM:
+    code = MPROC__W32_EXIT_TERM;
+    break;
+  case MPROC__SIG_KILL:
+    code = MPROC__W32_EXIT_KILL;
+    break;
+  case MPROC__SIG_INT:
+    if (!p->plat.interrupt_event)
+      return MPROC_ENOTSUP;
+    if (!SetEvent((HANDLE)p->plat.interrupt_event))
+      return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+    return MPROC_OK;
+  default:
+    return MPROC_EINVAL;
+  }
+  if (TerminateProcess(h, code))
+    return MPROC_OK;
+  err = GetLastError();
+  /* TerminateProcess on a process that has already ended fails with
+   * ERROR_ACCESS_DENIED.  It ended on its own, which is what the caller
+   * wanted; CPython's Popen.terminate() treats it the same way. */
+  if (err == ERROR_ACCESS_DENIED && WaitForSingleObject(h, 0) == WAIT_OBJECT_0)
+    return MPROC_OK;
+  return mproc__os_fail(MPROC_ESYS, (int)err);
+}
+
+mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p) {
+  return p->plat.process ? (mproc_handle_t)p->plat.process
+                         : MPROC_INVALID_HANDLE;
+}
+
+void mproc__plat_close(struct mproc_process *p) {
+  HANDLE h = (HANDLE)p->plat.process;
+  mproc__w32_close(&h);
+  h = (HANDLE)p->plat.interrupt_event;
+  mproc__w32_close(&h);
+  p->plat.process = NULL;
+  p->plat.interrupt_event = NULL;
+}

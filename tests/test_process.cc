@@ -162,6 +162,9 @@ TEST_ENTRY(wait_for_sigint) {
 }
 
 TEST_ENTRY(ready_then_sleep) {
+  // A fork child inherits the parent's dispositions; if whoever launched the
+  // tests ignores SIGINT (nohup, a background job), so would this child.
+  signal(SIGINT, SIG_DFL);
   if (!test_write_all(arg_handle(args, 0), "R", 1))
     return 1;
   test_sleep_ms(60000);

@@ -198,7 +198,9 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
     rc = MPROC_EINVAL;
   if (rc < 0) {
     snprintf(err, errlen, "damaged bootstrap from the parent process (%s)",
-             rc == MPROC_EINVAL ? "bad header" : mproc_strerror(rc));
+             rc == MPROC_EINVAL ? "bad header: not an mproc bootstrap, or one "
+                                  "from another mproc version"
+                                : mproc_strerror(rc));
     (void)close(MPROC__BS_FD);
     return MPROC_ESPAWN;
   }

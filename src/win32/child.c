@@ -164,9 +164,10 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
   }
   if (mproc__bootstrap_peek_len(hdr, &total) < 0) {
     snprintf(err, errlen,
-             "%s (handle 0x%s carries no mproc bootstrap, or one from "
-             "another mproc version)",
-             mproc__w32_not_ours, hexv);
+             "damaged bootstrap from the parent process (bad header on "
+             "handle 0x%s: not an mproc bootstrap, or one from another "
+             "mproc version)",
+             hexv);
     return MPROC_ESPAWN;
   }
   msg = (unsigned char *)malloc(total);

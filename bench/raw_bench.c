@@ -1,0 +1,443 @@
+/* Raw system-call baselines: what the benchmarks cost written by hand with
+ * fork/posix_spawn/waitpid, pipes and a process-shared mutex, no library.
+ * Same subcommands and output as mproc_bench.c:
+ *
+ *   raw_bench start_join fork|spawn ITERS
+ *   raw_bench scale fork|spawn N ROUNDS
+ *   raw_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
+ *   raw_bench lock ITERS | pool NTASKS CHUNKSIZE
+ *
+ * POSIX only: the Windows numbers would need their own baseline. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench_util.h"
+#include "mproc.h"
+
+extern char **environ;
+
+#define EXIT_NOW_FLAG "--exit-now"
+
+/* The spawn baseline execs this program, and mproc spawns mproc_bench.
+ * Exec cost grows with the image (mapping, relocations, page faults), so
+ * this binary carries the same library code as mproc_bench by keeping a
+ * reference to it, without ever calling it. */
+int (*volatile raw_bench_keep_mproc)(int, char **, const mproc_entry *) =
+    mproc_main;
+
+static void die(const char *what) {
+  fprintf(stderr, "raw_bench: %s: %s\n", what, strerror(errno));
+  exit(1);
+}
+
+static void read_full(int fd, void *buf, size_t n) {
+  char *p = (char *)buf;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      die("read");
+    p += r;
+    n -= (size_t)r;
+  }
+}
+
+static void write_full(int fd, const void *buf, size_t n) {
+  const char *p = (const char *)buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      die("write");
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+static void reap(pid_t pid) {
+  int st;
+  while (waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR)
+      die("waitpid");
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    fprintf(stderr, "raw_bench: child %d failed (status %#x)\n", (int)pid, st);
+    exit(1);
+  }
+}
+
+/* ---- starting processes -------------------------------------------------- */
+
+static pid_t start_fork(void) {
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork");
+  if (pid == 0)
+    _exit(0);
+  return pid;
+}
+
+/* The same executable mproc's spawn uses on Linux, found the same way. */
+static pid_t start_spawn(void) {
+  static char *child_argv[] = {(char *)"raw_bench", (char *)EXIT_NOW_FLAG,
+                               NULL};
+  pid_t pid;
+  int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, child_argv,
+                       environ);
+  if (rc != 0) {
+    errno = rc;
+    die("posix_spawn");
+  }
+  return pid;
+}
+
+static double run_start_join(pid_t (*start)(void), long iters) {
+  double batch[BENCH_BATCHES], t0;
+  long per = iters / BENCH_BATCHES > 0 ? iters / BENCH_BATCHES : 1, i;
+  int b;
+  for (i = 0; i < 3; i++)
+    reap(start());
+  for (b = 0; b < BENCH_BATCHES; b++) {
+    t0 = bench_now();
+    for (i = 0; i < per; i++)
+      reap(start());
+    batch[b] = (bench_now() - t0) / (double)per * 1e6;
+  }
+  return bench_median(batch, BENCH_BATCHES);
+}
+
+static double run_scale(pid_t (*start)(void), long n, long rounds) {
+  pid_t *pids = (pid_t *)calloc((size_t)n, sizeof(*pids));
+  double *per = (double *)calloc((size_t)rounds, sizeof(*per)), t0, med;
+  long r, i;
+  if (!pids || !per)
+    die("calloc");
+  reap(start());
+  for (r = 0; r < rounds; r++) {
+    t0 = bench_now();
+    for (i = 0; i < n; i++)
+      pids[i] = start();
+    for (i = 0; i < n; i++)
+      reap(pids[i]);
+    per[r] = (bench_now() - t0) / (double)n * 1e6;
+  }
+  med = bench_median(per, (size_t)rounds);
+  free(pids);
+  free(per);
+  return med;
+}
+
+/* ---- one-way messages over a pipe ---------------------------------------- */
+
+/* The child reads `nmsgs` messages of `size` bytes and then says "done" on a
+ * second pipe; the clock runs from the first write to that reply, so the
+ * time covers delivery, not just filling the pipe buffer. */
+static double run_stream(long nmsgs, size_t size) {
+  int data[2], ack[2];
+  char *buf = (char *)malloc(size);
+  char c = 'r';
+  double t0, t;
+  long i;
+  pid_t pid;
+  if (!buf)
+    die("malloc");
+  memset(buf, 'x', size);
+  if (pipe(data) != 0 || pipe(ack) != 0)
+    die("pipe");
+#ifdef F_SETPIPE_SZ
+  /* With the default 64 KiB buffer a 1 MiB message takes 16 round trips
+   * between writer and reader; sizing the pipe to the message is what a
+   * hand-written bulk transfer on Linux would do.  Best effort: the limit
+   * is /proc/sys/fs/pipe-max-size. */
+  if (size > 65536)
+    (void)fcntl(data[1], F_SETPIPE_SZ, (int)size);
+#endif
+  pid = fork();
+  if (pid < 0)
+    die("fork");
+  if (pid == 0) {
+    close(data[1]);
+    close(ack[0]);
+    write_full(ack[1], &c, 1);
+    /* A pipe keeps no message boundaries: a read of exactly `size` bytes
+     * is what turns the byte stream back into messages. */
+    for (i = 0; i < nmsgs; i++)
+      read_full(data[0], buf, size);
+    c = 'd';
+    write_full(ack[1], &c, 1);
+    _exit(0);
+  }
+  close(data[0]);
+  close(ack[1]);
+  read_full(ack[0], &c, 1);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++)
+    write_full(data[1], buf, size);
+  read_full(ack[0], &c, 1);
+  t = bench_now() - t0;
+  close(data[1]);
+  close(ack[0]);
+  reap(pid);
+  free(buf);
+  return t;
+}
+
+/* ---- lock ------------------------------------------------------------------ */
+
+/* What mproc's Lock is built from: a process-shared mutex in shared memory
+ * (futex based on Linux), uncontended. */
+static double run_lock(long iters) {
+  pthread_mutexattr_t a;
+  pthread_mutex_t *m;
+  double t0;
+  long i;
+  m = (pthread_mutex_t *)mmap(NULL, sizeof(*m), PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED)
+    die("mmap");
+  pthread_mutexattr_init(&a);
+  pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  pthread_mutex_init(m, &a);
+  for (i = 0; i < 1000; i++) {
+    pthread_mutex_lock(m);
+    pthread_mutex_unlock(m);
+  }
+  t0 = bench_now();
+  for (i = 0; i < iters; i++) {
+    pthread_mutex_lock(m);
+    pthread_mutex_unlock(m);
+  }
+  t0 = bench_now() - t0;
+  pthread_mutex_destroy(m);
+  munmap(m, sizeof(*m));
+  return t0 / (double)iters * 1e9;
+}
+
+/* ---- pool --------------------------------------------------------------------- */
+
+/* A minimal hand-written pool: two forked workers share one task pipe
+ * (16-byte task records, below PIPE_BUF, so each read takes exactly one
+ * task even with two readers), and each worker answers on its own result
+ * pipe.  The parent polls: it feeds tasks while the pipe has room and drains
+ * results meanwhile, because blocking on either side alone can deadlock
+ * once both pipes fill. */
+#define POOL_WORKERS 2
+
+typedef struct {
+  int64_t start, count; /* count 0: stop */
+} pool_task;
+
+static int64_t pool_fn(int64_t x) { return x * x; }
+
+static void pool_worker(int task_fd, int res_fd, long chunk) {
+  int64_t *out = (int64_t *)malloc(sizeof(int64_t) * (size_t)(chunk + 2));
+  pool_task t;
+  int64_t i;
+  if (!out)
+    _exit(1);
+  for (;;) {
+    read_full(task_fd, &t, sizeof t);
+    if (t.count == 0)
+      break;
+    out[0] = t.start;
+    out[1] = t.count;
+    for (i = 0; i < t.count; i++)
+      out[2 + i] = pool_fn(t.start + i);
+    write_full(res_fd, out, sizeof(int64_t) * (size_t)(t.count + 2));
+  }
+  _exit(0);
+}
+
+typedef struct {
+  int fd;
+  unsigned char *buf;
+  size_t have, cap;
+} pool_reader;
+
+/* Consumes whole result records from r->buf; returns tasks completed. */
+static long pool_drain(pool_reader *r, int64_t *results) {
+  long done = 0;
+  size_t off = 0;
+  while (r->have - off >= 2 * sizeof(int64_t)) {
+    int64_t hdr[2];
+    size_t need;
+    memcpy(hdr, r->buf + off, sizeof hdr);
+    need = sizeof(int64_t) * (size_t)(hdr[1] + 2);
+    if (r->have - off < need)
+      break;
+    memcpy(results + hdr[0], r->buf + off + sizeof hdr,
+           sizeof(int64_t) * (size_t)hdr[1]);
+    done += (long)hdr[1];
+    off += need;
+  }
+  memmove(r->buf, r->buf + off, r->have - off);
+  r->have -= off;
+  return done;
+}
+
+static double run_pool(long ntasks, long chunk) {
+  int tp[2], rp[POOL_WORKERS][2];
+  pid_t pids[POOL_WORKERS];
+  pool_reader rd[POOL_WORKERS];
+  int64_t *results = (int64_t *)malloc(sizeof(int64_t) * (size_t)ntasks);
+  long next = 0, done = 0, i;
+  double t0, t;
+  int w;
+  if (!results)
+    die("malloc");
+  if (pipe(tp) != 0)
+    die("pipe");
+  for (w = 0; w < POOL_WORKERS; w++) {
+    if (pipe(rp[w]) != 0)
+      die("pipe");
+    pids[w] = fork();
+    if (pids[w] < 0)
+      die("fork");
+    if (pids[w] == 0) {
+      close(tp[1]);
+      close(rp[w][0]);
+      pool_worker(tp[0], rp[w][1], chunk);
+    }
+    close(rp[w][1]);
+    rd[w].fd = rp[w][0];
+    rd[w].cap = (size_t)1 << 20;
+    rd[w].have = 0;
+    rd[w].buf = (unsigned char *)malloc(rd[w].cap);
+    if (!rd[w].buf)
+      die("malloc");
+  }
+  close(tp[0]);
+  if (fcntl(tp[1], F_SETFL, O_NONBLOCK) != 0)
+    die("fcntl");
+  t0 = bench_now();
+  while (done < ntasks) {
+    struct pollfd pfd[POOL_WORKERS + 1];
+    for (w = 0; w < POOL_WORKERS; w++) {
+      pfd[w].fd = rd[w].fd;
+      pfd[w].events = POLLIN;
+      pfd[w].revents = 0;
+    }
+    pfd[POOL_WORKERS].fd = next < ntasks ? tp[1] : -1;
+    pfd[POOL_WORKERS].events = POLLOUT;
+    pfd[POOL_WORKERS].revents = 0;
+    if (poll(pfd, POOL_WORKERS + 1, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      die("poll");
+    }
+    if (pfd[POOL_WORKERS].revents & POLLOUT) {
+      while (next < ntasks) {
+        pool_task tk;
+        tk.start = next;
+        tk.count = ntasks - next < chunk ? ntasks - next : chunk;
+        if (write(tp[1], &tk, sizeof tk) != (ssize_t)sizeof tk) {
+          if (errno == EAGAIN || errno == EINTR)
+            break;
+          die("write task");
+        }
+        next += (long)tk.count;
+      }
+    }
+    for (w = 0; w < POOL_WORKERS; w++) {
+      ssize_t r;
+      if (!(pfd[w].revents & (POLLIN | POLLHUP)))
+        continue;
+      r = read(rd[w].fd, rd[w].buf + rd[w].have, rd[w].cap - rd[w].have);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        die("read result");
+      rd[w].have += (size_t)r;
+      done += pool_drain(&rd[w], results);
+    }
+  }
+  t = bench_now() - t0;
+  for (i = 0; i < ntasks; i++)
+    if (results[i] != pool_fn(i)) {
+      fprintf(stderr, "raw_bench: pool result %ld wrong\n", i);
+      exit(1);
+    }
+  if (fcntl(tp[1], F_SETFL, 0) != 0)
+    die("fcntl");
+  for (w = 0; w < POOL_WORKERS; w++) {
+    pool_task stop = {0, 0};
+    write_full(tp[1], &stop, sizeof stop);
+  }
+  close(tp[1]);
+  for (w = 0; w < POOL_WORKERS; w++) {
+    reap(pids[w]);
+    close(rd[w].fd);
+    free(rd[w].buf);
+  }
+  free(results);
+  return (double)ntasks / t;
+}
+
+/* ---- main ---------------------------------------------------------------------- */
+
+static pid_t (*parse_method(const char *s))(void) {
+  if (s && strcmp(s, "fork") == 0)
+    return start_fork;
+  if (s && strcmp(s, "spawn") == 0)
+    return start_spawn;
+  fprintf(stderr, "raw_bench: method must be fork or spawn\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  const char *cmd;
+  long n;
+  /* The spawn baseline's child: exit at once, through exit() like an mproc
+   * child does (atexit handlers and stdio flush included). */
+  if (argc > 1 && strcmp(argv[1], EXIT_NOW_FLAG) == 0)
+    return 0;
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s start_join|scale|pipe_small|queue_small|"
+                    "bulk|lock|pool ARGS...\n",
+            argv[0]);
+    return 2;
+  }
+  /* A reader that died must show up as an error message, not a silent
+   * SIGPIPE exit that the orchestrator could mistake for a crash. */
+  signal(SIGPIPE, SIG_IGN);
+  cmd = argv[1];
+  if (strcmp(cmd, "start_join") == 0) {
+    bench_print(run_start_join(parse_method(argc > 2 ? argv[2] : NULL),
+                               bench_arg(argc, argv, 3, 1000)));
+  } else if (strcmp(cmd, "scale") == 0) {
+    bench_print(run_scale(parse_method(argc > 2 ? argv[2] : NULL),
+                          bench_arg(argc, argv, 3, 1),
+                          bench_arg(argc, argv, 4, 1)));
+  } else if (strcmp(cmd, "pipe_small") == 0 ||
+             strcmp(cmd, "queue_small") == 0) {
+    /* A queue between two processes, by hand, is this same pipe loop. */
+    n = bench_arg(argc, argv, 2, 100000);
+    bench_print((double)n / run_stream(n, BENCH_SMALL_MSG));
+  } else if (strcmp(cmd, "bulk") == 0) {
+    n = bench_arg(argc, argv, 2, 1000);
+    bench_print((double)n * (double)BENCH_BULK_MSG /
+                run_stream(n, BENCH_BULK_MSG) / 1e9);
+  } else if (strcmp(cmd, "lock") == 0) {
+    bench_print(run_lock(bench_arg(argc, argv, 2, 1000000)));
+  } else if (strcmp(cmd, "pool") == 0) {
+    bench_print(run_pool(bench_arg(argc, argv, 2, 100000),
+                         bench_arg(argc, argv, 3, 1)));
+  } else {
+    fprintf(stderr, "raw_bench: unknown benchmark '%s'\n", cmd);
+    return 2;
+  }
+  return 0;
+}

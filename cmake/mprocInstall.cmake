@@ -1,0 +1,99 @@
+# Install rules, the CMake package (mprocConfig.cmake, mprocConfigVersion.cmake,
+# mprocTargets.cmake) and the pkg-config file. Included from the top-level
+# CMakeLists.txt when MPROC_INSTALL is ON.
+include(CMakePackageConfigHelpers)
+
+set(MPROC_INSTALL_CMAKEDIR "${CMAKE_INSTALL_LIBDIR}/cmake/mproc"
+  CACHE STRING "Where mprocConfig.cmake is installed (relative to the prefix)")
+set(MPROC_INSTALL_PKGCONFIGDIR "${CMAKE_INSTALL_LIBDIR}/pkgconfig"
+  CACHE STRING "Where mproc.pc is installed (relative to the prefix)")
+mark_as_advanced(MPROC_INSTALL_CMAKEDIR MPROC_INSTALL_PKGCONFIGDIR)
+
+install(TARGETS mproc
+  EXPORT mprocTargets
+  RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+  LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+  ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+  INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+
+install(FILES "${MPROC_PUBLIC_HEADER}" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+if(MPROC_PUBLIC_SUBHEADERS)
+  install(FILES ${MPROC_PUBLIC_SUBHEADERS} DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/mproc")
+endif()
+
+install(EXPORT mprocTargets
+  NAMESPACE mproc::
+  FILE mprocTargets.cmake
+  DESTINATION "${MPROC_INSTALL_CMAKEDIR}")
+
+# Lets another build use this build tree directly (find_package with mproc_DIR=<build>).
+export(EXPORT mprocTargets
+  NAMESPACE mproc::
+  FILE "${PROJECT_BINARY_DIR}/mprocTargets.cmake")
+
+# Variables read by mprocConfig.cmake.in.
+if(WIN32)
+  set(MPROC_CONFIG_NEEDS_THREADS 0)
+else()
+  set(MPROC_CONFIG_NEEDS_THREADS 1)
+endif()
+
+configure_package_config_file(
+  "${PROJECT_SOURCE_DIR}/cmake/mprocConfig.cmake.in"
+  "${PROJECT_BINARY_DIR}/mprocConfig.cmake"
+  INSTALL_DESTINATION "${MPROC_INSTALL_CMAKEDIR}")
+write_basic_package_version_file(
+  "${PROJECT_BINARY_DIR}/mprocConfigVersion.cmake"
+  VERSION ${PROJECT_VERSION}
+  COMPATIBILITY SameMajorVersion)
+install(FILES
+  "${PROJECT_BINARY_DIR}/mprocConfig.cmake"
+  "${PROJECT_BINARY_DIR}/mprocConfigVersion.cmake"
+  DESTINATION "${MPROC_INSTALL_CMAKEDIR}")
+
+# pkg-config: the prefix is computed from ${pcfiledir} so that the installed tree
+# can be moved (and so that `cmake --install --prefix X` gives a correct file).
+if(IS_ABSOLUTE "${MPROC_INSTALL_PKGCONFIGDIR}")
+  set(MPROC_PC_PREFIX "${CMAKE_INSTALL_PREFIX}")
+else()
+  file(RELATIVE_PATH _rel "/mproc-prefix/${MPROC_INSTALL_PKGCONFIGDIR}" "/mproc-prefix")
+  string(REGEX REPLACE "/$" "" _rel "${_rel}")
+  set(MPROC_PC_PREFIX "\${pcfiledir}/${_rel}")
+endif()
+foreach(_kind LIBDIR INCLUDEDIR)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${_kind}}")
+    set(MPROC_PC_${_kind} "${CMAKE_INSTALL_${_kind}}")
+  else()
+    set(MPROC_PC_${_kind} "\${prefix}/${CMAKE_INSTALL_${_kind}}")
+  endif()
+endforeach()
+if(BUILD_SHARED_LIBS)
+  set(MPROC_PC_CFLAGS " -DMPROC_SHARED")
+else()
+  set(MPROC_PC_CFLAGS "")
+endif()
+configure_file("${PROJECT_SOURCE_DIR}/cmake/mproc.pc.in" "${PROJECT_BINARY_DIR}/mproc.pc" @ONLY)
+install(FILES "${PROJECT_BINARY_DIR}/mproc.pc" DESTINATION "${MPROC_INSTALL_PKGCONFIGDIR}")
+
+# ctest `install_consumer`: install into a scratch prefix, then build and run a tiny
+# project that uses find_package(mproc) (and pkg-config, when present). Native Linux
+# lanes only: it needs to run what it builds.
+if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
+  set(_san_flags "")
+  if(MPROC_SANITIZE)
+    set(_san_flags "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all")
+  endif()
+  add_test(NAME install_consumer
+    COMMAND "${CMAKE_COMMAND}"
+      "-DMPROC_BINARY_DIR=${PROJECT_BINARY_DIR}"
+      "-DCONSUMER_SOURCE_DIR=${PROJECT_SOURCE_DIR}/cmake/consumer-test"
+      "-DWORK_DIR=${PROJECT_BINARY_DIR}/install-consumer"
+      "-DCONFIG=$<CONFIG>"
+      "-DGENERATOR=${CMAKE_GENERATOR}"
+      "-DC_COMPILER=${CMAKE_C_COMPILER}"
+      "-DEXTRA_FLAGS=${_san_flags}"
+      "-DEXPECTED_VERSION=${PROJECT_VERSION}"
+      "-DSHARED=${BUILD_SHARED_LIBS}"
+      -P "${PROJECT_SOURCE_DIR}/cmake/install-consumer-test.cmake")
+  set_tests_properties(install_consumer PROPERTIES TIMEOUT 120 LABELS install)
+endif()

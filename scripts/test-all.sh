@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Run the CI lanes one after the other and summarise them.
+#
+#   bash scripts/test-all.sh                 dev, spawn, asan, mingw-wine
+#   bash scripts/test-all.sh dev spawn       only those lanes (any preset name works,
+#                                            e.g. release)
+#
+# Each lane is `cmake --workflow --preset <lane>` (configure + build + test; see
+# CMakePresets.json). A failing lane does not stop the others. Full output goes to
+# the terminal and to build/logs/<lane>.log. The last line is the total over all
+# lanes, "N passed, N failed"; a lane that fails before its tests run (configure or
+# build error) counts as one failure. Exit status: 0 only if every lane passed.
+#
+# Dependencies are installed first (scripts/deps.sh; a no-op on a warm machine),
+# so on a fresh Debian machine this one command is all it takes.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/deps.sh || { echo "dependency installation failed"; exit 1; }
+
+lanes=("$@")
+if (( ${#lanes[@]} == 0 )); then
+  lanes=(dev spawn asan mingw-wine)
+fi
+
+# The lanes choose the start method themselves (the spawn lane's test preset sets
+# it); a value left in the caller's shell must not leak into the other lanes.
+unset MPROC_START_METHOD
+
+mkdir -p build/logs
+declare -A lane_status lane_summary lane_secs
+total_passed=0
+total_failed=0
+any_failed=0
+start_all=$SECONDS
+
+for lane in "${lanes[@]}"; do
+  log=build/logs/$lane.log
+  echo
+  echo "==================================================================="
+  echo "==> lane $lane: cmake --workflow --preset $lane   (log: $log)"
+  echo "==================================================================="
+  t0=$SECONDS
+  cmake --workflow --preset "$lane" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  lane_secs[$lane]=$(( SECONDS - t0 ))
+
+  if [[ $lane == mingw-wine* ]]; then
+    # Stop this lane's wineserver now rather than 30 s after its last client.
+    bash cmake/wine-run.sh --default-prefix "$PWD/build/$lane/wineprefix" --kill || true
+  fi
+
+  summary=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1 || true)
+  if [[ -n $summary ]]; then
+    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$summary")
+    total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$summary")
+    total_passed=$(( total_passed + total - failed ))
+    total_failed=$(( total_failed + failed ))
+    lane_summary[$lane]=$summary
+  else
+    # Configure or build failed (or ctest found nothing to run): count the lane once.
+    total_failed=$(( total_failed + 1 ))
+    lane_summary[$lane]="no test results (configure/build failed?)"
+    (( rc == 0 )) && rc=1
+  fi
+
+  if (( rc == 0 )); then
+    lane_status[$lane]=ok
+  else
+    lane_status[$lane]=FAILED
+    any_failed=1
+  fi
+  echo "==> lane $lane: ${lane_status[$lane]} in ${lane_secs[$lane]} s -- ${lane_summary[$lane]}"
+done
+
+echo
+echo "======================= summary ($(( SECONDS - start_all )) s) ======================="
+for lane in "${lanes[@]}"; do
+  printf '%-11s %-6s %5ss  %s\n' "$lane" "${lane_status[$lane]}" "${lane_secs[$lane]}" \
+    "${lane_summary[$lane]}"
+done
+echo "${total_passed} passed, ${total_failed} failed"
+exit $any_failed

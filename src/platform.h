@@ -114,7 +114,7 @@ int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
  * its end (0, or MPROC_ETIMEDOUT), its sentinel. */
 int mproc__plat_parent_alive(mproc__plat_parent *parent);
 int mproc__plat_parent_wait(mproc__plat_parent *parent, double timeout);
-mproc_handle_t mproc__plat_parent_sentinel(const mproc__plat_parent *parent);
+mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *parent);
 
 /* Exit the calling child process with `code` without running atexit
  * handlers (fork children: the parent's handlers are not ours to run). */

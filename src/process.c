@@ -26,6 +26,10 @@ static int g_have_parent;
 static mproc__plat_parent g_parent_watch;
 static char g_main_name[] = "MainProcess";
 static char g_empty[] = "";
+/* Whether g_current's name and identity are heap copies of our own; a fork
+ * child borrows them from its process object instead of copying (every
+ * write in a fork child costs a page copy). */
+static int g_current_owns_name, g_current_owns_identity, g_parent_owns_name;
 
 const char *mproc__argv0(void) { return g_argv0; }
 
@@ -86,7 +90,9 @@ static int mproc__method_from_env(void) {
 /* ---- registry (callers hold mproc__lock) ----------------------------------- */
 
 static void mproc__destroy(mproc_process *p) {
-  if (p->state != MPROC__P_CLOSED)
+  /* In a fork child the parent's objects' OS handles were closed at fork
+   * and their numbers may have been reused since: leave them alone. */
+  if (p->state != MPROC__P_CLOSED && p->creator_pid == mproc__plat_getpid())
     mproc__plat_close(p);
   free(p->name);
   free(p->identity);
@@ -240,34 +246,29 @@ static int mproc__cleanup_children(void);
  * child right after fork() with mproc__lock held (it was held across fork,
  * so no other thread was inside it; only this thread exists now). */
 static void mproc__fork_child_main(mproc_process *p) {
-  mproc_process *c, *next;
+  mproc_process *c;
   mproc_args *args = NULL;
   int64_t parent_pid = g_current.pid;
   int code;
 
-  /* The parent's children are not ours: drop our copies of their OS state
-   * so we neither hold their sentinels open nor reap or signal them.  The
-   * objects stay valid (the user may still hold pointers) but now belong to
-   * another process, so every call on them returns MPROC_EPERM. */
-  for (c = g_children; c; c = next) {
-    next = c->next;
+  /* The parent's children are not ours: close our copies of their
+   * sentinels so we neither hold them open nor reap or signal them.  Their
+   * objects are only read, never written: each write would copy a page, and
+   * their creator_pid already makes every call on them MPROC_EPERM here. */
+  for (c = g_children; c; c = c->next)
     mproc__plat_forget(c);
-    c->next = c->prev = NULL;
-    c->tracked = 0;
-    c->refs--;
-  }
   g_children = NULL;
   g_counter = 1;
   g_parent.name = g_current.name;
+  g_parent_owns_name = 0; /* borrowed, like the rest of a fork child's view */
   g_parent.pid = parent_pid;
   g_parent.identity = g_current.identity;
   g_have_parent = 1;
-  g_current.name = mproc__strdup(p->name);
-  g_current.identity = mproc__strdup(p->identity);
+  g_current.name = p->name;
+  g_current.identity = p->identity;
+  g_current_owns_name = g_current_owns_identity = 0;
   g_current.daemon = p->daemon;
   g_current.pid = mproc__plat_getpid();
-  if (!g_current.name || !g_current.identity)
-    mproc__plat_exit_now(1);
   mproc__mutex_unlock(&mproc__lock);
 
   if (p->daemon && mproc__plat_arm_daemon(parent_pid) < 0)
@@ -374,19 +375,24 @@ int mproc_process_join(mproc_process *p, double timeout) {
   }
   p->waiters++;
   deadline = mproc__plat_now() + timeout;
+  /* Wait first, then reap: a child that is being joined has usually not
+   * ended yet, and an ended one makes the wait return at once. */
   for (;;) {
-    rc = mproc__poll_locked(p);
-    if (rc != 0)
-      break; /* 1: ended; negative: error */
+    int ended;
     left = timeout < 0 ? -1.0 : deadline - mproc__plat_now();
-    if (timeout >= 0 && left <= 0) {
-      rc = MPROC_ETIMEDOUT;
-      break;
-    }
+    if (timeout >= 0 && left < 0)
+      left = 0;
     mproc__mutex_unlock(&mproc__lock);
     rc = mproc__plat_wait(p, left);
     mproc__mutex_lock(&mproc__lock);
     if (rc < 0 && rc != MPROC_ETIMEDOUT)
+      break;
+    ended = mproc__poll_locked(p);
+    if (ended != 0) {
+      rc = ended; /* 1: ended; negative: error */
+      break;
+    }
+    if (rc == MPROC_ETIMEDOUT)
       break;
   }
   p->waiters--;
@@ -530,9 +536,13 @@ int mproc_process_set_name(mproc_process *p, const char *name) {
   mproc__mutex_lock(&mproc__lock);
   old = p->name;
   p->name = copy;
+  if (p == &g_current) {
+    if (!g_current_owns_name)
+      old = NULL;
+    g_current_owns_name = 1;
+  }
   mproc__mutex_unlock(&mproc__lock);
-  if (old != g_main_name)
-    free(old);
+  free(old);
   return MPROC_OK;
 }
 
@@ -760,8 +770,10 @@ static void mproc__run_spawn_child(unsigned char *buf, size_t len) {
     g_method = MPROC_START_SPAWN;
   g_current.name = mproc__strdup(bs.name);
   g_current.identity = mproc__strdup(bs.identity);
+  g_current_owns_name = g_current_owns_identity = 1;
   g_current.daemon = (bs.flags & MPROC__BS_DAEMON) != 0;
   g_parent.name = mproc__strdup(bs.parent_name);
+  g_parent_owns_name = 1;
   g_parent.identity = g_empty;
   g_parent.pid = bs.parent_pid;
   g_have_parent = 1;
@@ -784,14 +796,15 @@ static void mproc__run_spawn_child(unsigned char *buf, size_t len) {
 static void mproc__free_identity(void) {
   /* Names that live for the whole process, released at exit so leak
    * checkers see a clean heap. */
-  if (g_current.name != g_main_name)
+  if (g_current_owns_name)
     free(g_current.name);
-  if (g_current.identity != g_empty)
+  if (g_current_owns_identity)
     free(g_current.identity);
-  if (g_parent.name != g_main_name && g_parent.name != g_empty)
+  if (g_parent_owns_name)
     free(g_parent.name);
   g_current.name = g_main_name;
   g_current.identity = g_empty;
+  g_current_owns_name = g_current_owns_identity = g_parent_owns_name = 0;
   g_parent.name = g_empty;
 }
 

@@ -570,7 +570,8 @@ TEST(Zombies, StartJoinLoopLeavesNoZombieAndNoExtraHandle) {
   for (int i = 0; i < rounds; i++) {
     mproc_process *p = nullptr;
     ASSERT_EQ(mproc_process_create(&p, "nothing", nullptr, nullptr), MPROC_OK);
-    ASSERT_EQ(mproc_process_start(p), MPROC_OK) << "round " << i;
+    ASSERT_EQ(mproc_process_start(p), MPROC_OK)
+        << "round " << i << ", OS error " << mproc_os_error();
     ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
     int code = -1;
     ASSERT_EQ(mproc_process_exitcode(p, &code), 1);

@@ -63,7 +63,23 @@ static int g_use_forkexec; /* spawn via fork+exec instead of posix_spawn */
 void mproc__mutex_lock(mproc__mutex_t *m) { (void)pthread_mutex_lock(m); }
 void mproc__mutex_unlock(mproc__mutex_t *m) { (void)pthread_mutex_unlock(m); }
 
-int64_t mproc__plat_getpid(void) { return (int64_t)getpid(); }
+/* glibc stopped caching getpid() (2.25), and the library asks often: keep
+ * our own cache, cleared in every fork child by a pthread_atfork handler
+ * (also for forks the application makes itself). */
+static int64_t g_pid_cache;
+
+static void mproc__atfork_child(void) {
+  __atomic_store_n(&g_pid_cache, 0, __ATOMIC_RELAXED);
+}
+
+int64_t mproc__plat_getpid(void) {
+  int64_t pid = __atomic_load_n(&g_pid_cache, __ATOMIC_RELAXED);
+  if (pid == 0) {
+    pid = (int64_t)getpid();
+    __atomic_store_n(&g_pid_cache, pid, __ATOMIC_RELAXED);
+  }
+  return pid;
+}
 
 int mproc__plat_cpu_count(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -122,6 +138,7 @@ int mproc__plat_init(int argc, char **argv) {
     g_exe = resolved;
   if (!g_exe && argv && argv[0])
     g_exe = argv[0];
+  (void)pthread_atfork(NULL, NULL, mproc__atfork_child);
   /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds. */
   fd = mproc__pidfd_open(getpid());
   g_use_pidfd = fd >= 0;
@@ -268,16 +285,32 @@ int mproc__plat_arm_daemon(int64_t parent_pid) {
 int mproc__plat_watch_parent(mproc__plat_parent *w, int64_t parent_pid,
                              uint64_t parent_handle) {
   (void)parent_handle;
+  /* Only the pid now: the pidfd is opened when first needed, so a child
+   * that never looks at its parent pays nothing for it. */
   w->pid = parent_pid;
   w->pidfd = -1;
-  if (g_use_pidfd) {
-    w->pidfd = mproc__pidfd_open((pid_t)parent_pid);
-    /* If the parent died before pidfd_open the pid may name a stranger now;
-     * we were reparented in that case, which getppid() shows. */
-    if (w->pidfd >= 0 && (int64_t)getppid() != parent_pid)
-      mproc__close_fd(&w->pidfd);
-  }
   return MPROC_OK;
+}
+
+/* Opens the pidfd on first use.  If the parent died before pidfd_open the
+ * pid may name a stranger now; we were reparented in that case, which
+ * getppid() shows, so such a pidfd is dropped. */
+static int mproc__parent_pidfd(mproc__plat_parent *w) {
+  int fd = __atomic_load_n(&w->pidfd, __ATOMIC_ACQUIRE);
+  int expected = -1;
+  if (fd >= 0 || !g_use_pidfd)
+    return fd;
+  fd = mproc__pidfd_open((pid_t)w->pid);
+  if (fd >= 0 && (int64_t)getppid() != w->pid)
+    mproc__close_fd(&fd);
+  if (fd < 0)
+    return -1;
+  if (!__atomic_compare_exchange_n(&w->pidfd, &expected, fd, 0,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    mproc__close_fd(&fd); /* another thread opened it first */
+    return expected;
+  }
+  return fd;
 }
 
 int mproc__plat_parent_alive(mproc__plat_parent *w) {
@@ -294,7 +327,7 @@ int mproc__plat_parent_wait(mproc__plat_parent *w, double timeout) {
     left = timeout < 0 ? 0.05 : deadline - mproc__plat_now();
     if (timeout >= 0 && left <= 0)
       return MPROC_ETIMEDOUT;
-    if (w->pidfd >= 0) {
+    if (mproc__parent_pidfd(w) >= 0) {
       struct pollfd pfd;
       pfd.fd = w->pidfd;
       pfd.events = POLLIN;
@@ -307,8 +340,9 @@ int mproc__plat_parent_wait(mproc__plat_parent *w, double timeout) {
   }
 }
 
-mproc_handle_t mproc__plat_parent_sentinel(const mproc__plat_parent *w) {
-  return w->pidfd >= 0 ? w->pidfd : MPROC_INVALID_HANDLE;
+mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *w) {
+  int fd = mproc__parent_pidfd(w);
+  return fd >= 0 ? fd : MPROC_INVALID_HANDLE;
 }
 
 void mproc__plat_exit_now(int code) { _exit(code); }

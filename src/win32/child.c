@@ -320,7 +320,7 @@ int mproc__plat_parent_wait(mproc__plat_parent *parent, double timeout) {
   return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
 }
 
-mproc_handle_t mproc__plat_parent_sentinel(const mproc__plat_parent *parent) {
+mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *parent) {
   return parent->process ? (mproc_handle_t)parent->process
                          : MPROC_INVALID_HANDLE;
 }

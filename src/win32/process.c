@@ -191,8 +191,10 @@ static int mproc__w32_give(HANDLE child, HANDLE h, DWORD access,
  * DuplicateHandle(target = child), as CPython's multiprocessing does for
  * handles it sends: never inheritable anywhere, and the child's values are
  * known before its first instruction, in time for the bootstrap. */
-int mproc__plat_spawn(struct mproc_process *p, const mproc_handle_t *handles,
-                      size_t nhandles, mproc__bootstrap_builder build) {
+static int mproc__w32_spawn_once(struct mproc_process *p,
+                                 const mproc_handle_t *handles,
+                                 size_t nhandles,
+                                 mproc__bootstrap_builder build) {
   static const DWORD std_ids[MPROC__W32_NSTD] = {
       STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   const wchar_t *exe = mproc__w32_exe_path();
@@ -479,4 +481,21 @@ void mproc__plat_close(struct mproc_process *p) {
   mproc__w32_close(&h);
   p->plat.process = NULL;
   p->plat.interrupt_event = NULL;
+}
+
+int mproc__plat_spawn(struct mproc_process *p, const mproc_handle_t *handles,
+                      size_t nhandles, mproc__bootstrap_builder build) {
+  int attempt, rc = MPROC_ESPAWN;
+  /* ERROR_INTERNAL_ERROR says nothing about our request: it is the system
+   * failing inside process creation.  Wine's server does so about once in a
+   * thousand starts under load; every failed attempt has already cleaned up
+   * after itself (a half-made child is terminated and reaped), so trying
+   * again is safe.  Any other error is reported at once. */
+  for (attempt = 0; attempt < 3; attempt++) {
+    rc = mproc__w32_spawn_once(p, handles, nhandles, build);
+    if (rc != MPROC_ESPAWN || mproc_os_error() != ERROR_INTERNAL_ERROR)
+      break;
+    Sleep(1);
+  }
+  return rc;
 }

@@ -81,6 +81,13 @@ extern "C" {
 #define MPROC_E2BIG (-15)    /* argument list or message over the size limit */
 #define MPROC_ENOINIT (-16)  /* mproc_main() was not called */
 #define MPROC_ERANGE (-17)   /* result does not fit the caller's buffer */
+#define MPROC_EOWNERDEAD (-18) /* acquired, but the previous holder died */
+#define MPROC_EFULL (-19)    /* queue full (put timed out or put_nowait) */
+#define MPROC_EEMPTY (-20)   /* queue empty (get timed out or get_nowait) */
+#define MPROC_EEOF (-21)     /* the peer closed its end (or died) */
+#define MPROC_EBROKEN (-22)  /* the barrier is broken */
+#define MPROC_EOVERFLOW (-23) /* released/task_done more often than allowed */
+#define MPROC_EEXIST (-24)   /* a shared memory block of that name exists */
 
 /* Message for an MPROC_E* code ("unknown error" for others).  Never NULL.
  * Thread-safe. */
@@ -106,7 +113,8 @@ typedef enum mproc_arg_kind {
   MPROC_ARG_DOUBLE = 2, /* double, bit-exact across the process boundary */
   MPROC_ARG_STR = 3,    /* NUL-terminated string (may contain any bytes but NUL) */
   MPROC_ARG_BYTES = 4,  /* byte blob, may be empty */
-  MPROC_ARG_HANDLE = 5  /* an OS handle passed to the child (see below) */
+  MPROC_ARG_HANDLE = 5, /* an OS handle passed to the child (see below) */
+  MPROC_ARG_OBJECT = 6  /* an IPC object (mproc/ipc.h) */
 } mproc_arg_kind;
 
 /* An OS handle: a file descriptor on POSIX, a HANDLE on Windows. */
@@ -348,8 +356,10 @@ MPROC_API int mproc_cpu_count(void);
 
 typedef enum mproc_wait_kind {
   MPROC_WAIT_PROCESS = 1, /* `object` is an mproc_process*: ready when it ended */
-  MPROC_WAIT_HANDLE = 2   /* `handle` is a raw sentinel: ready when readable
+  MPROC_WAIT_HANDLE = 2,  /* `handle` is a raw sentinel: ready when readable
                              (POSIX) or signaled (Windows) */
+  MPROC_WAIT_CONN = 3     /* `object` is an mproc_conn*: ready when a message
+                             or end-of-file can be received */
 } mproc_wait_kind;
 
 typedef struct mproc_waitable {
@@ -368,5 +378,7 @@ MPROC_API int mproc_wait(mproc_waitable *items, size_t n, double timeout);
 #ifdef __cplusplus
 }
 #endif
+
+#include "mproc/ipc.h"
 
 #endif /* MPROC_H */

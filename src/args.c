@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "ipc.h"
 
 int mproc_args_create(mproc_args **out) {
   mproc_args *a;
@@ -21,6 +22,13 @@ static void mproc__arg_release(mproc__arg *it) {
   free(it->key);
   if (it->type == MPROC_ARG_STR || it->type == MPROC_ARG_BYTES)
     free(it->v.b.data);
+  if (it->type == MPROC_ARG_OBJECT) {
+    const mproc__objtype *vt = (const mproc__objtype *)it->v.o.vt;
+    if (it->v.o.imported)
+      vt->free_(it->v.o.imported);
+    free(it->v.o.blob);
+    free(it->v.o.hv);
+  }
 }
 
 mproc_args *mproc_args_free(mproc_args *args) {
@@ -158,6 +166,74 @@ int mproc_args_add_handle(mproc_args *args, const char *key, mproc_handle_t h) {
   return MPROC_OK;
 }
 
+static int mproc__pos(const mproc_args *a, size_t i, int type,
+                      const mproc__arg **out);
+static int mproc__kw(const mproc_args *a, const char *key, int type,
+                     const mproc__arg **out);
+
+/* An IPC object travels as its description (bytes) and its OS handles,
+ * which take consecutive handle slots; the child rebuilds it from both. */
+int mproc_args_add_object(mproc_args *args, const char *key,
+                          const void *object) {
+  const mproc__obj *obj = (const mproc__obj *)object;
+  mproc__wr w = {NULL, 0, 0, 0};
+  mproc__handles hs = {NULL, 0, 0};
+  mproc__arg *it;
+  int rc;
+  if (!args || !obj || obj->magic != MPROC__OBJ_MAGIC || !obj->vt)
+    return MPROC_EINVAL;
+  rc = obj->vt->export_(object, &w, &hs);
+  if (rc == MPROC_OK && w.oom)
+    rc = MPROC_ENOMEM;
+  if (rc == MPROC_OK && (w.len > MPROC_ARGS_MAX || hs.n > 4096))
+    rc = MPROC_E2BIG;
+  if (rc == MPROC_OK)
+    rc = mproc__arg_slot(args, key, &it);
+  if (rc < 0) {
+    free(w.buf);
+    free(hs.v);
+    return rc;
+  }
+  it->type = MPROC_ARG_OBJECT;
+  it->v.o.vt = obj->vt;
+  it->v.o.orig = object;
+  it->v.o.blob = w.buf;
+  it->v.o.len = w.len;
+  it->v.o.hv = hs.v;
+  it->v.o.nh = (uint32_t)hs.n;
+  it->v.o.slot0 = (uint32_t)args->nhandles;
+  args->nhandles += hs.n;
+  return MPROC_OK;
+}
+
+static int mproc__get_object(const mproc__arg *it, int rc, int type,
+                             void **out) {
+  const mproc__objtype *vt;
+  if (rc < 0)
+    return rc;
+  if (!out)
+    return MPROC_EINVAL;
+  vt = (const mproc__objtype *)it->v.o.vt;
+  if (vt->type != type)
+    return MPROC_ETYPE;
+  *out = it->v.o.imported ? it->v.o.imported : (void *)it->v.o.orig;
+  return MPROC_OK;
+}
+
+int mproc_arg_object(const mproc_args *args, size_t index, int type,
+                     void **out) {
+  const mproc__arg *it = NULL;
+  int rc = mproc__pos(args, index, MPROC_ARG_OBJECT, &it);
+  return mproc__get_object(it, rc, type, out);
+}
+
+int mproc_kwarg_object(const mproc_args *args, const char *key, int type,
+                       void **out) {
+  const mproc__arg *it = NULL;
+  int rc = mproc__kw(args, key, MPROC_ARG_OBJECT, &it);
+  return mproc__get_object(it, rc, type, out);
+}
+
 /* ---- readers ------------------------------------------------------------ */
 
 size_t mproc_args_count(const mproc_args *args) { return args ? args->npos : 0; }
@@ -275,7 +351,8 @@ int mproc_kwarg_bytes(const mproc_args *args, const char *key,
 /* ---- encoding ------------------------------------------------------------
  * u32 npos, u32 nkw, u32 nhandles, then each item:
  *   u8 type, [kw: u32 keylen, key], value:
- *   INT/DOUBLE u64 | STR/BYTES u32 len, bytes | HANDLE u32 slot
+ *   INT/DOUBLE u64 | STR/BYTES u32 len, bytes | HANDLE u32 slot |
+ *   OBJECT u32 object type, u32 first slot, u32 handle count, u32 len, bytes
  * Doubles travel as their bit pattern, so NaN payloads and -0.0 survive. */
 
 static void mproc__enc_item(mproc__wr *w, const mproc__arg *it) {
@@ -299,10 +376,27 @@ static void mproc__enc_item(mproc__wr *w, const mproc__arg *it) {
     mproc__wr_u32(w, (uint32_t)it->v.b.len);
     mproc__wr_bytes(w, it->v.b.data, it->v.b.len);
     break;
+  case MPROC_ARG_OBJECT:
+    mproc__wr_u32(w, (uint32_t)((const mproc__objtype *)it->v.o.vt)->type);
+    mproc__wr_u32(w, it->v.o.slot0);
+    mproc__wr_u32(w, it->v.o.nh);
+    mproc__wr_u32(w, (uint32_t)it->v.o.len);
+    mproc__wr_bytes(w, it->v.o.blob, it->v.o.len);
+    break;
   default:
     mproc__wr_u32(w, it->v.h.slot);
     break;
   }
+}
+
+/* Records the parent's handle for every slot an item uses. */
+static void mproc__collect_handles(const mproc__arg *it, mproc_handle_t *hs) {
+  uint32_t k;
+  if (it->type == MPROC_ARG_HANDLE)
+    hs[it->v.h.slot] = it->v.h.value;
+  else if (it->type == MPROC_ARG_OBJECT)
+    for (k = 0; k < it->v.o.nh; k++)
+      hs[it->v.o.slot0 + k] = it->v.o.hv[k];
 }
 
 int mproc__args_encode(const mproc_args *args, unsigned char **buf,
@@ -339,11 +433,9 @@ int mproc__args_encode(const mproc_args *args, unsigned char **buf,
       return MPROC_ENOMEM;
     }
     for (i = 0; i < args->npos; i++)
-      if (args->pos[i].type == MPROC_ARG_HANDLE)
-        hs[args->pos[i].v.h.slot] = args->pos[i].v.h.value;
+      mproc__collect_handles(&args->pos[i], hs);
     for (i = 0; i < args->nkw; i++)
-      if (args->kw[i].type == MPROC_ARG_HANDLE)
-        hs[args->kw[i].v.h.slot] = args->kw[i].v.h.value;
+      mproc__collect_handles(&args->kw[i], hs);
     *handles_out = hs;
     *nhandles_out = nh;
   }
@@ -354,7 +446,7 @@ int mproc__args_encode(const mproc_args *args, unsigned char **buf,
 
 static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,
                            const mproc_handle_t *table, size_t ntable,
-                           unsigned char *seen) {
+                           int dup_objects, unsigned char *seen) {
   uint8_t type = mproc__rd_u8(r);
   char key[256];
   char *keyp = NULL, *heap_key = NULL;
@@ -413,6 +505,71 @@ static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,
       it->v.h.slot = n;
     }
     break;
+  case MPROC_ARG_OBJECT: {
+    uint32_t otype = mproc__rd_u32(r), slot0 = mproc__rd_u32(r),
+             nh = mproc__rd_u32(r), k;
+    const mproc__objtype *vt = mproc__objtype_find((int)otype);
+    mproc__rd blob;
+    void *obj = NULL;
+    n = mproc__rd_u32(r);
+    p = mproc__rd_bytes(r, n);
+    if (!p || !vt || slot0 > ntable || nh > ntable - slot0)
+      break;
+    for (k = 0; k < nh; k++)
+      if (seen[slot0 + k])
+        break;
+    if (k < nh)
+      break;
+    for (k = 0; k < nh; k++)
+      seen[slot0 + k] = 1;
+    blob.p = p;
+    blob.left = n;
+    blob.bad = 0;
+    if (dup_objects && nh) {
+      mproc_handle_t *own =
+          (mproc_handle_t *)malloc(nh * sizeof(mproc_handle_t));
+      if (!own) {
+        rc = MPROC_ENOMEM;
+        break;
+      }
+      /* The first object to claim a handle takes the inherited one itself
+       * (so freeing it in the child really closes it); a later object that
+       * names the same handle gets a duplicate to own. */
+      for (k = 0; k < nh; k++) {
+        size_t j;
+        own[k] = table[slot0 + k];
+        for (j = 0; j < ntable; j++)
+          if (seen[j] == 2 && table[j] == own[k])
+            break;
+        if (j < ntable)
+          own[k] = mproc__plat_dup_handle(own[k]);
+      }
+      for (k = 0; k < nh; k++)
+        seen[slot0 + k] = 2; /* claimed by an object */
+      rc = vt->import_(&blob, own, nh, &obj);
+      free(own);
+    } else {
+      rc = vt->import_(&blob, table + slot0, nh, &obj);
+    }
+    if (rc == MPROC_OK && (blob.bad || blob.left != 0)) {
+      vt->free_(obj);
+      rc = MPROC_EINVAL;
+    }
+    if (rc < 0)
+      break;
+    rc = mproc__arg_slot(a, keyp, &it);
+    if (rc < 0) {
+      vt->free_(obj);
+      break;
+    }
+    it->type = MPROC_ARG_OBJECT;
+    it->v.o.vt = vt;
+    it->v.o.imported = obj;
+    it->v.o.slot0 = slot0;
+    it->v.o.nh = nh;
+    a->nhandles += nh;
+    break;
+  }
   default:
     break;
   }
@@ -423,7 +580,7 @@ static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,
 
 int mproc__args_decode(const unsigned char *buf, size_t len,
                        const mproc_handle_t *table, size_t ntable,
-                       mproc_args **out) {
+                       int dup_object_handles, mproc_args **out) {
   mproc__rd r;
   mproc_args *a = NULL;
   uint32_t npos, nkw, nh, i;
@@ -440,8 +597,9 @@ int mproc__args_decode(const unsigned char *buf, size_t len,
   nh = mproc__rd_u32(&r);
   /* Every item takes at least 5 bytes: reject counts the input cannot hold
    * before allocating for them. */
-  if (r.bad || (uint64_t)npos + nkw > r.left / 5 || nh > ntable ||
-      nh > (uint64_t)npos + nkw)
+  /* Handles are bounded by the table the bootstrap carried (an object may
+   * bring several, so the item count says nothing about them). */
+  if (r.bad || (uint64_t)npos + nkw > r.left / 5 || nh > ntable)
     return MPROC_EINVAL;
   seen = (unsigned char *)calloc((size_t)nh + 1, 1);
   if (!seen)
@@ -451,9 +609,9 @@ int mproc__args_decode(const unsigned char *buf, size_t len,
     return rc;
   }
   for (i = 0; i < npos && rc == MPROC_OK; i++)
-    rc = mproc__dec_item(&r, a, 0, table, nh, seen);
+    rc = mproc__dec_item(&r, a, 0, table, nh, dup_object_handles, seen);
   for (i = 0; i < nkw && rc == MPROC_OK; i++)
-    rc = mproc__dec_item(&r, a, 1, table, nh, seen);
+    rc = mproc__dec_item(&r, a, 1, table, nh, dup_object_handles, seen);
   free(seen);
   /* Each slot was seen at most once, so nh handle items cover all slots. */
   if (rc == MPROC_OK && (r.bad || r.left != 0 || a->nhandles != nh))

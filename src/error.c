@@ -23,11 +23,18 @@ int mproc_os_error(void) { return mproc__os_errno; }
   X(MPROC_ESPAWN, "child process could not be started")                       \
   X(MPROC_ESYS, "operating system error")                                     \
   X(MPROC_ETYPE, "argument has another type")                                 \
-  X(MPROC_ENOTFOUND, "no such argument")                                      \
+  X(MPROC_ENOTFOUND, "not found (no such argument or name)")                                      \
   X(MPROC_EPERM, "only the creating process may do that")                     \
   X(MPROC_E2BIG, "over the size limit")                                       \
   X(MPROC_ENOINIT, "mproc_main() was not called")                             \
-  X(MPROC_ERANGE, "result does not fit the buffer")
+  X(MPROC_ERANGE, "result does not fit the buffer")                          \
+  X(MPROC_EOWNERDEAD, "acquired, but the previous holder died holding it")   \
+  X(MPROC_EFULL, "queue is full")                                             \
+  X(MPROC_EEMPTY, "queue is empty")                                           \
+  X(MPROC_EEOF, "end of file: the other end was closed")                      \
+  X(MPROC_EBROKEN, "barrier is broken")                                       \
+  X(MPROC_EOVERFLOW, "released more often than acquired")                     \
+  X(MPROC_EEXIST, "a shared memory block of that name exists")
 
 const char *mproc_strerror(int err) {
 #define MPROC__MSG(code, msg)                                                 \

@@ -41,6 +41,15 @@ typedef struct mproc__arg {
                                child: the child's value for it */
       uint32_t slot;        /* index into the process's handle table */
     } h;
+    struct {
+      const void *vt;        /* const mproc__objtype * (src/ipc.h) */
+      const void *orig;      /* in the parent: the object given */
+      void *imported;        /* in the child: the object rebuilt, owned */
+      unsigned char *blob;   /* its description */
+      size_t len;
+      mproc_handle_t *hv;    /* its handles, in the parent */
+      uint32_t slot0, nh;    /* its handles' slots */
+    } o;
   } v;
 } mproc__arg;
 
@@ -59,10 +68,12 @@ int mproc__args_encode(const mproc_args *args, unsigned char **buf,
                        size_t *len, mproc_handle_t **handles_out,
                        size_t *nhandles_out);
 /* Decode bytes from another process; any damage is MPROC_EINVAL, never an
- * out-of-bounds read.  `table` gives the child's value for each slot. */
+ * out-of-bounds read.  `table` gives the child's value for each slot.  With
+ * dup_object_handles (fork children, whose table is the parent's own
+ * handles), each object gets duplicates it can own and close. */
 int mproc__args_decode(const unsigned char *buf, size_t len,
                        const mproc_handle_t *table, size_t ntable,
-                       mproc_args **out);
+                       int dup_object_handles, mproc_args **out);
 
 /* ---- the spawn bootstrap ------------------------------------------------- */
 

@@ -116,6 +116,12 @@ int mproc__plat_parent_alive(mproc__plat_parent *parent);
 int mproc__plat_parent_wait(mproc__plat_parent *parent, double timeout);
 mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *parent);
 
+/* A new, non-inheritable handle for the same open file/object, or
+ * MPROC_INVALID_HANDLE.  A fork child gives each object argument its own
+ * copies, so two objects sharing one handle (a condition and its lock) do
+ * not close it twice. */
+mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h);
+
 /* Exit the calling child process with `code` without running atexit
  * handlers (fork children: the parent's handlers are not ours to run). */
 void mproc__plat_exit_now(int code);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conn.h"
 #include "internal.h"
 
 mproc__mutex_t mproc__lock = MPROC__MUTEX_INITIALIZER;
@@ -276,7 +277,7 @@ static void mproc__fork_child_main(mproc_process *p) {
   memset(&g_parent_watch, 0, sizeof g_parent_watch);
   mproc__plat_watch_parent(&g_parent_watch, parent_pid, 0);
   if (mproc__args_decode(p->args_blob, p->args_len, p->handles, p->nhandles,
-                         &args) < 0) {
+                         1, &args) < 0) {
     fprintf(stderr, "mproc: %s: cannot decode arguments\n", p->name);
     mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
   }
@@ -654,6 +655,13 @@ int mproc_wait(mproc_waitable *items, size_t n, double timeout) {
       hs[i] = items[i].handle;
       if (hs[i] == MPROC_INVALID_HANDLE)
         rc = MPROC_EINVAL;
+    } else if (items[i].kind == MPROC_WAIT_CONN) {
+      /* Bytes the connection already read ahead make it ready without the
+       * OS: mark it now and only poll the others. */
+      rc = mproc__conn_wait_handle((mproc_conn *)items[i].object, &hs[i],
+                                   &items[i].ready);
+      if (rc == MPROC_OK && items[i].ready)
+        timeout = 0;
     } else {
       rc = MPROC_EINVAL;
     }
@@ -662,7 +670,7 @@ int mproc_wait(mproc_waitable *items, size_t n, double timeout) {
     rc = mproc__plat_wait_handles(hs, n, timeout, ready);
   if (rc >= 0) {
     for (i = 0; i < n; i++) {
-      items[i].ready = ready[i] != 0;
+      items[i].ready = ready[i] != 0 || items[i].ready;
       nready += (size_t)items[i].ready;
     }
     rc = (int)nready;
@@ -760,7 +768,8 @@ static void mproc__run_spawn_child(unsigned char *buf, size_t len) {
     for (i = 0; i < bs.nhandles; i++)
       table[i] = (mproc_handle_t)(intptr_t)bs.handles[i];
   }
-  if (mproc__args_decode(bs.args, bs.args_len, table, bs.nhandles, &args) < 0)
+  if (mproc__args_decode(bs.args, bs.args_len, table, bs.nhandles, 0, &args) <
+      0)
     mproc__bootstrap_die("damaged arguments in the bootstrap", NULL);
   free(table);
 

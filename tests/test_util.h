@@ -67,6 +67,9 @@ struct Args {
   mproc_args *a = nullptr;
   Args();
   ~Args();
+  Args(const Args &) = delete;
+  Args &operator=(const Args &) = delete;
+  Args(Args &&o) noexcept : a(o.a) { o.a = nullptr; }
   Args &i(int64_t v, const char *key = nullptr);
   Args &d(double v, const char *key = nullptr);
   Args &s(const char *v, const char *key = nullptr);

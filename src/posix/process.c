@@ -347,6 +347,10 @@ mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *w) {
 
 void mproc__plat_exit_now(int code) { _exit(code); }
 
+mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
+  return fcntl(h, F_DUPFD_CLOEXEC, 0);
+}
+
 /* ---- starting ---------------------------------------------------------------- */
 
 /* Kill and reap a child we could not finish starting, so a failed start

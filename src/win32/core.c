@@ -165,3 +165,11 @@ void mproc__plat_exit_now(int code) {
    * parent's handlers.  Windows never forks, but the interface is shared. */
   _exit(code);
 }
+
+mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
+  HANDLE dup = NULL;
+  if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)h, GetCurrentProcess(),
+                       &dup, 0, FALSE, DUPLICATE_SAME_ACCESS))
+    return MPROC_INVALID_HANDLE;
+  return (mproc_handle_t)dup;
+}

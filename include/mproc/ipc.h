@@ -1,0 +1,280 @@
+/*
+ * mproc IPC: shared memory, synchronization primitives, pipes and queues,
+ * with the semantics of Python's multiprocessing.  Included by mproc.h.
+ *
+ * Every object here is created in one process and handed to children as an
+ * argument (mproc_args_add_object); its OS handles reach the child under
+ * fork, POSIX spawn and Windows spawn, and several children may share it.
+ * In the child, mproc_arg_object()/mproc_kwarg_object() return the child's
+ * own object, valid until the entry returns (do not free it).
+ *
+ * State lives in shared memory with atomic fast paths; a process blocks in
+ * the OS only when it must wait (Linux: futex on the shared word; Windows:
+ * a kernel semaphore per object).  There are no helper threads, so a process
+ * that exits right after a put loses nothing and joining it cannot deadlock.
+ *
+ * Thread safety: every function on these objects is thread-safe, except
+ * *_free(), which must not race with other calls on the same object.
+ */
+#ifndef MPROC_IPC_H
+#define MPROC_IPC_H
+
+#ifndef MPROC_H
+#error "include <mproc.h>, not <mproc/ipc.h>"
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Objects as arguments                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mproc_object_type {
+  MPROC_OBJ_SHM = 1,
+  MPROC_OBJ_LOCK = 2, /* Lock and RLock */
+  MPROC_OBJ_SEMAPHORE = 3,
+  MPROC_OBJ_EVENT = 4,
+  MPROC_OBJ_CONDITION = 5,
+  MPROC_OBJ_BARRIER = 6,
+  MPROC_OBJ_ARRAY = 7, /* Value and Array */
+  MPROC_OBJ_CONN = 8,
+  MPROC_OBJ_QUEUE = 9
+} mproc_object_type;
+
+/* Add any IPC object of this header to an argument list (it is described,
+ * not copied: the child attaches to the same shared state).  The object
+ * must stay alive until mproc_process_start() returns.  MPROC_EINVAL if
+ * `object` is not an mproc IPC object. */
+MPROC_API int mproc_args_add_object(mproc_args *args, const char *key,
+                                    const void *object);
+/* In the entry: the child's object of the expected type (MPROC_ETYPE if the
+ * argument holds another type).  Owned by the argument list. */
+MPROC_API int mproc_arg_object(const mproc_args *args, size_t index, int type,
+                               void **out);
+MPROC_API int mproc_kwarg_object(const mproc_args *args, const char *key,
+                                 int type, void **out);
+
+/* ------------------------------------------------------------------------ */
+/* Shared memory                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_shm mproc_shm;
+
+/* Longest name, without the NUL.  Names are 1..MPROC_SHM_NAME_MAX
+ * characters from [A-Za-z0-9_.-] (no slash, not "." or ".."), so they mean
+ * the same on every platform; mproc adds its own prefix in the OS namespace. */
+#define MPROC_SHM_NAME_MAX 64
+
+/* Create a block of `size` bytes (> 0), zero-filled, readable and writable
+ * by this user only.  `name` NULL makes an anonymous block (reachable only
+ * by passing the object to children); a name lets an unrelated process
+ * attach.  MPROC_EEXIST if the name is taken, MPROC_EINVAL for a bad name. */
+MPROC_API int mproc_shm_create(mproc_shm **out, const char *name, size_t size);
+/* Attach to a named block.  MPROC_ENOTFOUND if there is none. */
+MPROC_API int mproc_shm_attach(mproc_shm **out, const char *name);
+MPROC_API void *mproc_shm_ptr(const mproc_shm *shm);
+MPROC_API size_t mproc_shm_size(const mproc_shm *shm);
+/* The name, or NULL for an anonymous block. */
+MPROC_API const char *mproc_shm_name(const mproc_shm *shm);
+/* Remove the name (attached processes keep their mapping).  Named blocks
+ * are also unlinked by their creator's mproc_shm_free(), unless
+ * mproc_shm_keep() was called.  MPROC_ESTATE for an anonymous block. */
+MPROC_API int mproc_shm_unlink(mproc_shm *shm);
+MPROC_API int mproc_shm_keep(mproc_shm *shm);
+/* Unmap and release; returns NULL. */
+MPROC_API mproc_shm *mproc_shm_free(mproc_shm *shm);
+/* Remove names that crashed mproc programs of this user left behind (POSIX:
+ * /dev/shm entries whose creating process is gone).  Returns the number
+ * removed, or a negative code.  A no-op on Windows, where named mappings
+ * vanish with their last handle. */
+MPROC_API int mproc_shm_cleanup(void);
+
+/* ------------------------------------------------------------------------ */
+/* Locks                                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_lock mproc_lock;
+
+/* Lock: any process may release it (Python's Lock).  RLock (recursive=1):
+ * the owning thread of the owning process may acquire it again and must
+ * release it as often.  If the process holding a lock dies, the next
+ * acquire takes the lock and returns MPROC_EOWNERDEAD instead of 0: the
+ * data it protects may be half-updated; repair it, then release as usual. */
+MPROC_API int mproc_lock_create(mproc_lock **out, int recursive);
+/* 0 (acquired), MPROC_EOWNERDEAD (acquired), MPROC_ETIMEDOUT. */
+MPROC_API int mproc_lock_acquire(mproc_lock *lock, double timeout);
+/* MPROC_ESTATE if not held; RLock: MPROC_EPERM if held by someone else. */
+MPROC_API int mproc_lock_release(mproc_lock *lock);
+MPROC_API mproc_lock *mproc_lock_free(mproc_lock *lock);
+
+/* ------------------------------------------------------------------------ */
+/* Semaphores                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_semaphore mproc_semaphore;
+
+/* bounded=1: BoundedSemaphore, whose release above the initial value is
+ * MPROC_EOVERFLOW.  Values up to MPROC_SEM_VALUE_MAX. */
+#define MPROC_SEM_VALUE_MAX 0x7fffffff
+MPROC_API int mproc_semaphore_create(mproc_semaphore **out, unsigned value,
+                                     int bounded);
+MPROC_API int mproc_semaphore_acquire(mproc_semaphore *sem, double timeout);
+MPROC_API int mproc_semaphore_release(mproc_semaphore *sem);
+/* The current value (approximate while others act on it). */
+MPROC_API int mproc_semaphore_value(mproc_semaphore *sem, unsigned *value);
+MPROC_API mproc_semaphore *mproc_semaphore_free(mproc_semaphore *sem);
+
+/* ------------------------------------------------------------------------ */
+/* Events                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_event mproc_event;
+
+MPROC_API int mproc_event_create(mproc_event **out);
+MPROC_API int mproc_event_set(mproc_event *ev);
+MPROC_API int mproc_event_clear(mproc_event *ev);
+/* 1 if set, 0 if not. */
+MPROC_API int mproc_event_is_set(mproc_event *ev);
+/* 0 once set, MPROC_ETIMEDOUT. */
+MPROC_API int mproc_event_wait(mproc_event *ev, double timeout);
+MPROC_API mproc_event *mproc_event_free(mproc_event *ev);
+
+/* ------------------------------------------------------------------------ */
+/* Conditions                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_condition mproc_condition;
+
+/* With `lock` NULL the condition makes its own RLock (Python's default).
+ * A given lock must outlive the condition and be passed to children with
+ * it (the condition's argument carries its lock too). */
+MPROC_API int mproc_condition_create(mproc_condition **out, mproc_lock *lock);
+MPROC_API mproc_lock *mproc_condition_lock(mproc_condition *cond);
+MPROC_API int mproc_condition_acquire(mproc_condition *cond, double timeout);
+MPROC_API int mproc_condition_release(mproc_condition *cond);
+/* Release the lock, wait for a notify (or the timeout), re-acquire.  The
+ * lock must be held (MPROC_ESTATE otherwise).  Returns 0 when notified,
+ * MPROC_ETIMEDOUT; the lock is held again in both cases (may also be
+ * MPROC_EOWNERDEAD, as for mproc_lock_acquire). */
+MPROC_API int mproc_condition_wait(mproc_condition *cond, double timeout);
+/* Python's wait_for: wait until pred(ctx) is non-zero; returns 0 then, or
+ * MPROC_ETIMEDOUT with the predicate still false. */
+MPROC_API int mproc_condition_wait_for(mproc_condition *cond,
+                                       int (*pred)(void *ctx), void *ctx,
+                                       double timeout);
+/* Wake up to n waiters / all.  The lock must be held (MPROC_ESTATE). */
+MPROC_API int mproc_condition_notify(mproc_condition *cond, unsigned n);
+MPROC_API int mproc_condition_notify_all(mproc_condition *cond);
+MPROC_API mproc_condition *mproc_condition_free(mproc_condition *cond);
+
+/* ------------------------------------------------------------------------ */
+/* Barriers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_barrier mproc_barrier;
+
+MPROC_API int mproc_barrier_create(mproc_barrier **out, unsigned parties);
+/* Wait for all parties.  0 with *index (0..parties-1, may be NULL) when the
+ * barrier opens; MPROC_EBROKEN if it is or becomes broken (abort, or another
+ * waiter's timeout); MPROC_ETIMEDOUT breaks it for everyone. */
+MPROC_API int mproc_barrier_wait(mproc_barrier *b, double timeout,
+                                 unsigned *index);
+MPROC_API int mproc_barrier_abort(mproc_barrier *b);
+/* Back to the initial state; waiters in the old cycle get MPROC_EBROKEN. */
+MPROC_API int mproc_barrier_reset(mproc_barrier *b);
+MPROC_API unsigned mproc_barrier_parties(mproc_barrier *b);
+MPROC_API unsigned mproc_barrier_n_waiting(mproc_barrier *b);
+MPROC_API int mproc_barrier_broken(mproc_barrier *b); /* 1 or 0 */
+MPROC_API mproc_barrier *mproc_barrier_free(mproc_barrier *b);
+
+/* ------------------------------------------------------------------------ */
+/* Value and Array                                                           */
+/* ------------------------------------------------------------------------ */
+
+typedef enum mproc_ctype {
+  MPROC_INT8 = 1, MPROC_UINT8, MPROC_INT16, MPROC_UINT16, MPROC_INT32,
+  MPROC_UINT32, MPROC_INT64, MPROC_UINT64, MPROC_FLOAT, MPROC_DOUBLE
+} mproc_ctype;
+
+typedef struct mproc_array mproc_array;
+
+/* A shared array of `length` (> 0) elements of a C type, zero-filled.
+ * with_lock=1 gives it an RLock (Python's lock=True), 0 a raw array
+ * (RawArray).  A Value is an array of length 1. */
+MPROC_API int mproc_array_create(mproc_array **out, mproc_ctype type,
+                                 size_t length, int with_lock);
+MPROC_API void *mproc_array_ptr(mproc_array *a);
+MPROC_API size_t mproc_array_length(const mproc_array *a);
+MPROC_API mproc_ctype mproc_array_type(const mproc_array *a);
+/* The lock, or NULL for a raw array (Python's get_lock()). */
+MPROC_API mproc_lock *mproc_array_lock(mproc_array *a);
+MPROC_API mproc_array *mproc_array_free(mproc_array *a);
+
+/* ------------------------------------------------------------------------ */
+/* Pipes (connections)                                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_conn mproc_conn;
+
+/* Largest message on a connection: 1 GiB. */
+#define MPROC_CONN_MSG_MAX ((size_t)1 << 30)
+
+/* Python's Pipe(duplex).  duplex=0: *a only receives, *b only sends.
+ * Messages are framed: one send is one receive, never split or merged. */
+MPROC_API int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex);
+/* MPROC_E2BIG over MPROC_CONN_MSG_MAX, MPROC_EEOF if the peer is gone,
+ * MPROC_EPERM on a receive-only end. */
+MPROC_API int mproc_conn_send_bytes(mproc_conn *c, const void *data, size_t len);
+/* Receive one message into buf.  *len gets its size.  If it does not fit in
+ * cap: MPROC_ERANGE, *len set, and the message stays to be received with a
+ * bigger buffer.  MPROC_EEOF once the peer closed (or died) and everything
+ * it sent was received; MPROC_ETIMEDOUT. */
+MPROC_API int mproc_conn_recv_bytes(mproc_conn *c, void *buf, size_t cap,
+                                    size_t *len, double timeout);
+/* 1 if a message (or end-of-file) is ready, 0 on timeout. */
+MPROC_API int mproc_conn_poll(mproc_conn *c, double timeout);
+MPROC_API int mproc_conn_close(mproc_conn *c);
+MPROC_API mproc_conn *mproc_conn_free(mproc_conn *c);
+
+/* ------------------------------------------------------------------------ */
+/* Queues                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct mproc_queue mproc_queue;
+
+typedef struct mproc_queue_options {
+  size_t maxsize;  /* most messages held at once; 0: limited only by bytes */
+  size_t capacity; /* bytes of the shared ring; 0: 1 MiB */
+  int joinable;    /* 1: JoinableQueue (task_done, join) */
+} mproc_queue_options;
+
+/* A message is at most capacity/2 bytes (MPROC_E2BIG past that). */
+MPROC_API int mproc_queue_create(mproc_queue **out,
+                                 const mproc_queue_options *opts);
+/* timeout 0: put_nowait.  MPROC_EFULL when no room came in time,
+ * MPROC_ECLOSED after close. */
+MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
+                              double timeout);
+/* timeout 0: get_nowait.  MPROC_EEMPTY when nothing came in time;
+ * MPROC_ERANGE with *len set if cap is too small (the message stays). */
+MPROC_API int mproc_queue_get(mproc_queue *q, void *buf, size_t cap,
+                              size_t *len, double timeout);
+/* Approximate, as in Python. */
+MPROC_API int mproc_queue_qsize(mproc_queue *q, size_t *n);
+MPROC_API int mproc_queue_empty(mproc_queue *q);
+MPROC_API int mproc_queue_full(mproc_queue *q);
+/* JoinableQueue: MPROC_EOVERFLOW if called more often than items were put;
+ * MPROC_ESTATE on a plain queue. */
+MPROC_API int mproc_queue_task_done(mproc_queue *q);
+MPROC_API int mproc_queue_join(mproc_queue *q, double timeout);
+/* This process's handle stops working (put/get: MPROC_ECLOSED). */
+MPROC_API int mproc_queue_close(mproc_queue *q);
+MPROC_API mproc_queue *mproc_queue_free(mproc_queue *q);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_IPC_H */

@@ -1,0 +1,77 @@
+/* Atomics on words in shared memory, for the portable code.  <stdatomic.h>
+ * is not available in MSVC's C mode, and _Atomic objects cannot be placed in
+ * memory another process maps anyway: these act on plain aligned words.
+ * Every operation is sequentially consistent unless its name says relaxed. */
+#ifndef MPROC_ATOMICS_H
+#define MPROC_ATOMICS_H
+
+#include <stdint.h>
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+
+static __inline uint32_t mproc__load32(volatile uint32_t *p) {
+  return (uint32_t)_InterlockedOr((volatile long *)p, 0);
+}
+static __inline void mproc__store32(volatile uint32_t *p, uint32_t v) {
+  (void)_InterlockedExchange((volatile long *)p, (long)v);
+}
+static __inline uint32_t mproc__xchg32(volatile uint32_t *p, uint32_t v) {
+  return (uint32_t)_InterlockedExchange((volatile long *)p, (long)v);
+}
+/* Returns 1 and stores `desired` if *p == *expected; else 0 and updates
+ * *expected with the value seen. */
+static __inline int mproc__cas32(volatile uint32_t *p, uint32_t *expected,
+                                 uint32_t desired) {
+  uint32_t seen = (uint32_t)_InterlockedCompareExchange(
+      (volatile long *)p, (long)desired, (long)*expected);
+  if (seen == *expected)
+    return 1;
+  *expected = seen;
+  return 0;
+}
+static __inline uint32_t mproc__add32(volatile uint32_t *p, uint32_t v) {
+  return (uint32_t)_InterlockedExchangeAdd((volatile long *)p, (long)v);
+}
+static __inline uint64_t mproc__load64(volatile uint64_t *p) {
+  return (uint64_t)_InterlockedOr64((volatile __int64 *)p, 0);
+}
+static __inline void mproc__store64(volatile uint64_t *p, uint64_t v) {
+  (void)_InterlockedExchange64((volatile __int64 *)p, (__int64)v);
+}
+static __inline uint64_t mproc__add64(volatile uint64_t *p, uint64_t v) {
+  return (uint64_t)_InterlockedExchangeAdd64((volatile __int64 *)p,
+                                             (__int64)v);
+}
+static __inline int mproc__cas64(volatile uint64_t *p, uint64_t *expected,
+                                 uint64_t desired) {
+  uint64_t seen = (uint64_t)_InterlockedCompareExchange64(
+      (volatile __int64 *)p, (__int64)desired, (__int64)*expected);
+  if (seen == *expected)
+    return 1;
+  *expected = seen;
+  return 0;
+}
+#define mproc__pause() _mm_pause()
+#else
+#define mproc__load32(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define mproc__store32(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define mproc__xchg32(p, v) __atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
+#define mproc__cas32(p, e, d)                                                  \
+  __atomic_compare_exchange_n((p), (e), (d), 0, __ATOMIC_SEQ_CST,              \
+                              __ATOMIC_SEQ_CST)
+#define mproc__add32(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+#define mproc__load64(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
+#define mproc__store64(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
+#define mproc__add64(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+#define mproc__cas64(p, e, d)                                                  \
+  __atomic_compare_exchange_n((p), (e), (d), 0, __ATOMIC_SEQ_CST,              \
+                              __ATOMIC_SEQ_CST)
+#if defined(__x86_64__) || defined(__i386__)
+#define mproc__pause() __builtin_ia32_pause()
+#else
+#define mproc__pause() ((void)0)
+#endif
+#endif
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * Pipes (mproc_pipe / mproc_conn_*): the internal interface between the
+ * portable half (src/conn.c: framing, the receive buffer, states, locking,
+ * the object type) and the transport of each platform (src/posix/conn.c,
+ * src/win32/conn.c), plus the hooks mproc_wait() and the tests use.
+ *
+ * Wire format (the same on every platform): each message is one frame,
+ *   u32 length (little endian) | u32 length ^ MPROC__CONN_CHECK | payload
+ * The check word makes a damaged stream (two processes writing one end at
+ * once, garbage from a stranger) show up as damage instead of as a bogus
+ * 1 GiB allocation or a silent resynchronisation on random bytes.
+ */
+#ifndef MPROC_CONN_INTERNAL_H
+#define MPROC_CONN_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ipc.h"
+
+/* ---- framing (pure functions: no I/O, no state; fuzzed) ------------------- */
+
+#define MPROC__CONN_HDR 8u
+#define MPROC__CONN_CHECK 0x4e43504du /* "MPCN" */
+
+/* Write the 8-byte header for a payload of `len` bytes (len must be at most
+ * MPROC_CONN_MSG_MAX). */
+void mproc__conn_frame_header(unsigned char hdr[MPROC__CONN_HDR], uint32_t len);
+
+/* Parse the 8 header bytes at p.  0 with *len set, or MPROC_EINVAL when the
+ * check word does not match or the length exceeds MPROC_CONN_MSG_MAX. */
+int mproc__conn_frame_parse(const unsigned char *p, size_t *len);
+
+/* Look at the start of a byte stream (p, n): 1 when a whole frame is there
+ * (*payload_len set; the frame is MPROC__CONN_HDR + *payload_len bytes),
+ * 0 when more bytes are needed (*payload_len set if at least the header is
+ * there, else 0; *have_header tells which), MPROC_EINVAL on a damaged
+ * header.  Never reads past p + n. */
+int mproc__conn_frame_next(const unsigned char *p, size_t n,
+                           size_t *payload_len, int *have_header);
+
+/* ---- for mproc_wait() --------------------------------------------------------- */
+
+/* The OS handle mproc_wait() waits on for a connection (POSIX: a descriptor
+ * that polls readable on data or end-of-file; Windows: an event that a
+ * pending zero-byte read signals), and *ready_now = 1 when a message or
+ * end-of-file can be received without waiting (bytes already buffered).
+ * The handle stays owned by the connection and is valid while it is open;
+ * do not close the connection in another thread while waiting on it.
+ * MPROC_EINVAL (not a connection), MPROC_ECLOSED, MPROC_EPERM (send-only). */
+int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out, int *ready_now);
+
+/* ---- for tests and fuzzers ------------------------------------------------------ */
+
+/* Send raw bytes, without a frame, on a sending end: the only way to make a
+ * damaged stream on purpose.  Checks and errors as mproc_conn_send_bytes. */
+int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len);
+
+/* ---- the object type (registered in src/objtypes.c) ------------------------- */
+
+extern const mproc__objtype mproc__conn_type;
+
+/* ---- the platform transport ---------------------------------------------------
+ * One mproc__conn_os per end.  The portable layer serialises calls: at most
+ * one thread reads (os_read, os_poll) and one thread writes (os_write) at a
+ * time; os_wait_handle may run concurrently with both.  Deadlines are
+ * absolute mproc__plat_now() seconds, negative for no limit; a deadline in
+ * the past still makes one non-blocking attempt. */
+
+typedef struct mproc__conn_os mproc__conn_os;
+
+enum { MPROC__CONN_R = 1u, MPROC__CONN_W = 2u };
+
+/* A connected pair.  duplex=0: *a receives only, *b sends only. */
+int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex);
+
+/* Send header then payload, completely, blocking as long as it takes.
+ * 0, MPROC_EEOF (the peer is gone), MPROC_ECLOSED (cancelled by a close in
+ * another thread), MPROC_ESYS. */
+int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
+                         size_t hlen, const void *data, size_t len);
+
+/* Read at least one and at most cap bytes.  0 with *got > 0, MPROC_EEOF at
+ * end-of-file, MPROC_ETIMEDOUT, MPROC_ECLOSED, MPROC_ESYS. */
+int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
+                        double deadline, size_t *got);
+
+/* 1 when bytes or end-of-file are there to read, 0 at the deadline. */
+int mproc__conn_os_poll(mproc__conn_os *os, double deadline);
+
+/* See mproc__conn_wait_handle (ready_now is only ever set to 1 here). */
+int mproc__conn_os_wait_handle(mproc__conn_os *os, mproc_handle_t *out,
+                               int *ready_now);
+
+/* Wake calls blocked in this process on `os` (Windows: cancels its pending
+ * I/O, which then reports MPROC_ECLOSED); a no-op where the OS has no way to
+ * do that without disturbing other processes (POSIX). */
+void mproc__conn_os_cancel(mproc__conn_os *os);
+
+/* Describe for a child: push the handles, return the count. */
+int mproc__conn_os_export(const mproc__conn_os *os, unsigned dir,
+                          mproc__handles *hs);
+/* How many handles an end with direction bits `dir` exports. */
+size_t mproc__conn_os_nhandles(unsigned dir);
+/* Rebuild from the child's values of the exported handles (takes them,
+ * also on failure). */
+int mproc__conn_os_import(const mproc_handle_t *hs, size_t nh, unsigned dir,
+                          mproc__conn_os **out);
+
+/* Release everything (NULL allowed). */
+void mproc__conn_os_close(mproc__conn_os *os);
+
+#endif

@@ -1,0 +1,31 @@
+/* The table of IPC object types that can travel as arguments.  Each module
+ * defines its mproc__objtype; a child rebuilds an object by looking its type
+ * up here. */
+#include <stdlib.h>
+
+#include "ipc.h"
+
+/* One line per module (defined in src/<module>.c). */
+extern const mproc__objtype *const mproc__objtypes[];
+
+const mproc__objtype *mproc__objtype_find(int type) {
+  size_t i;
+  for (i = 0; mproc__objtypes[i]; i++)
+    if (mproc__objtypes[i]->type == type)
+      return mproc__objtypes[i];
+  return NULL;
+}
+
+int mproc__handles_push(mproc__handles *hs, mproc_handle_t h) {
+  if (hs->n == hs->cap) {
+    size_t cap = hs->cap ? hs->cap * 2 : 4;
+    mproc_handle_t *v =
+        (mproc_handle_t *)realloc(hs->v, cap * sizeof(*v));
+    if (!v)
+      return MPROC_ENOMEM;
+    hs->v = v;
+    hs->cap = cap;
+  }
+  hs->v[hs->n++] = h;
+  return MPROC_OK;
+}

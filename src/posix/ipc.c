@@ -1,0 +1,380 @@
+/* POSIX side of the IPC foundation: shared segments (memfd or shm_open plus
+ * mmap), the futex the portable objects block on, and liveness checks for
+ * lock owners. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* memfd_create, syscall, gettid */
+#endif
+#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+
+#include "ipc.h"
+
+/* Every segment starts with this header; the user's bytes follow at
+ * MPROC__SEG_HDR.  It lets attach check that a name belongs to mproc and
+ * learn the size, and lets cleanup tell a block whose creator crashed from
+ * one that was kept on purpose. */
+#define MPROC__SEG_HDR 64
+#define MPROC__SEG_MAGIC "MPROCSHM"
+#define MPROC__SEG_KEPT 1u
+/* /dev/shm/mproc.<name>: a fixed prefix keeps mproc's names apart from
+ * other programs' and lets cleanup find them. */
+#define MPROC__SEG_PREFIX "/mproc."
+
+typedef struct mproc__seg_hdr {
+  char magic[8];
+  uint32_t version;
+  volatile uint32_t flags;
+  int64_t creator_pid;
+  uint64_t size;
+} mproc__seg_hdr;
+
+static int mproc__seg_map(mproc__seg *s, int fd, size_t total) {
+  void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (base == MAP_FAILED)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  s->map_base = base;
+  s->map_size = total;
+  s->addr = (unsigned char *)base + MPROC__SEG_HDR;
+  s->handle = fd;
+  return MPROC_OK;
+}
+
+static void mproc__seg_init(mproc__seg *s) {
+  memset(s, 0, sizeof(*s));
+  s->handle = -1;
+}
+
+int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
+  char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
+  mproc__seg_hdr *h;
+  int fd = -1, rc;
+  mproc__seg_init(s);
+  if (size == 0 || size > (size_t)INT64_MAX - MPROC__SEG_HDR)
+    return MPROC_EINVAL;
+  if (name && !mproc__seg_name_ok(name))
+    return MPROC_EINVAL;
+  if (name) {
+    snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
+    /* O_EXCL: two creators of one name must not share it by accident. */
+    fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+      return errno == EEXIST ? MPROC_EEXIST : mproc__os_fail(MPROC_ESYS, errno);
+    s->name = (char *)malloc(strlen(name) + 1);
+    if (!s->name) {
+      rc = MPROC_ENOMEM;
+      goto fail;
+    }
+    strcpy(s->name, name);
+    s->owner = 1;
+  } else {
+#ifdef __linux__
+    /* memfd: no name in any namespace, so nothing to guess, collide with or
+     * leave behind. */
+    fd = memfd_create("mproc", MFD_CLOEXEC);
+#else
+    {
+      /* Elsewhere: a random name, unlinked at once. */
+      unsigned long r = (unsigned long)getpid() ^ (unsigned long)time(NULL) ^
+                        (unsigned long)(uintptr_t)s;
+      snprintf(path, sizeof path, "/mproc-anon.%lx", r);
+      fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+      if (fd >= 0)
+        (void)shm_unlink(path);
+    }
+#endif
+    if (fd < 0)
+      return mproc__os_fail(MPROC_ESYS, errno);
+  }
+  if (ftruncate(fd, (off_t)(size + MPROC__SEG_HDR)) != 0) {
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+    goto fail;
+  }
+  if ((rc = mproc__seg_map(s, fd, size + MPROC__SEG_HDR)) < 0)
+    goto fail;
+  s->size = size;
+  h = (mproc__seg_hdr *)s->map_base;
+  memcpy(h->magic, MPROC__SEG_MAGIC, 8);
+  h->version = 1;
+  h->creator_pid = mproc__plat_getpid();
+  h->size = size;
+  return MPROC_OK;
+fail:
+  if (name)
+    (void)shm_unlink(path);
+  (void)close(fd);
+  free(s->name);
+  mproc__seg_init(s);
+  return rc;
+}
+
+static int mproc__seg_check(mproc__seg *s, int fd) {
+  struct stat st;
+  const mproc__seg_hdr *h;
+  int rc;
+  if (fstat(fd, &st) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if ((uint64_t)st.st_size <= MPROC__SEG_HDR)
+    return MPROC_EINVAL;
+  if ((rc = mproc__seg_map(s, fd, (size_t)st.st_size)) < 0)
+    return rc;
+  h = (const mproc__seg_hdr *)s->map_base;
+  if (memcmp(h->magic, MPROC__SEG_MAGIC, 8) != 0 ||
+      h->size != (uint64_t)st.st_size - MPROC__SEG_HDR) {
+    (void)munmap(s->map_base, s->map_size);
+    return MPROC_EINVAL;
+  }
+  s->size = (size_t)h->size;
+  return MPROC_OK;
+}
+
+int mproc__seg_attach(mproc__seg *s, const char *name) {
+  char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
+  int fd, rc;
+  mproc__seg_init(s);
+  if (!mproc__seg_name_ok(name))
+    return MPROC_EINVAL;
+  snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
+  fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    return errno == ENOENT ? MPROC_ENOTFOUND : mproc__os_fail(MPROC_ESYS, errno);
+  s->name = (char *)malloc(strlen(name) + 1);
+  if (!s->name) {
+    (void)close(fd);
+    return MPROC_ENOMEM;
+  }
+  strcpy(s->name, name);
+  if ((rc = mproc__seg_check(s, fd)) < 0) {
+    (void)close(fd);
+    free(s->name);
+    mproc__seg_init(s);
+  }
+  return rc;
+}
+
+int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
+  int rc;
+  mproc__seg_init(s);
+  if (h < 0)
+    return MPROC_EINVAL;
+  rc = mproc__seg_check(s, h);
+  if (rc == MPROC_OK && s->size != size) {
+    (void)munmap(s->map_base, s->map_size);
+    rc = MPROC_EINVAL;
+  }
+  if (rc < 0) {
+    (void)close(h);
+    mproc__seg_init(s);
+  }
+  return rc;
+}
+
+int mproc__seg_unlink(mproc__seg *s) {
+  char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
+  if (!s->name)
+    return MPROC_ESTATE;
+  snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, s->name);
+  s->owner = 0;
+  if (shm_unlink(path) != 0)
+    return errno == ENOENT ? MPROC_ENOTFOUND : mproc__os_fail(MPROC_ESYS, errno);
+  return MPROC_OK;
+}
+
+int mproc__seg_keep(mproc__seg *s) {
+  mproc__seg_hdr *h;
+  if (!s->name || !s->map_base)
+    return MPROC_ESTATE;
+  h = (mproc__seg_hdr *)s->map_base;
+  (void)mproc__add32(&h->flags, 0); /* a full barrier before the flag */
+  h->flags |= MPROC__SEG_KEPT;
+  s->owner = 0;
+  return MPROC_OK;
+}
+
+void mproc__seg_close(mproc__seg *s) {
+  if (s->owner && s->name)
+    (void)mproc__seg_unlink(s);
+  if (s->map_base)
+    (void)munmap(s->map_base, s->map_size);
+  if (s->handle >= 0)
+    (void)close(s->handle);
+  free(s->name);
+  mproc__seg_init(s);
+}
+
+int mproc__seg_cleanup(void) {
+  DIR *d = opendir("/dev/shm");
+  struct dirent *e;
+  int removed = 0;
+  if (!d)
+    return errno == ENOENT ? 0 : mproc__os_fail(MPROC_ESYS, errno);
+  while ((e = readdir(d)) != NULL) {
+    char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
+    mproc__seg_hdr h;
+    struct stat st;
+    const char *name;
+    int fd, stale = 0;
+    if (strncmp(e->d_name, &MPROC__SEG_PREFIX[1],
+                sizeof MPROC__SEG_PREFIX - 2) != 0)
+      continue;
+    name = e->d_name + sizeof MPROC__SEG_PREFIX - 2;
+    if (!mproc__seg_name_ok(name))
+      continue;
+    snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
+    fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+      continue;
+    /* Only this user's blocks, only unkept ones whose creator is gone.  An
+     * entry without a complete header is a creator that died between
+     * shm_open and writing it; one that stayed that way for a minute is not
+     * still being set up. */
+    if (fstat(fd, &st) == 0 && st.st_uid == geteuid()) {
+      if (pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
+          memcmp(h.magic, MPROC__SEG_MAGIC, 8) == 0)
+        stale = !(h.flags & MPROC__SEG_KEPT) && !mproc__pid_alive(h.creator_pid);
+      else
+        stale = st.st_mtime < time(NULL) - 60;
+    }
+    (void)close(fd);
+    if (stale && shm_unlink(path) == 0)
+      removed++;
+  }
+  closedir(d);
+  return removed;
+}
+
+/* ---- futex --------------------------------------------------------------- */
+
+int mproc__fx_create(mproc__fx *fx, volatile uint32_t *word,
+                     volatile uint32_t *waiters) {
+  fx->word = word;
+  fx->waiters = waiters;
+  fx->sem = MPROC_INVALID_HANDLE; /* the kernel keys futexes by address */
+  return MPROC_OK;
+}
+
+int mproc__fx_import(mproc__fx *fx, volatile uint32_t *word,
+                     volatile uint32_t *waiters, mproc_handle_t sem) {
+  if (sem != MPROC_INVALID_HANDLE)
+    (void)close(sem);
+  return mproc__fx_create(fx, word, waiters);
+}
+
+void mproc__fx_close(mproc__fx *fx) { fx->word = fx->waiters = NULL; }
+
+int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
+  int rc = MPROC_OK;
+  (void)mproc__add32(fx->waiters, 1);
+#ifdef __linux__
+  {
+    struct timespec ts, *tsp = NULL;
+    long r;
+    if (deadline >= 0) {
+      double whole = (double)(time_t)deadline;
+      ts.tv_sec = (time_t)deadline;
+      ts.tv_nsec = (long)((deadline - whole) * 1e9);
+      if (ts.tv_nsec >= 1000000000L)
+        ts.tv_nsec = 999999999L;
+      tsp = &ts;
+    }
+    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, the
+     * clock mproc__plat_now() reads, so retries after EINTR keep the
+     * original deadline.  Not FUTEX_PRIVATE_FLAG: the word is shared
+     * between processes, and the kernel must key it by the page. */
+    r = syscall(SYS_futex, fx->word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+                FUTEX_BITSET_MATCH_ANY);
+    if (r != 0 && errno == ETIMEDOUT)
+      rc = MPROC_ETIMEDOUT;
+  }
+#else
+  {
+    /* No futex: look again after a short sleep. */
+    struct timespec ts = {0, 200 * 1000};
+    if (mproc__load32(fx->word) == expected) {
+      if (deadline >= 0 && mproc__plat_now() >= deadline)
+        rc = MPROC_ETIMEDOUT;
+      else
+        (void)nanosleep(&ts, NULL);
+    }
+  }
+#endif
+  (void)mproc__add32(fx->waiters, (uint32_t)-1);
+  return rc;
+}
+
+void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
+  /* The waker changed the word before this load, and a waiter counts
+   * itself before it sleeps: if no waiter is counted here, any later one
+   * sees the new word and does not sleep (both orders are seq_cst). */
+  if (mproc__load32(fx->waiters) == 0)
+    return;
+#ifdef __linux__
+  (void)syscall(SYS_futex, fx->word, FUTEX_WAKE,
+                n > (uint32_t)INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
+#else
+  (void)n;
+#endif
+}
+
+/* ---- owners -------------------------------------------------------------- */
+
+int mproc__pid_alive(int64_t pid) {
+  if (pid <= 0)
+    return 0;
+  if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+    return 0;
+#ifdef __linux__
+  {
+    /* kill() succeeds on a zombie, which holds nothing any more: a killed
+     * lock holder stays a zombie until its parent reaps it. */
+    char path[64], buf[256];
+    ssize_t n;
+    int fd;
+    const char *p;
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      return errno == ENOENT ? 0 : 1;
+    n = read(fd, buf, sizeof buf - 1);
+    (void)close(fd);
+    if (n <= 0)
+      return 1;
+    buf[n] = 0;
+    p = strrchr(buf, ')'); /* the command name may contain anything */
+    if (p && (p[2] == 'Z' || p[2] == 'X'))
+      return 0;
+  }
+#endif
+  return 1;
+}
+
+uint64_t mproc__thread_id(void) {
+  static _Thread_local uint64_t tid;
+  if (!tid) {
+#ifdef __linux__
+    tid = (uint64_t)syscall(SYS_gettid);
+#else
+    tid = (uint64_t)(uintptr_t)pthread_self();
+#endif
+  }
+  return tid;
+}

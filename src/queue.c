@@ -1,0 +1,888 @@
+/*
+ * Queue and JoinableQueue (include/mproc/ipc.h): a byte ring in one shared
+ * segment, used by any number of producer and consumer processes.
+ *
+ * Layout.  The segment holds a header and the ring (src/queue_ring.h).
+ * The header is split into blocks of MPROC__Q_LINE bytes so that words
+ * written by producers, words written by consumers and the published
+ * counters each sit on their own cache lines: in the common one-producer
+ * one-consumer case each side then keeps its lock and bookkeeping in its
+ * own cache, and the only traffic between the two cores is the payload and
+ * the counter the other side has to see.
+ *
+ * Two locks (the two-lock queue of Michael and Scott): producers serialize
+ * on the put lock, consumers on the get lock, so a producer and a consumer
+ * never wait for each other.  They agree through two counters: `tail`
+ * (bytes ever written, stored only by producers) and `head` (bytes ever
+ * consumed, stored only by consumers).  A lock word holds its owner's pid,
+ * so a waiter can tell that the owner died (mproc__pid_alive) and take the
+ * lock over.
+ *
+ * Crash safety.  Each side changes shared state in an order that leaves the
+ * queue consistent wherever the process is killed:
+ *   put: write the record past the tail (invisible), journal, nput += 1,
+ *        then publish with one store of the new tail;
+ *   get: copy the record out, journal, then one store of the new head
+ *        (a consumer killed while copying leaves the record in the queue for
+ *        the next one), then nget += 1.
+ * The journal (the old count and the new counter, marked valid) lets the
+ * next owner of a lock whose holder died finish or undo the count that
+ * goes with the counter: the counter decides whether the operation
+ * happened.
+ *
+ * Blocking.  Only an empty or full queue blocks, on a futex word per
+ * condition (not_empty, not_full).  A sleeper reads the futex word, raises
+ * the condition's `want` flag, and only then looks at the condition; the
+ * other side publishes its change and only then reads `want`.  Both are
+ * sequentially consistent, so either the sleeper sees the change or the
+ * waker sees the flag (the Dekker pattern).  The waker that swaps the flag
+ * back to 0 bumps the futex word and wakes every sleeper; later wakers see
+ * 0 and make no system call until someone sleeps again.  So the fast path
+ * makes no system call, a burst of puts to a sleeping consumer costs one
+ * wake-up (a count of sleepers would cost one per put until the consumer
+ * runs), and a flag left up by a process killed while sleeping costs one
+ * spare wake-up, not one per operation forever.  Every sleeper is woken,
+ * so a consumer that cannot use the message (ERANGE) or a producer whose
+ * message needs more room than was freed cannot swallow the wake-up that
+ * another one needed; the price is a stampede when many sleep at once.
+ * A sleeper that set the flag after the swap had read the futex word before
+ * the bump, so its wait returns at once: nobody sleeps with the flag down.
+ * Before sleeping a waiter spins briefly, which on a busy queue finds the
+ * next message without a system call at all.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc.h"
+#include "queue_ring.h"
+
+#define MPROC__Q_MAGIC 0x5155504du /* "MPUQ" */
+#define MPROC__Q_VERSION 1u
+/* Two 64-byte lines: Intel's adjacent-line prefetcher pulls lines in pairs,
+ * so words 64 bytes apart still bounce together. */
+#define MPROC__Q_LINE 128
+/* The ring starts here; the header sits before it, moved up to a multiple
+ * of MPROC__Q_LINE in memory (the backend may put its own small header at
+ * the start of the mapping, the same in every process). */
+#define MPROC__Q_HDR_SIZE (1024 + MPROC__Q_LINE)
+#define MPROC__Q_DEFAULT_CAP ((size_t)1 << 20)
+#define MPROC__Q_CAP_MIN 16u
+#define MPROC__Q_CAP_MAX ((uint64_t)1 << 40)
+
+/* Spin iterations (each a pause instruction, tens of ns) before a waiter
+ * sleeps in the kernel: a few microseconds, about the cost of the sleep and
+ * wake system calls it saves. */
+#define MPROC__Q_SPIN_WAIT 256
+#define MPROC__Q_SPIN_LOCK 200
+/* A lock waiter re-checks its owner's liveness at this interval: a holder
+ * that died never wakes anyone. */
+#define MPROC__Q_LOCK_SLICE 0.02
+/* A sleeper without a deadline still looks again at this interval, so a
+ * peer killed between publishing and waking delays it, never hangs it. */
+#define MPROC__Q_WAIT_SLICE 0.5
+
+/* Publishing stores.  Each makes visible what this process wrote before it
+ * (the record, or the copy out of it) to a reader that loads the counter
+ * with a seq_cst (hence acquire) load: release ordering is all they need,
+ * and on x86 a release store is a plain move where a seq_cst one is a
+ * locked exchange (measured: about a third of the time of a small
+ * message).  The Dekker pairs
+ * with the sleepers' flags still get their full barrier: every publishing
+ * store is followed, before the flag is read, by the seq_cst store that
+ * releases the lock (a locked instruction on x86, stlr then ldar on
+ * ARMv8, neither of which lets the later load pass the earlier stores).
+ * Compilers without GNU builtins (MSVC) use the seq_cst store. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MPROC__Q_PUBLISH64(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#else
+#define MPROC__Q_PUBLISH64(p, v) mproc__store64((p), (v))
+#endif
+
+enum { MPROC__QFX_PLOCK, MPROC__QFX_GLOCK, MPROC__QFX_NE, MPROC__QFX_NF,
+       MPROC__QFX_JOIN, MPROC__QFX_N };
+
+/* Written once by the creator, read by importers (and then copied). */
+typedef struct mproc__qconst {
+  uint32_t magic, version, joinable, reserved;
+  uint64_t ring_size, capacity, maxsize, max_msg;
+} mproc__qconst;
+
+/* Producers' bookkeeping, under the put lock.  The caches hold a value of
+ * the consumers' counters seen earlier: those only grow, so a stale cache
+ * errs on the side of "full", and the real counter is read only then. */
+typedef struct mproc__qprod {
+  volatile uint32_t lock, lock_fxw;
+  volatile uint64_t nput;       /* messages ever put (incl. in flight) */
+  volatile uint64_t head_cache; /* <= head */
+  volatile uint64_t nget_cache; /* <= nget */
+  volatile uint64_t j_valid, j_tail, j_nput; /* journal of the last put */
+} mproc__qprod;
+
+/* Consumers' bookkeeping, under the get lock. */
+typedef struct mproc__qcons {
+  volatile uint32_t lock, lock_fxw;
+  volatile uint64_t nget;       /* messages ever taken */
+  volatile uint64_t tail_cache; /* <= tail */
+  volatile uint64_t j_valid, j_head, j_nget; /* journal of the last get */
+} mproc__qcons;
+
+/* A condition to wait for: futex word, the futex's own waiter count, and
+ * the flag a sleeper raises (see the top of the file). */
+typedef struct mproc__qcond {
+  volatile uint32_t seq, fxw, want, reserved;
+} mproc__qcond;
+
+typedef struct mproc__qjoin {
+  volatile uint64_t ndone; /* task_done calls */
+  volatile uint32_t seq, fxw;
+} mproc__qjoin;
+
+#define MPROC__Q_BLOCK(type, name)                                             \
+  union {                                                                      \
+    type v;                                                                    \
+    unsigned char pad_[MPROC__Q_LINE];                                         \
+  } name
+
+typedef struct mproc__qhdr {
+  MPROC__Q_BLOCK(mproc__qconst, c);
+  MPROC__Q_BLOCK(mproc__qprod, p);
+  MPROC__Q_BLOCK(volatile uint64_t, tail); /* published by producers */
+  MPROC__Q_BLOCK(mproc__qcons, g);
+  MPROC__Q_BLOCK(volatile uint64_t, head); /* published by consumers */
+  MPROC__Q_BLOCK(mproc__qcond, ne);        /* not empty */
+  MPROC__Q_BLOCK(mproc__qcond, nf);        /* not full */
+  MPROC__Q_BLOCK(mproc__qjoin, jn);
+} mproc__qhdr;
+
+/* C11 static assertion without <assert.h>'s macro (MSVC's C mode). */
+typedef char
+    mproc__q_hdr_fits[sizeof(mproc__qhdr) + MPROC__Q_LINE <= MPROC__Q_HDR_SIZE
+                          ? 1
+                          : -1];
+
+struct mproc_queue {
+  mproc__obj hdr;
+  mproc__seg seg;
+  mproc__qhdr *h;
+  unsigned char *ring;
+  /* Local copies of the constants: a peer that scribbles over the shared
+   * header cannot make this process index past its mapping. */
+  uint64_t ring_size, capacity, maxsize, max_msg;
+  int joinable;
+  int nfx;
+  volatile uint32_t closed;
+  mproc__fx fx[MPROC__QFX_N];
+};
+
+extern const mproc__objtype mproc__queue_type;
+
+/* ---- the locks ------------------------------------------------------------ */
+
+static uint32_t mproc__q_self(void) {
+  /* Linux pids are below 2^22 and Windows process ids are DWORDs: the pid
+   * fits the futex word, and 0 (never a user process) means free. */
+  uint32_t me = (uint32_t)mproc__plat_getpid();
+  return me ? me : 1u;
+}
+
+static int mproc__q_lock_slow(volatile uint32_t *w, mproc__fx *fx,
+                              uint32_t me) {
+  int spins = 0;
+  for (;;) {
+    uint32_t v = mproc__load32(w);
+    if (v == 0) {
+      if (mproc__cas32(w, &v, me))
+        return MPROC_OK;
+      continue;
+    }
+    if (spins < MPROC__Q_SPIN_LOCK) {
+      spins++;
+      mproc__pause();
+      continue;
+    }
+    if (mproc__fx_wait(fx, v, mproc__plat_now() + MPROC__Q_LOCK_SLICE) ==
+            MPROC_ETIMEDOUT &&
+        mproc__load32(w) == v && !mproc__pid_alive((int64_t)v)) {
+      /* The holder died holding the lock: whoever swaps its pid out first
+       * owns the lock and repairs what it left half done. */
+      if (mproc__cas32(w, &v, me))
+        return MPROC_EOWNERDEAD;
+    }
+  }
+}
+
+/* 0, or MPROC_EOWNERDEAD when the lock was taken from a dead holder (the
+ * caller must then run the recovery for that side). */
+static int mproc__q_lock(volatile uint32_t *w, mproc__fx *fx) {
+  uint32_t me = mproc__q_self(), v = 0;
+  if (mproc__cas32(w, &v, me))
+    return MPROC_OK;
+  return mproc__q_lock_slow(w, fx, me);
+}
+
+static void mproc__q_unlock(volatile uint32_t *w, mproc__fx *fx) {
+  /* The store is seq_cst and fx_wake reads the waiter count after it, so a
+   * waiter that counted itself before reading the word is woken. */
+  mproc__store32(w, 0);
+  mproc__fx_wake(fx, 1);
+}
+
+/* ---- waiting and waking --------------------------------------------------- */
+
+static void mproc__q_signal(mproc__qcond *c, mproc__fx *fx) {
+  /* The caller published its change and then released its lock with a
+   * seq_cst store, before this load: a sleeper whose flag is not visible
+   * yet will see the change itself.  Loading before swapping keeps the
+   * fast path free of locked instructions. */
+  if (mproc__load32(&c->want) == 0 || mproc__xchg32(&c->want, 0) == 0)
+    return;
+  (void)mproc__add32(&c->seq, 1);
+  mproc__fx_wake(fx, UINT32_MAX);
+}
+
+static void mproc__q_signal_all(mproc__qcond *c, mproc__fx *fx) {
+  mproc__store32(&c->want, 0);
+  (void)mproc__add32(&c->seq, 1);
+  mproc__fx_wake(fx, UINT32_MAX);
+}
+
+static double mproc__q_deadline(double timeout) {
+  return timeout < 0 ? -1.0 : mproc__plat_now() + timeout;
+}
+
+enum { MPROC__Q_PUT_SIDE = 0, MPROC__Q_GET_SIDE = 1 };
+static void mproc__q_reap(mproc_queue *q, int side);
+
+/* Until ready(q) looks true, the deadline passes (MPROC_ETIMEDOUT), or a
+ * spurious wake-up (0: the caller retries).  Spins first, then sleeps in
+ * slices; after each slice it repairs the `reap` side's lock if its holder
+ * died (what the waiter waits for may hinge on that repair). */
+static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
+                         int (*ready)(mproc_queue *q, uint64_t arg),
+                         uint64_t arg, double deadline, int reap) {
+  int i, rc = MPROC_OK;
+  uint32_t seen;
+  double until;
+  for (i = 0; i < MPROC__Q_SPIN_WAIT; i++) {
+    if (ready(q, arg))
+      return MPROC_OK;
+    mproc__pause();
+  }
+  /* Word first, flag second (see the top of the file). */
+  seen = mproc__load32(&c->seq);
+  mproc__store32(&c->want, 1);
+  if (!ready(q, arg)) {
+    double now = mproc__plat_now();
+    if (deadline >= 0 && now >= deadline)
+      rc = MPROC_ETIMEDOUT;
+    else {
+      until = now + MPROC__Q_WAIT_SLICE;
+      if (deadline >= 0 && deadline < until)
+        until = deadline;
+      rc = mproc__fx_wait(fx, seen, until);
+      if (rc == MPROC_ETIMEDOUT && (deadline < 0 || until < deadline)) {
+        mproc__q_reap(q, reap);
+        rc = MPROC_OK; /* only a slice ended: look again */
+      }
+    }
+  }
+  return rc;
+}
+
+static int mproc__q_has_data(mproc_queue *q, uint64_t unused) {
+  (void)unused;
+  return mproc__load64(&q->h->tail.v) != mproc__load64(&q->h->head.v);
+}
+
+/* Might a record of `rec` bytes fit, and the count allow one more? */
+static int mproc__q_has_room(mproc_queue *q, uint64_t rec) {
+  mproc__qhdr *h = q->h;
+  uint64_t tail = mproc__load64(&h->tail.v), head = mproc__load64(&h->head.v);
+  if (q->maxsize &&
+      mproc__load64(&h->p.v.nput) - mproc__load64(&h->g.v.nget) >= q->maxsize)
+    return 0;
+  return mproc__qr_fits(head, tail, q->ring_size, rec) != 0;
+}
+
+static int mproc__q_join_done(mproc_queue *q, uint64_t unused) {
+  (void)unused;
+  return mproc__load64(&q->h->jn.v.ndone) == mproc__load64(&q->h->p.v.nput);
+}
+
+/* ---- recovery after a dead lock holder ------------------------------------ */
+
+/* The dead producer either published its record (tail == journal's new
+ * tail) or not; nput must match.  Consumers may sleep though it published:
+ * wake them all.  Caller holds the put lock. */
+static void mproc__q_recover_put(mproc_queue *q) {
+  mproc__qhdr *h = q->h;
+  if (h->p.v.j_valid) {
+    uint64_t n = h->p.v.j_nput;
+    if (mproc__load64(&h->tail.v) == h->p.v.j_tail)
+      n++;
+    mproc__store64(&h->p.v.nput, n);
+  }
+  mproc__store64(&h->p.v.head_cache, mproc__load64(&h->head.v));
+  mproc__store64(&h->p.v.nget_cache, mproc__load64(&h->g.v.nget));
+  mproc__q_signal_all(&h->ne.v, &q->fx[MPROC__QFX_NE]);
+  if (q->joinable) {
+    /* An nput taken back may be what join() waits for. */
+    (void)mproc__add32(&h->jn.v.seq, 1);
+    mproc__fx_wake(&q->fx[MPROC__QFX_JOIN], UINT32_MAX);
+  }
+}
+
+static void mproc__q_recover_get(mproc_queue *q) {
+  mproc__qhdr *h = q->h;
+  if (h->g.v.j_valid) {
+    uint64_t n = h->g.v.j_nget;
+    if (mproc__load64(&h->head.v) == h->g.v.j_head)
+      n++;
+    mproc__store64(&h->g.v.nget, n);
+  }
+  mproc__store64(&h->g.v.tail_cache, mproc__load64(&h->tail.v));
+  mproc__q_signal_all(&h->nf.v, &q->fx[MPROC__QFX_NF]);
+}
+
+/* If the side's lock is held by a process that died, take it, repair, and
+ * release it.  Waiters call this now and then: the next operation on that
+ * side would do the same, but a waiter may depend on it and no such
+ * operation may come (a join() for a message whose producer died between
+ * counting and publishing it; a put waiting for a count that a consumer
+ * died before lowering). */
+static void mproc__q_reap(mproc_queue *q, int side) {
+  volatile uint32_t *w =
+      side == MPROC__Q_PUT_SIDE ? &q->h->p.v.lock : &q->h->g.v.lock;
+  uint32_t v = mproc__load32(w);
+  if (v == 0 || mproc__pid_alive((int64_t)v) || !mproc__cas32(w, &v,
+                                                              mproc__q_self()))
+    return;
+  if (side == MPROC__Q_PUT_SIDE) {
+    mproc__q_recover_put(q);
+    mproc__q_unlock(w, &q->fx[MPROC__QFX_PLOCK]);
+  } else {
+    mproc__q_recover_get(q);
+    mproc__q_unlock(w, &q->fx[MPROC__QFX_GLOCK]);
+  }
+}
+
+static void mproc__q_lock_put(mproc_queue *q) {
+  if (mproc__q_lock(&q->h->p.v.lock, &q->fx[MPROC__QFX_PLOCK]) ==
+      MPROC_EOWNERDEAD)
+    mproc__q_recover_put(q);
+}
+
+static void mproc__q_unlock_put(mproc_queue *q) {
+  mproc__q_unlock(&q->h->p.v.lock, &q->fx[MPROC__QFX_PLOCK]);
+}
+
+static void mproc__q_lock_get(mproc_queue *q) {
+  if (mproc__q_lock(&q->h->g.v.lock, &q->fx[MPROC__QFX_GLOCK]) ==
+      MPROC_EOWNERDEAD)
+    mproc__q_recover_get(q);
+}
+
+static void mproc__q_unlock_get(mproc_queue *q) {
+  mproc__q_unlock(&q->h->g.v.lock, &q->fx[MPROC__QFX_GLOCK]);
+}
+
+/* ---- the critical sections ------------------------------------------------ */
+
+/* Caller holds the put lock.  0, MPROC_EFULL, or MPROC_ESTATE if the
+ * shared tail is damaged. */
+static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
+                               int stop) {
+  mproc__qhdr *h = q->h;
+  uint64_t rec = mproc__qr_recsize(len), tail = mproc__load64(&h->tail.v);
+  uint64_t nput = h->p.v.nput, end;
+  /* Records start 8-aligned, so the wrap marker (4 bytes) always fits
+   * before the end: a tail that is not could make it overrun the ring. */
+  if (tail % 8u)
+    return MPROC_ESTATE;
+  if (q->maxsize && nput - h->p.v.nget_cache >= q->maxsize) {
+    uint64_t nget = mproc__load64(&h->g.v.nget);
+    mproc__store64(&h->p.v.nget_cache, nget);
+    if (nput - nget >= q->maxsize)
+      return MPROC_EFULL;
+  }
+  end = mproc__qr_fits(h->p.v.head_cache, tail, q->ring_size, rec);
+  if (!end) {
+    uint64_t head = mproc__load64(&h->head.v);
+    mproc__store64(&h->p.v.head_cache, head);
+    end = mproc__qr_fits(head, tail, q->ring_size, rec);
+    if (!end)
+      return MPROC_EFULL;
+  }
+  (void)mproc__qr_write(q->ring, q->ring_size, tail, data, len);
+  if (stop == MPROC__Q_STOP_WRITTEN)
+    return MPROC_OK;
+  /* Journal first, so that a successor can tell which of the two stores
+   * below happened: the tail decides whether the message exists. */
+  h->p.v.j_valid = 0;
+  h->p.v.j_tail = end;
+  h->p.v.j_nput = nput;
+  h->p.v.j_valid = 1;
+  /* nput before the tail: a consumer can take (and count) a message only
+   * after the tail shows it, so nput - nget never goes negative. */
+  MPROC__Q_PUBLISH64(&h->p.v.nput, nput + 1);
+  if (stop == MPROC__Q_STOP_COUNTED)
+    return MPROC_OK;
+  MPROC__Q_PUBLISH64(&h->tail.v, end);
+  return MPROC_OK;
+}
+
+/* Caller holds the get lock.  0, MPROC_EEMPTY, MPROC_ERANGE (*len set,
+ * nothing taken) or MPROC_ESTATE (the ring is damaged). */
+static int mproc__q_get_locked(mproc_queue *q, void *buf, size_t cap,
+                               size_t *len, int stop) {
+  mproc__qhdr *h = q->h;
+  uint64_t head = mproc__load64(&h->head.v), tail = h->g.v.tail_cache;
+  uint64_t off, next, nget;
+  uint32_t n;
+  int rc;
+  if (head == tail) {
+    tail = mproc__load64(&h->tail.v);
+    mproc__store64(&h->g.v.tail_cache, tail);
+  }
+  rc = mproc__qr_peek(q->ring, q->ring_size, q->max_msg, head, tail, &off, &n,
+                      &next);
+  if (rc == MPROC__QR_EMPTY)
+    return MPROC_EEMPTY;
+  if (rc != MPROC__QR_OK)
+    return MPROC_ESTATE;
+  *len = n;
+  if (n > cap)
+    return MPROC_ERANGE;
+  if (n)
+    memcpy(buf, q->ring + off, n);
+  if (stop == MPROC__Q_STOP_WRITTEN)
+    return MPROC_OK;
+  nget = h->g.v.nget;
+  h->g.v.j_valid = 0;
+  h->g.v.j_head = next;
+  h->g.v.j_nget = nget;
+  h->g.v.j_valid = 1;
+  /* The one store that takes the message: everything before it was a
+   * private copy, so a consumer killed earlier leaves the message here. */
+  MPROC__Q_PUBLISH64(&h->head.v, next);
+  if (stop == MPROC__Q_STOP_PUBLISHED)
+    return MPROC_OK;
+  MPROC__Q_PUBLISH64(&h->g.v.nget, nget + 1);
+  return MPROC_OK;
+}
+
+/* ---- public API ------------------------------------------------------------ */
+
+static int mproc__q_usable(mproc_queue *q) {
+  if (!q || q->hdr.magic != MPROC__OBJ_MAGIC || q->hdr.vt != &mproc__queue_type)
+    return MPROC_EINVAL;
+  if (mproc__load32(&q->closed))
+    return MPROC_ECLOSED;
+  return MPROC_OK;
+}
+
+static void mproc__q_release(mproc_queue *q) {
+  int i;
+  for (i = 0; i < q->nfx; i++)
+    mproc__fx_close(&q->fx[i]);
+  mproc__seg_close(&q->seg);
+  q->hdr.magic = 0;
+  free(q);
+}
+
+/* The futex words of the queue, in MPROC__QFX_* order. */
+static void mproc__q_fx_words(mproc__qhdr *h, int i, volatile uint32_t **word,
+                              volatile uint32_t **waiters) {
+  switch (i) {
+  case MPROC__QFX_PLOCK:
+    *word = &h->p.v.lock;
+    *waiters = &h->p.v.lock_fxw;
+    break;
+  case MPROC__QFX_GLOCK:
+    *word = &h->g.v.lock;
+    *waiters = &h->g.v.lock_fxw;
+    break;
+  case MPROC__QFX_NE:
+    *word = &h->ne.v.seq;
+    *waiters = &h->ne.v.fxw;
+    break;
+  case MPROC__QFX_NF:
+    *word = &h->nf.v.seq;
+    *waiters = &h->nf.v.fxw;
+    break;
+  default:
+    *word = &h->jn.v.seq;
+    *waiters = &h->jn.v.fxw;
+    break;
+  }
+}
+
+static void mproc__q_bind(mproc_queue *q) {
+  uintptr_t a = (uintptr_t)q->seg.addr;
+  q->h = (mproc__qhdr *)(a + (MPROC__Q_LINE - a % MPROC__Q_LINE) %
+                                 MPROC__Q_LINE);
+  q->ring = (unsigned char *)q->seg.addr + MPROC__Q_HDR_SIZE;
+  q->hdr.magic = MPROC__OBJ_MAGIC;
+  q->hdr.vt = &mproc__queue_type;
+}
+
+int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
+  mproc_queue *q;
+  mproc__qconst *c;
+  uint64_t capacity = MPROC__Q_DEFAULT_CAP, ring;
+  int rc, i;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (opts && opts->capacity)
+    capacity = (uint64_t)opts->capacity;
+  if (capacity < MPROC__Q_CAP_MIN || capacity > MPROC__Q_CAP_MAX)
+    return MPROC_EINVAL;
+  ring = mproc__qr_ring_for(capacity);
+  if (ring > (uint64_t)SIZE_MAX - MPROC__Q_HDR_SIZE)
+    return MPROC_EINVAL;
+  q = (mproc_queue *)calloc(1, sizeof(*q));
+  if (!q)
+    return MPROC_ENOMEM;
+  rc = mproc__seg_create(&q->seg, NULL, (size_t)(MPROC__Q_HDR_SIZE + ring));
+  if (rc < 0) {
+    free(q);
+    return rc;
+  }
+  mproc__q_bind(q);
+  q->ring_size = ring;
+  q->capacity = capacity;
+  q->maxsize = opts ? (uint64_t)opts->maxsize : 0;
+  q->max_msg = mproc__qr_msg_max(capacity);
+  q->joinable = opts && opts->joinable ? 1 : 0;
+  q->nfx = q->joinable ? MPROC__QFX_N : MPROC__QFX_JOIN;
+  c = &q->h->c.v;
+  c->magic = MPROC__Q_MAGIC;
+  c->version = MPROC__Q_VERSION;
+  c->joinable = (uint32_t)q->joinable;
+  c->ring_size = ring;
+  c->capacity = capacity;
+  c->maxsize = q->maxsize;
+  c->max_msg = q->max_msg;
+  for (i = 0; i < q->nfx; i++) {
+    volatile uint32_t *word, *waiters;
+    mproc__q_fx_words(q->h, i, &word, &waiters);
+    rc = mproc__fx_create(&q->fx[i], word, waiters);
+    if (rc < 0) {
+      q->nfx = i;
+      mproc__q_release(q);
+      return rc;
+    }
+  }
+  *out = q;
+  return MPROC_OK;
+}
+
+int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
+                    double timeout) {
+  double deadline = 0;
+  int rc, first = 1;
+  uint64_t rec;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if ((!data && len) || timeout != timeout) /* NULL data, NaN timeout */
+    return MPROC_EINVAL;
+  if ((uint64_t)len > q->max_msg)
+    return MPROC_E2BIG;
+  rec = mproc__qr_recsize(len);
+  for (;;) {
+    mproc__q_lock_put(q);
+    rc = mproc__q_put_locked(q, data, (uint32_t)len, MPROC__Q_STOP_NONE);
+    mproc__q_unlock_put(q);
+    if (rc == MPROC_OK) {
+      mproc__q_signal(&q->h->ne.v, &q->fx[MPROC__QFX_NE]);
+      return MPROC_OK;
+    }
+    if (rc != MPROC_EFULL)
+      return rc;
+    if (timeout == 0)
+      return MPROC_EFULL;
+    if (first) {
+      /* The clock is read only once a put has to wait. */
+      deadline = mproc__q_deadline(timeout);
+      first = 0;
+    }
+    rc = mproc__q_wait(q, &q->h->nf.v, &q->fx[MPROC__QFX_NF],
+                       mproc__q_has_room, rec, deadline, MPROC__Q_GET_SIDE);
+    if (rc == MPROC_ETIMEDOUT) {
+      /* Room may have come with the deadline: one last try. */
+      timeout = 0;
+      continue;
+    }
+    if (mproc__load32(&q->closed))
+      return MPROC_ECLOSED;
+  }
+}
+
+int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len,
+                    double timeout) {
+  double deadline = 0;
+  int rc, first = 1;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if (!len || (!buf && cap) || timeout != timeout)
+    return MPROC_EINVAL;
+  for (;;) {
+    mproc__q_lock_get(q);
+    rc = mproc__q_get_locked(q, buf, cap, len, MPROC__Q_STOP_NONE);
+    mproc__q_unlock_get(q);
+    if (rc == MPROC_OK) {
+      mproc__q_signal(&q->h->nf.v, &q->fx[MPROC__QFX_NF]);
+      return MPROC_OK;
+    }
+    if (rc != MPROC_EEMPTY)
+      return rc;
+    if (timeout == 0)
+      return MPROC_EEMPTY;
+    if (first) {
+      deadline = mproc__q_deadline(timeout);
+      first = 0;
+    }
+    rc = mproc__q_wait(q, &q->h->ne.v, &q->fx[MPROC__QFX_NE],
+                       mproc__q_has_data, 0, deadline, MPROC__Q_PUT_SIDE);
+    if (rc == MPROC_ETIMEDOUT) {
+      timeout = 0;
+      continue;
+    }
+    if (mproc__load32(&q->closed))
+      return MPROC_ECLOSED;
+  }
+}
+
+int mproc_queue_qsize(mproc_queue *q, size_t *n) {
+  uint64_t nget, nput;
+  int rc;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if (!n)
+    return MPROC_EINVAL;
+  /* nget first: both only grow and nget <= nput at every instant, so the
+   * difference of a later nput is never negative. */
+  nget = mproc__load64(&q->h->g.v.nget);
+  nput = mproc__load64(&q->h->p.v.nput);
+  *n = nput > nget ? (size_t)(nput - nget) : 0;
+  return MPROC_OK;
+}
+
+int mproc_queue_empty(mproc_queue *q) {
+  int rc;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  return !mproc__q_has_data(q, 0);
+}
+
+/* Python's full() is qsize() == maxsize.  A byte-limited ring has no such
+ * number: it reports full when not even an empty message would fit, so a
+ * put of a large message can block while full() says 0. */
+int mproc_queue_full(mproc_queue *q) {
+  int rc;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  return !mproc__q_has_room(q, mproc__qr_recsize(0));
+}
+
+int mproc_queue_task_done(mproc_queue *q) {
+  mproc__qhdr *h;
+  uint64_t done;
+  int rc;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if (!q->joinable)
+    return MPROC_ESTATE;
+  h = q->h;
+  done = mproc__load64(&h->jn.v.ndone);
+  for (;;) {
+    if (done >= mproc__load64(&h->p.v.nput))
+      return MPROC_EOVERFLOW;
+    if (mproc__cas64(&h->jn.v.ndone, &done, done + 1))
+      break;
+  }
+  if (done + 1 == mproc__load64(&h->p.v.nput)) {
+    /* The word changes before the wake (the futex protocol); joiners are
+     * rare, so every one of them is woken. */
+    (void)mproc__add32(&h->jn.v.seq, 1);
+    mproc__fx_wake(&q->fx[MPROC__QFX_JOIN], UINT32_MAX);
+  }
+  return MPROC_OK;
+}
+
+int mproc_queue_join(mproc_queue *q, double timeout) {
+  double deadline, until;
+  int rc;
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if (timeout != timeout)
+    return MPROC_EINVAL;
+  if (!q->joinable)
+    return MPROC_ESTATE;
+  deadline = mproc__q_deadline(timeout);
+  for (;;) {
+    uint32_t seen = mproc__load32(&q->h->jn.v.seq);
+    if (mproc__q_join_done(q, 0))
+      return MPROC_OK;
+    until = mproc__plat_now();
+    if (deadline >= 0 && until >= deadline)
+      return MPROC_ETIMEDOUT;
+    until += MPROC__Q_WAIT_SLICE;
+    if (deadline >= 0 && deadline < until)
+      until = deadline;
+    if (mproc__fx_wait(&q->fx[MPROC__QFX_JOIN], seen, until) ==
+        MPROC_ETIMEDOUT)
+      mproc__q_reap(q, MPROC__Q_PUT_SIDE);
+    if (mproc__load32(&q->closed))
+      return MPROC_ECLOSED;
+  }
+}
+
+int mproc_queue_close(mproc_queue *q) {
+  int rc = mproc__q_usable(q);
+  if (rc == MPROC_EINVAL)
+    return rc;
+  mproc__store32(&q->closed, 1);
+  return MPROC_OK;
+}
+
+mproc_queue *mproc_queue_free(mproc_queue *q) {
+  if (q && q->hdr.magic == MPROC__OBJ_MAGIC && q->hdr.vt == &mproc__queue_type)
+    mproc__q_release(q);
+  return NULL;
+}
+
+/* ---- passing to a child ----------------------------------------------------
+ * Bytes: u32 version, u64 segment size, u32 number of futex handles.
+ * Handles: the segment, then one semaphore per futex where the platform has
+ * them (Windows); Linux futexes need none.  Everything else is read from
+ * the segment's header and checked there. */
+
+static int mproc__q_export(const void *obj, mproc__wr *w, mproc__handles *hs) {
+  const mproc_queue *q = (const mproc_queue *)obj;
+  uint32_t nsem = 0;
+  int i, rc;
+  for (i = 0; i < q->nfx; i++)
+    if (q->fx[i].sem != MPROC_INVALID_HANDLE)
+      nsem++;
+  if (nsem != 0 && nsem != (uint32_t)q->nfx)
+    return MPROC_ESTATE;
+  mproc__wr_u32(w, MPROC__Q_VERSION);
+  mproc__wr_u64(w, (uint64_t)q->seg.size);
+  mproc__wr_u32(w, nsem);
+  if ((rc = mproc__handles_push(hs, q->seg.handle)) < 0)
+    return rc;
+  for (i = 0; nsem && i < q->nfx; i++)
+    if ((rc = mproc__handles_push(hs, q->fx[i].sem)) < 0)
+      return rc;
+  return MPROC_OK;
+}
+
+/* Closes a handle this process received and will not use: the futex
+ * import takes ownership of a semaphore handle and fx_close releases it,
+ * which is the portable way to close any handle here. */
+static void mproc__q_drop_handle(mproc_handle_t h) {
+  mproc__fx fx;
+  volatile uint32_t dummy = 0, dummy_w = 0;
+  if (h == MPROC_INVALID_HANDLE)
+    return;
+  if (mproc__fx_import(&fx, &dummy, &dummy_w, h) == MPROC_OK)
+    mproc__fx_close(&fx);
+}
+
+static int mproc__q_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
+                           void **out) {
+  mproc_queue *q = NULL;
+  const mproc__qconst *c;
+  uint32_t version = mproc__rd_u32(r), nsem;
+  uint64_t size = mproc__rd_u64(r);
+  size_t i, used = 0;
+  int rc = MPROC_EINVAL;
+  nsem = mproc__rd_u32(r);
+  *out = NULL;
+  if (r->bad || version != MPROC__Q_VERSION || nh < 1 ||
+      (nsem != 0 && nsem != MPROC__QFX_JOIN && nsem != MPROC__QFX_N) ||
+      nh != 1 + (size_t)nsem || size <= MPROC__Q_HDR_SIZE ||
+      size > (uint64_t)SIZE_MAX)
+    goto fail;
+  q = (mproc_queue *)calloc(1, sizeof(*q));
+  if (!q) {
+    rc = MPROC_ENOMEM;
+    goto fail;
+  }
+  used = 1; /* seg_import owns the segment handle from here on */
+  rc = mproc__seg_import(&q->seg, hs[0], (size_t)size);
+  if (rc < 0)
+    goto fail;
+  mproc__q_bind(q);
+  c = &q->h->c.v;
+  q->ring_size = c->ring_size;
+  q->capacity = c->capacity;
+  q->maxsize = c->maxsize;
+  q->max_msg = c->max_msg;
+  q->joinable = c->joinable == 1;
+  rc = MPROC_EINVAL;
+  if (c->magic != MPROC__Q_MAGIC || c->version != MPROC__Q_VERSION ||
+      c->joinable > 1 || q->capacity < MPROC__Q_CAP_MIN ||
+      q->capacity > MPROC__Q_CAP_MAX ||
+      q->ring_size != mproc__qr_ring_for(q->capacity) ||
+      q->max_msg != mproc__qr_msg_max(q->capacity) ||
+      q->ring_size != size - MPROC__Q_HDR_SIZE)
+    goto fail_obj;
+  q->nfx = q->joinable ? MPROC__QFX_N : MPROC__QFX_JOIN;
+  if (nsem && nsem != (uint32_t)q->nfx)
+    goto fail_obj;
+  for (i = 0; i < (size_t)q->nfx; i++) {
+    volatile uint32_t *word, *waiters;
+    mproc__q_fx_words(q->h, (int)i, &word, &waiters);
+    used = 2 + i;
+    rc = mproc__fx_import(&q->fx[i], word, waiters,
+                          nsem ? hs[1 + i] : MPROC_INVALID_HANDLE);
+    if (rc < 0) {
+      q->nfx = (int)i;
+      goto fail_obj;
+    }
+  }
+  *out = q;
+  return MPROC_OK;
+fail_obj:
+  mproc__q_release(q);
+  q = NULL;
+fail:
+  free(q);
+  for (i = used; i < nh; i++)
+    mproc__q_drop_handle(hs[i]);
+  return rc;
+}
+
+static void mproc__q_free_obj(void *obj) { (void)mproc_queue_free(obj); }
+
+const mproc__objtype mproc__queue_type = {MPROC_OBJ_QUEUE, mproc__q_export,
+                                          mproc__q_import, mproc__q_free_obj};
+
+/* ---- test hooks ------------------------------------------------------------
+ * Run a put or get and stop at `stage`, keeping the lock, as if the process
+ * had been killed there; the test process then exits without releasing. */
+
+int mproc__queue_test_stop_put(mproc_queue *q, const void *data, size_t len,
+                               int stage) {
+  int rc = mproc__q_usable(q);
+  if (rc < 0)
+    return rc;
+  if (len > q->max_msg || (!data && len))
+    return MPROC_EINVAL;
+  mproc__q_lock_put(q);
+  return mproc__q_put_locked(q, data, (uint32_t)len, stage);
+}
+
+int mproc__queue_test_stop_get(mproc_queue *q, void *buf, size_t cap,
+                               size_t *len, int stage) {
+  int rc = mproc__q_usable(q);
+  if (rc < 0)
+    return rc;
+  if (!len || (!buf && cap))
+    return MPROC_EINVAL;
+  mproc__q_lock_get(q);
+  return mproc__q_get_locked(q, buf, cap, len, stage);
+}

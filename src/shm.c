@@ -1,0 +1,492 @@
+/* Shared memory blocks (Python's shared_memory.SharedMemory) and shared
+ * C arrays (Python's Value / Array / RawValue / RawArray), built on the
+ * segments of ipc.h, which already keep the exact size, the creator's pid
+ * and the "kept" mark in a header of their own.
+ *
+ * Who removes a name: Python leaves it to the user (and its resource
+ * tracker); mproc's rule is that the process that created a named block
+ * unlinks it when it frees the block, unless mproc_shm_keep() said the
+ * block must outlive it.  The segment layer's own "owner unlinks on close"
+ * is not used for this, because a fork child holds a byte copy of its
+ * parent's object: freeing that copy must not take the name away. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ipc.h"
+
+/* How long attach waits for a creator that is between creating the name
+ * and writing the segment header (a few system calls, unless descheduled
+ * on a busy machine). */
+#define MPROC__SHM_ATTACH_WAIT 2.0
+
+struct mproc_shm {
+  mproc__obj hdr;
+  mproc__seg seg; /* seg.name: the user's name, or NULL */
+  int64_t creator_pid; /* the creating process, for named blocks; else 0 */
+  volatile uint32_t keep;
+  volatile uint32_t unlinked; /* this object unlinked the name already */
+};
+
+extern const mproc__objtype mproc__shm_type;
+
+static int mproc__shm_ok(const mproc_shm *shm) {
+  return shm && shm->hdr.magic == MPROC__OBJ_MAGIC &&
+         shm->hdr.vt == &mproc__shm_type;
+}
+
+static mproc_shm *mproc__shm_new(void) {
+  mproc_shm *shm = (mproc_shm *)calloc(1, sizeof(*shm));
+  if (!shm)
+    return NULL;
+  shm->hdr.magic = MPROC__OBJ_MAGIC;
+  shm->hdr.vt = &mproc__shm_type;
+  shm->seg.handle = MPROC_INVALID_HANDLE;
+  return shm;
+}
+
+/* Unmaps and closes; the name is left alone (see the top of the file). */
+static void mproc__shm_release(mproc_shm *shm) {
+  shm->seg.owner = 0;
+  mproc__seg_close(&shm->seg);
+  shm->hdr.magic = 0;
+  free(shm);
+}
+
+int mproc_shm_create(mproc_shm **out, const char *name, size_t size) {
+  mproc_shm *shm;
+  int rc;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (size == 0 || (name && mproc__seg_name_ok(name) != 1))
+    return MPROC_EINVAL;
+  if (!(shm = mproc__shm_new()))
+    return MPROC_ENOMEM;
+  if ((rc = mproc__seg_create(&shm->seg, name, size)) < 0) {
+    free(shm);
+    return rc;
+  }
+  shm->seg.owner = 0;
+  if (name)
+    shm->creator_pid = mproc__plat_getpid();
+  *out = shm;
+  return MPROC_OK;
+}
+
+/* Sleeps about a millisecond: a futex wait on a private word that nobody
+ * changes or wakes is a portable timed sleep. */
+static void mproc__shm_nap(void) {
+  volatile uint32_t word = 0, waiters = 0;
+  mproc__fx fx;
+  if (mproc__fx_create(&fx, &word, &waiters) == MPROC_OK) {
+    (void)mproc__fx_wait(&fx, 0, mproc__plat_now() + 0.001);
+    mproc__fx_close(&fx);
+  } else {
+    mproc__pause();
+  }
+}
+
+int mproc_shm_attach(mproc_shm **out, const char *name) {
+  mproc_shm *shm;
+  double deadline = -1;
+  int rc;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!name || mproc__seg_name_ok(name) != 1)
+    return MPROC_EINVAL;
+  if (!(shm = mproc__shm_new()))
+    return MPROC_ENOMEM;
+  /* With a valid name, MPROC_EINVAL from the segment layer means the block
+   * exists but does not look complete: its creator is between creating the
+   * name and sizing it or writing its header.  Look again for a while; a
+   * block that never completes (its creator died there) is reported as
+   * absent. */
+  while ((rc = mproc__seg_attach(&shm->seg, name)) == MPROC_EINVAL) {
+    if (deadline < 0)
+      deadline = mproc__plat_now() + MPROC__SHM_ATTACH_WAIT;
+    else if (mproc__plat_now() > deadline) {
+      rc = MPROC_ENOTFOUND;
+      break;
+    }
+    mproc__shm_nap();
+  }
+  if (rc < 0) {
+    free(shm);
+    return rc;
+  }
+  shm->seg.owner = 0;
+  *out = shm;
+  return MPROC_OK;
+}
+
+void *mproc_shm_ptr(const mproc_shm *shm) {
+  return mproc__shm_ok(shm) ? shm->seg.addr : NULL;
+}
+
+size_t mproc_shm_size(const mproc_shm *shm) {
+  return mproc__shm_ok(shm) ? shm->seg.size : 0;
+}
+
+const char *mproc_shm_name(const mproc_shm *shm) {
+  return mproc__shm_ok(shm) ? shm->seg.name : NULL;
+}
+
+int mproc_shm_unlink(mproc_shm *shm) {
+  int rc;
+  if (!mproc__shm_ok(shm))
+    return MPROC_EINVAL;
+  if (!shm->seg.name)
+    return MPROC_ESTATE;
+  /* Once per object: a second unlink could remove a new block that another
+   * process created under the same name in between. */
+  if (mproc__xchg32(&shm->unlinked, 1))
+    return MPROC_ENOTFOUND;
+  rc = mproc__seg_unlink(&shm->seg);
+  shm->seg.owner = 0;
+  return rc;
+}
+
+int mproc_shm_keep(mproc_shm *shm) {
+  int rc;
+  if (!mproc__shm_ok(shm))
+    return MPROC_EINVAL;
+  if (!shm->seg.name)
+    return MPROC_ESTATE;
+  mproc__store32(&shm->keep, 1);
+  /* Also marks the segment, so mproc_shm_cleanup() does not take a block
+   * meant to outlive its creator for a crashed program's leftover. */
+  rc = mproc__seg_keep(&shm->seg);
+  shm->seg.owner = 0;
+  return rc;
+}
+
+mproc_shm *mproc_shm_free(mproc_shm *shm) {
+  if (!mproc__shm_ok(shm))
+    return NULL;
+  if (shm->seg.name && shm->creator_pid != 0 && !mproc__load32(&shm->keep) &&
+      !mproc__load32(&shm->unlinked) &&
+      shm->creator_pid == mproc__plat_getpid())
+    (void)mproc_shm_unlink(shm);
+  mproc__shm_release(shm);
+  return NULL;
+}
+
+int mproc_shm_cleanup(void) { return mproc__seg_cleanup(); }
+
+/* ---- passing a block to a child --------------------------------------------
+ * u64 size, u8 named, [u32 name length, name]; one handle: the segment.
+ * The child's object is an attached one: it never unlinks on its own. */
+
+static int mproc__shm_export(const void *obj, mproc__wr *w,
+                             mproc__handles *hs) {
+  const mproc_shm *shm = (const mproc_shm *)obj;
+  size_t n;
+  if (!mproc__shm_ok(shm))
+    return MPROC_EINVAL;
+  mproc__wr_u64(w, (uint64_t)shm->seg.size);
+  mproc__wr_u8(w, (uint8_t)(shm->seg.name ? 1 : 0));
+  if (shm->seg.name) {
+    n = strlen(shm->seg.name);
+    mproc__wr_u32(w, (uint32_t)n);
+    mproc__wr_bytes(w, shm->seg.name, n);
+  }
+  return mproc__handles_push(hs, shm->seg.handle);
+}
+
+static int mproc__shm_import(mproc__rd *r, const mproc_handle_t *hs,
+                             size_t nh, void **out) {
+  uint64_t size = mproc__rd_u64(r);
+  uint8_t named = mproc__rd_u8(r);
+  uint32_t n = named ? mproc__rd_u32(r) : 0;
+  const unsigned char *name =
+      named && n <= MPROC_SHM_NAME_MAX ? mproc__rd_bytes(r, n) : NULL;
+  mproc_shm *shm = mproc__shm_new();
+  int rc = MPROC_EINVAL;
+  *out = NULL;
+  /* The handle is ours whatever happens: hand it to the segment layer
+   * first, which closes it if it cannot map it (a size that does not match
+   * the segment's own header fails there). */
+  if (nh >= 1) {
+    mproc__seg seg;
+    rc = mproc__seg_import(&seg, hs[0],
+                           size > (uint64_t)SIZE_MAX ? 0 : (size_t)size);
+    if (rc == MPROC_OK && shm)
+      shm->seg = seg;
+    else if (rc == MPROC_OK)
+      mproc__seg_close(&seg);
+  }
+  if (!shm)
+    return MPROC_ENOMEM;
+  if (rc < 0)
+    goto fail;
+  rc = MPROC_EINVAL;
+  if (nh != 1 || r->bad || named > 1 || (named && !name))
+    goto fail;
+  if (named) {
+    if (!(shm->seg.name = (char *)malloc((size_t)n + 1))) {
+      rc = MPROC_ENOMEM;
+      goto fail;
+    }
+    memcpy(shm->seg.name, name, n);
+    shm->seg.name[n] = 0;
+    if (mproc__seg_name_ok(shm->seg.name) != 1)
+      goto fail;
+  }
+  shm->seg.owner = 0;
+  *out = shm;
+  return MPROC_OK;
+fail:
+  mproc__shm_release(shm);
+  return rc;
+}
+
+static void mproc__shm_objfree(void *obj) {
+  if (obj)
+    mproc__shm_release((mproc_shm *)obj);
+}
+
+const mproc__objtype mproc__shm_type = {MPROC_OBJ_SHM, mproc__shm_export,
+                                        mproc__shm_import,
+                                        mproc__shm_objfree};
+
+/* ------------------------------------------------------------------------ */
+/* Value and Array                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* The elements live in an anonymous segment of their own (its start is
+ * aligned for any element type); the optional RLock is a separate object
+ * that travels with the array. */
+struct mproc_array {
+  mproc__obj hdr;
+  mproc__seg seg;
+  mproc_ctype type;
+  size_t length;
+  mproc_lock *lock;
+  int imported; /* rebuilt in a child: the lock is freed through its type */
+};
+
+extern const mproc__objtype mproc__array_type;
+
+static size_t mproc__ctype_size(int type) {
+  switch (type) {
+  case MPROC_INT8:
+  case MPROC_UINT8:
+    return 1;
+  case MPROC_INT16:
+  case MPROC_UINT16:
+    return 2;
+  case MPROC_INT32:
+  case MPROC_UINT32:
+  case MPROC_FLOAT:
+    return 4;
+  case MPROC_INT64:
+  case MPROC_UINT64:
+  case MPROC_DOUBLE:
+    return 8;
+  default:
+    return 0;
+  }
+}
+
+static int mproc__array_ok(const mproc_array *a) {
+  return a && a->hdr.magic == MPROC__OBJ_MAGIC && a->hdr.vt == &mproc__array_type;
+}
+
+static void mproc__array_release(mproc_array *a) {
+  if (a->lock) {
+    if (a->imported)
+      ((const mproc__obj *)a->lock)->vt->free_(a->lock);
+    else
+      mproc_lock_free(a->lock);
+  }
+  a->seg.owner = 0;
+  mproc__seg_close(&a->seg);
+  a->hdr.magic = 0;
+  free(a);
+}
+
+int mproc_array_create(mproc_array **out, mproc_ctype type, size_t length,
+                       int with_lock) {
+  mproc_array *a;
+  size_t esize = mproc__ctype_size((int)type);
+  int rc;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!esize || length == 0 || length > SIZE_MAX / esize ||
+      (with_lock != 0 && with_lock != 1))
+    return MPROC_EINVAL;
+  a = (mproc_array *)calloc(1, sizeof(*a));
+  if (!a)
+    return MPROC_ENOMEM;
+  a->hdr.magic = MPROC__OBJ_MAGIC;
+  a->hdr.vt = &mproc__array_type;
+  a->type = type;
+  a->length = length;
+  a->seg.handle = MPROC_INVALID_HANDLE;
+  if ((rc = mproc__seg_create(&a->seg, NULL, length * esize)) < 0)
+    goto fail;
+  if (with_lock && (rc = mproc_lock_create(&a->lock, 1)) < 0) {
+    a->lock = NULL;
+    goto fail;
+  }
+  *out = a;
+  return MPROC_OK;
+fail:
+  mproc__array_release(a);
+  return rc;
+}
+
+void *mproc_array_ptr(mproc_array *a) {
+  return mproc__array_ok(a) ? a->seg.addr : NULL;
+}
+
+size_t mproc_array_length(const mproc_array *a) {
+  return mproc__array_ok(a) ? a->length : 0;
+}
+
+mproc_ctype mproc_array_type(const mproc_array *a) {
+  return mproc__array_ok(a) ? a->type : (mproc_ctype)0;
+}
+
+mproc_lock *mproc_array_lock(mproc_array *a) {
+  return mproc__array_ok(a) ? a->lock : NULL;
+}
+
+mproc_array *mproc_array_free(mproc_array *a) {
+  if (mproc__array_ok(a))
+    mproc__array_release(a);
+  return NULL;
+}
+
+/* ---- passing an array to a child -------------------------------------------
+ * u32 ctype, u64 length, u64 segment size, u8 has lock, and with a lock:
+ * u32 its handle count, u32 its length, its own description.
+ * Handles: the segment, then the lock's. */
+
+static int mproc__array_export(const void *obj, mproc__wr *w,
+                               mproc__handles *hs) {
+  const mproc_array *a = (const mproc_array *)obj;
+  const mproc__obj *lk = (const mproc__obj *)a->lock;
+  mproc__wr lw = {NULL, 0, 0, 0};
+  size_t before;
+  int rc;
+  mproc__wr_u32(w, (uint32_t)a->type);
+  mproc__wr_u64(w, (uint64_t)a->length);
+  mproc__wr_u64(w, (uint64_t)a->seg.size);
+  mproc__wr_u8(w, (uint8_t)(lk ? 1 : 0));
+  if ((rc = mproc__handles_push(hs, a->seg.handle)) < 0)
+    return rc;
+  if (!lk)
+    return MPROC_OK;
+  if (lk->magic != MPROC__OBJ_MAGIC || !lk->vt)
+    return MPROC_ESTATE;
+  before = hs->n;
+  rc = lk->vt->export_(a->lock, &lw, hs);
+  if (rc == MPROC_OK && lw.oom)
+    rc = MPROC_ENOMEM;
+  if (rc == MPROC_OK && lw.len > UINT32_MAX)
+    rc = MPROC_E2BIG;
+  if (rc == MPROC_OK) {
+    mproc__wr_u32(w, (uint32_t)(hs->n - before));
+    mproc__wr_u32(w, (uint32_t)lw.len);
+    mproc__wr_bytes(w, lw.buf, lw.len);
+  }
+  free(lw.buf);
+  return rc;
+}
+
+static int mproc__array_import(mproc__rd *r, const mproc_handle_t *hs,
+                               size_t nh, void **out) {
+  uint32_t type = mproc__rd_u32(r);
+  uint64_t length = mproc__rd_u64(r), segsize = mproc__rd_u64(r);
+  uint8_t has_lock = mproc__rd_u8(r);
+  uint32_t lock_nh = has_lock ? mproc__rd_u32(r) : 0;
+  uint32_t lock_len = has_lock ? mproc__rd_u32(r) : 0;
+  const unsigned char *lock_blob =
+      has_lock ? mproc__rd_bytes(r, lock_len) : NULL;
+  size_t esize = mproc__ctype_size((int)type);
+  const mproc__objtype *lvt = mproc__objtype_find(MPROC_OBJ_LOCK);
+  mproc_array *a;
+  void *lock = NULL;
+  mproc__rd lr;
+  int rc = MPROC_EINVAL, ok;
+  *out = NULL;
+  a = (mproc_array *)calloc(1, sizeof(*a));
+  if (a) {
+    a->hdr.magic = MPROC__OBJ_MAGIC;
+    a->hdr.vt = &mproc__array_type;
+    a->seg.handle = MPROC_INVALID_HANDLE;
+    a->imported = 1;
+  }
+  ok = a && !r->bad && esize && has_lock <= 1 && length > 0 &&
+       length <= (uint64_t)SIZE_MAX / esize &&
+       segsize >= length * esize && segsize <= (uint64_t)SIZE_MAX &&
+       nh == 1 + (size_t)lock_nh && (!has_lock || lvt);
+  /* Every handle is ours now, also on failure: each one goes to the
+   * importer that owns it (the segment, then the lock), which closes it if
+   * it cannot use it. */
+  if (nh >= 1) {
+    mproc__seg seg;
+    /* Size 0 never matches a segment: it only closes the handle. */
+    rc = mproc__seg_import(&seg, hs[0], ok ? (size_t)segsize : 0);
+    if (rc == MPROC_OK) {
+      seg.owner = 0;
+      if (a && ok)
+        a->seg = seg;
+      else
+        mproc__seg_close(&seg);
+    } else {
+      ok = 0;
+    }
+  }
+  /* The lock's part (it may have no handles: a Linux lock is only words
+   * in shared memory).  Handles past the segment with no lock described are
+   * damage, but still ours to close: the lock type's import owns them and
+   * closes them when the description it gets is bad. */
+  if (has_lock || nh > 1) {
+    if (lvt) {
+      int lock_ok = ok && has_lock && lock_blob;
+      lr.p = lock_blob;
+      lr.left = lock_ok ? lock_len : 0;
+      lr.bad = lock_ok ? 0 : 1;
+      rc = lvt->import_(&lr, nh > 1 ? hs + 1 : hs, nh > 1 ? nh - 1 : 0, &lock);
+      if (rc == MPROC_OK && (!lock_ok || lr.bad || lr.left != 0)) {
+        lvt->free_(lock);
+        lock = NULL;
+        rc = MPROC_EINVAL;
+      }
+      if (rc < 0)
+        ok = 0;
+    } else {
+      ok = 0; /* no lock type linked in */
+    }
+  }
+  if (!a) {
+    if (lock)
+      lvt->free_(lock);
+    return MPROC_ENOMEM;
+  }
+  if (!ok) {
+    if (lock)
+      lvt->free_(lock);
+    mproc__array_release(a);
+    return rc < 0 && rc != MPROC_EINVAL ? rc : MPROC_EINVAL;
+  }
+  a->type = (mproc_ctype)type;
+  a->length = (size_t)length;
+  a->lock = (mproc_lock *)lock;
+  *out = a;
+  return MPROC_OK;
+}
+
+static void mproc__array_objfree(void *obj) {
+  if (obj)
+    mproc__array_release((mproc_array *)obj);
+}
+
+const mproc__objtype mproc__array_type = {MPROC_OBJ_ARRAY,
+                                          mproc__array_export,
+                                          mproc__array_import,
+                                          mproc__array_objfree};

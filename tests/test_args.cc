@@ -252,21 +252,21 @@ TEST(ArgsDecode, EveryTruncationIsRejected) {
   auto v = encoded_sample(&nh);
   mproc_handle_t table[1] = {(mproc_handle_t)(intptr_t)9};
   mproc_args *out = nullptr;
-  ASSERT_EQ(mproc__args_decode(v.data(), v.size(), table, 1, &out), MPROC_OK);
+  ASSERT_EQ(mproc__args_decode(v.data(), v.size(), table, 1, 0, &out), MPROC_OK);
   EXPECT_EQ(describe(out).find("pos=4;"), 0u);
   mproc_args_free(out);
   for (size_t n = 0; n < v.size(); n++) {
     std::vector<unsigned char> cut(v.begin(), v.begin() + (long)n);
-    EXPECT_EQ(mproc__args_decode(cut.data(), n, table, 1, &out), MPROC_EINVAL)
+    EXPECT_EQ(mproc__args_decode(cut.data(), n, table, 1, 0, &out), MPROC_EINVAL)
         << n;
     EXPECT_EQ(out, nullptr);
   }
   // Trailing garbage is damage too, and so is a missing handle table.
   v.push_back(0);
-  EXPECT_EQ(mproc__args_decode(v.data(), v.size(), table, 1, &out),
+  EXPECT_EQ(mproc__args_decode(v.data(), v.size(), table, 1, 0, &out),
             MPROC_EINVAL);
   v.pop_back();
-  EXPECT_EQ(mproc__args_decode(v.data(), v.size(), table, 0, &out),
+  EXPECT_EQ(mproc__args_decode(v.data(), v.size(), table, 0, 0, &out),
             MPROC_EINVAL);
 }
 
@@ -281,7 +281,7 @@ TEST(ArgsDecode, RandomDamageIsRejectedOrDecodedNeverACrash) {
     for (int f = 0; f < flips; f++)
       d[rng() % d.size()] = (unsigned char)rng();
     mproc_args *out = nullptr;
-    int rc = mproc__args_decode(d.data(), d.size(), table, 1, &out);
+    int rc = mproc__args_decode(d.data(), d.size(), table, 1, 0, &out);
     ASSERT_TRUE(rc == MPROC_OK || rc == MPROC_EINVAL) << rc;
     if (rc == MPROC_OK)
       describe(out); // touch every decoded value
@@ -293,9 +293,9 @@ TEST(ArgsDecode, ForgedCountsFailBeforeAllocating) {
   unsigned char hdr[12];
   memset(hdr, 0xff, sizeof hdr);
   mproc_args *out = nullptr;
-  EXPECT_EQ(mproc__args_decode(hdr, sizeof hdr, nullptr, 0, &out),
+  EXPECT_EQ(mproc__args_decode(hdr, sizeof hdr, nullptr, 0, 0, &out),
             MPROC_EINVAL);
-  EXPECT_EQ(mproc__args_decode(nullptr, 5, nullptr, 0, &out), MPROC_EINVAL);
+  EXPECT_EQ(mproc__args_decode(nullptr, 5, nullptr, 0, 0, &out), MPROC_EINVAL);
 }
 
 static std::vector<unsigned char> bootstrap_sample() {

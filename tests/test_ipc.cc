@@ -1,0 +1,204 @@
+// The IPC foundation every object is built on: shared segments handed to
+// children, the portable futex across processes, owner liveness, names.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "test_util.h"
+
+extern "C" {
+#include "ipc.h"
+}
+
+namespace {
+
+struct Shared {
+  volatile uint32_t word;
+  volatile uint32_t waiters;
+  volatile uint32_t counter;
+};
+
+// Imports the segment (arg 0) and the futex semaphore (arg 1, may be
+// invalid) a parent passed.
+bool import_shared(const mproc_args *args, mproc__seg *seg, mproc__fx *fx) {
+  mproc_handle_t hseg = MPROC_INVALID_HANDLE, hsem = MPROC_INVALID_HANDLE;
+  if (mproc_arg_handle(args, 0, &hseg) != MPROC_OK)
+    return false;
+  mproc_arg_handle(args, 1, &hsem);
+  if (mproc__seg_import(seg, hseg, sizeof(Shared)) != MPROC_OK)
+    return false;
+  Shared *s = static_cast<Shared *>(seg->addr);
+  return mproc__fx_import(fx, &s->word, &s->waiters, hsem) == MPROC_OK;
+}
+
+} // namespace
+
+// Ping-pong: the word is odd when it is the child's turn, even for the
+// parent's; each side bumps it and wakes the other.
+TEST_ENTRY(futex_pong) {
+  mproc__seg seg;
+  mproc__fx fx;
+  if (!import_shared(args, &seg, &fx))
+    return 2;
+  Shared *s = static_cast<Shared *>(seg.addr);
+  int64_t rounds = 0;
+  mproc_arg_int(args, 2, &rounds);
+  for (int64_t i = 0; i < rounds; i++) {
+    uint32_t v;
+    while (((v = mproc__load32(&s->word)) & 1u) == 0)
+      if (mproc__fx_wait(&fx, v, mproc__plat_now() + 30) == MPROC_ETIMEDOUT)
+        return 3;
+    mproc__store32(&s->word, v + 1);
+    mproc__fx_wake(&fx, 1);
+  }
+  mproc__fx_close(&fx);
+  mproc__seg_close(&seg);
+  return 0;
+}
+
+// Writes a pattern into the segment, then returns.
+TEST_ENTRY(seg_writer) {
+  mproc__seg seg;
+  mproc__fx fx;
+  if (!import_shared(args, &seg, &fx))
+    return 2;
+  Shared *s = static_cast<Shared *>(seg.addr);
+  mproc__store32(&s->counter, 0xC0FFEEu);
+  mproc__fx_close(&fx);
+  mproc__seg_close(&seg);
+  return 0;
+}
+
+struct SegFixture {
+  mproc__seg seg;
+  mproc__fx fx;
+  Shared *s = nullptr;
+  SegFixture() {
+    EXPECT_EQ(mproc__seg_create(&seg, nullptr, sizeof(Shared)), MPROC_OK);
+    s = static_cast<Shared *>(seg.addr);
+    EXPECT_EQ(mproc__fx_create(&fx, &s->word, &s->waiters), MPROC_OK);
+  }
+  ~SegFixture() {
+    mproc__fx_close(&fx);
+    mproc__seg_close(&seg);
+  }
+  Args args(int64_t rounds = 0) {
+    Args a;
+    a.h(seg.handle);
+    if (fx.sem != MPROC_INVALID_HANDLE)
+      a.h(fx.sem);
+    else
+      a.h(seg.handle); // placeholder slot; the child ignores it on POSIX
+    a.i(rounds);
+    return a;
+  }
+};
+
+TEST(Segment, ZeroFilledAndSharedWithAChild) {
+  SegFixture f;
+  EXPECT_EQ(f.s->counter, 0u);
+  mproc_process *p = test_start("seg_writer", f.args());
+  EXPECT_EQ(test_join_code(p), 0);
+  EXPECT_EQ(mproc__load32(&f.s->counter), 0xC0FFEEu);
+  mproc_process_free(p);
+}
+
+TEST(Futex, PingPongAcrossProcesses) {
+  SegFixture f;
+  const int rounds = 2000;
+  mproc_process *p = test_start("futex_pong", f.args(rounds));
+  for (int i = 0; i < rounds; i++) {
+    uint32_t v;
+    mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1); // child's turn
+    mproc__fx_wake(&f.fx, 1);
+    while (((v = mproc__load32(&f.s->word)) & 1u) == 1)
+      ASSERT_NE(mproc__fx_wait(&f.fx, v, mproc__plat_now() + 30),
+                MPROC_ETIMEDOUT)
+          << "round " << i;
+  }
+  EXPECT_EQ(test_join_code(p), 0);
+  EXPECT_EQ(mproc__load32(&f.s->word), 2u * rounds);
+  mproc_process_free(p);
+}
+
+TEST(Futex, WaitTimesOutWhenNothingChanges) {
+  SegFixture f;
+  double t0 = mproc__plat_now();
+  EXPECT_EQ(mproc__fx_wait(&f.fx, 0, t0 + 0.05), MPROC_ETIMEDOUT);
+  EXPECT_LT(mproc__plat_now() - t0, 10.0);
+  EXPECT_EQ(mproc__load32(&f.s->waiters), 0u);
+  // A word that already differs returns at once.
+  EXPECT_EQ(mproc__fx_wait(&f.fx, 7, mproc__plat_now() + 30), MPROC_OK);
+}
+
+TEST(Futex, WakeAllReleasesEveryThread) {
+  SegFixture f;
+  std::atomic<int> woken{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 4; i++)
+    ts.emplace_back([&] {
+      while (mproc__load32(&f.s->word) == 0)
+        mproc__fx_wait(&f.fx, 0, mproc__plat_now() + 30);
+      woken++;
+    });
+  test_sleep_ms(50);
+  mproc__store32(&f.s->word, 1);
+  mproc__fx_wake(&f.fx, UINT32_MAX);
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(woken.load(), 4);
+}
+
+TEST(Owners, LivenessOfProcesses) {
+  EXPECT_EQ(mproc__pid_alive(mproc__plat_getpid()), 1);
+  EXPECT_EQ(mproc__pid_alive(0), 0);
+  EXPECT_EQ(mproc__pid_alive(-5), 0);
+  mproc_process *p = test_start("futex_pong_never");
+  int64_t pid = 0;
+  mproc_process_pid(p, &pid);
+  EXPECT_EQ(mproc__pid_alive(pid), 1);
+  mproc_process_kill(p);
+  test_join_code(p);
+  mproc_process_free(p);
+  EXPECT_EQ(mproc__pid_alive(pid), 0);
+  EXPECT_NE(mproc__thread_id(), 0u);
+}
+
+TEST_ENTRY(futex_pong_never) {
+  test_sleep_ms(60000);
+  return 0;
+}
+
+TEST(Names, SharedNamesAreCheckedAlike) {
+  EXPECT_TRUE(mproc__seg_name_ok("abc-DEF_1.2"));
+  EXPECT_TRUE(mproc__seg_name_ok(std::string(MPROC_SHM_NAME_MAX, 'x').c_str()));
+  EXPECT_FALSE(mproc__seg_name_ok(
+      std::string(MPROC_SHM_NAME_MAX + 1, 'x').c_str()));
+  EXPECT_FALSE(mproc__seg_name_ok(""));
+  EXPECT_FALSE(mproc__seg_name_ok(nullptr));
+  EXPECT_FALSE(mproc__seg_name_ok("."));
+  EXPECT_FALSE(mproc__seg_name_ok(".."));
+  EXPECT_FALSE(mproc__seg_name_ok("a/b"));
+  EXPECT_FALSE(mproc__seg_name_ok("a\\b"));
+  EXPECT_FALSE(mproc__seg_name_ok("sp ace"));
+}
+
+TEST(Segment, NamedCreateAttachAndExclusive) {
+  std::string name = "mproc-test-" + std::to_string(test_getpid());
+  mproc__seg a, b, c;
+  ASSERT_EQ(mproc__seg_create(&a, name.c_str(), 100), MPROC_OK);
+  static_cast<char *>(a.addr)[99] = 'z';
+  EXPECT_EQ(mproc__seg_create(&c, name.c_str(), 100), MPROC_EEXIST);
+  ASSERT_EQ(mproc__seg_attach(&b, name.c_str()), MPROC_OK);
+  EXPECT_EQ(b.size, 100u);
+  EXPECT_EQ(static_cast<char *>(b.addr)[99], 'z');
+  mproc__seg_close(&b);
+  mproc__seg_close(&a); // the creator removes the name
+  if (!test_on_windows()) {
+    EXPECT_EQ(mproc__seg_attach(&b, name.c_str()), MPROC_ENOTFOUND);
+  }
+  EXPECT_EQ(mproc__seg_create(&c, nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc__seg_create(&c, "bad/name", 10), MPROC_EINVAL);
+}

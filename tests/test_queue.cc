@@ -1,0 +1,907 @@
+// Queue and JoinableQueue: Python's semantics (FIFO, Full/Empty, timeouts,
+// maxsize, close, task_done/join), the byte ring's limits, and what must
+// hold across processes: many producers and consumers, consumers and lock
+// holders that die, and a producer that puts and exits at once.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_util.h"
+
+extern "C" {
+#include "queue_ring.h"
+}
+
+namespace {
+
+// RAII for a queue made by the test.
+struct Q {
+  mproc_queue *q = nullptr;
+  explicit Q(size_t maxsize = 0, size_t capacity = 0, int joinable = 0) {
+    mproc_queue_options o;
+    std::memset(&o, 0, sizeof o);
+    o.maxsize = maxsize;
+    o.capacity = capacity;
+    o.joinable = joinable;
+    EXPECT_EQ(mproc_queue_create(&q, &o), MPROC_OK);
+  }
+  ~Q() { mproc_queue_free(q); }
+  operator mproc_queue *() const { return q; }
+};
+
+mproc_queue *arg_queue(const mproc_args *a, size_t i) {
+  void *q = nullptr;
+  if (mproc_arg_object(a, i, MPROC_OBJ_QUEUE, &q) != MPROC_OK)
+    return nullptr;
+  return static_cast<mproc_queue *>(q);
+}
+
+int64_t arg_int(const mproc_args *a, size_t i) {
+  int64_t v = 0;
+  mproc_arg_int(a, i, &v);
+  return v;
+}
+
+// Argument list: the queues first, then integers.
+struct QArgs : Args {
+  QArgs(std::initializer_list<mproc_queue *> qs,
+        std::initializer_list<int64_t> ints = {}) {
+    for (mproc_queue *q : qs)
+      EXPECT_EQ(mproc_args_add_object(a, nullptr, q), MPROC_OK);
+    for (int64_t v : ints)
+      i(v);
+  }
+};
+
+int put_str(mproc_queue *q, const std::string &s, double timeout = 30) {
+  return mproc_queue_put(q, s.data(), s.size(), timeout);
+}
+
+std::string get_str(mproc_queue *q, double timeout = 30, int *rc = nullptr) {
+  std::vector<char> buf(1 << 16);
+  size_t n = 0;
+  int r = mproc_queue_get(q, buf.data(), buf.size(), &n, timeout);
+  if (rc)
+    *rc = r;
+  else
+    EXPECT_EQ(r, MPROC_OK) << mproc_strerror(r);
+  return r == MPROC_OK ? std::string(buf.data(), n) : std::string();
+}
+
+// Deterministic payload for message `id` of `len` bytes.
+void fill(unsigned char *p, size_t len, uint32_t id) {
+  uint32_t x = id * 2654435761u + 1;
+  for (size_t k = 0; k < len; k++) {
+    x = x * 1103515245u + 12345u;
+    p[k] = (unsigned char)(x >> 16);
+  }
+  if (len >= 4)
+    std::memcpy(p, &id, 4);
+}
+
+bool check(const unsigned char *p, size_t len, uint32_t id) {
+  std::vector<unsigned char> want(len);
+  fill(want.data(), len, id);
+  return len == 0 || std::memcmp(p, want.data(), len) == 0;
+}
+
+const char kEnd[] = "END";
+
+} // namespace
+
+// ---- children -------------------------------------------------------------
+
+// q, n, size: puts n messages of `size` bytes (payload fill(id)), then END.
+TEST_ENTRY(q_produce) {
+  mproc_queue *q = arg_queue(args, 0);
+  int64_t n = arg_int(args, 1), size = arg_int(args, 2);
+  if (!q)
+    return 2;
+  std::vector<unsigned char> buf((size_t)size);
+  for (int64_t i = 0; i < n; i++) {
+    fill(buf.data(), buf.size(), (uint32_t)i);
+    if (mproc_queue_put(q, buf.data(), buf.size(), 60) != MPROC_OK)
+      return 3;
+  }
+  return mproc_queue_put(q, kEnd, 3, 60) == MPROC_OK ? 0 : 4;
+}
+
+// q, n, size: gets until END; exit 0 if exactly n in-order messages came.
+TEST_ENTRY(q_consume) {
+  mproc_queue *q = arg_queue(args, 0);
+  int64_t n = arg_int(args, 1), size = arg_int(args, 2), got = 0;
+  if (!q)
+    return 2;
+  std::vector<unsigned char> buf((size_t)size + 16);
+  for (;;) {
+    size_t len = 0;
+    if (mproc_queue_get(q, buf.data(), buf.size(), &len, 60) != MPROC_OK)
+      return 3;
+    if (len == 3 && std::memcmp(buf.data(), kEnd, 3) == 0)
+      break;
+    if (len != (size_t)size || !check(buf.data(), len, (uint32_t)got))
+      return 4;
+    got++;
+  }
+  return got == n ? 0 : 5;
+}
+
+// q, producer id, n: puts n 16-byte messages {id, seq, ~id, ~seq}.
+TEST_ENTRY(q_mp_produce) {
+  mproc_queue *q = arg_queue(args, 0);
+  uint32_t id = (uint32_t)arg_int(args, 1), n = (uint32_t)arg_int(args, 2);
+  if (!q)
+    return 2;
+  for (uint32_t s = 0; s < n; s++) {
+    uint32_t m[4] = {id, s, ~id, ~s};
+    if (mproc_queue_put(q, m, sizeof m, 60) != MPROC_OK)
+      return 3;
+  }
+  return 0;
+}
+
+// q, results: gets until an empty message; sends every (id, seq) received
+// to `results` in chunks, then an empty message.
+TEST_ENTRY(q_mp_consume) {
+  mproc_queue *q = arg_queue(args, 0), *res = arg_queue(args, 1);
+  if (!q || !res)
+    return 2;
+  std::vector<uint32_t> got;
+  for (;;) {
+    uint32_t m[4];
+    size_t len = 0;
+    if (mproc_queue_get(q, m, sizeof m, &len, 60) != MPROC_OK)
+      return 3;
+    if (len == 0)
+      break;
+    if (len != sizeof m || m[2] != ~m[0] || m[3] != ~m[1])
+      return 4;
+    got.push_back(m[0]);
+    got.push_back(m[1]);
+  }
+  for (size_t i = 0; i < got.size(); i += 1024) {
+    size_t k = got.size() - i < 1024 ? got.size() - i : 1024;
+    if (mproc_queue_put(res, &got[i], k * 4, 60) != MPROC_OK)
+      return 5;
+  }
+  return mproc_queue_put(res, nullptr, 0, 60) == MPROC_OK ? 0 : 6;
+}
+
+// q: blocks in get until killed (exit 7 if something arrives).
+TEST_ENTRY(q_block_get) {
+  mproc_queue *q = arg_queue(args, 0);
+  char buf[64];
+  size_t len;
+  if (!q)
+    return 2;
+  return mproc_queue_get(q, buf, sizeof buf, &len, MPROC_FOREVER) == MPROC_OK
+             ? 7
+             : 3;
+}
+
+// q, side (0 put, 1 get), stage: dies inside the queue's critical section.
+TEST_ENTRY(q_die_in_lock) {
+  mproc_queue *q = arg_queue(args, 0);
+  int64_t side = arg_int(args, 1), stage = arg_int(args, 2);
+  if (!q)
+    return 2;
+  if (side == 0) {
+    const char m[] = "from the dead";
+    return mproc__queue_test_stop_put(q, m, sizeof m - 1, (int)stage) ==
+                   MPROC_OK
+               ? 0
+               : 3;
+  }
+  char buf[64];
+  size_t len = 0;
+  return mproc__queue_test_stop_get(q, buf, sizeof buf, &len, (int)stage) ==
+                 MPROC_OK
+             ? 0
+             : 3;
+}
+
+// q, total, size: puts `total` bytes in messages of `size`, exits at once.
+TEST_ENTRY(q_put_exit) {
+  mproc_queue *q = arg_queue(args, 0);
+  int64_t total = arg_int(args, 1), size = arg_int(args, 2);
+  if (!q)
+    return 2;
+  std::vector<unsigned char> buf((size_t)size);
+  for (int64_t i = 0; i * size < total; i++) {
+    fill(buf.data(), buf.size(), (uint32_t)i);
+    if (mproc_queue_put(q, buf.data(), buf.size(), 60) != MPROC_OK)
+      return 3;
+  }
+  return 0;
+}
+
+// q: JoinableQueue worker: gets until END, task_done for every item
+// (END too); exit 0, or the step that failed.
+TEST_ENTRY(q_join_worker) {
+  mproc_queue *q = arg_queue(args, 0);
+  if (!q)
+    return 2;
+  for (;;) {
+    char buf[64];
+    size_t len = 0;
+    if (mproc_queue_get(q, buf, sizeof buf, &len, 60) != MPROC_OK)
+      return 3;
+    test_sleep_ms(1); // "processing"
+    if (mproc_queue_task_done(q) != MPROC_OK)
+      return 4;
+    if (len == 3 && std::memcmp(buf, kEnd, 3) == 0)
+      return 0;
+  }
+}
+
+// q, n: passes its queue on to a grandchild that produces n messages.
+TEST_ENTRY(q_relay) {
+  mproc_queue *q = arg_queue(args, 0);
+  if (!q)
+    return 2;
+  Args a; // no gtest assertions in a child: plain calls
+  if (mproc_args_add_object(a.a, nullptr, q) != MPROC_OK)
+    return 5;
+  a.i(arg_int(args, 1)).i(32);
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "q_produce", a, nullptr) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 3;
+  int code = -1;
+  if (mproc_process_join(p, 60) != MPROC_OK ||
+      mproc_process_exitcode(p, &code) != 1)
+    code = 4;
+  mproc_process_free(p);
+  return code;
+}
+
+// q: asks for the queue as another type.
+TEST_ENTRY(q_wrong_type) {
+  void *o = nullptr;
+  return mproc_arg_object(args, 0, MPROC_OBJ_LOCK, &o) == MPROC_ETYPE &&
+                 arg_queue(args, 0) != nullptr
+             ? 0
+             : 1;
+}
+
+// q, ack: gets one message, closes its own handle, checks that this handle
+// refuses work, then puts an ack on `ack` (the parent's handle still works).
+TEST_ENTRY(q_close_child) {
+  mproc_queue *q = arg_queue(args, 0), *ack = arg_queue(args, 1);
+  if (!q || !ack)
+    return 2;
+  char buf[16];
+  size_t len = 0;
+  if (mproc_queue_get(q, buf, sizeof buf, &len, 60) != MPROC_OK)
+    return 3;
+  if (mproc_queue_close(q) != MPROC_OK)
+    return 4;
+  if (mproc_queue_put(q, "x", 1, 0) != MPROC_ECLOSED ||
+      mproc_queue_get(q, buf, sizeof buf, &len, 0) != MPROC_ECLOSED)
+    return 5;
+  return mproc_queue_put(ack, buf, len, 60) == MPROC_OK ? 0 : 6;
+}
+
+// ---- single process -------------------------------------------------------
+
+TEST(QueueBasics, FifoOrderWithAllSizes) {
+  Q q;
+  for (int i = 0; i < 200; i++)
+    ASSERT_EQ(put_str(q, std::string((size_t)i, (char)('a' + i % 26)), 0),
+              MPROC_OK);
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 200u);
+  EXPECT_EQ(mproc_queue_empty(q), 0);
+  for (int i = 0; i < 200; i++)
+    EXPECT_EQ(get_str(q, 0), std::string((size_t)i, (char)('a' + i % 26)));
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 0u);
+}
+
+TEST(QueueBasics, EmptyMessagesAndNullBuffers) {
+  Q q;
+  ASSERT_EQ(mproc_queue_put(q, nullptr, 0, 0), MPROC_OK);
+  size_t len = 99;
+  EXPECT_EQ(mproc_queue_get(q, nullptr, 0, &len, 0), MPROC_OK);
+  EXPECT_EQ(len, 0u);
+}
+
+TEST(QueueBasics, NowaitReportsEmptyAndFull) {
+  Q q(2);
+  int rc;
+  get_str(q, 0, &rc);
+  EXPECT_EQ(rc, MPROC_EEMPTY);
+  EXPECT_EQ(put_str(q, "a", 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_full(q), 0);
+  EXPECT_EQ(put_str(q, "b", 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_full(q), 1);
+  EXPECT_EQ(put_str(q, "c", 0), MPROC_EFULL);
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 2u); // maxsize, like Python: put blocks at qsize == maxsize
+  EXPECT_EQ(get_str(q, 0), "a");
+  EXPECT_EQ(put_str(q, "c", 0), MPROC_OK);
+  EXPECT_EQ(get_str(q, 0), "b");
+  EXPECT_EQ(get_str(q, 0), "c");
+}
+
+TEST(QueueBasics, TimeoutsExpireInTime) {
+  Q q(1);
+  int rc;
+  double t0 = test_now();
+  get_str(q, 0.15, &rc);
+  double dt = test_now() - t0;
+  EXPECT_EQ(rc, MPROC_EEMPTY);
+  EXPECT_GE(dt, 0.14);
+  EXPECT_LT(dt, 10.0);
+  ASSERT_EQ(put_str(q, "x", 0), MPROC_OK);
+  t0 = test_now();
+  EXPECT_EQ(put_str(q, "y", 0.15), MPROC_EFULL);
+  dt = test_now() - t0;
+  EXPECT_GE(dt, 0.14);
+  EXPECT_LT(dt, 10.0);
+}
+
+TEST(QueueBasics, BlockedGetWokenByAnotherThread) {
+  Q q;
+  std::thread t([&] {
+    test_sleep_ms(100);
+    put_str(q, "late");
+  });
+  double t0 = test_now();
+  EXPECT_EQ(get_str(q, 30), "late");
+  EXPECT_LT(test_now() - t0, 10.0);
+  t.join();
+}
+
+TEST(QueueBasics, BlockedPutWokenByAnotherThread) {
+  Q q(1);
+  ASSERT_EQ(put_str(q, "first", 0), MPROC_OK);
+  std::thread t([&] {
+    test_sleep_ms(100);
+    EXPECT_EQ(get_str(q), "first");
+  });
+  EXPECT_EQ(put_str(q, "second", 30), MPROC_OK);
+  t.join();
+  EXPECT_EQ(get_str(q, 0), "second");
+}
+
+TEST(QueueBasics, TooBigIsE2bigAndHalfCapacityFitsAnywhere) {
+  const size_t cap = 4096;
+  Q q(0, cap);
+  std::vector<unsigned char> big(cap / 2 + 1), out(cap);
+  EXPECT_EQ(mproc_queue_put(q, big.data(), big.size(), 0), MPROC_E2BIG);
+  // The largest message fits an empty ring wherever its tail stands: walk
+  // the tail around the ring in 8-byte steps.
+  for (uint32_t step = 0; step < 600; step++) {
+    fill(big.data(), cap / 2, step);
+    ASSERT_EQ(mproc_queue_put(q, big.data(), cap / 2, 0), MPROC_OK) << step;
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+    ASSERT_EQ(len, cap / 2);
+    ASSERT_TRUE(check(out.data(), len, step));
+    ASSERT_EQ(put_str(q, "", 0), MPROC_OK); // moves the tail by 8 bytes
+    ASSERT_EQ(get_str(q, 0), "");
+  }
+}
+
+TEST(QueueBasics, BufferTooSmallIsErangeAndTheMessageStays) {
+  Q q;
+  ASSERT_EQ(put_str(q, "0123456789"), MPROC_OK);
+  ASSERT_EQ(put_str(q, "next"), MPROC_OK);
+  char small[4];
+  size_t len = 0;
+  EXPECT_EQ(mproc_queue_get(q, small, sizeof small, &len, 0), MPROC_ERANGE);
+  EXPECT_EQ(len, 10u);
+  EXPECT_EQ(mproc_queue_get(q, nullptr, 0, &len, 0), MPROC_ERANGE);
+  EXPECT_EQ(len, 10u);
+  EXPECT_EQ(get_str(q, 0), "0123456789");
+  EXPECT_EQ(get_str(q, 0), "next");
+}
+
+TEST(QueueBasics, ByteLimitBlocksLikeMaxsize) {
+  Q q(0, 1024); // no count limit: the ring's bytes are the limit
+  std::vector<unsigned char> m(100);
+  int n = 0;
+  while (mproc_queue_put(q, m.data(), m.size(), 0) == MPROC_OK)
+    n++;
+  EXPECT_GE(n, 8);  // 1024 bytes of ring hold at least 8 records of 104 + 4
+  EXPECT_LE(n, 11);
+  EXPECT_EQ(mproc_queue_put(q, m.data(), m.size(), 0.05), MPROC_EFULL);
+  size_t len;
+  std::vector<unsigned char> out(200);
+  EXPECT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK);
+}
+
+TEST(QueueBasics, CloseMakesThisHandleRefuseWork) {
+  Q q;
+  ASSERT_EQ(put_str(q, "x"), MPROC_OK);
+  EXPECT_EQ(mproc_queue_close(q), MPROC_OK);
+  EXPECT_EQ(mproc_queue_close(q), MPROC_OK); // twice is harmless
+  EXPECT_EQ(put_str(q, "y", 0), MPROC_ECLOSED);
+  int rc;
+  get_str(q, 0, &rc);
+  EXPECT_EQ(rc, MPROC_ECLOSED);
+  size_t n;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_queue_empty(q), MPROC_ECLOSED);
+}
+
+TEST(QueueBasics, CloseFromAnotherThreadEndsABlockedGet) {
+  // A thread blocked in get when another closes the handle returns
+  // ECLOSED at its next look instead of waiting forever.
+  Q q;
+  std::thread t([&] {
+    int rc;
+    get_str(q, 30, &rc);
+    EXPECT_TRUE(rc == MPROC_ECLOSED) << mproc_strerror(rc);
+  });
+  test_sleep_ms(50);
+  mproc_queue_close(q);
+  t.join();
+}
+
+TEST(QueueBasics, BadInput) {
+  mproc_queue *q = nullptr;
+  mproc_queue_options o;
+  std::memset(&o, 0, sizeof o);
+  EXPECT_EQ(mproc_queue_create(nullptr, nullptr), MPROC_EINVAL);
+  o.capacity = 8;
+  EXPECT_EQ(mproc_queue_create(&q, &o), MPROC_EINVAL);
+  EXPECT_EQ(q, nullptr);
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK); // defaults
+  size_t len, n;
+  char buf[4];
+  EXPECT_EQ(mproc_queue_put(nullptr, "x", 1, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put(q, nullptr, 1, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put(q, "x", (size_t)1 << 20, 0), MPROC_E2BIG);
+  EXPECT_EQ(mproc_queue_get(nullptr, buf, 4, &len, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_get(q, buf, 4, nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_get(q, nullptr, 4, &len, 0), MPROC_EINVAL);
+  const double nan = std::nan("");
+  EXPECT_EQ(mproc_queue_put(q, "x", 1, nan), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_get(q, buf, 4, &len, nan), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_qsize(q, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_qsize(nullptr, &n), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_empty(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_full(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_task_done(nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_join(nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_close(nullptr), MPROC_EINVAL);
+  // A plain queue is not joinable.
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_ESTATE);
+  EXPECT_EQ(mproc_queue_join(q, 0), MPROC_ESTATE);
+  // Something that is not a queue.
+  int not_a_queue[16] = {0};
+  EXPECT_EQ(mproc_queue_put(reinterpret_cast<mproc_queue *>(not_a_queue), "x",
+                            1, 0),
+            MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_free(nullptr), nullptr);
+  EXPECT_EQ(mproc_queue_free(q), nullptr);
+}
+
+TEST(QueueBasics, ThreadsShareAHandle) {
+  Q q(64);
+  const int per = 5000;
+  std::atomic<long> sum{0};
+  std::vector<std::thread> ts;
+  for (int p = 0; p < 2; p++)
+    ts.emplace_back([&, p] {
+      for (int i = 0; i < per; i++) {
+        uint32_t v = (uint32_t)(p * per + i);
+        ASSERT_EQ(mproc_queue_put(q, &v, 4, 30), MPROC_OK);
+      }
+    });
+  for (int c = 0; c < 2; c++)
+    ts.emplace_back([&] {
+      for (int i = 0; i < per; i++) {
+        uint32_t v;
+        size_t len;
+        ASSERT_EQ(mproc_queue_get(q, &v, 4, &len, 30), MPROC_OK);
+        sum += v;
+      }
+    });
+  for (auto &t : ts)
+    t.join();
+  long n = 2 * per;
+  EXPECT_EQ(sum.load(), n * (n - 1) / 2);
+}
+
+TEST(QueueBasics, RandomSizesWrapAroundIntact) {
+  Q q(0, 8192);
+  std::vector<unsigned char> buf(4096), out(4096);
+  uint32_t x = 7, put = 0, got = 0;
+  std::vector<size_t> sizes;
+  for (int round = 0; round < 3000; round++) {
+    x = x * 1103515245u + 12345u;
+    bool do_put = (x >> 20) % 3 != 0;
+    if (do_put) {
+      size_t len = (x >> 8) % 4097;
+      fill(buf.data(), len, put);
+      int rc = mproc_queue_put(q, buf.data(), len, 0);
+      if (rc == MPROC_OK) {
+        sizes.push_back(len);
+        put++;
+      } else
+        ASSERT_EQ(rc, MPROC_EFULL);
+    } else if (got < put) {
+      size_t len = 0;
+      ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+      ASSERT_EQ(len, sizes[got]);
+      ASSERT_TRUE(check(out.data(), len, got)) << got;
+      got++;
+    }
+  }
+  EXPECT_GT(put, 500u);
+}
+
+TEST(QueueRing, PeekRejectsDamagedRings) {
+  std::vector<unsigned char> ring(64, 0);
+  uint64_t off, next;
+  uint32_t len;
+  const uint64_t R = 64, max = 24;
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 8, 8, &off, &len, &next),
+            MPROC__QR_EMPTY);
+  // A record: length 5 at offset 8.
+  uint32_t five = 5;
+  std::memcpy(&ring[8], &five, 4);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 8, 24, &off, &len, &next),
+            MPROC__QR_OK);
+  EXPECT_EQ(off, 12u);
+  EXPECT_EQ(len, 5u);
+  EXPECT_EQ(next, 24u);
+  // Tail inside the record, misaligned counters, more than a ring in use.
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 8, 16, &off, &len, &next),
+            MPROC__QR_BAD);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 9, 24, &off, &len, &next),
+            MPROC__QR_BAD);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 8, 8 + 72, &off, &len, &next),
+            MPROC__QR_BAD);
+  // A length past the limit, and one that would run off the ring's end.
+  uint32_t huge = 1000;
+  std::memcpy(&ring[8], &huge, 4);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, 2000, 8, 64, &off, &len, &next),
+            MPROC__QR_BAD);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 8, 64, &off, &len, &next),
+            MPROC__QR_BAD);
+  // A wrap marker with nothing after it.
+  uint32_t wrap = MPROC__QR_WRAP;
+  std::memcpy(&ring[56], &wrap, 4);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 56, 64, &off, &len, &next),
+            MPROC__QR_BAD);
+  // ... and with a record at the start of the next lap.
+  std::memcpy(&ring[0], &five, 4);
+  EXPECT_EQ(mproc__qr_peek(ring.data(), R, max, 56, 80, &off, &len, &next),
+            MPROC__QR_OK);
+  EXPECT_EQ(off, 4u);
+  EXPECT_EQ(next, 80u);
+}
+
+TEST(QueueRing, PlacementAndSizes) {
+  EXPECT_EQ(mproc__qr_recsize(0), 8u);
+  EXPECT_EQ(mproc__qr_recsize(4), 8u);
+  EXPECT_EQ(mproc__qr_recsize(5), 16u);
+  EXPECT_EQ(mproc__qr_recsize(64), 72u);
+  int wrap;
+  EXPECT_EQ(mproc__qr_place(0, 64, 64, &wrap), 0u);
+  EXPECT_EQ(wrap, 0);
+  EXPECT_EQ(mproc__qr_place(8, 64, 64, &wrap), 64u);
+  EXPECT_EQ(wrap, 1);
+  EXPECT_EQ(mproc__qr_fits(0, 8, 64, 64), 0u);    // would need 120 bytes
+  EXPECT_EQ(mproc__qr_fits(8, 8, 64, 56), 64u);   // exactly to the end
+  EXPECT_EQ(mproc__qr_fits(56, 56, 64, 32), 96u); // wraps, 40 bytes used
+  // Every accepted message fits an empty ring from any aligned position.
+  for (uint64_t cap = 16; cap < 600; cap++) {
+    uint64_t R = mproc__qr_ring_for(cap),
+             rec = mproc__qr_recsize(mproc__qr_msg_max(cap));
+    for (uint64_t t = 0; t < 2 * R; t += 8)
+      ASSERT_NE(mproc__qr_fits(t, t, R, rec), 0u) << cap << " " << t;
+  }
+}
+
+// ---- across processes -----------------------------------------------------
+
+TEST(QueueProcesses, ProducerChildWithEndMarker) {
+  Q q;
+  const int n = 20000;
+  mproc_process *p = test_start("q_produce", QArgs({q}, {n, 64}));
+  std::vector<unsigned char> buf(256);
+  int got = 0;
+  for (;;) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, buf.data(), buf.size(), &len, 60), MPROC_OK);
+    if (len == 3 && std::memcmp(buf.data(), kEnd, 3) == 0)
+      break;
+    ASSERT_EQ(len, 64u);
+    ASSERT_TRUE(check(buf.data(), len, (uint32_t)got)) << got;
+    got++;
+  }
+  EXPECT_EQ(got, n);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(QueueProcesses, ConsumerChildWithSmallRingAndBigMessages) {
+  // Both ends block in turn: 300 messages of half the ring.
+  Q q(0, 16384);
+  mproc_process *p = test_start("q_consume", QArgs({q}, {300, 8192}));
+  std::vector<unsigned char> buf(8192);
+  for (uint32_t i = 0; i < 300; i++) {
+    fill(buf.data(), buf.size(), i);
+    ASSERT_EQ(mproc_queue_put(q, buf.data(), buf.size(), 60), MPROC_OK);
+  }
+  ASSERT_EQ(mproc_queue_put(q, kEnd, 3, 60), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(QueueProcesses, ManyProducersManyConsumersEachMessageOnce) {
+  const int np = 3, nc = 3, per = 3000;
+  Q q(100), res; // a small maxsize makes producers block as well
+  std::vector<mproc_process *> ps, cs;
+  for (int c = 0; c < nc; c++)
+    cs.push_back(test_start("q_mp_consume", QArgs({q, res})));
+  for (int p = 0; p < np; p++)
+    ps.push_back(test_start("q_mp_produce", QArgs({q}, {p, per})));
+  for (auto *p : ps) {
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+  }
+  for (int c = 0; c < nc; c++)
+    ASSERT_EQ(mproc_queue_put(q, nullptr, 0, 60), MPROC_OK);
+  std::vector<int> seen((size_t)np * per, 0);
+  int ends = 0;
+  std::vector<uint32_t> buf(1024);
+  while (ends < nc) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(res, buf.data(), buf.size() * 4, &len, 60),
+              MPROC_OK);
+    if (len == 0) {
+      ends++;
+      continue;
+    }
+    for (size_t k = 0; k + 1 < len / 4; k += 2) {
+      ASSERT_LT(buf[k], (uint32_t)np);
+      ASSERT_LT(buf[k + 1], (uint32_t)per);
+      seen[buf[k] * per + buf[k + 1]]++;
+    }
+  }
+  for (auto *c : cs) {
+    EXPECT_EQ(test_join_code(c), 0);
+    mproc_process_free(c);
+  }
+  for (size_t i = 0; i < seen.size(); i++)
+    ASSERT_EQ(seen[i], 1) << "message " << i;
+  size_t left = 99;
+  EXPECT_EQ(mproc_queue_qsize(q, &left), MPROC_OK);
+  EXPECT_EQ(left, 0u);
+}
+
+TEST(QueueProcesses, ConsumerKilledWhileBlockedLeavesQueueUsable) {
+  Q q;
+  mproc_process *p = test_start("q_block_get", QArgs({q}));
+  test_sleep_ms(300); // let it reach its sleep in get
+  ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_NE(test_join_code(p), 0);
+  mproc_process_free(p);
+  // Both directions still work, in this process and in a new consumer.
+  ASSERT_EQ(put_str(q, "a"), MPROC_OK);
+  EXPECT_EQ(get_str(q, 5), "a");
+  mproc_process *c = test_start("q_consume", QArgs({q}, {2, 64}));
+  std::vector<unsigned char> buf(64);
+  for (uint32_t i = 0; i < 2; i++) {
+    fill(buf.data(), 64, i);
+    ASSERT_EQ(mproc_queue_put(q, buf.data(), 64, 30), MPROC_OK);
+  }
+  ASSERT_EQ(mproc_queue_put(q, kEnd, 3, 30), MPROC_OK);
+  EXPECT_EQ(test_join_code(c), 0);
+  mproc_process_free(c);
+}
+
+struct DeathCase {
+  int side;             // 0 put, 1 get
+  int stage;            // MPROC__Q_STOP_*
+  size_t qsize_after;   // messages left once the survivor took over
+  const char *first;    // what the survivor gets first
+};
+
+class QueueLockHolderDies : public testing::TestWithParam<DeathCase> {};
+
+TEST_P(QueueLockHolderDies, SurvivorTakesOverAndCountsRight) {
+  const DeathCase &d = GetParam();
+  Q q;
+  ASSERT_EQ(put_str(q, "one"), MPROC_OK);
+  ASSERT_EQ(put_str(q, "two"), MPROC_OK);
+  mproc_process *p =
+      test_start("q_die_in_lock", QArgs({q}, {d.side, d.stage}));
+  EXPECT_EQ(test_join_code(p), 0); // it exited holding the lock
+  mproc_process_free(p);
+  // The survivor's next operation on that side waits for the dead holder,
+  // takes the lock over and repairs the counts.
+  double t0 = test_now();
+  if (d.side == 0)
+    ASSERT_EQ(put_str(q, "three", 10), MPROC_OK);
+  else
+    EXPECT_EQ(get_str(q, 10), d.first);
+  EXPECT_LT(test_now() - t0, 10.0);
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, d.qsize_after);
+  // The other side never noticed, and FIFO order holds.
+  if (d.side == 0) {
+    EXPECT_EQ(get_str(q, 5), "one");
+    EXPECT_EQ(get_str(q, 5), "two");
+    if (d.stage == MPROC__Q_STOP_NONE) {
+      EXPECT_EQ(get_str(q, 5), "from the dead");
+    }
+    EXPECT_EQ(get_str(q, 5), "three");
+  } else if (d.qsize_after == 1) {
+    EXPECT_EQ(get_str(q, 5), "two");
+  }
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stages, QueueLockHolderDies,
+    testing::Values(
+        // A producer dead before publishing published nothing.
+        DeathCase{0, MPROC__Q_STOP_WRITTEN, 3, ""},
+        DeathCase{0, MPROC__Q_STOP_COUNTED, 3, ""},
+        // ... and one dead after publishing, before unlocking, did.
+        DeathCase{0, MPROC__Q_STOP_NONE, 4, ""},
+        // A consumer dead while copying out left the message in the queue.
+        DeathCase{1, MPROC__Q_STOP_WRITTEN, 1, "one"},
+        // One dead after the head moved took it (and nget is repaired).
+        DeathCase{1, MPROC__Q_STOP_PUBLISHED, 0, "two"},
+        DeathCase{1, MPROC__Q_STOP_NONE, 0, "two"}));
+
+TEST(QueueProcesses, WaitersRepairWhatADeadHolderLeft) {
+  // Nobody else comes to take the dead holder's lock over: the waiters
+  // themselves must notice.  A producer that died after counting its
+  // message but before publishing it would leave join() waiting for ever.
+  Q jq(0, 0, 1);
+  mproc_process *p = test_start(
+      "q_die_in_lock", QArgs({jq}, {0, MPROC__Q_STOP_COUNTED}));
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  double t0 = test_now();
+  EXPECT_EQ(mproc_queue_join(jq, 20), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 15.0);
+  EXPECT_EQ(mproc_queue_empty(jq), 1);
+  // A consumer that died after taking the only message of a maxsize=1
+  // queue, before counting it, would leave a producer waiting for ever.
+  Q q(1);
+  ASSERT_EQ(put_str(q, "only"), MPROC_OK);
+  p = test_start("q_die_in_lock", QArgs({q}, {1, MPROC__Q_STOP_PUBLISHED}));
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  t0 = test_now();
+  EXPECT_EQ(put_str(q, "next", 20), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 15.0);
+  EXPECT_EQ(get_str(q, 5), "next");
+}
+
+TEST(QueueProcesses, ChildPutsAndExitsThenIsJoinedBeforeDraining) {
+  // Python's documented deadlock: a child that put data on a Queue cannot
+  // be joined before the data is taken, since its feeder thread still
+  // holds it.  mproc has no feeder: the put completes inside put(), so the
+  // child exits at once.  (A *full* mproc queue blocks the producer in
+  // put() instead of buffering: size the ring to the data, as here.)
+  const int64_t total = (int64_t)10 << 20, size = 1024;
+  Q q(0, (size_t)16 << 20);
+  mproc_process *p = test_start("q_put_exit", QArgs({q}, {total, size}));
+  EXPECT_EQ(test_join_code(p, 60), 0);
+  mproc_process_free(p);
+  std::vector<unsigned char> buf((size_t)size);
+  int64_t n = total / size;
+  for (int64_t i = 0; i < n; i++) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, buf.data(), buf.size(), &len, 0), MPROC_OK)
+        << i;
+    ASSERT_EQ(len, (size_t)size);
+    ASSERT_TRUE(check(buf.data(), len, (uint32_t)i)) << i;
+  }
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+}
+
+TEST(QueueProcesses, FullQueueBlocksTheProducerNotTheJoin) {
+  // With a bounded queue the producer waits in put(); joining it times out
+  // (no deadlock inside the library) until the parent drains the queue.
+  Q q(2);
+  mproc_process *p = test_start("q_produce", QArgs({q}, {10, 16}));
+  EXPECT_EQ(mproc_process_join(p, 0.3), MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_process_is_alive(p), 1);
+  std::vector<unsigned char> buf(64);
+  for (int i = 0; i < 11; i++) {
+    size_t len;
+    ASSERT_EQ(mproc_queue_get(q, buf.data(), buf.size(), &len, 60), MPROC_OK);
+  }
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(QueueProcesses, CloseIsPerProcess) {
+  Q q, ack;
+  mproc_process *p = test_start("q_close_child", QArgs({q, ack}));
+  ASSERT_EQ(put_str(q, "hello"), MPROC_OK);
+  EXPECT_EQ(get_str(ack, 60), "hello");
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  // The parent's handle is untouched by the child's close.
+  ASSERT_EQ(put_str(q, "still"), MPROC_OK);
+  EXPECT_EQ(get_str(q, 0), "still");
+}
+
+TEST(QueueProcesses, ChildPassesTheQueueToAGrandchild) {
+  Q q;
+  mproc_process *p = test_start("q_relay", QArgs({q}, {100}));
+  std::vector<unsigned char> buf(64);
+  for (uint32_t i = 0; i < 100; i++) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, buf.data(), buf.size(), &len, 60), MPROC_OK);
+    ASSERT_EQ(len, 32u);
+    ASSERT_TRUE(check(buf.data(), len, i));
+  }
+  EXPECT_EQ(get_str(q, 60), kEnd);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(QueueProcesses, ArgumentTypeIsChecked) {
+  Q q;
+  mproc_process *p = test_start("q_wrong_type", QArgs({q}));
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+// ---- JoinableQueue --------------------------------------------------------
+
+TEST(JoinableQueue, TaskDoneCountsAndOverflows) {
+  Q q(0, 0, 1);
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_EOVERFLOW);
+  EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK); // nothing unfinished
+  EXPECT_EQ(mproc_queue_join(q, std::nan("")), MPROC_EINVAL);
+  ASSERT_EQ(put_str(q, "a"), MPROC_OK);
+  ASSERT_EQ(put_str(q, "b"), MPROC_OK);
+  EXPECT_EQ(mproc_queue_join(q, 0.05), MPROC_ETIMEDOUT);
+  EXPECT_EQ(get_str(q, 0), "a");
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_OK);
+  EXPECT_EQ(mproc_queue_join(q, 0), MPROC_ETIMEDOUT);
+  EXPECT_EQ(get_str(q, 0), "b");
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_OK);
+  EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_EOVERFLOW);
+}
+
+TEST(JoinableQueue, JoinWaitsForWorkersInOtherProcesses) {
+  Q q(0, 0, 1);
+  const int nw = 2, items = 200;
+  std::vector<mproc_process *> ws;
+  for (int w = 0; w < nw; w++)
+    ws.push_back(test_start("q_join_worker", QArgs({q})));
+  for (int i = 0; i < items; i++)
+    ASSERT_EQ(put_str(q, "item" + std::to_string(i)), MPROC_OK);
+  for (int w = 0; w < nw; w++)
+    ASSERT_EQ(mproc_queue_put(q, kEnd, 3, 30), MPROC_OK);
+  double t0 = test_now();
+  EXPECT_EQ(mproc_queue_join(q, 60), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 60.0);
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+  for (auto *w : ws) {
+    EXPECT_EQ(test_join_code(w), 0);
+    mproc_process_free(w);
+  }
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_EOVERFLOW);
+  EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK);
+}

@@ -23,7 +23,14 @@ static int bench_empty(const mproc_args *args) {
   return 0;
 }
 
+static int bench_bulk_consumer(const mproc_args *args);
+static int bench_queue_small_consumer(const mproc_args *args);
+static int bench_pipe_reader(const mproc_args *args);
+
 static const mproc_entry entries[] = {MPROC_ENTRY(bench_empty),
+                                      MPROC_ENTRY(bench_bulk_consumer),
+                                      MPROC_ENTRY(bench_queue_small_consumer),
+                                      MPROC_ENTRY(bench_pipe_reader),
                                       MPROC_ENTRY_END};
 
 static void die(const char *what, int rc) {
@@ -109,6 +116,252 @@ static double run_scale(const mproc_process_options *opts, long n,
   return med;
 }
 
+/* ---- bulk_1mib --------------------------------------------------------------
+ * 1 MiB messages, producer -> consumer, through mproc's Queue with a 4 MiB
+ * ring: the put copies the message into shared memory, the get copies it
+ * out into the consumer's own buffer (the raw baseline's write/read pair,
+ * without the kernel in between), and the ring holds a few messages so the
+ * two copies overlap.  Clock as in raw_bench: from the first put once the
+ * consumer said it runs, to its reply after the last get.  Each message
+ * carries its index, which the consumer checks, so a queue that lost,
+ * repeated or reordered messages cannot post a number. */
+#define BULK_RING ((size_t)4 << 20)
+
+static int bench_bulk_consumer(const mproc_args *args) {
+  void *data = NULL, *ack = NULL;
+  int64_t n = 0, i, idx;
+  size_t len;
+  unsigned char *buf = (unsigned char *)malloc(BENCH_BULK_MSG);
+  int code = 0;
+  if (!buf || mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &data) < 0 ||
+      mproc_arg_object(args, 1, MPROC_OBJ_QUEUE, &ack) < 0 ||
+      mproc_arg_int(args, 2, &n) < 0)
+    code = 2;
+  if (!code && mproc_queue_put((mproc_queue *)ack, "r", 1, MPROC_FOREVER) < 0)
+    code = 3;
+  for (i = 0; !code && i < n; i++) {
+    if (mproc_queue_get((mproc_queue *)data, buf, BENCH_BULK_MSG, &len,
+                        MPROC_FOREVER) < 0 ||
+        len != BENCH_BULK_MSG)
+      code = 4;
+    memcpy(&idx, buf, sizeof idx);
+    if (!code && idx != i)
+      code = 5;
+  }
+  if (!code && mproc_queue_put((mproc_queue *)ack, "d", 1, MPROC_FOREVER) < 0)
+    code = 6;
+  free(buf);
+  return code;
+}
+
+/* GB/s (1e9 bytes per second), as raw_bench and py_bench report it. */
+static double bulk_1mib(long nmsgs) {
+  mproc_queue_options data_opts = {0, BULK_RING, 0};
+  mproc_queue *data, *ack;
+  mproc_args *args;
+  mproc_process *p;
+  unsigned char *buf = (unsigned char *)malloc(BENCH_BULK_MSG);
+  char c;
+  size_t len;
+  double t0, t;
+  int64_t i;
+  int rc;
+  if (!buf)
+    die("malloc", MPROC_ENOMEM);
+  memset(buf, 'x', BENCH_BULK_MSG);
+  if ((rc = mproc_queue_create(&data, &data_opts)) < 0 ||
+      (rc = mproc_queue_create(&ack, NULL)) < 0)
+    die("queue_create", rc);
+  if ((rc = mproc_args_create(&args)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, data)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, ack)) < 0 ||
+      (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
+    die("args", rc);
+  if ((rc = mproc_process_create(&p, "bench_bulk_consumer", args, NULL)) < 0 ||
+      (rc = mproc_process_start(p)) < 0)
+    die("start", rc);
+  mproc_args_free(args);
+  if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
+    die("get ready", rc);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++) {
+    memcpy(buf, &i, sizeof i);
+    if ((rc = mproc_queue_put(data, buf, BENCH_BULK_MSG, MPROC_FOREVER)) < 0)
+      die("put", rc);
+  }
+  if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
+    die("get done", rc);
+  t = bench_now() - t0;
+  join_one(p); /* checks the consumer's exit code */
+  mproc_queue_free(data);
+  mproc_queue_free(ack);
+  free(buf);
+  return (double)nmsgs * (double)BENCH_BULK_MSG / t / 1e9;
+}
+
+/* ---- queue_small_msgs ----------------------------------------------------
+ * 64-byte messages, producer -> consumer, through mproc's Queue with its
+ * default 1 MiB ring: py_bench's Queue put loop, and raw_bench's pipe
+ * write/read loop.  Clock from the first put once the consumer said it runs
+ * (on a second queue) to its reply after the last get.  Each message
+ * carries its index, which the consumer checks, so a queue that lost,
+ * repeated or reordered messages cannot post a number. */
+static int bench_queue_small_consumer(const mproc_args *args) {
+  void *data = NULL, *ack = NULL;
+  int64_t n = 0, i, idx;
+  size_t len;
+  unsigned char buf[BENCH_SMALL_MSG];
+  int code = 0;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &data) < 0 ||
+      mproc_arg_object(args, 1, MPROC_OBJ_QUEUE, &ack) < 0 ||
+      mproc_arg_int(args, 2, &n) < 0)
+    code = 2;
+  if (!code && mproc_queue_put((mproc_queue *)ack, "r", 1, MPROC_FOREVER) < 0)
+    code = 3;
+  for (i = 0; !code && i < n; i++) {
+    if (mproc_queue_get((mproc_queue *)data, buf, sizeof buf, &len,
+                        MPROC_FOREVER) < 0 ||
+        len != BENCH_SMALL_MSG)
+      code = 4;
+    memcpy(&idx, buf, sizeof idx);
+    if (!code && idx != i)
+      code = 5;
+  }
+  if (!code && mproc_queue_put((mproc_queue *)ack, "d", 1, MPROC_FOREVER) < 0)
+    code = 6;
+  return code;
+}
+
+/* Messages per second. */
+static double queue_small_msgs(long nmsgs) {
+  mproc_queue *data, *ack;
+  mproc_args *args;
+  mproc_process *p;
+  unsigned char buf[BENCH_SMALL_MSG];
+  char c;
+  size_t len;
+  double t0, t;
+  int64_t i;
+  int rc;
+  memset(buf, 'x', sizeof buf);
+  if ((rc = mproc_queue_create(&data, NULL)) < 0 ||
+      (rc = mproc_queue_create(&ack, NULL)) < 0)
+    die("queue_create", rc);
+  if ((rc = mproc_args_create(&args)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, data)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, ack)) < 0 ||
+      (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
+    die("args", rc);
+  if ((rc = mproc_process_create(&p, "bench_queue_small_consumer", args,
+                                 NULL)) < 0 ||
+      (rc = mproc_process_start(p)) < 0)
+    die("start", rc);
+  mproc_args_free(args);
+  if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
+    die("get ready", rc);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++) {
+    memcpy(buf, &i, sizeof i);
+    if ((rc = mproc_queue_put(data, buf, sizeof buf, MPROC_FOREVER)) < 0)
+      die("put", rc);
+  }
+  if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
+    die("get done", rc);
+  t = bench_now() - t0;
+  join_one(p); /* checks the consumer's exit code */
+  mproc_queue_free(data);
+  mproc_queue_free(ack);
+  return (double)nmsgs / t;
+}
+
+/* ---- lock_uncontended -----------------------------------------------------
+ * ns per acquire+release pair of mproc's Lock, uncontended, warmed up first:
+ * the loop of raw_bench's process-shared mutex and py_bench's Lock. */
+static double lock_uncontended(long iters) {
+  mproc_lock *lk;
+  double t0;
+  long i;
+  int rc;
+  if ((rc = mproc_lock_create(&lk, 0)) < 0)
+    die("lock_create", rc);
+  for (i = 0; i < 1000; i++) {
+    mproc_lock_acquire(lk, MPROC_FOREVER);
+    mproc_lock_release(lk);
+  }
+  t0 = bench_now();
+  for (i = 0; i < iters; i++) {
+    mproc_lock_acquire(lk, MPROC_FOREVER);
+    mproc_lock_release(lk);
+  }
+  t0 = bench_now() - t0;
+  /* A lock that did not really work would be fast: insist it is free. */
+  if ((rc = mproc_lock_release(lk)) != MPROC_ESTATE)
+    die("lock state", rc);
+  mproc_lock_free(lk);
+  return t0 / (double)iters * 1e9;
+}
+
+/* ---- pipe_small_msgs --------------------------------------------------------
+ * 64-byte messages one way over mproc_pipe(duplex=1), as py_bench.py's
+ * stream(): the child says "r" on its end, receives every message, says
+ * "d"; the clock runs from the first send to the "d".  The child checks the
+ * size of every message, so a pipe that merged or split them cannot post a
+ * number. */
+static int bench_pipe_reader(const mproc_args *args) {
+  void *obj = NULL;
+  mproc_conn *c;
+  int64_t n = 0, i;
+  char buf[BENCH_SMALL_MSG];
+  size_t len = 0;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_CONN, &obj) < 0 ||
+      mproc_arg_int(args, 1, &n) < 0)
+    return 2;
+  c = (mproc_conn *)obj;
+  if (mproc_conn_send_bytes(c, "r", 1) < 0)
+    return 3;
+  for (i = 0; i < n; i++)
+    if (mproc_conn_recv_bytes(c, buf, sizeof buf, &len, MPROC_FOREVER) < 0 ||
+        len != BENCH_SMALL_MSG)
+      return 4;
+  return mproc_conn_send_bytes(c, "d", 1) < 0 ? 5 : 0;
+}
+
+/* Messages per second. */
+static double pipe_small_msgs(long nmsgs) {
+  mproc_conn *a, *b;
+  mproc_args *args;
+  mproc_process *p;
+  char msg[BENCH_SMALL_MSG], ack[8];
+  size_t len;
+  double t0, t;
+  long i;
+  int rc;
+  memset(msg, 'x', sizeof msg);
+  if ((rc = mproc_pipe(&a, &b, 1)) < 0)
+    die("pipe", rc);
+  if ((rc = mproc_args_create(&args)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, b)) < 0 ||
+      (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
+    die("args", rc);
+  if ((rc = mproc_process_create(&p, "bench_pipe_reader", args, NULL)) < 0 ||
+      (rc = mproc_process_start(p)) < 0)
+    die("start", rc);
+  mproc_args_free(args);
+  mproc_conn_free(b); /* the child's end, as py_bench's b.close() */
+  if ((rc = mproc_conn_recv_bytes(a, ack, sizeof ack, &len, MPROC_FOREVER)) < 0)
+    die("recv ready", rc);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++)
+    if ((rc = mproc_conn_send_bytes(a, msg, sizeof msg)) < 0)
+      die("send", rc);
+  if ((rc = mproc_conn_recv_bytes(a, ack, sizeof ack, &len, MPROC_FOREVER)) < 0)
+    die("recv done", rc);
+  t = bench_now() - t0;
+  join_one(p); /* checks the reader's exit code */
+  mproc_conn_free(a);
+  return (double)nmsgs / t;
+}
+
 int main(int argc, char **argv) {
   mproc_process_options opts;
   const char *cmd;
@@ -131,9 +384,15 @@ int main(int argc, char **argv) {
     opts.start_method = parse_method(argc > 2 ? argv[2] : NULL);
     bench_print(run_scale(&opts, bench_arg(argc, argv, 3, 1),
                           bench_arg(argc, argv, 4, 1)));
-  } else if (strcmp(cmd, "pipe_small") == 0 ||
-             strcmp(cmd, "queue_small") == 0 || strcmp(cmd, "bulk") == 0 ||
-             strcmp(cmd, "lock") == 0 || strcmp(cmd, "pool") == 0) {
+  } else if (strcmp(cmd, "bulk") == 0) {
+    bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000)));
+  } else if (strcmp(cmd, "lock") == 0) {
+    bench_print(lock_uncontended(bench_arg(argc, argv, 2, 1000000)));
+  } else if (strcmp(cmd, "queue_small") == 0) {
+    bench_print(queue_small_msgs(bench_arg(argc, argv, 2, 100000)));
+  } else if (strcmp(cmd, "pipe_small") == 0) {
+    bench_print(pipe_small_msgs(bench_arg(argc, argv, 2, 100000)));
+  } else if (strcmp(cmd, "pool") == 0) {
     bench_null(); /* not in mproc yet: see the comment at the top */
   } else {
     fprintf(stderr, "mproc_bench: unknown benchmark '%s'\n", cmd);

@@ -53,6 +53,15 @@ TARGETS = [
     ("start_join_fork", "python", 10.0, ">= 10x faster than Python (fork)"),
     ("start_join_spawn", "raw", 1 / 1.5, "within 1.5x of raw posix_spawn"),
     ("start_join_spawn", "python", 20.0, ">= 20x faster than Python (spawn)"),
+    # issue 3 (IPC)
+    ("queue_small_msgs", "python", 50.0, ">= 50x Python's multiprocessing.Queue"),
+    ("queue_small_msgs", "raw", 4.0, ">= 4x a raw pipe write/read loop"),
+    ("bulk_1mib", "raw", 4.0, ">= 4x a raw pipe"),
+    ("pipe_small_msgs", "raw", 0.7, ">= 0.7x a raw pipe"),
+    ("lock_uncontended", "python", 5.0, ">= 5x faster than Python's multiprocessing.Lock"),
+    # issue 4 (pool)
+    ("pool_map_chunk1", "python", 10.0, ">= 10x Python's Pool.map(chunksize=1)"),
+    ("pool_map_chunked", "python", 2.0, ">= 2x Python's Pool.map(chunksize=1000)"),
 ]
 
 START, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"

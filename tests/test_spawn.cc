@@ -116,27 +116,37 @@ TEST(Dispatch, ChildFlagTypedByHandIsRefused) {
       << "the tests ran in the child: " << out;
 }
 
-TEST(Dispatch, DamagedBootstrapIsRefused) {
-  std::string out;
-  const char garbage[] = "this is not a bootstrap at all, not even close";
+// Runs our own executable as a spawned child whose parent sent `bytes` as
+// its bootstrap (then end-of-file), the way a damaged parent would.
+static int run_self_with_bootstrap(const void *bytes, size_t len,
+                                   std::string *out) {
 #ifdef _WIN32
   SECURITY_ATTRIBUTES sa = {sizeof sa, nullptr, TRUE};
   HANDLE r, w;
-  ASSERT_TRUE(CreatePipe(&r, &w, &sa, 4096));
+  if (!CreatePipe(&r, &w, &sa, 4096))
+    return -1000;
   SetHandleInformation(w, HANDLE_FLAG_INHERIT, 0);
   DWORD n;
-  WriteFile(w, garbage, sizeof garbage, &n, nullptr);
+  WriteFile(w, bytes, (DWORD)len, &n, nullptr);
   CloseHandle(w);
-  int code = run_self_with_handle(r, &out);
+  int code = run_self_with_handle(r, out);
   CloseHandle(r);
 #else
   int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  ASSERT_TRUE(test_write_all(sv[0], garbage, sizeof garbage));
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return -1000;
+  test_write_all(sv[0], bytes, len);
   close(sv[0]);
-  int code = run_self_with_fd3(sv[1], "--mproc-spawn", &out);
+  int code = run_self_with_fd3(sv[1], "--mproc-spawn", out);
   close(sv[1]);
 #endif
+  return code;
+}
+
+TEST(Dispatch, DamagedBootstrapIsRefused) {
+  std::string out;
+  const char garbage[] = "this is not a bootstrap at all, not even close";
+  int code = run_self_with_bootstrap(garbage, sizeof garbage, &out);
   EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
   EXPECT_NE(out.find("damaged bootstrap"), std::string::npos) << out;
 }
@@ -146,24 +156,7 @@ TEST(Dispatch, TruncatedBootstrapIsRefused) {
   unsigned char hdr[16] = {'M', 'P', 'R', 'O', 'C', 'B', 'S', '1',
                            1,   0,   0,   0,   0,   1,   0,   0};
   std::string out;
-#ifdef _WIN32
-  SECURITY_ATTRIBUTES sa = {sizeof sa, nullptr, TRUE};
-  HANDLE r, w;
-  ASSERT_TRUE(CreatePipe(&r, &w, &sa, 4096));
-  SetHandleInformation(w, HANDLE_FLAG_INHERIT, 0);
-  DWORD n;
-  WriteFile(w, hdr, sizeof hdr, &n, nullptr);
-  CloseHandle(w);
-  int code = run_self_with_handle(r, &out);
-  CloseHandle(r);
-#else
-  int sv[2];
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-  ASSERT_TRUE(test_write_all(sv[0], hdr, sizeof hdr));
-  close(sv[0]);
-  int code = run_self_with_fd3(sv[1], "--mproc-spawn", &out);
-  close(sv[1]);
-#endif
+  int code = run_self_with_bootstrap(hdr, sizeof hdr, &out);
   EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
   EXPECT_NE(out.find("truncated bootstrap"), std::string::npos) << out;
 }

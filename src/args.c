@@ -26,8 +26,6 @@ static void mproc__arg_release(mproc__arg *it) {
     const mproc__objtype *vt = (const mproc__objtype *)it->v.o.vt;
     if (it->v.o.imported)
       vt->free_(it->v.o.imported);
-    free(it->v.o.blob);
-    free(it->v.o.hv);
   }
 }
 
@@ -172,37 +170,23 @@ static int mproc__kw(const mproc_args *a, const char *key, int type,
                      const mproc__arg **out);
 
 /* An IPC object travels as its description (bytes) and its OS handles,
- * which take consecutive handle slots; the child rebuilds it from both. */
+ * which take consecutive handle slots; the child rebuilds it from both.
+ * Slots are numbered when the list is encoded, in item order. */
 int mproc_args_add_object(mproc_args *args, const char *key,
                           const void *object) {
   const mproc__obj *obj = (const mproc__obj *)object;
-  mproc__wr w = {NULL, 0, 0, 0};
-  mproc__handles hs = {NULL, 0, 0};
   mproc__arg *it;
   int rc;
   if (!args || !obj || obj->magic != MPROC__OBJ_MAGIC || !obj->vt)
     return MPROC_EINVAL;
-  rc = obj->vt->export_(object, &w, &hs);
-  if (rc == MPROC_OK && w.oom)
-    rc = MPROC_ENOMEM;
-  if (rc == MPROC_OK && (w.len > MPROC_ARGS_MAX || hs.n > 4096))
-    rc = MPROC_E2BIG;
-  if (rc == MPROC_OK)
-    rc = mproc__arg_slot(args, key, &it);
-  if (rc < 0) {
-    free(w.buf);
-    free(hs.v);
+  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
     return rc;
-  }
+  /* Only remembered here: the object is described when a process is
+   * created and again when it starts, so what the child gets is the
+   * object's state at start (a pipe end's read-ahead, for one). */
   it->type = MPROC_ARG_OBJECT;
   it->v.o.vt = obj->vt;
   it->v.o.orig = object;
-  it->v.o.blob = w.buf;
-  it->v.o.len = w.len;
-  it->v.o.hv = hs.v;
-  it->v.o.nh = (uint32_t)hs.n;
-  it->v.o.slot0 = (uint32_t)args->nhandles;
-  args->nhandles += hs.n;
   return MPROC_OK;
 }
 
@@ -355,8 +339,10 @@ int mproc_kwarg_bytes(const mproc_args *args, const char *key,
  *   OBJECT u32 object type, u32 first slot, u32 handle count, u32 len, bytes
  * Doubles travel as their bit pattern, so NaN payloads and -0.0 survive. */
 
-static void mproc__enc_item(mproc__wr *w, const mproc__arg *it) {
+static int mproc__enc_item(mproc__wr *w, const mproc__arg *it,
+                           mproc__handles *hs) {
   uint64_t bits;
+  int rc = MPROC_OK;
   mproc__wr_u8(w, (uint8_t)it->type);
   if (it->key) {
     size_t kl = strlen(it->key);
@@ -376,35 +362,38 @@ static void mproc__enc_item(mproc__wr *w, const mproc__arg *it) {
     mproc__wr_u32(w, (uint32_t)it->v.b.len);
     mproc__wr_bytes(w, it->v.b.data, it->v.b.len);
     break;
-  case MPROC_ARG_OBJECT:
-    mproc__wr_u32(w, (uint32_t)((const mproc__objtype *)it->v.o.vt)->type);
-    mproc__wr_u32(w, it->v.o.slot0);
-    mproc__wr_u32(w, it->v.o.nh);
-    mproc__wr_u32(w, (uint32_t)it->v.o.len);
-    mproc__wr_bytes(w, it->v.o.blob, it->v.o.len);
-    break;
-  default:
-    mproc__wr_u32(w, it->v.h.slot);
+  case MPROC_ARG_OBJECT: {
+    const mproc__objtype *vt = (const mproc__objtype *)it->v.o.vt;
+    mproc__wr blob = {NULL, 0, 0, 0};
+    size_t slot0 = hs->n;
+    rc = vt->export_(it->v.o.orig, &blob, hs);
+    if (rc == MPROC_OK && blob.oom)
+      rc = MPROC_ENOMEM;
+    if (rc == MPROC_OK && blob.len > MPROC_ARGS_MAX)
+      rc = MPROC_E2BIG;
+    mproc__wr_u32(w, (uint32_t)vt->type);
+    mproc__wr_u32(w, (uint32_t)slot0);
+    mproc__wr_u32(w, (uint32_t)(hs->n - slot0));
+    mproc__wr_u32(w, (uint32_t)blob.len);
+    mproc__wr_bytes(w, blob.buf, blob.len);
+    free(blob.buf);
     break;
   }
-}
-
-/* Records the parent's handle for every slot an item uses. */
-static void mproc__collect_handles(const mproc__arg *it, mproc_handle_t *hs) {
-  uint32_t k;
-  if (it->type == MPROC_ARG_HANDLE)
-    hs[it->v.h.slot] = it->v.h.value;
-  else if (it->type == MPROC_ARG_OBJECT)
-    for (k = 0; k < it->v.o.nh; k++)
-      hs[it->v.o.slot0 + k] = it->v.o.hv[k];
+  default:
+    mproc__wr_u32(w, (uint32_t)hs->n);
+    rc = mproc__handles_push(hs, it->v.h.value);
+    break;
+  }
+  return rc;
 }
 
 int mproc__args_encode(const mproc_args *args, unsigned char **buf,
                        size_t *len, mproc_handle_t **handles_out,
                        size_t *nhandles_out) {
   mproc__wr w = {NULL, 0, 0, 0};
-  mproc_handle_t *hs = NULL;
-  size_t i, nh = args ? args->nhandles : 0;
+  mproc__handles hs = {NULL, 0, 0};
+  size_t i;
+  int rc = MPROC_OK;
   *buf = NULL;
   *len = 0;
   if (handles_out)
@@ -413,35 +402,85 @@ int mproc__args_encode(const mproc_args *args, unsigned char **buf,
     *nhandles_out = 0;
   mproc__wr_u32(&w, (uint32_t)(args ? args->npos : 0));
   mproc__wr_u32(&w, (uint32_t)(args ? args->nkw : 0));
-  mproc__wr_u32(&w, (uint32_t)nh);
-  for (i = 0; args && i < args->npos && !w.oom && w.len <= MPROC_ARGS_MAX; i++)
-    mproc__enc_item(&w, &args->pos[i]);
-  for (i = 0; args && i < args->nkw && !w.oom && w.len <= MPROC_ARGS_MAX; i++)
-    mproc__enc_item(&w, &args->kw[i]);
-  if (w.oom) {
+  mproc__wr_u32(&w, 0); /* the handle count, known at the end */
+  for (i = 0; args && i < args->npos && rc == MPROC_OK && !w.oom &&
+              w.len <= MPROC_ARGS_MAX;
+       i++)
+    rc = mproc__enc_item(&w, &args->pos[i], &hs);
+  for (i = 0; args && i < args->nkw && rc == MPROC_OK && !w.oom &&
+              w.len <= MPROC_ARGS_MAX;
+       i++)
+    rc = mproc__enc_item(&w, &args->kw[i], &hs);
+  if (rc == MPROC_OK && w.oom)
+    rc = MPROC_ENOMEM;
+  if (rc == MPROC_OK && (w.len > MPROC_ARGS_MAX || hs.n > 4096))
+    rc = MPROC_E2BIG;
+  if (rc < 0) {
     free(w.buf);
-    return MPROC_ENOMEM;
+    free(hs.v);
+    return rc;
   }
-  if (w.len > MPROC_ARGS_MAX) {
-    free(w.buf);
-    return MPROC_E2BIG;
-  }
-  if (nh && handles_out) {
-    hs = (mproc_handle_t *)malloc(nh * sizeof(*hs));
-    if (!hs) {
-      free(w.buf);
-      return MPROC_ENOMEM;
-    }
-    for (i = 0; i < args->npos; i++)
-      mproc__collect_handles(&args->pos[i], hs);
-    for (i = 0; i < args->nkw; i++)
-      mproc__collect_handles(&args->kw[i], hs);
-    *handles_out = hs;
-    *nhandles_out = nh;
+  w.buf[8] = (unsigned char)hs.n;
+  w.buf[9] = (unsigned char)(hs.n >> 8);
+  w.buf[10] = (unsigned char)(hs.n >> 16);
+  w.buf[11] = (unsigned char)(hs.n >> 24);
+  if (handles_out && hs.n) {
+    *handles_out = hs.v;
+    *nhandles_out = hs.n;
+  } else {
+    free(hs.v);
   }
   *buf = w.buf;
   *len = w.len;
   return MPROC_OK;
+}
+
+int mproc__args_has_objects(const mproc_args *args) {
+  size_t i;
+  for (i = 0; args && i < args->npos; i++)
+    if (args->pos[i].type == MPROC_ARG_OBJECT)
+      return 1;
+  for (i = 0; args && i < args->nkw; i++)
+    if (args->kw[i].type == MPROC_ARG_OBJECT)
+      return 1;
+  return 0;
+}
+
+/* A builder copy of `src` (objects by reference), so a process can describe
+ * its objects again when it starts. */
+int mproc__args_clone(const mproc_args *src, mproc_args **out) {
+  mproc_args *a = NULL;
+  size_t i, pass;
+  int rc = mproc_args_create(&a);
+  for (pass = 0; pass < 2 && rc == MPROC_OK; pass++) {
+    const mproc__arg *items = pass ? src->kw : src->pos;
+    size_t n = pass ? src->nkw : src->npos;
+    for (i = 0; i < n && rc == MPROC_OK; i++) {
+      const mproc__arg *it = &items[i];
+      switch (it->type) {
+      case MPROC_ARG_INT:
+        rc = mproc_args_add_int(a, it->key, it->v.i);
+        break;
+      case MPROC_ARG_DOUBLE:
+        rc = mproc_args_add_double(a, it->key, it->v.d);
+        break;
+      case MPROC_ARG_STR:
+      case MPROC_ARG_BYTES:
+        rc = mproc__add_blob(a, it->key, it->type, it->v.b.data, it->v.b.len);
+        break;
+      case MPROC_ARG_HANDLE:
+        rc = mproc_args_add_handle(a, it->key, it->v.h.value);
+        break;
+      default:
+        rc = mproc_args_add_object(a, it->key, it->v.o.orig);
+        break;
+      }
+    }
+  }
+  if (rc < 0)
+    a = mproc_args_free(a);
+  *out = a;
+  return rc;
 }
 
 static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,

@@ -45,10 +45,7 @@ typedef struct mproc__arg {
       const void *vt;        /* const mproc__objtype * (src/ipc.h) */
       const void *orig;      /* in the parent: the object given */
       void *imported;        /* in the child: the object rebuilt, owned */
-      unsigned char *blob;   /* its description */
-      size_t len;
-      mproc_handle_t *hv;    /* its handles, in the parent */
-      uint32_t slot0, nh;    /* its handles' slots */
+      uint32_t slot0, nh;    /* in the child: its handles' slots */
     } o;
   } v;
 } mproc__arg;
@@ -67,6 +64,8 @@ struct mproc_args {
 int mproc__args_encode(const mproc_args *args, unsigned char **buf,
                        size_t *len, mproc_handle_t **handles_out,
                        size_t *nhandles_out);
+int mproc__args_has_objects(const mproc_args *args);
+int mproc__args_clone(const mproc_args *src, mproc_args **out);
 /* Decode bytes from another process; any damage is MPROC_EINVAL, never an
  * out-of-bounds read.  `table` gives the child's value for each slot.  With
  * dup_object_handles (fork children, whose table is the parent's own
@@ -139,6 +138,8 @@ struct mproc_process {
   size_t args_len;
   mproc_handle_t *handles; /* parent's handle per slot (borrowed) */
   size_t nhandles;
+  mproc_args *objects_src; /* args holding IPC objects: described again at
+                              start, so the child gets their state then */
   struct mproc_process *next, *prev; /* registry links */
   mproc__plat_proc plat;
 };

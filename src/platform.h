@@ -121,6 +121,8 @@ mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *parent);
  * copies, so two objects sharing one handle (a condition and its lock) do
  * not close it twice. */
 mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h);
+/* Close a handle this process owns (MPROC_INVALID_HANDLE is ignored). */
+void mproc__plat_close_handle(mproc_handle_t h);
 
 /* Exit the calling child process with `code` without running atexit
  * handlers (fork children: the parent's handlers are not ours to run). */

@@ -8,6 +8,7 @@
 
 #include "conn.h"
 #include "internal.h"
+#include "pool.h"
 
 mproc__mutex_t mproc__lock = MPROC__MUTEX_INITIALIZER;
 
@@ -52,6 +53,9 @@ static char *mproc__strdup(const char *s) {
 
 static const mproc_entry *mproc__find_entry(const char *name) {
   const mproc_entry *e;
+  /* The pool's worker loop is an entry of every program (src/pool.h). */
+  if (strcmp(name, mproc__pool_worker_entry.name) == 0)
+    return &mproc__pool_worker_entry;
   for (e = g_table; e && e->name; e++)
     if (strcmp(e->name, name) == 0)
       return e;
@@ -59,6 +63,10 @@ static const mproc_entry *mproc__find_entry(const char *name) {
 }
 
 static int mproc__valid_timeout(double t) { return !isnan(t); }
+
+const mproc_entry *mproc__entry_find(const char *name) {
+  return g_inited && name ? mproc__find_entry(name) : NULL;
+}
 
 /* ---- start methods -------------------------------------------------------- */
 
@@ -99,7 +107,30 @@ static void mproc__destroy(mproc_process *p) {
   free(p->identity);
   free(p->args_blob);
   free(p->handles);
+  mproc_args_free(p->objects_src);
   free(p);
+}
+
+/* An IPC object's description can change between create and start (a pipe
+ * end reads ahead whenever the parent receives on it): describe the objects
+ * again right before the child is made.  Called with mproc__lock held. */
+static int mproc__reencode_objects(mproc_process *p) {
+  unsigned char *blob;
+  mproc_handle_t *hs;
+  size_t len, nh;
+  int rc;
+  if (!p->objects_src)
+    return MPROC_OK;
+  rc = mproc__args_encode(p->objects_src, &blob, &len, &hs, &nh);
+  if (rc < 0)
+    return rc;
+  free(p->args_blob);
+  free(p->handles);
+  p->args_blob = blob;
+  p->args_len = len;
+  p->handles = hs;
+  p->nhandles = nh;
+  return MPROC_OK;
 }
 
 static void mproc__track(mproc_process *p) {
@@ -127,8 +158,8 @@ static void mproc__untrack(mproc_process *p) {
 }
 
 /* Reap without blocking.  Returns 1 if the child has ended (state ENDED).
- * May destroy p when the registry held the last reference, so callers that
- * do not own a reference must not touch p afterwards. */
+ * Never frees p: when the registry held the last reference, p->refs is 0
+ * afterwards and the caller (which then owns no reference either) frees it. */
 static int mproc__poll_locked(mproc_process *p) {
   int code, rc;
   if (p->state == MPROC__P_ENDED)
@@ -141,8 +172,6 @@ static int mproc__poll_locked(mproc_process *p) {
   p->state = MPROC__P_ENDED;
   p->exitcode = code;
   mproc__untrack(p);
-  if (p->refs == 0)
-    mproc__destroy(p);
   return 1;
 }
 
@@ -203,8 +232,13 @@ int mproc_process_create(mproc_process **out, const char *entry,
   p->entry = e;
   p->pid = -1;
   p->creator_pid = mproc__plat_getpid();
+  /* Encoded now to report E2BIG and bad objects at create, as Python
+   * reports bad arguments at construction; objects are described again at
+   * start (mproc__reencode_objects). */
   rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
                           &p->nhandles);
+  if (rc == MPROC_OK && mproc__args_has_objects(args))
+    rc = mproc__args_clone(args, &p->objects_src);
   if (rc < 0)
     goto fail;
 
@@ -333,6 +367,8 @@ int mproc_process_start(mproc_process *p) {
     rc = MPROC_ESTATE; /* another thread is starting it right now */
   if (rc == MPROC_OK && g_current.daemon)
     rc = MPROC_EDAEMON;
+  if (rc == MPROC_OK)
+    rc = mproc__reencode_objects(p);
   if (rc < 0) {
     mproc__mutex_unlock(&mproc__lock);
     return rc;
@@ -483,6 +519,7 @@ int mproc_process_close(mproc_process *p) {
     free(p->handles);
     p->args_blob = NULL;
     p->handles = NULL;
+    p->objects_src = mproc_args_free(p->objects_src);
     p->state = MPROC__P_CLOSED;
     rc = MPROC_OK;
   }
@@ -607,8 +644,9 @@ int mproc_active_children(mproc_process **out, size_t cap, size_t *count) {
   mproc__mutex_lock(&mproc__lock);
   for (c = g_children; c; c = next) {
     next = c->next;
-    rc = mproc__poll_locked(c); /* may unlink and destroy c */
-    (void)rc;
+    rc = mproc__poll_locked(c);
+    if (rc == 1 && c->refs == 0)
+      mproc__destroy(c); /* freed by the user earlier, now reaped */
   }
   for (c = g_children; c; c = c->next) {
     if (n < cap) {

@@ -207,6 +207,13 @@ static int mproc__shm_import(mproc__rd *r, const mproc_handle_t *hs,
   /* The handle is ours whatever happens: hand it to the segment layer
    * first, which closes it if it cannot map it (a size that does not match
    * the segment's own header fails there). */
+  /* One handle is expected; any more came from a damaged description,
+   * and they are ours to close too. */
+  {
+    size_t extra;
+    for (extra = 1; extra < nh; extra++)
+      mproc__plat_close_handle(hs[extra]);
+  }
   if (nh >= 1) {
     mproc__seg seg;
     rc = mproc__seg_import(&seg, hs[0],

@@ -54,18 +54,11 @@ static double mproc__sleep_until(double deadline, double now, double slice) {
  * on both platforms (Linux pid_max <= 2^22; Windows ids are DWORDs). */
 static uint32_t mproc__me(void) { return (uint32_t)mproc__plat_getpid(); }
 
-/* Closes handles an import cannot use.  There is no portable close in the
- * IPC layer, but a futex import takes ownership of any handle (and on POSIX
- * closes it at once), so import and close one on scratch words. */
+/* Closes handles an import cannot use (imports own every handle). */
 static void mproc__drop_handles(const mproc_handle_t *hs, size_t n) {
   size_t i;
-  for (i = 0; i < n; i++) {
-    volatile uint32_t w = 0, c = 0;
-    mproc__fx fx;
-    if (hs[i] != MPROC_INVALID_HANDLE &&
-        mproc__fx_import(&fx, &w, &c, hs[i]) == MPROC_OK)
-      mproc__fx_close(&fx);
-  }
+  for (i = 0; i < n; i++)
+    mproc__plat_close_handle(hs[i]);
 }
 
 /* ---- one segment and its futexes, as they travel to a child ----------------
@@ -230,6 +223,11 @@ static int mproc__lw_slow(mproc__lockword *lw, mproc__fx *fx, int recursive,
       now = mproc__plat_now();
       next_check = now + MPROC__OWNER_CHECK_SECONDS;
     }
+    /* A holder in this very process (another thread) is not checked, but
+     * the sleep below is still measured to the next check: keep that in
+     * the future, or the wait turns into a spin of futex calls. */
+    if (now >= next_check)
+      next_check = now + MPROC__OWNER_CHECK_SECONDS;
     if (mproc__expired(deadline, now)) {
       rc = MPROC_ETIMEDOUT;
       break;
@@ -1396,10 +1394,20 @@ int mproc_barrier_wait(mproc_barrier *b, double timeout, unsigned *index) {
   sh = b->sh;
   deadline = mproc__deadline(timeout);
   mproc__bar_lock(b);
-  /* Python's _enter: the previous cycle must drain (or reset) first; that
-   * wait has no timeout in Python either. */
-  while ((st = sh->state) == MPROC__BAR_DRAINING || st == MPROC__BAR_RESETTING)
-    mproc__bar_sleep(b, -1.0);
+  /* Python's _enter: the previous cycle must drain (or reset) first.  A
+   * party killed inside the previous wait never leaves it, so this wait
+   * honours the timeout too (Python's does not), breaking the barrier as
+   * every timeout does. */
+  while ((st = sh->state) == MPROC__BAR_DRAINING ||
+         st == MPROC__BAR_RESETTING) {
+    if (mproc__expired(deadline, mproc__plat_now())) {
+      mproc__store32(&sh->state, MPROC__BAR_BROKEN);
+      mproc__bar_bump(b);
+      mproc__bar_unlock(b);
+      return MPROC_ETIMEDOUT;
+    }
+    mproc__bar_sleep(b, deadline);
+  }
   if (st == MPROC__BAR_BROKEN) {
     mproc__bar_unlock(b);
     return MPROC_EBROKEN;

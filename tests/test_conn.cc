@@ -626,8 +626,14 @@ TEST(ConnErrors, ClosedConnectionsRefuseWork) {
   EXPECT_EQ(mproc_conn_poll(p.a, 0), MPROC_ECLOSED);
   mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};
   EXPECT_EQ(mproc_wait(&w, 1, 0), MPROC_ECLOSED);
+  // Objects are described at create and start, so a closed end is refused
+  // there.
   Args args;
-  EXPECT_EQ(mproc_args_add_object(args.a, nullptr, p.a), MPROC_ECLOSED);
+  EXPECT_EQ(mproc_args_add_object(args.a, nullptr, p.a), MPROC_OK);
+  mproc_process *proc = nullptr;
+  EXPECT_EQ(mproc_process_create(&proc, "conn_echo", args, nullptr),
+            MPROC_ECLOSED);
+  EXPECT_EQ(proc, nullptr);
 }
 
 TEST(ConnErrors, CloseFromAnotherThreadWhileReceiving) {
@@ -865,4 +871,45 @@ TEST(ConnChild, FreeInTheChildClosesItsEnd) {
   }
   EXPECT_EQ(test_join_code(proc), 0);
   mproc_process_free(proc);
+}
+
+// Receives one message on the receive-only end in arg 0 and writes it to the
+// raw handle in arg 1.
+TEST_ENTRY(conn_recv_one_to_handle) {
+  mproc_conn *c = arg_conn(args, 0);
+  mproc_handle_t out = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(args, 1, &out);
+  std::string m;
+  if (!c || recv_str(c, &m, 30) != MPROC_OK)
+    return 2;
+  return test_write_all(out, m.data(), m.size()) ? 0 : 3;
+}
+
+// The parent received from the end between adding it to the arguments and
+// starting the child: the child must get the end as it is at start, so it
+// neither sees again what the parent took nor misses what was read ahead.
+TEST(ConnChild, EndIsHandedOverAsItIsAtStart) {
+  mproc_conn *r = nullptr, *w = nullptr;
+  ASSERT_EQ(mproc_pipe(&r, &w, 0), MPROC_OK);
+  for (const char *m : {"A", "B", "C"})
+    ASSERT_EQ(mproc_conn_send_bytes(w, m, 1), MPROC_OK);
+  std::string got;
+  ASSERT_EQ(recv_str(r, &got, 30), MPROC_OK);
+  EXPECT_EQ(got, "A"); // B and C are likely in r's read-ahead now
+  TestPipe pipe;
+  Args a;
+  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, r), MPROC_OK);
+  a.h(pipe.w);
+  mproc_process *p = nullptr;
+  ASSERT_EQ(mproc_process_create(&p, "conn_recv_one_to_handle", a, nullptr),
+            MPROC_OK);
+  ASSERT_EQ(recv_str(r, &got, 30), MPROC_OK); // after create, before start
+  EXPECT_EQ(got, "B");
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  pipe.close_w();
+  EXPECT_EQ(test_read_all(pipe.r), "C");
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  mproc_conn_free(r);
+  mproc_conn_free(w);
 }

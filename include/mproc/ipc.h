@@ -44,9 +44,12 @@ typedef enum mproc_object_type {
 } mproc_object_type;
 
 /* Add any IPC object of this header to an argument list (it is described,
- * not copied: the child attaches to the same shared state).  The object
- * must stay alive until mproc_process_start() returns.  MPROC_EINVAL if
- * `object` is not an mproc IPC object. */
+ * not copied: the child attaches to the same shared state).  The object is
+ * described when the process starts, so it must stay alive until
+ * mproc_process_start() returns, and the child gets it as it is then (a pipe
+ * end's unread data included).  After start, close your copy of a pipe end
+ * you handed over, as in Python, or its peer never sees end-of-file.
+ * MPROC_EINVAL if `object` is not an mproc IPC object. */
 MPROC_API int mproc_args_add_object(mproc_args *args, const char *key,
                                     const void *object);
 /* In the entry: the child's object of the expected type (MPROC_ETYPE if the
@@ -233,7 +236,9 @@ MPROC_API int mproc_conn_send_bytes(mproc_conn *c, const void *data, size_t len)
  * it sent was received; MPROC_ETIMEDOUT. */
 MPROC_API int mproc_conn_recv_bytes(mproc_conn *c, void *buf, size_t cap,
                                     size_t *len, double timeout);
-/* 1 if a message (or end-of-file) is ready, 0 on timeout. */
+/* 1 when data (at least the start of a message) or end-of-file has
+ * arrived, 0 on timeout.  As in Python, a 1 does not promise that a whole
+ * message is there: a large one may still be arriving. */
 MPROC_API int mproc_conn_poll(mproc_conn *c, double timeout);
 MPROC_API int mproc_conn_close(mproc_conn *c);
 MPROC_API mproc_conn *mproc_conn_free(mproc_conn *c);

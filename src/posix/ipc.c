@@ -351,9 +351,13 @@ int mproc__pid_alive(int64_t pid) {
     int fd;
     const char *p;
     snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    /* kill() said the process exists: anything short of reading a zombie
+     * state means alive.  /proc may be missing (a chroot) or belong to
+     * another pid namespace, where this pid names nobody or someone else;
+     * calling a live holder dead would let two processes into one lock. */
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-      return errno == ENOENT ? 0 : 1;
+      return 1;
     n = read(fd, buf, sizeof buf - 1);
     (void)close(fd);
     if (n <= 0)
@@ -368,13 +372,19 @@ int mproc__pid_alive(int64_t pid) {
 }
 
 uint64_t mproc__thread_id(void) {
+  /* Cached per thread, and tagged with the pid it was read in: a fork
+   * child's only thread inherits the copy of the forking thread's, whose
+   * id the kernel may later give to another thread of the child. */
   static _Thread_local uint64_t tid;
-  if (!tid) {
+  static _Thread_local int64_t tid_pid;
+  int64_t pid = mproc__plat_getpid();
+  if (!tid || tid_pid != pid) {
 #ifdef __linux__
     tid = (uint64_t)syscall(SYS_gettid);
 #else
     tid = (uint64_t)(uintptr_t)pthread_self();
 #endif
+    tid_pid = pid;
   }
   return tid;
 }

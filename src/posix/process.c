@@ -351,6 +351,11 @@ mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
   return fcntl(h, F_DUPFD_CLOEXEC, 0);
 }
 
+void mproc__plat_close_handle(mproc_handle_t h) {
+  if (h >= 0)
+    (void)close(h);
+}
+
 /* ---- starting ---------------------------------------------------------------- */
 
 /* Kill and reap a child we could not finish starting, so a failed start

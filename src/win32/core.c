@@ -173,3 +173,8 @@ mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
     return MPROC_INVALID_HANDLE;
   return (mproc_handle_t)dup;
 }
+
+void mproc__plat_close_handle(mproc_handle_t h) {
+  if (h != MPROC_INVALID_HANDLE && h != NULL)
+    (void)CloseHandle((HANDLE)h);
+}

@@ -88,6 +88,7 @@ extern "C" {
 #define MPROC_EBROKEN (-22)  /* the barrier is broken */
 #define MPROC_EOVERFLOW (-23) /* released/task_done more often than allowed */
 #define MPROC_EEXIST (-24)   /* a shared memory block of that name exists */
+#define MPROC_EWORKER (-25)  /* the pool worker running the task died */
 
 /* Message for an MPROC_E* code ("unknown error" for others).  Never NULL.
  * Thread-safe. */
@@ -380,5 +381,6 @@ MPROC_API int mproc_wait(mproc_waitable *items, size_t n, double timeout);
 #endif
 
 #include "mproc/ipc.h"
+#include "mproc/pool.h"
 
 #endif /* MPROC_H */

@@ -34,7 +34,8 @@ int mproc_os_error(void) { return mproc__os_errno; }
   X(MPROC_EEOF, "end of file: the other end was closed")                      \
   X(MPROC_EBROKEN, "barrier is broken")                                       \
   X(MPROC_EOVERFLOW, "released more often than acquired")                     \
-  X(MPROC_EEXIST, "a shared memory block of that name exists")
+  X(MPROC_EEXIST, "a shared memory block of that name exists")              \
+  X(MPROC_EWORKER, "the pool worker running the task died")
 
 const char *mproc_strerror(int err) {
 #define MPROC__MSG(code, msg)                                                 \

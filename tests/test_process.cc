@@ -698,7 +698,7 @@ TEST(BadInput, SecondMainCallIsAStateError) {
 
 TEST(BadInput, EveryErrorCodeHasANameAndMessage) {
   std::set<std::string> msgs;
-  for (int e = 0; e >= MPROC_EEXIST; e--) {
+  for (int e = 0; e >= MPROC_EWORKER; e--) {
     std::string name = mproc_err_name(e);
     EXPECT_EQ(name.rfind("MPROC_", 0), 0u);
     EXPECT_NE(name, "MPROC_E_UNKNOWN") << e;

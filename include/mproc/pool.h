@@ -1,0 +1,231 @@
+/*
+ * mproc pool: Python's multiprocessing.Pool (apply, apply_async, map,
+ * map_async, imap, imap_unordered), without its best-known failure: a worker
+ * that dies (killed, crashed, exit() or abort() inside a task) fails the
+ * task it was running with MPROC_EWORKER, is replaced, and the pool goes on.
+ * Nothing waits forever on a worker that is gone.  Included by mproc.h.
+ *
+ * Tasks are ordinary entries of the dispatch table
+ *   A task is an mproc_entry listed in the table given to mproc_main(), so
+ *   a worker finds it under fork, POSIX spawn and Windows alike.  Inside a
+ *   pool it is called with an argument list whose positional argument 0 is
+ *   the task's input bytes (mproc_task_input() reads it), and it appends its
+ *   result bytes with mproc_task_result().  Its return value is its status:
+ *   0 is success; any other value fails that task alone and is reported
+ *   with that value (use positive codes; a negative one is passed on as is,
+ *   so a task may hand on an MPROC_E* code it got).
+ *
+ *       static int square(const mproc_args *a) {
+ *         const void *in; size_t n; int64_t x;
+ *         if (mproc_task_input(a, &in, &n) < 0 || n != 8) return 1;
+ *         memcpy(&x, in, 8); x *= x;
+ *         return mproc_task_result(a, &x, 8) < 0 ? 2 : 0;
+ *       }
+ *       static const mproc_entry table[] = {MPROC_ENTRY(square), MPROC_ENTRY_END};
+ *
+ *   The pool's own worker loop is an internal entry, "mproc.pool.worker",
+ *   that mproc_main() knows without the table listing it.
+ *
+ * Results and errors
+ *   Each task ends with a status: 0, the task's own non-zero return value,
+ *   or a pool error: MPROC_EWORKER (its worker died while running it, or
+ *   after running it but before sending its result), MPROC_ECLOSED (the pool
+ *   was terminated first), MPROC_ESPAWN (the pool cannot start workers).
+ *
+ * Chunks and prefetch
+ *   map/imap split the inputs into chunks of `chunksize` items (0: map's
+ *   default ceil(n / (4 * workers)), imap's default 1); a chunk is the unit a
+ *   worker takes, as in Python.  The parent keeps a few chunks queued at each
+ *   worker and batches many small chunks per message.  A worker that dies
+ *   fails the whole chunk it was running (and chunks of the same batch it had
+ *   finished whose results it had not sent yet); the chunks queued behind
+ *   them were not started and are given to other workers.
+ *
+ * Threads
+ *   A handler thread per pool waits on the workers, reads results, feeds
+ *   chunks and replaces dead workers.  Callbacks run on that thread, without
+ *   any pool lock held (they may call pool functions, but should be quick:
+ *   results wait while they run; and must not join or free their own pool,
+ *   which waits for that thread).  Every function here is thread-safe
+ *   except the _free functions, which must not race with other calls on
+ *   the same object.
+ *
+ * Starmap
+ *   Inputs are byte buffers, so a task with several arguments encodes them
+ *   in its input (a struct, or mproc's own serialisation of your choice);
+ *   map over such buffers is Python's starmap.
+ */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#ifndef MPROC_H
+#error "include <mproc.h>, not <mproc/pool.h>"
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mproc_pool mproc_pool;
+typedef struct mproc_async_result mproc_async_result;
+typedef struct mproc_imap mproc_imap;
+
+/* The internal worker entry's name (reserved: do not use it in a table). */
+#define MPROC_POOL_WORKER_ENTRY "mproc.pool.worker"
+
+/* One input of map/imap. */
+typedef struct mproc_bytes {
+  const void *data; /* may be NULL when len is 0 */
+  size_t len;
+} mproc_bytes;
+
+/* ---- inside a task --------------------------------------------------------- */
+
+/* The task's input (positional argument 0).  MPROC_ESTATE outside a pool
+ * task.  The bytes live until the task returns. */
+MPROC_API int mproc_task_input(const mproc_args *args, const void **data,
+                               size_t *len);
+/* Append bytes to the task's result (call any number of times; a result
+ * may be empty).  `args` must be the list the task was called with
+ * (MPROC_ESTATE otherwise, e.g. when the entry was started as a process).
+ * MPROC_E2BIG past MPROC_CONN_MSG_MAX / 2 for one result.  Call it from the
+ * thread that runs the task. */
+MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
+                                size_t len);
+
+/* ---- the pool -------------------------------------------------------------- */
+
+typedef struct mproc_pool_options {
+  int processes;           /* workers; 0: mproc_cpu_count() */
+  const char *initializer; /* entry run once in each worker before its first
+                              task (NULL: none); a non-zero return ends that
+                              worker (see mproc_pool_create) */
+  /* The initializer's arguments (NULL: none), copied at create.  Handles
+   * and objects in it are passed again to every replacement worker, so they
+   * must stay open/alive as long as the pool.  Keys starting with
+   * "mproc.pool." are reserved: workers get their own there. */
+  const mproc_args *initargs;
+  unsigned long maxtasksperchild; /* replace a worker after this many chunks
+                                     (Python's tasks); 0: never */
+  mproc_start_method start_method; /* DEFAULT: the global default */
+} mproc_pool_options;
+
+/* Start the workers and wait until each has run its initializer.  Workers
+ * are daemonic children: if the program exits without terminating the pool
+ * they are terminated at exit (and on Linux and Windows die with the parent
+ * even if it is killed).  Errors: MPROC_EINVAL (NULL out, processes < 0,
+ * bad start method), MPROC_ENOINIT, MPROC_ENOENTRY (no such initializer),
+ * MPROC_EDAEMON (called in a daemonic process: its children would be
+ * orphans), MPROC_ESPAWN (a worker could not be started, or its
+ * initializer failed or it died before its first task), MPROC_ENOMEM.
+ * `opts` may be NULL. */
+MPROC_API int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts);
+
+/* Number of workers the pool keeps. */
+MPROC_API int mproc_pool_processes(const mproc_pool *pool);
+
+/* Callbacks for the *_async functions, run on the pool's handler thread
+ * once the result is ready: `callback` if every task succeeded, else
+ * `error_callback` (either may be NULL).  `r` is borrowed: read it, do not
+ * free it (the caller's own reference stays valid). */
+typedef void (*mproc_async_callback)(mproc_async_result *r, void *ctx);
+typedef struct mproc_async_options {
+  mproc_async_callback callback;
+  mproc_async_callback error_callback;
+  void *ctx;
+} mproc_async_options;
+
+/* Run task(in) in a worker and wait for it.  Copies the result into out
+ * (cap bytes; *out_len gets its size; MPROC_ERANGE if it does not fit, with
+ * *out_len the size needed: the result is then lost, use apply_async to
+ * retry with a bigger buffer).  Returns 0, the task's non-zero status, or a
+ * pool error.  `out` may be NULL with cap 0; `out_len` may be NULL. */
+MPROC_API int mproc_pool_apply(mproc_pool *pool, const char *task,
+                               const void *in, size_t in_len, void *out,
+                               size_t cap, size_t *out_len);
+/* Submit task(in) (the input is copied).  *out gets a result to wait on and
+ * free.  Errors: MPROC_EINVAL, MPROC_ENOENTRY (not in the table),
+ * MPROC_ECLOSED (after close or terminate), MPROC_ESPAWN (the pool cannot
+ * start workers), MPROC_E2BIG, MPROC_ENOMEM.  `opts` may be NULL. */
+MPROC_API int mproc_pool_apply_async(mproc_pool *pool, const char *task,
+                                     const void *in, size_t in_len,
+                                     const mproc_async_options *opts,
+                                     mproc_async_result **out);
+
+/* task(inputs[i]) for every i, results in input order.  chunksize 0 is
+ * map's default, ceil(n / (4 * workers)).  n 0 gives an empty result at
+ * once (inputs may then be NULL).  mproc_pool_map waits and returns 0 when
+ * every task succeeded, else the status of the first failed task (in input
+ * order); *out gets the result in both cases (read it with
+ * mproc_async_result_item, free it).  map_async returns at once. */
+MPROC_API int mproc_pool_map(mproc_pool *pool, const char *task,
+                             const mproc_bytes *inputs, size_t n,
+                             size_t chunksize, mproc_async_result **out);
+MPROC_API int mproc_pool_map_async(mproc_pool *pool, const char *task,
+                                   const mproc_bytes *inputs, size_t n,
+                                   size_t chunksize,
+                                   const mproc_async_options *opts,
+                                   mproc_async_result **out);
+
+/* Streaming map: mproc_imap_next() yields results as they are ready, in
+ * input order (imap) or in completion order (imap_unordered).  chunksize 0
+ * means 1, as in Python. */
+MPROC_API int mproc_pool_imap(mproc_pool *pool, const char *task,
+                              const mproc_bytes *inputs, size_t n,
+                              size_t chunksize, mproc_imap **out);
+MPROC_API int mproc_pool_imap_unordered(mproc_pool *pool, const char *task,
+                                        const mproc_bytes *inputs, size_t n,
+                                        size_t chunksize, mproc_imap **out);
+/* The next result: returns its status (0, the task's code, or a pool error)
+ * with *data and *len (valid until the iterator is freed; may be NULL) and
+ * *index (the input's position; may be NULL).  MPROC_EEOF when every result
+ * was yielded (Python's StopIteration), MPROC_ETIMEDOUT when none is ready
+ * in time (call again later). */
+MPROC_API int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
+                              size_t *index, double timeout);
+MPROC_API mproc_imap *mproc_imap_free(mproc_imap *it); /* returns NULL */
+
+/* No more tasks (submissions return MPROC_ECLOSED); the workers finish the
+ * queued ones and exit. */
+MPROC_API int mproc_pool_close(mproc_pool *pool);
+/* Stop the workers now: queued and running tasks fail with MPROC_ECLOSED. */
+MPROC_API int mproc_pool_terminate(mproc_pool *pool);
+/* Wait for the workers to exit and the handler thread to end, after close
+ * or terminate (MPROC_ESTATE before).  0 or MPROC_ETIMEDOUT. */
+MPROC_API int mproc_pool_join(mproc_pool *pool, double timeout);
+/* Terminate (if not closed and joined already), join and release.  Results
+ * still held stay valid (pending ones end with MPROC_ECLOSED).  NULL is
+ * allowed; returns NULL. */
+MPROC_API mproc_pool *mproc_pool_free(mproc_pool *pool);
+
+/* ---- async results ---------------------------------------------------------- */
+
+/* 0 once ready, MPROC_ETIMEDOUT. */
+MPROC_API int mproc_async_result_wait(mproc_async_result *r, double timeout);
+/* 1 if ready, 0 if not. */
+MPROC_API int mproc_async_result_ready(mproc_async_result *r);
+/* 1 if every task succeeded, 0 if one failed, MPROC_ESTATE if not ready
+ * (Python raises ValueError). */
+MPROC_API int mproc_async_result_successful(mproc_async_result *r);
+/* Wait up to `timeout`, then copy the result of task 0 (apply_async) into
+ * buf as mproc_pool_apply does; returns its status.  On MPROC_ERANGE the
+ * result stays: call again with a bigger buffer.  For a map result it
+ * returns the first failed status (or 0) and copies item 0. */
+MPROC_API int mproc_async_result_get(mproc_async_result *r, void *buf,
+                                     size_t cap, size_t *len, double timeout);
+/* Number of tasks (1 for apply_async, n for map). */
+MPROC_API size_t mproc_async_result_count(const mproc_async_result *r);
+/* Task i's status, with its bytes in *data and *len (borrowed from r; either
+ * may be NULL).  MPROC_ESTATE before the result is ready, MPROC_EINVAL for
+ * i out of range. */
+MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i,
+                                      const void **data, size_t *len);
+/* Release the caller's reference (a pending result still completes
+ * inside the pool).  Returns NULL. */
+MPROC_API mproc_async_result *mproc_async_result_free(mproc_async_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MPROC_POOL_H */

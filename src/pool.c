@@ -1,0 +1,1509 @@
+/* The process pool (include/mproc/pool.h).
+ *
+ * One duplex connection per worker carries batches of chunks down and
+ * batches of results up; a handler thread in the parent waits (mproc_wait)
+ * on every worker's connection and process plus a wake-up pipe, reads
+ * results, feeds chunks and replaces workers.  The parent decides which
+ * worker gets which chunk, so when a worker dies it knows exactly what that
+ * worker held.  Which of those chunks had started is read from a shared
+ * array in which each worker stores the id of the chunk it is about to run
+ * (one store per chunk): that chunk and the finished-but-unsent ones before
+ * it fail with MPROC_EWORKER, the ones after it go back to the queue.
+ *
+ * Why sends from the handler thread cannot deadlock with a worker that is
+ * blocked writing its results to us: at most two messages are in flight per
+ * worker, and the second is small (MPROC__POOL_SECOND_MAX, well below every
+ * pipe buffer).  The first goes to an idle worker, which is reading; the
+ * second fits in the pipe even when the worker is busy; a worker with two
+ * messages in flight gets nothing until it answers one.
+ *
+ * Wire format (native byte order: both ends are the same program):
+ *   down  u32 TASKS, then chunks: u64 id, u32 name_len, name,
+ *         u32 nitems, nitems x (u32 len, bytes)          | u32 STOP
+ *   up    u32 READY                                      | u32 RESULTS,
+ *         then chunks: u64 id, u32 nitems,
+ *                      nitems x (i32 status, u32 len, bytes)
+ * Everything read is validated: bytes from another process are untrusted.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "pool.h"
+#include "thread.h"
+
+enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
+       MPROC__PM_RESULTS = 4 };
+
+#define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
+#define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
+#define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
+#define MPROC__POOL_SECOND_MAX ((size_t)16 << 10)
+#define MPROC__POOL_START_FAILS 3 /* deaths before READY in a row: broken */
+#define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 4096)
+
+enum { MPROC__POOL_RUN = 0, MPROC__POOL_CLOSED = 1, MPROC__POOL_TERMINATE = 2 };
+
+typedef struct mproc__chunk {
+  uint64_t id;
+  struct mproc_async_result *job;
+  size_t first, count;
+  size_t off, len; /* encoded items in job->payload */
+  int last;        /* last chunk of the message it was sent in */
+  struct mproc__chunk *next;
+} mproc__chunk;
+
+/* 16 bytes: a map of a million items touches this array once per item. */
+typedef struct mproc__item {
+  const unsigned char *data;
+  uint32_t len1; /* result length + 1; 0 while the task is pending */
+  int32_t status;
+} mproc__item;
+
+typedef struct mproc__blk {
+  struct mproc__blk *next;
+  size_t used, cap;
+  unsigned char data[1];
+} mproc__blk;
+
+struct mproc_async_result {
+  mproc_pool *pool;
+  int refs;
+  int ready;
+  int any_fail;
+  char *task;
+  size_t n, ndone;
+  mproc__item *items;
+  size_t *order; /* completion order (imap_unordered only, else NULL) */
+  mproc__chunk *chunks;
+  size_t nchunks;
+  unsigned char *payload;   /* the inputs, encoded and copied */
+  const mproc_bytes *src;   /* or the caller's, borrowed (blocking map) */
+  mproc__blk *blocks;
+  mproc_async_options cb;
+  struct mproc_async_result *cb_next;
+};
+
+struct mproc_imap {
+  mproc_async_result *r;
+  int unordered;
+  size_t cursor;
+};
+
+typedef struct mproc__worker {
+  mproc_process *proc;
+  mproc_conn *conn;
+  int alive, ready, eof;
+  mproc__chunk *head, *tail;
+  size_t inflight;
+  int msgs;
+  unsigned long sent;
+} mproc__worker;
+
+struct mproc_pool {
+  mproc__mutex_t mu;
+  mproc__cond cond;
+  int refs;
+  int state;
+  int broken; /* 0 or the error every task gets (MPROC_ESPAWN) */
+  int done;   /* the handler thread has ended */
+  int initial_ready;
+  int start_fails;
+  int n;
+  mproc__worker *w;
+  mproc_array *progress;
+  volatile uint64_t *prog;
+  mproc_conn *wake_r, *wake_w;
+  int wake_pending;
+  mproc__chunk *qhead, *qtail;
+  size_t qlen;
+  uint64_t next_id;
+  unsigned long spawned;
+  char *init;
+  mproc_args *initargs;
+  unsigned long maxtasks;
+  mproc_start_method method;
+  int64_t creator;
+  mproc__thread *thread;
+  unsigned char *rbuf, *sbuf;
+  size_t rcap, scap;
+  mproc_async_result *cb_head;
+  struct mproc_pool *all_next;
+};
+
+/* Pools of this process, terminated by the exit handler. */
+static mproc__mutex_t g_pools_mu = MPROC__MUTEX_INITIALIZER;
+static mproc_pool *g_pools;
+static int g_atexit_set;
+
+/* ---- small helpers ----------------------------------------------------------- */
+
+static char *mproc__pool_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *c = (char *)malloc(n);
+  if (c)
+    memcpy(c, s, n);
+  return c;
+}
+
+static int mproc__grow(unsigned char **buf, size_t *cap, size_t need) {
+  size_t c = *cap ? *cap : 4096;
+  unsigned char *nb;
+  if (need <= *cap)
+    return MPROC_OK;
+  while (c < need)
+    c *= 2;
+  nb = (unsigned char *)realloc(*buf, c);
+  if (!nb)
+    return MPROC_ENOMEM;
+  *buf = nb;
+  *cap = c;
+  return MPROC_OK;
+}
+
+static void mproc__put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
+static void mproc__put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
+static uint32_t mproc__get32(const unsigned char *p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+static uint64_t mproc__get64(const unsigned char *p) {
+  uint64_t v;
+  memcpy(&v, p, 8);
+  return v;
+}
+
+/* Receive one message into *buf, growing it as needed. */
+static int mproc__recv_grow(mproc_conn *c, unsigned char **buf, size_t *cap,
+                            size_t *len, double timeout) {
+  int rc;
+  if (!*buf && mproc__grow(buf, cap, 65536) < 0)
+    return MPROC_ENOMEM;
+  rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
+  if (rc == MPROC_ERANGE) {
+    if (mproc__grow(buf, cap, *len) < 0)
+      return MPROC_ENOMEM;
+    rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
+  }
+  return rc;
+}
+
+/* ---- the worker (runs in the child) ----------------------------------------- */
+
+/* The task running in this worker: what mproc_task_result appends to, and
+ * the message it came in (static, so a task that calls exit() leaves no
+ * unreachable memory behind for leak checkers). */
+static struct {
+  const mproc_args *args;
+  unsigned char *buf;
+  size_t len, cap;
+  unsigned char *in;
+  size_t incap;
+} g_task;
+
+int mproc_task_input(const mproc_args *args, const void **data, size_t *len) {
+  if (!args || !data || !len)
+    return MPROC_EINVAL;
+  if (args != g_task.args)
+    return MPROC_ESTATE;
+  return mproc_arg_bytes(args, 0, data, len);
+}
+
+int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
+  if (!args || (!data && len))
+    return MPROC_EINVAL;
+  if (args != g_task.args)
+    return MPROC_ESTATE;
+  if (len > MPROC_CONN_MSG_MAX / 2 || g_task.len > MPROC_CONN_MSG_MAX / 2 - len)
+    return MPROC_E2BIG;
+  if (mproc__grow(&g_task.buf, &g_task.cap, g_task.len + len) < 0)
+    return MPROC_ENOMEM;
+  if (len)
+    memcpy(g_task.buf + g_task.len, data, len);
+  g_task.len += len;
+  return MPROC_OK;
+}
+
+/* Runs one TASKS message, appending RESULTS records to g_task.buf.  Returns
+ * the number of chunks run, or a negative code for a damaged message. */
+static int mproc__worker_run(const unsigned char *m, size_t n,
+                             volatile uint64_t *prog) {
+  const mproc_entry *e = NULL;
+  const unsigned char *ename = NULL;
+  size_t enlen = 0, pos = 4;
+  int chunks = 0;
+  while (pos < n) {
+    uint64_t id;
+    uint32_t nlen, nitems, k;
+    size_t at;
+    if (n - pos < 12)
+      return MPROC_EINVAL;
+    id = mproc__get64(m + pos);
+    nlen = mproc__get32(m + pos + 8);
+    pos += 12;
+    if (nlen == 0 || nlen > 4096 || n - pos < (size_t)nlen + 4)
+      return MPROC_EINVAL;
+    if (!e || nlen != enlen || memcmp(ename, m + pos, nlen) != 0) {
+      char name[4097];
+      memcpy(name, m + pos, nlen);
+      name[nlen] = 0;
+      e = mproc__entry_find(name);
+      ename = m + pos;
+      enlen = nlen;
+    }
+    pos += nlen;
+    nitems = mproc__get32(m + pos);
+    pos += 4;
+    /* The parent learns from this store which chunk was running if we
+     * die; stored before the first instruction of the task. */
+    mproc__store64(prog, id);
+    at = g_task.len;
+    if (mproc__grow(&g_task.buf, &g_task.cap, at + 12) < 0)
+      return MPROC_ENOMEM;
+    mproc__put64(g_task.buf + at, id);
+    mproc__put32(g_task.buf + at + 8, nitems);
+    g_task.len += 12;
+    for (k = 0; k < nitems; k++) {
+      mproc_args view;
+      mproc__arg a;
+      uint32_t len;
+      size_t hdr;
+      int status;
+      if (n - pos < 4)
+        return MPROC_EINVAL;
+      len = mproc__get32(m + pos);
+      pos += 4;
+      if (n - pos < len)
+        return MPROC_EINVAL;
+      /* The task's argument list points into the message: no copy. */
+      memset(&view, 0, sizeof view);
+      memset(&a, 0, sizeof a);
+      a.type = MPROC_ARG_BYTES;
+      a.v.b.data = (unsigned char *)(uintptr_t)(m + pos);
+      a.v.b.len = len;
+      view.pos = &a;
+      view.npos = view.pos_cap = 1;
+      pos += len;
+      hdr = g_task.len;
+      if (mproc__grow(&g_task.buf, &g_task.cap, hdr + 8) < 0)
+        return MPROC_ENOMEM;
+      g_task.len += 8;
+      if (!e || e == &mproc__pool_worker_entry) {
+        status = MPROC_ENOENTRY;
+      } else {
+        g_task.args = &view;
+        status = e->fn(&view);
+        g_task.args = NULL;
+      }
+      if (status != 0)
+        g_task.len = hdr + 8; /* a failed task has no result */
+      mproc__put32(g_task.buf + hdr, (uint32_t)status);
+      mproc__put32(g_task.buf + hdr + 4, (uint32_t)(g_task.len - hdr - 8));
+    }
+    chunks++;
+  }
+  return chunks;
+}
+
+static int mproc__pool_worker_main(const mproc_args *args) {
+  void *o = NULL;
+  mproc_conn *conn;
+  mproc_array *arr;
+  volatile uint64_t *prog;
+  int64_t slot = -1, maxtasks = 0;
+  const char *init = "";
+  size_t inlen = 0;
+  unsigned long done = 0;
+  unsigned char hdr[4];
+  int rc;
+  if (mproc_kwarg_object(args, "mproc.pool.conn", MPROC_OBJ_CONN, &o) < 0)
+    return 3;
+  conn = (mproc_conn *)o;
+  if (mproc_kwarg_object(args, "mproc.pool.progress", MPROC_OBJ_ARRAY, &o) < 0)
+    return 3;
+  arr = (mproc_array *)o;
+  if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
+      (size_t)slot >= mproc_array_length(arr))
+    return 3;
+  (void)mproc_kwarg_int(args, "mproc.pool.maxtasks", &maxtasks);
+  (void)mproc_kwarg_str(args, "mproc.pool.init", &init);
+  prog = (volatile uint64_t *)mproc_array_ptr(arr) + slot;
+  if (init && init[0]) {
+    const mproc_entry *e = mproc__entry_find(init);
+    if (!e || e == &mproc__pool_worker_entry)
+      return 4;
+    rc = e->fn(args);
+    if (rc != 0)
+      return rc;
+  }
+  mproc__put32(hdr, MPROC__PM_READY);
+  if (mproc_conn_send_bytes(conn, hdr, 4) < 0)
+    return 0;
+  for (;;) {
+    rc = mproc__recv_grow(conn, &g_task.in, &g_task.incap, &inlen,
+                          MPROC_FOREVER);
+    if (rc < 0 || inlen < 4 || mproc__get32(g_task.in) != MPROC__PM_TASKS)
+      break; /* end-of-file, STOP, or damage: leave */
+    g_task.len = 0;
+    if (mproc__grow(&g_task.buf, &g_task.cap, 4) < 0)
+      break;
+    mproc__put32(g_task.buf, MPROC__PM_RESULTS);
+    g_task.len = 4;
+    rc = mproc__worker_run(g_task.in, inlen, prog);
+    if (rc < 0)
+      break;
+    if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
+      break;
+    done += (unsigned long)rc;
+    if (maxtasks > 0 && done >= (unsigned long)maxtasks)
+      break;
+  }
+  free(g_task.in);
+  free(g_task.buf);
+  memset(&g_task, 0, sizeof g_task);
+  return 0;
+}
+
+const mproc_entry mproc__pool_worker_entry = {MPROC_POOL_WORKER_ENTRY,
+                                              mproc__pool_worker_main};
+
+/* ---- results (caller holds pool->mu) ---------------------------------------- */
+
+static void mproc__job_destroy(mproc_async_result *r) {
+  mproc__blk *b, *nb;
+  for (b = r->blocks; b; b = nb) {
+    nb = b->next;
+    free(b);
+  }
+  free(r->task);
+  free(r->items);
+  free(r->order);
+  free(r->chunks);
+  free(r->payload);
+  free(r);
+}
+
+/* Drop one reference of r (and r's reference of the pool). */
+static void mproc__job_unref(mproc_async_result *r) {
+  mproc_pool *p = r->pool;
+  if (--r->refs > 0)
+    return;
+  mproc__job_destroy(r);
+  /* Only the handler thread gets here, and the user's reference of the
+   * pool outlives it (mproc_pool_free joins the thread first). */
+  p->refs--;
+}
+
+static const unsigned char *mproc__job_copy(mproc_async_result *r,
+                                            const unsigned char *d, size_t n) {
+  mproc__blk *b = r->blocks;
+  unsigned char *dst;
+  if (n == 0)
+    return NULL;
+  if (!b || b->cap - b->used < n) {
+    size_t cap = n > 65536 ? n : 65536;
+    b = (mproc__blk *)malloc(sizeof(mproc__blk) + cap);
+    if (!b)
+      return NULL;
+    b->cap = cap;
+    b->used = 0;
+    b->next = r->blocks;
+    r->blocks = b;
+  }
+  dst = b->data + b->used;
+  memcpy(dst, d, n);
+  b->used += n;
+  return dst;
+}
+
+static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
+                             int status, const unsigned char *d, size_t n) {
+  mproc__item *it = &r->items[i];
+  if (it->len1)
+    return;
+  it->len1 = 1;
+  it->status = status;
+  if (status == 0 && n) {
+    it->data = mproc__job_copy(r, d, n);
+    if (!it->data)
+      it->status = MPROC_ENOMEM;
+    else
+      it->len1 = (uint32_t)n + 1;
+  }
+  if (it->status != 0)
+    r->any_fail = 1;
+  if (r->order)
+    r->order[r->ndone] = i;
+  r->ndone++;
+  if (r->ndone == r->n) {
+    r->ready = 1;
+    free(r->payload);
+    r->payload = NULL;
+    r->src = NULL; /* a blocking map's caller may free its inputs now */
+    /* The pool's reference goes after the callbacks ran. */
+    r->cb_next = p->cb_head;
+    p->cb_head = r;
+  }
+}
+
+static void mproc__chunk_fail(mproc_pool *p, mproc__chunk *c, int code) {
+  size_t k;
+  for (k = 0; k < c->count; k++)
+    mproc__item_done(p, c->job, c->first + k, code, NULL, 0);
+}
+
+/* Fail every queued and in-flight chunk. */
+static void mproc__fail_all(mproc_pool *p, int code) {
+  mproc__chunk *c;
+  int i;
+  while ((c = p->qhead) != NULL) {
+    p->qhead = c->next;
+    mproc__chunk_fail(p, c, code);
+  }
+  p->qtail = NULL;
+  p->qlen = 0;
+  for (i = 0; i < p->n; i++) {
+    mproc__worker *w = &p->w[i];
+    while ((c = w->head) != NULL) {
+      w->head = c->next;
+      mproc__chunk_fail(p, c, code);
+    }
+    w->tail = NULL;
+    w->inflight = 0;
+    w->msgs = 0;
+  }
+}
+
+/* Callbacks run without the lock; then the pool's references go. */
+static void mproc__run_callbacks(mproc_pool *p) {
+  while (p->cb_head) {
+    mproc_async_result *r = p->cb_head, *next;
+    p->cb_head = NULL;
+    mproc__cond_broadcast(&p->cond);
+    mproc__mutex_unlock(&p->mu);
+    for (next = r; next; next = next->cb_next) {
+      mproc_async_callback f =
+          next->any_fail ? next->cb.error_callback : next->cb.callback;
+      if (f)
+        f(next, next->cb.ctx);
+    }
+    mproc__mutex_lock(&p->mu);
+    while (r) {
+      next = r->cb_next;
+      mproc__job_unref(r);
+      r = next;
+    }
+  }
+}
+
+/* ---- workers (handler side, lock held) ----------------------------------------- */
+
+/* Copy the initializer's arguments (values; handles and objects by
+ * reference) and add the worker's own. */
+static int mproc__copy_args(const mproc_args *src, mproc_args *dst) {
+  size_t i;
+  int rc = MPROC_OK;
+  for (i = 0; src && rc == MPROC_OK && i < src->npos + src->nkw; i++) {
+    const mproc__arg *a = i < src->npos ? &src->pos[i] : &src->kw[i - src->npos];
+    switch (a->type) {
+    case MPROC_ARG_INT:
+      rc = mproc_args_add_int(dst, a->key, a->v.i);
+      break;
+    case MPROC_ARG_DOUBLE:
+      rc = mproc_args_add_double(dst, a->key, a->v.d);
+      break;
+    case MPROC_ARG_STR:
+      rc = mproc_args_add_str(dst, a->key, (const char *)a->v.b.data);
+      break;
+    case MPROC_ARG_BYTES:
+      rc = mproc_args_add_bytes(dst, a->key, a->v.b.data, a->v.b.len);
+      break;
+    case MPROC_ARG_HANDLE:
+      rc = mproc_args_add_handle(dst, a->key, a->v.h.value);
+      break;
+    case MPROC_ARG_OBJECT:
+      rc = a->v.o.orig ? mproc_args_add_object(dst, a->key, a->v.o.orig)
+                       : MPROC_EINVAL;
+      break;
+    default:
+      rc = MPROC_EINVAL;
+    }
+  }
+  return rc;
+}
+
+static int mproc__worker_start(mproc_pool *p, int i) {
+  mproc__worker *w = &p->w[i];
+  mproc_conn *mine = NULL, *theirs = NULL;
+  mproc_args *args = NULL;
+  mproc_process_options o;
+  char name[64];
+  int rc;
+  memset(w, 0, sizeof *w);
+  mproc__store64(&p->prog[i], 0);
+  rc = mproc_pipe(&mine, &theirs, 1);
+  if (rc == MPROC_OK)
+    rc = mproc_args_create(&args);
+  if (rc == MPROC_OK)
+    rc = mproc__copy_args(p->initargs, args);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_int(args, "mproc.pool.slot", i);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_int(args, "mproc.pool.maxtasks", (int64_t)p->maxtasks);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_str(args, "mproc.pool.init", p->init ? p->init : "");
+  memset(&o, 0, sizeof o);
+  snprintf(name, sizeof name, "PoolWorker-%lu", ++p->spawned);
+  o.name = name;
+  o.daemon = MPROC_DAEMON_YES;
+  o.start_method = p->method;
+  if (rc == MPROC_OK)
+    rc = mproc_process_create(&w->proc, MPROC_POOL_WORKER_ENTRY, args, &o);
+  if (rc == MPROC_OK)
+    rc = mproc_process_start(w->proc);
+  mproc_args_free(args);
+  /* Our copy of the worker's end goes now, so only the worker holds it. */
+  mproc_conn_free(theirs);
+  if (rc < 0) {
+    mproc_conn_free(mine);
+    w->proc = mproc_process_free(w->proc);
+    return rc;
+  }
+  w->conn = mine;
+  w->alive = 1;
+  return MPROC_OK;
+}
+
+static void mproc__worker_reap(mproc__worker *w, double timeout) {
+  if (mproc_process_join(w->proc, timeout) == MPROC_ETIMEDOUT) {
+    (void)mproc_process_kill(w->proc);
+    (void)mproc_process_join(w->proc, MPROC_FOREVER);
+  }
+  w->proc = mproc_process_free(w->proc);
+  w->conn = mproc_conn_free(w->conn);
+  w->alive = w->ready = w->eof = 0;
+}
+
+static void mproc__queue_front(mproc_pool *p, mproc__chunk *first,
+                               mproc__chunk *last, size_t k) {
+  if (!first)
+    return;
+  last->next = p->qhead;
+  p->qhead = first;
+  if (!p->qtail)
+    p->qtail = last;
+  p->qlen += k;
+}
+
+/* A worker died: settle what it held, free it. */
+static void mproc__worker_died(mproc_pool *p, int i) {
+  mproc__worker *w = &p->w[i];
+  uint64_t running = mproc__load64(&p->prog[i]);
+  mproc__chunk *c, *found = NULL;
+  for (c = w->head; c; c = c->next)
+    if (c->id == running)
+      found = c;
+  /* Everything up to the running chunk is lost with the worker; the rest
+   * never started. */
+  if (found) {
+    while ((c = w->head) != found) {
+      w->head = c->next;
+      mproc__chunk_fail(p, c, MPROC_EWORKER);
+    }
+    w->head = found->next;
+    mproc__chunk_fail(p, found, MPROC_EWORKER);
+  }
+  if (w->head) {
+    size_t k = 0;
+    mproc__chunk *last = NULL;
+    for (c = w->head; c; c = c->next) {
+      k++;
+      last = c;
+    }
+    mproc__queue_front(p, w->head, last, k);
+  }
+  w->head = w->tail = NULL;
+  w->inflight = 0;
+  w->msgs = 0;
+  if (!w->ready) {
+    if (++p->start_fails >= MPROC__POOL_START_FAILS && !p->broken)
+      p->broken = MPROC_ESPAWN;
+  }
+  mproc__worker_reap(w, 5);
+}
+
+/* Handle one message from worker i.  Negative: damaged. */
+static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
+                             size_t n) {
+  mproc__worker *w = &p->w[i];
+  size_t pos = 4;
+  uint32_t kind;
+  if (n < 4)
+    return MPROC_EINVAL;
+  kind = mproc__get32(m);
+  if (kind == MPROC__PM_READY) {
+    if (!w->ready) {
+      w->ready = 1;
+      p->start_fails = 0;
+    }
+    return MPROC_OK;
+  }
+  if (kind != MPROC__PM_RESULTS)
+    return MPROC_EINVAL;
+  while (pos < n) {
+    mproc__chunk *c = w->head;
+    uint32_t nitems, k;
+    if (n - pos < 12 || !c || mproc__get64(m + pos) != c->id)
+      return MPROC_EINVAL;
+    nitems = mproc__get32(m + pos + 8);
+    pos += 12;
+    if (nitems != c->count)
+      return MPROC_EINVAL;
+    for (k = 0; k < nitems; k++) {
+      int status;
+      uint32_t len;
+      if (n - pos < 8)
+        return MPROC_EINVAL;
+      status = (int)mproc__get32(m + pos);
+      len = mproc__get32(m + pos + 4);
+      pos += 8;
+      if (n - pos < len)
+        return MPROC_EINVAL;
+      mproc__item_done(p, c->job, c->first + k, status, m + pos, len);
+      pos += len;
+    }
+    w->head = c->next;
+    if (!w->head)
+      w->tail = NULL;
+    w->inflight--;
+    if (c->last)
+      w->msgs--;
+  }
+  return MPROC_OK;
+}
+
+/* Read every message worker i has ready. */
+static void mproc__drain(mproc_pool *p, int i) {
+  mproc__worker *w = &p->w[i];
+  for (;;) {
+    size_t len = 0;
+    int rc;
+    if (w->eof)
+      return;
+    rc = mproc__recv_grow(w->conn, &p->rbuf, &p->rcap, &len, 0);
+    if (rc == MPROC_ETIMEDOUT)
+      return;
+    if (rc < 0) {
+      w->eof = 1; /* end-of-file: the process sentinel follows */
+      return;
+    }
+    if (mproc__handle_msg(p, i, p->rbuf, len) < 0) {
+      /* A damaged stream cannot be trusted again: end the worker, the
+       * sentinel then settles its chunks. */
+      (void)mproc_process_kill(w->proc);
+      w->eof = 1;
+      return;
+    }
+  }
+}
+
+/* Feed queued chunks to ready workers (see the note at the top on why this
+ * cannot block for long). */
+static void mproc__schedule(mproc_pool *p) {
+  size_t alive = 0, total = p->qlen, share;
+  int i;
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].alive && p->w[i].ready && !p->w[i].eof) {
+      alive++;
+      total += p->w[i].inflight;
+    }
+  if (!alive || !p->qhead)
+    return;
+  share = (total + alive - 1) / alive;
+  if (share > MPROC__POOL_MAX_INFLIGHT)
+    share = MPROC__POOL_MAX_INFLIGHT;
+  for (i = 0; i < p->n && p->qhead; i++) {
+    mproc__worker *w = &p->w[i];
+    if (!w->alive || !w->ready || w->eof)
+      continue;
+    while (p->qhead && w->msgs < 2 && w->inflight < share) {
+      size_t limit = share - w->inflight, k = 0, len = 4;
+      mproc__chunk *c, *first = p->qhead, *last = NULL;
+      int rc;
+      if (limit > MPROC__POOL_MSG_CHUNKS)
+        limit = MPROC__POOL_MSG_CHUNKS;
+      if (p->maxtasks) {
+        if (w->sent >= p->maxtasks)
+          break;
+        if (limit > p->maxtasks - w->sent)
+          limit = p->maxtasks - w->sent;
+      }
+      for (c = p->qhead; c && k < limit; c = c->next) {
+        size_t need = 16 + strlen(c->job->task) + c->len;
+        if (k > 0 && len + need > MPROC__POOL_MSG_SOFT)
+          break;
+        if (w->msgs > 0 && len + need > MPROC__POOL_SECOND_MAX)
+          break;
+        if (mproc__grow(&p->sbuf, &p->scap, len + need) < 0)
+          break;
+        mproc__put64(p->sbuf + len, c->id);
+        mproc__put32(p->sbuf + len + 8, (uint32_t)strlen(c->job->task));
+        len += 12;
+        memcpy(p->sbuf + len, c->job->task, strlen(c->job->task));
+        len += strlen(c->job->task);
+        mproc__put32(p->sbuf + len, (uint32_t)c->count);
+        len += 4;
+        if (c->job->src) {
+          size_t j;
+          for (j = c->first; j < c->first + c->count; j++) {
+            const mproc_bytes *b = &c->job->src[j];
+            mproc__put32(p->sbuf + len, (uint32_t)b->len);
+            if (b->len)
+              memcpy(p->sbuf + len + 4, b->data, b->len);
+            len += 4 + b->len;
+          }
+        } else {
+          memcpy(p->sbuf + len, c->job->payload + c->off, c->len);
+          len += c->len;
+        }
+        k++;
+        last = c;
+      }
+      if (!k)
+        break;
+      mproc__put32(p->sbuf, MPROC__PM_TASKS);
+      rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
+      if (rc < 0) {
+        w->eof = 1; /* gone: its sentinel settles it */
+        break;
+      }
+      p->qhead = last->next;
+      if (!p->qhead)
+        p->qtail = NULL;
+      p->qlen -= k;
+      for (c = first;; c = c->next) {
+        c->last = c == last;
+        if (c == last)
+          break;
+      }
+      last->next = NULL;
+      if (w->tail)
+        w->tail->next = first;
+      else
+        w->head = first;
+      w->tail = last;
+      w->inflight += k;
+      w->sent += k;
+      w->msgs++;
+    }
+  }
+}
+
+static int mproc__busy(mproc_pool *p) {
+  int i;
+  if (p->qhead)
+    return 1;
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].head)
+      return 1;
+  return 0;
+}
+
+static void mproc__handler(void *arg) {
+  mproc_pool *p = (mproc_pool *)arg;
+  mproc_waitable *items;
+  int *who;
+  int i;
+  items = (mproc_waitable *)calloc((size_t)p->n * 2 + 1, sizeof(*items));
+  who = (int *)calloc((size_t)p->n * 2 + 1, sizeof(*who));
+  mproc__mutex_lock(&p->mu);
+  if (!items || !who) {
+    p->broken = MPROC_ENOMEM;
+    p->state = MPROC__POOL_TERMINATE;
+  }
+  for (;;) {
+    size_t nw = 0, k;
+    int rc, workers = 0;
+    if (p->state == MPROC__POOL_TERMINATE)
+      break;
+    /* Keep the pool at full strength while there is or may be work. */
+    for (i = 0; i < p->n && !p->broken; i++) {
+      if (p->w[i].alive)
+        continue;
+      if (p->state != MPROC__POOL_RUN && !mproc__busy(p))
+        continue;
+      rc = mproc__worker_start(p, i);
+      if (rc < 0)
+        p->broken = rc == MPROC_EDAEMON ? rc : MPROC_ESPAWN;
+    }
+    if (p->broken) {
+      mproc__fail_all(p, p->broken);
+      mproc__cond_broadcast(&p->cond);
+    }
+    if (!p->initial_ready) {
+      int all = 1;
+      for (i = 0; i < p->n; i++)
+        all = all && p->w[i].alive && p->w[i].ready;
+      if (all || p->broken) {
+        p->initial_ready = 1;
+        mproc__cond_broadcast(&p->cond);
+      }
+    }
+    mproc__schedule(p);
+    mproc__run_callbacks(p);
+    if (p->state == MPROC__POOL_TERMINATE)
+      break;
+    if (p->state == MPROC__POOL_CLOSED && !mproc__busy(p))
+      break;
+    items[nw].kind = MPROC_WAIT_CONN;
+    items[nw].object = p->wake_r;
+    who[nw++] = -1;
+    for (i = 0; i < p->n; i++) {
+      if (!p->w[i].alive)
+        continue;
+      workers++;
+      if (!p->w[i].eof) {
+        items[nw].kind = MPROC_WAIT_CONN;
+        items[nw].object = p->w[i].conn;
+        who[nw++] = i;
+      }
+      items[nw].kind = MPROC_WAIT_PROCESS;
+      items[nw].object = p->w[i].proc;
+      who[nw++] = i;
+    }
+    mproc__mutex_unlock(&p->mu);
+    rc = mproc_wait(items, nw, workers ? MPROC_FOREVER : 0.05);
+    mproc__mutex_lock(&p->mu);
+    if (rc < 0)
+      continue;
+    for (k = 0; k < nw; k++) {
+      if (!items[k].ready)
+        continue;
+      if (who[k] < 0) {
+        size_t len;
+        unsigned char b[16];
+        while (mproc_conn_recv_bytes(p->wake_r, b, sizeof b, &len, 0) == 0)
+          ;
+        p->wake_pending = 0;
+      } else if (items[k].kind == MPROC_WAIT_CONN) {
+        mproc__drain(p, who[k]);
+      } else if (p->w[who[k]].alive) {
+        /* Results it sent before it died come first. */
+        mproc__drain(p, who[k]);
+        mproc__worker_died(p, who[k]);
+      }
+    }
+    mproc__cond_broadcast(&p->cond);
+  }
+  /* Shut down.  Closed: each worker is told to stop and exits on its own.
+   * Terminated: workers are stopped now and what they held fails. */
+  if (p->state == MPROC__POOL_TERMINATE) {
+    for (i = 0; i < p->n; i++)
+      if (p->w[i].alive)
+        (void)mproc_process_terminate(p->w[i].proc);
+    mproc__fail_all(p, MPROC_ECLOSED);
+  } else {
+    unsigned char stop[4];
+    mproc__put32(stop, MPROC__PM_STOP);
+    for (i = 0; i < p->n; i++)
+      if (p->w[i].alive && !p->w[i].eof)
+        (void)mproc_conn_send_bytes(p->w[i].conn, stop, 4);
+  }
+  mproc__mutex_unlock(&p->mu);
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].alive)
+      mproc__worker_reap(&p->w[i], 10);
+  mproc__mutex_lock(&p->mu);
+  mproc__run_callbacks(p);
+  p->initial_ready = 1;
+  p->done = 1;
+  mproc__cond_broadcast(&p->cond);
+  mproc__mutex_unlock(&p->mu);
+  free(items);
+  free(who);
+}
+
+/* ---- the pool ------------------------------------------------------------------ */
+
+static void mproc__wake(mproc_pool *p) {
+  if (!p->wake_pending) {
+    p->wake_pending = 1;
+    (void)mproc_conn_send_bytes(p->wake_w, "w", 1);
+  }
+}
+
+static void mproc__pool_destroy(mproc_pool *p) {
+  mproc__cond_destroy(&p->cond);
+  mproc_conn_free(p->wake_r);
+  mproc_conn_free(p->wake_w);
+  mproc_array_free(p->progress);
+  mproc_args_free(p->initargs);
+  free(p->init);
+  free(p->w);
+  free(p->rbuf);
+  free(p->sbuf);
+  free(p);
+}
+
+static void mproc__pools_atexit(void) {
+  mproc_pool *p;
+  /* Pools still running at exit are terminated before mproc's own exit
+   * handler joins the children: otherwise the handler thread could start a
+   * replacement for a worker that handler just terminated. */
+  for (;;) {
+    mproc__mutex_lock(&g_pools_mu);
+    for (p = g_pools; p && p->creator != mproc__plat_getpid(); p = p->all_next)
+      ;
+    if (p)
+      p->refs++;
+    mproc__mutex_unlock(&g_pools_mu);
+    if (!p)
+      break;
+    (void)mproc_pool_terminate(p);
+    (void)mproc_pool_join(p, MPROC_FOREVER);
+    mproc__mutex_lock(&g_pools_mu);
+    {
+      mproc_pool **pp;
+      for (pp = &g_pools; *pp; pp = &(*pp)->all_next)
+        if (*pp == p) {
+          *pp = p->all_next;
+          break;
+        }
+    }
+    mproc__mutex_unlock(&g_pools_mu);
+    mproc__mutex_lock(&p->mu);
+    if (--p->refs == 0) {
+      mproc__mutex_unlock(&p->mu);
+      mproc__pool_destroy(p);
+    } else {
+      mproc__mutex_unlock(&p->mu);
+    }
+  }
+}
+
+static void mproc__pools_unlink(mproc_pool *p) {
+  mproc_pool **pp;
+  mproc__mutex_lock(&g_pools_mu);
+  for (pp = &g_pools; *pp; pp = &(*pp)->all_next)
+    if (*pp == p) {
+      *pp = p->all_next;
+      break;
+    }
+  mproc__mutex_unlock(&g_pools_mu);
+}
+
+int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
+  mproc_pool *p;
+  mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
+  int rc, n;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  n = opts ? opts->processes : 0;
+  if (n < 0)
+    return MPROC_EINVAL;
+  if (n == 0)
+    n = mproc_cpu_count();
+  if (!mproc_current_process())
+    return MPROC_ENOINIT;
+  if (mproc_process_daemon(mproc_current_process()) == 1)
+    return MPROC_EDAEMON;
+  if (opts && opts->start_method != MPROC_START_DEFAULT &&
+      opts->start_method != MPROC_START_FORK &&
+      opts->start_method != MPROC_START_SPAWN)
+    return MPROC_EINVAL;
+  if (opts && opts->start_method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+    return MPROC_ENOTSUP;
+  if (opts && opts->initializer &&
+      (!mproc__entry_find(opts->initializer) ||
+       strcmp(opts->initializer, MPROC_POOL_WORKER_ENTRY) == 0))
+    return MPROC_ENOENTRY;
+  p = (mproc_pool *)calloc(1, sizeof(*p));
+  if (!p)
+    return MPROC_ENOMEM;
+  p->mu = init;
+  p->refs = 1;
+  p->n = n;
+  p->next_id = 1;
+  p->creator = mproc__plat_getpid();
+  p->maxtasks = opts ? opts->maxtasksperchild : 0;
+  p->method = opts ? opts->start_method : MPROC_START_DEFAULT;
+  rc = mproc__cond_init(&p->cond);
+  if (rc < 0) {
+    free(p);
+    return rc;
+  }
+  rc = MPROC_ENOMEM;
+  p->w = (mproc__worker *)calloc((size_t)n, sizeof(*p->w));
+  if (!p->w)
+    goto fail;
+  if (opts && opts->initializer) {
+    p->init = mproc__pool_strdup(opts->initializer);
+    if (!p->init)
+      goto fail;
+  }
+  if (opts && opts->initargs) {
+    rc = mproc_args_create(&p->initargs);
+    if (rc == MPROC_OK)
+      rc = mproc__copy_args(opts->initargs, p->initargs);
+    if (rc < 0)
+      goto fail;
+  }
+  rc = mproc_array_create(&p->progress, MPROC_UINT64, (size_t)n, 0);
+  if (rc < 0)
+    goto fail;
+  p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
+  rc = mproc_pipe(&p->wake_r, &p->wake_w, 0);
+  if (rc < 0)
+    goto fail;
+  rc = mproc__thread_start(&p->thread, mproc__handler, p);
+  if (rc < 0)
+    goto fail;
+  mproc__mutex_lock(&p->mu);
+  while (!p->initial_ready)
+    (void)mproc__cond_wait(&p->cond, &p->mu, -1);
+  rc = p->broken;
+  mproc__mutex_unlock(&p->mu);
+  if (rc < 0) {
+    (void)mproc_pool_terminate(p);
+    mproc__thread_join(p->thread);
+    mproc__pool_destroy(p);
+    return rc;
+  }
+  mproc__mutex_lock(&g_pools_mu);
+  p->all_next = g_pools;
+  g_pools = p;
+  if (!g_atexit_set) {
+    g_atexit_set = 1;
+    atexit(mproc__pools_atexit);
+  }
+  mproc__mutex_unlock(&g_pools_mu);
+  *out = p;
+  return MPROC_OK;
+fail:
+  mproc__pool_destroy(p);
+  return rc;
+}
+
+int mproc_pool_processes(const mproc_pool *pool) {
+  return pool ? pool->n : MPROC_EINVAL;
+}
+
+enum { MPROC__SUB_UNORDERED = 1, MPROC__SUB_BORROW = 2 };
+
+/* Build a job of n inputs in chunks of cs and queue it.  With BORROW the
+ * inputs are not copied: only for callers that wait until the job is ready
+ * (every chunk is encoded, and re-encoded after a worker death, from them). */
+static int mproc__submit(mproc_pool *p, const char *task,
+                         const mproc_bytes *in, size_t n, size_t cs,
+                         const mproc_async_options *o, int flags,
+                         mproc_async_result **out) {
+  int unordered = (flags & MPROC__SUB_UNORDERED) != 0;
+  int borrow = (flags & MPROC__SUB_BORROW) != 0;
+  mproc_async_result *r;
+  size_t i, c, total = 0;
+  int rc;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!p || !task || (n && !in))
+    return MPROC_EINVAL;
+  if (!mproc__entry_find(task) || strcmp(task, MPROC_POOL_WORKER_ENTRY) == 0)
+    return MPROC_ENOENTRY;
+  if (strlen(task) > 4096)
+    return MPROC_EINVAL;
+  for (i = 0; i < n; i++) {
+    if (in[i].len && !in[i].data)
+      return MPROC_EINVAL;
+    if (in[i].len > MPROC__POOL_CHUNK_MAX)
+      return MPROC_E2BIG;
+    total += 4 + in[i].len;
+  }
+  if (cs == 0)
+    cs = 1;
+  r = (mproc_async_result *)calloc(1, sizeof(*r));
+  if (!r)
+    return MPROC_ENOMEM;
+  r->pool = p;
+  r->n = n;
+  r->task = mproc__pool_strdup(task);
+  r->items = (mproc__item *)calloc(n ? n : 1, sizeof(*r->items));
+  if (unordered)
+    r->order = (size_t *)malloc((n ? n : 1) * sizeof(*r->order));
+  r->nchunks = n ? (n + cs - 1) / cs : 0;
+  r->chunks = (mproc__chunk *)calloc(r->nchunks ? r->nchunks : 1,
+                                     sizeof(*r->chunks));
+  if (borrow)
+    r->src = in;
+  else
+    r->payload = (unsigned char *)malloc(total ? total : 1);
+  if (o)
+    r->cb = *o;
+  if (!r->task || !r->items || (unordered && !r->order) || !r->chunks ||
+      (!borrow && !r->payload)) {
+    mproc__job_destroy(r);
+    return MPROC_ENOMEM;
+  }
+  total = 0;
+  for (c = 0; c < r->nchunks; c++) {
+    mproc__chunk *ch = &r->chunks[c];
+    ch->job = r;
+    ch->first = c * cs;
+    ch->count = n - ch->first < cs ? n - ch->first : cs;
+    ch->off = total;
+    for (i = ch->first; i < ch->first + ch->count; i++) {
+      if (!borrow) {
+        mproc__put32(r->payload + total, (uint32_t)in[i].len);
+        if (in[i].len)
+          memcpy(r->payload + total + 4, in[i].data, in[i].len);
+      }
+      total += 4 + in[i].len;
+    }
+    ch->len = total - ch->off;
+    if (ch->len > MPROC__POOL_CHUNK_MAX) {
+      mproc__job_destroy(r);
+      return MPROC_E2BIG;
+    }
+  }
+  mproc__mutex_lock(&p->mu);
+  rc = p->state != MPROC__POOL_RUN ? MPROC_ECLOSED : p->broken;
+  if (rc < 0) {
+    mproc__mutex_unlock(&p->mu);
+    mproc__job_destroy(r);
+    return rc;
+  }
+  p->refs++;
+  r->refs = 2; /* the caller's and the pool's (until ready) */
+  for (c = 0; c < r->nchunks; c++) {
+    mproc__chunk *ch = &r->chunks[c];
+    ch->id = p->next_id++;
+    if (p->qtail)
+      p->qtail->next = ch;
+    else
+      p->qhead = ch;
+    p->qtail = ch;
+  }
+  p->qlen += r->nchunks;
+  if (n == 0) {
+    r->ready = 1;
+    r->cb_next = p->cb_head; /* callbacks run on the handler thread */
+    p->cb_head = r;
+  }
+  mproc__wake(p);
+  mproc__mutex_unlock(&p->mu);
+  *out = r;
+  return MPROC_OK;
+}
+
+int mproc_pool_apply_async(mproc_pool *pool, const char *task, const void *in,
+                           size_t in_len, const mproc_async_options *opts,
+                           mproc_async_result **out) {
+  mproc_bytes b;
+  b.data = in;
+  b.len = in_len;
+  if (in_len && !in)
+    return MPROC_EINVAL;
+  return mproc__submit(pool, task, &b, 1, 1, opts, 0, out);
+}
+
+int mproc_pool_apply(mproc_pool *pool, const char *task, const void *in,
+                     size_t in_len, void *out, size_t cap, size_t *out_len) {
+  mproc_async_result *r = NULL;
+  int rc;
+  if (cap && !out)
+    return MPROC_EINVAL;
+  rc = mproc_pool_apply_async(pool, task, in, in_len, NULL, &r);
+  if (rc < 0)
+    return rc;
+  rc = mproc_async_result_get(r, out, cap, out_len, MPROC_FOREVER);
+  mproc_async_result_free(r);
+  return rc;
+}
+
+static size_t mproc__default_chunk(const mproc_pool *p, size_t n) {
+  size_t d = (size_t)p->n * 4;
+  return n / d + (n % d ? 1 : 0);
+}
+
+int mproc_pool_map_async(mproc_pool *pool, const char *task,
+                         const mproc_bytes *inputs, size_t n, size_t chunksize,
+                         const mproc_async_options *opts,
+                         mproc_async_result **out) {
+  if (pool && chunksize == 0)
+    chunksize = mproc__default_chunk(pool, n);
+  return mproc__submit(pool, task, inputs, n, chunksize, opts, 0, out);
+}
+
+int mproc_pool_map(mproc_pool *pool, const char *task,
+                   const mproc_bytes *inputs, size_t n, size_t chunksize,
+                   mproc_async_result **out) {
+  size_t i;
+  int rc;
+  if (pool && chunksize == 0)
+    chunksize = mproc__default_chunk(pool, n);
+  /* We wait for the result below, so the inputs outlive the job: no copy. */
+  rc = mproc__submit(pool, task, inputs, n, chunksize, NULL,
+                     MPROC__SUB_BORROW, out);
+  if (rc < 0)
+    return rc;
+  (void)mproc_async_result_wait(*out, MPROC_FOREVER);
+  for (i = 0; i < n; i++)
+    if ((*out)->items[i].status != 0)
+      return (*out)->items[i].status;
+  return MPROC_OK;
+}
+
+static int mproc__imap(mproc_pool *pool, const char *task,
+                       const mproc_bytes *inputs, size_t n, size_t chunksize,
+                       int unordered, mproc_imap **out) {
+  mproc_imap *it;
+  int rc;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  it = (mproc_imap *)calloc(1, sizeof(*it));
+  if (!it)
+    return MPROC_ENOMEM;
+  rc = mproc__submit(pool, task, inputs, n, chunksize ? chunksize : 1, NULL,
+                     unordered ? MPROC__SUB_UNORDERED : 0, &it->r);
+  if (rc < 0) {
+    free(it);
+    return rc;
+  }
+  it->unordered = unordered;
+  *out = it;
+  return MPROC_OK;
+}
+
+int mproc_pool_imap(mproc_pool *pool, const char *task,
+                    const mproc_bytes *inputs, size_t n, size_t chunksize,
+                    mproc_imap **out) {
+  return mproc__imap(pool, task, inputs, n, chunksize, 0, out);
+}
+
+int mproc_pool_imap_unordered(mproc_pool *pool, const char *task,
+                              const mproc_bytes *inputs, size_t n,
+                              size_t chunksize, mproc_imap **out) {
+  return mproc__imap(pool, task, inputs, n, chunksize, 1, out);
+}
+
+int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
+                    size_t *index, double timeout) {
+  mproc_async_result *r;
+  mproc_pool *p;
+  double deadline;
+  size_t i;
+  int rc;
+  if (!it || timeout != timeout)
+    return MPROC_EINVAL;
+  r = it->r;
+  p = r->pool;
+  if (it->cursor >= r->n)
+    return MPROC_EEOF;
+  deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
+  mproc__mutex_lock(&p->mu);
+  for (;;) {
+    if (it->unordered ? r->ndone > it->cursor : r->items[it->cursor].len1 != 0)
+      break;
+    if (mproc__cond_wait(&p->cond, &p->mu, deadline) == MPROC_ETIMEDOUT &&
+        !(it->unordered ? r->ndone > it->cursor
+                        : r->items[it->cursor].len1 != 0)) {
+      mproc__mutex_unlock(&p->mu);
+      return MPROC_ETIMEDOUT;
+    }
+  }
+  i = it->unordered ? r->order[it->cursor] : it->cursor;
+  it->cursor++;
+  rc = r->items[i].status;
+  if (data)
+    *data = r->items[i].data;
+  if (len)
+    *len = r->items[i].len1 - 1;
+  if (index)
+    *index = i;
+  mproc__mutex_unlock(&p->mu);
+  return rc;
+}
+
+mproc_imap *mproc_imap_free(mproc_imap *it) {
+  if (it) {
+    mproc_async_result_free(it->r);
+    free(it);
+  }
+  return NULL;
+}
+
+int mproc_pool_close(mproc_pool *pool) {
+  if (!pool)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&pool->mu);
+  if (pool->state == MPROC__POOL_RUN)
+    pool->state = MPROC__POOL_CLOSED;
+  mproc__wake(pool);
+  mproc__mutex_unlock(&pool->mu);
+  return MPROC_OK;
+}
+
+int mproc_pool_terminate(mproc_pool *pool) {
+  if (!pool)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&pool->mu);
+  if (!pool->done)
+    pool->state = MPROC__POOL_TERMINATE;
+  mproc__wake(pool);
+  mproc__mutex_unlock(&pool->mu);
+  return MPROC_OK;
+}
+
+int mproc_pool_join(mproc_pool *pool, double timeout) {
+  double deadline;
+  mproc__thread *t = NULL;
+  int rc = MPROC_OK;
+  if (!pool || timeout != timeout)
+    return MPROC_EINVAL;
+  deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
+  mproc__mutex_lock(&pool->mu);
+  if (pool->state == MPROC__POOL_RUN) {
+    mproc__mutex_unlock(&pool->mu);
+    return MPROC_ESTATE;
+  }
+  while (!pool->done && rc == MPROC_OK)
+    rc = mproc__cond_wait(&pool->cond, &pool->mu, deadline);
+  if (pool->done) {
+    rc = MPROC_OK;
+    t = pool->thread;
+    pool->thread = NULL;
+  }
+  mproc__mutex_unlock(&pool->mu);
+  mproc__thread_join(t);
+  return rc;
+}
+
+mproc_pool *mproc_pool_free(mproc_pool *pool) {
+  int last;
+  if (!pool)
+    return NULL;
+  (void)mproc_pool_terminate(pool);
+  (void)mproc_pool_join(pool, MPROC_FOREVER);
+  mproc__pools_unlink(pool);
+  mproc__mutex_lock(&pool->mu);
+  last = --pool->refs == 0;
+  mproc__mutex_unlock(&pool->mu);
+  if (last)
+    mproc__pool_destroy(pool);
+  return NULL;
+}
+
+/* ---- async results --------------------------------------------------------- */
+
+int mproc_async_result_wait(mproc_async_result *r, double timeout) {
+  double deadline;
+  mproc_pool *p;
+  int rc = MPROC_OK;
+  if (!r || timeout != timeout)
+    return MPROC_EINVAL;
+  p = r->pool;
+  deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
+  mproc__mutex_lock(&p->mu);
+  while (!r->ready) {
+    if (mproc__cond_wait(&p->cond, &p->mu, deadline) == MPROC_ETIMEDOUT &&
+        !r->ready) {
+      rc = MPROC_ETIMEDOUT;
+      break;
+    }
+  }
+  mproc__mutex_unlock(&p->mu);
+  return rc;
+}
+
+int mproc_async_result_ready(mproc_async_result *r) {
+  int v;
+  if (!r)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&r->pool->mu);
+  v = r->ready;
+  mproc__mutex_unlock(&r->pool->mu);
+  return v;
+}
+
+int mproc_async_result_successful(mproc_async_result *r) {
+  int v;
+  if (!r)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&r->pool->mu);
+  v = !r->ready ? MPROC_ESTATE : !r->any_fail;
+  mproc__mutex_unlock(&r->pool->mu);
+  return v;
+}
+
+int mproc_async_result_get(mproc_async_result *r, void *buf, size_t cap,
+                           size_t *len, double timeout) {
+  size_t i;
+  int rc;
+  if (!r || (cap && !buf))
+    return MPROC_EINVAL;
+  rc = mproc_async_result_wait(r, timeout);
+  if (rc < 0)
+    return rc;
+  for (i = 0; i < r->n; i++)
+    if (r->items[i].status != 0)
+      return r->items[i].status;
+  if (r->n == 0) {
+    if (len)
+      *len = 0;
+    return MPROC_OK;
+  }
+  if (len)
+    *len = r->items[0].len1 - 1;
+  if (r->items[0].len1 - 1 > cap)
+    return MPROC_ERANGE;
+  if (r->items[0].len1 > 1)
+    memcpy(buf, r->items[0].data, r->items[0].len1 - 1);
+  return MPROC_OK;
+}
+
+size_t mproc_async_result_count(const mproc_async_result *r) {
+  return r ? r->n : 0;
+}
+
+int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
+                            size_t *len) {
+  int rc;
+  if (!r)
+    return MPROC_EINVAL;
+  if (i >= r->n)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&r->pool->mu);
+  rc = r->ready ? r->items[i].status : MPROC_ESTATE;
+  if (r->ready) {
+    if (data)
+      *data = r->items[i].data;
+    if (len)
+      *len = r->items[i].len1 - 1;
+  }
+  mproc__mutex_unlock(&r->pool->mu);
+  return rc;
+}
+
+mproc_async_result *mproc_async_result_free(mproc_async_result *r) {
+  mproc_pool *p;
+  int last_pool = 0;
+  if (!r)
+    return NULL;
+  p = r->pool;
+  mproc__mutex_lock(&p->mu);
+  if (--r->refs == 0) {
+    mproc__job_destroy(r);
+    last_pool = --p->refs == 0;
+  }
+  mproc__mutex_unlock(&p->mu);
+  if (last_pool)
+    mproc__pool_destroy(p);
+  return NULL;
+}

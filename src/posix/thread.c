@@ -1,0 +1,97 @@
+/* Threads and condition variables for the pool (src/thread.h) on pthreads. */
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "thread.h"
+
+struct mproc__thread {
+  pthread_t tid;
+  void (*fn)(void *);
+  void *arg;
+};
+
+static void *mproc__thread_trampoline(void *p) {
+  mproc__thread *t = (mproc__thread *)p;
+  t->fn(t->arg);
+  return NULL;
+}
+
+int mproc__thread_start(mproc__thread **out, void (*fn)(void *), void *arg) {
+  mproc__thread *t = (mproc__thread *)calloc(1, sizeof(*t));
+  int rc;
+  if (!t)
+    return MPROC_ENOMEM;
+  t->fn = fn;
+  t->arg = arg;
+  rc = pthread_create(&t->tid, NULL, mproc__thread_trampoline, t);
+  if (rc != 0) {
+    free(t);
+    return mproc__os_fail(MPROC_ESYS, rc);
+  }
+  *out = t;
+  return MPROC_OK;
+}
+
+void mproc__thread_join(mproc__thread *t) {
+  if (!t)
+    return;
+  (void)pthread_join(t->tid, NULL);
+  free(t);
+}
+
+int mproc__cond_init(mproc__cond *c) {
+  pthread_cond_t *cv = (pthread_cond_t *)malloc(sizeof(*cv));
+  pthread_condattr_t at;
+  int rc;
+  if (!cv)
+    return MPROC_ENOMEM;
+  /* Deadlines are mproc__plat_now() seconds, which is CLOCK_MONOTONIC: a
+   * wall-clock jump must not stretch or cut a pool timeout. */
+  if (pthread_condattr_init(&at) != 0) {
+    free(cv);
+    return MPROC_ESYS;
+  }
+  (void)pthread_condattr_setclock(&at, CLOCK_MONOTONIC);
+  rc = pthread_cond_init(cv, &at);
+  (void)pthread_condattr_destroy(&at);
+  if (rc != 0) {
+    free(cv);
+    return mproc__os_fail(MPROC_ESYS, rc);
+  }
+  c->impl = cv;
+  return MPROC_OK;
+}
+
+void mproc__cond_destroy(mproc__cond *c) {
+  if (!c->impl)
+    return;
+  (void)pthread_cond_destroy((pthread_cond_t *)c->impl);
+  free(c->impl);
+  c->impl = NULL;
+}
+
+void mproc__cond_broadcast(mproc__cond *c) {
+  (void)pthread_cond_broadcast((pthread_cond_t *)c->impl);
+}
+
+int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
+  struct timespec ts;
+  double s;
+  int rc;
+  if (deadline < 0) {
+    (void)pthread_cond_wait((pthread_cond_t *)c->impl, m);
+    return MPROC_OK;
+  }
+  s = deadline;
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec >= 1000000000L)
+    ts.tv_nsec = 999999999L;
+  rc = pthread_cond_timedwait((pthread_cond_t *)c->impl, m, &ts);
+  return rc == ETIMEDOUT ? MPROC_ETIMEDOUT : MPROC_OK;
+}

@@ -1,0 +1,786 @@
+// The process pool (mproc/pool.h): map equals the serial result, imap
+// order, imap_unordered completeness, apply_async and its callbacks, the
+// initializer, maxtasksperchild, workers that die (abort, killed from
+// outside, exit inside a task) ending their task with MPROC_EWORKER while
+// the pool keeps serving, terminate with tasks in flight, bad input.  Every
+// test runs under the lane's default start method.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <signal.h>
+#include <unistd.h>
+#endif
+
+#include "test_util.h"
+
+namespace {
+
+int64_t in_i64(const mproc_args *args) {
+  const void *d = nullptr;
+  size_t n = 0;
+  int64_t x = 0;
+  if (mproc_task_input(args, &d, &n) == MPROC_OK && n == sizeof x)
+    memcpy(&x, d, sizeof x);
+  return x;
+}
+
+int out_i64(const mproc_args *args, int64_t v) {
+  return mproc_task_result(args, &v, sizeof v) == MPROC_OK ? 0 : 99;
+}
+
+struct Inputs {
+  std::vector<int64_t> v;
+  std::vector<mproc_bytes> b;
+  explicit Inputs(size_t n) : v(n), b(n) {
+    for (size_t i = 0; i < n; i++) {
+      v[i] = (int64_t)i;
+      b[i].data = &v[i];
+      b[i].len = sizeof(int64_t);
+    }
+  }
+};
+
+struct Pool {
+  mproc_pool *p = nullptr;
+  explicit Pool(int n = 2, const mproc_pool_options *o = nullptr) {
+    mproc_pool_options d{};
+    d.processes = n;
+    EXPECT_EQ(mproc_pool_create(&p, o ? o : &d), MPROC_OK);
+  }
+  ~Pool() { mproc_pool_free(p); }
+  Pool(const Pool &) = delete;
+  Pool &operator=(const Pool &) = delete;
+};
+
+int64_t item_i64(mproc_async_result *r, size_t i, int *status = nullptr) {
+  const void *d = nullptr;
+  size_t n = 0;
+  int rc = mproc_async_result_item(r, i, &d, &n);
+  if (status)
+    *status = rc;
+  int64_t x = -1;
+  if (rc == MPROC_OK && n == sizeof x)
+    memcpy(&x, d, sizeof x);
+  return x;
+}
+
+int64_t apply_i64(mproc_pool *p, const char *task, int64_t x, int *rc) {
+  int64_t out = -1;
+  size_t len = 0;
+  *rc = mproc_pool_apply(p, task, &x, sizeof x, &out, sizeof out, &len);
+  return out;
+}
+
+} // namespace
+
+// ---- tasks ----------------------------------------------------------------
+
+TEST_ENTRY(pool_square) {
+  int64_t x = in_i64(args);
+  return out_i64(args, x * x);
+}
+
+TEST_ENTRY(pool_getpid) { return out_i64(args, test_getpid()); }
+
+// Fails (returns 7) for odd inputs.
+TEST_ENTRY(pool_fail_odd) {
+  int64_t x = in_i64(args);
+  if (x % 2)
+    return 7;
+  return out_i64(args, x);
+}
+
+// Sleeps input ms, then returns the input.
+TEST_ENTRY(pool_sleep_ms) {
+  int64_t x = in_i64(args);
+  test_sleep_ms((int)x);
+  return out_i64(args, x);
+}
+
+TEST_ENTRY(pool_abort) {
+  std::fflush(nullptr);
+#ifdef _WIN32
+  TerminateProcess(GetCurrentProcess(), 3); // abort() pops a dialog on some CRTs
+#else
+  std::abort();
+#endif
+  return 0;
+}
+
+// LeakSanitizer consults this hook at exit.  A fork worker that calls exit()
+// inside a task still holds copies of the parent's memory owned by threads
+// that do not exist in it (the pool's handler thread): not leaks of the
+// worker, so its exit-time check is switched off for that one process.
+static volatile int g_lsan_off = 0;
+extern "C" int __lsan_is_turned_off();
+extern "C" int __lsan_is_turned_off() { return g_lsan_off; }
+
+TEST_ENTRY(pool_exit) {
+  g_lsan_off = 1;
+  std::exit(5);
+}
+
+TEST_ENTRY(pool_kill_self) {
+#ifdef _WIN32
+  TerminateProcess(GetCurrentProcess(), 9);
+#else
+  raise(SIGKILL);
+#endif
+  return 0;
+}
+
+// A task that is given its input: empty result.
+TEST_ENTRY(pool_empty) { return 0; }
+
+// Echoes its input.
+TEST_ENTRY(pool_echo) {
+  const void *d = nullptr;
+  size_t n = 0;
+  if (mproc_task_input(args, &d, &n) != MPROC_OK)
+    return 1;
+  return mproc_task_result(args, d, n) == MPROC_OK ? 0 : 2;
+}
+
+static int64_t g_init_value = -1;
+
+// Initializer: keeps its int argument for the tasks.
+TEST_ENTRY(pool_init_set) {
+  int64_t v = 0;
+  if (mproc_arg_int(args, 0, &v) != MPROC_OK)
+    return 1;
+  g_init_value = v;
+  return 0;
+}
+
+TEST_ENTRY(pool_init_fail) { return 3; }
+
+TEST_ENTRY(pool_get_init) { return out_i64(args, g_init_value); }
+
+// ---- map / imap -----------------------------------------------------------
+
+TEST(PoolMap, TenThousandItemsEqualSerial) {
+  Pool pool(2);
+  Inputs in(10000);
+  for (size_t cs : {(size_t)0, (size_t)1, (size_t)7, (size_t)5000}) {
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map(pool.p, "pool_square", in.b.data(), in.b.size(),
+                             cs, &r),
+              MPROC_OK);
+    ASSERT_EQ(mproc_async_result_count(r), 10000u);
+    for (size_t i = 0; i < 10000; i++)
+      ASSERT_EQ(item_i64(r, i), (int64_t)(i * i)) << i << " cs " << cs;
+    EXPECT_EQ(mproc_async_result_successful(r), 1);
+    mproc_async_result_free(r);
+  }
+}
+
+TEST(PoolMap, EmptyMapIsReadyAtOnce) {
+  Pool pool(1);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_square", nullptr, 0, 0, &r), MPROC_OK);
+  EXPECT_EQ(mproc_async_result_count(r), 0u);
+  EXPECT_EQ(mproc_async_result_ready(r), 1);
+  EXPECT_EQ(mproc_async_result_successful(r), 1);
+  mproc_async_result_free(r);
+}
+
+TEST(PoolMap, TaskFailuresAreReportedPerTaskAndOthersGoOn) {
+  Pool pool(2);
+  Inputs in(100);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_fail_odd", in.b.data(), 100, 3, &r),
+            7);
+  for (size_t i = 0; i < 100; i++) {
+    int st = 0;
+    int64_t v = item_i64(r, i, &st);
+    if (i % 2) {
+      EXPECT_EQ(st, 7);
+    } else {
+      EXPECT_EQ(st, MPROC_OK);
+      EXPECT_EQ(v, (int64_t)i);
+    }
+  }
+  EXPECT_EQ(mproc_async_result_successful(r), 0);
+  mproc_async_result_free(r);
+}
+
+TEST(PoolMap, VariableSizedResults) {
+  Pool pool(2);
+  std::vector<std::string> s;
+  for (int i = 0; i < 200; i++)
+    s.push_back(std::string((size_t)(i * 97 % 3000), (char)('a' + i % 26)));
+  std::vector<mproc_bytes> b(s.size());
+  for (size_t i = 0; i < s.size(); i++)
+    b[i] = mproc_bytes{s[i].data(), s[i].size()};
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), b.size(), 5, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < s.size(); i++) {
+    const void *d = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &n), MPROC_OK);
+    ASSERT_EQ(std::string((const char *)d, n), s[i]);
+  }
+  mproc_async_result_free(r);
+  // A large single input and result.
+  std::string big(3 << 20, 'z');
+  std::string out(big.size(), '\0');
+  size_t n = 0;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_echo", big.data(), big.size(),
+                             &out[0], out.size(), &n),
+            MPROC_OK);
+  EXPECT_EQ(n, big.size());
+  EXPECT_TRUE(out == big);
+}
+
+TEST(PoolImap, YieldsInInputOrder) {
+  Pool pool(2);
+  // Earlier items sleep longer, so they finish later.
+  std::vector<int64_t> ms = {120, 80, 40, 0, 0, 0, 10, 0};
+  std::vector<mproc_bytes> b(ms.size());
+  for (size_t i = 0; i < ms.size(); i++)
+    b[i] = mproc_bytes{&ms[i], sizeof(int64_t)};
+  mproc_imap *it = nullptr;
+  ASSERT_EQ(mproc_pool_imap(pool.p, "pool_sleep_ms", b.data(), b.size(), 1, &it),
+            MPROC_OK);
+  for (size_t i = 0; i < ms.size(); i++) {
+    const void *d = nullptr;
+    size_t n = 0, idx = 99;
+    ASSERT_EQ(mproc_imap_next(it, &d, &n, &idx, 30), MPROC_OK);
+    EXPECT_EQ(idx, i);
+    int64_t v;
+    ASSERT_EQ(n, sizeof v);
+    memcpy(&v, d, sizeof v);
+    EXPECT_EQ(v, ms[i]);
+  }
+  EXPECT_EQ(mproc_imap_next(it, nullptr, nullptr, nullptr, 1), MPROC_EEOF);
+  mproc_imap_free(it);
+}
+
+TEST(PoolImap, UnorderedYieldsEveryResultOnce) {
+  Pool pool(2);
+  Inputs in(1000);
+  mproc_imap *it = nullptr;
+  ASSERT_EQ(mproc_pool_imap_unordered(pool.p, "pool_square", in.b.data(), 1000,
+                                      13, &it),
+            MPROC_OK);
+  std::set<size_t> seen;
+  for (;;) {
+    const void *d = nullptr;
+    size_t n = 0, idx = 0;
+    int rc = mproc_imap_next(it, &d, &n, &idx, 30);
+    if (rc == MPROC_EEOF)
+      break;
+    ASSERT_EQ(rc, MPROC_OK);
+    int64_t v;
+    ASSERT_EQ(n, sizeof v);
+    memcpy(&v, d, sizeof v);
+    EXPECT_EQ(v, (int64_t)(idx * idx));
+    EXPECT_TRUE(seen.insert(idx).second) << idx;
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+  mproc_imap_free(it);
+}
+
+TEST(PoolImap, NextTimesOut) {
+  Pool pool(1);
+  int64_t ms = 2000;
+  mproc_bytes b{&ms, sizeof ms};
+  mproc_imap *it = nullptr;
+  ASSERT_EQ(mproc_pool_imap(pool.p, "pool_sleep_ms", &b, 1, 0, &it), MPROC_OK);
+  EXPECT_EQ(mproc_imap_next(it, nullptr, nullptr, nullptr, 0.05),
+            MPROC_ETIMEDOUT);
+  mproc_imap_free(it); // pending: completes inside the pool
+}
+
+// ---- apply / callbacks ----------------------------------------------------
+
+namespace {
+struct CbState {
+  std::atomic<int> ok{0}, err{0};
+  std::atomic<int64_t> sum{0};
+};
+void on_ok(mproc_async_result *r, void *ctx) {
+  CbState *s = static_cast<CbState *>(ctx);
+  int64_t v = 0;
+  size_t n = 0;
+  if (mproc_async_result_get(r, &v, sizeof v, &n, 0) == MPROC_OK)
+    s->sum += v;
+  s->ok++;
+}
+void on_err(mproc_async_result *r, void *ctx) {
+  CbState *s = static_cast<CbState *>(ctx);
+  if (mproc_async_result_get(r, nullptr, 0, nullptr, 0) == 7)
+    s->err++;
+}
+} // namespace
+
+TEST(PoolApply, ApplyAndApplyAsyncWithCallbacks) {
+  Pool pool(2);
+  int rc = 0;
+  EXPECT_EQ(apply_i64(pool.p, "pool_square", 12, &rc), 144);
+  EXPECT_EQ(rc, MPROC_OK);
+  CbState st;
+  mproc_async_options o{on_ok, on_err, &st};
+  std::vector<mproc_async_result *> rs;
+  for (int64_t i = 0; i < 40; i++) {
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_fail_odd", &i, sizeof i, &o,
+                                     &r),
+              MPROC_OK);
+    rs.push_back(r);
+  }
+  int64_t want = 0;
+  for (int64_t i = 0; i < 40; i++) {
+    int64_t v = -1;
+    size_t n = 0;
+    int g = mproc_async_result_get(rs[(size_t)i], &v, sizeof v, &n, 30);
+    if (i % 2) {
+      EXPECT_EQ(g, 7);
+    } else {
+      EXPECT_EQ(g, MPROC_OK);
+      EXPECT_EQ(v, i);
+      want += i;
+    }
+    EXPECT_EQ(mproc_async_result_ready(rs[(size_t)i]), 1);
+  }
+  // Callbacks run on the handler thread right after the result is ready.
+  for (int k = 0; k < 3000 && st.ok + st.err < 40; k++)
+    test_sleep_ms(1);
+  EXPECT_EQ(st.ok.load(), 20);
+  EXPECT_EQ(st.err.load(), 20);
+  EXPECT_EQ(st.sum.load(), want);
+  for (auto *r : rs)
+    mproc_async_result_free(r);
+}
+
+TEST(PoolApply, WaitTimesOutThenSucceeds) {
+  Pool pool(1);
+  int64_t ms = 300;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_sleep_ms", &ms, sizeof ms,
+                                   nullptr, &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_wait(r, 0.01), MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_async_result_ready(r), 0);
+  EXPECT_EQ(mproc_async_result_successful(r), MPROC_ESTATE);
+  EXPECT_EQ(mproc_async_result_wait(r, 30), MPROC_OK);
+  int64_t v = 0;
+  size_t n = 0;
+  EXPECT_EQ(mproc_async_result_get(r, &v, 4, &n, 0), MPROC_ERANGE);
+  EXPECT_EQ(n, sizeof v);
+  EXPECT_EQ(mproc_async_result_get(r, &v, sizeof v, &n, 0), MPROC_OK);
+  EXPECT_EQ(v, 300);
+  mproc_async_result_free(r);
+}
+
+// ---- initializer / maxtasksperchild -----------------------------------------
+
+TEST(PoolWorkers, InitializerStateSeenByEveryTask) {
+  Args a;
+  a.i(4242);
+  mproc_pool_options o{};
+  o.processes = 2;
+  o.initializer = "pool_init_set";
+  o.initargs = a;
+  Pool pool(2, &o);
+  Inputs in(50);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_get_init", in.b.data(), 50, 1, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < 50; i++)
+    EXPECT_EQ(item_i64(r, i), 4242);
+  mproc_async_result_free(r);
+}
+
+TEST(PoolWorkers, FailingInitializerIsAnErrorNotAHang) {
+  mproc_pool_options o{};
+  o.processes = 2;
+  o.initializer = "pool_init_fail";
+  mproc_pool *p = nullptr;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ESPAWN);
+  EXPECT_EQ(p, nullptr);
+  o.initializer = "no_such_entry";
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ENOENTRY);
+}
+
+TEST(PoolWorkers, MaxTasksPerChildReplacesWorkers) {
+  mproc_pool_options o{};
+  o.processes = 2;
+  o.maxtasksperchild = 2;
+  Pool pool(2, &o);
+  Inputs in(20);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_getpid", in.b.data(), 20, 1, &r),
+            MPROC_OK);
+  std::map<int64_t, int> per;
+  for (size_t i = 0; i < 20; i++)
+    per[item_i64(r, i)]++;
+  EXPECT_GE(per.size(), 10u);
+  for (auto &kv : per)
+    EXPECT_LE(kv.second, 2) << kv.first;
+  mproc_async_result_free(r);
+}
+
+// ---- dying workers ----------------------------------------------------------
+
+namespace {
+void expect_still_serves(mproc_pool *p) {
+  Inputs in(200);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, "pool_square", in.b.data(), 200, 3, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < 200; i++)
+    ASSERT_EQ(item_i64(r, i), (int64_t)(i * i));
+  mproc_async_result_free(r);
+}
+} // namespace
+
+TEST(PoolDeath, AbortExitAndSelfKillFailOnlyThatTask) {
+  Pool pool(2);
+  for (const char *task : {"pool_abort", "pool_exit", "pool_kill_self"}) {
+    double t0 = test_now();
+    int rc = 0;
+    apply_i64(pool.p, task, 1, &rc);
+    EXPECT_EQ(rc, MPROC_EWORKER) << task;
+    EXPECT_LT(test_now() - t0, 20.0) << task;
+    expect_still_serves(pool.p);
+  }
+}
+
+TEST(PoolDeath, DeathAmongManyTasksFailsOneChunkOnly) {
+  Pool pool(2);
+  // 300 quick tasks with a crash in the middle: only the crashing one fails.
+  std::vector<mproc_async_result *> rs;
+  for (int64_t i = 0; i < 300; i++) {
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_apply_async(pool.p, i == 150 ? "pool_abort"
+                                                      : "pool_square",
+                                     &i, sizeof i, nullptr, &r),
+              MPROC_OK);
+    rs.push_back(r);
+  }
+  for (int64_t i = 0; i < 300; i++) {
+    int64_t v = -1;
+    size_t n = 0;
+    int g = mproc_async_result_get(rs[(size_t)i], &v, sizeof v, &n, 60);
+    if (i == 150) {
+      EXPECT_EQ(g, MPROC_EWORKER);
+    } else {
+      // Finished tasks of the dead worker's batch whose results it had not
+      // sent yet are lost with it; every other task completes.
+      EXPECT_TRUE(g == MPROC_OK || g == MPROC_EWORKER) << i << " " << g;
+      if (g == MPROC_OK) {
+        EXPECT_EQ(v, i * i);
+      }
+    }
+    mproc_async_result_free(rs[(size_t)i]);
+  }
+  expect_still_serves(pool.p);
+}
+
+TEST(PoolDeath, WorkerKilledFromOutside) {
+  Pool pool(2);
+  int rc = 0;
+  // Learn a worker's pid, then have that worker block in a long task.
+  int64_t ms = 60000;
+  mproc_async_result *blocker = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_sleep_ms", &ms, sizeof ms,
+                                   nullptr, &blocker),
+            MPROC_OK);
+  test_sleep_ms(200);
+  // The other worker is free: ask it for its pid; the sleeping one is the
+  // one that is not it.
+  int64_t free_pid = apply_i64(pool.p, "pool_getpid", 0, &rc);
+  ASSERT_EQ(rc, MPROC_OK);
+  mproc_process *kids[16];
+  size_t nk = 0;
+  ASSERT_EQ(mproc_active_children(kids, 16, &nk), MPROC_OK);
+  mproc_process *victim = nullptr;
+  for (size_t i = 0; i < nk && i < 16; i++) {
+    int64_t pid = 0;
+    mproc_process_pid(kids[i], &pid);
+    if (!victim && pid != free_pid &&
+        std::string(mproc_process_name(kids[i])).rfind("PoolWorker-", 0) == 0)
+      victim = kids[i];
+    else
+      mproc_process_free(kids[i]);
+  }
+  ASSERT_NE(victim, nullptr);
+  double t0 = test_now();
+  ASSERT_EQ(mproc_process_kill(victim), MPROC_OK);
+  mproc_process_free(victim);
+  int64_t v = 0;
+  size_t n = 0;
+  EXPECT_EQ(mproc_async_result_get(blocker, &v, sizeof v, &n, 30),
+            MPROC_EWORKER);
+  double dt = test_now() - t0;
+  EXPECT_LT(dt, 10.0);
+  std::printf("worker death to task error: %.1f ms\n", dt * 1e3);
+  mproc_async_result_free(blocker);
+  expect_still_serves(pool.p);
+}
+
+// ---- close / terminate / join -------------------------------------------------
+
+TEST(PoolLifecycle, CloseFinishesQueuedTasksThenJoins) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options o{};
+  o.processes = 2;
+  ASSERT_EQ(mproc_pool_create(&p, &o), MPROC_OK);
+  EXPECT_EQ(mproc_pool_processes(p), 2);
+  EXPECT_EQ(mproc_pool_join(p, 1), MPROC_ESTATE);
+  Inputs in(500);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_async(p, "pool_square", in.b.data(), 500, 1, nullptr,
+                                 &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_pool_close(p), MPROC_OK);
+  mproc_async_result *r2 = nullptr;
+  int64_t x = 1;
+  EXPECT_EQ(mproc_pool_apply_async(p, "pool_square", &x, sizeof x, nullptr, &r2),
+            MPROC_ECLOSED);
+  EXPECT_EQ(mproc_pool_join(p, 60), MPROC_OK);
+  EXPECT_EQ(mproc_async_result_ready(r), 1);
+  for (size_t i = 0; i < 500; i++)
+    ASSERT_EQ(item_i64(r, i), (int64_t)(i * i));
+  mproc_pool_free(p);
+  // The result outlives the pool.
+  EXPECT_EQ(item_i64(r, 499), 499 * 499);
+  mproc_async_result_free(r);
+  size_t nk = 99;
+  ASSERT_EQ(mproc_active_children(nullptr, 0, &nk), MPROC_OK);
+  EXPECT_EQ(nk, 0u);
+}
+
+TEST(PoolLifecycle, TerminateWithTasksInFlight) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options o{};
+  o.processes = 2;
+  ASSERT_EQ(mproc_pool_create(&p, &o), MPROC_OK);
+  std::vector<int64_t> ms(10, 20000);
+  std::vector<mproc_bytes> b(ms.size());
+  for (size_t i = 0; i < ms.size(); i++)
+    b[i] = mproc_bytes{&ms[i], sizeof(int64_t)};
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_async(p, "pool_sleep_ms", b.data(), b.size(), 1,
+                                 nullptr, &r),
+            MPROC_OK);
+  test_sleep_ms(100);
+  double t0 = test_now();
+  EXPECT_EQ(mproc_pool_terminate(p), MPROC_OK);
+  EXPECT_EQ(mproc_pool_join(p, 30), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 10.0);
+  EXPECT_EQ(mproc_async_result_wait(r, 5), MPROC_OK);
+  for (size_t i = 0; i < b.size(); i++) {
+    int st = 0;
+    item_i64(r, i, &st);
+    EXPECT_EQ(st, MPROC_ECLOSED);
+  }
+  mproc_async_result_free(r);
+  mproc_pool_free(p);
+  size_t nk = 99;
+  ASSERT_EQ(mproc_active_children(nullptr, 0, &nk), MPROC_OK);
+  EXPECT_EQ(nk, 0u);
+}
+
+TEST(PoolLifecycle, FreeWithoutCloseTerminates) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options o{};
+  o.processes = 2;
+  ASSERT_EQ(mproc_pool_create(&p, &o), MPROC_OK);
+  int64_t ms = 20000;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(p, "pool_sleep_ms", &ms, sizeof ms, nullptr,
+                                   &r),
+            MPROC_OK);
+  double t0 = test_now();
+  mproc_pool_free(p);
+  EXPECT_LT(test_now() - t0, 10.0);
+  EXPECT_EQ(mproc_async_result_get(r, nullptr, 0, nullptr, 5), MPROC_ECLOSED);
+  mproc_async_result_free(r);
+}
+
+namespace {
+// Whether a process still runs (a zombie counts as ended).
+bool pid_running(int64_t pid) {
+#ifdef _WIN32
+  HANDLE h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+  if (!h)
+    return false;
+  DWORD code = 0;
+  BOOL ok = GetExitCodeProcess(h, &code);
+  CloseHandle(h);
+  return ok && code == STILL_ACTIVE;
+#else
+  if (kill((pid_t)pid, 0) != 0)
+    return false;
+  std::string st;
+  FILE *f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f)
+    return true;
+  char buf[512] = {0};
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  st.assign(buf, n);
+  size_t rp = st.rfind(')');
+  return !(rp != std::string::npos && rp + 2 < st.size() &&
+           (st[rp + 2] == 'Z' || st[rp + 2] == 'X'));
+#endif
+}
+} // namespace
+
+// A pool left running when the program exits: the exit handler terminates
+// it, and no worker outlives the program.  Sends its workers' pids on the
+// handle in arg 0.
+TEST_ENTRY(pool_leaky_main) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options o{};
+  o.processes = 2;
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  if (mproc_arg_handle(args, 0, &h) != MPROC_OK)
+    return 4;
+  if (mproc_pool_create(&p, &o) != MPROC_OK)
+    return 2;
+  mproc_process *kids[8];
+  size_t nk = 0;
+  if (mproc_active_children(kids, 8, &nk) != MPROC_OK || nk != 2)
+    return 5;
+  for (size_t i = 0; i < nk; i++) {
+    int64_t pid = 0;
+    mproc_process_pid(kids[i], &pid);
+    test_write_all(h, &pid, sizeof pid);
+    mproc_process_free(kids[i]);
+  }
+  test_close_handle(h);
+  int64_t ms = 60000;
+  mproc_async_result *r = nullptr;
+  if (mproc_pool_apply_async(p, "pool_sleep_ms", &ms, sizeof ms, nullptr, &r) !=
+      MPROC_OK)
+    return 3;
+  test_sleep_ms(100);
+  std::exit(0); // neither close nor terminate
+}
+
+TEST(PoolLifecycle, ExitWithoutCleanupLeavesNoWorkers) {
+  mproc_process_options o{};
+  o.daemon = MPROC_DAEMON_NO;
+  double t0 = test_now();
+  TestPipe tp;
+  Args a;
+  a.h(tp.w);
+  mproc_process *p = test_start("pool_leaky_main", a, &o);
+  tp.close_w();
+  std::string pids = test_read_n(tp.r, 2 * sizeof(int64_t));
+  EXPECT_EQ(test_join_code(p, 60), 0);
+  EXPECT_LT(test_now() - t0, 20.0);
+  mproc_process_free(p);
+  ASSERT_EQ(pids.size(), 2 * sizeof(int64_t));
+  for (int k = 0; k < 2; k++) {
+    int64_t pid = 0;
+    memcpy(&pid, pids.data() + k * sizeof pid, sizeof pid);
+    bool gone = false;
+    for (int i = 0; i < 1000 && !gone; i++) {
+      gone = !pid_running(pid);
+      if (!gone)
+        test_sleep_ms(10);
+    }
+    EXPECT_TRUE(gone) << "worker " << pid << " outlived its program";
+  }
+}
+
+// ---- bad input ------------------------------------------------------------------
+
+TEST(PoolBadInput, Errors) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options o{};
+  o.processes = -1;
+  EXPECT_EQ(mproc_pool_create(nullptr, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_EINVAL);
+  o.processes = 1;
+  o.start_method = (mproc_start_method)77;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_EINVAL);
+  Pool pool(1);
+  mproc_async_result *r = nullptr;
+  int64_t x = 3;
+  EXPECT_EQ(mproc_pool_apply_async(pool.p, "no_such_task", &x, sizeof x, nullptr,
+                                   &r),
+            MPROC_ENOENTRY);
+  EXPECT_EQ(mproc_pool_apply_async(pool.p, MPROC_POOL_WORKER_ENTRY, &x, sizeof x,
+                                   nullptr, &r),
+            MPROC_ENOENTRY);
+  EXPECT_EQ(mproc_pool_apply_async(nullptr, "pool_square", &x, sizeof x,
+                                   nullptr, &r),
+            MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_apply_async(pool.p, "pool_square", nullptr, 8, nullptr,
+                                   &r),
+            MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_square", nullptr, 3, 1, &r),
+            MPROC_EINVAL);
+  EXPECT_EQ(mproc_pool_join(pool.p, 0), MPROC_ESTATE);
+  EXPECT_EQ(mproc_pool_join(nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_imap_next(nullptr, nullptr, nullptr, nullptr, 0),
+            MPROC_EINVAL);
+  // An empty result.
+  size_t n = 9;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_empty", nullptr, 0, nullptr, 0, &n),
+            MPROC_OK);
+  EXPECT_EQ(n, 0u);
+  // Result too small for the caller's buffer.
+  int64_t out = 0;
+  n = 0;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_square", &x, sizeof x, &out, 4, &n),
+            MPROC_ERANGE);
+  EXPECT_EQ(n, sizeof(int64_t));
+  // Task helpers outside a pool task.
+  Args a;
+  const void *d = nullptr;
+  EXPECT_EQ(mproc_task_input(a, &d, &n), MPROC_ESTATE);
+  EXPECT_EQ(mproc_task_result(a, "x", 1), MPROC_ESTATE);
+  EXPECT_EQ(mproc_pool_close(pool.p), MPROC_OK);
+  EXPECT_EQ(mproc_pool_apply_async(pool.p, "pool_square", &x, sizeof x, nullptr,
+                                   &r),
+            MPROC_ECLOSED);
+  EXPECT_EQ(mproc_pool_join(pool.p, 30), MPROC_OK);
+  EXPECT_EQ(mproc_pool_free(nullptr), nullptr);
+  EXPECT_EQ(mproc_async_result_free(nullptr), nullptr);
+}
+
+// A task entry started as a plain process: the task helpers refuse.
+TEST(PoolBadInput, TaskEntryAsProcess) {
+  mproc_process *p = test_start("pool_square");
+  EXPECT_EQ(test_join_code(p), 99);
+  mproc_process_free(p);
+}
+
+// More workers than one WaitForMultipleObjects call takes (64): the handler
+// waits on 140 handles plus its wake-up pipe.
+TEST(PoolWorkers, SeventyWorkers) {
+  mproc_pool_options o{};
+  o.processes = 70;
+  Pool pool(70, &o);
+  EXPECT_EQ(mproc_pool_processes(pool.p), 70);
+  Inputs in(700);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_square", in.b.data(), 700, 1, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < 700; i++)
+    ASSERT_EQ(item_i64(r, i), (int64_t)(i * i));
+  mproc_async_result_free(r);
+  // A death among them is still noticed.
+  int rc = 0;
+  apply_i64(pool.p, "pool_kill_self", 0, &rc);
+  EXPECT_EQ(rc, MPROC_EWORKER);
+  expect_still_serves(pool.p);
+}

@@ -210,7 +210,12 @@ def target_lines(results):
             out.append((None, "%s: %s — not measured" % (name, words)))
         else:
             # Below 1, say it the way the target is worded: N x the baseline's cost.
-            got = ("mproc takes %.2fx %s's time" % (1 / s, base)) if s < 1 else ("%.2fx faster than %s" % (s, base))
+            if s >= 1:
+                got = "%.2fx faster than %s" % (s, base)
+            elif r["higher_is_better"]:
+                got = "mproc reaches %.2fx %s's rate" % (s, base)
+            else:
+                got = "mproc takes %.2fx %s's time" % (1 / s, base)
             out.append((s >= least, "%s: %s — %s" % (name, words, got)))
     return out
 

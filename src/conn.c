@@ -118,7 +118,7 @@ int mproc__conn_frame_next(const unsigned char *p, size_t n,
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static int mproc__conn_valid(const mproc_conn *c) {
-  return c && c->hdr.magic == MPROC__OBJ_MAGIC && c->hdr.vt == &mproc__conn_type;
+  return mproc__obj_is(c, &mproc__conn_type);
 }
 
 static void mproc__conn_release(mproc_conn *c) {
@@ -143,11 +143,9 @@ static int mproc__conn_enter(mproc_conn *c) {
 
 static mproc_conn *mproc__conn_new(mproc__conn_os *os, unsigned dir) {
   mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
-  mproc_conn *c = (mproc_conn *)calloc(1, sizeof(*c));
+  mproc_conn *c = (mproc_conn *)mproc__obj_new(sizeof(*c), &mproc__conn_type);
   if (!c)
     return NULL;
-  c->hdr.magic = MPROC__OBJ_MAGIC;
-  c->hdr.vt = &mproc__conn_type;
   c->dir = dir;
   c->rlock = init;
   c->wlock = init;

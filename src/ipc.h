@@ -119,6 +119,12 @@ typedef struct mproc__obj {
   const mproc__objtype *vt;
 } mproc__obj;
 
+/* A zeroed object of `size` bytes with its header stamped, or NULL. */
+void *mproc__obj_new(size_t size, const mproc__objtype *vt);
+/* Is `p` a live object of this type?  (Checks the header: a freed object
+ * has its magic cleared by its destroy function.) */
+int mproc__obj_is(const void *p, const mproc__objtype *vt);
+
 /* The table of object types (src/objects.c). */
 const mproc__objtype *mproc__objtype_find(int type);
 

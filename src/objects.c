@@ -29,3 +29,17 @@ int mproc__handles_push(mproc__handles *hs, mproc_handle_t h) {
   hs->v[hs->n++] = h;
   return MPROC_OK;
 }
+
+void *mproc__obj_new(size_t size, const mproc__objtype *vt) {
+  mproc__obj *o = (mproc__obj *)calloc(1, size);
+  if (o) {
+    o->magic = MPROC__OBJ_MAGIC;
+    o->vt = vt;
+  }
+  return o;
+}
+
+int mproc__obj_is(const void *p, const mproc__objtype *vt) {
+  const mproc__obj *o = (const mproc__obj *)p;
+  return o && o->magic == MPROC__OBJ_MAGIC && o->vt == vt;
+}

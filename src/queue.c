@@ -748,7 +748,7 @@ int mproc_queue_close(mproc_queue *q) {
 }
 
 mproc_queue *mproc_queue_free(mproc_queue *q) {
-  if (q && q->hdr.magic == MPROC__OBJ_MAGIC && q->hdr.vt == &mproc__queue_type)
+  if (mproc__obj_is(q, &mproc__queue_type))
     mproc__q_release(q);
   return NULL;
 }

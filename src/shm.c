@@ -30,16 +30,13 @@ struct mproc_shm {
 extern const mproc__objtype mproc__shm_type;
 
 static int mproc__shm_ok(const mproc_shm *shm) {
-  return shm && shm->hdr.magic == MPROC__OBJ_MAGIC &&
-         shm->hdr.vt == &mproc__shm_type;
+  return mproc__obj_is(shm, &mproc__shm_type);
 }
 
 static mproc_shm *mproc__shm_new(void) {
-  mproc_shm *shm = (mproc_shm *)calloc(1, sizeof(*shm));
+  mproc_shm *shm = (mproc_shm *)mproc__obj_new(sizeof(*shm), &mproc__shm_type);
   if (!shm)
     return NULL;
-  shm->hdr.magic = MPROC__OBJ_MAGIC;
-  shm->hdr.vt = &mproc__shm_type;
   shm->seg.handle = MPROC_INVALID_HANDLE;
   return shm;
 }
@@ -297,7 +294,7 @@ static size_t mproc__ctype_size(int type) {
 }
 
 static int mproc__array_ok(const mproc_array *a) {
-  return a && a->hdr.magic == MPROC__OBJ_MAGIC && a->hdr.vt == &mproc__array_type;
+  return mproc__obj_is(a, &mproc__array_type);
 }
 
 static void mproc__array_release(mproc_array *a) {
@@ -324,11 +321,9 @@ int mproc_array_create(mproc_array **out, mproc_ctype type, size_t length,
   if (!esize || length == 0 || length > SIZE_MAX / esize ||
       (with_lock != 0 && with_lock != 1))
     return MPROC_EINVAL;
-  a = (mproc_array *)calloc(1, sizeof(*a));
+  a = (mproc_array *)mproc__obj_new(sizeof(*a), &mproc__array_type);
   if (!a)
     return MPROC_ENOMEM;
-  a->hdr.magic = MPROC__OBJ_MAGIC;
-  a->hdr.vt = &mproc__array_type;
   a->type = type;
   a->length = length;
   a->seg.handle = MPROC_INVALID_HANDLE;
@@ -420,10 +415,8 @@ static int mproc__array_import(mproc__rd *r, const mproc_handle_t *hs,
   mproc__rd lr;
   int rc = MPROC_EINVAL, ok;
   *out = NULL;
-  a = (mproc_array *)calloc(1, sizeof(*a));
+  a = (mproc_array *)mproc__obj_new(sizeof(*a), &mproc__array_type);
   if (a) {
-    a->hdr.magic = MPROC__OBJ_MAGIC;
-    a->hdr.vt = &mproc__array_type;
     a->seg.handle = MPROC_INVALID_HANDLE;
     a->imported = 1;
   }

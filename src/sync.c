@@ -311,16 +311,13 @@ struct mproc_lock {
 };
 
 static int mproc__lock_ok(const mproc_lock *l) {
-  return l && l->hdr.magic == MPROC__OBJ_MAGIC &&
-         l->hdr.vt == &mproc__lock_type;
+  return mproc__obj_is(l, &mproc__lock_type);
 }
 
 static mproc_lock *mproc__lock_alloc(int recursive, int kind) {
-  mproc_lock *l = (mproc_lock *)calloc(1, sizeof(*l));
+  mproc_lock *l = (mproc_lock *)mproc__obj_new(sizeof(*l), &mproc__lock_type);
   if (!l)
     return NULL;
-  l->hdr.magic = MPROC__OBJ_MAGIC;
-  l->hdr.vt = &mproc__lock_type;
   l->recursive = recursive;
   l->kind = kind;
   l->seg.handle = MPROC_INVALID_HANDLE;
@@ -505,16 +502,13 @@ struct mproc_semaphore {
 };
 
 static int mproc__sem_ok(const mproc_semaphore *s) {
-  return s && s->hdr.magic == MPROC__OBJ_MAGIC &&
-         s->hdr.vt == &mproc__semaphore_type;
+  return mproc__obj_is(s, &mproc__semaphore_type);
 }
 
 static mproc_semaphore *mproc__sem_alloc(void) {
-  mproc_semaphore *s = (mproc_semaphore *)calloc(1, sizeof(*s));
+  mproc_semaphore *s = (mproc_semaphore *)mproc__obj_new(sizeof(*s), &mproc__semaphore_type);
   if (!s)
     return NULL;
-  s->hdr.magic = MPROC__OBJ_MAGIC;
-  s->hdr.vt = &mproc__semaphore_type;
   s->seg.handle = MPROC_INVALID_HANDLE;
   return s;
 }
@@ -679,16 +673,13 @@ struct mproc_event {
 };
 
 static int mproc__event_ok(const mproc_event *e) {
-  return e && e->hdr.magic == MPROC__OBJ_MAGIC &&
-         e->hdr.vt == &mproc__event_type;
+  return mproc__obj_is(e, &mproc__event_type);
 }
 
 static mproc_event *mproc__event_alloc(void) {
-  mproc_event *e = (mproc_event *)calloc(1, sizeof(*e));
+  mproc_event *e = (mproc_event *)mproc__obj_new(sizeof(*e), &mproc__event_type);
   if (!e)
     return NULL;
-  e->hdr.magic = MPROC__OBJ_MAGIC;
-  e->hdr.vt = &mproc__event_type;
   e->seg.handle = MPROC_INVALID_HANDLE;
   return e;
 }
@@ -883,16 +874,13 @@ struct mproc_condition {
 };
 
 static int mproc__cond_ok(const mproc_condition *c) {
-  return c && c->hdr.magic == MPROC__OBJ_MAGIC &&
-         c->hdr.vt == &mproc__condition_type && mproc__lock_ok(c->lock);
+  return mproc__obj_is(c, &mproc__condition_type) && mproc__lock_ok(c->lock);
 }
 
 static mproc_condition *mproc__cond_alloc(void) {
-  mproc_condition *c = (mproc_condition *)calloc(1, sizeof(*c));
+  mproc_condition *c = (mproc_condition *)mproc__obj_new(sizeof(*c), &mproc__condition_type);
   if (!c)
     return NULL;
-  c->hdr.magic = MPROC__OBJ_MAGIC;
-  c->hdr.vt = &mproc__condition_type;
   c->seg.handle = MPROC_INVALID_HANDLE;
   return c;
 }
@@ -1299,16 +1287,13 @@ struct mproc_barrier {
 };
 
 static int mproc__bar_ok(const mproc_barrier *b) {
-  return b && b->hdr.magic == MPROC__OBJ_MAGIC &&
-         b->hdr.vt == &mproc__barrier_type;
+  return mproc__obj_is(b, &mproc__barrier_type);
 }
 
 static mproc_barrier *mproc__bar_alloc(void) {
-  mproc_barrier *b = (mproc_barrier *)calloc(1, sizeof(*b));
+  mproc_barrier *b = (mproc_barrier *)mproc__obj_new(sizeof(*b), &mproc__barrier_type);
   if (!b)
     return NULL;
-  b->hdr.magic = MPROC__OBJ_MAGIC;
-  b->hdr.vt = &mproc__barrier_type;
   b->seg.handle = MPROC_INVALID_HANDLE;
   return b;
 }

@@ -12,9 +12,11 @@
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
  * blocked writing its results to us: at most two messages are in flight per
- * worker, and the second is small (MPROC__POOL_SECOND_MAX, well below every
- * pipe buffer).  The first goes to an idle worker, which is reading; the
- * second fits in the pipe even when the worker is busy; a worker with two
+ * worker, and the second, framing included, fits in one page
+ * (MPROC__POOL_SECOND_MAX), the least a pipe ever holds: Linux shrinks new
+ * pipes to one page once a user passes pipe-user-pages-soft (pipe(7)).  The
+ * first goes to an idle worker, which reads all of it; the second then fits
+ * in the emptied pipe even when the worker is busy; a worker with two
  * messages in flight gets nothing until it answers one.
  *
  * Wire format (native byte order: both ends are the same program):
@@ -39,9 +41,10 @@ enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
 #define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
-#define MPROC__POOL_SECOND_MAX ((size_t)16 << 10)
+#define MPROC__POOL_SECOND_MAX ((size_t)4096 - 8) /* a page less the frame */
 #define MPROC__POOL_START_FAILS 3 /* deaths before READY in a row: broken */
-#define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 4096)
+/* Room for the message and chunk headers and a task name of up to 4096. */
+#define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 8192)
 
 enum { MPROC__POOL_RUN = 0, MPROC__POOL_CLOSED = 1, MPROC__POOL_TERMINATE = 2 };
 
@@ -700,7 +703,12 @@ static void mproc__drain(mproc_pool *p, int i) {
     if (rc == MPROC_ETIMEDOUT)
       return;
     if (rc < 0) {
-      w->eof = 1; /* end-of-file: the process sentinel follows */
+      /* End-of-file: the process sentinel follows.  Any other failure
+       * (no memory for a large result) leaves a live worker we can no
+       * longer talk to: end it, so its sentinel settles its chunks. */
+      if (rc != MPROC_EEOF)
+        (void)mproc_process_kill(w->proc);
+      w->eof = 1;
       return;
     }
     if (mproc__handle_msg(p, i, p->rbuf, len) < 0) {
@@ -780,7 +788,10 @@ static void mproc__schedule(mproc_pool *p) {
       mproc__put32(p->sbuf, MPROC__PM_TASKS);
       rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
       if (rc < 0) {
-        w->eof = 1; /* gone: its sentinel settles it */
+        /* Gone (its sentinel settles it), or unreachable: then end it. */
+        if (rc != MPROC_EEOF)
+          (void)mproc_process_kill(w->proc);
+        w->eof = 1;
         break;
       }
       p->qhead = last->next;
@@ -1136,7 +1147,7 @@ static int mproc__submit(mproc_pool *p, const char *task,
   r->items = (mproc__item *)calloc(n ? n : 1, sizeof(*r->items));
   if (unordered)
     r->order = (size_t *)malloc((n ? n : 1) * sizeof(*r->order));
-  r->nchunks = n ? (n + cs - 1) / cs : 0;
+  r->nchunks = n / cs + (n % cs != 0); /* (n + cs - 1) overflows for big cs */
   r->chunks = (mproc__chunk *)calloc(r->nchunks ? r->nchunks : 1,
                                      sizeof(*r->chunks));
   if (borrow)

@@ -6,6 +6,8 @@
 // test runs under the lane's default start method.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -183,6 +185,36 @@ TEST(PoolMap, TenThousandItemsEqualSerial) {
     EXPECT_EQ(mproc_async_result_successful(r), 1);
     mproc_async_result_free(r);
   }
+}
+
+TEST(PoolMap, ChunksizeLargerThanTheInputIsOneChunk) {
+  // (n + cs - 1) / cs used to wrap to 0 chunks: a job that never ended.
+  Pool pool(2);
+  Inputs in(10);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_square", in.b.data(),
+                                 in.b.size(), SIZE_MAX, nullptr, &r),
+            MPROC_OK);
+  ASSERT_EQ(mproc_async_result_wait(r, 60), MPROC_OK);
+  for (size_t i = 0; i < 10; i++)
+    EXPECT_EQ(item_i64(r, i), (int64_t)(i * i));
+  mproc_async_result_free(r);
+}
+
+TEST(PoolMap, HugeTimeoutsWaitInsteadOfSpinning) {
+  // A deadline past what a time_t / DWORD holds once made the wait return
+  // at once with the pool's lock held, starving the handler thread.
+  Pool pool(1);
+  Inputs in(4);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_square", in.b.data(),
+                                 in.b.size(), 1, nullptr, &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_wait(r, 1e30), MPROC_OK);
+  EXPECT_EQ(mproc_async_result_wait(r, std::numeric_limits<double>::infinity()),
+            MPROC_OK);
+  EXPECT_EQ(item_i64(r, 3), 9);
+  mproc_async_result_free(r);
 }
 
 TEST(PoolMap, EmptyMapIsReadyAtOnce) {

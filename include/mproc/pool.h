@@ -88,8 +88,12 @@ MPROC_API int mproc_task_input(const mproc_args *args, const void **data,
 /* Append bytes to the task's result (call any number of times; a result
  * may be empty).  `args` must be the list the task was called with
  * (MPROC_ESTATE otherwise, e.g. when the entry was started as a process).
- * MPROC_E2BIG past MPROC_CONN_MSG_MAX / 2 for one result.  Call it from the
- * thread that runs the task. */
+ * MPROC_E2BIG when the result would pass MPROC_CONN_MSG_MAX / 2 bytes.
+ * Results travel back in one message per batch of small chunks, so that
+ * limit holds for the results of the whole batch: tasks with results of
+ * hundreds of MiB should be submitted with chunksize 1 and large inputs
+ * (which are not batched), or pass their data through shared memory.
+ * Call it from the thread that runs the task. */
 MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
                                 size_t len);
 

@@ -83,7 +83,9 @@ int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
   struct timespec ts;
   double s;
   int rc;
-  if (deadline < 0) {
+  /* No limit, also for deadlines too far (or not finite) to convert to a
+   * time_t safely: callers re-check their deadline after every wake-up. */
+  if (deadline < 0 || !(deadline < mproc__plat_now() + 1e9)) {
     (void)pthread_cond_wait((pthread_cond_t *)c->impl, m);
     return MPROC_OK;
   }
@@ -93,5 +95,7 @@ int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
   if (ts.tv_nsec >= 1000000000L)
     ts.tv_nsec = 999999999L;
   rc = pthread_cond_timedwait((pthread_cond_t *)c->impl, m, &ts);
-  return rc == ETIMEDOUT ? MPROC_ETIMEDOUT : MPROC_OK;
+  /* EINVAL would return at once without waiting: report it as a timeout
+   * rather than let a caller loop on it with the mutex held. */
+  return rc == 0 ? MPROC_OK : MPROC_ETIMEDOUT;
 }

@@ -69,7 +69,12 @@ int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
   DWORD ms = INFINITE;
   if (deadline >= 0) {
     double left = deadline - mproc__plat_now();
-    ms = left <= 0 ? 0 : (DWORD)(left * 1000.0 + 0.999);
+    /* A DWORD holds ~49 days of milliseconds: wait that long at most (the
+     * caller re-checks its deadline), never convert an out-of-range double. */
+    if (!(left < 4.0e6))
+      ms = INFINITE - 1;
+    else
+      ms = left <= 0 ? 0 : (DWORD)(left * 1000.0 + 0.999);
     if (ms == INFINITE)
       ms = INFINITE - 1;
   }

@@ -38,8 +38,3 @@ void *mproc__obj_new(size_t size, const mproc__objtype *vt) {
   }
   return o;
 }
-
-int mproc__obj_is(const void *p, const mproc__objtype *vt) {
-  const mproc__obj *o = (const mproc__obj *)p;
-  return o && o->magic == MPROC__OBJ_MAGIC && o->vt == vt;
-}

@@ -27,6 +27,7 @@ static mproc_process g_parent;
 static int g_have_parent;
 static mproc__plat_parent g_parent_watch;
 static char g_main_name[] = "MainProcess";
+static const mproc_args g_no_args; /* what a fork child gets for no arguments */
 static char g_empty[] = "";
 /* Whether g_current's name and identity are heap copies of our own; a fork
  * child borrows them from its process object instead of copying (every
@@ -310,13 +311,20 @@ static void mproc__fork_child_main(mproc_process *p) {
     mproc__plat_exit_now(1); /* the parent is already gone */
   memset(&g_parent_watch, 0, sizeof g_parent_watch);
   mproc__plat_watch_parent(&g_parent_watch, parent_pid, 0);
-  if (mproc__args_decode(p->args_blob, p->args_len, p->handles, p->nhandles,
-                         1, &args) < 0) {
-    fprintf(stderr, "mproc: %s: cannot decode arguments\n", p->name);
-    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  /* An empty list needs no heap: the child's first malloc would copy the
+   * allocator's pages, which is most of what a short child costs. */
+  if (p->args_len == 12 && p->nhandles == 0 &&
+      memcmp(p->args_blob, "\0\0\0\0\0\0\0\0\0\0\0\0", 12) == 0) {
+    code = p->entry->fn(&g_no_args);
+  } else {
+    if (mproc__args_decode(p->args_blob, p->args_len, p->handles, p->nhandles,
+                           1, &args) < 0) {
+      fprintf(stderr, "mproc: %s: cannot decode arguments\n", p->name);
+      mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+    }
+    code = p->entry->fn(args);
+    mproc_args_free(args);
   }
-  code = p->entry->fn(args);
-  mproc_args_free(args);
   /* _exit, not exit: the atexit handlers and stdio buffers we inherited
    * belong to the parent (Python's fork children call os._exit too).  Our own
    * duties at exit, and the flush, are done by hand. */

@@ -446,37 +446,47 @@ int mproc__args_has_objects(const mproc_args *args) {
   return 0;
 }
 
-/* A builder copy of `src` (objects by reference), so a process can describe
- * its objects again when it starts. */
-int mproc__args_clone(const mproc_args *src, mproc_args **out) {
-  mproc_args *a = NULL;
-  size_t i, pass;
-  int rc = mproc_args_create(&a);
-  for (pass = 0; pass < 2 && rc == MPROC_OK; pass++) {
-    const mproc__arg *items = pass ? src->kw : src->pos;
-    size_t n = pass ? src->nkw : src->npos;
-    for (i = 0; i < n && rc == MPROC_OK; i++) {
-      const mproc__arg *it = &items[i];
-      switch (it->type) {
-      case MPROC_ARG_INT:
-        rc = mproc_args_add_int(a, it->key, it->v.i);
-        break;
-      case MPROC_ARG_DOUBLE:
-        rc = mproc_args_add_double(a, it->key, it->v.d);
-        break;
-      case MPROC_ARG_STR:
-      case MPROC_ARG_BYTES:
-        rc = mproc__add_blob(a, it->key, it->type, it->v.b.data, it->v.b.len);
-        break;
-      case MPROC_ARG_HANDLE:
-        rc = mproc_args_add_handle(a, it->key, it->v.h.value);
-        break;
-      default:
-        rc = mproc_args_add_object(a, it->key, it->v.o.orig);
-        break;
-      }
+/* Appends a builder copy of every item of `src` to `dst`: values are
+ * copied, handles and objects go by reference (an object must be the
+ * parent's own, not one rebuilt from a child's arguments). */
+int mproc__args_append(mproc_args *dst, const mproc_args *src) {
+  size_t i;
+  int rc = MPROC_OK;
+  for (i = 0; src && rc == MPROC_OK && i < src->npos + src->nkw; i++) {
+    const mproc__arg *it =
+        i < src->npos ? &src->pos[i] : &src->kw[i - src->npos];
+    switch (it->type) {
+    case MPROC_ARG_INT:
+      rc = mproc_args_add_int(dst, it->key, it->v.i);
+      break;
+    case MPROC_ARG_DOUBLE:
+      rc = mproc_args_add_double(dst, it->key, it->v.d);
+      break;
+    case MPROC_ARG_STR:
+    case MPROC_ARG_BYTES:
+      rc = mproc__add_blob(dst, it->key, it->type, it->v.b.data, it->v.b.len);
+      break;
+    case MPROC_ARG_HANDLE:
+      rc = mproc_args_add_handle(dst, it->key, it->v.h.value);
+      break;
+    case MPROC_ARG_OBJECT:
+      rc = it->v.o.orig ? mproc_args_add_object(dst, it->key, it->v.o.orig)
+                        : MPROC_EINVAL;
+      break;
+    default:
+      rc = MPROC_EINVAL;
     }
   }
+  return rc;
+}
+
+/* A builder copy of `src`, so a process can describe its objects again
+ * when it starts. */
+int mproc__args_clone(const mproc_args *src, mproc_args **out) {
+  mproc_args *a = NULL;
+  int rc = mproc_args_create(&a);
+  if (rc == MPROC_OK)
+    rc = mproc__args_append(a, src);
   if (rc < 0)
     a = mproc_args_free(a);
   *out = a;

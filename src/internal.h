@@ -66,6 +66,7 @@ int mproc__args_encode(const mproc_args *args, unsigned char **buf,
                        size_t *nhandles_out);
 int mproc__args_has_objects(const mproc_args *args);
 int mproc__args_clone(const mproc_args *src, mproc_args **out);
+int mproc__args_append(mproc_args *dst, const mproc_args *src);
 /* Decode bytes from another process; any damage is MPROC_EINVAL, never an
  * out-of-bounds read.  `table` gives the child's value for each slot.  With
  * dup_object_handles (fork children, whose table is the parent's own

@@ -503,40 +503,6 @@ static void mproc__run_callbacks(mproc_pool *p) {
 
 /* ---- workers (handler side, lock held) ----------------------------------------- */
 
-/* Copy the initializer's arguments (values; handles and objects by
- * reference) and add the worker's own. */
-static int mproc__copy_args(const mproc_args *src, mproc_args *dst) {
-  size_t i;
-  int rc = MPROC_OK;
-  for (i = 0; src && rc == MPROC_OK && i < src->npos + src->nkw; i++) {
-    const mproc__arg *a = i < src->npos ? &src->pos[i] : &src->kw[i - src->npos];
-    switch (a->type) {
-    case MPROC_ARG_INT:
-      rc = mproc_args_add_int(dst, a->key, a->v.i);
-      break;
-    case MPROC_ARG_DOUBLE:
-      rc = mproc_args_add_double(dst, a->key, a->v.d);
-      break;
-    case MPROC_ARG_STR:
-      rc = mproc_args_add_str(dst, a->key, (const char *)a->v.b.data);
-      break;
-    case MPROC_ARG_BYTES:
-      rc = mproc_args_add_bytes(dst, a->key, a->v.b.data, a->v.b.len);
-      break;
-    case MPROC_ARG_HANDLE:
-      rc = mproc_args_add_handle(dst, a->key, a->v.h.value);
-      break;
-    case MPROC_ARG_OBJECT:
-      rc = a->v.o.orig ? mproc_args_add_object(dst, a->key, a->v.o.orig)
-                       : MPROC_EINVAL;
-      break;
-    default:
-      rc = MPROC_EINVAL;
-    }
-  }
-  return rc;
-}
-
 static int mproc__worker_start(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
   mproc_conn *mine = NULL, *theirs = NULL;
@@ -550,7 +516,7 @@ static int mproc__worker_start(mproc_pool *p, int i) {
   if (rc == MPROC_OK)
     rc = mproc_args_create(&args);
   if (rc == MPROC_OK)
-    rc = mproc__copy_args(p->initargs, args);
+    rc = mproc__args_append(args, p->initargs);
   if (rc == MPROC_OK)
     rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
   if (rc == MPROC_OK)
@@ -1062,7 +1028,7 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
   if (opts && opts->initargs) {
     rc = mproc_args_create(&p->initargs);
     if (rc == MPROC_OK)
-      rc = mproc__copy_args(opts->initargs, p->initargs);
+      rc = mproc__args_append(p->initargs, opts->initargs);
     if (rc < 0)
       goto fail;
   }

@@ -16,6 +16,8 @@
 # - A persistent wineserver (it exits 30 s after its last client) and wine's service
 #   processes are started with stdio on /dev/null *before* the program (see below).
 # - The exit status is the program's (wine maps the Windows exit code to 0..255).
+# - stdout and stderr come out merged (ctest merges them anyway); a run that
+#   fails without writing anything is retried once (see the end).
 set -euo pipefail
 
 default_prefix=
@@ -115,4 +117,21 @@ if [[ -n $wineserver_bin ]]; then
   ) 9>"$WINEPREFIX.lock"
 fi
 
-exec "$wine" "$@"
+# Wine itself now and then fails before the program runs (seen once in a few
+# hundred starts on a loaded machine: exit at once, nothing written). Every
+# program run here (test binaries, examples) writes before it can fail, so
+# "failed and wrote nothing" is the launcher, not the program: try once more,
+# and say so. A program that really dies at start-up fails twice and stays red.
+log=$(mktemp "${TMPDIR:-/tmp}/wine-run.XXXXXX")
+trap 'rm -f "$log"' EXIT
+for attempt in 1 2; do
+  set +e
+  "$wine" "$@" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  set -e
+  if [[ $status -eq 0 || -s $log || $attempt -eq 2 ]]; then
+    exit "$status"
+  fi
+  echo "wine-run.sh: wine exited with status $status before the program wrote anything; retrying once" >&2
+  sleep 1
+done

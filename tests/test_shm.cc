@@ -599,6 +599,211 @@ TEST(ShmPosix, IncompleteBlockIsNotFound) {
   EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 8), MPROC_EEXIST);
   shm_unlink(path.c_str());
 }
+
+// ---- names another user got to first (issue 8, item 1) ----------------------
+// A name is predictable, so anyone may create /dev/shm/mproc.<name> before
+// us.  Attach must refuse what is not this user's private block (with
+// MPROC_EPERM, at once), create must report MPROC_EEXIST, and neither may
+// follow a link or map a file shorter than its header says.
+
+namespace {
+
+// Creates /dev/shm/mproc.<name> with an mproc header claiming `claimed`
+// bytes, `file_size` bytes long (header included), with `mode`.  Returns
+// the open descriptor (for fchown), or -1.
+int plant_block(const std::string &name, mode_t mode, uint64_t claimed,
+                off_t file_size) {
+  int fd = open(dev_shm_path(name).c_str(),
+                O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -1;
+  unsigned char h[64] = {0};
+  std::memcpy(h, "MPROCSHM", 8);
+  uint32_t version = 1;
+  int64_t creator = test_getpid(); // alive: no cleanup takes it meanwhile
+  std::memcpy(h + 8, &version, 4);
+  std::memcpy(h + 16, &creator, 8);
+  std::memcpy(h + 24, &claimed, 8);
+  if (ftruncate(fd, file_size) != 0 ||
+      pwrite(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
+      fchmod(fd, mode) != 0) {
+    close(fd);
+    unlink(dev_shm_path(name).c_str());
+    return -1;
+  }
+  return fd;
+}
+
+// Removes a planted name (file, link, fifo or directory) at scope exit.
+struct Planted {
+  std::string path;
+  explicit Planted(const std::string &name) : path(dev_shm_path(name)) {}
+  ~Planted() {
+    if (unlink(path.c_str()) != 0)
+      rmdir(path.c_str());
+  }
+};
+
+} // namespace
+
+// Runs mproc_shm_cleanup(): 0 if it returned a count.
+TEST_ENTRY(shm_run_cleanup) { return mproc_shm_cleanup() >= 0 ? 0 : 1; }
+
+// A complete mproc block of ours whose mode lets the group or others in
+// (someone widened it, or planted it with our uid): not private, refused.
+TEST(ShmPosix, AttachRefusesBlockOpenToOthers) {
+  for (mode_t mode : {0666, 0644, 0640, 0604, 0620, 0602, 0700 | 0010}) {
+    std::string name = uniq("open");
+    Shm mine;
+    ASSERT_EQ(mproc_shm_create(&mine.s, name.c_str(), 100), MPROC_OK);
+    ASSERT_EQ(chmod(dev_shm_path(name).c_str(), mode), 0);
+    mproc_shm *s = nullptr;
+    double t0 = test_now();
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << std::oct
+                                                                << mode;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_LT(test_now() - t0, 1.5); // refused, not waited on
+    // Put back, it is ours and private again: attach works.
+    ASSERT_EQ(chmod(dev_shm_path(name).c_str(), 0600), 0);
+    ASSERT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_OK);
+    mproc_shm_free(s);
+  }
+}
+
+// The attack of the issue: another user creates the name first (here a
+// complete block, mode 0600 or 0666, owned by "nobody").  Attach must not
+// hand us the attacker's file; create reports the name taken.
+TEST(ShmPosix, AttachRefusesAnotherUsersBlock) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root to give a file to another uid (the mode "
+                    "check is covered by AttachRefusesBlockOpenToOthers)";
+  for (mode_t mode : {0600, 0666}) {
+    std::string name = uniq("theirs");
+    int fd = plant_block(name, mode, 4096, 64 + 4096);
+    ASSERT_GE(fd, 0);
+    Planted gone(name);
+    ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+    close(fd);
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << std::oct
+                                                                << mode;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 4096), MPROC_EEXIST);
+    EXPECT_EQ(s, nullptr);
+  }
+  // A block we made and someone gave away later is not ours either.
+  std::string name = uniq("given");
+  Shm mine;
+  ASSERT_EQ(mproc_shm_create(&mine.s, name.c_str(), 100), MPROC_OK);
+  ASSERT_EQ(chown(dev_shm_path(name).c_str(), 65534, 65534), 0);
+  mproc_shm *s = nullptr;
+  EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM);
+  EXPECT_EQ(s, nullptr);
+}
+
+// A symbolic link at the name (to one of our blocks, or to nowhere): attach
+// does not follow it, create does not create its target.
+TEST(ShmPosix, SymlinkAtTheNameIsNotFollowed) {
+  std::string target = uniq("target"), link = uniq("link"),
+              dangling = uniq("dangling"), nowhere = uniq("nowhere");
+  Shm t;
+  ASSERT_EQ(mproc_shm_create(&t.s, target.c_str(), 100), MPROC_OK);
+  std::memset(t.p(), 0x11, 100);
+  ASSERT_EQ(symlink(dev_shm_path(target).c_str(), dev_shm_path(link).c_str()),
+            0);
+  Planted gone1(link);
+  ASSERT_EQ(
+      symlink(dev_shm_path(nowhere).c_str(), dev_shm_path(dangling).c_str()),
+      0);
+  Planted gone2(dangling);
+  for (const std::string &name : {link, dangling}) {
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << name;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 100), MPROC_EEXIST) << name;
+    EXPECT_EQ(s, nullptr);
+  }
+  EXPECT_FALSE(dev_shm_exists(nowhere));
+  EXPECT_EQ(mproc_shm_size(t.s), 100u);
+  EXPECT_EQ(t.p()[99], 0x11);
+}
+
+// A fifo or a directory at the name is no block: refused at once, and
+// neither attach nor cleanup blocks on the fifo (opening one for reading
+// waits for a writer).
+TEST(ShmPosix, NonRegularFileAtTheNameIsRefused) {
+  std::string fifo = uniq("fifo"), dir = uniq("dir");
+  ASSERT_EQ(mkfifo(dev_shm_path(fifo).c_str(), 0600), 0);
+  Planted gone1(fifo);
+  ASSERT_EQ(mkdir(dev_shm_path(dir).c_str(), 0700), 0);
+  Planted gone2(dir);
+  for (const std::string &name : {fifo, dir}) {
+    mproc_shm *s = nullptr;
+    double t0 = test_now();
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << name;
+    EXPECT_LT(test_now() - t0, 1.5);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 100), MPROC_EEXIST) << name;
+    EXPECT_EQ(s, nullptr);
+  }
+  // In a child, so that a cleanup stuck on the fifo fails this test
+  // instead of hanging the binary.
+  mproc_process *p = test_start("shm_run_cleanup");
+  EXPECT_EQ(test_join_code(p, 30), 0);
+  mproc_process_free(p);
+}
+
+// A file of ours whose header claims more (or fewer) bytes than it has is
+// refused, never mapped past its end (touching a page past the end of a
+// file is SIGBUS).
+TEST(ShmPosix, BlockShorterThanItsHeaderSaysIsRefused) {
+  struct {
+    uint64_t claimed;
+    off_t file_size;
+  } cases[] = {{1 << 20, 64 + 100}, {100, 64 + 4096}};
+  for (const auto &c : cases) {
+    std::string name = uniq("short");
+    int fd = plant_block(name, 0600, c.claimed, c.file_size);
+    ASSERT_GE(fd, 0);
+    Planted gone(name);
+    close(fd);
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_ENOTFOUND)
+        << c.claimed << " " << c.file_size;
+    EXPECT_EQ(s, nullptr);
+  }
+}
+
+// Cleanup removes only this user's regular files: a stale-looking block of
+// another user stays.
+TEST(ShmPosix, CleanupLeavesOtherUsersBlocks) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root to give a file to another uid";
+  std::string name = uniq("theirs-stale");
+  int fd = plant_block(name, 0600, 100, 64 + 100);
+  ASSERT_GE(fd, 0);
+  Planted gone(name);
+  // Creator pid 0: nobody, so it would look stale if it were ours.
+  int64_t none = 0;
+  ASSERT_EQ(pwrite(fd, &none, 8, 16), 8);
+  ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+  close(fd);
+  EXPECT_GE(mproc_shm_cleanup(), 0);
+  EXPECT_TRUE(dev_shm_exists(name));
+}
+
+// A umask that takes the owner's write bit away must not leave a block
+// its own user cannot attach to: create makes it exactly 0600.
+TEST(ShmPosix, CreateIsOwnerReadWriteWhateverTheUmask) {
+  std::string name = uniq("umask");
+  mode_t old = umask(0277);
+  Shm b;
+  int rc = mproc_shm_create(&b.s, name.c_str(), 10);
+  umask(old);
+  ASSERT_EQ(rc, MPROC_OK);
+  struct stat st;
+  ASSERT_EQ(stat(dev_shm_path(name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
 #endif
 
 // A block created and kept by a child that exited: on POSIX it outlives

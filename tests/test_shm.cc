@@ -13,7 +13,10 @@
 
 #include "test_util.h"
 
-#ifndef _WIN32
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -803,6 +806,175 @@ TEST(ShmPosix, CreateIsOwnerReadWriteWhateverTheUmask) {
   struct stat st;
   ASSERT_EQ(stat(dev_shm_path(name).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+#endif
+
+#ifdef _WIN32
+// ---- names another user got to first, Windows (issue 8, item 1) --------------
+// Any process of the session may create "Local\mproc-<name>" first, with
+// security of its choosing; OpenFileMapping would hand us that section.
+// Attach must refuse a section not owned by this user or whose DACL lets
+// anyone else in (MPROC_EPERM); create reports the name taken.
+
+namespace {
+
+// A security descriptor for a planted section: the owner, and a DACL of
+// grants (an empty list with `null_dacl`: no DACL at all, which lets
+// everyone in).
+struct Security {
+  SECURITY_DESCRIPTOR sd;
+  std::vector<unsigned char> acl_buf;
+  std::vector<std::vector<unsigned char>> sids;
+};
+
+std::vector<unsigned char> sid_bytes(PSID sid) {
+  const unsigned char *p = static_cast<const unsigned char *>(sid);
+  return std::vector<unsigned char>(p, p + GetLengthSid(sid));
+}
+
+std::vector<unsigned char> my_sid() {
+  HANDLE token = nullptr;
+  std::vector<unsigned char> out;
+  DWORD len = 0;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+    return out;
+  GetTokenInformation(token, TokenUser, nullptr, 0, &len);
+  std::vector<unsigned char> buf(len ? len : 1);
+  if (GetTokenInformation(token, TokenUser, buf.data(), len, &len))
+    out = sid_bytes(reinterpret_cast<TOKEN_USER *>(buf.data())->User.Sid);
+  CloseHandle(token);
+  return out;
+}
+
+std::vector<unsigned char> well_known_sid(WELL_KNOWN_SID_TYPE type) {
+  std::vector<unsigned char> buf(SECURITY_MAX_SID_SIZE);
+  DWORD len = (DWORD)buf.size();
+  if (!CreateWellKnownSid(type, nullptr, buf.data(), &len))
+    return {};
+  buf.resize(len);
+  return buf;
+}
+
+// Fills `s` (which must stay alive while used) for `owner` and grants of
+// FILE_MAP_ALL_ACCESS to `grantees`.
+bool make_security(Security &s, const std::vector<unsigned char> &owner,
+                   const std::vector<std::vector<unsigned char>> &grantees,
+                   bool null_dacl) {
+  s.sids = grantees;
+  s.sids.push_back(owner);
+  DWORD len = sizeof(ACL);
+  for (auto &g : grantees)
+    len += (DWORD)(sizeof(ACCESS_ALLOWED_ACE) + g.size());
+  s.acl_buf.assign((len + 3) & ~3u, 0);
+  PACL acl = reinterpret_cast<PACL>(s.acl_buf.data());
+  if (!InitializeSecurityDescriptor(&s.sd, SECURITY_DESCRIPTOR_REVISION) ||
+      !InitializeAcl(acl, (DWORD)s.acl_buf.size(), ACL_REVISION))
+    return false;
+  for (size_t i = 0; i + 1 < s.sids.size(); i++)
+    if (!AddAccessAllowedAce(acl, ACL_REVISION, FILE_MAP_ALL_ACCESS,
+                             s.sids[i].data()))
+      return false;
+  return SetSecurityDescriptorOwner(&s.sd, s.sids.back().data(), FALSE) &&
+         SetSecurityDescriptorDacl(&s.sd, TRUE, null_dacl ? nullptr : acl,
+                                   FALSE);
+}
+
+// Creates "Local\mproc-<name>" with `sd` and a complete mproc header for
+// a block of `size` bytes.  NULL (GetLastError() says why) on failure.
+HANDLE plant_section(const std::string &name, SECURITY_DESCRIPTOR *sd,
+                     uint64_t size) {
+  std::wstring w = L"Local\\mproc-" + std::wstring(name.begin(), name.end());
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), sd, FALSE};
+  SetLastError(0);
+  HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE, 0,
+                                (DWORD)(64 + size), w.c_str());
+  if (!h)
+    return nullptr;
+  if (GetLastError() == ERROR_ALREADY_EXISTS) {
+    CloseHandle(h);
+    SetLastError(ERROR_ALREADY_EXISTS);
+    return nullptr;
+  }
+  unsigned char *p = static_cast<unsigned char *>(
+      MapViewOfFile(h, FILE_MAP_WRITE, 0, 0, 0));
+  if (!p) {
+    DWORD err = GetLastError();
+    CloseHandle(h);
+    SetLastError(err);
+    return nullptr;
+  }
+  uint32_t version = 1;
+  int64_t creator = test_getpid();
+  std::memcpy(p + 8, &version, 4);
+  std::memcpy(p + 16, &creator, 8);
+  std::memcpy(p + 24, &size, 8);
+  std::memcpy(p, "MPROCSHM", 8);
+  UnmapViewOfFile(p);
+  return h;
+}
+
+} // namespace
+
+// Control: a section planted with what mproc itself gives its sections
+// (owner and only grantee: this user) is accepted, so the refusals below
+// are about the security, not about planting.
+TEST(ShmWin32, AttachAcceptsAnOwnerOnlySection) {
+  std::vector<unsigned char> me = my_sid();
+  ASSERT_FALSE(me.empty());
+  Security sec;
+  ASSERT_TRUE(make_security(sec, me, {me}, false));
+  std::string name = uniq("mine");
+  HANDLE h = plant_section(name, &sec.sd, 100);
+  ASSERT_NE(h, nullptr) << GetLastError();
+  Shm b;
+  EXPECT_EQ(mproc_shm_attach(&b.s, name.c_str()), MPROC_OK);
+  EXPECT_EQ(mproc_shm_size(b.s), 100u);
+  CloseHandle(h);
+}
+
+// Our owner, but a DACL that also lets others in (no DACL at all, or a
+// grant to Everyone): refused.
+TEST(ShmWin32, AttachRefusesASectionOpenToOthers) {
+  std::vector<unsigned char> me = my_sid(),
+                             world = well_known_sid(WinWorldSid);
+  ASSERT_FALSE(me.empty());
+  ASSERT_FALSE(world.empty());
+  for (int null_dacl = 0; null_dacl < 2; null_dacl++) {
+    Security sec;
+    ASSERT_TRUE(make_security(sec, me, {me, world}, null_dacl != 0));
+    std::string name = uniq("open");
+    HANDLE h = plant_section(name, &sec.sd, 100);
+    ASSERT_NE(h, nullptr) << GetLastError();
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << null_dacl;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 100), MPROC_EEXIST);
+    EXPECT_EQ(s, nullptr);
+    mproc_shm_free(s);
+    CloseHandle(h);
+  }
+}
+
+// Another owner (the section of another user who granted us access):
+// refused.  Windows lets a token name only itself or its owner groups as
+// owner (else ERROR_INVALID_OWNER, short of SeRestorePrivilege).
+TEST(ShmWin32, AttachRefusesASectionOwnedBySomeoneElse) {
+  std::vector<unsigned char> me = my_sid(),
+                             other = well_known_sid(WinLocalServiceSid);
+  ASSERT_FALSE(me.empty());
+  ASSERT_FALSE(other.empty());
+  Security sec;
+  ASSERT_TRUE(make_security(sec, other, {me}, false));
+  std::string name = uniq("theirs");
+  HANDLE h = plant_section(name, &sec.sd, 100);
+  if (!h && GetLastError() == ERROR_INVALID_OWNER)
+    GTEST_SKIP() << "this token may not make another SID the owner";
+  ASSERT_NE(h, nullptr) << GetLastError();
+  mproc_shm *s = nullptr;
+  EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM);
+  EXPECT_EQ(s, nullptr);
+  mproc_shm_free(s);
+  CloseHandle(h);
 }
 #endif
 

@@ -794,6 +794,37 @@ TEST(ShmPosix, CleanupLeavesOtherUsersBlocks) {
   EXPECT_TRUE(dev_shm_exists(name));
 }
 
+// The name of a block we created was removed behind our back and is now
+// someone else's block (here: a new one of ours; as root also another
+// user's file).  Unlinking, or the creator's free, must not remove it.
+TEST(ShmPosix, UnlinkLeavesWhatIsNowUnderTheName) {
+  std::string name = uniq("reused");
+  mproc_shm *first = nullptr;
+  ASSERT_EQ(mproc_shm_create(&first, name.c_str(), 10), MPROC_OK);
+  ASSERT_EQ(unlink(dev_shm_path(name).c_str()), 0);
+  Shm second;
+  ASSERT_EQ(mproc_shm_create(&second.s, name.c_str(), 20), MPROC_OK);
+  mproc_shm_free(first); // the creator's free unlinks "its" name
+  EXPECT_TRUE(dev_shm_exists(name));
+  mproc_shm *again = nullptr;
+  ASSERT_EQ(mproc_shm_attach(&again, name.c_str()), MPROC_OK);
+  EXPECT_EQ(mproc_shm_size(again), 20u);
+  mproc_shm_free(again);
+  if (geteuid() != 0)
+    return;
+  // Another user's file under the name of a block we attached to.
+  ASSERT_EQ(mproc_shm_attach(&again, name.c_str()), MPROC_OK);
+  ASSERT_EQ(mproc_shm_unlink(second.s), MPROC_OK);
+  int fd = plant_block(name, 0600, 100, 64 + 100);
+  ASSERT_GE(fd, 0);
+  Planted gone(name);
+  ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+  close(fd);
+  EXPECT_EQ(mproc_shm_unlink(again), MPROC_ENOTFOUND);
+  EXPECT_TRUE(dev_shm_exists(name));
+  mproc_shm_free(again);
+}
+
 // A umask that takes the owner's write bit away must not leave a block
 // its own user cannot attach to: create makes it exactly 0600.
 TEST(ShmPosix, CreateIsOwnerReadWriteWhateverTheUmask) {

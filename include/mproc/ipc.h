@@ -104,7 +104,9 @@ MPROC_API size_t mproc_shm_size(const mproc_shm *shm);
 MPROC_API const char *mproc_shm_name(const mproc_shm *shm);
 /* Remove the name (attached processes keep their mapping).  Named blocks
  * are also unlinked by their creator's mproc_shm_free(), unless
- * mproc_shm_keep() was called.  MPROC_ESTATE for an anonymous block. */
+ * mproc_shm_keep() was called.  MPROC_ESTATE for an anonymous block;
+ * MPROC_ENOTFOUND if the name is gone, or (POSIX) was removed and now
+ * leads to something else, which is left alone. */
 MPROC_API int mproc_shm_unlink(mproc_shm *shm);
 MPROC_API int mproc_shm_keep(mproc_shm *shm);
 /* Unmap and release; returns NULL. */

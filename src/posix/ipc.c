@@ -128,6 +128,27 @@ static int mproc__seg_made_private(int fd) {
   return mproc__seg_private(&st);
 }
 
+/* A descriptor for an anonymous segment, or -1 with errno. */
+static int mproc__seg_anon_fd(const void *salt) {
+#ifdef __linux__
+  /* memfd: no name in any namespace, so nothing to guess, collide with or
+   * leave behind. */
+  (void)salt;
+  return memfd_create("mproc", MFD_CLOEXEC);
+#else
+  /* Elsewhere: a random name, unlinked at once. */
+  char path[64];
+  unsigned long r = (unsigned long)getpid() ^ (unsigned long)time(NULL) ^
+                    (unsigned long)(uintptr_t)salt;
+  int fd;
+  snprintf(path, sizeof path, "/mproc-anon.%lx", r);
+  fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    (void)shm_unlink(path);
+  return fd;
+#endif
+}
+
 int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
   mproc__seg_hdr *h;
@@ -154,24 +175,8 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
     s->owner = 1;
     if ((rc = mproc__seg_made_private(fd)) < 0)
       goto fail;
-  } else {
-#ifdef __linux__
-    /* memfd: no name in any namespace, so nothing to guess, collide with or
-     * leave behind. */
-    fd = memfd_create("mproc", MFD_CLOEXEC);
-#else
-    {
-      /* Elsewhere: a random name, unlinked at once. */
-      unsigned long r = (unsigned long)getpid() ^ (unsigned long)time(NULL) ^
-                        (unsigned long)(uintptr_t)s;
-      snprintf(path, sizeof path, "/mproc-anon.%lx", r);
-      fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-      if (fd >= 0)
-        (void)shm_unlink(path);
-    }
-#endif
-    if (fd < 0)
-      return mproc__os_fail(MPROC_ESYS, errno);
+  } else if ((fd = mproc__seg_anon_fd(s)) < 0) {
+    return mproc__os_fail(MPROC_ESYS, errno);
   }
   if (ftruncate(fd, (off_t)(size + MPROC__SEG_HDR)) != 0) {
     rc = mproc__os_fail(MPROC_ESYS, errno);
@@ -264,12 +269,37 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   return rc;
 }
 
+/* Does the name still lead to the file behind s->handle?  Another process
+ * may have unlinked it and made a new block under the name since, or
+ * another user may then have planted something there: removing the name
+ * would take away what is not ours.  MPROC_ENOTFOUND if it leads elsewhere
+ * or nowhere.  (Between this check and the unlink only this user can
+ * change the name: in the sticky /dev/shm a file's name is its owner's.) */
+static int mproc__seg_still_named(const mproc__seg *s, const char *path) {
+  struct stat mine, there;
+  int fd, rc = MPROC_OK;
+  fd = shm_open(path, O_RDONLY | MPROC__SEG_OFLAGS, 0);
+  if (fd < 0) {
+    rc = mproc__seg_open_error(errno);
+    return rc == MPROC_EPERM ? MPROC_ENOTFOUND : rc;
+  }
+  if (fstat(s->handle, &mine) != 0 || fstat(fd, &there) != 0)
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+  else if (mine.st_dev != there.st_dev || mine.st_ino != there.st_ino)
+    rc = MPROC_ENOTFOUND;
+  (void)close(fd);
+  return rc;
+}
+
 int mproc__seg_unlink(mproc__seg *s) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
+  int rc;
   if (!s->name)
     return MPROC_ESTATE;
   snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, s->name);
   s->owner = 0;
+  if ((rc = mproc__seg_still_named(s, path)) < 0)
+    return rc;
   if (shm_unlink(path) != 0)
     return errno == ENOENT ? MPROC_ENOTFOUND : mproc__os_fail(MPROC_ESYS, errno);
   return MPROC_OK;

@@ -138,7 +138,7 @@ static int mproc__w32_dacl_private(PACL dacl, PSID me) {
     case ACCESS_DENIED_ACE_TYPE:
       break;
     case ACCESS_ALLOWED_ACE_TYPE:
-      if (!EqualSid((PSID) & ((ACCESS_ALLOWED_ACE *)ace)->SidStart, me))
+      if (!EqualSid((PSID)&((ACCESS_ALLOWED_ACE *)ace)->SidStart, me))
         return 0;
       break;
     default:

@@ -841,7 +841,7 @@ TEST(ShmPosix, CreateIsOwnerReadWriteWhateverTheUmask) {
 #endif
 
 #ifdef _WIN32
-// ---- names another user got to first, Windows (issue 8, item 1) --------------
+// ---- names another user got to first, Windows (issue 8, item 1) -------------
 // Any process of the session may create "Local\mproc-<name>" first, with
 // security of its choosing; OpenFileMapping would hand us that section.
 // Attach must refuse a section not owned by this user or whose DACL lets

@@ -81,11 +81,11 @@ typedef struct mproc_shm mproc_shm;
  * an owner other than this user, or a DACL granting anyone else), a
  * symbolic link, a fifo or directory.  Attach checks the size before it
  * maps, and never maps more than the file holds (a short block is
- * MPROC_ENOTFOUND, not a crash).  What remains is within this user: their other programs (and root /
- * SYSTEM) can read, write or shrink the block; shrinking a block while it
- * is mapped makes its users fault (SIGBUS), as with any mapped file.  To
- * share with no name at all, create an anonymous block (name NULL) and
- * pass it to children as an argument. */
+ * MPROC_ENOTFOUND, not a crash).  What remains is within this user: their
+ * other programs (and root / SYSTEM) can read, write or shrink the block;
+ * shrinking a block while it is mapped makes its users fault (SIGBUS), as
+ * with any mapped file.  To share with no name at all, create an anonymous
+ * block (name NULL) and pass it to children as an argument. */
 
 /* Create a block of `size` bytes (> 0), zero-filled, readable and writable
  * by this user only.  `name` NULL makes an anonymous block (reachable only
@@ -113,9 +113,9 @@ MPROC_API int mproc_shm_keep(mproc_shm *shm);
 MPROC_API mproc_shm *mproc_shm_free(mproc_shm *shm);
 /* Remove names that crashed mproc programs of this user left behind (POSIX:
  * /dev/shm entries whose creating process is gone; only this user's
- * private blocks, never links, other files, or other users' blocks).  Returns the number
- * removed, or a negative code.  A no-op on Windows, where named mappings
- * vanish with their last handle. */
+ * private blocks, never links, other files, or other users' blocks).
+ * Returns the number removed, or a negative code.  A no-op on Windows,
+ * where named mappings vanish with their last handle. */
 MPROC_API int mproc_shm_cleanup(void);
 
 /* ------------------------------------------------------------------------ */

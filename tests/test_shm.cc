@@ -13,7 +13,10 @@
 
 #include "test_util.h"
 
-#ifndef _WIN32
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -598,6 +601,411 @@ TEST(ShmPosix, IncompleteBlockIsNotFound) {
   EXPECT_LT(test_now() - t0, 30.0);
   EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 8), MPROC_EEXIST);
   shm_unlink(path.c_str());
+}
+
+// ---- names another user got to first (issue 8, item 1) ----------------------
+// A name is predictable, so anyone may create /dev/shm/mproc.<name> before
+// us.  Attach must refuse what is not this user's private block (with
+// MPROC_EPERM, at once), create must report MPROC_EEXIST, and neither may
+// follow a link or map a file shorter than its header says.
+
+namespace {
+
+// Creates /dev/shm/mproc.<name> with an mproc header claiming `claimed`
+// bytes, `file_size` bytes long (header included), with `mode`.  Returns
+// the open descriptor (for fchown), or -1.
+int plant_block(const std::string &name, mode_t mode, uint64_t claimed,
+                off_t file_size) {
+  int fd = open(dev_shm_path(name).c_str(),
+                O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -1;
+  unsigned char h[64] = {0};
+  std::memcpy(h, "MPROCSHM", 8);
+  uint32_t version = 1;
+  int64_t creator = test_getpid(); // alive: no cleanup takes it meanwhile
+  std::memcpy(h + 8, &version, 4);
+  std::memcpy(h + 16, &creator, 8);
+  std::memcpy(h + 24, &claimed, 8);
+  if (ftruncate(fd, file_size) != 0 ||
+      pwrite(fd, h, sizeof h, 0) != (ssize_t)sizeof h ||
+      fchmod(fd, mode) != 0) {
+    close(fd);
+    unlink(dev_shm_path(name).c_str());
+    return -1;
+  }
+  return fd;
+}
+
+// Removes a planted name (file, link, fifo or directory) at scope exit.
+struct Planted {
+  std::string path;
+  explicit Planted(const std::string &name) : path(dev_shm_path(name)) {}
+  ~Planted() {
+    if (unlink(path.c_str()) != 0)
+      rmdir(path.c_str());
+  }
+};
+
+} // namespace
+
+// Runs mproc_shm_cleanup(): 0 if it returned a count.
+TEST_ENTRY(shm_run_cleanup) { return mproc_shm_cleanup() >= 0 ? 0 : 1; }
+
+// A complete mproc block of ours whose mode lets the group or others in
+// (someone widened it, or planted it with our uid): not private, refused.
+TEST(ShmPosix, AttachRefusesBlockOpenToOthers) {
+  for (mode_t mode : {0666, 0644, 0640, 0604, 0620, 0602, 0700 | 0010}) {
+    std::string name = uniq("open");
+    Shm mine;
+    ASSERT_EQ(mproc_shm_create(&mine.s, name.c_str(), 100), MPROC_OK);
+    ASSERT_EQ(chmod(dev_shm_path(name).c_str(), mode), 0);
+    mproc_shm *s = nullptr;
+    double t0 = test_now();
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << std::oct
+                                                                << mode;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_LT(test_now() - t0, 1.5); // refused, not waited on
+    // Put back, it is ours and private again: attach works.
+    ASSERT_EQ(chmod(dev_shm_path(name).c_str(), 0600), 0);
+    ASSERT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_OK);
+    mproc_shm_free(s);
+  }
+}
+
+// The attack of the issue: another user creates the name first (here a
+// complete block, mode 0600 or 0666, owned by "nobody").  Attach must not
+// hand us the attacker's file; create reports the name taken.
+TEST(ShmPosix, AttachRefusesAnotherUsersBlock) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root to give a file to another uid (the mode "
+                    "check is covered by AttachRefusesBlockOpenToOthers)";
+  for (mode_t mode : {0600, 0666}) {
+    std::string name = uniq("theirs");
+    int fd = plant_block(name, mode, 4096, 64 + 4096);
+    ASSERT_GE(fd, 0);
+    Planted gone(name);
+    ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+    close(fd);
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << std::oct
+                                                                << mode;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 4096), MPROC_EEXIST);
+    EXPECT_EQ(s, nullptr);
+  }
+  // A block we made and someone gave away later is not ours either.
+  std::string name = uniq("given");
+  Shm mine;
+  ASSERT_EQ(mproc_shm_create(&mine.s, name.c_str(), 100), MPROC_OK);
+  ASSERT_EQ(chown(dev_shm_path(name).c_str(), 65534, 65534), 0);
+  mproc_shm *s = nullptr;
+  EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM);
+  EXPECT_EQ(s, nullptr);
+}
+
+// A symbolic link at the name (to one of our blocks, or to nowhere): attach
+// does not follow it, create does not create its target.
+TEST(ShmPosix, SymlinkAtTheNameIsNotFollowed) {
+  std::string target = uniq("target"), link = uniq("link"),
+              dangling = uniq("dangling"), nowhere = uniq("nowhere");
+  Shm t;
+  ASSERT_EQ(mproc_shm_create(&t.s, target.c_str(), 100), MPROC_OK);
+  std::memset(t.p(), 0x11, 100);
+  ASSERT_EQ(symlink(dev_shm_path(target).c_str(), dev_shm_path(link).c_str()),
+            0);
+  Planted gone1(link);
+  ASSERT_EQ(
+      symlink(dev_shm_path(nowhere).c_str(), dev_shm_path(dangling).c_str()),
+      0);
+  Planted gone2(dangling);
+  for (const std::string &name : {link, dangling}) {
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << name;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 100), MPROC_EEXIST) << name;
+    EXPECT_EQ(s, nullptr);
+  }
+  EXPECT_FALSE(dev_shm_exists(nowhere));
+  EXPECT_EQ(mproc_shm_size(t.s), 100u);
+  EXPECT_EQ(t.p()[99], 0x11);
+}
+
+// A fifo or a directory at the name is no block: refused at once, and
+// neither attach nor cleanup blocks on the fifo (opening one for reading
+// waits for a writer).
+TEST(ShmPosix, NonRegularFileAtTheNameIsRefused) {
+  std::string fifo = uniq("fifo"), dir = uniq("dir");
+  ASSERT_EQ(mkfifo(dev_shm_path(fifo).c_str(), 0600), 0);
+  Planted gone1(fifo);
+  ASSERT_EQ(mkdir(dev_shm_path(dir).c_str(), 0700), 0);
+  Planted gone2(dir);
+  for (const std::string &name : {fifo, dir}) {
+    mproc_shm *s = nullptr;
+    double t0 = test_now();
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << name;
+    EXPECT_LT(test_now() - t0, 1.5);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 100), MPROC_EEXIST) << name;
+    EXPECT_EQ(s, nullptr);
+  }
+  // In a child, so that a cleanup stuck on the fifo fails this test
+  // instead of hanging the binary.
+  mproc_process *p = test_start("shm_run_cleanup");
+  EXPECT_EQ(test_join_code(p, 30), 0);
+  mproc_process_free(p);
+}
+
+// A file of ours whose header claims more (or fewer) bytes than it has is
+// refused, never mapped past its end (touching a page past the end of a
+// file is SIGBUS).
+TEST(ShmPosix, BlockShorterThanItsHeaderSaysIsRefused) {
+  struct {
+    uint64_t claimed;
+    off_t file_size;
+  } cases[] = {{1 << 20, 64 + 100}, {100, 64 + 4096}};
+  for (const auto &c : cases) {
+    std::string name = uniq("short");
+    int fd = plant_block(name, 0600, c.claimed, c.file_size);
+    ASSERT_GE(fd, 0);
+    Planted gone(name);
+    close(fd);
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_ENOTFOUND)
+        << c.claimed << " " << c.file_size;
+    EXPECT_EQ(s, nullptr);
+  }
+}
+
+// Cleanup removes only this user's regular files: a stale-looking block of
+// another user stays.
+TEST(ShmPosix, CleanupLeavesOtherUsersBlocks) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root to give a file to another uid";
+  std::string name = uniq("theirs-stale");
+  int fd = plant_block(name, 0600, 100, 64 + 100);
+  ASSERT_GE(fd, 0);
+  Planted gone(name);
+  // Creator pid 0: nobody, so it would look stale if it were ours.
+  int64_t none = 0;
+  ASSERT_EQ(pwrite(fd, &none, 8, 16), 8);
+  ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+  close(fd);
+  EXPECT_GE(mproc_shm_cleanup(), 0);
+  EXPECT_TRUE(dev_shm_exists(name));
+}
+
+// The name of a block we created was removed behind our back and is now
+// someone else's block (here: a new one of ours; as root also another
+// user's file).  Unlinking, or the creator's free, must not remove it.
+TEST(ShmPosix, UnlinkLeavesWhatIsNowUnderTheName) {
+  std::string name = uniq("reused");
+  mproc_shm *first = nullptr;
+  ASSERT_EQ(mproc_shm_create(&first, name.c_str(), 10), MPROC_OK);
+  ASSERT_EQ(unlink(dev_shm_path(name).c_str()), 0);
+  Shm second;
+  ASSERT_EQ(mproc_shm_create(&second.s, name.c_str(), 20), MPROC_OK);
+  mproc_shm_free(first); // the creator's free unlinks "its" name
+  EXPECT_TRUE(dev_shm_exists(name));
+  mproc_shm *again = nullptr;
+  ASSERT_EQ(mproc_shm_attach(&again, name.c_str()), MPROC_OK);
+  EXPECT_EQ(mproc_shm_size(again), 20u);
+  mproc_shm_free(again);
+  if (geteuid() != 0)
+    return;
+  // Another user's file under the name of a block we attached to.
+  ASSERT_EQ(mproc_shm_attach(&again, name.c_str()), MPROC_OK);
+  ASSERT_EQ(mproc_shm_unlink(second.s), MPROC_OK);
+  int fd = plant_block(name, 0600, 100, 64 + 100);
+  ASSERT_GE(fd, 0);
+  Planted gone(name);
+  ASSERT_EQ(fchown(fd, 65534, 65534), 0);
+  close(fd);
+  EXPECT_EQ(mproc_shm_unlink(again), MPROC_ENOTFOUND);
+  EXPECT_TRUE(dev_shm_exists(name));
+  mproc_shm_free(again);
+}
+
+// A umask that takes the owner's write bit away must not leave a block
+// its own user cannot attach to: create makes it exactly 0600.
+TEST(ShmPosix, CreateIsOwnerReadWriteWhateverTheUmask) {
+  std::string name = uniq("umask");
+  mode_t old = umask(0277);
+  Shm b;
+  int rc = mproc_shm_create(&b.s, name.c_str(), 10);
+  umask(old);
+  ASSERT_EQ(rc, MPROC_OK);
+  struct stat st;
+  ASSERT_EQ(stat(dev_shm_path(name).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+#endif
+
+#ifdef _WIN32
+// ---- names another user got to first, Windows (issue 8, item 1) -------------
+// Any process of the session may create "Local\mproc-<name>" first, with
+// security of its choosing; OpenFileMapping would hand us that section.
+// Attach must refuse a section not owned by this user or whose DACL lets
+// anyone else in (MPROC_EPERM); create reports the name taken.
+
+namespace {
+
+// A security descriptor for a planted section: the owner, and a DACL of
+// grants (an empty list with `null_dacl`: no DACL at all, which lets
+// everyone in).
+struct Security {
+  SECURITY_DESCRIPTOR sd;
+  std::vector<unsigned char> acl_buf;
+  std::vector<std::vector<unsigned char>> sids;
+};
+
+std::vector<unsigned char> sid_bytes(PSID sid) {
+  const unsigned char *p = static_cast<const unsigned char *>(sid);
+  return std::vector<unsigned char>(p, p + GetLengthSid(sid));
+}
+
+std::vector<unsigned char> my_sid() {
+  HANDLE token = nullptr;
+  std::vector<unsigned char> out;
+  DWORD len = 0;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+    return out;
+  GetTokenInformation(token, TokenUser, nullptr, 0, &len);
+  std::vector<unsigned char> buf(len ? len : 1);
+  if (GetTokenInformation(token, TokenUser, buf.data(), len, &len))
+    out = sid_bytes(reinterpret_cast<TOKEN_USER *>(buf.data())->User.Sid);
+  CloseHandle(token);
+  return out;
+}
+
+std::vector<unsigned char> well_known_sid(WELL_KNOWN_SID_TYPE type) {
+  std::vector<unsigned char> buf(SECURITY_MAX_SID_SIZE);
+  DWORD len = (DWORD)buf.size();
+  if (!CreateWellKnownSid(type, nullptr, buf.data(), &len))
+    return {};
+  buf.resize(len);
+  return buf;
+}
+
+// Fills `s` (which must stay alive while used) for `owner` and grants of
+// FILE_MAP_ALL_ACCESS to `grantees`.
+bool make_security(Security &s, const std::vector<unsigned char> &owner,
+                   const std::vector<std::vector<unsigned char>> &grantees,
+                   bool null_dacl) {
+  s.sids = grantees;
+  s.sids.push_back(owner);
+  DWORD len = sizeof(ACL);
+  for (auto &g : grantees)
+    len += (DWORD)(sizeof(ACCESS_ALLOWED_ACE) + g.size());
+  s.acl_buf.assign((len + 3) & ~3u, 0);
+  PACL acl = reinterpret_cast<PACL>(s.acl_buf.data());
+  if (!InitializeSecurityDescriptor(&s.sd, SECURITY_DESCRIPTOR_REVISION) ||
+      !InitializeAcl(acl, (DWORD)s.acl_buf.size(), ACL_REVISION))
+    return false;
+  for (size_t i = 0; i + 1 < s.sids.size(); i++)
+    if (!AddAccessAllowedAce(acl, ACL_REVISION, FILE_MAP_ALL_ACCESS,
+                             s.sids[i].data()))
+      return false;
+  return SetSecurityDescriptorOwner(&s.sd, s.sids.back().data(), FALSE) &&
+         SetSecurityDescriptorDacl(&s.sd, TRUE, null_dacl ? nullptr : acl,
+                                   FALSE);
+}
+
+// Creates "Local\mproc-<name>" with `sd` and a complete mproc header for
+// a block of `size` bytes.  NULL (GetLastError() says why) on failure.
+HANDLE plant_section(const std::string &name, SECURITY_DESCRIPTOR *sd,
+                     uint64_t size) {
+  std::wstring w = L"Local\\mproc-" + std::wstring(name.begin(), name.end());
+  SECURITY_ATTRIBUTES sa = {sizeof(sa), sd, FALSE};
+  SetLastError(0);
+  HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE, 0,
+                                (DWORD)(64 + size), w.c_str());
+  if (!h)
+    return nullptr;
+  if (GetLastError() == ERROR_ALREADY_EXISTS) {
+    CloseHandle(h);
+    SetLastError(ERROR_ALREADY_EXISTS);
+    return nullptr;
+  }
+  unsigned char *p = static_cast<unsigned char *>(
+      MapViewOfFile(h, FILE_MAP_WRITE, 0, 0, 0));
+  if (!p) {
+    DWORD err = GetLastError();
+    CloseHandle(h);
+    SetLastError(err);
+    return nullptr;
+  }
+  uint32_t version = 1;
+  int64_t creator = test_getpid();
+  std::memcpy(p + 8, &version, 4);
+  std::memcpy(p + 16, &creator, 8);
+  std::memcpy(p + 24, &size, 8);
+  std::memcpy(p, "MPROCSHM", 8);
+  UnmapViewOfFile(p);
+  return h;
+}
+
+} // namespace
+
+// Control: a section planted with what mproc itself gives its sections
+// (owner and only grantee: this user) is accepted, so the refusals below
+// are about the security, not about planting.
+TEST(ShmWin32, AttachAcceptsAnOwnerOnlySection) {
+  std::vector<unsigned char> me = my_sid();
+  ASSERT_FALSE(me.empty());
+  Security sec;
+  ASSERT_TRUE(make_security(sec, me, {me}, false));
+  std::string name = uniq("mine");
+  HANDLE h = plant_section(name, &sec.sd, 100);
+  ASSERT_NE(h, nullptr) << GetLastError();
+  Shm b;
+  EXPECT_EQ(mproc_shm_attach(&b.s, name.c_str()), MPROC_OK);
+  EXPECT_EQ(mproc_shm_size(b.s), 100u);
+  CloseHandle(h);
+}
+
+// Our owner, but a DACL that also lets others in (no DACL at all, or a
+// grant to Everyone): refused.
+TEST(ShmWin32, AttachRefusesASectionOpenToOthers) {
+  std::vector<unsigned char> me = my_sid(),
+                             world = well_known_sid(WinWorldSid);
+  ASSERT_FALSE(me.empty());
+  ASSERT_FALSE(world.empty());
+  for (int null_dacl = 0; null_dacl < 2; null_dacl++) {
+    Security sec;
+    ASSERT_TRUE(make_security(sec, me, {me, world}, null_dacl != 0));
+    std::string name = uniq("open");
+    HANDLE h = plant_section(name, &sec.sd, 100);
+    ASSERT_NE(h, nullptr) << GetLastError();
+    mproc_shm *s = nullptr;
+    EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM) << null_dacl;
+    EXPECT_EQ(s, nullptr);
+    EXPECT_EQ(mproc_shm_create(&s, name.c_str(), 100), MPROC_EEXIST);
+    EXPECT_EQ(s, nullptr);
+    mproc_shm_free(s);
+    CloseHandle(h);
+  }
+}
+
+// Another owner (the section of another user who granted us access):
+// refused.  Windows lets a token name only itself or its owner groups as
+// owner (else ERROR_INVALID_OWNER, short of SeRestorePrivilege).
+TEST(ShmWin32, AttachRefusesASectionOwnedBySomeoneElse) {
+  std::vector<unsigned char> me = my_sid(),
+                             other = well_known_sid(WinLocalServiceSid);
+  ASSERT_FALSE(me.empty());
+  ASSERT_FALSE(other.empty());
+  Security sec;
+  ASSERT_TRUE(make_security(sec, other, {me}, false));
+  std::string name = uniq("theirs");
+  HANDLE h = plant_section(name, &sec.sd, 100);
+  if (!h && GetLastError() == ERROR_INVALID_OWNER)
+    GTEST_SKIP() << "this token may not make another SID the owner";
+  ASSERT_NE(h, nullptr) << GetLastError();
+  mproc_shm *s = nullptr;
+  EXPECT_EQ(mproc_shm_attach(&s, name.c_str()), MPROC_EPERM);
+  EXPECT_EQ(s, nullptr);
+  mproc_shm_free(s);
+  CloseHandle(h);
 }
 #endif
 

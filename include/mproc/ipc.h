@@ -70,12 +70,33 @@ typedef struct mproc_shm mproc_shm;
  * the same on every platform; mproc adds its own prefix in the OS namespace. */
 #define MPROC_SHM_NAME_MAX 64
 
+/* What a name protects.  A name is not a secret: any local user can guess
+ * it and may create it first.  mproc therefore deals only in this user's
+ * private blocks.  Create never opens what is already there (whoever made
+ * it: MPROC_EEXIST) and makes the block accessible to this user only
+ * (POSIX: a regular file of mode 0600 owned by the effective uid; Windows:
+ * a DACL with one entry, the process token's user).  Attach refuses, with
+ * MPROC_EPERM, anything under the name that is not such a block: another
+ * user's, one others may open (POSIX: any of the mode bits 077; Windows:
+ * an owner other than this user, or a DACL granting anyone else), a
+ * symbolic link, a fifo or directory.  Attach checks the size before it
+ * maps, and never maps more than the file holds (a short block is
+ * MPROC_ENOTFOUND, not a crash).  What remains is within this user: their
+ * other programs (and root / SYSTEM) can read, write or shrink the block;
+ * shrinking a block while it is mapped makes its users fault (SIGBUS), as
+ * with any mapped file.  To share with no name at all, create an anonymous
+ * block (name NULL) and pass it to children as an argument. */
+
 /* Create a block of `size` bytes (> 0), zero-filled, readable and writable
  * by this user only.  `name` NULL makes an anonymous block (reachable only
- * by passing the object to children); a name lets an unrelated process
- * attach.  MPROC_EEXIST if the name is taken, MPROC_EINVAL for a bad name. */
+ * by passing the object to children); a name lets an unrelated process of
+ * the same user attach.  MPROC_EEXIST if the name is taken (also by a file,
+ * link or object that is not an mproc block), MPROC_EINVAL for a bad name. */
 MPROC_API int mproc_shm_create(mproc_shm **out, const char *name, size_t size);
-/* Attach to a named block.  MPROC_ENOTFOUND if there is none. */
+/* Attach to a named block.  MPROC_ENOTFOUND if there is none (or what is
+ * there never becomes a complete block of the size its header claims);
+ * MPROC_EPERM if the name is not this user's private block (see above):
+ * another user's, open to others, a link, or not a file. */
 MPROC_API int mproc_shm_attach(mproc_shm **out, const char *name);
 MPROC_API void *mproc_shm_ptr(const mproc_shm *shm);
 MPROC_API size_t mproc_shm_size(const mproc_shm *shm);
@@ -83,15 +104,18 @@ MPROC_API size_t mproc_shm_size(const mproc_shm *shm);
 MPROC_API const char *mproc_shm_name(const mproc_shm *shm);
 /* Remove the name (attached processes keep their mapping).  Named blocks
  * are also unlinked by their creator's mproc_shm_free(), unless
- * mproc_shm_keep() was called.  MPROC_ESTATE for an anonymous block. */
+ * mproc_shm_keep() was called.  MPROC_ESTATE for an anonymous block;
+ * MPROC_ENOTFOUND if the name is gone, or (POSIX) was removed and now
+ * leads to something else, which is left alone. */
 MPROC_API int mproc_shm_unlink(mproc_shm *shm);
 MPROC_API int mproc_shm_keep(mproc_shm *shm);
 /* Unmap and release; returns NULL. */
 MPROC_API mproc_shm *mproc_shm_free(mproc_shm *shm);
 /* Remove names that crashed mproc programs of this user left behind (POSIX:
- * /dev/shm entries whose creating process is gone).  Returns the number
- * removed, or a negative code.  A no-op on Windows, where named mappings
- * vanish with their last handle. */
+ * /dev/shm entries whose creating process is gone; only this user's
+ * private blocks, never links, other files, or other users' blocks).
+ * Returns the number removed, or a negative code.  A no-op on Windows,
+ * where named mappings vanish with their last handle. */
 MPROC_API int mproc_shm_cleanup(void);
 
 /* ------------------------------------------------------------------------ */

@@ -48,6 +48,59 @@ typedef struct mproc__seg_hdr {
   uint64_t size;
 } mproc__seg_hdr;
 
+/* ---- who may have put something under a name --------------------------------
+ * Names are predictable, so any local user may create mproc.<name> before
+ * us: a file of theirs (to read what we write into it, or to shrink it
+ * under our mapping: SIGBUS), a symbolic link, a fifo.  Linux keeps the
+ * names as ordinary files in /dev/shm, a world-writable sticky directory.
+ * So names are opened with
+ *   O_NOFOLLOW  a link fails with ELOOP instead of opening its target
+ *               (glibc and musl add it themselves; not relied upon);
+ *   O_NONBLOCK  opening a fifo for reading would wait for a writer;
+ * and what was opened is then checked on the descriptor, where nobody can
+ * swap it: see mproc__seg_private().  FreeBSD and macOS keep shm objects in
+ * a namespace of their own with no links or fifos, and their shm_open
+ * rejects flags it does not define. */
+#ifdef __linux__
+#define MPROC__SEG_OFLAGS (O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+#else
+#define MPROC__SEG_OFLAGS O_CLOEXEC
+#endif
+
+/* Is the opened name this user's private block: a regular file owned by
+ * the effective uid, with no permission bits for group or others?  Then no
+ * other user (root aside) can open it, and in a sticky directory nobody
+ * else can remove or replace the name either, so its contents and its size
+ * change only at this user's hands.  The one thing left is this user
+ * shrinking its own file while it is mapped: that is a program hurting
+ * itself, as with any file it maps, and is not guarded against.
+ * MPROC_EPERM otherwise. */
+static int mproc__seg_private(const struct stat *st) {
+  if (!S_ISREG(st->st_mode) || st->st_uid != geteuid() ||
+      (st->st_mode & 077) != 0)
+    return MPROC_EPERM;
+  return MPROC_OK;
+}
+
+/* shm_open's errno for a name that exists: ELOOP is a link (O_NOFOLLOW),
+ * EACCES another user's private file, EISDIR a directory (which glibc
+ * reports as EINVAL; the name itself was checked already).  None of them
+ * is this user's block, and none is "no such name". */
+static int mproc__seg_open_error(int err) {
+  switch (err) {
+  case ENOENT:
+    return MPROC_ENOTFOUND;
+  case ELOOP:
+  case EACCES:
+  case EPERM:
+  case EISDIR:
+  case EINVAL:
+    return MPROC_EPERM;
+  default:
+    return mproc__os_fail(MPROC_ESYS, err);
+  }
+}
+
 static int mproc__seg_map(mproc__seg *s, int fd, size_t total) {
   void *base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED)
@@ -64,6 +117,38 @@ static void mproc__seg_init(mproc__seg *s) {
   s->handle = -1;
 }
 
+/* A name this process just created: the umask may have taken bits off
+ * 0600 (it never adds any), which would keep this user's own attach out,
+ * so the mode is set again; then the same check as attach's, so a file
+ * system that does not keep modes or owners fails here, not later. */
+static int mproc__seg_made_private(int fd) {
+  struct stat st;
+  if (fchmod(fd, 0600) != 0 || fstat(fd, &st) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return mproc__seg_private(&st);
+}
+
+/* A descriptor for an anonymous segment, or -1 with errno. */
+static int mproc__seg_anon_fd(const void *salt) {
+#ifdef __linux__
+  /* memfd: no name in any namespace, so nothing to guess, collide with or
+   * leave behind. */
+  (void)salt;
+  return memfd_create("mproc", MFD_CLOEXEC);
+#else
+  /* Elsewhere: a random name, unlinked at once. */
+  char path[64];
+  unsigned long r = (unsigned long)getpid() ^ (unsigned long)time(NULL) ^
+                    (unsigned long)(uintptr_t)salt;
+  int fd;
+  snprintf(path, sizeof path, "/mproc-anon.%lx", r);
+  fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    (void)shm_unlink(path);
+  return fd;
+#endif
+}
+
 int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
   mproc__seg_hdr *h;
@@ -75,8 +160,10 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
     return MPROC_EINVAL;
   if (name) {
     snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
-    /* O_EXCL: two creators of one name must not share it by accident. */
-    fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    /* O_EXCL: two creators of one name must not share it by accident, and
+     * whatever someone planted under the name (a file, a link, even one
+     * pointing nowhere) is "taken", never opened or followed. */
+    fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | MPROC__SEG_OFLAGS, 0600);
     if (fd < 0)
       return errno == EEXIST ? MPROC_EEXIST : mproc__os_fail(MPROC_ESYS, errno);
     s->name = (char *)malloc(strlen(name) + 1);
@@ -86,24 +173,10 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
     }
     strcpy(s->name, name);
     s->owner = 1;
-  } else {
-#ifdef __linux__
-    /* memfd: no name in any namespace, so nothing to guess, collide with or
-     * leave behind. */
-    fd = memfd_create("mproc", MFD_CLOEXEC);
-#else
-    {
-      /* Elsewhere: a random name, unlinked at once. */
-      unsigned long r = (unsigned long)getpid() ^ (unsigned long)time(NULL) ^
-                        (unsigned long)(uintptr_t)s;
-      snprintf(path, sizeof path, "/mproc-anon.%lx", r);
-      fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-      if (fd >= 0)
-        (void)shm_unlink(path);
-    }
-#endif
-    if (fd < 0)
-      return mproc__os_fail(MPROC_ESYS, errno);
+    if ((rc = mproc__seg_made_private(fd)) < 0)
+      goto fail;
+  } else if ((fd = mproc__seg_anon_fd(s)) < 0) {
+    return mproc__os_fail(MPROC_ESYS, errno);
   }
   if (ftruncate(fd, (off_t)(size + MPROC__SEG_HDR)) != 0) {
     rc = mproc__os_fail(MPROC_ESYS, errno);
@@ -127,12 +200,20 @@ fail:
   return rc;
 }
 
-static int mproc__seg_check(mproc__seg *s, int fd) {
+/* Maps the segment behind fd after checking that the file holds the whole
+ * header and exactly the size the header claims, so nothing is mapped past
+ * the end of the file (touching such a page is SIGBUS).  `named`: fd came
+ * from a name anyone could have created first, and must be this user's
+ * private block (MPROC_EPERM); a handle received from the parent is
+ * trusted (a memfd is mode 0777).  MPROC_EINVAL: not a complete block. */
+static int mproc__seg_check(mproc__seg *s, int fd, int named) {
   struct stat st;
   const mproc__seg_hdr *h;
   int rc;
   if (fstat(fd, &st) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
+  if (named && (rc = mproc__seg_private(&st)) < 0)
+    return rc;
   if ((uint64_t)st.st_size <= MPROC__SEG_HDR)
     return MPROC_EINVAL;
   if ((rc = mproc__seg_map(s, fd, (size_t)st.st_size)) < 0)
@@ -154,16 +235,16 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   if (!mproc__seg_name_ok(name))
     return MPROC_EINVAL;
   snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
-  fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+  fd = shm_open(path, O_RDWR | MPROC__SEG_OFLAGS, 0);
   if (fd < 0)
-    return errno == ENOENT ? MPROC_ENOTFOUND : mproc__os_fail(MPROC_ESYS, errno);
+    return mproc__seg_open_error(errno);
   s->name = (char *)malloc(strlen(name) + 1);
   if (!s->name) {
     (void)close(fd);
     return MPROC_ENOMEM;
   }
   strcpy(s->name, name);
-  if ((rc = mproc__seg_check(s, fd)) < 0) {
+  if ((rc = mproc__seg_check(s, fd, 1)) < 0) {
     (void)close(fd);
     free(s->name);
     mproc__seg_init(s);
@@ -176,7 +257,7 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   mproc__seg_init(s);
   if (h < 0)
     return MPROC_EINVAL;
-  rc = mproc__seg_check(s, h);
+  rc = mproc__seg_check(s, h, 0);
   if (rc == MPROC_OK && s->size != size) {
     (void)munmap(s->map_base, s->map_size);
     rc = MPROC_EINVAL;
@@ -188,12 +269,37 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   return rc;
 }
 
+/* Does the name still lead to the file behind s->handle?  Another process
+ * may have unlinked it and made a new block under the name since, or
+ * another user may then have planted something there: removing the name
+ * would take away what is not ours.  MPROC_ENOTFOUND if it leads elsewhere
+ * or nowhere.  (Between this check and the unlink only this user can
+ * change the name: in the sticky /dev/shm a file's name is its owner's.) */
+static int mproc__seg_still_named(const mproc__seg *s, const char *path) {
+  struct stat mine, there;
+  int fd, rc = MPROC_OK;
+  fd = shm_open(path, O_RDONLY | MPROC__SEG_OFLAGS, 0);
+  if (fd < 0) {
+    rc = mproc__seg_open_error(errno);
+    return rc == MPROC_EPERM ? MPROC_ENOTFOUND : rc;
+  }
+  if (fstat(s->handle, &mine) != 0 || fstat(fd, &there) != 0)
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+  else if (mine.st_dev != there.st_dev || mine.st_ino != there.st_ino)
+    rc = MPROC_ENOTFOUND;
+  (void)close(fd);
+  return rc;
+}
+
 int mproc__seg_unlink(mproc__seg *s) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
+  int rc;
   if (!s->name)
     return MPROC_ESTATE;
   snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, s->name);
   s->owner = 0;
+  if ((rc = mproc__seg_still_named(s, path)) < 0)
+    return rc;
   if (shm_unlink(path) != 0)
     return errno == ENOENT ? MPROC_ENOTFOUND : mproc__os_fail(MPROC_ESYS, errno);
   return MPROC_OK;
@@ -240,14 +346,17 @@ int mproc__seg_cleanup(void) {
     if (!mproc__seg_name_ok(name))
       continue;
     snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
-    fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+    fd = shm_open(path, O_RDONLY | MPROC__SEG_OFLAGS, 0);
     if (fd < 0)
       continue;
-    /* Only this user's blocks, only unkept ones whose creator is gone.  An
-     * entry without a complete header is a creator that died between
-     * shm_open and writing it; one that stayed that way for a minute is not
-     * still being set up. */
-    if (fstat(fd, &st) == 0 && st.st_uid == geteuid()) {
+    /* Only this user's private blocks (what attach accepts: not a link, a
+     * fifo, another user's file, or one others could have written a header
+     * into), only unkept ones whose creator is gone.  An entry without a
+     * complete header is a creator that died between shm_open and writing
+     * it; one that stayed that way for a minute is not still being set up.
+     * Nobody else can swap the checked file for another before the unlink
+     * below: in the sticky /dev/shm only its owner (or root) can. */
+    if (fstat(fd, &st) == 0 && mproc__seg_private(&st) == MPROC_OK) {
       if (pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
           memcmp(h.magic, MPROC__SEG_MAGIC, 8) == 0)
         stale = !(h.flags & MPROC__SEG_KEPT) && !mproc__pid_alive(h.creator_pid);

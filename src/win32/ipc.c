@@ -8,6 +8,7 @@
 #endif
 #include <windows.h>
 
+#include <aclapi.h> /* GetSecurityInfo */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,12 +34,16 @@ static int mproc__w32_valid(HANDLE h) {
  * the process token's user makes the rule "this user only", the mode 0600
  * of the POSIX side, whatever the token's defaults are.  (Holders of
  * SeTakeOwnershipPrivilege or SeDebugPrivilege, SYSTEM among them, still
- * get in, as root does on POSIX.)  Unnamed mappings get it too: only a
- * duplicated handle reaches them, but the rule should not rest on that.
- * It is built once: a process's user never changes. */
+ * get in, as root does on POSIX.)  The owner is set to that user as well:
+ * an elevated token's default owner is the Administrators group, and
+ * attach (mproc__w32_private) accepts only sections the user owns.
+ * Unnamed mappings get it too: only a duplicated handle reaches them, but
+ * the rule should not rest on that.  It is built once: a process's user
+ * never changes. */
 
 static INIT_ONCE mproc__w32_sd_once = INIT_ONCE_STATIC_INIT;
 static SECURITY_DESCRIPTOR mproc__w32_sd;
+static TOKEN_USER *mproc__w32_user; /* its SID is the descriptor's owner */
 static DWORD mproc__w32_sd_error;
 
 static BOOL CALLBACK mproc__w32_sd_init(PINIT_ONCE once, PVOID param,
@@ -77,11 +82,12 @@ static BOOL CALLBACK mproc__w32_sd_init(PINIT_ONCE once, PVOID param,
                            user->User.Sid) ||
       !InitializeSecurityDescriptor(&mproc__w32_sd,
                                     SECURITY_DESCRIPTOR_REVISION) ||
+      !SetSecurityDescriptorOwner(&mproc__w32_sd, user->User.Sid, FALSE) ||
       !SetSecurityDescriptorDacl(&mproc__w32_sd, TRUE, acl, FALSE))
     goto fail;
-  /* The absolute descriptor points at `acl`, which therefore lives as long
-   * as the process; the SID was copied into the ACE. */
-  free(user);
+  /* The absolute descriptor points at `acl` and at the SID in `user`, which
+   * therefore live as long as the process. */
+  mproc__w32_user = user;
   CloseHandle(token);
   return TRUE;
 fail:
@@ -95,16 +101,79 @@ fail:
   return TRUE; /* remembered: every create reports the same error */
 }
 
-static int mproc__w32_owner_only(SECURITY_ATTRIBUTES *sa) {
+static int mproc__w32_sd_ready(void) {
   if (!InitOnceExecuteOnce(&mproc__w32_sd_once, mproc__w32_sd_init, NULL,
                            NULL))
     return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
   if (mproc__w32_sd_error)
     return mproc__os_fail(MPROC_ESYS, (int)mproc__w32_sd_error);
+  return MPROC_OK;
+}
+
+static int mproc__w32_owner_only(SECURITY_ATTRIBUTES *sa) {
+  int rc = mproc__w32_sd_ready();
+  if (rc < 0)
+    return rc;
   sa->nLength = sizeof(*sa);
   sa->lpSecurityDescriptor = &mproc__w32_sd;
   sa->bInheritHandle = FALSE; /* passing to a child is always explicit */
   return MPROC_OK;
+}
+
+/* Does the DACL let only `me` in?  A NULL DACL grants everyone everything;
+ * otherwise every entry must be a grant to `me` or a denial.  Other entry
+ * kinds (object or callback grants) are refused rather than interpreted:
+ * mproc never makes them. */
+static int mproc__w32_dacl_private(PACL dacl, PSID me) {
+  ACL_SIZE_INFORMATION info;
+  DWORD i;
+  void *ace;
+  if (!dacl ||
+      !GetAclInformation(dacl, &info, sizeof(info), AclSizeInformation))
+    return 0;
+  for (i = 0; i < info.AceCount; i++) {
+    if (!GetAce(dacl, i, &ace))
+      return 0;
+    switch (((const ACE_HEADER *)ace)->AceType) {
+    case ACCESS_DENIED_ACE_TYPE:
+      break;
+    case ACCESS_ALLOWED_ACE_TYPE:
+      if (!EqualSid((PSID)&((ACCESS_ALLOWED_ACE *)ace)->SidStart, me))
+        return 0;
+      break;
+    default:
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* Is the named section behind `h` this user's private one?  A name in
+ * "Local\" is not a secret: any process of the session (another user's
+ * too, e.g. under runas) may create it first, with its own security, and
+ * OpenFileMapping would hand us that section.  So its owner must be the
+ * process token's user (mproc's own sections are made so, see above) and
+ * its DACL must let nobody else in.  MPROC_EPERM otherwise.  `h` needs
+ * READ_CONTROL. */
+static int mproc__w32_private(HANDLE h) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PSID owner = NULL;
+  PACL dacl = NULL;
+  DWORD err;
+  int rc = mproc__w32_sd_ready();
+  if (rc < 0)
+    return rc;
+  err = GetSecurityInfo(h, SE_KERNEL_OBJECT,
+                        OWNER_SECURITY_INFORMATION |
+                            DACL_SECURITY_INFORMATION,
+                        &owner, NULL, &dacl, NULL, &sd);
+  if (err != ERROR_SUCCESS)
+    return mproc__os_fail(MPROC_ESYS, (int)err);
+  if (!owner || !EqualSid(owner, mproc__w32_user->User.Sid) ||
+      !mproc__w32_dacl_private(dacl, mproc__w32_user->User.Sid))
+    rc = MPROC_EPERM;
+  LocalFree(sd);
+  return rc;
 }
 
 /* ---- shared segments ---------------------------------------------------------
@@ -279,14 +348,23 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   mproc__seg_init(s);
   if ((rc = mproc__seg_wname(name, wname)) < 0)
     return rc;
-  /* bInheritHandle FALSE: passing to a child is always explicit. */
-  h = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, FALSE, wname);
+  /* bInheritHandle FALSE: passing to a child is always explicit.
+   * READ_CONTROL: to read the owner and DACL before trusting the section. */
+  h = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE | READ_CONTROL, FALSE,
+                       wname);
   if (!h) {
     DWORD err = GetLastError();
     /* ERROR_INVALID_HANDLE: the name is some other type of object. */
     if (err == ERROR_FILE_NOT_FOUND || err == ERROR_INVALID_HANDLE)
       return MPROC_ENOTFOUND;
+    /* A section whose DACL keeps us out is someone else's. */
+    if (err == ERROR_ACCESS_DENIED)
+      return MPROC_EPERM;
     return mproc__os_fail(MPROC_ESYS, (int)err);
+  }
+  if ((rc = mproc__w32_private(h)) < 0) {
+    CloseHandle(h);
+    return rc;
   }
   s->name = (char *)malloc(strlen(name) + 1);
   if (!s->name) {

@@ -161,7 +161,11 @@ static int show_args(const mproc_args *args) {
             (unsigned)len);
   child_say("kwargs: retries=%" PRId64 ", big=%" PRId64 ", mode=%s", retries,
             big, mode);
-  return i == 42 && d == 0.1 && strcmp(s, "hello, world") == 0 &&
+  /* Doubles travel bit-exact: compare the bits with a stored 0.1, because
+   * on x87 (FLT_EVAL_METHOD 2) the literal 0.1 in `d == 0.1` may be
+   * evaluated in long double and never equal a double. */
+  const double tenth = 0.1;
+  return i == 42 && memcmp(&d, &tenth, sizeof d) == 0 && strcmp(s, "hello, world") == 0 &&
                  len == sizeof blob && memcmp(data, blob, len) == 0 &&
                  retries == 3 && big == -INT64_C(9007199254740993) &&
                  strcmp(mode, "fast") == 0 &&

@@ -33,26 +33,56 @@ static __inline int mproc__cas32(volatile uint32_t *p, uint32_t *expected,
 static __inline uint32_t mproc__add32(volatile uint32_t *p, uint32_t v) {
   return (uint32_t)_InterlockedExchangeAdd((volatile long *)p, (long)v);
 }
-static __inline uint64_t mproc__load64(volatile uint64_t *p) {
-  return (uint64_t)_InterlockedOr64((volatile __int64 *)p, 0);
-}
-static __inline void mproc__store64(volatile uint64_t *p, uint64_t v) {
-  (void)_InterlockedExchange64((volatile __int64 *)p, (__int64)v);
-}
-static __inline uint64_t mproc__add64(volatile uint64_t *p, uint64_t v) {
-  return (uint64_t)_InterlockedExchangeAdd64((volatile __int64 *)p,
-                                             (__int64)v);
-}
 static __inline int mproc__cas64(volatile uint64_t *p, uint64_t *expected,
                                  uint64_t desired) {
   uint64_t seen = (uint64_t)_InterlockedCompareExchange64(
-      (volatile __int64 *)p, (__int64)desired, (__int64)*expected);
+      (volatile long long *)p, (long long)desired, (long long)*expected);
   if (seen == *expected)
     return 1;
   *expected = seen;
   return 0;
 }
+#if defined(_M_IX86)
+/* _InterlockedOr64, _InterlockedExchange64 and _InterlockedExchangeAdd64 are
+ * x64/ARM intrinsics only ("Architecture: x64" in Microsoft's compiler
+ * intrinsics reference); 32-bit x86 has CMPXCHG8B, which
+ * _InterlockedCompareExchange64 exposes, so the others are CAS loops. */
+static __inline uint64_t mproc__load64(volatile uint64_t *p) {
+  /* A CAS that stores what it found is an atomic 8-byte read on x86-32,
+   * where two 4-byte loads could tear. */
+  return (uint64_t)_InterlockedCompareExchange64((volatile long long *)p, 0, 0);
+}
+static __inline void mproc__store64(volatile uint64_t *p, uint64_t v) {
+  uint64_t seen = mproc__load64(p);
+  while (!mproc__cas64(p, &seen, v))
+    ;
+}
+static __inline uint64_t mproc__add64(volatile uint64_t *p, uint64_t v) {
+  uint64_t seen = mproc__load64(p);
+  while (!mproc__cas64(p, &seen, seen + v))
+    ;
+  return seen;
+}
+#else
+static __inline uint64_t mproc__load64(volatile uint64_t *p) {
+  return (uint64_t)_InterlockedOr64((volatile long long *)p, 0);
+}
+static __inline void mproc__store64(volatile uint64_t *p, uint64_t v) {
+  (void)_InterlockedExchange64((volatile long long *)p, (long long)v);
+}
+static __inline uint64_t mproc__add64(volatile uint64_t *p, uint64_t v) {
+  return (uint64_t)_InterlockedExchangeAdd64((volatile long long *)p,
+                                             (long long)v);
+}
+#endif
+#if defined(_M_IX86) || defined(_M_X64)
 #define mproc__pause() _mm_pause()
+#else
+/* ARM64 has no _mm_pause; YieldProcessor (winnt.h) is the documented spin
+ * hint on every architecture, but this header must not pull in windows.h:
+ * __yield() is the ARM intrinsic it expands to. */
+#define mproc__pause() __yield()
+#endif
 #else
 #define mproc__load32(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
 #define mproc__store32(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)

@@ -138,3 +138,12 @@ void mproc__bootstrap_release(mproc__bootstrap *bs) {
   free(bs->handles);
   memset(bs, 0, sizeof(*bs));
 }
+
+const char *mproc__bootstrap_flag_value(const char *arg) {
+  size_t n = sizeof(MPROC__BS_FLAG) - 1;
+  if (!arg || strncmp(arg, MPROC__BS_FLAG, n) != 0)
+    return NULL;
+  if (arg[n] == 0)
+    return arg + n;
+  return arg[n] == '=' ? arg + n + 1 : NULL;
+}

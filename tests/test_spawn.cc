@@ -57,9 +57,10 @@ std::vector<int> open_fds() {
   return fds;
 }
 
-// Runs our own executable as argv {exe, flag} with `fd3` (may be -1) as its
-// descriptor 3, and returns exit code and output.
-int run_self_with_fd3(int fd3, const char *flag, std::string *output) {
+// Runs our own executable as argv {exe, flag[, extra]} with `fd3` (may be
+// -1) as its descriptor 3, and returns exit code and output.
+int run_self_with_fd3(int fd3, const char *flag, std::string *output,
+                      const char *extra = nullptr) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0)
     return -1000;
@@ -73,7 +74,7 @@ int run_self_with_fd3(int fd3, const char *flag, std::string *output) {
     posix_spawn_file_actions_addclose(&fa, 3);
   std::string exe = test_self_exe();
   char *argv[] = {const_cast<char *>(exe.c_str()), const_cast<char *>(flag),
-                  nullptr};
+                  const_cast<char *>(extra), nullptr};
   pid_t pid;
   int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -114,6 +115,28 @@ TEST(Dispatch, ChildFlagTypedByHandIsRefused) {
   EXPECT_NE(out.find("internal to mproc"), std::string::npos) << out;
   EXPECT_EQ(out.find("[==========]"), std::string::npos)
       << "the tests ran in the child: " << out;
+}
+
+// The flag without the value a Windows parent appends, and with a value a
+// POSIX parent never gives: both are the internal flag typed by hand, never
+// a licence to run main().  --gtest_list_tests would end a main() that ran
+// anyway at once, so a failure here is quick.
+TEST(Dispatch, ChildFlagInAnyFormIsRefusedOnEveryPlatform) {
+  for (const char *flag : {"--mproc-spawn", "--mproc-spawn=", "--mproc-spawn=zz"}) {
+    std::string out;
+#ifdef _WIN32
+    int code =
+        test_run({test_self_exe(), flag, "--gtest_list_tests"}, {}, &out, 60);
+#else
+    // Descriptor 3 closed: the bare flag must not find a socket there.
+    int code = run_self_with_fd3(-1, flag, &out, "--gtest_list_tests");
+#endif
+    EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << flag << ": " << out;
+    EXPECT_NE(out.find("internal to mproc"), std::string::npos)
+        << flag << ": " << out;
+    EXPECT_EQ(out.find("Dispatch."), std::string::npos)
+        << flag << ": main() ran in the child: " << out;
+  }
 }
 
 // Runs our own executable as a spawned child whose parent sent `bytes` as

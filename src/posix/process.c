@@ -36,7 +36,6 @@ extern char **environ;
 /* In a spawned child the bootstrap arrives on this descriptor, and the
  * handles passed as arguments follow it, in slot order. */
 #define MPROC__BS_FD 3
-#define MPROC__CHILD_FLAG "--mproc-spawn"
 
 #if defined(__GLIBC__) &&                                                      \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
@@ -195,15 +194,24 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
   int rc;
   *buf = NULL;
   *len = 0;
-  if (argc < 2 || !argv || !argv[1] || strcmp(argv[1], MPROC__CHILD_FLAG) != 0)
+  if (argc < 2 || !argv || !mproc__bootstrap_flag_value(argv[1]))
     return 0;
+  /* A POSIX parent passes the bare flag; a value is the flag typed by hand
+   * (or a Windows command line), refused like any other forgery. */
+  if (strcmp(argv[1], MPROC__BS_FLAG) != 0) {
+    snprintf(err, errlen,
+             "%s is internal to mproc: this process was not started by an "
+             "mproc parent (a parent passes no value)",
+             MPROC__BS_FLAG);
+    return MPROC_ESPAWN;
+  }
   /* The flag alone proves nothing: a parent hands over a socket on fd 3.
    * Anything else means the flag was typed by hand. */
   if (fstat(MPROC__BS_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
     snprintf(err, errlen,
              "%s is internal to mproc: this process was not started by an "
              "mproc parent (no bootstrap socket on fd %d%s%s)",
-             MPROC__CHILD_FLAG, MPROC__BS_FD, errno ? ": " : "",
+             MPROC__BS_FLAG, MPROC__BS_FD, errno ? ": " : "",
              errno ? strerror(errno) : "");
     return MPROC_ESPAWN;
   }
@@ -583,7 +591,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     goto finish;
 
   argv[0] = (char *)(mproc__argv0()[0] ? mproc__argv0() : g_exe);
-  argv[1] = (char *)MPROC__CHILD_FLAG;
+  argv[1] = (char *)MPROC__BS_FLAG;
   argv[2] = NULL;
   e = g_use_forkexec ? mproc__forkexec(&pid, src, nsrc, argv)
                      : mproc__posix_spawn(&pid, src, nsrc, argv);

@@ -118,7 +118,7 @@ static void mproc__w32_read_fail(char *err, size_t errlen, uint64_t hv,
 
 int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
                                size_t *len, char *err, size_t errlen) {
-  const size_t flag_len = sizeof(MPROC__W32_FLAG) - 1;
+  const char *value;
   unsigned char hdr[MPROC__BS_HEADER];
   unsigned char *msg;
   uint64_t hv;
@@ -129,13 +129,15 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
 
   *buf = NULL;
   *len = 0;
-  if (argc < 2 || !argv || !argv[1] ||
-      strncmp(argv[1], MPROC__W32_FLAG, flag_len) != 0)
+  /* Every form of the flag counts, the bare one included: typed by hand it
+   * must be refused, not run main() as if it were an ordinary argument. */
+  value = argc < 2 || !argv ? NULL : mproc__bootstrap_flag_value(argv[1]);
+  if (!value)
     return 0;
 
-  if (mproc__w32_parse_handle(argv[1] + flag_len, &hv) < 0) {
+  if (mproc__w32_parse_handle(value, &hv) < 0) {
     snprintf(err, errlen, "%s (\"%.40s\" is not a handle value)",
-             mproc__w32_not_ours, argv[1] + flag_len);
+             mproc__w32_not_ours, value);
     return MPROC_ESPAWN;
   }
   h = (HANDLE)(uintptr_t)hv;

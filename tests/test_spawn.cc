@@ -14,6 +14,10 @@
 
 #include "test_util.h"
 
+extern "C" {
+#include "internal.h"
+}
+
 #ifdef _WIN32
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
@@ -182,6 +186,145 @@ TEST(Dispatch, TruncatedBootstrapIsRefused) {
   int code = run_self_with_bootstrap(hdr, sizeof hdr, &out);
   EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
   EXPECT_NE(out.find("truncated bootstrap"), std::string::npos) << out;
+}
+
+// ---- forged bootstraps ------------------------------------------------------
+
+// What a forger hopes to run: an exit code nobody else uses.
+TEST_ENTRY(forged_entry) { return 77; }
+
+// A well-formed bootstrap for `forged_entry`, claiming `claimed_parent`.
+static std::string well_formed_bootstrap(int64_t claimed_parent) {
+  Args args;
+  args.i(7);
+  unsigned char *blob = nullptr, *enc = nullptr;
+  size_t blob_len = 0, enc_len = 0;
+  if (mproc__args_encode(args, &blob, &blob_len, nullptr, nullptr) != 0)
+    return std::string();
+  mproc__bootstrap bs;
+  memset(&bs, 0, sizeof bs);
+  bs.start_method = MPROC_START_SPAWN;
+  bs.parent_pid = claimed_parent;
+  bs.entry = "forged_entry";
+  bs.name = "Process-99";
+  bs.identity = "99";
+  bs.parent_name = "MainProcess";
+  bs.args = blob;
+  bs.args_len = blob_len;
+  std::string out;
+  if (mproc__bootstrap_encode(&bs, &enc, &enc_len) == 0)
+    out.assign(reinterpret_cast<const char *>(enc), enc_len);
+  free(enc);
+  free(blob);
+  return out;
+}
+
+// A channel like a parent's: `w` is written, `r` becomes the child's
+// bootstrap channel (POSIX: a socket pair; Windows: an anonymous pipe whose
+// read end the child inherits).  Both ends close-on-exec/non-inheritable.
+struct BootstrapChannel {
+  mproc_handle_t r = MPROC_INVALID_HANDLE, w = MPROC_INVALID_HANDLE;
+  BootstrapChannel() {
+#ifdef _WIN32
+    HANDLE hr, hw;
+    if (CreatePipe(&hr, &hw, nullptr, 1 << 16)) {
+      r = hr;
+      w = hw;
+    }
+#else
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+      w = sv[0];
+      r = sv[1];
+    }
+#endif
+  }
+  ~BootstrapChannel() {
+    test_close_handle(r);
+    test_close_handle(w);
+  }
+};
+
+// Writes `bs` into the channel and runs our own executable as a child of
+// the calling process, with the channel's read end as its bootstrap channel.
+static int run_self_over(BootstrapChannel &ch, const std::string &bs,
+                         std::string *out) {
+  if (!test_write_all(ch.w, bs.data(), bs.size()))
+    return -1000;
+  test_close_handle(ch.w);
+  ch.w = MPROC_INVALID_HANDLE;
+#ifdef _WIN32
+  // The child inherits it (test_run passes inheritable handles).
+  SetHandleInformation(ch.r, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  return run_self_with_handle(ch.r, out);
+#else
+  return run_self_with_fd3(ch.r, "--mproc-spawn", out);
+#endif
+}
+
+// Another process than this one: our own parent on POSIX, the System
+// process on Windows.
+static int64_t some_other_pid() {
+#ifdef _WIN32
+  return 4;
+#else
+  return (int64_t)getppid();
+#endif
+}
+
+TEST(Forgery, BootstrapClaimingAnotherParentIsRefused) {
+  // Control: the same bootstrap claiming the real parent (us) runs, so the
+  // refusals below are the check at work, not a malformed message.
+  {
+    BootstrapChannel ch;
+    std::string out;
+    EXPECT_EQ(run_self_over(ch, well_formed_bootstrap(test_getpid()), &out), 77)
+        << out;
+  }
+  for (int64_t claimed : {(int64_t)1, some_other_pid()}) {
+    BootstrapChannel ch;
+    std::string out;
+    int code = run_self_over(ch, well_formed_bootstrap(claimed), &out);
+    EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << "claimed " << claimed << ": " << out;
+    EXPECT_NE(out.find("bootstrap refused"), std::string::npos) << out;
+  }
+}
+
+// The forger: a process that is not the channel's creator writes a
+// well-formed bootstrap naming itself, the child's real parent, and starts
+// the child over that channel.  With own_channel set it makes its own
+// channel instead, which must work (the control).
+TEST_ENTRY(forge_over_channel) {
+  mproc_handle_t r = MPROC_INVALID_HANDLE, w = MPROC_INVALID_HANDLE;
+  int64_t own_channel = 0;
+  mproc_arg_handle(args, 0, &r);
+  mproc_arg_handle(args, 1, &w);
+  mproc_arg_int(args, 2, &own_channel);
+  BootstrapChannel ch;
+  if (!own_channel) {
+    test_close_handle(ch.r);
+    test_close_handle(ch.w);
+    ch.r = r;
+    ch.w = w;
+  }
+  std::string out;
+  int code = run_self_over(ch, well_formed_bootstrap(test_getpid()), &out);
+  if (code != 77 && out.find("bootstrap refused") == std::string::npos) {
+    fprintf(stderr, "unexpected child output: %s\n", out.c_str());
+    return 1;
+  }
+  return code;
+}
+
+TEST(Forgery, BootstrapOverAChannelAnotherProcessMadeIsRefused) {
+  for (int64_t own_channel : {1, 0}) {
+    BootstrapChannel ch;
+    mproc_process *p =
+        test_start("forge_over_channel", Args().h(ch.r).h(ch.w).i(own_channel));
+    EXPECT_EQ(test_join_code(p), own_channel ? 77 : MPROC_EXIT_BOOTSTRAP)
+        << (own_channel ? "own channel" : "the test's channel");
+    mproc_process_free(p);
+  }
 }
 
 TEST(Dispatch, UnknownStartMethodInTheEnvironmentIsAnError) {

@@ -18,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,10 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#endif
+#if defined(__APPLE__) || defined(__FreeBSD__)
+#include <sys/param.h> /* __FreeBSD_version */
+#include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
 #endif
 
 #include "internal.h"
@@ -184,21 +190,12 @@ static int mproc__read_full(int fd, unsigned char *buf, size_t n,
   return MPROC_OK;
 }
 
-int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
-                               size_t *len, char *err, size_t errlen) {
-  unsigned char hdr[MPROC__BS_HEADER];
-  unsigned char *msg;
+/* The flag must be the bare one a parent passes, with a socket on fd 3. */
+static int mproc__check_bs_flag(const char *arg, char *err, size_t errlen) {
   struct stat st;
-  size_t total;
-  double deadline;
-  int rc;
-  *buf = NULL;
-  *len = 0;
-  if (argc < 2 || !argv || !mproc__bootstrap_flag_value(argv[1]))
-    return 0;
   /* A POSIX parent passes the bare flag; a value is the flag typed by hand
    * (or a Windows command line), refused like any other forgery. */
-  if (strcmp(argv[1], MPROC__BS_FLAG) != 0) {
+  if (strcmp(arg, MPROC__BS_FLAG) != 0) {
     snprintf(err, errlen,
              "%s is internal to mproc: this process was not started by an "
              "mproc parent (a parent passes no value)",
@@ -215,10 +212,112 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
              errno ? strerror(errno) : "");
     return MPROC_ESPAWN;
   }
+  return MPROC_OK;
+}
+
+/* The pid and effective uid of the process that made the other end of a
+ * Unix socket, as the kernel recorded them when it was made (socketpair()
+ * records its caller for both ends).  0, or -1 with errno; ENOSYS where
+ * this port knows no way to ask. */
+static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
+#if defined(__linux__)
+  struct ucred c; /* uid is the effective one (socket(7), SO_PEERCRED) */
+  socklen_t n = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0)
+    return -1;
+  *pid = (int64_t)c.pid;
+  *euid = (int64_t)c.uid;
+  return 0;
+#elif defined(__APPLE__)
+  pid_t p;
+  uid_t u;
+  gid_t g;
+  socklen_t n = sizeof p;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID, &p, &n) != 0 ||
+      getpeereid(fd, &u, &g) != 0)
+    return -1;
+  *pid = (int64_t)p;
+  *euid = (int64_t)u;
+  return 0;
+#elif defined(__FreeBSD__) && __FreeBSD_version >= 1300000
+  struct xucred c; /* cr_pid since FreeBSD 13 */
+  socklen_t n = sizeof c;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERCRED, &c, &n) != 0)
+    return -1;
+  *pid = (int64_t)c.cr_pid;
+  *euid = (int64_t)c.cr_uid;
+  return 0;
+#else
+  /* Ports: OpenBSD has SO_PEERCRED (struct sockpeercred), NetBSD
+   * LOCAL_PEEREID (struct unpcbid).  A system with no peer pid at all needs
+   * another proof, e.g. the parent signs the bootstrap with a secret only
+   * it and the child can hold.  Until then spawn children are refused:
+   * failing closed is the documented guarantee. */
+  (void)fd;
+  (void)pid;
+  (void)euid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/* Who sent the bootstrap, attested by the kernel rather than claimed in it:
+ * the other end of fd 3 must be a socket pair made by this process's
+ * parent, running as our effective user.  A forger can start the program,
+ * but the socket it hands over is its own, and it cannot make a socket
+ * pair on another process's behalf.  Checked before a byte is read, while
+ * the parent is still alive (it is blocked sending, or has just sent). */
+static int mproc__check_bs_sender(int fd, int64_t *sender, char *err,
+                                  size_t errlen) {
+  struct sockaddr_un peer;
+  socklen_t plen = sizeof peer;
+  int64_t ppid = (int64_t)getppid(), pid = 0, euid = 0;
+  if (mproc__peer_cred(fd, &pid, &euid) != 0) {
+    snprintf(err, errlen,
+             "bootstrap refused: cannot learn who made the bootstrap socket "
+             "(%s)",
+             strerror(errno));
+    return MPROC_ESPAWN;
+  }
+  /* A socket connected to a listening socket carries the listener's
+   * credentials, but anyone who can connect writes to the listener's side:
+   * only a socket pair has a peer without an address. */
+  memset(&peer, 0, sizeof peer);
+  if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0 ||
+      plen > (socklen_t)offsetof(struct sockaddr_un, sun_path)) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket is connected to a named "
+             "socket, not a socket pair made by the parent");
+    return MPROC_ESPAWN;
+  }
+  if (pid != ppid) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket was made by process "
+             "%lld, not by this process's parent (process %lld)",
+             (long long)pid, (long long)ppid);
+    return MPROC_ESPAWN;
+  }
+  if (euid != (int64_t)geteuid()) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket was made by user %lld, "
+             "but this process runs as user %lld",
+             (long long)euid, (long long)geteuid());
+    return MPROC_ESPAWN;
+  }
+  *sender = pid;
+  return MPROC_OK;
+}
+
+/* Reads the whole message: the header, then the length it announces. */
+static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
+                             char *err, size_t errlen) {
+  unsigned char hdr[MPROC__BS_HEADER];
+  unsigned char *msg;
+  size_t total;
   /* A parent writes the whole bootstrap right after the exec; a minute
-   * covers any load and still ends a forged run that sends nothing. */
-  deadline = mproc__plat_now() + 60.0;
-  rc = mproc__read_full(MPROC__BS_FD, hdr, sizeof hdr, deadline);
+   * covers any load and still ends a run whose sender writes nothing. */
+  double deadline = mproc__plat_now() + 60.0;
+  int rc = mproc__read_full(fd, hdr, sizeof hdr, deadline);
   if (rc == MPROC_OK && mproc__bootstrap_peek_len(hdr, &total) < 0)
     rc = MPROC_EINVAL;
   if (rc < 0) {
@@ -226,19 +325,15 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
              rc == MPROC_EINVAL ? "bad header: not an mproc bootstrap, or one "
                                   "from another mproc version"
                                 : mproc_strerror(rc));
-    (void)close(MPROC__BS_FD);
     return MPROC_ESPAWN;
   }
   msg = (unsigned char *)malloc(total);
   if (!msg) {
     snprintf(err, errlen, "out of memory for a %zu-byte bootstrap", total);
-    (void)close(MPROC__BS_FD);
     return MPROC_ENOMEM;
   }
   memcpy(msg, hdr, sizeof hdr);
-  rc = mproc__read_full(MPROC__BS_FD, msg + sizeof hdr, total - sizeof hdr,
-                        deadline);
-  (void)close(MPROC__BS_FD);
+  rc = mproc__read_full(fd, msg + sizeof hdr, total - sizeof hdr, deadline);
   if (rc < 0) {
     snprintf(err, errlen, "truncated bootstrap from the parent process (%s)",
              mproc_strerror(rc));
@@ -247,7 +342,26 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
   }
   *buf = msg;
   *len = total;
-  return 1;
+  return MPROC_OK;
+}
+
+int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
+                               size_t *len, int64_t *sender, char *err,
+                               size_t errlen) {
+  int rc;
+  *buf = NULL;
+  *len = 0;
+  *sender = 0;
+  if (argc < 2 || !argv || !mproc__bootstrap_flag_value(argv[1]))
+    return 0;
+  rc = mproc__check_bs_flag(argv[1], err, errlen);
+  if (rc < 0)
+    return rc;
+  rc = mproc__check_bs_sender(MPROC__BS_FD, sender, err, errlen);
+  if (rc == MPROC_OK)
+    rc = mproc__receive_bs(MPROC__BS_FD, buf, len, err, errlen);
+  (void)close(MPROC__BS_FD);
+  return rc < 0 ? rc : 1;
 }
 
 int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,

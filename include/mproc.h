@@ -254,6 +254,16 @@ typedef enum mproc_start_method {
   MPROC_START_SPAWN = 2    /* start the program again (Windows: the only one) */
 } mproc_start_method;
 
+/* Which file spawn starts: on Linux the running image (/proc/self/exe), so a
+ * renamed or replaced program still starts its own copy.  When the program
+ * was started through its loader (`ld.so ./prog`) or under valgrind,
+ * /proc/self/exe is the loader or valgrind: spawn then runs the program's
+ * own file if it is executable (so under valgrind children run natively,
+ * as with --trace-children=no), else the same loader with the same loader
+ * options and the program's path.  If the program's file is gone as well,
+ * start() fails with MPROC_ESPAWN and mproc_os_error() ENOENT rather than
+ * start the wrong program.  Elsewhere: argv[0], resolved at start-up. */
+
 /* The global default: fork on POSIX, spawn on Windows, unless the environment
  * variable MPROC_START_METHOD=fork|spawn (read by mproc_main) says otherwise.
  * Setting FORK on Windows is MPROC_ENOTSUP.  Thread-safe. */

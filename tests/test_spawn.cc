@@ -24,6 +24,9 @@ extern "C" {
 #else
 #include <dirent.h>
 #include <fcntl.h>
+#ifdef __linux__
+#include <link.h>
+#endif
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
@@ -419,6 +422,65 @@ TEST(Quoting, ExecutableInADirectoryWithSpacesAndQuotes) {
   EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
   fs::remove_all(dir, ec);
 }
+
+// ---- an explicit loader ------------------------------------------------------------
+
+#ifdef __linux__
+// This binary's program interpreter (PT_INTERP): the dynamic loader the
+// kernel would run for it.  Empty for a static binary.
+static std::string own_loader() {
+  std::string out;
+  dl_iterate_phdr(
+      [](dl_phdr_info *info, size_t, void *data) -> int {
+        for (int i = 0; i < info->dlpi_phnum; i++)
+          if (info->dlpi_phdr[i].p_type == PT_INTERP)
+            *static_cast<std::string *>(data) = reinterpret_cast<const char *>(
+                info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+        return 1; // the first object is the program itself
+      },
+      &out);
+  return out;
+}
+
+// `ld.so ./prog`: /proc/self/exe is the loader, yet spawned children must
+// run the program (here: Quoting.InnerStartsAChildFromHere, whose child
+// must return 5).  First with an executable program, which children then
+// run directly; then with a copy nobody may execute, which only the
+// loader can run, so children must be started through it too.
+TEST(Loader, SpawnUnderAnExplicitLoaderRunsTheProgram) {
+  if (inner_run())
+    GTEST_SKIP();
+  std::string ld = own_loader();
+  if (ld.empty() || access(ld.c_str(), X_OK) != 0)
+    GTEST_SKIP() << "no program interpreter to run explicitly ('" << ld
+                 << "')";
+  const std::string filter = "--gtest_filter=Quoting.InnerStartsAChildFromHere";
+  const std::vector<std::string> env = {"MPROC_TEST_INNER=1",
+                                        "MPROC_START_METHOD=spawn"};
+  std::string out;
+  int code = test_run({ld, test_self_exe(), filter}, env, &out, 120);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+
+  fs::path copy = fs::temp_directory_path() /
+                  ("mproc-noexec-" + std::to_string(test_getpid()));
+  std::error_code ec;
+  fs::copy_file(test_self_exe(), copy, fs::copy_options::overwrite_existing,
+                ec);
+  ASSERT_FALSE(ec) << ec.message();
+  fs::permissions(copy, fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_NE(access(copy.c_str(), X_OK), 0);
+  code = test_run({ld, copy.string(), filter}, env, &out, 120);
+  fs::remove(copy, ec);
+  if (code == 127 && out.find("[==========]") == std::string::npos)
+    GTEST_SKIP() << "the loader cannot run a file from "
+                 << fs::temp_directory_path() << " (noexec?): " << out;
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+}
+#endif
 
 // ---- buffered output ---------------------------------------------------------------
 

@@ -35,6 +35,7 @@
 #include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
 #endif
 
+#include "exe.h"
 #include "internal.h"
 
 extern char **environ;
@@ -57,7 +58,6 @@ extern char **environ;
 #define SYS_pidfd_send_signal 424
 #endif
 
-static const char *g_exe;
 static int g_use_pidfd;
 /* Without pidfds: the write end of our own parent's sentinel pipe.  A child
  * we fork must close it, or our parent would not see us end until that
@@ -129,20 +129,10 @@ static int mproc__ms(double seconds) {
 }
 
 int mproc__plat_init(int argc, char **argv) {
-  static char resolved[PATH_MAX];
   const char *knob;
   int fd;
-  (void)argc;
-#ifdef __linux__
-  /* /proc/self/exe names the running image even if the file was renamed,
-   * replaced or its path holds characters a shell would mangle. */
-  if (access("/proc/self/exe", X_OK) == 0)
-    g_exe = "/proc/self/exe";
-#endif
-  if (!g_exe && argv && argv[0] && realpath(argv[0], resolved))
-    g_exe = resolved;
-  if (!g_exe && argv && argv[0])
-    g_exe = argv[0];
+  /* Which file spawn runs is worked out at the first spawn (exe.c). */
+  mproc__exe_init(argc, argv);
   (void)pthread_atfork(NULL, NULL, mproc__atfork_child);
   /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds. */
   fd = mproc__pidfd_open(getpid());
@@ -533,7 +523,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
 /* fork+exec for libcs without posix_spawn_file_actions_addclosefrom_np.
  * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
  * parent may have other threads holding malloc or stdio locks. */
-static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
+static int mproc__forkexec(pid_t *out, const char *path, const int *src,
+                           int nsrc, char **argv) {
   int errp[2];
   pid_t pid;
   int child_errno = 0;
@@ -570,7 +561,7 @@ static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
     for (fd = MPROC__BS_FD + nsrc; fd < maxfd; fd++)
       if (fd != errp[1])
         (void)close(fd);
-    execv(g_exe, argv);
+    execv(path, argv);
   fail:
     child_errno = errno;
     while (write(errp[1], &child_errno, sizeof child_errno) < 0 &&
@@ -593,8 +584,8 @@ static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
   return 0;
 }
 
-static int mproc__posix_spawn(pid_t *out, const int *src, int nsrc,
-                              char **argv) {
+static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
+                              int nsrc, char **argv) {
 #if MPROC__HAVE_CLOSEFROM_NP
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -627,12 +618,12 @@ static int mproc__posix_spawn(pid_t *out, const int *src, int nsrc,
         &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
   if (rc == 0)
-    rc = posix_spawn(out, g_exe, &fa, &attr, argv, environ);
+    rc = posix_spawn(out, path, &fa, &attr, argv, environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return rc;
 #else
-  return mproc__forkexec(out, src, nsrc, argv);
+  return mproc__forkexec(out, path, src, nsrc, argv);
 #endif
 }
 
@@ -652,6 +643,20 @@ static int mproc__send_all(int fd, const unsigned char *buf, size_t len) {
   return 0;
 }
 
+/* The child's argv: what the program needs before it (exe.c), then the
+ * child flag.  Made before the fork: nothing may allocate after it. */
+static char **mproc__child_argv(const mproc__exe_plan *exe) {
+  char **argv = (char **)malloc((size_t)(exe->nprefix + 2) * sizeof(*argv));
+  int i;
+  if (!argv)
+    return NULL;
+  for (i = 0; i < exe->nprefix; i++)
+    argv[i] = (char *)exe->prefix[i];
+  argv[i++] = (char *)MPROC__BS_FLAG;
+  argv[i] = NULL;
+  return argv;
+}
+
 int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
                       size_t nhandles, mproc__bootstrap_builder build) {
   int sv[2] = {-1, -1}, sent[2] = {-1, -1};
@@ -659,7 +664,8 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   uint64_t *child_vals = NULL;
   unsigned char *bs = NULL;
   size_t bslen = 0;
-  char *argv[3];
+  const mproc__exe_plan *exe = mproc__exe();
+  char **argv = NULL;
   pid_t pid = -1;
   int pidfd = -1;
 
@@ -704,11 +710,18 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   if (rc < 0)
     goto finish;
 
-  argv[0] = (char *)(mproc__argv0()[0] ? mproc__argv0() : g_exe);
-  argv[1] = (char *)MPROC__BS_FLAG;
-  argv[2] = NULL;
-  e = g_use_forkexec ? mproc__forkexec(&pid, src, nsrc, argv)
-                     : mproc__posix_spawn(&pid, src, nsrc, argv);
+  if (!exe->path) {
+    e = exe->error; /* no file runs this program again (exe.c) */
+    rc = MPROC_ESPAWN;
+    goto fail_errno;
+  }
+  argv = mproc__child_argv(exe);
+  if (!argv) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  e = g_use_forkexec ? mproc__forkexec(&pid, exe->path, src, nsrc, argv)
+                     : mproc__posix_spawn(&pid, exe->path, src, nsrc, argv);
   if (e != 0) {
     rc = MPROC_ESPAWN;
     goto fail_errno;
@@ -756,6 +769,7 @@ finish:
   free(src);
   free(child_vals);
   free(bs);
+  free(argv);
   return rc;
 }
 

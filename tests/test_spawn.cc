@@ -31,6 +31,7 @@ extern "C" {
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 extern char **environ;
@@ -329,6 +330,40 @@ TEST(Forgery, BootstrapOverAChannelAnotherProcessMadeIsRefused) {
     mproc_process_free(p);
   }
 }
+
+#ifndef _WIN32
+// A connection to a listening socket carries the listener's credentials
+// (here: ours, the real parent's) although anyone who can connect to it
+// could be the one writing.  Only a socket pair is a parent's channel.
+TEST(Forgery, BootstrapOverAConnectionToAListeningSocketIsRefused) {
+  int lst = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lst, 0);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  // Autobind: the kernel picks a unique abstract name (unix(7)).
+  socklen_t alen = sizeof(sa_family_t);
+  ASSERT_EQ(bind(lst, reinterpret_cast<sockaddr *>(&addr), alen), 0);
+  ASSERT_EQ(listen(lst, 1), 0);
+  alen = sizeof addr;
+  ASSERT_EQ(getsockname(lst, reinterpret_cast<sockaddr *>(&addr), &alen), 0);
+  int conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(conn, 0);
+  ASSERT_EQ(connect(conn, reinterpret_cast<sockaddr *>(&addr), alen), 0);
+  int acc = accept4(lst, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(acc, 0);
+  BootstrapChannel ch; // the child reads `conn`, the writer holds `acc`
+  test_close_handle(ch.r);
+  test_close_handle(ch.w);
+  ch.r = conn;
+  ch.w = acc;
+  std::string out;
+  int code = run_self_over(ch, well_formed_bootstrap(test_getpid()), &out);
+  EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
+  EXPECT_NE(out.find("bootstrap refused"), std::string::npos) << out;
+  close(lst);
+}
+#endif
 
 TEST(Dispatch, UnknownStartMethodInTheEnvironmentIsAnError) {
   if (inner_run())

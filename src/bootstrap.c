@@ -1,7 +1,10 @@
 /* The spawn bootstrap: what a child started by spawn needs to become the
  * process its parent created.  It travels over an inherited pipe, never on
  * the command line, so a child flag typed by hand finds no bootstrap and the
- * child refuses to run (DESIGN.md: the dispatch table). */
+ * child refuses to run (DESIGN.md: the dispatch table).  Nothing in it is
+ * secret or signed: the child trusts it because the kernel says who made
+ * the channel it came over (mproc__plat_read_bootstrap), and the parent pid
+ * written here must be that process. */
 #include <stdlib.h>
 #include <string.h>
 

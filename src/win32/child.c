@@ -138,7 +138,8 @@ static DWORD mproc__w32_creator_pid(void) {
   ULONG got = 0;
   if (!f)
     return 0;
-  /* Through void (*)(void): the documented way to say the cast is meant. */
+  /* Through void (*)(void), which GCC's -Wcast-function-type documents as
+   * matching every function type: the cast is meant. */
   nqip = (mproc__w32_nqip_fn)(void (*)(void))f;
   memset(&pbi, 0, sizeof(pbi));
   if (nqip(GetCurrentProcess(), 0 /* ProcessBasicInformation */, &pbi,

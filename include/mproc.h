@@ -201,10 +201,35 @@ typedef struct mproc_entry {
 #define MPROC_ENTRY(fn) {#fn, fn}
 #define MPROC_ENTRY_END {NULL, NULL}
 
-/* Exit code of a spawned child whose bootstrap could not be read or
- * understood (the child flag typed by hand, a damaged bootstrap, an entry name
- * the table does not have).  The child also prints a one-line reason to
- * stderr. */
+/* Exit code of a spawned child whose bootstrap could not be read, understood
+ * or trusted (the child flag typed by hand, a damaged, forged or replayed
+ * bootstrap, an entry name the table does not have).  The child also prints
+ * a one-line reason to stderr.
+ *
+ * Who can make a spawned child run an entry: only the process that created
+ * it.  Before reading a byte of the bootstrap the child asks the kernel who
+ * made the channel it arrives on, and the parent pid written in the
+ * bootstrap must be that process:
+ *   - POSIX: descriptor 3 must be one end of a socket pair (a peer with no
+ *     address) whose creator, as SO_PEERCRED reports it (macOS:
+ *     LOCAL_PEERPID; FreeBSD: LOCAL_PEERCRED), is getppid() and runs as the
+ *     child's effective user.  A system where the port knows no such query
+ *     refuses every bootstrap.
+ *   - Windows: both ends of the bootstrap pipe must have been made by the
+ *     process that created the child (GetNamedPipeServerProcessId and
+ *     GetNamedPipeClientProcessId against the creator's pid, which the
+ *     system records at CreateProcess).
+ * So another user, or an unrelated process of the same user, that starts
+ * the program with the child flag and a hand-made bootstrap, or replays one
+ * captured from a real parent over a channel of its own, gets exit 120 and
+ * no entry runs; a set-user-ID program refuses a bootstrap from a user
+ * other than its effective one.  Not covered: a process that can already
+ * act as the parent (debug or ptrace it, read its memory, take its
+ * descriptors or duplicate its handles: root, an administrator, or the same
+ * user where the system allows that) can do whatever the parent can; and
+ * whoever starts the program is its parent, so it can have it run an entry
+ * with that process's own rights, no more.  A POSIX child whose parent
+ * exited before the child started (it was reparented) also exits with 120. */
 #define MPROC_EXIT_BOOTSTRAP 120
 
 /* The init hook.  Call it first in main() with the program's entry table
@@ -213,7 +238,8 @@ typedef struct mproc_entry {
  *     reads MPROC_START_METHOD, and returns 0.
  *   - In a child started with the spawn method it reads the bootstrap from the
  *     parent, runs the entry and exits with its return value: it does not
- *     return.  A damaged or forged bootstrap exits with MPROC_EXIT_BOOTSTRAP.
+ *     return.  A damaged, forged or replayed bootstrap exits with
+ *     MPROC_EXIT_BOOTSTRAP (see there for who may send one).
  * Returns MPROC_EINVAL for a NULL/invalid table or a duplicate name, and
  * MPROC_ESTATE if called twice.  Call it from the main thread before starting
  * other threads. */
@@ -228,6 +254,16 @@ typedef enum mproc_start_method {
   MPROC_START_FORK = 1,    /* POSIX only: fork(), the child runs the entry */
   MPROC_START_SPAWN = 2    /* start the program again (Windows: the only one) */
 } mproc_start_method;
+
+/* Which file spawn starts: on Linux the running image (/proc/self/exe), so a
+ * renamed or replaced program still starts its own copy.  When the program
+ * was started through its loader (`ld.so ./prog`) or under valgrind,
+ * /proc/self/exe is the loader or valgrind: spawn then runs the program's
+ * own file if it is executable (so under valgrind children run natively,
+ * as with --trace-children=no), else the same loader with the same loader
+ * options and the program's path.  If the program's file is gone as well,
+ * start() fails with MPROC_ESPAWN and mproc_os_error() ENOENT rather than
+ * start the wrong program.  Elsewhere: argv[0], resolved at start-up. */
 
 /* The global default: fork on POSIX, spawn on Windows, unless the environment
  * variable MPROC_START_METHOD=fork|spawn (read by mproc_main) says otherwise.

@@ -1,7 +1,10 @@
 /* The spawn bootstrap: what a child started by spawn needs to become the
  * process its parent created.  It travels over an inherited pipe, never on
  * the command line, so a child flag typed by hand finds no bootstrap and the
- * child refuses to run (DESIGN.md: the dispatch table). */
+ * child refuses to run (DESIGN.md: the dispatch table).  Nothing in it is
+ * secret or signed: the child trusts it because the kernel says who made
+ * the channel it came over (mproc__plat_read_bootstrap), and the parent pid
+ * written here must be that process. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,4 +140,13 @@ int mproc__bootstrap_decode(const unsigned char *buf, size_t len,
 void mproc__bootstrap_release(mproc__bootstrap *bs) {
   free(bs->handles);
   memset(bs, 0, sizeof(*bs));
+}
+
+const char *mproc__bootstrap_flag_value(const char *arg) {
+  size_t n = sizeof(MPROC__BS_FLAG) - 1;
+  if (!arg || strncmp(arg, MPROC__BS_FLAG, n) != 0)
+    return NULL;
+  if (arg[n] == 0)
+    return arg + n;
+  return arg[n] == '=' ? arg + n + 1 : NULL;
 }

@@ -110,6 +110,15 @@ void mproc__bootstrap_release(mproc__bootstrap *bs);
 /* Total message length from the 16-byte header, or a negative code. */
 int mproc__bootstrap_peek_len(const unsigned char *hdr, size_t *total);
 
+/* argv[1] of a spawned child starts with this flag.  A Windows parent
+ * appends "=" and the bootstrap pipe's handle value; a POSIX parent passes
+ * the bare flag (the bootstrap socket is descriptor 3). */
+#define MPROC__BS_FLAG "--mproc-spawn"
+/* NULL when `arg` is not the child flag; else what follows the flag and its
+ * '=' ("" for the bare flag or a bare '=').  Every form counts as the flag,
+ * so a hand-typed variant is refused rather than running main(). */
+const char *mproc__bootstrap_flag_value(const char *arg);
+
 /* ---- processes ----------------------------------------------------------- */
 
 enum {

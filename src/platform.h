@@ -40,10 +40,16 @@ int mproc__plat_last_error(void);
 int mproc__plat_init(int argc, char **argv);
 
 /* If argv carries the spawn-child flag, read the bootstrap the parent sent.
- * Returns 0 when this is not a spawned child, 1 with *buf (malloc'ed, caller
- * frees) and *len set, or a negative code with a one-line reason in `err`. */
+ * Before reading a byte, the backend asks the kernel who made the bootstrap
+ * channel and refuses it unless that is the process that created this one
+ * (and, on POSIX, runs as the same effective user); *sender is then that
+ * process's pid, which the caller compares with the parent pid the
+ * bootstrap claims.  Returns 0 when this is not a spawned child, 1 with
+ * *buf (malloc'ed, caller frees), *len and *sender set, or a negative code
+ * with a one-line reason in `err`. */
 int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
-                               size_t *len, char *err, size_t errlen);
+                               size_t *len, int64_t *sender, char *err,
+                               size_t errlen);
 
 /* In a spawned child after the bootstrap was decoded: make the passed
  * handles non-inheritable again and start the interrupt watcher (Windows).

@@ -785,8 +785,11 @@ static void mproc__bootstrap_die(const char *what, const char *detail) {
   exit(MPROC_EXIT_BOOTSTRAP);
 }
 
-/* A spawned child: read who we are, run the entry, exit with its value. */
-static void mproc__run_spawn_child(unsigned char *buf, size_t len) {
+/* A spawned child: read who we are, run the entry, exit with its value.
+ * `sender` is the pid the backend learned from the kernel: the process that
+ * created this one and made the bootstrap channel. */
+static void mproc__run_spawn_child(unsigned char *buf, size_t len,
+                                   int64_t sender) {
   mproc__bootstrap bs;
   mproc_handle_t *table = NULL;
   mproc_args *args = NULL;
@@ -797,6 +800,14 @@ static void mproc__run_spawn_child(unsigned char *buf, size_t len) {
 
   if (mproc__bootstrap_decode(buf, len, &bs) < 0)
     mproc__bootstrap_die("damaged bootstrap from the parent process", NULL);
+  /* A bootstrap captured from a real parent and replayed by another
+   * process claims a parent that did not send it. */
+  if (bs.parent_pid != sender) {
+    snprintf(err, sizeof err,
+             "it claims parent process %lld but came from process %lld",
+             (long long)bs.parent_pid, (long long)sender);
+    mproc__bootstrap_die("bootstrap refused", err);
+  }
   e = mproc__find_entry(bs.entry);
   if (!e) {
     snprintf(err, sizeof err, "'%s'", bs.entry);
@@ -866,6 +877,7 @@ static void mproc__free_identity(void) {
 int mproc_main(int argc, char **argv, const mproc_entry *table) {
   unsigned char *buf = NULL;
   size_t len = 0;
+  int64_t sender = 0;
   char err[512];
   int rc;
   if (mproc__check_table(table) < 0)
@@ -889,7 +901,8 @@ int mproc_main(int argc, char **argv, const mproc_entry *table) {
   if (rc < 0)
     return rc;
   err[0] = 0;
-  rc = mproc__plat_read_bootstrap(argc, argv, &buf, &len, err, sizeof err);
+  rc = mproc__plat_read_bootstrap(argc, argv, &buf, &len, &sender, err,
+                                  sizeof err);
   if (rc < 0)
     mproc__bootstrap_die(err[0] ? err : "cannot read the bootstrap", NULL);
   rc = mproc__method_from_env();
@@ -908,6 +921,6 @@ int mproc_main(int argc, char **argv, const mproc_entry *table) {
   /* Registered after the line above, so it runs before it (LIFO). */
   atexit(mproc__atexit);
   if (buf)
-    mproc__run_spawn_child(buf, len); /* does not return */
+    mproc__run_spawn_child(buf, len, sender); /* does not return */
   return MPROC_OK;
 }

@@ -14,16 +14,24 @@
 
 #include "test_util.h"
 
+extern "C" {
+#include "internal.h"
+}
+
 #ifdef _WIN32
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
 #else
 #include <dirent.h>
 #include <fcntl.h>
+#ifdef __linux__
+#include <link.h>
+#endif
 #include <signal.h>
 #include <spawn.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 extern char **environ;
@@ -57,9 +65,10 @@ std::vector<int> open_fds() {
   return fds;
 }
 
-// Runs our own executable as argv {exe, flag} with `fd3` (may be -1) as its
-// descriptor 3, and returns exit code and output.
-int run_self_with_fd3(int fd3, const char *flag, std::string *output) {
+// Runs our own executable as argv {exe, flag[, extra]} with `fd3` (may be
+// -1) as its descriptor 3, and returns exit code and output.
+int run_self_with_fd3(int fd3, const char *flag, std::string *output,
+                      const char *extra = nullptr) {
   int out[2];
   if (pipe2(out, O_CLOEXEC) != 0)
     return -1000;
@@ -73,7 +82,7 @@ int run_self_with_fd3(int fd3, const char *flag, std::string *output) {
     posix_spawn_file_actions_addclose(&fa, 3);
   std::string exe = test_self_exe();
   char *argv[] = {const_cast<char *>(exe.c_str()), const_cast<char *>(flag),
-                  nullptr};
+                  const_cast<char *>(extra), nullptr};
   pid_t pid;
   int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&fa);
@@ -114,6 +123,28 @@ TEST(Dispatch, ChildFlagTypedByHandIsRefused) {
   EXPECT_NE(out.find("internal to mproc"), std::string::npos) << out;
   EXPECT_EQ(out.find("[==========]"), std::string::npos)
       << "the tests ran in the child: " << out;
+}
+
+// The flag without the value a Windows parent appends, and with a value a
+// POSIX parent never gives: both are the internal flag typed by hand, never
+// a licence to run main().  --gtest_list_tests would end a main() that ran
+// anyway at once, so a failure here is quick.
+TEST(Dispatch, ChildFlagInAnyFormIsRefusedOnEveryPlatform) {
+  for (const char *flag : {"--mproc-spawn", "--mproc-spawn=", "--mproc-spawn=zz"}) {
+    std::string out;
+#ifdef _WIN32
+    int code =
+        test_run({test_self_exe(), flag, "--gtest_list_tests"}, {}, &out, 60);
+#else
+    // Descriptor 3 closed: the bare flag must not find a socket there.
+    int code = run_self_with_fd3(-1, flag, &out, "--gtest_list_tests");
+#endif
+    EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << flag << ": " << out;
+    EXPECT_NE(out.find("internal to mproc"), std::string::npos)
+        << flag << ": " << out;
+    EXPECT_EQ(out.find("Dispatch."), std::string::npos)
+        << flag << ": main() ran in the child: " << out;
+  }
 }
 
 // Runs our own executable as a spawned child whose parent sent `bytes` as
@@ -160,6 +191,179 @@ TEST(Dispatch, TruncatedBootstrapIsRefused) {
   EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
   EXPECT_NE(out.find("truncated bootstrap"), std::string::npos) << out;
 }
+
+// ---- forged bootstraps ------------------------------------------------------
+
+// What a forger hopes to run: an exit code nobody else uses.
+TEST_ENTRY(forged_entry) { return 77; }
+
+// A well-formed bootstrap for `forged_entry`, claiming `claimed_parent`.
+static std::string well_formed_bootstrap(int64_t claimed_parent) {
+  Args args;
+  args.i(7);
+  unsigned char *blob = nullptr, *enc = nullptr;
+  size_t blob_len = 0, enc_len = 0;
+  if (mproc__args_encode(args, &blob, &blob_len, nullptr, nullptr) != 0)
+    return std::string();
+  mproc__bootstrap bs;
+  memset(&bs, 0, sizeof bs);
+  bs.start_method = MPROC_START_SPAWN;
+  bs.parent_pid = claimed_parent;
+  bs.entry = "forged_entry";
+  bs.name = "Process-99";
+  bs.identity = "99";
+  bs.parent_name = "MainProcess";
+  bs.args = blob;
+  bs.args_len = blob_len;
+  std::string out;
+  if (mproc__bootstrap_encode(&bs, &enc, &enc_len) == 0)
+    out.assign(reinterpret_cast<const char *>(enc), enc_len);
+  free(enc);
+  free(blob);
+  return out;
+}
+
+// A channel like a parent's: `w` is written, `r` becomes the child's
+// bootstrap channel (POSIX: a socket pair; Windows: an anonymous pipe whose
+// read end the child inherits).  Both ends close-on-exec/non-inheritable.
+struct BootstrapChannel {
+  mproc_handle_t r = MPROC_INVALID_HANDLE, w = MPROC_INVALID_HANDLE;
+  BootstrapChannel() {
+#ifdef _WIN32
+    HANDLE hr, hw;
+    if (CreatePipe(&hr, &hw, nullptr, 1 << 16)) {
+      r = hr;
+      w = hw;
+    }
+#else
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
+      w = sv[0];
+      r = sv[1];
+    }
+#endif
+  }
+  ~BootstrapChannel() {
+    test_close_handle(r);
+    test_close_handle(w);
+  }
+};
+
+// Writes `bs` into the channel and runs our own executable as a child of
+// the calling process, with the channel's read end as its bootstrap channel.
+static int run_self_over(BootstrapChannel &ch, const std::string &bs,
+                         std::string *out) {
+  if (!test_write_all(ch.w, bs.data(), bs.size()))
+    return -1000;
+  test_close_handle(ch.w);
+  ch.w = MPROC_INVALID_HANDLE;
+#ifdef _WIN32
+  // The child inherits it (test_run passes inheritable handles).
+  SetHandleInformation(ch.r, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+  return run_self_with_handle(ch.r, out);
+#else
+  return run_self_with_fd3(ch.r, "--mproc-spawn", out);
+#endif
+}
+
+// Another process than this one: our own parent on POSIX, the System
+// process on Windows.
+static int64_t some_other_pid() {
+#ifdef _WIN32
+  return 4;
+#else
+  return (int64_t)getppid();
+#endif
+}
+
+TEST(Forgery, BootstrapClaimingAnotherParentIsRefused) {
+  // Control: the same bootstrap claiming the real parent (us) runs, so the
+  // refusals below are the check at work, not a malformed message.
+  {
+    BootstrapChannel ch;
+    std::string out;
+    EXPECT_EQ(run_self_over(ch, well_formed_bootstrap(test_getpid()), &out), 77)
+        << out;
+  }
+  for (int64_t claimed : {(int64_t)1, some_other_pid()}) {
+    BootstrapChannel ch;
+    std::string out;
+    int code = run_self_over(ch, well_formed_bootstrap(claimed), &out);
+    EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << "claimed " << claimed << ": " << out;
+    EXPECT_NE(out.find("bootstrap refused"), std::string::npos) << out;
+  }
+}
+
+// The forger: a process that is not the channel's creator writes a
+// well-formed bootstrap naming itself, the child's real parent, and starts
+// the child over that channel.  With own_channel set it makes its own
+// channel instead, which must work (the control).
+TEST_ENTRY(forge_over_channel) {
+  mproc_handle_t r = MPROC_INVALID_HANDLE, w = MPROC_INVALID_HANDLE;
+  int64_t own_channel = 0;
+  mproc_arg_handle(args, 0, &r);
+  mproc_arg_handle(args, 1, &w);
+  mproc_arg_int(args, 2, &own_channel);
+  BootstrapChannel ch;
+  if (!own_channel) {
+    test_close_handle(ch.r);
+    test_close_handle(ch.w);
+    ch.r = r;
+    ch.w = w;
+  }
+  std::string out;
+  int code = run_self_over(ch, well_formed_bootstrap(test_getpid()), &out);
+  if (code != 77 && out.find("bootstrap refused") == std::string::npos) {
+    fprintf(stderr, "unexpected child output: %s\n", out.c_str());
+    return 1;
+  }
+  return code;
+}
+
+TEST(Forgery, BootstrapOverAChannelAnotherProcessMadeIsRefused) {
+  for (int64_t own_channel : {1, 0}) {
+    BootstrapChannel ch;
+    mproc_process *p =
+        test_start("forge_over_channel", Args().h(ch.r).h(ch.w).i(own_channel));
+    EXPECT_EQ(test_join_code(p), own_channel ? 77 : MPROC_EXIT_BOOTSTRAP)
+        << (own_channel ? "own channel" : "the test's channel");
+    mproc_process_free(p);
+  }
+}
+
+#ifndef _WIN32
+// A connection to a listening socket carries the listener's credentials
+// (here: ours, the real parent's) although anyone who can connect to it
+// could be the one writing.  Only a socket pair is a parent's channel.
+TEST(Forgery, BootstrapOverAConnectionToAListeningSocketIsRefused) {
+  int lst = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lst, 0);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  // Autobind: the kernel picks a unique abstract name (unix(7)).
+  socklen_t alen = sizeof(sa_family_t);
+  ASSERT_EQ(bind(lst, reinterpret_cast<sockaddr *>(&addr), alen), 0);
+  ASSERT_EQ(listen(lst, 1), 0);
+  alen = sizeof addr;
+  ASSERT_EQ(getsockname(lst, reinterpret_cast<sockaddr *>(&addr), &alen), 0);
+  int conn = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(conn, 0);
+  ASSERT_EQ(connect(conn, reinterpret_cast<sockaddr *>(&addr), alen), 0);
+  int acc = accept4(lst, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(acc, 0);
+  BootstrapChannel ch; // the child reads `conn`, the writer holds `acc`
+  test_close_handle(ch.r);
+  test_close_handle(ch.w);
+  ch.r = conn;
+  ch.w = acc;
+  std::string out;
+  int code = run_self_over(ch, well_formed_bootstrap(test_getpid()), &out);
+  EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
+  EXPECT_NE(out.find("bootstrap refused"), std::string::npos) << out;
+  close(lst);
+}
+#endif
 
 TEST(Dispatch, UnknownStartMethodInTheEnvironmentIsAnError) {
   if (inner_run())
@@ -253,6 +457,65 @@ TEST(Quoting, ExecutableInADirectoryWithSpacesAndQuotes) {
   EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
   fs::remove_all(dir, ec);
 }
+
+// ---- an explicit loader ------------------------------------------------------------
+
+#ifdef __linux__
+// This binary's program interpreter (PT_INTERP): the dynamic loader the
+// kernel would run for it.  Empty for a static binary.
+static std::string own_loader() {
+  std::string out;
+  dl_iterate_phdr(
+      [](dl_phdr_info *info, size_t, void *data) -> int {
+        for (int i = 0; i < info->dlpi_phnum; i++)
+          if (info->dlpi_phdr[i].p_type == PT_INTERP)
+            *static_cast<std::string *>(data) = reinterpret_cast<const char *>(
+                info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+        return 1; // the first object is the program itself
+      },
+      &out);
+  return out;
+}
+
+// `ld.so ./prog`: /proc/self/exe is the loader, yet spawned children must
+// run the program (here: Quoting.InnerStartsAChildFromHere, whose child
+// must return 5).  First with an executable program, which children then
+// run directly; then with a copy nobody may execute, which only the
+// loader can run, so children must be started through it too.
+TEST(Loader, SpawnUnderAnExplicitLoaderRunsTheProgram) {
+  if (inner_run())
+    GTEST_SKIP();
+  std::string ld = own_loader();
+  if (ld.empty() || access(ld.c_str(), X_OK) != 0)
+    GTEST_SKIP() << "no program interpreter to run explicitly ('" << ld
+                 << "')";
+  const std::string filter = "--gtest_filter=Quoting.InnerStartsAChildFromHere";
+  const std::vector<std::string> env = {"MPROC_TEST_INNER=1",
+                                        "MPROC_START_METHOD=spawn"};
+  std::string out;
+  int code = test_run({ld, test_self_exe(), filter}, env, &out, 120);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+
+  fs::path copy = fs::temp_directory_path() /
+                  ("mproc-noexec-" + std::to_string(test_getpid()));
+  std::error_code ec;
+  fs::copy_file(test_self_exe(), copy, fs::copy_options::overwrite_existing,
+                ec);
+  ASSERT_FALSE(ec) << ec.message();
+  fs::permissions(copy, fs::perms::owner_read | fs::perms::owner_write,
+                  fs::perm_options::replace, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_NE(access(copy.c_str(), X_OK), 0);
+  code = test_run({ld, copy.string(), filter}, env, &out, 120);
+  fs::remove(copy, ec);
+  if (code == 127 && out.find("[==========]") == std::string::npos)
+    GTEST_SKIP() << "the loader cannot run a file from "
+                 << fs::temp_directory_path() << " (noexec?): " << out;
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+}
+#endif
 
 // ---- buffered output ---------------------------------------------------------------
 

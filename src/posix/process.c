@@ -18,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <stddef.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,7 +30,12 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #endif
+#if defined(__APPLE__) || defined(__FreeBSD__)
+#include <sys/param.h> /* __FreeBSD_version */
+#include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
+#endif
 
+#include "exe.h"
 #include "internal.h"
 
 extern char **environ;
@@ -36,7 +43,6 @@ extern char **environ;
 /* In a spawned child the bootstrap arrives on this descriptor, and the
  * handles passed as arguments follow it, in slot order. */
 #define MPROC__BS_FD 3
-#define MPROC__CHILD_FLAG "--mproc-spawn"
 
 #if defined(__GLIBC__) &&                                                      \
     (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
@@ -52,7 +58,6 @@ extern char **environ;
 #define SYS_pidfd_send_signal 424
 #endif
 
-static const char *g_exe;
 static int g_use_pidfd;
 /* Without pidfds: the write end of our own parent's sentinel pipe.  A child
  * we fork must close it, or our parent would not see us end until that
@@ -124,20 +129,10 @@ static int mproc__ms(double seconds) {
 }
 
 int mproc__plat_init(int argc, char **argv) {
-  static char resolved[PATH_MAX];
   const char *knob;
   int fd;
-  (void)argc;
-#ifdef __linux__
-  /* /proc/self/exe names the running image even if the file was renamed,
-   * replaced or its path holds characters a shell would mangle. */
-  if (access("/proc/self/exe", X_OK) == 0)
-    g_exe = "/proc/self/exe";
-#endif
-  if (!g_exe && argv && argv[0] && realpath(argv[0], resolved))
-    g_exe = resolved;
-  if (!g_exe && argv && argv[0])
-    g_exe = argv[0];
+  /* Which file spawn runs is worked out at the first spawn (exe.c). */
+  mproc__exe_init(argc, argv);
   (void)pthread_atfork(NULL, NULL, mproc__atfork_child);
   /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds. */
   fd = mproc__pidfd_open(getpid());
@@ -185,32 +180,134 @@ static int mproc__read_full(int fd, unsigned char *buf, size_t n,
   return MPROC_OK;
 }
 
-int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
-                               size_t *len, char *err, size_t errlen) {
-  unsigned char hdr[MPROC__BS_HEADER];
-  unsigned char *msg;
+/* The flag must be the bare one a parent passes, with a socket on fd 3. */
+static int mproc__check_bs_flag(const char *arg, char *err, size_t errlen) {
   struct stat st;
-  size_t total;
-  double deadline;
-  int rc;
-  *buf = NULL;
-  *len = 0;
-  if (argc < 2 || !argv || !argv[1] || strcmp(argv[1], MPROC__CHILD_FLAG) != 0)
-    return 0;
+  /* A POSIX parent passes the bare flag; a value is the flag typed by hand
+   * (or a Windows command line), refused like any other forgery. */
+  if (strcmp(arg, MPROC__BS_FLAG) != 0) {
+    snprintf(err, errlen,
+             "%s is internal to mproc: this process was not started by an "
+             "mproc parent (a parent passes no value)",
+             MPROC__BS_FLAG);
+    return MPROC_ESPAWN;
+  }
   /* The flag alone proves nothing: a parent hands over a socket on fd 3.
    * Anything else means the flag was typed by hand. */
   if (fstat(MPROC__BS_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
     snprintf(err, errlen,
              "%s is internal to mproc: this process was not started by an "
              "mproc parent (no bootstrap socket on fd %d%s%s)",
-             MPROC__CHILD_FLAG, MPROC__BS_FD, errno ? ": " : "",
+             MPROC__BS_FLAG, MPROC__BS_FD, errno ? ": " : "",
              errno ? strerror(errno) : "");
     return MPROC_ESPAWN;
   }
+  return MPROC_OK;
+}
+
+/* The pid and effective uid of the process that made the other end of a
+ * Unix socket, as the kernel recorded them when it was made (socketpair()
+ * records its caller for both ends).  0, or -1 with errno; ENOSYS where
+ * this port knows no way to ask. */
+static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
+#if defined(__linux__)
+  struct ucred c; /* uid is the effective one (socket(7), SO_PEERCRED) */
+  socklen_t n = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0)
+    return -1;
+  *pid = (int64_t)c.pid;
+  *euid = (int64_t)c.uid;
+  return 0;
+#elif defined(__APPLE__)
+  pid_t p;
+  uid_t u;
+  gid_t g;
+  socklen_t n = sizeof p;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID, &p, &n) != 0 ||
+      getpeereid(fd, &u, &g) != 0)
+    return -1;
+  *pid = (int64_t)p;
+  *euid = (int64_t)u;
+  return 0;
+#elif defined(__FreeBSD__) && __FreeBSD_version >= 1300000
+  struct xucred c; /* cr_pid since FreeBSD 13 */
+  socklen_t n = sizeof c;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERCRED, &c, &n) != 0)
+    return -1;
+  *pid = (int64_t)c.cr_pid;
+  *euid = (int64_t)c.cr_uid;
+  return 0;
+#else
+  /* Ports: OpenBSD has SO_PEERCRED (struct sockpeercred), NetBSD
+   * LOCAL_PEEREID (struct unpcbid).  A system with no peer pid at all needs
+   * another proof, e.g. the parent signs the bootstrap with a secret only
+   * it and the child can hold.  Until then spawn children are refused:
+   * failing closed is the documented guarantee. */
+  (void)fd;
+  (void)pid;
+  (void)euid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/* Who sent the bootstrap, attested by the kernel rather than claimed in it:
+ * the other end of fd 3 must be a socket pair made by this process's
+ * parent, running as our effective user.  A forger can start the program,
+ * but the socket it hands over is its own, and it cannot make a socket
+ * pair on another process's behalf.  Checked before a byte is read, while
+ * the parent is still alive (it is blocked sending, or has just sent). */
+static int mproc__check_bs_sender(int fd, int64_t *sender, char *err,
+                                  size_t errlen) {
+  struct sockaddr_un peer;
+  socklen_t plen = sizeof peer;
+  int64_t ppid = (int64_t)getppid(), pid = 0, euid = 0;
+  if (mproc__peer_cred(fd, &pid, &euid) != 0) {
+    snprintf(err, errlen,
+             "bootstrap refused: cannot learn who made the bootstrap socket "
+             "(%s)",
+             strerror(errno));
+    return MPROC_ESPAWN;
+  }
+  /* A socket connected to a listening socket carries the listener's
+   * credentials, but anyone who can connect writes to the listener's side:
+   * only a socket pair has a peer without an address. */
+  memset(&peer, 0, sizeof peer);
+  if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0 ||
+      plen > (socklen_t)offsetof(struct sockaddr_un, sun_path)) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket is connected to a named "
+             "socket, not a socket pair made by the parent");
+    return MPROC_ESPAWN;
+  }
+  if (pid != ppid) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket was made by process "
+             "%lld, not by this process's parent (process %lld)",
+             (long long)pid, (long long)ppid);
+    return MPROC_ESPAWN;
+  }
+  if (euid != (int64_t)geteuid()) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket was made by user %lld, "
+             "but this process runs as user %lld",
+             (long long)euid, (long long)geteuid());
+    return MPROC_ESPAWN;
+  }
+  *sender = pid;
+  return MPROC_OK;
+}
+
+/* Reads the whole message: the header, then the length it announces. */
+static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
+                             char *err, size_t errlen) {
+  unsigned char hdr[MPROC__BS_HEADER];
+  unsigned char *msg;
+  size_t total;
   /* A parent writes the whole bootstrap right after the exec; a minute
-   * covers any load and still ends a forged run that sends nothing. */
-  deadline = mproc__plat_now() + 60.0;
-  rc = mproc__read_full(MPROC__BS_FD, hdr, sizeof hdr, deadline);
+   * covers any load and still ends a run whose sender writes nothing. */
+  double deadline = mproc__plat_now() + 60.0;
+  int rc = mproc__read_full(fd, hdr, sizeof hdr, deadline);
   if (rc == MPROC_OK && mproc__bootstrap_peek_len(hdr, &total) < 0)
     rc = MPROC_EINVAL;
   if (rc < 0) {
@@ -218,19 +315,15 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
              rc == MPROC_EINVAL ? "bad header: not an mproc bootstrap, or one "
                                   "from another mproc version"
                                 : mproc_strerror(rc));
-    (void)close(MPROC__BS_FD);
     return MPROC_ESPAWN;
   }
   msg = (unsigned char *)malloc(total);
   if (!msg) {
     snprintf(err, errlen, "out of memory for a %zu-byte bootstrap", total);
-    (void)close(MPROC__BS_FD);
     return MPROC_ENOMEM;
   }
   memcpy(msg, hdr, sizeof hdr);
-  rc = mproc__read_full(MPROC__BS_FD, msg + sizeof hdr, total - sizeof hdr,
-                        deadline);
-  (void)close(MPROC__BS_FD);
+  rc = mproc__read_full(fd, msg + sizeof hdr, total - sizeof hdr, deadline);
   if (rc < 0) {
     snprintf(err, errlen, "truncated bootstrap from the parent process (%s)",
              mproc_strerror(rc));
@@ -239,7 +332,26 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
   }
   *buf = msg;
   *len = total;
-  return 1;
+  return MPROC_OK;
+}
+
+int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
+                               size_t *len, int64_t *sender, char *err,
+                               size_t errlen) {
+  int rc;
+  *buf = NULL;
+  *len = 0;
+  *sender = 0;
+  if (argc < 2 || !argv || !mproc__bootstrap_flag_value(argv[1]))
+    return 0;
+  rc = mproc__check_bs_flag(argv[1], err, errlen);
+  if (rc < 0)
+    return rc;
+  rc = mproc__check_bs_sender(MPROC__BS_FD, sender, err, errlen);
+  if (rc == MPROC_OK)
+    rc = mproc__receive_bs(MPROC__BS_FD, buf, len, err, errlen);
+  (void)close(MPROC__BS_FD);
+  return rc < 0 ? rc : 1;
 }
 
 int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,
@@ -411,7 +523,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
 /* fork+exec for libcs without posix_spawn_file_actions_addclosefrom_np.
  * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
  * parent may have other threads holding malloc or stdio locks. */
-static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
+static int mproc__forkexec(pid_t *out, const char *path, const int *src,
+                           int nsrc, char **argv) {
   int errp[2];
   pid_t pid;
   int child_errno = 0;
@@ -448,7 +561,7 @@ static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
     for (fd = MPROC__BS_FD + nsrc; fd < maxfd; fd++)
       if (fd != errp[1])
         (void)close(fd);
-    execv(g_exe, argv);
+    execv(path, argv);
   fail:
     child_errno = errno;
     while (write(errp[1], &child_errno, sizeof child_errno) < 0 &&
@@ -471,8 +584,8 @@ static int mproc__forkexec(pid_t *out, const int *src, int nsrc, char **argv) {
   return 0;
 }
 
-static int mproc__posix_spawn(pid_t *out, const int *src, int nsrc,
-                              char **argv) {
+static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
+                              int nsrc, char **argv) {
 #if MPROC__HAVE_CLOSEFROM_NP
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
@@ -505,12 +618,12 @@ static int mproc__posix_spawn(pid_t *out, const int *src, int nsrc,
         &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
   if (rc == 0)
-    rc = posix_spawn(out, g_exe, &fa, &attr, argv, environ);
+    rc = posix_spawn(out, path, &fa, &attr, argv, environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return rc;
 #else
-  return mproc__forkexec(out, src, nsrc, argv);
+  return mproc__forkexec(out, path, src, nsrc, argv);
 #endif
 }
 
@@ -530,6 +643,20 @@ static int mproc__send_all(int fd, const unsigned char *buf, size_t len) {
   return 0;
 }
 
+/* The child's argv: what the program needs before it (exe.c), then the
+ * child flag.  Made before the fork: nothing may allocate after it. */
+static char **mproc__child_argv(const mproc__exe_plan *exe) {
+  char **argv = (char **)malloc((size_t)(exe->nprefix + 2) * sizeof(*argv));
+  int i;
+  if (!argv)
+    return NULL;
+  for (i = 0; i < exe->nprefix; i++)
+    argv[i] = (char *)exe->prefix[i];
+  argv[i++] = (char *)MPROC__BS_FLAG;
+  argv[i] = NULL;
+  return argv;
+}
+
 int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
                       size_t nhandles, mproc__bootstrap_builder build) {
   int sv[2] = {-1, -1}, sent[2] = {-1, -1};
@@ -537,7 +664,8 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   uint64_t *child_vals = NULL;
   unsigned char *bs = NULL;
   size_t bslen = 0;
-  char *argv[3];
+  const mproc__exe_plan *exe = mproc__exe();
+  char **argv = NULL;
   pid_t pid = -1;
   int pidfd = -1;
 
@@ -582,11 +710,18 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   if (rc < 0)
     goto finish;
 
-  argv[0] = (char *)(mproc__argv0()[0] ? mproc__argv0() : g_exe);
-  argv[1] = (char *)MPROC__CHILD_FLAG;
-  argv[2] = NULL;
-  e = g_use_forkexec ? mproc__forkexec(&pid, src, nsrc, argv)
-                     : mproc__posix_spawn(&pid, src, nsrc, argv);
+  if (!exe->path) {
+    e = exe->error; /* no file runs this program again (exe.c) */
+    rc = MPROC_ESPAWN;
+    goto fail_errno;
+  }
+  argv = mproc__child_argv(exe);
+  if (!argv) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  e = g_use_forkexec ? mproc__forkexec(&pid, exe->path, src, nsrc, argv)
+                     : mproc__posix_spawn(&pid, exe->path, src, nsrc, argv);
   if (e != 0) {
     rc = MPROC_ESPAWN;
     goto fail_errno;
@@ -634,6 +769,7 @@ finish:
   free(src);
   free(child_vals);
   free(bs);
+  free(argv);
   return rc;
 }
 

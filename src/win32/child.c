@@ -116,9 +116,80 @@ static void mproc__w32_read_fail(char *err, size_t errlen, uint64_t hv,
            hexv, what, sys);
 }
 
+/* ProcessBasicInformation as ntdll fills it; the documented winternl.h
+ * names the creator's pid Reserved3, so the layout is spelled out here. */
+typedef struct mproc__w32_pbi {
+  PVOID exit_status;
+  PVOID peb;
+  PVOID affinity_and_priority[2];
+  ULONG_PTR pid;
+  ULONG_PTR creator_pid; /* InheritedFromUniqueProcessId */
+} mproc__w32_pbi;
+
+typedef LONG(WINAPI *mproc__w32_nqip_fn)(HANDLE, int, PVOID, ULONG, PULONG);
+
+/* The pid of the process that created this one (its CreateProcess caller),
+ * which Windows records at creation and never changes: 0 when unknown. */
+static DWORD mproc__w32_creator_pid(void) {
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  FARPROC f = ntdll ? GetProcAddress(ntdll, "NtQueryInformationProcess") : NULL;
+  mproc__w32_nqip_fn nqip;
+  mproc__w32_pbi pbi;
+  ULONG got = 0;
+  if (!f)
+    return 0;
+  /* Through void (*)(void), which GCC's -Wcast-function-type documents as
+   * matching every function type: the cast is meant. */
+  nqip = (mproc__w32_nqip_fn)(void (*)(void))f;
+  memset(&pbi, 0, sizeof(pbi));
+  if (nqip(GetCurrentProcess(), 0 /* ProcessBasicInformation */, &pbi,
+           (ULONG)sizeof(pbi), &got) < 0)
+    return 0;
+  return (DWORD)pbi.creator_pid;
+}
+
+/* Who sent the bootstrap, attested by the system rather than claimed in
+ * it: the pipe's two ends must both have been made by the process that
+ * created this one.  CreatePipe makes the read end as a pipe server and
+ * opens the write end as its client, both in the caller, and the pipe file
+ * system records each pid; a forger's pipe carries the forger's pid, and
+ * only a process that may duplicate handles into the parent (which gives
+ * it full control of the parent anyway) could plant one there. */
+static int mproc__w32_check_sender(HANDLE h, const char *hexv,
+                                   int64_t *sender, char *err,
+                                   size_t errlen) {
+  DWORD creator = mproc__w32_creator_pid();
+  ULONG server = 0, client = 0;
+  char sys[256];
+  if (creator == 0) {
+    snprintf(err, errlen,
+             "bootstrap refused: cannot learn which process created this one");
+    return MPROC_ESPAWN;
+  }
+  if (!GetNamedPipeServerProcessId(h, &server) ||
+      !GetNamedPipeClientProcessId(h, &client)) {
+    mproc__w32_strerror(GetLastError(), sys, sizeof(sys));
+    snprintf(err, errlen,
+             "bootstrap refused: cannot learn who made pipe 0x%s (%s)", hexv,
+             sys);
+    return MPROC_ESPAWN;
+  }
+  if (server != creator || client != creator) {
+    snprintf(err, errlen,
+             "bootstrap refused: pipe 0x%s was made by process %lu (write "
+             "end: process %lu), not by process %lu that created this one",
+             hexv, (unsigned long)server, (unsigned long)client,
+             (unsigned long)creator);
+    return MPROC_ESPAWN;
+  }
+  *sender = (int64_t)creator;
+  return MPROC_OK;
+}
+
 int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
-                               size_t *len, char *err, size_t errlen) {
-  const size_t flag_len = sizeof(MPROC__W32_FLAG) - 1;
+                               size_t *len, int64_t *sender, char *err,
+                               size_t errlen) {
+  const char *value;
   unsigned char hdr[MPROC__BS_HEADER];
   unsigned char *msg;
   uint64_t hv;
@@ -129,13 +200,16 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
 
   *buf = NULL;
   *len = 0;
-  if (argc < 2 || !argv || !argv[1] ||
-      strncmp(argv[1], MPROC__W32_FLAG, flag_len) != 0)
+  *sender = 0;
+  /* Every form of the flag counts, the bare one included: typed by hand it
+   * must be refused, not run main() as if it were an ordinary argument. */
+  value = argc < 2 || !argv ? NULL : mproc__bootstrap_flag_value(argv[1]);
+  if (!value)
     return 0;
 
-  if (mproc__w32_parse_handle(argv[1] + flag_len, &hv) < 0) {
+  if (mproc__w32_parse_handle(value, &hv) < 0) {
     snprintf(err, errlen, "%s (\"%.40s\" is not a handle value)",
-             mproc__w32_not_ours, argv[1] + flag_len);
+             mproc__w32_not_ours, value);
     return MPROC_ESPAWN;
   }
   h = (HANDLE)(uintptr_t)hv;
@@ -158,6 +232,8 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
   /* On the error paths below the handle is left open: it may be a forged
    * value naming a pipe this process owns for another purpose, and the
    * process is about to exit anyway. */
+  if (mproc__w32_check_sender(h, hexv, sender, err, errlen) < 0)
+    return MPROC_ESPAWN;
   if (mproc__w32_read_exact(h, hdr, sizeof(hdr), &why) < 0) {
     mproc__w32_read_fail(err, errlen, hv, "no bootstrap header", why);
     return MPROC_ESPAWN;

@@ -18,7 +18,7 @@
 
 /* The child flag: argv[1] of a spawned child is this prefix followed by the
  * hexadecimal value of the inherited bootstrap pipe handle. */
-#define MPROC__W32_FLAG "--mproc-spawn="
+#define MPROC__W32_FLAG MPROC__BS_FLAG "="
 
 /* Full path of the own executable, recorded by mproc__plat_init(); NULL
  * before it. */

@@ -1,0 +1,205 @@
+/* POSIX backend: which file a spawned child runs, and with which leading
+ * arguments.
+ *
+ * Linux names the running image /proc/self/exe, which survives renames and
+ * paths a shell would mangle.  But when the program was started through
+ * its loader (`/lib64/ld-linux-x86-64.so.2 ./prog`) or under valgrind, the
+ * kernel exec'd the loader or valgrind's tool, and /proc/self/exe names
+ * that: a child exec'd through it runs the loader, which rejects the child
+ * flag, while start() reports success.  So the first spawn compares the
+ * file behind /proc/self/exe with the file the main program is mapped from
+ * and, when they differ, runs the main program's own file (when it is
+ * executable: under valgrind children then run natively, as with valgrind's
+ * default --trace-children=no), or else the same loader with the same
+ * loader options and the program's path, as it was started. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* dl_iterate_phdr */
+#endif
+#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
+#define _DEFAULT_SOURCE
+#endif
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <link.h>
+#endif
+
+#include "exe.h"
+#include "internal.h"
+
+static pthread_once_t g_plan_once = PTHREAD_ONCE_INIT;
+static mproc__exe_plan g_plan;
+static int g_argc;
+static const char *g_argv0;
+
+void mproc__exe_init(int argc, char **argv) {
+  g_argc = argc;
+  g_argv0 = argc > 0 && argv ? argv[0] : NULL;
+}
+
+/* Runs the file at `path` (resolved now) with argv[0] as the program got
+ * it, the way it was started. */
+static void mproc__plan_direct(const char *path) {
+  static const char *prefix[1];
+  prefix[0] = g_argv0 && g_argv0[0] ? g_argv0 : path;
+  g_plan.path = path;
+  g_plan.prefix = prefix;
+  g_plan.nprefix = 1;
+}
+
+#ifdef __linux__
+
+/* The first object dl_iterate_phdr reports is the main program
+ * (dl_iterate_phdr(3)), also when the loader was run explicitly; any
+ * address in its first loaded segment finds its mapping. */
+static int mproc__main_object_addr(struct dl_phdr_info *info, size_t size,
+                                   void *data) {
+  uintptr_t *addr = (uintptr_t *)data;
+  int i;
+  (void)size;
+  for (i = 0; i < (int)info->dlpi_phnum; i++) {
+    if (info->dlpi_phdr[i].p_type == PT_LOAD) {
+      *addr = (uintptr_t)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+      break;
+    }
+  }
+  return 1; /* stop after the first object */
+}
+
+/* The path of the file mapped at `addr`, from /proc/self/maps (the kernel
+ * writes it absolute, with " (deleted)" if it was removed); malloc'ed. */
+static char *mproc__mapped_path(uintptr_t addr) {
+  FILE *f = fopen("/proc/self/maps", "re");
+  char *line = NULL, *path = NULL;
+  size_t cap = 0;
+  if (!f)
+    return NULL;
+  while (!path && getline(&line, &cap, f) > 0) {
+    unsigned long lo, hi;
+    int off = 0;
+    char *p;
+    if (sscanf(line, "%lx-%lx %*s %*s %*s %*s %n", &lo, &hi, &off) < 2 ||
+        off == 0 || addr < lo || addr >= hi)
+      continue;
+    p = line + off;
+    p[strcspn(p, "\n")] = 0;
+    if (p[0] == '/')
+      path = strdup(p);
+    break;
+  }
+  free(line);
+  fclose(f);
+  return path;
+}
+
+static int mproc__same_file(const char *a, const char *b) {
+  struct stat sa, sb;
+  return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+         sa.st_ino == sb.st_ino;
+}
+
+/* Through the loader: /proc/self/exe (the loader itself) with the
+ * arguments it was given before the program's path, which are the start
+ * of /proc/self/cmdline (the command line the kernel exec'd; the loader
+ * shifted argv so that main() sees the program's), then the program's
+ * path.  The argument block lives as long as the process. */
+static void mproc__plan_loader(char *prog) {
+  FILE *f = fopen("/proc/self/cmdline", "re");
+  char buf[4096], **args;
+  size_t len = 0, i;
+  int count = 0, keep, k;
+  if (f) {
+    len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+  }
+  buf[len] = 0;
+  for (i = 0; i < len; i++)
+    count += buf[i] == 0;
+  /* main() got the last g_argc of them; the rest belong to the loader.  If
+   * that does not add up (a truncated read, a caller that passed its own
+   * argc), keep only the loader's name. */
+  keep = count - g_argc;
+  if (keep < 1 || len == sizeof buf - 1)
+    keep = 1;
+  /* The pointers (the loader's, the program's, a spare), then the text. */
+  args = (char **)malloc((size_t)(keep + 2) * sizeof(*args) + len + 1);
+  if (!args) {
+    free(prog);
+    g_plan.error = ENOMEM;
+    return;
+  }
+  args[0] = (char *)(args + keep + 2);
+  memcpy(args[0], buf, len + 1);
+  for (k = 1; k < keep; k++)
+    args[k] = args[k - 1] + strlen(args[k - 1]) + 1;
+  args[keep] = prog;
+  args[keep + 1] = NULL;
+  g_plan.path = "/proc/self/exe";
+  g_plan.prefix = (const char **)args;
+  g_plan.nprefix = keep + 1;
+}
+
+static void mproc__plan_linux(void) {
+  uintptr_t addr = 0;
+  char *prog = NULL, self[PATH_MAX];
+  ssize_t n;
+  dl_iterate_phdr(mproc__main_object_addr, &addr);
+  prog = addr ? mproc__mapped_path(addr) : NULL;
+  /* Unknown main program (no /proc/self/maps): trust /proc/self/exe. */
+  if (!prog || mproc__same_file("/proc/self/exe", prog)) {
+    free(prog);
+    mproc__plan_direct("/proc/self/exe");
+    return;
+  }
+  /* A program deleted or replaced since it started has no file at its
+   * old path, but /proc/self/exe still names the image it runs. */
+  n = readlink("/proc/self/exe", self, sizeof self - 1);
+  self[n > 0 ? n : 0] = 0;
+  if (strcmp(self, prog) == 0 && access(prog, F_OK) != 0) {
+    free(prog);
+    mproc__plan_direct("/proc/self/exe");
+    return;
+  }
+  /* Started through a loader or valgrind. */
+  if (access(prog, X_OK) == 0)
+    mproc__plan_direct(prog);
+  else if (access(prog, R_OK) == 0)
+    mproc__plan_loader(prog);
+  else {
+    g_plan.error = errno ? errno : ENOENT;
+    free(prog);
+  }
+}
+
+#endif /* __linux__ */
+
+static void mproc__plan_once(void) {
+#ifdef __linux__
+  if (access("/proc/self/exe", X_OK) == 0) {
+    mproc__plan_linux();
+    return;
+  }
+#endif
+  {
+    static char resolved[PATH_MAX];
+    if (g_argv0 && realpath(g_argv0, resolved))
+      mproc__plan_direct(resolved);
+    else if (g_argv0)
+      mproc__plan_direct(g_argv0);
+    else
+      g_plan.error = ENOENT;
+  }
+}
+
+const mproc__exe_plan *mproc__exe(void) {
+  (void)pthread_once(&g_plan_once, mproc__plan_once);
+  return &g_plan;
+}

@@ -185,39 +185,56 @@ static int mproc__check_child(const mproc_process *p) {
   return MPROC_OK;
 }
 
+/* Python's _cleanup(), run at every start: reap each child that has ended
+ * and free the ones whose owner already dropped them, so a program that
+ * starts children and frees them without joining keeps neither zombies nor
+ * descriptors/handles for more than the children still running.  A child
+ * another thread is joining is left to that thread, which reaps it moments
+ * later; reaping it here would make that thread's wait look at a pid that
+ * may already belong to someone else.  Called with mproc__lock held. */
+static void mproc__reap_ended_locked(void) {
+  mproc_process *c, *next;
+  for (c = g_children; c; c = next) {
+    next = c->next; /* polling unlinks c alone */
+    if (c->waiters)
+      continue;
+    if (mproc__poll_locked(c) == 1 && c->refs == 0)
+      mproc__destroy(c); /* freed by the user earlier, now reaped */
+  }
+}
+
 /* ---- create / start --------------------------------------------------------- */
 
-int mproc_process_create(mproc_process **out, const char *entry,
+/* The start method and daemon flag `opts` asks for, checked. */
+static int mproc__read_options(const mproc_process_options *opts,
+                               mproc_start_method *method, int *daemon) {
+  *method = opts ? opts->start_method : MPROC_START_DEFAULT;
+  if (*method == MPROC_START_DEFAULT)
+    *method = mproc__default_method();
+  if (*method != MPROC_START_FORK && *method != MPROC_START_SPAWN)
+    return MPROC_EINVAL;
+  if (*method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+    return MPROC_ENOTSUP;
+  *daemon = opts ? opts->daemon : MPROC_DAEMON_INHERIT;
+  if (*daemon != MPROC_DAEMON_INHERIT && *daemon != MPROC_DAEMON_YES &&
+      *daemon != MPROC_DAEMON_NO)
+    return MPROC_EINVAL;
+  return MPROC_OK;
+}
+
+/* A process object for entry `e`, already looked up and allowed. */
+static int mproc__create(mproc_process **out, const mproc_entry *e,
                          const mproc_args *args,
                          const mproc_process_options *opts) {
   mproc_process *p;
-  const mproc_entry *e;
   mproc_start_method method;
   int daemon, rc;
   unsigned long idx;
   char buf[64];
   size_t need;
-  if (!out)
-    return MPROC_EINVAL;
-  *out = NULL;
-  if (!entry)
-    return MPROC_EINVAL;
-  if (!g_inited)
-    return MPROC_ENOINIT;
-  e = mproc__find_entry(entry);
-  if (!e)
-    return MPROC_ENOENTRY;
-  method = opts ? opts->start_method : MPROC_START_DEFAULT;
-  if (method == MPROC_START_DEFAULT)
-    method = mproc__default_method();
-  if (method != MPROC_START_FORK && method != MPROC_START_SPAWN)
-    return MPROC_EINVAL;
-  if (method == MPROC_START_FORK && !MPROC__HAVE_FORK)
-    return MPROC_ENOTSUP;
-  daemon = opts ? opts->daemon : MPROC_DAEMON_INHERIT;
-  if (daemon != MPROC_DAEMON_INHERIT && daemon != MPROC_DAEMON_YES &&
-      daemon != MPROC_DAEMON_NO)
-    return MPROC_EINVAL;
+  rc = mproc__read_options(opts, &method, &daemon);
+  if (rc < 0)
+    return rc;
 
   p = (mproc_process *)calloc(1, sizeof(*p));
   if (!p)
@@ -274,6 +291,36 @@ int mproc_process_create(mproc_process **out, const char *entry,
 fail:
   mproc__destroy(p);
   return rc;
+}
+
+int mproc_process_create(mproc_process **out, const char *entry,
+                         const mproc_args *args,
+                         const mproc_process_options *opts) {
+  const mproc_entry *e;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!entry)
+    return MPROC_EINVAL;
+  if (!g_inited)
+    return MPROC_ENOINIT;
+  /* The pool's worker loop is found by name so that spawned workers can run
+   * it, but only a pool may start it: run by hand it would wait for pool
+   * messages that never come.  To the caller it is not an entry. */
+  e = mproc__find_entry(entry);
+  if (!e || e == &mproc__pool_worker_entry)
+    return MPROC_ENOENTRY;
+  return mproc__create(out, e, args, opts);
+}
+
+int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
+                              const mproc_process_options *opts) {
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!g_inited)
+    return MPROC_ENOINIT;
+  return mproc__create(out, &mproc__pool_worker_entry, args, opts);
 }
 
 static int mproc__cleanup_children(void);
@@ -381,6 +428,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__mutex_unlock(&mproc__lock);
     return rc;
   }
+  mproc__reap_ended_locked();
   if (p->method == MPROC_START_FORK) {
     rc = mproc__plat_fork(p, mproc__fork_child_main);
   } else {
@@ -644,18 +692,12 @@ mproc_process *mproc_parent_process(void) {
 }
 
 int mproc_active_children(mproc_process **out, size_t cap, size_t *count) {
-  mproc_process *c, *next;
+  mproc_process *c;
   size_t n = 0;
-  int rc;
   if (!count || (cap && !out))
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
-  for (c = g_children; c; c = next) {
-    next = c->next;
-    rc = mproc__poll_locked(c);
-    if (rc == 1 && c->refs == 0)
-      mproc__destroy(c); /* freed by the user earlier, now reaped */
-  }
+  mproc__reap_ended_locked();
   for (c = g_children; c; c = c->next) {
     if (n < cap) {
       c->refs++;
@@ -770,6 +812,9 @@ static int mproc__check_table(const mproc_entry *table) {
     return MPROC_EINVAL;
   for (e = table; e->name; e++) {
     if (!e->name[0] || !e->fn)
+      return MPROC_EINVAL;
+    /* Reserved: the pool's entry would shadow it (mproc__find_entry). */
+    if (strcmp(e->name, MPROC_POOL_WORKER_ENTRY) == 0)
       return MPROC_EINVAL;
     for (f = table; f != e; f++)
       if (strcmp(f->name, e->name) == 0)

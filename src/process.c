@@ -222,6 +222,40 @@ static int mproc__read_options(const mproc_process_options *opts,
   return MPROC_OK;
 }
 
+/* Python's identity and default name: the next number below ours
+ * ("1", "1:2"), "Process-<identity>" unless `name` is given, and the daemon
+ * flag (inherited from us unless asked). */
+static int mproc__name_process(mproc_process *p, int daemon,
+                               const char *name) {
+  unsigned long idx;
+  char buf[64];
+  size_t need;
+  mproc__mutex_lock(&mproc__lock);
+  idx = g_counter++;
+  p->daemon = daemon == MPROC_DAEMON_INHERIT ? g_current.daemon
+                                             : daemon == MPROC_DAEMON_YES;
+  need = strlen(g_current.identity) + sizeof buf;
+  p->identity = (char *)malloc(need);
+  if (p->identity) {
+    if (g_current.identity[0])
+      snprintf(p->identity, need, "%s:%lu", g_current.identity, idx);
+    else
+      snprintf(p->identity, need, "%lu", idx);
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  if (!p->identity)
+    return MPROC_ENOMEM;
+  if (name) {
+    p->name = mproc__strdup(name);
+  } else {
+    need = strlen(p->identity) + sizeof "Process-";
+    p->name = (char *)malloc(need);
+    if (p->name)
+      snprintf(p->name, need, "Process-%s", p->identity);
+  }
+  return p->name ? MPROC_OK : MPROC_ENOMEM;
+}
+
 /* A process object for entry `e`, already looked up and allowed. */
 static int mproc__create(mproc_process **out, const mproc_entry *e,
                          const mproc_args *args,
@@ -229,13 +263,9 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
   mproc_process *p;
   mproc_start_method method;
   int daemon, rc;
-  unsigned long idx;
-  char buf[64];
-  size_t need;
   rc = mproc__read_options(opts, &method, &daemon);
   if (rc < 0)
     return rc;
-
   p = (mproc_process *)calloc(1, sizeof(*p));
   if (!p)
     return MPROC_ENOMEM;
@@ -255,41 +285,21 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
    * start (mproc__reencode_objects). */
   rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
                           &p->nhandles);
-  if (rc == MPROC_OK && mproc__args_has_objects(args))
-    rc = mproc__args_clone(args, &p->objects_src);
   if (rc < 0)
-    goto fail;
-
-  mproc__mutex_lock(&mproc__lock);
-  idx = g_counter++;
-  p->daemon = daemon == MPROC_DAEMON_INHERIT ? g_current.daemon
-                                             : daemon == MPROC_DAEMON_YES;
-  need = strlen(g_current.identity) + sizeof buf;
-  p->identity = (char *)malloc(need);
-  if (p->identity) {
-    if (g_current.identity[0])
-      snprintf(p->identity, need, "%s:%lu", g_current.identity, idx);
-    else
-      snprintf(p->identity, need, "%lu", idx);
+    goto finish;
+  if (mproc__args_has_objects(args)) {
+    rc = mproc__args_clone(args, &p->objects_src);
+    if (rc < 0)
+      goto finish;
   }
-  mproc__mutex_unlock(&mproc__lock);
-  rc = MPROC_ENOMEM;
-  if (!p->identity)
-    goto fail;
-  if (opts && opts->name) {
-    p->name = mproc__strdup(opts->name);
-  } else {
-    need = strlen(p->identity) + sizeof "Process-";
-    p->name = (char *)malloc(need);
-    if (p->name)
-      snprintf(p->name, need, "Process-%s", p->identity);
-  }
-  if (!p->name)
-    goto fail;
+  rc = mproc__name_process(p, daemon, opts ? opts->name : NULL);
+  if (rc < 0)
+    goto finish;
   *out = p;
-  return MPROC_OK;
-fail:
-  mproc__destroy(p);
+  p = NULL;
+finish:
+  if (p)
+    mproc__destroy(p);
   return rc;
 }
 

@@ -216,8 +216,8 @@ typedef struct mproc_entry {
  *     parent, runs the entry and exits with its return value: it does not
  *     return.  A damaged or forged bootstrap exits with MPROC_EXIT_BOOTSTRAP.
  * Returns MPROC_EINVAL for a NULL/invalid table, a duplicate name or the
- * reserved name MPROC_POOL_WORKER_ENTRY, and MPROC_ESTATE if called twice.  Call it from the main thread before starting
- * other threads. */
+ * reserved name MPROC_POOL_WORKER_ENTRY, and MPROC_ESTATE if called twice.
+ * Call it from the main thread before starting other threads. */
 MPROC_API int mproc_main(int argc, char **argv, const mproc_entry *table);
 
 /* ------------------------------------------------------------------------ */
@@ -322,8 +322,8 @@ MPROC_API int mproc_process_close(mproc_process *p);
  * Once it has ended, the next mproc_process_start() or
  * mproc_active_children() reaps it and releases its descriptor or handles,
  * so a program that starts children and frees them without joining holds
- * (as zombies and open descriptors) at most the children that ended since
- * its last start, however long it runs.
+ * zombies and descriptors (Windows: handles) only for the children still
+ * running or ended since its last start, however long it runs.
  * NULL is allowed.  Not thread-safe with other calls on the same object. */
 MPROC_API mproc_process *mproc_process_free(mproc_process *p);
 

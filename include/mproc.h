@@ -152,7 +152,9 @@ MPROC_API int mproc_args_add_bytes(mproc_args *args, const char *key,
  * parent) and, with the standard handles, is all the child gets: the
  * bootstrap pipe and std handles go through an explicit
  * PROC_THREAD_ATTRIBUTE_HANDLE_LIST, so no other inheritable handle leaks.
- * In the child a passed handle is not inheritable again (close-on-exec). */
+ * In the child a passed handle is not inheritable again (close-on-exec),
+ * whatever the start method: a fork child sets FD_CLOEXEC on its copy (the
+ * parent's descriptor keeps its own flag). */
 MPROC_API int mproc_args_add_handle(mproc_args *args, const char *key,
                                     mproc_handle_t h);
 
@@ -240,9 +242,9 @@ typedef struct mproc_entry {
  *     parent, runs the entry and exits with its return value: it does not
  *     return.  A damaged, forged or replayed bootstrap exits with
  *     MPROC_EXIT_BOOTSTRAP (see there for who may send one).
- * Returns MPROC_EINVAL for a NULL/invalid table or a duplicate name, and
- * MPROC_ESTATE if called twice.  Call it from the main thread before starting
- * other threads. */
+ * Returns MPROC_EINVAL for a NULL/invalid table, a duplicate name or the
+ * reserved name MPROC_POOL_WORKER_ENTRY, and MPROC_ESTATE if called twice.
+ * Call it from the main thread before starting other threads. */
 MPROC_API int mproc_main(int argc, char **argv, const mproc_entry *table);
 
 /* ------------------------------------------------------------------------ */
@@ -295,14 +297,17 @@ typedef struct mproc_process_options {
 /* Create (not start) a process that will run entry `entry` with `args`
  * (NULL: no arguments; the list is copied).  `opts` may be NULL.
  * Errors: MPROC_EINVAL (NULL out/entry), MPROC_ENOINIT (mproc_main not
- * called), MPROC_ENOENTRY (no such entry), MPROC_ENOTSUP (fork on Windows),
- * MPROC_E2BIG (arguments over MPROC_ARGS_MAX).  Thread-safe. */
+ * called), MPROC_ENOENTRY (no such entry in the table; also for
+ * MPROC_POOL_WORKER_ENTRY, which only a pool starts), MPROC_ENOTSUP (fork on
+ * Windows), MPROC_E2BIG (arguments over MPROC_ARGS_MAX).  Thread-safe. */
 MPROC_API int mproc_process_create(mproc_process **out, const char *entry,
                                    const mproc_args *args,
                                    const mproc_process_options *opts);
 
 /* Start the child.  Once per process object, and only in the process that
  * created it.  Flushes stdio first so buffered output is not written twice.
+ * Like Python's start(), it first reaps every child of this process that
+ * has ended (see mproc_process_free()).
  * Errors: MPROC_ESTATE (already started), MPROC_EPERM (not the creator),
  * MPROC_EDAEMON (the calling process is daemonic), MPROC_ESPAWN (the OS
  * refused, or exec failed: mproc_os_error() has the reason), MPROC_ECLOSED.
@@ -313,6 +318,10 @@ MPROC_API int mproc_process_start(mproc_process *p);
  * called any number of times.  Returns 0 once the child has ended (then
  * mproc_process_exitcode() has its code), MPROC_ETIMEDOUT if it is still
  * running, MPROC_ESTATE before start, MPROC_EPERM if not the creator.
+ * A join waits for its own child only: without pidfds (Linux before 5.3,
+ * seccomp sandboxes) the child's end is seen through a pipe whose write end
+ * no other child started by mproc ever holds, even one forked by another
+ * thread while this child was being started.
  * Thread-safe: several threads may join the same process. */
 MPROC_API int mproc_process_join(mproc_process *p, double timeout);
 
@@ -347,6 +356,11 @@ MPROC_API int mproc_process_close(mproc_process *p);
 /* Drop the caller's reference and return NULL.  Freeing a process that still
  * runs does not stop it: mproc keeps tracking it, mproc_active_children()
  * lists it, and the exit-time cleanup joins (or, if daemonic, terminates) it.
+ * Once it has ended, the next mproc_process_start() or
+ * mproc_active_children() reaps it and releases its descriptor or handles,
+ * so a program that starts children and frees them without joining holds
+ * zombies and descriptors (Windows: handles) only for the children still
+ * running or ended since its last start, however long it runs.
  * NULL is allowed.  Not thread-safe with other calls on the same object. */
 MPROC_API mproc_process *mproc_process_free(mproc_process *p);
 

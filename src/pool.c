@@ -533,7 +533,7 @@ static int mproc__worker_start(mproc_pool *p, int i) {
   o.daemon = MPROC_DAEMON_YES;
   o.start_method = p->method;
   if (rc == MPROC_OK)
-    rc = mproc_process_create(&w->proc, MPROC_POOL_WORKER_ENTRY, args, &o);
+    rc = mproc__pool_worker_create(&w->proc, args, &o);
   if (rc == MPROC_OK)
     rc = mproc_process_start(w->proc);
   mproc_args_free(args);

@@ -13,4 +13,9 @@ extern const mproc_entry mproc__pool_worker_entry;
  * there is none or mproc_main() was not called.  (src/process.c) */
 const mproc_entry *mproc__entry_find(const char *name);
 
+/* mproc_process_create() for the worker entry, which refuses it to everyone
+ * else.  (src/process.c) */
+int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
+                              const mproc_process_options *opts);
+
 #endif

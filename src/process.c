@@ -185,40 +185,87 @@ static int mproc__check_child(const mproc_process *p) {
   return MPROC_OK;
 }
 
+/* Python's _cleanup(), run at every start: reap each child that has ended
+ * and free the ones whose owner already dropped them, so a program that
+ * starts children and frees them without joining keeps neither zombies nor
+ * descriptors/handles for more than the children still running.  A child
+ * another thread is joining is left to that thread, which reaps it moments
+ * later; reaping it here would make that thread's wait look at a pid that
+ * may already belong to someone else.  Called with mproc__lock held. */
+static void mproc__reap_ended_locked(void) {
+  mproc_process *c, *next;
+  for (c = g_children; c; c = next) {
+    next = c->next; /* polling unlinks c alone */
+    if (c->waiters)
+      continue;
+    if (mproc__poll_locked(c) == 1 && c->refs == 0)
+      mproc__destroy(c); /* freed by the user earlier, now reaped */
+  }
+}
+
 /* ---- create / start --------------------------------------------------------- */
 
-int mproc_process_create(mproc_process **out, const char *entry,
-                         const mproc_args *args,
-                         const mproc_process_options *opts) {
-  mproc_process *p;
-  const mproc_entry *e;
-  mproc_start_method method;
-  int daemon, rc;
+/* The start method and daemon flag `opts` asks for, checked. */
+static int mproc__read_options(const mproc_process_options *opts,
+                               mproc_start_method *method, int *daemon) {
+  *method = opts ? opts->start_method : MPROC_START_DEFAULT;
+  if (*method == MPROC_START_DEFAULT)
+    *method = mproc__default_method();
+  if (*method != MPROC_START_FORK && *method != MPROC_START_SPAWN)
+    return MPROC_EINVAL;
+  if (*method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+    return MPROC_ENOTSUP;
+  *daemon = opts ? opts->daemon : MPROC_DAEMON_INHERIT;
+  if (*daemon != MPROC_DAEMON_INHERIT && *daemon != MPROC_DAEMON_YES &&
+      *daemon != MPROC_DAEMON_NO)
+    return MPROC_EINVAL;
+  return MPROC_OK;
+}
+
+/* Python's identity and default name: the next number below ours
+ * ("1", "1:2"), "Process-<identity>" unless `name` is given, and the daemon
+ * flag (inherited from us unless asked). */
+static int mproc__name_process(mproc_process *p, int daemon,
+                               const char *name) {
   unsigned long idx;
   char buf[64];
   size_t need;
-  if (!out)
-    return MPROC_EINVAL;
-  *out = NULL;
-  if (!entry)
-    return MPROC_EINVAL;
-  if (!g_inited)
-    return MPROC_ENOINIT;
-  e = mproc__find_entry(entry);
-  if (!e)
-    return MPROC_ENOENTRY;
-  method = opts ? opts->start_method : MPROC_START_DEFAULT;
-  if (method == MPROC_START_DEFAULT)
-    method = mproc__default_method();
-  if (method != MPROC_START_FORK && method != MPROC_START_SPAWN)
-    return MPROC_EINVAL;
-  if (method == MPROC_START_FORK && !MPROC__HAVE_FORK)
-    return MPROC_ENOTSUP;
-  daemon = opts ? opts->daemon : MPROC_DAEMON_INHERIT;
-  if (daemon != MPROC_DAEMON_INHERIT && daemon != MPROC_DAEMON_YES &&
-      daemon != MPROC_DAEMON_NO)
-    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  idx = g_counter++;
+  p->daemon = daemon == MPROC_DAEMON_INHERIT ? g_current.daemon
+                                             : daemon == MPROC_DAEMON_YES;
+  need = strlen(g_current.identity) + sizeof buf;
+  p->identity = (char *)malloc(need);
+  if (p->identity) {
+    if (g_current.identity[0])
+      snprintf(p->identity, need, "%s:%lu", g_current.identity, idx);
+    else
+      snprintf(p->identity, need, "%lu", idx);
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  if (!p->identity)
+    return MPROC_ENOMEM;
+  if (name) {
+    p->name = mproc__strdup(name);
+  } else {
+    need = strlen(p->identity) + sizeof "Process-";
+    p->name = (char *)malloc(need);
+    if (p->name)
+      snprintf(p->name, need, "Process-%s", p->identity);
+  }
+  return p->name ? MPROC_OK : MPROC_ENOMEM;
+}
 
+/* A process object for entry `e`, already looked up and allowed. */
+static int mproc__create(mproc_process **out, const mproc_entry *e,
+                         const mproc_args *args,
+                         const mproc_process_options *opts) {
+  mproc_process *p;
+  mproc_start_method method;
+  int daemon, rc;
+  rc = mproc__read_options(opts, &method, &daemon);
+  if (rc < 0)
+    return rc;
   p = (mproc_process *)calloc(1, sizeof(*p));
   if (!p)
     return MPROC_ENOMEM;
@@ -238,42 +285,52 @@ int mproc_process_create(mproc_process **out, const char *entry,
    * start (mproc__reencode_objects). */
   rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
                           &p->nhandles);
-  if (rc == MPROC_OK && mproc__args_has_objects(args))
-    rc = mproc__args_clone(args, &p->objects_src);
   if (rc < 0)
-    goto fail;
-
-  mproc__mutex_lock(&mproc__lock);
-  idx = g_counter++;
-  p->daemon = daemon == MPROC_DAEMON_INHERIT ? g_current.daemon
-                                             : daemon == MPROC_DAEMON_YES;
-  need = strlen(g_current.identity) + sizeof buf;
-  p->identity = (char *)malloc(need);
-  if (p->identity) {
-    if (g_current.identity[0])
-      snprintf(p->identity, need, "%s:%lu", g_current.identity, idx);
-    else
-      snprintf(p->identity, need, "%lu", idx);
+    goto finish;
+  if (mproc__args_has_objects(args)) {
+    rc = mproc__args_clone(args, &p->objects_src);
+    if (rc < 0)
+      goto finish;
   }
-  mproc__mutex_unlock(&mproc__lock);
-  rc = MPROC_ENOMEM;
-  if (!p->identity)
-    goto fail;
-  if (opts && opts->name) {
-    p->name = mproc__strdup(opts->name);
-  } else {
-    need = strlen(p->identity) + sizeof "Process-";
-    p->name = (char *)malloc(need);
-    if (p->name)
-      snprintf(p->name, need, "Process-%s", p->identity);
-  }
-  if (!p->name)
-    goto fail;
+  rc = mproc__name_process(p, daemon, opts ? opts->name : NULL);
+  if (rc < 0)
+    goto finish;
   *out = p;
-  return MPROC_OK;
-fail:
-  mproc__destroy(p);
+  p = NULL;
+finish:
+  if (p)
+    mproc__destroy(p);
   return rc;
+}
+
+int mproc_process_create(mproc_process **out, const char *entry,
+                         const mproc_args *args,
+                         const mproc_process_options *opts) {
+  const mproc_entry *e;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!entry)
+    return MPROC_EINVAL;
+  if (!g_inited)
+    return MPROC_ENOINIT;
+  /* The pool's worker loop is found by name so that spawned workers can run
+   * it, but only a pool may start it: run by hand it would wait for pool
+   * messages that never come.  To the caller it is not an entry. */
+  e = mproc__find_entry(entry);
+  if (!e || e == &mproc__pool_worker_entry)
+    return MPROC_ENOENTRY;
+  return mproc__create(out, e, args, opts);
+}
+
+int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
+                              const mproc_process_options *opts) {
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  if (!g_inited)
+    return MPROC_ENOINIT;
+  return mproc__create(out, &mproc__pool_worker_entry, args, opts);
 }
 
 static int mproc__cleanup_children(void);
@@ -381,6 +438,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__mutex_unlock(&mproc__lock);
     return rc;
   }
+  mproc__reap_ended_locked();
   if (p->method == MPROC_START_FORK) {
     rc = mproc__plat_fork(p, mproc__fork_child_main);
   } else {
@@ -644,18 +702,12 @@ mproc_process *mproc_parent_process(void) {
 }
 
 int mproc_active_children(mproc_process **out, size_t cap, size_t *count) {
-  mproc_process *c, *next;
+  mproc_process *c;
   size_t n = 0;
-  int rc;
   if (!count || (cap && !out))
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
-  for (c = g_children; c; c = next) {
-    next = c->next;
-    rc = mproc__poll_locked(c);
-    if (rc == 1 && c->refs == 0)
-      mproc__destroy(c); /* freed by the user earlier, now reaped */
-  }
+  mproc__reap_ended_locked();
   for (c = g_children; c; c = c->next) {
     if (n < cap) {
       c->refs++;
@@ -770,6 +822,9 @@ static int mproc__check_table(const mproc_entry *table) {
     return MPROC_EINVAL;
   for (e = table; e->name; e++) {
     if (!e->name[0] || !e->fn)
+      return MPROC_EINVAL;
+    /* Reserved: the pool's entry would shadow it (mproc__find_entry). */
+    if (strcmp(e->name, MPROC_POOL_WORKER_ENTRY) == 0)
       return MPROC_EINVAL;
     for (f = table; f != e; f++)
       if (strcmp(f->name, e->name) == 0)

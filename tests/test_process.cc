@@ -5,17 +5,27 @@
 
 #include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "test_util.h"
 
 #ifdef _WIN32
 #define WIN32_LEAN_AND_MEAN
 #include <windows.h>
+#else
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #endif
 
 namespace {
@@ -708,3 +718,299 @@ TEST(BadInput, EveryErrorCodeHasANameAndMessage) {
   EXPECT_STREQ(mproc_err_name(1), "MPROC_E_UNKNOWN");
   EXPECT_STREQ(mproc_version_string(), "0.1.0");
 }
+
+TEST(BadInput, ReservedPoolWorkerEntryIsRefused) {
+  // Only a pool starts its worker loop; a process running it by hand would
+  // wait for pool messages that never come.
+  mproc_process *p = nullptr;
+  EXPECT_EQ(mproc_process_create(&p, MPROC_POOL_WORKER_ENTRY, nullptr, nullptr),
+            MPROC_ENOENTRY);
+  EXPECT_EQ(p, nullptr);
+  // Nor may a table claim the name (it would be shadowed by the pool's).
+  static const mproc_entry table[] = {
+      {MPROC_POOL_WORKER_ENTRY, +[](const mproc_args *) { return 0; }},
+      MPROC_ENTRY_END};
+  EXPECT_EQ(mproc_main(0, nullptr, table), MPROC_EINVAL);
+}
+
+// ---- passed handles ------------------------------------------------------------------------
+
+// 0 if the handle in arg 0 is close-on-exec (not inheritable) here, 1 if it
+// is inheritable, 2 if it is not open.
+TEST_ENTRY(report_passed_handle_inheritable) {
+  mproc_handle_t h = arg_handle(args, 0);
+#ifdef _WIN32
+  DWORD flags = 0;
+  if (!GetHandleInformation(h, &flags))
+    return 2;
+  return (flags & HANDLE_FLAG_INHERIT) ? 1 : 0;
+#else
+  int fl = fcntl(h, F_GETFD);
+  if (fl < 0)
+    return 2;
+  return (fl & FD_CLOEXEC) ? 0 : 1;
+#endif
+}
+
+TEST(Handles, PassedHandleIsCloseOnExecInTheChildUnderEveryMethod) {
+  // Inheritable in the parent on purpose: the child must not pass it on to
+  // programs it runs, whatever the start method.
+  TestPipe pipe;
+#ifdef _WIN32
+  ASSERT_TRUE(SetHandleInformation(pipe.w, HANDLE_FLAG_INHERIT,
+                                   HANDLE_FLAG_INHERIT));
+#else
+  ASSERT_EQ(fcntl(pipe.w, F_SETFD, 0), 0);
+#endif
+  mproc_process *p = test_start("report_passed_handle_inheritable",
+                                Args().h(pipe.w));
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+#ifdef _WIN32
+  DWORD flags = 0;
+  ASSERT_TRUE(GetHandleInformation(pipe.w, &flags));
+  EXPECT_NE(flags & HANDLE_FLAG_INHERIT, 0u); // the parent's is untouched
+#else
+  EXPECT_EQ(fcntl(pipe.w, F_GETFD) & FD_CLOEXEC, 0);
+#endif
+}
+
+// ---- fire and forget ------------------------------------------------------------------------
+
+namespace {
+
+#ifndef _WIN32
+int count_open_fds() {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  while (struct dirent *e = readdir(d))
+    n += e->d_name[0] != '.';
+  closedir(d);
+  return n - 1; // the directory's own descriptor
+}
+
+int highest_open_fd() {
+  int hi = 2;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return 1023;
+  while (struct dirent *e = readdir(d))
+    if (e->d_name[0] != '.' && atoi(e->d_name) > hi)
+      hi = atoi(e->d_name);
+  closedir(d);
+  return hi;
+}
+
+// Children of this process that have ended and wait to be reaped.
+int count_zombie_children() {
+  int n = 0;
+  std::string me = std::to_string(getpid());
+  DIR *d = opendir("/proc");
+  if (!d)
+    return -1;
+  while (struct dirent *e = readdir(d)) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9')
+      continue;
+    // Plain read(): a process may vanish while we read (ESRCH), which
+    // iostreams turn into an exception.
+    char buf[512];
+    std::string path = std::string("/proc/") + e->d_name + "/stat";
+    int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0)
+      continue;
+    std::string stat(buf, (size_t)got);
+    // "pid (comm) S ppid ...": comm may hold spaces, so parse after ')'.
+    size_t rp = stat.rfind(')');
+    if (rp == std::string::npos || rp + 4 > stat.size())
+      continue;
+    char state = stat[rp + 2];
+    std::string rest = stat.substr(rp + 4);
+    std::string ppid = rest.substr(0, rest.find(' '));
+    n += state == 'Z' && ppid == me;
+  }
+  closedir(d);
+  return n;
+}
+#else
+int count_open_fds() {
+  DWORD n = 0;
+  if (GetProcessHandleCount(GetCurrentProcess(), &n) && n > 0)
+    return (int)n;
+  // Wine answers 0.  Its handle table hands out the lowest free slot, so
+  // the value of a new handle grows with the number held open.
+  HANDLE h = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+  if (!h)
+    return -1;
+  int slot = (int)((uintptr_t)h / 4);
+  CloseHandle(h);
+  return slot;
+}
+#endif
+
+} // namespace
+
+// Starts children that end at once and frees each without joining it, far
+// more of them than the descriptor limit set here allows if each freed
+// child kept its descriptor (POSIX) or handles (Windows).  Writes "ok" or
+// the reason on the handle in arg 0.
+TEST_ENTRY(fire_and_forget) {
+  mproc_handle_t out = arg_handle(args, 0);
+  std::string why;
+#ifndef _WIN32
+  const int headroom = 16;
+  struct rlimit lim;
+  getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = (rlim_t)(highest_open_fd() + 1 + headroom);
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0)
+    why = "setrlimit failed";
+  // Windows is slow to start processes, and has no such limit to run into.
+  const int want = 200, at_least = 4 * headroom;
+#else
+  const int want = 100, at_least = 40;
+#endif
+  int fds_before = count_open_fds(), rounds = 0;
+  double t0 = test_now();
+  // Up to `want` rounds or 20 s, but always past the limit.
+  while (why.empty() &&
+         (rounds < at_least || (rounds < want && test_now() - t0 < 20))) {
+    mproc_process *p = nullptr;
+    int rc = mproc_process_create(&p, "ret_arg", nullptr, nullptr);
+    if (rc == MPROC_OK)
+      rc = mproc_process_start(p);
+    if (rc != MPROC_OK) {
+      why = "start " + std::to_string(rounds) + ": " + mproc_strerror(rc) +
+            ", OS error " + std::to_string(mproc_os_error());
+      mproc_process_free(p);
+      break;
+    }
+    // Wait until it has ended without reaping it, so each start finds the
+    // one before ended and unjoined, whatever the machine's speed.
+    mproc_waitable w = {MPROC_WAIT_PROCESS, p, MPROC_INVALID_HANDLE, 0};
+    if (mproc_wait(&w, 1, 60) != 1)
+      why = "child did not end";
+#ifndef _WIN32
+    // A sentinel pipe (no pidfds) reports the end when the child closes its
+    // descriptors, a moment before it becomes a zombie: wait for that too.
+    int64_t pid = 0;
+    siginfo_t info;
+    mproc_process_pid(p, &pid);
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) != 0)
+      why = "waitid failed";
+#endif
+    mproc_process_free(p);
+    rounds++;
+#ifndef _WIN32
+    int z = count_zombie_children();
+    if (why.empty() && z > 2)
+      why = std::to_string(z) + " zombies after " + std::to_string(rounds);
+#endif
+  }
+  int grown = count_open_fds() - fds_before;
+  if (why.empty() && grown > 8)
+    why = "descriptors grew by " + std::to_string(grown) + " over " +
+          std::to_string(rounds) + " rounds";
+  if (why.empty())
+    why = "ok";
+  return test_write_all(out, why.data(), why.size()) ? 0 : 1;
+}
+
+TEST(Children, FreedChildrenAreReapedAtTheNextStart) {
+  TestPipe pipe;
+  mproc_process *p = test_start("fire_and_forget", Args().h(pipe.w));
+  pipe.close_w();
+  EXPECT_EQ(test_read_all(pipe.r), "ok");
+  EXPECT_EQ(test_join_code(p, 120), 0);
+  mproc_process_free(p);
+}
+
+// ---- joins without pidfds -----------------------------------------------------------------
+
+#ifndef _WIN32
+TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
+  // The fallback for kernels without pidfds watches a pipe whose write end
+  // only the child may hold.  A fork child started by another thread while a
+  // spawn is under way must not take a copy of that end along: the join
+  // of a child that ended at once would then last as long as the fork child.
+  const char *knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (!knob || strcmp(knob, "1") != 0) {
+    std::string out;
+    int code = test_run(
+        {test_self_exe(), "--gtest_filter=Join."
+                          "ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds"},
+        {"MPROC_POSIX_NO_PIDFD=1"}, &out, 240);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+    return;
+  }
+  const int kSpawners = 4, kForks = 24;
+  std::mutex mu;
+  std::condition_variable cv;
+  int rounds = 0;
+  std::atomic<bool> stop{false};
+  std::atomic<int> slow{0}, failed{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < kSpawners; i++)
+    ts.emplace_back([&] {
+      mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
+                                 MPROC_START_SPAWN};
+      while (!stop) {
+        mproc_process *p = nullptr;
+        if (mproc_process_create(&p, "ret_arg", Args().i(0), &o) != MPROC_OK ||
+            mproc_process_start(p) != MPROC_OK) {
+          std::lock_guard<std::mutex> g(mu);
+          failed++;
+          cv.notify_all();
+          mproc_process_free(p);
+          break;
+        }
+        // A generous bound: the child ends at once, the fork children live
+        // a minute.  (A join that waited too long still reaps the child
+        // when its wait ends, so the time tells, not the result.)
+        double t0 = test_now();
+        int rc = mproc_process_join(p, 20);
+        mproc_process_free(p);
+        if (rc != MPROC_OK || test_now() - t0 > 10) {
+          std::lock_guard<std::mutex> g(mu);
+          slow++;
+          cv.notify_all();
+          break;
+        }
+        std::lock_guard<std::mutex> g(mu);
+        rounds++;
+        cv.notify_all();
+      }
+    });
+  // Fork a long-lived child after each finished spawn round, so forks land
+  // at every phase of the other threads' starts.
+  std::vector<mproc_process *> longs;
+  mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK};
+  for (int i = 0; i < kForks && !slow && !failed; i++) {
+    {
+      std::unique_lock<std::mutex> g(mu);
+      int seen = rounds;
+      cv.wait_for(g, std::chrono::seconds(30),
+                  [&] { return rounds > seen || slow || failed; });
+    }
+    longs.push_back(test_start("sleep_then_ret", Args().i(60000), &fo));
+  }
+  stop = true;
+  for (auto &t : ts)
+    t.join();
+  for (auto *p : longs) {
+    mproc_process_kill(p);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+  }
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(slow.load(), 0) << "a join waited on an unrelated fork child";
+  if (!slow && !failed) {
+    EXPECT_GE(rounds, kForks);
+  }
+}
+#endif

@@ -118,6 +118,83 @@ static void mproc__close_fd(int *fd) {
   }
 }
 
+/* ---- descriptors meant for one child only ---------------------------------- */
+
+/* While a spawn is under way the parent holds ends that must reach only the
+ * child being started: the write end of its sentinel pipe (without pidfds,
+ * the parent sees the child end when every copy of that end is closed), the
+ * child's end of the bootstrap socket (a dead child shows as a broken
+ * socket) and, with fork+exec, the exec-error pipe (its EOF says the exec
+ * succeeded).  A fork child made meanwhile by another thread never execs, so
+ * close-on-exec does not remove its copies: it would hold them for its whole
+ * life, and a join of the spawned child would wait until that unrelated fork
+ * child ended.  So every such end is created and registered under
+ * mproc__lock, which mproc_process_start holds across fork(), and closed and
+ * unregistered under it too; a fork child closes every registered end before
+ * it runs its entry.  The records live on the spawning threads' stacks (a
+ * fork child sees a copy of those stacks), so registering cannot fail. */
+enum {
+  MPROC__END_SOCK,      /* the child's end of the bootstrap socket pair */
+  MPROC__END_SOCK_COPY, /* its copy above the dup2 targets */
+  MPROC__END_SENT,      /* the sentinel pipe's write end (no pidfds) */
+  MPROC__END_SENT_COPY,
+  MPROC__END_EXECERR,   /* fork+exec: the exec-error pipe's write end */
+  MPROC__END_COUNT
+};
+
+typedef struct mproc__child_ends {
+  int fd[MPROC__END_COUNT]; /* -1 when unused or closed */
+  int linked;
+  struct mproc__child_ends *next;
+} mproc__child_ends;
+
+static mproc__child_ends *g_child_ends; /* guarded by mproc__lock */
+
+static void mproc__child_ends_init(mproc__child_ends *e) {
+  int i;
+  for (i = 0; i < MPROC__END_COUNT; i++)
+    e->fd[i] = -1;
+  e->linked = 0;
+  e->next = NULL;
+}
+
+/* Called with mproc__lock held, before any end is created. */
+static void mproc__child_ends_link(mproc__child_ends *e) {
+  e->next = g_child_ends;
+  g_child_ends = e;
+  e->linked = 1;
+}
+
+/* Closes one end (or, with which < 0, every end and unregisters `e`). */
+static void mproc__child_ends_close(mproc__child_ends *e, int which) {
+  mproc__child_ends **pp;
+  int i;
+  mproc__mutex_lock(&mproc__lock);
+  for (i = 0; i < MPROC__END_COUNT; i++)
+    if (which < 0 || i == which)
+      mproc__close_fd(&e->fd[i]);
+  if (which < 0 && e->linked) {
+    for (pp = &g_child_ends; *pp && *pp != e; pp = &(*pp)->next) {
+    }
+    if (*pp)
+      *pp = e->next;
+    e->linked = 0;
+  }
+  mproc__mutex_unlock(&mproc__lock);
+}
+
+/* In a fork child, where mproc__lock is held and only this thread runs:
+ * the ends belong to spawns of the parent's other threads. */
+static void mproc__child_ends_drop_all(void) {
+  mproc__child_ends *e;
+  int i;
+  for (e = g_child_ends; e; e = e->next)
+    for (i = 0; i < MPROC__END_COUNT; i++)
+      if (e->fd[i] >= 0)
+        (void)close(e->fd[i]);
+  g_child_ends = NULL;
+}
+
 /* Milliseconds for poll(): negative waits forever; round up so a short
  * timeout never becomes a busy 0. */
 static int mproc__ms(double seconds) {
@@ -495,11 +572,19 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     return mproc__os_fail(MPROC_ESPAWN, e);
   }
   if (pid == 0) {
-    /* The write end stays open (close-on-exec) for the child's whole life:
-     * the kernel closes it when the child ends, which the parent sees. */
+    size_t i;
     mproc__close_fd(&sent[0]);
     mproc__close_fd(&g_own_sentinel_w);
+    mproc__child_ends_drop_all();
+    /* The write end stays open (close-on-exec) for the child's whole life:
+     * the kernel closes it when the child ends, which the parent sees. */
     g_own_sentinel_w = sent[1];
+    /* A passed handle is close-on-exec in the child whatever the start
+     * method (mproc.h), as spawn makes it in mproc__plat_child_setup.  The
+     * flag belongs to this process's descriptor table: the parent's
+     * descriptor keeps its own. */
+    for (i = 0; i < p->nhandles; i++)
+      (void)fcntl(p->handles[i], F_SETFD, FD_CLOEXEC);
     child_main(p);
     _exit(1); /* not reached */
   }
@@ -524,19 +609,26 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
  * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
  * parent may have other threads holding malloc or stdio locks. */
 static int mproc__forkexec(pid_t *out, const char *path, const int *src,
-                           int nsrc, char **argv) {
+                           int nsrc, char **argv, mproc__child_ends *ends) {
   int errp[2];
   pid_t pid;
   int child_errno = 0;
   ssize_t r;
   int st;
-  if (pipe2(errp, O_CLOEXEC) != 0)
-    return errno;
+  mproc__mutex_lock(&mproc__lock);
+  if (pipe2(errp, O_CLOEXEC) != 0) {
+    int e = errno;
+    mproc__mutex_unlock(&mproc__lock);
+    return e;
+  }
+  ends->fd[MPROC__END_EXECERR] = errp[1];
+  mproc__mutex_unlock(&mproc__lock);
   pid = fork();
   if (pid < 0) {
     int e = errno;
     (void)close(errp[0]);
-    (void)close(errp[1]);
+    mproc__child_ends_close(ends, MPROC__END_EXECERR);
+    errno = e;
     return e;
   }
   if (pid == 0) {
@@ -569,7 +661,7 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
     }
     _exit(127);
   }
-  (void)close(errp[1]);
+  mproc__child_ends_close(ends, MPROC__END_EXECERR);
   /* EOF means exec succeeded (the pipe was close-on-exec). */
   do
     r = read(errp[0], &child_errno, sizeof child_errno);
@@ -585,9 +677,10 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
 }
 
 static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
-                              int nsrc, char **argv) {
+                              int nsrc, char **argv, mproc__child_ends *ends) {
 #if MPROC__HAVE_CLOSEFROM_NP
   posix_spawn_file_actions_t fa;
+  (void)ends; /* posix_spawn makes no descriptor of its own */
   posix_spawnattr_t attr;
   sigset_t none, all;
   int i, rc;
@@ -623,7 +716,7 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
   posix_spawn_file_actions_destroy(&fa);
   return rc;
 #else
-  return mproc__forkexec(out, path, src, nsrc, argv);
+  return mproc__forkexec(out, path, src, nsrc, argv, ends);
 #endif
 }
 
@@ -657,10 +750,44 @@ static char **mproc__child_argv(const mproc__exe_plan *exe) {
   return argv;
 }
 
+/* The bootstrap socket pair and, without pidfds, the sentinel pipe.  The
+ * child's ends are registered in `e` (see mproc__child_ends) and copied above
+ * `floor`, so that the dup2 file actions cannot overwrite a source still to
+ * be copied.  The parent's ends go to *sock and *sent_r. */
+static int mproc__spawn_channels(mproc__child_ends *e, int floor, int *sock,
+                                 int *sent_r) {
+  int sv[2], sent[2], rc = MPROC_OK;
+  mproc__mutex_lock(&mproc__lock);
+  mproc__child_ends_link(e);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    goto fail;
+  *sock = sv[0];
+  e->fd[MPROC__END_SOCK] = sv[1];
+  e->fd[MPROC__END_SOCK_COPY] = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
+  if (e->fd[MPROC__END_SOCK_COPY] < 0)
+    goto fail;
+  if (!g_use_pidfd) {
+    if (pipe2(sent, O_CLOEXEC) != 0)
+      goto fail;
+    *sent_r = sent[0];
+    e->fd[MPROC__END_SENT] = sent[1];
+    e->fd[MPROC__END_SENT_COPY] = fcntl(sent[1], F_DUPFD_CLOEXEC, floor);
+    if (e->fd[MPROC__END_SENT_COPY] < 0)
+      goto fail;
+  }
+  goto finish;
+fail:
+  rc = mproc__os_fail(MPROC_ESPAWN, errno);
+finish:
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
 int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
                       size_t nhandles, mproc__bootstrap_builder build) {
-  int sv[2] = {-1, -1}, sent[2] = {-1, -1};
-  int *src = NULL, nsrc = 0, i, rc = MPROC_OK, e;
+  int sock = -1, sent_r = -1;
+  mproc__child_ends ends;
+  int *src = NULL, nsrc = 0, ncopies = 0, i, rc = MPROC_OK, e;
   uint64_t *child_vals = NULL;
   unsigned char *bs = NULL;
   size_t bslen = 0;
@@ -669,6 +796,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   pid_t pid = -1;
   int pidfd = -1;
 
+  mproc__child_ends_init(&ends);
   if (nhandles > 4096)
     return MPROC_E2BIG;
   src = (int *)malloc((nhandles + 2) * sizeof(*src));
@@ -677,20 +805,15 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     rc = MPROC_ENOMEM;
     goto finish;
   }
-  for (i = 0; i < (int)nhandles + 2; i++)
-    src[i] = -1;
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    goto os_fail;
-  if (!g_use_pidfd && pipe2(sent, O_CLOEXEC) != 0)
-    goto os_fail;
   /* Copy every source above the target range first, so that the dup2 file
    * actions cannot overwrite a source still to be copied. */
   {
     int need = 1 + (int)nhandles + (g_use_pidfd ? 0 : 1);
     int floor = MPROC__BS_FD + need;
-    src[nsrc] = fcntl(sv[1], F_DUPFD_CLOEXEC, floor);
-    if (src[nsrc++] < 0)
-      goto os_fail;
+    rc = mproc__spawn_channels(&ends, floor, &sock, &sent_r);
+    if (rc < 0)
+      goto finish;
+    src[nsrc++] = ends.fd[MPROC__END_SOCK_COPY];
     for (i = 0; i < (int)nhandles; i++) {
       src[nsrc] = fcntl(handles[i], F_DUPFD_CLOEXEC, floor);
       if (src[nsrc++] < 0) {
@@ -698,13 +821,11 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
         e = errno;
         goto fail_errno;
       }
+      ncopies++;
       child_vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
     }
-    if (!g_use_pidfd) {
-      src[nsrc] = fcntl(sent[1], F_DUPFD_CLOEXEC, floor);
-      if (src[nsrc++] < 0)
-        goto os_fail;
-    }
+    if (!g_use_pidfd)
+      src[nsrc++] = ends.fd[MPROC__END_SENT_COPY];
   }
   rc = build(p, child_vals, 0, 0, &bs, &bslen);
   if (rc < 0)
@@ -720,14 +841,15 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     rc = MPROC_ENOMEM;
     goto finish;
   }
-  e = g_use_forkexec ? mproc__forkexec(&pid, exe->path, src, nsrc, argv)
-                     : mproc__posix_spawn(&pid, exe->path, src, nsrc, argv);
+  e = g_use_forkexec
+          ? mproc__forkexec(&pid, exe->path, src, nsrc, argv, &ends)
+          : mproc__posix_spawn(&pid, exe->path, src, nsrc, argv, &ends);
   if (e != 0) {
     rc = MPROC_ESPAWN;
     goto fail_errno;
   }
-  mproc__close_fd(&sv[1]);
-  mproc__close_fd(&sent[1]);
+  /* The child has its copies: from now on only the child holds them. */
+  mproc__child_ends_close(&ends, -1);
   if (g_use_pidfd) {
     pidfd = mproc__pidfd_open(pid);
     if (pidfd < 0) {
@@ -739,7 +861,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
-  if (mproc__send_all(sv[0], bs, bslen) != 0) {
+  if (mproc__send_all(sock, bs, bslen) != 0) {
     e = errno;
     mproc__abandon(pid);
     mproc__close_fd(&pidfd);
@@ -747,25 +869,21 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     goto fail_errno;
   }
   p->plat.pidfd = pidfd;
-  p->plat.sentinel_r = sent[0];
+  p->plat.sentinel_r = sent_r;
   p->plat.sentinel_unreliable = 0;
-  sent[0] = -1;
+  sent_r = -1;
   p->pid = (int64_t)pid;
   rc = MPROC_OK;
   goto finish;
 
-os_fail:
-  e = errno;
-  rc = MPROC_ESPAWN;
 fail_errno:
   rc = mproc__os_fail(rc, e);
 finish:
-  for (i = 0; i < nsrc; i++)
+  for (i = 1; i <= ncopies; i++) /* the passed handles' copies */
     mproc__close_fd(&src[i]);
-  mproc__close_fd(&sv[0]);
-  mproc__close_fd(&sv[1]);
-  mproc__close_fd(&sent[0]);
-  mproc__close_fd(&sent[1]);
+  mproc__child_ends_close(&ends, -1);
+  mproc__close_fd(&sock);
+  mproc__close_fd(&sent_r);
   free(src);
   free(child_vals);
   free(bs);

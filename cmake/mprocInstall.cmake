@@ -21,6 +21,18 @@ if(MPROC_PUBLIC_SUBHEADERS)
   install(FILES ${MPROC_PUBLIC_SUBHEADERS} DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/mproc")
 endif()
 
+# The licence travels with every copy of the binaries (MIT requires the notice in
+# "all copies or substantial portions"); README and CHANGELOG go beside it, in
+# share/doc/mproc, where Debian and Fedora look. Not CMAKE_INSTALL_DOCDIR:
+# GNUInstallDirs caches that with the name of the first project that included
+# it, which is the parent's when mproc is a subproject.
+foreach(_doc LICENSE README.md CHANGELOG.md)
+  if(EXISTS "${PROJECT_SOURCE_DIR}/${_doc}")
+    install(FILES "${PROJECT_SOURCE_DIR}/${_doc}"
+      DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/mproc")
+  endif()
+endforeach()
+
 install(EXPORT mprocTargets
   NAMESPACE mproc::
   FILE mprocTargets.cmake

@@ -5,7 +5,7 @@
 #   3. run it and check it prints the project version
 #   4. if pkg-config is installed: compile main.c with `pkg-config --cflags --libs mproc`
 #      and run that too
-cmake_minimum_required(VERSION 3.25)
+cmake_minimum_required(VERSION 3.16)
 
 foreach(_v MPROC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR C_COMPILER EXPECTED_VERSION)
   if(NOT DEFINED ${_v} OR "${${_v}}" STREQUAL "")

@@ -79,7 +79,7 @@ foreach(_kind LIBDIR INCLUDEDIR)
     set(MPROC_PC_${_kind} "\${prefix}/${CMAKE_INSTALL_${_kind}}")
   endif()
 endforeach()
-if(BUILD_SHARED_LIBS)
+if(MPROC_SHARED_LIB)
   set(MPROC_PC_CFLAGS " -DMPROC_SHARED")
 else()
   set(MPROC_PC_CFLAGS "")
@@ -105,7 +105,7 @@ if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSC
       "-DC_COMPILER=${CMAKE_C_COMPILER}"
       "-DEXTRA_FLAGS=${_san_flags}"
       "-DEXPECTED_VERSION=${PROJECT_VERSION}"
-      "-DSHARED=${BUILD_SHARED_LIBS}"
+      "-DSHARED=${MPROC_SHARED_LIB}"
       -P "${PROJECT_SOURCE_DIR}/cmake/install-consumer-test.cmake")
   set_tests_properties(install_consumer PROPERTIES TIMEOUT 120 LABELS install)
 endif()

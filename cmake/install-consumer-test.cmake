@@ -13,15 +13,8 @@ foreach(_v MPROC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR C_COMPILER EX
   endif()
 endforeach()
 
-function(run_step what)
-  execute_process(COMMAND ${ARGN}
-    RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
-  if(NOT _rc EQUAL 0)
-    list(JOIN ARGN " " _cmd)
-    message(FATAL_ERROR "install_consumer: ${what} failed (${_rc})\n  ${_cmd}\n${_out}")
-  endif()
-  set(STEP_OUTPUT "${_out}" PARENT_SCOPE)
-endfunction()
+set(TEST_NAME install_consumer)
+include("${CMAKE_CURRENT_LIST_DIR}/mprocRunStep.cmake")
 
 set(_prefix "${WORK_DIR}/prefix")
 set(_build "${WORK_DIR}/build")

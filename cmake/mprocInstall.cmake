@@ -109,3 +109,21 @@ if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSC
       -P "${PROJECT_SOURCE_DIR}/cmake/install-consumer-test.cmake")
   set_tests_properties(install_consumer PROPERTIES TIMEOUT 120 LABELS install)
 endif()
+
+# ctest `subproject_install`: a C-only parent project add_subdirectory()s mproc
+# with the defaults, links it into its own library, installs that with
+# install(EXPORT), and a user of the installed parent builds and runs. It
+# compiles the library once more, so only the plain lanes run it (the
+# sanitizer lane changes nothing it checks).
+if(MPROC_BUILD_TESTS AND MPROC_IS_TOP_LEVEL AND NOT MPROC_SANITIZE
+   AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
+  add_test(NAME subproject_install
+    COMMAND "${CMAKE_COMMAND}"
+      "-DMPROC_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+      "-DWORK_DIR=${PROJECT_BINARY_DIR}/subproject-install"
+      "-DGENERATOR=${CMAKE_GENERATOR}"
+      "-DC_COMPILER=${CMAKE_C_COMPILER}"
+      "-DEXPECTED_VERSION=${PROJECT_VERSION}"
+      -P "${PROJECT_SOURCE_DIR}/cmake/subproject-test.cmake")
+  set_tests_properties(subproject_install PROPERTIES TIMEOUT 300 LABELS install)
+endif()

@@ -5,6 +5,11 @@
 #   3. run it and check it prints the project version
 #   4. if pkg-config is installed: compile main.c with `pkg-config --cflags --libs mproc`
 #      and run that too
+#
+# Cross builds (the mingw-wine lane) pass TOOLCHAIN_FILE and EMULATOR (its list
+# separators written as "|"): the consumer is configured with the same toolchain
+# file and CMAKE_PREFIX_PATH=<prefix>, as a user would, and runs under the
+# emulator; the pkg-config half is skipped.
 cmake_minimum_required(VERSION 3.16)
 
 foreach(_v MPROC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR C_COMPILER EXPECTED_VERSION)
@@ -45,8 +50,14 @@ set(_build_type Release)
 if(CONFIG)
   set(_build_type "${CONFIG}")
 endif()
+set(_toolchain_args "")
+set(_emulator "")
+if(TOOLCHAIN_FILE)
+  set(_toolchain_args "-DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN_FILE}")
+  string(REPLACE "|" ";" _emulator "${EMULATOR}")
+endif()
 run_step("consumer configure" "${CMAKE_COMMAND}"
-  -S "${CONSUMER_SOURCE_DIR}" -B "${_build}" -G "${GENERATOR}"
+  -S "${CONSUMER_SOURCE_DIR}" -B "${_build}" -G "${GENERATOR}" ${_toolchain_args}
   "-DCMAKE_C_COMPILER=${C_COMPILER}"
   "-DCMAKE_BUILD_TYPE=${_build_type}"
   "-DCMAKE_PREFIX_PATH=${_prefix}"
@@ -63,10 +74,17 @@ run_step("consumer build" "${CMAKE_COMMAND}" --build "${_build}" ${_config_args}
 
 # 3. run it
 set(_exe "${_build}/consumer")
-if(NOT EXISTS "${_exe}" AND CONFIG)
+if(TOOLCHAIN_FILE)
+  set(_exe "${_build}/consumer.exe")
+  if(SHARED)
+    # Windows finds a DLL next to the program, not through an rpath.
+    file(GLOB _dlls "${_prefix}/bin/*.dll")
+    file(COPY ${_dlls} DESTINATION "${_build}")
+  endif()
+elseif(NOT EXISTS "${_exe}" AND CONFIG)
   set(_exe "${_build}/${CONFIG}/consumer")
 endif()
-run_step("consumer run" "${_exe}")
+run_step("consumer run" ${_emulator} "${_exe}")
 message(STATUS "consumer (find_package) says:\n${STEP_OUTPUT}")
 string(FIND "${STEP_OUTPUT}" "${EXPECTED_VERSION}" _pos)
 if(_pos EQUAL -1)
@@ -76,7 +94,9 @@ endif()
 
 # 4. pkg-config, when available
 find_program(_pkg_config NAMES pkg-config pkgconf)
-if(_pkg_config)
+if(TOOLCHAIN_FILE)
+  message(STATUS "cross build: skipped the pkg-config half")
+elseif(_pkg_config)
   set(ENV{PKG_CONFIG_PATH} "")
   get_filename_component(_pcdir "${_pc}" DIRECTORY)
   set(ENV{PKG_CONFIG_LIBDIR} "${_pcdir}")

@@ -89,12 +89,27 @@ install(FILES "${PROJECT_BINARY_DIR}/mproc.pc" DESTINATION "${MPROC_INSTALL_PKGC
 
 # ctest `install_consumer`: install into a scratch prefix, then build and run a tiny
 # project that uses find_package(mproc) (and pkg-config, when present). Native Linux
-# lanes only: it needs to run what it builds.
-if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
-  set(_san_flags "")
+# lanes, and Windows cross builds that have an emulator to run the result (the
+# mingw-wine lane: the consumer uses the same toolchain file and CMAKE_PREFIX_PATH).
+set(_consumer_cross_args "")
+set(_consumer_flags "")
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
+  set(_consumer_test ON)
   if(MPROC_SANITIZE)
-    set(_san_flags "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all")
+    set(_consumer_flags "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all")
   endif()
+elseif(MPROC_CROSS_WINDOWS AND MINGW AND CMAKE_TOOLCHAIN_FILE AND CMAKE_CROSSCOMPILING_EMULATOR)
+  set(_consumer_test ON)
+  get_filename_component(_toolchain "${CMAKE_TOOLCHAIN_FILE}" ABSOLUTE)
+  # add_test would split a ;-list into separate arguments.
+  string(REPLACE ";" "|" _emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
+  set(_consumer_cross_args "-DTOOLCHAIN_FILE=${_toolchain}" "-DEMULATOR=${_emulator}")
+  # As the tests: no libgcc / libwinpthread DLLs needed beside the program.
+  set(_consumer_flags "-static")
+else()
+  set(_consumer_test OFF)
+endif()
+if(MPROC_BUILD_TESTS AND _consumer_test)
   add_test(NAME install_consumer
     COMMAND "${CMAKE_COMMAND}"
       "-DMPROC_BINARY_DIR=${PROJECT_BINARY_DIR}"
@@ -103,9 +118,10 @@ if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSC
       "-DCONFIG=$<CONFIG>"
       "-DGENERATOR=${CMAKE_GENERATOR}"
       "-DC_COMPILER=${CMAKE_C_COMPILER}"
-      "-DEXTRA_FLAGS=${_san_flags}"
+      "-DEXTRA_FLAGS=${_consumer_flags}"
       "-DEXPECTED_VERSION=${PROJECT_VERSION}"
       "-DSHARED=${MPROC_SHARED_LIB}"
+      ${_consumer_cross_args}
       -P "${PROJECT_SOURCE_DIR}/cmake/install-consumer-test.cmake")
   set_tests_properties(install_consumer PROPERTIES TIMEOUT 120 LABELS install)
 endif()

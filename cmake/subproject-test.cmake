@@ -33,6 +33,8 @@ run_step("parent configure" "${CMAKE_COMMAND}"
   "-DMPROC_SOURCE_DIR=${MPROC_SOURCE_DIR}")
 run_step("parent build" "${CMAKE_COMMAND}" --build "${_parent_build}" --config Release)
 
+run_step("parent's own program" "${_parent_build}/parent_app")
+
 # 2. mproc must not decide static/shared for the parent's other libraries
 file(STRINGS "${_parent_build}/CMakeCache.txt" _bsl REGEX "^BUILD_SHARED_LIBS:")
 if(_bsl)

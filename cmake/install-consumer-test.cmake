@@ -5,7 +5,12 @@
 #   3. run it and check it prints the project version
 #   4. if pkg-config is installed: compile main.c with `pkg-config --cflags --libs mproc`
 #      and run that too
-cmake_minimum_required(VERSION 3.25)
+#
+# Cross builds (the mingw-wine lane) pass TOOLCHAIN_FILE and EMULATOR (its list
+# separators written as "|"): the consumer is configured with the same toolchain
+# file and CMAKE_PREFIX_PATH=<prefix>, as a user would, and runs under the
+# emulator; the pkg-config half is skipped.
+cmake_minimum_required(VERSION 3.16)
 
 foreach(_v MPROC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR C_COMPILER EXPECTED_VERSION)
   if(NOT DEFINED ${_v} OR "${${_v}}" STREQUAL "")
@@ -13,15 +18,8 @@ foreach(_v MPROC_BINARY_DIR CONSUMER_SOURCE_DIR WORK_DIR GENERATOR C_COMPILER EX
   endif()
 endforeach()
 
-function(run_step what)
-  execute_process(COMMAND ${ARGN}
-    RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _out)
-  if(NOT _rc EQUAL 0)
-    list(JOIN ARGN " " _cmd)
-    message(FATAL_ERROR "install_consumer: ${what} failed (${_rc})\n  ${_cmd}\n${_out}")
-  endif()
-  set(STEP_OUTPUT "${_out}" PARENT_SCOPE)
-endfunction()
+set(TEST_NAME install_consumer)
+include("${CMAKE_CURRENT_LIST_DIR}/mprocRunStep.cmake")
 
 set(_prefix "${WORK_DIR}/prefix")
 set(_build "${WORK_DIR}/build")
@@ -38,6 +36,9 @@ run_step("install" "${CMAKE_COMMAND}" --install "${MPROC_BINARY_DIR}" --prefix "
 if(NOT EXISTS "${_prefix}/include/mproc.h")
   message(FATAL_ERROR "install_consumer: include/mproc.h was not installed")
 endif()
+if(NOT EXISTS "${_prefix}/share/doc/mproc/LICENSE")
+  message(FATAL_ERROR "install_consumer: share/doc/mproc/LICENSE was not installed")
+endif()
 file(GLOB_RECURSE _cfg "${_prefix}/*/mprocConfig.cmake")
 file(GLOB_RECURSE _pc "${_prefix}/*/mproc.pc")
 if(NOT _cfg OR NOT _pc)
@@ -49,8 +50,14 @@ set(_build_type Release)
 if(CONFIG)
   set(_build_type "${CONFIG}")
 endif()
+set(_toolchain_args "")
+set(_emulator "")
+if(TOOLCHAIN_FILE)
+  set(_toolchain_args "-DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN_FILE}")
+  string(REPLACE "|" ";" _emulator "${EMULATOR}")
+endif()
 run_step("consumer configure" "${CMAKE_COMMAND}"
-  -S "${CONSUMER_SOURCE_DIR}" -B "${_build}" -G "${GENERATOR}"
+  -S "${CONSUMER_SOURCE_DIR}" -B "${_build}" -G "${GENERATOR}" ${_toolchain_args}
   "-DCMAKE_C_COMPILER=${C_COMPILER}"
   "-DCMAKE_BUILD_TYPE=${_build_type}"
   "-DCMAKE_PREFIX_PATH=${_prefix}"
@@ -67,10 +74,17 @@ run_step("consumer build" "${CMAKE_COMMAND}" --build "${_build}" ${_config_args}
 
 # 3. run it
 set(_exe "${_build}/consumer")
-if(NOT EXISTS "${_exe}" AND CONFIG)
+if(TOOLCHAIN_FILE)
+  set(_exe "${_build}/consumer.exe")
+  if(SHARED)
+    # Windows finds a DLL next to the program, not through an rpath.
+    file(GLOB _dlls "${_prefix}/bin/*.dll")
+    file(COPY ${_dlls} DESTINATION "${_build}")
+  endif()
+elseif(NOT EXISTS "${_exe}" AND CONFIG)
   set(_exe "${_build}/${CONFIG}/consumer")
 endif()
-run_step("consumer run" "${_exe}")
+run_step("consumer run" ${_emulator} "${_exe}")
 message(STATUS "consumer (find_package) says:\n${STEP_OUTPUT}")
 string(FIND "${STEP_OUTPUT}" "${EXPECTED_VERSION}" _pos)
 if(_pos EQUAL -1)
@@ -80,7 +94,9 @@ endif()
 
 # 4. pkg-config, when available
 find_program(_pkg_config NAMES pkg-config pkgconf)
-if(_pkg_config)
+if(TOOLCHAIN_FILE)
+  message(STATUS "cross build: skipped the pkg-config half")
+elseif(_pkg_config)
   set(ENV{PKG_CONFIG_PATH} "")
   get_filename_component(_pcdir "${_pc}" DIRECTORY)
   set(ENV{PKG_CONFIG_LIBDIR} "${_pcdir}")

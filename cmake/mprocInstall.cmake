@@ -21,6 +21,18 @@ if(MPROC_PUBLIC_SUBHEADERS)
   install(FILES ${MPROC_PUBLIC_SUBHEADERS} DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/mproc")
 endif()
 
+# The licence travels with every copy of the binaries (MIT requires the notice in
+# "all copies or substantial portions"); README and CHANGELOG go beside it, in
+# share/doc/mproc, where Debian and Fedora look. Not CMAKE_INSTALL_DOCDIR:
+# GNUInstallDirs caches that with the name of the first project that included
+# it, which is the parent's when mproc is a subproject.
+foreach(_doc LICENSE README.md CHANGELOG.md)
+  if(EXISTS "${PROJECT_SOURCE_DIR}/${_doc}")
+    install(FILES "${PROJECT_SOURCE_DIR}/${_doc}"
+      DESTINATION "${CMAKE_INSTALL_DATAROOTDIR}/doc/mproc")
+  endif()
+endforeach()
+
 install(EXPORT mprocTargets
   NAMESPACE mproc::
   FILE mprocTargets.cmake
@@ -67,7 +79,7 @@ foreach(_kind LIBDIR INCLUDEDIR)
     set(MPROC_PC_${_kind} "\${prefix}/${CMAKE_INSTALL_${_kind}}")
   endif()
 endforeach()
-if(BUILD_SHARED_LIBS)
+if(MPROC_SHARED_LIB)
   set(MPROC_PC_CFLAGS " -DMPROC_SHARED")
 else()
   set(MPROC_PC_CFLAGS "")
@@ -77,12 +89,27 @@ install(FILES "${PROJECT_BINARY_DIR}/mproc.pc" DESTINATION "${MPROC_INSTALL_PKGC
 
 # ctest `install_consumer`: install into a scratch prefix, then build and run a tiny
 # project that uses find_package(mproc) (and pkg-config, when present). Native Linux
-# lanes only: it needs to run what it builds.
-if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
-  set(_san_flags "")
+# lanes, and Windows cross builds that have an emulator to run the result (the
+# mingw-wine lane: the consumer uses the same toolchain file and CMAKE_PREFIX_PATH).
+set(_consumer_cross_args "")
+set(_consumer_flags "")
+if(CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
+  set(_consumer_test ON)
   if(MPROC_SANITIZE)
-    set(_san_flags "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all")
+    set(_consumer_flags "-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all")
   endif()
+elseif(MPROC_CROSS_WINDOWS AND MINGW AND CMAKE_TOOLCHAIN_FILE AND CMAKE_CROSSCOMPILING_EMULATOR)
+  set(_consumer_test ON)
+  get_filename_component(_toolchain "${CMAKE_TOOLCHAIN_FILE}" ABSOLUTE)
+  # add_test would split a ;-list into separate arguments.
+  string(REPLACE ";" "|" _emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
+  set(_consumer_cross_args "-DTOOLCHAIN_FILE=${_toolchain}" "-DEMULATOR=${_emulator}")
+  # As the tests: no libgcc / libwinpthread DLLs needed beside the program.
+  set(_consumer_flags "-static")
+else()
+  set(_consumer_test OFF)
+endif()
+if(MPROC_BUILD_TESTS AND _consumer_test)
   add_test(NAME install_consumer
     COMMAND "${CMAKE_COMMAND}"
       "-DMPROC_BINARY_DIR=${PROJECT_BINARY_DIR}"
@@ -91,9 +118,28 @@ if(MPROC_BUILD_TESTS AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSC
       "-DCONFIG=$<CONFIG>"
       "-DGENERATOR=${CMAKE_GENERATOR}"
       "-DC_COMPILER=${CMAKE_C_COMPILER}"
-      "-DEXTRA_FLAGS=${_san_flags}"
+      "-DEXTRA_FLAGS=${_consumer_flags}"
       "-DEXPECTED_VERSION=${PROJECT_VERSION}"
-      "-DSHARED=${BUILD_SHARED_LIBS}"
+      "-DSHARED=${MPROC_SHARED_LIB}"
+      ${_consumer_cross_args}
       -P "${PROJECT_SOURCE_DIR}/cmake/install-consumer-test.cmake")
   set_tests_properties(install_consumer PROPERTIES TIMEOUT 120 LABELS install)
+endif()
+
+# ctest `subproject_install`: a C-only parent project add_subdirectory()s mproc
+# with the defaults, links it into its own library, installs that with
+# install(EXPORT), and a user of the installed parent builds and runs. It
+# compiles the library once more, so only the plain lanes run it (the
+# sanitizer lane changes nothing it checks).
+if(MPROC_BUILD_TESTS AND MPROC_IS_TOP_LEVEL AND NOT MPROC_SANITIZE
+   AND CMAKE_SYSTEM_NAME STREQUAL "Linux" AND NOT CMAKE_CROSSCOMPILING)
+  add_test(NAME subproject_install
+    COMMAND "${CMAKE_COMMAND}"
+      "-DMPROC_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+      "-DWORK_DIR=${PROJECT_BINARY_DIR}/subproject-install"
+      "-DGENERATOR=${CMAKE_GENERATOR}"
+      "-DC_COMPILER=${CMAKE_C_COMPILER}"
+      "-DEXPECTED_VERSION=${PROJECT_VERSION}"
+      -P "${PROJECT_SOURCE_DIR}/cmake/subproject-test.cmake")
+  set_tests_properties(subproject_install PROPERTIES TIMEOUT 300 LABELS install)
 endif()

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define MPROC_VERSION_MAJOR 0
-#define MPROC_VERSION_MINOR 1
+#define MPROC_VERSION_MINOR 2
 #define MPROC_VERSION_PATCH 0
 #define MPROC_VERSION_HEX                                                      \
   ((MPROC_VERSION_MAJOR << 16) | (MPROC_VERSION_MINOR << 8) |                  \
@@ -101,7 +101,7 @@ MPROC_API const char *mproc_err_name(int err);
  * (kept per thread). */
 MPROC_API int mproc_os_error(void);
 
-/* "0.1.0".  Thread-safe. */
+/* "0.2.0".  Thread-safe. */
 MPROC_API const char *mproc_version_string(void);
 
 /* ------------------------------------------------------------------------ */

@@ -716,7 +716,7 @@ TEST(BadInput, EveryErrorCodeHasANameAndMessage) {
   }
   EXPECT_STREQ(mproc_strerror(-1000), "unknown error");
   EXPECT_STREQ(mproc_err_name(1), "MPROC_E_UNKNOWN");
-  EXPECT_STREQ(mproc_version_string(), "0.1.0");
+  EXPECT_STREQ(mproc_version_string(), "0.2.0");
 }
 
 TEST(BadInput, ReservedPoolWorkerEntryIsRefused) {

@@ -34,7 +34,7 @@
 
 /* Python: None or a negative timeout waits forever.  Anything past ~31
  * years is forever too, so the deadline arithmetic never sees infinity. */
-static double mproc__deadline(double timeout) {
+double mproc__deadline(double timeout) {
   if (timeout < 0 || timeout > 1e9)
     return -1.0;
   return mproc__plat_now() + timeout;
@@ -127,6 +127,7 @@ int mproc__lockword_fx(mproc__fx *fx, mproc__lockword *lw) {
  * with its own id, and can never see its own id there unless it wrote it
  * itself (a thread clears tid before it releases), so relaxed is enough. */
 static void mproc__lw_took(mproc__lockword *lw, int recursive) {
+  mproc__store64_rlx(&lw->stamp, mproc__self_stamp());
   if (recursive) {
     mproc__store64_rlx(&lw->tid, mproc__thread_id());
     mproc__store32_rlx(&lw->depth, 1u);
@@ -165,6 +166,9 @@ static int mproc__lw_recurse(mproc__lockword *lw, uint32_t me, uint32_t seen) {
  * MPROC__BACKSTOP_SECONDS long and every later one a bounded slice, so a
  * missed wake-up would be a delay, not a hang. */
 static void mproc__lw_unlock(mproc__lockword *lw, mproc__fx *fx) {
+  /* The stamp goes first (the release store orders it): a stamp is then
+   * never older than the word it sits beside, see mproc__lockword_take_dead. */
+  mproc__store64_rlx(&lw->stamp, 0u);
   mproc__store32_rel(&lw->word, 0u);
   if (mproc__load32(&lw->nwait) != 0) {
     /* A full barrier, so the store above is visible before the futex
@@ -203,31 +207,18 @@ static int mproc__lw_slow(mproc__lockword *lw, mproc__fx *fx, int recursive,
     }
     now = mproc__plat_now();
     /* A holder that died never releases.  Its pid stays in the word, so
-     * look at it now and then, and once more before giving up; a dead one
-     * is replaced by us with one CAS, which fails harmlessly if the word
-     * changed meanwhile.  (A pid reused by a new process hides the death:
-     * then the lock looks held, as in any pid-based scheme.)  The check
+     * look at it now and then, and once more before giving up.  The check
      * costs system calls, so a try-acquire (or a timeout of a few ms) that
      * fails does not make it: only waits that were willing to block. */
-    if (v != me &&
-        (now >= next_check || (mproc__expired(deadline, now) &&
-                               now - start >= MPROC__BACKSTOP_SECONDS))) {
-      if (!mproc__pid_alive((int64_t)v)) {
-        expect = v;
-        if (mproc__cas32(&lw->word, &expect, me)) {
-          rc = MPROC_EOWNERDEAD;
-          break;
-        }
-        continue;
+    if (now >= next_check || (mproc__expired(deadline, now) &&
+                              now - start >= MPROC__BACKSTOP_SECONDS)) {
+      if (mproc__lockword_take_dead(lw)) {
+        rc = MPROC_EOWNERDEAD;
+        break;
       }
       now = mproc__plat_now();
       next_check = now + MPROC__OWNER_CHECK_SECONDS;
     }
-    /* A holder in this very process (another thread) is not checked, but
-     * the sleep below is still measured to the next check: keep that in
-     * the future, or the wait turns into a spin of futex calls. */
-    if (now >= next_check)
-      next_check = now + MPROC__OWNER_CHECK_SECONDS;
     if (mproc__expired(deadline, now)) {
       rc = MPROC_ETIMEDOUT;
       break;
@@ -280,6 +271,37 @@ int mproc__lockword_release(mproc__lockword *lw, mproc__fx *fx, int recursive) {
     return MPROC_ESTATE;
   mproc__lw_unlock(lw, fx);
   return MPROC_OK;
+}
+
+/* Whose the stamp is.  A holder stores it right after its CAS and a release
+ * clears it before the word, so a stamp naming pid v beside word v is that
+ * holder's (or, with a reused pid, a dead predecessor's: then the start
+ * times differ, which is the point); one naming another pid is from before
+ * the holder's store (it may have died before making it), and the pid
+ * alone decides.
+ *
+ * Taking over: the stamp is swapped first, from exactly the value judged
+ * dead to ours, so of two waiters judging the same holder only one goes
+ * on, and a live holder that has just stored its stamp (after we read it)
+ * makes the swap fail.  Then the word, from the dead pid to ours; should
+ * that fail (the word was released meanwhile), the stamp we left names a
+ * process that does not hold the word, which readers treat as stale. */
+int mproc__lockword_take_dead(mproc__lockword *lw) {
+  uint32_t v = mproc__load32(&lw->word), expect = v;
+  uint64_t s = mproc__load64(&lw->stamp), mine = mproc__self_stamp();
+  if (v == 0)
+    return 0;
+  if (mproc__stamp_alive(s >> 32 == v ? s : (uint64_t)v << 32))
+    return 0;
+  if (!mproc__cas64(&lw->stamp, &s, mine))
+    return 0;
+  if (!mproc__cas32(&lw->word, &expect, (uint32_t)(mine >> 32)))
+    return 0;
+  return 1;
+}
+
+int mproc__lockword_locked(mproc__lockword *lw) {
+  return mproc__load32(&lw->word) != 0;
 }
 
 int mproc__lockword_owned(mproc__lockword *lw, int recursive) {
@@ -417,6 +439,23 @@ int mproc_lock_release(mproc_lock *lock) {
     return MPROC_OK;
   }
   return mproc__lockword_release(lock->lw, &lock->fx, 1);
+}
+
+int mproc_lock_locked(mproc_lock *lock) {
+  if (!mproc__lock_ok(lock))
+    return MPROC_EINVAL;
+  return mproc__lockword_locked(lock->lw);
+}
+
+void mproc__lock_test_plant(mproc_lock *lock, uint32_t pid) {
+  uint64_t s = (uint64_t)pid << 32;
+  /* Any start time but the real one (folded start times are nonzero). */
+  if (mproc__stamp_alive(s | 1u))
+    s |= 2u;
+  else
+    s |= 1u;
+  mproc__store32(&lock->lw->word, pid);
+  mproc__store64(&lock->lw->stamp, s);
 }
 
 mproc_lock *mproc_lock_free(mproc_lock *lock) {

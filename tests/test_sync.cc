@@ -16,7 +16,12 @@
 
 extern "C" {
 #include "ipc.h"
+#include "sync.h"
 }
+
+#ifndef _WIN32
+#include <signal.h>
+#endif
 
 namespace {
 
@@ -765,6 +770,111 @@ TEST(CrossProcess, KilledButUnreapedHolderGivesOwnerDead) {
 
 TEST(CrossProcess, KilledRecursiveRLockHolderGivesOwnerDead) {
   killed_holder(1, 3, true);
+}
+
+// A live holder that does not run (SIGSTOP, a debugger) must not stretch
+// a timed acquire: it returns by its timeout.
+TEST(CrossProcess, StoppedHolderDoesNotStretchTimedAcquire) {
+  for (int recursive = 0; recursive < 2; recursive++) {
+    mproc_lock *l = nullptr;
+    ASSERT_EQ(mproc_lock_create(&l, recursive), MPROC_OK);
+    LockGuardFree g{l};
+    TestPipe ready;
+    Args a;
+    add_obj(a, l);
+    a.h(ready.w).i(1);
+    mproc_process *p = test_start("sync_hold_forever", a);
+    ready.close_w();
+    ASSERT_EQ(test_read_n(ready.r, 1), "R");
+    int64_t pid = 0;
+    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+#ifndef _WIN32
+    EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+    EXPECT_EQ(mproc_lock_locked(l), 1);
+    for (double t : {0.0, 0.05, 0.3}) {
+      double t0 = test_now();
+      EXPECT_EQ(mproc_lock_acquire(l, t), MPROC_ETIMEDOUT) << t;
+      EXPECT_LT(test_now() - t0, t + 2.0) << t;
+    }
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+    EXPECT_EQ(mproc_lock_acquire(l, 30), MPROC_EOWNERDEAD);
+    EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+  }
+}
+
+// args: ready pipe (w): says "R" and waits (the parent kills it).
+TEST_ENTRY(sync_stay_alive) {
+  test_write_all(arg_handle(args, 0), "R", 1);
+  test_sleep_ms(120000);
+  return 0;
+}
+
+// A holder that died and whose pid now names another, live process must
+// still be seen as dead: the lock records its holder's start time too.
+// Planted with a test hook: the word names a live child, the stamp a start
+// time that is not the child's.
+TEST(CrossProcess, DeadHolderWithReusedPidGivesOwnerDead) {
+  for (int recursive = 0; recursive < 2; recursive++) {
+    mproc_lock *l = nullptr;
+    ASSERT_EQ(mproc_lock_create(&l, recursive), MPROC_OK);
+    LockGuardFree g{l};
+    TestPipe ready;
+    Args a;
+    a.h(ready.w);
+    mproc_process *p = test_start("sync_stay_alive", a);
+    ready.close_w();
+    ASSERT_EQ(test_read_n(ready.r, 1), "R");
+    int64_t pid = 0;
+    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    mproc__lock_test_plant(l, (uint32_t)pid);
+    EXPECT_EQ(mproc_lock_locked(l), 1);
+    double t0 = test_now();
+    EXPECT_EQ(mproc_lock_acquire(l, 30), MPROC_EOWNERDEAD);
+    EXPECT_LT(test_now() - t0, 5.0);
+    EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 0);
+    // The real process with that pid, alive, holds it: not dead.
+    TestPipe r2, go;
+    Args b;
+    add_obj(b, l);
+    b.h(r2.w).i(1);
+    mproc_process *h = test_start("sync_hold_forever", b);
+    r2.close_w();
+    ASSERT_EQ(test_read_n(r2.r, 1), "R");
+    EXPECT_EQ(mproc_lock_acquire(l, 0.3), MPROC_ETIMEDOUT);
+    EXPECT_EQ(mproc_process_kill(h), MPROC_OK);
+    EXPECT_EQ(test_join_code(h), -9);
+    mproc_process_free(h);
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+  }
+}
+
+TEST(Lock, LockedSaysWhetherAnyoneHoldsIt) {
+  for (int recursive = 0; recursive < 2; recursive++) {
+    mproc_lock *l = nullptr;
+    EXPECT_EQ(mproc_lock_locked(nullptr), MPROC_EINVAL);
+    ASSERT_EQ(mproc_lock_create(&l, recursive), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 0);
+    EXPECT_EQ(mproc_lock_acquire(l, 0), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 1);
+    int other = -1;
+    std::thread t([&] { other = mproc_lock_locked(l); });
+    t.join();
+    EXPECT_EQ(other, 1); // held by another thread: still locked
+    if (recursive) {
+      EXPECT_EQ(mproc_lock_acquire(l, 0), MPROC_OK);
+      EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+      EXPECT_EQ(mproc_lock_locked(l), 1);
+    }
+    EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 0);
+    mproc_lock_free(l);
+  }
 }
 
 // args: semaphore, segment, rounds

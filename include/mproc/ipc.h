@@ -106,10 +106,21 @@ typedef struct mproc_lock mproc_lock;
  * acquire takes the lock and returns MPROC_EOWNERDEAD instead of 0: the
  * data it protects may be half-updated; repair it, then release as usual. */
 MPROC_API int mproc_lock_create(mproc_lock **out, int recursive);
-/* 0 (acquired), MPROC_EOWNERDEAD (acquired), MPROC_ETIMEDOUT. */
+/* 0 (acquired), MPROC_EOWNERDEAD (acquired), MPROC_ETIMEDOUT.  Returns by
+ * the timeout whatever the holder does (even when it is stopped, e.g. by
+ * SIGSTOP or a debugger).  A holder counts as dead once its process has
+ * exited (a zombie included) or its pid names a process started at
+ * another time (the pid was reused), so pid reuse cannot wedge a lock.
+ * The check is made while waiting (about every 50 ms), not by
+ * try-acquires (timeout 0) or waits shorter than a few milliseconds. */
 MPROC_API int mproc_lock_acquire(mproc_lock *lock, double timeout);
 /* MPROC_ESTATE if not held; RLock: MPROC_EPERM if held by someone else. */
 MPROC_API int mproc_lock_release(mproc_lock *lock);
+/* Python's Lock.locked(): 1 if any thread of any process holds the lock
+ * (Lock or RLock), 0 if it is free; a snapshot that may be stale by the
+ * time it returns.  A lock whose holder died counts as held until the next
+ * acquire takes it over.  Thread-safe, never blocks. */
+MPROC_API int mproc_lock_locked(mproc_lock *lock);
 MPROC_API mproc_lock *mproc_lock_free(mproc_lock *lock);
 
 /* ------------------------------------------------------------------------ */

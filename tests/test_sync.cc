@@ -82,6 +82,18 @@ struct LockGuardFree {
 
 } // namespace
 
+// A barrier action's data: actions get no arguments, so each process points
+// this at its own mapping of the counter before it waits.
+static volatile uint32_t *g_action_count;
+
+TEST_ENTRY(sync_bar_action) {
+  if (g_action_count)
+    atomic_add(g_action_count, 1);
+  return 0;
+}
+
+TEST_ENTRY(sync_bar_action_fail) { return 1; }
+
 // ---- Lock and RLock, one process --------------------------------------------
 
 TEST(Lock, BadArguments) {
@@ -593,6 +605,91 @@ TEST(Barrier, AbortAndResetReleaseWaitersWithBroken) {
     EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
     EXPECT_EQ(mproc_barrier_n_waiting(b), 0u);
   }
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, ActionRunsOncePerCycleBeforeAnyoneLeaves) {
+  volatile uint32_t count = 0;
+  g_action_count = &count;
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "sync_bar_action";
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 3, &o), MPROC_OK);
+  const int rounds = 5;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; t++)
+    ts.emplace_back([&] {
+      for (int r = 1; r <= rounds; r++) {
+        unsigned idx = 99;
+        if (mproc_barrier_wait(b, 30, &idx) != MPROC_OK)
+          bad++;
+        // Ran once for this cycle (and once per earlier cycle), before
+        // anyone was released.
+        if (mproc__load32(&count) != (uint32_t)(2 * r - 1))
+          bad++;
+        if (mproc_barrier_wait(b, 30, nullptr) != MPROC_OK) // keep in step
+          bad++;
+      }
+    });
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(mproc__load32(&count), (uint32_t)(2 * rounds));
+  g_action_count = nullptr;
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, FailingActionBreaksItForEveryParty) {
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "sync_bar_action_fail";
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_OK);
+  int r1 = 0, r2 = 0;
+  std::thread t([&] { r1 = mproc_barrier_wait(b, 30, nullptr); });
+  r2 = mproc_barrier_wait(b, 30, nullptr);
+  t.join();
+  EXPECT_EQ(r1, MPROC_EBROKEN);
+  EXPECT_EQ(r2, MPROC_EBROKEN);
+  EXPECT_EQ(mproc_barrier_broken(b), 1);
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, CreateExChecksItsOptions) {
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "no_such_entry";
+  EXPECT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_ENOENTRY);
+  EXPECT_EQ(b, nullptr);
+  o.action = nullptr;
+  o.timeout = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_EINVAL);
+  EXPECT_EQ(mproc_barrier_create_ex(&b, 0, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_barrier_create_ex(nullptr, 2, nullptr), MPROC_EINVAL);
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 2, nullptr), MPROC_OK);
+  EXPECT_EQ(mproc_barrier_parties(b), 2u);
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, DefaultTimeoutAppliesToNegativeTimeouts) {
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.timeout = 0.1;
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_OK);
+  double t0 = test_now();
+  EXPECT_EQ(mproc_barrier_wait(b, MPROC_FOREVER, nullptr), MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 5.0);
+  EXPECT_EQ(mproc_barrier_broken(b), 1);
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  // A timeout given to the call wins over the default.
+  int r1 = 0;
+  std::thread t([&] { r1 = mproc_barrier_wait(b, 30, nullptr); });
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(1);
+  test_sleep_ms(300); // longer than the default: the thread still waits
+  EXPECT_EQ(mproc_barrier_wait(b, 30, nullptr), MPROC_OK);
+  t.join();
+  EXPECT_EQ(r1, MPROC_OK);
   mproc_barrier_free(b);
 }
 
@@ -1294,4 +1391,115 @@ TEST(CrossProcess, KilledWaiterDoesNotBlockTheCondition) {
   t.join();
   EXPECT_EQ(got.load(), MPROC_OK);
   mproc_condition_free(c);
+}
+
+// Issue 8 item 5: a party killed while it waits must break the barrier
+// (not let it open with too few live parties), and reset() must make the
+// barrier usable again.
+TEST(CrossProcess, PartyKilledWhileWaitingBreaksBarrierAndResetRecovers) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 3), MPROC_OK);
+  Args a1;
+  add_obj(a1, b);
+  a1.d(60);
+  mproc_process *p1 = test_start("sync_barrier_once", a1);
+  double t0 = test_now();
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(5);
+  ASSERT_EQ(mproc_barrier_n_waiting(b), 1u);
+  EXPECT_EQ(mproc_process_kill(p1), MPROC_OK);
+  EXPECT_EQ(test_join_code(p1), -9);
+  mproc_process_free(p1);
+  // Two live parties arrive: with the dead one that makes three, but the
+  // barrier must not open.
+  mproc_process *p2 = test_start("sync_barrier_once", a1);
+  t0 = test_now();
+  EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_EBROKEN);
+  EXPECT_LT(test_now() - t0, 30.0);
+  EXPECT_EQ(test_join_code(p2), 10 - MPROC_EBROKEN);
+  mproc_process_free(p2);
+  EXPECT_EQ(mproc_barrier_broken(b), 1);
+  // Reset, and a fresh cycle with three live parties passes.
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  EXPECT_EQ(mproc_barrier_broken(b), 0);
+  EXPECT_EQ(mproc_barrier_n_waiting(b), 0u);
+  mproc_process *p3 = test_start("sync_barrier_once", a1);
+  mproc_process *p4 = test_start("sync_barrier_once", a1);
+  EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+  EXPECT_EQ(test_join_code(p3), 10);
+  EXPECT_EQ(test_join_code(p4), 10);
+  mproc_process_free(p3);
+  mproc_process_free(p4);
+  mproc_barrier_free(b);
+}
+
+// Reset while a dead party still counts as waiting: reset alone recovers.
+TEST(CrossProcess, ResetCountsOutAPartyThatDiedWaiting) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 2), MPROC_OK);
+  Args a1;
+  add_obj(a1, b);
+  a1.d(60);
+  mproc_process *p1 = test_start("sync_barrier_once", a1);
+  double t0 = test_now();
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(5);
+  EXPECT_EQ(mproc_process_kill(p1), MPROC_OK);
+  EXPECT_EQ(test_join_code(p1), -9);
+  mproc_process_free(p1);
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  EXPECT_EQ(mproc_barrier_n_waiting(b), 0u);
+  mproc_process *p2 = test_start("sync_barrier_once", a1);
+  EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+  EXPECT_EQ(test_join_code(p2), 10);
+  mproc_process_free(p2);
+  mproc_barrier_free(b);
+}
+
+// args: barrier, segment (a uint32 counter), rounds: the action counts.
+TEST_ENTRY(sync_barrier_action_party) {
+  mproc_barrier *b = arg_obj<mproc_barrier>(args, 0, MPROC_OBJ_BARRIER);
+  mproc__seg seg;
+  volatile uint32_t *n = child_seg<volatile uint32_t>(args, 1, &seg);
+  if (!b || !n)
+    return 2;
+  g_action_count = n;
+  for (int64_t r = 1; r <= arg_int(args, 2); r++) {
+    if (mproc_barrier_wait(b, 60, nullptr) != MPROC_OK)
+      return 3;
+    if (mproc__load32(n) != (uint32_t)(2 * r - 1))
+      return 4;
+    if (mproc_barrier_wait(b, 60, nullptr) != MPROC_OK)
+      return 5;
+  }
+  return 0;
+}
+
+TEST(CrossProcess, BarrierActionRunsOnceInWhicheverProcessArrivesLast) {
+  RawSeg seg(sizeof(uint32_t));
+  g_action_count = seg.as<volatile uint32_t>();
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "sync_bar_action";
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 3, &o), MPROC_OK);
+  const int rounds = 3;
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 2; i++) {
+    Args a;
+    add_obj(a, b);
+    a.h(seg.h()).i(rounds);
+    ps.push_back(test_start("sync_barrier_action_party", a));
+  }
+  for (int r = 1; r <= rounds; r++) {
+    EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+    EXPECT_EQ(mproc__load32(g_action_count), (uint32_t)(2 * r - 1));
+    EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+  }
+  for (auto *p : ps) {
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+  }
+  EXPECT_EQ(mproc__load32(g_action_count), (uint32_t)(2 * rounds));
+  g_action_count = nullptr;
+  mproc_barrier_free(b);
 }

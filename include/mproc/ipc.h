@@ -189,14 +189,45 @@ MPROC_API mproc_condition *mproc_condition_free(mproc_condition *cond);
 
 typedef struct mproc_barrier mproc_barrier;
 
+/* Python's Barrier(parties, action=None, timeout=None). */
+typedef struct mproc_barrier_options {
+  /* Name of an entry of the dispatch table (NULL: none), run once per
+   * cycle by the last party to arrive, in that party's process, before the
+   * others are released (CPython's rule).  It gets an empty argument list
+   * and finds its data the way any code in that process does.  A non-zero
+   * return, or an entry a child cannot find, breaks the barrier: every
+   * party of the cycle, the one that ran it included, gets MPROC_EBROKEN.
+   * While it runs the others keep waiting, and their timeouts still
+   * count. */
+  const char *action;
+  /* Default timeout, in seconds, of waits called with a negative timeout
+   * (Python's None); 0 or negative: none (wait without limit). */
+  double timeout;
+} mproc_barrier_options;
+
+/* parties: 1 .. 2^31-1.  MPROC_ENOENTRY if opts->action names no entry
+ * (mproc_main() must have been called), MPROC_EINVAL for bad arguments.
+ * `opts` may be NULL; mproc_barrier_create(out, n) is _ex(out, n, NULL). */
+MPROC_API int mproc_barrier_create_ex(mproc_barrier **out, unsigned parties,
+                                      const mproc_barrier_options *opts);
 MPROC_API int mproc_barrier_create(mproc_barrier **out, unsigned parties);
 /* Wait for all parties.  0 with *index (0..parties-1, may be NULL) when the
- * barrier opens; MPROC_EBROKEN if it is or becomes broken (abort, or another
- * waiter's timeout); MPROC_ETIMEDOUT breaks it for everyone. */
+ * barrier opens; MPROC_EBROKEN if it is or becomes broken (abort, another
+ * waiter's timeout, a failed action, or a party whose process died inside
+ * wait()); MPROC_ETIMEDOUT breaks it for everyone.  A negative timeout
+ * means the barrier's default (Python's None; without a default, no
+ * limit).  Returns by the deadline whatever the other parties do (one
+ * stopped inside the barrier's internal lock included: the waiter then
+ * leaves the barrier broken).  A party killed while waiting is noticed by
+ * the last arrival (before opening), by the other waiters within about
+ * 0.1 s, and by reset(); the first 1024 parties inside wait() at once are
+ * watched, any beyond that are not. */
 MPROC_API int mproc_barrier_wait(mproc_barrier *b, double timeout,
                                  unsigned *index);
 MPROC_API int mproc_barrier_abort(mproc_barrier *b);
-/* Back to the initial state; waiters in the old cycle get MPROC_EBROKEN. */
+/* Back to the initial state; waiters in the old cycle get MPROC_EBROKEN.
+ * Parties whose process died inside wait() are counted out first, so a
+ * barrier broken by a dead party is usable again after a reset. */
 MPROC_API int mproc_barrier_reset(mproc_barrier *b);
 MPROC_API unsigned mproc_barrier_parties(mproc_barrier *b);
 MPROC_API unsigned mproc_barrier_n_waiting(mproc_barrier *b);

@@ -876,8 +876,12 @@ const mproc__objtype mproc__event_type = {MPROC_OBJ_EVENT, mproc__event_export,
  * Past MPROC__COND_SLOTS concurrent waiters the extra ones wait without a
  * slot and take any notify as theirs (spurious wake-ups, which
  * Condition.wait allows).  A waiter process killed while waiting keeps its
- * slot, absorbs at most one notification, and its slot is reclaimed when
- * the table is full. */
+ * slot until notify(n) picks it: notify checks that the waiter's process
+ * still runs (a system call or two, only for waiters of other processes),
+ * frees a dead one's slot and picks the next, so a notification always
+ * goes to a live waiter.  (notify_all marks every slot; a dead waiter's
+ * mark costs nothing.)  Dead waiters' slots are also reclaimed when the
+ * table is full. */
 
 #define MPROC__COND_SLOTS 128
 
@@ -889,7 +893,8 @@ enum {
 
 typedef struct mproc__cond_slot {
   volatile uint32_t state;
-  volatile uint32_t pid;    /* the waiter's, to reclaim a dead one's slot */
+  uint32_t pad;
+  volatile uint64_t stamp;  /* the waiter's process (mproc__self_stamp) */
   volatile uint64_t ticket; /* arrival order */
 } mproc__cond_slot;
 
@@ -994,7 +999,7 @@ static int mproc__cond_reclaim(mproc__cond_shared *sh) {
   for (i = 0; i < MPROC__COND_SLOTS; i++) {
     uint32_t st = mproc__load32(&sh->slots[i].state);
     if (st != MPROC__SLOT_FREE &&
-        !mproc__pid_alive((int64_t)mproc__load32(&sh->slots[i].pid)) &&
+        !mproc__stamp_alive(mproc__load64(&sh->slots[i].stamp)) &&
         mproc__cas32(&sh->slots[i].state, &st, MPROC__SLOT_FREE))
       freed++;
   }
@@ -1012,7 +1017,7 @@ static int mproc__cond_claim(mproc__cond_shared *sh) {
       if (mproc__load32(&s->state) == MPROC__SLOT_FREE) {
         s->ticket = sh->next_ticket;
         sh->next_ticket = sh->next_ticket + 1;
-        s->pid = mproc__me();
+        s->stamp = mproc__self_stamp();
         mproc__store32(&s->state, MPROC__SLOT_WAITING);
         return i;
       }
@@ -1117,6 +1122,12 @@ int mproc_condition_wait_for(mproc_condition *cond, int (*pred)(void *ctx),
   return MPROC_OK;
 }
 
+/* Does a slot's waiter still run?  A waiter of this process does. */
+static int mproc__cond_alive(mproc__cond_slot *slot) {
+  uint64_t st = mproc__load64(&slot->stamp);
+  return st == mproc__self_stamp() || mproc__stamp_alive(st);
+}
+
 static int mproc__cond_notify(mproc_condition *cond, uint32_t n) {
   mproc__cond_shared *sh;
   uint32_t done = 0, expect;
@@ -1146,6 +1157,11 @@ static int mproc__cond_notify(mproc_condition *cond, uint32_t n) {
       if (best < 0)
         break;
       expect = MPROC__SLOT_WAITING;
+      if (!mproc__cond_alive(&sh->slots[best])) {
+        /* Killed while waiting: it would swallow the notification. */
+        (void)mproc__cas32(&sh->slots[best].state, &expect, MPROC__SLOT_FREE);
+        continue;
+      }
       /* Fails only if that waiter timed out meanwhile: pick again. */
       if (mproc__cas32(&sh->slots[best].state, &expect, MPROC__SLOT_NOTIFIED))
         done++;

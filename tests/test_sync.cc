@@ -1373,8 +1373,8 @@ TEST(CrossProcess, KilledWaiterDoesNotBlockTheCondition) {
   EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
   EXPECT_EQ(test_join_code(p), -9);
   mproc_process_free(p);
-  // The dead waiter's slot may absorb one notification (documented); the
-  // condition stays usable: a live waiter is woken by notify_all.
+  // The dead waiter's slot absorbs nothing; the condition stays usable: a
+  // live waiter is woken by notify_all.
   std::atomic<int> got{-100}, in{0};
   std::thread t([&] {
     mproc_condition_acquire(c, -1);
@@ -1502,4 +1502,55 @@ TEST(CrossProcess, BarrierActionRunsOnceInWhicheverProcessArrivesLast) {
   EXPECT_EQ(mproc__load32(g_action_count), (uint32_t)(2 * rounds));
   g_action_count = nullptr;
   mproc_barrier_free(b);
+}
+
+// args: condition, segment: waits once; 0 when notified, else 10 - rc.
+TEST_ENTRY(sync_wait_notified) {
+  mproc_condition *c = arg_obj<mproc_condition>(args, 0, MPROC_OBJ_CONDITION);
+  mproc__seg seg;
+  Counter *f = child_seg<Counter>(args, 1, &seg);
+  if (!c || !f || mproc_condition_acquire(c, 60) != MPROC_OK)
+    return 2;
+  atomic_add(&f->inside, 1);
+  int rc = mproc_condition_wait(c, 60);
+  mproc_condition_release(c);
+  return rc == MPROC_OK ? 0 : 10 - rc;
+}
+
+// Issue 8 item 6: notify(1) must reach a live waiter, not the slot of one
+// that was killed while waiting (the oldest, so notify would pick it).
+TEST(CrossProcess, NotifyOneSkipsAWaiterKilledWhileWaiting) {
+  RawSeg seg(sizeof(Counter));
+  mproc_condition *c = nullptr;
+  ASSERT_EQ(mproc_condition_create(&c, nullptr), MPROC_OK);
+  Args a;
+  add_obj(a, c);
+  a.h(seg.h());
+  mproc_process *ps[2];
+  for (uint32_t i = 0; i < 2; i++) {
+    ps[i] = test_start("sync_wait_notified", a);
+    double t0 = test_now();
+    while (mproc__load32(&seg.as<Counter>()->inside) != i + 1 &&
+           test_now() - t0 < 30)
+      test_sleep_ms(5);
+    // It holds the lock until it is inside wait().
+    ASSERT_EQ(mproc_condition_acquire(c, 60), MPROC_OK);
+    ASSERT_EQ(mproc_condition_release(c), MPROC_OK);
+  }
+  EXPECT_EQ(mproc_process_kill(ps[0]), MPROC_OK);
+  EXPECT_EQ(test_join_code(ps[0]), -9);
+  ASSERT_EQ(mproc_condition_acquire(c, 60), MPROC_OK);
+  EXPECT_EQ(mproc_condition_notify(c, 1), MPROC_OK);
+  EXPECT_EQ(mproc_condition_release(c), MPROC_OK);
+  // Woken by the notify, not by its own 60 s timeout.
+  double t0 = test_now();
+  EXPECT_EQ(mproc_process_join(ps[1], 20), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 20.0);
+  if (test_now() - t0 >= 20.0) {
+    EXPECT_EQ(mproc_process_kill(ps[1]), MPROC_OK);
+  }
+  EXPECT_EQ(test_join_code(ps[1]), 0);
+  for (auto *p : ps)
+    mproc_process_free(p);
+  mproc_condition_free(c);
 }

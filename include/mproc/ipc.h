@@ -171,14 +171,20 @@ MPROC_API int mproc_condition_release(mproc_condition *cond);
 /* Release the lock, wait for a notify (or the timeout), re-acquire.  The
  * lock must be held (MPROC_ESTATE otherwise).  Returns 0 when notified,
  * MPROC_ETIMEDOUT; the lock is held again in both cases (may also be
- * MPROC_EOWNERDEAD, as for mproc_lock_acquire). */
+ * MPROC_EOWNERDEAD, as for mproc_lock_acquire).  The one timed call that
+ * may return after its deadline: like Python's (and pthread_cond_timedwait)
+ * it must return holding the lock, so after the timeout it still waits for
+ * whoever holds the lock then to release it (or die). */
 MPROC_API int mproc_condition_wait(mproc_condition *cond, double timeout);
 /* Python's wait_for: wait until pred(ctx) is non-zero; returns 0 then, or
  * MPROC_ETIMEDOUT with the predicate still false. */
 MPROC_API int mproc_condition_wait_for(mproc_condition *cond,
                                        int (*pred)(void *ctx), void *ctx,
                                        double timeout);
-/* Wake up to n waiters / all.  The lock must be held (MPROC_ESTATE). */
+/* Wake up to n waiters / all, oldest first.  The lock must be held
+ * (MPROC_ESTATE).  A waiter whose process died while it waited is skipped
+ * (notify checks that another process's waiter still runs before giving
+ * it a notification), so notify(n) reaches live waiters. */
 MPROC_API int mproc_condition_notify(mproc_condition *cond, unsigned n);
 MPROC_API int mproc_condition_notify_all(mproc_condition *cond);
 MPROC_API mproc_condition *mproc_condition_free(mproc_condition *cond);

@@ -198,8 +198,8 @@ typedef struct mproc_barrier mproc_barrier;
 /* Python's Barrier(parties, action=None, timeout=None). */
 typedef struct mproc_barrier_options {
   /* Name of an entry of the dispatch table (NULL: none), run once per
-   * cycle by the last party to arrive, in that party's process, before the
-   * others are released (CPython's rule).  It gets an empty argument list
+   * cycle by the last party to arrive, on that party's thread in its
+   * process, before the others are released (CPython's rule).  It gets an empty argument list
    * and finds its data the way any code in that process does.  A non-zero
    * return, or an entry a child cannot find, breaks the barrier: every
    * party of the cycle, the one that ran it included, gets MPROC_EBROKEN.
@@ -212,8 +212,10 @@ typedef struct mproc_barrier_options {
 } mproc_barrier_options;
 
 /* parties: 1 .. 2^31-1.  MPROC_ENOENTRY if opts->action names no entry
- * (mproc_main() must have been called), MPROC_EINVAL for bad arguments.
- * `opts` may be NULL; mproc_barrier_create(out, n) is _ex(out, n, NULL). */
+ * (mproc_main() must have been called), MPROC_EINVAL for bad arguments
+ * (a NaN timeout among them).  `opts` may be NULL and is copied (the
+ * action's name too); mproc_barrier_create(out, n) is _ex(out, n, NULL).
+ * Children that receive the barrier get its action and default timeout. */
 MPROC_API int mproc_barrier_create_ex(mproc_barrier **out, unsigned parties,
                                       const mproc_barrier_options *opts);
 MPROC_API int mproc_barrier_create(mproc_barrier **out, unsigned parties);

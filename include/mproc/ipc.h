@@ -199,8 +199,10 @@ typedef struct mproc_barrier mproc_barrier;
 typedef struct mproc_barrier_options {
   /* Name of an entry of the dispatch table (NULL: none), run once per
    * cycle by the last party to arrive, on that party's thread in its
-   * process, before the others are released (CPython's rule).  It gets an empty argument list
-   * and finds its data the way any code in that process does.  A non-zero
+   * process, before the others are released (CPython's rule).  It gets an
+   * empty argument list and finds its data the way any code in that
+   * process does (an entry name, not a function pointer, so that it works
+   * in spawned children and on Windows).  A non-zero
    * return, or an entry a child cannot find, breaks the barrier: every
    * party of the cycle, the one that ran it included, gets MPROC_EBROKEN.
    * While it runs the others keep waiting, and their timeouts still
@@ -308,12 +310,16 @@ typedef struct mproc_queue_options {
 /* A message is at most capacity/2 bytes (MPROC_E2BIG past that). */
 MPROC_API int mproc_queue_create(mproc_queue **out,
                                  const mproc_queue_options *opts);
-/* timeout 0: put_nowait.  MPROC_EFULL when no room came in time,
- * MPROC_ECLOSED after close. */
+/* timeout 0: put_nowait.  MPROC_EFULL when no room came in time, or when
+ * the queue's internal lock stayed held by another process (even a stopped
+ * one) until the timeout (Python's Full); a nowait put waits up to 2 ms
+ * for that lock.  MPROC_ECLOSED after close.  Returns by the timeout. */
 MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
                               double timeout);
-/* timeout 0: get_nowait.  MPROC_EEMPTY when nothing came in time;
- * MPROC_ERANGE with *len set if cap is too small (the message stays). */
+/* timeout 0: get_nowait.  MPROC_EEMPTY when nothing came in time, or when
+ * the internal lock stayed held by another process until the timeout (as
+ * for put); MPROC_ERANGE with *len set if cap is too small (the message
+ * stays).  Returns by the timeout. */
 MPROC_API int mproc_queue_get(mproc_queue *q, void *buf, size_t cap,
                               size_t *len, double timeout);
 /* Approximate, as in Python. */

@@ -171,6 +171,9 @@ int mproc__lockword_take_dead(mproc__lockword *lw);
 /* Test hook: make the lock look held by process `pid` with a stamp whose
  * start time is not that process's (a dead holder whose pid was reused). */
 void mproc__lock_test_plant(mproc_lock *lock, uint32_t pid);
+/* Test hook: take a barrier's internal lock and keep it (as a party
+ * stopped inside wait() would). */
+void mproc__barrier_test_hold(mproc_barrier *b);
 
 /* ---- Lock internals, for the condition (src/sync_lock.c) ----------------- */
 

@@ -435,6 +435,11 @@ int mproc_barrier_reset(mproc_barrier *b) {
   return MPROC_OK;
 }
 
+void mproc__barrier_test_hold(mproc_barrier *b) {
+  if (mproc__bar_ok(b))
+    (void)mproc__bar_lock(b, -1.0);
+}
+
 unsigned mproc_barrier_parties(mproc_barrier *b) {
   return mproc__bar_ok(b) ? b->parties : 0;
 }

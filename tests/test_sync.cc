@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -1553,4 +1556,67 @@ TEST(CrossProcess, NotifyOneSkipsAWaiterKilledWhileWaiting) {
   for (auto *p : ps)
     mproc_process_free(p);
   mproc_condition_free(c);
+}
+
+// args: barrier, ready pipe (w): takes the barrier's internal lock, says
+// "R" and keeps it (the parent stops it with SIGSTOP where it can).
+TEST_ENTRY(sync_barrier_hold_lock) {
+  mproc_barrier *b = arg_obj<mproc_barrier>(args, 0, MPROC_OBJ_BARRIER);
+  if (!b)
+    return 2;
+  mproc__barrier_test_hold(b);
+  test_write_all(arg_handle(args, 1), "R", 1);
+  test_sleep_ms(120000);
+  return 0;
+}
+
+// Issue 8 item 2, barrier part: a party stopped inside the barrier's
+// internal lock must not stretch another party's timed wait.
+TEST(CrossProcess, StoppedPartyInsideTheBarrierLockDoesNotStretchWaits) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 2), MPROC_OK);
+  TestPipe ready;
+  Args a;
+  add_obj(a, b);
+  a.h(ready.w);
+  mproc_process *p = test_start("sync_barrier_hold_lock", a);
+  ready.close_w();
+  ASSERT_EQ(test_read_n(ready.r, 1), "R");
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+#ifndef _WIN32
+  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+  // Should the wait hang on the held lock, end it by killing the holder.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lk(mu);
+    if (!cv.wait_for(lk, std::chrono::seconds(20), [&] { return done; }))
+      mproc_process_kill(p);
+  });
+  for (double t : {0.0, 0.2}) {
+    double t0 = test_now();
+    EXPECT_EQ(mproc_barrier_wait(b, t, nullptr), MPROC_ETIMEDOUT) << t;
+    EXPECT_LT(test_now() - t0, t + 2.0) << t;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+  // The dead holder's lock is taken over (the barrier is broken by it):
+  // reset makes it usable again.
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  int other = -100;
+  std::thread t([&] { other = mproc_barrier_wait(b, 30, nullptr); });
+  EXPECT_EQ(mproc_barrier_wait(b, 30, nullptr), MPROC_OK);
+  t.join();
+  EXPECT_EQ(other, MPROC_OK);
+  mproc_barrier_free(b);
 }

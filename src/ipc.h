@@ -86,8 +86,18 @@ int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline);
 /* Wake up to n waiters (n = UINT32_MAX: all). */
 void mproc__fx_wake(mproc__fx *fx, uint32_t n);
 
-/* Is the process with this pid (an owner recorded in shared memory) still
- * running?  1/0.  Used to detect a lock holder that died. */
+/* A process's identity that pid reuse cannot fake, for owners recorded in
+ * shared memory: pid << 32 | a nonzero 32-bit fold of the process's start
+ * time (Linux: /proc/<pid>/stat field 22; Windows: its creation time), or
+ * the pid alone (low half 0) where the OS does not tell.  Read once per
+ * process (again after fork). */
+uint64_t mproc__self_stamp(void);
+/* Is the process a stamp names still running?  0 when its pid is gone or a
+ * zombie, or when the pid now belongs to a process that started at another
+ * time (the stamped one died and its pid was reused); a start time that
+ * cannot be read counts as a match.  1 otherwise. */
+int mproc__stamp_alive(uint64_t stamp);
+/* The same from a pid alone (a reused pid looks alive). */
 int mproc__pid_alive(int64_t pid);
 /* The calling thread's id, to tell RLock owners apart within a process. */
 uint64_t mproc__thread_id(void);

@@ -14,9 +14,9 @@
  * on the put lock, consumers on the get lock, so a producer and a consumer
  * never wait for each other.  They agree through two counters: `tail`
  * (bytes ever written, stored only by producers) and `head` (bytes ever
- * consumed, stored only by consumers).  A lock word holds its owner's pid,
- * so a waiter can tell that the owner died (mproc__pid_alive) and take the
- * lock over.
+ * consumed, stored only by consumers).  Each lock is the library's robust
+ * lock word (src/sync.h): a waiter can tell that the owner died and take
+ * the lock over, and gives up at its call's deadline.
  *
  * Crash safety.  Each side changes shared state in an order that leaves the
  * queue consistent wherever the process is killed:
@@ -55,9 +55,10 @@
 
 #include "ipc.h"
 #include "queue_ring.h"
+#include "sync.h"
 
 #define MPROC__Q_MAGIC 0x5155504du /* "MPUQ" */
-#define MPROC__Q_VERSION 1u
+#define MPROC__Q_VERSION 2u
 /* Two 64-byte lines: Intel's adjacent-line prefetcher pulls lines in pairs,
  * so words 64 bytes apart still bounce together. */
 #define MPROC__Q_LINE 128
@@ -73,10 +74,6 @@
  * sleeps in the kernel: a few microseconds, about the cost of the sleep and
  * wake system calls it saves. */
 #define MPROC__Q_SPIN_WAIT 256
-#define MPROC__Q_SPIN_LOCK 200
-/* A lock waiter re-checks its owner's liveness at this interval: a holder
- * that died never wakes anyone. */
-#define MPROC__Q_LOCK_SLICE 0.02
 /* A sleeper without a deadline still looks again at this interval, so a
  * peer killed between publishing and waking delays it, never hangs it. */
 #define MPROC__Q_WAIT_SLICE 0.5
@@ -88,9 +85,9 @@
  * locked exchange (measured: about a third of the time of a small
  * message).  The Dekker pairs
  * with the sleepers' flags still get their full barrier: every publishing
- * store is followed, before the flag is read, by the seq_cst store that
- * releases the lock (a locked instruction on x86, stlr then ldar on
- * ARMv8, neither of which lets the later load pass the earlier stores).
+ * store is followed by the waker's seq_cst swap of the flag (a locked
+ * instruction on x86, which no later load passes; on ARMv8 the swap's
+ * load-acquire cannot pass the earlier store-release).
  * Compilers without GNU builtins (MSVC) use the seq_cst store. */
 #if defined(__GNUC__) || defined(__clang__)
 #define MPROC__Q_PUBLISH64(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
@@ -111,7 +108,7 @@ typedef struct mproc__qconst {
  * the consumers' counters seen earlier: those only grow, so a stale cache
  * errs on the side of "full", and the real counter is read only then. */
 typedef struct mproc__qprod {
-  volatile uint32_t lock, lock_fxw;
+  mproc__lockword lock;
   volatile uint64_t nput;       /* messages ever put (incl. in flight) */
   volatile uint64_t head_cache; /* <= head */
   volatile uint64_t nget_cache; /* <= nget */
@@ -120,7 +117,7 @@ typedef struct mproc__qprod {
 
 /* Consumers' bookkeeping, under the get lock. */
 typedef struct mproc__qcons {
-  volatile uint32_t lock, lock_fxw;
+  mproc__lockword lock;
   volatile uint64_t nget;       /* messages ever taken */
   volatile uint64_t tail_cache; /* <= tail */
   volatile uint64_t j_valid, j_head, j_nget; /* journal of the last get */
@@ -176,65 +173,77 @@ struct mproc_queue {
 
 extern const mproc__objtype mproc__queue_type;
 
-/* ---- the locks ------------------------------------------------------------ */
+enum { MPROC__Q_PUT_SIDE = 0, MPROC__Q_GET_SIDE = 1 };
 
-static uint32_t mproc__q_self(void) {
-  /* Linux pids are below 2^22 and Windows process ids are DWORDs: the pid
-   * fits the futex word, and 0 (never a user process) means free. */
-  uint32_t me = (uint32_t)mproc__plat_getpid();
-  return me ? me : 1u;
+/* ---- the locks ------------------------------------------------------------
+ * Each side's lock is the library's robust lock word (src/sync.h): it
+ * records its holder, hands a dead holder's lock over with
+ * MPROC_EOWNERDEAD, and gives up at the caller's deadline however long a
+ * live holder keeps it (stopped by SIGSTOP, in a debugger).  A call whose
+ * lock wait times out reports what Python's Queue does when its lock
+ * cannot be had in time: Full for a put, Empty for a get. */
+
+/* Even a put_nowait/get_nowait waits this long for a lock that another
+ * process holds: a critical section lasts microseconds, and a "queue
+ * empty" answer for a queue holding data only because another consumer
+ * was mid-copy would be a surprise.  Also long enough for the lock word
+ * to look at the holder's liveness once before giving up. */
+#define MPROC__Q_LOCK_GRACE 0.002
+
+static mproc__lockword *mproc__q_lockword(mproc_queue *q, int side) {
+  return side == MPROC__Q_PUT_SIDE ? &q->h->p.v.lock : &q->h->g.v.lock;
 }
 
-static int mproc__q_lock_slow(volatile uint32_t *w, mproc__fx *fx,
-                              uint32_t me) {
-  int spins = 0;
-  for (;;) {
-    uint32_t v = mproc__load32(w);
-    if (v == 0) {
-      if (mproc__cas32(w, &v, me))
-        return MPROC_OK;
-      continue;
-    }
-    if (spins < MPROC__Q_SPIN_LOCK) {
-      spins++;
-      mproc__pause();
-      continue;
-    }
-    if (mproc__fx_wait(fx, v, mproc__plat_now() + MPROC__Q_LOCK_SLICE) ==
-            MPROC_ETIMEDOUT &&
-        mproc__load32(w) == v && !mproc__pid_alive((int64_t)v)) {
-      /* The holder died holding the lock: whoever swaps its pid out first
-       * owns the lock and repairs what it left half done. */
-      if (mproc__cas32(w, &v, me))
-        return MPROC_EOWNERDEAD;
-    }
-  }
+static mproc__fx *mproc__q_lockfx(mproc_queue *q, int side) {
+  return &q->fx[side == MPROC__Q_PUT_SIDE ? MPROC__QFX_PLOCK
+                                          : MPROC__QFX_GLOCK];
 }
 
-/* 0, or MPROC_EOWNERDEAD when the lock was taken from a dead holder (the
- * caller must then run the recovery for that side). */
-static int mproc__q_lock(volatile uint32_t *w, mproc__fx *fx) {
-  uint32_t me = mproc__q_self(), v = 0;
-  if (mproc__cas32(w, &v, me))
+static void mproc__q_recover(mproc_queue *q, int side);
+
+/* The call's deadline, read from the clock the first time it is needed
+ * (*deadline starts as MPROC__Q_UNSET): the fast path never reads it. */
+#define MPROC__Q_UNSET (-2.0)
+static double mproc__q_deadline(double timeout, double *deadline) {
+  if (*deadline == MPROC__Q_UNSET)
+    *deadline = mproc__deadline(timeout);
+  return *deadline;
+}
+
+/* Takes a side's lock: 0 (repairing first what a dead holder left), or
+ * MPROC_ETIMEDOUT at the deadline. */
+static int mproc__q_lock(mproc_queue *q, int side, double timeout,
+                         double *deadline) {
+  mproc__lockword *lw = mproc__q_lockword(q, side);
+  double until;
+  int rc;
+  if (mproc__lockword_try(lw))
     return MPROC_OK;
-  return mproc__q_lock_slow(w, fx, me);
+  until = mproc__q_deadline(timeout, deadline);
+  if (until >= 0 && until < mproc__plat_now() + MPROC__Q_LOCK_GRACE)
+    until = mproc__plat_now() + MPROC__Q_LOCK_GRACE;
+  rc = mproc__lockword_acquire(lw, mproc__q_lockfx(q, side), 0, until);
+  if (rc == MPROC_EOWNERDEAD) {
+    mproc__q_recover(q, side);
+    rc = MPROC_OK;
+  }
+  return rc;
 }
 
-static void mproc__q_unlock(volatile uint32_t *w, mproc__fx *fx) {
-  /* The store is seq_cst and fx_wake reads the waiter count after it, so a
-   * waiter that counted itself before reading the word is woken. */
-  mproc__store32(w, 0);
-  mproc__fx_wake(fx, 1);
+static void mproc__q_unlock(mproc_queue *q, int side) {
+  (void)mproc__lockword_release(mproc__q_lockword(q, side),
+                                mproc__q_lockfx(q, side), 0);
 }
 
 /* ---- waiting and waking --------------------------------------------------- */
 
 static void mproc__q_signal(mproc__qcond *c, mproc__fx *fx) {
-  /* The caller published its change and then released its lock with a
-   * seq_cst store, before this load: a sleeper whose flag is not visible
-   * yet will see the change itself.  Loading before swapping keeps the
-   * fast path free of locked instructions. */
-  if (mproc__load32(&c->want) == 0 || mproc__xchg32(&c->want, 0) == 0)
+  /* The caller published its change (and released its lock) before this
+   * swap, a full barrier: a sleeper whose flag it does not see yet will
+   * see the change itself.  It must be a read-modify-write, not a load:
+   * the lock's release is only a release store, which a plain load could
+   * pass (x86 reorders a store with a later load). */
+  if (mproc__xchg32(&c->want, 0) == 0)
     return;
   (void)mproc__add32(&c->seq, 1);
   mproc__fx_wake(fx, UINT32_MAX);
@@ -246,11 +255,6 @@ static void mproc__q_signal_all(mproc__qcond *c, mproc__fx *fx) {
   mproc__fx_wake(fx, UINT32_MAX);
 }
 
-static double mproc__q_deadline(double timeout) {
-  return timeout < 0 ? -1.0 : mproc__plat_now() + timeout;
-}
-
-enum { MPROC__Q_PUT_SIDE = 0, MPROC__Q_GET_SIDE = 1 };
 static void mproc__q_reap(mproc_queue *q, int side);
 
 /* Until ready(q) looks true, the deadline passes (MPROC_ETIMEDOUT), or a
@@ -344,6 +348,13 @@ static void mproc__q_recover_get(mproc_queue *q) {
   mproc__q_signal_all(&h->nf.v, &q->fx[MPROC__QFX_NF]);
 }
 
+static void mproc__q_recover(mproc_queue *q, int side) {
+  if (side == MPROC__Q_PUT_SIDE)
+    mproc__q_recover_put(q);
+  else
+    mproc__q_recover_get(q);
+}
+
 /* If the side's lock is held by a process that died, take it, repair, and
  * release it.  Waiters call this now and then: the next operation on that
  * side would do the same, but a waiter may depend on it and no such
@@ -351,39 +362,10 @@ static void mproc__q_recover_get(mproc_queue *q) {
  * counting and publishing it; a put waiting for a count that a consumer
  * died before lowering). */
 static void mproc__q_reap(mproc_queue *q, int side) {
-  volatile uint32_t *w =
-      side == MPROC__Q_PUT_SIDE ? &q->h->p.v.lock : &q->h->g.v.lock;
-  uint32_t v = mproc__load32(w);
-  if (v == 0 || mproc__pid_alive((int64_t)v) || !mproc__cas32(w, &v,
-                                                              mproc__q_self()))
+  if (!mproc__lockword_take_dead(mproc__q_lockword(q, side)))
     return;
-  if (side == MPROC__Q_PUT_SIDE) {
-    mproc__q_recover_put(q);
-    mproc__q_unlock(w, &q->fx[MPROC__QFX_PLOCK]);
-  } else {
-    mproc__q_recover_get(q);
-    mproc__q_unlock(w, &q->fx[MPROC__QFX_GLOCK]);
-  }
-}
-
-static void mproc__q_lock_put(mproc_queue *q) {
-  if (mproc__q_lock(&q->h->p.v.lock, &q->fx[MPROC__QFX_PLOCK]) ==
-      MPROC_EOWNERDEAD)
-    mproc__q_recover_put(q);
-}
-
-static void mproc__q_unlock_put(mproc_queue *q) {
-  mproc__q_unlock(&q->h->p.v.lock, &q->fx[MPROC__QFX_PLOCK]);
-}
-
-static void mproc__q_lock_get(mproc_queue *q) {
-  if (mproc__q_lock(&q->h->g.v.lock, &q->fx[MPROC__QFX_GLOCK]) ==
-      MPROC_EOWNERDEAD)
-    mproc__q_recover_get(q);
-}
-
-static void mproc__q_unlock_get(mproc_queue *q) {
-  mproc__q_unlock(&q->h->g.v.lock, &q->fx[MPROC__QFX_GLOCK]);
+  mproc__q_recover(q, side);
+  mproc__q_unlock(q, side);
 }
 
 /* ---- the critical sections ------------------------------------------------ */
@@ -495,12 +477,12 @@ static void mproc__q_fx_words(mproc__qhdr *h, int i, volatile uint32_t **word,
                               volatile uint32_t **waiters) {
   switch (i) {
   case MPROC__QFX_PLOCK:
-    *word = &h->p.v.lock;
-    *waiters = &h->p.v.lock_fxw;
+    *word = &h->p.v.lock.word;
+    *waiters = &h->p.v.lock.fxw;
     break;
   case MPROC__QFX_GLOCK:
-    *word = &h->g.v.lock;
-    *waiters = &h->g.v.lock_fxw;
+    *word = &h->g.v.lock.word;
+    *waiters = &h->g.v.lock.fxw;
     break;
   case MPROC__QFX_NE:
     *word = &h->ne.v.seq;
@@ -580,9 +562,9 @@ int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
 
 int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
                     double timeout) {
-  double deadline = 0;
-  int rc, first = 1;
+  double deadline = MPROC__Q_UNSET;
   uint64_t rec;
+  int rc;
   if ((rc = mproc__q_usable(q)) < 0)
     return rc;
   if ((!data && len) || timeout != timeout) /* NULL data, NaN timeout */
@@ -591,9 +573,10 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
     return MPROC_E2BIG;
   rec = mproc__qr_recsize(len);
   for (;;) {
-    mproc__q_lock_put(q);
+    if (mproc__q_lock(q, MPROC__Q_PUT_SIDE, timeout, &deadline) < 0)
+      return MPROC_EFULL; /* Python: Full when the lock is not had in time */
     rc = mproc__q_put_locked(q, data, (uint32_t)len, MPROC__Q_STOP_NONE);
-    mproc__q_unlock_put(q);
+    mproc__q_unlock(q, MPROC__Q_PUT_SIDE);
     if (rc == MPROC_OK) {
       mproc__q_signal(&q->h->ne.v, &q->fx[MPROC__QFX_NE]);
       return MPROC_OK;
@@ -602,13 +585,10 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
       return rc;
     if (timeout == 0)
       return MPROC_EFULL;
-    if (first) {
-      /* The clock is read only once a put has to wait. */
-      deadline = mproc__q_deadline(timeout);
-      first = 0;
-    }
     rc = mproc__q_wait(q, &q->h->nf.v, &q->fx[MPROC__QFX_NF],
-                       mproc__q_has_room, rec, deadline, MPROC__Q_GET_SIDE);
+                       mproc__q_has_room, rec,
+                       mproc__q_deadline(timeout, &deadline),
+                       MPROC__Q_GET_SIDE);
     if (rc == MPROC_ETIMEDOUT) {
       /* Room may have come with the deadline: one last try. */
       timeout = 0;
@@ -621,16 +601,17 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
 
 int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len,
                     double timeout) {
-  double deadline = 0;
-  int rc, first = 1;
+  double deadline = MPROC__Q_UNSET;
+  int rc;
   if ((rc = mproc__q_usable(q)) < 0)
     return rc;
   if (!len || (!buf && cap) || timeout != timeout)
     return MPROC_EINVAL;
   for (;;) {
-    mproc__q_lock_get(q);
+    if (mproc__q_lock(q, MPROC__Q_GET_SIDE, timeout, &deadline) < 0)
+      return MPROC_EEMPTY; /* Python: Empty when the lock is not had in time */
     rc = mproc__q_get_locked(q, buf, cap, len, MPROC__Q_STOP_NONE);
-    mproc__q_unlock_get(q);
+    mproc__q_unlock(q, MPROC__Q_GET_SIDE);
     if (rc == MPROC_OK) {
       mproc__q_signal(&q->h->nf.v, &q->fx[MPROC__QFX_NF]);
       return MPROC_OK;
@@ -639,12 +620,10 @@ int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len,
       return rc;
     if (timeout == 0)
       return MPROC_EEMPTY;
-    if (first) {
-      deadline = mproc__q_deadline(timeout);
-      first = 0;
-    }
     rc = mproc__q_wait(q, &q->h->ne.v, &q->fx[MPROC__QFX_NE],
-                       mproc__q_has_data, 0, deadline, MPROC__Q_PUT_SIDE);
+                       mproc__q_has_data, 0,
+                       mproc__q_deadline(timeout, &deadline),
+                       MPROC__Q_PUT_SIDE);
     if (rc == MPROC_ETIMEDOUT) {
       timeout = 0;
       continue;
@@ -720,7 +699,7 @@ int mproc_queue_join(mproc_queue *q, double timeout) {
     return MPROC_EINVAL;
   if (!q->joinable)
     return MPROC_ESTATE;
-  deadline = mproc__q_deadline(timeout);
+  deadline = mproc__deadline(timeout);
   for (;;) {
     uint32_t seen = mproc__load32(&q->h->jn.v.seq);
     if (mproc__q_join_done(q, 0))
@@ -867,22 +846,24 @@ const mproc__objtype mproc__queue_type = {MPROC_OBJ_QUEUE, mproc__q_export,
 
 int mproc__queue_test_stop_put(mproc_queue *q, const void *data, size_t len,
                                int stage) {
+  double deadline = MPROC__Q_UNSET;
   int rc = mproc__q_usable(q);
   if (rc < 0)
     return rc;
   if (len > q->max_msg || (!data && len))
     return MPROC_EINVAL;
-  mproc__q_lock_put(q);
+  (void)mproc__q_lock(q, MPROC__Q_PUT_SIDE, -1.0, &deadline);
   return mproc__q_put_locked(q, data, (uint32_t)len, stage);
 }
 
 int mproc__queue_test_stop_get(mproc_queue *q, void *buf, size_t cap,
                                size_t *len, int stage) {
+  double deadline = MPROC__Q_UNSET;
   int rc = mproc__q_usable(q);
   if (rc < 0)
     return rc;
   if (!len || (!buf && cap))
     return MPROC_EINVAL;
-  mproc__q_lock_get(q);
+  (void)mproc__q_lock(q, MPROC__Q_GET_SIDE, -1.0, &deadline);
   return mproc__q_get_locked(q, buf, cap, len, stage);
 }

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -13,6 +16,10 @@
 #include <vector>
 
 #include "test_util.h"
+
+#ifndef _WIN32
+#include <signal.h>
+#endif
 
 extern "C" {
 #include "queue_ring.h"
@@ -204,6 +211,28 @@ TEST_ENTRY(q_die_in_lock) {
                  MPROC_OK
              ? 0
              : 3;
+}
+
+// q, side (0 put, 1 get), ready pipe (w): takes that side's lock (get:
+// copies the first message out but leaves it), says "R", then holds the
+// lock while it sleeps (the parent stops it with SIGSTOP where it can).
+TEST_ENTRY(q_hold_lock) {
+  mproc_queue *q = arg_queue(args, 0);
+  mproc_handle_t ready = MPROC_INVALID_HANDLE;
+  char buf[64];
+  size_t len = 0;
+  int rc;
+  if (!q || mproc_arg_handle(args, 2, &ready) != MPROC_OK)
+    return 2;
+  if (arg_int(args, 1) == 0)
+    rc = mproc__queue_test_stop_put(q, "held", 4, MPROC__Q_STOP_NONE);
+  else
+    rc = mproc__queue_test_stop_get(q, buf, sizeof buf, &len,
+                                    MPROC__Q_STOP_WRITTEN);
+  if (rc != MPROC_OK || !test_write_all(ready, "R", 1))
+    return 3;
+  test_sleep_ms(120000);
+  return 4;
 }
 
 // q, total, size: puts `total` bytes in messages of `size`, exits at once.
@@ -790,6 +819,80 @@ TEST(QueueProcesses, WaitersRepairWhatADeadHolderLeft) {
   EXPECT_EQ(put_str(q, "next", 20), MPROC_OK);
   EXPECT_LT(test_now() - t0, 15.0);
   EXPECT_EQ(get_str(q, 5), "next");
+}
+
+// A live holder of a side's lock (stopped, in a debugger, or just slow)
+// must not stretch a timed put or get past its timeout: the lock wait is
+// part of the call and gives up with the call's own "nothing in time"
+// code.  (Issue 8 item 2: get(0) took 7.5 s, get(0.05) 3 s.)
+static void stopped_holder(int side) {
+  Q q(0, 4096);
+  ASSERT_EQ(put_str(q, "x"), MPROC_OK);
+  TestPipe ready;
+  QArgs a({q}, {side});
+  a.h(ready.w);
+  mproc_process *p = test_start("q_hold_lock", a);
+  ready.close_w();
+  ASSERT_EQ(test_read_n(ready.r, 1), "R");
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+#ifndef _WIN32
+  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+  // Should a call hang on the held lock, end it by killing the holder
+  // after a while, so the bounds below fail instead of the test hanging.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lk(mu);
+    if (!cv.wait_for(lk, std::chrono::seconds(20), [&] { return done; }))
+      mproc_process_kill(p);
+  });
+  char buf[64];
+  size_t len = 0;
+  const double timeouts[] = {0, 0.05, 0.2};
+  for (double t : timeouts) {
+    double t0 = test_now();
+    if (side == 0)
+      EXPECT_EQ(mproc_queue_put(q, "y", 1, t), MPROC_EFULL) << t;
+    else
+      EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, t), MPROC_EEMPTY)
+          << t;
+    EXPECT_LT(test_now() - t0, t + 2.0) << t;
+  }
+  // The other side is not held: it works as usual.
+  if (side == 0) {
+    EXPECT_EQ(get_str(q, 5), "x");
+  } else {
+    EXPECT_EQ(mproc_queue_put(q, "y", 1, 5), MPROC_OK);
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK); // SIGKILL ends a stopped one
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+  // Dead now: the next call takes the lock over.
+  if (side == 0) {
+    EXPECT_EQ(put_str(q, "z", 10), MPROC_OK);
+    EXPECT_EQ(get_str(q, 5), "held");
+    EXPECT_EQ(get_str(q, 5), "z");
+  } else {
+    EXPECT_EQ(get_str(q, 10), "x");
+    EXPECT_EQ(get_str(q, 5), "y");
+  }
+}
+
+TEST(QueueProcesses, StoppedPutLockHolderDoesNotStretchPutTimeouts) {
+  stopped_holder(0);
+}
+
+TEST(QueueProcesses, StoppedGetLockHolderDoesNotStretchGetTimeouts) {
+  stopped_holder(1);
 }
 
 TEST(QueueProcesses, ChildPutsAndExitsThenIsJoinedBeforeDraining) {

@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <limits>
 #include <set>
@@ -16,7 +19,12 @@
 
 extern "C" {
 #include "ipc.h"
+#include "sync.h"
 }
+
+#ifndef _WIN32
+#include <signal.h>
+#endif
 
 namespace {
 
@@ -76,6 +84,18 @@ struct LockGuardFree {
 };
 
 } // namespace
+
+// A barrier action's data: actions get no arguments, so each process points
+// this at its own mapping of the counter before it waits.
+static volatile uint32_t *g_action_count;
+
+TEST_ENTRY(sync_bar_action) {
+  if (g_action_count)
+    atomic_add(g_action_count, 1);
+  return 0;
+}
+
+TEST_ENTRY(sync_bar_action_fail) { return 1; }
 
 // ---- Lock and RLock, one process --------------------------------------------
 
@@ -591,6 +611,91 @@ TEST(Barrier, AbortAndResetReleaseWaitersWithBroken) {
   mproc_barrier_free(b);
 }
 
+TEST(Barrier, ActionRunsOncePerCycleBeforeAnyoneLeaves) {
+  volatile uint32_t count = 0;
+  g_action_count = &count;
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "sync_bar_action";
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 3, &o), MPROC_OK);
+  const int rounds = 5;
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; t++)
+    ts.emplace_back([&] {
+      for (int r = 1; r <= rounds; r++) {
+        unsigned idx = 99;
+        if (mproc_barrier_wait(b, 30, &idx) != MPROC_OK)
+          bad++;
+        // Ran once for this cycle (and once per earlier cycle), before
+        // anyone was released.
+        if (mproc__load32(&count) != (uint32_t)(2 * r - 1))
+          bad++;
+        if (mproc_barrier_wait(b, 30, nullptr) != MPROC_OK) // keep in step
+          bad++;
+      }
+    });
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(mproc__load32(&count), (uint32_t)(2 * rounds));
+  g_action_count = nullptr;
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, FailingActionBreaksItForEveryParty) {
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "sync_bar_action_fail";
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_OK);
+  int r1 = 0, r2 = 0;
+  std::thread t([&] { r1 = mproc_barrier_wait(b, 30, nullptr); });
+  r2 = mproc_barrier_wait(b, 30, nullptr);
+  t.join();
+  EXPECT_EQ(r1, MPROC_EBROKEN);
+  EXPECT_EQ(r2, MPROC_EBROKEN);
+  EXPECT_EQ(mproc_barrier_broken(b), 1);
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, CreateExChecksItsOptions) {
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "no_such_entry";
+  EXPECT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_ENOENTRY);
+  EXPECT_EQ(b, nullptr);
+  o.action = nullptr;
+  o.timeout = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_EINVAL);
+  EXPECT_EQ(mproc_barrier_create_ex(&b, 0, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_barrier_create_ex(nullptr, 2, nullptr), MPROC_EINVAL);
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 2, nullptr), MPROC_OK);
+  EXPECT_EQ(mproc_barrier_parties(b), 2u);
+  mproc_barrier_free(b);
+}
+
+TEST(Barrier, DefaultTimeoutAppliesToNegativeTimeouts) {
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.timeout = 0.1;
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 2, &o), MPROC_OK);
+  double t0 = test_now();
+  EXPECT_EQ(mproc_barrier_wait(b, MPROC_FOREVER, nullptr), MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 5.0);
+  EXPECT_EQ(mproc_barrier_broken(b), 1);
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  // A timeout given to the call wins over the default.
+  int r1 = 0;
+  std::thread t([&] { r1 = mproc_barrier_wait(b, 30, nullptr); });
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(1);
+  test_sleep_ms(300); // longer than the default: the thread still waits
+  EXPECT_EQ(mproc_barrier_wait(b, 30, nullptr), MPROC_OK);
+  t.join();
+  EXPECT_EQ(r1, MPROC_OK);
+  mproc_barrier_free(b);
+}
+
 // ---- across processes -------------------------------------------------------
 
 namespace {
@@ -765,6 +870,111 @@ TEST(CrossProcess, KilledButUnreapedHolderGivesOwnerDead) {
 
 TEST(CrossProcess, KilledRecursiveRLockHolderGivesOwnerDead) {
   killed_holder(1, 3, true);
+}
+
+// A live holder that does not run (SIGSTOP, a debugger) must not stretch
+// a timed acquire: it returns by its timeout.
+TEST(CrossProcess, StoppedHolderDoesNotStretchTimedAcquire) {
+  for (int recursive = 0; recursive < 2; recursive++) {
+    mproc_lock *l = nullptr;
+    ASSERT_EQ(mproc_lock_create(&l, recursive), MPROC_OK);
+    LockGuardFree g{l};
+    TestPipe ready;
+    Args a;
+    add_obj(a, l);
+    a.h(ready.w).i(1);
+    mproc_process *p = test_start("sync_hold_forever", a);
+    ready.close_w();
+    ASSERT_EQ(test_read_n(ready.r, 1), "R");
+    int64_t pid = 0;
+    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+#ifndef _WIN32
+    EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+    EXPECT_EQ(mproc_lock_locked(l), 1);
+    for (double t : {0.0, 0.05, 0.3}) {
+      double t0 = test_now();
+      EXPECT_EQ(mproc_lock_acquire(l, t), MPROC_ETIMEDOUT) << t;
+      EXPECT_LT(test_now() - t0, t + 2.0) << t;
+    }
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+    EXPECT_EQ(mproc_lock_acquire(l, 30), MPROC_EOWNERDEAD);
+    EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+  }
+}
+
+// args: ready pipe (w): says "R" and waits (the parent kills it).
+TEST_ENTRY(sync_stay_alive) {
+  test_write_all(arg_handle(args, 0), "R", 1);
+  test_sleep_ms(120000);
+  return 0;
+}
+
+// A holder that died and whose pid now names another, live process must
+// still be seen as dead: the lock records its holder's start time too.
+// Planted with a test hook: the word names a live child, the stamp a start
+// time that is not the child's.
+TEST(CrossProcess, DeadHolderWithReusedPidGivesOwnerDead) {
+  for (int recursive = 0; recursive < 2; recursive++) {
+    mproc_lock *l = nullptr;
+    ASSERT_EQ(mproc_lock_create(&l, recursive), MPROC_OK);
+    LockGuardFree g{l};
+    TestPipe ready;
+    Args a;
+    a.h(ready.w);
+    mproc_process *p = test_start("sync_stay_alive", a);
+    ready.close_w();
+    ASSERT_EQ(test_read_n(ready.r, 1), "R");
+    int64_t pid = 0;
+    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    mproc__lock_test_plant(l, (uint32_t)pid);
+    EXPECT_EQ(mproc_lock_locked(l), 1);
+    double t0 = test_now();
+    EXPECT_EQ(mproc_lock_acquire(l, 30), MPROC_EOWNERDEAD);
+    EXPECT_LT(test_now() - t0, 5.0);
+    EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 0);
+    // The real process with that pid, alive, holds it: not dead.
+    TestPipe r2, go;
+    Args b;
+    add_obj(b, l);
+    b.h(r2.w).i(1);
+    mproc_process *h = test_start("sync_hold_forever", b);
+    r2.close_w();
+    ASSERT_EQ(test_read_n(r2.r, 1), "R");
+    EXPECT_EQ(mproc_lock_acquire(l, 0.3), MPROC_ETIMEDOUT);
+    EXPECT_EQ(mproc_process_kill(h), MPROC_OK);
+    EXPECT_EQ(test_join_code(h), -9);
+    mproc_process_free(h);
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+  }
+}
+
+TEST(Lock, LockedSaysWhetherAnyoneHoldsIt) {
+  for (int recursive = 0; recursive < 2; recursive++) {
+    mproc_lock *l = nullptr;
+    EXPECT_EQ(mproc_lock_locked(nullptr), MPROC_EINVAL);
+    ASSERT_EQ(mproc_lock_create(&l, recursive), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 0);
+    EXPECT_EQ(mproc_lock_acquire(l, 0), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 1);
+    int other = -1;
+    std::thread t([&] { other = mproc_lock_locked(l); });
+    t.join();
+    EXPECT_EQ(other, 1); // held by another thread: still locked
+    if (recursive) {
+      EXPECT_EQ(mproc_lock_acquire(l, 0), MPROC_OK);
+      EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+      EXPECT_EQ(mproc_lock_locked(l), 1);
+    }
+    EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+    EXPECT_EQ(mproc_lock_locked(l), 0);
+    mproc_lock_free(l);
+  }
 }
 
 // args: semaphore, segment, rounds
@@ -1166,8 +1376,8 @@ TEST(CrossProcess, KilledWaiterDoesNotBlockTheCondition) {
   EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
   EXPECT_EQ(test_join_code(p), -9);
   mproc_process_free(p);
-  // The dead waiter's slot may absorb one notification (documented); the
-  // condition stays usable: a live waiter is woken by notify_all.
+  // The dead waiter's slot absorbs nothing; the condition stays usable: a
+  // live waiter is woken by notify_all.
   std::atomic<int> got{-100}, in{0};
   std::thread t([&] {
     mproc_condition_acquire(c, -1);
@@ -1184,4 +1394,229 @@ TEST(CrossProcess, KilledWaiterDoesNotBlockTheCondition) {
   t.join();
   EXPECT_EQ(got.load(), MPROC_OK);
   mproc_condition_free(c);
+}
+
+// Issue 8 item 5: a party killed while it waits must break the barrier
+// (not let it open with too few live parties), and reset() must make the
+// barrier usable again.
+TEST(CrossProcess, PartyKilledWhileWaitingBreaksBarrierAndResetRecovers) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 3), MPROC_OK);
+  Args a1;
+  add_obj(a1, b);
+  a1.d(60);
+  mproc_process *p1 = test_start("sync_barrier_once", a1);
+  double t0 = test_now();
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(5);
+  ASSERT_EQ(mproc_barrier_n_waiting(b), 1u);
+  EXPECT_EQ(mproc_process_kill(p1), MPROC_OK);
+  EXPECT_EQ(test_join_code(p1), -9);
+  mproc_process_free(p1);
+  // Two live parties arrive: with the dead one that makes three, but the
+  // barrier must not open.
+  mproc_process *p2 = test_start("sync_barrier_once", a1);
+  t0 = test_now();
+  EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_EBROKEN);
+  EXPECT_LT(test_now() - t0, 30.0);
+  EXPECT_EQ(test_join_code(p2), 10 - MPROC_EBROKEN);
+  mproc_process_free(p2);
+  EXPECT_EQ(mproc_barrier_broken(b), 1);
+  // Reset, and a fresh cycle with three live parties passes.
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  EXPECT_EQ(mproc_barrier_broken(b), 0);
+  EXPECT_EQ(mproc_barrier_n_waiting(b), 0u);
+  mproc_process *p3 = test_start("sync_barrier_once", a1);
+  mproc_process *p4 = test_start("sync_barrier_once", a1);
+  EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+  EXPECT_EQ(test_join_code(p3), 10);
+  EXPECT_EQ(test_join_code(p4), 10);
+  mproc_process_free(p3);
+  mproc_process_free(p4);
+  mproc_barrier_free(b);
+}
+
+// Reset while a dead party still counts as waiting: reset alone recovers.
+TEST(CrossProcess, ResetCountsOutAPartyThatDiedWaiting) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 2), MPROC_OK);
+  Args a1;
+  add_obj(a1, b);
+  a1.d(60);
+  mproc_process *p1 = test_start("sync_barrier_once", a1);
+  double t0 = test_now();
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(5);
+  EXPECT_EQ(mproc_process_kill(p1), MPROC_OK);
+  EXPECT_EQ(test_join_code(p1), -9);
+  mproc_process_free(p1);
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  EXPECT_EQ(mproc_barrier_n_waiting(b), 0u);
+  mproc_process *p2 = test_start("sync_barrier_once", a1);
+  EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+  EXPECT_EQ(test_join_code(p2), 10);
+  mproc_process_free(p2);
+  mproc_barrier_free(b);
+}
+
+// args: barrier, segment (a uint32 counter), rounds: the action counts.
+TEST_ENTRY(sync_barrier_action_party) {
+  mproc_barrier *b = arg_obj<mproc_barrier>(args, 0, MPROC_OBJ_BARRIER);
+  mproc__seg seg;
+  volatile uint32_t *n = child_seg<volatile uint32_t>(args, 1, &seg);
+  if (!b || !n)
+    return 2;
+  g_action_count = n;
+  for (int64_t r = 1; r <= arg_int(args, 2); r++) {
+    if (mproc_barrier_wait(b, 60, nullptr) != MPROC_OK)
+      return 3;
+    if (mproc__load32(n) != (uint32_t)(2 * r - 1))
+      return 4;
+    if (mproc_barrier_wait(b, 60, nullptr) != MPROC_OK)
+      return 5;
+  }
+  return 0;
+}
+
+TEST(CrossProcess, BarrierActionRunsOnceInWhicheverProcessArrivesLast) {
+  RawSeg seg(sizeof(uint32_t));
+  g_action_count = seg.as<volatile uint32_t>();
+  mproc_barrier *b = nullptr;
+  mproc_barrier_options o{};
+  o.action = "sync_bar_action";
+  ASSERT_EQ(mproc_barrier_create_ex(&b, 3, &o), MPROC_OK);
+  const int rounds = 3;
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 2; i++) {
+    Args a;
+    add_obj(a, b);
+    a.h(seg.h()).i(rounds);
+    ps.push_back(test_start("sync_barrier_action_party", a));
+  }
+  for (int r = 1; r <= rounds; r++) {
+    EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+    EXPECT_EQ(mproc__load32(g_action_count), (uint32_t)(2 * r - 1));
+    EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_OK);
+  }
+  for (auto *p : ps) {
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+  }
+  EXPECT_EQ(mproc__load32(g_action_count), (uint32_t)(2 * rounds));
+  g_action_count = nullptr;
+  mproc_barrier_free(b);
+}
+
+// args: condition, segment: waits once; 0 when notified, else 10 - rc.
+TEST_ENTRY(sync_wait_notified) {
+  mproc_condition *c = arg_obj<mproc_condition>(args, 0, MPROC_OBJ_CONDITION);
+  mproc__seg seg;
+  Counter *f = child_seg<Counter>(args, 1, &seg);
+  if (!c || !f || mproc_condition_acquire(c, 60) != MPROC_OK)
+    return 2;
+  atomic_add(&f->inside, 1);
+  int rc = mproc_condition_wait(c, 60);
+  mproc_condition_release(c);
+  return rc == MPROC_OK ? 0 : 10 - rc;
+}
+
+// Issue 8 item 6: notify(1) must reach a live waiter, not the slot of one
+// that was killed while waiting (the oldest, so notify would pick it).
+TEST(CrossProcess, NotifyOneSkipsAWaiterKilledWhileWaiting) {
+  RawSeg seg(sizeof(Counter));
+  mproc_condition *c = nullptr;
+  ASSERT_EQ(mproc_condition_create(&c, nullptr), MPROC_OK);
+  Args a;
+  add_obj(a, c);
+  a.h(seg.h());
+  mproc_process *ps[2];
+  for (uint32_t i = 0; i < 2; i++) {
+    ps[i] = test_start("sync_wait_notified", a);
+    double t0 = test_now();
+    while (mproc__load32(&seg.as<Counter>()->inside) != i + 1 &&
+           test_now() - t0 < 30)
+      test_sleep_ms(5);
+    // It holds the lock until it is inside wait().
+    ASSERT_EQ(mproc_condition_acquire(c, 60), MPROC_OK);
+    ASSERT_EQ(mproc_condition_release(c), MPROC_OK);
+  }
+  EXPECT_EQ(mproc_process_kill(ps[0]), MPROC_OK);
+  EXPECT_EQ(test_join_code(ps[0]), -9);
+  ASSERT_EQ(mproc_condition_acquire(c, 60), MPROC_OK);
+  EXPECT_EQ(mproc_condition_notify(c, 1), MPROC_OK);
+  EXPECT_EQ(mproc_condition_release(c), MPROC_OK);
+  // Woken by the notify, not by its own 60 s timeout.
+  double t0 = test_now();
+  EXPECT_EQ(mproc_process_join(ps[1], 20), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 20.0);
+  if (test_now() - t0 >= 20.0) {
+    EXPECT_EQ(mproc_process_kill(ps[1]), MPROC_OK);
+  }
+  EXPECT_EQ(test_join_code(ps[1]), 0);
+  for (auto *p : ps)
+    mproc_process_free(p);
+  mproc_condition_free(c);
+}
+
+// args: barrier, ready pipe (w): takes the barrier's internal lock, says
+// "R" and keeps it (the parent stops it with SIGSTOP where it can).
+TEST_ENTRY(sync_barrier_hold_lock) {
+  mproc_barrier *b = arg_obj<mproc_barrier>(args, 0, MPROC_OBJ_BARRIER);
+  if (!b)
+    return 2;
+  mproc__barrier_test_hold(b);
+  test_write_all(arg_handle(args, 1), "R", 1);
+  test_sleep_ms(120000);
+  return 0;
+}
+
+// Issue 8 item 2, barrier part: a party stopped inside the barrier's
+// internal lock must not stretch another party's timed wait.
+TEST(CrossProcess, StoppedPartyInsideTheBarrierLockDoesNotStretchWaits) {
+  mproc_barrier *b = nullptr;
+  ASSERT_EQ(mproc_barrier_create(&b, 2), MPROC_OK);
+  TestPipe ready;
+  Args a;
+  add_obj(a, b);
+  a.h(ready.w);
+  mproc_process *p = test_start("sync_barrier_hold_lock", a);
+  ready.close_w();
+  ASSERT_EQ(test_read_n(ready.r, 1), "R");
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+#ifndef _WIN32
+  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+  // Should the wait hang on the held lock, end it by killing the holder.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lk(mu);
+    if (!cv.wait_for(lk, std::chrono::seconds(20), [&] { return done; }))
+      mproc_process_kill(p);
+  });
+  for (double t : {0.0, 0.2}) {
+    double t0 = test_now();
+    EXPECT_EQ(mproc_barrier_wait(b, t, nullptr), MPROC_ETIMEDOUT) << t;
+    EXPECT_LT(test_now() - t0, t + 2.0) << t;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    done = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+  // The dead holder's lock is taken over (the barrier is broken by it):
+  // reset makes it usable again.
+  EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
+  int other = -100;
+  std::thread t([&] { other = mproc_barrier_wait(b, 30, nullptr); });
+  EXPECT_EQ(mproc_barrier_wait(b, 30, nullptr), MPROC_OK);
+  t.join();
+  EXPECT_EQ(other, MPROC_OK);
+  mproc_barrier_free(b);
 }

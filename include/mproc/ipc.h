@@ -130,10 +130,21 @@ typedef struct mproc_lock mproc_lock;
  * acquire takes the lock and returns MPROC_EOWNERDEAD instead of 0: the
  * data it protects may be half-updated; repair it, then release as usual. */
 MPROC_API int mproc_lock_create(mproc_lock **out, int recursive);
-/* 0 (acquired), MPROC_EOWNERDEAD (acquired), MPROC_ETIMEDOUT. */
+/* 0 (acquired), MPROC_EOWNERDEAD (acquired), MPROC_ETIMEDOUT.  Returns by
+ * the timeout whatever the holder does (even when it is stopped, e.g. by
+ * SIGSTOP or a debugger).  A holder counts as dead once its process has
+ * exited (a zombie included) or its pid names a process started at
+ * another time (the pid was reused), so pid reuse cannot wedge a lock.
+ * The check is made while waiting (about every 50 ms), not by
+ * try-acquires (timeout 0) or waits shorter than a few milliseconds. */
 MPROC_API int mproc_lock_acquire(mproc_lock *lock, double timeout);
 /* MPROC_ESTATE if not held; RLock: MPROC_EPERM if held by someone else. */
 MPROC_API int mproc_lock_release(mproc_lock *lock);
+/* Python's Lock.locked(): 1 if any thread of any process holds the lock
+ * (Lock or RLock), 0 if it is free; a snapshot that may be stale by the
+ * time it returns.  A lock whose holder died counts as held until the next
+ * acquire takes it over.  Thread-safe, never blocks. */
+MPROC_API int mproc_lock_locked(mproc_lock *lock);
 MPROC_API mproc_lock *mproc_lock_free(mproc_lock *lock);
 
 /* ------------------------------------------------------------------------ */
@@ -184,14 +195,20 @@ MPROC_API int mproc_condition_release(mproc_condition *cond);
 /* Release the lock, wait for a notify (or the timeout), re-acquire.  The
  * lock must be held (MPROC_ESTATE otherwise).  Returns 0 when notified,
  * MPROC_ETIMEDOUT; the lock is held again in both cases (may also be
- * MPROC_EOWNERDEAD, as for mproc_lock_acquire). */
+ * MPROC_EOWNERDEAD, as for mproc_lock_acquire).  The one timed call that
+ * may return after its deadline: like Python's (and pthread_cond_timedwait)
+ * it must return holding the lock, so after the timeout it still waits for
+ * whoever holds the lock then to release it (or die). */
 MPROC_API int mproc_condition_wait(mproc_condition *cond, double timeout);
 /* Python's wait_for: wait until pred(ctx) is non-zero; returns 0 then, or
  * MPROC_ETIMEDOUT with the predicate still false. */
 MPROC_API int mproc_condition_wait_for(mproc_condition *cond,
                                        int (*pred)(void *ctx), void *ctx,
                                        double timeout);
-/* Wake up to n waiters / all.  The lock must be held (MPROC_ESTATE). */
+/* Wake up to n waiters / all, oldest first.  The lock must be held
+ * (MPROC_ESTATE).  A waiter whose process died while it waited is skipped
+ * (notify checks that another process's waiter still runs before giving
+ * it a notification), so notify(n) reaches live waiters. */
 MPROC_API int mproc_condition_notify(mproc_condition *cond, unsigned n);
 MPROC_API int mproc_condition_notify_all(mproc_condition *cond);
 MPROC_API mproc_condition *mproc_condition_free(mproc_condition *cond);
@@ -202,14 +219,49 @@ MPROC_API mproc_condition *mproc_condition_free(mproc_condition *cond);
 
 typedef struct mproc_barrier mproc_barrier;
 
+/* Python's Barrier(parties, action=None, timeout=None). */
+typedef struct mproc_barrier_options {
+  /* Name of an entry of the dispatch table (NULL: none), run once per
+   * cycle by the last party to arrive, on that party's thread in its
+   * process, before the others are released (CPython's rule).  It gets an
+   * empty argument list and finds its data the way any code in that
+   * process does (an entry name, not a function pointer, so that it works
+   * in spawned children and on Windows).  A non-zero
+   * return, or an entry a child cannot find, breaks the barrier: every
+   * party of the cycle, the one that ran it included, gets MPROC_EBROKEN.
+   * While it runs the others keep waiting, and their timeouts still
+   * count. */
+  const char *action;
+  /* Default timeout, in seconds, of waits called with a negative timeout
+   * (Python's None); 0 or negative: none (wait without limit). */
+  double timeout;
+} mproc_barrier_options;
+
+/* parties: 1 .. 2^31-1.  MPROC_ENOENTRY if opts->action names no entry
+ * (mproc_main() must have been called), MPROC_EINVAL for bad arguments
+ * (a NaN timeout among them).  `opts` may be NULL and is copied (the
+ * action's name too); mproc_barrier_create(out, n) is _ex(out, n, NULL).
+ * Children that receive the barrier get its action and default timeout. */
+MPROC_API int mproc_barrier_create_ex(mproc_barrier **out, unsigned parties,
+                                      const mproc_barrier_options *opts);
 MPROC_API int mproc_barrier_create(mproc_barrier **out, unsigned parties);
 /* Wait for all parties.  0 with *index (0..parties-1, may be NULL) when the
- * barrier opens; MPROC_EBROKEN if it is or becomes broken (abort, or another
- * waiter's timeout); MPROC_ETIMEDOUT breaks it for everyone. */
+ * barrier opens; MPROC_EBROKEN if it is or becomes broken (abort, another
+ * waiter's timeout, a failed action, or a party whose process died inside
+ * wait()); MPROC_ETIMEDOUT breaks it for everyone.  A negative timeout
+ * means the barrier's default (Python's None; without a default, no
+ * limit).  Returns by the deadline whatever the other parties do (one
+ * stopped inside the barrier's internal lock included: the waiter then
+ * leaves the barrier broken).  A party killed while waiting is noticed by
+ * the last arrival (before opening), by the other waiters within about
+ * 0.1 s, and by reset(); the first 1024 parties inside wait() at once are
+ * watched, any beyond that are not. */
 MPROC_API int mproc_barrier_wait(mproc_barrier *b, double timeout,
                                  unsigned *index);
 MPROC_API int mproc_barrier_abort(mproc_barrier *b);
-/* Back to the initial state; waiters in the old cycle get MPROC_EBROKEN. */
+/* Back to the initial state; waiters in the old cycle get MPROC_EBROKEN.
+ * Parties whose process died inside wait() are counted out first, so a
+ * barrier broken by a dead party is usable again after a reset. */
 MPROC_API int mproc_barrier_reset(mproc_barrier *b);
 MPROC_API unsigned mproc_barrier_parties(mproc_barrier *b);
 MPROC_API unsigned mproc_barrier_n_waiting(mproc_barrier *b);
@@ -282,12 +334,16 @@ typedef struct mproc_queue_options {
 /* A message is at most capacity/2 bytes (MPROC_E2BIG past that). */
 MPROC_API int mproc_queue_create(mproc_queue **out,
                                  const mproc_queue_options *opts);
-/* timeout 0: put_nowait.  MPROC_EFULL when no room came in time,
- * MPROC_ECLOSED after close. */
+/* timeout 0: put_nowait.  MPROC_EFULL when no room came in time, or when
+ * the queue's internal lock stayed held by another process (even a stopped
+ * one) until the timeout (Python's Full); a nowait put waits up to 2 ms
+ * for that lock.  MPROC_ECLOSED after close.  Returns by the timeout. */
 MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
                               double timeout);
-/* timeout 0: get_nowait.  MPROC_EEMPTY when nothing came in time;
- * MPROC_ERANGE with *len set if cap is too small (the message stays). */
+/* timeout 0: get_nowait.  MPROC_EEMPTY when nothing came in time, or when
+ * the internal lock stayed held by another process until the timeout (as
+ * for put); MPROC_ERANGE with *len set if cap is too small (the message
+ * stays).  Returns by the timeout. */
 MPROC_API int mproc_queue_get(mproc_queue *q, void *buf, size_t cap,
                               size_t *len, double timeout);
 /* Approximate, as in Python. */

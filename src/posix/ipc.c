@@ -446,38 +446,94 @@ void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
 
 /* ---- owners -------------------------------------------------------------- */
 
-int mproc__pid_alive(int64_t pid) {
+/* What /proc/<pid>/stat says about a process: its state letter and its
+ * start time (field 22, clock ticks since boot).  0 if it cannot be read:
+ * no /proc (a chroot), another pid namespace, or the process is gone. */
+static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
+#ifdef __linux__
+  char path[64], buf[512];
+  const char *p;
+  ssize_t n;
+  int fd, field;
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  n = read(fd, buf, sizeof buf - 1);
+  (void)close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  p = strrchr(buf, ')'); /* the command name may contain anything */
+  if (!p || p[1] != ' ' || !p[2])
+    return 0;
+  *state = p[2];
+  /* p + 2 is field 3; field 22 follows 19 more separators. */
+  for (p += 2, field = 3; field < 22 && *p; p++)
+    if (*p == ' ')
+      field++;
+  *start = field == 22 ? strtoull(p, NULL, 10) : 0;
+  return 1;
+#else
+  (void)pid;
+  (void)state;
+  (void)start;
+  return 0;
+#endif
+}
+
+/* A start time folded to the 32 bits a stamp keeps; 0 is "unknown". */
+static uint32_t mproc__fold_start(uint64_t t) {
+  uint32_t f = (uint32_t)(t ^ (t >> 32));
+  return t == 0 ? 0u : f ? f : 1u;
+}
+
+uint64_t mproc__self_stamp(void) {
+  /* Read once per process.  The cache carries the pid it was read in: a
+   * fork child (whose pid cache the atfork handler clears) reads its own. */
+  static uint64_t cache;
+  uint64_t pid = (uint64_t)mproc__plat_getpid(), s;
+  char state;
+  uint64_t start = 0;
+  s = __atomic_load_n(&cache, __ATOMIC_RELAXED);
+  if (s >> 32 == pid && s != 0)
+    return s;
+  if (!mproc__proc_stat((int64_t)pid, &state, &start))
+    start = 0;
+  s = pid << 32 | mproc__fold_start(start);
+  __atomic_store_n(&cache, s, __ATOMIC_RELAXED);
+  return s;
+}
+
+int mproc__stamp_alive(uint64_t stamp) {
+  int64_t pid = (int64_t)(stamp >> 32);
+  uint32_t start = (uint32_t)stamp;
+  uint64_t now_start = 0;
+  char state = 0;
   if (pid <= 0)
     return 0;
   if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
     return 0;
-#ifdef __linux__
-  {
-    /* kill() succeeds on a zombie, which holds nothing any more: a killed
-     * lock holder stays a zombie until its parent reaps it. */
-    char path[64], buf[256];
-    ssize_t n;
-    int fd;
-    const char *p;
-    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
-    /* kill() said the process exists: anything short of reading a zombie
-     * state means alive.  /proc may be missing (a chroot) or belong to
-     * another pid namespace, where this pid names nobody or someone else;
-     * calling a live holder dead would let two processes into one lock. */
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      return 1;
-    n = read(fd, buf, sizeof buf - 1);
-    (void)close(fd);
-    if (n <= 0)
-      return 1;
-    buf[n] = 0;
-    p = strrchr(buf, ')'); /* the command name may contain anything */
-    if (p && (p[2] == 'Z' || p[2] == 'X'))
-      return 0;
-  }
-#endif
-  return 1;
+  /* kill() said the process exists: anything short of reading a zombie
+   * state or another start time means alive.  /proc may be missing or
+   * belong to another pid namespace, where this pid names nobody or
+   * someone else; calling a live holder dead would let two processes into
+   * one lock. */
+  if (!mproc__proc_stat(pid, &state, &now_start))
+    return 1;
+  /* kill() succeeds on a zombie, which holds nothing any more: a killed
+   * lock holder stays a zombie until its parent reaps it. */
+  if (state == 'Z' || state == 'X')
+    return 0;
+  /* The pid names a process that started at another time: the stamped one
+   * died and the kernel gave its pid to a newcomer. */
+  return start == 0 || now_start == 0 || mproc__fold_start(now_start) == start;
+}
+
+int mproc__pid_alive(int64_t pid) {
+  return pid > 0 && pid <= (int64_t)0xffffffff
+             ? mproc__stamp_alive((uint64_t)pid << 32)
+             : 0;
 }
 
 uint64_t mproc__thread_id(void) {

@@ -660,28 +660,65 @@ void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
 
 /* ---- owners ------------------------------------------------------------------ */
 
-int mproc__pid_alive(int64_t pid) {
-  HANDLE h;
-  DWORD r;
-  if (pid <= 0 || pid > (int64_t)0xffffffffu)
+/* A creation time (FILETIME, 100 ns units) folded to the 32 bits a stamp
+ * keeps; 0 is "unknown". */
+static uint32_t mproc__fold_start(const FILETIME *ft) {
+  uint64_t t = (uint64_t)ft->dwHighDateTime << 32 | ft->dwLowDateTime;
+  uint32_t f = (uint32_t)(t ^ (t >> 32));
+  return t == 0 ? 0u : f ? f : 1u;
+}
+
+static uint32_t mproc__process_start(HANDLE h) {
+  FILETIME created, exited, kernel, user;
+  if (!GetProcessTimes(h, &created, &exited, &kernel, &user))
     return 0;
-  if ((DWORD)pid == GetCurrentProcessId())
-    return 1;
+  return mproc__fold_start(&created);
+}
+
+uint64_t mproc__self_stamp(void) {
+  /* No fork on Windows: one value for the life of the process.  A race
+   * between two first callers stores the same value twice. */
+  static volatile uint64_t cache;
+  uint64_t s = mproc__load64(&cache);
+  if (s == 0) {
+    s = (uint64_t)GetCurrentProcessId() << 32 |
+        mproc__process_start(GetCurrentProcess());
+    mproc__store64(&cache, s);
+  }
+  return s;
+}
+
+int mproc__stamp_alive(uint64_t stamp) {
+  DWORD pid = (DWORD)(stamp >> 32), r;
+  uint32_t start = (uint32_t)stamp, now_start;
+  HANDLE h;
+  if (pid == 0)
+    return 0;
+  if (pid == GetCurrentProcessId())
+    return start == 0 || start == (uint32_t)mproc__self_stamp();
   /* A process object, and with it its pid, exists while any handle to it
    * is open, so a pid that opens names the same process or a newer one
-   * (Windows reuses pids; a lock whose holder died and whose pid was given
-   * to a new process is not detected).  Exited but still referenced: the
-   * object is signaled. */
+   * (Windows reuses pids): the creation time tells them apart.  Exited but
+   * still referenced: the object is signaled. */
   h = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE,
-                  (DWORD)pid);
+                  pid);
   if (!h)
     /* ERROR_INVALID_PARAMETER: no such process.  Anything else (access
      * denied: another user's or a protected process) means it exists; a
      * wrong "dead" would hand a live holder's lock to someone else. */
     return GetLastError() == ERROR_INVALID_PARAMETER ? 0 : 1;
   r = WaitForSingleObject(h, 0);
+  now_start = r == WAIT_OBJECT_0 ? 0 : mproc__process_start(h);
   CloseHandle(h);
-  return r == WAIT_OBJECT_0 ? 0 : 1;
+  if (r == WAIT_OBJECT_0)
+    return 0;
+  return start == 0 || now_start == 0 || now_start == start;
+}
+
+int mproc__pid_alive(int64_t pid) {
+  return pid > 0 && pid <= (int64_t)0xffffffff
+             ? mproc__stamp_alive((uint64_t)pid << 32)
+             : 0;
 }
 
 /* Thread ids are unique system-wide among running threads, which is all an

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "atomics.h"
+#include "ipc.h"
 #include "pool.h"
 #include "thread.h"
 
@@ -104,6 +105,16 @@ typedef struct mproc__worker {
   unsigned long sent;
 } mproc__worker;
 
+/* A result mproc_pool_apply could not hand over (MPROC_ERANGE), kept for
+ * the same thread's next apply of the same task and input. */
+typedef struct mproc__kept {
+  uint64_t tid;
+  mproc_async_result *r;
+  unsigned char *in;
+  size_t in_len;
+  struct mproc__kept *next;
+} mproc__kept;
+
 struct mproc_pool {
   mproc__mutex_t mu;
   mproc__cond cond;
@@ -132,6 +143,7 @@ struct mproc_pool {
   unsigned char *rbuf, *sbuf;
   size_t rcap, scap;
   mproc_async_result *cb_head;
+  mproc__kept *kept; /* one per thread at most */
   struct mproc_pool *all_next;
 };
 
@@ -141,6 +153,17 @@ static mproc_pool *g_pools;
 static int g_atexit_set;
 
 /* ---- small helpers ----------------------------------------------------------- */
+
+/* Whether this process created the pool.  A fork child inherits a copy of
+ * the pool without its handler thread and without its workers (they are
+ * the parent's children): a call that waited would wait forever, and the
+ * pool's lock may have been held by a parent thread at the fork, so the
+ * child must not even take it.  Such calls are MPROC_EPERM, as for a
+ * process object used outside its creator (src/process.c).  `creator` is
+ * written once at create, so reading it needs no lock. */
+static int mproc__pool_mine(const mproc_pool *p) {
+  return p->creator == mproc__plat_getpid();
+}
 
 static char *mproc__pool_strdup(const char *s) {
   size_t n = strlen(s) + 1;
@@ -1091,6 +1114,8 @@ static int mproc__submit(mproc_pool *p, const char *task,
   *out = NULL;
   if (!p || !task || (n && !in))
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(p))
+    return MPROC_EPERM;
   if (!mproc__entry_find(task) || strcmp(task, MPROC_POOL_WORKER_ENTRY) == 0)
     return MPROC_ENOENTRY;
   if (strlen(task) > 4096)
@@ -1189,16 +1214,91 @@ int mproc_pool_apply_async(mproc_pool *pool, const char *task, const void *in,
   return mproc__submit(pool, task, &b, 1, 1, opts, 0, out);
 }
 
+/* The calling thread's kept result, unlinked (NULL: none).  It is
+ * returned if it is for this task and input; else it is dropped: a kept
+ * result answers only the call that repeats the one that got ERANGE. */
+static mproc_async_result *mproc__kept_take(mproc_pool *p, const char *task,
+                                            const void *in, size_t in_len) {
+  uint64_t me = mproc__thread_id();
+  mproc__kept **pp, *k = NULL;
+  mproc_async_result *r = NULL;
+  mproc__mutex_lock(&p->mu);
+  for (pp = &p->kept; *pp; pp = &(*pp)->next)
+    if ((*pp)->tid == me) {
+      k = *pp;
+      *pp = k->next;
+      break;
+    }
+  mproc__mutex_unlock(&p->mu);
+  if (!k)
+    return NULL;
+  if (task && strcmp(task, k->r->task) == 0 && in_len == k->in_len &&
+      (in_len == 0 || memcmp(in, k->in, in_len) == 0))
+    r = k->r;
+  else
+    mproc_async_result_free(k->r);
+  free(k->in);
+  free(k);
+  return r;
+}
+
+/* Keep r for the calling thread (see mproc__kept_take).  0 or ENOMEM. */
+static int mproc__kept_put(mproc_pool *p, mproc_async_result *r,
+                           const void *in, size_t in_len) {
+  mproc__kept *k = (mproc__kept *)calloc(1, sizeof(*k));
+  if (!k)
+    return MPROC_ENOMEM;
+  k->in = (unsigned char *)malloc(in_len ? in_len : 1);
+  if (!k->in) {
+    free(k);
+    return MPROC_ENOMEM;
+  }
+  if (in_len)
+    memcpy(k->in, in, in_len);
+  k->in_len = in_len;
+  k->tid = mproc__thread_id();
+  k->r = r;
+  mproc__mutex_lock(&p->mu);
+  k->next = p->kept;
+  p->kept = k;
+  mproc__mutex_unlock(&p->mu);
+  return MPROC_OK;
+}
+
+/* Release every kept result (mproc_pool_free: each holds a pool reference). */
+static void mproc__kept_drop_all(mproc_pool *p) {
+  mproc__kept *k, *next;
+  mproc__mutex_lock(&p->mu);
+  k = p->kept;
+  p->kept = NULL;
+  mproc__mutex_unlock(&p->mu);
+  for (; k; k = next) {
+    next = k->next;
+    mproc_async_result_free(k->r);
+    free(k->in);
+    free(k);
+  }
+}
+
 int mproc_pool_apply(mproc_pool *pool, const char *task, const void *in,
                      size_t in_len, void *out, size_t cap, size_t *out_len) {
   mproc_async_result *r = NULL;
   int rc;
-  if (cap && !out)
+  if (!pool || (cap && !out) || (in_len && !in))
     return MPROC_EINVAL;
-  rc = mproc_pool_apply_async(pool, task, in, in_len, NULL, &r);
-  if (rc < 0)
-    return rc;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
+  r = mproc__kept_take(pool, task, in, in_len);
+  if (!r) {
+    rc = mproc_pool_apply_async(pool, task, in, in_len, NULL, &r);
+    if (rc < 0)
+      return rc;
+  }
   rc = mproc_async_result_get(r, out, cap, out_len, MPROC_FOREVER);
+  /* Too small a buffer: keep the result for the retry, as the _get
+   * functions do, rather than run the task again. */
+  if (rc == MPROC_ERANGE && mproc__kept_put(pool, r, in, in_len) == MPROC_OK)
+    return rc;
   mproc_async_result_free(r);
   return rc;
 }
@@ -1281,6 +1381,8 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
     return MPROC_EINVAL;
   r = it->r;
   p = r->pool;
+  if (!mproc__pool_mine(p))
+    return MPROC_EPERM;
   if (it->cursor >= r->n)
     return MPROC_EEOF;
   deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
@@ -1310,7 +1412,7 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
 
 mproc_imap *mproc_imap_free(mproc_imap *it) {
   if (it) {
-    mproc_async_result_free(it->r);
+    mproc_async_result_free(it->r); /* in a fork child: leaves r alone */
     free(it);
   }
   return NULL;
@@ -1319,6 +1421,8 @@ mproc_imap *mproc_imap_free(mproc_imap *it) {
 int mproc_pool_close(mproc_pool *pool) {
   if (!pool)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&pool->mu);
   if (pool->state == MPROC__POOL_RUN)
     pool->state = MPROC__POOL_CLOSED;
@@ -1330,6 +1434,8 @@ int mproc_pool_close(mproc_pool *pool) {
 int mproc_pool_terminate(mproc_pool *pool) {
   if (!pool)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&pool->mu);
   if (!pool->done)
     pool->state = MPROC__POOL_TERMINATE;
@@ -1344,6 +1450,8 @@ int mproc_pool_join(mproc_pool *pool, double timeout) {
   int rc = MPROC_OK;
   if (!pool || timeout != timeout)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
   deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
   mproc__mutex_lock(&pool->mu);
   if (pool->state == MPROC__POOL_RUN) {
@@ -1362,12 +1470,31 @@ int mproc_pool_join(mproc_pool *pool, double timeout) {
   return rc;
 }
 
+/* mproc_pool_free in a fork child: the child's copies of the pool's
+ * descriptors are its own, so they are closed; the workers, the handler
+ * thread and the lock belong to the parent and are not touched.  The
+ * pool's memory stays (reachable from the list of pools, which the child
+ * must not lock either: a parent thread may have held that lock at the
+ * fork). */
+static void mproc__pool_free_inherited(mproc_pool *p) {
+  int i;
+  for (i = 0; i < p->n; i++)
+    p->w[i].conn = mproc_conn_free(p->w[i].conn);
+  p->wake_r = mproc_conn_free(p->wake_r);
+  p->wake_w = mproc_conn_free(p->wake_w);
+}
+
 mproc_pool *mproc_pool_free(mproc_pool *pool) {
   int last;
   if (!pool)
     return NULL;
+  if (!mproc__pool_mine(pool)) {
+    mproc__pool_free_inherited(pool);
+    return NULL;
+  }
   (void)mproc_pool_terminate(pool);
   (void)mproc_pool_join(pool, MPROC_FOREVER);
+  mproc__kept_drop_all(pool);
   mproc__pools_unlink(pool);
   mproc__mutex_lock(&pool->mu);
   last = --pool->refs == 0;
@@ -1386,6 +1513,8 @@ int mproc_async_result_wait(mproc_async_result *r, double timeout) {
   if (!r || timeout != timeout)
     return MPROC_EINVAL;
   p = r->pool;
+  if (!mproc__pool_mine(p))
+    return MPROC_EPERM;
   deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
   mproc__mutex_lock(&p->mu);
   while (!r->ready) {
@@ -1403,6 +1532,8 @@ int mproc_async_result_ready(mproc_async_result *r) {
   int v;
   if (!r)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
   v = r->ready;
   mproc__mutex_unlock(&r->pool->mu);
@@ -1413,6 +1544,8 @@ int mproc_async_result_successful(mproc_async_result *r) {
   int v;
   if (!r)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
   v = !r->ready ? MPROC_ESTATE : !r->any_fail;
   mproc__mutex_unlock(&r->pool->mu);
@@ -1456,6 +1589,8 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
     return MPROC_EINVAL;
   if (i >= r->n)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
   rc = r->ready ? r->items[i].status : MPROC_ESTATE;
   if (r->ready) {
@@ -1474,6 +1609,8 @@ mproc_async_result *mproc_async_result_free(mproc_async_result *r) {
   if (!r)
     return NULL;
   p = r->pool;
+  if (!mproc__pool_mine(p))
+    return NULL; /* a fork child's copy: the parent's pool owns it */
   mproc__mutex_lock(&p->mu);
   if (--r->refs == 0) {
     mproc__job_destroy(r);

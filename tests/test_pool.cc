@@ -816,3 +816,143 @@ TEST(PoolWorkers, SeventyWorkers) {
   EXPECT_EQ(rc, MPROC_EWORKER);
   expect_still_serves(pool.p);
 }
+
+// ---- a pool used outside its creator (issue 8, item 11) -------------------------
+
+namespace {
+mproc_pool *g_inherited_pool = nullptr;
+mproc_async_result *g_inherited_result = nullptr;
+mproc_imap *g_inherited_imap = nullptr;
+} // namespace
+
+// Runs in a fork child: every call on the parent's pool, results and
+// iterators is MPROC_EPERM at once (the child has no handler thread: a call
+// that waited would wait forever); free releases only the child's copy.
+// Returns the number of the first check that failed, 0 if all passed.
+TEST_ENTRY(pool_use_inherited) {
+  mproc_pool *p = g_inherited_pool;
+  mproc_async_result *r = nullptr;
+  mproc_imap *it = nullptr;
+  Inputs in(4);
+  int64_t x = 3, out = 0;
+  size_t n = 0;
+  const void *d = nullptr;
+  if (mproc_pool_apply(p, "pool_square", &x, sizeof x, &out, sizeof out, &n) !=
+      MPROC_EPERM)
+    return 10;
+  if (mproc_pool_apply_async(p, "pool_square", &x, sizeof x, nullptr, &r) !=
+      MPROC_EPERM)
+    return 11;
+  if (mproc_pool_map(p, "pool_square", in.b.data(), 4, 1, &r) != MPROC_EPERM)
+    return 12;
+  if (mproc_pool_map_async(p, "pool_square", in.b.data(), 4, 1, nullptr, &r) !=
+      MPROC_EPERM)
+    return 13;
+  if (mproc_pool_imap(p, "pool_square", in.b.data(), 4, 1, &it) != MPROC_EPERM)
+    return 14;
+  if (mproc_pool_imap_unordered(p, "pool_square", in.b.data(), 4, 1, &it) !=
+      MPROC_EPERM)
+    return 15;
+  if (mproc_imap_next(g_inherited_imap, &d, &n, nullptr, 0) != MPROC_EPERM)
+    return 16;
+  if (mproc_async_result_wait(g_inherited_result, 0) != MPROC_EPERM)
+    return 17;
+  if (mproc_async_result_get(g_inherited_result, &out, sizeof out, &n, 0) !=
+      MPROC_EPERM)
+    return 18;
+  if (mproc_async_result_ready(g_inherited_result) != MPROC_EPERM)
+    return 19;
+  if (mproc_async_result_successful(g_inherited_result) != MPROC_EPERM)
+    return 20;
+  if (mproc_async_result_item(g_inherited_result, 0, &d, &n) != MPROC_EPERM)
+    return 21;
+  if (mproc_pool_close(p) != MPROC_EPERM)
+    return 22;
+  if (mproc_pool_terminate(p) != MPROC_EPERM)
+    return 23;
+  if (mproc_pool_join(p, 0) != MPROC_EPERM)
+    return 24;
+  if (mproc_imap_free(g_inherited_imap) != nullptr ||
+      mproc_async_result_free(g_inherited_result) != nullptr ||
+      mproc_pool_free(p) != nullptr)
+    return 25;
+  return 0;
+}
+
+TEST(PoolFork, InheritedPoolIsRefusedInAForkChild) {
+  if (test_on_windows())
+    GTEST_SKIP() << "no fork: a spawned child cannot inherit a pool";
+  Pool pool(2);
+  const void *d = nullptr;
+  size_t n = 0;
+  Inputs in(8);
+  ASSERT_EQ(mproc_pool_imap(pool.p, "pool_square", in.b.data(), 8, 1,
+                            &g_inherited_imap),
+            MPROC_OK);
+  for (size_t i = 0; i < 4; i++)
+    EXPECT_EQ(mproc_imap_next(g_inherited_imap, &d, &n, nullptr, 30), MPROC_OK);
+  // A result still pending in the parent when the child starts.
+  int64_t ms = 1000;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_sleep_ms", &ms, sizeof ms,
+                                   nullptr, &g_inherited_result),
+            MPROC_OK);
+  g_inherited_pool = pool.p;
+  // Fork explicitly: the spawn lane starts children with exec otherwise.
+  mproc_process_options o{};
+  o.start_method = MPROC_START_FORK;
+  double t0 = test_now();
+  mproc_process *child = test_start("pool_use_inherited", nullptr, &o);
+  if (mproc_process_join(child, 20) == MPROC_ETIMEDOUT)
+    mproc_process_kill(child);
+  EXPECT_EQ(test_join_code(child), 0);
+  EXPECT_LT(test_now() - t0, 30.0);
+  mproc_process_free(child);
+  // The child's free touched neither the workers nor the parent's pool.
+  for (size_t i = 4; i < 8; i++)
+    EXPECT_EQ(mproc_imap_next(g_inherited_imap, &d, &n, nullptr, 30), MPROC_OK);
+  mproc_imap_free(g_inherited_imap);
+  EXPECT_EQ(mproc_async_result_get(g_inherited_result, nullptr, 0, nullptr, 30),
+            MPROC_ERANGE);
+  mproc_async_result_free(g_inherited_result);
+  expect_still_serves(pool.p);
+  g_inherited_pool = nullptr;
+}
+
+// ---- apply keeps a result that does not fit (issue 8, item 17) ------------------
+
+// Result: 16 bytes, {how many tasks this worker ran, including this one; pid}.
+TEST_ENTRY(pool_count_runs) {
+  static int64_t runs = 0;
+  int64_t v[2] = {++runs, test_getpid()};
+  return mproc_task_result(args, v, sizeof v) == MPROC_OK ? 0 : 99;
+}
+
+TEST(PoolApply, TooSmallBufferKeepsTheResultForTheNextCall) {
+  Pool pool(1);
+  int64_t x = 1, v[2] = {0, 0};
+  size_t n = 0;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v, 4, &n),
+            MPROC_ERANGE);
+  EXPECT_EQ(n, sizeof v);
+  // The same call with room gets the kept result: the task did not run again.
+  n = 0;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(n, sizeof v);
+  EXPECT_EQ(v[0], 1);
+  // Kept once: the next call runs the task.
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(v[0], 2);
+  // A different call drops a kept result and runs its own task.
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, nullptr, 0,
+                             &n),
+            MPROC_ERANGE);
+  x = 2;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(v[0], 4);
+}

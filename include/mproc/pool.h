@@ -50,6 +50,15 @@
  *   except the _free functions, which must not race with other calls on
  *   the same object.
  *
+ * Fork children
+ *   A pool belongs to the process that created it.  A child started with
+ *   fork inherits a copy of the pool, its results and iterators, but not
+ *   its handler thread nor its workers: every call on them there returns
+ *   MPROC_EPERM at once (the _free functions return NULL; mproc_pool_free
+ *   closes only the child's copies of the pool's descriptors and never
+ *   touches the workers).  Under spawn and on Windows a pool cannot be
+ *   passed to a child at all.
+ *
  * Starmap
  *   Inputs are byte buffers, so a task with several arguments encodes them
  *   in its input (a struct, or mproc's own serialisation of your choice);
@@ -140,10 +149,13 @@ typedef struct mproc_async_options {
 } mproc_async_options;
 
 /* Run task(in) in a worker and wait for it.  Copies the result into out
- * (cap bytes; *out_len gets its size; MPROC_ERANGE if it does not fit, with
- * *out_len the size needed: the result is then lost, use apply_async to
- * retry with a bigger buffer).  Returns 0, the task's non-zero status, or a
- * pool error.  `out` may be NULL with cap 0; `out_len` may be NULL. */
+ * (cap bytes; *out_len gets its size).  If it does not fit: MPROC_ERANGE
+ * with *out_len the size needed, and the result is kept, as the _get
+ * functions keep theirs: the next mproc_pool_apply from the same thread
+ * with the same task and input bytes returns it without running the task
+ * again (any other apply from that thread drops it; mproc_pool_free
+ * releases it).  Returns 0, the task's non-zero status, or a pool error.
+ * `out` may be NULL with cap 0; `out_len` may be NULL. */
 MPROC_API int mproc_pool_apply(mproc_pool *pool, const char *task,
                                const void *in, size_t in_len, void *out,
                                size_t cap, size_t *out_len);

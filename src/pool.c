@@ -37,13 +37,16 @@
 #include "thread.h"
 
 enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
-       MPROC__PM_RESULTS = 4 };
+       MPROC__PM_RESULTS = 4, MPROC__PM_INITFAIL = 5 };
 
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
 #define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
 #define MPROC__POOL_SECOND_MAX ((size_t)4096 - 8) /* a page less the frame */
-#define MPROC__POOL_START_FAILS 3 /* deaths before READY in a row: broken */
+/* Back-off between attempts to start a worker after failed ones (see
+ * mproc__start_failed): doubles from MIN per failure in a row, up to MAX. */
+#define MPROC__POOL_BACKOFF_MIN 0.005
+#define MPROC__POOL_BACKOFF_MAX 1.0
 /* Room for the message and chunk headers and a task name of up to 4096. */
 #define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 8192)
 
@@ -99,6 +102,8 @@ typedef struct mproc__worker {
   mproc_process *proc;
   mproc_conn *conn;
   int alive, ready, eof;
+  int init_failed;   /* it reported that its initializer failed */
+  double restart_at; /* while dead: no new start before (mproc__plat_now) */
   mproc__chunk *head, *tail;
   size_t inflight;
   int msgs;
@@ -120,10 +125,13 @@ struct mproc_pool {
   mproc__cond cond;
   int refs;
   int state;
-  int broken; /* 0 or the error every task gets (MPROC_ESPAWN) */
+  /* 0 or the error every task gets: MPROC_ESPAWN while no worker is ready
+   * and the last start really failed (cleared when one gets ready again),
+   * MPROC_EDAEMON or MPROC_ENOMEM for good. */
+  int broken;
   int done;   /* the handler thread has ended */
   int initial_ready;
-  int start_fails;
+  unsigned start_fails; /* workers that failed to get ready, in a row */
   int n;
   mproc__worker *w;
   mproc_array *progress;
@@ -358,11 +366,16 @@ static int mproc__pool_worker_main(const mproc_args *args) {
   prog = (volatile uint64_t *)mproc_array_ptr(arr) + slot;
   if (init && init[0]) {
     const mproc_entry *e = mproc__entry_find(init);
-    if (!e || e == &mproc__pool_worker_entry)
-      return 4;
-    rc = e->fn(args);
-    if (rc != 0)
+    rc = !e || e == &mproc__pool_worker_entry ? 4 : e->fn(args);
+    if (rc != 0) {
+      /* Tell the parent this is a real start failure, not a kill: it
+       * reports MPROC_ESPAWN for the one and simply retries the other. */
+      unsigned char m[8];
+      mproc__put32(m, MPROC__PM_INITFAIL);
+      mproc__put32(m + 4, (uint32_t)rc);
+      (void)mproc_conn_send_bytes(conn, m, sizeof m);
       return rc;
+    }
   }
   mproc__put32(hdr, MPROC__PM_READY);
   if (mproc_conn_send_bytes(conn, hdr, 4) < 0)
@@ -593,6 +606,32 @@ static void mproc__queue_front(mproc_pool *p, mproc__chunk *first,
   p->qlen += k;
 }
 
+static int mproc__any_ready(const mproc_pool *p) {
+  int i;
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].alive && p->w[i].ready)
+      return 1;
+  return 0;
+}
+
+/* Worker slot i did not get ready: it could not be started or its
+ * initializer failed (`real`), or it died before reporting ready, which is
+ * no failure of the pool (it was killed: random kills must not break a
+ * pool).  Either way the slot is retried after a back-off that doubles
+ * with each failure in a row, so the handler neither spins on a failing
+ * start nor gives up.  A real failure is reported as MPROC_ESPAWN when it
+ * leaves no ready worker (and always during mproc_pool_create). */
+static void mproc__start_failed(mproc_pool *p, int i, int real) {
+  unsigned f = p->start_fails < 16 ? p->start_fails : 16;
+  double delay = MPROC__POOL_BACKOFF_MIN * (double)(1u << f);
+  p->start_fails++;
+  if (delay > MPROC__POOL_BACKOFF_MAX)
+    delay = MPROC__POOL_BACKOFF_MAX;
+  p->w[i].restart_at = mproc__plat_now() + delay;
+  if (real && !p->broken && (!p->initial_ready || !mproc__any_ready(p)))
+    p->broken = MPROC_ESPAWN;
+}
+
 /* A worker died: settle what it held, free it. */
 static void mproc__worker_died(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
@@ -623,11 +662,12 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   w->head = w->tail = NULL;
   w->inflight = 0;
   w->msgs = 0;
-  if (!w->ready) {
-    if (++p->start_fails >= MPROC__POOL_START_FAILS && !p->broken)
-      p->broken = MPROC_ESPAWN;
+  {
+    int ready = w->ready, real = w->init_failed;
+    mproc__worker_reap(w, 5);
+    if (!ready)
+      mproc__start_failed(p, i, real);
   }
-  mproc__worker_reap(w, 5);
 }
 
 /* Handle one message from worker i.  Negative: damaged. */
@@ -643,7 +683,13 @@ static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
     if (!w->ready) {
       w->ready = 1;
       p->start_fails = 0;
+      if (p->broken == MPROC_ESPAWN && p->initial_ready)
+        p->broken = 0; /* a worker runs again: so does the pool */
     }
+    return MPROC_OK;
+  }
+  if (kind == MPROC__PM_INITFAIL) {
+    w->init_failed = 1;
     return MPROC_OK;
   }
   if (kind != MPROC__PM_RESULTS)
@@ -815,6 +861,38 @@ static int mproc__busy(mproc_pool *p) {
   return 0;
 }
 
+/* Start the workers the pool lacks while there is or may be work, each
+ * once its back-off is over.  Returns how long the handler may wait before
+ * a slot is due again (MPROC_FOREVER: none is): the back-off is waited in
+ * mproc_wait with the workers and the wake-up pipe, never in a sleep. */
+static double mproc__keep_strength(mproc_pool *p) {
+  double now = mproc__plat_now(), next = -1;
+  int i, rc;
+  for (i = 0; i < p->n; i++) {
+    mproc__worker *w = &p->w[i];
+    if (w->alive || (p->broken && p->broken != MPROC_ESPAWN))
+      continue;
+    if (p->state != MPROC__POOL_RUN && !mproc__busy(p))
+      continue;
+    if (p->broken && !p->initial_ready)
+      continue; /* mproc_pool_create fails: no more attempts */
+    if (w->restart_at > now) {
+      if (next < 0 || w->restart_at < next)
+        next = w->restart_at;
+      continue;
+    }
+    rc = mproc__worker_start(p, i);
+    if (rc == MPROC_EDAEMON) {
+      p->broken = rc;
+    } else if (rc < 0) {
+      mproc__start_failed(p, i, 1);
+      if (next < 0 || w->restart_at < next)
+        next = w->restart_at;
+    }
+  }
+  return next < 0 ? MPROC_FOREVER : next - now;
+}
+
 static void mproc__handler(void *arg) {
   mproc_pool *p = (mproc_pool *)arg;
   mproc_waitable *items;
@@ -829,19 +907,11 @@ static void mproc__handler(void *arg) {
   }
   for (;;) {
     size_t nw = 0, k;
-    int rc, workers = 0;
+    double timeout;
+    int rc;
     if (p->state == MPROC__POOL_TERMINATE)
       break;
-    /* Keep the pool at full strength while there is or may be work. */
-    for (i = 0; i < p->n && !p->broken; i++) {
-      if (p->w[i].alive)
-        continue;
-      if (p->state != MPROC__POOL_RUN && !mproc__busy(p))
-        continue;
-      rc = mproc__worker_start(p, i);
-      if (rc < 0)
-        p->broken = rc == MPROC_EDAEMON ? rc : MPROC_ESPAWN;
-    }
+    timeout = mproc__keep_strength(p);
     if (p->broken) {
       mproc__fail_all(p, p->broken);
       mproc__cond_broadcast(&p->cond);
@@ -867,7 +937,6 @@ static void mproc__handler(void *arg) {
     for (i = 0; i < p->n; i++) {
       if (!p->w[i].alive)
         continue;
-      workers++;
       if (!p->w[i].eof) {
         items[nw].kind = MPROC_WAIT_CONN;
         items[nw].object = p->w[i].conn;
@@ -878,7 +947,7 @@ static void mproc__handler(void *arg) {
       who[nw++] = i;
     }
     mproc__mutex_unlock(&p->mu);
-    rc = mproc_wait(items, nw, workers ? MPROC_FOREVER : 0.05);
+    rc = mproc_wait(items, nw, timeout);
     mproc__mutex_lock(&p->mu);
     if (rc < 0)
       continue;

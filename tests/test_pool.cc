@@ -956,3 +956,196 @@ TEST(PoolApply, TooSmallBufferKeepsTheResultForTheNextCall) {
             MPROC_OK);
   EXPECT_EQ(v[0], 4);
 }
+
+// ---- replacement workers killed before they are ready (issue 8, item 4) ---------
+// ---- and IPC objects in initargs (issue 8, item 17) ----------------------------
+
+namespace {
+// Kill this process's child with that pid (a pool worker); false if none.
+bool kill_child(int64_t pid) {
+  mproc_process *kids[64];
+  size_t nk = 0;
+  bool found = false;
+  if (mproc_active_children(kids, 64, &nk) != MPROC_OK)
+    return false;
+  for (size_t i = 0; i < nk && i < 64; i++) {
+    int64_t p = 0;
+    mproc_process_pid(kids[i], &p);
+    if (p == pid && mproc_process_kill(kids[i]) == MPROC_OK)
+      found = true;
+    mproc_process_free(kids[i]);
+  }
+  return found;
+}
+
+int64_t next_pid(mproc_queue *q) {
+  int64_t pid = -1;
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_get(q, &pid, sizeof pid, &n, 60), MPROC_OK);
+  return pid;
+}
+} // namespace
+
+// Initializer: a queue (positional 0) and an event (1) from initargs.  Puts
+// the worker's pid on the queue, then waits at the gate (the event).
+TEST_ENTRY(pool_init_gated) {
+  void *q = nullptr, *ev = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &q) != MPROC_OK ||
+      mproc_arg_object(args, 1, MPROC_OBJ_EVENT, &ev) != MPROC_OK)
+    return 1;
+  int64_t pid = test_getpid();
+  if (mproc_queue_put((mproc_queue *)q, &pid, sizeof pid, 30) != MPROC_OK)
+    return 2;
+  return mproc_event_wait((mproc_event *)ev, 120) == MPROC_OK ? 0 : 3;
+}
+
+TEST(PoolDeath, ReplacementsKilledBeforeReadyDoNotBreakThePool) {
+  mproc_queue *q = nullptr;
+  mproc_event *gate = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
+  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 2;
+    o.initializer = "pool_init_gated";
+    o.initargs = a;
+    Pool pool(2, &o);
+    ASSERT_NE(pool.p, nullptr);
+    int64_t first = next_pid(q);
+    next_pid(q);
+    // Close the gate, then kill a ready worker and, one after the other,
+    // five of its replacements while they wait in their initializer.
+    ASSERT_EQ(mproc_event_clear(gate), MPROC_OK);
+    ASSERT_TRUE(kill_child(first));
+    for (int k = 0; k < 5; k++) {
+      int64_t pid = next_pid(q);
+      ASSERT_GT(pid, 0);
+      ASSERT_TRUE(kill_child(pid)) << k;
+    }
+    // The kills stop: the next replacement gets ready and the pool serves.
+    ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+    expect_still_serves(pool.p);
+  }
+  mproc_event_free(gate);
+  mproc_queue_free(q);
+}
+
+namespace {
+mproc_lock *g_init_lock = nullptr;
+mproc_queue *g_init_queue = nullptr;
+} // namespace
+
+// Initializer: keeps the lock (positional 0) and queue (1) it was given.
+TEST_ENTRY(pool_init_objects) {
+  void *l = nullptr, *q = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_LOCK, &l) != MPROC_OK ||
+      mproc_arg_object(args, 1, MPROC_OBJ_QUEUE, &q) != MPROC_OK)
+    return 1;
+  g_init_lock = (mproc_lock *)l;
+  g_init_queue = (mproc_queue *)q;
+  return 0;
+}
+
+// Task: under the initializer's lock, puts its input on its queue.
+TEST_ENTRY(pool_locked_put) {
+  int64_t x = in_i64(args);
+  if (!g_init_lock || !g_init_queue)
+    return 5;
+  if (mproc_lock_acquire(g_init_lock, 30) != MPROC_OK)
+    return 6;
+  int rc = mproc_queue_put(g_init_queue, &x, sizeof x, 30);
+  mproc_lock_release(g_init_lock);
+  return rc == MPROC_OK ? out_i64(args, x) : 7;
+}
+
+// Python's Pool(initializer=f, initargs=(lock, queue)): every worker gets
+// the objects, replacement workers too (maxtasksperchild 1 replaces each
+// worker after every task).
+TEST(PoolWorkers, InitargsCarryIpcObjectsToEveryWorker) {
+  mproc_lock *l = nullptr;
+  mproc_queue *q = nullptr;
+  ASSERT_EQ(mproc_lock_create(&l, 0), MPROC_OK);
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, l), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 2;
+    o.initializer = "pool_init_objects";
+    o.initargs = a;
+    o.maxtasksperchild = 1;
+    Pool pool(2, &o);
+    ASSERT_NE(pool.p, nullptr);
+    Inputs in(6);
+    mproc_async_result *r = nullptr;
+    EXPECT_EQ(mproc_pool_map(pool.p, "pool_locked_put", in.b.data(), 6, 1, &r),
+              MPROC_OK);
+    mproc_async_result_free(r);
+    std::set<int64_t> got;
+    for (int i = 0; i < 6; i++)
+      got.insert(next_pid(q));
+    EXPECT_EQ(got.size(), 6u);
+  }
+  mproc_queue_free(q);
+  mproc_lock_free(l);
+}
+
+// Initializer: a queue (positional 0) and an event (1).  Puts the worker's
+// pid on the queue; fails (a real start failure) while the event is clear.
+TEST_ENTRY(pool_init_fail_unless) {
+  void *q = nullptr, *ev = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &q) != MPROC_OK ||
+      mproc_arg_object(args, 1, MPROC_OBJ_EVENT, &ev) != MPROC_OK)
+    return 1;
+  int64_t pid = test_getpid();
+  (void)mproc_queue_put((mproc_queue *)q, &pid, sizeof pid, 0);
+  return mproc_event_is_set((mproc_event *)ev) == 1 ? 0 : 3;
+}
+
+// A replacement whose initializer fails is a real start failure: with no
+// worker left the pool reports MPROC_ESPAWN, but keeps trying (with
+// back-off) and serves again once workers start.
+TEST(PoolWorkers, FailingReplacementsReportEspawnThenRecover) {
+  mproc_queue *q = nullptr;
+  mproc_event *gate = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
+  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 1;
+    o.initializer = "pool_init_fail_unless";
+    o.initargs = a;
+    Pool pool(1, &o);
+    ASSERT_NE(pool.p, nullptr);
+    int64_t first = next_pid(q);
+    ASSERT_EQ(mproc_event_clear(gate), MPROC_OK);
+    int rc = 0;
+    apply_i64(pool.p, "pool_kill_self", 0, &rc);
+    EXPECT_EQ(rc, MPROC_EWORKER);
+    EXPECT_NE(next_pid(q), first); // a replacement ran its initializer
+    EXPECT_EQ(apply_i64(pool.p, "pool_square", 3, &rc), -1);
+    EXPECT_EQ(rc, MPROC_ESPAWN);
+    ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+    // The next attempt (at most a back-off of a second away) succeeds.
+    double t0 = test_now();
+    do {
+      if (rc == MPROC_ESPAWN)
+        test_sleep_ms(20);
+      rc = 0;
+      apply_i64(pool.p, "pool_square", 3, &rc);
+    } while (rc == MPROC_ESPAWN && test_now() - t0 < 30);
+    EXPECT_EQ(rc, MPROC_OK);
+    expect_still_serves(pool.p);
+  }
+  mproc_event_free(gate);
+  mproc_queue_free(q);
+}

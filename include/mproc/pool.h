@@ -41,6 +41,20 @@
  *   finished whose results it had not sent yet); the chunks queued behind
  *   them were not started and are given to other workers.
  *
+ * Replacing workers
+ *   A worker that dies is replaced at once.  One that dies before it
+ *   reports ready (killed while it starts or runs its initializer) is
+ *   replaced too, after a back-off that doubles with each such death in a
+ *   row (5 ms, 10 ms, ... up to 1 s; the count resets when a worker gets
+ *   ready): killing workers as they start slows the pool down but never
+ *   breaks it.  MPROC_ESPAWN means starting really failed: the OS could not
+ *   start the worker, or its initializer returned non-zero (an initializer
+ *   that crashes looks like a kill and is retried).  It is reported by
+ *   mproc_pool_create if any first worker fails so, and later while no
+ *   worker is ready after such a failure: queued tasks fail with it and
+ *   submissions return it, while the pool goes on retrying with back-off and
+ *   serves again as soon as a worker starts.
+ *
  * Threads
  *   A handler thread per pool waits on the workers, reads results, feeds
  *   chunks and replaces dead workers.  Callbacks run on that thread, without

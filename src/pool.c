@@ -5,10 +5,14 @@
  * on every worker's connection and process plus a wake-up pipe, reads
  * results, feeds chunks and replaces workers.  The parent decides which
  * worker gets which chunk, so when a worker dies it knows exactly what that
- * worker held.  Which of those chunks had started is read from a shared
- * array in which each worker stores the id of the chunk it is about to run
- * (one store per chunk): that chunk and the finished-but-unsent ones before
- * it fail with MPROC_EWORKER, the ones after it go back to the queue.
+ * worker held.  What it had done is read from shared memory: each worker
+ * has a progress slot, where it stores the chunk and item it is about to
+ * run, and a result area, in which it builds its RESULTS message and
+ * after each task stores how much of it is complete (plain stores, no
+ * system call).  When it dies, the finished results are taken from its
+ * area, the running task fails with MPROC_EWORKER, and the tasks after it
+ * go back to the queue.  A worker whose batch results grow past half its
+ * area sends them early, at a chunk's end, so the area does not overflow.
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
  * blocked writing its results to us: at most two messages are in flight per
@@ -22,9 +26,11 @@
  * Wire format (native byte order: both ends are the same program):
  *   down  u32 TASKS, then chunks: u64 id, u32 name_len, name,
  *         u32 nitems, nitems x (u32 len, bytes)          | u32 STOP
- *   up    u32 READY                                      | u32 RESULTS,
+ *   up    u32 READY         | u32 INITFAIL, i32 code     | u32 RESULTS,
  *         then chunks: u64 id, u32 nitems,
  *                      nitems x (i32 status, u32 len, bytes)
+ *         (a TASKS message may be answered by several RESULTS messages,
+ *         each with whole chunks; a result area holds one such message)
  * Everything read is validated: bytes from another process are untrusted.
  */
 #include <stdio.h>
@@ -47,6 +53,12 @@ enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
  * mproc__start_failed): doubles from MIN per failure in a row, up to MAX. */
 #define MPROC__POOL_BACKOFF_MIN 0.005
 #define MPROC__POOL_BACKOFF_MAX 1.0
+/* Each worker's slot in the shared progress array: MPROC__PROG_STRIDE
+ * 64-bit words, and its result area of MPROC__POOL_AREA bytes in the
+ * shared results array (see mproc__result_reserve). */
+enum { MPROC__PROG_CHUNK = 0, MPROC__PROG_ITEM = 1, MPROC__PROG_KEPT = 2,
+       MPROC__PROG_STRIDE = 4 };
+#define MPROC__POOL_AREA ((size_t)256 << 10)
 /* Room for the message and chunk headers and a task name of up to 4096. */
 #define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 8192)
 
@@ -58,6 +70,7 @@ typedef struct mproc__chunk {
   size_t first, count;
   size_t off, len; /* encoded items in job->payload */
   int last;        /* last chunk of the message it was sent in */
+  size_t kept;     /* items a dead worker left in its result area */
   struct mproc__chunk *next;
 } mproc__chunk;
 
@@ -134,8 +147,10 @@ struct mproc_pool {
   unsigned start_fails; /* workers that failed to get ready, in a row */
   int n;
   mproc__worker *w;
-  mproc_array *progress;
+  mproc_array *progress;   /* MPROC__PROG_STRIDE words per worker */
   volatile uint64_t *prog;
+  mproc_array *results;    /* MPROC__POOL_AREA bytes per worker */
+  const unsigned char *area;
   mproc_conn *wake_r, *wake_w;
   int wake_pending;
   mproc__chunk *qhead, *qtail;
@@ -231,11 +246,57 @@ static int mproc__recv_grow(mproc_conn *c, unsigned char **buf, size_t *cap,
  * unreachable memory behind for leak checkers). */
 static struct {
   const mproc_args *args;
-  unsigned char *buf;
+  unsigned char *buf; /* the RESULTS message being built: area or priv */
   size_t len, cap;
+  unsigned char *area;     /* this worker's result area (shared memory) */
+  volatile uint64_t *prog; /* this worker's progress slot (MPROC__PROG_*) */
+  unsigned char *priv;     /* results past the area's end */
+  size_t priv_cap;
   unsigned char *in;
   size_t incap;
 } g_task;
+
+/* Room for `need` bytes of results.  A batch's results are built in this
+ * worker's result area in shared memory, so that the parent finds every
+ * finished one there if the worker dies (mproc__area_settle).  A batch
+ * whose results outgrow the area goes on in private memory: results past
+ * that point travel only in the message, and a death loses them. */
+static int mproc__result_reserve(size_t need) {
+  int leaving = g_task.buf == g_task.area;
+  if (need <= g_task.cap)
+    return MPROC_OK;
+  if (mproc__grow(&g_task.priv, &g_task.priv_cap, need) < 0)
+    return MPROC_ENOMEM;
+  if (leaving && g_task.len)
+    memcpy(g_task.priv, g_task.area, g_task.len);
+  g_task.buf = g_task.priv;
+  g_task.cap = g_task.priv_cap;
+  return MPROC_OK;
+}
+
+/* Start a RESULTS message in the result area. */
+static int mproc__result_begin(void) {
+  /* Nothing of the area counts until a record is complete again: the
+   * parent must not read the last batch's records half overwritten. */
+  g_task.prog[MPROC__PROG_KEPT] = 0;
+  g_task.buf = g_task.area;
+  g_task.cap = g_task.area ? MPROC__POOL_AREA : 0;
+  g_task.len = 0;
+  if (mproc__result_reserve(4) < 0)
+    return MPROC_ENOMEM;
+  mproc__put32(g_task.buf, MPROC__PM_RESULTS);
+  g_task.len = 4;
+  return MPROC_OK;
+}
+
+/* A task's record is complete: publish it.  One plain store, no system
+ * call: the parent reads the area only after this process is gone, when
+ * every store it made is visible (and an aligned 64-bit store is never
+ * seen torn), so no ordering is needed. */
+static void mproc__result_commit(void) {
+  if (g_task.buf == g_task.area)
+    g_task.prog[MPROC__PROG_KEPT] = g_task.len;
+}
 
 int mproc_task_input(const mproc_args *args, const void **data, size_t *len) {
   if (!args || !data || !len)
@@ -252,7 +313,7 @@ int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
     return MPROC_ESTATE;
   if (len > MPROC_CONN_MSG_MAX / 2 || g_task.len > MPROC_CONN_MSG_MAX / 2 - len)
     return MPROC_E2BIG;
-  if (mproc__grow(&g_task.buf, &g_task.cap, g_task.len + len) < 0)
+  if (mproc__result_reserve(g_task.len + len) < 0)
     return MPROC_ENOMEM;
   if (len)
     memcpy(g_task.buf + g_task.len, data, len);
@@ -260,18 +321,58 @@ int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
   return MPROC_OK;
 }
 
-/* Runs one TASKS message, appending RESULTS records to g_task.buf.  Returns
- * the number of chunks run, or a negative code for a damaged message. */
-static int mproc__worker_run(const unsigned char *m, size_t n,
-                             volatile uint64_t *prog) {
+/* Runs item k of a chunk: its input at m[*pos] (u32 len, bytes; at most
+ * `left` bytes there), its record appended to the results and published.
+ * 0, or a negative code for a damaged message or no memory. */
+static int mproc__worker_item(const mproc_entry *e, const unsigned char *m,
+                              size_t *pos, size_t left, uint32_t k) {
+  mproc_args view;
+  mproc__arg a;
+  uint32_t len;
+  size_t hdr = g_task.len;
+  int status;
+  if (left < 4 || left - 4 < (len = mproc__get32(m + *pos)))
+    return MPROC_EINVAL;
+  /* The task's argument list points into the message: no copy. */
+  memset(&view, 0, sizeof view);
+  memset(&a, 0, sizeof a);
+  a.type = MPROC_ARG_BYTES;
+  a.v.b.data = (unsigned char *)(uintptr_t)(m + *pos + 4);
+  a.v.b.len = len;
+  view.pos = &a;
+  view.npos = view.pos_cap = 1;
+  *pos += 4 + (size_t)len;
+  if (mproc__result_reserve(hdr + 8) < 0)
+    return MPROC_ENOMEM;
+  g_task.len += 8;
+  g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
+  if (!e || e == &mproc__pool_worker_entry) {
+    status = MPROC_ENOENTRY;
+  } else {
+    g_task.args = &view;
+    status = e->fn(&view);
+    g_task.args = NULL;
+  }
+  if (status != 0)
+    g_task.len = hdr + 8; /* a failed task has no result */
+  mproc__put32(g_task.buf + hdr, (uint32_t)status);
+  mproc__put32(g_task.buf + hdr + 4, (uint32_t)(g_task.len - hdr - 8));
+  mproc__result_commit();
+  return MPROC_OK;
+}
+
+/* Runs one TASKS message, appending RESULTS records to the results (and
+ * sending them early when they grow large).  Returns the number of chunks
+ * run, or a negative code for a damaged message or a lost parent. */
+static int mproc__worker_run(mproc_conn *conn, const unsigned char *m,
+                             size_t n) {
   const mproc_entry *e = NULL;
   const unsigned char *ename = NULL;
   size_t enlen = 0, pos = 4;
-  int chunks = 0;
+  int chunks = 0, rc;
   while (pos < n) {
     uint64_t id;
     uint32_t nlen, nitems, k;
-    size_t at;
     if (n - pos < 12)
       return MPROC_EINVAL;
     id = mproc__get64(m + pos);
@@ -290,80 +391,69 @@ static int mproc__worker_run(const unsigned char *m, size_t n,
     pos += nlen;
     nitems = mproc__get32(m + pos);
     pos += 4;
-    /* The parent learns from this store which chunk was running if we
-     * die; stored before the first instruction of the task. */
-    mproc__store64(prog, id);
-    at = g_task.len;
-    if (mproc__grow(&g_task.buf, &g_task.cap, at + 12) < 0)
+    /* The parent learns from the progress slot which task was running if
+     * we die (see mproc__worker_died). */
+    g_task.prog[MPROC__PROG_ITEM] = 0;
+    mproc__store64(&g_task.prog[MPROC__PROG_CHUNK], id);
+    if (mproc__result_reserve(g_task.len + 12) < 0)
       return MPROC_ENOMEM;
-    mproc__put64(g_task.buf + at, id);
-    mproc__put32(g_task.buf + at + 8, nitems);
+    mproc__put64(g_task.buf + g_task.len, id);
+    mproc__put32(g_task.buf + g_task.len + 8, nitems);
     g_task.len += 12;
-    for (k = 0; k < nitems; k++) {
-      mproc_args view;
-      mproc__arg a;
-      uint32_t len;
-      size_t hdr;
-      int status;
-      if (n - pos < 4)
-        return MPROC_EINVAL;
-      len = mproc__get32(m + pos);
-      pos += 4;
-      if (n - pos < len)
-        return MPROC_EINVAL;
-      /* The task's argument list points into the message: no copy. */
-      memset(&view, 0, sizeof view);
-      memset(&a, 0, sizeof a);
-      a.type = MPROC_ARG_BYTES;
-      a.v.b.data = (unsigned char *)(uintptr_t)(m + pos);
-      a.v.b.len = len;
-      view.pos = &a;
-      view.npos = view.pos_cap = 1;
-      pos += len;
-      hdr = g_task.len;
-      if (mproc__grow(&g_task.buf, &g_task.cap, hdr + 8) < 0)
-        return MPROC_ENOMEM;
-      g_task.len += 8;
-      if (!e || e == &mproc__pool_worker_entry) {
-        status = MPROC_ENOENTRY;
-      } else {
-        g_task.args = &view;
-        status = e->fn(&view);
-        g_task.args = NULL;
-      }
-      if (status != 0)
-        g_task.len = hdr + 8; /* a failed task has no result */
-      mproc__put32(g_task.buf + hdr, (uint32_t)status);
-      mproc__put32(g_task.buf + hdr + 4, (uint32_t)(g_task.len - hdr - 8));
-    }
+    for (k = 0; k < nitems; k++)
+      if ((rc = mproc__worker_item(e, m, &pos, n - pos, k)) < 0)
+        return rc;
     chunks++;
+    if (pos < n && (g_task.buf != g_task.area ||
+                    g_task.len > MPROC__POOL_AREA / 2)) {
+      /* Send the chunks finished so far rather than let the next ones
+       * outgrow the result area, where a death would lose them. */
+      if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0 ||
+          mproc__result_begin() < 0)
+        return MPROC_EEOF;
+    }
   }
   return chunks;
 }
 
-static int mproc__pool_worker_main(const mproc_args *args) {
+/* The worker's connection, progress slot and result area from its
+ * arguments.  0 or MPROC_EINVAL. */
+static int mproc__worker_attach(const mproc_args *args, mproc_conn **conn) {
   void *o = NULL;
-  mproc_conn *conn;
-  mproc_array *arr;
-  volatile uint64_t *prog;
-  int64_t slot = -1, maxtasks = 0;
+  mproc_array *prog, *area;
+  int64_t slot = -1;
+  if (mproc_kwarg_object(args, "mproc.pool.conn", MPROC_OBJ_CONN, &o) < 0)
+    return MPROC_EINVAL;
+  *conn = (mproc_conn *)o;
+  if (mproc_kwarg_object(args, "mproc.pool.progress", MPROC_OBJ_ARRAY, &o) < 0)
+    return MPROC_EINVAL;
+  prog = (mproc_array *)o;
+  if (mproc_kwarg_object(args, "mproc.pool.results", MPROC_OBJ_ARRAY, &o) < 0)
+    return MPROC_EINVAL;
+  area = (mproc_array *)o;
+  if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
+      (size_t)slot >= mproc_array_length(prog) / MPROC__PROG_STRIDE ||
+      (size_t)slot >= mproc_array_length(area) / MPROC__POOL_AREA)
+    return MPROC_EINVAL;
+  g_task.prog = (volatile uint64_t *)mproc_array_ptr(prog) +
+                (size_t)slot * MPROC__PROG_STRIDE;
+  g_task.area = (unsigned char *)mproc_array_ptr(area) +
+                (size_t)slot * MPROC__POOL_AREA;
+  return MPROC_OK;
+}
+
+static int mproc__pool_worker_main(const mproc_args *args) {
+  mproc_conn *conn = NULL;
+  int64_t maxtasks = 0;
   const char *init = "";
   size_t inlen = 0;
   unsigned long done = 0;
   unsigned char hdr[4];
   int rc;
-  if (mproc_kwarg_object(args, "mproc.pool.conn", MPROC_OBJ_CONN, &o) < 0)
-    return 3;
-  conn = (mproc_conn *)o;
-  if (mproc_kwarg_object(args, "mproc.pool.progress", MPROC_OBJ_ARRAY, &o) < 0)
-    return 3;
-  arr = (mproc_array *)o;
-  if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
-      (size_t)slot >= mproc_array_length(arr))
+  if (mproc__worker_attach(args, &conn) < 0)
     return 3;
   (void)mproc_kwarg_int(args, "mproc.pool.maxtasks", &maxtasks);
   (void)mproc_kwarg_str(args, "mproc.pool.init", &init);
-  prog = (volatile uint64_t *)mproc_array_ptr(arr) + slot;
   if (init && init[0]) {
     const mproc_entry *e = mproc__entry_find(init);
     rc = !e || e == &mproc__pool_worker_entry ? 4 : e->fn(args);
@@ -385,12 +475,9 @@ static int mproc__pool_worker_main(const mproc_args *args) {
                           MPROC_FOREVER);
     if (rc < 0 || inlen < 4 || mproc__get32(g_task.in) != MPROC__PM_TASKS)
       break; /* end-of-file, STOP, or damage: leave */
-    g_task.len = 0;
-    if (mproc__grow(&g_task.buf, &g_task.cap, 4) < 0)
+    if (mproc__result_begin() < 0)
       break;
-    mproc__put32(g_task.buf, MPROC__PM_RESULTS);
-    g_task.len = 4;
-    rc = mproc__worker_run(g_task.in, inlen, prog);
+    rc = mproc__worker_run(conn, g_task.in, inlen);
     if (rc < 0)
       break;
     if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
@@ -400,7 +487,7 @@ static int mproc__pool_worker_main(const mproc_args *args) {
       break;
   }
   free(g_task.in);
-  free(g_task.buf);
+  free(g_task.priv);
   memset(&g_task, 0, sizeof g_task);
   return 0;
 }
@@ -547,7 +634,10 @@ static int mproc__worker_start(mproc_pool *p, int i) {
   char name[64];
   int rc;
   memset(w, 0, sizeof *w);
-  mproc__store64(&p->prog[i], 0);
+  mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_CHUNK],
+                 0);
+  mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT],
+                 0);
   rc = mproc_pipe(&mine, &theirs, 1);
   if (rc == MPROC_OK)
     rc = mproc_args_create(&args);
@@ -557,6 +647,8 @@ static int mproc__worker_start(mproc_pool *p, int i) {
     rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
   if (rc == MPROC_OK)
     rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_object(args, "mproc.pool.results", p->results);
   if (rc == MPROC_OK)
     rc = mproc_args_add_int(args, "mproc.pool.slot", i);
   if (rc == MPROC_OK)
@@ -632,32 +724,108 @@ static void mproc__start_failed(mproc_pool *p, int i, int real) {
     p->broken = MPROC_ESPAWN;
 }
 
-/* A worker died: settle what it held, free it. */
+/* The results dead worker i left in its result area (the RESULTS message
+ * it was building, complete up to PROG_KEPT bytes): settle those of chunks
+ * it still held, and note in each chunk how many it kept.  Records of
+ * chunks it no longer holds (a batch already sent) are skipped.  The area
+ * is untrusted: anything that does not parse ends the reading. */
+static void mproc__area_settle(mproc_pool *p, int i) {
+  mproc__worker *w = &p->w[i];
+  const unsigned char *a = p->area + (size_t)i * MPROC__POOL_AREA;
+  uint64_t n = p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT];
+  size_t pos = 4;
+  mproc__chunk *c;
+  for (c = w->head; c; c = c->next)
+    c->kept = 0;
+  if (n < 4 || n > MPROC__POOL_AREA || mproc__get32(a) != MPROC__PM_RESULTS)
+    return;
+  while (n - pos >= 12) {
+    uint64_t id = mproc__get64(a + pos);
+    uint32_t nitems = mproc__get32(a + pos + 8), k;
+    pos += 12;
+    for (c = w->head; c && c->id != id; c = c->next)
+      ;
+    if (c && nitems != c->count)
+      return;
+    for (k = 0; k < nitems && n - pos >= 8; k++) {
+      int status = (int)mproc__get32(a + pos);
+      uint32_t len = mproc__get32(a + pos + 4);
+      if (n - pos - 8 < len)
+        return;
+      if (c) {
+        mproc__item_done(p, c->job, c->first + k, status, a + pos + 8, len);
+        c->kept = k + 1;
+      }
+      pos += 8 + (size_t)len;
+    }
+  }
+}
+
+/* Drop chunk c's first k items (settled) and give the rest a new id, so
+ * that they can be queued again. */
+static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
+  mproc_async_result *r = c->job;
+  size_t j, skip = 0;
+  for (j = c->first; j < c->first + k; j++)
+    skip += 4 + (r->src ? r->src[j].len
+                        : mproc__get32(r->payload + c->off + skip));
+  c->first += k;
+  c->count -= k;
+  c->off += skip;
+  c->len -= skip;
+  c->id = p->next_id++;
+}
+
+/* A worker died while running task `item` of chunk `running` (of its list).
+ * The task fails with MPROC_EWORKER; so do finished tasks whose results
+ * it kept only in private memory (mproc__result_reserve).  Returns the
+ * chunks that never started, the rest of `running` first (NULL: none). */
+static mproc__chunk *mproc__chunks_lost(mproc_pool *p, mproc__worker *w,
+                                        mproc__chunk *running, uint64_t item) {
+  mproc__chunk *c;
+  size_t k;
+  while ((c = w->head) != running) {
+    w->head = c->next;
+    mproc__chunk_fail(p, c, MPROC_EWORKER); /* settled items stay */
+  }
+  if (item >= running->count) { /* damaged: the whole chunk is lost */
+    mproc__chunk_fail(p, running, MPROC_EWORKER);
+    return running->next;
+  }
+  /* Items before `item` finished (settled, unless their results were
+   * only in private memory); `item` died, unless it got its result out
+   * first; the ones after it never started. */
+  for (k = 0; k <= (size_t)item; k++)
+    mproc__item_done(p, running->job, running->first + k, MPROC_EWORKER,
+                     NULL, 0);
+  if ((size_t)item + 1 == running->count)
+    return running->next;
+  mproc__chunk_trim(p, running, (size_t)item + 1);
+  return running; /* still linked to the chunks after it */
+}
+
+/* A worker died: settle what it held, free it.  Only the task it was
+ * running fails: every finished result is in its result area (or was sent),
+ * and the tasks after it go back to the queue for another worker. */
 static void mproc__worker_died(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
-  uint64_t running = mproc__load64(&p->prog[i]);
-  mproc__chunk *c, *found = NULL;
+  volatile uint64_t *prog = p->prog + (size_t)i * MPROC__PROG_STRIDE;
+  uint64_t running = mproc__load64(&prog[MPROC__PROG_CHUNK]);
+  uint64_t item = prog[MPROC__PROG_ITEM];
+  mproc__chunk *c, *found = NULL, *rest;
+  mproc__area_settle(p, i);
   for (c = w->head; c; c = c->next)
     if (c->id == running)
       found = c;
-  /* Everything up to the running chunk is lost with the worker; the rest
-   * never started. */
-  if (found) {
-    while ((c = w->head) != found) {
-      w->head = c->next;
-      mproc__chunk_fail(p, c, MPROC_EWORKER);
-    }
-    w->head = found->next;
-    mproc__chunk_fail(p, found, MPROC_EWORKER);
-  }
-  if (w->head) {
+  rest = found ? mproc__chunks_lost(p, w, found, item) : w->head;
+  if (rest) {
     size_t k = 0;
     mproc__chunk *last = NULL;
-    for (c = w->head; c; c = c->next) {
+    for (c = rest; c; c = c->next) {
       k++;
       last = c;
     }
-    mproc__queue_front(p, w->head, last, k);
+    mproc__queue_front(p, rest, last, k);
   }
   w->head = w->tail = NULL;
   w->inflight = 0;
@@ -1012,6 +1180,7 @@ static void mproc__pool_destroy(mproc_pool *p) {
   mproc_conn_free(p->wake_r);
   mproc_conn_free(p->wake_w);
   mproc_array_free(p->progress);
+  mproc_array_free(p->results);
   mproc_args_free(p->initargs);
   free(p->init);
   free(p->w);
@@ -1124,10 +1293,16 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
     if (rc < 0)
       goto fail;
   }
-  rc = mproc_array_create(&p->progress, MPROC_UINT64, (size_t)n, 0);
+  rc = mproc_array_create(&p->progress, MPROC_UINT64,
+                          (size_t)n * MPROC__PROG_STRIDE, 0);
   if (rc < 0)
     goto fail;
   p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
+  rc = mproc_array_create(&p->results, MPROC_UINT8,
+                          (size_t)n * MPROC__POOL_AREA, 0);
+  if (rc < 0)
+    goto fail;
+  p->area = (const unsigned char *)mproc_array_ptr(p->results);
   rc = mproc_pipe(&p->wake_r, &p->wake_w, 0);
   if (rc < 0)
     goto fail;

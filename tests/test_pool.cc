@@ -511,11 +511,9 @@ TEST(PoolDeath, DeathAmongManyTasksFailsOneChunkOnly) {
       EXPECT_EQ(g, MPROC_EWORKER);
     } else {
       // Finished tasks of the dead worker's batch whose results it had not
-      // sent yet are lost with it; every other task completes.
-      EXPECT_TRUE(g == MPROC_OK || g == MPROC_EWORKER) << i << " " << g;
-      if (g == MPROC_OK) {
-        EXPECT_EQ(v, i * i);
-      }
+      // sent yet survive it (issue 8, item 14): every other task completes.
+      EXPECT_EQ(g, MPROC_OK) << i;
+      EXPECT_EQ(v, i * i);
     }
     mproc_async_result_free(rs[(size_t)i]);
   }
@@ -1148,4 +1146,91 @@ TEST(PoolWorkers, FailingReplacementsReportEspawnThenRecover) {
   }
   mproc_event_free(gate);
   mproc_queue_free(q);
+}
+
+// ---- one casualty per worker death (issue 8, item 14) ----------------------------
+
+// Squares its input, but aborts the worker for input 13.
+TEST_ENTRY(pool_abort_at_13) {
+  int64_t x = in_i64(args);
+  if (x == 13) {
+    std::fflush(nullptr);
+#ifdef _WIN32
+    TerminateProcess(GetCurrentProcess(), 3);
+#else
+    std::abort();
+#endif
+  }
+  return out_i64(args, x * x);
+}
+
+namespace {
+void expect_one_casualty(size_t chunksize) {
+  Pool pool(2);
+  const size_t n = 60;
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_abort_at_13", in.b.data(), n,
+                           chunksize, &r),
+            MPROC_EWORKER);
+  for (size_t i = 0; i < n; i++) {
+    int st = 0;
+    int64_t v = item_i64(r, i, &st);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+    } else {
+      EXPECT_EQ(st, MPROC_OK) << "chunksize " << chunksize << " item " << i;
+      EXPECT_EQ(v, (int64_t)(i * i)) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  expect_still_serves(pool.p);
+}
+} // namespace
+
+// Finished results of the dead worker's batch, not yet sent, survive it.
+TEST(PoolDeath, OnlyTheDyingTaskFailsChunksize1) { expect_one_casualty(1); }
+
+// The rest of the dying task's chunk is run by another worker.
+TEST(PoolDeath, OnlyTheDyingTaskFailsChunksize4) { expect_one_casualty(4); }
+
+// 100 KiB of (input & 0xff) bytes; aborts the worker for input 13.
+TEST_ENTRY(pool_big_abort_at_13) {
+  int64_t x = in_i64(args);
+  if (x == 13) {
+    std::fflush(nullptr);
+#ifdef _WIN32
+    TerminateProcess(GetCurrentProcess(), 3);
+#else
+    std::abort();
+#endif
+  }
+  std::string s(100 << 10, (char)(x & 0xff));
+  return mproc_task_result(args, s.data(), s.size()) == MPROC_OK ? 0 : 99;
+}
+
+// Results too large to stay in a worker's result area are sent early, at a
+// chunk boundary: still only the dying task fails.
+TEST(PoolDeath, OnlyTheDyingTaskFailsWithLargeResults) {
+  Pool pool(2);
+  const size_t n = 30;
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_big_abort_at_13", in.b.data(), n, 1,
+                           &r),
+            MPROC_EWORKER);
+  for (size_t i = 0; i < n; i++) {
+    const void *d = nullptr;
+    size_t len = 0;
+    int st = mproc_async_result_item(r, i, &d, &len);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+      continue;
+    }
+    ASSERT_EQ(st, MPROC_OK) << i;
+    ASSERT_EQ(len, (size_t)(100 << 10)) << i;
+    EXPECT_EQ(((const unsigned char *)d)[len - 1], (unsigned char)i) << i;
+  }
+  mproc_async_result_free(r);
+  expect_still_serves(pool.p);
 }

@@ -28,18 +28,27 @@
  *
  * Results and errors
  *   Each task ends with a status: 0, the task's own non-zero return value,
- *   or a pool error: MPROC_EWORKER (its worker died while running it, or
- *   after running it but before sending its result), MPROC_ECLOSED (the pool
- *   was terminated first), MPROC_ESPAWN (the pool cannot start workers).
+ *   or a pool error: MPROC_EWORKER (its worker died while running it),
+ *   MPROC_ECLOSED (the pool was terminated first), MPROC_ESPAWN (the pool
+ *   cannot start workers).
  *
  * Chunks and prefetch
  *   map/imap split the inputs into chunks of `chunksize` items (0: map's
  *   default ceil(n / (4 * workers)), imap's default 1); a chunk is the unit a
  *   worker takes, as in Python.  The parent keeps a few chunks queued at each
- *   worker and batches many small chunks per message.  A worker that dies
- *   fails the whole chunk it was running (and chunks of the same batch it had
- *   finished whose results it had not sent yet); the chunks queued behind
- *   them were not started and are given to other workers.
+ *   worker and batches many small chunks per message.
+ *
+ * One casualty per worker death
+ *   A worker that dies fails only the task it was running, whatever the
+ *   chunksize, as in Python: each finished task's result is published in
+ *   the worker's result area in shared memory as the task returns (one
+ *   memory store, no system call; results still travel in one message per
+ *   batch), so results finished but not yet sent survive the worker; the
+ *   tasks after the dying one in its chunk, and the chunks queued behind it,
+ *   had not started and are given to other workers.  One exception: a
+ *   single chunk whose results pass 256 KiB continues them in private
+ *   memory, and a death before that chunk's results are sent also fails
+ *   its tasks that finished past that point.
  *
  * Replacing workers
  *   A worker that dies is replaced at once.  One that dies before it
@@ -112,10 +121,11 @@ MPROC_API int mproc_task_input(const mproc_args *args, const void **data,
  * may be empty).  `args` must be the list the task was called with
  * (MPROC_ESTATE otherwise, e.g. when the entry was started as a process).
  * MPROC_E2BIG when the result would pass MPROC_CONN_MSG_MAX / 2 bytes.
- * Results travel back in one message per batch of small chunks, so that
- * limit holds for the results of the whole batch: tasks with results of
- * hundreds of MiB should be submitted with chunksize 1 and large inputs
- * (which are not batched), or pass their data through shared memory.
+ * Results travel back in one message per batch of small chunks (a batch's
+ * results are sent early, at a chunk's end, once they pass 128 KiB), so
+ * that limit holds for the results of a chunk: tasks with results of
+ * hundreds of MiB should be submitted with chunksize 1, or pass their
+ * data through shared memory.
  * Call it from the thread that runs the task. */
 MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
                                 size_t len);

@@ -57,7 +57,9 @@ enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
  * 64-bit words, and its result area of MPROC__POOL_AREA bytes in the
  * shared results array (see mproc__result_reserve). */
 enum { MPROC__PROG_CHUNK = 0, MPROC__PROG_ITEM = 1, MPROC__PROG_KEPT = 2,
-       MPROC__PROG_STRIDE = 4 };
+       MPROC__PROG_STRIDE = 16 }; /* 128 bytes: workers storing after every
+                                     task must not share a cache line (or
+                                     an adjacent-line prefetch pair) */
 #define MPROC__POOL_AREA ((size_t)256 << 10)
 /* Room for the message and chunk headers and a task name of up to 4096. */
 #define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 8192)

@@ -23,15 +23,7 @@
  * in the emptied pipe even when the worker is busy; a worker with two
  * messages in flight gets nothing until it answers one.
  *
- * Wire format (native byte order: both ends are the same program):
- *   down  u32 TASKS, then chunks: u64 id, u32 name_len, name,
- *         u32 nitems, nitems x (u32 len, bytes)          | u32 STOP
- *   up    u32 READY         | u32 INITFAIL, i32 code     | u32 RESULTS,
- *         then chunks: u64 id, u32 nitems,
- *                      nitems x (i32 status, u32 len, bytes)
- *         (a TASKS message may be answered by several RESULTS messages,
- *         each with whole chunks; a result area holds one such message)
- * Everything read is validated: bytes from another process are untrusted.
+ * The messages are described, written and read in src/pool_wire.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,9 +34,6 @@
 #include "pool.h"
 #include "thread.h"
 
-enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
-       MPROC__PM_RESULTS = 4, MPROC__PM_INITFAIL = 5 };
-
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
 #define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
@@ -53,14 +42,6 @@ enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
  * mproc__start_failed): doubles from MIN per failure in a row, up to MAX. */
 #define MPROC__POOL_BACKOFF_MIN 0.005
 #define MPROC__POOL_BACKOFF_MAX 1.0
-/* Each worker's slot in the shared progress array: MPROC__PROG_STRIDE
- * 64-bit words, and its result area of MPROC__POOL_AREA bytes in the
- * shared results array (see mproc__result_reserve). */
-enum { MPROC__PROG_CHUNK = 0, MPROC__PROG_ITEM = 1, MPROC__PROG_KEPT = 2,
-       MPROC__PROG_STRIDE = 16 }; /* 128 bytes: workers storing after every
-                                     task must not share a cache line (or
-                                     an adjacent-line prefetch pair) */
-#define MPROC__POOL_AREA ((size_t)256 << 10)
 /* Room for the message and chunk headers and a task name of up to 4096. */
 #define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 8192)
 
@@ -198,49 +179,6 @@ static char *mproc__pool_strdup(const char *s) {
   return c;
 }
 
-static int mproc__grow(unsigned char **buf, size_t *cap, size_t need) {
-  size_t c = *cap ? *cap : 4096;
-  unsigned char *nb;
-  if (need <= *cap)
-    return MPROC_OK;
-  while (c < need)
-    c *= 2;
-  nb = (unsigned char *)realloc(*buf, c);
-  if (!nb)
-    return MPROC_ENOMEM;
-  *buf = nb;
-  *cap = c;
-  return MPROC_OK;
-}
-
-static void mproc__put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-static void mproc__put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t mproc__get32(const unsigned char *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static uint64_t mproc__get64(const unsigned char *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-
-/* Receive one message into *buf, growing it as needed. */
-static int mproc__recv_grow(mproc_conn *c, unsigned char **buf, size_t *cap,
-                            size_t *len, double timeout) {
-  int rc;
-  if (!*buf && mproc__grow(buf, cap, 65536) < 0)
-    return MPROC_ENOMEM;
-  rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
-  if (rc == MPROC_ERANGE) {
-    if (mproc__grow(buf, cap, *len) < 0)
-      return MPROC_ENOMEM;
-    rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
-  }
-  return rc;
-}
-
 /* ---- the worker (runs in the child) ----------------------------------------- */
 
 /* The task running in this worker: what mproc_task_result appends to, and
@@ -267,7 +205,7 @@ static int mproc__result_reserve(size_t need) {
   int leaving = g_task.buf == g_task.area;
   if (need <= g_task.cap)
     return MPROC_OK;
-  if (mproc__grow(&g_task.priv, &g_task.priv_cap, need) < 0)
+  if (mproc__pool_grow(&g_task.priv, &g_task.priv_cap, need) < 0)
     return MPROC_ENOMEM;
   if (leaving && g_task.len)
     memcpy(g_task.priv, g_task.area, g_task.len);
@@ -286,7 +224,7 @@ static int mproc__result_begin(void) {
   g_task.len = 0;
   if (mproc__result_reserve(4) < 0)
     return MPROC_ENOMEM;
-  mproc__put32(g_task.buf, MPROC__PM_RESULTS);
+  mproc__wr_put32(g_task.buf, MPROC__PM_RESULTS);
   g_task.len = 4;
   return MPROC_OK;
 }
@@ -323,30 +261,29 @@ int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
   return MPROC_OK;
 }
 
-/* Runs item k of a chunk: its input at m[*pos] (u32 len, bytes; at most
- * `left` bytes there), its record appended to the results and published.
- * 0, or a negative code for a damaged message or no memory. */
-static int mproc__worker_item(const mproc_entry *e, const unsigned char *m,
-                              size_t *pos, size_t left, uint32_t k) {
+/* Runs item k of a chunk, its input read from r; its record is appended
+ * to the results and published.  0, or a negative code for a damaged
+ * message or no memory. */
+static int mproc__worker_item(const mproc_entry *e, mproc__rd *r, uint32_t k) {
   mproc_args view;
   mproc__arg a;
+  const unsigned char *in;
   uint32_t len;
   size_t hdr = g_task.len;
   int status;
-  if (left < 4 || left - 4 < (len = mproc__get32(m + *pos)))
+  if (mproc__pw_rd_bytes(r, &in, &len) < 0)
     return MPROC_EINVAL;
   /* The task's argument list points into the message: no copy. */
   memset(&view, 0, sizeof view);
   memset(&a, 0, sizeof a);
   a.type = MPROC_ARG_BYTES;
-  a.v.b.data = (unsigned char *)(uintptr_t)(m + *pos + 4);
+  a.v.b.data = (unsigned char *)(uintptr_t)in;
   a.v.b.len = len;
   view.pos = &a;
   view.npos = view.pos_cap = 1;
-  *pos += 4 + (size_t)len;
-  if (mproc__result_reserve(hdr + 8) < 0)
+  if (mproc__result_reserve(hdr + MPROC__PW_RESULT_ITEM) < 0)
     return MPROC_ENOMEM;
-  g_task.len += 8;
+  g_task.len += MPROC__PW_RESULT_ITEM;
   g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
   if (!e || e == &mproc__pool_worker_entry) {
     status = MPROC_ENOENTRY;
@@ -356,57 +293,50 @@ static int mproc__worker_item(const mproc_entry *e, const unsigned char *m,
     g_task.args = NULL;
   }
   if (status != 0)
-    g_task.len = hdr + 8; /* a failed task has no result */
-  mproc__put32(g_task.buf + hdr, (uint32_t)status);
-  mproc__put32(g_task.buf + hdr + 4, (uint32_t)(g_task.len - hdr - 8));
+    g_task.len = hdr + MPROC__PW_RESULT_ITEM; /* a failed task: no result */
+  mproc__wr_put32(g_task.buf + hdr, (uint32_t)status);
+  mproc__wr_put32(g_task.buf + hdr + 4,
+                  (uint32_t)(g_task.len - hdr - MPROC__PW_RESULT_ITEM));
   mproc__result_commit();
   return MPROC_OK;
 }
 
-/* Runs one TASKS message, appending RESULTS records to the results (and
+/* Runs one TASKS message (r is after its kind), appending RESULTS records to the results (and
  * sending them early when they grow large).  Returns the number of chunks
  * run, or a negative code for a damaged message or a lost parent. */
-static int mproc__worker_run(mproc_conn *conn, const unsigned char *m,
-                             size_t n) {
+static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
   const mproc_entry *e = NULL;
   const unsigned char *ename = NULL;
-  size_t enlen = 0, pos = 4;
+  uint32_t enlen = 0;
   int chunks = 0, rc;
-  while (pos < n) {
+  while (r->left > 0) {
+    const unsigned char *name;
     uint64_t id;
     uint32_t nlen, nitems, k;
-    if (n - pos < 12)
+    if (mproc__pw_rd_task_head(r, &id, &name, &nlen, &nitems) < 0)
       return MPROC_EINVAL;
-    id = mproc__get64(m + pos);
-    nlen = mproc__get32(m + pos + 8);
-    pos += 12;
-    if (nlen == 0 || nlen > 4096 || n - pos < (size_t)nlen + 4)
-      return MPROC_EINVAL;
-    if (!e || nlen != enlen || memcmp(ename, m + pos, nlen) != 0) {
-      char name[4097];
-      memcpy(name, m + pos, nlen);
-      name[nlen] = 0;
-      e = mproc__entry_find(name);
-      ename = m + pos;
+    if (!e || nlen != enlen || memcmp(ename, name, nlen) != 0) {
+      char cname[MPROC__PW_NAME_MAX + 1];
+      memcpy(cname, name, nlen);
+      cname[nlen] = 0;
+      e = mproc__entry_find(cname);
+      ename = name;
       enlen = nlen;
     }
-    pos += nlen;
-    nitems = mproc__get32(m + pos);
-    pos += 4;
     /* The parent learns from the progress slot which task was running if
      * we die (see mproc__worker_died). */
     g_task.prog[MPROC__PROG_ITEM] = 0;
     mproc__store64(&g_task.prog[MPROC__PROG_CHUNK], id);
-    if (mproc__result_reserve(g_task.len + 12) < 0)
+    if (mproc__result_reserve(g_task.len + MPROC__PW_RESULT_HEAD) < 0)
       return MPROC_ENOMEM;
-    mproc__put64(g_task.buf + g_task.len, id);
-    mproc__put32(g_task.buf + g_task.len + 8, nitems);
-    g_task.len += 12;
+    mproc__wr_put64(g_task.buf + g_task.len, id);
+    mproc__wr_put32(g_task.buf + g_task.len + 8, nitems);
+    g_task.len += MPROC__PW_RESULT_HEAD;
     for (k = 0; k < nitems; k++)
-      if ((rc = mproc__worker_item(e, m, &pos, n - pos, k)) < 0)
+      if ((rc = mproc__worker_item(e, r, k)) < 0)
         return rc;
     chunks++;
-    if (pos < n && (g_task.buf != g_task.area ||
+    if (r->left > 0 && (g_task.buf != g_task.area ||
                     g_task.len > MPROC__POOL_AREA / 2)) {
       /* Send the chunks finished so far rather than let the next ones
        * outgrow the result area, where a death would lose them. */
@@ -463,23 +393,24 @@ static int mproc__pool_worker_main(const mproc_args *args) {
       /* Tell the parent this is a real start failure, not a kill: it
        * reports MPROC_ESPAWN for the one and simply retries the other. */
       unsigned char m[8];
-      mproc__put32(m, MPROC__PM_INITFAIL);
-      mproc__put32(m + 4, (uint32_t)rc);
+      mproc__wr_put32(m, MPROC__PM_INITFAIL);
+      mproc__wr_put32(m + 4, (uint32_t)rc);
       (void)mproc_conn_send_bytes(conn, m, sizeof m);
       return rc;
     }
   }
-  mproc__put32(hdr, MPROC__PM_READY);
+  mproc__wr_put32(hdr, MPROC__PM_READY);
   if (mproc_conn_send_bytes(conn, hdr, 4) < 0)
     return 0;
   for (;;) {
-    rc = mproc__recv_grow(conn, &g_task.in, &g_task.incap, &inlen,
+    mproc__rd r;
+    rc = mproc__pool_recv(conn, &g_task.in, &g_task.incap, &inlen,
                           MPROC_FOREVER);
-    if (rc < 0 || inlen < 4 || mproc__get32(g_task.in) != MPROC__PM_TASKS)
+    if (rc < 0 || mproc__pw_rd_kind(&r, g_task.in, inlen) != MPROC__PM_TASKS)
       break; /* end-of-file, STOP, or damage: leave */
     if (mproc__result_begin() < 0)
       break;
-    rc = mproc__worker_run(conn, g_task.in, inlen);
+    rc = mproc__worker_run(conn, &r);
     if (rc < 0)
       break;
     if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
@@ -733,32 +664,34 @@ static void mproc__start_failed(mproc_pool *p, int i, int real) {
  * is untrusted: anything that does not parse ends the reading. */
 static void mproc__area_settle(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
-  const unsigned char *a = p->area + (size_t)i * MPROC__POOL_AREA;
   uint64_t n = p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT];
-  size_t pos = 4;
   mproc__chunk *c;
+  mproc__rd r;
   for (c = w->head; c; c = c->next)
     c->kept = 0;
-  if (n < 4 || n > MPROC__POOL_AREA || mproc__get32(a) != MPROC__PM_RESULTS)
+  if (n > MPROC__POOL_AREA ||
+      mproc__pw_rd_kind(&r, p->area + (size_t)i * MPROC__POOL_AREA,
+                        (size_t)n) != MPROC__PM_RESULTS)
     return;
-  while (n - pos >= 12) {
-    uint64_t id = mproc__get64(a + pos);
-    uint32_t nitems = mproc__get32(a + pos + 8), k;
-    pos += 12;
+  while (r.left > 0) {
+    uint64_t id;
+    uint32_t nitems, k;
+    if (mproc__pw_rd_result_head(&r, &id, &nitems) < 0)
+      return;
     for (c = w->head; c && c->id != id; c = c->next)
       ;
     if (c && nitems != c->count)
       return;
-    for (k = 0; k < nitems && n - pos >= 8; k++) {
-      int status = (int)mproc__get32(a + pos);
-      uint32_t len = mproc__get32(a + pos + 4);
-      if (n - pos - 8 < len)
+    for (k = 0; k < nitems && r.left > 0; k++) { /* may end inside a chunk */
+      const unsigned char *d;
+      uint32_t len;
+      int status;
+      if (mproc__pw_rd_result(&r, &status, &d, &len) < 0)
         return;
       if (c) {
-        mproc__item_done(p, c->job, c->first + k, status, a + pos + 8, len);
+        mproc__item_done(p, c->job, c->first + k, status, d, len);
         c->kept = k + 1;
       }
-      pos += 8 + (size_t)len;
     }
   }
 }
@@ -768,9 +701,18 @@ static void mproc__area_settle(mproc_pool *p, int i) {
 static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
   mproc_async_result *r = c->job;
   size_t j, skip = 0;
-  for (j = c->first; j < c->first + k; j++)
-    skip += 4 + (r->src ? r->src[j].len
-                        : mproc__get32(r->payload + c->off + skip));
+  for (j = c->first; j < c->first + k; j++) {
+    const unsigned char *d;
+    uint32_t len = 0;
+    mproc__rd rd;
+    if (!r->src) { /* our own encoding of the inputs: valid */
+      rd.p = r->payload + c->off + skip;
+      rd.left = c->len - skip;
+      rd.bad = 0;
+      (void)mproc__pw_rd_bytes(&rd, &d, &len);
+    }
+    skip += 4 + (r->src ? r->src[j].len : len);
+  }
   c->first += k;
   c->count -= k;
   c->off += skip;
@@ -840,51 +782,25 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   }
 }
 
-/* Handle one message from worker i.  Negative: damaged. */
-static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
-                             size_t n) {
+/* Settle the results of one RESULTS message (r after its kind) from
+ * worker i: whole chunks, in the order the worker got them.  Negative:
+ * damaged. */
+static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
   mproc__worker *w = &p->w[i];
-  size_t pos = 4;
-  uint32_t kind;
-  if (n < 4)
-    return MPROC_EINVAL;
-  kind = mproc__get32(m);
-  if (kind == MPROC__PM_READY) {
-    if (!w->ready) {
-      w->ready = 1;
-      p->start_fails = 0;
-      if (p->broken == MPROC_ESPAWN && p->initial_ready)
-        p->broken = 0; /* a worker runs again: so does the pool */
-    }
-    return MPROC_OK;
-  }
-  if (kind == MPROC__PM_INITFAIL) {
-    w->init_failed = 1;
-    return MPROC_OK;
-  }
-  if (kind != MPROC__PM_RESULTS)
-    return MPROC_EINVAL;
-  while (pos < n) {
+  while (r->left > 0) {
     mproc__chunk *c = w->head;
+    uint64_t id;
     uint32_t nitems, k;
-    if (n - pos < 12 || !c || mproc__get64(m + pos) != c->id)
-      return MPROC_EINVAL;
-    nitems = mproc__get32(m + pos + 8);
-    pos += 12;
-    if (nitems != c->count)
+    if (mproc__pw_rd_result_head(r, &id, &nitems) < 0 || !c || id != c->id ||
+        nitems != c->count)
       return MPROC_EINVAL;
     for (k = 0; k < nitems; k++) {
-      int status;
+      const unsigned char *d;
       uint32_t len;
-      if (n - pos < 8)
+      int status;
+      if (mproc__pw_rd_result(r, &status, &d, &len) < 0)
         return MPROC_EINVAL;
-      status = (int)mproc__get32(m + pos);
-      len = mproc__get32(m + pos + 4);
-      pos += 8;
-      if (n - pos < len)
-        return MPROC_EINVAL;
-      mproc__item_done(p, c->job, c->first + k, status, m + pos, len);
-      pos += len;
+      mproc__item_done(p, c->job, c->first + k, status, d, len);
     }
     w->head = c->next;
     if (!w->head)
@@ -896,6 +812,30 @@ static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
   return MPROC_OK;
 }
 
+/* Handle one message from worker i.  Negative: damaged. */
+static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
+                             size_t n) {
+  mproc__worker *w = &p->w[i];
+  mproc__rd r;
+  switch (mproc__pw_rd_kind(&r, m, n)) {
+  case MPROC__PM_READY:
+    if (!w->ready) {
+      w->ready = 1;
+      p->start_fails = 0;
+      if (p->broken == MPROC_ESPAWN && p->initial_ready)
+        p->broken = 0; /* a worker runs again: so does the pool */
+    }
+    return MPROC_OK;
+  case MPROC__PM_INITFAIL:
+    w->init_failed = 1;
+    return MPROC_OK;
+  case MPROC__PM_RESULTS:
+    return mproc__handle_results(p, i, &r);
+  default:
+    return MPROC_EINVAL;
+  }
+}
+
 /* Read every message worker i has ready. */
 static void mproc__drain(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
@@ -904,7 +844,7 @@ static void mproc__drain(mproc_pool *p, int i) {
     int rc;
     if (w->eof)
       return;
-    rc = mproc__recv_grow(w->conn, &p->rbuf, &p->rcap, &len, 0);
+    rc = mproc__pool_recv(w->conn, &p->rbuf, &p->rcap, &len, 0);
     if (rc == MPROC_ETIMEDOUT)
       return;
     if (rc < 0) {
@@ -924,6 +864,22 @@ static void mproc__drain(mproc_pool *p, int i) {
       return;
     }
   }
+}
+
+/* Write chunk c of a TASKS message at `to` (room for it is there); returns
+ * the bytes written. */
+static size_t mproc__encode_chunk(unsigned char *to, const mproc__chunk *c) {
+  const mproc_async_result *r = c->job;
+  size_t len = mproc__pw_task_head(to, c->id, r->task, strlen(r->task),
+                                   c->count);
+  size_t j;
+  if (!r->src) { /* already encoded at submit */
+    memcpy(to + len, r->payload + c->off, c->len);
+    return len + c->len;
+  }
+  for (j = c->first; j < c->first + c->count; j++)
+    len += mproc__pw_input(to + len, r->src[j].data, r->src[j].len);
+  return len;
 }
 
 /* Feed queued chunks to ready workers (see the note at the top on why this
@@ -958,39 +914,20 @@ static void mproc__schedule(mproc_pool *p) {
           limit = p->maxtasks - w->sent;
       }
       for (c = p->qhead; c && k < limit; c = c->next) {
-        size_t need = 16 + strlen(c->job->task) + c->len;
+        size_t need = MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
         if (k > 0 && len + need > MPROC__POOL_MSG_SOFT)
           break;
         if (w->msgs > 0 && len + need > MPROC__POOL_SECOND_MAX)
           break;
-        if (mproc__grow(&p->sbuf, &p->scap, len + need) < 0)
+        if (mproc__pool_grow(&p->sbuf, &p->scap, len + need) < 0)
           break;
-        mproc__put64(p->sbuf + len, c->id);
-        mproc__put32(p->sbuf + len + 8, (uint32_t)strlen(c->job->task));
-        len += 12;
-        memcpy(p->sbuf + len, c->job->task, strlen(c->job->task));
-        len += strlen(c->job->task);
-        mproc__put32(p->sbuf + len, (uint32_t)c->count);
-        len += 4;
-        if (c->job->src) {
-          size_t j;
-          for (j = c->first; j < c->first + c->count; j++) {
-            const mproc_bytes *b = &c->job->src[j];
-            mproc__put32(p->sbuf + len, (uint32_t)b->len);
-            if (b->len)
-              memcpy(p->sbuf + len + 4, b->data, b->len);
-            len += 4 + b->len;
-          }
-        } else {
-          memcpy(p->sbuf + len, c->job->payload + c->off, c->len);
-          len += c->len;
-        }
+        len += mproc__encode_chunk(p->sbuf + len, c);
         k++;
         last = c;
       }
       if (!k)
         break;
-      mproc__put32(p->sbuf, MPROC__PM_TASKS);
+      mproc__wr_put32(p->sbuf, MPROC__PM_TASKS);
       rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
       if (rc < 0) {
         /* Gone (its sentinel settles it), or unreachable: then end it. */
@@ -1149,7 +1086,7 @@ static void mproc__handler(void *arg) {
     mproc__fail_all(p, MPROC_ECLOSED);
   } else {
     unsigned char stop[4];
-    mproc__put32(stop, MPROC__PM_STOP);
+    mproc__wr_put32(stop, MPROC__PM_STOP);
     for (i = 0; i < p->n; i++)
       if (p->w[i].alive && !p->w[i].eof)
         (void)mproc_conn_send_bytes(p->w[i].conn, stop, 4);
@@ -1407,9 +1344,7 @@ static int mproc__submit(mproc_pool *p, const char *task,
     ch->off = total;
     for (i = ch->first; i < ch->first + ch->count; i++) {
       if (!borrow) {
-        mproc__put32(r->payload + total, (uint32_t)in[i].len);
-        if (in[i].len)
-          memcpy(r->payload + total + 4, in[i].data, in[i].len);
+        (void)mproc__pw_input(r->payload + total, in[i].data, in[i].len);
       }
       total += 4 + in[i].len;
     }

@@ -364,14 +364,26 @@ static int mproc__worker_start(mproc_pool *p, int i) {
   return MPROC_OK;
 }
 
-static void mproc__worker_reap(mproc__worker *w, double timeout) {
+/* Join (or kill after `timeout`) and release worker w; returns its exit
+ * code (0 if it has none). */
+static int mproc__worker_reap(mproc__worker *w, double timeout) {
+  int code = 0;
   if (mproc_process_join(w->proc, timeout) == MPROC_ETIMEDOUT) {
     (void)mproc_process_kill(w->proc);
     (void)mproc_process_join(w->proc, MPROC_FOREVER);
   }
+  (void)mproc_process_exitcode(w->proc, &code);
   w->proc = mproc_process_free(w->proc);
   w->conn = mproc_conn_free(w->conn);
   w->alive = w->ready = w->eof = 0;
+  return code;
+}
+
+/* Whether a worker that ended with this exit code was ended from outside
+ * (SIGKILL, SIGTERM, SIGINT, SIGHUP; on Windows mproc's kill, terminate and
+ * interrupt report -9, -15 and -2 too), rather than failing by itself. */
+static int mproc__killed_code(int code) {
+  return code == -9 || code == -15 || code == -2 || code == -1;
 }
 
 static void mproc__queue_front(mproc_pool *p, mproc__chunk *first,
@@ -393,10 +405,10 @@ static int mproc__any_ready(const mproc_pool *p) {
   return 0;
 }
 
-/* Worker slot i did not get ready: it could not be started or its
- * initializer failed (`real`), or it died before reporting ready, which is
- * no failure of the pool (it was killed: random kills must not break a
- * pool).  Either way the slot is retried after a back-off that doubles
+/* Worker slot i did not get ready: it could not be started, or its
+ * initializer failed or crashed (`real`), or it was killed before it
+ * reported ready, which is no failure of the pool (random kills must not
+ * break a pool).  Either way the slot is retried after a back-off that doubles
  * with each failure in a row, so the handler neither spins on a failing
  * start nor gives up.  A real failure is reported as MPROC_ESPAWN when it
  * leaves no ready worker (and always during mproc_pool_create). */
@@ -529,10 +541,12 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   w->inflight = 0;
   w->msgs = 0;
   {
-    int ready = w->ready, real = w->init_failed;
-    mproc__worker_reap(w, 5);
+    /* Before it got ready: its initializer failed (it said so, exited, or
+     * crashed), which is a real start failure, or it was killed. */
+    int ready = w->ready, said = w->init_failed;
+    int code = mproc__worker_reap(w, 5);
     if (!ready)
-      mproc__start_failed(p, i, real);
+      mproc__start_failed(p, i, said || !mproc__killed_code(code));
   }
 }
 
@@ -848,7 +862,7 @@ static void mproc__handler(void *arg) {
   mproc__mutex_unlock(&p->mu);
   for (i = 0; i < p->n; i++)
     if (p->w[i].alive)
-      mproc__worker_reap(&p->w[i], 10);
+      (void)mproc__worker_reap(&p->w[i], 10);
   mproc__mutex_lock(&p->mu);
   mproc__run_callbacks(p);
   p->initial_ready = 1;

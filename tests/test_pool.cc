@@ -167,6 +167,18 @@ TEST_ENTRY(pool_init_set) {
 
 TEST_ENTRY(pool_init_fail) { return 3; }
 
+// An initializer that crashes: a start failure like one that fails.
+TEST_ENTRY(pool_init_crash) {
+  std::fflush(nullptr);
+#ifdef _WIN32
+  TerminateProcess(GetCurrentProcess(), 3);
+#else
+  g_lsan_off = 1;
+  std::abort();
+#endif
+  return 0;
+}
+
 TEST_ENTRY(pool_get_init) { return out_i64(args, g_init_value); }
 
 // ---- map / imap -----------------------------------------------------------
@@ -441,6 +453,9 @@ TEST(PoolWorkers, FailingInitializerIsAnErrorNotAHang) {
   o.processes = 2;
   o.initializer = "pool_init_fail";
   mproc_pool *p = nullptr;
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ESPAWN);
+  EXPECT_EQ(p, nullptr);
+  o.initializer = "pool_init_crash";
   EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ESPAWN);
   EXPECT_EQ(p, nullptr);
   o.initializer = "no_such_entry";

@@ -56,9 +56,10 @@
  *   replaced too, after a back-off that doubles with each such death in a
  *   row (5 ms, 10 ms, ... up to 1 s; the count resets when a worker gets
  *   ready): killing workers as they start slows the pool down but never
- *   breaks it.  MPROC_ESPAWN means starting really failed: the OS could not
- *   start the worker, or its initializer returned non-zero (an initializer
- *   that crashes looks like a kill and is retried).  It is reported by
+ *   breaks it ("killed": ended by SIGKILL, SIGTERM, SIGINT or SIGHUP, or on
+ *   Windows by mproc's kill, terminate or interrupt).  MPROC_ESPAWN means
+ *   starting really failed: the OS could not start the worker, or its
+ *   initializer returned non-zero, exited or crashed.  It is reported by
  *   mproc_pool_create if any first worker fails so, and later while no
  *   worker is ready after such a failure: queued tasks fail with it and
  *   submissions return it, while the pool goes on retrying with back-off and

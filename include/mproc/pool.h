@@ -45,10 +45,12 @@
  *   memory store, no system call; results still travel in one message per
  *   batch), so results finished but not yet sent survive the worker; the
  *   tasks after the dying one in its chunk, and the chunks queued behind it,
- *   had not started and are given to other workers.  One exception: a
- *   single chunk whose results pass 256 KiB continues them in private
- *   memory, and a death before that chunk's results are sent also fails
- *   its tasks that finished past that point.
+ *   had not started and are given to other workers.  One exception: the
+ *   result area holds 256 KiB (a batch's results are sent early, at a
+ *   chunk's end, once they pass 128 KiB), so only inside a chunk whose own
+ *   results pass 128 KiB can it overflow; results finished after that point
+ *   are then in private memory until sent, and a death before that fails
+ *   them too (MPROC_EWORKER).
  *
  * Replacing workers
  *   A worker that dies is replaced at once.  One that dies before it
@@ -139,9 +141,12 @@ typedef struct mproc_pool_options {
                               task (NULL: none); a non-zero return ends that
                               worker (see mproc_pool_create) */
   /* The initializer's arguments (NULL: none), copied at create.  Handles
-   * and objects in it are passed again to every replacement worker, so they
-   * must stay open/alive as long as the pool.  Keys starting with
-   * "mproc.pool." are reserved: workers get their own there. */
+   * and IPC objects in it (a queue, a lock: Python's initargs=(queue,)
+   * idiom) reach every worker's initializer, replacement workers included,
+   * under fork, spawn and Windows, so they must stay open/alive as long as
+   * the pool.  The initializer may keep the objects it gets for the tasks
+   * (they live as long as the worker).  Keys starting with "mproc.pool."
+   * are reserved: workers get their own there. */
   const mproc_args *initargs;
   unsigned long maxtasksperchild; /* replace a worker after this many chunks
                                      (Python's tasks); 0: never */

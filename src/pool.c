@@ -768,85 +768,54 @@ static double mproc__keep_strength(mproc_pool *p) {
   return next < 0 ? MPROC_FOREVER : next - now;
 }
 
-static void mproc__handler(void *arg) {
-  mproc_pool *p = (mproc_pool *)arg;
-  mproc_waitable *items;
-  int *who;
-  int i;
-  items = (mproc_waitable *)calloc((size_t)p->n * 2 + 1, sizeof(*items));
-  who = (int *)calloc((size_t)p->n * 2 + 1, sizeof(*who));
-  mproc__mutex_lock(&p->mu);
-  if (!items || !who) {
-    p->broken = MPROC_ENOMEM;
-    p->state = MPROC__POOL_TERMINATE;
-  }
-  for (;;) {
-    size_t nw = 0, k;
-    double timeout;
-    int rc;
-    if (p->state == MPROC__POOL_TERMINATE)
-      break;
-    timeout = mproc__keep_strength(p);
-    if (p->broken) {
-      mproc__fail_all(p, p->broken);
-      mproc__cond_broadcast(&p->cond);
-    }
-    if (!p->initial_ready) {
-      int all = 1;
-      for (i = 0; i < p->n; i++)
-        all = all && p->w[i].alive && p->w[i].ready;
-      if (all || p->broken) {
-        p->initial_ready = 1;
-        mproc__cond_broadcast(&p->cond);
-      }
-    }
-    mproc__schedule(p);
-    mproc__run_callbacks(p);
-    if (p->state == MPROC__POOL_TERMINATE)
-      break;
-    if (p->state == MPROC__POOL_CLOSED && !mproc__busy(p))
-      break;
-    items[nw].kind = MPROC_WAIT_CONN;
-    items[nw].object = p->wake_r;
-    who[nw++] = -1;
-    for (i = 0; i < p->n; i++) {
-      if (!p->w[i].alive)
-        continue;
-      if (!p->w[i].eof) {
-        items[nw].kind = MPROC_WAIT_CONN;
-        items[nw].object = p->w[i].conn;
-        who[nw++] = i;
-      }
-      items[nw].kind = MPROC_WAIT_PROCESS;
-      items[nw].object = p->w[i].proc;
+/* Wait (lock released) until a worker's message or exit, a wake-up or the
+ * timeout, then handle what is ready.  items and who have room for every
+ * worker's connection and process plus the wake-up pipe. */
+static void mproc__handler_wait(mproc_pool *p, mproc_waitable *items, int *who,
+                                double timeout) {
+  size_t nw = 0, k;
+  int i, rc;
+  items[nw].kind = MPROC_WAIT_CONN;
+  items[nw].object = p->wake_r;
+  who[nw++] = -1;
+  for (i = 0; i < p->n; i++) {
+    if (!p->w[i].alive)
+      continue;
+    if (!p->w[i].eof) {
+      items[nw].kind = MPROC_WAIT_CONN;
+      items[nw].object = p->w[i].conn;
       who[nw++] = i;
     }
-    mproc__mutex_unlock(&p->mu);
-    rc = mproc_wait(items, nw, timeout);
-    mproc__mutex_lock(&p->mu);
-    if (rc < 0)
-      continue;
-    for (k = 0; k < nw; k++) {
-      if (!items[k].ready)
-        continue;
-      if (who[k] < 0) {
-        size_t len;
-        unsigned char b[16];
-        while (mproc_conn_recv_bytes(p->wake_r, b, sizeof b, &len, 0) == 0)
-          ;
-        p->wake_pending = 0;
-      } else if (items[k].kind == MPROC_WAIT_CONN) {
-        mproc__drain(p, who[k]);
-      } else if (p->w[who[k]].alive) {
-        /* Results it sent before it died come first. */
-        mproc__drain(p, who[k]);
-        mproc__worker_died(p, who[k]);
-      }
-    }
-    mproc__cond_broadcast(&p->cond);
+    items[nw].kind = MPROC_WAIT_PROCESS;
+    items[nw].object = p->w[i].proc;
+    who[nw++] = i;
   }
-  /* Shut down.  Closed: each worker is told to stop and exits on its own.
-   * Terminated: workers are stopped now and what they held fails. */
+  mproc__mutex_unlock(&p->mu);
+  rc = mproc_wait(items, nw, timeout);
+  mproc__mutex_lock(&p->mu);
+  for (k = 0; rc >= 0 && k < nw; k++) {
+    if (!items[k].ready)
+      continue;
+    if (who[k] < 0) {
+      size_t len;
+      unsigned char b[16];
+      while (mproc_conn_recv_bytes(p->wake_r, b, sizeof b, &len, 0) == 0)
+        ;
+      p->wake_pending = 0;
+    } else if (items[k].kind == MPROC_WAIT_CONN) {
+      mproc__drain(p, who[k]);
+    } else if (p->w[who[k]].alive) {
+      /* Results it sent before it died come first. */
+      mproc__drain(p, who[k]);
+      mproc__worker_died(p, who[k]);
+    }
+  }
+}
+
+/* Shut down (lock held).  Closed: each worker is told to stop and exits on
+ * its own.  Terminated: workers are stopped now and what they held fails. */
+static void mproc__handler_shutdown(mproc_pool *p) {
+  int i;
   if (p->state == MPROC__POOL_TERMINATE) {
     for (i = 0; i < p->n; i++)
       if (p->w[i].alive)
@@ -868,6 +837,44 @@ static void mproc__handler(void *arg) {
   p->initial_ready = 1;
   p->done = 1;
   mproc__cond_broadcast(&p->cond);
+}
+
+static void mproc__handler(void *arg) {
+  mproc_pool *p = (mproc_pool *)arg;
+  mproc_waitable *items;
+  int *who;
+  int i;
+  items = (mproc_waitable *)calloc((size_t)p->n * 2 + 1, sizeof(*items));
+  who = (int *)calloc((size_t)p->n * 2 + 1, sizeof(*who));
+  mproc__mutex_lock(&p->mu);
+  if (!items || !who) {
+    p->broken = MPROC_ENOMEM;
+    p->state = MPROC__POOL_TERMINATE;
+  }
+  while (p->state != MPROC__POOL_TERMINATE) {
+    double timeout = mproc__keep_strength(p);
+    if (p->broken) {
+      mproc__fail_all(p, p->broken);
+      mproc__cond_broadcast(&p->cond);
+    }
+    if (!p->initial_ready) {
+      int all = 1;
+      for (i = 0; i < p->n; i++)
+        all = all && p->w[i].alive && p->w[i].ready;
+      if (all || p->broken) {
+        p->initial_ready = 1;
+        mproc__cond_broadcast(&p->cond);
+      }
+    }
+    mproc__schedule(p);
+    mproc__run_callbacks(p);
+    if (p->state == MPROC__POOL_TERMINATE ||
+        (p->state == MPROC__POOL_CLOSED && !mproc__busy(p)))
+      break;
+    mproc__handler_wait(p, items, who, timeout);
+    mproc__cond_broadcast(&p->cond);
+  }
+  mproc__handler_shutdown(p);
   mproc__mutex_unlock(&p->mu);
   free(items);
   free(who);

@@ -187,6 +187,10 @@ void mproc__wr_u8(mproc__wr *w, uint8_t v);
 void mproc__wr_u32(mproc__wr *w, uint32_t v);
 void mproc__wr_u64(mproc__wr *w, uint64_t v);
 void mproc__wr_bytes(mproc__wr *w, const void *p, size_t n);
+/* The same encoding stored in place, into room the caller has (for a
+ * record whose header is filled in after its body). */
+void mproc__wr_put32(unsigned char *p, uint32_t v);
+void mproc__wr_put64(unsigned char *p, uint64_t v);
 
 /* Process-wide facts the backends read. */
 const char *mproc__argv0(void);

@@ -5,10 +5,14 @@
  * on every worker's connection and process plus a wake-up pipe, reads
  * results, feeds chunks and replaces workers.  The parent decides which
  * worker gets which chunk, so when a worker dies it knows exactly what that
- * worker held.  Which of those chunks had started is read from a shared
- * array in which each worker stores the id of the chunk it is about to run
- * (one store per chunk): that chunk and the finished-but-unsent ones before
- * it fail with MPROC_EWORKER, the ones after it go back to the queue.
+ * worker held.  What it had done is read from shared memory: each worker
+ * has a progress slot, where it stores the chunk and item it is about to
+ * run, and a result area, in which it builds its RESULTS message and
+ * after each task stores how much of it is complete (plain stores, no
+ * system call).  When it dies, the finished results are taken from its
+ * area, the running task fails with MPROC_EWORKER, and the tasks after it
+ * go back to the queue.  A worker whose batch results grow past half its
+ * area sends them early, at a chunk's end, so the area does not overflow.
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
  * blocked writing its results to us: at most two messages are in flight per
@@ -19,30 +23,28 @@
  * in the emptied pipe even when the worker is busy; a worker with two
  * messages in flight gets nothing until it answers one.
  *
- * Wire format (native byte order: both ends are the same program):
- *   down  u32 TASKS, then chunks: u64 id, u32 name_len, name,
- *         u32 nitems, nitems x (u32 len, bytes)          | u32 STOP
- *   up    u32 READY                                      | u32 RESULTS,
- *         then chunks: u64 id, u32 nitems,
- *                      nitems x (i32 status, u32 len, bytes)
- * Everything read is validated: bytes from another process are untrusted.
+ * This file is the parent's side: the handler thread (scheduler and worker
+ * replacement), the results and the public calls.  The worker's side is in
+ * src/pool_worker.c; the messages are described, written and read in
+ * src/pool_wire.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "atomics.h"
+#include "ipc.h"
 #include "pool.h"
 #include "thread.h"
-
-enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
-       MPROC__PM_RESULTS = 4 };
 
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
 #define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
 #define MPROC__POOL_SECOND_MAX ((size_t)4096 - 8) /* a page less the frame */
-#define MPROC__POOL_START_FAILS 3 /* deaths before READY in a row: broken */
+/* Back-off between attempts to start a worker after failed ones (see
+ * mproc__start_failed): doubles from MIN per failure in a row, up to MAX. */
+#define MPROC__POOL_BACKOFF_MIN 0.005
+#define MPROC__POOL_BACKOFF_MAX 1.0
 /* Room for the message and chunk headers and a task name of up to 4096. */
 #define MPROC__POOL_CHUNK_MAX (MPROC_CONN_MSG_MAX - 8192)
 
@@ -54,6 +56,7 @@ typedef struct mproc__chunk {
   size_t first, count;
   size_t off, len; /* encoded items in job->payload */
   int last;        /* last chunk of the message it was sent in */
+  size_t kept;     /* items a dead worker left in its result area */
   struct mproc__chunk *next;
 } mproc__chunk;
 
@@ -98,25 +101,42 @@ typedef struct mproc__worker {
   mproc_process *proc;
   mproc_conn *conn;
   int alive, ready, eof;
+  int init_failed;   /* it reported that its initializer failed */
+  double restart_at; /* while dead: no new start before (mproc__plat_now) */
   mproc__chunk *head, *tail;
   size_t inflight;
   int msgs;
   unsigned long sent;
 } mproc__worker;
 
+/* A result mproc_pool_apply could not hand over (MPROC_ERANGE), kept for
+ * the same thread's next apply of the same task and input. */
+typedef struct mproc__kept {
+  uint64_t tid;
+  mproc_async_result *r;
+  unsigned char *in;
+  size_t in_len;
+  struct mproc__kept *next;
+} mproc__kept;
+
 struct mproc_pool {
   mproc__mutex_t mu;
   mproc__cond cond;
   int refs;
   int state;
-  int broken; /* 0 or the error every task gets (MPROC_ESPAWN) */
+  /* 0 or the error every task gets: MPROC_ESPAWN while no worker is ready
+   * and the last start really failed (cleared when one gets ready again),
+   * MPROC_EDAEMON or MPROC_ENOMEM for good. */
+  int broken;
   int done;   /* the handler thread has ended */
   int initial_ready;
-  int start_fails;
+  unsigned start_fails; /* workers that failed to get ready, in a row */
   int n;
   mproc__worker *w;
-  mproc_array *progress;
+  mproc_array *progress;   /* MPROC__PROG_STRIDE words per worker */
   volatile uint64_t *prog;
+  mproc_array *results;    /* MPROC__POOL_AREA bytes per worker */
+  const unsigned char *area;
   mproc_conn *wake_r, *wake_w;
   int wake_pending;
   mproc__chunk *qhead, *qtail;
@@ -132,6 +152,7 @@ struct mproc_pool {
   unsigned char *rbuf, *sbuf;
   size_t rcap, scap;
   mproc_async_result *cb_head;
+  mproc__kept *kept; /* one per thread at most */
   struct mproc_pool *all_next;
 };
 
@@ -142,6 +163,17 @@ static int g_atexit_set;
 
 /* ---- small helpers ----------------------------------------------------------- */
 
+/* Whether this process created the pool.  A fork child inherits a copy of
+ * the pool without its handler thread and without its workers (they are
+ * the parent's children): a call that waited would wait forever, and the
+ * pool's lock may have been held by a parent thread at the fork, so the
+ * child must not even take it.  Such calls are MPROC_EPERM, as for a
+ * process object used outside its creator (src/process.c).  `creator` is
+ * written once at create, so reading it needs no lock. */
+static int mproc__pool_mine(const mproc_pool *p) {
+  return p->creator == mproc__plat_getpid();
+}
+
 static char *mproc__pool_strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *c = (char *)malloc(n);
@@ -149,228 +181,6 @@ static char *mproc__pool_strdup(const char *s) {
     memcpy(c, s, n);
   return c;
 }
-
-static int mproc__grow(unsigned char **buf, size_t *cap, size_t need) {
-  size_t c = *cap ? *cap : 4096;
-  unsigned char *nb;
-  if (need <= *cap)
-    return MPROC_OK;
-  while (c < need)
-    c *= 2;
-  nb = (unsigned char *)realloc(*buf, c);
-  if (!nb)
-    return MPROC_ENOMEM;
-  *buf = nb;
-  *cap = c;
-  return MPROC_OK;
-}
-
-static void mproc__put32(unsigned char *p, uint32_t v) { memcpy(p, &v, 4); }
-static void mproc__put64(unsigned char *p, uint64_t v) { memcpy(p, &v, 8); }
-static uint32_t mproc__get32(const unsigned char *p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-static uint64_t mproc__get64(const unsigned char *p) {
-  uint64_t v;
-  memcpy(&v, p, 8);
-  return v;
-}
-
-/* Receive one message into *buf, growing it as needed. */
-static int mproc__recv_grow(mproc_conn *c, unsigned char **buf, size_t *cap,
-                            size_t *len, double timeout) {
-  int rc;
-  if (!*buf && mproc__grow(buf, cap, 65536) < 0)
-    return MPROC_ENOMEM;
-  rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
-  if (rc == MPROC_ERANGE) {
-    if (mproc__grow(buf, cap, *len) < 0)
-      return MPROC_ENOMEM;
-    rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
-  }
-  return rc;
-}
-
-/* ---- the worker (runs in the child) ----------------------------------------- */
-
-/* The task running in this worker: what mproc_task_result appends to, and
- * the message it came in (static, so a task that calls exit() leaves no
- * unreachable memory behind for leak checkers). */
-static struct {
-  const mproc_args *args;
-  unsigned char *buf;
-  size_t len, cap;
-  unsigned char *in;
-  size_t incap;
-} g_task;
-
-int mproc_task_input(const mproc_args *args, const void **data, size_t *len) {
-  if (!args || !data || !len)
-    return MPROC_EINVAL;
-  if (args != g_task.args)
-    return MPROC_ESTATE;
-  return mproc_arg_bytes(args, 0, data, len);
-}
-
-int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
-  if (!args || (!data && len))
-    return MPROC_EINVAL;
-  if (args != g_task.args)
-    return MPROC_ESTATE;
-  if (len > MPROC_CONN_MSG_MAX / 2 || g_task.len > MPROC_CONN_MSG_MAX / 2 - len)
-    return MPROC_E2BIG;
-  if (mproc__grow(&g_task.buf, &g_task.cap, g_task.len + len) < 0)
-    return MPROC_ENOMEM;
-  if (len)
-    memcpy(g_task.buf + g_task.len, data, len);
-  g_task.len += len;
-  return MPROC_OK;
-}
-
-/* Runs one TASKS message, appending RESULTS records to g_task.buf.  Returns
- * the number of chunks run, or a negative code for a damaged message. */
-static int mproc__worker_run(const unsigned char *m, size_t n,
-                             volatile uint64_t *prog) {
-  const mproc_entry *e = NULL;
-  const unsigned char *ename = NULL;
-  size_t enlen = 0, pos = 4;
-  int chunks = 0;
-  while (pos < n) {
-    uint64_t id;
-    uint32_t nlen, nitems, k;
-    size_t at;
-    if (n - pos < 12)
-      return MPROC_EINVAL;
-    id = mproc__get64(m + pos);
-    nlen = mproc__get32(m + pos + 8);
-    pos += 12;
-    if (nlen == 0 || nlen > 4096 || n - pos < (size_t)nlen + 4)
-      return MPROC_EINVAL;
-    if (!e || nlen != enlen || memcmp(ename, m + pos, nlen) != 0) {
-      char name[4097];
-      memcpy(name, m + pos, nlen);
-      name[nlen] = 0;
-      e = mproc__entry_find(name);
-      ename = m + pos;
-      enlen = nlen;
-    }
-    pos += nlen;
-    nitems = mproc__get32(m + pos);
-    pos += 4;
-    /* The parent learns from this store which chunk was running if we
-     * die; stored before the first instruction of the task. */
-    mproc__store64(prog, id);
-    at = g_task.len;
-    if (mproc__grow(&g_task.buf, &g_task.cap, at + 12) < 0)
-      return MPROC_ENOMEM;
-    mproc__put64(g_task.buf + at, id);
-    mproc__put32(g_task.buf + at + 8, nitems);
-    g_task.len += 12;
-    for (k = 0; k < nitems; k++) {
-      mproc_args view;
-      mproc__arg a;
-      uint32_t len;
-      size_t hdr;
-      int status;
-      if (n - pos < 4)
-        return MPROC_EINVAL;
-      len = mproc__get32(m + pos);
-      pos += 4;
-      if (n - pos < len)
-        return MPROC_EINVAL;
-      /* The task's argument list points into the message: no copy. */
-      memset(&view, 0, sizeof view);
-      memset(&a, 0, sizeof a);
-      a.type = MPROC_ARG_BYTES;
-      a.v.b.data = (unsigned char *)(uintptr_t)(m + pos);
-      a.v.b.len = len;
-      view.pos = &a;
-      view.npos = view.pos_cap = 1;
-      pos += len;
-      hdr = g_task.len;
-      if (mproc__grow(&g_task.buf, &g_task.cap, hdr + 8) < 0)
-        return MPROC_ENOMEM;
-      g_task.len += 8;
-      if (!e || e == &mproc__pool_worker_entry) {
-        status = MPROC_ENOENTRY;
-      } else {
-        g_task.args = &view;
-        status = e->fn(&view);
-        g_task.args = NULL;
-      }
-      if (status != 0)
-        g_task.len = hdr + 8; /* a failed task has no result */
-      mproc__put32(g_task.buf + hdr, (uint32_t)status);
-      mproc__put32(g_task.buf + hdr + 4, (uint32_t)(g_task.len - hdr - 8));
-    }
-    chunks++;
-  }
-  return chunks;
-}
-
-static int mproc__pool_worker_main(const mproc_args *args) {
-  void *o = NULL;
-  mproc_conn *conn;
-  mproc_array *arr;
-  volatile uint64_t *prog;
-  int64_t slot = -1, maxtasks = 0;
-  const char *init = "";
-  size_t inlen = 0;
-  unsigned long done = 0;
-  unsigned char hdr[4];
-  int rc;
-  if (mproc_kwarg_object(args, "mproc.pool.conn", MPROC_OBJ_CONN, &o) < 0)
-    return 3;
-  conn = (mproc_conn *)o;
-  if (mproc_kwarg_object(args, "mproc.pool.progress", MPROC_OBJ_ARRAY, &o) < 0)
-    return 3;
-  arr = (mproc_array *)o;
-  if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
-      (size_t)slot >= mproc_array_length(arr))
-    return 3;
-  (void)mproc_kwarg_int(args, "mproc.pool.maxtasks", &maxtasks);
-  (void)mproc_kwarg_str(args, "mproc.pool.init", &init);
-  prog = (volatile uint64_t *)mproc_array_ptr(arr) + slot;
-  if (init && init[0]) {
-    const mproc_entry *e = mproc__entry_find(init);
-    if (!e || e == &mproc__pool_worker_entry)
-      return 4;
-    rc = e->fn(args);
-    if (rc != 0)
-      return rc;
-  }
-  mproc__put32(hdr, MPROC__PM_READY);
-  if (mproc_conn_send_bytes(conn, hdr, 4) < 0)
-    return 0;
-  for (;;) {
-    rc = mproc__recv_grow(conn, &g_task.in, &g_task.incap, &inlen,
-                          MPROC_FOREVER);
-    if (rc < 0 || inlen < 4 || mproc__get32(g_task.in) != MPROC__PM_TASKS)
-      break; /* end-of-file, STOP, or damage: leave */
-    g_task.len = 0;
-    if (mproc__grow(&g_task.buf, &g_task.cap, 4) < 0)
-      break;
-    mproc__put32(g_task.buf, MPROC__PM_RESULTS);
-    g_task.len = 4;
-    rc = mproc__worker_run(g_task.in, inlen, prog);
-    if (rc < 0)
-      break;
-    if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
-      break;
-    done += (unsigned long)rc;
-    if (maxtasks > 0 && done >= (unsigned long)maxtasks)
-      break;
-  }
-  free(g_task.in);
-  free(g_task.buf);
-  memset(&g_task, 0, sizeof g_task);
-  return 0;
-}
-
-const mproc_entry mproc__pool_worker_entry = {MPROC_POOL_WORKER_ENTRY,
-                                              mproc__pool_worker_main};
 
 /* ---- results (caller holds pool->mu) ---------------------------------------- */
 
@@ -511,7 +321,10 @@ static int mproc__worker_start(mproc_pool *p, int i) {
   char name[64];
   int rc;
   memset(w, 0, sizeof *w);
-  mproc__store64(&p->prog[i], 0);
+  mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_CHUNK],
+                 0);
+  mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT],
+                 0);
   rc = mproc_pipe(&mine, &theirs, 1);
   if (rc == MPROC_OK)
     rc = mproc_args_create(&args);
@@ -521,6 +334,8 @@ static int mproc__worker_start(mproc_pool *p, int i) {
     rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
   if (rc == MPROC_OK)
     rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_object(args, "mproc.pool.results", p->results);
   if (rc == MPROC_OK)
     rc = mproc_args_add_int(args, "mproc.pool.slot", i);
   if (rc == MPROC_OK)
@@ -549,14 +364,26 @@ static int mproc__worker_start(mproc_pool *p, int i) {
   return MPROC_OK;
 }
 
-static void mproc__worker_reap(mproc__worker *w, double timeout) {
+/* Join (or kill after `timeout`) and release worker w; returns its exit
+ * code (0 if it has none). */
+static int mproc__worker_reap(mproc__worker *w, double timeout) {
+  int code = 0;
   if (mproc_process_join(w->proc, timeout) == MPROC_ETIMEDOUT) {
     (void)mproc_process_kill(w->proc);
     (void)mproc_process_join(w->proc, MPROC_FOREVER);
   }
+  (void)mproc_process_exitcode(w->proc, &code);
   w->proc = mproc_process_free(w->proc);
   w->conn = mproc_conn_free(w->conn);
   w->alive = w->ready = w->eof = 0;
+  return code;
+}
+
+/* Whether a worker that ended with this exit code was ended from outside
+ * (SIGKILL, SIGTERM, SIGINT, SIGHUP; on Windows mproc's kill, terminate and
+ * interrupt report -9, -15 and -2 too), rather than failing by itself. */
+static int mproc__killed_code(int code) {
+  return code == -9 || code == -15 || code == -2 || code == -1;
 }
 
 static void mproc__queue_front(mproc_pool *p, mproc__chunk *first,
@@ -570,82 +397,178 @@ static void mproc__queue_front(mproc_pool *p, mproc__chunk *first,
   p->qlen += k;
 }
 
-/* A worker died: settle what it held, free it. */
+static int mproc__any_ready(const mproc_pool *p) {
+  int i;
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].alive && p->w[i].ready)
+      return 1;
+  return 0;
+}
+
+/* Worker slot i did not get ready: it could not be started, or its
+ * initializer failed or crashed (`real`), or it was killed before it
+ * reported ready, which is no failure of the pool (random kills must not
+ * break a pool).  Either way the slot is retried after a back-off that doubles
+ * with each failure in a row, so the handler neither spins on a failing
+ * start nor gives up.  A real failure is reported as MPROC_ESPAWN when it
+ * leaves no ready worker (and always during mproc_pool_create). */
+static void mproc__start_failed(mproc_pool *p, int i, int real) {
+  unsigned f = p->start_fails < 16 ? p->start_fails : 16;
+  double delay = MPROC__POOL_BACKOFF_MIN * (double)(1u << f);
+  p->start_fails++;
+  if (delay > MPROC__POOL_BACKOFF_MAX)
+    delay = MPROC__POOL_BACKOFF_MAX;
+  p->w[i].restart_at = mproc__plat_now() + delay;
+  if (real && !p->broken && (!p->initial_ready || !mproc__any_ready(p)))
+    p->broken = MPROC_ESPAWN;
+}
+
+/* The results dead worker i left in its result area (the RESULTS message
+ * it was building, complete up to PROG_KEPT bytes): settle those of chunks
+ * it still held, and note in each chunk how many it kept.  Records of
+ * chunks it no longer holds (a batch already sent) are skipped.  The area
+ * is untrusted: anything that does not parse ends the reading. */
+static void mproc__area_settle(mproc_pool *p, int i) {
+  mproc__worker *w = &p->w[i];
+  uint64_t n = p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT];
+  mproc__chunk *c;
+  mproc__rd r;
+  for (c = w->head; c; c = c->next)
+    c->kept = 0;
+  if (n > MPROC__POOL_AREA ||
+      mproc__pw_rd_kind(&r, p->area + (size_t)i * MPROC__POOL_AREA,
+                        (size_t)n) != MPROC__PM_RESULTS)
+    return;
+  while (r.left > 0) {
+    uint64_t id;
+    uint32_t nitems, k;
+    if (mproc__pw_rd_result_head(&r, &id, &nitems) < 0)
+      return;
+    for (c = w->head; c && c->id != id; c = c->next)
+      ;
+    if (c && nitems != c->count)
+      return;
+    for (k = 0; k < nitems && r.left > 0; k++) { /* may end inside a chunk */
+      const unsigned char *d;
+      uint32_t len;
+      int status;
+      if (mproc__pw_rd_result(&r, &status, &d, &len) < 0)
+        return;
+      if (c) {
+        mproc__item_done(p, c->job, c->first + k, status, d, len);
+        c->kept = k + 1;
+      }
+    }
+  }
+}
+
+/* Drop chunk c's first k items (settled) and give the rest a new id, so
+ * that they can be queued again. */
+static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
+  mproc_async_result *r = c->job;
+  size_t j, skip = 0;
+  for (j = c->first; j < c->first + k; j++) {
+    const unsigned char *d;
+    uint32_t len = 0;
+    mproc__rd rd;
+    if (!r->src) { /* our own encoding of the inputs: valid */
+      rd.p = r->payload + c->off + skip;
+      rd.left = c->len - skip;
+      rd.bad = 0;
+      (void)mproc__pw_rd_bytes(&rd, &d, &len);
+    }
+    skip += 4 + (r->src ? r->src[j].len : len);
+  }
+  c->first += k;
+  c->count -= k;
+  c->off += skip;
+  c->len -= skip;
+  c->id = p->next_id++;
+}
+
+/* A worker died while running task `item` of chunk `running` (of its list).
+ * The task fails with MPROC_EWORKER; so do finished tasks whose results
+ * it kept only in private memory (mproc__result_reserve).  Returns the
+ * chunks that never started, the rest of `running` first (NULL: none). */
+static mproc__chunk *mproc__chunks_lost(mproc_pool *p, mproc__worker *w,
+                                        mproc__chunk *running, uint64_t item) {
+  mproc__chunk *c;
+  size_t k;
+  while ((c = w->head) != running) {
+    w->head = c->next;
+    mproc__chunk_fail(p, c, MPROC_EWORKER); /* settled items stay */
+  }
+  if (item >= running->count) { /* damaged: the whole chunk is lost */
+    mproc__chunk_fail(p, running, MPROC_EWORKER);
+    return running->next;
+  }
+  /* Items before `item` finished (settled, unless their results were
+   * only in private memory); `item` died, unless it got its result out
+   * first; the ones after it never started. */
+  for (k = 0; k <= (size_t)item; k++)
+    mproc__item_done(p, running->job, running->first + k, MPROC_EWORKER,
+                     NULL, 0);
+  if ((size_t)item + 1 == running->count)
+    return running->next;
+  mproc__chunk_trim(p, running, (size_t)item + 1);
+  return running; /* still linked to the chunks after it */
+}
+
+/* A worker died: settle what it held, free it.  Only the task it was
+ * running fails: every finished result is in its result area (or was sent),
+ * and the tasks after it go back to the queue for another worker. */
 static void mproc__worker_died(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
-  uint64_t running = mproc__load64(&p->prog[i]);
-  mproc__chunk *c, *found = NULL;
+  volatile uint64_t *prog = p->prog + (size_t)i * MPROC__PROG_STRIDE;
+  uint64_t running = mproc__load64(&prog[MPROC__PROG_CHUNK]);
+  uint64_t item = prog[MPROC__PROG_ITEM];
+  mproc__chunk *c, *found = NULL, *rest;
+  mproc__area_settle(p, i);
   for (c = w->head; c; c = c->next)
     if (c->id == running)
       found = c;
-  /* Everything up to the running chunk is lost with the worker; the rest
-   * never started. */
-  if (found) {
-    while ((c = w->head) != found) {
-      w->head = c->next;
-      mproc__chunk_fail(p, c, MPROC_EWORKER);
-    }
-    w->head = found->next;
-    mproc__chunk_fail(p, found, MPROC_EWORKER);
-  }
-  if (w->head) {
+  rest = found ? mproc__chunks_lost(p, w, found, item) : w->head;
+  if (rest) {
     size_t k = 0;
     mproc__chunk *last = NULL;
-    for (c = w->head; c; c = c->next) {
+    for (c = rest; c; c = c->next) {
       k++;
       last = c;
     }
-    mproc__queue_front(p, w->head, last, k);
+    mproc__queue_front(p, rest, last, k);
   }
   w->head = w->tail = NULL;
   w->inflight = 0;
   w->msgs = 0;
-  if (!w->ready) {
-    if (++p->start_fails >= MPROC__POOL_START_FAILS && !p->broken)
-      p->broken = MPROC_ESPAWN;
+  {
+    /* Before it got ready: its initializer failed (it said so, exited, or
+     * crashed), which is a real start failure, or it was killed. */
+    int ready = w->ready, said = w->init_failed;
+    int code = mproc__worker_reap(w, 5);
+    if (!ready)
+      mproc__start_failed(p, i, said || !mproc__killed_code(code));
   }
-  mproc__worker_reap(w, 5);
 }
 
-/* Handle one message from worker i.  Negative: damaged. */
-static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
-                             size_t n) {
+/* Settle the results of one RESULTS message (r after its kind) from
+ * worker i: whole chunks, in the order the worker got them.  Negative:
+ * damaged. */
+static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
   mproc__worker *w = &p->w[i];
-  size_t pos = 4;
-  uint32_t kind;
-  if (n < 4)
-    return MPROC_EINVAL;
-  kind = mproc__get32(m);
-  if (kind == MPROC__PM_READY) {
-    if (!w->ready) {
-      w->ready = 1;
-      p->start_fails = 0;
-    }
-    return MPROC_OK;
-  }
-  if (kind != MPROC__PM_RESULTS)
-    return MPROC_EINVAL;
-  while (pos < n) {
+  while (r->left > 0) {
     mproc__chunk *c = w->head;
+    uint64_t id;
     uint32_t nitems, k;
-    if (n - pos < 12 || !c || mproc__get64(m + pos) != c->id)
-      return MPROC_EINVAL;
-    nitems = mproc__get32(m + pos + 8);
-    pos += 12;
-    if (nitems != c->count)
+    if (mproc__pw_rd_result_head(r, &id, &nitems) < 0 || !c || id != c->id ||
+        nitems != c->count)
       return MPROC_EINVAL;
     for (k = 0; k < nitems; k++) {
-      int status;
+      const unsigned char *d;
       uint32_t len;
-      if (n - pos < 8)
+      int status;
+      if (mproc__pw_rd_result(r, &status, &d, &len) < 0)
         return MPROC_EINVAL;
-      status = (int)mproc__get32(m + pos);
-      len = mproc__get32(m + pos + 4);
-      pos += 8;
-      if (n - pos < len)
-        return MPROC_EINVAL;
-      mproc__item_done(p, c->job, c->first + k, status, m + pos, len);
-      pos += len;
+      mproc__item_done(p, c->job, c->first + k, status, d, len);
     }
     w->head = c->next;
     if (!w->head)
@@ -657,6 +580,30 @@ static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
   return MPROC_OK;
 }
 
+/* Handle one message from worker i.  Negative: damaged. */
+static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
+                             size_t n) {
+  mproc__worker *w = &p->w[i];
+  mproc__rd r;
+  switch (mproc__pw_rd_kind(&r, m, n)) {
+  case MPROC__PM_READY:
+    if (!w->ready) {
+      w->ready = 1;
+      p->start_fails = 0;
+      if (p->broken == MPROC_ESPAWN && p->initial_ready)
+        p->broken = 0; /* a worker runs again: so does the pool */
+    }
+    return MPROC_OK;
+  case MPROC__PM_INITFAIL:
+    w->init_failed = 1;
+    return MPROC_OK;
+  case MPROC__PM_RESULTS:
+    return mproc__handle_results(p, i, &r);
+  default:
+    return MPROC_EINVAL;
+  }
+}
+
 /* Read every message worker i has ready. */
 static void mproc__drain(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
@@ -665,7 +612,7 @@ static void mproc__drain(mproc_pool *p, int i) {
     int rc;
     if (w->eof)
       return;
-    rc = mproc__recv_grow(w->conn, &p->rbuf, &p->rcap, &len, 0);
+    rc = mproc__pool_recv(w->conn, &p->rbuf, &p->rcap, &len, 0);
     if (rc == MPROC_ETIMEDOUT)
       return;
     if (rc < 0) {
@@ -685,6 +632,22 @@ static void mproc__drain(mproc_pool *p, int i) {
       return;
     }
   }
+}
+
+/* Write chunk c of a TASKS message at `to` (room for it is there); returns
+ * the bytes written. */
+static size_t mproc__encode_chunk(unsigned char *to, const mproc__chunk *c) {
+  const mproc_async_result *r = c->job;
+  size_t len = mproc__pw_task_head(to, c->id, r->task, strlen(r->task),
+                                   c->count);
+  size_t j;
+  if (!r->src) { /* already encoded at submit */
+    memcpy(to + len, r->payload + c->off, c->len);
+    return len + c->len;
+  }
+  for (j = c->first; j < c->first + c->count; j++)
+    len += mproc__pw_input(to + len, r->src[j].data, r->src[j].len);
+  return len;
 }
 
 /* Feed queued chunks to ready workers (see the note at the top on why this
@@ -719,39 +682,20 @@ static void mproc__schedule(mproc_pool *p) {
           limit = p->maxtasks - w->sent;
       }
       for (c = p->qhead; c && k < limit; c = c->next) {
-        size_t need = 16 + strlen(c->job->task) + c->len;
+        size_t need = MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
         if (k > 0 && len + need > MPROC__POOL_MSG_SOFT)
           break;
         if (w->msgs > 0 && len + need > MPROC__POOL_SECOND_MAX)
           break;
-        if (mproc__grow(&p->sbuf, &p->scap, len + need) < 0)
+        if (mproc__pool_grow(&p->sbuf, &p->scap, len + need) < 0)
           break;
-        mproc__put64(p->sbuf + len, c->id);
-        mproc__put32(p->sbuf + len + 8, (uint32_t)strlen(c->job->task));
-        len += 12;
-        memcpy(p->sbuf + len, c->job->task, strlen(c->job->task));
-        len += strlen(c->job->task);
-        mproc__put32(p->sbuf + len, (uint32_t)c->count);
-        len += 4;
-        if (c->job->src) {
-          size_t j;
-          for (j = c->first; j < c->first + c->count; j++) {
-            const mproc_bytes *b = &c->job->src[j];
-            mproc__put32(p->sbuf + len, (uint32_t)b->len);
-            if (b->len)
-              memcpy(p->sbuf + len + 4, b->data, b->len);
-            len += 4 + b->len;
-          }
-        } else {
-          memcpy(p->sbuf + len, c->job->payload + c->off, c->len);
-          len += c->len;
-        }
+        len += mproc__encode_chunk(p->sbuf + len, c);
         k++;
         last = c;
       }
       if (!k)
         break;
-      mproc__put32(p->sbuf, MPROC__PM_TASKS);
+      mproc__wr_put32(p->sbuf, MPROC__PM_TASKS);
       rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
       if (rc < 0) {
         /* Gone (its sentinel settles it), or unreachable: then end it. */
@@ -792,6 +736,109 @@ static int mproc__busy(mproc_pool *p) {
   return 0;
 }
 
+/* Start the workers the pool lacks while there is or may be work, each
+ * once its back-off is over.  Returns how long the handler may wait before
+ * a slot is due again (MPROC_FOREVER: none is): the back-off is waited in
+ * mproc_wait with the workers and the wake-up pipe, never in a sleep. */
+static double mproc__keep_strength(mproc_pool *p) {
+  double now = mproc__plat_now(), next = -1;
+  int i, rc;
+  for (i = 0; i < p->n; i++) {
+    mproc__worker *w = &p->w[i];
+    if (w->alive || (p->broken && p->broken != MPROC_ESPAWN))
+      continue;
+    if (p->state != MPROC__POOL_RUN && !mproc__busy(p))
+      continue;
+    if (p->broken && !p->initial_ready)
+      continue; /* mproc_pool_create fails: no more attempts */
+    if (w->restart_at > now) {
+      if (next < 0 || w->restart_at < next)
+        next = w->restart_at;
+      continue;
+    }
+    rc = mproc__worker_start(p, i);
+    if (rc == MPROC_EDAEMON) {
+      p->broken = rc;
+    } else if (rc < 0) {
+      mproc__start_failed(p, i, 1);
+      if (next < 0 || w->restart_at < next)
+        next = w->restart_at;
+    }
+  }
+  return next < 0 ? MPROC_FOREVER : next - now;
+}
+
+/* Wait (lock released) until a worker's message or exit, a wake-up or the
+ * timeout, then handle what is ready.  items and who have room for every
+ * worker's connection and process plus the wake-up pipe. */
+static void mproc__handler_wait(mproc_pool *p, mproc_waitable *items, int *who,
+                                double timeout) {
+  size_t nw = 0, k;
+  int i, rc;
+  items[nw].kind = MPROC_WAIT_CONN;
+  items[nw].object = p->wake_r;
+  who[nw++] = -1;
+  for (i = 0; i < p->n; i++) {
+    if (!p->w[i].alive)
+      continue;
+    if (!p->w[i].eof) {
+      items[nw].kind = MPROC_WAIT_CONN;
+      items[nw].object = p->w[i].conn;
+      who[nw++] = i;
+    }
+    items[nw].kind = MPROC_WAIT_PROCESS;
+    items[nw].object = p->w[i].proc;
+    who[nw++] = i;
+  }
+  mproc__mutex_unlock(&p->mu);
+  rc = mproc_wait(items, nw, timeout);
+  mproc__mutex_lock(&p->mu);
+  for (k = 0; rc >= 0 && k < nw; k++) {
+    if (!items[k].ready)
+      continue;
+    if (who[k] < 0) {
+      size_t len;
+      unsigned char b[16];
+      while (mproc_conn_recv_bytes(p->wake_r, b, sizeof b, &len, 0) == 0)
+        ;
+      p->wake_pending = 0;
+    } else if (items[k].kind == MPROC_WAIT_CONN) {
+      mproc__drain(p, who[k]);
+    } else if (p->w[who[k]].alive) {
+      /* Results it sent before it died come first. */
+      mproc__drain(p, who[k]);
+      mproc__worker_died(p, who[k]);
+    }
+  }
+}
+
+/* Shut down (lock held).  Closed: each worker is told to stop and exits on
+ * its own.  Terminated: workers are stopped now and what they held fails. */
+static void mproc__handler_shutdown(mproc_pool *p) {
+  int i;
+  if (p->state == MPROC__POOL_TERMINATE) {
+    for (i = 0; i < p->n; i++)
+      if (p->w[i].alive)
+        (void)mproc_process_terminate(p->w[i].proc);
+    mproc__fail_all(p, MPROC_ECLOSED);
+  } else {
+    unsigned char stop[4];
+    mproc__wr_put32(stop, MPROC__PM_STOP);
+    for (i = 0; i < p->n; i++)
+      if (p->w[i].alive && !p->w[i].eof)
+        (void)mproc_conn_send_bytes(p->w[i].conn, stop, 4);
+  }
+  mproc__mutex_unlock(&p->mu);
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].alive)
+      (void)mproc__worker_reap(&p->w[i], 10);
+  mproc__mutex_lock(&p->mu);
+  mproc__run_callbacks(p);
+  p->initial_ready = 1;
+  p->done = 1;
+  mproc__cond_broadcast(&p->cond);
+}
+
 static void mproc__handler(void *arg) {
   mproc_pool *p = (mproc_pool *)arg;
   mproc_waitable *items;
@@ -804,21 +851,8 @@ static void mproc__handler(void *arg) {
     p->broken = MPROC_ENOMEM;
     p->state = MPROC__POOL_TERMINATE;
   }
-  for (;;) {
-    size_t nw = 0, k;
-    int rc, workers = 0;
-    if (p->state == MPROC__POOL_TERMINATE)
-      break;
-    /* Keep the pool at full strength while there is or may be work. */
-    for (i = 0; i < p->n && !p->broken; i++) {
-      if (p->w[i].alive)
-        continue;
-      if (p->state != MPROC__POOL_RUN && !mproc__busy(p))
-        continue;
-      rc = mproc__worker_start(p, i);
-      if (rc < 0)
-        p->broken = rc == MPROC_EDAEMON ? rc : MPROC_ESPAWN;
-    }
+  while (p->state != MPROC__POOL_TERMINATE) {
+    double timeout = mproc__keep_strength(p);
     if (p->broken) {
       mproc__fail_all(p, p->broken);
       mproc__cond_broadcast(&p->cond);
@@ -834,73 +868,13 @@ static void mproc__handler(void *arg) {
     }
     mproc__schedule(p);
     mproc__run_callbacks(p);
-    if (p->state == MPROC__POOL_TERMINATE)
+    if (p->state == MPROC__POOL_TERMINATE ||
+        (p->state == MPROC__POOL_CLOSED && !mproc__busy(p)))
       break;
-    if (p->state == MPROC__POOL_CLOSED && !mproc__busy(p))
-      break;
-    items[nw].kind = MPROC_WAIT_CONN;
-    items[nw].object = p->wake_r;
-    who[nw++] = -1;
-    for (i = 0; i < p->n; i++) {
-      if (!p->w[i].alive)
-        continue;
-      workers++;
-      if (!p->w[i].eof) {
-        items[nw].kind = MPROC_WAIT_CONN;
-        items[nw].object = p->w[i].conn;
-        who[nw++] = i;
-      }
-      items[nw].kind = MPROC_WAIT_PROCESS;
-      items[nw].object = p->w[i].proc;
-      who[nw++] = i;
-    }
-    mproc__mutex_unlock(&p->mu);
-    rc = mproc_wait(items, nw, workers ? MPROC_FOREVER : 0.05);
-    mproc__mutex_lock(&p->mu);
-    if (rc < 0)
-      continue;
-    for (k = 0; k < nw; k++) {
-      if (!items[k].ready)
-        continue;
-      if (who[k] < 0) {
-        size_t len;
-        unsigned char b[16];
-        while (mproc_conn_recv_bytes(p->wake_r, b, sizeof b, &len, 0) == 0)
-          ;
-        p->wake_pending = 0;
-      } else if (items[k].kind == MPROC_WAIT_CONN) {
-        mproc__drain(p, who[k]);
-      } else if (p->w[who[k]].alive) {
-        /* Results it sent before it died come first. */
-        mproc__drain(p, who[k]);
-        mproc__worker_died(p, who[k]);
-      }
-    }
+    mproc__handler_wait(p, items, who, timeout);
     mproc__cond_broadcast(&p->cond);
   }
-  /* Shut down.  Closed: each worker is told to stop and exits on its own.
-   * Terminated: workers are stopped now and what they held fails. */
-  if (p->state == MPROC__POOL_TERMINATE) {
-    for (i = 0; i < p->n; i++)
-      if (p->w[i].alive)
-        (void)mproc_process_terminate(p->w[i].proc);
-    mproc__fail_all(p, MPROC_ECLOSED);
-  } else {
-    unsigned char stop[4];
-    mproc__put32(stop, MPROC__PM_STOP);
-    for (i = 0; i < p->n; i++)
-      if (p->w[i].alive && !p->w[i].eof)
-        (void)mproc_conn_send_bytes(p->w[i].conn, stop, 4);
-  }
-  mproc__mutex_unlock(&p->mu);
-  for (i = 0; i < p->n; i++)
-    if (p->w[i].alive)
-      mproc__worker_reap(&p->w[i], 10);
-  mproc__mutex_lock(&p->mu);
-  mproc__run_callbacks(p);
-  p->initial_ready = 1;
-  p->done = 1;
-  mproc__cond_broadcast(&p->cond);
+  mproc__handler_shutdown(p);
   mproc__mutex_unlock(&p->mu);
   free(items);
   free(who);
@@ -920,6 +894,7 @@ static void mproc__pool_destroy(mproc_pool *p) {
   mproc_conn_free(p->wake_r);
   mproc_conn_free(p->wake_w);
   mproc_array_free(p->progress);
+  mproc_array_free(p->results);
   mproc_args_free(p->initargs);
   free(p->init);
   free(p->w);
@@ -1032,10 +1007,16 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
     if (rc < 0)
       goto fail;
   }
-  rc = mproc_array_create(&p->progress, MPROC_UINT64, (size_t)n, 0);
+  rc = mproc_array_create(&p->progress, MPROC_UINT64,
+                          (size_t)n * MPROC__PROG_STRIDE, 0);
   if (rc < 0)
     goto fail;
   p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
+  rc = mproc_array_create(&p->results, MPROC_UINT8,
+                          (size_t)n * MPROC__POOL_AREA, 0);
+  if (rc < 0)
+    goto fail;
+  p->area = (const unsigned char *)mproc_array_ptr(p->results);
   rc = mproc_pipe(&p->wake_r, &p->wake_w, 0);
   if (rc < 0)
     goto fail;
@@ -1091,6 +1072,8 @@ static int mproc__submit(mproc_pool *p, const char *task,
   *out = NULL;
   if (!p || !task || (n && !in))
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(p))
+    return MPROC_EPERM;
   if (!mproc__entry_find(task) || strcmp(task, MPROC_POOL_WORKER_ENTRY) == 0)
     return MPROC_ENOENTRY;
   if (strlen(task) > 4096)
@@ -1136,9 +1119,7 @@ static int mproc__submit(mproc_pool *p, const char *task,
     ch->off = total;
     for (i = ch->first; i < ch->first + ch->count; i++) {
       if (!borrow) {
-        mproc__put32(r->payload + total, (uint32_t)in[i].len);
-        if (in[i].len)
-          memcpy(r->payload + total + 4, in[i].data, in[i].len);
+        (void)mproc__pw_input(r->payload + total, in[i].data, in[i].len);
       }
       total += 4 + in[i].len;
     }
@@ -1189,16 +1170,91 @@ int mproc_pool_apply_async(mproc_pool *pool, const char *task, const void *in,
   return mproc__submit(pool, task, &b, 1, 1, opts, 0, out);
 }
 
+/* The calling thread's kept result, unlinked (NULL: none).  It is
+ * returned if it is for this task and input; else it is dropped: a kept
+ * result answers only the call that repeats the one that got ERANGE. */
+static mproc_async_result *mproc__kept_take(mproc_pool *p, const char *task,
+                                            const void *in, size_t in_len) {
+  uint64_t me = mproc__thread_id();
+  mproc__kept **pp, *k = NULL;
+  mproc_async_result *r = NULL;
+  mproc__mutex_lock(&p->mu);
+  for (pp = &p->kept; *pp; pp = &(*pp)->next)
+    if ((*pp)->tid == me) {
+      k = *pp;
+      *pp = k->next;
+      break;
+    }
+  mproc__mutex_unlock(&p->mu);
+  if (!k)
+    return NULL;
+  if (task && strcmp(task, k->r->task) == 0 && in_len == k->in_len &&
+      (in_len == 0 || memcmp(in, k->in, in_len) == 0))
+    r = k->r;
+  else
+    mproc_async_result_free(k->r);
+  free(k->in);
+  free(k);
+  return r;
+}
+
+/* Keep r for the calling thread (see mproc__kept_take).  0 or ENOMEM. */
+static int mproc__kept_put(mproc_pool *p, mproc_async_result *r,
+                           const void *in, size_t in_len) {
+  mproc__kept *k = (mproc__kept *)calloc(1, sizeof(*k));
+  if (!k)
+    return MPROC_ENOMEM;
+  k->in = (unsigned char *)malloc(in_len ? in_len : 1);
+  if (!k->in) {
+    free(k);
+    return MPROC_ENOMEM;
+  }
+  if (in_len)
+    memcpy(k->in, in, in_len);
+  k->in_len = in_len;
+  k->tid = mproc__thread_id();
+  k->r = r;
+  mproc__mutex_lock(&p->mu);
+  k->next = p->kept;
+  p->kept = k;
+  mproc__mutex_unlock(&p->mu);
+  return MPROC_OK;
+}
+
+/* Release every kept result (mproc_pool_free: each holds a pool reference). */
+static void mproc__kept_drop_all(mproc_pool *p) {
+  mproc__kept *k, *next;
+  mproc__mutex_lock(&p->mu);
+  k = p->kept;
+  p->kept = NULL;
+  mproc__mutex_unlock(&p->mu);
+  for (; k; k = next) {
+    next = k->next;
+    mproc_async_result_free(k->r);
+    free(k->in);
+    free(k);
+  }
+}
+
 int mproc_pool_apply(mproc_pool *pool, const char *task, const void *in,
                      size_t in_len, void *out, size_t cap, size_t *out_len) {
   mproc_async_result *r = NULL;
   int rc;
-  if (cap && !out)
+  if (!pool || (cap && !out) || (in_len && !in))
     return MPROC_EINVAL;
-  rc = mproc_pool_apply_async(pool, task, in, in_len, NULL, &r);
-  if (rc < 0)
-    return rc;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
+  r = mproc__kept_take(pool, task, in, in_len);
+  if (!r) {
+    rc = mproc_pool_apply_async(pool, task, in, in_len, NULL, &r);
+    if (rc < 0)
+      return rc;
+  }
   rc = mproc_async_result_get(r, out, cap, out_len, MPROC_FOREVER);
+  /* Too small a buffer: keep the result for the retry, as the _get
+   * functions do, rather than run the task again. */
+  if (rc == MPROC_ERANGE && mproc__kept_put(pool, r, in, in_len) == MPROC_OK)
+    return rc;
   mproc_async_result_free(r);
   return rc;
 }
@@ -1281,6 +1337,8 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
     return MPROC_EINVAL;
   r = it->r;
   p = r->pool;
+  if (!mproc__pool_mine(p))
+    return MPROC_EPERM;
   if (it->cursor >= r->n)
     return MPROC_EEOF;
   deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
@@ -1310,7 +1368,7 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
 
 mproc_imap *mproc_imap_free(mproc_imap *it) {
   if (it) {
-    mproc_async_result_free(it->r);
+    mproc_async_result_free(it->r); /* in a fork child: leaves r alone */
     free(it);
   }
   return NULL;
@@ -1319,6 +1377,8 @@ mproc_imap *mproc_imap_free(mproc_imap *it) {
 int mproc_pool_close(mproc_pool *pool) {
   if (!pool)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&pool->mu);
   if (pool->state == MPROC__POOL_RUN)
     pool->state = MPROC__POOL_CLOSED;
@@ -1330,6 +1390,8 @@ int mproc_pool_close(mproc_pool *pool) {
 int mproc_pool_terminate(mproc_pool *pool) {
   if (!pool)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&pool->mu);
   if (!pool->done)
     pool->state = MPROC__POOL_TERMINATE;
@@ -1344,6 +1406,8 @@ int mproc_pool_join(mproc_pool *pool, double timeout) {
   int rc = MPROC_OK;
   if (!pool || timeout != timeout)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(pool))
+    return MPROC_EPERM;
   deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
   mproc__mutex_lock(&pool->mu);
   if (pool->state == MPROC__POOL_RUN) {
@@ -1362,12 +1426,31 @@ int mproc_pool_join(mproc_pool *pool, double timeout) {
   return rc;
 }
 
+/* mproc_pool_free in a fork child: the child's copies of the pool's
+ * descriptors are its own, so they are closed; the workers, the handler
+ * thread and the lock belong to the parent and are not touched.  The
+ * pool's memory stays (reachable from the list of pools, which the child
+ * must not lock either: a parent thread may have held that lock at the
+ * fork). */
+static void mproc__pool_free_inherited(mproc_pool *p) {
+  int i;
+  for (i = 0; i < p->n; i++)
+    p->w[i].conn = mproc_conn_free(p->w[i].conn);
+  p->wake_r = mproc_conn_free(p->wake_r);
+  p->wake_w = mproc_conn_free(p->wake_w);
+}
+
 mproc_pool *mproc_pool_free(mproc_pool *pool) {
   int last;
   if (!pool)
     return NULL;
+  if (!mproc__pool_mine(pool)) {
+    mproc__pool_free_inherited(pool);
+    return NULL;
+  }
   (void)mproc_pool_terminate(pool);
   (void)mproc_pool_join(pool, MPROC_FOREVER);
+  mproc__kept_drop_all(pool);
   mproc__pools_unlink(pool);
   mproc__mutex_lock(&pool->mu);
   last = --pool->refs == 0;
@@ -1386,6 +1469,8 @@ int mproc_async_result_wait(mproc_async_result *r, double timeout) {
   if (!r || timeout != timeout)
     return MPROC_EINVAL;
   p = r->pool;
+  if (!mproc__pool_mine(p))
+    return MPROC_EPERM;
   deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
   mproc__mutex_lock(&p->mu);
   while (!r->ready) {
@@ -1403,6 +1488,8 @@ int mproc_async_result_ready(mproc_async_result *r) {
   int v;
   if (!r)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
   v = r->ready;
   mproc__mutex_unlock(&r->pool->mu);
@@ -1413,6 +1500,8 @@ int mproc_async_result_successful(mproc_async_result *r) {
   int v;
   if (!r)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
   v = !r->ready ? MPROC_ESTATE : !r->any_fail;
   mproc__mutex_unlock(&r->pool->mu);
@@ -1456,6 +1545,8 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
     return MPROC_EINVAL;
   if (i >= r->n)
     return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
   rc = r->ready ? r->items[i].status : MPROC_ESTATE;
   if (r->ready) {
@@ -1474,6 +1565,8 @@ mproc_async_result *mproc_async_result_free(mproc_async_result *r) {
   if (!r)
     return NULL;
   p = r->pool;
+  if (!mproc__pool_mine(p))
+    return NULL; /* a fork child's copy: the parent's pool owns it */
   mproc__mutex_lock(&p->mu);
   if (--r->refs == 0) {
     mproc__job_destroy(r);

@@ -1,5 +1,7 @@
 /* The process pool (include/mproc/pool.h): what the rest of the library
- * needs to know about it. */
+ * needs to know about it, and what its files share: the scheduler and
+ * results (src/pool.c), the worker side (src/pool_worker.c) and the wire
+ * format between them (src/pool_wire.c). */
 #ifndef MPROC_POOL_INTERNAL_H
 #define MPROC_POOL_INTERNAL_H
 
@@ -17,5 +19,52 @@ const mproc_entry *mproc__entry_find(const char *name);
  * else.  (src/process.c) */
 int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
                               const mproc_process_options *opts);
+
+/* ---- shared memory between the parent and each worker ----------------------
+ * Each worker's slot in the shared progress array: MPROC__PROG_STRIDE
+ * 64-bit words (128 bytes: workers that store after every task must not
+ * share a cache line, or an adjacent-line prefetch pair), where it stores
+ * the chunk and item it is about to run and how many bytes of its result
+ * area are complete; and its result area of MPROC__POOL_AREA bytes in the
+ * shared results array, in which it builds its RESULTS message. */
+enum { MPROC__PROG_CHUNK = 0, MPROC__PROG_ITEM = 1, MPROC__PROG_KEPT = 2,
+       MPROC__PROG_STRIDE = 16 };
+#define MPROC__POOL_AREA ((size_t)256 << 10)
+
+/* ---- the wire format (src/pool_wire.c, which describes it) ---------------- */
+
+enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
+       MPROC__PM_RESULTS = 4, MPROC__PM_INITFAIL = 5 };
+
+#define MPROC__PW_NAME_MAX 4096 /* longest task name */
+#define MPROC__PW_TASK_HEAD 16  /* a TASKS chunk's header, without its name */
+#define MPROC__PW_RESULT_HEAD 12 /* a RESULTS chunk's header */
+#define MPROC__PW_RESULT_ITEM 8  /* a result's header */
+
+/* Grow *buf to at least `need` bytes (doubling).  0 or MPROC_ENOMEM. */
+int mproc__pool_grow(unsigned char **buf, size_t *cap, size_t need);
+/* Receive one message into *buf, growing it as needed. */
+int mproc__pool_recv(mproc_conn *c, unsigned char **buf, size_t *cap,
+                     size_t *len, double timeout);
+
+/* Writers into room the caller has; each returns the bytes written. */
+size_t mproc__pw_task_head(unsigned char *p, uint64_t id, const char *name,
+                           size_t name_len, size_t nitems);
+size_t mproc__pw_input(unsigned char *p, const void *data, size_t len);
+
+/* Start reading message m (n bytes): returns its kind (0 when it is too
+ * short for one), with r placed after it. */
+uint32_t mproc__pw_rd_kind(mproc__rd *r, const unsigned char *m, size_t n);
+/* Readers: 0, or MPROC_EINVAL when the bytes are damaged or cut short
+ * (then r->bad is set and every later read fails too). */
+int mproc__pw_rd_task_head(mproc__rd *r, uint64_t *id,
+                           const unsigned char **name, uint32_t *name_len,
+                           uint32_t *nitems);
+/* A task's input (u32 len, bytes). */
+int mproc__pw_rd_bytes(mproc__rd *r, const unsigned char **data,
+                       uint32_t *len);
+int mproc__pw_rd_result_head(mproc__rd *r, uint64_t *id, uint32_t *nitems);
+int mproc__pw_rd_result(mproc__rd *r, int *status, const unsigned char **data,
+                        uint32_t *len);
 
 #endif

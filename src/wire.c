@@ -71,12 +71,21 @@ void mproc__wr_bytes(mproc__wr *w, const void *p, size_t n) {
 
 void mproc__wr_u8(mproc__wr *w, uint8_t v) { mproc__wr_bytes(w, &v, 1); }
 
+void mproc__wr_put32(unsigned char *p, uint32_t v) {
+  p[0] = (unsigned char)v;
+  p[1] = (unsigned char)(v >> 8);
+  p[2] = (unsigned char)(v >> 16);
+  p[3] = (unsigned char)(v >> 24);
+}
+
+void mproc__wr_put64(unsigned char *p, uint64_t v) {
+  mproc__wr_put32(p, (uint32_t)v);
+  mproc__wr_put32(p + 4, (uint32_t)(v >> 32));
+}
+
 void mproc__wr_u32(mproc__wr *w, uint32_t v) {
   unsigned char b[4];
-  b[0] = (unsigned char)v;
-  b[1] = (unsigned char)(v >> 8);
-  b[2] = (unsigned char)(v >> 16);
-  b[3] = (unsigned char)(v >> 24);
+  mproc__wr_put32(b, v);
   mproc__wr_bytes(w, b, 4);
 }
 

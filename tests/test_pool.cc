@@ -167,6 +167,18 @@ TEST_ENTRY(pool_init_set) {
 
 TEST_ENTRY(pool_init_fail) { return 3; }
 
+// An initializer that crashes: a start failure like one that fails.
+TEST_ENTRY(pool_init_crash) {
+  std::fflush(nullptr);
+#ifdef _WIN32
+  TerminateProcess(GetCurrentProcess(), 3);
+#else
+  g_lsan_off = 1;
+  std::abort();
+#endif
+  return 0;
+}
+
 TEST_ENTRY(pool_get_init) { return out_i64(args, g_init_value); }
 
 // ---- map / imap -----------------------------------------------------------
@@ -443,6 +455,9 @@ TEST(PoolWorkers, FailingInitializerIsAnErrorNotAHang) {
   mproc_pool *p = nullptr;
   EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ESPAWN);
   EXPECT_EQ(p, nullptr);
+  o.initializer = "pool_init_crash";
+  EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ESPAWN);
+  EXPECT_EQ(p, nullptr);
   o.initializer = "no_such_entry";
   EXPECT_EQ(mproc_pool_create(&p, &o), MPROC_ENOENTRY);
 }
@@ -511,11 +526,9 @@ TEST(PoolDeath, DeathAmongManyTasksFailsOneChunkOnly) {
       EXPECT_EQ(g, MPROC_EWORKER);
     } else {
       // Finished tasks of the dead worker's batch whose results it had not
-      // sent yet are lost with it; every other task completes.
-      EXPECT_TRUE(g == MPROC_OK || g == MPROC_EWORKER) << i << " " << g;
-      if (g == MPROC_OK) {
-        EXPECT_EQ(v, i * i);
-      }
+      // sent yet survive it (issue 8, item 14): every other task completes.
+      EXPECT_EQ(g, MPROC_OK) << i;
+      EXPECT_EQ(v, i * i);
     }
     mproc_async_result_free(rs[(size_t)i]);
   }
@@ -814,5 +827,425 @@ TEST(PoolWorkers, SeventyWorkers) {
   int rc = 0;
   apply_i64(pool.p, "pool_kill_self", 0, &rc);
   EXPECT_EQ(rc, MPROC_EWORKER);
+  expect_still_serves(pool.p);
+}
+
+// ---- a pool used outside its creator (issue 8, item 11) -------------------------
+
+namespace {
+mproc_pool *g_inherited_pool = nullptr;
+mproc_async_result *g_inherited_result = nullptr;
+mproc_imap *g_inherited_imap = nullptr;
+} // namespace
+
+// Runs in a fork child: every call on the parent's pool, results and
+// iterators is MPROC_EPERM at once (the child has no handler thread: a call
+// that waited would wait forever); free releases only the child's copy.
+// Returns the number of the first check that failed, 0 if all passed.
+TEST_ENTRY(pool_use_inherited) {
+  mproc_pool *p = g_inherited_pool;
+  mproc_async_result *r = nullptr;
+  mproc_imap *it = nullptr;
+  Inputs in(4);
+  int64_t x = 3, out = 0;
+  size_t n = 0;
+  const void *d = nullptr;
+  if (mproc_pool_apply(p, "pool_square", &x, sizeof x, &out, sizeof out, &n) !=
+      MPROC_EPERM)
+    return 10;
+  if (mproc_pool_apply_async(p, "pool_square", &x, sizeof x, nullptr, &r) !=
+      MPROC_EPERM)
+    return 11;
+  if (mproc_pool_map(p, "pool_square", in.b.data(), 4, 1, &r) != MPROC_EPERM)
+    return 12;
+  if (mproc_pool_map_async(p, "pool_square", in.b.data(), 4, 1, nullptr, &r) !=
+      MPROC_EPERM)
+    return 13;
+  if (mproc_pool_imap(p, "pool_square", in.b.data(), 4, 1, &it) != MPROC_EPERM)
+    return 14;
+  if (mproc_pool_imap_unordered(p, "pool_square", in.b.data(), 4, 1, &it) !=
+      MPROC_EPERM)
+    return 15;
+  if (mproc_imap_next(g_inherited_imap, &d, &n, nullptr, 0) != MPROC_EPERM)
+    return 16;
+  if (mproc_async_result_wait(g_inherited_result, 0) != MPROC_EPERM)
+    return 17;
+  if (mproc_async_result_get(g_inherited_result, &out, sizeof out, &n, 0) !=
+      MPROC_EPERM)
+    return 18;
+  if (mproc_async_result_ready(g_inherited_result) != MPROC_EPERM)
+    return 19;
+  if (mproc_async_result_successful(g_inherited_result) != MPROC_EPERM)
+    return 20;
+  if (mproc_async_result_item(g_inherited_result, 0, &d, &n) != MPROC_EPERM)
+    return 21;
+  if (mproc_pool_close(p) != MPROC_EPERM)
+    return 22;
+  if (mproc_pool_terminate(p) != MPROC_EPERM)
+    return 23;
+  if (mproc_pool_join(p, 0) != MPROC_EPERM)
+    return 24;
+  if (mproc_imap_free(g_inherited_imap) != nullptr ||
+      mproc_async_result_free(g_inherited_result) != nullptr ||
+      mproc_pool_free(p) != nullptr)
+    return 25;
+  return 0;
+}
+
+TEST(PoolFork, InheritedPoolIsRefusedInAForkChild) {
+  if (test_on_windows())
+    GTEST_SKIP() << "no fork: a spawned child cannot inherit a pool";
+  Pool pool(2);
+  const void *d = nullptr;
+  size_t n = 0;
+  Inputs in(8);
+  ASSERT_EQ(mproc_pool_imap(pool.p, "pool_square", in.b.data(), 8, 1,
+                            &g_inherited_imap),
+            MPROC_OK);
+  for (size_t i = 0; i < 4; i++)
+    EXPECT_EQ(mproc_imap_next(g_inherited_imap, &d, &n, nullptr, 30), MPROC_OK);
+  // A result still pending in the parent when the child starts.
+  int64_t ms = 1000;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_sleep_ms", &ms, sizeof ms,
+                                   nullptr, &g_inherited_result),
+            MPROC_OK);
+  g_inherited_pool = pool.p;
+  // Fork explicitly: the spawn lane starts children with exec otherwise.
+  mproc_process_options o{};
+  o.start_method = MPROC_START_FORK;
+  double t0 = test_now();
+  mproc_process *child = test_start("pool_use_inherited", nullptr, &o);
+  if (mproc_process_join(child, 20) == MPROC_ETIMEDOUT)
+    mproc_process_kill(child);
+  EXPECT_EQ(test_join_code(child), 0);
+  EXPECT_LT(test_now() - t0, 30.0);
+  mproc_process_free(child);
+  // The child's free touched neither the workers nor the parent's pool.
+  for (size_t i = 4; i < 8; i++)
+    EXPECT_EQ(mproc_imap_next(g_inherited_imap, &d, &n, nullptr, 30), MPROC_OK);
+  mproc_imap_free(g_inherited_imap);
+  EXPECT_EQ(mproc_async_result_get(g_inherited_result, nullptr, 0, nullptr, 30),
+            MPROC_ERANGE);
+  mproc_async_result_free(g_inherited_result);
+  expect_still_serves(pool.p);
+  g_inherited_pool = nullptr;
+}
+
+// ---- apply keeps a result that does not fit (issue 8, item 17) ------------------
+
+// Result: 16 bytes, {how many tasks this worker ran, including this one; pid}.
+TEST_ENTRY(pool_count_runs) {
+  static int64_t runs = 0;
+  int64_t v[2] = {++runs, test_getpid()};
+  return mproc_task_result(args, v, sizeof v) == MPROC_OK ? 0 : 99;
+}
+
+TEST(PoolApply, TooSmallBufferKeepsTheResultForTheNextCall) {
+  Pool pool(1);
+  int64_t x = 1, v[2] = {0, 0};
+  size_t n = 0;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v, 4, &n),
+            MPROC_ERANGE);
+  EXPECT_EQ(n, sizeof v);
+  // The same call with room gets the kept result: the task did not run again.
+  n = 0;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(n, sizeof v);
+  EXPECT_EQ(v[0], 1);
+  // Kept once: the next call runs the task.
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(v[0], 2);
+  // A different call drops a kept result and runs its own task.
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, nullptr, 0,
+                             &n),
+            MPROC_ERANGE);
+  x = 2;
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(v[0], 4);
+}
+
+// ---- replacement workers killed before they are ready (issue 8, item 4) ---------
+// ---- and IPC objects in initargs (issue 8, item 17) ----------------------------
+
+namespace {
+// Kill this process's child with that pid (a pool worker); false if none.
+bool kill_child(int64_t pid) {
+  mproc_process *kids[64];
+  size_t nk = 0;
+  bool found = false;
+  if (mproc_active_children(kids, 64, &nk) != MPROC_OK)
+    return false;
+  for (size_t i = 0; i < nk && i < 64; i++) {
+    int64_t p = 0;
+    mproc_process_pid(kids[i], &p);
+    if (p == pid && mproc_process_kill(kids[i]) == MPROC_OK)
+      found = true;
+    mproc_process_free(kids[i]);
+  }
+  return found;
+}
+
+int64_t next_pid(mproc_queue *q) {
+  int64_t pid = -1;
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_get(q, &pid, sizeof pid, &n, 60), MPROC_OK);
+  return pid;
+}
+} // namespace
+
+// Initializer: a queue (positional 0) and an event (1) from initargs.  Puts
+// the worker's pid on the queue, then waits at the gate (the event).
+TEST_ENTRY(pool_init_gated) {
+  void *q = nullptr, *ev = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &q) != MPROC_OK ||
+      mproc_arg_object(args, 1, MPROC_OBJ_EVENT, &ev) != MPROC_OK)
+    return 1;
+  int64_t pid = test_getpid();
+  if (mproc_queue_put((mproc_queue *)q, &pid, sizeof pid, 30) != MPROC_OK)
+    return 2;
+  return mproc_event_wait((mproc_event *)ev, 120) == MPROC_OK ? 0 : 3;
+}
+
+TEST(PoolDeath, ReplacementsKilledBeforeReadyDoNotBreakThePool) {
+  mproc_queue *q = nullptr;
+  mproc_event *gate = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
+  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 2;
+    o.initializer = "pool_init_gated";
+    o.initargs = a;
+    Pool pool(2, &o);
+    ASSERT_NE(pool.p, nullptr);
+    int64_t first = next_pid(q);
+    next_pid(q);
+    // Close the gate, then kill a ready worker and, one after the other,
+    // five of its replacements while they wait in their initializer.
+    ASSERT_EQ(mproc_event_clear(gate), MPROC_OK);
+    ASSERT_TRUE(kill_child(first));
+    for (int k = 0; k < 5; k++) {
+      int64_t pid = next_pid(q);
+      ASSERT_GT(pid, 0);
+      ASSERT_TRUE(kill_child(pid)) << k;
+    }
+    // The kills stop: the next replacement gets ready and the pool serves.
+    ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+    expect_still_serves(pool.p);
+  }
+  mproc_event_free(gate);
+  mproc_queue_free(q);
+}
+
+namespace {
+mproc_lock *g_init_lock = nullptr;
+mproc_queue *g_init_queue = nullptr;
+} // namespace
+
+// Initializer: keeps the lock (positional 0) and queue (1) it was given.
+TEST_ENTRY(pool_init_objects) {
+  void *l = nullptr, *q = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_LOCK, &l) != MPROC_OK ||
+      mproc_arg_object(args, 1, MPROC_OBJ_QUEUE, &q) != MPROC_OK)
+    return 1;
+  g_init_lock = (mproc_lock *)l;
+  g_init_queue = (mproc_queue *)q;
+  return 0;
+}
+
+// Task: under the initializer's lock, puts its input on its queue.
+TEST_ENTRY(pool_locked_put) {
+  int64_t x = in_i64(args);
+  if (!g_init_lock || !g_init_queue)
+    return 5;
+  if (mproc_lock_acquire(g_init_lock, 30) != MPROC_OK)
+    return 6;
+  int rc = mproc_queue_put(g_init_queue, &x, sizeof x, 30);
+  mproc_lock_release(g_init_lock);
+  return rc == MPROC_OK ? out_i64(args, x) : 7;
+}
+
+// Python's Pool(initializer=f, initargs=(lock, queue)): every worker gets
+// the objects, replacement workers too (maxtasksperchild 1 replaces each
+// worker after every task).
+TEST(PoolWorkers, InitargsCarryIpcObjectsToEveryWorker) {
+  mproc_lock *l = nullptr;
+  mproc_queue *q = nullptr;
+  ASSERT_EQ(mproc_lock_create(&l, 0), MPROC_OK);
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, l), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 2;
+    o.initializer = "pool_init_objects";
+    o.initargs = a;
+    o.maxtasksperchild = 1;
+    Pool pool(2, &o);
+    ASSERT_NE(pool.p, nullptr);
+    Inputs in(6);
+    mproc_async_result *r = nullptr;
+    EXPECT_EQ(mproc_pool_map(pool.p, "pool_locked_put", in.b.data(), 6, 1, &r),
+              MPROC_OK);
+    mproc_async_result_free(r);
+    std::set<int64_t> got;
+    for (int i = 0; i < 6; i++)
+      got.insert(next_pid(q));
+    EXPECT_EQ(got.size(), 6u);
+  }
+  mproc_queue_free(q);
+  mproc_lock_free(l);
+}
+
+// Initializer: a queue (positional 0) and an event (1).  Puts the worker's
+// pid on the queue; fails (a real start failure) while the event is clear.
+TEST_ENTRY(pool_init_fail_unless) {
+  void *q = nullptr, *ev = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &q) != MPROC_OK ||
+      mproc_arg_object(args, 1, MPROC_OBJ_EVENT, &ev) != MPROC_OK)
+    return 1;
+  int64_t pid = test_getpid();
+  (void)mproc_queue_put((mproc_queue *)q, &pid, sizeof pid, 0);
+  return mproc_event_is_set((mproc_event *)ev) == 1 ? 0 : 3;
+}
+
+// A replacement whose initializer fails is a real start failure: with no
+// worker left the pool reports MPROC_ESPAWN, but keeps trying (with
+// back-off) and serves again once workers start.
+TEST(PoolWorkers, FailingReplacementsReportEspawnThenRecover) {
+  mproc_queue *q = nullptr;
+  mproc_event *gate = nullptr;
+  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
+  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 1;
+    o.initializer = "pool_init_fail_unless";
+    o.initargs = a;
+    Pool pool(1, &o);
+    ASSERT_NE(pool.p, nullptr);
+    int64_t first = next_pid(q);
+    ASSERT_EQ(mproc_event_clear(gate), MPROC_OK);
+    int rc = 0;
+    apply_i64(pool.p, "pool_kill_self", 0, &rc);
+    EXPECT_EQ(rc, MPROC_EWORKER);
+    EXPECT_NE(next_pid(q), first); // a replacement ran its initializer
+    EXPECT_EQ(apply_i64(pool.p, "pool_square", 3, &rc), -1);
+    EXPECT_EQ(rc, MPROC_ESPAWN);
+    ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+    // The next attempt (at most a back-off of a second away) succeeds.
+    double t0 = test_now();
+    do {
+      if (rc == MPROC_ESPAWN)
+        test_sleep_ms(20);
+      rc = 0;
+      apply_i64(pool.p, "pool_square", 3, &rc);
+    } while (rc == MPROC_ESPAWN && test_now() - t0 < 30);
+    EXPECT_EQ(rc, MPROC_OK);
+    expect_still_serves(pool.p);
+  }
+  mproc_event_free(gate);
+  mproc_queue_free(q);
+}
+
+// ---- one casualty per worker death (issue 8, item 14) ----------------------------
+
+// Squares its input, but aborts the worker for input 13.
+TEST_ENTRY(pool_abort_at_13) {
+  int64_t x = in_i64(args);
+  if (x == 13) {
+    std::fflush(nullptr);
+#ifdef _WIN32
+    TerminateProcess(GetCurrentProcess(), 3);
+#else
+    std::abort();
+#endif
+  }
+  return out_i64(args, x * x);
+}
+
+namespace {
+void expect_one_casualty(size_t chunksize) {
+  Pool pool(2);
+  const size_t n = 60;
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_abort_at_13", in.b.data(), n,
+                           chunksize, &r),
+            MPROC_EWORKER);
+  for (size_t i = 0; i < n; i++) {
+    int st = 0;
+    int64_t v = item_i64(r, i, &st);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+    } else {
+      EXPECT_EQ(st, MPROC_OK) << "chunksize " << chunksize << " item " << i;
+      EXPECT_EQ(v, (int64_t)(i * i)) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  expect_still_serves(pool.p);
+}
+} // namespace
+
+// Finished results of the dead worker's batch, not yet sent, survive it.
+TEST(PoolDeath, OnlyTheDyingTaskFailsChunksize1) { expect_one_casualty(1); }
+
+// The rest of the dying task's chunk is run by another worker.
+TEST(PoolDeath, OnlyTheDyingTaskFailsChunksize4) { expect_one_casualty(4); }
+
+// 100 KiB of (input & 0xff) bytes; aborts the worker for input 13.
+TEST_ENTRY(pool_big_abort_at_13) {
+  int64_t x = in_i64(args);
+  if (x == 13) {
+    std::fflush(nullptr);
+#ifdef _WIN32
+    TerminateProcess(GetCurrentProcess(), 3);
+#else
+    std::abort();
+#endif
+  }
+  std::string s(100 << 10, (char)(x & 0xff));
+  return mproc_task_result(args, s.data(), s.size()) == MPROC_OK ? 0 : 99;
+}
+
+// Results too large to stay in a worker's result area are sent early, at a
+// chunk boundary: still only the dying task fails.
+TEST(PoolDeath, OnlyTheDyingTaskFailsWithLargeResults) {
+  Pool pool(2);
+  const size_t n = 30;
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_big_abort_at_13", in.b.data(), n, 1,
+                           &r),
+            MPROC_EWORKER);
+  for (size_t i = 0; i < n; i++) {
+    const void *d = nullptr;
+    size_t len = 0;
+    int st = mproc_async_result_item(r, i, &d, &len);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+      continue;
+    }
+    ASSERT_EQ(st, MPROC_OK) << i;
+    ASSERT_EQ(len, (size_t)(100 << 10)) << i;
+    EXPECT_EQ(((const unsigned char *)d)[len - 1], (unsigned char)i) << i;
+  }
+  mproc_async_result_free(r);
   expect_still_serves(pool.p);
 }

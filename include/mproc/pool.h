@@ -28,18 +28,44 @@
  *
  * Results and errors
  *   Each task ends with a status: 0, the task's own non-zero return value,
- *   or a pool error: MPROC_EWORKER (its worker died while running it, or
- *   after running it but before sending its result), MPROC_ECLOSED (the pool
- *   was terminated first), MPROC_ESPAWN (the pool cannot start workers).
+ *   or a pool error: MPROC_EWORKER (its worker died while running it),
+ *   MPROC_ECLOSED (the pool was terminated first), MPROC_ESPAWN (the pool
+ *   cannot start workers).
  *
  * Chunks and prefetch
  *   map/imap split the inputs into chunks of `chunksize` items (0: map's
  *   default ceil(n / (4 * workers)), imap's default 1); a chunk is the unit a
  *   worker takes, as in Python.  The parent keeps a few chunks queued at each
- *   worker and batches many small chunks per message.  A worker that dies
- *   fails the whole chunk it was running (and chunks of the same batch it had
- *   finished whose results it had not sent yet); the chunks queued behind
- *   them were not started and are given to other workers.
+ *   worker and batches many small chunks per message.
+ *
+ * One casualty per worker death
+ *   A worker that dies fails only the task it was running, whatever the
+ *   chunksize, as in Python: each finished task's result is published in
+ *   the worker's result area in shared memory as the task returns (one
+ *   memory store, no system call; results still travel in one message per
+ *   batch), so results finished but not yet sent survive the worker; the
+ *   tasks after the dying one in its chunk, and the chunks queued behind it,
+ *   had not started and are given to other workers.  One exception: the
+ *   result area holds 256 KiB (a batch's results are sent early, at a
+ *   chunk's end, once they pass 128 KiB), so only inside a chunk whose own
+ *   results pass 128 KiB can it overflow; results finished after that point
+ *   are then in private memory until sent, and a death before that fails
+ *   them too (MPROC_EWORKER).
+ *
+ * Replacing workers
+ *   A worker that dies is replaced at once.  One that dies before it
+ *   reports ready (killed while it starts or runs its initializer) is
+ *   replaced too, after a back-off that doubles with each such death in a
+ *   row (5 ms, 10 ms, ... up to 1 s; the count resets when a worker gets
+ *   ready): killing workers as they start slows the pool down but never
+ *   breaks it ("killed": ended by SIGKILL, SIGTERM, SIGINT or SIGHUP, or on
+ *   Windows by mproc's kill, terminate or interrupt).  MPROC_ESPAWN means
+ *   starting really failed: the OS could not start the worker, or its
+ *   initializer returned non-zero, exited or crashed.  It is reported by
+ *   mproc_pool_create if any first worker fails so, and later while no
+ *   worker is ready after such a failure: queued tasks fail with it and
+ *   submissions return it, while the pool goes on retrying with back-off and
+ *   serves again as soon as a worker starts.
  *
  * Threads
  *   A handler thread per pool waits on the workers, reads results, feeds
@@ -49,6 +75,15 @@
  *   which waits for that thread).  Every function here is thread-safe
  *   except the _free functions, which must not race with other calls on
  *   the same object.
+ *
+ * Fork children
+ *   A pool belongs to the process that created it.  A child started with
+ *   fork inherits a copy of the pool, its results and iterators, but not
+ *   its handler thread nor its workers: every call on them there returns
+ *   MPROC_EPERM at once (the _free functions return NULL; mproc_pool_free
+ *   closes only the child's copies of the pool's descriptors and never
+ *   touches the workers).  Under spawn and on Windows a pool cannot be
+ *   passed to a child at all.
  *
  * Starmap
  *   Inputs are byte buffers, so a task with several arguments encodes them
@@ -89,10 +124,11 @@ MPROC_API int mproc_task_input(const mproc_args *args, const void **data,
  * may be empty).  `args` must be the list the task was called with
  * (MPROC_ESTATE otherwise, e.g. when the entry was started as a process).
  * MPROC_E2BIG when the result would pass MPROC_CONN_MSG_MAX / 2 bytes.
- * Results travel back in one message per batch of small chunks, so that
- * limit holds for the results of the whole batch: tasks with results of
- * hundreds of MiB should be submitted with chunksize 1 and large inputs
- * (which are not batched), or pass their data through shared memory.
+ * Results travel back in one message per batch of small chunks (a batch's
+ * results are sent early, at a chunk's end, once they pass 128 KiB), so
+ * that limit holds for the results of a chunk: tasks with results of
+ * hundreds of MiB should be submitted with chunksize 1, or pass their
+ * data through shared memory.
  * Call it from the thread that runs the task. */
 MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
                                 size_t len);
@@ -105,9 +141,12 @@ typedef struct mproc_pool_options {
                               task (NULL: none); a non-zero return ends that
                               worker (see mproc_pool_create) */
   /* The initializer's arguments (NULL: none), copied at create.  Handles
-   * and objects in it are passed again to every replacement worker, so they
-   * must stay open/alive as long as the pool.  Keys starting with
-   * "mproc.pool." are reserved: workers get their own there. */
+   * and IPC objects in it (a queue, a lock: Python's initargs=(queue,)
+   * idiom) reach every worker's initializer, replacement workers included,
+   * under fork, spawn and Windows, so they must stay open/alive as long as
+   * the pool.  The initializer may keep the objects it gets for the tasks
+   * (they live as long as the worker).  Keys starting with "mproc.pool."
+   * are reserved: workers get their own there. */
   const mproc_args *initargs;
   unsigned long maxtasksperchild; /* replace a worker after this many chunks
                                      (Python's tasks); 0: never */
@@ -140,10 +179,13 @@ typedef struct mproc_async_options {
 } mproc_async_options;
 
 /* Run task(in) in a worker and wait for it.  Copies the result into out
- * (cap bytes; *out_len gets its size; MPROC_ERANGE if it does not fit, with
- * *out_len the size needed: the result is then lost, use apply_async to
- * retry with a bigger buffer).  Returns 0, the task's non-zero status, or a
- * pool error.  `out` may be NULL with cap 0; `out_len` may be NULL. */
+ * (cap bytes; *out_len gets its size).  If it does not fit: MPROC_ERANGE
+ * with *out_len the size needed, and the result is kept, as the _get
+ * functions keep theirs: the next mproc_pool_apply from the same thread
+ * with the same task and input bytes returns it without running the task
+ * again (any other apply from that thread drops it; mproc_pool_free
+ * releases it).  Returns 0, the task's non-zero status, or a pool error.
+ * `out` may be NULL with cap 0; `out_len` may be NULL. */
 MPROC_API int mproc_pool_apply(mproc_pool *pool, const char *task,
                                const void *in, size_t in_len, void *out,
                                size_t cap, size_t *out_len);

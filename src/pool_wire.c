@@ -1,0 +1,103 @@
+/* The pool's wire format: the messages between the handler thread and a
+ * worker (src/pool.c, src/pool_worker.c), and the buffers they are built
+ * and received in.  Little-endian, written with wire.c's writers and read
+ * only through mproc__rd, which fails closed: everything a worker sends,
+ * and everything in a dead worker's result area, is untrusted.
+ *
+ *   down  u32 TASKS, then chunks: u64 id, u32 name_len, name,
+ *         u32 nitems, nitems x (u32 len, bytes)          | u32 STOP
+ *   up    u32 READY         | u32 INITFAIL, i32 code     | u32 RESULTS,
+ *         then chunks: u64 id, u32 nitems,
+ *                      nitems x (i32 status, u32 len, bytes)
+ *
+ * A TASKS message may be answered by several RESULTS messages, each with
+ * whole chunks.  A worker builds a RESULTS message in its result area in
+ * shared memory, so the area holds the same format, possibly cut short
+ * inside a chunk (fuzz/fuzz_pool_wire.c feeds these readers damage). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+
+int mproc__pool_grow(unsigned char **buf, size_t *cap, size_t need) {
+  size_t c = *cap ? *cap : 4096;
+  unsigned char *nb;
+  if (need <= *cap)
+    return MPROC_OK;
+  while (c < need)
+    c = c > SIZE_MAX / 2 ? need : c * 2;
+  nb = (unsigned char *)realloc(*buf, c);
+  if (!nb)
+    return MPROC_ENOMEM;
+  *buf = nb;
+  *cap = c;
+  return MPROC_OK;
+}
+
+int mproc__pool_recv(mproc_conn *c, unsigned char **buf, size_t *cap,
+                     size_t *len, double timeout) {
+  int rc;
+  if (!*buf && mproc__pool_grow(buf, cap, 65536) < 0)
+    return MPROC_ENOMEM;
+  rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
+  if (rc == MPROC_ERANGE) {
+    if (mproc__pool_grow(buf, cap, *len) < 0)
+      return MPROC_ENOMEM;
+    rc = mproc_conn_recv_bytes(c, *buf, *cap, len, timeout);
+  }
+  return rc;
+}
+
+size_t mproc__pw_task_head(unsigned char *p, uint64_t id, const char *name,
+                           size_t name_len, size_t nitems) {
+  mproc__wr_put64(p, id);
+  mproc__wr_put32(p + 8, (uint32_t)name_len);
+  memcpy(p + 12, name, name_len);
+  mproc__wr_put32(p + 12 + name_len, (uint32_t)nitems);
+  return MPROC__PW_TASK_HEAD + name_len;
+}
+
+size_t mproc__pw_input(unsigned char *p, const void *data, size_t len) {
+  mproc__wr_put32(p, (uint32_t)len);
+  if (len)
+    memcpy(p + 4, data, len);
+  return 4 + len;
+}
+
+int mproc__pw_rd_task_head(mproc__rd *r, uint64_t *id,
+                           const unsigned char **name, uint32_t *name_len,
+                           uint32_t *nitems) {
+  *id = mproc__rd_u64(r);
+  *name_len = mproc__rd_u32(r);
+  if (r->bad || *name_len == 0 || *name_len > MPROC__PW_NAME_MAX)
+    return MPROC_EINVAL;
+  *name = mproc__rd_bytes(r, *name_len);
+  *nitems = mproc__rd_u32(r);
+  return r->bad ? MPROC_EINVAL : MPROC_OK;
+}
+
+int mproc__pw_rd_bytes(mproc__rd *r, const unsigned char **data,
+                       uint32_t *len) {
+  *len = mproc__rd_u32(r);
+  *data = mproc__rd_bytes(r, *len);
+  return r->bad ? MPROC_EINVAL : MPROC_OK;
+}
+
+int mproc__pw_rd_result_head(mproc__rd *r, uint64_t *id, uint32_t *nitems) {
+  *id = mproc__rd_u64(r);
+  *nitems = mproc__rd_u32(r);
+  return r->bad ? MPROC_EINVAL : MPROC_OK;
+}
+
+int mproc__pw_rd_result(mproc__rd *r, int *status, const unsigned char **data,
+                        uint32_t *len) {
+  *status = (int)mproc__rd_u32(r);
+  return mproc__pw_rd_bytes(r, data, len);
+}
+
+uint32_t mproc__pw_rd_kind(mproc__rd *r, const unsigned char *m, size_t n) {
+  r->p = m;
+  r->left = m ? n : 0;
+  r->bad = 0;
+  return mproc__rd_u32(r);
+}

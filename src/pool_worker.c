@@ -1,0 +1,262 @@
+/* The pool's worker side (include/mproc/pool.h): the loop a worker runs
+ * (the internal entry "mproc.pool.worker"), and the task helpers.
+ *
+ * A worker reports READY (or INITFAIL when its initializer fails), then
+ * runs TASKS messages chunk by chunk.  It builds its RESULTS message in its
+ * result area in shared memory and, after every task, stores how much of
+ * the area is complete and which task comes next in its progress slot
+ * (src/pool.h), so that if it dies the parent keeps every finished result
+ * and fails only the running task (src/pool.c: mproc__worker_died).
+ * Messages are written and read with src/pool_wire.c. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomics.h"
+#include "pool.h"
+
+/* The task running in this worker: what mproc_task_result appends to, and
+ * the message it came in (static, so a task that calls exit() leaves no
+ * unreachable memory behind for leak checkers). */
+static struct {
+  const mproc_args *args;
+  unsigned char *buf; /* the RESULTS message being built: area or priv */
+  size_t len, cap;
+  unsigned char *area;     /* this worker's result area (shared memory) */
+  volatile uint64_t *prog; /* this worker's progress slot (MPROC__PROG_*) */
+  unsigned char *priv;     /* results past the area's end */
+  size_t priv_cap;
+  unsigned char *in;
+  size_t incap;
+} g_task;
+
+/* Room for `need` bytes of results.  A batch's results are built in this
+ * worker's result area in shared memory, so that the parent finds every
+ * finished one there if the worker dies (mproc__area_settle).  A batch
+ * whose results outgrow the area goes on in private memory: results past
+ * that point travel only in the message, and a death loses them. */
+static int mproc__result_reserve(size_t need) {
+  int leaving = g_task.buf == g_task.area;
+  if (need <= g_task.cap)
+    return MPROC_OK;
+  if (mproc__pool_grow(&g_task.priv, &g_task.priv_cap, need) < 0)
+    return MPROC_ENOMEM;
+  if (leaving && g_task.len)
+    memcpy(g_task.priv, g_task.area, g_task.len);
+  g_task.buf = g_task.priv;
+  g_task.cap = g_task.priv_cap;
+  return MPROC_OK;
+}
+
+/* Start a RESULTS message in the result area. */
+static int mproc__result_begin(void) {
+  /* Nothing of the area counts until a record is complete again: the
+   * parent must not read the last batch's records half overwritten. */
+  g_task.prog[MPROC__PROG_KEPT] = 0;
+  g_task.buf = g_task.area;
+  g_task.cap = g_task.area ? MPROC__POOL_AREA : 0;
+  g_task.len = 0;
+  if (mproc__result_reserve(4) < 0)
+    return MPROC_ENOMEM;
+  mproc__wr_put32(g_task.buf, MPROC__PM_RESULTS);
+  g_task.len = 4;
+  return MPROC_OK;
+}
+
+/* A task's record is complete: publish it.  One plain store, no system
+ * call: the parent reads the area only after this process is gone, when
+ * every store it made is visible (and an aligned 64-bit store is never
+ * seen torn), so no ordering is needed. */
+static void mproc__result_commit(void) {
+  if (g_task.buf == g_task.area)
+    g_task.prog[MPROC__PROG_KEPT] = g_task.len;
+}
+
+int mproc_task_input(const mproc_args *args, const void **data, size_t *len) {
+  if (!args || !data || !len)
+    return MPROC_EINVAL;
+  if (args != g_task.args)
+    return MPROC_ESTATE;
+  return mproc_arg_bytes(args, 0, data, len);
+}
+
+int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
+  if (!args || (!data && len))
+    return MPROC_EINVAL;
+  if (args != g_task.args)
+    return MPROC_ESTATE;
+  if (len > MPROC_CONN_MSG_MAX / 2 || g_task.len > MPROC_CONN_MSG_MAX / 2 - len)
+    return MPROC_E2BIG;
+  if (mproc__result_reserve(g_task.len + len) < 0)
+    return MPROC_ENOMEM;
+  if (len)
+    memcpy(g_task.buf + g_task.len, data, len);
+  g_task.len += len;
+  return MPROC_OK;
+}
+
+/* Runs item k of a chunk, its input read from r; its record is appended
+ * to the results and published.  0, or a negative code for a damaged
+ * message or no memory. */
+static int mproc__worker_item(const mproc_entry *e, mproc__rd *r, uint32_t k) {
+  mproc_args view;
+  mproc__arg a;
+  const unsigned char *in;
+  uint32_t len;
+  size_t hdr = g_task.len;
+  int status;
+  if (mproc__pw_rd_bytes(r, &in, &len) < 0)
+    return MPROC_EINVAL;
+  /* The task's argument list points into the message: no copy. */
+  memset(&view, 0, sizeof view);
+  memset(&a, 0, sizeof a);
+  a.type = MPROC_ARG_BYTES;
+  a.v.b.data = (unsigned char *)(uintptr_t)in;
+  a.v.b.len = len;
+  view.pos = &a;
+  view.npos = view.pos_cap = 1;
+  if (mproc__result_reserve(hdr + MPROC__PW_RESULT_ITEM) < 0)
+    return MPROC_ENOMEM;
+  g_task.len += MPROC__PW_RESULT_ITEM;
+  g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
+  if (!e || e == &mproc__pool_worker_entry) {
+    status = MPROC_ENOENTRY;
+  } else {
+    g_task.args = &view;
+    status = e->fn(&view);
+    g_task.args = NULL;
+  }
+  if (status != 0)
+    g_task.len = hdr + MPROC__PW_RESULT_ITEM; /* a failed task: no result */
+  mproc__wr_put32(g_task.buf + hdr, (uint32_t)status);
+  mproc__wr_put32(g_task.buf + hdr + 4,
+                  (uint32_t)(g_task.len - hdr - MPROC__PW_RESULT_ITEM));
+  mproc__result_commit();
+  return MPROC_OK;
+}
+
+/* Runs one TASKS message (r is after its kind), appending RESULTS records to the results (and
+ * sending them early when they grow large).  Returns the number of chunks
+ * run, or a negative code for a damaged message or a lost parent. */
+static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
+  const mproc_entry *e = NULL;
+  const unsigned char *ename = NULL;
+  uint32_t enlen = 0;
+  int chunks = 0, rc;
+  while (r->left > 0) {
+    const unsigned char *name;
+    uint64_t id;
+    uint32_t nlen, nitems, k;
+    if (mproc__pw_rd_task_head(r, &id, &name, &nlen, &nitems) < 0)
+      return MPROC_EINVAL;
+    if (!e || nlen != enlen || memcmp(ename, name, nlen) != 0) {
+      char cname[MPROC__PW_NAME_MAX + 1];
+      memcpy(cname, name, nlen);
+      cname[nlen] = 0;
+      e = mproc__entry_find(cname);
+      ename = name;
+      enlen = nlen;
+    }
+    /* The parent learns from the progress slot which task was running if
+     * we die (see mproc__worker_died). */
+    g_task.prog[MPROC__PROG_ITEM] = 0;
+    mproc__store64(&g_task.prog[MPROC__PROG_CHUNK], id);
+    if (mproc__result_reserve(g_task.len + MPROC__PW_RESULT_HEAD) < 0)
+      return MPROC_ENOMEM;
+    mproc__wr_put64(g_task.buf + g_task.len, id);
+    mproc__wr_put32(g_task.buf + g_task.len + 8, nitems);
+    g_task.len += MPROC__PW_RESULT_HEAD;
+    for (k = 0; k < nitems; k++)
+      if ((rc = mproc__worker_item(e, r, k)) < 0)
+        return rc;
+    chunks++;
+    if (r->left > 0 && (g_task.buf != g_task.area ||
+                    g_task.len > MPROC__POOL_AREA / 2)) {
+      /* Send the chunks finished so far rather than let the next ones
+       * outgrow the result area, where a death would lose them. */
+      if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0 ||
+          mproc__result_begin() < 0)
+        return MPROC_EEOF;
+    }
+  }
+  return chunks;
+}
+
+/* The worker's connection, progress slot and result area from its
+ * arguments.  0 or MPROC_EINVAL. */
+static int mproc__worker_attach(const mproc_args *args, mproc_conn **conn) {
+  void *o = NULL;
+  mproc_array *prog, *area;
+  int64_t slot = -1;
+  if (mproc_kwarg_object(args, "mproc.pool.conn", MPROC_OBJ_CONN, &o) < 0)
+    return MPROC_EINVAL;
+  *conn = (mproc_conn *)o;
+  if (mproc_kwarg_object(args, "mproc.pool.progress", MPROC_OBJ_ARRAY, &o) < 0)
+    return MPROC_EINVAL;
+  prog = (mproc_array *)o;
+  if (mproc_kwarg_object(args, "mproc.pool.results", MPROC_OBJ_ARRAY, &o) < 0)
+    return MPROC_EINVAL;
+  area = (mproc_array *)o;
+  if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
+      (size_t)slot >= mproc_array_length(prog) / MPROC__PROG_STRIDE ||
+      (size_t)slot >= mproc_array_length(area) / MPROC__POOL_AREA)
+    return MPROC_EINVAL;
+  g_task.prog = (volatile uint64_t *)mproc_array_ptr(prog) +
+                (size_t)slot * MPROC__PROG_STRIDE;
+  g_task.area = (unsigned char *)mproc_array_ptr(area) +
+                (size_t)slot * MPROC__POOL_AREA;
+  return MPROC_OK;
+}
+
+static int mproc__pool_worker_main(const mproc_args *args) {
+  mproc_conn *conn = NULL;
+  int64_t maxtasks = 0;
+  const char *init = "";
+  size_t inlen = 0;
+  unsigned long done = 0;
+  unsigned char hdr[4];
+  int rc;
+  if (mproc__worker_attach(args, &conn) < 0)
+    return 3;
+  (void)mproc_kwarg_int(args, "mproc.pool.maxtasks", &maxtasks);
+  (void)mproc_kwarg_str(args, "mproc.pool.init", &init);
+  if (init && init[0]) {
+    const mproc_entry *e = mproc__entry_find(init);
+    rc = !e || e == &mproc__pool_worker_entry ? 4 : e->fn(args);
+    if (rc != 0) {
+      /* Tell the parent this is a real start failure, not a kill: it
+       * reports MPROC_ESPAWN for the one and simply retries the other. */
+      unsigned char m[8];
+      mproc__wr_put32(m, MPROC__PM_INITFAIL);
+      mproc__wr_put32(m + 4, (uint32_t)rc);
+      (void)mproc_conn_send_bytes(conn, m, sizeof m);
+      return rc;
+    }
+  }
+  mproc__wr_put32(hdr, MPROC__PM_READY);
+  if (mproc_conn_send_bytes(conn, hdr, 4) < 0)
+    return 0;
+  for (;;) {
+    mproc__rd r;
+    rc = mproc__pool_recv(conn, &g_task.in, &g_task.incap, &inlen,
+                          MPROC_FOREVER);
+    if (rc < 0 || mproc__pw_rd_kind(&r, g_task.in, inlen) != MPROC__PM_TASKS)
+      break; /* end-of-file, STOP, or damage: leave */
+    if (mproc__result_begin() < 0)
+      break;
+    rc = mproc__worker_run(conn, &r);
+    if (rc < 0)
+      break;
+    if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
+      break;
+    done += (unsigned long)rc;
+    if (maxtasks > 0 && done >= (unsigned long)maxtasks)
+      break;
+  }
+  free(g_task.in);
+  free(g_task.priv);
+  memset(&g_task, 0, sizeof g_task);
+  return 0;
+}
+
+const mproc_entry mproc__pool_worker_entry = {MPROC_POOL_WORKER_ENTRY,
+                                              mproc__pool_worker_main};

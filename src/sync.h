@@ -178,6 +178,8 @@ void mproc__barrier_test_hold(mproc_barrier *b);
  * counted only after it read the flag clear, so once it is counted, a set()
  * wakes it with MPROC_OK even if clear() follows at once. */
 uint32_t mproc__event_test_waiting(mproc_event *ev);
+/* Test hook: how many threads sleep in a semaphore's acquire now. */
+uint32_t mproc__semaphore_test_waiting(mproc_semaphore *sem);
 
 /* ---- Lock internals, for the condition (src/sync_lock.c) ----------------- */
 

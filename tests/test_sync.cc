@@ -301,8 +301,9 @@ TEST(Semaphore, ReleaseWakesBlockedThread) {
   ASSERT_EQ(mproc_semaphore_create(&s, 0, 0), MPROC_OK);
   std::atomic<int> got{-100};
   std::thread t([&] { got = mproc_semaphore_acquire(s, 30); });
-  // Likely blocked by then; the verdict holds either way (the value is 0).
-  test_sleep_ms(50);
+  // Release once the thread sleeps in acquire, so the wake-up is tested.
+  EXPECT_TRUE(
+      test_wait_for([&] { return mproc__semaphore_test_waiting(s) > 0; }));
   EXPECT_EQ(got.load(), -100);
   EXPECT_EQ(mproc_semaphore_release(s), MPROC_OK);
   t.join();

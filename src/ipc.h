@@ -85,6 +85,10 @@ void mproc__fx_close(mproc__fx *fx);
 int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline);
 /* Wake up to n waiters (n = UINT32_MAX: all). */
 void mproc__fx_wake(mproc__fx *fx, uint32_t n);
+/* How many threads are counted inside mproc__fx_wait on this futex now (the
+ * backend's count without its other bits).  For tests that must know a
+ * waiter is asleep before they wake it; a snapshot, nothing to act on. */
+uint32_t mproc__fx_waiting(const mproc__fx *fx);
 
 /* A process's identity that pid reuse cannot fake, for owners recorded in
  * shared memory: pid << 32 | a nonzero 32-bit fold of the process's start

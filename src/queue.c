@@ -867,3 +867,9 @@ int mproc__queue_test_stop_get(mproc_queue *q, void *buf, size_t cap,
   (void)mproc__q_lock(q, MPROC__Q_GET_SIDE, -1.0, &deadline);
   return mproc__q_get_locked(q, buf, cap, len, stage);
 }
+
+uint32_t mproc__queue_test_getters_waiting(mproc_queue *q) {
+  if (!mproc__obj_is(q, &mproc__queue_type))
+    return 0u;
+  return mproc__fx_waiting(&q->fx[MPROC__QFX_NE]);
+}

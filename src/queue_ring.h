@@ -168,5 +168,8 @@ int mproc__queue_test_stop_put(struct mproc_queue *q, const void *data,
                                size_t len, int stage);
 int mproc__queue_test_stop_get(struct mproc_queue *q, void *buf, size_t cap,
                                size_t *len, int stage);
+/* How many threads sleep in a get on an empty queue now (tests: to know a
+ * getter is blocked before closing the queue or killing its process). */
+uint32_t mproc__queue_test_getters_waiting(struct mproc_queue *q);
 
 #endif

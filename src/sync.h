@@ -174,6 +174,12 @@ void mproc__lock_test_plant(mproc_lock *lock, uint32_t pid);
 /* Test hook: take a barrier's internal lock and keep it (as a party
  * stopped inside wait() would). */
 void mproc__barrier_test_hold(mproc_barrier *b);
+/* Test hook: how many threads sleep in an event's wait now.  A waiter is
+ * counted only after it read the flag clear, so once it is counted, a set()
+ * wakes it with MPROC_OK even if clear() follows at once. */
+uint32_t mproc__event_test_waiting(mproc_event *ev);
+/* Test hook: how many threads sleep in a semaphore's acquire now. */
+uint32_t mproc__semaphore_test_waiting(mproc_semaphore *sem);
 
 /* ---- Lock internals, for the condition (src/sync_lock.c) ----------------- */
 

@@ -122,6 +122,10 @@ int mproc_event_wait(mproc_event *ev, double timeout) {
   }
 }
 
+uint32_t mproc__event_test_waiting(mproc_event *ev) {
+  return mproc__event_ok(ev) ? mproc__fx_waiting(&ev->fx) : 0u;
+}
+
 mproc_event *mproc_event_free(mproc_event *ev) {
   if (mproc__event_ok(ev) && !ev->imported)
     mproc__event_destroy(ev);

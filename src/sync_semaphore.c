@@ -102,6 +102,10 @@ int mproc_semaphore_acquire(mproc_semaphore *sem, double timeout) {
   }
 }
 
+uint32_t mproc__semaphore_test_waiting(mproc_semaphore *sem) {
+  return mproc__sem_ok(sem) ? mproc__fx_waiting(&sem->fx) : 0u;
+}
+
 int mproc_semaphore_release(mproc_semaphore *sem) {
   volatile uint32_t *word;
   uint32_t v, max;

@@ -275,7 +275,8 @@ TEST(ArgsDecode, RandomDamageIsRejectedOrDecodedNeverACrash) {
   auto v = encoded_sample(&nh);
   mproc_handle_t table[1] = {(mproc_handle_t)(intptr_t)9};
   std::mt19937 rng(12345);
-  for (int iter = 0; iter < 20000; iter++) {
+  // Up to 20,000 damaged copies, fewer (at least 2,000) past 10 s (ASan).
+  for (TestRounds r(2000, 20000, 10); r.next();) {
     auto d = v;
     int flips = 1 + (int)(rng() % 4);
     for (int f = 0; f < flips; f++)
@@ -349,7 +350,8 @@ TEST(BootstrapDecode, TruncationAndDamageAreRejected) {
   for (size_t n = 0; n < v.size(); n++)
     EXPECT_EQ(mproc__bootstrap_decode(v.data(), n, &bs), MPROC_EINVAL) << n;
   std::mt19937 rng(99);
-  for (int iter = 0; iter < 20000; iter++) {
+  // Up to 20,000 damaged copies, fewer (at least 2,000) past 10 s (ASan).
+  for (TestRounds r(2000, 20000, 10); r.next();) {
     auto d = v;
     d[rng() % d.size()] = (unsigned char)rng();
     int rc = mproc__bootstrap_decode(d.data(), d.size(), &bs);
@@ -427,7 +429,8 @@ TEST(Quoting, KnownCases) {
 TEST(Quoting, ParsesBackToTheSameArgument) {
   const char alphabet[] = {'a', ' ', '\\', '"', '\t', 'x', '\\', '"'};
   std::mt19937 rng(3);
-  for (int iter = 0; iter < 5000; iter++) {
+  // Up to 5,000 arguments, fewer (at least 1,000) past 10 s (ASan).
+  for (TestRounds r(1000, 5000, 10); r.next();) {
     std::string a;
     size_t len = rng() % 12;
     for (size_t i = 0; i < len; i++)

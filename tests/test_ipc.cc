@@ -36,20 +36,21 @@ bool import_shared(const mproc_args *args, mproc__seg *seg, mproc__fx *fx) {
 } // namespace
 
 // Ping-pong: the word is odd when it is the child's turn, even for the
-// parent's; each side bumps it and wakes the other.
+// parent's; each side bumps it and wakes the other.  The parent decides how
+// many rounds are played: it sets `counter` before the turn that ends it.
 TEST_ENTRY(futex_pong) {
   mproc__seg seg;
   mproc__fx fx;
   if (!import_shared(args, &seg, &fx))
     return 2;
   Shared *s = static_cast<Shared *>(seg.addr);
-  int64_t rounds = 0;
-  mproc_arg_int(args, 2, &rounds);
-  for (int64_t i = 0; i < rounds; i++) {
+  for (;;) {
     uint32_t v;
     while (((v = mproc__load32(&s->word)) & 1u) == 0)
       if (mproc__fx_wait(&fx, v, mproc__plat_now() + 30) == MPROC_ETIMEDOUT)
         return 3;
+    if (mproc__load32(&s->counter) != 0)
+      break;
     mproc__store32(&s->word, v + 1);
     mproc__fx_wake(&fx, 1);
   }
@@ -84,14 +85,13 @@ struct SegFixture {
     mproc__fx_close(&fx);
     mproc__seg_close(&seg);
   }
-  Args args(int64_t rounds = 0) {
+  Args args() {
     Args a;
     a.h(seg.handle);
     if (fx.sem != MPROC_INVALID_HANDLE)
       a.h(fx.sem);
     else
       a.h(seg.handle); // placeholder slot; the child ignores it on POSIX
-    a.i(rounds);
     return a;
   }
 };
@@ -107,19 +107,25 @@ TEST(Segment, ZeroFilledAndSharedWithAChild) {
 
 TEST(Futex, PingPongAcrossProcesses) {
   SegFixture f;
-  const int rounds = 2000;
-  mproc_process *p = test_start("futex_pong", f.args(rounds));
-  for (int i = 0; i < rounds; i++) {
+  mproc_process *p = test_start("futex_pong", f.args());
+  // Up to 2000 rounds, fewer (at least 200) past 10 s: two cross-process
+  // wake-ups each, the slowest thing here on a loaded machine.
+  TestRounds r(200, 2000, 10);
+  while (r.next()) {
     uint32_t v;
     mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1); // child's turn
     mproc__fx_wake(&f.fx, 1);
     while (((v = mproc__load32(&f.s->word)) & 1u) == 1)
       ASSERT_NE(mproc__fx_wait(&f.fx, v, mproc__plat_now() + 30),
                 MPROC_ETIMEDOUT)
-          << "round " << i;
+          << "round " << r.i();
   }
+  // The last turn tells the child to stop instead of answering.
+  mproc__store32(&f.s->counter, 1u);
+  mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1);
+  mproc__fx_wake(&f.fx, 1);
   EXPECT_EQ(test_join_code(p), 0);
-  EXPECT_EQ(mproc__load32(&f.s->word), 2u * rounds);
+  EXPECT_EQ(mproc__load32(&f.s->word), 2u * (uint32_t)r.done() + 1u);
   mproc_process_free(p);
 }
 
@@ -143,7 +149,10 @@ TEST(Futex, WakeAllReleasesEveryThread) {
         mproc__fx_wait(&f.fx, 0, mproc__plat_now() + 30);
       woken++;
     });
-  test_sleep_ms(50);
+  // All four asleep in the wait (counted), so the wake below is what ends
+  // their waits.
+  EXPECT_TRUE(test_wait_for([&] { return mproc__fx_waiting(&f.fx) == 4; }))
+      << mproc__fx_waiting(&f.fx);
   mproc__store32(&f.s->word, 1);
   mproc__fx_wake(&f.fx, UINT32_MAX);
   for (auto &t : ts)

@@ -261,7 +261,7 @@ TEST_ENTRY(q_join_worker) {
     size_t len = 0;
     if (mproc_queue_get(q, buf, sizeof buf, &len, 60) != MPROC_OK)
       return 3;
-    test_sleep_ms(1); // "processing"
+    test_sleep_ms(1); // "processing"; join's verdict holds without it too
     if (mproc_queue_task_done(q) != MPROC_OK)
       return 4;
     if (len == 3 && std::memcmp(buf, kEnd, 3) == 0)
@@ -382,7 +382,10 @@ TEST(QueueBasics, TimeoutsExpireInTime) {
 TEST(QueueBasics, BlockedGetWokenByAnotherThread) {
   Q q;
   std::thread t([&] {
-    test_sleep_ms(100);
+    // Put only once the get sleeps (a getter counted in the queue's
+    // not-empty futex), so the wake-up is what the test sees.
+    EXPECT_TRUE(test_wait_for(
+        [&] { return mproc__queue_test_getters_waiting(q) > 0; }));
     put_str(q, "late");
   });
   double t0 = test_now();
@@ -395,7 +398,7 @@ TEST(QueueBasics, BlockedPutWokenByAnotherThread) {
   Q q(1);
   ASSERT_EQ(put_str(q, "first", 0), MPROC_OK);
   std::thread t([&] {
-    test_sleep_ms(100);
+    test_sleep_ms(100); // likely blocked by then; the verdict holds either way
     EXPECT_EQ(get_str(q), "first");
   });
   EXPECT_EQ(put_str(q, "second", 30), MPROC_OK);
@@ -474,7 +477,8 @@ TEST(QueueBasics, CloseFromAnotherThreadEndsABlockedGet) {
     get_str(q, 30, &rc);
     EXPECT_TRUE(rc == MPROC_ECLOSED) << mproc_strerror(rc);
   });
-  test_sleep_ms(50);
+  EXPECT_TRUE(test_wait_for(
+      [&] { return mproc__queue_test_getters_waiting(q) > 0; }));
   mproc_queue_close(q);
   t.join();
 }
@@ -718,7 +722,9 @@ TEST(QueueProcesses, ManyProducersManyConsumersEachMessageOnce) {
 TEST(QueueProcesses, ConsumerKilledWhileBlockedLeavesQueueUsable) {
   Q q;
   mproc_process *p = test_start("q_block_get", QArgs({q}));
-  test_sleep_ms(300); // let it reach its sleep in get
+  // Kill it once it sleeps in get, counted in the queue's shared futex.
+  EXPECT_TRUE(test_wait_for(
+      [&] { return mproc__queue_test_getters_waiting(q) > 0; }));
   ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
   EXPECT_NE(test_join_code(p), 0);
   mproc_process_free(p);

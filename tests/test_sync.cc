@@ -167,7 +167,9 @@ TEST(Lock, BlockedThreadIsWokenByRelease) {
     if (got == MPROC_OK)
       mproc_lock_release(l);
   });
-  test_sleep_ms(50);
+  // The thread counts itself in the lock word's slow path before it sleeps:
+  // then it is blocked, and only the release below can let it in.
+  EXPECT_TRUE(test_wait_for([&] { return mproc__load32(&l->lw->nwait) > 0; }));
   EXPECT_EQ(got.load(), -100);
   double t0 = test_now();
   EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
@@ -181,18 +183,23 @@ TEST(Lock, ThreadsCountUnderContention) {
   ASSERT_EQ(mproc_lock_create(&l, 0), MPROC_OK);
   LockGuardFree g{l};
   long counter = 0; // protected by the lock
+  std::atomic<long> rounds{0};
   std::vector<std::thread> ts;
   for (int k = 0; k < 4; k++)
     ts.emplace_back([&] {
-      for (int i = 0; i < 20000; i++) {
+      // Up to 20,000 rounds each, fewer (at least 2,000) past 10 s.
+      TestRounds r(2000, 20000, 10);
+      while (r.next()) {
         mproc_lock_acquire(l, -1);
         counter = counter + 1;
         mproc_lock_release(l);
       }
+      rounds += r.done();
     });
   for (auto &t : ts)
     t.join();
-  EXPECT_EQ(counter, 80000);
+  EXPECT_GE(rounds.load(), 8000);
+  EXPECT_EQ(counter, rounds.load());
 }
 
 TEST(RLock, RecursionMustBeUnwound) {
@@ -294,7 +301,9 @@ TEST(Semaphore, ReleaseWakesBlockedThread) {
   ASSERT_EQ(mproc_semaphore_create(&s, 0, 0), MPROC_OK);
   std::atomic<int> got{-100};
   std::thread t([&] { got = mproc_semaphore_acquire(s, 30); });
-  test_sleep_ms(50);
+  // Release once the thread sleeps in acquire, so the wake-up is tested.
+  EXPECT_TRUE(
+      test_wait_for([&] { return mproc__semaphore_test_waiting(s) > 0; }));
   EXPECT_EQ(got.load(), -100);
   EXPECT_EQ(mproc_semaphore_release(s), MPROC_OK);
   t.join();
@@ -331,17 +340,17 @@ TEST(Event, SetClearWait) {
 TEST(Event, SetWakesAllWaitingThreadsEvenIfClearedAtOnce) {
   mproc_event *e = nullptr;
   ASSERT_EQ(mproc_event_create(&e), MPROC_OK);
-  std::atomic<int> ok{0}, started{0};
+  std::atomic<int> ok{0};
   std::vector<std::thread> ts;
   for (int i = 0; i < 3; i++)
     ts.emplace_back([&] {
-      started++;
       if (mproc_event_wait(e, 30) == MPROC_OK)
         ok++;
     });
-  while (started != 3)
-    test_sleep_ms(1);
-  test_sleep_ms(50);
+  // All three asleep in wait(), so each has seen the flag clear: a waiter
+  // that came after clear() would rightly wait its 30 s.
+  EXPECT_TRUE(test_wait_for([&] { return mproc__event_test_waiting(e) == 3; }))
+      << mproc__event_test_waiting(e) << " waiting";
   // threading.Event: a wait that saw the flag clear returns True once set()
   // happened, even if clear() followed before it woke up.
   EXPECT_EQ(mproc_event_set(e), MPROC_OK);
@@ -409,42 +418,48 @@ TEST(Condition, NotifyWakesAtMostN) {
   mproc_condition *c = nullptr;
   ASSERT_EQ(mproc_condition_create(&c, nullptr), MPROC_OK);
   std::atomic<int> woken{0}, waiting{0};
+  // Which notify each waiter woke for: `phase` changes, and woke_in is
+  // counted, only under the condition's lock, so an extra waiter woken by
+  // an earlier notify is counted in a later phase at the latest.
+  int phase = 1, woke_in[4] = {0, 0, 0, 0};
   std::vector<std::thread> ts;
   for (int i = 0; i < 4; i++)
     ts.emplace_back([&] {
       mproc_condition_acquire(c, -1);
       waiting++;
       int rc = mproc_condition_wait(c, 30);
-      if (rc == MPROC_OK)
+      if (rc == MPROC_OK) {
         woken++;
+        woke_in[phase]++;
+      }
       mproc_condition_release(c);
     });
   // Every thread is inside wait() once it counted itself and let go of the
   // lock: taking the lock after that proves it.
-  while (waiting != 4)
-    test_sleep_ms(1);
+  EXPECT_TRUE(test_wait_for([&] { return waiting == 4; }));
   ASSERT_EQ(mproc_condition_acquire(c, -1), MPROC_OK);
   EXPECT_EQ(mproc_condition_notify(c, 1), MPROC_OK);
   EXPECT_EQ(mproc_condition_release(c), MPROC_OK);
-  double t0 = test_now();
-  while (woken < 1 && test_now() - t0 < 10)
-    test_sleep_ms(1);
-  test_sleep_ms(100);
-  EXPECT_EQ(woken.load(), 1);
+  EXPECT_TRUE(test_wait_for([&] { return woken >= 1; }));
+  test_sleep_ms(100); // time for a wrongly woken second waiter to show here
   ASSERT_EQ(mproc_condition_acquire(c, -1), MPROC_OK);
+  EXPECT_EQ(woken.load(), 1);
+  phase = 2;
   EXPECT_EQ(mproc_condition_notify(c, 2), MPROC_OK);
   EXPECT_EQ(mproc_condition_release(c), MPROC_OK);
-  t0 = test_now();
-  while (woken < 3 && test_now() - t0 < 10)
-    test_sleep_ms(1);
-  test_sleep_ms(100);
-  EXPECT_EQ(woken.load(), 3);
+  EXPECT_TRUE(test_wait_for([&] { return woken >= 3; }));
+  test_sleep_ms(100); // as above
   ASSERT_EQ(mproc_condition_acquire(c, -1), MPROC_OK);
+  EXPECT_EQ(woken.load(), 3);
+  phase = 3;
   EXPECT_EQ(mproc_condition_notify_all(c), MPROC_OK);
   EXPECT_EQ(mproc_condition_release(c), MPROC_OK);
   for (auto &t : ts)
     t.join();
   EXPECT_EQ(woken.load(), 4);
+  EXPECT_EQ(woke_in[1], 1);
+  EXPECT_EQ(woke_in[2], 2);
+  EXPECT_EQ(woke_in[3], 1);
   mproc_condition_free(c);
 }
 
@@ -501,7 +516,7 @@ TEST(Condition, WaitForPredicate) {
             MPROC_ETIMEDOUT);
   EXPECT_LT(test_now() - t0, 5.0);
   std::thread t([&] {
-    test_sleep_ms(30);
+    test_sleep_ms(30); // likely after wait_for began; passes either way
     mproc_lock_acquire(l, -1);
     flag = 1;
     mproc_condition_notify(c, 1);
@@ -595,9 +610,7 @@ TEST(Barrier, AbortAndResetReleaseWaitersWithBroken) {
     std::atomic<int> r1{-100}, r2{-100};
     std::thread t1([&] { r1 = mproc_barrier_wait(b, 30, nullptr); });
     std::thread t2([&] { r2 = mproc_barrier_wait(b, 30, nullptr); });
-    double t0 = test_now();
-    while (mproc_barrier_n_waiting(b) != 2 && test_now() - t0 < 10)
-      test_sleep_ms(1);
+    EXPECT_TRUE(test_wait_for([&] { return mproc_barrier_n_waiting(b) == 2; }));
     EXPECT_EQ(mproc_barrier_n_waiting(b), 2u);
     EXPECT_EQ(how ? mproc_barrier_reset(b) : mproc_barrier_abort(b), MPROC_OK);
     t1.join();
@@ -689,7 +702,10 @@ TEST(Barrier, DefaultTimeoutAppliesToNegativeTimeouts) {
   std::thread t([&] { r1 = mproc_barrier_wait(b, 30, nullptr); });
   while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
     test_sleep_ms(1);
-  test_sleep_ms(300); // longer than the default: the thread still waits
+  // Longer than the default: the thread still waits.  (Were the default
+  // applied, a machine too slow to see it time out here would let the
+  // test pass, never fail a correct barrier.)
+  test_sleep_ms(300);
   EXPECT_EQ(mproc_barrier_wait(b, 30, nullptr), MPROC_OK);
   t.join();
   EXPECT_EQ(r1, MPROC_OK);
@@ -991,7 +1007,7 @@ TEST_ENTRY(sync_sem_worker) {
     uint32_t m = mproc__load32(&c->max_inside);
     while (now > m && !mproc__cas32(&c->max_inside, &m, now)) {
     }
-    test_sleep_ms(10);
+    test_sleep_ms(10); // overlaps the holders; max_inside <= 2 holds anyway
     atomic_add(&c->inside, (uint32_t)-1);
     if (mproc_semaphore_release(s) != MPROC_OK)
       return 4;
@@ -1034,6 +1050,7 @@ TEST_ENTRY(sync_set_event_later) {
   void *other = nullptr;
   if (mproc_arg_object(args, 0, MPROC_OBJ_LOCK, &other) != MPROC_ETYPE)
     return 3;
+  // Likely after the parent began to wait; the verdict holds either way.
   test_sleep_ms((int)arg_int(args, 1));
   return mproc_event_set(e) == MPROC_OK ? 0 : 4;
 }

@@ -134,6 +134,16 @@ double test_now() {
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
 
+TestRounds::TestRounds(long min, long max, double seconds)
+    : min_(min), max_(max), end_(test_now() + seconds) {}
+
+bool TestRounds::next() {
+  if (n_ >= max_ || (n_ >= min_ && test_now() >= end_))
+    return false;
+  n_++;
+  return true;
+}
+
 int64_t test_getpid() {
 #ifdef _WIN32
   return (int64_t)GetCurrentProcessId();

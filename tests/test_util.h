@@ -41,6 +41,36 @@ void test_close_handle(mproc_handle_t h);
 
 void test_sleep_ms(int ms);
 double test_now();
+
+// Bounds a loop by count and by time, so that a slow or loaded machine (5x
+// slower, ASan) runs fewer rounds instead of taking minutes: always at least
+// `min` rounds (size the test's checks so they hold after those), then more,
+// up to `max`, while `seconds` have not passed since the object was made.
+//   for (TestRounds r(300, 10000, 20); r.next();) { ... r.i() ... }
+class TestRounds {
+public:
+  TestRounds(long min, long max, double seconds);
+  bool next();                    // true: run another round
+  long i() const { return n_ - 1; } // the current round, from 0
+  long done() const { return n_; }  // rounds run (after the loop: in all)
+
+private:
+  long min_, max_, n_ = 0;
+  double end_;
+};
+
+// Waits until pred() is true, looking every millisecond, for at most
+// `seconds`; returns pred()'s last answer.  For states no event announces
+// (another thread or process counted as waiting); the deadline bounds it.
+template <class Pred> bool test_wait_for(Pred pred, double seconds = 30) {
+  double end = test_now() + seconds;
+  while (!pred()) {
+    if (test_now() >= end)
+      return pred();
+    test_sleep_ms(1);
+  }
+  return true;
+}
 int64_t test_getpid();
 bool test_on_windows();
 

@@ -444,6 +444,10 @@ void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
 #endif
 }
 
+uint32_t mproc__fx_waiting(const mproc__fx *fx) {
+  return mproc__load32(fx->waiters);
+}
+
 /* ---- owners -------------------------------------------------------------- */
 
 /* What /proc/<pid>/stat says about a process: its state letter and its

@@ -658,6 +658,10 @@ void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
       break;
 }
 
+uint32_t mproc__fx_waiting(const mproc__fx *fx) {
+  return mproc__load32(fx->waiters) & MPROC__FX_COUNT; /* without the epoch */
+}
+
 /* ---- owners ------------------------------------------------------------------ */
 
 /* A creation time (FILETIME, 100 ns units) folded to the 32 bits a stamp

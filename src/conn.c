@@ -3,36 +3,49 @@
  * byte messages (send_bytes / recv_bytes / poll / close).
  *
  * This file holds what is the same everywhere: the framing (conn.h), the
- * per-connection receive buffer, argument checks, thread safety, closing,
- * and passing an end to a child.  The transport (POSIX pipes, Windows named
- * pipes) is behind the mproc__conn_os_* functions of conn.h.
+ * shared state of a pipe, argument checks, thread and process safety,
+ * closing, and passing an end to a child.  The transport (POSIX pipes,
+ * Windows named pipes) is behind the mproc__conn_os_* functions of conn.h.
+ *
+ * Shared state.  mproc_pipe() also makes a small shared segment that
+ * travels with every end passed to a child.  Per direction of the pipe it
+ * holds a send lock, a receive lock (robust lock words, src/sync.h) and
+ * the receive read-ahead:
+ *   - A send takes the send lock for its whole frame, so senders on one
+ *     end (threads, and processes the end was passed to) never interleave
+ *     frames, whatever their size.  Uncontended: one CAS and one store.
+ *   - A receive or poll takes the receive lock (by its deadline: a holder
+ *     stopped by SIGSTOP or a debugger delays nobody past theirs) and reads
+ *     ahead into the shared buffer, so any receiver of any process sees
+ *     the bytes another one read ahead: each frame goes whole to exactly
+ *     one receiver, and nothing stays behind in a process that stops
+ *     receiving.  A frame bigger than the buffer goes straight into the
+ *     receiver's buffer; if that receive times out part way, the process
+ *     keeps the part and the receive lock until a later receive of it
+ *     completes the frame (or it closes the end: then the stream breaks).
+ *   - Damage is an error, never mis-framed data: a header that is not one
+ *     (bad check word, impossible length), a frame cut short by
+ *     end-of-file, a sender that died holding the send lock (inside a
+ *     frame), a receiver that died while bytes were on their way out of
+ *     the pipe.  Each sets the stream's `broken` flag, and from then on
+ *     sends and receives of that direction report MPROC_EBROKEN.  A
+ *     receiver already waiting for the rest of a dead sender's frame learns
+ *     of it at its deadline or at end-of-file.
  *
  * Semantics, where Python leaves room or mproc differs:
  *   - One send is one receive: frames are never split or merged.  A
  *     receive into a buffer that is too small fails with MPROC_ERANGE and
  *     *len set, and the message stays for a receive with a bigger buffer.
  *   - End-of-file (MPROC_EEOF) comes once every copy of the peer end is
- *     closed (or its processes died) and everything sent was received.  A
- *     frame cut short by end-of-file, or bytes that are not a frame (two
- *     processes sending on one end at once), are damage: the connection
- *     reports MPROC_EEOF from then on, as there is nothing reliable left to
- *     read.
+ *     closed (or its processes died) and everything sent was received.
  *   - When a parent passes an end to a child it should usually close its
  *     own copy of that end right after mproc_process_start(), as in Python:
  *     end-of-file needs every copy of the sending side closed.  Under the
  *     fork start method a child also inherits copies of every end the
  *     parent held at that moment, passed or not.
- *   - Receiving reads ahead into a 64 KiB buffer (one system call for many
- *     small messages).  Bytes read ahead travel with the end when it is
- *     passed to a child, so a parent that received some messages and then
- *     hands the end over loses nothing; if parent and child both go on
- *     receiving on one end, both see those bytes (sharing one receiving end
- *     between processes is unsafe in Python too).
  *   - In a child, mproc_conn_free() of an end received as an argument only
  *     closes it (the argument list owns and frees it).
- *   - Thread safety: any function may be called from any thread; sends are
- *     serialised with sends, receives and polls with receives and polls
- *     (and with passing the end to a child, which reads the read-ahead).
+ *   - Threads: any function may be called from any thread.
  *     mproc_conn_close() from another thread does not interrupt a receive
  *     blocked in the OS on POSIX (nothing can wake it there without also
  *     disturbing other processes sharing the pipe); on Windows it cancels

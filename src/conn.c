@@ -711,8 +711,10 @@ int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out,
 int mproc__conn_test_rx_held(mproc_conn *c) {
   if (!mproc__conn_valid(c) || !c->rx)
     return MPROC_EINVAL;
-  return mproc__load32(&c->rx->rx.word) != 0 &&
-         !mproc__lockword_owned(&c->rx->rx, 0);
+  if (mproc__load32(&c->rx->rx.word) == 0 ||
+      mproc__lockword_owned(&c->rx->rx, 0))
+    return 0;
+  return mproc__load32(&c->rx->busy) ? 2 : 1;
 }
 
 /* ---- passing an end to a child ------------------------------------------------------

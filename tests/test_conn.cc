@@ -1217,11 +1217,11 @@ TEST_ENTRY(conn_recv_forever) {
 
 namespace {
 // Waits (bounded) until another process (the child) holds the receive
-// lock of the end c.
-bool wait_rx_holder(mproc_conn *c) {
+// lock of the end c (busy: and is in the middle of a frame).
+bool wait_rx_holder(mproc_conn *c, bool busy = false) {
   double t0 = test_now();
   while (test_now() - t0 < 60) {
-    if (mproc__conn_test_rx_held(c) == 1)
+    if (mproc__conn_test_rx_held(c) == (busy ? 2 : 1))
       return true;
     test_sleep_ms(2);
   }
@@ -1243,6 +1243,27 @@ TEST(ConnShared, ReceiverKilledWhileWaitingLeavesTheStreamIntact) {
   std::string m;
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
   EXPECT_EQ(m, "still fine");
+}
+
+// A receiver killed in the middle of a frame bigger than the read-ahead
+// took part of it along: the next receiver gets MPROC_EBROKEN, not the
+// rest of that frame read as if it were the next one.
+TEST(ConnShared, ReceiverKilledInsideAFrameBreaksTheStream) {
+  Pipe p;
+  mproc_process *proc = start_with_conn("conn_recv_forever", p.a);
+  ASSERT_NE(proc, nullptr);
+  unsigned char hdr[MPROC__CONN_HDR];
+  mproc__conn_frame_header(hdr, 200000);
+  std::string head(reinterpret_cast<char *>(hdr), sizeof hdr);
+  head += std::string(100000, 'p');
+  ASSERT_EQ(mproc__conn_send_raw(p.b, head.data(), head.size()), MPROC_OK);
+  ASSERT_TRUE(wait_rx_holder(p.a, true));
+  ASSERT_EQ(mproc_process_kill(proc), MPROC_OK);
+  EXPECT_NE(test_join_code(proc), 0);
+  mproc_process_free(proc);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EBROKEN);
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EBROKEN);
 }
 
 #ifndef _WIN32

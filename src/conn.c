@@ -113,15 +113,19 @@ struct mproc_conn {
    * last call to leave does it, so no thread ever uses a closed handle. */
   volatile uint32_t state;
   volatile uint32_t released;
-  /* Threads of this process: the receive side's local state below.  The
-   * shared locks serialise processes (and threads, for sends). */
-  mproc__mutex_t rlock;
+  /* Threads of this process: the receive side's local state below (the
+   * shared locks serialise processes, and threads for sends).  A lock word
+   * in this process's memory rather than a mutex, for its deadline: a
+   * thread blocked in an untimed receive must not hold up a timed receive
+   * or poll of another thread past its timeout. */
+  mproc__lockword rlw;
+  mproc__fx rlfx;
   mproc__conn_shm *shm;
   mproc__conn_stream *rx, *tx; /* NULL without that direction */
   mproc__fx *rxfx, *txfx;
   /* 1 while this process keeps the stream's receive lock between calls:
    * a receive of a frame bigger than the read-ahead ended (timeout) with
-   * part of it here, in `part`.  Read without rlock by mproc_wait(). */
+   * part of it here, in `part`.  Read without rlw by mproc_wait(). */
   volatile uint32_t hold;
   unsigned char *part;
   size_t part_len, part_total;
@@ -281,14 +285,17 @@ static int mproc__conn_enter(mproc_conn *c) {
  * stream 1 (duplex only) a -> b. */
 static mproc_conn *mproc__conn_new(mproc__conn_os *os, mproc__conn_shm *shm,
                                    unsigned dir, unsigned side) {
-  mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
   mproc_conn *c = (mproc_conn *)mproc__obj_new(sizeof(*c), &mproc__conn_type);
   int in = side == 0 ? 0 : 1, out = side == 0 ? 1 : 0;
   if (!c)
     return NULL;
+  mproc__lockword_init(&c->rlw);
+  if (mproc__lockword_fx(&c->rlfx, &c->rlw) < 0) {
+    free(c);
+    return NULL;
+  }
   c->dir = dir;
   c->side = side;
-  c->rlock = init;
   c->os = os;
   c->shm = shm;
   if (dir & MPROC__CONN_R) {
@@ -302,10 +309,18 @@ static mproc_conn *mproc__conn_new(mproc__conn_os *os, mproc__conn_shm *shm,
   return c;
 }
 
-static void mproc__conn_destroy(mproc_conn *c) {
-  (void)mproc_conn_close(c);
+/* Free the struct of an end whose OS side is released (or never was). */
+static void mproc__conn_free_struct(mproc_conn *c) {
+  if (!c)
+    return;
+  mproc__fx_close(&c->rlfx);
   c->hdr.magic = 0;
   free(c);
+}
+
+static void mproc__conn_destroy(mproc_conn *c) {
+  (void)mproc_conn_close(c);
+  mproc__conn_free_struct(c);
 }
 
 int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex) {
@@ -328,8 +343,8 @@ int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex) {
     rc = ca && cb ? MPROC_OK : MPROC_ENOMEM;
   }
   if (rc < 0) {
-    free(ca);
-    free(cb);
+    mproc__conn_free_struct(ca);
+    mproc__conn_free_struct(cb);
     mproc__conn_os_close(oa);
     mproc__conn_os_close(ob);
     if (shm)
@@ -437,10 +452,22 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len) {
   return rc;
 }
 
-/* ---- receiving (callers hold rlock) ---------------------------------------------- */
+/* ---- receiving (callers hold rlw) ------------------------------------------------ */
 
 static double mproc__deadline(double timeout) {
   return timeout < 0 ? -1.0 : mproc__plat_now() + timeout;
+}
+
+/* The receive side's lock among this process's threads (by the deadline). */
+static int mproc__conn_local_lock(mproc_conn *c, double deadline) {
+  int rc = mproc__lockword_acquire(&c->rlw, &c->rlfx, 0, deadline);
+  /* Only a fork child can meet a dead holder here (a thread of the parent
+   * held it at the fork): the local state is the parent's, use it. */
+  return rc == MPROC_EOWNERDEAD ? MPROC_OK : rc;
+}
+
+static void mproc__conn_local_unlock(mproc_conn *c) {
+  (void)mproc__lockword_release(&c->rlw, &c->rlfx, 0);
 }
 
 /* Take the stream's receive lock, by the deadline: a holder that another
@@ -641,13 +668,16 @@ int mproc_conn_recv_bytes(mproc_conn *c, void *buf, size_t cap, size_t *len,
   if (c->dir & MPROC__CONN_R) {
     double deadline = mproc__deadline(timeout);
     size_t n = 0;
-    mproc__mutex_lock(&c->rlock);
-    rc = mproc__conn_rx_lock(c, deadline);
+    rc = mproc__conn_local_lock(c, deadline);
     if (rc == MPROC_OK) {
-      rc = mproc__conn_recv_locked(c, (unsigned char *)buf, cap, &n, deadline);
-      mproc__conn_rx_unlock(c);
+      rc = mproc__conn_rx_lock(c, deadline);
+      if (rc == MPROC_OK) {
+        rc = mproc__conn_recv_locked(c, (unsigned char *)buf, cap, &n,
+                                     deadline);
+        mproc__conn_rx_unlock(c);
+      }
+      mproc__conn_local_unlock(c);
     }
-    mproc__mutex_unlock(&c->rlock);
     *len = rc == MPROC_OK || rc == MPROC_ERANGE ? n : 0;
   } else {
     rc = MPROC_EPERM;
@@ -665,20 +695,23 @@ int mproc_conn_poll(mproc_conn *c, double timeout) {
     return rc;
   if (c->dir & MPROC__CONN_R) {
     double deadline = mproc__deadline(timeout);
-    mproc__mutex_lock(&c->rlock);
-    /* Under the receive lock, so bytes another receiver reads into the
+    /* Under the receive locks, so bytes another receiver reads into the
      * read-ahead meanwhile cannot slip past the look at it. */
-    rc = mproc__conn_rx_lock(c, deadline);
+    rc = mproc__conn_local_lock(c, deadline);
     if (rc == MPROC_OK) {
-      /* Bytes of a message are enough, as in Python: waiting for a whole
-       * frame could wait forever on a big message whose sender is blocked
-       * until someone reads. */
-      rc = mproc__conn_rx_ready(c) ? 1 : mproc__conn_os_poll(c->os, deadline);
-      mproc__conn_rx_unlock(c);
-    } else if (rc == MPROC_ETIMEDOUT) {
-      rc = 0;
+      rc = mproc__conn_rx_lock(c, deadline);
+      if (rc == MPROC_OK) {
+        /* Bytes of a message are enough, as in Python: waiting for a whole
+         * frame could wait forever on a big message whose sender is
+         * blocked until someone reads. */
+        rc = mproc__conn_rx_ready(c) ? 1
+                                     : mproc__conn_os_poll(c->os, deadline);
+        mproc__conn_rx_unlock(c);
+      }
+      mproc__conn_local_unlock(c);
     }
-    mproc__mutex_unlock(&c->rlock);
+    if (rc == MPROC_ETIMEDOUT)
+      rc = 0;
   } else {
     rc = MPROC_EPERM;
   }
@@ -711,9 +744,10 @@ int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out,
 int mproc__conn_test_rx_held(mproc_conn *c) {
   if (!mproc__conn_valid(c) || !c->rx)
     return MPROC_EINVAL;
-  if (mproc__load32(&c->rx->rx.word) == 0 ||
-      mproc__lockword_owned(&c->rx->rx, 0))
+  if (mproc__load32(&c->rx->rx.word) == 0)
     return 0;
+  if (mproc__lockword_owned(&c->rx->rx, 0))
+    return 3;
   return mproc__load32(&c->rx->busy) ? 2 : 1;
 }
 

@@ -62,8 +62,9 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len);
 
 /* 1 if another process holds the receive lock of c's incoming stream (it
  * is inside a receive or poll), 2 if it also has bytes of the stream on
- * their way (inside a read, or a frame bigger than the read-ahead), 0 if
- * nobody else holds it, MPROC_EINVAL. */
+ * their way (inside a read, or a frame bigger than the read-ahead), 3 if
+ * another thread of this process holds it, 0 if nobody else holds it,
+ * MPROC_EINVAL. */
 int mproc__conn_test_rx_held(mproc_conn *c);
 
 /* ---- the object type (registered in src/objtypes.c) ------------------------- */

@@ -6,9 +6,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -1243,6 +1246,49 @@ TEST(ConnShared, ReceiverKilledWhileWaitingLeavesTheStreamIntact) {
   std::string m;
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
   EXPECT_EQ(m, "still fine");
+}
+
+// A thread blocked in a receive without timeout does not hold up timed
+// receives and polls of other threads on the same end past their deadline.
+TEST(ConnShared, UntimedReceiverThreadDoesNotDelayTimedCalls) {
+  Pipe p;
+  std::atomic<int> rc{1};
+  std::thread t([&] {
+    std::string m;
+    rc = recv_str(p.a, &m, MPROC_FOREVER);
+  });
+  // Ends the receive once the checks are done, or after 3 s should the
+  // timed calls be stuck behind it (so a failure is a failure, not a hang).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool checked = false;
+  std::thread unblock([&] {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait_for(lk, std::chrono::seconds(3), [&] { return checked; });
+    EXPECT_EQ(send_str(p.b, "done"), MPROC_OK);
+  });
+  // Until the thread is inside (it holds the end's receive lock then); a
+  // bounded look, not a sleep that hopes.
+  double t0 = test_now();
+  while (mproc__conn_test_rx_held(p.a) != 3 && test_now() - t0 < 30)
+    test_sleep_ms(2);
+  char buf[16];
+  size_t n = 0;
+  t0 = test_now();
+  EXPECT_EQ(mproc_conn_recv_bytes(p.a, buf, sizeof buf, &n, 0.05),
+            MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 2.0);
+  t0 = test_now();
+  EXPECT_EQ(mproc_conn_poll(p.a, 0.05), 0);
+  EXPECT_LT(test_now() - t0, 2.0);
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    checked = true;
+  }
+  cv.notify_all();
+  unblock.join();
+  t.join();
+  EXPECT_EQ(rc.load(), MPROC_OK);
 }
 
 // A receiver killed in the middle of a frame bigger than the read-ahead

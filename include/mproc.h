@@ -86,7 +86,7 @@ extern "C" {
 #define MPROC_EFULL (-19)    /* queue full (put timed out or put_nowait) */
 #define MPROC_EEMPTY (-20)   /* queue empty (get timed out or get_nowait) */
 #define MPROC_EEOF (-21)     /* the peer closed its end (or died) */
-#define MPROC_EBROKEN (-22)  /* the barrier is broken */
+#define MPROC_EBROKEN (-22)  /* the barrier is broken; a pipe's stream is damaged */
 #define MPROC_EOVERFLOW (-23) /* released/task_done more often than allowed */
 #define MPROC_EEXIST (-24)   /* a shared memory block of that name exists */
 #define MPROC_EWORKER (-25)  /* the pool worker running the task died */

@@ -3,36 +3,49 @@
  * byte messages (send_bytes / recv_bytes / poll / close).
  *
  * This file holds what is the same everywhere: the framing (conn.h), the
- * per-connection receive buffer, argument checks, thread safety, closing,
- * and passing an end to a child.  The transport (POSIX pipes, Windows named
- * pipes) is behind the mproc__conn_os_* functions of conn.h.
+ * shared state of a pipe, argument checks, thread and process safety,
+ * closing, and passing an end to a child.  The transport (POSIX pipes,
+ * Windows named pipes) is behind the mproc__conn_os_* functions of conn.h.
+ *
+ * Shared state.  mproc_pipe() also makes a small shared segment that
+ * travels with every end passed to a child.  Per direction of the pipe it
+ * holds a send lock, a receive lock (robust lock words, src/sync.h) and
+ * the receive read-ahead:
+ *   - A send takes the send lock for its whole frame, so senders on one
+ *     end (threads, and processes the end was passed to) never interleave
+ *     frames, whatever their size.  Uncontended: one CAS and one store.
+ *   - A receive or poll takes the receive lock (by its deadline: a holder
+ *     stopped by SIGSTOP or a debugger delays nobody past theirs) and reads
+ *     ahead into the shared buffer, so any receiver of any process sees
+ *     the bytes another one read ahead: each frame goes whole to exactly
+ *     one receiver, and nothing stays behind in a process that stops
+ *     receiving.  A frame bigger than the buffer goes straight into the
+ *     receiver's buffer; if that receive times out part way, the process
+ *     keeps the part and the receive lock until a later receive of it
+ *     completes the frame (or it closes the end: then the stream breaks).
+ *   - Damage is an error, never mis-framed data: a header that is not one
+ *     (bad check word, impossible length), a frame cut short by
+ *     end-of-file, a sender that died holding the send lock (inside a
+ *     frame), a receiver that died while bytes were on their way out of
+ *     the pipe.  Each sets the stream's `broken` flag, and from then on
+ *     sends and receives of that direction report MPROC_EBROKEN.  A
+ *     receiver already waiting for the rest of a dead sender's frame learns
+ *     of it at its deadline or at end-of-file.
  *
  * Semantics, where Python leaves room or mproc differs:
  *   - One send is one receive: frames are never split or merged.  A
  *     receive into a buffer that is too small fails with MPROC_ERANGE and
  *     *len set, and the message stays for a receive with a bigger buffer.
  *   - End-of-file (MPROC_EEOF) comes once every copy of the peer end is
- *     closed (or its processes died) and everything sent was received.  A
- *     frame cut short by end-of-file, or bytes that are not a frame (two
- *     processes sending on one end at once), are damage: the connection
- *     reports MPROC_EEOF from then on, as there is nothing reliable left to
- *     read.
+ *     closed (or its processes died) and everything sent was received.
  *   - When a parent passes an end to a child it should usually close its
  *     own copy of that end right after mproc_process_start(), as in Python:
  *     end-of-file needs every copy of the sending side closed.  Under the
  *     fork start method a child also inherits copies of every end the
  *     parent held at that moment, passed or not.
- *   - Receiving reads ahead into a 64 KiB buffer (one system call for many
- *     small messages).  Bytes read ahead travel with the end when it is
- *     passed to a child, so a parent that received some messages and then
- *     hands the end over loses nothing; if parent and child both go on
- *     receiving on one end, both see those bytes (sharing one receiving end
- *     between processes is unsafe in Python too).
  *   - In a child, mproc_conn_free() of an end received as an argument only
  *     closes it (the argument list owns and frees it).
- *   - Thread safety: any function may be called from any thread; sends are
- *     serialised with sends, receives and polls with receives and polls
- *     (and with passing the end to a child, which reads the read-ahead).
+ *   - Threads: any function may be called from any thread.
  *     mproc_conn_close() from another thread does not interrupt a receive
  *     blocked in the OS on POSIX (nothing can wake it there without also
  *     disturbing other processes sharing the pipe); on Windows it cancels
@@ -44,32 +57,78 @@
 #include <string.h>
 
 #include "conn.h"
+#include "sync.h"
 
 /* The read-ahead buffer: the default pipe capacity on Linux, so one read
  * can drain a full pipe. */
 #define MPROC__CONN_BUF ((size_t)64 << 10)
+/* Words written by senders, by receivers and read by both sit on their own
+ * cache lines (two 64-byte lines: see MPROC__Q_LINE in queue.c). */
+#define MPROC__CONN_LINE 128
 
 /* Version of the description an end carries to a child. */
-#define MPROC__CONN_WIRE 1u
+#define MPROC__CONN_WIRE 2u
+
+/* One direction of a pipe, in the pipe's shared segment: what every
+ * process holding an end of that direction agrees on. */
+typedef struct mproc__conn_stream {
+  mproc__lockword tx; /* senders: held for one whole frame */
+  unsigned char pad0[MPROC__CONN_LINE - sizeof(mproc__lockword)];
+  /* Set once, never cleared: the byte stream is damaged (a frame cut
+   * short, bytes that are not a frame, a sender or receiver that died
+   * inside a frame).  Sends and receives report MPROC_EBROKEN. */
+  volatile uint32_t broken;
+  unsigned char pad1[MPROC__CONN_LINE - 4];
+  mproc__lockword rx; /* receivers: held while the stream is read */
+  /* Under rx: 1 while bytes of the stream are on their way out of the
+   * pipe and not yet accounted for in off/end (inside a read, or a frame
+   * bigger than buf that goes straight to a receiver).  A receiver that
+   * dies then takes them along, and its successor marks the stream
+   * broken; one that dies with busy 0 (waiting for bytes, or copying a
+   * frame out before advancing off) loses nothing. */
+  volatile uint32_t busy;
+  volatile uint32_t off, end; /* the read-ahead: buf[off, end) */
+  volatile uint32_t eof;      /* the OS reported end-of-file */
+  unsigned char pad2[MPROC__CONN_LINE - sizeof(mproc__lockword) - 16];
+  unsigned char buf[MPROC__CONN_BUF];
+} mproc__conn_stream;
+
+/* The segment of one pipe as mapped in one process: shared by the two ends
+ * mproc_pipe() made here, or owned by one imported end. */
+typedef struct mproc__conn_shm {
+  mproc__seg seg;
+  mproc__conn_stream *st; /* nst streams: 0 carries b -> a, 1 a -> b */
+  int nst, nfx;
+  mproc__fx fx[4]; /* stream i: fx[2i] its tx lock, fx[2i+1] its rx lock */
+  volatile uint32_t refs;
+} mproc__conn_shm;
 
 struct mproc_conn {
   mproc__obj hdr;
-  unsigned dir;     /* MPROC__CONN_R / _W bits; fixed at creation */
-  int imported;     /* owned by a child's argument list */
+  unsigned dir;  /* MPROC__CONN_R / _W bits; fixed at creation */
+  unsigned side; /* 0: the pipe's *a end, 1: its *b end */
+  int imported;  /* owned by a child's argument list */
   /* bit 0: closed; bits 1..: calls in progress (steps of 2).  A close
    * releases the OS side at once only when nobody is inside; otherwise the
    * last call to leave does it, so no thread ever uses a closed handle. */
   volatile uint32_t state;
   volatile uint32_t released;
-  /* 1 while a message or end-of-file can be received without the OS: read
-   * by mproc_wait() without the receive lock. */
-  volatile uint32_t ready_hint;
-  mproc__mutex_t rlock; /* receive side: buf, off, end, cap, eof, broken */
-  mproc__mutex_t wlock; /* send side */
-  unsigned char *buf;
-  size_t cap, off, end;
-  int eof;    /* the OS reported end-of-file: nothing more will come */
-  int broken; /* damaged stream: report end-of-file from now on */
+  /* Threads of this process: the receive side's local state below (the
+   * shared locks serialise processes, and threads for sends).  A lock word
+   * in this process's memory rather than a mutex, for its deadline: a
+   * thread blocked in an untimed receive must not hold up a timed receive
+   * or poll of another thread past its timeout. */
+  mproc__lockword rlw;
+  mproc__fx rlfx;
+  mproc__conn_shm *shm;
+  mproc__conn_stream *rx, *tx; /* NULL without that direction */
+  mproc__fx *rxfx, *txfx;
+  /* 1 while this process keeps the stream's receive lock between calls:
+   * a receive of a frame bigger than the read-ahead ended (timeout) with
+   * part of it here, in `part`.  Read without rlw by mproc_wait(). */
+  volatile uint32_t hold;
+  unsigned char *part;
+  size_t part_len, part_total;
   mproc__conn_os *os;
 };
 
@@ -115,15 +174,96 @@ int mproc__conn_frame_next(const unsigned char *p, size_t n,
   return n - MPROC__CONN_HDR >= len ? 1 : 0;
 }
 
+/* ---- the shared segment ------------------------------------------------------------ */
+
+static void mproc__conn_shm_unref(mproc__conn_shm *m) {
+  int i;
+  if (!m || mproc__add32(&m->refs, (uint32_t)-1) != 1u)
+    return;
+  for (i = 0; i < m->nfx; i++)
+    mproc__fx_close(&m->fx[i]);
+  mproc__seg_close(&m->seg);
+  free(m);
+}
+
+static size_t mproc__conn_shm_size(int nst) {
+  return (size_t)nst * sizeof(mproc__conn_stream) + MPROC__CONN_LINE;
+}
+
+/* Point st at the streams (aligned to a line in every process alike: the
+ * backend may put a small header before seg.addr). */
+static void mproc__conn_shm_bind(mproc__conn_shm *m, int nst) {
+  uintptr_t a = (uintptr_t)m->seg.addr;
+  m->st = (mproc__conn_stream *)(a + (MPROC__CONN_LINE - a % MPROC__CONN_LINE) %
+                                         MPROC__CONN_LINE);
+  m->nst = nst;
+  m->refs = 1;
+}
+
+static mproc__lockword *mproc__conn_shm_lw(mproc__conn_shm *m, int i) {
+  return i % 2 ? &m->st[i / 2].rx : &m->st[i / 2].tx;
+}
+
+static int mproc__conn_shm_create(int nst, mproc__conn_shm **out) {
+  mproc__conn_shm *m = (mproc__conn_shm *)calloc(1, sizeof(*m));
+  int rc = m ? MPROC_OK : MPROC_ENOMEM;
+  *out = NULL;
+  if (rc == MPROC_OK &&
+      (rc = mproc__seg_create(&m->seg, NULL, mproc__conn_shm_size(nst))) < 0) {
+    free(m);
+    m = NULL;
+  }
+  if (m) {
+    mproc__conn_shm_bind(m, nst);
+    for (; rc == MPROC_OK && m->nfx < 2 * nst; m->nfx++) {
+      mproc__lockword_init(mproc__conn_shm_lw(m, m->nfx));
+      rc = mproc__lockword_fx(&m->fx[m->nfx], mproc__conn_shm_lw(m, m->nfx));
+      if (rc < 0)
+        break;
+    }
+    if (rc < 0)
+      mproc__conn_shm_unref(m);
+    else
+      *out = m;
+  }
+  return rc;
+}
+
 /* ---- life cycle ------------------------------------------------------------------ */
 
 static int mproc__conn_valid(const mproc_conn *c) {
   return mproc__obj_is(c, &mproc__conn_type);
 }
 
+static void mproc__conn_set_broken(mproc__conn_stream *s) {
+  mproc__store32(&s->broken, 1u);
+}
+
+static void mproc__conn_rx_unlock(mproc_conn *c) {
+  if (!c->hold)
+    (void)mproc__lockword_release(&c->rx->rx, c->rxfx, 0);
+}
+
+/* Give up a partly received big frame: the rest of it is still in the
+ * pipe, so the stream is damaged for whoever receives next.  The receive
+ * lock stays held (hold is 0 now, so mproc__conn_rx_unlock releases it). */
+static void mproc__conn_drop_part(mproc_conn *c) {
+  mproc__conn_set_broken(c->rx);
+  free(c->part);
+  c->part = NULL;
+  c->part_len = c->part_total = 0;
+  c->hold = 0;
+}
+
 static void mproc__conn_release(mproc_conn *c) {
-  if (mproc__xchg32(&c->released, 1u) == 0)
-    mproc__conn_os_close(c->os);
+  if (mproc__xchg32(&c->released, 1u) != 0)
+    return;
+  if (c->hold) { /* closed with part of a frame kept: see the above */
+    mproc__conn_drop_part(c);
+    mproc__conn_rx_unlock(c);
+  }
+  mproc__conn_os_close(c->os);
+  mproc__conn_shm_unref(c->shm);
 }
 
 static void mproc__conn_leave(mproc_conn *c) {
@@ -141,45 +281,76 @@ static int mproc__conn_enter(mproc_conn *c) {
   return MPROC_OK;
 }
 
-static mproc_conn *mproc__conn_new(mproc__conn_os *os, unsigned dir) {
-  mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
+/* A new end on `shm` (taking one reference).  Stream 0 carries b -> a,
+ * stream 1 (duplex only) a -> b. */
+static mproc_conn *mproc__conn_new(mproc__conn_os *os, mproc__conn_shm *shm,
+                                   unsigned dir, unsigned side) {
   mproc_conn *c = (mproc_conn *)mproc__obj_new(sizeof(*c), &mproc__conn_type);
+  int in = side == 0 ? 0 : 1, out = side == 0 ? 1 : 0;
   if (!c)
     return NULL;
+  mproc__lockword_init(&c->rlw);
+  if (mproc__lockword_fx(&c->rlfx, &c->rlw) < 0) {
+    free(c);
+    return NULL;
+  }
   c->dir = dir;
-  c->rlock = init;
-  c->wlock = init;
+  c->side = side;
   c->os = os;
+  c->shm = shm;
+  if (dir & MPROC__CONN_R) {
+    c->rx = &shm->st[in];
+    c->rxfx = &shm->fx[2 * in + 1];
+  }
+  if (dir & MPROC__CONN_W) {
+    c->tx = &shm->st[out];
+    c->txfx = &shm->fx[2 * out];
+  }
   return c;
+}
+
+/* Free the struct of an end whose OS side is released (or never was). */
+static void mproc__conn_free_struct(mproc_conn *c) {
+  if (!c)
+    return;
+  mproc__fx_close(&c->rlfx);
+  c->hdr.magic = 0;
+  free(c);
 }
 
 static void mproc__conn_destroy(mproc_conn *c) {
   (void)mproc_conn_close(c);
-  c->hdr.magic = 0;
-  free(c->buf);
-  free(c);
+  mproc__conn_free_struct(c);
 }
 
 int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex) {
   mproc__conn_os *oa = NULL, *ob = NULL;
-  mproc_conn *ca, *cb;
+  mproc__conn_shm *shm = NULL;
+  mproc_conn *ca = NULL, *cb = NULL;
   int rc;
   if (!a || !b || a == b)
     return MPROC_EINVAL;
   *a = *b = NULL;
-  rc = mproc__conn_os_pair(&oa, &ob, duplex != 0);
-  if (rc < 0)
-    return rc;
-  ca = mproc__conn_new(oa, duplex ? MPROC__CONN_R | MPROC__CONN_W
-                                   : MPROC__CONN_R);
-  cb = mproc__conn_new(ob, duplex ? MPROC__CONN_R | MPROC__CONN_W
-                                   : MPROC__CONN_W);
-  if (!ca || !cb) {
-    free(ca);
-    free(cb);
+  rc = mproc__conn_shm_create(duplex ? 2 : 1, &shm);
+  if (rc == MPROC_OK)
+    rc = mproc__conn_os_pair(&oa, &ob, duplex != 0);
+  if (rc == MPROC_OK) {
+    shm->refs = 2; /* one per end */
+    ca = mproc__conn_new(oa, shm, duplex ? MPROC__CONN_R | MPROC__CONN_W
+                                         : MPROC__CONN_R, 0);
+    cb = mproc__conn_new(ob, shm, duplex ? MPROC__CONN_R | MPROC__CONN_W
+                                         : MPROC__CONN_W, 1);
+    rc = ca && cb ? MPROC_OK : MPROC_ENOMEM;
+  }
+  if (rc < 0) {
+    mproc__conn_free_struct(ca);
+    mproc__conn_free_struct(cb);
     mproc__conn_os_close(oa);
     mproc__conn_os_close(ob);
-    return MPROC_ENOMEM;
+    if (shm)
+      shm->refs = 1;
+    mproc__conn_shm_unref(shm);
+    return rc;
   }
   *a = ca;
   *b = cb;
@@ -218,6 +389,34 @@ mproc_conn *mproc_conn_free(mproc_conn *c) {
 
 /* ---- sending -------------------------------------------------------------------- */
 
+/* Write one frame (or, for the test hook, raw bytes) under the stream's
+ * send lock, so frames of several threads or processes never interleave.
+ * Uncontended the lock costs one CAS and one store. */
+static int mproc__conn_send_locked(mproc_conn *c, const unsigned char *hdr,
+                                   size_t hlen, const void *data, size_t len) {
+  mproc__conn_stream *s = c->tx;
+  int rc = mproc__lockword_acquire(&s->tx, c->txfx, 0, -1.0);
+  if (rc == MPROC_EOWNERDEAD) {
+    /* A sender died holding the lock, almost surely inside a frame whose
+     * rest never comes: nothing sent after it could be framed right. */
+    mproc__conn_set_broken(s);
+  } else if (rc < 0) {
+    return rc;
+  }
+  if (mproc__load32(&s->broken)) {
+    rc = MPROC_EBROKEN;
+  } else {
+    rc = mproc__conn_os_write(c->os, hdr, hlen, data, len);
+    /* Cut short by a close in another thread (Windows cancels), or an OS
+     * error: part of the frame may be in the pipe.  (End-of-file: nobody
+     * is left to receive it.) */
+    if (rc < 0 && rc != MPROC_EEOF)
+      mproc__conn_set_broken(s);
+  }
+  (void)mproc__lockword_release(&s->tx, c->txfx, 0);
+  return rc;
+}
+
 int mproc_conn_send_bytes(mproc_conn *c, const void *data, size_t len) {
   unsigned char hdr[MPROC__CONN_HDR];
   int rc;
@@ -230,9 +429,7 @@ int mproc_conn_send_bytes(mproc_conn *c, const void *data, size_t len) {
     return rc;
   if (c->dir & MPROC__CONN_W) {
     mproc__conn_frame_header(hdr, (uint32_t)len);
-    mproc__mutex_lock(&c->wlock);
-    rc = mproc__conn_os_write(c->os, hdr, sizeof hdr, data, len);
-    mproc__mutex_unlock(&c->wlock);
+    rc = mproc__conn_send_locked(c, hdr, sizeof hdr, data, len);
   } else {
     rc = MPROC_EPERM;
   }
@@ -247,94 +444,184 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len) {
   rc = mproc__conn_enter(c);
   if (rc < 0)
     return rc;
-  if (!(c->dir & MPROC__CONN_W)) {
+  if (!(c->dir & MPROC__CONN_W))
     rc = MPROC_EPERM;
-  } else if (len) {
-    mproc__mutex_lock(&c->wlock);
-    rc = mproc__conn_os_write(c->os, (const unsigned char *)data, len, NULL, 0);
-    mproc__mutex_unlock(&c->wlock);
-  }
+  else if (len)
+    rc = mproc__conn_send_locked(c, (const unsigned char *)data, len, NULL, 0);
   mproc__conn_leave(c);
   return rc;
 }
 
-/* ---- receiving (callers hold rlock) ---------------------------------------------- */
+/* ---- receiving (callers hold rlw) ------------------------------------------------ */
 
 static double mproc__deadline(double timeout) {
   return timeout < 0 ? -1.0 : mproc__plat_now() + timeout;
 }
 
-static void mproc__conn_update_hint(mproc_conn *c) {
-  uint32_t ready = c->end > c->off || c->eof || c->broken;
-  if (mproc__load32(&c->ready_hint) != ready)
-    mproc__store32(&c->ready_hint, ready);
+/* The receive side's lock among this process's threads (by the deadline). */
+static int mproc__conn_local_lock(mproc_conn *c, double deadline) {
+  int rc = mproc__lockword_acquire(&c->rlw, &c->rlfx, 0, deadline);
+  /* Only a fork child can meet a dead holder here (a thread of the parent
+   * held it at the fork): the local state is the parent's, use it. */
+  return rc == MPROC_EOWNERDEAD ? MPROC_OK : rc;
 }
 
-static void mproc__conn_break(mproc_conn *c) {
-  c->broken = 1;
-  c->off = c->end = 0;
+static void mproc__conn_local_unlock(mproc_conn *c) {
+  (void)mproc__lockword_release(&c->rlw, &c->rlfx, 0);
 }
 
-/* A frame bigger than the buffer: everything buffered belongs to it, the
- * rest is read straight into the caller's buffer.  If the wait ends before
- * the frame is complete, what was read is put back into the (grown)
- * buffer, so the message is still whole for the next call. */
-static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
-                                   size_t plen, double deadline, size_t *len) {
-  size_t pos = c->end - c->off - MPROC__CONN_HDR, got = 0, need;
-  unsigned char *nb;
+/* Take the stream's receive lock, by the deadline: a holder that another
+ * process stopped (SIGSTOP, a debugger) delays nobody past theirs. */
+static int mproc__conn_rx_lock(mproc_conn *c, double deadline) {
   int rc;
-  if (pos)
-    memcpy(ubuf, c->buf + c->off + MPROC__CONN_HDR, pos);
-  while (pos < plen) {
-    rc = mproc__conn_os_read(c->os, ubuf + pos, plen - pos, deadline, &got);
-    if (rc == MPROC_EEOF) {
-      c->eof = 1;
-      mproc__conn_break(c); /* end-of-file inside a frame */
-      return MPROC_EEOF;
-    }
-    if (rc < 0) {
-      memmove(c->buf, c->buf + c->off, MPROC__CONN_HDR);
-      c->off = 0;
-      need = MPROC__CONN_HDR + pos;
-      if (need > c->cap) {
-        nb = (unsigned char *)realloc(c->buf, need);
-        if (!nb) {
-          mproc__conn_break(c); /* cannot keep it: the stream is lost */
-          return MPROC_ENOMEM;
-        }
-        c->buf = nb;
-        c->cap = need;
-      }
-      memcpy(c->buf + MPROC__CONN_HDR, ubuf, pos);
-      c->end = need;
-      return rc;
-    }
-    pos += got;
+  if (c->hold)
+    return MPROC_OK; /* kept from an earlier receive of this process */
+  rc = mproc__lockword_acquire(&c->rx->rx, c->rxfx, 0, deadline);
+  if (rc == MPROC_EOWNERDEAD) {
+    if (mproc__load32(&c->rx->busy))
+      mproc__conn_set_broken(c->rx);
+    rc = MPROC_OK;
   }
-  c->off = c->end = 0;
-  *len = plen;
-  return MPROC_OK;
+  return rc;
 }
 
+/* 1 when a receive would not have to wait for the OS. */
+static int mproc__conn_rx_ready(const mproc_conn *c) {
+  mproc__conn_stream *s = c->rx;
+  return c->hold || mproc__load32(&s->broken) || mproc__load32(&s->eof) ||
+         mproc__load32(&s->end) != mproc__load32(&s->off);
+}
+
+/* Wait until the pipe has bytes (or end-of-file) for a read that will not
+ * block.  Waiting outside the read is what makes a receiver that dies
+ * while it waits harmless (busy is 0 then). */
+static int mproc__conn_wait_bytes(mproc_conn *c, double deadline) {
+  int rc = mproc__conn_os_poll(c->os, deadline);
+  if (rc == 0)
+    return MPROC_ETIMEDOUT;
+  if (rc < 0)
+    return rc;
+  /* Woken by mproc_conn_close in another thread (Windows cancels). */
+  return (mproc__load32(&c->state) & 1u) ? MPROC_ECLOSED : MPROC_OK;
+}
+
+/* Read what the pipe has into the read-ahead, after its `end`. */
+static int mproc__conn_fill(mproc_conn *c, double deadline) {
+  mproc__conn_stream *s = c->rx;
+  size_t got = 0;
+  int rc = mproc__conn_wait_bytes(c, deadline);
+  if (rc < 0)
+    return rc;
+  mproc__store32_rlx(&s->busy, 1u);
+  rc = mproc__conn_os_read(c->os, s->buf + s->end, MPROC__CONN_BUF - s->end,
+                           deadline, &got);
+  if (rc == MPROC_OK)
+    s->end += (uint32_t)got;
+  else if (rc == MPROC_EEOF)
+    s->eof = 1;
+  mproc__store32_rel(&s->busy, 0u);
+  return rc;
+}
+
+/* How a receive of a frame bigger than the read-ahead ends (see
+ * mproc__conn_recv_direct): pos of plen payload bytes are in ubuf. */
+static int mproc__conn_direct_end(mproc_conn *c, const unsigned char *ubuf,
+                                  size_t pos, size_t plen, int rc,
+                                  size_t *len) {
+  unsigned char *p;
+  if (rc == MPROC_OK) {
+    free(c->part);
+    c->part = NULL;
+    c->part_len = c->part_total = 0;
+    c->hold = 0;
+    mproc__store32_rel(&c->rx->busy, 0u);
+    *len = plen;
+    return MPROC_OK;
+  }
+  if (rc == MPROC_EEOF) {
+    c->rx->eof = 1;
+    mproc__conn_drop_part(c); /* end-of-file inside a frame */
+    return MPROC_EBROKEN;
+  }
+  /* Keep what arrived, and the lock, for the next receive here. */
+  p = pos ? (unsigned char *)realloc(c->part, pos) : c->part;
+  if (pos && !p) {
+    mproc__conn_drop_part(c); /* cannot keep it: the stream is lost */
+    return MPROC_ENOMEM;
+  }
+  if (pos)
+    memcpy(p, ubuf, pos);
+  c->part = p;
+  c->part_len = pos;
+  c->part_total = plen;
+  c->hold = 1;
+  return rc;
+}
+
+/* A frame bigger than the read-ahead: its payload is read straight into
+ * the caller's buffer.  From its first payload byte out of the shared
+ * read-ahead until its last, the stream is mid-frame (busy); if the wait
+ * ends first, what arrived stays in this process, which keeps the receive
+ * lock (hold) so the next receive here completes the message. */
+static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
+                                   size_t cap, double deadline, size_t *len) {
+  mproc__conn_stream *s = c->rx;
+  size_t pos, plen = 0, got = 0;
+  int rc = MPROC_OK;
+  if (c->hold) {
+    plen = c->part_total;
+    pos = c->part_len;
+    if (plen > cap) {
+      *len = plen;
+      return MPROC_ERANGE;
+    }
+    if (pos)
+      memcpy(ubuf, c->part, pos);
+  } else {
+    /* The header is at buf[0] (the caller moved it there and checked the
+     * length against cap). */
+    (void)mproc__conn_frame_parse(s->buf, &plen);
+    mproc__store32_rlx(&s->busy, 1u);
+    pos = s->end - MPROC__CONN_HDR;
+    if (pos)
+      memcpy(ubuf, s->buf + MPROC__CONN_HDR, pos);
+    s->off = s->end = 0;
+  }
+  while (pos < plen && rc == MPROC_OK) {
+    rc = mproc__conn_wait_bytes(c, deadline);
+    if (rc == MPROC_OK)
+      rc = mproc__conn_os_read(c->os, ubuf + pos, plen - pos, deadline, &got);
+    if (rc == MPROC_OK)
+      pos += got;
+  }
+  return mproc__conn_direct_end(c, ubuf, pos, plen, rc, len);
+}
+
+/* The next whole frame of the shared read-ahead, reading more as needed
+ * (receive lock held). */
 static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
                                    size_t cap, size_t *len, double deadline) {
-  size_t avail, plen, got = 0;
+  mproc__conn_stream *s = c->rx;
+  size_t off, avail, plen;
   int have, rc;
-  if (c->broken)
-    return MPROC_EEOF;
-  if (!c->buf) {
-    c->buf = (unsigned char *)malloc(MPROC__CONN_BUF);
-    if (!c->buf)
-      return MPROC_ENOMEM;
-    c->cap = MPROC__CONN_BUF;
+  if (c->hold && mproc__load32(&s->broken)) {
+    mproc__conn_drop_part(c); /* a sender died inside this very frame */
+    return MPROC_EBROKEN;
   }
+  if (c->hold)
+    return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
   for (;;) {
-    avail = c->end - c->off;
-    rc = mproc__conn_frame_next(c->buf + c->off, avail, &plen, &have);
-    if (rc < 0) {
-      mproc__conn_break(c);
-      return MPROC_EEOF;
+    off = s->off;
+    avail = s->end - off;
+    /* Another process wrote these words: check before indexing with them. */
+    if (s->end > MPROC__CONN_BUF || off > s->end)
+      mproc__conn_set_broken(s);
+    if (mproc__load32(&s->broken))
+      return MPROC_EBROKEN;
+    rc = mproc__conn_frame_next(s->buf + off, avail, &plen, &have);
+    if (rc < 0) { /* not a frame header: damage, not end-of-file */
+      mproc__conn_set_broken(s);
+      return MPROC_EBROKEN;
     }
     if (have && plen > cap) {
       *len = plen;
@@ -342,36 +629,31 @@ static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
     }
     if (rc == 1) {
       if (plen)
-        memcpy(ubuf, c->buf + c->off + MPROC__CONN_HDR, plen);
-      c->off += MPROC__CONN_HDR + plen;
-      if (c->off == c->end)
-        c->off = c->end = 0;
+        memcpy(ubuf, s->buf + off + MPROC__CONN_HDR, plen);
+      off += MPROC__CONN_HDR + plen;
+      s->off = off == s->end ? 0 : (uint32_t)off;
+      if (off == s->end)
+        s->end = 0;
       *len = plen;
       return MPROC_OK;
     }
-    if (c->eof) {
-      if (avail)
-        mproc__conn_break(c); /* a frame cut short by end-of-file */
-      return MPROC_EEOF;
+    if (s->eof) {
+      if (avail) /* a frame cut short by end-of-file */
+        mproc__conn_set_broken(s);
+      return avail ? MPROC_EBROKEN : MPROC_EEOF;
     }
-    if (have && MPROC__CONN_HDR + plen > c->cap)
-      return mproc__conn_recv_direct(c, ubuf, plen, deadline, len);
-    /* The partial frame moves to the front so the frame fits (it is no
-     * bigger than the buffer) and the read gets as much room as there is. */
-    if (c->off) {
-      memmove(c->buf, c->buf + c->off, avail);
-      c->off = 0;
-      c->end = avail;
+    /* The partial frame moves to the front, so a frame that fits the
+     * read-ahead fits, and the read gets as much room as there is. */
+    if (off) {
+      memmove(s->buf, s->buf + off, avail);
+      s->off = 0;
+      s->end = (uint32_t)avail;
     }
-    rc = mproc__conn_os_read(c->os, c->buf + c->end, c->cap - c->end,
-                             deadline, &got);
-    if (rc == MPROC_EEOF) {
-      c->eof = 1;
-      continue;
-    }
-    if (rc < 0)
+    if (have && MPROC__CONN_HDR + plen > MPROC__CONN_BUF)
+      return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
+    rc = mproc__conn_fill(c, deadline);
+    if (rc < 0 && rc != MPROC_EEOF)
       return rc;
-    c->end += got;
   }
 }
 
@@ -386,18 +668,16 @@ int mproc_conn_recv_bytes(mproc_conn *c, void *buf, size_t cap, size_t *len,
   if (c->dir & MPROC__CONN_R) {
     double deadline = mproc__deadline(timeout);
     size_t n = 0;
-    mproc__mutex_lock(&c->rlock);
-    rc = mproc__conn_recv_locked(c, (unsigned char *)buf, cap, &n, deadline);
-    /* A big buffer grown to keep a partial message goes back to normal. */
-    if (c->cap > MPROC__CONN_BUF && c->off == c->end) {
-      unsigned char *nb = (unsigned char *)realloc(c->buf, MPROC__CONN_BUF);
-      if (nb) {
-        c->buf = nb;
-        c->cap = MPROC__CONN_BUF;
+    rc = mproc__conn_local_lock(c, deadline);
+    if (rc == MPROC_OK) {
+      rc = mproc__conn_rx_lock(c, deadline);
+      if (rc == MPROC_OK) {
+        rc = mproc__conn_recv_locked(c, (unsigned char *)buf, cap, &n,
+                                     deadline);
+        mproc__conn_rx_unlock(c);
       }
+      mproc__conn_local_unlock(c);
     }
-    mproc__conn_update_hint(c);
-    mproc__mutex_unlock(&c->rlock);
     *len = rc == MPROC_OK || rc == MPROC_ERANGE ? n : 0;
   } else {
     rc = MPROC_EPERM;
@@ -415,15 +695,23 @@ int mproc_conn_poll(mproc_conn *c, double timeout) {
     return rc;
   if (c->dir & MPROC__CONN_R) {
     double deadline = mproc__deadline(timeout);
-    mproc__mutex_lock(&c->rlock);
-    /* Bytes of a message are enough, as in Python: waiting for a whole
-     * frame could wait forever on a big message whose sender is blocked
-     * until someone reads. */
-    if (c->end > c->off || c->eof || c->broken)
-      rc = 1;
-    else
-      rc = mproc__conn_os_poll(c->os, deadline);
-    mproc__mutex_unlock(&c->rlock);
+    /* Under the receive locks, so bytes another receiver reads into the
+     * read-ahead meanwhile cannot slip past the look at it. */
+    rc = mproc__conn_local_lock(c, deadline);
+    if (rc == MPROC_OK) {
+      rc = mproc__conn_rx_lock(c, deadline);
+      if (rc == MPROC_OK) {
+        /* Bytes of a message are enough, as in Python: waiting for a whole
+         * frame could wait forever on a big message whose sender is
+         * blocked until someone reads. */
+        rc = mproc__conn_rx_ready(c) ? 1
+                                     : mproc__conn_os_poll(c->os, deadline);
+        mproc__conn_rx_unlock(c);
+      }
+      mproc__conn_local_unlock(c);
+    }
+    if (rc == MPROC_ETIMEDOUT)
+      rc = 0;
   } else {
     rc = MPROC_EPERM;
   }
@@ -441,9 +729,9 @@ int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out,
   if (rc < 0)
     return rc;
   if (c->dir & MPROC__CONN_R) {
-    /* Without the receive lock: a thread blocked in a receive must not
+    /* Without any lock: a thread or process blocked in a receive must not
      * hold up mproc_wait() in another. */
-    if (mproc__load32(&c->ready_hint))
+    if (mproc__conn_rx_ready(c))
       *ready_now = 1;
     rc = mproc__conn_os_wait_handle(c->os, out, ready_now);
   } else {
@@ -453,70 +741,131 @@ int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out,
   return rc;
 }
 
+int mproc__conn_test_rx_held(mproc_conn *c) {
+  if (!mproc__conn_valid(c) || !c->rx)
+    return MPROC_EINVAL;
+  if (mproc__load32(&c->rx->rx.word) == 0)
+    return 0;
+  if (mproc__lockword_owned(&c->rx->rx, 0))
+    return 3;
+  return mproc__load32(&c->rx->busy) ? 2 : 1;
+}
+
 /* ---- passing an end to a child ------------------------------------------------------
- * Description: u8 version, u8 direction bits, u32 n + n bytes read ahead
- * and not yet received; then the transport's handles. */
+ * Description: u8 version, u8 direction bits, u8 side, u8 streams, u64
+ * segment size, u8 has_sems; handles: the transport's, the segment, then
+ * (Windows) one semaphore per lock.  The read-ahead and the locks live in
+ * the segment, so parent and child see one stream: nothing is copied. */
 
 static int mproc__conn_export(const void *obj, mproc__wr *w,
                               mproc__handles *hs) {
   mproc_conn *c = (mproc_conn *)(uintptr_t)obj;
-  size_t n;
-  int rc;
+  mproc__conn_shm *m;
+  int i, has_sems, rc;
   if (!mproc__conn_valid(c))
     return MPROC_EINVAL;
   rc = mproc__conn_enter(c);
   if (rc < 0)
     return rc;
-  mproc__mutex_lock(&c->rlock);
-  n = c->broken ? 0 : c->end - c->off;
-  if (n > MPROC_ARGS_MAX) {
-    rc = MPROC_E2BIG;
-  } else {
-    mproc__wr_u8(w, (uint8_t)MPROC__CONN_WIRE);
-    mproc__wr_u8(w, (uint8_t)c->dir);
-    mproc__wr_u32(w, (uint32_t)n);
-    if (n)
-      mproc__wr_bytes(w, c->buf + c->off, n);
-    rc = w->oom ? MPROC_ENOMEM : mproc__conn_os_export(c->os, c->dir, hs);
-  }
-  mproc__mutex_unlock(&c->rlock);
+  m = c->shm;
+  has_sems = m->fx[0].sem != MPROC_INVALID_HANDLE;
+  mproc__wr_u8(w, (uint8_t)MPROC__CONN_WIRE);
+  mproc__wr_u8(w, (uint8_t)c->dir);
+  mproc__wr_u8(w, (uint8_t)c->side);
+  mproc__wr_u8(w, (uint8_t)m->nst);
+  mproc__wr_u64(w, (uint64_t)m->seg.size);
+  mproc__wr_u8(w, (uint8_t)has_sems);
+  rc = w->oom ? MPROC_ENOMEM : mproc__conn_os_export(c->os, c->dir, hs);
+  if (rc == MPROC_OK)
+    rc = mproc__handles_push(hs, m->seg.handle);
+  for (i = 0; rc == MPROC_OK && has_sems && i < m->nfx; i++)
+    rc = mproc__handles_push(hs, m->fx[i].sem);
   mproc__conn_leave(c);
   return rc < 0 ? rc : MPROC_OK;
+}
+
+/* Is (dir, side, nst) an end mproc_pipe() makes? */
+static int mproc__conn_shape_ok(unsigned dir, unsigned side, unsigned nst) {
+  if (nst == 2)
+    return side <= 1 && dir == (MPROC__CONN_R | MPROC__CONN_W);
+  return nst == 1 && ((side == 0 && dir == MPROC__CONN_R) ||
+                      (side == 1 && dir == MPROC__CONN_W));
+}
+
+/* The segment part of an import: hs = segment, then nsem semaphores (all
+ * taken, also on failure). */
+static int mproc__conn_shm_import(const mproc_handle_t *hs, size_t nsem,
+                                  int nst, uint64_t size,
+                                  mproc__conn_shm **out) {
+  mproc__conn_shm *m = (mproc__conn_shm *)calloc(1, sizeof(*m));
+  size_t i, used = 0;
+  int rc = m ? MPROC_OK : MPROC_ENOMEM;
+  *out = NULL;
+  if (rc == MPROC_OK) {
+    used = 1;
+    rc = mproc__seg_import(&m->seg, hs[0], (size_t)size);
+    if (rc < 0) {
+      free(m);
+      m = NULL;
+    }
+  }
+  if (m) {
+    mproc__conn_shm_bind(m, nst);
+    for (; rc == MPROC_OK && m->nfx < 2 * nst; m->nfx++) {
+      mproc__lockword *lw = mproc__conn_shm_lw(m, m->nfx);
+      used = 2 + (size_t)m->nfx;
+      rc = mproc__fx_import(&m->fx[m->nfx], &lw->word, &lw->fxw,
+                            nsem ? hs[1 + m->nfx] : MPROC_INVALID_HANDLE);
+      if (rc < 0)
+        break;
+    }
+    if (rc < 0)
+      mproc__conn_shm_unref(m);
+    else
+      *out = m;
+  }
+  for (i = used; rc < 0 && i < 1 + nsem; i++)
+    mproc__plat_close_handle(hs[i]);
+  return rc;
 }
 
 static int mproc__conn_import(mproc__rd *r, const mproc_handle_t *hs,
                               size_t nh, void **out) {
   uint8_t version = mproc__rd_u8(r);
-  unsigned dir = mproc__rd_u8(r);
-  uint32_t n = mproc__rd_u32(r);
-  const unsigned char *bytes = mproc__rd_bytes(r, n);
+  unsigned dir = mproc__rd_u8(r), side = mproc__rd_u8(r), nst = mproc__rd_u8(r);
+  uint64_t size = mproc__rd_u64(r);
+  unsigned has_sems = mproc__rd_u8(r);
+  size_t nos, nsem, i;
   mproc__conn_os *os = NULL;
-  mproc_conn *c;
-  int rc;
+  mproc__conn_shm *shm = NULL;
+  mproc_conn *c = NULL;
+  int ok, rc;
   *out = NULL;
-  if (r->bad || version != MPROC__CONN_WIRE ||
-      (dir != MPROC__CONN_R && dir != MPROC__CONN_W &&
-       dir != (MPROC__CONN_R | MPROC__CONN_W)) ||
-      (n && !(dir & MPROC__CONN_R)))
-    dir = 0; /* the transport refuses it and closes the handles */
-  rc = mproc__conn_os_import(hs, nh, dir, &os);
-  if (rc < 0)
-    return rc;
-  c = mproc__conn_new(os, dir);
-  if (c && n) {
-    c->cap = n > MPROC__CONN_BUF ? (size_t)n : MPROC__CONN_BUF;
-    c->buf = (unsigned char *)malloc(c->cap);
-    if (c->buf) {
-      memcpy(c->buf, bytes, n);
-      c->end = n;
-      c->ready_hint = 1;
-    }
+  ok = !r->bad && version == MPROC__CONN_WIRE &&
+       mproc__conn_shape_ok(dir, side, nst) && has_sems <= 1 &&
+       size == mproc__conn_shm_size((int)nst);
+  nos = ok ? mproc__conn_os_nhandles(dir) : 0;
+  nsem = has_sems ? 2 * (size_t)nst : 0;
+  if (!ok || nh != nos + 1 + nsem) {
+    for (i = 0; hs && i < nh; i++)
+      mproc__plat_close_handle(hs[i]);
+    return MPROC_EINVAL;
   }
-  if (!c || (n && !c->buf)) {
-    if (c)
-      free(c);
+  rc = mproc__conn_os_import(hs, nos, dir, &os);
+  if (rc < 0) {
+    for (i = nos; i < nh; i++)
+      mproc__plat_close_handle(hs[i]);
+    return rc;
+  }
+  rc = mproc__conn_shm_import(hs + nos, nsem, (int)nst, size, &shm);
+  if (rc == MPROC_OK) {
+    c = mproc__conn_new(os, shm, dir, side);
+    rc = c ? MPROC_OK : MPROC_ENOMEM;
+  }
+  if (rc < 0) {
     mproc__conn_os_close(os);
-    return MPROC_ENOMEM;
+    mproc__conn_shm_unref(shm);
+    return rc;
   }
   c->imported = 1;
   *out = c;

@@ -6,9 +6,13 @@
  *
  * Wire format (the same on every platform): each message is one frame,
  *   u32 length (little endian) | u32 length ^ MPROC__CONN_CHECK | payload
- * The check word makes a damaged stream (two processes writing one end at
- * once, garbage from a stranger) show up as damage instead of as a bogus
- * 1 GiB allocation or a silent resynchronisation on random bytes.
+ * Senders of one direction take a lock for each whole frame and receivers
+ * one while they read, both in a small segment shared by every process
+ * holding an end (src/conn.c), so frames of several senders never
+ * interleave.  The check word still catches what the locks cannot rule
+ * out (bytes written by a stranger holding the descriptor, a frame cut
+ * short): damage is reported as MPROC_EBROKEN instead of as a bogus 1 GiB
+ * allocation or a silent resynchronisation on random bytes.
  */
 #ifndef MPROC_CONN_INTERNAL_H
 #define MPROC_CONN_INTERNAL_H
@@ -56,14 +60,24 @@ int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out, int *ready_now);
  * damaged stream on purpose.  Checks and errors as mproc_conn_send_bytes. */
 int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len);
 
+/* 1 if another process holds the receive lock of c's incoming stream (it
+ * is inside a receive or poll), 2 if it also has bytes of the stream on
+ * their way (inside a read, or a frame bigger than the read-ahead), 3 if
+ * another thread of this process holds it, 0 if nobody else holds it,
+ * MPROC_EINVAL. */
+int mproc__conn_test_rx_held(mproc_conn *c);
+
 /* ---- the object type (registered in src/objtypes.c) ------------------------- */
 
 extern const mproc__objtype mproc__conn_type;
 
 /* ---- the platform transport ---------------------------------------------------
  * One mproc__conn_os per end.  The portable layer serialises calls: at most
- * one thread reads (os_read, os_poll) and one thread writes (os_write) at a
- * time; os_wait_handle may run concurrently with both.  Deadlines are
+ * one thread of all the processes holding an end reads (os_read, os_poll)
+ * and one writes (os_write) at a time; os_wait_handle may run concurrently
+ * with both, and os_read is only called once os_poll saw bytes or
+ * end-of-file (so it does not block, and a receiver that dies while it
+ * waits has taken nothing out of the pipe).  Deadlines are
  * absolute mproc__plat_now() seconds, negative for no limit; a deadline in
  * the past still makes one non-blocking attempt. */
 
@@ -80,12 +94,14 @@ int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex);
 int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
                          size_t hlen, const void *data, size_t len);
 
-/* Read at least one and at most cap bytes.  0 with *got > 0, MPROC_EEOF at
- * end-of-file, MPROC_ETIMEDOUT, MPROC_ECLOSED, MPROC_ESYS. */
+/* Read at least one and at most cap bytes (after os_poll said there are
+ * some).  0 with *got > 0, MPROC_EEOF at end-of-file, MPROC_ETIMEDOUT,
+ * MPROC_ECLOSED, MPROC_ESYS. */
 int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
                         double deadline, size_t *got);
 
-/* 1 when bytes or end-of-file are there to read, 0 at the deadline. */
+/* 1 when bytes or end-of-file are there to read, 0 at the deadline (or
+ * an error). */
 int mproc__conn_os_poll(mproc__conn_os *os, double deadline);
 
 /* See mproc__conn_wait_handle (ready_now is only ever set to 1 here). */

@@ -33,7 +33,7 @@ int mproc_os_error(void) { return mproc__os_errno; }
   X(MPROC_EFULL, "queue is full")                                             \
   X(MPROC_EEMPTY, "queue is empty")                                           \
   X(MPROC_EEOF, "end of file: the other end was closed")                      \
-  X(MPROC_EBROKEN, "barrier is broken")                                       \
+  X(MPROC_EBROKEN, "broken: the barrier, or a pipe's damaged message stream")  \
   X(MPROC_EOVERFLOW, "released more often than acquired")                     \
   X(MPROC_EEXIST, "a shared memory block of that name exists")              \
   X(MPROC_EWORKER, "the pool worker running the task died")

@@ -6,14 +6,22 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "test_util.h"
+
+#ifndef _WIN32
+#include <signal.h>
+#endif
 
 extern "C" {
 #include "conn.h"
@@ -471,7 +479,7 @@ TEST(ConnEof, OneWayEndsSeeEachOtherGo) {
   }
 }
 
-TEST(ConnEof, DamagedStreamsReportEof) {
+TEST(ConnEof, DamagedStreamsReportBroken) {
   // A frame cut short by end-of-file.
   {
     Pipe p;
@@ -481,8 +489,8 @@ TEST(ConnEof, DamagedStreamsReportEof) {
     ASSERT_EQ(mproc__conn_send_raw(p.b, "only part", 9), MPROC_OK);
     ASSERT_EQ(mproc_conn_close(p.b), MPROC_OK);
     std::string m;
-    EXPECT_EQ(recv_str(p.a, &m), MPROC_EEOF);
-    EXPECT_EQ(recv_str(p.a, &m), MPROC_EEOF);
+    EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
+    EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
     EXPECT_EQ(mproc_conn_poll(p.a, 0), 1);
   }
   // Bytes that are not a frame, after good frames.
@@ -494,13 +502,13 @@ TEST(ConnEof, DamagedStreamsReportEof) {
     std::string m;
     EXPECT_EQ(recv_str(p.a, &m), MPROC_OK);
     EXPECT_EQ(m, "good");
-    EXPECT_EQ(recv_str(p.a, &m), MPROC_EEOF);
-    EXPECT_EQ(recv_str(p.a, &m), MPROC_EEOF);
+    EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
+    EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
   }
 }
 
 // Fuzz-style: a stream of random frames with one header bit flipped is
-// received intact up to the damaged frame, then reports end-of-file; the
+// received intact up to the damaged frame, then reports MPROC_EBROKEN; the
 // pure decoder never reads past its input and agrees with the encoder.
 TEST(ConnEof, FrameDecoderOnDamagedBytes) {
   std::mt19937 rng(12345);
@@ -567,8 +575,8 @@ TEST(ConnEof, FrameDecoderOnDamagedBytes) {
       ASSERT_EQ(recv_str(p.a, &m, 5), MPROC_OK);
       ASSERT_EQ(m, msgs[i]);
     }
-    ASSERT_EQ(recv_str(p.a, &m, 5), MPROC_EEOF);
-    ASSERT_EQ(recv_str(p.a, &m, 5), MPROC_EEOF);
+    ASSERT_EQ(recv_str(p.a, &m, 5), MPROC_EBROKEN);
+    ASSERT_EQ(recv_str(p.a, &m, 5), MPROC_EBROKEN);
   }
 }
 
@@ -913,3 +921,424 @@ TEST(ConnChild, EndIsHandedOverAsItIsAtStart) {
   mproc_conn_free(r);
   mproc_conn_free(w);
 }
+
+// ---- one end shared by several threads or processes (issue 8, item 9) ------
+
+namespace {
+
+// A big frame that says who sent it: u32 sender, u32 sequence number, then
+// pattern(size, sender * 1000 + seq) from byte 8 on.
+std::string tagged_frame(size_t size, uint32_t sender, uint32_t seq) {
+  std::string m = pattern(size, sender * 1000u + seq);
+  uint32_t tag[2] = {sender, seq};
+  memcpy(&m[0], tag, sizeof tag);
+  return m;
+}
+
+// "" if m is an intact tagged_frame of `size` bytes (tag in *sender, *seq),
+// else what is wrong with it.
+std::string check_tagged(const std::string &m, size_t size, uint32_t *sender,
+                         uint32_t *seq) {
+  if (m.size() != size)
+    return "size " + std::to_string(m.size());
+  uint32_t tag[2];
+  memcpy(tag, m.data(), sizeof tag);
+  *sender = tag[0];
+  *seq = tag[1];
+  if (tag[0] > 64 || tag[1] > 100000 || m != tagged_frame(size, tag[0], tag[1]))
+    return "damaged payload";
+  return "";
+}
+
+const size_t kBigFrame = 256 << 10;
+
+// recv_str for ends with several receivers: with a buffer for any frame of
+// these tests, so no receive fails with MPROC_ERANGE (retrying with a
+// bigger buffer could meet another receiver's next message).
+int recv_big(mproc_conn *c, std::string *out, double timeout) {
+  std::vector<char> buf(kBigFrame);
+  size_t n = 0;
+  int rc = mproc_conn_recv_bytes(c, buf.data(), buf.size(), &n, timeout);
+  if (rc == MPROC_OK)
+    out->assign(buf.data(), n);
+  return rc;
+}
+
+} // namespace
+
+// Waits for the event in arg 1, then sends arg 3 frames of kBigFrame bytes
+// tagged with sender arg 2 on the end in arg 0.
+TEST_ENTRY(conn_send_big) {
+  mproc_conn *c = arg_conn(args, 0);
+  void *ev = nullptr;
+  int64_t tag = 0, n = 0;
+  mproc_arg_object(args, 1, MPROC_OBJ_EVENT, &ev);
+  mproc_arg_int(args, 2, &tag);
+  mproc_arg_int(args, 3, &n);
+  if (!c || !ev || mproc_event_wait((mproc_event *)ev, 60) != MPROC_OK)
+    return 2;
+  for (int64_t i = 0; i < n; i++) {
+    std::string m = tagged_frame(kBigFrame, (uint32_t)tag, (uint32_t)i);
+    int rc = send_str(c, m);
+    if (rc != MPROC_OK)
+      return 10 - rc;
+  }
+  return 0;
+}
+
+TEST(ConnShared, BigFramesFromSeveralThreadsArriveWhole) {
+  Pipe p;
+  const int nthreads = 2, per = 8;
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  for (int k = 0; k < nthreads; k++)
+    ts.emplace_back([&, k] {
+      while (!go)
+        std::this_thread::yield();
+      for (int i = 0; i < per; i++)
+        EXPECT_EQ(send_str(p.b, tagged_frame(kBigFrame, (uint32_t)k,
+                                             (uint32_t)i)),
+                  MPROC_OK);
+    });
+  go = true;
+  uint32_t next[nthreads] = {0, 0};
+  std::string m;
+  for (int j = 0; j < nthreads * per; j++) {
+    ASSERT_EQ(recv_str(p.a, &m), MPROC_OK);
+    uint32_t who = 0, seq = 0;
+    ASSERT_EQ(check_tagged(m, kBigFrame, &who, &seq), "") << "frame " << j;
+    ASSERT_LT(who, (uint32_t)nthreads);
+    ASSERT_EQ(seq, next[who]++);
+  }
+  for (auto &t : ts)
+    t.join();
+}
+
+// Two children share one sending end; the parent receives.  Without a lock
+// held for a whole frame, frames bigger than the pipe's buffer interleave.
+TEST(ConnShared, BigFramesFromSeveralProcessesArriveWhole) {
+  Pipe p;
+  mproc_event *go = nullptr;
+  ASSERT_EQ(mproc_event_create(&go), MPROC_OK);
+  const int per = 8;
+  mproc_process *procs[2];
+  for (int k = 0; k < 2; k++) {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.b), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, go), MPROC_OK);
+    a.i(k).i(per);
+    procs[k] = test_start("conn_send_big", a);
+    ASSERT_NE(procs[k], nullptr);
+  }
+  ASSERT_EQ(mproc_event_set(go), MPROC_OK); // both start at once
+  uint32_t next[2] = {0, 0};
+  std::string m;
+  int bad = 0;
+  for (int j = 0; j < 2 * per && bad == 0; j++) {
+    int rc = recv_str(p.a, &m);
+    EXPECT_EQ(rc, MPROC_OK) << "frame " << j;
+    if (rc != MPROC_OK) {
+      bad = 1;
+      break;
+    }
+    uint32_t who = 0, seq = 0;
+    std::string why = check_tagged(m, kBigFrame, &who, &seq);
+    EXPECT_EQ(why, "") << "frame " << j;
+    bad = !why.empty() || who > 1 || seq != next[who]++;
+  }
+  EXPECT_EQ(bad, 0);
+  if (bad) // the children may be stuck on a damaged stream
+    for (auto *proc : procs)
+      mproc_process_kill(proc);
+  for (auto *proc : procs) {
+    int code = test_join_code(proc);
+    if (!bad) {
+      EXPECT_EQ(code, 0);
+    }
+    mproc_process_free(proc);
+  }
+  mproc_event_free(go);
+}
+
+// Receives tagged frames (any size up to arg 2) on the end in arg 0 until
+// an empty one; writes the sequence numbers it got (u32 each) to the handle
+// in arg 1.  Exits 0 if every frame was intact.
+TEST_ENTRY(conn_recv_tagged) {
+  mproc_conn *c = arg_conn(args, 0);
+  mproc_handle_t out = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(args, 1, &out);
+  if (!c)
+    return 2;
+  std::vector<uint32_t> got;
+  int code = 0;
+  for (;;) {
+    std::string m;
+    int rc = recv_big(c, &m, 60);
+    if (rc != MPROC_OK) {
+      code = 10 - rc;
+      break;
+    }
+    if (m.empty())
+      break;
+    uint32_t who = 0, seq = 0;
+    if (m.size() < 8 || !check_tagged(m, m.size(), &who, &seq).empty()) {
+      code = 3;
+      break;
+    }
+    got.push_back(seq);
+  }
+  if (!test_write_all(out, got.data(), got.size() * sizeof(uint32_t)))
+    return 4;
+  return code;
+}
+
+// Two children receive from one end while the parent sends frames of mixed
+// sizes (some within the read-ahead, some bigger): each frame goes whole to
+// exactly one of them.
+TEST(ConnShared, SeveralReceivingProcessesGetDisjointWholeFrames) {
+  Pipe p;
+  const uint32_t n = 120;
+  TestPipe out[2];
+  mproc_process *procs[2];
+  for (int k = 0; k < 2; k++) {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.a), MPROC_OK);
+    a.h(out[k].w);
+    procs[k] = test_start("conn_recv_tagged", a);
+    ASSERT_NE(procs[k], nullptr);
+    out[k].close_w();
+  }
+  // Ours closed, so a send fails (end-of-file) rather than blocks should
+  // both receivers give up.
+  ASSERT_EQ(mproc_conn_close(p.a), MPROC_OK);
+  int rc = MPROC_OK;
+  for (uint32_t i = 0; i < n && rc == MPROC_OK; i++) {
+    size_t size = i % 3 == 0 ? 100000 + i * 7 : 16 + (i * 131) % 3000;
+    rc = send_str(p.b, tagged_frame(size, 9, i));
+  }
+  for (int k = 0; k < 2 && rc == MPROC_OK; k++)
+    rc = mproc_conn_send_bytes(p.b, "", 0); // stop, one each
+  EXPECT_EQ(rc, MPROC_OK);
+  std::vector<int> seen(n, 0);
+  for (int k = 0; k < 2; k++) {
+    std::string r = test_read_all(out[k].r);
+    int code = test_join_code(procs[k]);
+    EXPECT_EQ(code, 0) << "receiver " << k;
+    mproc_process_free(procs[k]);
+    for (size_t off = 0; off + 4 <= r.size(); off += 4) {
+      uint32_t seq;
+      memcpy(&seq, r.data() + off, 4);
+      ASSERT_LT(seq, n);
+      seen[seq]++;
+    }
+  }
+  for (uint32_t i = 0; i < n; i++)
+    EXPECT_EQ(seen[i], 1) << "frame " << i;
+}
+
+// Two threads receive from one end: disjoint, whole frames.
+TEST(ConnShared, SeveralReceivingThreadsGetDisjointWholeFrames) {
+  Pipe p;
+  const uint32_t n = 200;
+  std::vector<int> seen(n, 0);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int k = 0; k < 2; k++)
+    ts.emplace_back([&] {
+      for (;;) {
+        std::string m;
+        if (recv_big(p.a, &m, 60) != MPROC_OK) {
+          bad++;
+          return;
+        }
+        if (m.empty())
+          return;
+        uint32_t who = 0, seq = 0;
+        if (m.size() < 8 || !check_tagged(m, m.size(), &who, &seq).empty() ||
+            seq >= n) {
+          bad++;
+          return;
+        }
+        seen[seq]++; // each index written by one thread at most, if correct
+      }
+    });
+  for (uint32_t i = 0; i < n; i++) {
+    size_t size = i % 4 == 0 ? 90000 : 16 + (i * 131) % 3000;
+    ASSERT_EQ(send_str(p.b, tagged_frame(size, 9, i)), MPROC_OK);
+  }
+  for (int k = 0; k < 2; k++)
+    ASSERT_EQ(mproc_conn_send_bytes(p.b, "", 0), MPROC_OK);
+  for (auto &t : ts)
+    t.join();
+  EXPECT_EQ(bad.load(), 0);
+  for (uint32_t i = 0; i < n; i++)
+    EXPECT_EQ(seen[i], 1) << "frame " << i;
+}
+
+// Sends one frame of 4 MiB on the end in arg 0 (more than the OS buffer
+// holds, so it blocks in the middle until someone reads).
+TEST_ENTRY(conn_send_huge) {
+  mproc_conn *c = arg_conn(args, 0);
+  if (!c)
+    return 2;
+  std::string m(4 << 20, 'h');
+  return send_str(c, m) == MPROC_OK ? 0 : 3;
+}
+
+// A sender killed in the middle of a frame leaves a damaged stream: the
+// next send on that end and the receives report MPROC_EBROKEN instead of
+// sending or delivering mis-framed bytes.
+TEST(ConnShared, SenderKilledInsideAFrameBreaksTheStream) {
+  Pipe p;
+  mproc_process *proc = start_with_conn("conn_send_huge", p.b);
+  ASSERT_NE(proc, nullptr);
+  // Bytes arrive once the child is inside its frame; the frame is bigger
+  // than the pipe holds, so it stays inside until we read the rest.
+  ASSERT_EQ(mproc_conn_poll(p.a, 60), 1);
+  ASSERT_EQ(mproc_process_kill(proc), MPROC_OK);
+  EXPECT_NE(test_join_code(proc), 0);
+  mproc_process_free(proc);
+  // Take what arrived: the start of a message whose rest never comes.
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 0.2), MPROC_ETIMEDOUT);
+  EXPECT_EQ(send_str(p.b, "next"), MPROC_EBROKEN);
+  EXPECT_EQ(send_str(p.b, "next"), MPROC_EBROKEN);
+  EXPECT_EQ(recv_str(p.a, &m, 5), MPROC_EBROKEN);
+  EXPECT_EQ(mproc_conn_poll(p.a, 0), 1); // ready: the error is there to take
+}
+
+// Receives on the end in arg 0 (without a timeout) until end-of-file or a
+// message; returns 0 on either.
+TEST_ENTRY(conn_recv_forever) {
+  mproc_conn *c = arg_conn(args, 0);
+  std::string m;
+  if (!c)
+    return 2;
+  int rc = recv_str(c, &m, MPROC_FOREVER);
+  return rc == MPROC_OK || rc == MPROC_EEOF ? 0 : 10 - rc;
+}
+
+namespace {
+// Waits (bounded) until another process (the child) holds the receive
+// lock of the end c (busy: and is in the middle of a frame).
+bool wait_rx_holder(mproc_conn *c, bool busy = false) {
+  double t0 = test_now();
+  while (test_now() - t0 < 60) {
+    if (mproc__conn_test_rx_held(c) == (busy ? 2 : 1))
+      return true;
+    test_sleep_ms(2);
+  }
+  return false;
+}
+} // namespace
+
+// A receiver killed while it waits (between messages) takes nothing with
+// it: the next receiver gets the next message, not an error.
+TEST(ConnShared, ReceiverKilledWhileWaitingLeavesTheStreamIntact) {
+  Pipe p;
+  mproc_process *proc = start_with_conn("conn_recv_forever", p.a);
+  ASSERT_NE(proc, nullptr);
+  ASSERT_TRUE(wait_rx_holder(p.a));
+  ASSERT_EQ(mproc_process_kill(proc), MPROC_OK);
+  EXPECT_NE(test_join_code(proc), 0);
+  mproc_process_free(proc);
+  ASSERT_EQ(send_str(p.b, "still fine"), MPROC_OK);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_EQ(m, "still fine");
+}
+
+// A thread blocked in a receive without timeout does not hold up timed
+// receives and polls of other threads on the same end past their deadline.
+TEST(ConnShared, UntimedReceiverThreadDoesNotDelayTimedCalls) {
+  Pipe p;
+  std::atomic<int> rc{1};
+  std::thread t([&] {
+    std::string m;
+    rc = recv_str(p.a, &m, MPROC_FOREVER);
+  });
+  // Ends the receive once the checks are done, or after 3 s should the
+  // timed calls be stuck behind it (so a failure is a failure, not a hang).
+  std::mutex mu;
+  std::condition_variable cv;
+  bool checked = false;
+  std::thread unblock([&] {
+    std::unique_lock<std::mutex> lk(mu);
+    cv.wait_for(lk, std::chrono::seconds(3), [&] { return checked; });
+    EXPECT_EQ(send_str(p.b, "done"), MPROC_OK);
+  });
+  // Until the thread is inside (it holds the end's receive lock then); a
+  // bounded look, not a sleep that hopes.
+  double t0 = test_now();
+  while (mproc__conn_test_rx_held(p.a) != 3 && test_now() - t0 < 30)
+    test_sleep_ms(2);
+  char buf[16];
+  size_t n = 0;
+  t0 = test_now();
+  EXPECT_EQ(mproc_conn_recv_bytes(p.a, buf, sizeof buf, &n, 0.05),
+            MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 2.0);
+  t0 = test_now();
+  EXPECT_EQ(mproc_conn_poll(p.a, 0.05), 0);
+  EXPECT_LT(test_now() - t0, 2.0);
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    checked = true;
+  }
+  cv.notify_all();
+  unblock.join();
+  t.join();
+  EXPECT_EQ(rc.load(), MPROC_OK);
+}
+
+// A receiver killed in the middle of a frame bigger than the read-ahead
+// took part of it along: the next receiver gets MPROC_EBROKEN, not the
+// rest of that frame read as if it were the next one.
+TEST(ConnShared, ReceiverKilledInsideAFrameBreaksTheStream) {
+  Pipe p;
+  mproc_process *proc = start_with_conn("conn_recv_forever", p.a);
+  ASSERT_NE(proc, nullptr);
+  unsigned char hdr[MPROC__CONN_HDR];
+  mproc__conn_frame_header(hdr, 200000);
+  std::string head(reinterpret_cast<char *>(hdr), sizeof hdr);
+  head += std::string(100000, 'p');
+  ASSERT_EQ(mproc__conn_send_raw(p.b, head.data(), head.size()), MPROC_OK);
+  ASSERT_TRUE(wait_rx_holder(p.a, true));
+  ASSERT_EQ(mproc_process_kill(proc), MPROC_OK);
+  EXPECT_NE(test_join_code(proc), 0);
+  mproc_process_free(proc);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EBROKEN);
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EBROKEN);
+}
+
+#ifndef _WIN32
+// Timed receives and polls return by their deadline even while another
+// process holds the end's receive lock and is stopped (SIGSTOP, a debugger).
+TEST(ConnShared, StoppedLockHolderDoesNotDelayTimedCalls) {
+  Pipe p;
+  mproc_process *proc = start_with_conn("conn_recv_forever", p.a);
+  ASSERT_NE(proc, nullptr);
+  ASSERT_TRUE(wait_rx_holder(p.a));
+  int64_t pid = 0;
+  ASSERT_EQ(mproc_process_pid(proc, &pid), MPROC_OK);
+  ASSERT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+  char buf[16];
+  size_t n = 0;
+  double t0 = test_now();
+  EXPECT_EQ(mproc_conn_recv_bytes(p.a, buf, sizeof buf, &n, 0.05),
+            MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 2.0);
+  t0 = test_now();
+  EXPECT_EQ(mproc_conn_recv_bytes(p.a, buf, sizeof buf, &n, 0),
+            MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 2.0);
+  t0 = test_now();
+  EXPECT_EQ(mproc_conn_poll(p.a, 0.05), 0);
+  EXPECT_LT(test_now() - t0, 2.0);
+  ASSERT_EQ(kill((pid_t)pid, SIGCONT), 0);
+  ASSERT_EQ(send_str(p.b, "bye"), MPROC_OK);
+  EXPECT_EQ(test_join_code(proc), 0);
+  mproc_process_free(proc);
+}
+#endif

@@ -301,20 +301,46 @@ typedef struct mproc_conn mproc_conn;
 #define MPROC_CONN_MSG_MAX ((size_t)1 << 30)
 
 /* Python's Pipe(duplex).  duplex=0: *a only receives, *b only sends.
- * Messages are framed: one send is one receive, never split or merged. */
+ * Messages are framed: one send is one receive, never split or merged.
+ *
+ * Sharing an end.  Unlike Python's Connection, one end may be used by
+ * several threads and by several processes at once (pass it to several
+ * children): sends on an end never interleave (each message is written
+ * whole under a lock of that direction of the pipe), and concurrent
+ * receives get disjoint, whole messages (one receiver reads each; the
+ * read-ahead is shared, so bytes one process read ahead are there for the
+ * others).  The locks live in a small shared block that travels with the
+ * ends; timed receives and polls take them by their deadline, so a process
+ * stopped inside a call (SIGSTOP, a debugger) delays no timed call past
+ * its timeout.
+ *
+ * A damaged stream is reported, never delivered: MPROC_EBROKEN from every
+ * send and receive of that direction once a process died inside a message
+ * (a sender killed while writing one; a receiver killed while a message's
+ * bytes were on their way out of the pipe), a message was cut short by
+ * end-of-file, or bytes arrived that are not a message (written to the
+ * descriptor behind mproc's back).  A receiver that is already waiting for
+ * the rest of a dead sender's message sees MPROC_EBROKEN at end-of-file,
+ * and its timeout, if any, expires as usual.  A receiver killed while it
+ * only waited takes nothing with it. */
 MPROC_API int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex);
 /* MPROC_E2BIG over MPROC_CONN_MSG_MAX, MPROC_EEOF if the peer is gone,
- * MPROC_EPERM on a receive-only end. */
+ * MPROC_EPERM on a receive-only end, MPROC_EBROKEN (see above). */
 MPROC_API int mproc_conn_send_bytes(mproc_conn *c, const void *data, size_t len);
 /* Receive one message into buf.  *len gets its size.  If it does not fit in
  * cap: MPROC_ERANGE, *len set, and the message stays to be received with a
  * bigger buffer.  MPROC_EEOF once the peer closed (or died) and everything
- * it sent was received; MPROC_ETIMEDOUT. */
+ * it sent was received; MPROC_ETIMEDOUT; MPROC_EBROKEN (see above).  A
+ * receive of a message bigger than 64 KiB that times out part way keeps
+ * what arrived in this process, and with it the end's receive lock, until
+ * a later receive here completes the message (closing the end instead
+ * breaks the stream). */
 MPROC_API int mproc_conn_recv_bytes(mproc_conn *c, void *buf, size_t cap,
                                     size_t *len, double timeout);
-/* 1 when data (at least the start of a message) or end-of-file has
+/* 1 when data (at least the start of a message), end-of-file or damage has
  * arrived, 0 on timeout.  As in Python, a 1 does not promise that a whole
- * message is there: a large one may still be arriving. */
+ * message is there (a large one may still be arriving), nor, with several
+ * receivers, that another one will not take it first. */
 MPROC_API int mproc_conn_poll(mproc_conn *c, double timeout);
 MPROC_API int mproc_conn_close(mproc_conn *c);
 MPROC_API mproc_conn *mproc_conn_free(mproc_conn *c);

@@ -30,8 +30,9 @@
  * O_NONBLOCK is set on the write ends only; the descriptions are private to
  * mproc's connections (nobody else is given these descriptors), so the
  * flag, which every copy of a description shares, surprises nobody.  Read
- * ends stay blocking: a receive that waits without limit ends in a single
- * read() (after a brief look for bytes: mproc__conn_spin).
+ * ends stay blocking; a receive waits for bytes first (a brief look:
+ * mproc__conn_spin, then poll()) and reads only once they are there, so a
+ * receiver killed while it waits has taken nothing out of the pipe.
  */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE /* pipe2 */
@@ -354,17 +355,6 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
   *got = 0;
   if (cap > MPROC__CONN_IO_MAX)
     cap = MPROC__CONN_IO_MAX;
-  /* The read end is blocking, so that a receive without limit (the common
-   * case) is a single read() once bytes are there; with a limit, poll
-   * first.  A receive that may hardly wait (timeout 0: a check) does not
-   * spin. */
-  if (deadline < 0) {
-    (void)mproc__conn_spin(os);
-  } else if (deadline - mproc__plat_now() < 0.001 || !mproc__conn_spin(os)) {
-    rc = mproc__conn_wait_readable(os, deadline);
-    if (rc <= 0)
-      return rc == 0 ? MPROC_ETIMEDOUT : rc;
-  }
   for (;;) {
     n = read(os->in_r, buf, cap);
     if (n > 0) {
@@ -389,6 +379,10 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
 }
 
 int mproc__conn_os_poll(mproc__conn_os *os, double deadline) {
+  /* A wait that may hardly wait (timeout 0: a check) does not spin. */
+  if ((deadline < 0 || deadline - mproc__plat_now() >= 0.001) &&
+      mproc__conn_spin(os))
+    return 1;
   return mproc__conn_wait_readable(os, deadline < 0 ? -1.0 : deadline);
 }
 

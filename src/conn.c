@@ -454,10 +454,6 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len) {
 
 /* ---- receiving (callers hold rlw) ------------------------------------------------ */
 
-static double mproc__deadline(double timeout) {
-  return timeout < 0 ? -1.0 : mproc__plat_now() + timeout;
-}
-
 /* The receive side's lock among this process's threads (by the deadline). */
 static int mproc__conn_local_lock(mproc_conn *c, double deadline) {
   int rc = mproc__lockword_acquire(&c->rlw, &c->rlfx, 0, deadline);

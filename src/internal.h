@@ -192,6 +192,17 @@ void mproc__wr_bytes(mproc__wr *w, const void *p, size_t n);
 void mproc__wr_put32(unsigned char *p, uint32_t v);
 void mproc__wr_put64(unsigned char *p, uint64_t v);
 
+/* Deadlines (src/deadline.c).  The deadline (mproc__plat_now() seconds) of
+ * a call given `timeout` seconds: -1 (none) for a negative timeout (Python's
+ * None) or one past ~31 years, so the arithmetic never sees infinity. */
+double mproc__deadline(double timeout);
+/* Has `deadline` (-1: none) passed at `now`? */
+int mproc__expired(double deadline, double now);
+/* Seconds left until `deadline`: -1 for none, never below 0. */
+double mproc__remaining(double deadline);
+/* The end of the next sleep: the deadline, but at most `slice` from now. */
+double mproc__sleep_until(double deadline, double now, double slice);
+
 /* Process-wide facts the backends read. */
 const char *mproc__argv0(void);
 mproc_start_method mproc__default_method(void);

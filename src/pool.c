@@ -1341,7 +1341,7 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
     return MPROC_EPERM;
   if (it->cursor >= r->n)
     return MPROC_EEOF;
-  deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
+  deadline = mproc__deadline(timeout);
   mproc__mutex_lock(&p->mu);
   for (;;) {
     if (it->unordered ? r->ndone > it->cursor : r->items[it->cursor].len1 != 0)
@@ -1408,7 +1408,7 @@ int mproc_pool_join(mproc_pool *pool, double timeout) {
     return MPROC_EINVAL;
   if (!mproc__pool_mine(pool))
     return MPROC_EPERM;
-  deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
+  deadline = mproc__deadline(timeout);
   mproc__mutex_lock(&pool->mu);
   if (pool->state == MPROC__POOL_RUN) {
     mproc__mutex_unlock(&pool->mu);
@@ -1471,7 +1471,7 @@ int mproc_async_result_wait(mproc_async_result *r, double timeout) {
   p = r->pool;
   if (!mproc__pool_mine(p))
     return MPROC_EPERM;
-  deadline = timeout < 0 ? -1 : mproc__plat_now() + timeout;
+  deadline = mproc__deadline(timeout);
   mproc__mutex_lock(&p->mu);
   while (!r->ready) {
     if (mproc__cond_wait(&p->cond, &p->mu, deadline) == MPROC_ETIMEDOUT &&

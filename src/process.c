@@ -477,14 +477,12 @@ int mproc_process_join(mproc_process *p, double timeout) {
     return rc;
   }
   p->waiters++;
-  deadline = mproc__plat_now() + timeout;
+  deadline = mproc__deadline(timeout);
   /* Wait first, then reap: a child that is being joined has usually not
    * ended yet, and an ended one makes the wait return at once. */
   for (;;) {
     int ended;
-    left = timeout < 0 ? -1.0 : deadline - mproc__plat_now();
-    if (timeout >= 0 && left < 0)
-      left = 0;
+    left = mproc__remaining(deadline);
     mproc__mutex_unlock(&mproc__lock);
     rc = mproc__plat_wait(p, left);
     mproc__mutex_lock(&mproc__lock);

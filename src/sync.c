@@ -34,21 +34,6 @@
 /* Helpers (described in src/sync.h)                                        */
 /* ------------------------------------------------------------------------ */
 
-double mproc__deadline(double timeout) {
-  if (timeout < 0 || timeout > 1e9)
-    return -1.0;
-  return mproc__plat_now() + timeout;
-}
-
-int mproc__expired(double deadline, double now) {
-  return deadline >= 0 && now >= deadline;
-}
-
-double mproc__sleep_until(double deadline, double now, double slice) {
-  double t = now + slice;
-  return deadline >= 0 && deadline < t ? deadline : t;
-}
-
 void mproc__drop_handles(const mproc_handle_t *hs, size_t n) {
   size_t i;
   for (i = 0; i < n; i++)

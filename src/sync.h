@@ -64,14 +64,6 @@
  * looks at the shared state again after each. */
 #define MPROC__IDLE_SLICE_SECONDS 0.5
 
-/* The deadline (mproc__plat_now() seconds) of a call given `timeout`
- * seconds; -1 (none) for a negative timeout (Python's None) or one past
- * ~31 years, so the arithmetic never sees infinity. */
-double mproc__deadline(double timeout);
-/* Has `deadline` (-1: none) passed at `now`? */
-int mproc__expired(double deadline, double now);
-/* The end of the next sleep: the deadline, but at most `slice` from now. */
-double mproc__sleep_until(double deadline, double now, double slice);
 /* Closes handles an import cannot use (imports own every handle). */
 void mproc__drop_handles(const mproc_handle_t *hs, size_t n);
 /* One segment and its futexes, as they travel to a child: u64 segment

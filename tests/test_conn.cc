@@ -1342,3 +1342,161 @@ TEST(ConnShared, StoppedLockHolderDoesNotDelayTimedCalls) {
   mproc_process_free(proc);
 }
 #endif
+
+// ---- ends a fork child inherits (issue 8: the three Connection hazards) ----
+// A fork child gets a copy of each end as it was at the fork, including the
+// state of parent threads that were inside a call then.  These tests fork
+// explicitly (so they run in the spawn lane too); Windows has no fork.
+
+namespace {
+
+mproc_conn *g_fork_a = nullptr, *g_fork_b = nullptr;
+mproc_event *g_fork_freed = nullptr, *g_fork_go = nullptr;
+
+mproc_process *start_fork_child(const char *entry) {
+  mproc_process_options o{};
+  o.start_method = MPROC_START_FORK;
+  return test_start(entry, nullptr, &o);
+}
+
+} // namespace
+
+// Fork child: receives one message on the inherited duplex end g_fork_a and
+// sends it back on the same end.
+TEST_ENTRY(conn_fork_recv_echo) {
+  std::string m;
+  int rc = recv_str(g_fork_a, &m, 10);
+  if (rc != MPROC_OK)
+    return 10 - rc;
+  return send_str(g_fork_a, "child:" + m) == MPROC_OK ? 0 : 3;
+}
+
+// A parent thread is inside a receive on the end when the child forks: the
+// child's copy of the end's local receive lock is held by a thread that does
+// not exist there.  The child must still receive (once the parent thread
+// has let go of the shared receive lock), and each message goes to one.
+TEST(ConnFork, ChildReceivesWhileAParentThreadWasInsideAReceive) {
+  if (test_on_windows())
+    GTEST_SKIP() << "no fork on Windows";
+  Pipe p;
+  std::string got_t;
+  int rc_t = MPROC_OK;
+  std::thread t([&] { rc_t = recv_str(p.a, &got_t, 60); });
+  // The thread holds the receive lock: it is inside its receive.
+  ASSERT_TRUE(test_wait_for([&] { return mproc__conn_test_rx_held(p.a) == 3; }));
+  g_fork_a = p.a;
+  mproc_process *child = start_fork_child("conn_fork_recv_echo");
+  ASSERT_NE(child, nullptr);
+  ASSERT_EQ(send_str(p.b, "m1"), MPROC_OK);
+  ASSERT_EQ(send_str(p.b, "m2"), MPROC_OK);
+  t.join();
+  EXPECT_EQ(rc_t, MPROC_OK);
+  int code = test_join_code(child);
+  EXPECT_EQ(code, 0); // before: 10 - MPROC_ETIMEDOUT, after 10 s
+  std::string back;
+  if (code == 0) {
+    EXPECT_EQ(recv_str(p.b, &back, 30), MPROC_OK);
+  }
+  EXPECT_TRUE((got_t == "m1" && back == "child:m2") ||
+              (got_t == "m2" && back == "child:m1"))
+      << got_t << " / " << back;
+  mproc_process_free(child);
+  g_fork_a = nullptr;
+}
+
+// Fork child: frees both inherited ends, says so, and lives on until told.
+TEST_ENTRY(conn_fork_free_and_wait) {
+  if (mproc_conn_free(g_fork_a) != nullptr ||
+      mproc_conn_free(g_fork_b) != nullptr)
+    return 2;
+  if (mproc_event_set(g_fork_freed) != MPROC_OK)
+    return 3;
+  return mproc_event_wait(g_fork_go, 60) == MPROC_OK ? 0 : 4;
+}
+
+// A parent thread is inside a send on the end when the child forks, so the
+// child's copy counts a call in progress that never ends there.  Freeing the
+// end in the child must still close the child's descriptors: end-of-file
+// reaches the parent while the child lives.
+TEST(ConnFork, FreeInAForkChildReleasesItsDescriptors) {
+  if (test_on_windows())
+    GTEST_SKIP() << "no fork on Windows";
+  Pipe p(0);
+  ASSERT_EQ(mproc_event_create(&g_fork_freed), MPROC_OK);
+  ASSERT_EQ(mproc_event_create(&g_fork_go), MPROC_OK);
+  // 4 MiB cannot fit an OS pipe: the sender stays inside its send until the
+  // parent below receives.
+  std::string big = pattern((size_t)4 << 20, 5);
+  int rc_t = MPROC_OK;
+  std::thread t([&] { rc_t = send_str(p.b, big); });
+  ASSERT_EQ(mproc_conn_poll(p.a, 30), 1); // its first bytes are there
+  g_fork_a = p.a;
+  g_fork_b = p.b;
+  mproc_process *child = start_fork_child("conn_fork_free_and_wait");
+  ASSERT_NE(child, nullptr);
+  EXPECT_EQ(mproc_event_wait(g_fork_freed, 30), MPROC_OK);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_TRUE(m == big);
+  t.join();
+  EXPECT_EQ(rc_t, MPROC_OK);
+  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  // Every copy of the sending end is closed now (before the fix the child
+  // kept its own until it exited: a timeout here).
+  EXPECT_EQ(recv_str(p.a, &m, 10), MPROC_EEOF);
+  EXPECT_EQ(mproc_process_is_alive(child), 1);
+  EXPECT_EQ(mproc_event_set(g_fork_go), MPROC_OK);
+  EXPECT_EQ(test_join_code(child), 0);
+  mproc_process_free(child);
+  g_fork_a = g_fork_b = nullptr;
+  g_fork_freed = mproc_event_free(g_fork_freed);
+  g_fork_go = mproc_event_free(g_fork_go);
+}
+
+// Fork child: frees both inherited ends and exits.
+TEST_ENTRY(conn_fork_free) {
+  return mproc_conn_free(g_fork_a) == nullptr &&
+                 mproc_conn_free(g_fork_b) == nullptr
+             ? 0
+             : 2;
+}
+
+// The parent keeps part of a big message (a receive timed out inside it)
+// when the child forks.  The child's copy of that part, and of the receive
+// lock it stands for, are the parent's: freeing the end in the child must
+// neither mark the stream broken nor release the parent's lock.
+TEST(ConnFork, ChildFreeingAnEndKeepsTheParentsPartOfAFrame) {
+  if (test_on_windows())
+    GTEST_SKIP() << "no fork on Windows";
+  Pipe p(0);
+  const size_t total = 200000, first = 8000; // first fits any OS pipe
+  std::string body = pattern(total, 7);
+  unsigned char hdr[MPROC__CONN_HDR];
+  mproc__conn_frame_header(hdr, (uint32_t)total);
+  std::string head(reinterpret_cast<char *>(hdr), sizeof hdr);
+  head += body.substr(0, first);
+  ASSERT_EQ(mproc__conn_send_raw(p.b, head.data(), head.size()), MPROC_OK);
+  std::vector<char> buf(total);
+  size_t n = 0;
+  // The rest is not sent yet: the receive times out with the part kept.
+  ASSERT_EQ(mproc_conn_recv_bytes(p.a, buf.data(), buf.size(), &n, 0.05),
+            MPROC_ETIMEDOUT);
+  g_fork_a = p.a;
+  g_fork_b = p.b;
+  mproc_process *child = start_fork_child("conn_fork_free");
+  ASSERT_NE(child, nullptr);
+  EXPECT_EQ(test_join_code(child), 0);
+  mproc_process_free(child);
+  g_fork_a = g_fork_b = nullptr;
+  EXPECT_EQ(mproc__conn_test_rx_held(p.a), 3); // still ours
+  std::thread t([&] {
+    EXPECT_EQ(mproc__conn_send_raw(p.b, body.data() + first, total - first),
+              MPROC_OK);
+  });
+  std::fill(buf.begin(), buf.end(), 0);
+  EXPECT_EQ(mproc_conn_recv_bytes(p.a, buf.data(), buf.size(), &n, 30),
+            MPROC_OK); // before: MPROC_EBROKEN
+  t.join();
+  EXPECT_EQ(n, total);
+  EXPECT_TRUE(std::string(buf.data(), n) == body);
+}

@@ -548,7 +548,12 @@ static int mproc__conn_rx_ready(const mproc_conn *c) {
  * block.  Waiting outside the read is what makes a receiver that dies
  * while it waits harmless (busy is 0 then). */
 static int mproc__conn_wait_bytes(mproc_conn *c, double deadline) {
-  int rc = mproc__conn_os_poll(c->os, deadline);
+  int rc;
+  /* Closed by another thread already: its cancel (Windows) may have come
+   * before this wait began, and would not end it. */
+  if (mproc__load32(&c->state) & 1u)
+    return MPROC_ECLOSED;
+  rc = mproc__conn_os_poll(c->os, deadline);
   if (rc == 0)
     return MPROC_ETIMEDOUT;
   if (rc < 0)

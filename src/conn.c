@@ -45,6 +45,8 @@
  *     parent held at that moment, passed or not.
  *   - In a child, mproc_conn_free() of an end received as an argument only
  *     closes it (the argument list owns and frees it).
+ *   - A fork child's copy of an end starts clean, whatever the parent's
+ *     threads were doing in it at the fork (mproc__conn_adopt).
  *   - Threads: any function may be called from any thread.
  *     mproc_conn_close() from another thread does not interrupt a receive
  *     blocked in the OS on POSIX (nothing can wake it there without also
@@ -113,6 +115,10 @@ struct mproc_conn {
    * last call to leave does it, so no thread ever uses a closed handle. */
   volatile uint32_t state;
   volatile uint32_t released;
+  /* The process the local state here (state's count, rlw, hold, part)
+   * belongs to: its pid << 1, with bit 0 set while a thread of that
+   * process takes the state over after a fork (mproc__conn_adopt). */
+  volatile uint64_t owner;
   /* Threads of this process: the receive side's local state below (the
    * shared locks serialise processes, and threads for sends).  A lock word
    * in this process's memory rather than a mutex, for its deadline: a
@@ -266,6 +272,50 @@ static void mproc__conn_release(mproc_conn *c) {
   mproc__conn_shm_unref(c->shm);
 }
 
+/* The `owner` value of the calling process. */
+static uint64_t mproc__conn_me(void) {
+  return (uint64_t)mproc__plat_getpid() << 1;
+}
+
+/* A fork child inherits a copy of this struct as it was at the fork, with
+ * local state that belongs to the parent's threads, none of which run here:
+ *   - the count of calls in progress (state): they never leave here, so a
+ *     close here would never release this process's descriptors;
+ *   - the local receive lock (rlw), held by a parent thread inside a
+ *     receive or poll: never released here, every receive would wait;
+ *   - a kept part of a big frame (hold, part): the receive lock it stands
+ *     for is held by the parent, so receiving on here would read the pipe
+ *     beside it, and closing here would mark the parent's stream broken.
+ * The first call in another process resets them (once: its other threads
+ * wait for that; the window holds no blocking call but the close of
+ * descriptors).  The shared locks and read-ahead need nothing: a parent
+ * thread holding one is alive and releases it.  If the end was closed
+ * with calls in progress in the parent, its descriptors here go now. */
+static void mproc__conn_adopt(mproc_conn *c, uint64_t me) {
+  uint64_t seen = mproc__load64(&c->owner);
+  uint32_t closed;
+  for (;;) {
+    if (seen == me)
+      return;
+    if (seen == (me | 1u)) { /* another thread of this process does it */
+      mproc__pause();
+      seen = mproc__load64(&c->owner);
+    } else if (mproc__cas64(&c->owner, &seen, me | 1u)) {
+      break; /* seen: another process's pid (or its unfinished takeover) */
+    }
+  }
+  free(c->part); /* this process's copy */
+  c->part = NULL;
+  c->part_len = c->part_total = 0;
+  c->hold = 0;
+  mproc__lockword_init(&c->rlw);
+  closed = mproc__load32(&c->state) & 1u;
+  mproc__store32(&c->state, closed);
+  if (closed)
+    mproc__conn_release(c);
+  mproc__store64(&c->owner, me);
+}
+
 static void mproc__conn_leave(mproc_conn *c) {
   uint32_t old = mproc__add32(&c->state, (uint32_t)-2);
   if (old == 3u) /* closed, and we were the last one inside */
@@ -273,7 +323,11 @@ static void mproc__conn_leave(mproc_conn *c) {
 }
 
 static int mproc__conn_enter(mproc_conn *c) {
-  uint32_t old = mproc__add32(&c->state, 2u);
+  uint64_t me = mproc__conn_me();
+  uint32_t old;
+  if (mproc__load64(&c->owner) != me)
+    mproc__conn_adopt(c, me); /* first call after a fork */
+  old = mproc__add32(&c->state, 2u);
   if (old & 1u) {
     mproc__conn_leave(c);
     return MPROC_ECLOSED;
@@ -294,6 +348,7 @@ static mproc_conn *mproc__conn_new(mproc__conn_os *os, mproc__conn_shm *shm,
     free(c);
     return NULL;
   }
+  c->owner = mproc__conn_me();
   c->dir = dir;
   c->side = side;
   c->os = os;
@@ -457,8 +512,9 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len) {
 /* The receive side's lock among this process's threads (by the deadline). */
 static int mproc__conn_local_lock(mproc_conn *c, double deadline) {
   int rc = mproc__lockword_acquire(&c->rlw, &c->rlfx, 0, deadline);
-  /* Only a fork child can meet a dead holder here (a thread of the parent
-   * held it at the fork): the local state is the parent's, use it. */
+  /* No thread of this process dies holding it, and a fork child starts
+   * from a free word (mproc__conn_adopt); should it happen all the same,
+   * the local state is consistent between calls: use it. */
   return rc == MPROC_EOWNERDEAD ? MPROC_OK : rc;
 }
 
@@ -492,7 +548,12 @@ static int mproc__conn_rx_ready(const mproc_conn *c) {
  * block.  Waiting outside the read is what makes a receiver that dies
  * while it waits harmless (busy is 0 then). */
 static int mproc__conn_wait_bytes(mproc_conn *c, double deadline) {
-  int rc = mproc__conn_os_poll(c->os, deadline);
+  int rc;
+  /* Closed by another thread already: its cancel (Windows) may have come
+   * before this wait began, and would not end it. */
+  if (mproc__load32(&c->state) & 1u)
+    return MPROC_ECLOSED;
+  rc = mproc__conn_os_poll(c->os, deadline);
   if (rc == 0)
     return MPROC_ETIMEDOUT;
   if (rc < 0)

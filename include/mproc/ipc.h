@@ -322,7 +322,15 @@ typedef struct mproc_conn mproc_conn;
  * descriptor behind mproc's back).  A receiver that is already waiting for
  * the rest of a dead sender's message sees MPROC_EBROKEN at end-of-file,
  * and its timeout, if any, expires as usual.  A receiver killed while it
- * only waited takes nothing with it. */
+ * only waited takes nothing with it.
+ *
+ * Fork children.  A child started by fork (or by a fork of your own)
+ * inherits every end the parent held, and may use or free them whatever
+ * the parent's other threads were doing at the fork: a receive there waits
+ * for a parent thread that was inside a receive to finish, a part of a big
+ * message the parent kept stays the parent's, and mproc_conn_free() (or
+ * close) in the child closes the child's descriptors, so end-of-file is
+ * not held up by a child that freed its copy. */
 MPROC_API int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex);
 /* MPROC_E2BIG over MPROC_CONN_MSG_MAX, MPROC_EEOF if the peer is gone,
  * MPROC_EPERM on a receive-only end, MPROC_EBROKEN (see above). */

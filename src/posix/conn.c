@@ -34,13 +34,6 @@
  * mproc__conn_spin, then poll()) and reads only once they are there, so a
  * receiver killed while it waits has taken nothing out of the pipe.
  */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* pipe2 */
-#endif
-#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE
-#endif
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -1,13 +1,6 @@
 /* POSIX side of the IPC foundation: shared segments (memfd or shm_open plus
  * mmap), the futex the portable objects block on, and liveness checks for
  * lock owners. */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* memfd_create, syscall, gettid */
-#endif
-#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE
-#endif
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -1,13 +1,6 @@
 /* POSIX backend: fork, spawn (posix_spawn of the own executable), waiting
  * through pidfds (Linux) or sentinel pipes, and signals that can never reach
  * a recycled pid. */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* pidfd syscalls, pipe2, prctl, closefrom_np */
-#endif
-#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE
-#endif
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

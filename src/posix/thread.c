@@ -1,7 +1,4 @@
 /* Threads and condition variables for the pool (src/thread.h) on pthreads. */
-#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -30,10 +30,6 @@
  * ERROR_PIPE_NOT_CONNECTED) on reads and writes: MPROC_EEOF.  Bytes it sent
  * before closing are still read first.
  */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>

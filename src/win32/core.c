@@ -1,9 +1,5 @@
 /* Windows backend: the small process-wide services (lock, clock, pid, CPU
  * count, the own executable) and the timeout helpers the other files share. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdio.h>

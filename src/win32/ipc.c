@@ -2,10 +2,6 @@
  * pagefile-backed file mappings, the portable futex is a kernel semaphore
  * plus a waiter word in shared memory, and lock owners are checked through
  * their process objects. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <aclapi.h> /* GetSecurityInfo */

@@ -1,10 +1,6 @@
 /* Windows backend, the parent's side: start the own executable again with
  * CreateProcessW, hand it exactly the handles it needs, deliver the
  * bootstrap, then wait for, signal and reap it through its process handle. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>
@@ -22,7 +18,8 @@
  * one handle is never inheritable and never closed, so it lives exactly as
  * long as this process.  Without JOB_OBJECT_LIMIT_BREAKAWAY_OK the
  * grandchildren are caught too.  Windows 8 allows a process in a job (a CI
- * runner, a terminal) to be put in a nested one, hence _WIN32_WINNT 0x0602. */
+ * runner, a terminal) to be put in a nested one, hence _WIN32_WINNT 0x0602
+ * (set in CMakeLists.txt). */
 static INIT_ONCE mproc__w32_job_once = INIT_ONCE_STATIC_INIT;
 static HANDLE mproc__w32_job;
 static DWORD mproc__w32_job_error;

@@ -1,9 +1,5 @@
 /* Windows backend: waiting on any number of handles at once
  * (multiprocessing.connection.wait). */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>

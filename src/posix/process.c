@@ -529,6 +529,8 @@ mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *w) {
 
 void mproc__plat_exit_now(int code) { _exit(code); }
 
+int mproc__plat_handle_plausible(mproc_handle_t h) { return h >= 0; }
+
 mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
   return fcntl(h, F_DUPFD_CLOEXEC, 0);
 }

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "thread.h"
+#include "internal.h"
 
 struct mproc__thread {
   pthread_t tid;

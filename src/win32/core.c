@@ -162,6 +162,8 @@ void mproc__plat_exit_now(int code) {
   _exit(code);
 }
 
+int mproc__plat_handle_plausible(mproc_handle_t h) { return h != NULL; }
+
 mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
   HANDLE dup = NULL;
   if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)h, GetCurrentProcess(),

@@ -5,7 +5,7 @@
 
 #include <stdlib.h>
 
-#include "thread.h"
+#include "internal.h"
 
 struct mproc__thread {
   HANDLE h;

@@ -1,8 +1,9 @@
 /*
  * Pipes (mproc_pipe / mproc_conn_*): the internal interface between the
  * portable half (src/conn.c: framing, the receive buffer, states, locking,
- * the object type) and the transport of each platform (src/posix/conn.c,
- * src/win32/conn.c), plus the hooks mproc_wait() and the tests use.
+ * the object type) and the transport of each platform (plat/conn_os.h:
+ * src/posix/conn_os.c, src/win32/conn_os.c), plus the hooks mproc_wait()
+ * and the tests use.
  *
  * Wire format (the same on every platform): each message is one frame,
  *   u32 length (little endian) | u32 length ^ MPROC__CONN_CHECK | payload

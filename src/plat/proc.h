@@ -14,7 +14,8 @@
 /* Start with fork (POSIX).  Called with the global lock held.  In the child,
  * `child_main(p)` runs and never returns; in the parent, fills p->plat and
  * p->pid and returns 0, or a negative code.  Windows returns MPROC_ENOTSUP. */
-int mproc__plat_fork(struct mproc_process *p, void (*child_main)(struct mproc_process *p));
+int mproc__plat_fork(struct mproc_process *p,
+                     void (*child_main)(struct mproc_process *p));
 
 /* In a fork child, close the OS state of a process object the parent owns
  * (a sibling), without waiting or signalling. */

@@ -1,4 +1,4 @@
-/* Threads and condition variables for the pool (src/thread.h) on pthreads. */
+/* Threads and condition variables for the pool (plat/thread.h) on pthreads. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* Threads and condition variables for the pool (src/thread.h) on Windows:
+/* Threads and condition variables for the pool (plat/thread.h) on Windows:
  * mproc__mutex_t is an SRW lock, so SleepConditionVariableSRW pairs with
  * it directly. */
 #include <windows.h>

@@ -25,7 +25,7 @@
 #include <link.h>
 #endif
 
-#include "exe.h"
+#include "proc_exe.h"
 #include "internal.h"
 
 static pthread_once_t g_plan_once = PTHREAD_ONCE_INIT;

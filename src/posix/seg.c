@@ -1,12 +1,9 @@
-/* POSIX side of the IPC foundation: shared segments (memfd or shm_open plus
- * mmap), the futex the portable objects block on, and liveness checks for
- * lock owners. */
+/* POSIX backend: shared segments (plat/seg.h), memfd or shm_open plus
+ * mmap. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,11 +11,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifdef __linux__
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#endif
 
 #include "ipc.h"
 
@@ -362,191 +354,4 @@ int mproc__seg_cleanup(void) {
   }
   closedir(d);
   return removed;
-}
-
-/* ---- futex --------------------------------------------------------------- */
-
-int mproc__fx_create(mproc__fx *fx, volatile uint32_t *word,
-                     volatile uint32_t *waiters) {
-  fx->word = word;
-  fx->waiters = waiters;
-  fx->sem = MPROC_INVALID_HANDLE; /* the kernel keys futexes by address */
-  return MPROC_OK;
-}
-
-int mproc__fx_import(mproc__fx *fx, volatile uint32_t *word,
-                     volatile uint32_t *waiters, mproc_handle_t sem) {
-  if (sem != MPROC_INVALID_HANDLE)
-    (void)close(sem);
-  return mproc__fx_create(fx, word, waiters);
-}
-
-void mproc__fx_close(mproc__fx *fx) { fx->word = fx->waiters = NULL; }
-
-int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
-  int rc = MPROC_OK;
-  (void)mproc__add32(fx->waiters, 1);
-#ifdef __linux__
-  {
-    struct timespec ts, *tsp = NULL;
-    long r;
-    if (deadline >= 0) {
-      double whole = (double)(time_t)deadline;
-      ts.tv_sec = (time_t)deadline;
-      ts.tv_nsec = (long)((deadline - whole) * 1e9);
-      if (ts.tv_nsec >= 1000000000L)
-        ts.tv_nsec = 999999999L;
-      tsp = &ts;
-    }
-    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, the
-     * clock mproc__plat_now() reads, so retries after EINTR keep the
-     * original deadline.  Not FUTEX_PRIVATE_FLAG: the word is shared
-     * between processes, and the kernel must key it by the page. */
-    r = syscall(SYS_futex, fx->word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
-                FUTEX_BITSET_MATCH_ANY);
-    if (r != 0 && errno == ETIMEDOUT)
-      rc = MPROC_ETIMEDOUT;
-  }
-#else
-  {
-    /* No futex: look again after a short sleep. */
-    struct timespec ts = {0, 200 * 1000};
-    if (mproc__load32(fx->word) == expected) {
-      if (deadline >= 0 && mproc__plat_now() >= deadline)
-        rc = MPROC_ETIMEDOUT;
-      else
-        (void)nanosleep(&ts, NULL);
-    }
-  }
-#endif
-  (void)mproc__add32(fx->waiters, (uint32_t)-1);
-  return rc;
-}
-
-void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
-  /* The waker changed the word before this load, and a waiter counts
-   * itself before it sleeps: if no waiter is counted here, any later one
-   * sees the new word and does not sleep (both orders are seq_cst). */
-  if (mproc__load32(fx->waiters) == 0)
-    return;
-#ifdef __linux__
-  (void)syscall(SYS_futex, fx->word, FUTEX_WAKE,
-                n > (uint32_t)INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
-#else
-  (void)n;
-#endif
-}
-
-uint32_t mproc__fx_waiting(const mproc__fx *fx) {
-  return mproc__load32(fx->waiters);
-}
-
-/* ---- owners -------------------------------------------------------------- */
-
-/* What /proc/<pid>/stat says about a process: its state letter and its
- * start time (field 22, clock ticks since boot).  0 if it cannot be read:
- * no /proc (a chroot), another pid namespace, or the process is gone. */
-static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
-#ifdef __linux__
-  char path[64], buf[512];
-  const char *p;
-  ssize_t n;
-  int fd, field;
-  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
-  n = read(fd, buf, sizeof buf - 1);
-  (void)close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = 0;
-  p = strrchr(buf, ')'); /* the command name may contain anything */
-  if (!p || p[1] != ' ' || !p[2])
-    return 0;
-  *state = p[2];
-  /* p + 2 is field 3; field 22 follows 19 more separators. */
-  for (p += 2, field = 3; field < 22 && *p; p++)
-    if (*p == ' ')
-      field++;
-  *start = field == 22 ? strtoull(p, NULL, 10) : 0;
-  return 1;
-#else
-  (void)pid;
-  (void)state;
-  (void)start;
-  return 0;
-#endif
-}
-
-/* A start time folded to the 32 bits a stamp keeps; 0 is "unknown". */
-static uint32_t mproc__fold_start(uint64_t t) {
-  uint32_t f = (uint32_t)(t ^ (t >> 32));
-  return t == 0 ? 0u : f ? f : 1u;
-}
-
-uint64_t mproc__self_stamp(void) {
-  /* Read once per process.  The cache carries the pid it was read in: a
-   * fork child (whose pid cache the atfork handler clears) reads its own. */
-  static uint64_t cache;
-  uint64_t pid = (uint64_t)mproc__plat_getpid(), s;
-  char state;
-  uint64_t start = 0;
-  s = __atomic_load_n(&cache, __ATOMIC_RELAXED);
-  if (s >> 32 == pid && s != 0)
-    return s;
-  if (!mproc__proc_stat((int64_t)pid, &state, &start))
-    start = 0;
-  s = pid << 32 | mproc__fold_start(start);
-  __atomic_store_n(&cache, s, __ATOMIC_RELAXED);
-  return s;
-}
-
-int mproc__stamp_alive(uint64_t stamp) {
-  int64_t pid = (int64_t)(stamp >> 32);
-  uint32_t start = (uint32_t)stamp;
-  uint64_t now_start = 0;
-  char state = 0;
-  if (pid <= 0)
-    return 0;
-  if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-    return 0;
-  /* kill() said the process exists: anything short of reading a zombie
-   * state or another start time means alive.  /proc may be missing or
-   * belong to another pid namespace, where this pid names nobody or
-   * someone else; calling a live holder dead would let two processes into
-   * one lock. */
-  if (!mproc__proc_stat(pid, &state, &now_start))
-    return 1;
-  /* kill() succeeds on a zombie, which holds nothing any more: a killed
-   * lock holder stays a zombie until its parent reaps it. */
-  if (state == 'Z' || state == 'X')
-    return 0;
-  /* The pid names a process that started at another time: the stamped one
-   * died and the kernel gave its pid to a newcomer. */
-  return start == 0 || now_start == 0 || mproc__fold_start(now_start) == start;
-}
-
-int mproc__pid_alive(int64_t pid) {
-  return pid > 0 && pid <= (int64_t)0xffffffff
-             ? mproc__stamp_alive((uint64_t)pid << 32)
-             : 0;
-}
-
-uint64_t mproc__thread_id(void) {
-  /* Cached per thread, and tagged with the pid it was read in: a fork
-   * child's only thread inherits the copy of the forking thread's, whose
-   * id the kernel may later give to another thread of the child. */
-  static _Thread_local uint64_t tid;
-  static _Thread_local int64_t tid_pid;
-  int64_t pid = mproc__plat_getpid();
-  if (!tid || tid_pid != pid) {
-#ifdef __linux__
-    tid = (uint64_t)syscall(SYS_gettid);
-#else
-    tid = (uint64_t)(uintptr_t)pthread_self();
-#endif
-    tid_pid = pid;
-  }
-  return tid;
 }

@@ -1,5 +1,5 @@
 /*
- * POSIX transport of the pipes (conn.h): two anonymous pipes per pair.
+ * POSIX transport of the pipes (plat/conn_os.h): two anonymous pipes per pair.
  *
  * Why pipes and not a socketpair, as Python uses: a 72-byte sendmsg() on an
  * AF_UNIX stream socket costs about four times a pipe write here (an skb

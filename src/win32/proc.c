@@ -73,7 +73,7 @@ static int mproc__w32_dup_inheritable(HANDLE h, HANDLE *out) {
 }
 
 static void mproc__w32_close(HANDLE *h) {
-  if (*h != NULL && *h != INVALID_HANDLE_VALUE)
+  if (mproc__w32_valid(*h))
     CloseHandle(*h);
   *h = NULL;
 }
@@ -218,7 +218,7 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   for (i = 0; i < nhandles; i++) {
     /* INVALID_HANDLE_VALUE doubles as GetCurrentProcess(): duplicating it
      * would hand the child a handle to this process, not an error. */
-    if (handles[i] == NULL || handles[i] == INVALID_HANDLE_VALUE)
+    if (!mproc__w32_valid(handles[i]))
       return mproc__os_fail(MPROC_ESPAWN, ERROR_INVALID_HANDLE);
   }
   if (nhandles > 0) {
@@ -245,7 +245,7 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   for (i = 0; i < MPROC__W32_NSTD; i++) {
     HANDLE s = GetStdHandle(std_ids[i]);
     std_values[i] = s;
-    if (s == NULL || s == INVALID_HANDLE_VALUE)
+    if (!mproc__w32_valid(s))
       continue;
     if (mproc__w32_dup_inheritable(s, &std_dups[i]) < 0) {
       /* A stale value (the stream was closed behind the C runtime's back)

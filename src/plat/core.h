@@ -68,7 +68,8 @@ uint64_t mproc__self_stamp(void);
  * time (the stamped one died and its pid was reused); a start time that
  * cannot be read counts as a match.  1 otherwise. */
 int mproc__stamp_alive(uint64_t stamp);
-/* The same from a pid alone (a reused pid looks alive). */
+/* The same from a pid alone (a reused pid looks alive).  Portable, built on
+ * mproc__stamp_alive (src/seg.c, where segment cleanup uses it). */
 int mproc__pid_alive(int64_t pid);
 /* The calling thread's id, to tell RLock owners apart within a process. */
 uint64_t mproc__thread_id(void);

@@ -208,12 +208,6 @@ int mproc__stamp_alive(uint64_t stamp) {
   return start == 0 || now_start == 0 || mproc__fold_start(now_start) == start;
 }
 
-int mproc__pid_alive(int64_t pid) {
-  return pid > 0 && pid <= (int64_t)0xffffffff
-             ? mproc__stamp_alive((uint64_t)pid << 32)
-             : 0;
-}
-
 uint64_t mproc__thread_id(void) {
   /* Cached per thread, and tagged with the pid it was read in: a fork
    * child's only thread inherits the copy of the forking thread's, whose

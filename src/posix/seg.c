@@ -12,26 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ipc.h"
+#include "internal.h"
 
-/* Every segment starts with this header; the user's bytes follow at
- * MPROC__SEG_HDR.  It lets attach check that a name belongs to mproc and
- * learn the size, and lets cleanup tell a block whose creator crashed from
- * one that was kept on purpose. */
-#define MPROC__SEG_HDR 64
-#define MPROC__SEG_MAGIC "MPROCSHM"
-#define MPROC__SEG_KEPT 1u
+/* Every segment starts with the header src/seg.c writes and reads; the
+ * user's bytes follow at MPROC__SEG_HDR. */
 /* /dev/shm/mproc.<name>: a fixed prefix keeps mproc's names apart from
  * other programs' and lets cleanup find them. */
 #define MPROC__SEG_PREFIX "/mproc."
-
-typedef struct mproc__seg_hdr {
-  char magic[8];
-  uint32_t version;
-  volatile uint32_t flags;
-  int64_t creator_pid;
-  uint64_t size;
-} mproc__seg_hdr;
 
 /* ---- who may have put something under a name --------------------------------
  * Names are predictable, so any local user may create mproc.<name> before
@@ -97,11 +84,6 @@ static int mproc__seg_map(mproc__seg *s, int fd, size_t total) {
   return MPROC_OK;
 }
 
-static void mproc__seg_init(mproc__seg *s) {
-  memset(s, 0, sizeof(*s));
-  s->handle = -1;
-}
-
 /* A name this process just created: the umask may have taken bits off
  * 0600 (it never adds any), which would keep this user's own attach out,
  * so the mode is set again; then the same check as attach's, so a file
@@ -136,9 +118,8 @@ static int mproc__seg_anon_fd(const void *salt) {
 
 int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
-  mproc__seg_hdr *h;
   int fd = -1, rc;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (size == 0 || size > (size_t)INT64_MAX - MPROC__SEG_HDR)
     return MPROC_EINVAL;
   if (name && !mproc__seg_name_ok(name))
@@ -170,18 +151,14 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   if ((rc = mproc__seg_map(s, fd, size + MPROC__SEG_HDR)) < 0)
     goto fail;
   s->size = size;
-  h = (mproc__seg_hdr *)s->map_base;
-  memcpy(h->magic, MPROC__SEG_MAGIC, 8);
-  h->version = 1;
-  h->creator_pid = mproc__plat_getpid();
-  h->size = size;
+  mproc__seg_hdr_init(s->map_base, size);
   return MPROC_OK;
 fail:
   if (name)
     (void)shm_unlink(path);
   (void)close(fd);
   free(s->name);
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   return rc;
 }
 
@@ -193,7 +170,7 @@ fail:
  * trusted (a memfd is mode 0777).  MPROC_EINVAL: not a complete block. */
 static int mproc__seg_check(mproc__seg *s, int fd, int named) {
   struct stat st;
-  const mproc__seg_hdr *h;
+  uint64_t size;
   int rc;
   if (fstat(fd, &st) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
@@ -203,20 +180,19 @@ static int mproc__seg_check(mproc__seg *s, int fd, int named) {
     return MPROC_EINVAL;
   if ((rc = mproc__seg_map(s, fd, (size_t)st.st_size)) < 0)
     return rc;
-  h = (const mproc__seg_hdr *)s->map_base;
-  if (memcmp(h->magic, MPROC__SEG_MAGIC, 8) != 0 ||
-      h->size != (uint64_t)st.st_size - MPROC__SEG_HDR) {
+  if (mproc__seg_hdr_size(s->map_base, &size) < 0 ||
+      size != (uint64_t)st.st_size - MPROC__SEG_HDR) {
     (void)munmap(s->map_base, s->map_size);
     return MPROC_EINVAL;
   }
-  s->size = (size_t)h->size;
+  s->size = (size_t)size;
   return MPROC_OK;
 }
 
 int mproc__seg_attach(mproc__seg *s, const char *name) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
   int fd, rc;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (!mproc__seg_name_ok(name))
     return MPROC_EINVAL;
   snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
@@ -232,14 +208,14 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   if ((rc = mproc__seg_check(s, fd, 1)) < 0) {
     (void)close(fd);
     free(s->name);
-    mproc__seg_init(s);
+    mproc__seg_reset(s);
   }
   return rc;
 }
 
 int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   int rc;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (h < 0)
     return MPROC_EINVAL;
   rc = mproc__seg_check(s, h, 0);
@@ -249,7 +225,7 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   }
   if (rc < 0) {
     (void)close(h);
-    mproc__seg_init(s);
+    mproc__seg_reset(s);
   }
   return rc;
 }
@@ -290,17 +266,6 @@ int mproc__seg_unlink(mproc__seg *s) {
   return MPROC_OK;
 }
 
-int mproc__seg_keep(mproc__seg *s) {
-  mproc__seg_hdr *h;
-  if (!s->name || !s->map_base)
-    return MPROC_ESTATE;
-  h = (mproc__seg_hdr *)s->map_base;
-  (void)mproc__add32(&h->flags, 0); /* a full barrier before the flag */
-  h->flags |= MPROC__SEG_KEPT;
-  s->owner = 0;
-  return MPROC_OK;
-}
-
 void mproc__seg_close(mproc__seg *s) {
   if (s->owner && s->name)
     (void)mproc__seg_unlink(s);
@@ -309,7 +274,7 @@ void mproc__seg_close(mproc__seg *s) {
   if (s->handle >= 0)
     (void)close(s->handle);
   free(s->name);
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
 }
 
 int mproc__seg_cleanup(void) {
@@ -320,7 +285,10 @@ int mproc__seg_cleanup(void) {
     return errno == ENOENT ? 0 : mproc__os_fail(MPROC_ESYS, errno);
   while ((e = readdir(d)) != NULL) {
     char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
-    mproc__seg_hdr h;
+    union {
+      unsigned char b[MPROC__SEG_HDR];
+      uint64_t align;
+    } h;
     struct stat st;
     const char *name;
     int fd, stale = 0;
@@ -342,10 +310,8 @@ int mproc__seg_cleanup(void) {
      * Nobody else can swap the checked file for another before the unlink
      * below: in the sticky /dev/shm only its owner (or root) can. */
     if (fstat(fd, &st) == 0 && mproc__seg_private(&st) == MPROC_OK) {
-      if (pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
-          memcmp(h.magic, MPROC__SEG_MAGIC, 8) == 0)
-        stale = !(h.flags & MPROC__SEG_KEPT) && !mproc__pid_alive(h.creator_pid);
-      else
+      if (pread(fd, h.b, sizeof h.b, 0) != (ssize_t)sizeof h.b ||
+          (stale = mproc__seg_hdr_abandoned(h.b)) < 0)
         stale = st.st_mtime < time(NULL) - 60;
     }
     (void)close(fd);

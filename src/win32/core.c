@@ -196,7 +196,6 @@ int mproc__w32_map_error(DWORD err) {
   }
 }
 
-
 /* ---- owners ------------------------------------------------------------------ */
 
 /* A creation time (FILETIME, 100 ns units) folded to the 32 bits a stamp
@@ -252,12 +251,6 @@ int mproc__stamp_alive(uint64_t stamp) {
   if (r == WAIT_OBJECT_0)
     return 0;
   return start == 0 || now_start == 0 || now_start == start;
-}
-
-int mproc__pid_alive(int64_t pid) {
-  return pid > 0 && pid <= (int64_t)0xffffffff
-             ? mproc__stamp_alive((uint64_t)pid << 32)
-             : 0;
 }
 
 /* Thread ids are unique system-wide among running threads, which is all an

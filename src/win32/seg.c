@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ipc.h"
+#include "internal.h"
 #include "mproc/ipc.h"
 #include "w32.h"
 
@@ -167,29 +167,13 @@ static int mproc__w32_private(HANDLE h) {
 }
 
 /* ---- shared segments ---------------------------------------------------------
- * Every segment starts with the same 64-byte header as on POSIX: attach has
- * no other way to learn the exact size (VirtualQuery reports whole pages),
- * and it tells a complete mproc segment from one whose creator has not
- * written it yet. */
-#define MPROC__SEG_HDR 64
-#define MPROC__SEG_MAGIC "MPROCSHM"
-#define MPROC__SEG_KEPT 1u
+ * Every segment starts with the same header as on POSIX (src/seg.c): attach
+ * has no other way to learn the exact size (VirtualQuery reports whole
+ * pages), and it tells a complete mproc segment from one whose creator has
+ * not written it yet. */
 /* mproc's names live apart from other programs' in the session namespace.
  * Kernel object names are case-sensitive, like POSIX shm names. */
 #define MPROC__SEG_PREFIX L"Local\\mproc-"
-
-typedef struct mproc__seg_hdr {
-  char magic[8];
-  uint32_t version;
-  volatile uint32_t flags;
-  int64_t creator_pid;
-  uint64_t size;
-} mproc__seg_hdr;
-
-static void mproc__seg_init(mproc__seg *s) {
-  memset(s, 0, sizeof(*s));
-  s->handle = MPROC_INVALID_HANDLE;
-}
 
 /* "Local\mproc-<name>".  The portable check (mproc__seg_name_ok) already
  * keeps '\\' out, which would otherwise reach other namespaces. */
@@ -211,7 +195,6 @@ static int mproc__seg_wname(const char *name,
  * a section that is not (yet) a complete mproc segment. */
 static int mproc__seg_map(mproc__seg *s, HANDLE h) {
   MEMORY_BASIC_INFORMATION mbi;
-  mproc__seg_hdr *hdr;
   void *base;
   uint64_t size;
   base = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
@@ -224,13 +207,8 @@ static int mproc__seg_map(mproc__seg *s, HANDLE h) {
     UnmapViewOfFile(base);
     return mproc__os_fail(MPROC_ESYS, (int)err);
   }
-  hdr = (mproc__seg_hdr *)base;
-  if (mbi.RegionSize <= MPROC__SEG_HDR ||
-      memcmp(hdr->magic, MPROC__SEG_MAGIC, 8) != 0)
+  if (mbi.RegionSize <= MPROC__SEG_HDR || mproc__seg_hdr_size(base, &size) < 0)
     goto bad;
-  /* The creator writes the magic last, behind a barrier. */
-  (void)mproc__add32(&hdr->flags, 0);
-  size = hdr->size;
   if (size == 0 || size > (uint64_t)(mbi.RegionSize - MPROC__SEG_HDR))
     goto bad;
   s->map_base = base;
@@ -248,14 +226,13 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   wchar_t wname[sizeof(MPROC__SEG_PREFIX) / sizeof(wchar_t) +
                 MPROC_SHM_NAME_MAX];
   SECURITY_ATTRIBUTES sa;
-  mproc__seg_hdr *hdr;
   uint64_t total;
   HANDLE h;
   void *base;
   int rc;
   if (!s)
     return MPROC_EINVAL;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (size == 0 || size > (size_t)-1 - MPROC__SEG_HDR)
     return MPROC_EINVAL;
   if (name && (rc = mproc__seg_wname(name, wname)) < 0)
@@ -301,13 +278,7 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
     strcpy(s->name, name);
     s->owner = 1;
   }
-  hdr = (mproc__seg_hdr *)base;
-  hdr->version = 1;
-  hdr->creator_pid = mproc__plat_getpid();
-  hdr->size = size;
-  /* A concurrent attach that sees the magic must see the fields above. */
-  (void)mproc__add32(&hdr->flags, 0);
-  memcpy(hdr->magic, MPROC__SEG_MAGIC, 8);
+  mproc__seg_hdr_init(base, size);
   s->map_base = base;
   s->map_size = (size_t)total;
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
@@ -323,7 +294,7 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   int rc;
   if (!s)
     return MPROC_EINVAL;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if ((rc = mproc__seg_wname(name, wname)) < 0)
     return rc;
   /* bInheritHandle FALSE: passing to a child is always explicit.
@@ -353,7 +324,7 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   if ((rc = mproc__seg_map(s, h)) < 0) {
     CloseHandle(h);
     free(s->name);
-    mproc__seg_init(s);
+    mproc__seg_reset(s);
   }
   return rc;
 }
@@ -365,7 +336,7 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
       CloseHandle((HANDLE)h);
     return MPROC_EINVAL;
   }
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (!mproc__w32_valid((HANDLE)h))
     return MPROC_EINVAL;
   if (size != 0)
@@ -376,7 +347,7 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   }
   if (rc < 0) {
     CloseHandle((HANDLE)h);
-    mproc__seg_init(s);
+    mproc__seg_reset(s);
   }
   return rc;
 }
@@ -395,20 +366,6 @@ int mproc__seg_unlink(mproc__seg *s) {
   return MPROC_OK;
 }
 
-/* The mark is kept for a segment header that looks the same everywhere;
- * nothing on Windows reads it, since a block cannot outlive its last handle
- * whatever is marked. */
-int mproc__seg_keep(mproc__seg *s) {
-  mproc__seg_hdr *hdr;
-  if (!s || !s->name || !s->map_base)
-    return MPROC_ESTATE;
-  hdr = (mproc__seg_hdr *)s->map_base;
-  (void)mproc__add32(&hdr->flags, 0); /* a full barrier before the flag */
-  hdr->flags |= MPROC__SEG_KEPT;
-  s->owner = 0;
-  return MPROC_OK;
-}
-
 void mproc__seg_close(mproc__seg *s) {
   if (!s)
     return;
@@ -417,7 +374,7 @@ void mproc__seg_close(mproc__seg *s) {
   if (mproc__w32_valid((HANDLE)s->handle))
     CloseHandle((HANDLE)s->handle);
   free(s->name);
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
 }
 
 /* Nothing can be left behind: the system closes a dead process's handles,

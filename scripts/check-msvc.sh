@@ -29,7 +29,9 @@ sdk=/usr/include/wine/wine/windows
 targets=("x86_64-pc-windows-msvc" "aarch64-pc-windows-msvc" "i686-pc-windows-msvc")
 common=(-fms-compatibility -fms-extensions -fsyntax-only -nostdinc
   -isystem "$resource_dir/include" -isystem "$crt" -isystem "$sdk"
-  -Iinclude -Isrc -Isrc/win32 -std=c11 -DMPROC_BUILDING -D_WIN32_WINNT=0x0A00
+  -Iinclude -Isrc -Isrc/win32 -std=c11 -DMPROC_BUILDING
+  # The feature macros CMakeLists.txt sets for Windows (MPROC_FEATURE_DEFINITIONS).
+  -DWIN32_LEAN_AND_MEAN -D_WIN32_WINNT=0x0602
   # Wine 8's SDK headers lack this one (Windows SDK: namedpipeapi / winbase.h).
   -DPIPE_REJECT_REMOTE_CLIENTS=0x8
   -Wall -Wextra -pedantic-errors -Werror -Werror=gnu -Werror=vla

@@ -149,13 +149,8 @@ int mproc_args_add_handle(mproc_args *args, const char *key, mproc_handle_t h) {
   int rc;
   if (!args || h == MPROC_INVALID_HANDLE)
     return MPROC_EINVAL;
-#ifndef _WIN32
-  if (h < 0)
+  if (!mproc__plat_handle_plausible(h))
     return MPROC_EINVAL;
-#else
-  if (h == NULL)
-    return MPROC_EINVAL;
-#endif
   if ((rc = mproc__arg_slot(args, key, &it)) < 0)
     return rc;
   it->type = MPROC_ARG_HANDLE;

@@ -35,7 +35,6 @@
 #include "atomics.h"
 #include "ipc.h"
 #include "pool.h"
-#include "thread.h"
 
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */

@@ -1,7 +1,7 @@
 /* Shared memory blocks (Python's shared_memory.SharedMemory) and shared
  * C arrays (Python's Value / Array / RawValue / RawArray), built on the
- * segments of ipc.h, which already keep the exact size, the creator's pid
- * and the "kept" mark in a header of their own.
+ * segments of plat/seg.h, which already keep the exact size, the creator's
+ * pid and the "kept" mark in a header of their own (src/seg.c).
  *
  * Who removes a name: Python leaves it to the user (and its resource
  * tracker); mproc's rule is that the process that created a named block

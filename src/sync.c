@@ -8,7 +8,8 @@
  * Each object is one small shared segment holding its state words and the
  * futex words it blocks on; the process-local struct holds the mapping and
  * the mproc__fx of each futex.  Nothing here is platform specific: the
- * segment, futex and liveness primitives come from src/ipc.h.
+ * segment, futex and liveness primitives come from the platform contract
+ * (plat/seg.h, plat/futex.h, plat/core.h).
  *
  * Every blocking wait sleeps in bounded slices and looks at the shared
  * state again after each one, so a wake-up that never comes (its sender

@@ -9,7 +9,7 @@
  * same atomic operation that takes it: a holder killed at any instant
  * leaves its pid behind, and a waiter that finds that pid dead takes the
  * lock over and is told so (MPROC_EOWNERDEAD).  Right after the CAS the
- * holder also stores its stamp (pid and start time, src/ipc.h), so a dead
+ * holder also stores its stamp (pid and start time, plat/core.h), so a dead
  * holder whose pid the OS gave to a new process is still seen as dead.
  * Uncontended, acquire is one CAS and a plain store, release two plain
  * stores (see the release in sync.c for why no read-modify-write).

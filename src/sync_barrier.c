@@ -19,7 +19,7 @@
  * DRAINING or RESETTING wait for the next cycle.
  *
  * Parties that die.  Each party inside wait() holds a slot with its stamp
- * (src/ipc.h).  A party killed while the barrier waits for it would
+ * (plat/core.h).  A party killed while the barrier waits for it would
  * otherwise count as arrived for ever: the barrier would open without it,
  * and with the count never dropping to zero a reset could not finish.  So
  * the last arrival checks every other process's slot before opening, the

@@ -81,7 +81,7 @@ static mproc_condition *mproc__cond_alloc(void) {
   return c;
 }
 
-static void mproc__cond_destroy(mproc_condition *c) {
+static void mproc__condition_release(mproc_condition *c) {
   if (c->lock && c->free_lock)
     mproc__lock_destroy(c->lock);
   if (c->seqfx.word)
@@ -121,7 +121,7 @@ int mproc_condition_create(mproc_condition **out, mproc_lock *lock) {
   *out = c;
   return MPROC_OK;
 fail:
-  mproc__cond_destroy(c);
+  mproc__condition_release(c);
   return rc;
 }
 
@@ -340,7 +340,7 @@ int mproc_condition_notify_all(mproc_condition *cond) {
 
 mproc_condition *mproc_condition_free(mproc_condition *cond) {
   if (mproc__cond_ok(cond) && !cond->imported)
-    mproc__cond_destroy(cond);
+    mproc__condition_release(cond);
   return NULL;
 }
 
@@ -397,7 +397,7 @@ static int mproc__cond_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
                          ok, &seg, sems);
   if (rc < 0) {
     if (c)
-      mproc__cond_destroy(c);
+      mproc__condition_release(c);
     return c ? rc : MPROC_ENOMEM;
   }
   c->seg = seg;
@@ -442,7 +442,7 @@ static int mproc__cond_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
   if (rc < 0) {
     if (!c->lock)
       c->free_lock = 0;
-    mproc__cond_destroy(c);
+    mproc__condition_release(c);
     return rc;
   }
   *out = c;
@@ -451,7 +451,7 @@ static int mproc__cond_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
 
 static void mproc__cond_objfree(void *obj) {
   if (mproc__cond_ok((mproc_condition *)obj))
-    mproc__cond_destroy((mproc_condition *)obj);
+    mproc__condition_release((mproc_condition *)obj);
 }
 
 const mproc__objtype mproc__condition_type = {

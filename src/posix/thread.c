@@ -1,13 +1,10 @@
-/* Threads and condition variables for the pool (src/thread.h) on pthreads. */
-#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE)
-#define _POSIX_C_SOURCE 200809L
-#endif
+/* Threads and condition variables for the pool (plat/thread.h) on pthreads. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "thread.h"
+#include "internal.h"
 
 struct mproc__thread {
   pthread_t tid;

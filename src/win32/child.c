@@ -1,10 +1,6 @@
 /* Windows backend, the child's side of spawn: read the bootstrap from the
  * inherited pipe, check the handles the parent gave, watch for interrupt()
  * and for the parent's end. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <signal.h>

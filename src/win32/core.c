@@ -1,15 +1,14 @@
 /* Windows backend: the small process-wide services (lock, clock, pid, CPU
- * count, the own executable) and the timeout helpers the other files share. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
+ * count, the own executable, handles), the identity and liveness of the
+ * processes lock words name as owners, and the helpers the other files share
+ * (w32.h). */
 #include <windows.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomics.h"
 #include "internal.h"
 #include "w32.h"
 
@@ -166,6 +165,8 @@ void mproc__plat_exit_now(int code) {
   _exit(code);
 }
 
+int mproc__plat_handle_plausible(mproc_handle_t h) { return h != NULL; }
+
 mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
   HANDLE dup = NULL;
   if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)h, GetCurrentProcess(),
@@ -178,3 +179,80 @@ void mproc__plat_close_handle(mproc_handle_t h) {
   if (h != MPROC_INVALID_HANDLE && h != NULL)
     (void)CloseHandle((HANDLE)h);
 }
+
+int mproc__w32_valid(HANDLE h) {
+  return h != NULL && h != INVALID_HANDLE_VALUE;
+}
+
+int mproc__w32_map_error(DWORD err) {
+  switch (err) {
+  case ERROR_NOT_ENOUGH_MEMORY:
+  case ERROR_OUTOFMEMORY:
+  case ERROR_COMMITMENT_LIMIT:
+  case ERROR_DISK_FULL: /* the pagefile could not grow */
+    return MPROC_ENOMEM;
+  default:
+    return mproc__os_fail(MPROC_ESYS, (int)err);
+  }
+}
+
+/* ---- owners ------------------------------------------------------------------ */
+
+/* A creation time (FILETIME, 100 ns units) folded to the 32 bits a stamp
+ * keeps; 0 is "unknown". */
+static uint32_t mproc__fold_start(const FILETIME *ft) {
+  uint64_t t = (uint64_t)ft->dwHighDateTime << 32 | ft->dwLowDateTime;
+  uint32_t f = (uint32_t)(t ^ (t >> 32));
+  return t == 0 ? 0u : f ? f : 1u;
+}
+
+static uint32_t mproc__process_start(HANDLE h) {
+  FILETIME created, exited, kernel, user;
+  if (!GetProcessTimes(h, &created, &exited, &kernel, &user))
+    return 0;
+  return mproc__fold_start(&created);
+}
+
+uint64_t mproc__self_stamp(void) {
+  /* No fork on Windows: one value for the life of the process.  A race
+   * between two first callers stores the same value twice. */
+  static volatile uint64_t cache;
+  uint64_t s = mproc__load64(&cache);
+  if (s == 0) {
+    s = (uint64_t)GetCurrentProcessId() << 32 |
+        mproc__process_start(GetCurrentProcess());
+    mproc__store64(&cache, s);
+  }
+  return s;
+}
+
+int mproc__stamp_alive(uint64_t stamp) {
+  DWORD pid = (DWORD)(stamp >> 32), r;
+  uint32_t start = (uint32_t)stamp, now_start;
+  HANDLE h;
+  if (pid == 0)
+    return 0;
+  if (pid == GetCurrentProcessId())
+    return start == 0 || start == (uint32_t)mproc__self_stamp();
+  /* A process object, and with it its pid, exists while any handle to it
+   * is open, so a pid that opens names the same process or a newer one
+   * (Windows reuses pids): the creation time tells them apart.  Exited but
+   * still referenced: the object is signaled. */
+  h = OpenProcess(SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION, FALSE,
+                  pid);
+  if (!h)
+    /* ERROR_INVALID_PARAMETER: no such process.  Anything else (access
+     * denied: another user's or a protected process) means it exists; a
+     * wrong "dead" would hand a live holder's lock to someone else. */
+    return GetLastError() == ERROR_INVALID_PARAMETER ? 0 : 1;
+  r = WaitForSingleObject(h, 0);
+  now_start = r == WAIT_OBJECT_0 ? 0 : mproc__process_start(h);
+  CloseHandle(h);
+  if (r == WAIT_OBJECT_0)
+    return 0;
+  return start == 0 || now_start == 0 || now_start == start;
+}
+
+/* Thread ids are unique system-wide among running threads, which is all an
+ * RLock owner (recorded with its pid) needs. */
+uint64_t mproc__thread_id(void) { return (uint64_t)GetCurrentThreadId(); }

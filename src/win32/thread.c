@@ -1,15 +1,11 @@
-/* Threads and condition variables for the pool (src/thread.h) on Windows:
+/* Threads and condition variables for the pool (plat/thread.h) on Windows:
  * mproc__mutex_t is an SRW lock, so SleepConditionVariableSRW pairs with
  * it directly. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>
 
-#include "thread.h"
+#include "internal.h"
 
 struct mproc__thread {
   HANDLE h;

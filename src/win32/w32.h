@@ -43,4 +43,11 @@ void mproc__w32_strerror(DWORD err, char *buf, size_t cap);
  * on which C runtime's printf the toolchain links. */
 void mproc__w32_hex(uint64_t v, char *out);
 
+/* Is `h` a handle at all (neither NULL nor INVALID_HANDLE_VALUE)? */
+int mproc__w32_valid(HANDLE h);
+
+/* MPROC_ENOMEM for the errors that mean the system (or the pagefile) is out
+ * of memory, else MPROC_ESYS with `err` recorded (mproc__os_fail). */
+int mproc__w32_map_error(DWORD err);
+
 #endif

@@ -1,13 +1,14 @@
 /*
- * A tiny thread and condition-variable layer for the pool's handler thread
- * (C11 <threads.h> is not in MSVC).  POSIX: pthreads (src/posix/thread.c);
- * Windows: CreateThread and CONDITION_VARIABLE over the SRW lock that
- * mproc__mutex_t already is (src/win32/thread.c).
+ * Platform contract, threads: a tiny thread and condition-variable layer for
+ * the pool's handler thread (C11 <threads.h> is not in MSVC).  POSIX:
+ * pthreads (src/posix/thread.c); Windows: CreateThread and
+ * CONDITION_VARIABLE over the SRW lock that mproc__mutex_t already is
+ * (src/win32/thread.c).
  */
-#ifndef MPROC_THREAD_INTERNAL_H
-#define MPROC_THREAD_INTERNAL_H
+#ifndef MPROC_PLAT_THREAD_H
+#define MPROC_PLAT_THREAD_H
 
-#include "internal.h"
+#include "plat/core.h"
 
 typedef struct mproc__thread mproc__thread;
 

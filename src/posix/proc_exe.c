@@ -12,13 +12,6 @@
  * executable: under valgrind children then run natively, as with valgrind's
  * default --trace-children=no), or else the same loader with the same
  * loader options and the program's path, as it was started. */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* dl_iterate_phdr */
-#endif
-#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE
-#endif
-
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -32,7 +25,7 @@
 #include <link.h>
 #endif
 
-#include "exe.h"
+#include "proc_exe.h"
 #include "internal.h"
 
 static pthread_once_t g_plan_once = PTHREAD_ONCE_INIT;

@@ -1,9 +1,5 @@
 /* Windows backend: waiting on any number of handles at once
  * (multiprocessing.connection.wait). */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>
@@ -201,7 +197,7 @@ int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
     ready[i] = 0;
     /* INVALID_HANDLE_VALUE is also the pseudo handle of the current process,
      * which a wait would accept and never see signaled. */
-    if (h[i] == NULL || h[i] == INVALID_HANDLE_VALUE)
+    if (!mproc__w32_valid(h[i]))
       return MPROC_EINVAL;
   }
 

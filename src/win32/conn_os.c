@@ -1,5 +1,5 @@
 /*
- * Windows transport of the pipes (conn.h): one named pipe instance per
+ * Windows transport of the pipes (plat/conn_os.h): one named pipe instance per
  * pair, both ends opened for overlapped I/O, as CPython's
  * multiprocessing.connection.Pipe() does on Windows.
  *
@@ -30,10 +30,6 @@
  * ERROR_PIPE_NOT_CONNECTED) on reads and writes: MPROC_EEOF.  Bytes it sent
  * before closing are still read first.
  */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>
@@ -422,12 +418,11 @@ int mproc__conn_os_export(const mproc__conn_os *os, unsigned dir,
 int mproc__conn_os_import(const mproc_handle_t *hs, size_t nh, unsigned dir,
                           mproc__conn_os **out) {
   size_t i;
-  int ok = dir >= 1 && dir <= 3 && hs && nh == 1 && hs[0] != NULL &&
-           hs[0] != INVALID_HANDLE_VALUE;
+  int ok = dir >= 1 && dir <= 3 && hs && nh == 1 && mproc__w32_valid(hs[0]);
   *out = ok ? mproc__conn_w32_new((HANDLE)hs[0]) : NULL;
   if (!*out) {
     for (i = 0; hs && i < nh; i++)
-      if (hs[i] != NULL && hs[i] != INVALID_HANDLE_VALUE)
+      if (mproc__w32_valid(hs[i]))
         CloseHandle((HANDLE)hs[i]);
     return ok ? MPROC_ENOMEM : MPROC_EINVAL;
   }

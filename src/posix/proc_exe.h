@@ -1,6 +1,6 @@
-/* POSIX backend: which file a spawned child runs (see exe.c). */
-#ifndef MPROC_POSIX_EXE_H
-#define MPROC_POSIX_EXE_H
+/* POSIX backend: which file a spawned child runs (see proc_exe.c). */
+#ifndef MPROC_POSIX_PROC_EXE_H
+#define MPROC_POSIX_PROC_EXE_H
 
 typedef struct mproc__exe_plan {
   const char *path;    /* the file to exec; NULL when there is no way */

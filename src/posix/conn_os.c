@@ -1,5 +1,5 @@
 /*
- * POSIX transport of the pipes (conn.h): two anonymous pipes per pair.
+ * POSIX transport of the pipes (plat/conn_os.h): two anonymous pipes per pair.
  *
  * Why pipes and not a socketpair, as Python uses: a 72-byte sendmsg() on an
  * AF_UNIX stream socket costs about four times a pipe write here (an skb
@@ -34,13 +34,6 @@
  * mproc__conn_spin, then poll()) and reads only once they are there, so a
  * receiver killed while it waits has taken nothing out of the pipe.
  */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* pipe2 */
-#endif
-#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE
-#endif
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>

@@ -1,10 +1,6 @@
 /* Windows backend, the parent's side: start the own executable again with
  * CreateProcessW, hand it exactly the handles it needs, deliver the
  * bootstrap, then wait for, signal and reap it through its process handle. */
-#define WIN32_LEAN_AND_MEAN
-#ifndef _WIN32_WINNT
-#define _WIN32_WINNT 0x0602
-#endif
 #include <windows.h>
 
 #include <stdlib.h>
@@ -22,7 +18,8 @@
  * one handle is never inheritable and never closed, so it lives exactly as
  * long as this process.  Without JOB_OBJECT_LIMIT_BREAKAWAY_OK the
  * grandchildren are caught too.  Windows 8 allows a process in a job (a CI
- * runner, a terminal) to be put in a nested one, hence _WIN32_WINNT 0x0602. */
+ * runner, a terminal) to be put in a nested one, hence _WIN32_WINNT 0x0602
+ * (set in CMakeLists.txt). */
 static INIT_ONCE mproc__w32_job_once = INIT_ONCE_STATIC_INIT;
 static HANDLE mproc__w32_job;
 static DWORD mproc__w32_job_error;
@@ -76,7 +73,7 @@ static int mproc__w32_dup_inheritable(HANDLE h, HANDLE *out) {
 }
 
 static void mproc__w32_close(HANDLE *h) {
-  if (*h != NULL && *h != INVALID_HANDLE_VALUE)
+  if (mproc__w32_valid(*h))
     CloseHandle(*h);
   *h = NULL;
 }
@@ -221,7 +218,7 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   for (i = 0; i < nhandles; i++) {
     /* INVALID_HANDLE_VALUE doubles as GetCurrentProcess(): duplicating it
      * would hand the child a handle to this process, not an error. */
-    if (handles[i] == NULL || handles[i] == INVALID_HANDLE_VALUE)
+    if (!mproc__w32_valid(handles[i]))
       return mproc__os_fail(MPROC_ESPAWN, ERROR_INVALID_HANDLE);
   }
   if (nhandles > 0) {
@@ -248,7 +245,7 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   for (i = 0; i < MPROC__W32_NSTD; i++) {
     HANDLE s = GetStdHandle(std_ids[i]);
     std_values[i] = s;
-    if (s == NULL || s == INVALID_HANDLE_VALUE)
+    if (!mproc__w32_valid(s))
       continue;
     if (mproc__w32_dup_inheritable(s, &std_dups[i]) < 0) {
       /* A stale value (the stream was closed behind the C runtime's back)

@@ -1,19 +1,9 @@
-/* POSIX side of the IPC foundation: shared segments (memfd or shm_open plus
- * mmap), the futex the portable objects block on, and liveness checks for
- * lock owners. */
-#if defined(__linux__) && !defined(_GNU_SOURCE)
-#define _GNU_SOURCE /* memfd_create, syscall, gettid */
-#endif
-#if !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE)
-#define _DEFAULT_SOURCE
-#endif
-
+/* POSIX backend: shared segments (plat/seg.h), memfd or shm_open plus
+ * mmap. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,31 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#endif
+#include "internal.h"
 
-#include "ipc.h"
-
-/* Every segment starts with this header; the user's bytes follow at
- * MPROC__SEG_HDR.  It lets attach check that a name belongs to mproc and
- * learn the size, and lets cleanup tell a block whose creator crashed from
- * one that was kept on purpose. */
-#define MPROC__SEG_HDR 64
-#define MPROC__SEG_MAGIC "MPROCSHM"
-#define MPROC__SEG_KEPT 1u
+/* Every segment starts with the header src/seg.c writes and reads; the
+ * user's bytes follow at MPROC__SEG_HDR. */
 /* /dev/shm/mproc.<name>: a fixed prefix keeps mproc's names apart from
  * other programs' and lets cleanup find them. */
 #define MPROC__SEG_PREFIX "/mproc."
-
-typedef struct mproc__seg_hdr {
-  char magic[8];
-  uint32_t version;
-  volatile uint32_t flags;
-  int64_t creator_pid;
-  uint64_t size;
-} mproc__seg_hdr;
 
 /* ---- who may have put something under a name --------------------------------
  * Names are predictable, so any local user may create mproc.<name> before
@@ -112,11 +84,6 @@ static int mproc__seg_map(mproc__seg *s, int fd, size_t total) {
   return MPROC_OK;
 }
 
-static void mproc__seg_init(mproc__seg *s) {
-  memset(s, 0, sizeof(*s));
-  s->handle = -1;
-}
-
 /* A name this process just created: the umask may have taken bits off
  * 0600 (it never adds any), which would keep this user's own attach out,
  * so the mode is set again; then the same check as attach's, so a file
@@ -151,9 +118,8 @@ static int mproc__seg_anon_fd(const void *salt) {
 
 int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
-  mproc__seg_hdr *h;
   int fd = -1, rc;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (size == 0 || size > (size_t)INT64_MAX - MPROC__SEG_HDR)
     return MPROC_EINVAL;
   if (name && !mproc__seg_name_ok(name))
@@ -185,18 +151,14 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   if ((rc = mproc__seg_map(s, fd, size + MPROC__SEG_HDR)) < 0)
     goto fail;
   s->size = size;
-  h = (mproc__seg_hdr *)s->map_base;
-  memcpy(h->magic, MPROC__SEG_MAGIC, 8);
-  h->version = 1;
-  h->creator_pid = mproc__plat_getpid();
-  h->size = size;
+  mproc__seg_hdr_init(s->map_base, size);
   return MPROC_OK;
 fail:
   if (name)
     (void)shm_unlink(path);
   (void)close(fd);
   free(s->name);
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   return rc;
 }
 
@@ -208,7 +170,7 @@ fail:
  * trusted (a memfd is mode 0777).  MPROC_EINVAL: not a complete block. */
 static int mproc__seg_check(mproc__seg *s, int fd, int named) {
   struct stat st;
-  const mproc__seg_hdr *h;
+  uint64_t size;
   int rc;
   if (fstat(fd, &st) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
@@ -218,20 +180,19 @@ static int mproc__seg_check(mproc__seg *s, int fd, int named) {
     return MPROC_EINVAL;
   if ((rc = mproc__seg_map(s, fd, (size_t)st.st_size)) < 0)
     return rc;
-  h = (const mproc__seg_hdr *)s->map_base;
-  if (memcmp(h->magic, MPROC__SEG_MAGIC, 8) != 0 ||
-      h->size != (uint64_t)st.st_size - MPROC__SEG_HDR) {
+  if (mproc__seg_hdr_size(s->map_base, &size) < 0 ||
+      size != (uint64_t)st.st_size - MPROC__SEG_HDR) {
     (void)munmap(s->map_base, s->map_size);
     return MPROC_EINVAL;
   }
-  s->size = (size_t)h->size;
+  s->size = (size_t)size;
   return MPROC_OK;
 }
 
 int mproc__seg_attach(mproc__seg *s, const char *name) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
   int fd, rc;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (!mproc__seg_name_ok(name))
     return MPROC_EINVAL;
   snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
@@ -247,14 +208,14 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   if ((rc = mproc__seg_check(s, fd, 1)) < 0) {
     (void)close(fd);
     free(s->name);
-    mproc__seg_init(s);
+    mproc__seg_reset(s);
   }
   return rc;
 }
 
 int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   int rc;
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
   if (h < 0)
     return MPROC_EINVAL;
   rc = mproc__seg_check(s, h, 0);
@@ -264,7 +225,7 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
   }
   if (rc < 0) {
     (void)close(h);
-    mproc__seg_init(s);
+    mproc__seg_reset(s);
   }
   return rc;
 }
@@ -305,17 +266,6 @@ int mproc__seg_unlink(mproc__seg *s) {
   return MPROC_OK;
 }
 
-int mproc__seg_keep(mproc__seg *s) {
-  mproc__seg_hdr *h;
-  if (!s->name || !s->map_base)
-    return MPROC_ESTATE;
-  h = (mproc__seg_hdr *)s->map_base;
-  (void)mproc__add32(&h->flags, 0); /* a full barrier before the flag */
-  h->flags |= MPROC__SEG_KEPT;
-  s->owner = 0;
-  return MPROC_OK;
-}
-
 void mproc__seg_close(mproc__seg *s) {
   if (s->owner && s->name)
     (void)mproc__seg_unlink(s);
@@ -324,7 +274,7 @@ void mproc__seg_close(mproc__seg *s) {
   if (s->handle >= 0)
     (void)close(s->handle);
   free(s->name);
-  mproc__seg_init(s);
+  mproc__seg_reset(s);
 }
 
 int mproc__seg_cleanup(void) {
@@ -335,7 +285,10 @@ int mproc__seg_cleanup(void) {
     return errno == ENOENT ? 0 : mproc__os_fail(MPROC_ESYS, errno);
   while ((e = readdir(d)) != NULL) {
     char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
-    mproc__seg_hdr h;
+    union {
+      unsigned char b[MPROC__SEG_HDR];
+      uint64_t align;
+    } h;
     struct stat st;
     const char *name;
     int fd, stale = 0;
@@ -357,10 +310,8 @@ int mproc__seg_cleanup(void) {
      * Nobody else can swap the checked file for another before the unlink
      * below: in the sticky /dev/shm only its owner (or root) can. */
     if (fstat(fd, &st) == 0 && mproc__seg_private(&st) == MPROC_OK) {
-      if (pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
-          memcmp(h.magic, MPROC__SEG_MAGIC, 8) == 0)
-        stale = !(h.flags & MPROC__SEG_KEPT) && !mproc__pid_alive(h.creator_pid);
-      else
+      if (pread(fd, h.b, sizeof h.b, 0) != (ssize_t)sizeof h.b ||
+          (stale = mproc__seg_hdr_abandoned(h.b)) < 0)
         stale = st.st_mtime < time(NULL) - 60;
     }
     (void)close(fd);
@@ -369,191 +320,4 @@ int mproc__seg_cleanup(void) {
   }
   closedir(d);
   return removed;
-}
-
-/* ---- futex --------------------------------------------------------------- */
-
-int mproc__fx_create(mproc__fx *fx, volatile uint32_t *word,
-                     volatile uint32_t *waiters) {
-  fx->word = word;
-  fx->waiters = waiters;
-  fx->sem = MPROC_INVALID_HANDLE; /* the kernel keys futexes by address */
-  return MPROC_OK;
-}
-
-int mproc__fx_import(mproc__fx *fx, volatile uint32_t *word,
-                     volatile uint32_t *waiters, mproc_handle_t sem) {
-  if (sem != MPROC_INVALID_HANDLE)
-    (void)close(sem);
-  return mproc__fx_create(fx, word, waiters);
-}
-
-void mproc__fx_close(mproc__fx *fx) { fx->word = fx->waiters = NULL; }
-
-int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
-  int rc = MPROC_OK;
-  (void)mproc__add32(fx->waiters, 1);
-#ifdef __linux__
-  {
-    struct timespec ts, *tsp = NULL;
-    long r;
-    if (deadline >= 0) {
-      double whole = (double)(time_t)deadline;
-      ts.tv_sec = (time_t)deadline;
-      ts.tv_nsec = (long)((deadline - whole) * 1e9);
-      if (ts.tv_nsec >= 1000000000L)
-        ts.tv_nsec = 999999999L;
-      tsp = &ts;
-    }
-    /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, the
-     * clock mproc__plat_now() reads, so retries after EINTR keep the
-     * original deadline.  Not FUTEX_PRIVATE_FLAG: the word is shared
-     * between processes, and the kernel must key it by the page. */
-    r = syscall(SYS_futex, fx->word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
-                FUTEX_BITSET_MATCH_ANY);
-    if (r != 0 && errno == ETIMEDOUT)
-      rc = MPROC_ETIMEDOUT;
-  }
-#else
-  {
-    /* No futex: look again after a short sleep. */
-    struct timespec ts = {0, 200 * 1000};
-    if (mproc__load32(fx->word) == expected) {
-      if (deadline >= 0 && mproc__plat_now() >= deadline)
-        rc = MPROC_ETIMEDOUT;
-      else
-        (void)nanosleep(&ts, NULL);
-    }
-  }
-#endif
-  (void)mproc__add32(fx->waiters, (uint32_t)-1);
-  return rc;
-}
-
-void mproc__fx_wake(mproc__fx *fx, uint32_t n) {
-  /* The waker changed the word before this load, and a waiter counts
-   * itself before it sleeps: if no waiter is counted here, any later one
-   * sees the new word and does not sleep (both orders are seq_cst). */
-  if (mproc__load32(fx->waiters) == 0)
-    return;
-#ifdef __linux__
-  (void)syscall(SYS_futex, fx->word, FUTEX_WAKE,
-                n > (uint32_t)INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
-#else
-  (void)n;
-#endif
-}
-
-uint32_t mproc__fx_waiting(const mproc__fx *fx) {
-  return mproc__load32(fx->waiters);
-}
-
-/* ---- owners -------------------------------------------------------------- */
-
-/* What /proc/<pid>/stat says about a process: its state letter and its
- * start time (field 22, clock ticks since boot).  0 if it cannot be read:
- * no /proc (a chroot), another pid namespace, or the process is gone. */
-static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
-#ifdef __linux__
-  char path[64], buf[512];
-  const char *p;
-  ssize_t n;
-  int fd, field;
-  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
-  fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
-  n = read(fd, buf, sizeof buf - 1);
-  (void)close(fd);
-  if (n <= 0)
-    return 0;
-  buf[n] = 0;
-  p = strrchr(buf, ')'); /* the command name may contain anything */
-  if (!p || p[1] != ' ' || !p[2])
-    return 0;
-  *state = p[2];
-  /* p + 2 is field 3; field 22 follows 19 more separators. */
-  for (p += 2, field = 3; field < 22 && *p; p++)
-    if (*p == ' ')
-      field++;
-  *start = field == 22 ? strtoull(p, NULL, 10) : 0;
-  return 1;
-#else
-  (void)pid;
-  (void)state;
-  (void)start;
-  return 0;
-#endif
-}
-
-/* A start time folded to the 32 bits a stamp keeps; 0 is "unknown". */
-static uint32_t mproc__fold_start(uint64_t t) {
-  uint32_t f = (uint32_t)(t ^ (t >> 32));
-  return t == 0 ? 0u : f ? f : 1u;
-}
-
-uint64_t mproc__self_stamp(void) {
-  /* Read once per process.  The cache carries the pid it was read in: a
-   * fork child (whose pid cache the atfork handler clears) reads its own. */
-  static uint64_t cache;
-  uint64_t pid = (uint64_t)mproc__plat_getpid(), s;
-  char state;
-  uint64_t start = 0;
-  s = __atomic_load_n(&cache, __ATOMIC_RELAXED);
-  if (s >> 32 == pid && s != 0)
-    return s;
-  if (!mproc__proc_stat((int64_t)pid, &state, &start))
-    start = 0;
-  s = pid << 32 | mproc__fold_start(start);
-  __atomic_store_n(&cache, s, __ATOMIC_RELAXED);
-  return s;
-}
-
-int mproc__stamp_alive(uint64_t stamp) {
-  int64_t pid = (int64_t)(stamp >> 32);
-  uint32_t start = (uint32_t)stamp;
-  uint64_t now_start = 0;
-  char state = 0;
-  if (pid <= 0)
-    return 0;
-  if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
-    return 0;
-  /* kill() said the process exists: anything short of reading a zombie
-   * state or another start time means alive.  /proc may be missing or
-   * belong to another pid namespace, where this pid names nobody or
-   * someone else; calling a live holder dead would let two processes into
-   * one lock. */
-  if (!mproc__proc_stat(pid, &state, &now_start))
-    return 1;
-  /* kill() succeeds on a zombie, which holds nothing any more: a killed
-   * lock holder stays a zombie until its parent reaps it. */
-  if (state == 'Z' || state == 'X')
-    return 0;
-  /* The pid names a process that started at another time: the stamped one
-   * died and the kernel gave its pid to a newcomer. */
-  return start == 0 || now_start == 0 || mproc__fold_start(now_start) == start;
-}
-
-int mproc__pid_alive(int64_t pid) {
-  return pid > 0 && pid <= (int64_t)0xffffffff
-             ? mproc__stamp_alive((uint64_t)pid << 32)
-             : 0;
-}
-
-uint64_t mproc__thread_id(void) {
-  /* Cached per thread, and tagged with the pid it was read in: a fork
-   * child's only thread inherits the copy of the forking thread's, whose
-   * id the kernel may later give to another thread of the child. */
-  static _Thread_local uint64_t tid;
-  static _Thread_local int64_t tid_pid;
-  int64_t pid = mproc__plat_getpid();
-  if (!tid || tid_pid != pid) {
-#ifdef __linux__
-    tid = (uint64_t)syscall(SYS_gettid);
-#else
-    tid = (uint64_t)(uintptr_t)pthread_self();
-#endif
-    tid_pid = pid;
-  }
-  return tid;
 }

@@ -1,0 +1,63 @@
+/*
+ * Platform contract, the parent's side of a child process: start it (fork
+ * or spawn), wait for it, reap it, signal it, wait on many sentinels.
+ * Implemented by src/posix/proc.c and src/win32/proc.c.
+ */
+#ifndef MPROC_PLAT_PROC_H
+#define MPROC_PLAT_PROC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plat/core.h"
+
+/* Start with fork (POSIX).  Called with the global lock held.  In the child,
+ * `child_main(p)` runs and never returns; in the parent, fills p->plat and
+ * p->pid and returns 0, or a negative code.  Windows returns MPROC_ENOTSUP. */
+int mproc__plat_fork(struct mproc_process *p,
+                     void (*child_main)(struct mproc_process *p));
+
+/* In a fork child, close the OS state of a process object the parent owns
+ * (a sibling), without waiting or signalling. */
+void mproc__plat_forget(struct mproc_process *p);
+
+/* Builds the bootstrap once the backend knows the values the passed handles
+ * will have in the child.  Returns 0 with a malloc'ed buffer, or a code. */
+typedef int (*mproc__bootstrap_builder)(struct mproc_process *p,
+                                        const uint64_t *child_handles,
+                                        uint64_t parent_handle,
+                                        uint64_t interrupt_handle,
+                                        unsigned char **buf, size_t *len);
+
+/* Start with spawn: run the own executable with the child flag, pass it
+ * exactly `handles` (plus what the backend needs), and deliver the bootstrap
+ * made by `build`.  Fills p->plat and p->pid.  On failure nothing is left
+ * running or open. */
+int mproc__plat_spawn(struct mproc_process *p, const mproc_handle_t *handles,
+                      size_t nhandles, mproc__bootstrap_builder build);
+
+/* Wait up to `timeout` seconds (negative: forever) until the child has ended;
+ * does not reap.  0 when ended, MPROC_ETIMEDOUT, or an error. */
+int mproc__plat_wait(struct mproc_process *p, double timeout);
+
+/* Reap without blocking.  1 with *exitcode (Python's rules: -N for signal N;
+ * Windows: -15/-9/-2 for terminate/kill/interrupt), 0 if still running, or a
+ * negative code.  Called with the global lock held, at most once with 1. */
+int mproc__plat_reap(struct mproc_process *p, int *exitcode);
+
+enum { MPROC__SIG_TERM = 1, MPROC__SIG_KILL = 2, MPROC__SIG_INT = 3 };
+/* Deliver a signal to a started, not yet reaped child. */
+int mproc__plat_signal(struct mproc_process *p, int which);
+
+/* The pollable / waitable sentinel. */
+mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p);
+
+/* Release p->plat (after reaping, or for a never-started process). */
+void mproc__plat_close(struct mproc_process *p);
+
+/* Wait on raw sentinels; sets ready[i] to 0/1, returns the ready count, 0 on
+ * timeout, or a negative code.  No limit on n. */
+int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
+                             int *ready);
+
+#endif

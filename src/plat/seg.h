@@ -1,0 +1,67 @@
+/*
+ * Platform contract, shared segments (mproc__seg): anonymous or named
+ * shared memory whose OS handle can be passed to a child.  The portable
+ * modules (sync.c, queue.c, shm.c, ...) build their objects in these.
+ * Implemented by src/posix/seg.c and src/win32/seg.c (the OS calls) and
+ * src/seg.c (the header, keep, names: the same everywhere).
+ */
+#ifndef MPROC_PLAT_SEG_H
+#define MPROC_PLAT_SEG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plat/core.h"
+
+typedef struct mproc__seg {
+  void *addr;            /* the usable bytes (size of them) */
+  size_t size;
+  mproc_handle_t handle; /* memfd/shm fd (POSIX), file mapping (Windows) */
+  char *name;            /* user's name for a named segment, else NULL */
+  int owner;             /* created here: unlinks the name on close */
+  void *map_base;        /* backend: the whole mapping (POSIX puts a small */
+  size_t map_size;       /* header before addr) */
+} mproc__seg;
+
+/* Create `size` zero-filled bytes, owner-only access.  name NULL:
+ * anonymous.  Named: MPROC_EEXIST if taken.  The handle is never
+ * inheritable (passing is explicit). */
+int mproc__seg_create(mproc__seg *s, const char *name, size_t size);
+/* Attach by name (MPROC_ENOTFOUND); the size is the segment's. */
+int mproc__seg_attach(mproc__seg *s, const char *name);
+/* Map a segment from a handle this process received (it takes ownership of
+ * the handle). */
+int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size);
+/* Remove the name (no-op on Windows, where names die with the last handle). */
+int mproc__seg_unlink(mproc__seg *s);
+/* Mark a named segment as meant to outlive its creator, so
+ * mproc__seg_cleanup() leaves it alone, and stop unlinking it on close. */
+int mproc__seg_keep(mproc__seg *s);
+/* Unmap and close the handle (and unlink if owner and still named). */
+void mproc__seg_close(mproc__seg *s);
+/* mproc_shm_cleanup()'s work. */
+int mproc__seg_cleanup(void);
+/* ---- the same on every platform (src/seg.c), for the backends and callers */
+
+/* Shared names: 1..MPROC_SHM_NAME_MAX of [A-Za-z0-9_.-], not "." or "..". */
+int mproc__seg_name_ok(const char *name);
+
+/* Bytes of the header every segment starts with; the usable bytes follow. */
+#define MPROC__SEG_HDR 64
+
+/* Zero *s and mark its handle invalid: the "owns nothing" state. */
+void mproc__seg_reset(mproc__seg *s);
+/* Stamp the header of a new segment of `size` usable bytes at `base` (its
+ * first MPROC__SEG_HDR bytes, zero-filled): version, creator, size, then
+ * behind a barrier the magic, so whoever sees the magic sees the rest. */
+void mproc__seg_hdr_init(void *base, size_t size);
+/* The usable size the header at `base` records, or MPROC_EINVAL when it
+ * is not (yet) an mproc header.  The caller checks it against what the OS
+ * says the mapping holds. */
+int mproc__seg_hdr_size(const void *base, uint64_t *size);
+/* For cleanup: 1 when the header at `base` belongs to a segment nobody
+ * kept whose creator is gone, 0 when it does not, MPROC_EINVAL when it is
+ * not an mproc header. */
+int mproc__seg_hdr_abandoned(const void *base);
+
+#endif

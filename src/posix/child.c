@@ -1,0 +1,337 @@
+/* POSIX backend, the child's side: the bootstrap a spawning parent sends
+ * (checked against the kernel's record of who made its socket), the passed
+ * descriptors, dying with a daemonic parent, and watching the parent. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
+#if defined(__APPLE__) || defined(__FreeBSD__)
+#include <sys/param.h> /* __FreeBSD_version */
+#include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
+#endif
+
+#include "internal.h"
+#include "px.h"
+
+int mproc__px_own_sentinel_w = -1;
+
+/* Reads exactly n bytes, waiting at most until `deadline`. */
+static int mproc__read_full(int fd, unsigned char *buf, size_t n,
+                            double deadline) {
+  size_t got = 0;
+  while (got < n) {
+    struct pollfd pfd;
+    ssize_t r;
+    int prc;
+    double left = deadline - mproc__plat_now();
+    if (left <= 0)
+      return MPROC_ETIMEDOUT;
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    prc = poll(&pfd, 1, mproc__px_ms(left));
+    if (prc < 0 && errno != EINTR)
+      return MPROC_ESYS;
+    if (prc <= 0)
+      continue;
+    r = read(fd, buf + got, n - got);
+    if (r < 0 && errno != EINTR && errno != EAGAIN)
+      return MPROC_ESYS;
+    if (r == 0)
+      return MPROC_ECLOSED;
+    if (r > 0)
+      got += (size_t)r;
+  }
+  return MPROC_OK;
+}
+
+/* The flag must be the bare one a parent passes, with a socket on fd 3. */
+static int mproc__check_bs_flag(const char *arg, char *err, size_t errlen) {
+  struct stat st;
+  /* A POSIX parent passes the bare flag; a value is the flag typed by hand
+   * (or a Windows command line), refused like any other forgery. */
+  if (strcmp(arg, MPROC__BS_FLAG) != 0) {
+    snprintf(err, errlen,
+             "%s is internal to mproc: this process was not started by an "
+             "mproc parent (a parent passes no value)",
+             MPROC__BS_FLAG);
+    return MPROC_ESPAWN;
+  }
+  /* The flag alone proves nothing: a parent hands over a socket on fd 3.
+   * Anything else means the flag was typed by hand. */
+  if (fstat(MPROC__BS_FD, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    snprintf(err, errlen,
+             "%s is internal to mproc: this process was not started by an "
+             "mproc parent (no bootstrap socket on fd %d%s%s)",
+             MPROC__BS_FLAG, MPROC__BS_FD, errno ? ": " : "",
+             errno ? strerror(errno) : "");
+    return MPROC_ESPAWN;
+  }
+  return MPROC_OK;
+}
+
+/* The pid and effective uid of the process that made the other end of a
+ * Unix socket, as the kernel recorded them when it was made (socketpair()
+ * records its caller for both ends).  0, or -1 with errno; ENOSYS where
+ * this port knows no way to ask. */
+static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
+#if defined(__linux__)
+  struct ucred c; /* uid is the effective one (socket(7), SO_PEERCRED) */
+  socklen_t n = sizeof c;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0)
+    return -1;
+  *pid = (int64_t)c.pid;
+  *euid = (int64_t)c.uid;
+  return 0;
+#elif defined(__APPLE__)
+  pid_t p;
+  uid_t u;
+  gid_t g;
+  socklen_t n = sizeof p;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERPID, &p, &n) != 0 ||
+      getpeereid(fd, &u, &g) != 0)
+    return -1;
+  *pid = (int64_t)p;
+  *euid = (int64_t)u;
+  return 0;
+#elif defined(__FreeBSD__) && __FreeBSD_version >= 1300000
+  struct xucred c; /* cr_pid since FreeBSD 13 */
+  socklen_t n = sizeof c;
+  if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERCRED, &c, &n) != 0)
+    return -1;
+  *pid = (int64_t)c.cr_pid;
+  *euid = (int64_t)c.cr_uid;
+  return 0;
+#else
+  /* Ports: OpenBSD has SO_PEERCRED (struct sockpeercred), NetBSD
+   * LOCAL_PEEREID (struct unpcbid).  A system with no peer pid at all needs
+   * another proof, e.g. the parent signs the bootstrap with a secret only
+   * it and the child can hold.  Until then spawn children are refused:
+   * failing closed is the documented guarantee. */
+  (void)fd;
+  (void)pid;
+  (void)euid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+/* Who sent the bootstrap, attested by the kernel rather than claimed in it:
+ * the other end of fd 3 must be a socket pair made by this process's
+ * parent, running as our effective user.  A forger can start the program,
+ * but the socket it hands over is its own, and it cannot make a socket
+ * pair on another process's behalf.  Checked before a byte is read, while
+ * the parent is still alive (it is blocked sending, or has just sent). */
+static int mproc__check_bs_sender(int fd, int64_t *sender, char *err,
+                                  size_t errlen) {
+  struct sockaddr_un peer;
+  socklen_t plen = sizeof peer;
+  int64_t ppid = (int64_t)getppid(), pid = 0, euid = 0;
+  if (mproc__peer_cred(fd, &pid, &euid) != 0) {
+    snprintf(err, errlen,
+             "bootstrap refused: cannot learn who made the bootstrap socket "
+             "(%s)",
+             strerror(errno));
+    return MPROC_ESPAWN;
+  }
+  /* A socket connected to a listening socket carries the listener's
+   * credentials, but anyone who can connect writes to the listener's side:
+   * only a socket pair has a peer without an address. */
+  memset(&peer, 0, sizeof peer);
+  if (getpeername(fd, (struct sockaddr *)&peer, &plen) != 0 ||
+      plen > (socklen_t)offsetof(struct sockaddr_un, sun_path)) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket is connected to a named "
+             "socket, not a socket pair made by the parent");
+    return MPROC_ESPAWN;
+  }
+  if (pid != ppid) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket was made by process "
+             "%lld, not by this process's parent (process %lld)",
+             (long long)pid, (long long)ppid);
+    return MPROC_ESPAWN;
+  }
+  if (euid != (int64_t)geteuid()) {
+    snprintf(err, errlen,
+             "bootstrap refused: the bootstrap socket was made by user %lld, "
+             "but this process runs as user %lld",
+             (long long)euid, (long long)geteuid());
+    return MPROC_ESPAWN;
+  }
+  *sender = pid;
+  return MPROC_OK;
+}
+
+/* Reads the whole message: the header, then the length it announces. */
+static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
+                             char *err, size_t errlen) {
+  unsigned char hdr[MPROC__BS_HEADER];
+  unsigned char *msg;
+  size_t total;
+  /* A parent writes the whole bootstrap right after the exec; a minute
+   * covers any load and still ends a run whose sender writes nothing. */
+  double deadline = mproc__plat_now() + 60.0;
+  int rc = mproc__read_full(fd, hdr, sizeof hdr, deadline);
+  if (rc == MPROC_OK && mproc__bootstrap_peek_len(hdr, &total) < 0)
+    rc = MPROC_EINVAL;
+  if (rc < 0) {
+    snprintf(err, errlen, "damaged bootstrap from the parent process (%s)",
+             rc == MPROC_EINVAL ? "bad header: not an mproc bootstrap, or one "
+                                  "from another mproc version"
+                                : mproc_strerror(rc));
+    return MPROC_ESPAWN;
+  }
+  msg = (unsigned char *)malloc(total);
+  if (!msg) {
+    snprintf(err, errlen, "out of memory for a %zu-byte bootstrap", total);
+    return MPROC_ENOMEM;
+  }
+  memcpy(msg, hdr, sizeof hdr);
+  rc = mproc__read_full(fd, msg + sizeof hdr, total - sizeof hdr, deadline);
+  if (rc < 0) {
+    snprintf(err, errlen, "truncated bootstrap from the parent process (%s)",
+             mproc_strerror(rc));
+    free(msg);
+    return MPROC_ESPAWN;
+  }
+  *buf = msg;
+  *len = total;
+  return MPROC_OK;
+}
+
+int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
+                               size_t *len, int64_t *sender, char *err,
+                               size_t errlen) {
+  int rc;
+  *buf = NULL;
+  *len = 0;
+  *sender = 0;
+  if (argc < 2 || !argv || !mproc__bootstrap_flag_value(argv[1]))
+    return 0;
+  rc = mproc__check_bs_flag(argv[1], err, errlen);
+  if (rc < 0)
+    return rc;
+  rc = mproc__check_bs_sender(MPROC__BS_FD, sender, err, errlen);
+  if (rc == MPROC_OK)
+    rc = mproc__receive_bs(MPROC__BS_FD, buf, len, err, errlen);
+  (void)close(MPROC__BS_FD);
+  return rc < 0 ? rc : 1;
+}
+
+int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,
+                            size_t errlen) {
+  uint32_t i;
+  int fd;
+  /* posix_spawn's dup2 cleared FD_CLOEXEC so the handles survived exec;
+   * restore it so programs this child execs do not inherit them. */
+  for (i = 0; i < bs->nhandles; i++) {
+    fd = (int)bs->handles[i];
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+      snprintf(err, errlen, "passed descriptor %d is not open in the child",
+               fd);
+      return MPROC_ESPAWN;
+    }
+  }
+  /* Without pidfds the parent watches a pipe whose write end sits right
+   * after the passed handles. */
+  fd = MPROC__BS_FD + 1 + (int)bs->nhandles;
+  if (fcntl(fd, F_GETFD) >= 0) {
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    mproc__px_own_sentinel_w = fd;
+  }
+  return MPROC_OK;
+}
+
+int mproc__plat_arm_daemon(int64_t parent_pid) {
+#ifdef __linux__
+  /* PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits,
+   * and never if the parent died before the call: the getppid() check
+   * closes that window (prctl(2)). */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if ((int64_t)getppid() != parent_pid)
+    return MPROC_ESTATE;
+#else
+  if ((int64_t)getppid() != parent_pid)
+    return MPROC_ESTATE;
+#endif
+  return MPROC_OK;
+}
+
+int mproc__plat_watch_parent(mproc__plat_parent *w, int64_t parent_pid,
+                             uint64_t parent_handle) {
+  (void)parent_handle;
+  /* Only the pid now: the pidfd is opened when first needed, so a child
+   * that never looks at its parent pays nothing for it. */
+  w->pid = parent_pid;
+  w->pidfd = -1;
+  return MPROC_OK;
+}
+
+/* Opens the pidfd on first use.  If the parent died before pidfd_open the
+ * pid may name a stranger now; we were reparented in that case, which
+ * getppid() shows, so such a pidfd is dropped. */
+static int mproc__parent_pidfd(mproc__plat_parent *w) {
+  int fd = __atomic_load_n(&w->pidfd, __ATOMIC_ACQUIRE);
+  int expected = -1;
+  if (fd >= 0 || !mproc__px_use_pidfd)
+    return fd;
+  fd = mproc__px_pidfd_open((pid_t)w->pid);
+  if (fd >= 0 && (int64_t)getppid() != w->pid)
+    mproc__px_close_fd(&fd);
+  if (fd < 0)
+    return -1;
+  if (!__atomic_compare_exchange_n(&w->pidfd, &expected, fd, 0,
+                                   __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    mproc__px_close_fd(&fd); /* another thread opened it first */
+    return expected;
+  }
+  return fd;
+}
+
+int mproc__plat_parent_alive(mproc__plat_parent *w) {
+  /* A child is reparented when its parent dies, so this cannot be fooled by
+   * pid reuse the way kill(pid, 0) can. */
+  return (int64_t)getppid() == w->pid;
+}
+
+int mproc__plat_parent_wait(mproc__plat_parent *w, double timeout) {
+  double deadline = mproc__plat_now() + timeout, left;
+  for (;;) {
+    if (!mproc__plat_parent_alive(w))
+      return MPROC_OK;
+    left = timeout < 0 ? 0.05 : deadline - mproc__plat_now();
+    if (timeout >= 0 && left <= 0)
+      return MPROC_ETIMEDOUT;
+    if (mproc__parent_pidfd(w) >= 0) {
+      struct pollfd pfd;
+      pfd.fd = w->pidfd;
+      pfd.events = POLLIN;
+      pfd.revents = 0;
+      (void)poll(&pfd, 1, timeout < 0 ? -1 : mproc__px_ms(left));
+    } else {
+      struct timespec ts = {0, 10 * 1000 * 1000};
+      (void)nanosleep(&ts, NULL);
+    }
+  }
+}
+
+mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *w) {
+  int fd = mproc__parent_pidfd(w);
+  return fd >= 0 ? fd : MPROC_INVALID_HANDLE;
+}

@@ -1,0 +1,227 @@
+/* POSIX backend: the small process-wide services (lock, pid, clock, CPU
+ * count, start-up, handles) and the identity and liveness of the processes
+ * lock words name as owners. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <sys/syscall.h>
+#endif
+
+#include "internal.h"
+#include "proc_exe.h"
+#include "px.h"
+
+#if defined(__linux__) && !defined(SYS_pidfd_open)
+#define SYS_pidfd_open 434 /* the same number on every architecture */
+#endif
+
+int mproc__px_use_pidfd;
+int mproc__px_use_forkexec;
+
+void mproc__mutex_lock(mproc__mutex_t *m) { (void)pthread_mutex_lock(m); }
+void mproc__mutex_unlock(mproc__mutex_t *m) { (void)pthread_mutex_unlock(m); }
+
+/* glibc stopped caching getpid() (2.25), and the library asks often: keep
+ * our own cache, cleared in every fork child by a pthread_atfork handler
+ * (also for forks the application makes itself). */
+static int64_t g_pid_cache;
+
+static void mproc__atfork_child(void) {
+  __atomic_store_n(&g_pid_cache, 0, __ATOMIC_RELAXED);
+}
+
+int64_t mproc__plat_getpid(void) {
+  int64_t pid = __atomic_load_n(&g_pid_cache, __ATOMIC_RELAXED);
+  if (pid == 0) {
+    pid = (int64_t)getpid();
+    __atomic_store_n(&g_pid_cache, pid, __ATOMIC_RELAXED);
+  }
+  return pid;
+}
+
+int mproc__plat_cpu_count(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 && n < INT_MAX ? (int)n : 1;
+}
+
+double mproc__plat_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int mproc__plat_last_error(void) { return errno; }
+
+int mproc__px_pidfd_open(pid_t pid) {
+#ifdef __linux__
+  return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+  (void)pid;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+void mproc__px_close_fd(int *fd) {
+  if (*fd >= 0) {
+    int saved = errno;
+    (void)close(*fd);
+    errno = saved;
+    *fd = -1;
+  }
+}
+
+int mproc__px_ms(double seconds) {
+  double ms;
+  if (seconds < 0)
+    return -1;
+  ms = seconds * 1000.0 + 0.999;
+  return ms > (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+int mproc__plat_init(int argc, char **argv) {
+  const char *knob;
+  int fd;
+  /* Which file spawn runs is worked out at the first spawn (proc_exe.c). */
+  mproc__exe_init(argc, argv);
+  (void)pthread_atfork(NULL, NULL, mproc__atfork_child);
+  /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds. */
+  fd = mproc__px_pidfd_open(getpid());
+  mproc__px_use_pidfd = fd >= 0;
+  if (fd >= 0)
+    (void)close(fd);
+  /* Debugging and test knobs for the fallbacks this machine does not need. */
+  knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (knob && strcmp(knob, "1") == 0)
+    mproc__px_use_pidfd = 0;
+  knob = getenv("MPROC_POSIX_FORKEXEC");
+  mproc__px_use_forkexec =
+      !MPROC__HAVE_CLOSEFROM_NP || (knob && strcmp(knob, "1") == 0);
+  return MPROC_OK;
+}
+
+void mproc__plat_exit_now(int code) { _exit(code); }
+
+int mproc__plat_handle_plausible(mproc_handle_t h) { return h >= 0; }
+
+mproc_handle_t mproc__plat_dup_handle(mproc_handle_t h) {
+  return fcntl(h, F_DUPFD_CLOEXEC, 0);
+}
+
+void mproc__plat_close_handle(mproc_handle_t h) {
+  if (h >= 0)
+    (void)close(h);
+}
+
+/* ---- owners -------------------------------------------------------------- */
+
+/* What /proc/<pid>/stat says about a process: its state letter and its
+ * start time (field 22, clock ticks since boot).  0 if it cannot be read:
+ * no /proc (a chroot), another pid namespace, or the process is gone. */
+static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
+#ifdef __linux__
+  char path[64], buf[512];
+  const char *p;
+  ssize_t n;
+  int fd, field;
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  n = read(fd, buf, sizeof buf - 1);
+  (void)close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  p = strrchr(buf, ')'); /* the command name may contain anything */
+  if (!p || p[1] != ' ' || !p[2])
+    return 0;
+  *state = p[2];
+  /* p + 2 is field 3; field 22 follows 19 more separators. */
+  for (p += 2, field = 3; field < 22 && *p; p++)
+    if (*p == ' ')
+      field++;
+  *start = field == 22 ? strtoull(p, NULL, 10) : 0;
+  return 1;
+#else
+  (void)pid;
+  (void)state;
+  (void)start;
+  return 0;
+#endif
+}
+
+/* A start time folded to the 32 bits a stamp keeps; 0 is "unknown". */
+static uint32_t mproc__fold_start(uint64_t t) {
+  uint32_t f = (uint32_t)(t ^ (t >> 32));
+  return t == 0 ? 0u : f ? f : 1u;
+}
+
+uint64_t mproc__self_stamp(void) {
+  /* Read once per process.  The cache carries the pid it was read in: a
+   * fork child (whose pid cache the atfork handler clears) reads its own. */
+  static uint64_t cache;
+  uint64_t pid = (uint64_t)mproc__plat_getpid(), s;
+  char state;
+  uint64_t start = 0;
+  s = __atomic_load_n(&cache, __ATOMIC_RELAXED);
+  if (s >> 32 == pid && s != 0)
+    return s;
+  if (!mproc__proc_stat((int64_t)pid, &state, &start))
+    start = 0;
+  s = pid << 32 | mproc__fold_start(start);
+  __atomic_store_n(&cache, s, __ATOMIC_RELAXED);
+  return s;
+}
+
+int mproc__stamp_alive(uint64_t stamp) {
+  int64_t pid = (int64_t)(stamp >> 32);
+  uint32_t start = (uint32_t)stamp;
+  uint64_t now_start = 0;
+  char state = 0;
+  if (pid <= 0)
+    return 0;
+  if (kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+    return 0;
+  /* kill() said the process exists: anything short of reading a zombie
+   * state or another start time means alive.  /proc may be missing or
+   * belong to another pid namespace, where this pid names nobody or
+   * someone else; calling a live holder dead would let two processes into
+   * one lock. */
+  if (!mproc__proc_stat(pid, &state, &now_start))
+    return 1;
+  /* kill() succeeds on a zombie, which holds nothing any more: a killed
+   * lock holder stays a zombie until its parent reaps it. */
+  if (state == 'Z' || state == 'X')
+    return 0;
+  /* The pid names a process that started at another time: the stamped one
+   * died and the kernel gave its pid to a newcomer. */
+  return start == 0 || now_start == 0 || mproc__fold_start(now_start) == start;
+}
+
+uint64_t mproc__thread_id(void) {
+  /* Cached per thread, and tagged with the pid it was read in: a fork
+   * child's only thread inherits the copy of the forking thread's, whose
+   * id the kernel may later give to another thread of the child. */
+  static _Thread_local uint64_t tid;
+  static _Thread_local int64_t tid_pid;
+  int64_t pid = mproc__plat_getpid();
+  if (!tid || tid_pid != pid) {
+#ifdef __linux__
+    tid = (uint64_t)syscall(SYS_gettid);
+#else
+    tid = (uint64_t)(uintptr_t)pthread_self();
+#endif
+    tid_pid = pid;
+  }
+  return tid;
+}

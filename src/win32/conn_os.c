@@ -55,7 +55,15 @@ struct mproc__conn_os {
   OVERLAPPED ov_poll;       /* the pending zero-byte read, if any */
   int poll_pending;
   char zero; /* its buffer: must outlive the pending read */
+  /* Set by mproc__conn_os_cancel before it cancels.  CancelIoEx only
+   * reaches I/O already issued: a read issued just after it would wait to
+   * its deadline, so readers look at this once their read is pending. */
+  volatile LONG cancelled;
 };
+
+static int mproc__conn_w32_cancelled(mproc__conn_os *os) {
+  return InterlockedCompareExchange(&os->cancelled, 0, 0) != 0;
+}
 
 static int mproc__conn_w32_fail(DWORD err) {
   switch (err) {
@@ -292,7 +300,10 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
       err = GetLastError();
       if (err != ERROR_IO_PENDING)
         return mproc__conn_w32_fail(err);
-      w = mproc__conn_w32_wait(os->ev_read, deadline);
+      /* WAIT_ABANDONED stands for "closed meanwhile": cancel and collect. */
+      w = mproc__conn_w32_cancelled(os)
+              ? WAIT_ABANDONED
+              : mproc__conn_w32_wait(os->ev_read, deadline);
       if (w != WAIT_OBJECT_0)
         CancelIoEx(os->h, &ov);
       /* Collect the read in every case: the OVERLAPPED lives on this stack
@@ -370,6 +381,10 @@ int mproc__conn_os_poll(mproc__conn_os *os, double deadline) {
   mproc__mutex_unlock(&os->poll_lock);
   if (rc != 0)
     return rc;
+  /* The pending zero-byte read may have been issued after a close's
+   * cancel; it is cancelled again when the end is freed. */
+  if (mproc__conn_w32_cancelled(os))
+    return MPROC_ECLOSED;
   switch (mproc__conn_w32_wait(os->ev_poll, deadline)) {
   case WAIT_OBJECT_0:
     return 1;
@@ -397,6 +412,7 @@ int mproc__conn_os_wait_handle(mproc__conn_os *os, mproc_handle_t *out,
 void mproc__conn_os_cancel(mproc__conn_os *os) {
   /* Every pending read, write and zero-byte read this process issued on
    * the handle completes with ERROR_OPERATION_ABORTED. */
+  InterlockedExchange(&os->cancelled, 1);
   CancelIoEx(os->h, NULL);
 }
 

@@ -59,6 +59,10 @@ static MPROC__INLINE int mproc__obj_is(const void *p,
 }
 
 /* The table of object types (src/objects.c). */
+/* Export an object that travels inside another (a condition's or an
+ * array's lock): its handle count, its byte length, then its bytes. */
+int mproc__obj_export_nested(const void *obj, mproc__wr *w,
+                             mproc__handles *hs);
 const mproc__objtype *mproc__objtype_find(int type);
 
 #endif

@@ -38,3 +38,25 @@ void *mproc__obj_new(size_t size, const mproc__objtype *vt) {
   }
   return o;
 }
+
+int mproc__obj_export_nested(const void *obj, mproc__wr *w,
+                             mproc__handles *hs) {
+  const mproc__obj *o = (const mproc__obj *)obj;
+  mproc__wr inner = {NULL, 0, 0, 0};
+  size_t before = hs->n;
+  int rc;
+  if (!o || o->magic != MPROC__OBJ_MAGIC || !o->vt)
+    return MPROC_ESTATE;
+  rc = o->vt->export_(obj, &inner, hs);
+  if (rc == MPROC_OK && inner.oom)
+    rc = MPROC_ENOMEM;
+  if (rc == MPROC_OK && inner.len > UINT32_MAX)
+    rc = MPROC_E2BIG;
+  if (rc == MPROC_OK) {
+    mproc__wr_u32(w, (uint32_t)(hs->n - before));
+    mproc__wr_u32(w, (uint32_t)inner.len);
+    mproc__wr_bytes(w, inner.buf, inner.len);
+  }
+  free(inner.buf);
+  return rc;
+}

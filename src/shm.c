@@ -370,33 +370,14 @@ mproc_array *mproc_array_free(mproc_array *a) {
 static int mproc__array_export(const void *obj, mproc__wr *w,
                                mproc__handles *hs) {
   const mproc_array *a = (const mproc_array *)obj;
-  const mproc__obj *lk = (const mproc__obj *)a->lock;
-  mproc__wr lw = {NULL, 0, 0, 0};
-  size_t before;
   int rc;
   mproc__wr_u32(w, (uint32_t)a->type);
   mproc__wr_u64(w, (uint64_t)a->length);
   mproc__wr_u64(w, (uint64_t)a->seg.size);
-  mproc__wr_u8(w, (uint8_t)(lk ? 1 : 0));
+  mproc__wr_u8(w, (uint8_t)(a->lock ? 1 : 0));
   if ((rc = mproc__handles_push(hs, a->seg.handle)) < 0)
     return rc;
-  if (!lk)
-    return MPROC_OK;
-  if (lk->magic != MPROC__OBJ_MAGIC || !lk->vt)
-    return MPROC_ESTATE;
-  before = hs->n;
-  rc = lk->vt->export_(a->lock, &lw, hs);
-  if (rc == MPROC_OK && lw.oom)
-    rc = MPROC_ENOMEM;
-  if (rc == MPROC_OK && lw.len > UINT32_MAX)
-    rc = MPROC_E2BIG;
-  if (rc == MPROC_OK) {
-    mproc__wr_u32(w, (uint32_t)(hs->n - before));
-    mproc__wr_u32(w, (uint32_t)lw.len);
-    mproc__wr_bytes(w, lw.buf, lw.len);
-  }
-  free(lw.buf);
-  return rc;
+  return a->lock ? mproc__obj_export_nested(a->lock, w, hs) : MPROC_OK;
 }
 
 static int mproc__array_import(mproc__rd *r, const mproc_handle_t *hs,

@@ -351,8 +351,6 @@ static int mproc__cond_export(const void *obj, mproc__wr *w,
                               mproc__handles *hs) {
   const mproc_condition *c = (const mproc_condition *)obj;
   const mproc__fx *fxs[2];
-  mproc__wr lw = {NULL, 0, 0, 0};
-  size_t before;
   int rc;
   if (!mproc__cond_ok(c))
     return MPROC_EINVAL;
@@ -361,19 +359,7 @@ static int mproc__cond_export(const void *obj, mproc__wr *w,
   mproc__wr_u8(w, (uint8_t)c->own_lock);
   if ((rc = mproc__export_seg(&c->seg, fxs, c->own_lock ? 2 : 1, w, hs)) < 0)
     return rc;
-  if (c->own_lock)
-    return MPROC_OK;
-  before = hs->n;
-  rc = mproc__lock_export(c->lock, &lw, hs);
-  if (rc == MPROC_OK && lw.oom)
-    rc = MPROC_ENOMEM;
-  if (rc == MPROC_OK) {
-    mproc__wr_u32(w, (uint32_t)(hs->n - before));
-    mproc__wr_u32(w, (uint32_t)lw.len);
-    mproc__wr_bytes(w, lw.buf, lw.len);
-  }
-  free(lw.buf);
-  return rc;
+  return c->own_lock ? MPROC_OK : mproc__obj_export_nested(c->lock, w, hs);
 }
 
 static int mproc__cond_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,

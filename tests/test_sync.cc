@@ -24,6 +24,10 @@ extern "C" {
 
 #ifndef _WIN32
 #include <signal.h>
+#include <unistd.h>
+#endif
+#ifdef __linux__
+#include <sys/syscall.h>
 #endif
 
 namespace {
@@ -920,6 +924,78 @@ TEST(CrossProcess, StoppedHolderDoesNotStretchTimedAcquire) {
     EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
   }
 }
+
+#ifdef __linux__
+// args: lock, ready pipe (w), go pipe (r).  A second thread takes the lock
+// and holds it until "go"; the main thread ends itself alone, so
+// the thread group leader is a zombie while the process still runs (and
+// holds the lock).  The process exits 0 when the thread is done.
+TEST_ENTRY(sync_hold_after_main_exits) {
+  static mproc_lock *l;
+  static mproc_handle_t ready, go;
+  l = arg_obj<mproc_lock>(args, 0, MPROC_OBJ_LOCK);
+  ready = arg_handle(args, 1);
+  go = arg_handle(args, 2);
+  if (!l)
+    return 2;
+  std::thread([] {
+    if (mproc_lock_acquire(l, 10) != MPROC_OK)
+      _exit(3);
+    test_write_all(ready, "R", 1);
+    (void)test_read_n(go, 1);
+    _exit(mproc_lock_release(l) == MPROC_OK ? 0 : 4);
+  }).detach();
+  // End only this thread, without unwinding (pthread_exit() would unwind
+  // through mproc's C frames, which a fork child's entry is called from).
+  syscall(SYS_exit, 0);
+  return 5;
+}
+
+static char proc_state(int64_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  const char *p = strrchr(buf, ')');
+  return p && p[1] == ' ' ? p[2] : 0;
+}
+
+// A process whose main thread has exited but whose other threads run is
+// alive: its lock must not be handed to another process as "owner dead"
+// (review finding: /proc/<pid>/stat shows the leader's zombie state).
+TEST(CrossProcess, HolderWhoseMainThreadExitedIsAlive) {
+  mproc_lock *l = nullptr;
+  ASSERT_EQ(mproc_lock_create(&l, 0), MPROC_OK);
+  LockGuardFree g{l};
+  TestPipe ready, go;
+  Args a;
+  add_obj(a, l);
+  a.h(ready.w).h(go.r);
+  mproc_process *p = test_start("sync_hold_after_main_exits", a);
+  ready.close_w();
+  go.close_r();
+  if (test_read_n(ready.r, 1) != "R") {
+    ADD_FAILURE() << "holder did not start: exit code " << test_join_code(p);
+    mproc_process_free(p);
+    return;
+  }
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+  EXPECT_TRUE(test_wait_for([&] { return proc_state(pid) == 'Z'; }));
+  // Longer than the holder checks (every 50 ms): a wrong "dead" shows.
+  EXPECT_EQ(mproc_lock_acquire(l, 0.5), MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_lock_locked(l), 1);
+  test_write_all(go.w, "G", 1);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  EXPECT_EQ(mproc_lock_acquire(l, 30), MPROC_OK); // released, not stolen
+  EXPECT_EQ(mproc_lock_release(l), MPROC_OK);
+}
+#endif
 
 // args: ready pipe (w): says "R" and waits (the parent kills it).
 TEST_ENTRY(sync_stay_alive) {

@@ -160,6 +160,35 @@ static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
 #endif
 }
 
+/* Threads still running in a process whose /proc/<pid>/stat says zombie.
+ * The state is the thread group leader's: a main thread that called
+ * pthread_exit() is a zombie while the other threads run on, and the
+ * process holds its locks as before.  Only when no other thread is left
+ * ("Threads: 1" in /proc/<pid>/status, proc(5)) is the process gone.
+ * 1 (assume alive) when the file cannot be read. */
+static int mproc__zombie_has_threads(int64_t pid) {
+#ifdef __linux__
+  char path[64], buf[2048];
+  const char *p;
+  ssize_t n;
+  int fd;
+  snprintf(path, sizeof path, "/proc/%lld/status", (long long)pid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : 1;
+  n = read(fd, buf, sizeof buf - 1);
+  (void)close(fd);
+  if (n <= 0)
+    return 1;
+  buf[n] = 0;
+  p = strstr(buf, "\nThreads:");
+  return p ? strtol(p + 9, NULL, 10) > 1 : 1;
+#else
+  (void)pid;
+  return 0;
+#endif
+}
+
 /* A start time folded to the 32 bits a stamp keeps; 0 is "unknown". */
 static uint32_t mproc__fold_start(uint64_t t) {
   uint32_t f = (uint32_t)(t ^ (t >> 32));
@@ -201,7 +230,7 @@ int mproc__stamp_alive(uint64_t stamp) {
     return 1;
   /* kill() succeeds on a zombie, which holds nothing any more: a killed
    * lock holder stays a zombie until its parent reaps it. */
-  if (state == 'Z' || state == 'X')
+  if (state == 'X' || (state == 'Z' && !mproc__zombie_has_threads(pid)))
     return 0;
   /* The pid names a process that started at another time: the stamped one
    * died and the kernel gave its pid to a newcomer. */

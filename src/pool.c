@@ -115,6 +115,7 @@ typedef struct mproc__kept {
   mproc_async_result *r;
   unsigned char *in;
   size_t in_len;
+  size_t need; /* the result's size: only a buffer this big takes it */
   struct mproc__kept *next;
 } mproc__kept;
 
@@ -1173,7 +1174,8 @@ int mproc_pool_apply_async(mproc_pool *pool, const char *task, const void *in,
  * returned if it is for this task and input; else it is dropped: a kept
  * result answers only the call that repeats the one that got ERANGE. */
 static mproc_async_result *mproc__kept_take(mproc_pool *p, const char *task,
-                                            const void *in, size_t in_len) {
+                                            const void *in, size_t in_len,
+                                            size_t cap) {
   uint64_t me = mproc__thread_id();
   mproc__kept **pp, *k = NULL;
   mproc_async_result *r = NULL;
@@ -1187,8 +1189,11 @@ static mproc_async_result *mproc__kept_take(mproc_pool *p, const char *task,
   mproc__mutex_unlock(&p->mu);
   if (!k)
     return NULL;
-  if (task && strcmp(task, k->r->task) == 0 && in_len == k->in_len &&
-      (in_len == 0 || memcmp(in, k->in, in_len) == 0))
+  /* Only the retry with a buffer big enough gets it: a repeated call that
+   * still cannot take it (a task run for its side effects, out NULL) runs
+   * the task again instead of being answered from the kept result. */
+  if (task && cap >= k->need && strcmp(task, k->r->task) == 0 &&
+      in_len == k->in_len && (in_len == 0 || memcmp(in, k->in, in_len) == 0))
     r = k->r;
   else
     mproc_async_result_free(k->r);
@@ -1199,7 +1204,7 @@ static mproc_async_result *mproc__kept_take(mproc_pool *p, const char *task,
 
 /* Keep r for the calling thread (see mproc__kept_take).  0 or ENOMEM. */
 static int mproc__kept_put(mproc_pool *p, mproc_async_result *r,
-                           const void *in, size_t in_len) {
+                           const void *in, size_t in_len, size_t need) {
   mproc__kept *k = (mproc__kept *)calloc(1, sizeof(*k));
   if (!k)
     return MPROC_ENOMEM;
@@ -1211,6 +1216,7 @@ static int mproc__kept_put(mproc_pool *p, mproc_async_result *r,
   if (in_len)
     memcpy(k->in, in, in_len);
   k->in_len = in_len;
+  k->need = need;
   k->tid = mproc__thread_id();
   k->r = r;
   mproc__mutex_lock(&p->mu);
@@ -1238,21 +1244,25 @@ static void mproc__kept_drop_all(mproc_pool *p) {
 int mproc_pool_apply(mproc_pool *pool, const char *task, const void *in,
                      size_t in_len, void *out, size_t cap, size_t *out_len) {
   mproc_async_result *r = NULL;
+  size_t need = 0;
   int rc;
   if (!pool || (cap && !out) || (in_len && !in))
     return MPROC_EINVAL;
   if (!mproc__pool_mine(pool))
     return MPROC_EPERM;
-  r = mproc__kept_take(pool, task, in, in_len);
+  r = mproc__kept_take(pool, task, in, in_len, cap);
   if (!r) {
     rc = mproc_pool_apply_async(pool, task, in, in_len, NULL, &r);
     if (rc < 0)
       return rc;
   }
-  rc = mproc_async_result_get(r, out, cap, out_len, MPROC_FOREVER);
+  rc = mproc_async_result_get(r, out, cap, &need, MPROC_FOREVER);
+  if (out_len)
+    *out_len = need;
   /* Too small a buffer: keep the result for the retry, as the _get
    * functions do, rather than run the task again. */
-  if (rc == MPROC_ERANGE && mproc__kept_put(pool, r, in, in_len) == MPROC_OK)
+  if (rc == MPROC_ERANGE &&
+      mproc__kept_put(pool, r, in, in_len, need) == MPROC_OK)
     return rc;
   mproc_async_result_free(r);
   return rc;

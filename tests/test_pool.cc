@@ -1015,6 +1015,26 @@ TEST(PoolApply, TooSmallBufferKeepsTheResultForTheNextCall) {
   EXPECT_EQ(v[0], 4);
 }
 
+// A call that still cannot take the result (out NULL: a task run for its
+// side effects) runs the task every time instead of being answered from the
+// kept result (review finding: 4 calls ran the task once).
+TEST(PoolApply, RepeatedCallsWithoutRoomRunTheTaskEachTime) {
+  Pool pool(1);
+  int64_t x = 1, v[2] = {0, 0};
+  size_t n = 0;
+  for (int i = 0; i < 4; i++) {
+    EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x,
+                               nullptr, 0, &n),
+              MPROC_ERANGE);
+    EXPECT_EQ(n, sizeof v);
+  }
+  // The last one is kept for a retry with room: that one does not run.
+  EXPECT_EQ(mproc_pool_apply(pool.p, "pool_count_runs", &x, sizeof x, v,
+                             sizeof v, &n),
+            MPROC_OK);
+  EXPECT_EQ(v[0], 4);
+}
+
 // ---- replacement workers killed before they are ready (issue 8, item 4) ---------
 // ---- and IPC objects in initargs (issue 8, item 17) ----------------------------
 

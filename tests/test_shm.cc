@@ -733,6 +733,23 @@ TEST(ShmPosix, SymlinkAtTheNameIsNotFollowed) {
   EXPECT_EQ(t.p()[99], 0x11);
 }
 
+// A hard link at the name leads to another block (a user who can make links
+// to the victim's files could swap one block for another): refused.
+TEST(ShmPosix, HardLinkAtTheNameIsRefused) {
+  std::string target = uniq("hltarget"), link = uniq("hlink");
+  Shm t;
+  ASSERT_EQ(mproc_shm_create(&t.s, target.c_str(), 100), MPROC_OK);
+  ASSERT_EQ(::link(dev_shm_path(target).c_str(), dev_shm_path(link).c_str()),
+            0);
+  Planted gone(link);
+  mproc_shm *s = nullptr;
+  EXPECT_EQ(mproc_shm_attach(&s, link.c_str()), MPROC_EPERM);
+  EXPECT_EQ(s, nullptr);
+  // The block itself now has two names: no longer private to one name.
+  EXPECT_EQ(mproc_shm_attach(&s, target.c_str()), MPROC_EPERM);
+  EXPECT_EQ(s, nullptr);
+}
+
 // A fifo or a directory at the name is no block: refused at once, and
 // neither attach nor cleanup blocks on the fifo (opening one for reading
 // waits for a writer).

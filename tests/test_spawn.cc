@@ -192,6 +192,16 @@ TEST(Dispatch, TruncatedBootstrapIsRefused) {
   EXPECT_NE(out.find("truncated bootstrap"), std::string::npos) << out;
 }
 
+// Nothing at all before end-of-file: the reason says the channel closed
+// (it used to print "object is closed").
+TEST(Dispatch, EmptyBootstrapSaysTheChannelClosed) {
+  std::string out;
+  int code = run_self_with_bootstrap("", 0, &out);
+  EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
+  EXPECT_NE(out.find("closed the"), std::string::npos) << out;
+  EXPECT_EQ(out.find("object is closed"), std::string::npos) << out;
+}
+
 // ---- forged bootstraps ------------------------------------------------------
 
 // What a forger hopes to run: an exit code nobody else uses.

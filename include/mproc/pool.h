@@ -182,9 +182,10 @@ typedef struct mproc_async_options {
  * (cap bytes; *out_len gets its size).  If it does not fit: MPROC_ERANGE
  * with *out_len the size needed, and the result is kept, as the _get
  * functions keep theirs: the next mproc_pool_apply from the same thread
- * with the same task and input bytes returns it without running the task
- * again (any other apply from that thread drops it; mproc_pool_free
- * releases it).  Returns 0, the task's non-zero status, or a pool error.
+ * with the same task and input bytes and a buffer big enough returns it
+ * without running the task again (any other apply from that thread,
+ * including the same call with a buffer still too small, drops it and runs
+ * its own task; mproc_pool_free releases it).  Returns 0, the task's non-zero status, or a pool error.
  * `out` may be NULL with cap 0; `out_len` may be NULL. */
 MPROC_API int mproc_pool_apply(mproc_pool *pool, const char *task,
                                const void *in, size_t in_len, void *out,
@@ -246,12 +247,16 @@ MPROC_API mproc_pool *mproc_pool_free(mproc_pool *pool);
 
 /* ---- async results ---------------------------------------------------------- */
 
+/* Like every pool call, these return MPROC_EINVAL for a NULL result and
+ * MPROC_EPERM in a process other than the pool's creator (a fork child):
+ * test `== 1`, not truth, where a negative code is possible. */
+
 /* 0 once ready, MPROC_ETIMEDOUT. */
 MPROC_API int mproc_async_result_wait(mproc_async_result *r, double timeout);
-/* 1 if ready, 0 if not. */
+/* 1 if ready, 0 if not, or a negative code (above). */
 MPROC_API int mproc_async_result_ready(mproc_async_result *r);
 /* 1 if every task succeeded, 0 if one failed, MPROC_ESTATE if not ready
- * (Python raises ValueError). */
+ * (Python raises ValueError), or a negative code (above). */
 MPROC_API int mproc_async_result_successful(mproc_async_result *r);
 /* Wait up to `timeout`, then copy the result of task 0 (apply_async) into
  * buf as mproc_pool_apply does; returns its status.  On MPROC_ERANGE the

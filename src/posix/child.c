@@ -178,6 +178,20 @@ static int mproc__check_bs_sender(int fd, int64_t *sender, char *err,
 }
 
 /* Reads the whole message: the header, then the length it announces. */
+/* Why reading the bootstrap stopped, in words for the one-line reason. */
+static const char *mproc__bs_read_failure(int rc) {
+  switch (rc) {
+  case MPROC_ECLOSED:
+    return "the parent closed the channel before sending all of it";
+  case MPROC_ETIMEDOUT:
+    return "nothing more arrived within 60 s";
+  case MPROC_ESYS:
+    return strerror(errno);
+  default:
+    return mproc_strerror(rc);
+  }
+}
+
 static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
                              char *err, size_t errlen) {
   unsigned char hdr[MPROC__BS_HEADER];
@@ -185,7 +199,7 @@ static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
   size_t total;
   /* A parent writes the whole bootstrap right after the exec; a minute
    * covers any load and still ends a run whose sender writes nothing. */
-  double deadline = mproc__plat_now() + 60.0;
+  double deadline = mproc__deadline(60.0);
   int rc = mproc__read_full(fd, hdr, sizeof hdr, deadline);
   if (rc == MPROC_OK && mproc__bootstrap_peek_len(hdr, &total) < 0)
     rc = MPROC_EINVAL;
@@ -193,7 +207,7 @@ static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
     snprintf(err, errlen, "damaged bootstrap from the parent process (%s)",
              rc == MPROC_EINVAL ? "bad header: not an mproc bootstrap, or one "
                                   "from another mproc version"
-                                : mproc_strerror(rc));
+                                : mproc__bs_read_failure(rc));
     return MPROC_ESPAWN;
   }
   msg = (unsigned char *)malloc(total);
@@ -205,7 +219,7 @@ static int mproc__receive_bs(int fd, unsigned char **buf, size_t *len,
   rc = mproc__read_full(fd, msg + sizeof hdr, total - sizeof hdr, deadline);
   if (rc < 0) {
     snprintf(err, errlen, "truncated bootstrap from the parent process (%s)",
-             mproc_strerror(rc));
+             mproc__bs_read_failure(rc));
     free(msg);
     return MPROC_ESPAWN;
   }

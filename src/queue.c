@@ -90,7 +90,7 @@
  * load-acquire cannot pass the earlier store-release).
  * Compilers without GNU builtins (MSVC) use the seq_cst store. */
 #if defined(__GNUC__) || defined(__clang__)
-#define MPROC__Q_PUBLISH64(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define MPROC__Q_PUBLISH64(p, v) __atomic_store_n(MPROC__A64(p), (v), __ATOMIC_RELEASE)
 #else
 #define MPROC__Q_PUBLISH64(p, v) mproc__store64((p), (v))
 #endif

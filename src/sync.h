@@ -54,8 +54,8 @@
 #define mproc__store32_rel(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define mproc__load32_rlx(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define mproc__store32_rlx(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define mproc__load64_rlx(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define mproc__store64_rlx(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define mproc__load64_rlx(p) __atomic_load_n(MPROC__A64(p), __ATOMIC_RELAXED)
+#define mproc__store64_rlx(p, v) __atomic_store_n(MPROC__A64(p), (v), __ATOMIC_RELAXED)
 #endif
 
 /* ---- helpers the objects share (src/sync.c) ------------------------------ */

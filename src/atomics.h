@@ -7,6 +7,14 @@
 
 #include <stdint.h>
 
+/* The type of a 64-bit word that the mproc__*64 operations act on, in every
+ * struct that holds one: 8-aligned on every ABI (see below, i386). */
+#if defined(_MSC_VER) && !defined(__clang__)
+typedef uint64_t mproc__u64a; /* MSVC aligns 8-byte types to 8 already */
+#else
+typedef uint64_t mproc__u64a __attribute__((aligned(8)));
+#endif
+
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
 
@@ -107,7 +115,6 @@ _Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
  * atomic operation").  The shared layouts keep every 64-bit word 8-aligned
  * (segments are page-aligned, the words sit at multiples of 8): the cast
  * tells the compiler so, and debug builds check it at run time. */
-typedef uint64_t mproc__u64a __attribute__((aligned(8)));
 #ifndef NDEBUG
 static inline volatile mproc__u64a *mproc__a64(volatile uint64_t *p) {
   if (((uintptr_t)p & 7u) != 0)

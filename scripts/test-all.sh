@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run the CI lanes one after the other and summarise them.
 #
-#   bash scripts/test-all.sh                 dev, spawn, asan, mingw-wine, msvc-check
+#   bash scripts/test-all.sh                 dev, spawn, asan, mingw-wine, msvc-check,
+#                                            musl, x86
 #   bash scripts/test-all.sh dev spawn       only those lanes (any preset name works,
 #                                            e.g. release)
 #
@@ -21,7 +22,7 @@ bash scripts/deps.sh || { echo "dependency installation failed"; exit 1; }
 
 lanes=("$@")
 if (( ${#lanes[@]} == 0 )); then
-  lanes=(dev spawn asan mingw-wine msvc-check)
+  lanes=(dev spawn asan mingw-wine msvc-check musl x86)
 fi
 
 # The lanes choose the start method themselves (the spawn lane's test preset sets
@@ -58,7 +59,9 @@ for lane in "${lanes[@]}"; do
     bash cmake/wine-run.sh --default-prefix "$PWD/build/$lane/wineprefix" --kill || true
   fi
 
-  summary=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1 || true)
+  # A workflow may run several test steps (x86: fork, then spawn): add them up.
+  summaries=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" || true)
+  summary=$(tail -1 <<<"$summaries")
   plain=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -1 || true)
   if [[ -z $summary && -n $plain ]]; then
     # A script lane ends with the plain "N passed, N failed" line.
@@ -68,10 +71,19 @@ for lane in "${lanes[@]}"; do
     total_failed=$(( total_failed + f ))
     lane_summary[$lane]=$plain
   elif [[ -n $summary ]]; then
-    failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$summary")
-    total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$summary")
-    total_passed=$(( total_passed + total - failed ))
-    total_failed=$(( total_failed + failed ))
+    lane_failed=0
+    lane_total=0
+    while read -r line; do
+      failed=$(sed -E 's/.* ([0-9]+) tests? failed out of.*/\1/' <<<"$line")
+      total=$(sed -E 's/.* out of ([0-9]+).*/\1/' <<<"$line")
+      lane_failed=$(( lane_failed + failed ))
+      lane_total=$(( lane_total + total ))
+    done <<<"$summaries"
+    total_passed=$(( total_passed + lane_total - lane_failed ))
+    total_failed=$(( total_failed + lane_failed ))
+    if (( $(wc -l <<<"$summaries") > 1 )); then
+      summary="$(( lane_total - lane_failed )) of $lane_total tests passed over $(wc -l <<<"$summaries") test runs"
+    fi
     lane_summary[$lane]=$summary
   else
     # Configure or build failed (or ctest found nothing to run): count the lane once.

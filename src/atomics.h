@@ -7,6 +7,14 @@
 
 #include <stdint.h>
 
+/* The type of a 64-bit word that the mproc__*64 operations act on, in every
+ * struct that holds one: 8-aligned on every ABI (see below, i386). */
+#if defined(_MSC_VER) && !defined(__clang__)
+typedef uint64_t mproc__u64a; /* MSVC aligns 8-byte types to 8 already */
+#else
+typedef uint64_t mproc__u64a __attribute__((aligned(8)));
+#endif
+
 #if defined(_MSC_VER) && !defined(__clang__)
 #include <intrin.h>
 
@@ -91,11 +99,36 @@ static __inline uint64_t mproc__add64(volatile uint64_t *p, uint64_t v) {
   __atomic_compare_exchange_n((p), (e), (d), 0, __ATOMIC_SEQ_CST,              \
                               __ATOMIC_SEQ_CST)
 #define mproc__add32(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
-#define mproc__load64(p) __atomic_load_n((p), __ATOMIC_SEQ_CST)
-#define mproc__store64(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
-#define mproc__add64(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
+/* The 64-bit words live in shared memory, so the operations on them must be
+ * done by the CPU: an out-of-line libatomic call (armel, mipsel, 32-bit
+ * PowerPC) takes a lock private to one process and is not atomic across
+ * processes at all.  Refuse such targets at build time (the macro is 2
+ * when 8-byte atomics are always lock-free; gcc and clang define it). */
+#if defined(__GCC_ATOMIC_LLONG_LOCK_FREE) && __GCC_ATOMIC_LLONG_LOCK_FREE != 2
+#error "mproc needs lock-free 64-bit atomics (not armel, mipsel, ppc32)"
+#endif
+/* i386's ABI aligns uint64_t to 4 bytes, and a compiler that cannot prove a
+ * pointer 8-aligned makes the same out-of-line call (clang: "misaligned
+ * atomic operation").  Every struct declares its 64-bit words mproc__u64a,
+ * 8-aligned on every ABI (and segments are page-aligned): the cast tells
+ * the compiler so, and debug builds check it at run time. */
+#ifndef NDEBUG
+static inline volatile mproc__u64a *mproc__a64(volatile uint64_t *p) {
+  if (((uintptr_t)p & 7u) != 0)
+    __builtin_trap(); /* a shared 64-bit word that is not 8-aligned */
+  return (volatile mproc__u64a *)p;
+}
+#define MPROC__A64(p) mproc__a64(p)
+#else
+#define MPROC__A64(p) ((volatile mproc__u64a *)(p))
+#endif
+#define mproc__load64(p) __atomic_load_n(MPROC__A64(p), __ATOMIC_SEQ_CST)
+#define mproc__store64(p, v)                                                   \
+  __atomic_store_n(MPROC__A64(p), (v), __ATOMIC_SEQ_CST)
+#define mproc__add64(p, v)                                                     \
+  __atomic_fetch_add(MPROC__A64(p), (v), __ATOMIC_SEQ_CST)
 #define mproc__cas64(p, e, d)                                                  \
-  __atomic_compare_exchange_n((p), (e), (d), 0, __ATOMIC_SEQ_CST,              \
+  __atomic_compare_exchange_n(MPROC__A64(p), (e), (d), 0, __ATOMIC_SEQ_CST,    \
                               __ATOMIC_SEQ_CST)
 #if defined(__x86_64__) || defined(__i386__)
 #define mproc__pause() __builtin_ia32_pause()

@@ -90,7 +90,7 @@
  * load-acquire cannot pass the earlier store-release).
  * Compilers without GNU builtins (MSVC) use the seq_cst store. */
 #if defined(__GNUC__) || defined(__clang__)
-#define MPROC__Q_PUBLISH64(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define MPROC__Q_PUBLISH64(p, v) __atomic_store_n(MPROC__A64(p), (v), __ATOMIC_RELEASE)
 #else
 #define MPROC__Q_PUBLISH64(p, v) mproc__store64((p), (v))
 #endif
@@ -109,18 +109,18 @@ typedef struct mproc__qconst {
  * errs on the side of "full", and the real counter is read only then. */
 typedef struct mproc__qprod {
   mproc__lockword lock;
-  volatile uint64_t nput;       /* messages ever put (incl. in flight) */
-  volatile uint64_t head_cache; /* <= head */
-  volatile uint64_t nget_cache; /* <= nget */
-  volatile uint64_t j_valid, j_tail, j_nput; /* journal of the last put */
+  volatile mproc__u64a nput;       /* messages ever put (incl. in flight) */
+  volatile mproc__u64a head_cache; /* <= head */
+  volatile mproc__u64a nget_cache; /* <= nget */
+  volatile mproc__u64a j_valid, j_tail, j_nput; /* journal of the last put */
 } mproc__qprod;
 
 /* Consumers' bookkeeping, under the get lock. */
 typedef struct mproc__qcons {
   mproc__lockword lock;
-  volatile uint64_t nget;       /* messages ever taken */
-  volatile uint64_t tail_cache; /* <= tail */
-  volatile uint64_t j_valid, j_head, j_nget; /* journal of the last get */
+  volatile mproc__u64a nget;       /* messages ever taken */
+  volatile mproc__u64a tail_cache; /* <= tail */
+  volatile mproc__u64a j_valid, j_head, j_nget; /* journal of the last get */
 } mproc__qcons;
 
 /* A condition to wait for: futex word, the futex's own waiter count, and
@@ -130,7 +130,7 @@ typedef struct mproc__qcond {
 } mproc__qcond;
 
 typedef struct mproc__qjoin {
-  volatile uint64_t ndone; /* task_done calls */
+  volatile mproc__u64a ndone; /* task_done calls */
   volatile uint32_t seq, fxw;
 } mproc__qjoin;
 
@@ -143,9 +143,9 @@ typedef struct mproc__qjoin {
 typedef struct mproc__qhdr {
   MPROC__Q_BLOCK(mproc__qconst, c);
   MPROC__Q_BLOCK(mproc__qprod, p);
-  MPROC__Q_BLOCK(volatile uint64_t, tail); /* published by producers */
+  MPROC__Q_BLOCK(volatile mproc__u64a, tail); /* published by producers */
   MPROC__Q_BLOCK(mproc__qcons, g);
-  MPROC__Q_BLOCK(volatile uint64_t, head); /* published by consumers */
+  MPROC__Q_BLOCK(volatile mproc__u64a, head); /* published by consumers */
   MPROC__Q_BLOCK(mproc__qcond, ne);        /* not empty */
   MPROC__Q_BLOCK(mproc__qcond, nf);        /* not full */
   MPROC__Q_BLOCK(mproc__qjoin, jn);

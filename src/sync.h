@@ -54,8 +54,8 @@
 #define mproc__store32_rel(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define mproc__load32_rlx(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 #define mproc__store32_rlx(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
-#define mproc__load64_rlx(p) __atomic_load_n((p), __ATOMIC_RELAXED)
-#define mproc__store64_rlx(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define mproc__load64_rlx(p) __atomic_load_n(MPROC__A64(p), __ATOMIC_RELAXED)
+#define mproc__store64_rlx(p, v) __atomic_store_n(MPROC__A64(p), (v), __ATOMIC_RELAXED)
 #endif
 
 /* ---- helpers the objects share (src/sync.c) ------------------------------ */
@@ -87,8 +87,8 @@ typedef struct mproc__lockword {
   volatile uint32_t fxw;   /* the futex's waiter count (mproc__fx) */
   volatile uint32_t nwait; /* threads in the acquire slow path */
   volatile uint32_t depth; /* recursive: the owner's recursion count */
-  volatile uint64_t tid;   /* recursive: the owning thread (0 when free) */
-  volatile uint64_t stamp; /* the holder's mproc__self_stamp(), stored just
+  volatile mproc__u64a tid;   /* recursive: the owning thread (0 when free) */
+  volatile mproc__u64a stamp; /* the holder's mproc__self_stamp(), stored just
                               after its CAS; 0 once released */
 } mproc__lockword;
 

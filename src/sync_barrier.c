@@ -56,7 +56,7 @@ typedef struct mproc__bar_shared {
   volatile uint32_t count;    /* parties inside wait(); changed atomically */
   volatile uint32_t state;    /* under the lock; read without it by queries */
   volatile uint32_t nslots;   /* min(parties, MPROC__BAR_SLOTS_MAX) */
-  volatile uint64_t slots[1]; /* nslots: stamps of parties inside wait() */
+  volatile mproc__u64a slots[1]; /* nslots: stamps of parties inside wait() */
 } mproc__bar_shared;
 
 struct mproc_barrier {

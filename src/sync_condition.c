@@ -42,8 +42,8 @@ enum {
 typedef struct mproc__cond_slot {
   volatile uint32_t state;
   uint32_t pad;
-  volatile uint64_t stamp;  /* the waiter's process (mproc__self_stamp) */
-  volatile uint64_t ticket; /* arrival order */
+  volatile mproc__u64a stamp;  /* the waiter's process (mproc__self_stamp) */
+  volatile mproc__u64a ticket; /* arrival order */
 } mproc__cond_slot;
 
 typedef struct mproc__cond_shared {
@@ -53,7 +53,7 @@ typedef struct mproc__cond_shared {
   volatile uint32_t seqw;
   volatile uint32_t noverflow; /* waiters without a slot */
   uint32_t pad;
-  volatile uint64_t next_ticket; /* under the lock */
+  volatile mproc__u64a next_ticket; /* under the lock */
   mproc__cond_slot slots[MPROC__COND_SLOTS];
 } mproc__cond_shared;
 

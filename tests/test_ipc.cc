@@ -2,6 +2,7 @@
 // children, the portable futex across processes, owner liveness, names.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -137,6 +138,24 @@ TEST(Futex, WaitTimesOutWhenNothingChanges) {
   EXPECT_EQ(mproc__load32(&f.s->waiters), 0u);
   // A word that already differs returns at once.
   EXPECT_EQ(mproc__fx_wait(&f.fx, 7, mproc__plat_now() + 30), MPROC_OK);
+}
+
+// The deadline has a fractional second on purpose: a kernel that reads the
+// struct timespec with the wrong layout (64-bit time_t handed to the 32-bit
+// SYS_futex, as on 32-bit musl) sees the whole seconds only, so the wait
+// timed out up to a second early, every time.  No lower bound on speed here:
+// an expired timeout simply must not come before its deadline.
+TEST(Futex, TimeoutNeverExpiresBeforeItsDeadline) {
+  SegFixture f;
+  const double deadline = std::floor(mproc__plat_now()) + 1.25;
+  int rc;
+  do  // a signal may end a wait early (MPROC_OK): wait again for the rest
+    rc = mproc__fx_wait(&f.fx, 0, deadline);
+  while (rc == MPROC_OK && mproc__plat_now() < deadline);
+  const double late_by = mproc__plat_now() - deadline;
+  EXPECT_EQ(rc, MPROC_ETIMEDOUT);
+  EXPECT_GE(late_by, -1e-3) << "timed out " << -late_by << " s early";
+  EXPECT_LT(late_by, 10.0);
 }
 
 TEST(Futex, WakeAllReleasesEveryThread) {

@@ -276,7 +276,12 @@ TEST(Shm, BadInput) {
             MPROC_EINVAL);
   // Objects that are not mproc objects cannot be passed.
   Args args;
-  int not_an_object = 0;
+  // As large and as aligned as an object header (the check reads one; a bare
+  // int here is a misaligned, out-of-bounds read that UBSan traps on).
+  struct {
+    uint32_t word;
+    void *ptr;
+  } not_an_object = {0, nullptr};
   EXPECT_EQ(mproc_args_add_object(args.a, nullptr, &not_an_object),
             MPROC_EINVAL);
 }

@@ -30,6 +30,42 @@ int mproc__fx_import(mproc__fx *fx, volatile uint32_t *word,
 
 void mproc__fx_close(mproc__fx *fx) { fx->word = fx->waiters = NULL; }
 
+#ifdef __linux__
+/* FUTEX_WAIT_BITSET until the absolute CLOCK_MONOTONIC time *ts (NULL: no
+ * limit).  A 32-bit ABI with a 64-bit time_t (all 32-bit musl, glibc with
+ * _TIME_BITS=64) has a struct timespec that the old SYS_futex reads as two
+ * 32-bit fields (whole seconds, then the seconds' high half as ns), so every
+ * timeout would expire at once: such a build needs futex_time64 (Linux
+ * 5.1+), and falls back to the old call, with the old layout, on a kernel
+ * that lacks it. */
+static long mproc__futex_wait_abs(volatile uint32_t *word, uint32_t expected,
+                                  const struct timespec *ts) {
+#ifdef SYS_futex_time64
+  if (sizeof(ts->tv_sec) > sizeof(long)) {
+    struct {
+      long tv_sec, tv_nsec;
+    } old;
+    long r = syscall(SYS_futex_time64, word, FUTEX_WAIT_BITSET, expected, ts,
+                     NULL, FUTEX_BITSET_MATCH_ANY);
+    if (r == 0 || errno != ENOSYS)
+      return r;
+    if (ts) {
+      /* Past 2038 the old call cannot say the deadline: clamp it. */
+      old.tv_sec = (long)ts->tv_sec;
+      if ((time_t)old.tv_sec != ts->tv_sec)
+        old.tv_sec = LONG_MAX;
+      old.tv_nsec = (long)ts->tv_nsec;
+    }
+    return syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected,
+                   ts ? (const void *)&old : NULL, NULL,
+                   FUTEX_BITSET_MATCH_ANY);
+  }
+#endif
+  return syscall(SYS_futex, word, FUTEX_WAIT_BITSET, expected, ts, NULL,
+                 FUTEX_BITSET_MATCH_ANY);
+}
+#endif
+
 int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
   int rc = MPROC_OK;
   (void)mproc__add32(fx->waiters, 1);
@@ -49,8 +85,7 @@ int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
      * clock mproc__plat_now() reads, so retries after EINTR keep the
      * original deadline.  Not FUTEX_PRIVATE_FLAG: the word is shared
      * between processes, and the kernel must key it by the page. */
-    r = syscall(SYS_futex, fx->word, FUTEX_WAIT_BITSET, expected, tsp, NULL,
-                FUTEX_BITSET_MATCH_ANY);
+    r = mproc__futex_wait_abs(fx->word, expected, tsp);
     if (r != 0 && errno == ETIMEDOUT)
       rc = MPROC_ETIMEDOUT;
   }

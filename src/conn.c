@@ -118,7 +118,7 @@ struct mproc_conn {
   /* The process the local state here (state's count, rlw, hold, part)
    * belongs to: its pid << 1, with bit 0 set while a thread of that
    * process takes the state over after a fork (mproc__conn_adopt). */
-  volatile uint64_t owner;
+  volatile mproc__u64a owner;
   /* Threads of this process: the receive side's local state below (the
    * shared locks serialise processes, and threads for sends).  A lock word
    * in this process's memory rather than a mutex, for its deadline: a

@@ -216,7 +216,7 @@ static uint32_t mproc__process_start(HANDLE h) {
 uint64_t mproc__self_stamp(void) {
   /* No fork on Windows: one value for the life of the process.  A race
    * between two first callers stores the same value twice. */
-  static volatile uint64_t cache;
+  static volatile mproc__u64a cache;
   uint64_t s = mproc__load64(&cache);
   if (s == 0) {
     s = (uint64_t)GetCurrentProcessId() << 32 |

@@ -30,7 +30,8 @@ targets=("x86_64-macos" "aarch64-macos")
 common=(-Iinclude -Isrc -Isrc/posix -std=c11 -DMPROC_BUILDING
   # The feature macros CMakeLists.txt sets for Apple (MPROC_FEATURE_DEFINITIONS).
   -D_DARWIN_C_SOURCE
-  -Wall -Wextra -Werror)
+  # The warnings cmake/mprocCompilerFlags.cmake gives the library's C sources.
+  -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Werror)
 
 passed=0
 failed=0

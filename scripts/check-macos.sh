@@ -4,8 +4,12 @@
 # Compiles every file a macOS build compiles (the portable src/*.c and src/posix/*.c)
 # with Zig's clang against the macOS libc headers Zig bundles, for x86_64 and arm64,
 # with -Werror and the feature macros CMakeLists.txt sets for Apple
-# (MPROC_FEATURE_DEFINITIONS).  This proves the macOS code paths (kqueue sentinels,
-# os_sync/__ulock futex, shm_open segments, ...) compile; it does not run them.
+# (MPROC_FEATURE_DEFINITIONS).  Then, per target, it links them all into a dylib
+# against the libSystem stubs Zig ships for macOS 11.0, the oldest macOS the port
+# supports (__ulock_wait2 is from macOS 11): every function the macOS code calls,
+# including the undocumented ones it declares itself, must exist there.  This
+# proves the macOS code paths (kqueue sentinels, os_sync/__ulock futex, shm_open
+# segments, ...) compile and link; it does not run them.
 #
 #   bash scripts/check-macos.sh          exit 0 when every file compiles clean
 #
@@ -13,7 +17,8 @@
 # (/opt/mproc-zig-0.11.0/zig), then on PATH.  `zig cc -fsyntax-only` misbehaves in
 # Zig 0.11, so each file is compiled for real to /dev/null.
 #
-# The last line is "N passed, N failed" (one per file and target).
+# The last line is "N passed, N failed" (one per file and target, plus one link
+# per target).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -47,6 +52,19 @@ for target in "${targets[@]}"; do
     fi
   done
 done
-echo "macos-check: ${#targets[@]} targets (${targets[*]})"
+link_dir=$(mktemp -d "${TMPDIR:-/tmp}/mproc-macos.XXXXXX")
+trap 'rm -rf "$link_dir"' EXIT
+for target in "${targets[@]}"; do
+  if out=$("$zig" cc -target "$target.11.0" -shared "${common[@]}" \
+             -o "$link_dir/libmproc-$target.dylib" src/*.c src/posix/*.c 2>&1) \
+     && [[ -z $out ]]; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAIL $target.11.0: link"
+    echo "$out" | head -20
+  fi
+done
+echo "macos-check: ${#targets[@]} targets (${targets[*]}), compiled per file and linked"
 echo "${passed} passed, ${failed} failed"
 (( failed == 0 ))

@@ -252,6 +252,18 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
 
 #if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
 #define MPROC__SPAWN_CLOEXEC_FLAG POSIX_SPAWN_CLOEXEC_DEFAULT
+
+/* POSIX_SPAWN_CLOEXEC_DEFAULT closes stdin, stdout and stderr too unless a
+ * file action names them (posix_spawnattr_setflags(3) on macOS): keep the
+ * ones that are open here, as a spawned child gets them on Linux.  A closed
+ * one is left out, because inheriting it would fail the spawn. */
+static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa) {
+  int fd, rc = 0;
+  for (fd = 0; fd <= 2 && rc == 0; fd++)
+    if (fcntl(fd, F_GETFD) >= 0)
+      rc = posix_spawn_file_actions_addinherit_np(fa, fd);
+  return rc;
+}
 #else
 #define MPROC__SPAWN_CLOEXEC_FLAG 0
 #endif
@@ -280,6 +292,10 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
 #if MPROC__HAVE_CLOSEFROM_NP
   if (rc == 0)
     rc = posix_spawn_file_actions_addclosefrom_np(&fa, MPROC__BS_FD + nsrc);
+#endif
+#if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
+  if (rc == 0)
+    rc = mproc__spawn_keep_stdio(&fa);
 #endif
   /* The child starts clean: default handlers, nothing blocked. */
   sigemptyset(&none);

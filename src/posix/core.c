@@ -83,15 +83,18 @@ static int mproc__px_kqueue_for(pid_t pid) {
   EV_SET(&ev, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
   if (kevent(kq, &ev, 1, NULL, 0, NULL) == 0)
     return kq;
-  if (errno == ESRCH) {
-    EV_SET(&ev, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
-    if (kevent(kq, &ev, 1, NULL, 0, NULL) == 0)
-      return kq;
-  }
+  if (errno == ESRCH && mproc__px_pidfd_mark_ended(kq) == 0)
+    return kq;
   e = errno;
   (void)close(kq);
   errno = e;
   return -1;
+}
+
+int mproc__px_pidfd_mark_ended(int kq) {
+  struct kevent ev;
+  EV_SET(&ev, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+  return kevent(kq, &ev, 1, NULL, 0, NULL);
 }
 #endif
 

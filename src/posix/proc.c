@@ -132,6 +132,23 @@ static void mproc__abandon(pid_t pid) {
   errno = saved;
 }
 
+static int mproc__ended_nowait(pid_t pid);
+
+/* A pidfd sees an exit at any time.  macOS's kqueue stand-in (core.c) sees
+ * one only after its registration, and an already-ended child is reported
+ * by ESRCH only if XNU refuses to attach to it; in case it attached to a
+ * child that had ended just before, ask waitid (the child is ours and
+ * unreaped) and make the kqueue readable.  A no-op elsewhere. */
+static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
+#ifdef __APPLE__
+  if (mproc__ended_nowait(pid))
+    (void)mproc__px_pidfd_mark_ended(pidfd);
+#else
+  (void)pidfd;
+  (void)pid;
+#endif
+}
+
 int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
@@ -170,6 +187,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
       mproc__abandon(pid);
       return mproc__os_fail(MPROC_ESPAWN, e);
     }
+    mproc__pidfd_catch_up(pidfd, pid);
   }
   mproc__px_close_fd(&sent[1]);
   p->plat.pidfd = pidfd;
@@ -459,6 +477,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
       rc = MPROC_ESPAWN;
       goto fail_errno;
     }
+    mproc__pidfd_catch_up(pidfd, pid);
   }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */

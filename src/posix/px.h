@@ -45,6 +45,12 @@ extern int mproc__px_own_sentinel_w;
  * (ENOSYS elsewhere). */
 int mproc__px_pidfd_open(pid_t pid);
 
+#ifdef __APPLE__
+/* Makes such a kqueue readable now (a user event): for a process found
+ * ended some other way.  0 or -1 with errno. */
+int mproc__px_pidfd_mark_ended(int kq);
+#endif
+
 /* pipe(2) and an AF_UNIX stream socketpair(2), both ends close-on-exec (and
  * the sockets SIGPIPE-free where SO_NOSIGPIPE exists); 0 or -1 with errno.
  * Callers that create ends meant for one child hold mproc__lock. */

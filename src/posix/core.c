@@ -16,7 +16,9 @@
 #include <sys/syscall.h>
 #endif
 #ifdef __APPLE__
+#include <libproc.h> /* proc_pidinfo */
 #include <sys/event.h>
+#include <sys/proc.h> /* SZOMB */
 #endif
 #include <sys/socket.h>
 
@@ -215,7 +217,19 @@ void mproc__plat_close_handle(mproc_handle_t h) {
  * start time (field 22, clock ticks since boot).  0 if it cannot be read:
  * no /proc (a chroot), another pid namespace, or the process is gone. */
 static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
-#ifdef __linux__
+#if defined(__APPLE__)
+  /* No /proc: proc_pidinfo(PROC_PIDTBSDINFO) (<libproc.h>) gives the state
+   * and the start time in microseconds.  It fails for another user's
+   * process (and may for a zombie), which then counts as unknown, as a
+   * missing /proc does.  Compile-checked only. */
+  struct proc_bsdinfo bi;
+  if (proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &bi, (int)sizeof bi) !=
+      (int)sizeof bi)
+    return 0;
+  *state = bi.pbi_status == SZOMB ? 'Z' : 'R';
+  *start = bi.pbi_start_tvsec * 1000000u + bi.pbi_start_tvusec;
+  return 1;
+#elif defined(__linux__)
   char path[64], buf[512];
   const char *p;
   ssize_t n;

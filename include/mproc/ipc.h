@@ -67,7 +67,10 @@ typedef struct mproc_shm mproc_shm;
 
 /* Longest name, without the NUL.  Names are 1..MPROC_SHM_NAME_MAX
  * characters from [A-Za-z0-9_.-] (no slash, not "." or ".."), so they mean
- * the same on every platform; mproc adds its own prefix in the OS namespace. */
+ * the same on every platform; mproc adds its own prefix in the OS namespace.
+ * macOS allows only 31 characters for a whole shm name, "/mproc." included,
+ * so there names have at most 24 characters; a longer one fails with
+ * MPROC_EINVAL (never truncated: two names must not meet in one block). */
 #define MPROC_SHM_NAME_MAX 64
 
 /* What a name protects.  A name is not a secret: any local user can guess

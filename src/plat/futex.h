@@ -10,6 +10,7 @@
  *   Linux: futex(2) on the word (not FUTEX_PRIVATE: the word is shared).
  *   Windows: a kernel semaphore per object; the waiter count in shared
  *            memory tells the waker how many units to release.
+ *   macOS: os_sync_wait_on_address (14.4+) or __ulock_wait2 (11+), shared.
  *   Other POSIX: sleeps in short steps (correct, slower).
  */
 #ifndef MPROC_PLAT_FUTEX_H

@@ -19,6 +19,10 @@
 #ifdef __linux__
 #include <sys/prctl.h>
 #endif
+#ifdef __APPLE__
+#include <pthread.h>
+#include <sys/event.h>
+#endif
 #if defined(__APPLE__) || defined(__FreeBSD__)
 #include <sys/param.h> /* __FreeBSD_version */
 #include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
@@ -271,8 +275,52 @@ int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,
   return MPROC_OK;
 }
 
+#ifdef __APPLE__
+/* macOS has no PR_SET_PDEATHSIG.  A detached thread blocks in kevent(2) on
+ * a kqueue watching the parent for NOTE_EXIT (px.h: the kqueue stand-in
+ * for a pidfd) and kills this process the moment the parent ends, as the
+ * Linux death signal would.  Compile-checked only (scripts/check-macos.sh);
+ * the behaviour is Apple's kqueue(2) man page's. */
+static void *mproc__parent_death_watch(void *arg) {
+  int kq = (int)(intptr_t)arg;
+  struct kevent ev;
+  while (kevent(kq, NULL, 0, &ev, 1, NULL) < 0 && errno == EINTR) {
+  }
+  (void)kill(getpid(), SIGKILL);
+  return NULL;
+}
+
+static int mproc__arm_parent_death(int64_t parent_pid) {
+  pthread_attr_t attr;
+  pthread_t tid;
+  int kq = mproc__px_pidfd_open((pid_t)parent_pid), rc;
+  if (kq < 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  /* Registered first, checked second: a parent that died before the
+   * registration has reparented us, which getppid() shows. */
+  if ((int64_t)getppid() != parent_pid) {
+    (void)close(kq);
+    return MPROC_ESTATE;
+  }
+  rc = pthread_attr_init(&attr);
+  if (rc == 0) {
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    rc = pthread_create(&tid, &attr, mproc__parent_death_watch,
+                        (void *)(intptr_t)kq);
+    (void)pthread_attr_destroy(&attr);
+  }
+  if (rc != 0) {
+    (void)close(kq);
+    return mproc__os_fail(MPROC_ESYS, rc);
+  }
+  return MPROC_OK; /* the watcher owns kq for the rest of our life */
+}
+#endif
+
 int mproc__plat_arm_daemon(int64_t parent_pid) {
-#ifdef __linux__
+#if defined(__APPLE__)
+  return mproc__arm_parent_death(parent_pid);
+#elif defined(__linux__)
   /* PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits,
    * and never if the parent died before the call: the getppid() check
    * closes that window (prctl(2)). */

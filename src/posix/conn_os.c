@@ -174,11 +174,17 @@ fail:
 }
 
 /* 1 if every copy of the peer end is closed (POLLHUP on our incoming pipe:
- * its write end is the peer's). */
+ * its write end is the peer's).  POLLHUP is asked for although POSIX
+ * reports it unasked (Linux does): XNU's poll(2) is built on kqueue
+ * (bsd/kern/sys_generic.c) and registers a read filter only for POLLIN,
+ * POLLPRI or POLLHUP in `events`, so with events = 0 it never says the
+ * peer is gone.  POLLHUP alone (not POLLIN) registers that filter without
+ * reporting pending data: poll_callback keeps only the bits asked for.
+ * macOS is compile-checked only; this follows XNU's source. */
 static int mproc__conn_peer_gone(mproc__conn_os *os) {
   struct pollfd p;
   p.fd = os->in_r;
-  p.events = 0;
+  p.events = POLLHUP;
   p.revents = 0;
   while (poll(&p, 1, 0) < 0) {
     if (errno != EINTR)
@@ -193,7 +199,7 @@ static int mproc__conn_wait_room(mproc__conn_os *os) {
   p[0].fd = os->out_w;
   p[0].events = POLLOUT;
   p[1].fd = os->in_r;
-  p[1].events = 0; /* POLLHUP and POLLERR are always reported */
+  p[1].events = POLLHUP; /* asked for: see mproc__conn_peer_gone */
   for (;;) {
     p[0].revents = p[1].revents = 0;
     if (poll(p, 2, -1) >= 0)

@@ -15,6 +15,12 @@
 #ifdef __linux__
 #include <sys/syscall.h>
 #endif
+#ifdef __APPLE__
+#include <libproc.h> /* proc_pidinfo */
+#include <sys/event.h>
+#include <sys/proc.h> /* SZOMB */
+#endif
+#include <sys/socket.h>
 
 #include "internal.h"
 #include "proc_exe.h"
@@ -61,9 +67,44 @@ double mproc__plat_now(void) {
 
 int mproc__plat_last_error(void) { return errno; }
 
+#ifdef __APPLE__
+/* macOS has no pidfd; a kqueue watching the pid for NOTE_EXIT is one: it
+ * polls readable once the process has ended and stays so (nobody reads the
+ * event), and it is pinned to that process, not to its pid.  kevent(2) says
+ * registering a process that is gone fails with ESRCH; a zombie (ended,
+ * unreaped) counts as gone there, so the queue is then made readable at once
+ * with a user event.  Compile-checked only; the behaviour is the one Apple's
+ * kqueue(2) man page and XNU's filt_procattach describe.  A kqueue is not
+ * inherited by fork(2): see mproc__plat_forget (proc.c). */
+static int mproc__px_kqueue_for(pid_t pid) {
+  struct kevent ev;
+  int kq = kqueue(), e;
+  if (kq < 0)
+    return -1;
+  (void)fcntl(kq, F_SETFD, FD_CLOEXEC);
+  EV_SET(&ev, (uintptr_t)pid, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+  if (kevent(kq, &ev, 1, NULL, 0, NULL) == 0)
+    return kq;
+  if (errno == ESRCH && mproc__px_pidfd_mark_ended(kq) == 0)
+    return kq;
+  e = errno;
+  (void)close(kq);
+  errno = e;
+  return -1;
+}
+
+int mproc__px_pidfd_mark_ended(int kq) {
+  struct kevent ev;
+  EV_SET(&ev, 1, EVFILT_USER, EV_ADD, NOTE_TRIGGER, 0, NULL);
+  return kevent(kq, &ev, 1, NULL, 0, NULL);
+}
+#endif
+
 int mproc__px_pidfd_open(pid_t pid) {
-#ifdef __linux__
+#if defined(__linux__)
   return (int)syscall(SYS_pidfd_open, pid, 0);
+#elif defined(__APPLE__)
+  return mproc__px_kqueue_for(pid);
 #else
   (void)pid;
   errno = ENOSYS;
@@ -80,6 +121,53 @@ void mproc__px_close_fd(int *fd) {
   }
 }
 
+/* Linux makes both ends close-on-exec atomically (pipe2, SOCK_CLOEXEC).
+ * Elsewhere (macOS has neither) the flag follows a moment later: a fork in
+ * between would keep the ends across its exec.  Every caller that must keep
+ * them from other children holds mproc__lock, which mproc's own forks hold
+ * too, and spawn closes everything it does not pass (POSIX_SPAWN_CLOEXEC_
+ * DEFAULT or closefrom), so only a fork+exec the application makes itself
+ * in that moment could inherit them. */
+#ifndef __linux__
+static int mproc__px_cloexec_pair(int fds[2]) {
+  if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0 &&
+      fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0)
+    return 0;
+  mproc__px_close_fd(&fds[0]);
+  mproc__px_close_fd(&fds[1]);
+  return -1;
+}
+#endif
+
+int mproc__px_pipe(int fds[2]) {
+#ifdef __linux__
+  return pipe2(fds, O_CLOEXEC);
+#else
+  if (pipe(fds) != 0)
+    return -1;
+  return mproc__px_cloexec_pair(fds);
+#endif
+}
+
+int mproc__px_socketpair(int fds[2]) {
+#ifdef __linux__
+  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+#else
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0)
+    return -1;
+#ifdef SO_NOSIGPIPE
+  {
+    /* A write to a closed peer gives EPIPE instead of SIGPIPE even where
+     * send's MSG_NOSIGNAL is not honoured (BSD, older macOS). */
+    int one = 1;
+    (void)setsockopt(fds[0], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+    (void)setsockopt(fds[1], SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+  }
+#endif
+  return mproc__px_cloexec_pair(fds);
+#endif
+}
+
 int mproc__px_ms(double seconds) {
   double ms;
   if (seconds < 0)
@@ -94,7 +182,8 @@ int mproc__plat_init(int argc, char **argv) {
   /* Which file spawn runs is worked out at the first spawn (proc_exe.c). */
   mproc__exe_init(argc, argv);
   (void)pthread_atfork(NULL, NULL, mproc__atfork_child);
-  /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds. */
+  /* Probe once: seccomp filters and kernels before 5.3 refuse pidfds
+   * (macOS: the kqueue stand-in, which works everywhere). */
   fd = mproc__px_pidfd_open(getpid());
   mproc__px_use_pidfd = fd >= 0;
   if (fd >= 0)
@@ -105,7 +194,7 @@ int mproc__plat_init(int argc, char **argv) {
     mproc__px_use_pidfd = 0;
   knob = getenv("MPROC_POSIX_FORKEXEC");
   mproc__px_use_forkexec =
-      !MPROC__HAVE_CLOSEFROM_NP || (knob && strcmp(knob, "1") == 0);
+      !MPROC__HAVE_SPAWN_CLOSE || (knob && strcmp(knob, "1") == 0);
   return MPROC_OK;
 }
 
@@ -128,7 +217,19 @@ void mproc__plat_close_handle(mproc_handle_t h) {
  * start time (field 22, clock ticks since boot).  0 if it cannot be read:
  * no /proc (a chroot), another pid namespace, or the process is gone. */
 static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
-#ifdef __linux__
+#if defined(__APPLE__)
+  /* No /proc: proc_pidinfo(PROC_PIDTBSDINFO) (<libproc.h>) gives the state
+   * and the start time in microseconds.  It fails for another user's
+   * process (and may for a zombie), which then counts as unknown, as a
+   * missing /proc does.  Compile-checked only. */
+  struct proc_bsdinfo bi;
+  if (proc_pidinfo((int)pid, PROC_PIDTBSDINFO, 0, &bi, (int)sizeof bi) !=
+      (int)sizeof bi)
+    return 0;
+  *state = bi.pbi_status == SZOMB ? 'Z' : 'R';
+  *start = bi.pbi_start_tvsec * 1000000u + bi.pbi_start_tvusec;
+  return 1;
+#elif defined(__linux__)
   char path[64], buf[512];
   const char *p;
   ssize_t n;

@@ -11,8 +11,10 @@ typedef pthread_mutex_t mproc__mutex_t;
 
 typedef struct mproc__plat_proc {
   /* A pidfd when the kernel has one (Linux >= 5.3): pollable, and signals
-   * through it can never reach a recycled pid.  Otherwise the read end of a
-   * pipe whose write end only the child holds: EOF means it ended. */
+   * through it can never reach a recycled pid.  On macOS a kqueue watching
+   * the child for NOTE_EXIT, which polls readable once it ended (core.c).
+   * Otherwise the read end of a pipe whose write end only the child holds:
+   * EOF means it ended. */
   int pidfd;
   int sentinel_r;
   /* Set when the sentinel pipe closed but waitpid says the child still runs
@@ -26,7 +28,8 @@ typedef struct mproc__plat_proc {
 
 typedef struct mproc__plat_parent {
   int64_t pid;
-  int pidfd; /* -1 when unavailable: fall back to getppid() checks */
+  int pidfd; /* pidfd, or macOS kqueue; -1 when unavailable: fall back to
+              * getppid() checks */
 } mproc__plat_parent;
 
 #endif

@@ -21,12 +21,22 @@
 #ifdef __linux__
 #include <sys/syscall.h>
 #endif
+#ifdef __APPLE__
+#include <crt_externs.h>
+#endif
 
 #include "internal.h"
 #include "proc_exe.h"
 #include "px.h"
 
+#ifdef __APPLE__
+/* A shared library on macOS cannot link against `environ` directly
+ * (environ(7)); _NSGetEnviron() is the documented way. */
+#define mproc__environ (*_NSGetEnviron())
+#else
 extern char **environ;
+#define mproc__environ environ
+#endif
 
 #if defined(__linux__) && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
@@ -122,11 +132,28 @@ static void mproc__abandon(pid_t pid) {
   errno = saved;
 }
 
+static int mproc__ended_nowait(pid_t pid);
+
+/* A pidfd sees an exit at any time.  macOS's kqueue stand-in (core.c) sees
+ * one only after its registration, and an already-ended child is reported
+ * by ESRCH only if XNU refuses to attach to it; in case it attached to a
+ * child that had ended just before, ask waitid (the child is ours and
+ * unreaped) and make the kqueue readable.  A no-op elsewhere. */
+static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
+#ifdef __APPLE__
+  if (mproc__ended_nowait(pid))
+    (void)mproc__px_pidfd_mark_ended(pidfd);
+#else
+  (void)pidfd;
+  (void)pid;
+#endif
+}
+
 int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
   int pidfd = -1;
-  if (!mproc__px_use_pidfd && pipe2(sent, O_CLOEXEC) != 0)
+  if (!mproc__px_use_pidfd && mproc__px_pipe(sent) != 0)
     return mproc__os_fail(MPROC_ESPAWN, errno);
   pid = fork();
   if (pid < 0) {
@@ -160,6 +187,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
       mproc__abandon(pid);
       return mproc__os_fail(MPROC_ESPAWN, e);
     }
+    mproc__pidfd_catch_up(pidfd, pid);
   }
   mproc__px_close_fd(&sent[1]);
   p->plat.pidfd = pidfd;
@@ -180,7 +208,7 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
   ssize_t r;
   int st;
   mproc__mutex_lock(&mproc__lock);
-  if (pipe2(errp, O_CLOEXEC) != 0) {
+  if (mproc__px_pipe(errp) != 0) {
     int e = errno;
     mproc__mutex_unlock(&mproc__lock);
     return e;
@@ -240,9 +268,27 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
   return 0;
 }
 
+#if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
+#define MPROC__SPAWN_CLOEXEC_FLAG POSIX_SPAWN_CLOEXEC_DEFAULT
+
+/* POSIX_SPAWN_CLOEXEC_DEFAULT closes stdin, stdout and stderr too unless a
+ * file action names them (posix_spawnattr_setflags(3) on macOS): keep the
+ * ones that are open here, as a spawned child gets them on Linux.  A closed
+ * one is left out, because inheriting it would fail the spawn. */
+static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa) {
+  int fd, rc = 0;
+  for (fd = 0; fd <= 2 && rc == 0; fd++)
+    if (fcntl(fd, F_GETFD) >= 0)
+      rc = posix_spawn_file_actions_addinherit_np(fa, fd);
+  return rc;
+}
+#else
+#define MPROC__SPAWN_CLOEXEC_FLAG 0
+#endif
+
 static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
                               int nsrc, char **argv, mproc__child_ends *ends) {
-#if MPROC__HAVE_CLOSEFROM_NP
+#if MPROC__HAVE_SPAWN_CLOSE
   posix_spawn_file_actions_t fa;
   (void)ends; /* posix_spawn makes no descriptor of its own */
   posix_spawnattr_t attr;
@@ -255,12 +301,20 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
     return rc;
   }
   /* dup2 onto fixed numbers clears FD_CLOEXEC on the copies only; then
-   * everything above them is closed, so descriptors another thread creates
-   * meanwhile, CLOEXEC or not, never reach the child. */
+   * everything else is closed (glibc: closefrom above them; macOS:
+   * POSIX_SPAWN_CLOEXEC_DEFAULT keeps only what the file actions name), so
+   * descriptors another thread creates meanwhile, CLOEXEC or not, never
+   * reach the child. */
   for (i = 0; i < nsrc && rc == 0; i++)
     rc = posix_spawn_file_actions_adddup2(&fa, src[i], MPROC__BS_FD + i);
+#if MPROC__HAVE_CLOSEFROM_NP
   if (rc == 0)
     rc = posix_spawn_file_actions_addclosefrom_np(&fa, MPROC__BS_FD + nsrc);
+#endif
+#if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
+  if (rc == 0)
+    rc = mproc__spawn_keep_stdio(&fa);
+#endif
   /* The child starts clean: default handlers, nothing blocked. */
   sigemptyset(&none);
   sigfillset(&all);
@@ -271,11 +325,12 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
   if (rc == 0)
     rc = posix_spawnattr_setsigdefault(&attr, &all);
   if (rc == 0)
-    rc = posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnattr_setflags(&attr, (short)(POSIX_SPAWN_SETSIGMASK |
+                                                 POSIX_SPAWN_SETSIGDEF |
+                                                 MPROC__SPAWN_CLOEXEC_FLAG));
   /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
   if (rc == 0)
-    rc = posix_spawn(out, path, &fa, &attr, argv, environ);
+    rc = posix_spawn(out, path, &fa, &attr, argv, mproc__environ);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return rc;
@@ -323,7 +378,7 @@ static int mproc__spawn_channels(mproc__child_ends *e, int floor, int *sock,
   int sv[2], sent[2], rc = MPROC_OK;
   mproc__mutex_lock(&mproc__lock);
   mproc__child_ends_link(e);
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+  if (mproc__px_socketpair(sv) != 0)
     goto fail;
   *sock = sv[0];
   e->fd[MPROC__END_SOCK] = sv[1];
@@ -331,7 +386,7 @@ static int mproc__spawn_channels(mproc__child_ends *e, int floor, int *sock,
   if (e->fd[MPROC__END_SOCK_COPY] < 0)
     goto fail;
   if (!mproc__px_use_pidfd) {
-    if (pipe2(sent, O_CLOEXEC) != 0)
+    if (mproc__px_pipe(sent) != 0)
       goto fail;
     *sent_r = sent[0];
     e->fd[MPROC__END_SENT] = sent[1];
@@ -422,6 +477,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
       rc = MPROC_ESPAWN;
       goto fail_errno;
     }
+    mproc__pidfd_catch_up(pidfd, pid);
   }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
@@ -457,13 +513,19 @@ finish:
 
 /* ---- waiting, reaping, signalling ------------------------------------------- */
 
-/* Has the child ended?  Without reaping it (WNOWAIT), so the pid stays ours. */
+/* Has the child ended?  Without reaping it (WNOWAIT), so the pid stays ours.
+ * Only an exit or a death by signal counts: on macOS waitid(WNOWAIT) may
+ * report a stopped child although WSTOPPED was not asked for (an XNU quirk
+ * others report; not observed here, where macOS is compile-checked only),
+ * and a stopped child is alive. */
 static int mproc__ended_nowait(pid_t pid) {
   siginfo_t info;
   memset(&info, 0, sizeof info);
   if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0)
     return errno == ECHILD; /* reaped behind our back: it ended */
-  return info.si_pid == pid;
+  return info.si_pid == pid &&
+         (info.si_code == CLD_EXITED || info.si_code == CLD_KILLED ||
+          info.si_code == CLD_DUMPED);
 }
 
 int mproc__plat_wait(mproc_process *p, double timeout) {
@@ -556,7 +618,15 @@ void mproc__plat_close(mproc_process *p) {
   mproc__px_close_fd(&p->plat.sentinel_r);
 }
 
-void mproc__plat_forget(mproc_process *p) { mproc__plat_close(p); }
+void mproc__plat_forget(mproc_process *p) {
+#ifdef __APPLE__
+  /* The sibling's "pidfd" is a kqueue, and a fork child inherits no
+   * kqueue (kqueue(2)): the number is free here, or already names one of
+   * our own descriptors.  Forget it without closing. */
+  p->plat.pidfd = -1;
+#endif
+  mproc__plat_close(p);
+}
 
 int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
                              int *ready) {

@@ -24,6 +24,9 @@
 #ifdef __linux__
 #include <link.h>
 #endif
+#ifdef __APPLE__
+#include <mach-o/dyld.h> /* _NSGetExecutablePath */
+#endif
 
 #include "proc_exe.h"
 #include "internal.h"
@@ -174,12 +177,43 @@ static void mproc__plan_linux(void) {
 
 #endif /* __linux__ */
 
+#ifdef __APPLE__
+/* macOS has no /proc: dyld records the path the kernel exec'd, which
+ * _NSGetExecutablePath(3) returns (possibly through symbolic links or with
+ * "." parts, hence realpath).  1 if the plan was made.  Compile-checked only
+ * (scripts/check-macos.sh). */
+static int mproc__plan_apple(void) {
+  static char resolved[PATH_MAX];
+  char small[PATH_MAX], *buf = small;
+  uint32_t size = (uint32_t)sizeof small;
+  int ok = 0;
+  if (_NSGetExecutablePath(buf, &size) != 0) {
+    /* Too small: size now says how much it needs. */
+    buf = (char *)malloc(size);
+    if (!buf || _NSGetExecutablePath(buf, &size) != 0) {
+      free(buf);
+      return 0;
+    }
+  }
+  if (realpath(buf, resolved) && access(resolved, X_OK) == 0) {
+    mproc__plan_direct(resolved);
+    ok = 1;
+  }
+  if (buf != small)
+    free(buf);
+  return ok;
+}
+#endif
+
 static void mproc__plan_once(void) {
-#ifdef __linux__
+#if defined(__linux__)
   if (access("/proc/self/exe", X_OK) == 0) {
     mproc__plan_linux();
     return;
   }
+#elif defined(__APPLE__)
+  if (mproc__plan_apple())
+    return;
 #endif
   {
     static char resolved[PATH_MAX];

@@ -16,6 +16,19 @@
 #define MPROC__HAVE_CLOSEFROM_NP 0
 #endif
 
+/* macOS's posix_spawn closes every descriptor the file actions do not name
+ * when given POSIX_SPAWN_CLOEXEC_DEFAULT (an Apple flag, <spawn.h>). */
+#ifdef __APPLE__
+#define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT 1
+#else
+#define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT 0
+#endif
+
+/* posix_spawn can start a child holding only the descriptors passed to it;
+ * without that, spawn uses fork+exec. */
+#define MPROC__HAVE_SPAWN_CLOSE                                                \
+  (MPROC__HAVE_CLOSEFROM_NP || MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT)
+
 /* Chosen once by mproc__plat_init (core.c): pidfds work here and are not
  * switched off by MPROC_POSIX_NO_PIDFD; spawn via fork+exec instead of
  * posix_spawn. */
@@ -27,8 +40,22 @@ extern int mproc__px_use_forkexec;
  * grandchild ends too.  Set in child.c, taken over by fork in proc.c. */
 extern int mproc__px_own_sentinel_w;
 
-/* pidfd_open(2), or -1 with errno (ENOSYS off Linux). */
+/* A descriptor that polls readable once process `pid` has ended: Linux
+ * pidfd_open(2), macOS a kqueue watching the pid (core.c); or -1 with errno
+ * (ENOSYS elsewhere). */
 int mproc__px_pidfd_open(pid_t pid);
+
+#ifdef __APPLE__
+/* Makes such a kqueue readable now (a user event): for a process found
+ * ended some other way.  0 or -1 with errno. */
+int mproc__px_pidfd_mark_ended(int kq);
+#endif
+
+/* pipe(2) and an AF_UNIX stream socketpair(2), both ends close-on-exec (and
+ * the sockets SIGPIPE-free where SO_NOSIGPIPE exists); 0 or -1 with errno.
+ * Callers that create ends meant for one child hold mproc__lock. */
+int mproc__px_pipe(int fds[2]);
+int mproc__px_socketpair(int fds[2]);
 
 /* Close *fd if open and set it to -1, keeping errno. */
 void mproc__px_close_fd(int *fd);

@@ -33,11 +33,50 @@
  * swap it: see mproc__seg_private().  FreeBSD and macOS keep shm objects in
  * a namespace of their own with no links or fifos, and their shm_open
  * rejects flags it does not define. */
-#ifdef __linux__
+#if defined(__linux__)
 #define MPROC__SEG_OFLAGS (O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+#elif defined(__APPLE__)
+/* macOS's shm_open(2) documents no O_CLOEXEC: mproc__seg_shm_open sets the
+ * flag after the open instead. */
+#define MPROC__SEG_OFLAGS 0
 #else
 #define MPROC__SEG_OFLAGS O_CLOEXEC
 #endif
+
+#ifdef __APPLE__
+/* XNU limits a shm name to PSHMNAMLEN (31) characters, slash and prefix
+ * included (bsd/sys/posix_shm_internal.h, not a public header), so a named
+ * block's name may have 31 - strlen("/mproc.") = 24 characters there.  A
+ * longer name is refused (MPROC_EINVAL), never truncated: two long names
+ * cut to the same prefix would silently share one block. */
+#define MPROC__SEG_PATH_MAX 31
+#else
+#define MPROC__SEG_PATH_MAX (sizeof MPROC__SEG_PREFIX - 1 + MPROC_SHM_NAME_MAX)
+#endif
+
+/* shm_open(2) with the flags above, the descriptor close-on-exec. */
+static int mproc__seg_shm_open(const char *path, int oflag, mode_t mode) {
+  int fd = shm_open(path, oflag | MPROC__SEG_OFLAGS, mode);
+#ifdef __APPLE__
+  if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    int e = errno;
+    (void)close(fd);
+    errno = e;
+    return -1;
+  }
+#endif
+  return fd;
+}
+
+/* The OS name of a block, or MPROC_EINVAL for a name this system's
+ * namespace cannot hold (see MPROC__SEG_PATH_MAX). */
+static int mproc__seg_path(char *path, size_t pathlen, const char *name) {
+  if (!mproc__seg_name_ok(name) ||
+      sizeof MPROC__SEG_PREFIX - 1 + strlen(name) > MPROC__SEG_PATH_MAX)
+    return MPROC_EINVAL;
+  snprintf(path, pathlen, "%s%s", MPROC__SEG_PREFIX, name);
+  return MPROC_OK;
+}
 
 /* Is the opened name this user's private block: a regular file owned by
  * the effective uid, with no permission bits for group or others, and no
@@ -105,13 +144,28 @@ static int mproc__seg_anon_fd(const void *salt) {
   (void)salt;
   return memfd_create("mproc", MFD_CLOEXEC);
 #else
-  /* Elsewhere: a random name, unlinked at once. */
-  char path[64];
-  unsigned long r = (unsigned long)getpid() ^ (unsigned long)time(NULL) ^
-                    (unsigned long)(uintptr_t)salt;
-  int fd;
-  snprintf(path, sizeof path, "/mproc-anon.%lx", r);
-  fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+  /* Elsewhere: a random name, unlinked at once, so nothing is left behind
+   * and only descriptors reach the block.  O_EXCL: a name someone else
+   * holds is skipped, never shared.  The name stays under macOS's 31
+   * characters ("/mproc-anon." and 16 hex digits). */
+  char path[32];
+  int fd = -1, tries;
+  for (tries = 0; tries < 16 && fd < 0; tries++) {
+#ifdef __APPLE__
+    unsigned long long r = (unsigned long long)arc4random() << 32 |
+                            arc4random(); /* <stdlib.h> on macOS */
+    (void)salt;
+#else
+    unsigned long long r = (unsigned long long)getpid() << 32 ^
+                           (unsigned long long)time(NULL) ^
+                           (unsigned long long)(uintptr_t)salt ^
+                           (unsigned long long)tries * 0x9E3779B97F4A7C15ull;
+#endif
+    snprintf(path, sizeof path, "/mproc-anon.%llx", r);
+    fd = mproc__seg_shm_open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
+    if (fd < 0 && errno != EEXIST)
+      break;
+  }
   if (fd >= 0)
     (void)shm_unlink(path);
   return fd;
@@ -124,14 +178,13 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   mproc__seg_reset(s);
   if (size == 0 || size > (size_t)INT64_MAX - MPROC__SEG_HDR)
     return MPROC_EINVAL;
-  if (name && !mproc__seg_name_ok(name))
+  if (name && mproc__seg_path(path, sizeof path, name) < 0)
     return MPROC_EINVAL;
   if (name) {
-    snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
     /* O_EXCL: two creators of one name must not share it by accident, and
      * whatever someone planted under the name (a file, a link, even one
      * pointing nowhere) is "taken", never opened or followed. */
-    fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | MPROC__SEG_OFLAGS, 0600);
+    fd = mproc__seg_shm_open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
     if (fd < 0)
       return errno == EEXIST ? MPROC_EEXIST : mproc__os_fail(MPROC_ESYS, errno);
     s->name = (char *)malloc(strlen(name) + 1);
@@ -164,6 +217,20 @@ fail:
   return rc;
 }
 
+/* Does a file of st_size bytes hold exactly a block of `size` bytes?  XNU
+ * rounds a shm object's size up to whole pages at ftruncate (its st_size
+ * then says the rounded size), so there the file may be larger, but by less
+ * than a page; everywhere else the sizes must match. */
+static int mproc__seg_size_fits(uint64_t size, uint64_t st_size) {
+  uint64_t room = st_size - MPROC__SEG_HDR; /* the caller checked > HDR */
+#ifdef __APPLE__
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  return size <= room && room - size < page;
+#else
+  return size == room;
+#endif
+}
+
 /* Maps the segment behind fd after checking that the file holds the whole
  * header and exactly the size the header claims, so nothing is mapped past
  * the end of the file (touching such a page is SIGBUS).  `named`: fd came
@@ -183,7 +250,7 @@ static int mproc__seg_check(mproc__seg *s, int fd, int named) {
   if ((rc = mproc__seg_map(s, fd, (size_t)st.st_size)) < 0)
     return rc;
   if (mproc__seg_hdr_size(s->map_base, &size) < 0 ||
-      size != (uint64_t)st.st_size - MPROC__SEG_HDR) {
+      !mproc__seg_size_fits(size, (uint64_t)st.st_size)) {
     (void)munmap(s->map_base, s->map_size);
     return MPROC_EINVAL;
   }
@@ -195,10 +262,9 @@ int mproc__seg_attach(mproc__seg *s, const char *name) {
   char path[sizeof MPROC__SEG_PREFIX + MPROC_SHM_NAME_MAX];
   int fd, rc;
   mproc__seg_reset(s);
-  if (!mproc__seg_name_ok(name))
+  if (mproc__seg_path(path, sizeof path, name) < 0)
     return MPROC_EINVAL;
-  snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
-  fd = shm_open(path, O_RDWR | MPROC__SEG_OFLAGS, 0);
+  fd = mproc__seg_shm_open(path, O_RDWR, 0);
   if (fd < 0)
     return mproc__seg_open_error(errno);
   s->name = (char *)malloc(strlen(name) + 1);
@@ -241,7 +307,7 @@ int mproc__seg_import(mproc__seg *s, mproc_handle_t h, size_t size) {
 static int mproc__seg_still_named(const mproc__seg *s, const char *path) {
   struct stat mine, there;
   int fd, rc = MPROC_OK;
-  fd = shm_open(path, O_RDONLY | MPROC__SEG_OFLAGS, 0);
+  fd = mproc__seg_shm_open(path, O_RDONLY, 0);
   if (fd < 0) {
     rc = mproc__seg_open_error(errno);
     return rc == MPROC_EPERM ? MPROC_ENOTFOUND : rc;
@@ -301,7 +367,7 @@ int mproc__seg_cleanup(void) {
     if (!mproc__seg_name_ok(name))
       continue;
     snprintf(path, sizeof path, "%s%s", MPROC__SEG_PREFIX, name);
-    fd = shm_open(path, O_RDONLY | MPROC__SEG_OFLAGS, 0);
+    fd = mproc__seg_shm_open(path, O_RDONLY, 0);
     if (fd < 0)
       continue;
     /* Only this user's private blocks (what attach accepts: not a link, a

@@ -48,12 +48,16 @@ int mproc__cond_init(mproc__cond *c) {
   if (!cv)
     return MPROC_ENOMEM;
   /* Deadlines are mproc__plat_now() seconds, which is CLOCK_MONOTONIC: a
-   * wall-clock jump must not stretch or cut a pool timeout. */
+   * wall-clock jump must not stretch or cut a pool timeout.  macOS has no
+   * pthread_condattr_setclock: mproc__cond_wait waits a relative time there
+   * instead, which no wall-clock jump affects either. */
   if (pthread_condattr_init(&at) != 0) {
     free(cv);
     return MPROC_ESYS;
   }
+#ifndef __APPLE__
   (void)pthread_condattr_setclock(&at, CLOCK_MONOTONIC);
+#endif
   rc = pthread_cond_init(cv, &at);
   (void)pthread_condattr_destroy(&at);
   if (rc != 0) {
@@ -86,12 +90,26 @@ int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
     (void)pthread_cond_wait((pthread_cond_t *)c->impl, m);
     return MPROC_OK;
   }
+#ifdef __APPLE__
+  /* The time left until the monotonic deadline, waited for relative to now
+   * (pthread_cond_timedwait_relative_np, an Apple extension in <pthread.h>;
+   * compile-checked only).  A wake-up past the deadline makes the caller
+   * re-check and come back with nothing left: report the timeout. */
+  s = deadline - mproc__plat_now();
+  if (s <= 0)
+    return MPROC_ETIMEDOUT;
+#else
   s = deadline;
+#endif
   ts.tv_sec = (time_t)s;
   ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L)
     ts.tv_nsec = 999999999L;
+#ifdef __APPLE__
+  rc = pthread_cond_timedwait_relative_np((pthread_cond_t *)c->impl, m, &ts);
+#else
   rc = pthread_cond_timedwait((pthread_cond_t *)c->impl, m, &ts);
+#endif
   /* EINVAL would return at once without waiting: report it as a timeout
    * rather than let a caller loop on it with the mutex held. */
   return rc == 0 ? MPROC_OK : MPROC_ETIMEDOUT;

@@ -31,6 +31,10 @@
  *     sends and receives of that direction report MPROC_EBROKEN.  A
  *     receiver already waiting for the rest of a dead sender's frame learns
  *     of it at its deadline or at end-of-file.
+ *   - A receiver that dies anywhere else loses nothing and hands nothing
+ *     out twice: the read-ahead's whole state (start, end, flags) is one
+ *     word, and each change of it one store (MPROC__RA_*), so a death
+ *     leaves it as it was before the change or after, never half of each.
  *
  * Semantics, where Python leaves room or mproc differs:
  *   - One send is one receive: frames are never split or merged.  A
@@ -69,7 +73,20 @@
 #define MPROC__CONN_LINE 128
 
 /* Version of the description an end carries to a child. */
-#define MPROC__CONN_WIRE 2u
+#define MPROC__CONN_WIRE 3u
+
+/* The state of a read-ahead is one 64-bit word (mproc__conn_stream.ra):
+ * buf[off, end) holds bytes read ahead, and two flags.  One word, so that
+ * each change of that state is one store: a receiver that dies anywhere
+ * leaves either the state before a change or the one after it, never half
+ * of each (a new off with an old end would hand bytes out twice).  off and
+ * end are at most MPROC__CONN_BUF, which fits their 20 bits. */
+#define MPROC__RA_BITS 20
+#define MPROC__RA_MASK ((1u << MPROC__RA_BITS) - 1u)
+/* Bytes of the stream are on their way out of the pipe (or were moved in
+ * buf) and not yet accounted for in off/end: see mproc__conn_stream.ra. */
+#define MPROC__RA_BUSY ((uint64_t)1 << 40)
+#define MPROC__RA_EOF ((uint64_t)1 << 41) /* the OS reported end-of-file */
 
 /* One direction of a pipe, in the pipe's shared segment: what every
  * process holding an end of that direction agrees on. */
@@ -82,16 +99,16 @@ typedef struct mproc__conn_stream {
   volatile uint32_t broken;
   unsigned char pad1[MPROC__CONN_LINE - 4];
   mproc__lockword rx; /* receivers: held while the stream is read */
-  /* Under rx: 1 while bytes of the stream are on their way out of the
-   * pipe and not yet accounted for in off/end (inside a read, or a frame
-   * bigger than buf that goes straight to a receiver).  A receiver that
-   * dies then takes them along, and its successor marks the stream
-   * broken; one that dies with busy 0 (waiting for bytes, or copying a
-   * frame out before advancing off) loses nothing. */
-  volatile uint32_t busy;
-  volatile uint32_t off, end; /* the read-ahead: buf[off, end) */
-  volatile uint32_t eof;      /* the OS reported end-of-file */
-  unsigned char pad2[MPROC__CONN_LINE - sizeof(mproc__lockword) - 16];
+  /* Changed under rx, one store at a time (MPROC__RA_*): off, end and the
+   * flags.  BUSY is set while bytes of the stream are on their way out of
+   * the pipe and not yet accounted for in off/end (inside a read, or a
+   * frame bigger than buf that goes straight to a receiver), or while
+   * buf[off, end) is being moved.  A receiver that dies then takes them
+   * along (or leaves them half moved), and its successor marks the stream
+   * broken; one that dies with BUSY clear (waiting for bytes, or copying a
+   * frame out before publishing the new off) loses nothing. */
+  volatile uint64_t ra;
+  unsigned char pad2[MPROC__CONN_LINE - sizeof(mproc__lockword) - 8];
   unsigned char buf[MPROC__CONN_BUF];
 } mproc__conn_stream;
 
@@ -233,6 +250,29 @@ static int mproc__conn_shm_create(int nst, mproc__conn_shm **out) {
       *out = m;
   }
   return rc;
+}
+
+/* ---- the read-ahead's state word ---------------------------------------------------- */
+
+static uint64_t mproc__ra_make(size_t off, size_t end, uint64_t flags) {
+  return (uint64_t)off | (uint64_t)end << MPROC__RA_BITS | flags;
+}
+
+static size_t mproc__ra_off(uint64_t v) { return (size_t)(v & MPROC__RA_MASK); }
+
+static size_t mproc__ra_end(uint64_t v) {
+  return (size_t)(v >> MPROC__RA_BITS & MPROC__RA_MASK);
+}
+
+/* Readers without the receive lock (mproc_wait) load it too: one word. */
+static uint64_t mproc__ra_get(mproc__conn_stream *s) {
+  return mproc__load64_rlx(&s->ra);
+}
+
+/* Publish a new state: the one store a change is (ordered for the next
+ * holder by the receive lock's release). */
+static void mproc__ra_set(mproc__conn_stream *s, uint64_t v) {
+  mproc__store64_rlx(&s->ra, v);
 }
 
 /* ---- life cycle ------------------------------------------------------------------ */
@@ -509,6 +549,16 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len) {
 
 /* ---- receiving (callers hold rlw) ------------------------------------------------ */
 
+/* The test kill points of conn.h (one load and a branch when off). */
+static void (*mproc__conn_hook)(int point);
+#define MPROC__CONN_AT(point)                                                  \
+  do {                                                                         \
+    if (mproc__conn_hook)                                                      \
+      mproc__conn_hook(point);                                                 \
+  } while (0)
+
+void mproc__conn_test_hook(void (*fn)(int point)) { mproc__conn_hook = fn; }
+
 /* The receive side's lock among this process's threads (by the deadline). */
 static int mproc__conn_local_lock(mproc_conn *c, double deadline) {
   int rc = mproc__lockword_acquire(&c->rlw, &c->rlfx, 0, deadline);
@@ -530,7 +580,7 @@ static int mproc__conn_rx_lock(mproc_conn *c, double deadline) {
     return MPROC_OK; /* kept from an earlier receive of this process */
   rc = mproc__lockword_acquire(&c->rx->rx, c->rxfx, 0, deadline);
   if (rc == MPROC_EOWNERDEAD) {
-    if (mproc__load32(&c->rx->busy))
+    if (mproc__ra_get(c->rx) & MPROC__RA_BUSY)
       mproc__conn_set_broken(c->rx);
     rc = MPROC_OK;
   }
@@ -539,14 +589,14 @@ static int mproc__conn_rx_lock(mproc_conn *c, double deadline) {
 
 /* 1 when a receive would not have to wait for the OS. */
 static int mproc__conn_rx_ready(const mproc_conn *c) {
-  mproc__conn_stream *s = c->rx;
-  return c->hold || mproc__load32(&s->broken) || mproc__load32(&s->eof) ||
-         mproc__load32(&s->end) != mproc__load32(&s->off);
+  uint64_t ra = mproc__ra_get(c->rx);
+  return c->hold || mproc__load32(&c->rx->broken) || (ra & MPROC__RA_EOF) ||
+         mproc__ra_end(ra) != mproc__ra_off(ra);
 }
 
 /* Wait until the pipe has bytes (or end-of-file) for a read that will not
  * block.  Waiting outside the read is what makes a receiver that dies
- * while it waits harmless (busy is 0 then). */
+ * while it waits harmless (BUSY is clear then). */
 static int mproc__conn_wait_bytes(mproc_conn *c, double deadline) {
   int rc;
   /* Closed by another thread already: its cancel (Windows) may have come
@@ -565,18 +615,19 @@ static int mproc__conn_wait_bytes(mproc_conn *c, double deadline) {
 /* Read what the pipe has into the read-ahead, after its `end`. */
 static int mproc__conn_fill(mproc_conn *c, double deadline) {
   mproc__conn_stream *s = c->rx;
-  size_t got = 0;
+  uint64_t ra = mproc__ra_get(s);
+  size_t got = 0, end = mproc__ra_end(ra);
   int rc = mproc__conn_wait_bytes(c, deadline);
   if (rc < 0)
     return rc;
-  mproc__store32_rlx(&s->busy, 1u);
-  rc = mproc__conn_os_read(c->os, s->buf + s->end, MPROC__CONN_BUF - s->end,
+  mproc__ra_set(s, ra | MPROC__RA_BUSY);
+  rc = mproc__conn_os_read(c->os, s->buf + end, MPROC__CONN_BUF - end,
                            deadline, &got);
-  if (rc == MPROC_OK)
-    s->end += (uint32_t)got;
+  if (rc == MPROC_OK) /* the bytes and the end of BUSY in one store */
+    ra = mproc__ra_make(mproc__ra_off(ra), end + got, ra & MPROC__RA_EOF);
   else if (rc == MPROC_EEOF)
-    s->eof = 1;
-  mproc__store32_rel(&s->busy, 0u);
+    ra |= MPROC__RA_EOF;
+  mproc__ra_set(s, ra);
   return rc;
 }
 
@@ -591,12 +642,12 @@ static int mproc__conn_direct_end(mproc_conn *c, const unsigned char *ubuf,
     c->part = NULL;
     c->part_len = c->part_total = 0;
     c->hold = 0;
-    mproc__store32_rel(&c->rx->busy, 0u);
+    mproc__ra_set(c->rx, mproc__ra_make(0, 0, 0));
     *len = plen;
     return MPROC_OK;
   }
   if (rc == MPROC_EEOF) {
-    c->rx->eof = 1;
+    mproc__ra_set(c->rx, mproc__ra_get(c->rx) | MPROC__RA_EOF);
     mproc__conn_drop_part(c); /* end-of-file inside a frame */
     return MPROC_EBROKEN;
   }
@@ -617,7 +668,7 @@ static int mproc__conn_direct_end(mproc_conn *c, const unsigned char *ubuf,
 
 /* A frame bigger than the read-ahead: its payload is read straight into
  * the caller's buffer.  From its first payload byte out of the shared
- * read-ahead until its last, the stream is mid-frame (busy); if the wait
+ * read-ahead until its last, the stream is mid-frame (BUSY); if the wait
  * ends first, what arrived stays in this process, which keeps the receive
  * lock (hold) so the next receive here completes the message. */
 static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
@@ -638,11 +689,13 @@ static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
     /* The header is at buf[0] (the caller moved it there and checked the
      * length against cap). */
     (void)mproc__conn_frame_parse(s->buf, &plen);
-    mproc__store32_rlx(&s->busy, 1u);
-    pos = s->end - MPROC__CONN_HDR;
+    pos = mproc__ra_end(mproc__ra_get(s)) - MPROC__CONN_HDR;
     if (pos)
       memcpy(ubuf, s->buf + MPROC__CONN_HDR, pos);
-    s->off = s->end = 0;
+    /* Copied out, and the rest of the frame to come from the pipe: the
+     * read-ahead empties and the stream turns mid-frame in one store (a
+     * death before it leaves the frame's start where it was). */
+    mproc__ra_set(s, mproc__ra_make(0, 0, MPROC__RA_BUSY));
   }
   while (pos < plen && rc == MPROC_OK) {
     rc = mproc__conn_wait_bytes(c, deadline);
@@ -654,12 +707,46 @@ static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
   return mproc__conn_direct_end(c, ubuf, pos, plen, rc, len);
 }
 
+/* Hand out the whole frame of plen payload bytes at the start of the
+ * read-ahead ra: copy it, then publish its consumption in one store (the
+ * read-ahead empties to buf[0, 0) when it was the last frame).  A death
+ * before that store leaves the frame to the next receiver, after it
+ * leaves the next frame: no frame is ever handed out twice. */
+static void mproc__conn_take(mproc__conn_stream *s, uint64_t ra,
+                             unsigned char *ubuf, size_t plen) {
+  size_t off = mproc__ra_off(ra), end = mproc__ra_end(ra);
+  if (plen)
+    memcpy(ubuf, s->buf + off + MPROC__CONN_HDR, plen);
+  off += MPROC__CONN_HDR + plen;
+  mproc__ra_set(s, off == end ? mproc__ra_make(0, 0, ra & MPROC__RA_EOF)
+                              : mproc__ra_make(off, end, ra & MPROC__RA_EOF));
+  MPROC__CONN_AT(MPROC__CONN_AT_CONSUMED);
+}
+
+/* Move the partial frame buf[off, end) of ra to the front, so a frame that
+ * fits the read-ahead fits, and the read gets as much room as there is.
+ * When the move overlaps its source, a death inside it would leave bytes
+ * at off that are not the frame: BUSY covers it (the stream breaks).
+ * Otherwise the source stays intact until the one store that publishes
+ * the move.  Returns the new state. */
+static uint64_t mproc__conn_move_front(mproc__conn_stream *s, uint64_t ra) {
+  size_t off = mproc__ra_off(ra), avail = mproc__ra_end(ra) - off;
+  if (avail > off)
+    mproc__ra_set(s, ra | MPROC__RA_BUSY);
+  memmove(s->buf, s->buf + off, avail);
+  MPROC__CONN_AT(MPROC__CONN_AT_MOVED);
+  ra = mproc__ra_make(0, avail, ra & MPROC__RA_EOF);
+  mproc__ra_set(s, ra);
+  return ra;
+}
+
 /* The next whole frame of the shared read-ahead, reading more as needed
  * (receive lock held). */
 static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
                                    size_t cap, size_t *len, double deadline) {
   mproc__conn_stream *s = c->rx;
   size_t off, avail, plen;
+  uint64_t ra;
   int have, rc;
   if (c->hold && mproc__load32(&s->broken)) {
     mproc__conn_drop_part(c); /* a sender died inside this very frame */
@@ -668,13 +755,14 @@ static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
   if (c->hold)
     return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
   for (;;) {
-    off = s->off;
-    avail = s->end - off;
-    /* Another process wrote these words: check before indexing with them. */
-    if (s->end > MPROC__CONN_BUF || off > s->end)
+    ra = mproc__ra_get(s);
+    off = mproc__ra_off(ra);
+    /* Another process wrote this word: check before indexing with it. */
+    if (mproc__ra_end(ra) > MPROC__CONN_BUF || off > mproc__ra_end(ra))
       mproc__conn_set_broken(s);
     if (mproc__load32(&s->broken))
       return MPROC_EBROKEN;
+    avail = mproc__ra_end(ra) - off;
     rc = mproc__conn_frame_next(s->buf + off, avail, &plen, &have);
     if (rc < 0) { /* not a frame header: damage, not end-of-file */
       mproc__conn_set_broken(s);
@@ -685,27 +773,17 @@ static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
       return MPROC_ERANGE;
     }
     if (rc == 1) {
-      if (plen)
-        memcpy(ubuf, s->buf + off + MPROC__CONN_HDR, plen);
-      off += MPROC__CONN_HDR + plen;
-      s->off = off == s->end ? 0 : (uint32_t)off;
-      if (off == s->end)
-        s->end = 0;
+      mproc__conn_take(s, ra, ubuf, plen);
       *len = plen;
       return MPROC_OK;
     }
-    if (s->eof) {
+    if (ra & MPROC__RA_EOF) {
       if (avail) /* a frame cut short by end-of-file */
         mproc__conn_set_broken(s);
       return avail ? MPROC_EBROKEN : MPROC_EEOF;
     }
-    /* The partial frame moves to the front, so a frame that fits the
-     * read-ahead fits, and the read gets as much room as there is. */
-    if (off) {
-      memmove(s->buf, s->buf + off, avail);
-      s->off = 0;
-      s->end = (uint32_t)avail;
-    }
+    if (off)
+      ra = mproc__conn_move_front(s, ra);
     if (have && MPROC__CONN_HDR + plen > MPROC__CONN_BUF)
       return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
     rc = mproc__conn_fill(c, deadline);
@@ -805,7 +883,7 @@ int mproc__conn_test_rx_held(mproc_conn *c) {
     return 0;
   if (mproc__lockword_owned(&c->rx->rx, 0))
     return 3;
-  return mproc__load32(&c->rx->busy) ? 2 : 1;
+  return (mproc__ra_get(c->rx) & MPROC__RA_BUSY) ? 2 : 1;
 }
 
 /* ---- passing an end to a child ------------------------------------------------------

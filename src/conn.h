@@ -68,6 +68,18 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len);
  * MPROC_EINVAL. */
 int mproc__conn_test_rx_held(mproc_conn *c);
 
+/* Kill points: fn(point) is called (in the calling process only) at these
+ * places of a receive, so a test can make a receiver die exactly there
+ * (fn calls _exit) and check what its successor gets.  NULL (the default)
+ * turns them off; set it before the receives start.
+ *   MPROC__CONN_AT_CONSUMED: a frame was copied out and its consumption
+ *     from the shared read-ahead published;
+ *   MPROC__CONN_AT_MOVED: a partial frame was copied to the front of the
+ *     read-ahead, before that move is published. */
+#define MPROC__CONN_AT_CONSUMED 1
+#define MPROC__CONN_AT_MOVED 2
+void mproc__conn_test_hook(void (*fn)(int point));
+
 /* ---- the object type (registered in src/objtypes.c) ------------------------- */
 
 extern const mproc__objtype mproc__conn_type;

@@ -1546,3 +1546,92 @@ TEST(ConnFork, ChildFreeingAnEndKeepsTheParentsPartOfAFrame) {
   EXPECT_EQ(n, total);
   EXPECT_TRUE(std::string(buf.data(), n) == body);
 }
+
+// ---- a receiver that dies inside its update of the read-ahead ----------------
+
+namespace {
+// The kill point (conn.h) the child dies at, and how many times it passes
+// it first.
+int g_die_point, g_die_after;
+void die_at(int point) {
+  if (point == g_die_point && g_die_after-- == 0)
+    _exit(77);
+}
+} // namespace
+
+// Receives on the end in arg 0 until it dies at the kill point of arg 1
+// (point * 100 + passes to let by); 3 if it never gets there.
+TEST_ENTRY(conn_recv_die_at) {
+  mproc_conn *c = arg_conn(args, 0);
+  int64_t n = 0;
+  mproc_arg_int(args, 1, &n);
+  if (!c)
+    return 2;
+  g_die_point = (int)(n / 100);
+  g_die_after = (int)(n % 100);
+  mproc__conn_test_hook(die_at);
+  for (int i = 0; i < 10; i++) {
+    std::string m;
+    int rc = recv_str(c, &m, 30);
+    if (rc != MPROC_OK)
+      return 10 - rc;
+  }
+  return 3;
+}
+
+// A receiver that dies right after it took the last frame of the shared
+// read-ahead (its consumption published, the call not yet returned) leaves
+// a read-ahead that its successor reads on from there: the successor gets
+// the next message, never one that was already delivered.
+TEST(ConnShared, ReceiverDyingAfterTakingAFrameLeavesNoDuplicates) {
+  Pipe p(0);
+  for (const char *m : {"msg-1", "msg-2", "msg-3"})
+    ASSERT_EQ(send_str(p.b, m), MPROC_OK);
+  // Dies in its third receive, the one that empties the read-ahead.
+  mproc_process *proc = start_with_conn("conn_recv_die_at", p.a,
+                                        MPROC__CONN_AT_CONSUMED * 100 + 2);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(test_join_code(proc), 77);
+  mproc_process_free(proc);
+  ASSERT_EQ(send_str(p.b, "msg-4"), MPROC_OK);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_EQ(m, "msg-4");
+  EXPECT_EQ(recv_str(p.a, &m, 0), MPROC_ETIMEDOUT);
+}
+
+// A receiver that dies while it moves a partial frame to the front of the
+// read-ahead (the move overlaps its source) leaves bytes its successor
+// must not parse as frames: the successor gets MPROC_EBROKEN or the frame
+// itself, never a frame made of the moved bytes.  The payload holds a
+// valid-looking header where a reader of the half-moved bytes would look.
+TEST(ConnShared, ReceiverDyingWhileMovingAPartialFrameIsNeverMisframed) {
+  Pipe p(0);
+  unsigned char hdr[MPROC__CONN_HDR], fake[MPROC__CONN_HDR];
+  mproc__conn_frame_header(hdr, 92); // a whole frame of 100 bytes first
+  std::string head(reinterpret_cast<char *>(hdr), sizeof hdr);
+  head += std::string(92, 'a');
+  mproc__conn_frame_header(hdr, 1000);
+  mproc__conn_frame_header(fake, 5);
+  std::string body(1000, 'b');
+  // The bytes at offset 100 of the second frame move to the start of the
+  // frame's old place first: a valid header of a 5-byte frame "EVIL!".
+  memcpy(&body[100 - MPROC__CONN_HDR], fake, sizeof fake);
+  memcpy(&body[100], "EVIL!", 5);
+  head.append(reinterpret_cast<char *>(hdr), sizeof hdr);
+  head += body.substr(0, 500); // 508 bytes: more than the 100 before them
+  // One write, so that the child's first read takes all of it.
+  ASSERT_EQ(mproc__conn_send_raw(p.b, head.data(), head.size()), MPROC_OK);
+  mproc_process *proc = start_with_conn("conn_recv_die_at", p.a,
+                                        MPROC__CONN_AT_MOVED * 100 + 0);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(test_join_code(proc), 77);
+  mproc_process_free(proc);
+  ASSERT_EQ(mproc__conn_send_raw(p.b, body.data() + 500, 500), MPROC_OK);
+  std::string m;
+  int rc = recv_str(p.a, &m, 30);
+  if (rc == MPROC_OK)
+    EXPECT_EQ(m, body);
+  else
+    EXPECT_EQ(rc, MPROC_EBROKEN);
+}

@@ -325,7 +325,10 @@ typedef struct mproc_conn mproc_conn;
  * descriptor behind mproc's back).  A receiver that is already waiting for
  * the rest of a dead sender's message sees MPROC_EBROKEN at end-of-file,
  * and its timeout, if any, expires as usual.  A receiver killed while it
- * only waited takes nothing with it.
+ * only waited takes nothing with it, and one killed at any other point
+ * (even right after it took a message, before its call returned) never
+ * makes a message come twice: the next receiver gets the next message,
+ * or MPROC_EBROKEN when the death left bytes it cannot account for.
  *
  * Fork children.  A child started by fork (or by a fork of your own)
  * inherits every end the parent held, and may use or free them whatever

@@ -372,6 +372,25 @@ static int mproc__w32_deliver_bootstrap(struct mproc__w32_spawn *s,
   return MPROC_OK;
 }
 
+/* Releases what an attempt still holds (on success the process handle
+ * and the interrupt event have moved to the process object). */
+static void mproc__w32_spawn_release(struct mproc__w32_spawn *s) {
+  size_t i;
+  if (s->attrs_ready)
+    DeleteProcThreadAttributeList(s->attrs);
+  free(s->attrs);
+  free(s->cmd);
+  free(s->bs);
+  free(s->values);
+  mproc__w32_close(&s->pi.hThread);
+  mproc__w32_close(&s->pi.hProcess);
+  mproc__w32_close(&s->bs_read);
+  mproc__w32_close(&s->bs_write);
+  for (i = 0; i < MPROC__W32_NSTD; i++)
+    mproc__w32_close(&s->std_dups[i]);
+  mproc__w32_close(&s->interrupt);
+}
+
 /* How a handle reaches the child, and why two ways.
  *
  * Inheritance needs a handle that is inheritable in this process at the
@@ -396,7 +415,6 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
                                  mproc__bootstrap_builder build) {
   const wchar_t *exe = mproc__w32_exe_path();
   struct mproc__w32_spawn s;
-  size_t i;
   int rc;
 
   if (!exe)
@@ -442,19 +460,7 @@ finish:
     TerminateProcess(s.pi.hProcess, MPROC_EXIT_BOOTSTRAP);
     WaitForSingleObject(s.pi.hProcess, INFINITE);
   }
-  if (s.attrs_ready)
-    DeleteProcThreadAttributeList(s.attrs);
-  free(s.attrs);
-  free(s.cmd);
-  free(s.bs);
-  free(s.values);
-  mproc__w32_close(&s.pi.hThread);
-  mproc__w32_close(&s.pi.hProcess);
-  mproc__w32_close(&s.bs_read);
-  mproc__w32_close(&s.bs_write);
-  for (i = 0; i < MPROC__W32_NSTD; i++)
-    mproc__w32_close(&s.std_dups[i]);
-  mproc__w32_close(&s.interrupt);
+  mproc__w32_spawn_release(&s);
   return rc;
 }
 

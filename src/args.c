@@ -480,8 +480,10 @@ int mproc__args_append(mproc_args *dst, const mproc_args *src) {
 int mproc__args_clone(const mproc_args *src, mproc_args **out) {
   mproc_args *a = NULL;
   int rc = mproc_args_create(&a);
-  if (rc == MPROC_OK)
-    rc = mproc__args_append(a, src);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__args_append(a, src);
+finish:
   if (rc < 0)
     a = mproc_args_free(a);
   *out = a;

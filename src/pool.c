@@ -312,6 +312,31 @@ static void mproc__run_callbacks(mproc_pool *p) {
 
 /* ---- workers (handler side, lock held) ----------------------------------------- */
 
+/* Fills `args` with worker i's arguments: the initializer's, then the
+ * worker's end of its pipe, the shared areas and its settings. */
+static int mproc__worker_args(mproc_pool *p, int i, mproc_conn *theirs,
+                              mproc_args *args) {
+  int rc = mproc__args_append(args, p->initargs);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_object(args, "mproc.pool.results", p->results);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_int(args, "mproc.pool.slot", i);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_int(args, "mproc.pool.maxtasks", (int64_t)p->maxtasks);
+  if (rc < 0)
+    return rc;
+  return mproc_args_add_str(args, "mproc.pool.init", p->init ? p->init : "");
+}
+
 static int mproc__worker_start(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
   mproc_conn *mine = NULL, *theirs = NULL;
@@ -324,43 +349,40 @@ static int mproc__worker_start(mproc_pool *p, int i) {
                  0);
   mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT],
                  0);
-  rc = mproc_pipe(&mine, &theirs, 1);
-  if (rc == MPROC_OK)
-    rc = mproc_args_create(&args);
-  if (rc == MPROC_OK)
-    rc = mproc__args_append(args, p->initargs);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_object(args, "mproc.pool.results", p->results);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_int(args, "mproc.pool.slot", i);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_int(args, "mproc.pool.maxtasks", (int64_t)p->maxtasks);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_str(args, "mproc.pool.init", p->init ? p->init : "");
+  /* Named first: an attempt that fails still uses up its number. */
   memset(&o, 0, sizeof o);
   snprintf(name, sizeof name, "PoolWorker-%lu", ++p->spawned);
   o.name = name;
   o.daemon = MPROC_DAEMON_YES;
   o.start_method = p->method;
-  if (rc == MPROC_OK)
-    rc = mproc__pool_worker_create(&w->proc, args, &o);
-  if (rc == MPROC_OK)
-    rc = mproc_process_start(w->proc);
+  rc = mproc_pipe(&mine, &theirs, 1);
+  if (rc < 0)
+    goto finish;
+  rc = mproc_args_create(&args);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__worker_args(p, i, theirs, args);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__pool_worker_create(&w->proc, args, &o);
+  if (rc < 0)
+    goto finish;
+  rc = mproc_process_start(w->proc);
+  if (rc < 0)
+    goto finish;
+  w->conn = mine;
+  mine = NULL;
+  w->alive = 1;
+  rc = MPROC_OK;
+finish:
   mproc_args_free(args);
   /* Our copy of the worker's end goes now, so only the worker holds it. */
   mproc_conn_free(theirs);
   if (rc < 0) {
     mproc_conn_free(mine);
     w->proc = mproc_process_free(w->proc);
-    return rc;
   }
-  w->conn = mine;
-  w->alive = 1;
-  return MPROC_OK;
+  return rc;
 }
 
 /* Join (or kill after `timeout`) and release worker w; returns its exit

@@ -417,6 +417,21 @@ static int mproc__build_bootstrap(mproc_process *p, const uint64_t *child_handle
   return rc;
 }
 
+/* Whether p may start now (the lock held); if so its objects are described
+ * again for the child. */
+static int mproc__start_check_locked(mproc_process *p) {
+  int rc = mproc__check_child(p);
+  if (rc < 0)
+    return rc;
+  if (p->state != MPROC__P_CREATED)
+    return MPROC_ESTATE;
+  if (p->waiters)
+    return MPROC_ESTATE; /* another thread is starting it right now */
+  if (g_current.daemon)
+    return MPROC_EDAEMON;
+  return mproc__reencode_objects(p);
+}
+
 int mproc_process_start(mproc_process *p) {
   int rc;
   if (!p)
@@ -425,15 +440,7 @@ int mproc_process_start(mproc_process *p) {
    * the buffers) and must come before the child's (spawn). */
   fflush(NULL);
   mproc__mutex_lock(&mproc__lock);
-  rc = mproc__check_child(p);
-  if (rc == MPROC_OK && p->state != MPROC__P_CREATED)
-    rc = MPROC_ESTATE;
-  if (rc == MPROC_OK && p->waiters)
-    rc = MPROC_ESTATE; /* another thread is starting it right now */
-  if (rc == MPROC_OK && g_current.daemon)
-    rc = MPROC_EDAEMON;
-  if (rc == MPROC_OK)
-    rc = mproc__reencode_objects(p);
+  rc = mproc__start_check_locked(p);
   if (rc < 0) {
     mproc__mutex_unlock(&mproc__lock);
     return rc;
@@ -568,25 +575,28 @@ int mproc_process_close(mproc_process *p) {
   if (!p)
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
-  if (p->state == MPROC__P_CLOSED) {
-    mproc__mutex_unlock(&mproc__lock);
-    return MPROC_OK; /* closing twice is harmless, as in Python */
-  }
+  rc = MPROC_OK;
+  if (p->state == MPROC__P_CLOSED)
+    goto finish; /* closing twice is harmless, as in Python */
   rc = mproc__check_child(p);
-  if (rc == MPROC_OK)
-    rc = mproc__poll_locked(p);
-  if (rc >= 0 && (p->state == MPROC__P_STARTED || p->waiters))
+  if (rc < 0)
+    goto finish;
+  rc = mproc__poll_locked(p);
+  if (rc < 0)
+    goto finish;
+  if (p->state == MPROC__P_STARTED || p->waiters) {
     rc = MPROC_EBUSY;
-  if (rc >= 0) {
-    mproc__plat_close(p);
-    free(p->args_blob);
-    free(p->handles);
-    p->args_blob = NULL;
-    p->handles = NULL;
-    p->objects_src = mproc_args_free(p->objects_src);
-    p->state = MPROC__P_CLOSED;
-    rc = MPROC_OK;
+    goto finish;
   }
+  mproc__plat_close(p);
+  free(p->args_blob);
+  free(p->handles);
+  p->args_blob = NULL;
+  p->handles = NULL;
+  p->objects_src = mproc_args_free(p->objects_src);
+  p->state = MPROC__P_CLOSED;
+  rc = MPROC_OK;
+finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }

@@ -223,25 +223,26 @@ static int mproc__shm_import(mproc__rd *r, const mproc_handle_t *hs,
   if (!shm)
     return MPROC_ENOMEM;
   if (rc < 0)
-    goto fail;
+    goto finish;
   rc = MPROC_EINVAL;
   if (nh != 1 || r->bad || named > 1 || (named && !name))
-    goto fail;
+    goto finish;
   if (named) {
     if (!(shm->seg.name = (char *)malloc((size_t)n + 1))) {
       rc = MPROC_ENOMEM;
-      goto fail;
+      goto finish;
     }
     memcpy(shm->seg.name, name, n);
     shm->seg.name[n] = 0;
     if (mproc__seg_name_ok(shm->seg.name) != 1)
-      goto fail;
+      goto finish;
   }
   shm->seg.owner = 0;
   *out = shm;
-  return MPROC_OK;
-fail:
-  mproc__shm_release(shm);
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__shm_release(shm);
   return rc;
 }
 
@@ -328,15 +329,16 @@ int mproc_array_create(mproc_array **out, mproc_ctype type, size_t length,
   a->length = length;
   a->seg.handle = MPROC_INVALID_HANDLE;
   if ((rc = mproc__seg_create(&a->seg, NULL, length * esize)) < 0)
-    goto fail;
+    goto finish;
   if (with_lock && (rc = mproc_lock_create(&a->lock, 1)) < 0) {
     a->lock = NULL;
-    goto fail;
+    goto finish;
   }
   *out = a;
-  return MPROC_OK;
-fail:
-  mproc__array_release(a);
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__array_release(a);
   return rc;
 }
 
@@ -389,7 +391,8 @@ struct mproc__array_desc {
   const unsigned char *lock_blob;
 };
 
-static void mproc__array_read_desc(mproc__rd *r, struct mproc__array_desc *d) {
+static void mproc__array_read_desc(mproc__rd *r,
+                                   struct mproc__array_desc *d) {
   d->type = mproc__rd_u32(r);
   d->length = mproc__rd_u64(r);
   d->segsize = mproc__rd_u64(r);

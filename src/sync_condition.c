@@ -102,11 +102,11 @@ int mproc_condition_create(mproc_condition **out, mproc_lock *lock) {
   if (!(c = mproc__cond_alloc()))
     return MPROC_ENOMEM;
   if ((rc = mproc__seg_create(&c->seg, NULL, sizeof(mproc__cond_shared))) < 0)
-    goto fail;
+    goto finish;
   c->sh = (mproc__cond_shared *)c->seg.addr;
   if ((rc = mproc__fx_create(&c->seqfx, &c->sh->seq, &c->sh->seqw)) < 0) {
     c->seqfx.word = NULL;
-    goto fail;
+    goto finish;
   }
   if (lock) {
     c->lock = lock;
@@ -115,13 +115,14 @@ int mproc_condition_create(mproc_condition **out, mproc_lock *lock) {
     rc = mproc__lock_view(&c->lock, &c->seg, offsetof(mproc__cond_shared, lock),
                           1, 1, MPROC_INVALID_HANDLE);
     if (rc < 0)
-      goto fail;
+      goto finish;
     c->own_lock = c->free_lock = 1;
   }
   *out = c;
-  return MPROC_OK;
-fail:
-  mproc__condition_release(c);
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__condition_release(c);
   return rc;
 }
 

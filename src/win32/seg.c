@@ -197,6 +197,7 @@ static int mproc__seg_map(mproc__seg *s, HANDLE h) {
   MEMORY_BASIC_INFORMATION mbi;
   void *base;
   uint64_t size;
+  int rc = MPROC_EINVAL;
   base = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
   if (!base)
     return mproc__w32_map_error(GetLastError());
@@ -208,18 +209,19 @@ static int mproc__seg_map(mproc__seg *s, HANDLE h) {
     return mproc__os_fail(MPROC_ESYS, (int)err);
   }
   if (mbi.RegionSize <= MPROC__SEG_HDR || mproc__seg_hdr_size(base, &size) < 0)
-    goto bad;
+    goto finish;
   if (size == 0 || size > (uint64_t)(mbi.RegionSize - MPROC__SEG_HDR))
-    goto bad;
+    goto finish;
   s->map_base = base;
   s->map_size = mbi.RegionSize;
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
   s->size = (size_t)size;
   s->handle = h;
-  return MPROC_OK;
-bad:
-  UnmapViewOfFile(base);
-  return MPROC_EINVAL;
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    UnmapViewOfFile(base);
+  return rc;
 }
 
 /* Creates the mapping object (`total` bytes, owner-only), named when

@@ -672,10 +672,14 @@ int mproc_process_set_daemon(mproc_process *p, int daemonic) {
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
   rc = mproc__check_child(p);
-  if (rc == MPROC_OK && (p->state != MPROC__P_CREATED || p->waiters))
+  if (rc < 0)
+    goto finish;
+  if (p->state != MPROC__P_CREATED || p->waiters) {
     rc = MPROC_ESTATE;
-  if (rc == MPROC_OK)
-    p->daemon = daemonic != 0;
+    goto finish;
+  }
+  p->daemon = daemonic != 0;
+finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }

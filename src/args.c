@@ -480,12 +480,178 @@ int mproc__args_append(mproc_args *dst, const mproc_args *src) {
 int mproc__args_clone(const mproc_args *src, mproc_args **out) {
   mproc_args *a = NULL;
   int rc = mproc_args_create(&a);
-  if (rc == MPROC_OK)
-    rc = mproc__args_append(a, src);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__args_append(a, src);
+finish:
   if (rc < 0)
     a = mproc_args_free(a);
   *out = a;
   return rc;
+}
+
+/* Reads a keyword item's key: into `key` when it fits, else into a heap
+ * copy returned in *heap_key for the caller to free. */
+static int mproc__dec_key(mproc__rd *r, char *key, size_t key_size,
+                          char **keyp, char **heap_key) {
+  uint32_t n = mproc__rd_u32(r);
+  const unsigned char *p = mproc__rd_bytes(r, n);
+  if (!p || n == 0 || memchr(p, 0, n))
+    return MPROC_EINVAL;
+  *keyp = key;
+  if (n >= key_size) {
+    *heap_key = (char *)malloc((size_t)n + 1);
+    if (!*heap_key)
+      return MPROC_ENOMEM;
+    *keyp = *heap_key;
+  }
+  memcpy(*keyp, p, n);
+  (*keyp)[n] = 0;
+  return MPROC_OK;
+}
+
+/* Marks the object's handle slots as taken; a slot already taken by an
+ * earlier item makes the message bad. */
+static int mproc__dec_claim_slots(unsigned char *seen, uint32_t slot0,
+                                  uint32_t nh) {
+  uint32_t k;
+  for (k = 0; k < nh; k++)
+    if (seen[slot0 + k])
+      return MPROC_EINVAL;
+  for (k = 0; k < nh; k++)
+    seen[slot0 + k] = 1;
+  return MPROC_OK;
+}
+
+/* Imports an object that will own its handles. */
+static int mproc__dec_import_owned(const mproc__objtype *vt, mproc__rd *blob,
+                                   const mproc_handle_t *table, size_t ntable,
+                                   uint32_t slot0, uint32_t nh,
+                                   unsigned char *seen, void **obj) {
+  mproc_handle_t *own = (mproc_handle_t *)malloc(nh * sizeof(mproc_handle_t));
+  uint32_t k;
+  int rc;
+  if (!own)
+    return MPROC_ENOMEM;
+  /* The first object to claim a handle takes the inherited one itself
+   * (so freeing it in the child really closes it); a later object that
+   * names the same handle gets a duplicate to own. */
+  for (k = 0; k < nh; k++) {
+    size_t j;
+    own[k] = table[slot0 + k];
+    for (j = 0; j < ntable; j++)
+      if (seen[j] == 2 && table[j] == own[k])
+        break;
+    if (j < ntable)
+      own[k] = mproc__plat_dup_handle(own[k]);
+  }
+  for (k = 0; k < nh; k++)
+    seen[slot0 + k] = 2; /* claimed by an object */
+  rc = vt->import_(blob, own, nh, obj);
+  free(own);
+  return rc;
+}
+
+static int mproc__dec_object(mproc__rd *r, mproc_args *a, const char *keyp,
+                             const mproc_handle_t *table, size_t ntable,
+                             int dup_objects, unsigned char *seen) {
+  uint32_t otype, slot0, nh, n;
+  const mproc__objtype *vt;
+  const unsigned char *p;
+  mproc__rd blob;
+  mproc__arg *it;
+  void *obj = NULL;
+  int rc;
+  otype = mproc__rd_u32(r);
+  slot0 = mproc__rd_u32(r);
+  nh = mproc__rd_u32(r);
+  vt = mproc__objtype_find((int)otype);
+  n = mproc__rd_u32(r);
+  p = mproc__rd_bytes(r, n);
+  if (!p || !vt || slot0 > ntable || nh > ntable - slot0)
+    return MPROC_EINVAL;
+  rc = mproc__dec_claim_slots(seen, slot0, nh);
+  if (rc < 0)
+    return rc;
+  blob.p = p;
+  blob.left = n;
+  blob.bad = 0;
+  if (dup_objects && nh)
+    rc = mproc__dec_import_owned(vt, &blob, table, ntable, slot0, nh, seen,
+                                 &obj);
+  else
+    rc = vt->import_(&blob, table + slot0, nh, &obj);
+  if (rc == MPROC_OK && (blob.bad || blob.left != 0)) {
+    vt->free_(obj);
+    rc = MPROC_EINVAL;
+  }
+  if (rc < 0)
+    return rc;
+  rc = mproc__arg_slot(a, keyp, &it);
+  if (rc < 0) {
+    vt->free_(obj);
+    return rc;
+  }
+  it->type = MPROC_ARG_OBJECT;
+  it->v.o.vt = vt;
+  it->v.o.imported = obj;
+  it->v.o.slot0 = slot0;
+  it->v.o.nh = nh;
+  a->nhandles += nh;
+  return MPROC_OK;
+}
+
+static int mproc__dec_handle(mproc__rd *r, mproc_args *a, const char *keyp,
+                             const mproc_handle_t *table, size_t ntable,
+                             unsigned char *seen) {
+  uint32_t n = mproc__rd_u32(r);
+  mproc__arg *it;
+  int rc;
+  if (r->bad || n >= ntable || seen[n])
+    return MPROC_EINVAL;
+  seen[n] = 1;
+  rc = mproc_args_add_handle(a, keyp, table[n]);
+  if (rc < 0)
+    return rc;
+  it = keyp ? &a->kw[a->nkw - 1] : &a->pos[a->npos - 1];
+  it->v.h.slot = n;
+  return MPROC_OK;
+}
+
+/* Decodes one value of the given type and adds it under `keyp` (NULL for
+ * a positional item). */
+static int mproc__dec_value(mproc__rd *r, mproc_args *a, uint8_t type,
+                            const char *keyp, const mproc_handle_t *table,
+                            size_t ntable, int dup_objects,
+                            unsigned char *seen) {
+  const unsigned char *p;
+  uint32_t n;
+  uint64_t bits;
+  double d;
+  switch (type) {
+  case MPROC_ARG_INT:
+    bits = mproc__rd_u64(r);
+    return r->bad ? MPROC_EINVAL : mproc_args_add_int(a, keyp, (int64_t)bits);
+  case MPROC_ARG_DOUBLE:
+    bits = mproc__rd_u64(r);
+    memcpy(&d, &bits, sizeof d);
+    return r->bad ? MPROC_EINVAL : mproc_args_add_double(a, keyp, d);
+  case MPROC_ARG_STR:
+  case MPROC_ARG_BYTES:
+    n = mproc__rd_u32(r);
+    p = mproc__rd_bytes(r, n);
+    if (!p)
+      return MPROC_EINVAL;
+    if (type == MPROC_ARG_STR && memchr(p, 0, n))
+      return MPROC_EINVAL;
+    return mproc__add_blob(a, keyp, type, p, n);
+  case MPROC_ARG_HANDLE:
+    return mproc__dec_handle(r, a, keyp, table, ntable, seen);
+  case MPROC_ARG_OBJECT:
+    return mproc__dec_object(r, a, keyp, table, ntable, dup_objects, seen);
+  default:
+    return MPROC_EINVAL;
+  }
 }
 
 static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,
@@ -494,129 +660,13 @@ static int mproc__dec_item(mproc__rd *r, mproc_args *a, int keyed,
   uint8_t type = mproc__rd_u8(r);
   char key[256];
   char *keyp = NULL, *heap_key = NULL;
-  const unsigned char *p;
-  uint32_t n;
-  uint64_t bits;
-  mproc__arg *it;
-  int rc = MPROC_EINVAL;
+  int rc;
   if (keyed) {
-    n = mproc__rd_u32(r);
-    p = mproc__rd_bytes(r, n);
-    if (!p || n == 0 || memchr(p, 0, n))
-      return MPROC_EINVAL;
-    keyp = key;
-    if (n >= sizeof key) {
-      heap_key = (char *)malloc((size_t)n + 1);
-      if (!heap_key)
-        return MPROC_ENOMEM;
-      keyp = heap_key;
-    }
-    memcpy(keyp, p, n);
-    keyp[n] = 0;
-  }
-  switch (type) {
-  case MPROC_ARG_INT:
-    bits = mproc__rd_u64(r);
-    if (!r->bad)
-      rc = mproc_args_add_int(a, keyp, (int64_t)bits);
-    break;
-  case MPROC_ARG_DOUBLE: {
-    double d;
-    bits = mproc__rd_u64(r);
-    memcpy(&d, &bits, sizeof d);
-    if (!r->bad)
-      rc = mproc_args_add_double(a, keyp, d);
-    break;
-  }
-  case MPROC_ARG_STR:
-  case MPROC_ARG_BYTES:
-    n = mproc__rd_u32(r);
-    p = mproc__rd_bytes(r, n);
-    if (!p)
-      break;
-    if (type == MPROC_ARG_STR && memchr(p, 0, n))
-      break;
-    rc = mproc__add_blob(a, keyp, type, p, n);
-    break;
-  case MPROC_ARG_HANDLE:
-    n = mproc__rd_u32(r);
-    if (r->bad || n >= ntable || seen[n])
-      break;
-    seen[n] = 1;
-    rc = mproc_args_add_handle(a, keyp, table[n]);
-    if (rc == MPROC_OK) {
-      it = keyp ? &a->kw[a->nkw - 1] : &a->pos[a->npos - 1];
-      it->v.h.slot = n;
-    }
-    break;
-  case MPROC_ARG_OBJECT: {
-    uint32_t otype = mproc__rd_u32(r), slot0 = mproc__rd_u32(r),
-             nh = mproc__rd_u32(r), k;
-    const mproc__objtype *vt = mproc__objtype_find((int)otype);
-    mproc__rd blob;
-    void *obj = NULL;
-    n = mproc__rd_u32(r);
-    p = mproc__rd_bytes(r, n);
-    if (!p || !vt || slot0 > ntable || nh > ntable - slot0)
-      break;
-    for (k = 0; k < nh; k++)
-      if (seen[slot0 + k])
-        break;
-    if (k < nh)
-      break;
-    for (k = 0; k < nh; k++)
-      seen[slot0 + k] = 1;
-    blob.p = p;
-    blob.left = n;
-    blob.bad = 0;
-    if (dup_objects && nh) {
-      mproc_handle_t *own =
-          (mproc_handle_t *)malloc(nh * sizeof(mproc_handle_t));
-      if (!own) {
-        rc = MPROC_ENOMEM;
-        break;
-      }
-      /* The first object to claim a handle takes the inherited one itself
-       * (so freeing it in the child really closes it); a later object that
-       * names the same handle gets a duplicate to own. */
-      for (k = 0; k < nh; k++) {
-        size_t j;
-        own[k] = table[slot0 + k];
-        for (j = 0; j < ntable; j++)
-          if (seen[j] == 2 && table[j] == own[k])
-            break;
-        if (j < ntable)
-          own[k] = mproc__plat_dup_handle(own[k]);
-      }
-      for (k = 0; k < nh; k++)
-        seen[slot0 + k] = 2; /* claimed by an object */
-      rc = vt->import_(&blob, own, nh, &obj);
-      free(own);
-    } else {
-      rc = vt->import_(&blob, table + slot0, nh, &obj);
-    }
-    if (rc == MPROC_OK && (blob.bad || blob.left != 0)) {
-      vt->free_(obj);
-      rc = MPROC_EINVAL;
-    }
+    rc = mproc__dec_key(r, key, sizeof key, &keyp, &heap_key);
     if (rc < 0)
-      break;
-    rc = mproc__arg_slot(a, keyp, &it);
-    if (rc < 0) {
-      vt->free_(obj);
-      break;
-    }
-    it->type = MPROC_ARG_OBJECT;
-    it->v.o.vt = vt;
-    it->v.o.imported = obj;
-    it->v.o.slot0 = slot0;
-    it->v.o.nh = nh;
-    a->nhandles += nh;
-    break;
+      return rc;
   }
-  default:
-    break;
-  }
+  rc = mproc__dec_value(r, a, type, keyp, table, ntable, dup_objects, seen);
   free(heap_key);
   /* A duplicate key or a bad value from the builder is damage here. */
   return rc == MPROC_ENOMEM ? rc : (rc < 0 ? MPROC_EINVAL : rc);

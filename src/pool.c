@@ -313,6 +313,31 @@ static void mproc__run_callbacks(mproc_pool *p) {
 
 /* ---- workers (handler side, lock held) ----------------------------------------- */
 
+/* Fills `args` with worker i's arguments: the initializer's, then the
+ * worker's end of its pipe, the shared areas and its settings. */
+static int mproc__worker_args(mproc_pool *p, int i, mproc_conn *theirs,
+                              mproc_args *args) {
+  int rc = mproc__args_append(args, p->initargs);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_object(args, "mproc.pool.results", p->results);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_int(args, "mproc.pool.slot", i);
+  if (rc < 0)
+    return rc;
+  rc = mproc_args_add_int(args, "mproc.pool.maxtasks", (int64_t)p->maxtasks);
+  if (rc < 0)
+    return rc;
+  return mproc_args_add_str(args, "mproc.pool.init", p->init ? p->init : "");
+}
+
 static int mproc__worker_start(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
   mproc_conn *mine = NULL, *theirs = NULL;
@@ -325,43 +350,40 @@ static int mproc__worker_start(mproc_pool *p, int i) {
                  0);
   mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT],
                  0);
-  rc = mproc_pipe(&mine, &theirs, 1);
-  if (rc == MPROC_OK)
-    rc = mproc_args_create(&args);
-  if (rc == MPROC_OK)
-    rc = mproc__args_append(args, p->initargs);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_object(args, "mproc.pool.conn", theirs);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_object(args, "mproc.pool.progress", p->progress);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_object(args, "mproc.pool.results", p->results);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_int(args, "mproc.pool.slot", i);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_int(args, "mproc.pool.maxtasks", (int64_t)p->maxtasks);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_str(args, "mproc.pool.init", p->init ? p->init : "");
+  /* Named first: an attempt that fails still uses up its number. */
   memset(&o, 0, sizeof o);
   snprintf(name, sizeof name, "PoolWorker-%lu", ++p->spawned);
   o.name = name;
   o.daemon = MPROC_DAEMON_YES;
   o.start_method = p->method;
-  if (rc == MPROC_OK)
-    rc = mproc__pool_worker_create(&w->proc, args, &o);
-  if (rc == MPROC_OK)
-    rc = mproc_process_start(w->proc);
+  rc = mproc_pipe(&mine, &theirs, 1);
+  if (rc < 0)
+    goto finish;
+  rc = mproc_args_create(&args);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__worker_args(p, i, theirs, args);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__pool_worker_create(&w->proc, args, &o);
+  if (rc < 0)
+    goto finish;
+  rc = mproc_process_start(w->proc);
+  if (rc < 0)
+    goto finish;
+  w->conn = mine;
+  mine = NULL;
+  w->alive = 1;
+  rc = MPROC_OK;
+finish:
   mproc_args_free(args);
   /* Our copy of the worker's end goes now, so only the worker holds it. */
   mproc_conn_free(theirs);
   if (rc < 0) {
     mproc_conn_free(mine);
     w->proc = mproc_process_free(w->proc);
-    return rc;
   }
-  w->conn = mine;
-  w->alive = 1;
-  return MPROC_OK;
+  return rc;
 }
 
 /* Join (or kill after `timeout`) and release worker w; returns its exit
@@ -652,7 +674,10 @@ static size_t mproc__encode_chunk(unsigned char *to, const mproc__chunk *c) {
 
 /* Feed queued chunks to ready workers (see the note at the top on why this
  * cannot block for long). */
-static void mproc__schedule(mproc_pool *p) {
+/* The chunks each usable worker should hold: an even share of what is
+ * queued and in flight, capped; 0 when there is nothing to send or nobody
+ * to send it to. */
+static size_t mproc__sched_share(const mproc_pool *p) {
   size_t alive = 0, total = p->qlen, share;
   int i;
   for (i = 0; i < p->n; i++)
@@ -661,68 +686,113 @@ static void mproc__schedule(mproc_pool *p) {
       total += p->w[i].inflight;
     }
   if (!alive || !p->qhead)
-    return;
+    return 0;
   share = (total + alive - 1) / alive;
   if (share > MPROC__POOL_MAX_INFLIGHT)
     share = MPROC__POOL_MAX_INFLIGHT;
+  return share;
+}
+
+/* How many chunks the next message to `w` may carry; 0 when its
+ * maxtasksperchild is used up. */
+static size_t mproc__sched_limit(const mproc_pool *p, const mproc__worker *w,
+                                 size_t share) {
+  size_t limit = share - w->inflight;
+  if (limit > MPROC__POOL_MSG_CHUNKS)
+    limit = MPROC__POOL_MSG_CHUNKS;
+  if (p->maxtasks) {
+    if (w->sent >= p->maxtasks)
+      return 0;
+    if (limit > p->maxtasks - w->sent)
+      limit = p->maxtasks - w->sent;
+  }
+  return limit;
+}
+
+/* Encodes up to `limit` chunks from the head of the queue into p->sbuf as
+ * one message for `w`; returns how many, with the last one in *last and the
+ * message's length in *len. */
+static size_t mproc__sched_encode(mproc_pool *p, const mproc__worker *w,
+                                  size_t limit, mproc__chunk **last,
+                                  size_t *len) {
+  size_t k = 0;
+  mproc__chunk *c;
+  *len = 4;
+  for (c = p->qhead; c && k < limit; c = c->next) {
+    size_t need = MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
+    if (k > 0 && *len + need > MPROC__POOL_MSG_SOFT)
+      break;
+    if (w->msgs > 0 && *len + need > MPROC__POOL_SECOND_MAX)
+      break;
+    if (mproc__pool_grow(&p->sbuf, &p->scap, *len + need) < 0)
+      break;
+    *len += mproc__encode_chunk(p->sbuf + *len, c);
+    k++;
+    *last = c;
+  }
+  return k;
+}
+
+/* Moves the k sent chunks (the queue's head up to `last`) to the worker's
+ * in-flight list. */
+static void mproc__sched_hand_over(mproc_pool *p, mproc__worker *w,
+                                   mproc__chunk *last, size_t k) {
+  mproc__chunk *c, *first = p->qhead;
+  p->qhead = last->next;
+  if (!p->qhead)
+    p->qtail = NULL;
+  p->qlen -= k;
+  for (c = first;; c = c->next) {
+    c->last = c == last;
+    if (c == last)
+      break;
+  }
+  last->next = NULL;
+  if (w->tail)
+    w->tail->next = first;
+  else
+    w->head = first;
+  w->tail = last;
+  w->inflight += k;
+  w->sent += k;
+  w->msgs++;
+}
+
+/* Sends `w` messages of queued chunks until it holds its share. */
+static void mproc__schedule_worker(mproc_pool *p, mproc__worker *w,
+                                   size_t share) {
+  while (p->qhead && w->msgs < 2 && w->inflight < share) {
+    size_t limit = mproc__sched_limit(p, w, share), len, k;
+    mproc__chunk *last = NULL;
+    int rc;
+    if (!limit)
+      return;
+    k = mproc__sched_encode(p, w, limit, &last, &len);
+    if (!k)
+      return;
+    mproc__wr_put32(p->sbuf, MPROC__PM_TASKS);
+    rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
+    if (rc < 0) {
+      /* Gone (its sentinel settles it), or unreachable: then end it. */
+      if (rc != MPROC_EEOF)
+        (void)mproc_process_kill(w->proc);
+      w->eof = 1;
+      return;
+    }
+    mproc__sched_hand_over(p, w, last, k);
+  }
+}
+
+static void mproc__schedule(mproc_pool *p) {
+  size_t share = mproc__sched_share(p);
+  int i;
+  if (!share)
+    return;
   for (i = 0; i < p->n && p->qhead; i++) {
     mproc__worker *w = &p->w[i];
     if (!w->alive || !w->ready || w->eof)
       continue;
-    while (p->qhead && w->msgs < 2 && w->inflight < share) {
-      size_t limit = share - w->inflight, k = 0, len = 4;
-      mproc__chunk *c, *first = p->qhead, *last = NULL;
-      int rc;
-      if (limit > MPROC__POOL_MSG_CHUNKS)
-        limit = MPROC__POOL_MSG_CHUNKS;
-      if (p->maxtasks) {
-        if (w->sent >= p->maxtasks)
-          break;
-        if (limit > p->maxtasks - w->sent)
-          limit = p->maxtasks - w->sent;
-      }
-      for (c = p->qhead; c && k < limit; c = c->next) {
-        size_t need = MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
-        if (k > 0 && len + need > MPROC__POOL_MSG_SOFT)
-          break;
-        if (w->msgs > 0 && len + need > MPROC__POOL_SECOND_MAX)
-          break;
-        if (mproc__pool_grow(&p->sbuf, &p->scap, len + need) < 0)
-          break;
-        len += mproc__encode_chunk(p->sbuf + len, c);
-        k++;
-        last = c;
-      }
-      if (!k)
-        break;
-      mproc__wr_put32(p->sbuf, MPROC__PM_TASKS);
-      rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
-      if (rc < 0) {
-        /* Gone (its sentinel settles it), or unreachable: then end it. */
-        if (rc != MPROC_EEOF)
-          (void)mproc_process_kill(w->proc);
-        w->eof = 1;
-        break;
-      }
-      p->qhead = last->next;
-      if (!p->qhead)
-        p->qtail = NULL;
-      p->qlen -= k;
-      for (c = first;; c = c->next) {
-        c->last = c == last;
-        if (c == last)
-          break;
-      }
-      last->next = NULL;
-      if (w->tail)
-        w->tail->next = first;
-      else
-        w->head = first;
-      w->tail = last;
-      w->inflight += k;
-      w->sent += k;
-      w->msgs++;
-    }
+    mproc__schedule_worker(p, w, share);
   }
 }
 
@@ -950,18 +1020,13 @@ static void mproc__pools_unlink(mproc_pool *p) {
   mproc__mutex_unlock(&g_pools_mu);
 }
 
-int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
-  mproc_pool *p;
-  mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
-  int rc, n;
-  if (!out)
+/* Checks the options; *n is the number of workers. */
+static int mproc__pool_check_options(const mproc_pool_options *opts, int *n) {
+  *n = opts ? opts->processes : 0;
+  if (*n < 0)
     return MPROC_EINVAL;
-  *out = NULL;
-  n = opts ? opts->processes : 0;
-  if (n < 0)
-    return MPROC_EINVAL;
-  if (n == 0)
-    n = mproc_cpu_count();
+  if (*n == 0)
+    *n = mproc_cpu_count();
   if (!mproc_current_process())
     return MPROC_ENOINIT;
   if (mproc_process_daemon(mproc_current_process()) == 1)
@@ -976,7 +1041,16 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
       (!mproc__entry_find(opts->initializer) ||
        strcmp(opts->initializer, MPROC_POOL_WORKER_ENTRY) == 0))
     return MPROC_ENOENTRY;
-  p = (mproc_pool *)calloc(1, sizeof(*p));
+  return MPROC_OK;
+}
+
+/* The pool object with its lock and condition; everything else is
+ * acquired by mproc__pool_open_resources, released by mproc__pool_destroy. */
+static int mproc__pool_alloc(const mproc_pool_options *opts, int n,
+                             mproc_pool **out) {
+  mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
+  mproc_pool *p = (mproc_pool *)calloc(1, sizeof(*p));
+  int rc;
   if (!p)
     return MPROC_ENOMEM;
   p->mu = init;
@@ -991,38 +1065,50 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
     free(p);
     return rc;
   }
-  rc = MPROC_ENOMEM;
-  p->w = (mproc__worker *)calloc((size_t)n, sizeof(*p->w));
+  *out = p;
+  return MPROC_OK;
+}
+
+/* The worker table, the initializer, the shared progress and result areas
+ * and the wake pipe. */
+static int mproc__pool_open_resources(mproc_pool *p,
+                                      const mproc_pool_options *opts) {
+  int rc;
+  p->w = (mproc__worker *)calloc((size_t)p->n, sizeof(*p->w));
   if (!p->w)
-    goto fail;
+    return MPROC_ENOMEM;
   if (opts && opts->initializer) {
     p->init = mproc__pool_strdup(opts->initializer);
     if (!p->init)
-      goto fail;
+      return MPROC_ENOMEM;
   }
   if (opts && opts->initargs) {
     rc = mproc_args_create(&p->initargs);
-    if (rc == MPROC_OK)
-      rc = mproc__args_append(p->initargs, opts->initargs);
     if (rc < 0)
-      goto fail;
+      return rc;
+    rc = mproc__args_append(p->initargs, opts->initargs);
+    if (rc < 0)
+      return rc;
   }
   rc = mproc_array_create(&p->progress, MPROC_UINT64,
-                          (size_t)n * MPROC__PROG_STRIDE, 0);
+                          (size_t)p->n * MPROC__PROG_STRIDE, 0);
   if (rc < 0)
-    goto fail;
+    return rc;
   p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
   rc = mproc_array_create(&p->results, MPROC_UINT8,
-                          (size_t)n * MPROC__POOL_AREA, 0);
+                          (size_t)p->n * MPROC__POOL_AREA, 0);
   if (rc < 0)
-    goto fail;
+    return rc;
   p->area = (const unsigned char *)mproc_array_ptr(p->results);
-  rc = mproc_pipe(&p->wake_r, &p->wake_w, 0);
+  return mproc_pipe(&p->wake_r, &p->wake_w, 0);
+}
+
+/* Starts the handler thread and waits until it has started the first
+ * workers; a pool that could not start them is ended again. */
+static int mproc__pool_start_handler(mproc_pool *p) {
+  int rc = mproc__thread_start(&p->thread, mproc__handler, p);
   if (rc < 0)
-    goto fail;
-  rc = mproc__thread_start(&p->thread, mproc__handler, p);
-  if (rc < 0)
-    goto fail;
+    return rc;
   mproc__mutex_lock(&p->mu);
   while (!p->initial_ready)
     (void)mproc__cond_wait(&p->cond, &p->mu, -1);
@@ -1031,9 +1117,13 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
   if (rc < 0) {
     (void)mproc_pool_terminate(p);
     mproc__thread_join(p->thread);
-    mproc__pool_destroy(p);
     return rc;
   }
+  return MPROC_OK;
+}
+
+/* Lists the pool for the exit handler, which ends the pools left open. */
+static void mproc__pool_register(mproc_pool *p) {
   mproc__mutex_lock(&g_pools_mu);
   p->all_next = g_pools;
   g_pools = p;
@@ -1042,10 +1132,31 @@ int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
     atexit(mproc__pools_atexit);
   }
   mproc__mutex_unlock(&g_pools_mu);
+}
+
+int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts) {
+  mproc_pool *p = NULL;
+  int rc, n;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  rc = mproc__pool_check_options(opts, &n);
+  if (rc < 0)
+    return rc;
+  rc = mproc__pool_alloc(opts, n, &p);
+  if (rc < 0)
+    return rc;
+  rc = mproc__pool_open_resources(p, opts);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__pool_start_handler(p);
+  if (rc < 0)
+    goto finish;
+  mproc__pool_register(p);
   *out = p;
-  return MPROC_OK;
-fail:
-  mproc__pool_destroy(p);
+finish:
+  if (rc < 0)
+    mproc__pool_destroy(p);
   return rc;
 }
 
@@ -1058,18 +1169,11 @@ enum { MPROC__SUB_UNORDERED = 1, MPROC__SUB_BORROW = 2 };
 /* Build a job of n inputs in chunks of cs and queue it.  With BORROW the
  * inputs are not copied: only for callers that wait until the job is ready
  * (every chunk is encoded, and re-encoded after a worker death, from them). */
-static int mproc__submit(mproc_pool *p, const char *task,
-                         const mproc_bytes *in, size_t n, size_t cs,
-                         const mproc_async_options *o, int flags,
-                         mproc_async_result **out) {
-  int unordered = (flags & MPROC__SUB_UNORDERED) != 0;
-  int borrow = (flags & MPROC__SUB_BORROW) != 0;
-  mproc_async_result *r;
-  size_t i, c, total = 0;
-  int rc;
-  if (!out)
-    return MPROC_EINVAL;
-  *out = NULL;
+/* Checks a submission; *total is the size of the inputs' payload. */
+static int mproc__submit_check(mproc_pool *p, const char *task,
+                               const mproc_bytes *in, size_t n,
+                               size_t *total) {
+  size_t i;
   if (!p || !task || (n && !in))
     return MPROC_EINVAL;
   if (!mproc__pool_mine(p))
@@ -1078,16 +1182,25 @@ static int mproc__submit(mproc_pool *p, const char *task,
     return MPROC_ENOENTRY;
   if (strlen(task) > 4096)
     return MPROC_EINVAL;
+  *total = 0;
   for (i = 0; i < n; i++) {
     if (in[i].len && !in[i].data)
       return MPROC_EINVAL;
     if (in[i].len > MPROC__POOL_CHUNK_MAX)
       return MPROC_E2BIG;
-    total += 4 + in[i].len;
+    *total += 4 + in[i].len;
   }
-  if (cs == 0)
-    cs = 1;
-  r = (mproc_async_result *)calloc(1, sizeof(*r));
+  return MPROC_OK;
+}
+
+/* The job with its tables, sized for n inputs in chunks of cs. */
+static int mproc__job_alloc(mproc_pool *p, const char *task,
+                            const mproc_bytes *in, size_t n, size_t cs,
+                            size_t total, const mproc_async_options *o,
+                            int flags, mproc_async_result **out) {
+  int unordered = (flags & MPROC__SUB_UNORDERED) != 0;
+  int borrow = (flags & MPROC__SUB_BORROW) != 0;
+  mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof(*r));
   if (!r)
     return MPROC_ENOMEM;
   r->pool = p;
@@ -1110,32 +1223,42 @@ static int mproc__submit(mproc_pool *p, const char *task,
     mproc__job_destroy(r);
     return MPROC_ENOMEM;
   }
-  total = 0;
+  *out = r;
+  return MPROC_OK;
+}
+
+/* Cuts the inputs into chunks of cs, copying them into the job's payload
+ * unless it borrows them. */
+static int mproc__job_fill_chunks(mproc_async_result *r, const mproc_bytes *in,
+                                  size_t cs) {
+  size_t i, c, total = 0;
   for (c = 0; c < r->nchunks; c++) {
     mproc__chunk *ch = &r->chunks[c];
     ch->job = r;
     ch->first = c * cs;
-    ch->count = n - ch->first < cs ? n - ch->first : cs;
+    ch->count = r->n - ch->first < cs ? r->n - ch->first : cs;
     ch->off = total;
     for (i = ch->first; i < ch->first + ch->count; i++) {
-      if (!borrow) {
+      if (r->payload) {
         (void)mproc__pw_input(r->payload + total, in[i].data, in[i].len);
       }
       total += 4 + in[i].len;
     }
     ch->len = total - ch->off;
-    if (ch->len > MPROC__POOL_CHUNK_MAX) {
-      mproc__job_destroy(r);
+    if (ch->len > MPROC__POOL_CHUNK_MAX)
       return MPROC_E2BIG;
-    }
   }
+  return MPROC_OK;
+}
+
+/* Queues the job's chunks, unless the pool is closed or broken. */
+static int mproc__job_enqueue(mproc_pool *p, mproc_async_result *r) {
+  size_t c;
+  int rc;
   mproc__mutex_lock(&p->mu);
   rc = p->state != MPROC__POOL_RUN ? MPROC_ECLOSED : p->broken;
-  if (rc < 0) {
-    mproc__mutex_unlock(&p->mu);
-    mproc__job_destroy(r);
-    return rc;
-  }
+  if (rc < 0)
+    goto finish;
   p->refs++;
   r->refs = 2; /* the caller's and the pool's (until ready) */
   for (c = 0; c < r->nchunks; c++) {
@@ -1148,15 +1271,47 @@ static int mproc__submit(mproc_pool *p, const char *task,
     p->qtail = ch;
   }
   p->qlen += r->nchunks;
-  if (n == 0) {
+  if (r->n == 0) {
     r->ready = 1;
     r->cb_next = p->cb_head; /* callbacks run on the handler thread */
     p->cb_head = r;
   }
   mproc__wake(p);
+  rc = MPROC_OK;
+finish:
   mproc__mutex_unlock(&p->mu);
+  return rc;
+}
+
+static int mproc__submit(mproc_pool *p, const char *task,
+                         const mproc_bytes *in, size_t n, size_t cs,
+                         const mproc_async_options *o, int flags,
+                         mproc_async_result **out) {
+  mproc_async_result *r = NULL;
+  size_t total = 0;
+  int rc;
+  if (!out)
+    return MPROC_EINVAL;
+  *out = NULL;
+  rc = mproc__submit_check(p, task, in, n, &total);
+  if (rc < 0)
+    return rc;
+  if (cs == 0)
+    cs = 1;
+  rc = mproc__job_alloc(p, task, in, n, cs, total, o, flags, &r);
+  if (rc < 0)
+    return rc;
+  rc = mproc__job_fill_chunks(r, in, cs);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__job_enqueue(p, r);
+  if (rc < 0)
+    goto finish;
   *out = r;
-  return MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__job_destroy(r);
+  return rc;
 }
 
 int mproc_pool_apply_async(mproc_pool *pool, const char *task, const void *in,

@@ -417,6 +417,21 @@ static int mproc__build_bootstrap(mproc_process *p, const uint64_t *child_handle
   return rc;
 }
 
+/* Whether p may start now (the lock held); if so its objects are described
+ * again for the child. */
+static int mproc__start_check_locked(mproc_process *p) {
+  int rc = mproc__check_child(p);
+  if (rc < 0)
+    return rc;
+  if (p->state != MPROC__P_CREATED)
+    return MPROC_ESTATE;
+  if (p->waiters)
+    return MPROC_ESTATE; /* another thread is starting it right now */
+  if (g_current.daemon)
+    return MPROC_EDAEMON;
+  return mproc__reencode_objects(p);
+}
+
 int mproc_process_start(mproc_process *p) {
   int rc;
   if (!p)
@@ -425,15 +440,7 @@ int mproc_process_start(mproc_process *p) {
    * the buffers) and must come before the child's (spawn). */
   fflush(NULL);
   mproc__mutex_lock(&mproc__lock);
-  rc = mproc__check_child(p);
-  if (rc == MPROC_OK && p->state != MPROC__P_CREATED)
-    rc = MPROC_ESTATE;
-  if (rc == MPROC_OK && p->waiters)
-    rc = MPROC_ESTATE; /* another thread is starting it right now */
-  if (rc == MPROC_OK && g_current.daemon)
-    rc = MPROC_EDAEMON;
-  if (rc == MPROC_OK)
-    rc = mproc__reencode_objects(p);
+  rc = mproc__start_check_locked(p);
   if (rc < 0) {
     mproc__mutex_unlock(&mproc__lock);
     return rc;
@@ -568,25 +575,28 @@ int mproc_process_close(mproc_process *p) {
   if (!p)
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
-  if (p->state == MPROC__P_CLOSED) {
-    mproc__mutex_unlock(&mproc__lock);
-    return MPROC_OK; /* closing twice is harmless, as in Python */
-  }
+  rc = MPROC_OK;
+  if (p->state == MPROC__P_CLOSED)
+    goto finish; /* closing twice is harmless, as in Python */
   rc = mproc__check_child(p);
-  if (rc == MPROC_OK)
-    rc = mproc__poll_locked(p);
-  if (rc >= 0 && (p->state == MPROC__P_STARTED || p->waiters))
+  if (rc < 0)
+    goto finish;
+  rc = mproc__poll_locked(p);
+  if (rc < 0)
+    goto finish;
+  if (p->state == MPROC__P_STARTED || p->waiters) {
     rc = MPROC_EBUSY;
-  if (rc >= 0) {
-    mproc__plat_close(p);
-    free(p->args_blob);
-    free(p->handles);
-    p->args_blob = NULL;
-    p->handles = NULL;
-    p->objects_src = mproc_args_free(p->objects_src);
-    p->state = MPROC__P_CLOSED;
-    rc = MPROC_OK;
+    goto finish;
   }
+  mproc__plat_close(p);
+  free(p->args_blob);
+  free(p->handles);
+  p->args_blob = NULL;
+  p->handles = NULL;
+  p->objects_src = mproc_args_free(p->objects_src);
+  p->state = MPROC__P_CLOSED;
+  rc = MPROC_OK;
+finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }
@@ -662,10 +672,14 @@ int mproc_process_set_daemon(mproc_process *p, int daemonic) {
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
   rc = mproc__check_child(p);
-  if (rc == MPROC_OK && (p->state != MPROC__P_CREATED || p->waiters))
+  if (rc < 0)
+    goto finish;
+  if (p->state != MPROC__P_CREATED || p->waiters) {
     rc = MPROC_ESTATE;
-  if (rc == MPROC_OK)
-    p->daemon = daemonic != 0;
+    goto finish;
+  }
+  p->daemon = daemonic != 0;
+finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }
@@ -841,64 +855,85 @@ static void mproc__bootstrap_die(const char *what, const char *detail) {
 /* A spawned child: read who we are, run the entry, exit with its value.
  * `sender` is the pid the backend learned from the kernel: the process that
  * created this one and made the bootstrap channel. */
-static void mproc__run_spawn_child(unsigned char *buf, size_t len,
-                                   int64_t sender) {
-  mproc__bootstrap bs;
-  mproc_handle_t *table = NULL;
-  mproc_args *args = NULL;
+/* The entry the bootstrap names, once it is known to come from the parent
+ * it claims; a refused bootstrap ends the child. */
+static const mproc_entry *mproc__spawn_child_entry(const mproc__bootstrap *bs,
+                                                   int64_t sender) {
   const mproc_entry *e;
   char err[256];
-  uint32_t i;
-  int code;
-
-  if (mproc__bootstrap_decode(buf, len, &bs) < 0)
-    mproc__bootstrap_die("damaged bootstrap from the parent process", NULL);
   /* A bootstrap captured from a real parent and replayed by another
    * process claims a parent that did not send it. */
-  if (bs.parent_pid != sender) {
+  if (bs->parent_pid != sender) {
     snprintf(err, sizeof err,
              "it claims parent process %lld but came from process %lld",
-             (long long)bs.parent_pid, (long long)sender);
+             (long long)bs->parent_pid, (long long)sender);
     mproc__bootstrap_die("bootstrap refused", err);
   }
-  e = mproc__find_entry(bs.entry);
+  e = mproc__find_entry(bs->entry);
   if (!e) {
-    snprintf(err, sizeof err, "'%s'", bs.entry);
+    snprintf(err, sizeof err, "'%s'", bs->entry);
     mproc__bootstrap_die("no entry of that name in this program's dispatch "
                          "table",
                          err);
   }
-  err[0] = 0;
-  if (mproc__plat_child_setup(&bs, err, sizeof err) < 0)
-    mproc__bootstrap_die("cannot set up the child", err);
-  if (bs.nhandles) {
-    table = (mproc_handle_t *)malloc(bs.nhandles * sizeof(*table));
+  return e;
+}
+
+/* The entry's arguments, their handles taken from the bootstrap's table. */
+static mproc_args *mproc__spawn_child_args(const mproc__bootstrap *bs) {
+  mproc_handle_t *table = NULL;
+  mproc_args *args = NULL;
+  uint32_t i;
+  if (bs->nhandles) {
+    table = (mproc_handle_t *)malloc(bs->nhandles * sizeof(*table));
     if (!table)
       mproc__bootstrap_die("out of memory", NULL);
-    for (i = 0; i < bs.nhandles; i++)
-      table[i] = (mproc_handle_t)(intptr_t)bs.handles[i];
+    for (i = 0; i < bs->nhandles; i++)
+      table[i] = (mproc_handle_t)(intptr_t)bs->handles[i];
   }
-  if (mproc__args_decode(bs.args, bs.args_len, table, bs.nhandles, 0, &args) <
-      0)
+  if (mproc__args_decode(bs->args, bs->args_len, table, bs->nhandles, 0,
+                         &args) < 0)
     mproc__bootstrap_die("damaged arguments in the bootstrap", NULL);
   free(table);
+  return args;
+}
 
+/* This process's and its parent's identity, as the bootstrap gives them. */
+static void mproc__spawn_child_identity(const mproc__bootstrap *bs) {
   mproc__mutex_lock(&mproc__lock);
-  g_method = (mproc_start_method)bs.start_method;
+  g_method = (mproc_start_method)bs->start_method;
   if (g_method == MPROC_START_FORK && !MPROC__HAVE_FORK)
     g_method = MPROC_START_SPAWN;
-  g_current.name = mproc__strdup(bs.name);
-  g_current.identity = mproc__strdup(bs.identity);
+  g_current.name = mproc__strdup(bs->name);
+  g_current.identity = mproc__strdup(bs->identity);
   g_current_owns_name = g_current_owns_identity = 1;
-  g_current.daemon = (bs.flags & MPROC__BS_DAEMON) != 0;
-  g_parent.name = mproc__strdup(bs.parent_name);
+  g_current.daemon = (bs->flags & MPROC__BS_DAEMON) != 0;
+  g_parent.name = mproc__strdup(bs->parent_name);
   g_parent_owns_name = 1;
   g_parent.identity = g_empty;
-  g_parent.pid = bs.parent_pid;
+  g_parent.pid = bs->parent_pid;
   g_have_parent = 1;
   mproc__mutex_unlock(&mproc__lock);
   if (!g_current.name || !g_current.identity || !g_parent.name)
     mproc__bootstrap_die("out of memory", NULL);
+}
+
+static void mproc__run_spawn_child(unsigned char *buf, size_t len,
+                                   int64_t sender) {
+  mproc__bootstrap bs;
+  mproc_args *args;
+  const mproc_entry *e;
+  char err[256];
+  int code;
+
+  if (mproc__bootstrap_decode(buf, len, &bs) < 0)
+    mproc__bootstrap_die("damaged bootstrap from the parent process", NULL);
+  e = mproc__spawn_child_entry(&bs, sender);
+  err[0] = 0;
+  if (mproc__plat_child_setup(&bs, err, sizeof err) < 0)
+    mproc__bootstrap_die("cannot set up the child", err);
+  args = mproc__spawn_child_args(&bs);
+  mproc__spawn_child_identity(&bs);
   if (g_current.daemon && mproc__plat_arm_daemon(bs.parent_pid) < 0)
     exit(1); /* the parent is already gone: a daemonic child goes with it */
   mproc__plat_watch_parent(&g_parent_watch, bs.parent_pid, bs.parent_handle);

@@ -770,68 +770,92 @@ static void mproc__q_drop_handle(mproc_handle_t h) {
     mproc__fx_close(&fx);
 }
 
-static int mproc__q_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
-                           void **out) {
-  mproc_queue *q = NULL;
-  const mproc__qconst *c;
-  uint32_t version = mproc__rd_u32(r), nsem;
-  uint64_t size = mproc__rd_u64(r);
-  size_t i, used = 0;
-  int rc = MPROC_EINVAL;
-  nsem = mproc__rd_u32(r);
-  *out = NULL;
-  if (r->bad || version != MPROC__Q_VERSION || nh < 1 ||
-      (nsem != 0 && nsem != MPROC__QFX_JOIN && nsem != MPROC__QFX_N) ||
-      nh != 1 + (size_t)nsem || size <= MPROC__Q_HDR_SIZE ||
-      size > (uint64_t)SIZE_MAX)
-    goto fail;
-  q = (mproc_queue *)calloc(1, sizeof(*q));
-  if (!q) {
-    rc = MPROC_ENOMEM;
-    goto fail;
-  }
-  used = 1; /* seg_import owns the segment handle from here on */
-  rc = mproc__seg_import(&q->seg, hs[0], (size_t)size);
-  if (rc < 0)
-    goto fail;
-  mproc__q_bind(q);
-  c = &q->h->c.v;
+/* Checks the constants in the mapped header against the description and
+ * takes the queue's geometry from them. */
+static int mproc__q_check_header(mproc_queue *q, uint64_t size,
+                                 uint32_t nsem) {
+  const mproc__qconst *c = &q->h->c.v;
   q->ring_size = c->ring_size;
   q->capacity = c->capacity;
   q->maxsize = c->maxsize;
   q->max_msg = c->max_msg;
   q->joinable = c->joinable == 1;
-  rc = MPROC_EINVAL;
   if (c->magic != MPROC__Q_MAGIC || c->version != MPROC__Q_VERSION ||
       c->joinable > 1 || q->capacity < MPROC__Q_CAP_MIN ||
       q->capacity > MPROC__Q_CAP_MAX ||
       q->ring_size != mproc__qr_ring_for(q->capacity) ||
       q->max_msg != mproc__qr_msg_max(q->capacity) ||
       q->ring_size != size - MPROC__Q_HDR_SIZE)
-    goto fail_obj;
+    return MPROC_EINVAL;
   q->nfx = q->joinable ? MPROC__QFX_N : MPROC__QFX_JOIN;
   if (nsem && nsem != (uint32_t)q->nfx)
-    goto fail_obj;
+    return MPROC_EINVAL;
+  return MPROC_OK;
+}
+
+/* Binds the futexes, each taking its semaphore handle when there are
+ * any; *used counts the handles taken so far. */
+static int mproc__q_import_futexes(mproc_queue *q, const mproc_handle_t *hs,
+                                   uint32_t nsem, size_t *used) {
+  size_t i;
+  int rc;
   for (i = 0; i < (size_t)q->nfx; i++) {
     volatile uint32_t *word, *waiters;
     mproc__q_fx_words(q->h, (int)i, &word, &waiters);
-    used = 2 + i;
+    *used = 2 + i;
     rc = mproc__fx_import(&q->fx[i], word, waiters,
                           nsem ? hs[1 + i] : MPROC_INVALID_HANDLE);
     if (rc < 0) {
       q->nfx = (int)i;
-      goto fail_obj;
+      return rc;
     }
   }
-  *out = q;
   return MPROC_OK;
-fail_obj:
-  mproc__q_release(q);
-  q = NULL;
-fail:
-  free(q);
-  for (i = used; i < nh; i++)
-    mproc__q_drop_handle(hs[i]);
+}
+
+static int mproc__q_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
+                           void **out) {
+  mproc_queue *q = NULL;
+  uint32_t version = mproc__rd_u32(r), nsem;
+  uint64_t size = mproc__rd_u64(r);
+  size_t i, used = 0;
+  int mapped = 0, rc = MPROC_EINVAL;
+  nsem = mproc__rd_u32(r);
+  *out = NULL;
+  if (r->bad || version != MPROC__Q_VERSION || nh < 1 ||
+      (nsem != 0 && nsem != MPROC__QFX_JOIN && nsem != MPROC__QFX_N) ||
+      nh != 1 + (size_t)nsem || size <= MPROC__Q_HDR_SIZE ||
+      size > (uint64_t)SIZE_MAX)
+    goto finish;
+  q = (mproc_queue *)calloc(1, sizeof(*q));
+  if (!q) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  used = 1; /* seg_import owns the segment handle from here on */
+  rc = mproc__seg_import(&q->seg, hs[0], (size_t)size);
+  if (rc < 0)
+    goto finish;
+  mapped = 1;
+  mproc__q_bind(q);
+  rc = mproc__q_check_header(q, size, nsem);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__q_import_futexes(q, hs, nsem, &used);
+  if (rc < 0)
+    goto finish;
+  *out = q;
+  rc = MPROC_OK;
+finish:
+  if (rc < 0) {
+    if (mapped)
+      mproc__q_release(q);
+    else
+      free(q);
+    /* The handles no importer took yet are still ours to close. */
+    for (i = used; i < nh; i++)
+      mproc__q_drop_handle(hs[i]);
+  }
   return rc;
 }
 

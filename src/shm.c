@@ -223,25 +223,26 @@ static int mproc__shm_import(mproc__rd *r, const mproc_handle_t *hs,
   if (!shm)
     return MPROC_ENOMEM;
   if (rc < 0)
-    goto fail;
+    goto finish;
   rc = MPROC_EINVAL;
   if (nh != 1 || r->bad || named > 1 || (named && !name))
-    goto fail;
+    goto finish;
   if (named) {
     if (!(shm->seg.name = (char *)malloc((size_t)n + 1))) {
       rc = MPROC_ENOMEM;
-      goto fail;
+      goto finish;
     }
     memcpy(shm->seg.name, name, n);
     shm->seg.name[n] = 0;
     if (mproc__seg_name_ok(shm->seg.name) != 1)
-      goto fail;
+      goto finish;
   }
   shm->seg.owner = 0;
   *out = shm;
-  return MPROC_OK;
-fail:
-  mproc__shm_release(shm);
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__shm_release(shm);
   return rc;
 }
 
@@ -328,15 +329,16 @@ int mproc_array_create(mproc_array **out, mproc_ctype type, size_t length,
   a->length = length;
   a->seg.handle = MPROC_INVALID_HANDLE;
   if ((rc = mproc__seg_create(&a->seg, NULL, length * esize)) < 0)
-    goto fail;
+    goto finish;
   if (with_lock && (rc = mproc_lock_create(&a->lock, 1)) < 0) {
     a->lock = NULL;
-    goto fail;
+    goto finish;
   }
   *out = a;
-  return MPROC_OK;
-fail:
-  mproc__array_release(a);
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__array_release(a);
   return rc;
 }
 
@@ -380,86 +382,132 @@ static int mproc__array_export(const void *obj, mproc__wr *w,
   return a->lock ? mproc__obj_export_nested(a->lock, w, hs) : MPROC_OK;
 }
 
+/* An array's description as its exporter wrote it. */
+struct mproc__array_desc {
+  uint32_t type;
+  uint64_t length, segsize;
+  uint8_t has_lock;
+  uint32_t lock_nh, lock_len;
+  const unsigned char *lock_blob;
+};
+
+static void mproc__array_read_desc(mproc__rd *r,
+                                   struct mproc__array_desc *d) {
+  d->type = mproc__rd_u32(r);
+  d->length = mproc__rd_u64(r);
+  d->segsize = mproc__rd_u64(r);
+  d->has_lock = mproc__rd_u8(r);
+  d->lock_nh = d->has_lock ? mproc__rd_u32(r) : 0;
+  d->lock_len = d->has_lock ? mproc__rd_u32(r) : 0;
+  d->lock_blob = d->has_lock ? mproc__rd_bytes(r, d->lock_len) : NULL;
+}
+
+/* Whether the description is whole and fits the nh handles. */
+static int mproc__array_desc_ok(const struct mproc__array_desc *d,
+                                const mproc__rd *r, size_t nh,
+                                const mproc__objtype *lvt) {
+  size_t esize = mproc__ctype_size((int)d->type);
+  return !r->bad && esize && d->has_lock <= 1 && d->length > 0 &&
+         d->length <= (uint64_t)SIZE_MAX / esize &&
+         d->segsize >= d->length * esize &&
+         d->segsize <= (uint64_t)SIZE_MAX && nh == 1 + (size_t)d->lock_nh &&
+         (!d->has_lock || lvt);
+}
+
+/* Gives the segment's handle to the segment importer, which closes it if
+ * it cannot use it; the segment goes to `a` only while *ok holds, and a
+ * failure clears *ok. */
+static int mproc__array_import_segment(mproc_array *a, mproc_handle_t h,
+                                       uint64_t segsize, int *ok) {
+  mproc__seg seg;
+  /* Size 0 never matches a segment: it only closes the handle. */
+  int rc = mproc__seg_import(&seg, h, *ok ? (size_t)segsize : 0);
+  if (rc != MPROC_OK) {
+    *ok = 0;
+    return rc;
+  }
+  seg.owner = 0;
+  if (*ok)
+    a->seg = seg;
+  else
+    mproc__seg_close(&seg);
+  return rc;
+}
+
+/* Gives the handles past the segment to the lock type's import, which
+ * closes them when the description it gets is bad (it is made bad when the
+ * array's is); a failure clears *ok. */
+static int mproc__array_import_lock(const mproc__objtype *lvt,
+                                    const struct mproc__array_desc *d,
+                                    const mproc_handle_t *hs, size_t nh,
+                                    int *ok, void **lock) {
+  int lock_ok = *ok && d->has_lock && d->lock_blob;
+  mproc__rd lr;
+  int rc;
+  lr.p = d->lock_blob;
+  lr.left = lock_ok ? d->lock_len : 0;
+  lr.bad = lock_ok ? 0 : 1;
+  rc = lvt->import_(&lr, nh > 1 ? hs + 1 : hs, nh > 1 ? nh - 1 : 0, lock);
+  if (rc == MPROC_OK && (!lock_ok || lr.bad || lr.left != 0)) {
+    lvt->free_(*lock);
+    *lock = NULL;
+    rc = MPROC_EINVAL;
+  }
+  if (rc < 0)
+    *ok = 0;
+  return rc;
+}
+
 static int mproc__array_import(mproc__rd *r, const mproc_handle_t *hs,
                                size_t nh, void **out) {
-  uint32_t type = mproc__rd_u32(r);
-  uint64_t length = mproc__rd_u64(r), segsize = mproc__rd_u64(r);
-  uint8_t has_lock = mproc__rd_u8(r);
-  uint32_t lock_nh = has_lock ? mproc__rd_u32(r) : 0;
-  uint32_t lock_len = has_lock ? mproc__rd_u32(r) : 0;
-  const unsigned char *lock_blob =
-      has_lock ? mproc__rd_bytes(r, lock_len) : NULL;
-  size_t esize = mproc__ctype_size((int)type);
   const mproc__objtype *lvt = mproc__objtype_find(MPROC_OBJ_LOCK);
+  struct mproc__array_desc d;
   mproc_array *a;
   void *lock = NULL;
-  mproc__rd lr;
   int rc = MPROC_EINVAL, ok;
   *out = NULL;
+  mproc__array_read_desc(r, &d);
   a = (mproc_array *)mproc__obj_new(sizeof(*a), &mproc__array_type);
   if (a) {
     a->seg.handle = MPROC_INVALID_HANDLE;
     a->imported = 1;
   }
-  ok = a && !r->bad && esize && has_lock <= 1 && length > 0 &&
-       length <= (uint64_t)SIZE_MAX / esize &&
-       segsize >= length * esize && segsize <= (uint64_t)SIZE_MAX &&
-       nh == 1 + (size_t)lock_nh && (!has_lock || lvt);
+  ok = a && mproc__array_desc_ok(&d, r, nh, lvt);
   /* Every handle is ours now, also on failure: each one goes to the
    * importer that owns it (the segment, then the lock), which closes it if
    * it cannot use it. */
-  if (nh >= 1) {
-    mproc__seg seg;
-    /* Size 0 never matches a segment: it only closes the handle. */
-    rc = mproc__seg_import(&seg, hs[0], ok ? (size_t)segsize : 0);
-    if (rc == MPROC_OK) {
-      seg.owner = 0;
-      if (a && ok)
-        a->seg = seg;
-      else
-        mproc__seg_close(&seg);
-    } else {
-      ok = 0;
-    }
-  }
+  if (nh >= 1)
+    rc = mproc__array_import_segment(a, hs[0], d.segsize, &ok);
   /* The lock's part (it may have no handles: a Linux lock is only words
    * in shared memory).  Handles past the segment with no lock described are
    * damage, but still ours to close: the lock type's import owns them and
    * closes them when the description it gets is bad. */
-  if (has_lock || nh > 1) {
-    if (lvt) {
-      int lock_ok = ok && has_lock && lock_blob;
-      lr.p = lock_blob;
-      lr.left = lock_ok ? lock_len : 0;
-      lr.bad = lock_ok ? 0 : 1;
-      rc = lvt->import_(&lr, nh > 1 ? hs + 1 : hs, nh > 1 ? nh - 1 : 0, &lock);
-      if (rc == MPROC_OK && (!lock_ok || lr.bad || lr.left != 0)) {
-        lvt->free_(lock);
-        lock = NULL;
-        rc = MPROC_EINVAL;
-      }
-      if (rc < 0)
-        ok = 0;
-    } else {
+  if (d.has_lock || nh > 1) {
+    if (lvt)
+      rc = mproc__array_import_lock(lvt, &d, hs, nh, &ok, &lock);
+    else
       ok = 0; /* no lock type linked in */
-    }
   }
   if (!a) {
-    if (lock)
-      lvt->free_(lock);
-    return MPROC_ENOMEM;
+    rc = MPROC_ENOMEM;
+    goto finish;
   }
   if (!ok) {
-    if (lock)
-      lvt->free_(lock);
-    mproc__array_release(a);
-    return rc < 0 && rc != MPROC_EINVAL ? rc : MPROC_EINVAL;
+    rc = rc < 0 && rc != MPROC_EINVAL ? rc : MPROC_EINVAL;
+    goto finish;
   }
-  a->type = (mproc_ctype)type;
-  a->length = (size_t)length;
+  a->type = (mproc_ctype)d.type;
+  a->length = (size_t)d.length;
   a->lock = (mproc_lock *)lock;
+  lock = NULL;
   *out = a;
-  return MPROC_OK;
+  rc = MPROC_OK;
+finish:
+  if (lock)
+    lvt->free_(lock);
+  if (rc < 0 && a)
+    mproc__array_release(a);
+  return rc;
 }
 
 static void mproc__array_objfree(void *obj) {

@@ -102,11 +102,11 @@ int mproc_condition_create(mproc_condition **out, mproc_lock *lock) {
   if (!(c = mproc__cond_alloc()))
     return MPROC_ENOMEM;
   if ((rc = mproc__seg_create(&c->seg, NULL, sizeof(mproc__cond_shared))) < 0)
-    goto fail;
+    goto finish;
   c->sh = (mproc__cond_shared *)c->seg.addr;
   if ((rc = mproc__fx_create(&c->seqfx, &c->sh->seq, &c->sh->seqw)) < 0) {
     c->seqfx.word = NULL;
-    goto fail;
+    goto finish;
   }
   if (lock) {
     c->lock = lock;
@@ -115,13 +115,14 @@ int mproc_condition_create(mproc_condition **out, mproc_lock *lock) {
     rc = mproc__lock_view(&c->lock, &c->seg, offsetof(mproc__cond_shared, lock),
                           1, 1, MPROC_INVALID_HANDLE);
     if (rc < 0)
-      goto fail;
+      goto finish;
     c->own_lock = c->free_lock = 1;
   }
   *out = c;
-  return MPROC_OK;
-fail:
-  mproc__condition_release(c);
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    mproc__condition_release(c);
   return rc;
 }
 
@@ -362,77 +363,112 @@ static int mproc__cond_export(const void *obj, mproc__wr *w,
   return c->own_lock ? MPROC_OK : mproc__obj_export_nested(c->lock, w, hs);
 }
 
+/* Maps the condition's segment, which takes the condition's handles (and
+ * closes them when the description is bad); *mine is their count and sems
+ * the futexes' semaphores. */
+static int mproc__cond_import_segment(mproc_condition *c, mproc__rd *r,
+                                      const mproc_handle_t *hs, size_t nh,
+                                      uint8_t own, size_t *mine,
+                                      mproc_handle_t sems[2]) {
+  size_t nfx = own ? 2 : 1;
+  mproc__rd probe = *r;
+  mproc__seg seg;
+  int rc, ok;
+  /* How many handles are the condition's: its segment's description says
+   * whether futexes carry semaphores; look ahead without consuming. */
+  (void)mproc__rd_u64(&probe);
+  *mine = 1 + (mproc__rd_u8(&probe) == 1 ? nfx : 0);
+  ok = c && own <= 1 && !probe.bad && (own ? *mine == nh : *mine <= nh);
+  rc = mproc__import_seg(r, hs, ok ? *mine : nh, nfx,
+                         sizeof(mproc__cond_shared), ok, &seg, sems);
+  if (rc < 0)
+    return c ? rc : MPROC_ENOMEM;
+  c->seg = seg;
+  c->imported = 1;
+  c->sh = (mproc__cond_shared *)c->seg.addr;
+  return MPROC_OK;
+}
+
+/* The sequence futex; on failure its word is left unset. */
+static int mproc__cond_import_seq(mproc_condition *c, mproc_handle_t sem) {
+  int rc = mproc__fx_import(&c->seqfx, &c->sh->seq, &c->sh->seqw, sem);
+  if (rc < 0)
+    c->seqfx.word = NULL;
+  return rc;
+}
+
+/* The condition's own lock, inside its segment.  When the sequence futex
+ * failed (seq_rc) the lock's semaphore handle is only closed, and the
+ * sequence's error is the result. */
+static int mproc__cond_import_own_lock(mproc_condition *c, mproc_handle_t sem,
+                                       int seq_rc) {
+  int rc = seq_rc;
+  if (seq_rc == MPROC_OK)
+    rc = mproc__lock_view(&c->lock, &c->seg,
+                          offsetof(mproc__cond_shared, lock), 1, 0, sem);
+  else
+    mproc__drop_handles(&sem, 1);
+  c->own_lock = c->free_lock = 1;
+  return rc;
+}
+
+/* A user's lock, described after the condition, with the handles past the
+ * condition's.  They are always imported (so closed on failure); the
+ * sequence futex's error (seq_rc), if any, is the result. */
+static int mproc__cond_import_user_lock(mproc_condition *c, mproc__rd *r,
+                                        const mproc_handle_t *hs, size_t nh,
+                                        size_t mine, int seq_rc) {
+  uint32_t lock_nh = mproc__rd_u32(r);
+  uint32_t lock_len = mproc__rd_u32(r);
+  const unsigned char *lock_blob = mproc__rd_bytes(r, lock_len);
+  mproc__rd lr;
+  void *lock = NULL;
+  int rc;
+  if (r->bad || !lock_blob || lock_nh != nh - mine) {
+    mproc__drop_handles(hs + mine, nh - mine);
+    return MPROC_EINVAL;
+  }
+  lr.p = lock_blob;
+  lr.left = lock_len;
+  lr.bad = 0;
+  rc = mproc__lock_import(&lr, hs + mine, lock_nh, &lock);
+  if (rc == MPROC_OK && (lr.bad || lr.left != 0)) {
+    mproc__lock_objfree(lock);
+    lock = NULL;
+    rc = MPROC_EINVAL;
+  }
+  c->lock = (mproc_lock *)lock;
+  c->free_lock = 1;
+  return seq_rc != MPROC_OK ? seq_rc : rc;
+}
+
 static int mproc__cond_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
                               void **out) {
   mproc_condition *c = mproc__cond_alloc();
   uint8_t own = mproc__rd_u8(r);
   mproc_handle_t sems[2] = {MPROC_INVALID_HANDLE, MPROC_INVALID_HANDLE};
-  size_t nfx = own ? 2 : 1, mine, lock_nh = 0, lock_len = 0;
-  const unsigned char *lock_blob = NULL;
-  mproc__rd probe = *r, lr;
-  mproc__seg seg;
-  void *lock = NULL;
-  int rc, ok;
+  size_t mine = 0;
+  int rc, seq_rc;
   *out = NULL;
-  /* How many handles are the condition's: its segment's description says
-   * whether futexes carry semaphores; look ahead without consuming. */
-  (void)mproc__rd_u64(&probe);
-  mine = 1 + (mproc__rd_u8(&probe) == 1 ? nfx : 0);
-  ok = c && own <= 1 && !probe.bad && (own ? mine == nh : mine <= nh);
-  rc = mproc__import_seg(r, hs, ok ? mine : nh, nfx, sizeof(mproc__cond_shared),
-                         ok, &seg, sems);
-  if (rc < 0) {
-    if (c)
-      mproc__condition_release(c);
-    return c ? rc : MPROC_ENOMEM;
-  }
-  c->seg = seg;
-  c->imported = 1;
-  c->sh = (mproc__cond_shared *)c->seg.addr;
-  if (!own) {
-    lock_nh = mproc__rd_u32(r);
-    lock_len = mproc__rd_u32(r);
-    lock_blob = mproc__rd_bytes(r, lock_len);
-  }
-  /* From here every handle goes to an importer that closes it on failure. */
-  rc = mproc__fx_import(&c->seqfx, &c->sh->seq, &c->sh->seqw, sems[0]);
+  rc = mproc__cond_import_segment(c, r, hs, nh, own, &mine, sems);
   if (rc < 0)
-    c->seqfx.word = NULL;
-  if (own) {
-    if (rc == MPROC_OK)
-      rc = mproc__lock_view(&c->lock, &c->seg,
-                            offsetof(mproc__cond_shared, lock), 1, 0, sems[1]);
-    else
-      mproc__drop_handles(&sems[1], 1);
-    c->own_lock = c->free_lock = 1;
-  } else if (r->bad || !lock_blob || lock_nh != nh - mine) {
-    mproc__drop_handles(hs + mine, nh - mine);
-    rc = MPROC_EINVAL;
-  } else {
-    lr.p = lock_blob;
-    lr.left = lock_len;
-    lr.bad = 0;
-    {
-      int rc2 = mproc__lock_import(&lr, hs + mine, lock_nh, &lock);
-      if (rc2 == MPROC_OK && (lr.bad || lr.left != 0)) {
-        mproc__lock_objfree(lock);
-        lock = NULL;
-        rc2 = MPROC_EINVAL;
-      }
-      if (rc == MPROC_OK)
-        rc = rc2;
-      c->lock = (mproc_lock *)lock;
-      c->free_lock = 1;
-    }
-  }
-  if (rc < 0) {
+    goto finish;
+  /* From here every handle goes to an importer that closes it on failure. */
+  seq_rc = mproc__cond_import_seq(c, sems[0]);
+  if (own)
+    rc = mproc__cond_import_own_lock(c, sems[1], seq_rc);
+  else
+    rc = mproc__cond_import_user_lock(c, r, hs, nh, mine, seq_rc);
+  if (rc < 0)
+    goto finish;
+  *out = c;
+finish:
+  if (rc < 0 && c) {
     if (!c->lock)
       c->free_lock = 0;
     mproc__condition_release(c);
-    return rc;
   }
-  *out = c;
-  return MPROC_OK;
+  return rc;
 }
 
 static void mproc__cond_objfree(void *obj) {

@@ -182,54 +182,47 @@ static int mproc__w32_check_sender(HANDLE h, const char *hexv,
   return MPROC_OK;
 }
 
-int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
-                               size_t *len, int64_t *sender, char *err,
-                               size_t errlen) {
-  const char *value;
-  unsigned char hdr[MPROC__BS_HEADER];
-  unsigned char *msg;
-  uint64_t hv;
-  size_t total;
-  HANDLE h;
-  DWORD flags, why = 0;
-  char sys[256], hexv[17];
-
-  *buf = NULL;
-  *len = 0;
-  *sender = 0;
-  /* Every form of the flag counts, the bare one included: typed by hand it
-   * must be refused, not run main() as if it were an ordinary argument. */
-  value = argc < 2 || !argv ? NULL : mproc__bootstrap_flag_value(argv[1]);
-  if (!value)
-    return 0;
-
-  if (mproc__w32_parse_handle(value, &hv) < 0) {
+/* Turns the flag's value into the bootstrap pipe's handle, refusing one
+ * that cannot be ours. */
+static int mproc__w32_bootstrap_handle(const char *value, uint64_t *hv,
+                                       char hexv[17], HANDLE *h, char *err,
+                                       size_t errlen) {
+  DWORD flags;
+  char sys[256];
+  if (mproc__w32_parse_handle(value, hv) < 0) {
     snprintf(err, errlen, "%s (\"%.40s\" is not a handle value)",
              mproc__w32_not_ours, value);
     return MPROC_ESPAWN;
   }
-  h = (HANDLE)(uintptr_t)hv;
-  mproc__w32_hex(hv, hexv);
+  *h = (HANDLE)(uintptr_t)*hv;
+  mproc__w32_hex(*hv, hexv);
   /* A hand-typed value may name nothing, or some unrelated handle the
    * process happens to own (the console, a DLL's event).  Only a pipe can be
    * ours; anything else is refused before a byte is read from it. */
-  if (!GetHandleInformation(h, &flags)) {
+  if (!GetHandleInformation(*h, &flags)) {
     mproc__w32_strerror(GetLastError(), sys, sizeof(sys));
     snprintf(err, errlen, "%s (handle 0x%s: %s)", mproc__w32_not_ours,
              hexv, sys);
     return MPROC_ESPAWN;
   }
-  if (GetFileType(h) != FILE_TYPE_PIPE) {
+  if (GetFileType(*h) != FILE_TYPE_PIPE) {
     snprintf(err, errlen, "%s (handle 0x%s is not a pipe)",
              mproc__w32_not_ours, hexv);
     return MPROC_ESPAWN;
   }
+  return MPROC_OK;
+}
 
-  /* On the error paths below the handle is left open: it may be a forged
-   * value naming a pipe this process owns for another purpose, and the
-   * process is about to exit anyway. */
-  if (mproc__w32_check_sender(h, hexv, sender, err, errlen) < 0)
-    return MPROC_ESPAWN;
+/* Reads the whole bootstrap message: its header, then the length the
+ * header gives. */
+static int mproc__w32_read_bootstrap_msg(HANDLE h, uint64_t hv,
+                                         const char *hexv, unsigned char **buf,
+                                         size_t *len, char *err,
+                                         size_t errlen) {
+  unsigned char hdr[MPROC__BS_HEADER];
+  unsigned char *msg;
+  size_t total;
+  DWORD why = 0;
   if (mproc__w32_read_exact(h, hdr, sizeof(hdr), &why) < 0) {
     mproc__w32_read_fail(err, errlen, hv, "no bootstrap header", why);
     return MPROC_ESPAWN;
@@ -255,9 +248,41 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
     mproc__w32_read_fail(err, errlen, hv, "truncated bootstrap", why);
     return MPROC_ESPAWN;
   }
-  CloseHandle(h);
   *buf = msg;
   *len = total;
+  return MPROC_OK;
+}
+
+int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
+                               size_t *len, int64_t *sender, char *err,
+                               size_t errlen) {
+  const char *value;
+  uint64_t hv;
+  HANDLE h;
+  char hexv[17];
+  int rc;
+
+  *buf = NULL;
+  *len = 0;
+  *sender = 0;
+  /* Every form of the flag counts, the bare one included: typed by hand it
+   * must be refused, not run main() as if it were an ordinary argument. */
+  value = argc < 2 || !argv ? NULL : mproc__bootstrap_flag_value(argv[1]);
+  if (!value)
+    return 0;
+  rc = mproc__w32_bootstrap_handle(value, &hv, hexv, &h, err, errlen);
+  if (rc < 0)
+    return rc;
+
+  /* On the error paths below the handle is left open: it may be a forged
+   * value naming a pipe this process owns for another purpose, and the
+   * process is about to exit anyway. */
+  if (mproc__w32_check_sender(h, hexv, sender, err, errlen) < 0)
+    return MPROC_ESPAWN;
+  rc = mproc__w32_read_bootstrap_msg(h, hv, hexv, buf, len, err, errlen);
+  if (rc < 0)
+    return rc;
+  CloseHandle(h);
   return 1;
 }
 

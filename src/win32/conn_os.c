@@ -141,23 +141,24 @@ static void mproc__conn_w32_name(wchar_t *out, size_t cap) {
   (void)cap;
 }
 
-int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex) {
+/* Creates the pipe's single server instance under a fresh name and
+ * connects the client end to it. */
+static int mproc__conn_w32_open_pipe(int duplex, HANDLE *server,
+                                     HANDLE *client) {
   wchar_t name[96];
-  HANDLE server = INVALID_HANDLE_VALUE, client = INVALID_HANDLE_VALUE;
-  DWORD err = 0, n;
-  OVERLAPPED ov;
+  DWORD err = 0;
   int tries;
-  *a = *b = NULL;
+  *server = *client = INVALID_HANDLE_VALUE;
   for (tries = 0; tries < 8; tries++) {
     mproc__conn_w32_name(name, sizeof name / sizeof name[0]);
-    server = CreateNamedPipeW(
+    *server = CreateNamedPipeW(
         name,
         (duplex ? PIPE_ACCESS_DUPLEX : PIPE_ACCESS_INBOUND) |
             FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
         PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
             PIPE_REJECT_REMOTE_CLIENTS,
         1, MPROC__CONN_PIPE_BUF, MPROC__CONN_PIPE_BUF, 0, NULL);
-    if (server == INVALID_HANDLE_VALUE) {
+    if (*server == INVALID_HANDLE_VALUE) {
       err = GetLastError();
       if (err == ERROR_ACCESS_DENIED || err == ERROR_PIPE_BUSY)
         continue; /* the name exists: take another */
@@ -165,33 +166,34 @@ int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex) {
     }
     /* The one-way client only writes; FILE_READ_ATTRIBUTES lets it ask the
      * pipe's state all the same. */
-    client = CreateFileW(name,
-                         duplex ? GENERIC_READ | GENERIC_WRITE
-                                : GENERIC_WRITE | FILE_READ_ATTRIBUTES,
-                         0, NULL, OPEN_EXISTING,
-                         FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
-                             SECURITY_ANONYMOUS,
-                         NULL);
-    if (client != INVALID_HANDLE_VALUE)
-      break;
+    *client = CreateFileW(name,
+                          duplex ? GENERIC_READ | GENERIC_WRITE
+                                 : GENERIC_WRITE | FILE_READ_ATTRIBUTES,
+                          0, NULL, OPEN_EXISTING,
+                          FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
+                              SECURITY_ANONYMOUS,
+                          NULL);
+    if (*client != INVALID_HANDLE_VALUE)
+      return MPROC_OK;
     err = GetLastError();
-    CloseHandle(server);
-    server = INVALID_HANDLE_VALUE;
+    CloseHandle(*server);
+    *server = INVALID_HANDLE_VALUE;
     if (err != ERROR_PIPE_BUSY)
       return mproc__os_fail(MPROC_ESYS, (int)err);
     /* Someone connected first (the single instance is taken): retry. */
   }
-  if (client == INVALID_HANDLE_VALUE)
-    return mproc__os_fail(MPROC_ESYS, (int)(err ? err : ERROR_PIPE_BUSY));
+  return mproc__os_fail(MPROC_ESYS, (int)(err ? err : ERROR_PIPE_BUSY));
+}
 
-  /* The client is already connected; ConnectNamedPipe just confirms it
-   * (ERROR_PIPE_CONNECTED). */
+/* The client is already connected; ConnectNamedPipe just confirms it
+ * (ERROR_PIPE_CONNECTED).  0, or the Windows error. */
+static DWORD mproc__conn_w32_confirm(HANDLE server) {
+  OVERLAPPED ov;
+  DWORD err = 0, n;
   memset(&ov, 0, sizeof ov);
   ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (!ov.hEvent) {
-    err = GetLastError();
-    goto fail;
-  }
+  if (!ov.hEvent)
+    return GetLastError();
   if (!ConnectNamedPipe(server, &ov)) {
     err = GetLastError();
     if (err == ERROR_IO_PENDING) {
@@ -201,27 +203,48 @@ int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex) {
     }
   }
   CloseHandle(ov.hEvent);
-  if (err)
-    goto fail;
+  return err;
+}
+
+/* The two connection objects; on failure the pipe's handles stay with
+ * the caller. */
+static int mproc__conn_w32_wrap(HANDLE server, HANDLE client,
+                                mproc__conn_os **a, mproc__conn_os **b) {
   *a = mproc__conn_w32_new(server);
-  *b = *a ? mproc__conn_w32_new(client) : NULL;
-  if (!*a || !*b) {
-    if (*a) {
-      CloseHandle((*a)->ev_read);
-      CloseHandle((*a)->ev_write);
-      CloseHandle((*a)->ev_poll);
-      free(*a);
-    }
+  if (!*a)
+    return MPROC_ENOMEM;
+  *b = mproc__conn_w32_new(client);
+  if (!*b) {
+    CloseHandle((*a)->ev_read);
+    CloseHandle((*a)->ev_write);
+    CloseHandle((*a)->ev_poll);
+    free(*a);
     *a = NULL;
-    CloseHandle(server);
-    CloseHandle(client);
     return MPROC_ENOMEM;
   }
   return MPROC_OK;
-fail:
-  CloseHandle(server);
-  CloseHandle(client);
-  return mproc__os_fail(MPROC_ESYS, (int)err);
+}
+
+int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex) {
+  HANDLE server, client;
+  DWORD err;
+  int rc;
+  *a = *b = NULL;
+  rc = mproc__conn_w32_open_pipe(duplex, &server, &client);
+  if (rc < 0)
+    return rc;
+  err = mproc__conn_w32_confirm(server);
+  if (err) {
+    rc = mproc__os_fail(MPROC_ESYS, (int)err);
+    goto finish;
+  }
+  rc = mproc__conn_w32_wrap(server, client, a, b);
+finish:
+  if (rc < 0) {
+    CloseHandle(server);
+    CloseHandle(client);
+  }
+  return rc;
 }
 
 /* ---- writing ------------------------------------------------------------------ */

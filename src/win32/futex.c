@@ -126,70 +126,80 @@ static void mproc__fx_leave(volatile uint32_t *waiters) {
   }
 }
 
+/* mproc__fx_wait's steps answer this while the wait goes on. */
+#define MPROC__FX_KEEP_WAITING 1
+
+/* The next wait's length: one slice, or less when the deadline is nearer. */
+static DWORD mproc__fx_slice_ms(double deadline) {
+  DWORD ms = MPROC__FX_SLICE_MS, left_ms;
+  double left;
+  if (deadline >= 0) {
+    left = deadline - mproc__plat_now();
+    left_ms = mproc__w32_ms(left > 0 ? left : 0);
+    if (left_ms < ms)
+      ms = left_ms;
+  }
+  return ms;
+}
+
+/* This waiter took a semaphore unit: MPROC_OK when it was meant for it (or
+ * is a surplus one), else the unit goes back for the waiter it was meant
+ * for and the wait goes on. */
+static int mproc__fx_took_unit(mproc__fx *fx, HANDLE sem, uint32_t expected,
+                               uint32_t reg, double *giveback_start) {
+  double now;
+  /* Taking the unit synchronizes with the release, which came after
+   * the releasing waker's epoch increment: an epoch equal to the one
+   * counted in means the unit was released before this wait began. */
+  if (MPROC__FX_EPOCH(mproc__load32(fx->waiters)) != MPROC__FX_EPOCH(reg))
+    return MPROC_OK;
+  now = mproc__plat_now();
+  if (*giveback_start < 0)
+    *giveback_start = now;
+  if (now - *giveback_start >= MPROC__FX_GIVEBACK)
+    return MPROC_OK; /* a surplus unit: a spurious wake-up */
+  (void)ReleaseSemaphore(sem, 1, NULL);
+  if (mproc__load32(fx->word) != expected)
+    return MPROC_OK;
+  (void)SwitchToThread();
+  return MPROC__FX_KEEP_WAITING;
+}
+
+/* A slice passed without a unit: the wait ends when the word changed or
+ * the deadline passed. */
+static int mproc__fx_slice_over(const mproc__fx *fx, uint32_t expected,
+                                double deadline) {
+  if (mproc__load32(fx->word) != expected)
+    return MPROC_OK;
+  if (deadline >= 0 && mproc__plat_now() >= deadline)
+    return MPROC_ETIMEDOUT;
+  return MPROC__FX_KEEP_WAITING;
+}
+
 int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {
   HANDLE sem;
   uint32_t reg;
-  double giveback_start = -1, now, left;
-  DWORD ms, left_ms, r;
-  int rc;
+  double giveback_start = -1;
+  DWORD r;
+  int rc = MPROC__FX_KEEP_WAITING;
   if (!fx || !fx->word || !fx->waiters || !mproc__w32_valid((HANDLE)fx->sem))
     return MPROC_EINVAL;
   sem = (HANDLE)fx->sem;
   reg = mproc__add32(fx->waiters, 1u);
-  if (mproc__load32(fx->word) != expected) {
+  if (mproc__load32(fx->word) != expected)
     rc = MPROC_OK;
-    goto leave;
+  while (rc == MPROC__FX_KEEP_WAITING) {
+    r = WaitForSingleObject(sem, mproc__fx_slice_ms(deadline));
+    if (r == WAIT_OBJECT_0)
+      rc = mproc__fx_took_unit(fx, sem, expected, reg, &giveback_start);
+    else if (r == WAIT_TIMEOUT)
+      rc = mproc__fx_slice_over(fx, expected, deadline);
+    else
+      /* WAIT_FAILED: a closed or foreign handle.  Reported rather than
+       * taken for a wake-up, which would turn the caller's loop into a
+       * spin. */
+      rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
   }
-  for (;;) {
-    ms = MPROC__FX_SLICE_MS;
-    if (deadline >= 0) {
-      left = deadline - mproc__plat_now();
-      left_ms = mproc__w32_ms(left > 0 ? left : 0);
-      if (left_ms < ms)
-        ms = left_ms;
-    }
-    r = WaitForSingleObject(sem, ms);
-    if (r == WAIT_OBJECT_0) {
-      /* Taking the unit synchronizes with the release, which came after
-       * the releasing waker's epoch increment: an epoch equal to the one
-       * counted in means the unit was released before this wait began. */
-      if (MPROC__FX_EPOCH(mproc__load32(fx->waiters)) !=
-          MPROC__FX_EPOCH(reg)) {
-        rc = MPROC_OK;
-        break;
-      }
-      now = mproc__plat_now();
-      if (giveback_start < 0)
-        giveback_start = now;
-      if (now - giveback_start >= MPROC__FX_GIVEBACK) {
-        rc = MPROC_OK; /* a surplus unit: a spurious wake-up */
-        break;
-      }
-      (void)ReleaseSemaphore(sem, 1, NULL);
-      if (mproc__load32(fx->word) != expected) {
-        rc = MPROC_OK;
-        break;
-      }
-      (void)SwitchToThread();
-      continue;
-    }
-    if (r == WAIT_TIMEOUT) {
-      if (mproc__load32(fx->word) != expected) {
-        rc = MPROC_OK;
-        break;
-      }
-      if (deadline >= 0 && mproc__plat_now() >= deadline) {
-        rc = MPROC_ETIMEDOUT;
-        break;
-      }
-      continue;
-    }
-    /* WAIT_FAILED: a closed or foreign handle.  Reported rather than taken
-     * for a wake-up, which would turn the caller's loop into a spin. */
-    rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
-    break;
-  }
-leave:
   mproc__fx_leave(fx->waiters);
   return rc;
 }

@@ -170,6 +170,227 @@ static int mproc__w32_give(HANDLE child, HANDLE h, DWORD access,
   return 0;
 }
 
+/* What one spawn attempt holds while it runs; mproc__w32_spawn_once
+ * releases all of it at its one finish label. */
+struct mproc__w32_spawn {
+  uint64_t *values; /* the child's value per passed handle */
+  uint64_t parent_value, interrupt_value;
+  HANDLE list[1 + MPROC__W32_NSTD]; /* PROC_THREAD_ATTRIBUTE_HANDLE_LIST */
+  size_t nlist;
+  HANDLE std_dups[MPROC__W32_NSTD];
+  HANDLE std_values[MPROC__W32_NSTD];
+  HANDLE interrupt, bs_read, bs_write;
+  LPPROC_THREAD_ATTRIBUTE_LIST attrs;
+  int attrs_ready;
+  wchar_t *cmd;
+  PROCESS_INFORMATION pi;
+  int started; /* CreateProcessW succeeded: a failure must end the child */
+  unsigned char *bs;
+  size_t bs_len;
+};
+
+/* MPROC_ESPAWN with `err` recorded; a call that failed without setting an
+ * error still reports one. */
+static int mproc__w32_spawn_fail(DWORD err) {
+  if (err == 0)
+    err = ERROR_INVALID_FUNCTION;
+  return mproc__os_fail(MPROC_ESPAWN, (int)err);
+}
+
+static int mproc__w32_spawn_fail_last(void) {
+  return mproc__w32_spawn_fail(GetLastError());
+}
+
+/* Checks the handles to pass and allocates the table of their values in
+ * the child. */
+static int mproc__w32_alloc_values(const mproc_handle_t *handles,
+                                   size_t nhandles, uint64_t **values) {
+  size_t i;
+  for (i = 0; i < nhandles; i++) {
+    /* INVALID_HANDLE_VALUE doubles as GetCurrentProcess(): duplicating it
+     * would hand the child a handle to this process, not an error. */
+    if (!mproc__w32_valid(handles[i]))
+      return mproc__os_fail(MPROC_ESPAWN, ERROR_INVALID_HANDLE);
+  }
+  if (nhandles > 0) {
+    *values = (uint64_t *)calloc(nhandles, sizeof(**values));
+    if (!*values)
+      return MPROC_ENOMEM;
+  }
+  return MPROC_OK;
+}
+
+/* The bootstrap pipe.  Only the read end goes to the child: when this
+ * process closes the write end (or dies) the child reads end-of-file
+ * instead of waiting.  The bootstrap is built later, when the child's
+ * handle values are known, so its size is estimated from the arguments,
+ * which are nearly all of it. */
+static int mproc__w32_open_bootstrap_pipe(struct mproc__w32_spawn *s,
+                                          size_t args_len) {
+  size_t hint = args_len + 4096;
+  if (!CreatePipe(&s->bs_read, &s->bs_write, NULL,
+                  hint <= MPROC__W32_PIPE_HINT_MAX ? (DWORD)hint : 0))
+    return mproc__w32_spawn_fail_last();
+  if (!SetHandleInformation(s->bs_read, HANDLE_FLAG_INHERIT,
+                            HANDLE_FLAG_INHERIT))
+    return mproc__w32_spawn_fail_last();
+  s->list[s->nlist++] = s->bs_read;
+  return MPROC_OK;
+}
+
+/* Standard handles: the child writes where this process writes.  A
+ * console handle is a real handle since Windows 8 and may be listed. */
+static void mproc__w32_list_std_handles(struct mproc__w32_spawn *s) {
+  static const DWORD std_ids[MPROC__W32_NSTD] = {
+      STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  size_t i;
+  for (i = 0; i < MPROC__W32_NSTD; i++) {
+    HANDLE h = GetStdHandle(std_ids[i]);
+    s->std_values[i] = h;
+    if (!mproc__w32_valid(h))
+      continue;
+    if (mproc__w32_dup_inheritable(h, &s->std_dups[i]) < 0) {
+      /* A stale value (the stream was closed behind the C runtime's back)
+       * is passed as "none" rather than failing the spawn. */
+      s->std_dups[i] = NULL;
+      s->std_values[i] = NULL;
+      continue;
+    }
+    s->std_values[i] = s->std_dups[i];
+    s->list[s->nlist++] = s->std_dups[i];
+  }
+}
+
+/* The attribute list that limits inheritance to s->list. */
+static int mproc__w32_build_handle_list(struct mproc__w32_spawn *s) {
+  SIZE_T attrs_size = 0;
+  /* The first call only reports the size; it fails by design with
+   * ERROR_INSUFFICIENT_BUFFER. */
+  InitializeProcThreadAttributeList(NULL, 1, 0, &attrs_size);
+  s->attrs = (LPPROC_THREAD_ATTRIBUTE_LIST)malloc(attrs_size);
+  if (!s->attrs)
+    return MPROC_ENOMEM;
+  if (!InitializeProcThreadAttributeList(s->attrs, 1, 0, &attrs_size))
+    return mproc__w32_spawn_fail_last();
+  s->attrs_ready = 1;
+  /* The list is referenced, not copied, until CreateProcessW returns. */
+  if (!UpdateProcThreadAttribute(s->attrs, 0,
+                                 PROC_THREAD_ATTRIBUTE_HANDLE_LIST, s->list,
+                                 s->nlist * sizeof(*s->list), NULL, NULL))
+    return mproc__w32_spawn_fail_last();
+  return MPROC_OK;
+}
+
+/* CreateProcessW with the handle list and the standard handles. */
+static int mproc__w32_create_suspended(struct mproc__w32_spawn *s,
+                                       const wchar_t *exe) {
+  STARTUPINFOEXW si;
+  size_t i;
+  s->cmd = mproc__w32_command_line(exe, s->bs_read);
+  if (!s->cmd)
+    return mproc__w32_spawn_fail_last();
+
+  memset(&si, 0, sizeof(si));
+  si.StartupInfo.cb = sizeof(si);
+  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
+  si.StartupInfo.hStdInput = s->std_values[0];
+  si.StartupInfo.hStdOutput = s->std_values[1];
+  si.StartupInfo.hStdError = s->std_values[2];
+  si.lpAttributeList = s->attrs;
+
+  /* Suspended: a daemonic child is in the job before it runs a single
+   * instruction (so nothing it starts can escape the job), and the handles
+   * below are in place before it looks for them. */
+  if (!CreateProcessW(exe, s->cmd, NULL, NULL, TRUE,
+                      EXTENDED_STARTUPINFO_PRESENT |
+                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED,
+                      NULL, NULL, &si.StartupInfo, &s->pi))
+    return mproc__w32_spawn_fail_last();
+  s->started = 1;
+  /* The child has its copies; ours go now.  The read end in particular: while
+   * this process holds it, a child that died would not break the pipe, and a
+   * write larger than the buffer would block forever. */
+  mproc__w32_close(&s->bs_read);
+  for (i = 0; i < MPROC__W32_NSTD; i++)
+    mproc__w32_close(&s->std_dups[i]);
+  return MPROC_OK;
+}
+
+static int mproc__w32_join_daemon_job(struct mproc__w32_spawn *s) {
+  DWORD err = 0;
+  HANDLE job = mproc__w32_daemon_job(&err);
+  if (!job)
+    return mproc__w32_spawn_fail(err);
+  if (!AssignProcessToJobObject(job, s->pi.hProcess))
+    return mproc__w32_spawn_fail_last();
+  return MPROC_OK;
+}
+
+/* Duplicates the passed handles, the parent watch and the interrupt event
+ * into the suspended child and records the child's values for them. */
+static int mproc__w32_give_handles(struct mproc__w32_spawn *s,
+                                   const mproc_handle_t *handles,
+                                   size_t nhandles) {
+  HANDLE child = s->pi.hProcess;
+  size_t i;
+  for (i = 0; i < nhandles; i++)
+    if (mproc__w32_give(child, (HANDLE)handles[i], 0, &s->values[i]) < 0)
+      return mproc__w32_spawn_fail_last();
+  /* The child's watch on this process: SYNCHRONIZE to wait on it and
+   * PROCESS_QUERY_LIMITED_INFORMATION to read its exit code, nothing that
+   * would let a child act on its parent. */
+  if (mproc__w32_give(child, GetCurrentProcess(),
+                      SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
+                      &s->parent_value) < 0)
+    return mproc__w32_spawn_fail_last();
+  /* Auto-reset: each interrupt() wakes the child's watcher once. */
+  s->interrupt = CreateEventW(NULL, FALSE, FALSE, NULL);
+  if (!s->interrupt ||
+      mproc__w32_give(child, s->interrupt, 0, &s->interrupt_value) < 0)
+    return mproc__w32_spawn_fail_last();
+  return MPROC_OK;
+}
+
+/* Builds the bootstrap now that the child's handle values are known,
+ * resumes the child and writes the bootstrap to it. */
+static int mproc__w32_deliver_bootstrap(struct mproc__w32_spawn *s,
+                                        struct mproc_process *p,
+                                        mproc__bootstrap_builder build) {
+  DWORD err;
+  int rc = build(p, s->values, s->parent_value, s->interrupt_value, &s->bs,
+                 &s->bs_len);
+  if (rc < 0)
+    return rc;
+  if (ResumeThread(s->pi.hThread) == (DWORD)-1)
+    return mproc__w32_spawn_fail_last();
+  /* A write error means the child died before reading everything
+   * (ERROR_NO_DATA or ERROR_BROKEN_PIPE: its read end is gone). */
+  err = mproc__w32_write_all(s->bs_write, s->bs, s->bs_len);
+  if (err)
+    return mproc__w32_spawn_fail(err);
+  mproc__w32_close(&s->bs_write);
+  return MPROC_OK;
+}
+
+/* Releases what an attempt still holds (on success the process handle
+ * and the interrupt event have moved to the process object). */
+static void mproc__w32_spawn_release(struct mproc__w32_spawn *s) {
+  size_t i;
+  if (s->attrs_ready)
+    DeleteProcThreadAttributeList(s->attrs);
+  free(s->attrs);
+  free(s->cmd);
+  free(s->bs);
+  free(s->values);
+  mproc__w32_close(&s->pi.hThread);
+  mproc__w32_close(&s->pi.hProcess);
+  mproc__w32_close(&s->bs_read);
+  mproc__w32_close(&s->bs_write);
+  for (i = 0; i < MPROC__W32_NSTD; i++)
+    mproc__w32_close(&s->std_dups[i]);
+  mproc__w32_close(&s->interrupt);
+}
+
 /* How a handle reaches the child, and why two ways.
  *
  * Inheritance needs a handle that is inheritable in this process at the
@@ -192,194 +413,54 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
                                  const mproc_handle_t *handles,
                                  size_t nhandles,
                                  mproc__bootstrap_builder build) {
-  static const DWORD std_ids[MPROC__W32_NSTD] = {
-      STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   const wchar_t *exe = mproc__w32_exe_path();
-  uint64_t *values = NULL; /* the child's value per passed handle */
-  uint64_t parent_value = 0, interrupt_value = 0;
-  HANDLE list[1 + MPROC__W32_NSTD]; /* PROC_THREAD_ATTRIBUTE_HANDLE_LIST */
-  HANDLE std_dups[MPROC__W32_NSTD] = {NULL, NULL, NULL};
-  HANDLE std_values[MPROC__W32_NSTD];
-  HANDLE interrupt = NULL, bs_read = NULL, bs_write = NULL, job;
-  LPPROC_THREAD_ATTRIBUTE_LIST attrs = NULL;
-  SIZE_T attrs_size = 0;
-  int attrs_ready = 0;
-  STARTUPINFOEXW si;
-  PROCESS_INFORMATION pi;
-  wchar_t *cmd = NULL;
-  unsigned char *bs = NULL;
-  size_t bs_len = 0, i, nlist = 0, hint;
-  DWORD err = 0;
-  int rc = MPROC_ESPAWN;
+  struct mproc__w32_spawn s;
+  int rc;
 
-  memset(&pi, 0, sizeof(pi));
   if (!exe)
     return MPROC_ENOINIT;
-  for (i = 0; i < nhandles; i++) {
-    /* INVALID_HANDLE_VALUE doubles as GetCurrentProcess(): duplicating it
-     * would hand the child a handle to this process, not an error. */
-    if (!mproc__w32_valid(handles[i]))
-      return mproc__os_fail(MPROC_ESPAWN, ERROR_INVALID_HANDLE);
-  }
-  if (nhandles > 0) {
-    values = (uint64_t *)calloc(nhandles, sizeof(*values));
-    if (!values)
-      return MPROC_ENOMEM;
-  }
-
-  /* The bootstrap pipe.  Only the read end goes to the child: when this
-   * process closes the write end (or dies) the child reads end-of-file
-   * instead of waiting.  The bootstrap is built later, when the child's
-   * handle values are known, so its size is estimated from the arguments,
-   * which are nearly all of it. */
-  hint = p->args_len + 4096;
-  if (!CreatePipe(&bs_read, &bs_write, NULL,
-                  hint <= MPROC__W32_PIPE_HINT_MAX ? (DWORD)hint : 0))
-    goto fail_last;
-  if (!SetHandleInformation(bs_read, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT))
-    goto fail_last;
-  list[nlist++] = bs_read;
-
-  /* Standard handles: the child writes where this process writes.  A
-   * console handle is a real handle since Windows 8 and may be listed. */
-  for (i = 0; i < MPROC__W32_NSTD; i++) {
-    HANDLE s = GetStdHandle(std_ids[i]);
-    std_values[i] = s;
-    if (!mproc__w32_valid(s))
-      continue;
-    if (mproc__w32_dup_inheritable(s, &std_dups[i]) < 0) {
-      /* A stale value (the stream was closed behind the C runtime's back)
-       * is passed as "none" rather than failing the spawn. */
-      std_dups[i] = NULL;
-      std_values[i] = NULL;
-      continue;
-    }
-    std_values[i] = std_dups[i];
-    list[nlist++] = std_dups[i];
-  }
-
-  /* The first call only reports the size; it fails by design with
-   * ERROR_INSUFFICIENT_BUFFER. */
-  InitializeProcThreadAttributeList(NULL, 1, 0, &attrs_size);
-  attrs = (LPPROC_THREAD_ATTRIBUTE_LIST)malloc(attrs_size);
-  if (!attrs) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
-  if (!InitializeProcThreadAttributeList(attrs, 1, 0, &attrs_size))
-    goto fail_last;
-  attrs_ready = 1;
-  /* The list is referenced, not copied, until CreateProcessW returns. */
-  if (!UpdateProcThreadAttribute(attrs, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
-                                 list, nlist * sizeof(*list), NULL, NULL))
-    goto fail_last;
-
-  cmd = mproc__w32_command_line(exe, bs_read);
-  if (!cmd)
-    goto fail_last;
-
-  memset(&si, 0, sizeof(si));
-  si.StartupInfo.cb = sizeof(si);
-  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
-  si.StartupInfo.hStdInput = std_values[0];
-  si.StartupInfo.hStdOutput = std_values[1];
-  si.StartupInfo.hStdError = std_values[2];
-  si.lpAttributeList = attrs;
-
-  /* Suspended: a daemonic child is in the job before it runs a single
-   * instruction (so nothing it starts can escape the job), and the handles
-   * below are in place before it looks for them. */
-  if (!CreateProcessW(exe, cmd, NULL, NULL, TRUE,
-                      EXTENDED_STARTUPINFO_PRESENT |
-                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED,
-                      NULL, NULL, &si.StartupInfo, &pi))
-    goto fail_last;
-  /* The child has its copies; ours go now.  The read end in particular: while
-   * this process holds it, a child that died would not break the pipe, and a
-   * write larger than the buffer would block forever. */
-  mproc__w32_close(&bs_read);
-  for (i = 0; i < MPROC__W32_NSTD; i++)
-    mproc__w32_close(&std_dups[i]);
-
-  if (p->daemon) {
-    job = mproc__w32_daemon_job(&err);
-    if (!job)
-      goto fail_child;
-    if (!AssignProcessToJobObject(job, pi.hProcess))
-      goto fail_child_last;
-  }
-
-  for (i = 0; i < nhandles; i++)
-    if (mproc__w32_give(pi.hProcess, (HANDLE)handles[i], 0, &values[i]) < 0)
-      goto fail_child_last;
-  /* The child's watch on this process: SYNCHRONIZE to wait on it and
-   * PROCESS_QUERY_LIMITED_INFORMATION to read its exit code, nothing that
-   * would let a child act on its parent. */
-  if (mproc__w32_give(pi.hProcess, GetCurrentProcess(),
-                      SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION,
-                      &parent_value) < 0)
-    goto fail_child_last;
-  /* Auto-reset: each interrupt() wakes the child's watcher once. */
-  interrupt = CreateEventW(NULL, FALSE, FALSE, NULL);
-  if (!interrupt ||
-      mproc__w32_give(pi.hProcess, interrupt, 0, &interrupt_value) < 0)
-    goto fail_child_last;
-
-  rc = build(p, values, parent_value, interrupt_value, &bs, &bs_len);
+  memset(&s, 0, sizeof(s));
+  rc = mproc__w32_alloc_values(handles, nhandles, &s.values);
   if (rc < 0)
-    goto fail_child_rc;
-  rc = MPROC_ESPAWN;
+    goto finish;
+  rc = mproc__w32_open_bootstrap_pipe(&s, p->args_len);
+  if (rc < 0)
+    goto finish;
+  mproc__w32_list_std_handles(&s);
+  rc = mproc__w32_build_handle_list(&s);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__w32_create_suspended(&s, exe);
+  if (rc < 0)
+    goto finish;
+  if (p->daemon) {
+    rc = mproc__w32_join_daemon_job(&s);
+    if (rc < 0)
+      goto finish;
+  }
+  rc = mproc__w32_give_handles(&s, handles, nhandles);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__w32_deliver_bootstrap(&s, p, build);
+  if (rc < 0)
+    goto finish;
 
-  if (ResumeThread(pi.hThread) == (DWORD)-1)
-    goto fail_child_last;
-
-  /* A write error means the child died before reading everything
-   * (ERROR_NO_DATA or ERROR_BROKEN_PIPE: its read end is gone). */
-  err = mproc__w32_write_all(bs_write, bs, bs_len);
-  if (err)
-    goto fail_child;
-  mproc__w32_close(&bs_write);
-
-  p->plat.process = pi.hProcess;
-  p->plat.interrupt_event = interrupt;
-  p->pid = (int64_t)pi.dwProcessId;
-  pi.hProcess = NULL;
-  interrupt = NULL;
+  p->plat.process = s.pi.hProcess;
+  p->plat.interrupt_event = s.interrupt;
+  p->pid = (int64_t)s.pi.dwProcessId;
+  s.pi.hProcess = NULL;
+  s.interrupt = NULL;
   rc = MPROC_OK;
-  goto finish;
 
-fail_child_last:
-  err = GetLastError();
-fail_child:
-  if (err == 0)
-    err = ERROR_INVALID_FUNCTION;
-  rc = mproc__os_fail(MPROC_ESPAWN, (int)err);
-fail_child_rc:
-  /* Started but not usable: end it and wait, so nothing is left running
-   * (platform.h: "On failure nothing is left running or open").  The
-   * handles given to it die with it. */
-  TerminateProcess(pi.hProcess, MPROC_EXIT_BOOTSTRAP);
-  WaitForSingleObject(pi.hProcess, INFINITE);
-  goto finish;
-fail_last:
-  err = GetLastError();
-  if (err == 0)
-    err = ERROR_INVALID_FUNCTION;
-  rc = mproc__os_fail(MPROC_ESPAWN, (int)err);
 finish:
-  if (attrs_ready)
-    DeleteProcThreadAttributeList(attrs);
-  free(attrs);
-  free(cmd);
-  free(bs);
-  free(values);
-  mproc__w32_close(&pi.hThread);
-  mproc__w32_close(&pi.hProcess);
-  mproc__w32_close(&bs_read);
-  mproc__w32_close(&bs_write);
-  for (i = 0; i < MPROC__W32_NSTD; i++)
-    mproc__w32_close(&std_dups[i]);
-  mproc__w32_close(&interrupt);
+  if (rc < 0 && s.started) {
+    /* Started but not usable: end it and wait, so nothing is left running
+     * (platform.h: "On failure nothing is left running or open").  The
+     * handles given to it die with it. */
+    TerminateProcess(s.pi.hProcess, MPROC_EXIT_BOOTSTRAP);
+    WaitForSingleObject(s.pi.hProcess, INFINITE);
+  }
+  mproc__w32_spawn_release(&s);
   return rc;
 }
 

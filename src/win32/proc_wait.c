@@ -72,9 +72,53 @@ static int mproc__w32_poll_rest(const HANDLE *h, size_t n, int *ready) {
   return count;
 }
 
+/* Starts one waiting thread per group of handles; 0, or the Windows error
+ * (the threads started so far are counted in *started). */
+static DWORD mproc__w32_start_groups(mproc__w32_group *groups, size_t ngroups,
+                                     const HANDLE *h, size_t n, HANDLE done,
+                                     HANDLE cancel, size_t *started) {
+  size_t g;
+  for (g = 0; g < ngroups; g++) {
+    mproc__w32_group *gr = &groups[g];
+    size_t first = g * MPROC__W32_GROUP;
+    gr->count = (DWORD)(n - first < MPROC__W32_GROUP ? n - first
+                                                     : MPROC__W32_GROUP);
+    gr->wait[0] = cancel;
+    memcpy(&gr->wait[1], &h[first], gr->count * sizeof(HANDLE));
+    gr->done = done;
+    gr->hit = MAXDWORD;
+    /* The threads only wait: a small reserved stack keeps a wait on
+     * thousands of handles cheap. */
+    gr->thread = CreateThread(NULL, 64 * 1024, mproc__w32_group_main, gr,
+                              STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
+    if (!gr->thread)
+      return GetLastError();
+    (*started)++;
+  }
+  return 0;
+}
+
+/* Waits for the started threads (the cancel event is set) and collects
+ * their results: the handle each saw signaled, or the first error when *err
+ * holds none yet. */
+static void mproc__w32_join_groups(mproc__w32_group *groups, size_t started,
+                                   int *ready, DWORD *err) {
+  size_t g;
+  for (g = 0; g < started; g++) {
+    WaitForSingleObject(groups[g].thread, INFINITE);
+    CloseHandle(groups[g].thread);
+  }
+  for (g = 0; g < started; g++) {
+    if (groups[g].hit != MAXDWORD)
+      ready[g * MPROC__W32_GROUP + groups[g].hit] = 1;
+    else if (groups[g].error && !*err)
+      *err = groups[g].error;
+  }
+}
+
 static int mproc__w32_wait_batched(const HANDLE *h, size_t n, double timeout,
                                    int *ready) {
-  size_t ngroups = (n + MPROC__W32_GROUP - 1) / MPROC__W32_GROUP, g;
+  size_t ngroups = (n + MPROC__W32_GROUP - 1) / MPROC__W32_GROUP;
   size_t started = 0;
   mproc__w32_group *groups;
   HANDLE done = NULL, cancel = NULL;
@@ -95,25 +139,9 @@ static int mproc__w32_wait_batched(const HANDLE *h, size_t n, double timeout,
     err = GetLastError();
     goto finish;
   }
-  for (g = 0; g < ngroups; g++) {
-    mproc__w32_group *gr = &groups[g];
-    size_t first = g * MPROC__W32_GROUP;
-    gr->count = (DWORD)(n - first < MPROC__W32_GROUP ? n - first
-                                                     : MPROC__W32_GROUP);
-    gr->wait[0] = cancel;
-    memcpy(&gr->wait[1], &h[first], gr->count * sizeof(HANDLE));
-    gr->done = done;
-    gr->hit = MAXDWORD;
-    /* The threads only wait: a small reserved stack keeps a wait on
-     * thousands of handles cheap. */
-    gr->thread = CreateThread(NULL, 64 * 1024, mproc__w32_group_main, gr,
-                              STACK_SIZE_PARAM_IS_A_RESERVATION, NULL);
-    if (!gr->thread) {
-      err = GetLastError();
-      goto finish;
-    }
-    started++;
-  }
+  err = mproc__w32_start_groups(groups, ngroups, h, n, done, cancel, &started);
+  if (err)
+    goto finish;
 
   r = mproc__w32_wait_any(1, &done, timeout);
   if (r == WAIT_FAILED)
@@ -123,16 +151,7 @@ finish:
   /* Every thread reads `groups`, so none may outlive this call. */
   if (cancel)
     SetEvent(cancel);
-  for (g = 0; g < started; g++) {
-    WaitForSingleObject(groups[g].thread, INFINITE);
-    CloseHandle(groups[g].thread);
-  }
-  for (g = 0; g < started; g++) {
-    if (groups[g].hit != MAXDWORD)
-      ready[g * MPROC__W32_GROUP + groups[g].hit] = 1;
-    else if (groups[g].error && !err)
-      err = groups[g].error;
-  }
+  mproc__w32_join_groups(groups, started, ready, &err);
   if (done)
     CloseHandle(done);
   if (cancel)
@@ -176,11 +195,30 @@ static int mproc__w32_slot_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Lists the distinct handles of h in uh (m of them, returned) and, in
+ * map, each position's index into uh. */
+static size_t mproc__w32_dedup_handles(const mproc_handle_t *h, size_t n,
+                                       mproc__w32_slot *slots, HANDLE *uh,
+                                       size_t *map) {
+  size_t m = 0, i;
+  for (i = 0; i < n; i++) {
+    slots[i].h = (HANDLE)h[i];
+    slots[i].index = i;
+  }
+  qsort(slots, n, sizeof(*slots), mproc__w32_slot_cmp);
+  for (i = 0; i < n; i++) {
+    if (m == 0 || uh[m - 1] != slots[i].h)
+      uh[m++] = slots[i].h;
+    map[slots[i].index] = m - 1;
+  }
+  return m;
+}
+
 int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
                              int *ready) {
   mproc__w32_slot *slots = NULL;
   HANDLE *uh = NULL;
-  size_t *map = NULL, m = 0, i;
+  size_t *map = NULL, m, i;
   int *uready = NULL;
   int rc;
 
@@ -213,17 +251,7 @@ int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,
     rc = MPROC_ENOMEM;
     goto finish;
   }
-  for (i = 0; i < n; i++) {
-    slots[i].h = (HANDLE)h[i];
-    slots[i].index = i;
-  }
-  qsort(slots, n, sizeof(*slots), mproc__w32_slot_cmp);
-  for (i = 0; i < n; i++) {
-    if (m == 0 || uh[m - 1] != slots[i].h)
-      uh[m++] = slots[i].h;
-    map[slots[i].index] = m - 1;
-  }
-
+  m = mproc__w32_dedup_handles(h, n, slots, uh, map);
   rc = mproc__w32_wait_unique(uh, m, timeout, uready);
   if (rc > 0) {
     rc = 0;

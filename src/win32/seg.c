@@ -197,6 +197,7 @@ static int mproc__seg_map(mproc__seg *s, HANDLE h) {
   MEMORY_BASIC_INFORMATION mbi;
   void *base;
   uint64_t size;
+  int rc = MPROC_EINVAL;
   base = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
   if (!base)
     return mproc__w32_map_error(GetLastError());
@@ -208,38 +209,34 @@ static int mproc__seg_map(mproc__seg *s, HANDLE h) {
     return mproc__os_fail(MPROC_ESYS, (int)err);
   }
   if (mbi.RegionSize <= MPROC__SEG_HDR || mproc__seg_hdr_size(base, &size) < 0)
-    goto bad;
+    goto finish;
   if (size == 0 || size > (uint64_t)(mbi.RegionSize - MPROC__SEG_HDR))
-    goto bad;
+    goto finish;
   s->map_base = base;
   s->map_size = mbi.RegionSize;
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
   s->size = (size_t)size;
   s->handle = h;
-  return MPROC_OK;
-bad:
-  UnmapViewOfFile(base);
-  return MPROC_EINVAL;
+  rc = MPROC_OK;
+finish:
+  if (rc < 0)
+    UnmapViewOfFile(base);
+  return rc;
 }
 
-int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
+/* Creates the mapping object (`total` bytes, owner-only), named when
+ * `name` is given; an existing name is refused like O_EXCL. */
+static int mproc__seg_create_mapping(const char *name, uint64_t total,
+                                     HANDLE *out) {
   wchar_t wname[sizeof(MPROC__SEG_PREFIX) / sizeof(wchar_t) +
                 MPROC_SHM_NAME_MAX];
   SECURITY_ATTRIBUTES sa;
-  uint64_t total;
   HANDLE h;
-  void *base;
   int rc;
-  if (!s)
-    return MPROC_EINVAL;
-  mproc__seg_reset(s);
-  if (size == 0 || size > (size_t)-1 - MPROC__SEG_HDR)
-    return MPROC_EINVAL;
   if (name && (rc = mproc__seg_wname(name, wname)) < 0)
     return rc;
   if ((rc = mproc__w32_owner_only(&sa)) < 0)
     return rc;
-  total = (uint64_t)size + MPROC__SEG_HDR;
   /* Cleared first, so ERROR_ALREADY_EXISTS below is this call's. */
   SetLastError(ERROR_SUCCESS);
   /* INVALID_HANDLE_VALUE: backed by the pagefile, committed and
@@ -262,18 +259,34 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
     CloseHandle(h);
     return MPROC_EEXIST;
   }
+  *out = h;
+  return MPROC_OK;
+}
+
+int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
+  uint64_t total;
+  HANDLE h = NULL;
+  void *base = NULL;
+  int rc;
+  if (!s)
+    return MPROC_EINVAL;
+  mproc__seg_reset(s);
+  if (size == 0 || size > (size_t)-1 - MPROC__SEG_HDR)
+    return MPROC_EINVAL;
+  total = (uint64_t)size + MPROC__SEG_HDR;
+  rc = mproc__seg_create_mapping(name, total, &h);
+  if (rc < 0)
+    return rc;
   base = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
   if (!base) {
     rc = mproc__w32_map_error(GetLastError());
-    CloseHandle(h);
-    return rc;
+    goto finish;
   }
   if (name) {
     s->name = (char *)malloc(strlen(name) + 1);
     if (!s->name) {
-      UnmapViewOfFile(base);
-      CloseHandle(h);
-      return MPROC_ENOMEM;
+      rc = MPROC_ENOMEM;
+      goto finish;
     }
     strcpy(s->name, name);
     s->owner = 1;
@@ -284,7 +297,14 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
   s->size = size;
   s->handle = h;
-  return MPROC_OK;
+  rc = MPROC_OK;
+finish:
+  if (rc < 0) {
+    if (base)
+      UnmapViewOfFile(base);
+    CloseHandle(h);
+  }
+  return rc;
 }
 
 int mproc__seg_attach(mproc__seg *s, const char *name) {

@@ -952,7 +952,7 @@ static void mproc__handler(void *arg) {
 
 /* ---- the pool ------------------------------------------------------------------ */
 
-static void mproc__wake(mproc_pool *p) {
+static void mproc__pool_wake_handler(mproc_pool *p) {
   if (!p->wake_pending) {
     p->wake_pending = 1;
     (void)mproc_conn_send_bytes(p->wake_w, "w", 1);
@@ -1276,7 +1276,7 @@ static int mproc__job_enqueue(mproc_pool *p, mproc_async_result *r) {
     r->cb_next = p->cb_head; /* callbacks run on the handler thread */
     p->cb_head = r;
   }
-  mproc__wake(p);
+  mproc__pool_wake_handler(p);
   rc = MPROC_OK;
 finish:
   mproc__mutex_unlock(&p->mu);
@@ -1546,7 +1546,7 @@ int mproc_pool_close(mproc_pool *pool) {
   mproc__mutex_lock(&pool->mu);
   if (pool->state == MPROC__POOL_RUN)
     pool->state = MPROC__POOL_CLOSED;
-  mproc__wake(pool);
+  mproc__pool_wake_handler(pool);
   mproc__mutex_unlock(&pool->mu);
   return MPROC_OK;
 }
@@ -1559,7 +1559,7 @@ int mproc_pool_terminate(mproc_pool *pool) {
   mproc__mutex_lock(&pool->mu);
   if (!pool->done)
     pool->state = MPROC__POOL_TERMINATE;
-  mproc__wake(pool);
+  mproc__pool_wake_handler(pool);
   mproc__mutex_unlock(&pool->mu);
   return MPROC_OK;
 }

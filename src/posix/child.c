@@ -38,20 +38,12 @@ static int mproc__read_full(int fd, unsigned char *buf, size_t n,
                             double deadline) {
   size_t got = 0;
   while (got < n) {
-    struct pollfd pfd;
     ssize_t r;
-    int prc;
-    double left = deadline - mproc__plat_now();
-    if (left <= 0)
-      return MPROC_ETIMEDOUT;
-    pfd.fd = fd;
-    pfd.events = POLLIN;
-    pfd.revents = 0;
-    prc = poll(&pfd, 1, mproc__px_ms(left));
-    if (prc < 0 && errno != EINTR)
+    int prc = mproc__px_poll_in(fd, deadline);
+    if (prc < 0)
       return MPROC_ESYS;
-    if (prc <= 0)
-      continue;
+    if (prc == 0)
+      return MPROC_ETIMEDOUT;
     r = read(fd, buf + got, n - got);
     if (r < 0 && errno != EINTR && errno != EAGAIN)
       return MPROC_ESYS;

@@ -2,6 +2,7 @@
  * count, start-up, handles) and the identity and liveness of the processes
  * lock words name as owners. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -174,6 +175,18 @@ int mproc__px_ms(double seconds) {
     return -1;
   ms = seconds * 1000.0 + 0.999;
   return ms > (double)INT_MAX ? INT_MAX : (int)ms;
+}
+
+int mproc__px_poll_in(int fd, double deadline) {
+  struct pollfd pfd;
+  int prc;
+  do {
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    prc = poll(&pfd, 1, mproc__px_ms(mproc__remaining(deadline)));
+  } while (prc < 0 && errno == EINTR);
+  return prc < 0 ? -1 : prc > 0;
 }
 
 int mproc__plat_init(int argc, char **argv) {

@@ -529,20 +529,12 @@ static int mproc__ended_nowait(pid_t pid) {
 }
 
 int mproc__plat_wait(mproc_process *p, double timeout) {
-  double deadline = mproc__plat_now() + timeout, left;
+  double deadline = mproc__deadline(timeout);
   int fd = p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
   for (;;) {
-    left = timeout < 0 ? -1.0 : deadline - mproc__plat_now();
-    if (timeout >= 0 && left < 0)
-      left = 0;
     if (fd >= 0 && !p->plat.sentinel_unreliable) {
-      struct pollfd pfd;
-      int prc;
-      pfd.fd = fd;
-      pfd.events = POLLIN;
-      pfd.revents = 0;
-      prc = poll(&pfd, 1, mproc__px_ms(left));
-      if (prc < 0 && errno != EINTR)
+      int prc = mproc__px_poll_in(fd, deadline);
+      if (prc < 0)
         return mproc__os_fail(MPROC_ESYS, errno);
       if (prc > 0) {
         if (fd == p->plat.pidfd || mproc__ended_nowait((pid_t)p->pid))
@@ -556,11 +548,11 @@ int mproc__plat_wait(mproc_process *p, double timeout) {
       struct timespec ts = {0, 2 * 1000 * 1000};
       if (mproc__ended_nowait((pid_t)p->pid))
         return MPROC_OK;
-      if (timeout >= 0 && left <= 0)
+      if (mproc__expired(deadline, mproc__plat_now()))
         return MPROC_ETIMEDOUT;
       (void)nanosleep(&ts, NULL);
     }
-    if (timeout >= 0 && deadline - mproc__plat_now() <= 0)
+    if (mproc__expired(deadline, mproc__plat_now()))
       return MPROC_ETIMEDOUT;
   }
 }

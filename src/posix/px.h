@@ -64,4 +64,9 @@ void mproc__px_close_fd(int *fd);
  * timeout never becomes a busy 0. */
 int mproc__px_ms(double seconds);
 
+/* Wait until fd is readable (or hung up) or `deadline` (mproc__plat_now()
+ * seconds, negative: none) passes; EINTR waits on.  1 ready, 0 timed out,
+ * -1 with errno. */
+int mproc__px_poll_in(int fd, double deadline);
+
 #endif

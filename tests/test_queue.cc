@@ -847,14 +847,7 @@ static void stopped_holder(int side) {
 #endif
   // Should a call hang on the held lock, end it by killing the holder
   // after a while, so the bounds below fail instead of the test hanging.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::thread watchdog([&] {
-    std::unique_lock<std::mutex> lk(mu);
-    if (!cv.wait_for(lk, std::chrono::seconds(20), [&] { return done; }))
-      mproc_process_kill(p);
-  });
+  TestWatchdog watchdog(p, 20);
   char buf[64];
   size_t len = 0;
   const double timeouts[] = {0, 0.05, 0.2};
@@ -873,12 +866,7 @@ static void stopped_holder(int side) {
   } else {
     EXPECT_EQ(mproc_queue_put(q, "y", 1, 5), MPROC_OK);
   }
-  {
-    std::lock_guard<std::mutex> lk(mu);
-    done = true;
-  }
-  cv.notify_all();
-  watchdog.join();
+  watchdog.disarm();
   EXPECT_EQ(mproc_process_kill(p), MPROC_OK); // SIGKILL ends a stopped one
   EXPECT_EQ(test_join_code(p), -9);
   mproc_process_free(p);

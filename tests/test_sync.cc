@@ -1681,25 +1681,13 @@ TEST(CrossProcess, StoppedPartyInsideTheBarrierLockDoesNotStretchWaits) {
   EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
 #endif
   // Should the wait hang on the held lock, end it by killing the holder.
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  std::thread watchdog([&] {
-    std::unique_lock<std::mutex> lk(mu);
-    if (!cv.wait_for(lk, std::chrono::seconds(20), [&] { return done; }))
-      mproc_process_kill(p);
-  });
+  TestWatchdog watchdog(p, 20);
   for (double t : {0.0, 0.2}) {
     double t0 = test_now();
     EXPECT_EQ(mproc_barrier_wait(b, t, nullptr), MPROC_ETIMEDOUT) << t;
     EXPECT_LT(test_now() - t0, t + 2.0) << t;
   }
-  {
-    std::lock_guard<std::mutex> lk(mu);
-    done = true;
-  }
-  cv.notify_all();
-  watchdog.join();
+  watchdog.disarm();
   EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
   EXPECT_EQ(test_join_code(p), -9);
   mproc_process_free(p);

@@ -378,3 +378,22 @@ Args &Args::h(mproc_handle_t v, const char *key) {
   EXPECT_EQ(mproc_args_add_handle(a, key, v), MPROC_OK);
   return *this;
 }
+
+TestWatchdog::TestWatchdog(mproc_process *p, double seconds) {
+  t_ = std::thread([this, p, seconds] {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!cv_.wait_for(lk, std::chrono::duration<double>(seconds),
+                      [this] { return done_; }))
+      mproc_process_kill(p);
+  });
+}
+
+void TestWatchdog::disarm() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+  if (t_.joinable())
+    t_.join();
+}

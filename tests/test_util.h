@@ -4,7 +4,10 @@
 
 #include <mproc.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 // Test entries register themselves next to the tests that use them; main.cc
@@ -47,6 +50,23 @@ double test_now();
 // `min` rounds (size the test's checks so they hold after those), then more,
 // up to `max`, while `seconds` have not passed since the object was made.
 //   for (TestRounds r(300, 10000, 20); r.next();) { ... r.i() ... }
+// Kills `p` if the test is still running `seconds` after this was made, so
+// a call that hangs on a peer (a lock holder the test stopped) makes the
+// test's bounds fail instead of the test hanging.  Disarmed by disarm() or
+// at the end of its scope.
+class TestWatchdog {
+public:
+  TestWatchdog(mproc_process *p, double seconds);
+  ~TestWatchdog() { disarm(); }
+  void disarm();
+
+private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread t_;
+};
+
 class TestRounds {
 public:
   TestRounds(long min, long max, double seconds);

@@ -696,6 +696,7 @@ static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
      * read-ahead empties and the stream turns mid-frame in one store (a
      * death before it leaves the frame's start where it was). */
     mproc__ra_set(s, mproc__ra_make(0, 0, MPROC__RA_BUSY));
+    MPROC__CONN_AT(MPROC__CONN_AT_MIDFRAME);
   }
   while (pos < plen && rc == MPROC_OK) {
     rc = mproc__conn_wait_bytes(c, deadline);

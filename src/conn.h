@@ -75,9 +75,12 @@ int mproc__conn_test_rx_held(mproc_conn *c);
  *   MPROC__CONN_AT_CONSUMED: a frame was copied out and its consumption
  *     from the shared read-ahead published;
  *   MPROC__CONN_AT_MOVED: a partial frame was copied to the front of the
- *     read-ahead, before that move is published. */
+ *     read-ahead, before that move is published;
+ *   MPROC__CONN_AT_MIDFRAME: the start of a frame bigger than the
+ *     read-ahead was taken out of it, the rest still to come (mid-frame). */
 #define MPROC__CONN_AT_CONSUMED 1
 #define MPROC__CONN_AT_MOVED 2
+#define MPROC__CONN_AT_MIDFRAME 3
 void mproc__conn_test_hook(void (*fn)(int point));
 
 /* ---- the object type (registered in src/objtypes.c) ------------------------- */

@@ -202,6 +202,58 @@ TEST(Dispatch, EmptyBootstrapSaysTheChannelClosed) {
   EXPECT_EQ(out.find("object is closed"), std::string::npos) << out;
 }
 
+// The parent goes away before writing a byte while the child is already
+// waiting for its bootstrap (a parent that dies has its write end closed by
+// the system; closing it here is the same event): the child's wait, which
+// blocks in the kernel, ends at once with a clear reason, not at the 60 s
+// stall limit and not by polling.  On Windows the pipe is made the way an
+// mproc parent makes it (an overlapped named pipe, src/win32/conn_os.c).
+TEST(Dispatch, ParentGoneBeforeWritingEndsTheWaitingChild) {
+  mproc_handle_t r = MPROC_INVALID_HANDLE, w = MPROC_INVALID_HANDLE;
+#ifdef _WIN32
+  std::wstring wname = L"\\\\.\\pipe\\mproc-test-" +
+                      std::to_wstring(GetCurrentProcessId()) + L"-" +
+                      std::to_wstring(GetTickCount64());
+  const wchar_t *name = wname.c_str();
+  r = CreateNamedPipeW(name, PIPE_ACCESS_INBOUND | FILE_FLAG_OVERLAPPED |
+                                 FILE_FLAG_FIRST_PIPE_INSTANCE,
+                       PIPE_TYPE_BYTE | PIPE_WAIT, 1, 4096, 4096, 0, nullptr);
+  ASSERT_NE(r, INVALID_HANDLE_VALUE);
+  w = CreateFileW(name, GENERIC_WRITE | FILE_READ_ATTRIBUTES, 0, nullptr,
+                  OPEN_EXISTING, FILE_FLAG_OVERLAPPED, nullptr);
+  ASSERT_NE(w, INVALID_HANDLE_VALUE);
+  SetHandleInformation(r, HANDLE_FLAG_INHERIT, HANDLE_FLAG_INHERIT);
+#else
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  w = sv[0];
+  r = sv[1];
+#endif
+  std::string out;
+  int code = -1;
+  double closed_at = 0, ended_at = 0;
+  std::thread child([&] {
+#ifdef _WIN32
+    code = run_self_with_handle((HANDLE)r, &out);
+#else
+    code = run_self_with_fd3(r, "--mproc-spawn", &out);
+#endif
+    ended_at = test_now();
+  });
+  // Not synchronisation: the verdict is the same if the child is still
+  // starting when the write end closes; the pause just makes the common
+  // case the one where the child is already blocked in its read.
+  test_sleep_ms(300);
+  closed_at = test_now();
+  test_close_handle(w);
+  child.join();
+  test_close_handle(r);
+  EXPECT_EQ(code, MPROC_EXIT_BOOTSTRAP) << out;
+  EXPECT_NE(out.find("closed the"), std::string::npos) << out;
+  // Far below the 60 s stall limit, whatever the machine.
+  EXPECT_LT(ended_at - closed_at, 30.0) << out;
+}
+
 // ---- forged bootstraps ------------------------------------------------------
 
 // What a forger hopes to run: an exit code nobody else uses.

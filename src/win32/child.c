@@ -52,47 +52,36 @@ static int mproc__w32_parse_handle(const char *s, uint64_t *out) {
   return 0;
 }
 
-/* Reads exactly `len` bytes without ever blocking in ReadFile: anonymous
- * pipes cannot be read overlapped ("Anonymous pipes do not support
- * asynchronous (overlapped) read and write operations", CreatePipe docs), so
- * a bounded wait is PeekNamedPipe polling with a backoff of 1..10 ms, and
- * ReadFile only asks for bytes already there.  Returns 0, or -1 with the
- * reason in `why` (a Windows error, or 0 for end of data, or WAIT_TIMEOUT
- * when nothing arrived for MPROC__W32_BS_STALL_MS). */
-static int mproc__w32_read_exact(HANDLE h, unsigned char *buf, size_t len,
-                                 DWORD *why) {
-  size_t got = 0;
-  DWORD avail, n, sleep_ms = 1;
-  /* Sleep(1) lasts a whole timer tick (15.6 ms by default), so the stall is
-   * measured on the clock, not by adding up the requested sleeps. */
-  ULONGLONG last_progress = GetTickCount64();
+/* Reads exactly `len` bytes.  The parent made the pipe with mproc's pipe
+ * transport (a named pipe opened for overlapped I/O, src/win32/conn_os.c),
+ * so each read is an overlapped ReadFile that blocks in the kernel until
+ * bytes arrive, the write end closes (the parent closed it or died), or
+ * MPROC__W32_BS_STALL_MS pass without a byte; then CancelIoEx ends it (in
+ * mproc__conn_os_read).  A pipe opened for synchronous I/O (CreatePipe)
+ * is read as well, but its ReadFile ignores the OVERLAPPED and blocks until
+ * data or end-of-file; only the process that created this one can hand
+ * over such a pipe (mproc__w32_check_sender), and that process can stall
+ * its child in many other ways.  Returns 0, or -1 with the reason in `why`
+ * (a Windows error, or 0 for end of data, or WAIT_TIMEOUT for the stall). */
+static int mproc__w32_read_exact(mproc__conn_os *in, unsigned char *buf,
+                                 size_t len, DWORD *why) {
+  size_t got = 0, n;
+  int rc;
   while (got < len) {
-    if (!PeekNamedPipe(h, NULL, 0, NULL, &avail, NULL)) {
-      DWORD err = GetLastError();
-      /* The write end is closed and the pipe is drained: end of data. */
-      *why = err == ERROR_BROKEN_PIPE ? 0 : err;
-      return -1;
-    }
-    if (avail == 0) {
-      if (GetTickCount64() - last_progress >= MPROC__W32_BS_STALL_MS) {
-        *why = WAIT_TIMEOUT;
-        return -1;
-      }
-      Sleep(sleep_ms);
-      if (sleep_ms < 10)
-        sleep_ms++;
-      continue;
-    }
-    if (avail > len - got)
-      avail = (DWORD)(len - got);
-    if (!ReadFile(h, buf + got, avail, &n, NULL)) {
-      DWORD err = GetLastError();
-      *why = err == ERROR_BROKEN_PIPE ? 0 : err;
+    /* The limit is on silence, not on the whole message: a large
+     * bootstrap streamed by a busy parent keeps making progress. */
+    rc = mproc__conn_os_read(in, buf + got, len - got,
+                             mproc__plat_now() +
+                                 MPROC__W32_BS_STALL_MS / 1000.0,
+                             &n);
+    if (rc < 0) {
+      *why = rc == MPROC_EEOF       ? 0
+             : rc == MPROC_ETIMEDOUT ? WAIT_TIMEOUT
+             : rc == MPROC_ESYS      ? (DWORD)mproc_os_error()
+                                     : ERROR_OPERATION_ABORTED;
       return -1;
     }
     got += n;
-    sleep_ms = 1;
-    last_progress = GetTickCount64();
   }
   return 0;
 }
@@ -215,7 +204,7 @@ static int mproc__w32_bootstrap_handle(const char *value, uint64_t *hv,
 
 /* Reads the whole bootstrap message: its header, then the length the
  * header gives. */
-static int mproc__w32_read_bootstrap_msg(HANDLE h, uint64_t hv,
+static int mproc__w32_read_bootstrap_msg(mproc__conn_os *in, uint64_t hv,
                                          const char *hexv, unsigned char **buf,
                                          size_t *len, char *err,
                                          size_t errlen) {
@@ -223,7 +212,7 @@ static int mproc__w32_read_bootstrap_msg(HANDLE h, uint64_t hv,
   unsigned char *msg;
   size_t total;
   DWORD why = 0;
-  if (mproc__w32_read_exact(h, hdr, sizeof(hdr), &why) < 0) {
+  if (mproc__w32_read_exact(in, hdr, sizeof(hdr), &why) < 0) {
     mproc__w32_read_fail(err, errlen, hv, "no bootstrap header", why);
     return MPROC_ESPAWN;
   }
@@ -242,7 +231,7 @@ static int mproc__w32_read_bootstrap_msg(HANDLE h, uint64_t hv,
     return MPROC_ENOMEM;
   }
   memcpy(msg, hdr, sizeof(hdr));
-  if (mproc__w32_read_exact(h, msg + sizeof(hdr), total - sizeof(hdr), &why) <
+  if (mproc__w32_read_exact(in, msg + sizeof(hdr), total - sizeof(hdr), &why) <
       0) {
     free(msg);
     mproc__w32_read_fail(err, errlen, hv, "truncated bootstrap", why);
@@ -259,6 +248,8 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
   const char *value;
   uint64_t hv;
   HANDLE h;
+  mproc_handle_t hs;
+  mproc__conn_os *in = NULL;
   char hexv[17];
   int rc;
 
@@ -279,11 +270,17 @@ int mproc__plat_read_bootstrap(int argc, char **argv, unsigned char **buf,
    * process is about to exit anyway. */
   if (mproc__w32_check_sender(h, hexv, sender, err, errlen) < 0)
     return MPROC_ESPAWN;
-  rc = mproc__w32_read_bootstrap_msg(h, hv, hexv, buf, len, err, errlen);
-  if (rc < 0)
+  /* From here the pipe is the parent's, and the transport owns it. */
+  hs = (mproc_handle_t)h;
+  rc = mproc__conn_os_import(&hs, 1, MPROC__CONN_R, &in);
+  if (rc < 0) {
+    snprintf(err, errlen, "bootstrap pipe 0x%s: %s", hexv,
+             mproc_strerror(rc));
     return rc;
-  CloseHandle(h);
-  return 1;
+  }
+  rc = mproc__w32_read_bootstrap_msg(in, hv, hexv, buf, len, err, errlen);
+  mproc__conn_os_close(in);
+  return rc < 0 ? rc : 1;
 }
 
 /* ---- interrupt() --------------------------------------------------------- */

@@ -441,6 +441,8 @@ void mproc__conn_os_cancel(mproc__conn_os *os) {
 
 /* ---- passing and closing ------------------------------------------------------------ */
 
+HANDLE mproc__w32_conn_handle(const mproc__conn_os *os) { return os->h; }
+
 size_t mproc__conn_os_nhandles(unsigned dir) {
   (void)dir;
   return 1;

@@ -128,27 +128,6 @@ finish:
   return wline;
 }
 
-/* Writes the whole buffer; 0, or the Windows error. */
-static DWORD mproc__w32_write_all(HANDLE h, const unsigned char *p,
-                                  size_t len) {
-  DWORD n, chunk;
-  while (len > 0) {
-    chunk = len > 0x100000u ? 0x100000u : (DWORD)len;
-    if (!WriteFile(h, p, chunk, &n, NULL))
-      return GetLastError();
-    p += n;
-    len -= n;
-  }
-  return 0;
-}
-
-/* Asking for a pipe buffer the size of a small bootstrap lets the whole
- * write finish before the child reads a byte (CreatePipe documents nSize as
- * a suggestion the system sizes its buffering from); a large bootstrap is
- * streamed through the default buffer rather than asking for megabytes of
- * kernel memory. */
-#define MPROC__W32_PIPE_HINT_MAX (64u * 1024u)
-
 /* The standard handles are inherited through the handle list.
  * GetStdHandle may return NULL or INVALID_HANDLE_VALUE (a GUI program, a
  * closed stream); the child then gets the same, as it would by default. */
@@ -179,7 +158,12 @@ struct mproc__w32_spawn {
   size_t nlist;
   HANDLE std_dups[MPROC__W32_NSTD];
   HANDLE std_values[MPROC__W32_NSTD];
-  HANDLE interrupt, bs_read, bs_write;
+  HANDLE interrupt;
+  /* The bootstrap pipe, made by the pipe transport so that it is open for
+   * overlapped I/O: the child's read can then wait in the kernel with a
+   * time limit (src/win32/child.c).  bs_read is bs_in's handle. */
+  mproc__conn_os *bs_in, *bs_out;
+  HANDLE bs_read;
   LPPROC_THREAD_ATTRIBUTE_LIST attrs;
   int attrs_ready;
   wchar_t *cmd;
@@ -222,15 +206,14 @@ static int mproc__w32_alloc_values(const mproc_handle_t *handles,
 
 /* The bootstrap pipe.  Only the read end goes to the child: when this
  * process closes the write end (or dies) the child reads end-of-file
- * instead of waiting.  The bootstrap is built later, when the child's
- * handle values are known, so its size is estimated from the arguments,
- * which are nearly all of it. */
-static int mproc__w32_open_bootstrap_pipe(struct mproc__w32_spawn *s,
-                                          size_t args_len) {
-  size_t hint = args_len + 4096;
-  if (!CreatePipe(&s->bs_read, &s->bs_write, NULL,
-                  hint <= MPROC__W32_PIPE_HINT_MAX ? (DWORD)hint : 0))
-    return mproc__w32_spawn_fail_last();
+ * instead of waiting.  Not CreatePipe: an anonymous pipe cannot be read
+ * overlapped (CreatePipe docs), so the child could only poll it. */
+static int mproc__w32_open_bootstrap_pipe(struct mproc__w32_spawn *s) {
+  int rc = mproc__conn_os_pair(&s->bs_in, &s->bs_out, 0);
+  if (rc < 0)
+    return rc == MPROC_ESYS ? mproc__w32_spawn_fail((DWORD)mproc_os_error())
+                            : rc;
+  s->bs_read = mproc__w32_conn_handle(s->bs_in);
   if (!SetHandleInformation(s->bs_read, HANDLE_FLAG_INHERIT,
                             HANDLE_FLAG_INHERIT))
     return mproc__w32_spawn_fail_last();
@@ -310,7 +293,9 @@ static int mproc__w32_create_suspended(struct mproc__w32_spawn *s,
   /* The child has its copies; ours go now.  The read end in particular: while
    * this process holds it, a child that died would not break the pipe, and a
    * write larger than the buffer would block forever. */
-  mproc__w32_close(&s->bs_read);
+  mproc__conn_os_close(s->bs_in);
+  s->bs_in = NULL;
+  s->bs_read = NULL;
   for (i = 0; i < MPROC__W32_NSTD; i++)
     mproc__w32_close(&s->std_dups[i]);
   return MPROC_OK;
@@ -356,19 +341,22 @@ static int mproc__w32_give_handles(struct mproc__w32_spawn *s,
 static int mproc__w32_deliver_bootstrap(struct mproc__w32_spawn *s,
                                         struct mproc_process *p,
                                         mproc__bootstrap_builder build) {
-  DWORD err;
   int rc = build(p, s->values, s->parent_value, s->interrupt_value, &s->bs,
                  &s->bs_len);
   if (rc < 0)
     return rc;
   if (ResumeThread(s->pi.hThread) == (DWORD)-1)
     return mproc__w32_spawn_fail_last();
-  /* A write error means the child died before reading everything
-   * (ERROR_NO_DATA or ERROR_BROKEN_PIPE: its read end is gone). */
-  err = mproc__w32_write_all(s->bs_write, s->bs, s->bs_len);
-  if (err)
-    return mproc__w32_spawn_fail(err);
-  mproc__w32_close(&s->bs_write);
+  /* The write blocks until the child has read what the pipe cannot
+   * buffer; an error means the child died before reading everything
+   * (MPROC_EEOF: its read end is gone). */
+  rc = mproc__conn_os_write(s->bs_out, s->bs, s->bs_len, NULL, 0);
+  if (rc < 0)
+    return rc == MPROC_ESYS
+               ? mproc__w32_spawn_fail((DWORD)mproc_os_error())
+               : mproc__w32_spawn_fail(ERROR_BROKEN_PIPE);
+  mproc__conn_os_close(s->bs_out);
+  s->bs_out = NULL;
   return MPROC_OK;
 }
 
@@ -384,8 +372,8 @@ static void mproc__w32_spawn_release(struct mproc__w32_spawn *s) {
   free(s->values);
   mproc__w32_close(&s->pi.hThread);
   mproc__w32_close(&s->pi.hProcess);
-  mproc__w32_close(&s->bs_read);
-  mproc__w32_close(&s->bs_write);
+  mproc__conn_os_close(s->bs_in);
+  mproc__conn_os_close(s->bs_out);
   for (i = 0; i < MPROC__W32_NSTD; i++)
     mproc__w32_close(&s->std_dups[i]);
   mproc__w32_close(&s->interrupt);
@@ -423,7 +411,7 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   rc = mproc__w32_alloc_values(handles, nhandles, &s.values);
   if (rc < 0)
     goto finish;
-  rc = mproc__w32_open_bootstrap_pipe(&s, p->args_len);
+  rc = mproc__w32_open_bootstrap_pipe(&s);
   if (rc < 0)
     goto finish;
   mproc__w32_list_std_handles(&s);

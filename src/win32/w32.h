@@ -50,4 +50,9 @@ int mproc__w32_valid(HANDLE h);
  * of memory, else MPROC_ESYS with `err` recorded (mproc__os_fail). */
 int mproc__w32_map_error(DWORD err);
 
+/* The pipe handle under a transport end (src/win32/conn_os.c), still owned
+ * by it: the spawn code names the bootstrap pipe's read end on the child's
+ * command line and lets the child inherit it. */
+HANDLE mproc__w32_conn_handle(const mproc__conn_os *os);
+
 #endif

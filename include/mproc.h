@@ -243,7 +243,12 @@ typedef struct mproc_entry {
  *     return.  A damaged, forged or replayed bootstrap exits with
  *     MPROC_EXIT_BOOTSTRAP (see there for who may send one).
  * Returns MPROC_EINVAL for a NULL/invalid table, a duplicate name or the
- * reserved name MPROC_POOL_WORKER_ENTRY, and MPROC_ESTATE if called twice.
+ * reserved name MPROC_POOL_WORKER_ENTRY, MPROC_EINVAL for an
+ * MPROC_START_METHOD that is not a start method here, and MPROC_ESTATE if
+ * called twice.  After a failed first call, the calls that need it
+ * (mproc_process_create, mproc_pool_create, ...) return the code it failed
+ * with (and its mproc_os_error()), not MPROC_ENOINIT, so a program that
+ * ignored the failure still learns its cause.
  * Call it from the main thread before starting other threads. */
 MPROC_API int mproc_main(int argc, char **argv, const mproc_entry *table);
 
@@ -297,7 +302,7 @@ typedef struct mproc_process_options {
 /* Create (not start) a process that will run entry `entry` with `args`
  * (NULL: no arguments; the list is copied).  `opts` may be NULL.
  * Errors: MPROC_EINVAL (NULL out/entry), MPROC_ENOINIT (mproc_main not
- * called), MPROC_ENOENTRY (no such entry in the table; also for
+ * called; if it failed, the code it failed with), MPROC_ENOENTRY (no such entry in the table; also for
  * MPROC_POOL_WORKER_ENTRY, which only a pool starts), MPROC_ENOTSUP (fork on
  * Windows), MPROC_E2BIG (arguments over MPROC_ARGS_MAX).  Thread-safe. */
 MPROC_API int mproc_process_create(mproc_process **out, const char *entry,

@@ -206,5 +206,9 @@ double mproc__sleep_until(double deadline, double now, double slice);
 /* Process-wide facts the backends read. */
 const char *mproc__argv0(void);
 mproc_start_method mproc__default_method(void);
+/* What a call that needs mproc_main() returns before it succeeded: the
+ * code the first mproc_main() failed with (its OS error set again), or
+ * MPROC_ENOINIT if it was never called. */
+int mproc__not_inited(void);
 
 #endif

@@ -1028,7 +1028,7 @@ static int mproc__pool_check_options(const mproc_pool_options *opts, int *n) {
   if (*n == 0)
     *n = mproc_cpu_count();
   if (!mproc_current_process())
-    return MPROC_ENOINIT;
+    return mproc__not_inited();
   if (mproc_process_daemon(mproc_current_process()) == 1)
     return MPROC_EDAEMON;
   if (opts && opts->start_method != MPROC_START_DEFAULT &&

@@ -15,6 +15,11 @@ mproc__mutex_t mproc__lock = MPROC__MUTEX_INITIALIZER;
 /* Process-wide state, guarded by mproc__lock once mproc_main() returned. */
 static const mproc_entry *g_table;
 static int g_inited;
+/* Why the first mproc_main() failed (0: it did not, or was not called), and
+ * the OS error behind it, so that later calls report the cause instead of
+ * "mproc_main() was not called".  Written once before any other mproc call
+ * can run (mproc_main comes first in main), then only read. */
+static int g_init_rc, g_init_os_error;
 static const char *g_argv0 = "";
 static mproc_start_method g_method =
     MPROC__HAVE_FORK ? MPROC_START_FORK : MPROC_START_SPAWN;
@@ -64,6 +69,12 @@ static const mproc_entry *mproc__find_entry(const char *name) {
 }
 
 static int mproc__valid_timeout(double t) { return !isnan(t); }
+
+int mproc__not_inited(void) {
+  if (g_init_rc < 0)
+    return mproc__os_fail(g_init_rc, g_init_os_error);
+  return MPROC_ENOINIT;
+}
 
 const mproc_entry *mproc__entry_find(const char *name) {
   return g_inited && name ? mproc__find_entry(name) : NULL;
@@ -313,7 +324,7 @@ int mproc_process_create(mproc_process **out, const char *entry,
   if (!entry)
     return MPROC_EINVAL;
   if (!g_inited)
-    return MPROC_ENOINIT;
+    return mproc__not_inited();
   /* The pool's worker loop is found by name so that spawned workers can run
    * it, but only a pool may start it: run by hand it would wait for pool
    * messages that never come.  To the caller it is not an entry. */
@@ -329,7 +340,7 @@ int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
     return MPROC_EINVAL;
   *out = NULL;
   if (!g_inited)
-    return MPROC_ENOINIT;
+    return mproc__not_inited();
   return mproc__create(out, &mproc__pool_worker_entry, args, opts);
 }
 
@@ -962,7 +973,7 @@ static void mproc__free_identity(void) {
   g_parent.name = g_empty;
 }
 
-int mproc_main(int argc, char **argv, const mproc_entry *table) {
+static int mproc__main(int argc, char **argv, const mproc_entry *table) {
   unsigned char *buf = NULL;
   size_t len = 0;
   int64_t sender = 0;
@@ -1011,4 +1022,15 @@ int mproc_main(int argc, char **argv, const mproc_entry *table) {
   if (buf)
     mproc__run_spawn_child(buf, len, sender); /* does not return */
   return MPROC_OK;
+}
+
+int mproc_main(int argc, char **argv, const mproc_entry *table) {
+  int rc = mproc__main(argc, argv, table);
+  /* Remembered for the calls a program makes if it goes on regardless; a
+   * second call (MPROC_ESTATE) is not a failure of the first. */
+  if (rc < 0 && !g_inited && g_init_rc == 0) {
+    g_init_rc = rc;
+    g_init_os_error = mproc_os_error();
+  }
+  return rc;
 }

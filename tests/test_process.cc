@@ -7,6 +7,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -1014,3 +1015,51 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   }
 }
 #endif
+
+// ---- after mproc_main() failed ---------------------------------------------
+
+// Run only inside the program started below, where mproc_main() failed on
+// MPROC_START_METHOD=vfork and tests/main.cc went on regardless, as a
+// program that ignores mproc_main's result would.
+TEST(Init, InnerLaterCallsReportWhyMainFailed) {
+  const char *v = getenv("MPROC_TEST_IGNORE_MAIN_FAILURE");
+  if (!v || strcmp(v, "1") != 0)
+    GTEST_SKIP() << "runs only when started by another test";
+  ASSERT_EQ(test_main_rc, MPROC_EINVAL);
+  mproc_process *p = nullptr;
+  int rc = mproc_process_create(&p, "ret_arg", nullptr, nullptr);
+  EXPECT_EQ(rc, test_main_rc) << mproc_err_name(rc);
+  EXPECT_EQ(p, nullptr);
+  std::printf("later call: %s: %s\n", mproc_err_name(rc), mproc_strerror(rc));
+  mproc_pool *pool = nullptr;
+  rc = mproc_pool_create(&pool, nullptr);
+  EXPECT_EQ(rc, test_main_rc) << mproc_err_name(rc);
+  EXPECT_EQ(pool, nullptr);
+  // The same answer from another thread (no thread-local state involved).
+  std::thread([&] {
+    rc = mproc_process_create(&p, "ret_arg", nullptr, nullptr);
+  }).join();
+  EXPECT_EQ(rc, test_main_rc) << mproc_err_name(rc);
+}
+
+// Issue 10: a bad MPROC_START_METHOD made mproc_main() fail, and every later
+// call then said "mproc_main() was not called" (MPROC_ENOINIT), hiding the
+// real cause.  Later calls now return the code mproc_main() failed with.
+TEST(Init, CallsAfterAFailedMainReportItsCause) {
+  const char *v = getenv("MPROC_TEST_IGNORE_MAIN_FAILURE");
+  if (v && strcmp(v, "1") == 0)
+    GTEST_SKIP();
+  std::string out;
+  int code = test_run({test_self_exe(),
+                       "--gtest_filter=Init.InnerLaterCallsReportWhyMainFailed"},
+                      {"MPROC_START_METHOD=vfork",
+                       "MPROC_TEST_IGNORE_MAIN_FAILURE=1"},
+                      &out, 120);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_NE(out.find("not a start method"), std::string::npos) << out;
+  EXPECT_NE(out.find("later call: MPROC_EINVAL: invalid argument"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(out.find("was not called"), std::string::npos) << out;
+  EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+}

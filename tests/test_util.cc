@@ -160,6 +160,8 @@ bool test_on_windows() {
 #endif
 }
 
+int test_main_rc;
+
 std::string test_self_exe() {
 #ifdef _WIN32
   wchar_t w[32768];

@@ -94,6 +94,9 @@ template <class Pred> bool test_wait_for(Pred pred, double seconds = 30) {
 int64_t test_getpid();
 bool test_on_windows();
 
+// What mproc_main() returned in tests/main.cc.
+extern int test_main_rc;
+
 // The running test binary's path.
 std::string test_self_exe();
 

@@ -353,6 +353,89 @@ MPROC_API int mproc_process_terminate(mproc_process *p);
 MPROC_API int mproc_process_kill(mproc_process *p);
 MPROC_API int mproc_process_interrupt(mproc_process *p);
 
+/** What one step of a stop chain (mproc_process_stop()) does before it
+ *  waits.  Zero is no action, so a step left zeroed is refused. */
+typedef enum mproc_stop_action {
+  /** Send nothing: give the child the step's time to end on its own. */
+  MPROC_STOP_WAIT = 1,
+  /** mproc_process_interrupt(): SIGINT, the Ctrl+C a program may handle
+   *  to finish cleanly; on Windows too (the child's mproc runtime raises
+   *  SIGINT in it). */
+  MPROC_STOP_INTERRUPT = 2,
+  /** mproc_process_terminate(): SIGTERM; Windows: TerminateProcess, which
+   *  a child cannot ignore (exit code -15). */
+  MPROC_STOP_TERMINATE = 3,
+  /** mproc_process_kill(): SIGKILL, which also ends a stopped (SIGSTOP)
+   *  child; Windows: TerminateProcess (exit code -9). */
+  MPROC_STOP_KILL = 4
+} mproc_stop_action;
+
+/** One step of a stop chain: do `action`, then wait up to `timeout`
+ *  seconds for the child to end. */
+typedef struct mproc_stop_step {
+  mproc_stop_action action; /**< what to send first */
+  double timeout; /**< seconds to wait after it; negative (MPROC_FOREVER):
+                       without limit; 0: only look */
+} mproc_stop_step;
+
+/** How a stop chain ended (filled by mproc_process_stop() when it returns
+ *  0). */
+typedef struct mproc_stop_result {
+  /** Index of the step during whose wait the child was seen ended, or -1
+   *  if it had already ended before the first step (nothing was sent). */
+  int step;
+  /** Its exit code, as mproc_process_exitcode() reports it. */
+  int exitcode;
+} mproc_stop_result;
+
+/**
+ * @brief Stop a child by an escalation chain, as reproc's stop actions do.
+ *
+ * Runs the steps in order: each sends its action, then waits up to its
+ * timeout for the child to end; the first wait that sees it end stops the
+ * chain, and the child is reaped.  A chain such as interrupt, wait 2 s,
+ * terminate, wait 1 s, kill, wait 5 s reads:
+ * @code
+ * mproc_stop_step chain[] = {{MPROC_STOP_INTERRUPT, 2.0},
+ *                            {MPROC_STOP_TERMINATE, 1.0},
+ *                            {MPROC_STOP_KILL, 5.0}};
+ * mproc_stop_result how;
+ * int rc = mproc_process_stop(p, chain, 3, &how);
+ * @endcode
+ * Each step's time starts when its action was sent; the call returns by
+ * the sum of the timeouts (plus the few milliseconds the OS takes to
+ * deliver each action), whatever the child does.  A child that has already
+ * ended returns 0 at once with how->step -1.  Give the kill step a timeout
+ * too: a killed child takes a moment to be gone, and a 0 wait may not see
+ * it yet.  On POSIX a stopped (SIGSTOP) child is not continued: an
+ * interrupt or terminate it handles or ignores waits until the kill step
+ * (a stopped child whose SIGTERM action is the default ends at once on
+ * Linux).
+ *
+ * Thread-safe, in the way mproc_process_join() and the signal calls it is
+ * made of are: other threads may join, signal or stop the same process
+ * meanwhile, and the result names the step during whose wait the child
+ * was seen ended, whoever ended it.  Only the creating process may stop a
+ * child.
+ *
+ * @param p       a started child
+ * @param steps   the chain, run in order
+ * @param nsteps  the number of steps, at least 1
+ * @param how     where to say which step ended it and the exit code; may
+ *                be NULL; after any return but 0 it holds step -1 and
+ *                exit code 0
+ * @return 0 when the child has ended (and is reaped); MPROC_ETIMEDOUT if it
+ * still runs after the last step's wait; MPROC_EINVAL for a NULL `p` or
+ * `steps`, no steps, an unknown action or a NaN timeout (checked before
+ * anything is sent); MPROC_ESTATE before start; MPROC_EPERM for the
+ * current or parent process object or outside the creating process;
+ * MPROC_ECLOSED after close; an error of a step's action (the chain stops
+ * there).
+ */
+MPROC_API int mproc_process_stop(mproc_process *p,
+                                 const mproc_stop_step *steps, size_t nsteps,
+                                 mproc_stop_result *how);
+
 /* Release the OS resources of a process that has ended (or never started).
  * MPROC_EBUSY while it runs.  After close, every call on it except
  * mproc_process_free() returns MPROC_ECLOSED (or NULL).  Thread-safe. */

@@ -1063,3 +1063,160 @@ TEST(Init, CallsAfterAFailedMainReportItsCause) {
   EXPECT_EQ(out.find("was not called"), std::string::npos) << out;
   EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
 }
+
+// ---- stop chains (issue 12) ---------------------------------------------------
+
+// Ignores what a polite stop sends (SIGINT, and SIGTERM where it is a
+// signal), says it is ready, and sleeps.
+TEST_ENTRY(ignore_int_term_then_sleep) {
+  signal(SIGINT, SIG_IGN);
+  signal(SIGTERM, SIG_IGN);
+  if (!test_write_all(arg_handle(args, 0), "R", 1))
+    return 1;
+  test_sleep_ms(60000);
+  return 0;
+}
+
+namespace {
+
+// interrupt -> wait -> terminate -> wait -> kill -> wait, with short waits
+// for the steps a test expects to be ignored (ignoring does not get faster
+// or slower with the machine) and a generous one for the last.
+const mproc_stop_step kEscalation[] = {{MPROC_STOP_INTERRUPT, 0.3},
+                                       {MPROC_STOP_TERMINATE, 0.3},
+                                       {MPROC_STOP_KILL, 30.0}};
+
+mproc_process *start_ready(const char *entry) {
+  TestPipe pipe;
+  mproc_process *p = test_start(entry, Args().h(pipe.w));
+  pipe.close_w();
+  EXPECT_EQ(test_read_n(pipe.r, 1), "R");
+  return p;
+}
+
+} // namespace
+
+TEST(Stop, ChildIgnoringInterruptAndTerminateEndsAtTheKillStep) {
+  mproc_process *p = start_ready("ignore_int_term_then_sleep");
+  mproc_stop_result how = {99, 99};
+  double t0 = test_now();
+  ASSERT_EQ(mproc_process_stop(p, kEscalation, 3, &how), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 20.0);
+  if (test_on_windows()) {
+    // TerminateProcess cannot be ignored: the chain ends one step early.
+    EXPECT_EQ(how.step, 1);
+    EXPECT_EQ(how.exitcode, -15);
+  } else {
+    EXPECT_EQ(how.step, 2);
+    EXPECT_EQ(how.exitcode, -9);
+  }
+  EXPECT_EQ(mproc_process_is_alive(p), 0);
+  mproc_process_free(p);
+}
+
+TEST(Stop, ChildThatExitsOnInterruptEndsAtStepZero) {
+  mproc_process *p = start_ready("wait_for_sigint");
+  // The first wait is long: whatever the machine, the child's handler runs
+  // within it, so the later steps are never reached.
+  const mproc_stop_step chain[] = {{MPROC_STOP_INTERRUPT, 30.0},
+                                   {MPROC_STOP_KILL, 30.0}};
+  mproc_stop_result how = {99, 99};
+  ASSERT_EQ(mproc_process_stop(p, chain, 2, &how), MPROC_OK);
+  EXPECT_EQ(how.step, 0);
+  EXPECT_EQ(how.exitcode, 42); // its SIGINT handler ran, then it returned
+  mproc_process_free(p);
+}
+
+TEST(Stop, WaitOnlyChainTimesOutAndLeavesTheChildRunning) {
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000));
+  const mproc_stop_step wait_only[] = {{MPROC_STOP_WAIT, 0.05},
+                                       {MPROC_STOP_WAIT, 0.05}};
+  mproc_stop_result how = {99, 99};
+  double t0 = test_now();
+  EXPECT_EQ(mproc_process_stop(p, wait_only, 2, &how), MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 10.0);
+  EXPECT_EQ(how.step, -1);
+  EXPECT_EQ(mproc_process_is_alive(p), 1);
+  const mproc_stop_step kill_now[] = {{MPROC_STOP_KILL, 30.0}};
+  ASSERT_EQ(mproc_process_stop(p, kill_now, 1, &how), MPROC_OK);
+  EXPECT_EQ(how.step, 0);
+  EXPECT_EQ(how.exitcode, -9);
+  mproc_process_free(p);
+}
+
+TEST(Stop, AlreadyEndedChildReturnsAtOnceAndIsNotSignalled) {
+  mproc_process *p = test_start("ret_arg", Args().i(5));
+  EXPECT_EQ(test_join_code(p), 5);
+  // Waits that would take a minute if they were waited out.
+  const mproc_stop_step chain[] = {{MPROC_STOP_WAIT, 60.0},
+                                   {MPROC_STOP_KILL, 60.0}};
+  mproc_stop_result how = {99, 99};
+  double t0 = test_now();
+  ASSERT_EQ(mproc_process_stop(p, chain, 2, &how), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 10.0);
+  EXPECT_EQ(how.step, -1);
+  EXPECT_EQ(how.exitcode, 5);
+  // Ended on its own before the stop is the same answer.
+  mproc_process *q = test_start("ret_arg", Args().i(6));
+  ASSERT_TRUE(test_wait_for([&] {
+    mproc_handle_t h;
+    mproc_process_sentinel(q, &h);
+    mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, h, 0};
+    return mproc_wait(&w, 1, 0) == 1;
+  }));
+  ASSERT_EQ(mproc_process_stop(q, chain, 2, &how), MPROC_OK);
+  EXPECT_EQ(how.step, -1);
+  EXPECT_EQ(how.exitcode, 6);
+  mproc_process_free(p);
+  mproc_process_free(q);
+}
+
+TEST(Stop, BadInputIsRefusedBeforeAnythingIsSent) {
+  const mproc_stop_step ok[] = {{MPROC_STOP_KILL, 5.0}};
+  mproc_stop_result how = {99, 99};
+  mproc_process *p = created("ret_arg");
+  // Not started.
+  EXPECT_EQ(mproc_process_stop(p, ok, 1, &how), MPROC_ESTATE);
+  EXPECT_EQ(how.step, -1);
+  EXPECT_EQ(mproc_process_stop(nullptr, ok, 1, &how), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_stop(p, nullptr, 1, &how), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_stop(p, ok, 0, &how), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_stop(mproc_current_process(), ok, 1, nullptr),
+            MPROC_EPERM);
+  mproc_process_free(p);
+
+  // On a running child: a bad step anywhere in the chain means nothing is
+  // sent, not even the good steps before it.
+  p = test_start("sleep_then_ret", Args().i(60000));
+  mproc_stop_step zeroed[2] = {{MPROC_STOP_KILL, 5.0}, {}};
+  EXPECT_EQ(mproc_process_stop(p, zeroed, 2, &how), MPROC_EINVAL);
+  mproc_stop_step unknown[2] = {{MPROC_STOP_KILL, 5.0},
+                                {(mproc_stop_action)77, 1.0}};
+  EXPECT_EQ(mproc_process_stop(p, unknown, 2, &how), MPROC_EINVAL);
+  mproc_stop_step nan_wait[1] = {{MPROC_STOP_KILL, std::nan("")}};
+  EXPECT_EQ(mproc_process_stop(p, nan_wait, 1, &how), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_is_alive(p), 1);
+  EXPECT_EQ(mproc_process_stop(p, ok, 1, nullptr), MPROC_OK); // how optional
+  EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_stop(p, ok, 1, &how), MPROC_ECLOSED);
+  mproc_process_free(p);
+}
+
+#ifndef _WIN32
+// A stopped child does not act on SIGINT or SIGTERM it ignores (nor would
+// it on ones it handles, until continued): only the kill step ends it, and
+// the chain's waits on a stopped child neither end early nor hang.
+TEST(Stop, StoppedChildIsStillKilledByTheChain) {
+  mproc_process *p = start_ready("ignore_int_term_then_sleep");
+  int64_t pid = 0;
+  ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+  ASSERT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+  mproc_stop_result how = {99, 99};
+  double t0 = test_now();
+  ASSERT_EQ(mproc_process_stop(p, kEscalation, 3, &how), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 20.0);
+  EXPECT_EQ(how.step, 2);
+  EXPECT_EQ(how.exitcode, -9);
+  mproc_process_free(p);
+}
+#endif

@@ -72,16 +72,26 @@ public:
   }
   std::error_condition default_error_condition(int ev) const noexcept override {
     switch (ev) {
-    case MPROC_EINVAL: return std::errc::invalid_argument;
-    case MPROC_ENOMEM: return std::errc::not_enough_memory;
-    case MPROC_ETIMEDOUT: return std::errc::timed_out;
-    case MPROC_EBUSY: return std::errc::device_or_resource_busy;
-    case MPROC_ENOTSUP: return std::errc::not_supported;
-    case MPROC_EPERM: return std::errc::operation_not_permitted;
-    case MPROC_E2BIG: return std::errc::argument_list_too_long;
-    case MPROC_ERANGE: return std::errc::result_out_of_range;
-    case MPROC_EEXIST: return std::errc::file_exists;
-    default: return std::error_condition(ev, *this);
+    case MPROC_EINVAL:
+      return std::errc::invalid_argument;
+    case MPROC_ENOMEM:
+      return std::errc::not_enough_memory;
+    case MPROC_ETIMEDOUT:
+      return std::errc::timed_out;
+    case MPROC_EBUSY:
+      return std::errc::device_or_resource_busy;
+    case MPROC_ENOTSUP:
+      return std::errc::not_supported;
+    case MPROC_EPERM:
+      return std::errc::operation_not_permitted;
+    case MPROC_E2BIG:
+      return std::errc::argument_list_too_long;
+    case MPROC_ERANGE:
+      return std::errc::result_out_of_range;
+    case MPROC_EEXIST:
+      return std::errc::file_exists;
+    default:
+      return std::error_condition(ev, *this);
     }
   }
 };
@@ -135,11 +145,10 @@ inline bool store(int rc, std::error_code &ec) noexcept {
 class deadline {
 public:
   explicit deadline(double timeout)
-      : forever_(timeout < 0 || timeout > 1e9), end_(std::chrono::steady_clock::now() +
-                                    std::chrono::duration_cast<
-                                        std::chrono::steady_clock::duration>(
-                                        std::chrono::duration<double>(
-                                            forever_ ? 0.0 : timeout))) {}
+      : forever_(timeout < 0 || timeout > 1e9),
+        end_(std::chrono::steady_clock::now() +
+             std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                 std::chrono::duration<double>(forever_ ? 0.0 : timeout))) {}
   double left() const {
     if (forever_)
       return MPROC_FOREVER;
@@ -161,7 +170,8 @@ template <class T, T *(*Free)(T *)> class object {
 public:
   object() noexcept = default;
   object(T *p, bool own) noexcept : p_(p), own_(own) {}
-  object(object &&o) noexcept : p_(std::exchange(o.p_, nullptr)), own_(o.own_) {}
+  object(object &&o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), own_(o.own_) {}
   object &operator=(object &&o) noexcept {
     if (this != &o) {
       reset();
@@ -245,7 +255,9 @@ public:
   }
   /** A non-owning wrapper (an entry's argument, which its list owns).
    * @param q the C queue  @return the wrapper */
-  static queue borrow(mproc_queue *q) noexcept { return queue(q, detail::borrowed_t()); }
+  static queue borrow(mproc_queue *q) noexcept {
+    return queue(q, detail::borrowed_t());
+  }
 
   /** mproc_queue_put().  @param data bytes  @param len their count
    * @param timeout seconds  @throw mproc::error (MPROC_EFULL, ...) */
@@ -256,17 +268,20 @@ public:
   /** mproc_queue_put_int64().  @param v value  @param timeout seconds
    * @throw mproc::error */
   void put_int64(std::int64_t v, double timeout = MPROC_FOREVER) {
-    detail::check(mproc_queue_put_int64(p_, v, timeout), "mproc_queue_put_int64");
+    detail::check(mproc_queue_put_int64(p_, v, timeout),
+                  "mproc_queue_put_int64");
   }
   /** mproc_queue_put_double().  @param v value  @param timeout seconds
    * @throw mproc::error */
   void put_double(double v, double timeout = MPROC_FOREVER) {
-    detail::check(mproc_queue_put_double(p_, v, timeout), "mproc_queue_put_double");
+    detail::check(mproc_queue_put_double(p_, v, timeout),
+                  "mproc_queue_put_double");
   }
   /** mproc_queue_put_str().  @param s string  @param timeout seconds
    * @throw mproc::error */
   void put_str(const std::string &s, double timeout = MPROC_FOREVER) {
-    detail::check(mproc_queue_put_str(p_, s.c_str(), timeout), "mproc_queue_put_str");
+    detail::check(mproc_queue_put_str(p_, s.c_str(), timeout),
+                  "mproc_queue_put_str");
   }
   /** mproc_queue_get() of a message of any size.  @param timeout seconds
    * @return the bytes  @throw mproc::error (MPROC_EEMPTY, ...) */
@@ -279,7 +294,8 @@ public:
    * @throw mproc::error (MPROC_EEMPTY, MPROC_ETYPE, ...) */
   std::int64_t get_int64(double timeout = MPROC_FOREVER) {
     std::int64_t v = 0;
-    detail::check(mproc_queue_get_int64(p_, &v, timeout), "mproc_queue_get_int64");
+    detail::check(mproc_queue_get_int64(p_, &v, timeout),
+                  "mproc_queue_get_int64");
     return v;
   }
   /** mproc_queue_get_int64(), not throwing.  @param timeout seconds
@@ -293,7 +309,8 @@ public:
    * @throw mproc::error */
   double get_double(double timeout = MPROC_FOREVER) {
     double v = 0;
-    detail::check(mproc_queue_get_double(p_, &v, timeout), "mproc_queue_get_double");
+    detail::check(mproc_queue_get_double(p_, &v, timeout),
+                  "mproc_queue_get_double");
     return v;
   }
   /** mproc_queue_get_str() of a string of any length.
@@ -313,9 +330,13 @@ public:
     return n;
   }
   /** mproc_queue_empty().  @return true if empty  @throw mproc::error */
-  bool empty() const { return detail::check(mproc_queue_empty(p_), "mproc_queue_empty") == 1; }
+  bool empty() const {
+    return detail::check(mproc_queue_empty(p_), "mproc_queue_empty") == 1;
+  }
   /** mproc_queue_task_done().  @throw mproc::error */
-  void task_done() { detail::check(mproc_queue_task_done(p_), "mproc_queue_task_done"); }
+  void task_done() {
+    detail::check(mproc_queue_task_done(p_), "mproc_queue_task_done");
+  }
   /** mproc_queue_join().  @param timeout seconds
    * @return true when every item is done, false on timeout  @throw mproc::error */
   bool join(double timeout = MPROC_FOREVER) {
@@ -353,7 +374,8 @@ public:
   /** mproc_conn_send_bytes().  @param data bytes  @param len count
    * @throw mproc::error */
   void send_bytes(const void *data, std::size_t len) {
-    detail::check(mproc_conn_send_bytes(p_, data, len), "mproc_conn_send_bytes");
+    detail::check(mproc_conn_send_bytes(p_, data, len),
+                  "mproc_conn_send_bytes");
   }
   /** mproc_conn_send_int64().  @param v value  @throw mproc::error */
   void send_int64(std::int64_t v) {
@@ -382,7 +404,8 @@ public:
    * @throw mproc::error */
   std::int64_t recv_int64(double timeout = MPROC_FOREVER) {
     std::int64_t v = 0;
-    detail::check(mproc_conn_recv_int64(p_, &v, timeout), "mproc_conn_recv_int64");
+    detail::check(mproc_conn_recv_int64(p_, &v, timeout),
+                  "mproc_conn_recv_int64");
     return v;
   }
   /** mproc_conn_recv_int64(), not throwing.  @param timeout seconds
@@ -396,7 +419,8 @@ public:
    * @throw mproc::error */
   double recv_double(double timeout = MPROC_FOREVER) {
     double v = 0;
-    detail::check(mproc_conn_recv_double(p_, &v, timeout), "mproc_conn_recv_double");
+    detail::check(mproc_conn_recv_double(p_, &v, timeout),
+                  "mproc_conn_recv_double");
     return v;
   }
   /** mproc_conn_recv_str() of a string of any length.
@@ -434,10 +458,13 @@ class lock : public detail::object<mproc_lock, mproc_lock_free> {
 public:
   /** @param recursive true: an RLock  @throw mproc::error */
   explicit lock(bool recursive = false) {
-    detail::check(mproc_lock_create(&p_, recursive ? 1 : 0), "mproc_lock_create");
+    detail::check(mproc_lock_create(&p_, recursive ? 1 : 0),
+                  "mproc_lock_create");
   }
   /** A non-owning wrapper.  @param l the C lock  @return the wrapper */
-  static lock borrow(mproc_lock *l) noexcept { return lock(l, detail::borrowed_t()); }
+  static lock borrow(mproc_lock *l) noexcept {
+    return lock(l, detail::borrowed_t());
+  }
   /** mproc_lock_acquire().
    * @param timeout seconds
    * @param owner_dead if not null, set to whether the previous holder died
@@ -454,7 +481,9 @@ public:
     return true;
   }
   /** mproc_lock_release().  @throw mproc::error */
-  void release() { detail::check(mproc_lock_release(p_), "mproc_lock_release"); }
+  void release() {
+    detail::check(mproc_lock_release(p_), "mproc_lock_release");
+  }
   /** Holds the lock for a scope (the class cannot be a C++ Lockable:
    * a member named lock() would be a constructor), as std::lock_guard. */
   class guard {
@@ -496,7 +525,9 @@ public:
     return detail::timed(rc, "mproc_semaphore_acquire");
   }
   /** mproc_semaphore_release().  @throw mproc::error (MPROC_EOVERFLOW) */
-  void release() { detail::check(mproc_semaphore_release(p_), "mproc_semaphore_release"); }
+  void release() {
+    detail::check(mproc_semaphore_release(p_), "mproc_semaphore_release");
+  }
   /** mproc_semaphore_value().  @return the value  @throw mproc::error */
   unsigned value() const {
     unsigned v = 0;
@@ -505,7 +536,8 @@ public:
   }
 
 private:
-  semaphore(mproc_semaphore *s, detail::borrowed_t) noexcept : object(s, false) {}
+  semaphore(mproc_semaphore *s, detail::borrowed_t) noexcept
+      : object(s, false) {}
 };
 
 /** Event.  Thread-safe as the C calls. */
@@ -514,13 +546,17 @@ public:
   /** @throw mproc::error */
   event() { detail::check(mproc_event_create(&p_), "mproc_event_create"); }
   /** A non-owning wrapper.  @param e the C event  @return the wrapper */
-  static event borrow(mproc_event *e) noexcept { return event(e, detail::borrowed_t()); }
+  static event borrow(mproc_event *e) noexcept {
+    return event(e, detail::borrowed_t());
+  }
   /** mproc_event_set().  @throw mproc::error */
   void set() { detail::check(mproc_event_set(p_), "mproc_event_set"); }
   /** mproc_event_clear().  @throw mproc::error */
   void clear() { detail::check(mproc_event_clear(p_), "mproc_event_clear"); }
   /** mproc_event_is_set().  @return true if set  @throw mproc::error */
-  bool is_set() const { return detail::check(mproc_event_is_set(p_), "mproc_event_is_set") == 1; }
+  bool is_set() const {
+    return detail::check(mproc_event_is_set(p_), "mproc_event_is_set") == 1;
+  }
   /** mproc_event_wait().  @param timeout seconds
    * @return true once set, false on timeout  @throw mproc::error */
   bool wait(double timeout = MPROC_FOREVER) {
@@ -555,7 +591,9 @@ public:
     return shared_memory(s, true);
   }
   /** A non-owning wrapper.  @param s the C block  @return the wrapper */
-  static shared_memory borrow(mproc_shm *s) noexcept { return shared_memory(s, false); }
+  static shared_memory borrow(mproc_shm *s) noexcept {
+    return shared_memory(s, false);
+  }
   /** @return the mapped bytes */
   void *data() const noexcept { return mproc_shm_ptr(p_); }
   /** @return the block's size */
@@ -599,11 +637,13 @@ public:
       detail::check(mproc_args_add_double(p_, key, static_cast<double>(v)),
                     "mproc_args_add_double");
     else if constexpr (std::is_same_v<T, std::string>)
-      detail::check(mproc_args_add_str(p_, key, v.c_str()), "mproc_args_add_str");
+      detail::check(mproc_args_add_str(p_, key, v.c_str()),
+                    "mproc_args_add_str");
     else if constexpr (std::is_convertible_v<const T &, const char *>)
       detail::check(mproc_args_add_str(p_, key, v), "mproc_args_add_str");
     else // an IPC object's wrapper
-      detail::check(mproc_args_add_object(p_, key, v.get()), "mproc_args_add_object");
+      detail::check(mproc_args_add_object(p_, key, v.get()),
+                    "mproc_args_add_object");
     return *this;
   }
 };
@@ -715,7 +755,9 @@ public:
                   "mproc_process_create");
   }
   /** mproc_process_start().  @throw mproc::error */
-  void start() { detail::check(mproc_process_start(p_), "mproc_process_start"); }
+  void start() {
+    detail::check(mproc_process_start(p_), "mproc_process_start");
+  }
   /** mproc_process_join().  @param timeout seconds
    * @return true once ended, false on timeout  @throw mproc::error */
   bool join(double timeout = MPROC_FOREVER) {
@@ -732,16 +774,20 @@ public:
    * @return the exit code once ended, std::nullopt before  @throw mproc::error */
   std::optional<int> exitcode() const {
     int code = 0;
-    if (detail::check(mproc_process_exitcode(p_, &code), "mproc_process_exitcode") == 1)
+    if (detail::check(mproc_process_exitcode(p_, &code),
+                      "mproc_process_exitcode") == 1)
       return code;
     return std::nullopt;
   }
   /** mproc_process_is_alive().  @return true while running  @throw mproc::error */
   bool is_alive() {
-    return detail::check(mproc_process_is_alive(p_), "mproc_process_is_alive") == 1;
+    return detail::check(mproc_process_is_alive(p_),
+                         "mproc_process_is_alive") == 1;
   }
   /** mproc_process_terminate().  @throw mproc::error */
-  void terminate() { detail::check(mproc_process_terminate(p_), "mproc_process_terminate"); }
+  void terminate() {
+    detail::check(mproc_process_terminate(p_), "mproc_process_terminate");
+  }
   /** mproc_process_kill().  @throw mproc::error */
   void kill() { detail::check(mproc_process_kill(p_), "mproc_process_kill"); }
   /** mproc_process_pid().  @return the pid  @throw mproc::error (before start) */
@@ -761,7 +807,9 @@ public:
 
 namespace detail {
 struct result_free {
-  void operator()(mproc_async_result *r) const noexcept { mproc_async_result_free(r); }
+  void operator()(mproc_async_result *r) const noexcept {
+    mproc_async_result_free(r);
+  }
 };
 using result_ptr = std::unique_ptr<mproc_async_result, result_free>;
 
@@ -839,7 +887,9 @@ public:
   /** mproc_pool_close().  @throw mproc::error */
   void close() { detail::check(mproc_pool_close(p_), "mproc_pool_close"); }
   /** mproc_pool_terminate().  @throw mproc::error */
-  void terminate() { detail::check(mproc_pool_terminate(p_), "mproc_pool_terminate"); }
+  void terminate() {
+    detail::check(mproc_pool_terminate(p_), "mproc_pool_terminate");
+  }
   /** mproc_pool_join() (after close or terminate).  @param timeout seconds
    * @return true once joined, false on timeout  @throw mproc::error */
   bool join(double timeout = MPROC_FOREVER) {

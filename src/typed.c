@@ -25,7 +25,7 @@ static int mproc__typed_object(const mproc_args *args, size_t index,
 /* The pair of getters of one object kind.  A macro rather than eighteen
  * hand-copied bodies: they differ only in the C type and the type code. */
 #define MPROC__OBJECT_GETTERS(name, ctype, objtype)                            \
-  int mproc_arg_##name(const mproc_args *args, size_t index, ctype **out) {   \
+  int mproc_arg_##name(const mproc_args *args, size_t index, ctype **out) {    \
     void *o = NULL;                                                            \
     int rc;                                                                    \
     if (!args || !out)                                                         \
@@ -34,7 +34,7 @@ static int mproc__typed_object(const mproc_args *args, size_t index,
     *out = (ctype *)o;                                                         \
     return rc;                                                                 \
   }                                                                            \
-  int mproc_kwarg_##name(const mproc_args *args, const char *key,             \
+  int mproc_kwarg_##name(const mproc_args *args, const char *key,              \
                          ctype **out) {                                        \
     void *o = NULL;                                                            \
     int rc;                                                                    \
@@ -79,9 +79,8 @@ static int mproc__conn_recv(void *c, void *buf, size_t cap, size_t *len,
  * into *heap (the caller frees it).  Another receiver may take the big
  * message between two tries; the next try then judges whatever comes. */
 static int mproc__recv_whole(mproc__recv_fn recv, void *ch, unsigned char *buf,
-                             size_t cap, const unsigned char **msg,
-                             size_t *len, unsigned char **heap,
-                             double timeout) {
+                             size_t cap, const unsigned char **msg, size_t *len,
+                             unsigned char **heap, double timeout) {
   double deadline = mproc__deadline(timeout);
   unsigned char *nb;
   int rc = recv(ch, buf, cap, len, timeout);
@@ -97,8 +96,8 @@ static int mproc__recv_whole(mproc__recv_fn recv, void *ch, unsigned char *buf,
   return rc;
 }
 
-static int mproc__recv_scalar(mproc__recv_fn recv, void *ch, int tag,
-                              void *out, double timeout) {
+static int mproc__recv_scalar(mproc__recv_fn recv, void *ch, int tag, void *out,
+                              double timeout) {
   unsigned char small[16];
   unsigned char *heap = NULL;
   const unsigned char *msg = NULL;
@@ -123,8 +122,8 @@ finish:
  * byte less: it is received straight into the caller's buffer and moved
  * down over the tag.  Only a string that fills buf exactly needs one byte
  * more than buf has; that one goes through a bounce buffer. */
-static int mproc__recv_str(mproc__recv_fn recv, void *ch, char *buf,
-                           size_t cap, size_t *len, double timeout) {
+static int mproc__recv_str(mproc__recv_fn recv, void *ch, char *buf, size_t cap,
+                           size_t *len, double timeout) {
   double deadline = mproc__deadline(timeout);
   unsigned char *bounce = NULL;
   const void *msg = buf;

@@ -90,7 +90,8 @@ TEST(Cpp, QueueRoundTripAndErrors) {
     FAIL() << "no exception";
   } catch (const mproc::error &e) {
     EXPECT_EQ(e.value(), MPROC_EEMPTY);
-    EXPECT_NE(std::string(e.what()).find("mproc_queue_get_int64"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("mproc_queue_get_int64"),
+              std::string::npos);
   }
   q.put_str("not a number");
   try {
@@ -170,7 +171,8 @@ TEST_ENTRY(cpp_shout) {
   const char *s = nullptr;
   if (mproc_task_input_str(args, &s) < 0)
     return 1;
-  return mproc_task_result_str(args, (std::string(s) + "!").c_str()) < 0 ? 2 : 0;
+  return mproc_task_result_str(args, (std::string(s) + "!").c_str()) < 0 ? 2
+                                                                         : 0;
 }
 
 TEST(Cpp, PoolMap) {

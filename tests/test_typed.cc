@@ -79,7 +79,7 @@ struct AllObjects {
   // Positional 0..10 in this order, and the same objects under keywords.
   void add_to(Args &a) {
     const void *objs[] = {q, c1, lk, rlk, sem, ev, cond, bar, shm, arr};
-    const char *keys[] = {"q", "c", "lk", "rlk", "sem",
+    const char *keys[] = {"q",  "c",    "lk",  "rlk", "sem",
                           "ev", "cond", "bar", "shm", "arr"};
     for (size_t i = 0; i < 10; i++)
       EXPECT_EQ(mproc_args_add_object(a.a, nullptr, objs[i]), MPROC_OK);
@@ -105,9 +105,8 @@ TEST_ENTRY(typed_child_objects) {
   if (mproc_arg_queue(args, 0, &q) || mproc_arg_conn(args, 1, &c) ||
       mproc_arg_lock(args, 2, &lk) || mproc_arg_lock(args, 3, &rlk) ||
       mproc_arg_semaphore(args, 4, &sem) || mproc_arg_event(args, 5, &ev) ||
-      mproc_arg_condition(args, 6, &cond) ||
-      mproc_arg_barrier(args, 7, &bar) || mproc_arg_shm(args, 8, &shm) ||
-      mproc_arg_array(args, 9, &arr))
+      mproc_arg_condition(args, 6, &cond) || mproc_arg_barrier(args, 7, &bar) ||
+      mproc_arg_shm(args, 8, &shm) || mproc_arg_array(args, 9, &arr))
     return 10;
   if (mproc_kwarg_queue(args, "q", &kq) || !kq)
     return 11;
@@ -177,7 +176,7 @@ TEST(TypedArgs, WrongKindMissingAndNull) {
   Args a;
   o.add_to(a);
   mproc_queue *q = reinterpret_cast<mproc_queue *>(&o); // not left as is
-  EXPECT_EQ(mproc_arg_queue(a, 1, &q), MPROC_ETYPE); // a pipe end
+  EXPECT_EQ(mproc_arg_queue(a, 1, &q), MPROC_ETYPE);    // a pipe end
   EXPECT_EQ(q, nullptr);
   mproc_event *ev = nullptr;
   EXPECT_EQ(mproc_arg_event(a, 10, &ev), MPROC_ETYPE); // an int
@@ -229,7 +228,10 @@ TEST(TypedQueue, RoundTrips) {
     ASSERT_EQ(mproc_queue_get_int64(q, &got, 5), MPROC_OK);
     EXPECT_EQ(got, v);
   }
-  const double dbls[] = {0.0, -0.0, 1.5, -1e300,
+  const double dbls[] = {0.0,
+                         -0.0,
+                         1.5,
+                         -1e300,
                          std::numeric_limits<double>::infinity(),
                          std::numeric_limits<double>::denorm_min()};
   for (double v : dbls)
@@ -411,9 +413,9 @@ TEST(TypedPool, MapInt64AndStrings) {
   for (int64_t i = -20; i < 30; i++)
     xs.push_back(i);
   mproc_async_result *r = nullptr;
-  ASSERT_EQ(mproc_pool_map_int64(pool.p, "typed_square", xs.data(), xs.size(),
-                                 0, &r),
-            MPROC_OK);
+  ASSERT_EQ(
+      mproc_pool_map_int64(pool.p, "typed_square", xs.data(), xs.size(), 0, &r),
+      MPROC_OK);
   ASSERT_EQ(mproc_async_result_count(r), xs.size());
   for (size_t i = 0; i < xs.size(); i++) {
     int64_t v = -1;
@@ -481,7 +483,8 @@ extern "C" void typed_count_signal(int) { g_signals++; }
 // A signal whose handler does not ask for SA_RESTART makes nanosleep fail
 // with EINTR; mproc_sleep must sleep on for the rest of the time.
 TEST(TypedSleep, SignalsDoNotCutItShort) {
-  struct sigaction sa {}, old {};
+  struct sigaction sa {
+  }, old{};
   sa.sa_handler = typed_count_signal;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = 0; // no SA_RESTART

@@ -249,7 +249,7 @@ inline int cpu_count() noexcept { return mproc_cpu_count(); }
 class queue : public detail::object<mproc_queue, mproc_queue_free> {
 public:
   /** @param opts as mproc_queue_create() (nullptr: defaults)
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   explicit queue(const mproc_queue_options *opts = nullptr) {
     detail::check(mproc_queue_create(&p_, opts), "mproc_queue_create");
   }
@@ -266,19 +266,19 @@ public:
     detail::check(mproc_queue_put(p_, data, len, timeout), "mproc_queue_put");
   }
   /** mproc_queue_put_int64().  @param v value  @param timeout seconds
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   void put_int64(std::int64_t v, double timeout = MPROC_FOREVER) {
     detail::check(mproc_queue_put_int64(p_, v, timeout),
                   "mproc_queue_put_int64");
   }
   /** mproc_queue_put_double().  @param v value  @param timeout seconds
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   void put_double(double v, double timeout = MPROC_FOREVER) {
     detail::check(mproc_queue_put_double(p_, v, timeout),
                   "mproc_queue_put_double");
   }
   /** mproc_queue_put_str().  @param s string  @param timeout seconds
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   void put_str(const std::string &s, double timeout = MPROC_FOREVER) {
     detail::check(mproc_queue_put_str(p_, s.c_str(), timeout),
                   "mproc_queue_put_str");
@@ -306,7 +306,7 @@ public:
     return detail::store(mproc_queue_get_int64(p_, &v, timeout), ec) ? v : 0;
   }
   /** mproc_queue_get_double().  @param timeout seconds  @return the value
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   double get_double(double timeout = MPROC_FOREVER) {
     double v = 0;
     detail::check(mproc_queue_get_double(p_, &v, timeout),
@@ -314,7 +314,7 @@ public:
     return v;
   }
   /** mproc_queue_get_str() of a string of any length.
-   * @param timeout seconds  @return the string  @throw mproc::error */
+   * @param timeout seconds  @return the string  @throw mproc::error on failure */
   std::string get_str(double timeout = MPROC_FOREVER) {
     std::string s;
     auto recv = [this](char *b, std::size_t cap, std::size_t *n, double t) {
@@ -323,27 +323,27 @@ public:
     detail::check(detail::recv_grow(recv, s, timeout), "mproc_queue_get_str");
     return s;
   }
-  /** mproc_queue_qsize().  @return the approximate count  @throw mproc::error */
+  /** mproc_queue_qsize().  @return the approximate count  @throw mproc::error on failure */
   std::size_t qsize() const {
     std::size_t n = 0;
     detail::check(mproc_queue_qsize(p_, &n), "mproc_queue_qsize");
     return n;
   }
-  /** mproc_queue_empty().  @return true if empty  @throw mproc::error */
+  /** mproc_queue_empty().  @return true if empty  @throw mproc::error on failure */
   bool empty() const {
     return detail::check(mproc_queue_empty(p_), "mproc_queue_empty") == 1;
   }
-  /** mproc_queue_task_done().  @throw mproc::error */
+  /** mproc_queue_task_done().  @throw mproc::error on failure */
   void task_done() {
     detail::check(mproc_queue_task_done(p_), "mproc_queue_task_done");
   }
   /** mproc_queue_join().  @param timeout seconds
-   * @return true when every item is done, false on timeout  @throw mproc::error */
+   * @return true when every item is done, false on timeout  @throw mproc::error on failure */
   bool join(double timeout = MPROC_FOREVER) {
     int rc = mproc_queue_join(p_, timeout);
     return detail::timed(rc, "mproc_queue_join");
   }
-  /** mproc_queue_close().  @throw mproc::error */
+  /** mproc_queue_close().  @throw mproc::error on failure */
   void close() { detail::check(mproc_queue_close(p_), "mproc_queue_close"); }
 
 private:
@@ -372,20 +372,20 @@ public:
     return w;
   }
   /** mproc_conn_send_bytes().  @param data bytes  @param len count
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   void send_bytes(const void *data, std::size_t len) {
     detail::check(mproc_conn_send_bytes(p_, data, len),
                   "mproc_conn_send_bytes");
   }
-  /** mproc_conn_send_int64().  @param v value  @throw mproc::error */
+  /** mproc_conn_send_int64().  @param v value  @throw mproc::error on failure */
   void send_int64(std::int64_t v) {
     detail::check(mproc_conn_send_int64(p_, v), "mproc_conn_send_int64");
   }
-  /** mproc_conn_send_double().  @param v value  @throw mproc::error */
+  /** mproc_conn_send_double().  @param v value  @throw mproc::error on failure */
   void send_double(double v) {
     detail::check(mproc_conn_send_double(p_, v), "mproc_conn_send_double");
   }
-  /** mproc_conn_send_str().  @param s string  @throw mproc::error */
+  /** mproc_conn_send_str().  @param s string  @throw mproc::error on failure */
   void send_str(const std::string &s) {
     detail::check(mproc_conn_send_str(p_, s.c_str()), "mproc_conn_send_str");
   }
@@ -401,7 +401,7 @@ public:
     return s;
   }
   /** mproc_conn_recv_int64().  @param timeout seconds  @return the value
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   std::int64_t recv_int64(double timeout = MPROC_FOREVER) {
     std::int64_t v = 0;
     detail::check(mproc_conn_recv_int64(p_, &v, timeout),
@@ -416,7 +416,7 @@ public:
     return detail::store(mproc_conn_recv_int64(p_, &v, timeout), ec) ? v : 0;
   }
   /** mproc_conn_recv_double().  @param timeout seconds  @return the value
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   double recv_double(double timeout = MPROC_FOREVER) {
     double v = 0;
     detail::check(mproc_conn_recv_double(p_, &v, timeout),
@@ -424,7 +424,7 @@ public:
     return v;
   }
   /** mproc_conn_recv_str() of a string of any length.
-   * @param timeout seconds  @return the string  @throw mproc::error */
+   * @param timeout seconds  @return the string  @throw mproc::error on failure */
   std::string recv_str(double timeout = MPROC_FOREVER) {
     std::string s;
     auto recv = [this](char *b, std::size_t cap, std::size_t *n, double t) {
@@ -435,11 +435,11 @@ public:
   }
   /** mproc_conn_poll().  @param timeout seconds
    * @return true when a message, end-of-file or damage arrived
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   bool poll(double timeout = 0) {
     return detail::check(mproc_conn_poll(p_, timeout), "mproc_conn_poll") == 1;
   }
-  /** mproc_conn_close().  @throw mproc::error */
+  /** mproc_conn_close().  @throw mproc::error on failure */
   void close() { detail::check(mproc_conn_close(p_), "mproc_conn_close"); }
 };
 
@@ -456,7 +456,7 @@ inline std::pair<conn, conn> pipe(bool duplex = true) {
  * calls. */
 class lock : public detail::object<mproc_lock, mproc_lock_free> {
 public:
-  /** @param recursive true: an RLock  @throw mproc::error */
+  /** @param recursive true: an RLock  @throw mproc::error on failure */
   explicit lock(bool recursive = false) {
     detail::check(mproc_lock_create(&p_, recursive ? 1 : 0),
                   "mproc_lock_create");
@@ -469,7 +469,7 @@ public:
    * @param timeout seconds
    * @param owner_dead if not null, set to whether the previous holder died
    *        (MPROC_EOWNERDEAD: acquired, the data may need repair)
-   * @return true when acquired, false on timeout  @throw mproc::error */
+   * @return true when acquired, false on timeout  @throw mproc::error on failure */
   bool acquire(double timeout = MPROC_FOREVER, bool *owner_dead = nullptr) {
     int rc = mproc_lock_acquire(p_, timeout);
     if (owner_dead)
@@ -480,7 +480,7 @@ public:
       detail::check(rc, "mproc_lock_acquire");
     return true;
   }
-  /** mproc_lock_release().  @throw mproc::error */
+  /** mproc_lock_release().  @throw mproc::error on failure */
   void release() {
     detail::check(mproc_lock_release(p_), "mproc_lock_release");
   }
@@ -509,7 +509,7 @@ private:
 class semaphore : public detail::object<mproc_semaphore, mproc_semaphore_free> {
 public:
   /** @param value initial value  @param bounded true: BoundedSemaphore
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   explicit semaphore(unsigned value = 1, bool bounded = false) {
     detail::check(mproc_semaphore_create(&p_, value, bounded ? 1 : 0),
                   "mproc_semaphore_create");
@@ -519,7 +519,7 @@ public:
     return semaphore(s, detail::borrowed_t());
   }
   /** mproc_semaphore_acquire().  @param timeout seconds
-   * @return true when acquired, false on timeout  @throw mproc::error */
+   * @return true when acquired, false on timeout  @throw mproc::error on failure */
   bool acquire(double timeout = MPROC_FOREVER) {
     int rc = mproc_semaphore_acquire(p_, timeout);
     return detail::timed(rc, "mproc_semaphore_acquire");
@@ -528,7 +528,7 @@ public:
   void release() {
     detail::check(mproc_semaphore_release(p_), "mproc_semaphore_release");
   }
-  /** mproc_semaphore_value().  @return the value  @throw mproc::error */
+  /** mproc_semaphore_value().  @return the value  @throw mproc::error on failure */
   unsigned value() const {
     unsigned v = 0;
     detail::check(mproc_semaphore_value(p_, &v), "mproc_semaphore_value");
@@ -543,22 +543,22 @@ private:
 /** Event.  Thread-safe as the C calls. */
 class event : public detail::object<mproc_event, mproc_event_free> {
 public:
-  /** @throw mproc::error */
+  /** @throw mproc::error on failure */
   event() { detail::check(mproc_event_create(&p_), "mproc_event_create"); }
   /** A non-owning wrapper.  @param e the C event  @return the wrapper */
   static event borrow(mproc_event *e) noexcept {
     return event(e, detail::borrowed_t());
   }
-  /** mproc_event_set().  @throw mproc::error */
+  /** mproc_event_set().  @throw mproc::error on failure */
   void set() { detail::check(mproc_event_set(p_), "mproc_event_set"); }
-  /** mproc_event_clear().  @throw mproc::error */
+  /** mproc_event_clear().  @throw mproc::error on failure */
   void clear() { detail::check(mproc_event_clear(p_), "mproc_event_clear"); }
-  /** mproc_event_is_set().  @return true if set  @throw mproc::error */
+  /** mproc_event_is_set().  @return true if set  @throw mproc::error on failure */
   bool is_set() const {
     return detail::check(mproc_event_is_set(p_), "mproc_event_is_set") == 1;
   }
   /** mproc_event_wait().  @param timeout seconds
-   * @return true once set, false on timeout  @throw mproc::error */
+   * @return true once set, false on timeout  @throw mproc::error on failure */
   bool wait(double timeout = MPROC_FOREVER) {
     int rc = mproc_event_wait(p_, timeout);
     return detail::timed(rc, "mproc_event_wait");
@@ -572,7 +572,7 @@ private:
 class shared_memory : public detail::object<mproc_shm, mproc_shm_free> {
 public:
   /** An anonymous block (pass it to children as an argument).
-   * @param size bytes (> 0)  @throw mproc::error */
+   * @param size bytes (> 0)  @throw mproc::error on failure */
   explicit shared_memory(std::size_t size) {
     detail::check(mproc_shm_create(&p_, nullptr, size), "mproc_shm_create");
   }
@@ -600,7 +600,7 @@ public:
   std::size_t size() const noexcept { return mproc_shm_size(p_); }
   /** @return the name, or nullptr for an anonymous block */
   const char *name() const noexcept { return mproc_shm_name(p_); }
-  /** mproc_shm_unlink().  @throw mproc::error */
+  /** mproc_shm_unlink().  @throw mproc::error on failure */
   void unlink() { detail::check(mproc_shm_unlink(p_), "mproc_shm_unlink"); }
 
 private:
@@ -613,20 +613,20 @@ private:
  * mproc::process, so it may go right after.  Not thread-safe. */
 class args : public detail::object<mproc_args, mproc_args_free> {
 public:
-  /** An empty list.  @throw mproc::error */
+  /** An empty list.  @throw mproc::error on failure */
   args() { detail::check(mproc_args_create(&p_), "mproc_args_create"); }
   /** A list of positional arguments: integers, doubles, strings and the
-   * IPC wrappers above, in order.  @param v the values  @throw mproc::error */
+   * IPC wrappers above, in order.  @param v the values  @throw mproc::error on failure */
   template <class... T, std::enable_if_t<(sizeof...(T) > 0), int> = 0>
   explicit args(const T &...v) : args() {
     (add(v), ...);
   }
   /** Add a positional argument.  @param v the value  @return *this
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   template <class T> args &add(const T &v) { return kw(nullptr, v); }
   /** Add a keyword argument (key nullptr: positional).
    * @param key the keyword  @param v the value  @return *this
-   * @throw mproc::error */
+   * @throw mproc::error on failure */
   template <class T> args &kw(const char *key, const T &v) {
     if constexpr (std::is_same_v<T, bool>)
       static_assert(!std::is_same_v<T, bool>, "pass a bool as an integer");
@@ -659,73 +659,73 @@ public:
   const mproc_args *get() const noexcept { return a_; }
   /** @return positional argument count */
   std::size_t size() const noexcept { return mproc_args_count(a_); }
-  /** @param i position  @return the integer  @throw mproc::error */
+  /** @param i position  @return the integer  @throw mproc::error on failure */
   std::int64_t get_int64(std::size_t i) const {
     std::int64_t v = 0;
     detail::check(mproc_arg_int(a_, i, &v), "mproc_arg_int");
     return v;
   }
-  /** @param key keyword  @return the integer  @throw mproc::error */
+  /** @param key keyword  @return the integer  @throw mproc::error on failure */
   std::int64_t kw_int64(const char *key) const {
     std::int64_t v = 0;
     detail::check(mproc_kwarg_int(a_, key, &v), "mproc_kwarg_int");
     return v;
   }
-  /** @param i position  @return the double  @throw mproc::error */
+  /** @param i position  @return the double  @throw mproc::error on failure */
   double get_double(std::size_t i) const {
     double v = 0;
     detail::check(mproc_arg_double(a_, i, &v), "mproc_arg_double");
     return v;
   }
-  /** @param i position  @return the string  @throw mproc::error */
+  /** @param i position  @return the string  @throw mproc::error on failure */
   std::string get_str(std::size_t i) const {
     const char *s = nullptr;
     detail::check(mproc_arg_str(a_, i, &s), "mproc_arg_str");
     return s;
   }
-  /** @param key keyword  @return the string  @throw mproc::error */
+  /** @param key keyword  @return the string  @throw mproc::error on failure */
   std::string kw_str(const char *key) const {
     const char *s = nullptr;
     detail::check(mproc_kwarg_str(a_, key, &s), "mproc_kwarg_str");
     return s;
   }
-  /** @param i position  @return the queue (borrowed)  @throw mproc::error */
+  /** @param i position  @return the queue (borrowed)  @throw mproc::error on failure */
   queue get_queue(std::size_t i) const {
     mproc_queue *q = nullptr;
     detail::check(mproc_arg_queue(a_, i, &q), "mproc_arg_queue");
     return queue::borrow(q);
   }
-  /** @param key keyword  @return the queue (borrowed)  @throw mproc::error */
+  /** @param key keyword  @return the queue (borrowed)  @throw mproc::error on failure */
   queue kw_queue(const char *key) const {
     mproc_queue *q = nullptr;
     detail::check(mproc_kwarg_queue(a_, key, &q), "mproc_kwarg_queue");
     return queue::borrow(q);
   }
-  /** @param i position  @return the pipe end (borrowed)  @throw mproc::error */
+  /** @param i position  @return the pipe end (borrowed)  @throw mproc::error on failure */
   conn get_conn(std::size_t i) const {
     mproc_conn *c = nullptr;
     detail::check(mproc_arg_conn(a_, i, &c), "mproc_arg_conn");
     return conn::borrow(c);
   }
-  /** @param i position  @return the lock (borrowed)  @throw mproc::error */
+  /** @param i position  @return the lock (borrowed)  @throw mproc::error on failure */
   lock get_lock(std::size_t i) const {
     mproc_lock *l = nullptr;
     detail::check(mproc_arg_lock(a_, i, &l), "mproc_arg_lock");
     return lock::borrow(l);
   }
-  /** @param i position  @return the semaphore (borrowed)  @throw mproc::error */
+  /** @param i position  @return the semaphore (borrowed)  @throw mproc::error on failure */
   semaphore get_semaphore(std::size_t i) const {
     mproc_semaphore *s = nullptr;
     detail::check(mproc_arg_semaphore(a_, i, &s), "mproc_arg_semaphore");
     return semaphore::borrow(s);
   }
-  /** @param i position  @return the event (borrowed)  @throw mproc::error */
+  /** @param i position  @return the event (borrowed)  @throw mproc::error on failure */
   event get_event(std::size_t i) const {
     mproc_event *e = nullptr;
     detail::check(mproc_arg_event(a_, i, &e), "mproc_arg_event");
     return event::borrow(e);
   }
-  /** @param i position  @return the block (borrowed)  @throw mproc::error */
+  /** @param i position  @return the block (borrowed)  @throw mproc::error on failure */
   shared_memory get_shm(std::size_t i) const {
     mproc_shm *s = nullptr;
     detail::check(mproc_arg_shm(a_, i, &s), "mproc_arg_shm");
@@ -754,12 +754,12 @@ public:
     detail::check(mproc_process_create(&p_, entry, a.get(), opts),
                   "mproc_process_create");
   }
-  /** mproc_process_start().  @throw mproc::error */
+  /** mproc_process_start().  @throw mproc::error on failure */
   void start() {
     detail::check(mproc_process_start(p_), "mproc_process_start");
   }
   /** mproc_process_join().  @param timeout seconds
-   * @return true once ended, false on timeout  @throw mproc::error */
+   * @return true once ended, false on timeout  @throw mproc::error on failure */
   bool join(double timeout = MPROC_FOREVER) {
     int rc = mproc_process_join(p_, timeout);
     return detail::timed(rc, "mproc_process_join");
@@ -771,7 +771,7 @@ public:
     return detail::store(mproc_process_join(p_, timeout), ec);
   }
   /** mproc_process_exitcode().
-   * @return the exit code once ended, std::nullopt before  @throw mproc::error */
+   * @return the exit code once ended, std::nullopt before  @throw mproc::error on failure */
   std::optional<int> exitcode() const {
     int code = 0;
     if (detail::check(mproc_process_exitcode(p_, &code),
@@ -779,16 +779,16 @@ public:
       return code;
     return std::nullopt;
   }
-  /** mproc_process_is_alive().  @return true while running  @throw mproc::error */
+  /** mproc_process_is_alive().  @return true while running  @throw mproc::error on failure */
   bool is_alive() {
     return detail::check(mproc_process_is_alive(p_),
                          "mproc_process_is_alive") == 1;
   }
-  /** mproc_process_terminate().  @throw mproc::error */
+  /** mproc_process_terminate().  @throw mproc::error on failure */
   void terminate() {
     detail::check(mproc_process_terminate(p_), "mproc_process_terminate");
   }
-  /** mproc_process_kill().  @throw mproc::error */
+  /** mproc_process_kill().  @throw mproc::error on failure */
   void kill() { detail::check(mproc_process_kill(p_), "mproc_process_kill"); }
   /** mproc_process_pid().  @return the pid  @throw mproc::error (before start) */
   std::int64_t pid() const {
@@ -846,13 +846,13 @@ inline int item_typed(mproc_async_result *r, std::size_t i, std::string &v) {
  * (as mproc_pool_free()).  Thread-safe as the C calls. */
 class pool : public detail::object<mproc_pool, mproc_pool_free> {
 public:
-  /** @param processes workers (0: mproc_cpu_count())  @throw mproc::error */
+  /** @param processes workers (0: mproc_cpu_count())  @throw mproc::error on failure */
   explicit pool(int processes = 0) {
     mproc_pool_options o{};
     o.processes = processes;
     detail::check(mproc_pool_create(&p_, &o), "mproc_pool_create");
   }
-  /** @param opts as mproc_pool_create()  @throw mproc::error */
+  /** @param opts as mproc_pool_create()  @throw mproc::error on failure */
   explicit pool(const mproc_pool_options &opts) {
     detail::check(mproc_pool_create(&p_, &opts), "mproc_pool_create");
   }
@@ -884,14 +884,14 @@ public:
     }
     return out;
   }
-  /** mproc_pool_close().  @throw mproc::error */
+  /** mproc_pool_close().  @throw mproc::error on failure */
   void close() { detail::check(mproc_pool_close(p_), "mproc_pool_close"); }
-  /** mproc_pool_terminate().  @throw mproc::error */
+  /** mproc_pool_terminate().  @throw mproc::error on failure */
   void terminate() {
     detail::check(mproc_pool_terminate(p_), "mproc_pool_terminate");
   }
   /** mproc_pool_join() (after close or terminate).  @param timeout seconds
-   * @return true once joined, false on timeout  @throw mproc::error */
+   * @return true once joined, false on timeout  @throw mproc::error on failure */
   bool join(double timeout = MPROC_FOREVER) {
     int rc = mproc_pool_join(p_, timeout);
     return detail::timed(rc, "mproc_pool_join");

@@ -17,6 +17,9 @@ install(TARGETS mproc
   INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 
 install(FILES "${MPROC_PUBLIC_HEADER}" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+# The header-only C++ wrapper: installed with the C headers; a C-only build
+# never compiles it.
+install(FILES "${PROJECT_SOURCE_DIR}/include/mproc.hpp" DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 if(MPROC_PUBLIC_SUBHEADERS)
   install(FILES ${MPROC_PUBLIC_SUBHEADERS} DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}/mproc")
 endif()

@@ -31,6 +31,9 @@ int64_t mproc__plat_getpid(void);
 int mproc__plat_cpu_count(void);
 /* Monotonic clock, seconds. */
 double mproc__plat_now(void);
+/* Suspend the calling thread for up to `seconds` (> 0).  May return early
+ * (POSIX: a signal interrupted it): mproc_sleep() loops on the clock. */
+void mproc__plat_sleep(double seconds);
 /* errno or GetLastError() of the calling thread, as the OS left it. */
 int mproc__plat_last_error(void);
 

@@ -68,6 +68,19 @@ double mproc__plat_now(void) {
 
 int mproc__plat_last_error(void) { return errno; }
 
+void mproc__plat_sleep(double seconds) {
+  struct timespec ts;
+  /* A day at most per call: time_t may be 32 bits, and the caller loops. */
+  if (seconds > 86400.0)
+    seconds = 86400.0;
+  ts.tv_sec = (time_t)seconds;
+  ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+  if (ts.tv_nsec > 999999999L)
+    ts.tv_nsec = 999999999L;
+  /* EINTR returns early; the caller sleeps again for what is left. */
+  (void)nanosleep(&ts, NULL);
+}
+
 #ifdef __APPLE__
 /* macOS has no pidfd; a kqueue watching the pid for NOTE_EXIT is one: it
  * polls readable once the process has ended and stays so (nobody reads the

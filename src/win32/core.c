@@ -104,6 +104,13 @@ DWORD mproc__w32_ms(double seconds) {
   return d;
 }
 
+void mproc__plat_sleep(double seconds) {
+  /* Sleep() rounds to the timer tick (about 15.6 ms unless a program raised
+   * the resolution); mproc__w32_ms rounds up, so the caller's clock check
+   * rarely needs a second round.  A day at most per call. */
+  Sleep(mproc__w32_ms(seconds > 86400.0 ? 86400.0 : seconds));
+}
+
 /* A slice well below INFINITE, so a finite timeout is never mistaken for
  * "forever" (about 24.8 days). */
 #define MPROC__W32_SLICE_MS 0x7fffffffu

@@ -1,0 +1,198 @@
+// The C++ wrapper (include/mproc.hpp): a process started with arguments
+// and joined, queue and pipe round trips (typed and bytes), a pool's typed
+// map, the RAII owners of the sync objects and shared memory, and errors
+// as exceptions and as std::error_code (the category's messages and its
+// std::errc equivalents).  Entries are named functions, as the wrapper
+// requires: the children here may be spawned.
+#include <gtest/gtest.h>
+
+#include <mproc.hpp>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+namespace {
+
+// Doubles its integer argument onto the queue, echoes its string with a
+// suffix, and returns its keyword "code".
+TEST_ENTRY(cpp_child) {
+  try {
+    mproc::args_view in(args);
+    mproc::queue q = in.get_queue(0);
+    q.put_int64(in.get_int64(1) * 2);
+    q.put_str(in.get_str(2) + " back");
+    q.put_double(in.get_double(3) * 2);
+    return static_cast<int>(in.kw_int64("code"));
+  } catch (const mproc::error &e) {
+    return 100 + (-e.value());
+  }
+}
+
+TEST(Cpp, ProcessWithArgsAndQueue) {
+  mproc::queue q;
+  mproc::args a(q, 21, "there", 1.25);
+  a.kw("code", 7);
+  mproc::process p("cpp_child", a);
+  EXPECT_FALSE(p.exitcode().has_value());
+  p.start();
+  EXPECT_GT(p.pid(), 0);
+  EXPECT_EQ(q.get_int64(30), 42);
+  EXPECT_EQ(q.get_str(30), "there back");
+  EXPECT_EQ(q.get_double(30), 2.5);
+  EXPECT_TRUE(p.join(60));
+  ASSERT_TRUE(p.exitcode().has_value());
+  EXPECT_EQ(*p.exitcode(), 7);
+  EXPECT_FALSE(p.name().empty());
+}
+
+TEST_ENTRY(cpp_wait_event) {
+  mproc::args_view in(args);
+  return in.get_event(0).wait(60) ? 0 : 1;
+}
+
+TEST(Cpp, JoinTimeoutAsErrorCode) {
+  mproc::event ev;
+  mproc::process p("cpp_wait_event", mproc::args(ev));
+  p.start();
+  std::error_code ec;
+  EXPECT_FALSE(p.join(0.01, ec));
+  EXPECT_EQ(ec, std::errc::timed_out);
+  EXPECT_EQ(ec.value(), MPROC_ETIMEDOUT);
+  EXPECT_FALSE(p.join(0)); // the throwing form: a timeout is an answer
+  ev.set();
+  EXPECT_TRUE(p.join(60, ec));
+  EXPECT_FALSE(ec);
+  EXPECT_EQ(p.exitcode().value_or(-1), 0);
+}
+
+TEST(Cpp, QueueRoundTripAndErrors) {
+  mproc::queue q;
+  q.put_int64(-5);
+  q.put_double(0.5);
+  q.put_str(std::string(3000, 'y')); // longer than get_str's first buffer
+  q.put_bytes("raw\0bytes", 9);
+  EXPECT_EQ(q.get_int64(5), -5);
+  EXPECT_EQ(q.get_double(5), 0.5);
+  EXPECT_EQ(q.get_str(5), std::string(3000, 'y'));
+  EXPECT_EQ(q.get_bytes(5), std::string("raw\0bytes", 9));
+  EXPECT_TRUE(q.empty());
+
+  std::error_code ec;
+  EXPECT_EQ(q.get_int64(0, ec), 0);
+  EXPECT_EQ(ec.value(), MPROC_EEMPTY);
+  EXPECT_EQ(&ec.category(), &mproc::category());
+  EXPECT_EQ(ec.message(), mproc_strerror(MPROC_EEMPTY));
+  try {
+    q.get_int64(0);
+    FAIL() << "no exception";
+  } catch (const mproc::error &e) {
+    EXPECT_EQ(e.value(), MPROC_EEMPTY);
+    EXPECT_NE(std::string(e.what()).find("mproc_queue_get_int64"),
+              std::string::npos);
+  }
+  q.put_str("not a number");
+  try {
+    q.get_int64(5);
+    FAIL() << "no exception";
+  } catch (const std::system_error &e) { // mproc::error is one
+    EXPECT_EQ(e.code(), mproc::make_error_code(MPROC_ETYPE));
+  }
+}
+
+TEST(Cpp, ErrorCategory) {
+  EXPECT_STREQ(mproc::category().name(), "mproc");
+  EXPECT_EQ(mproc::make_error_code(MPROC_ETIMEDOUT), std::errc::timed_out);
+  EXPECT_EQ(mproc::make_error_code(MPROC_EINVAL), std::errc::invalid_argument);
+  EXPECT_NE(mproc::make_error_code(MPROC_EEMPTY), std::errc::timed_out);
+  EXPECT_EQ(mproc::make_error_code(3).message(), "task failed with status 3");
+  EXPECT_THROW(mproc::process("no_such_entry_anywhere"), mproc::error);
+  EXPECT_THROW(mproc::sleep(-1.0), mproc::error);
+  mproc::sleep(std::chrono::milliseconds(1));
+}
+
+TEST(Cpp, PipeLockEventSemaphoreShm) {
+  auto [a, b] = mproc::pipe();
+  a.send_int64(9);
+  a.send_str("pipe");
+  a.send_bytes("xyz", 3);
+  a.send_double(-0.25);
+  EXPECT_EQ(b.recv_int64(5), 9);
+  EXPECT_EQ(b.recv_str(5), "pipe");
+  EXPECT_EQ(b.recv_bytes(5), "xyz");
+  EXPECT_EQ(b.recv_double(5), -0.25);
+  EXPECT_FALSE(b.poll(0));
+  std::error_code ec;
+  EXPECT_EQ(b.recv_int64(0, ec), 0);
+  EXPECT_EQ(ec, std::errc::timed_out);
+
+  mproc::lock lk;
+  {
+    mproc::lock::guard g(lk);
+    EXPECT_EQ(mproc_lock_locked(lk.get()), 1);
+  }
+  EXPECT_EQ(mproc_lock_locked(lk.get()), 0);
+  EXPECT_TRUE(lk.acquire(0));
+  lk.release();
+
+  mproc::semaphore sem(1, true);
+  EXPECT_TRUE(sem.acquire(0));
+  EXPECT_FALSE(sem.acquire(0));
+  sem.release();
+  EXPECT_EQ(sem.value(), 1u);
+  EXPECT_THROW(sem.release(), mproc::error); // bounded: MPROC_EOVERFLOW
+
+  mproc::event ev;
+  EXPECT_FALSE(ev.wait(0));
+  ev.set();
+  EXPECT_TRUE(ev.is_set());
+
+  mproc::shared_memory shm(128);
+  EXPECT_GE(shm.size(), 128u);
+  EXPECT_EQ(shm.name(), nullptr);
+  std::memcpy(shm.data(), "hi", 3);
+  mproc::shared_memory moved = std::move(shm);
+  EXPECT_STREQ(static_cast<const char *>(moved.data()), "hi");
+  EXPECT_FALSE(shm);
+}
+
+TEST_ENTRY(cpp_square) {
+  std::int64_t x = 0;
+  if (mproc_task_input_int64(args, &x) < 0)
+    return 1;
+  if (x == 13)
+    return 13; // a task's own failure status
+  return mproc_task_result_int64(args, x * x) < 0 ? 2 : 0;
+}
+
+TEST_ENTRY(cpp_shout) {
+  const char *s = nullptr;
+  if (mproc_task_input_str(args, &s) < 0)
+    return 1;
+  return mproc_task_result_str(args, (std::string(s) + "!").c_str()) < 0 ? 2
+                                                                         : 0;
+}
+
+TEST(Cpp, PoolMap) {
+  mproc::pool pool(2);
+  std::vector<std::int64_t> in{1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<std::int64_t> out = pool.map<std::int64_t>("cpp_square", in);
+  ASSERT_EQ(out.size(), in.size());
+  for (size_t i = 0; i < in.size(); i++)
+    EXPECT_EQ(out[i], in[i] * in[i]);
+  std::vector<std::string> words{"a", "bc", ""};
+  std::vector<std::string> shouted = pool.map<std::string>("cpp_shout", words);
+  EXPECT_EQ(shouted, (std::vector<std::string>{"a!", "bc!", "!"}));
+  try {
+    pool.map<std::int64_t>("cpp_square", std::vector<std::int64_t>{12, 13});
+    FAIL() << "no exception";
+  } catch (const mproc::error &e) {
+    EXPECT_EQ(e.value(), 13);
+  }
+  pool.close();
+  EXPECT_TRUE(pool.join(60));
+}
+
+} // namespace

@@ -22,6 +22,7 @@ has_cmd clang        || missing+=(clang)
 has_cmd python3      || missing+=(python3)
 has_cmd pkg-config   || missing+=(pkg-config)       # optional half of install_consumer
 has_cmd flock        || missing+=(util-linux)       # used by cmake/wine-run.sh
+has_cmd doxygen      || missing+=(doxygen)          # the docs lane (scripts/check-docs.sh)
 has_pkg libgtest-dev || missing+=(libgtest-dev)     # native GTest (find_package)
 [[ -f /usr/src/googletest/CMakeLists.txt ]] || missing+=(googletest)  # sources for mingw
 has_cmd x86_64-w64-mingw32-gcc-posix && has_cmd x86_64-w64-mingw32-g++-posix \
@@ -68,3 +69,4 @@ echo "    $(clang --version | head -1)"
 echo "    $(x86_64-w64-mingw32-gcc-posix --version | head -1)"
 echo "    $( (wine64 --version || wine --version || /usr/lib/wine/wine64 --version) 2>/dev/null | head -1)"
 echo "    zig $("$MPROC_ZIG_DIR/zig" version) ($MPROC_ZIG_DIR)"
+echo "    doxygen $(doxygen --version)"

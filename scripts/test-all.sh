@@ -2,14 +2,15 @@
 # Run the CI lanes one after the other and summarise them.
 #
 #   bash scripts/test-all.sh                 dev, spawn, asan, mingw-wine, msvc-check,
-#                                            musl, x86, macos-check
+#                                            musl, x86, macos-check, docs
 #   bash scripts/test-all.sh dev spawn       only those lanes (any preset name works,
 #                                            e.g. release)
 #
 # Each lane is `cmake --workflow --preset <lane>` (configure + build + test; see
 # CMakePresets.json), except msvc-check, which is scripts/check-msvc.sh (the code
-# compiled as MSVC's C compiler sees it, for x64, arm64 and x86), and macos-check, which is scripts/check-macos.sh (the
-# library compiled for x86_64 and arm64 macOS with Zig's clang and its macOS headers). A failing lane does not stop the others. Full output goes to
+# compiled as MSVC's C compiler sees it, for x64, arm64 and x86), macos-check, which is scripts/check-macos.sh (the
+# library compiled for x86_64 and arm64 macOS with Zig's clang and its macOS headers), and docs, which is
+# scripts/check-docs.sh (the Doxygen API reference, warnings as errors). A failing lane does not stop the others. Full output goes to
 # the terminal and to build/logs/<lane>.log. The last line is the total over all
 # lanes, "N passed, N failed"; a lane that fails before its tests run (configure or
 # build error) counts as one failure. Exit status: 0 only if every lane passed.
@@ -23,7 +24,7 @@ bash scripts/deps.sh || { echo "dependency installation failed"; exit 1; }
 
 lanes=("$@")
 if (( ${#lanes[@]} == 0 )); then
-  lanes=(dev spawn asan mingw-wine msvc-check musl x86 macos-check)
+  lanes=(dev spawn asan mingw-wine msvc-check musl x86 macos-check docs)
 fi
 
 # The lanes choose the start method themselves (the spawn lane's test preset sets
@@ -51,6 +52,11 @@ for lane in "${lanes[@]}"; do
     echo "==> lane $lane: bash scripts/check-macos.sh   (log: $log)"
     echo "==================================================================="
     bash scripts/check-macos.sh 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+  elif [[ $lane == docs ]]; then
+    echo "==> lane $lane: bash scripts/check-docs.sh   (log: $log)"
+    echo "==================================================================="
+    bash scripts/check-docs.sh 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
   else
     echo "==> lane $lane: cmake --workflow --preset $lane   (log: $log)"

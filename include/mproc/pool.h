@@ -1,11 +1,12 @@
-/*
- * mproc pool: Python's multiprocessing.Pool (apply, apply_async, map,
+/**
+ * @file
+ * @brief mproc pool: Python's multiprocessing.Pool (apply, apply_async, map,
  * map_async, imap, imap_unordered), without its best-known failure: a worker
  * that dies (killed, crashed, exit() or abort() inside a task) fails the
  * task it was running with MPROC_EWORKER, is replaced, and the pool goes on.
  * Nothing waits forever on a worker that is gone.  Included by mproc.h.
  *
- * Tasks are ordinary entries of the dispatch table
+ * ### Tasks are ordinary entries of the dispatch table
  *   A task is an mproc_entry listed in the table given to mproc_main(), so
  *   a worker finds it under fork, POSIX spawn and Windows alike.  Inside a
  *   pool it is called with an argument list whose positional argument 0 is
@@ -13,8 +14,9 @@
  *   result bytes with mproc_task_result().  Its return value is its status:
  *   0 is success; any other value fails that task alone and is reported
  *   with that value (use positive codes; a negative one is passed on as is,
- *   so a task may hand on an MPROC_E* code it got).
+ *   so a task may hand on an `MPROC_E*` code it got).
  *
+ *   @code{.c}
  *       static int square(const mproc_args *a) {
  *         const void *in; size_t n; int64_t x;
  *         if (mproc_task_input(a, &in, &n) < 0 || n != 8) return 1;
@@ -22,23 +24,24 @@
  *         return mproc_task_result(a, &x, 8) < 0 ? 2 : 0;
  *       }
  *       static const mproc_entry table[] = {MPROC_ENTRY(square), MPROC_ENTRY_END};
+ *   @endcode
  *
  *   The pool's own worker loop is an internal entry, "mproc.pool.worker",
  *   that mproc_main() knows without the table listing it.
  *
- * Results and errors
+ * ### Results and errors
  *   Each task ends with a status: 0, the task's own non-zero return value,
  *   or a pool error: MPROC_EWORKER (its worker died while running it),
  *   MPROC_ECLOSED (the pool was terminated first), MPROC_ESPAWN (the pool
  *   cannot start workers).
  *
- * Chunks and prefetch
+ * ### Chunks and prefetch
  *   map/imap split the inputs into chunks of `chunksize` items (0: map's
  *   default ceil(n / (4 * workers)), imap's default 1); a chunk is the unit a
  *   worker takes, as in Python.  The parent keeps a few chunks queued at each
  *   worker and batches many small chunks per message.
  *
- * One casualty per worker death
+ * ### One casualty per worker death
  *   A worker that dies fails only the task it was running, whatever the
  *   chunksize, as in Python: each finished task's result is published in
  *   the worker's result area in shared memory as the task returns (one
@@ -52,7 +55,7 @@
  *   are then in private memory until sent, and a death before that fails
  *   them too (MPROC_EWORKER).
  *
- * Replacing workers
+ * ### Replacing workers
  *   A worker that dies is replaced at once.  One that dies before it
  *   reports ready (killed while it starts or runs its initializer) is
  *   replaced too, after a back-off that doubles with each such death in a
@@ -67,7 +70,7 @@
  *   submissions return it, while the pool goes on retrying with back-off and
  *   serves again as soon as a worker starts.
  *
- * Threads
+ * ### Threads
  *   A handler thread per pool waits on the workers, reads results, feeds
  *   chunks and replaces dead workers.  Callbacks run on that thread, without
  *   any pool lock held (they may call pool functions, but should be quick:
@@ -76,7 +79,7 @@
  *   except the _free functions, which must not race with other calls on
  *   the same object.
  *
- * Fork children
+ * ### Fork children
  *   A pool belongs to the process that created it.  A child started with
  *   fork inherits a copy of the pool, its results and iterators, but not
  *   its handler thread nor its workers: every call on them there returns
@@ -85,7 +88,7 @@
  *   touches the workers).  Under spawn and on Windows a pool cannot be
  *   passed to a child at all.
  *
- * Starmap
+ * ### Starmap
  *   Inputs are byte buffers, so a task with several arguments encodes them
  *   in its input (a struct, or mproc's own serialisation of your choice);
  *   map over such buffers is Python's starmap.
@@ -101,46 +104,60 @@
 extern "C" {
 #endif
 
+/** A pool of worker processes (Python's Pool). */
 typedef struct mproc_pool mproc_pool;
+/** The pending or finished result of apply_async/map/map_async (Python's
+ * AsyncResult). */
 typedef struct mproc_async_result mproc_async_result;
+/** An iterator over the results of imap/imap_unordered. */
 typedef struct mproc_imap mproc_imap;
 
-/* The internal worker entry's name (reserved: do not use it in a table). */
+/** The internal worker entry's name (reserved: do not use it in a table). */
 #define MPROC_POOL_WORKER_ENTRY "mproc.pool.worker"
 
-/* One input of map/imap. */
+/** One input of map/imap. */
 typedef struct mproc_bytes {
-  const void *data; /* may be NULL when len is 0 */
-  size_t len;
+  const void *data; /**< may be NULL when len is 0 */
+  size_t len;       /**< number of bytes */
 } mproc_bytes;
 
 /* ---- inside a task --------------------------------------------------------- */
 
-/* The task's input (positional argument 0).  MPROC_ESTATE outside a pool
- * task.  The bytes live until the task returns. */
+/** The task's input (positional argument 0).  The bytes live until the
+ * task returns.
+ * @param args  the list the task was called with
+ * @param[out] data  the input bytes
+ * @param[out] len   their number
+ * @return 0, or #MPROC_ESTATE outside a pool task. */
 MPROC_API int mproc_task_input(const mproc_args *args, const void **data,
                                size_t *len);
-/* Append bytes to the task's result (call any number of times; a result
- * may be empty).  `args` must be the list the task was called with
- * (MPROC_ESTATE otherwise, e.g. when the entry was started as a process).
- * MPROC_E2BIG when the result would pass MPROC_CONN_MSG_MAX / 2 bytes.
+/** Append bytes to the task's result (call any number of times; a result
+ * may be empty).
+ *
  * Results travel back in one message per batch of small chunks (a batch's
  * results are sent early, at a chunk's end, once they pass 128 KiB), so
  * that limit holds for the results of a chunk: tasks with results of
  * hundreds of MiB should be submitted with chunksize 1, or pass their
  * data through shared memory.
- * Call it from the thread that runs the task. */
+ * Call it from the thread that runs the task.
+ * @param args  the list the task was called with
+ * @param data  the bytes (may be NULL when len is 0)
+ * @param len   their number
+ * @return 0; #MPROC_ESTATE if `args` is not the list the task was called
+ *   with (e.g. when the entry was started as a process); #MPROC_E2BIG when
+ *   the result would pass #MPROC_CONN_MSG_MAX / 2 bytes. */
 MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
                                 size_t len);
 
 /* ---- the pool -------------------------------------------------------------- */
 
+/** Options of mproc_pool_create() (Python's Pool keyword arguments). */
 typedef struct mproc_pool_options {
-  int processes;           /* workers; 0: mproc_cpu_count() */
-  const char *initializer; /* entry run once in each worker before its first
+  int processes;           /**< workers; 0: mproc_cpu_count() */
+  const char *initializer; /**< entry run once in each worker before its first
                               task (NULL: none); a non-zero return ends that
                               worker (see mproc_pool_create) */
-  /* The initializer's arguments (NULL: none), copied at create.  Handles
+  /** The initializer's arguments (NULL: none), copied at create.  Handles
    * and IPC objects in it (a queue, a lock: Python's initargs=(queue,)
    * idiom) reach every worker's initializer, replacement workers included,
    * under fork, spawn and Windows, so they must stay open/alive as long as
@@ -148,132 +165,230 @@ typedef struct mproc_pool_options {
    * (they live as long as the worker).  Keys starting with "mproc.pool."
    * are reserved: workers get their own there. */
   const mproc_args *initargs;
-  unsigned long maxtasksperchild; /* replace a worker after this many chunks
+  unsigned long maxtasksperchild; /**< replace a worker after this many chunks
                                      (Python's tasks); 0: never */
-  mproc_start_method start_method; /* DEFAULT: the global default */
+  mproc_start_method start_method; /**< DEFAULT: the global default */
 } mproc_pool_options;
 
-/* Start the workers and wait until each has run its initializer.  Workers
+/** Start the workers and wait until each has run its initializer.
+ *
+ * Workers
  * are daemonic children: if the program exits without terminating the pool
  * they are terminated at exit (and on Linux and Windows die with the parent
- * even if it is killed).  Errors: MPROC_EINVAL (NULL out, processes < 0,
- * bad start method), MPROC_ENOINIT, MPROC_ENOENTRY (no such initializer),
- * MPROC_EDAEMON (called in a daemonic process: its children would be
- * orphans), MPROC_ESPAWN (a worker could not be started, or its
- * initializer failed or it died before its first task), MPROC_ENOMEM.
- * `opts` may be NULL. */
+ * even if it is killed).
+ * @param[out] out  the pool; free it with mproc_pool_free()
+ * @param opts  may be NULL
+ * @return 0 or an error: #MPROC_EINVAL (NULL out, processes < 0, bad start
+ *   method), #MPROC_ENOINIT, #MPROC_ENOENTRY (no such initializer),
+ *   #MPROC_EDAEMON (called in a daemonic process: its children would be
+ *   orphans), #MPROC_ESPAWN (a worker could not be started, or its
+ *   initializer failed or it died before its first task), #MPROC_ENOMEM. */
 MPROC_API int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts);
 
-/* Number of workers the pool keeps. */
+/** Number of workers the pool keeps.
+ * @param pool  the pool
+ * @return the number, or #MPROC_EINVAL. */
 MPROC_API int mproc_pool_processes(const mproc_pool *pool);
 
-/* Callbacks for the *_async functions, run on the pool's handler thread
+/** Callbacks for the `*_async` functions, run on the pool's handler thread
  * once the result is ready: `callback` if every task succeeded, else
  * `error_callback` (either may be NULL).  `r` is borrowed: read it, do not
- * free it (the caller's own reference stays valid). */
+ * free it (the caller's own reference stays valid).
+ * @param r    the result
+ * @param ctx  mproc_async_options::ctx */
 typedef void (*mproc_async_callback)(mproc_async_result *r, void *ctx);
+/** Options of the `*_async` functions. */
 typedef struct mproc_async_options {
-  mproc_async_callback callback;
-  mproc_async_callback error_callback;
-  void *ctx;
+  mproc_async_callback callback;       /**< on success (may be NULL) */
+  mproc_async_callback error_callback; /**< on failure (may be NULL) */
+  void *ctx;                           /**< passed to both */
 } mproc_async_options;
 
-/* Run task(in) in a worker and wait for it.  Copies the result into out
- * (cap bytes; *out_len gets its size).  If it does not fit: MPROC_ERANGE
+/** Run task(in) in a worker and wait for it.
+ *
+ * Copies the result into out
+ * (cap bytes; *out_len gets its size).  If it does not fit: #MPROC_ERANGE
  * with *out_len the size needed, and the result is kept, as the _get
  * functions keep theirs: the next mproc_pool_apply from the same thread
  * with the same task and input bytes and a buffer big enough returns it
  * without running the task again (any other apply from that thread,
  * including the same call with a buffer still too small, drops it and runs
- * its own task; mproc_pool_free releases it).  Returns 0, the task's non-zero status, or a pool error.
- * `out` may be NULL with cap 0; `out_len` may be NULL. */
+ * its own task; mproc_pool_free releases it).
+ * @param pool    the pool
+ * @param task    the name of an entry of the dispatch table
+ * @param in      the input bytes (may be NULL when in_len is 0)
+ * @param in_len  their number
+ * @param out     where the result goes; may be NULL with cap 0
+ * @param cap     its size
+ * @param[out] out_len  the result's size; may be NULL
+ * @return 0, the task's non-zero status, or a pool error. */
 MPROC_API int mproc_pool_apply(mproc_pool *pool, const char *task,
                                const void *in, size_t in_len, void *out,
                                size_t cap, size_t *out_len);
-/* Submit task(in) (the input is copied).  *out gets a result to wait on and
- * free.  Errors: MPROC_EINVAL, MPROC_ENOENTRY (not in the table),
- * MPROC_ECLOSED (after close or terminate), MPROC_ESPAWN (the pool cannot
- * start workers), MPROC_E2BIG, MPROC_ENOMEM.  `opts` may be NULL. */
+/** Submit task(in) (the input is copied).
+ * @param pool    the pool
+ * @param task    the name of an entry of the dispatch table
+ * @param in      the input bytes (may be NULL when in_len is 0)
+ * @param in_len  their number
+ * @param opts    callbacks; may be NULL
+ * @param[out] out  a result to wait on and free
+ * @return 0 or an error: #MPROC_EINVAL, #MPROC_ENOENTRY (not in the table),
+ *   #MPROC_ECLOSED (after close or terminate), #MPROC_ESPAWN (the pool
+ *   cannot start workers), #MPROC_E2BIG, #MPROC_ENOMEM. */
 MPROC_API int mproc_pool_apply_async(mproc_pool *pool, const char *task,
                                      const void *in, size_t in_len,
                                      const mproc_async_options *opts,
                                      mproc_async_result **out);
 
-/* task(inputs[i]) for every i, results in input order.  chunksize 0 is
+/** task(inputs[i]) for every i, results in input order; waits.
+ *
+ * chunksize 0 is
  * map's default, ceil(n / (4 * workers)).  n 0 gives an empty result at
- * once (inputs may then be NULL).  mproc_pool_map waits and returns 0 when
- * every task succeeded, else the status of the first failed task (in input
- * order); *out gets the result in both cases (read it with
- * mproc_async_result_item, free it).  map_async returns at once. */
+ * once (inputs may then be NULL).
+ * @param pool       the pool
+ * @param task       the name of an entry of the dispatch table
+ * @param inputs     the inputs
+ * @param n          their number
+ * @param chunksize  items per chunk; 0: the default
+ * @param[out] out   the result, in both cases (read it with
+ *                   mproc_async_result_item, free it)
+ * @return 0 when every task succeeded, else the status of the first failed
+ *   task (in input order). */
 MPROC_API int mproc_pool_map(mproc_pool *pool, const char *task,
                              const mproc_bytes *inputs, size_t n,
                              size_t chunksize, mproc_async_result **out);
+/** Like mproc_pool_map(), but returns at once.
+ * @param pool       the pool
+ * @param task       the name of an entry of the dispatch table
+ * @param inputs     the inputs (copied)
+ * @param n          their number
+ * @param chunksize  items per chunk; 0: the default
+ * @param opts       callbacks; may be NULL
+ * @param[out] out   a result to wait on and free
+ * @return 0 or an error (as for mproc_pool_apply_async()). */
 MPROC_API int mproc_pool_map_async(mproc_pool *pool, const char *task,
                                    const mproc_bytes *inputs, size_t n,
                                    size_t chunksize,
                                    const mproc_async_options *opts,
                                    mproc_async_result **out);
 
-/* Streaming map: mproc_imap_next() yields results as they are ready, in
+/** Streaming map: mproc_imap_next() yields results as they are ready, in
  * input order (imap) or in completion order (imap_unordered).  chunksize 0
- * means 1, as in Python. */
+ * means 1, as in Python.
+ * @param pool       the pool
+ * @param task       the name of an entry of the dispatch table
+ * @param inputs     the inputs (copied)
+ * @param n          their number
+ * @param chunksize  items per chunk; 0: 1
+ * @param[out] out   the iterator; free it with mproc_imap_free()
+ * @return 0 or an error (as for mproc_pool_apply_async()). */
 MPROC_API int mproc_pool_imap(mproc_pool *pool, const char *task,
                               const mproc_bytes *inputs, size_t n,
                               size_t chunksize, mproc_imap **out);
+/** Like mproc_pool_imap(), results in completion order.
+ * @param pool       the pool
+ * @param task       the name of an entry of the dispatch table
+ * @param inputs     the inputs (copied)
+ * @param n          their number
+ * @param chunksize  items per chunk; 0: 1
+ * @param[out] out   the iterator; free it with mproc_imap_free()
+ * @return 0 or an error (as for mproc_pool_apply_async()). */
 MPROC_API int mproc_pool_imap_unordered(mproc_pool *pool, const char *task,
                                         const mproc_bytes *inputs, size_t n,
                                         size_t chunksize, mproc_imap **out);
-/* The next result: returns its status (0, the task's code, or a pool error)
- * with *data and *len (valid until the iterator is freed; may be NULL) and
- * *index (the input's position; may be NULL).  MPROC_EEOF when every result
- * was yielded (Python's StopIteration), MPROC_ETIMEDOUT when none is ready
- * in time (call again later). */
+/** The next result.
+ * @param it  the iterator
+ * @param[out] data   the result's bytes (valid until the iterator is freed);
+ *                    may be NULL
+ * @param[out] len    their number; may be NULL
+ * @param[out] index  the input's position; may be NULL
+ * @param timeout     seconds; negative waits without limit
+ * @return its status (0, the task's code, or a pool error); #MPROC_EEOF
+ *   when every result was yielded (Python's StopIteration),
+ *   #MPROC_ETIMEDOUT when none is ready in time (call again later). */
 MPROC_API int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
                               size_t *index, double timeout);
+/** Free an iterator.
+ * @param it  the iterator, or NULL
+ * @return NULL. */
 MPROC_API mproc_imap *mproc_imap_free(mproc_imap *it); /* returns NULL */
 
-/* No more tasks (submissions return MPROC_ECLOSED); the workers finish the
- * queued ones and exit. */
+/** No more tasks (submissions return #MPROC_ECLOSED); the workers finish the
+ * queued ones and exit.
+ * @param pool  the pool
+ * @return 0 or a negative code. */
 MPROC_API int mproc_pool_close(mproc_pool *pool);
-/* Stop the workers now: queued and running tasks fail with MPROC_ECLOSED. */
+/** Stop the workers now: queued and running tasks fail with #MPROC_ECLOSED.
+ * @param pool  the pool
+ * @return 0 or a negative code. */
 MPROC_API int mproc_pool_terminate(mproc_pool *pool);
-/* Wait for the workers to exit and the handler thread to end, after close
- * or terminate (MPROC_ESTATE before).  0 or MPROC_ETIMEDOUT. */
+/** Wait for the workers to exit and the handler thread to end, after close
+ * or terminate.
+ * @param pool     the pool
+ * @param timeout  seconds; negative waits without limit
+ * @return 0 or #MPROC_ETIMEDOUT (#MPROC_ESTATE before close/terminate). */
 MPROC_API int mproc_pool_join(mproc_pool *pool, double timeout);
-/* Terminate (if not closed and joined already), join and release.  Results
- * still held stay valid (pending ones end with MPROC_ECLOSED).  NULL is
- * allowed; returns NULL. */
+/** Terminate (if not closed and joined already), join and release.  Results
+ * still held stay valid (pending ones end with #MPROC_ECLOSED).
+ * @param pool  the pool, or NULL
+ * @return NULL. */
 MPROC_API mproc_pool *mproc_pool_free(mproc_pool *pool);
 
 /* ---- async results ---------------------------------------------------------- */
 
-/* Like every pool call, these return MPROC_EINVAL for a NULL result and
- * MPROC_EPERM in a process other than the pool's creator (a fork child):
- * test `== 1`, not truth, where a negative code is possible. */
+/** @name Async results
+ * Like every pool call, these return #MPROC_EINVAL for a NULL result and
+ * #MPROC_EPERM in a process other than the pool's creator (a fork child):
+ * test `== 1`, not truth, where a negative code is possible.
+ * @{ */
 
-/* 0 once ready, MPROC_ETIMEDOUT. */
+/** Wait until the result is ready.
+ * @param r        the result
+ * @param timeout  seconds; negative waits without limit
+ * @return 0 once ready, #MPROC_ETIMEDOUT. */
 MPROC_API int mproc_async_result_wait(mproc_async_result *r, double timeout);
-/* 1 if ready, 0 if not, or a negative code (above). */
+/** Whether the result is ready.
+ * @param r  the result
+ * @return 1 if ready, 0 if not, or a negative code (above). */
 MPROC_API int mproc_async_result_ready(mproc_async_result *r);
-/* 1 if every task succeeded, 0 if one failed, MPROC_ESTATE if not ready
- * (Python raises ValueError), or a negative code (above). */
+/** Whether every task succeeded.
+ * @param r  the result
+ * @return 1 if every task succeeded, 0 if one failed, #MPROC_ESTATE if not
+ *   ready (Python raises ValueError), or a negative code (above). */
 MPROC_API int mproc_async_result_successful(mproc_async_result *r);
-/* Wait up to `timeout`, then copy the result of task 0 (apply_async) into
- * buf as mproc_pool_apply does; returns its status.  On MPROC_ERANGE the
+/** Wait up to `timeout`, then copy the result of task 0 (apply_async) into
+ * buf as mproc_pool_apply does.  On #MPROC_ERANGE the
  * result stays: call again with a bigger buffer.  For a map result it
- * returns the first failed status (or 0) and copies item 0. */
+ * returns the first failed status (or 0) and copies item 0.
+ * @param r        the result
+ * @param buf      where the bytes go; may be NULL with cap 0
+ * @param cap      its size
+ * @param[out] len  the result's size; may be NULL
+ * @param timeout  seconds; negative waits without limit
+ * @return the task's status, or #MPROC_ETIMEDOUT, #MPROC_ERANGE or another
+ *   negative code. */
 MPROC_API int mproc_async_result_get(mproc_async_result *r, void *buf,
                                      size_t cap, size_t *len, double timeout);
-/* Number of tasks (1 for apply_async, n for map). */
+/** Number of tasks (1 for apply_async, n for map).
+ * @param r  the result
+ * @return the number. */
 MPROC_API size_t mproc_async_result_count(const mproc_async_result *r);
-/* Task i's status, with its bytes in *data and *len (borrowed from r; either
- * may be NULL).  MPROC_ESTATE before the result is ready, MPROC_EINVAL for
- * i out of range. */
+/** Task i's status, with its bytes in *data and *len (borrowed from r;
+ * either may be NULL).
+ * @param r  the result
+ * @param i  the task's index
+ * @param[out] data  its bytes; may be NULL
+ * @param[out] len   their number; may be NULL
+ * @return the task's status; #MPROC_ESTATE before the result is ready,
+ *   #MPROC_EINVAL for i out of range. */
 MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i,
                                       const void **data, size_t *len);
-/* Release the caller's reference (a pending result still completes
- * inside the pool).  Returns NULL. */
+/** Release the caller's reference (a pending result still completes
+ * inside the pool).
+ * @param r  the result, or NULL
+ * @return NULL. */
 MPROC_API mproc_async_result *mproc_async_result_free(mproc_async_result *r);
+/** @} */
 
 #ifdef __cplusplus
 }

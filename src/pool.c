@@ -54,8 +54,17 @@ typedef struct mproc__chunk {
   struct mproc_async_result *job;
   size_t first, count;
   size_t off, len; /* encoded items in job->payload */
+  uint32_t size;   /* every input's size, or MPROC__PW_VAR */
   int last;        /* last chunk of the message it was sent in */
-  size_t kept;     /* items a dead worker left in its result area */
+  /* A run of its results stored in one piece (mproc__settle_run): items
+   * rfirst.. rfirst+rn-1 succeeded, each with rlen bytes from rdata. */
+  const unsigned char *rdata;
+  size_t rfirst, rn;
+  uint32_t rlen;
+  /* It outlived a worker that held it: some of its items may be settled
+   * (from the dead worker's area or a damaged message), so its runs are
+   * settled item by item, each checked. */
+  int touched;
   struct mproc__chunk *next;
 } mproc__chunk;
 
@@ -82,7 +91,7 @@ struct mproc_async_result {
   mproc__item *items;
   size_t *order; /* completion order (imap_unordered only, else NULL) */
   mproc__chunk *chunks;
-  size_t nchunks;
+  size_t nchunks, cs; /* item i is in chunks[i / cs] */
   unsigned char *payload;   /* the inputs, encoded and copied */
   const mproc_bytes *src;   /* or the caller's, borrowed (blocking map) */
   mproc__blk *blocks;
@@ -139,6 +148,10 @@ struct mproc_pool {
   const unsigned char *area;
   mproc_conn *wake_r, *wake_w;
   int wake_pending;
+  /* Items were settled since the handler last woke the threads waiting in
+   * mproc_imap_next (item_waiters of them): see mproc__handler. */
+  int progress_made;
+  int item_waiters;
   mproc__chunk *qhead, *qtail;
   size_t qlen;
   uint64_t next_id;
@@ -231,10 +244,45 @@ static const unsigned char *mproc__job_copy(mproc_async_result *r,
   return dst;
 }
 
+/* Item i's state: r->items[i], or for an item of its chunk's stored run
+ * (whose items[] entry is never touched) a copy of it in *tmp.  len1 0:
+ * pending. */
+static const mproc__item *mproc__job_item(const mproc_async_result *r,
+                                          size_t i, mproc__item *tmp) {
+  const mproc__chunk *c = &r->chunks[i / r->cs];
+  if (c->rn && i >= c->rfirst && i - c->rfirst < c->rn) {
+    tmp->data = c->rlen ? c->rdata + (i - c->rfirst) * c->rlen : NULL;
+    tmp->len1 = c->rlen + 1;
+    tmp->status = 0;
+    return tmp;
+  }
+  return &r->items[i];
+}
+
+/* Items first.. first+n-1 of r were just settled. */
+static void mproc__items_settled(mproc_pool *p, mproc_async_result *r,
+                                 size_t first, size_t n) {
+  size_t k;
+  if (r->order)
+    for (k = 0; k < n; k++)
+      r->order[r->ndone + k] = first + k;
+  r->ndone += n;
+  p->progress_made = 1;
+  if (r->ndone == r->n) {
+    r->ready = 1;
+    free(r->payload);
+    r->payload = NULL;
+    r->src = NULL; /* a blocking map's caller may free its inputs now */
+    /* The pool's reference goes after the callbacks ran. */
+    r->cb_next = p->cb_head;
+    p->cb_head = r;
+  }
+}
+
 static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
                              int status, const unsigned char *d, size_t n) {
-  mproc__item *it = &r->items[i];
-  if (it->len1)
+  mproc__item tmp, *it = &r->items[i];
+  if (mproc__job_item(r, i, &tmp)->len1)
     return;
   it->len1 = 1;
   it->status = status;
@@ -247,18 +295,44 @@ static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
   }
   if (it->status != 0)
     r->any_fail = 1;
-  if (r->order)
-    r->order[r->ndone] = i;
-  r->ndone++;
-  if (r->ndone == r->n) {
-    r->ready = 1;
-    free(r->payload);
-    r->payload = NULL;
-    r->src = NULL; /* a blocking map's caller may free its inputs now */
-    /* The pool's reference goes after the callbacks ran. */
-    r->cb_next = p->cb_head;
-    p->cb_head = r;
+  mproc__items_settled(p, r, i, 1);
+}
+
+/* The status of r's first failed item, 0 if none failed (r is ready). */
+static int mproc__job_first_failure(const mproc_async_result *r) {
+  size_t i;
+  mproc__item tmp;
+  for (i = 0; r->any_fail && i < r->n; i++) {
+    int st = mproc__job_item(r, i, &tmp)->status;
+    if (st != 0)
+      return st;
   }
+  return MPROC_OK;
+}
+
+/* Settle a run of results for items k.. of chunk c.  The first run of two
+ * or more successes of a chunk is stored in one piece with one copy, and
+ * items[] is not touched for it: a map of small results then costs the
+ * parent one copy per chunk instead of work per item.  That is only for a
+ * chunk none of whose items can be settled yet (not `touched`). */
+static void mproc__settle_run(mproc_pool *p, mproc__chunk *c, size_t k,
+                              const mproc__pw_run *run) {
+  mproc_async_result *r = c->job;
+  size_t j, bytes = (size_t)run->n * run->len;
+  if (run->status == 0 && run->n >= 2 && c->rn == 0 && !c->touched) {
+    const unsigned char *d = mproc__job_copy(r, run->data, bytes);
+    if (d || bytes == 0) {
+      c->rdata = d;
+      c->rfirst = c->first + k;
+      c->rn = run->n;
+      c->rlen = run->len;
+      mproc__items_settled(p, r, c->rfirst, run->n);
+      return;
+    }
+  }
+  for (j = 0; j < run->n; j++)
+    mproc__item_done(p, r, c->first + k + j, run->status,
+                     run->data ? run->data + j * run->len : NULL, run->len);
 }
 
 static void mproc__chunk_fail(mproc_pool *p, mproc__chunk *c, int code) {
@@ -455,31 +529,26 @@ static void mproc__area_settle(mproc_pool *p, int i) {
   uint64_t n = p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT];
   mproc__chunk *c;
   mproc__rd r;
-  for (c = w->head; c; c = c->next)
-    c->kept = 0;
   if (n > MPROC__POOL_AREA ||
       mproc__pw_rd_kind(&r, p->area + (size_t)i * MPROC__POOL_AREA,
                         (size_t)n) != MPROC__PM_RESULTS)
     return;
   while (r.left > 0) {
     uint64_t id;
-    uint32_t nitems, k;
+    uint32_t nitems, k = 0;
     if (mproc__pw_rd_result_head(&r, &id, &nitems) < 0)
       return;
     for (c = w->head; c && c->id != id; c = c->next)
       ;
     if (c && nitems != c->count)
       return;
-    for (k = 0; k < nitems && r.left > 0; k++) { /* may end inside a chunk */
-      const unsigned char *d;
-      uint32_t len;
-      int status;
-      if (mproc__pw_rd_result(&r, &status, &d, &len) < 0)
+    while (k < nitems && r.left > 0) { /* may end inside a chunk */
+      mproc__pw_run run;
+      if (mproc__pw_rd_run(&r, nitems - k, 1, &run) < 0)
         return;
-      if (c) {
-        mproc__item_done(p, c->job, c->first + k, status, d, len);
-        c->kept = k + 1;
-      }
+      if (c && run.n)
+        mproc__settle_run(p, c, k, &run);
+      k += run.n;
     }
   }
 }
@@ -488,8 +557,8 @@ static void mproc__area_settle(mproc_pool *p, int i) {
  * that they can be queued again. */
 static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
   mproc_async_result *r = c->job;
-  size_t j, skip = 0;
-  for (j = c->first; j < c->first + k; j++) {
+  size_t j, skip = c->size == MPROC__PW_VAR ? 0 : k * c->size;
+  for (j = c->first; c->size == MPROC__PW_VAR && j < c->first + k; j++) {
     const unsigned char *d;
     uint32_t len = 0;
     mproc__rd rd;
@@ -497,7 +566,7 @@ static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
       rd.p = r->payload + c->off + skip;
       rd.left = c->len - skip;
       rd.bad = 0;
-      (void)mproc__pw_rd_bytes(&rd, &d, &len);
+      (void)mproc__pw_rd_input(&rd, MPROC__PW_VAR, &d, &len);
     }
     skip += 4 + (r->src ? r->src[j].len : len);
   }
@@ -545,6 +614,8 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   uint64_t running = mproc__load64(&prog[MPROC__PROG_CHUNK]);
   uint64_t item = prog[MPROC__PROG_ITEM];
   mproc__chunk *c, *found = NULL, *rest;
+  for (c = w->head; c; c = c->next)
+    c->touched = 1;
   mproc__area_settle(p, i);
   for (c = w->head; c; c = c->next)
     if (c->id == running)
@@ -579,18 +650,16 @@ static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
   mproc__worker *w = &p->w[i];
   while (r->left > 0) {
     mproc__chunk *c = w->head;
+    mproc__pw_run run;
     uint64_t id;
     uint32_t nitems, k;
     if (mproc__pw_rd_result_head(r, &id, &nitems) < 0 || !c || id != c->id ||
         nitems != c->count)
       return MPROC_EINVAL;
-    for (k = 0; k < nitems; k++) {
-      const unsigned char *d;
-      uint32_t len;
-      int status;
-      if (mproc__pw_rd_result(r, &status, &d, &len) < 0)
+    for (k = 0; k < nitems; k += run.n) {
+      if (mproc__pw_rd_run(r, nitems - k, 0, &run) < 0)
         return MPROC_EINVAL;
-      mproc__item_done(p, c->job, c->first + k, status, d, len);
+      mproc__settle_run(p, c, k, &run);
     }
     w->head = c->next;
     if (!w->head)
@@ -661,12 +730,15 @@ static void mproc__drain(mproc_pool *p, int i) {
 static size_t mproc__encode_chunk(unsigned char *to, const mproc__chunk *c) {
   const mproc_async_result *r = c->job;
   size_t len = mproc__pw_task_head(to, c->id, r->task, strlen(r->task),
-                                   c->count);
+                                   c->count, c->size);
   size_t j;
   if (!r->src) { /* already encoded at submit */
     memcpy(to + len, r->payload + c->off, c->len);
     return len + c->len;
   }
+  if (c->size != MPROC__PW_VAR)
+    return len + mproc__pw_inputs_fixed(to + len, r->src + c->first, c->count,
+                                        c->size);
   for (j = c->first; j < c->first + c->count; j++)
     len += mproc__pw_input(to + len, r->src[j].data, r->src[j].len);
   return len;
@@ -942,7 +1014,13 @@ static void mproc__handler(void *arg) {
         (p->state == MPROC__POOL_CLOSED && !mproc__busy(p)))
       break;
     mproc__handler_wait(p, items, who, timeout);
-    mproc__cond_broadcast(&p->cond);
+    /* Results that made a job ready wake its waiters through the callback
+     * list (mproc__run_callbacks); only mproc_imap_next waits for single
+     * items.  Waking every waiter after each message would cost the
+     * waiting thread a switch per message on a busy map. */
+    if (p->progress_made && p->item_waiters > 0)
+      mproc__cond_broadcast(&p->cond);
+    p->progress_made = 0;
   }
   mproc__handler_shutdown(p);
   mproc__mutex_unlock(&p->mu);
@@ -1227,21 +1305,40 @@ static int mproc__job_alloc(mproc_pool *p, const char *task,
   return MPROC_OK;
 }
 
+/* The size every input of in[0..n-1] has, or MPROC__PW_VAR. */
+static uint32_t mproc__inputs_size(const mproc_bytes *in, size_t n) {
+  size_t i, size = in[0].len;
+  for (i = 1; i < n; i++)
+    if (in[i].len != size)
+      return MPROC__PW_VAR;
+  return (uint32_t)size; /* below MPROC__POOL_CHUNK_MAX */
+}
+
 /* Cuts the inputs into chunks of cs, copying them into the job's payload
- * unless it borrows them. */
+ * (in the form they travel in) unless it borrows them. */
 static int mproc__job_fill_chunks(mproc_async_result *r, const mproc_bytes *in,
                                   size_t cs) {
   size_t i, c, total = 0;
+  r->cs = cs;
   for (c = 0; c < r->nchunks; c++) {
     mproc__chunk *ch = &r->chunks[c];
     ch->job = r;
     ch->first = c * cs;
     ch->count = r->n - ch->first < cs ? r->n - ch->first : cs;
     ch->off = total;
-    for (i = ch->first; i < ch->first + ch->count; i++) {
-      if (r->payload) {
+    ch->size = mproc__inputs_size(in + ch->first, ch->count);
+    if (ch->size != MPROC__PW_VAR) {
+      if (ch->count > MPROC__POOL_CHUNK_MAX / (ch->size ? ch->size : 1))
+        return MPROC_E2BIG;
+      if (r->payload)
+        (void)mproc__pw_inputs_fixed(r->payload + total, in + ch->first,
+                                     ch->count, ch->size);
+      total += ch->count * ch->size;
+    }
+    for (i = ch->first; ch->size == MPROC__PW_VAR && i < ch->first + ch->count;
+         i++) {
+      if (r->payload)
         (void)mproc__pw_input(r->payload + total, in[i].data, in[i].len);
-      }
       total += 4 + in[i].len;
     }
     ch->len = total - ch->off;
@@ -1440,7 +1537,6 @@ int mproc_pool_map_async(mproc_pool *pool, const char *task,
 int mproc_pool_map(mproc_pool *pool, const char *task,
                    const mproc_bytes *inputs, size_t n, size_t chunksize,
                    mproc_async_result **out) {
-  size_t i;
   int rc;
   if (pool && chunksize == 0)
     chunksize = mproc__default_chunk(pool, n);
@@ -1450,10 +1546,7 @@ int mproc_pool_map(mproc_pool *pool, const char *task,
   if (rc < 0)
     return rc;
   (void)mproc_async_result_wait(*out, MPROC_FOREVER);
-  for (i = 0; i < n; i++)
-    if ((*out)->items[i].status != 0)
-      return (*out)->items[i].status;
-  return MPROC_OK;
+  return mproc__job_first_failure(*out);
 }
 
 static int mproc__imap(mproc_pool *pool, const char *task,
@@ -1490,13 +1583,23 @@ int mproc_pool_imap_unordered(mproc_pool *pool, const char *task,
   return mproc__imap(pool, task, inputs, n, chunksize, 1, out);
 }
 
+/* Whether the iterator's next result is there (lock held). */
+static int mproc__imap_has_next(const mproc_imap *it) {
+  mproc__item tmp;
+  if (it->unordered)
+    return it->r->ndone > it->cursor;
+  return mproc__job_item(it->r, it->cursor, &tmp)->len1 != 0;
+}
+
 int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
                     size_t *index, double timeout) {
   mproc_async_result *r;
   mproc_pool *p;
+  const mproc__item *item;
+  mproc__item tmp;
   double deadline;
   size_t i;
-  int rc;
+  int rc = MPROC_OK;
   if (!it || timeout != timeout)
     return MPROC_EINVAL;
   r = it->r;
@@ -1507,23 +1610,23 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
     return MPROC_EEOF;
   deadline = mproc__deadline(timeout);
   mproc__mutex_lock(&p->mu);
-  for (;;) {
-    if (it->unordered ? r->ndone > it->cursor : r->items[it->cursor].len1 != 0)
-      break;
-    if (mproc__cond_wait(&p->cond, &p->mu, deadline) == MPROC_ETIMEDOUT &&
-        !(it->unordered ? r->ndone > it->cursor
-                        : r->items[it->cursor].len1 != 0)) {
-      mproc__mutex_unlock(&p->mu);
-      return MPROC_ETIMEDOUT;
-    }
+  /* Counted, so the handler wakes us as items settle (only then). */
+  p->item_waiters++;
+  while (!mproc__imap_has_next(it) && rc != MPROC_ETIMEDOUT)
+    rc = mproc__cond_wait(&p->cond, &p->mu, deadline);
+  p->item_waiters--;
+  if (!mproc__imap_has_next(it)) {
+    mproc__mutex_unlock(&p->mu);
+    return MPROC_ETIMEDOUT;
   }
   i = it->unordered ? r->order[it->cursor] : it->cursor;
   it->cursor++;
-  rc = r->items[i].status;
+  item = mproc__job_item(r, i, &tmp);
+  rc = item->status;
   if (data)
-    *data = r->items[i].data;
+    *data = item->data;
   if (len)
-    *len = r->items[i].len1 - 1;
+    *len = item->len1 - 1;
   if (index)
     *index = i;
   mproc__mutex_unlock(&p->mu);
@@ -1674,27 +1777,29 @@ int mproc_async_result_successful(mproc_async_result *r) {
 
 int mproc_async_result_get(mproc_async_result *r, void *buf, size_t cap,
                            size_t *len, double timeout) {
-  size_t i;
+  const mproc__item *it;
+  mproc__item tmp;
   int rc;
   if (!r || (cap && !buf))
     return MPROC_EINVAL;
   rc = mproc_async_result_wait(r, timeout);
   if (rc < 0)
     return rc;
-  for (i = 0; i < r->n; i++)
-    if (r->items[i].status != 0)
-      return r->items[i].status;
+  rc = mproc__job_first_failure(r);
+  if (rc != 0)
+    return rc;
   if (r->n == 0) {
     if (len)
       *len = 0;
     return MPROC_OK;
   }
+  it = mproc__job_item(r, 0, &tmp);
   if (len)
-    *len = r->items[0].len1 - 1;
-  if (r->items[0].len1 - 1 > cap)
+    *len = it->len1 - 1;
+  if (it->len1 - 1 > cap)
     return MPROC_ERANGE;
-  if (r->items[0].len1 > 1)
-    memcpy(buf, r->items[0].data, r->items[0].len1 - 1);
+  if (it->len1 > 1)
+    memcpy(buf, it->data, it->len1 - 1);
   return MPROC_OK;
 }
 
@@ -1704,6 +1809,8 @@ size_t mproc_async_result_count(const mproc_async_result *r) {
 
 int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
                             size_t *len) {
+  const mproc__item *it;
+  mproc__item tmp;
   int rc;
   if (!r)
     return MPROC_EINVAL;
@@ -1712,12 +1819,13 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
   if (!mproc__pool_mine(r->pool))
     return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
-  rc = r->ready ? r->items[i].status : MPROC_ESTATE;
+  it = mproc__job_item(r, i, &tmp);
+  rc = r->ready ? it->status : MPROC_ESTATE;
   if (r->ready) {
     if (data)
-      *data = r->items[i].data;
+      *data = it->data;
     if (len)
-      *len = r->items[i].len1 - 1;
+      *len = it->len1 - 1;
   }
   mproc__mutex_unlock(&r->pool->mu);
   return rc;

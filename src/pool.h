@@ -37,9 +37,19 @@ enum { MPROC__PM_TASKS = 1, MPROC__PM_STOP = 2, MPROC__PM_READY = 3,
        MPROC__PM_RESULTS = 4, MPROC__PM_INITFAIL = 5 };
 
 #define MPROC__PW_NAME_MAX 4096 /* longest task name */
-#define MPROC__PW_TASK_HEAD 16  /* a TASKS chunk's header, without its name */
+#define MPROC__PW_TASK_HEAD 20  /* a TASKS chunk's header, without its name */
 #define MPROC__PW_RESULT_HEAD 12 /* a RESULTS chunk's header */
-#define MPROC__PW_RESULT_ITEM 8  /* a result's header */
+#define MPROC__PW_RUN_HEAD 12    /* a run's header */
+/* A chunk's input size that says each input carries its own length. */
+#define MPROC__PW_VAR 0xffffffffu
+
+/* A run of results: n items in a row with the same status and result
+ * length, their results (len bytes each) one after the other at data. */
+typedef struct mproc__pw_run {
+  uint32_t n, len;
+  int status;
+  const unsigned char *data;
+} mproc__pw_run;
 
 /* Grow *buf to at least `need` bytes (doubling).  0 or MPROC_ENOMEM. */
 int mproc__pool_grow(unsigned char **buf, size_t *cap, size_t need);
@@ -47,10 +57,18 @@ int mproc__pool_grow(unsigned char **buf, size_t *cap, size_t need);
 int mproc__pool_recv(mproc_conn *c, unsigned char **buf, size_t *cap,
                      size_t *len, double timeout);
 
-/* Writers into room the caller has; each returns the bytes written. */
+/* Writers into room the caller has; each returns the bytes written.
+ * `size` is the length of every input of the chunk, or MPROC__PW_VAR. */
 size_t mproc__pw_task_head(unsigned char *p, uint64_t id, const char *name,
-                           size_t name_len, size_t nitems);
+                           size_t name_len, size_t nitems, uint32_t size);
+/* An input of a chunk of MPROC__PW_VAR size (u32 len, bytes). */
 size_t mproc__pw_input(unsigned char *p, const void *data, size_t len);
+/* n inputs of `size` bytes each, one after the other: one copy per run of
+ * inputs that lie next to each other in memory. */
+size_t mproc__pw_inputs_fixed(unsigned char *p, const mproc_bytes *in,
+                              size_t n, size_t size);
+size_t mproc__pw_run_head(unsigned char *p, uint32_t n, int status,
+                          uint32_t len);
 
 /* Start reading message m (n bytes): returns its kind (0 when it is too
  * short for one), with r placed after it. */
@@ -59,12 +77,16 @@ uint32_t mproc__pw_rd_kind(mproc__rd *r, const unsigned char *m, size_t n);
  * (then r->bad is set and every later read fails too). */
 int mproc__pw_rd_task_head(mproc__rd *r, uint64_t *id,
                            const unsigned char **name, uint32_t *name_len,
-                           uint32_t *nitems);
-/* A task's input (u32 len, bytes). */
-int mproc__pw_rd_bytes(mproc__rd *r, const unsigned char **data,
-                       uint32_t *len);
+                           uint32_t *nitems, uint32_t *size);
+/* A task's input: `size` bytes, or (u32 len, bytes) for MPROC__PW_VAR. */
+int mproc__pw_rd_input(mproc__rd *r, uint32_t size,
+                       const unsigned char **data, uint32_t *len);
 int mproc__pw_rd_result_head(mproc__rd *r, uint64_t *id, uint32_t *nitems);
-int mproc__pw_rd_result(mproc__rd *r, int *status, const unsigned char **data,
-                        uint32_t *len);
+/* A run of at most `max` items.  With cut_ok (a dead worker's result
+ * area, which may end inside its last run) a run whose results are not all
+ * there is cut to the whole results present (possibly none) and ends the
+ * reading. */
+int mproc__pw_rd_run(mproc__rd *r, uint32_t max, int cut_ok,
+                     mproc__pw_run *run);
 
 #endif

@@ -27,7 +27,17 @@ static struct {
   size_t priv_cap;
   unsigned char *in;
   size_t incap;
+  /* The open run of the chunk being run (see mproc__result_record): where
+   * its header is in buf, and its items' status and result length. */
+  size_t run_at;
+  uint32_t run_n, run_len;
+  int run_status;
 } g_task;
+
+/* Results up to this size extend the open run when they match it: moving
+ * them back over the header reserved for them is cheaper than a header.
+ * Larger ones get a run of their own and are never moved. */
+#define MPROC__RUN_EXTEND_MAX 256
 
 /* Room for `need` bytes of results.  A batch's results are built in this
  * worker's result area in shared memory, so that the parent finds every
@@ -94,44 +104,84 @@ int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
   return MPROC_OK;
 }
 
-/* Runs item k of a chunk, its input read from r; its record is appended
- * to the results and published.  0, or a negative code for a damaged
- * message or no memory. */
-static int mproc__worker_item(const mproc_entry *e, mproc__rd *r, uint32_t k) {
+/* Item k's result (status, and its bytes after the run header reserved at
+ * hdr) is complete: extend the open run with it, or start a new run at
+ * hdr; then publish it.  A dead worker's area is read up to PROG_KEPT, and
+ * a run's count is stored before PROG_KEPT, so a run there never counts an
+ * item whose task had not returned. */
+static void mproc__result_record(size_t hdr, int status, uint32_t k) {
+  uint32_t len;
+  if (status != 0)
+    g_task.len = hdr + MPROC__PW_RUN_HEAD; /* a failed task: no result */
+  len = (uint32_t)(g_task.len - hdr - MPROC__PW_RUN_HEAD);
+  if (k > 0 && status == g_task.run_status && len == g_task.run_len &&
+      len <= MPROC__RUN_EXTEND_MAX) {
+    memmove(g_task.buf + hdr, g_task.buf + hdr + MPROC__PW_RUN_HEAD, len);
+    g_task.len = hdr + len;
+    mproc__wr_put32(g_task.buf + g_task.run_at, ++g_task.run_n);
+  } else {
+    g_task.run_at = hdr;
+    g_task.run_n = 1;
+    g_task.run_len = len;
+    g_task.run_status = status;
+    (void)mproc__pw_run_head(g_task.buf + hdr, 1, status, len);
+  }
+  mproc__result_commit();
+}
+
+/* Runs the nitems items of a chunk whose inputs (of `size`) are read from
+ * r; their results are appended in runs and published item by item.  0,
+ * or a negative code for a damaged message or no memory. */
+static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
+                               uint32_t nitems, uint32_t size) {
   mproc_args view;
   mproc__arg a;
-  const unsigned char *in;
-  uint32_t len;
-  size_t hdr = g_task.len;
-  int status;
-  if (mproc__pw_rd_bytes(r, &in, &len) < 0)
-    return MPROC_EINVAL;
+  uint32_t k;
   /* The task's argument list points into the message: no copy. */
   memset(&view, 0, sizeof view);
   memset(&a, 0, sizeof a);
   a.type = MPROC_ARG_BYTES;
-  a.v.b.data = (unsigned char *)(uintptr_t)in;
-  a.v.b.len = len;
   view.pos = &a;
   view.npos = view.pos_cap = 1;
-  if (mproc__result_reserve(hdr + MPROC__PW_RESULT_ITEM) < 0)
-    return MPROC_ENOMEM;
-  g_task.len += MPROC__PW_RESULT_ITEM;
-  g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
-  if (!e || e == &mproc__pool_worker_entry) {
-    status = MPROC_ENOENTRY;
-  } else {
-    g_task.args = &view;
-    status = e->fn(&view);
-    g_task.args = NULL;
+  for (k = 0; k < nitems; k++) {
+    const unsigned char *in;
+    uint32_t len;
+    size_t hdr = g_task.len;
+    int status;
+    if (mproc__pw_rd_input(r, size, &in, &len) < 0)
+      return MPROC_EINVAL;
+    a.v.b.data = (unsigned char *)(uintptr_t)in;
+    a.v.b.len = len;
+    if (mproc__result_reserve(hdr + MPROC__PW_RUN_HEAD) < 0)
+      return MPROC_ENOMEM;
+    g_task.len += MPROC__PW_RUN_HEAD;
+    g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
+    if (!e || e == &mproc__pool_worker_entry) {
+      status = MPROC_ENOENTRY;
+    } else {
+      g_task.args = &view;
+      status = e->fn(&view);
+      g_task.args = NULL;
+    }
+    mproc__result_record(hdr, status, k);
   }
-  if (status != 0)
-    g_task.len = hdr + MPROC__PW_RESULT_ITEM; /* a failed task: no result */
-  mproc__wr_put32(g_task.buf + hdr, (uint32_t)status);
-  mproc__wr_put32(g_task.buf + hdr + 4,
-                  (uint32_t)(g_task.len - hdr - MPROC__PW_RESULT_ITEM));
-  mproc__result_commit();
   return MPROC_OK;
+}
+
+/* The entry a chunk names, looked up again only when the name changes. */
+static const mproc_entry *mproc__worker_entry(const unsigned char *name,
+                                              uint32_t nlen,
+                                              const unsigned char **last,
+                                              uint32_t *last_len,
+                                              const mproc_entry *e) {
+  char cname[MPROC__PW_NAME_MAX + 1];
+  if (e && nlen == *last_len && memcmp(*last, name, nlen) == 0)
+    return e;
+  memcpy(cname, name, nlen);
+  cname[nlen] = 0;
+  *last = name;
+  *last_len = nlen;
+  return mproc__entry_find(cname);
 }
 
 /* Runs one TASKS message (r is after its kind), appending RESULTS records to the results (and
@@ -145,17 +195,10 @@ static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
   while (r->left > 0) {
     const unsigned char *name;
     uint64_t id;
-    uint32_t nlen, nitems, k;
-    if (mproc__pw_rd_task_head(r, &id, &name, &nlen, &nitems) < 0)
+    uint32_t nlen, nitems, size;
+    if (mproc__pw_rd_task_head(r, &id, &name, &nlen, &nitems, &size) < 0)
       return MPROC_EINVAL;
-    if (!e || nlen != enlen || memcmp(ename, name, nlen) != 0) {
-      char cname[MPROC__PW_NAME_MAX + 1];
-      memcpy(cname, name, nlen);
-      cname[nlen] = 0;
-      e = mproc__entry_find(cname);
-      ename = name;
-      enlen = nlen;
-    }
+    e = mproc__worker_entry(name, nlen, &ename, &enlen, e);
     /* The parent learns from the progress slot which task was running if
      * we die (see mproc__worker_died). */
     g_task.prog[MPROC__PROG_ITEM] = 0;
@@ -165,9 +208,8 @@ static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
     mproc__wr_put64(g_task.buf + g_task.len, id);
     mproc__wr_put32(g_task.buf + g_task.len + 8, nitems);
     g_task.len += MPROC__PW_RESULT_HEAD;
-    for (k = 0; k < nitems; k++)
-      if ((rc = mproc__worker_item(e, r, k)) < 0)
-        return rc;
+    if ((rc = mproc__worker_items(e, r, nitems, size)) < 0)
+      return rc;
     chunks++;
     if (r->left > 0 && (g_task.buf != g_task.area ||
                     g_task.len > MPROC__POOL_AREA / 2)) {

@@ -12,16 +12,29 @@
  * system call).  When it dies, the finished results are taken from its
  * area, the running task fails with MPROC_EWORKER, and the tasks after it
  * go back to the queue.  A worker whose batch results grow past half its
- * area sends them early, at a chunk's end, so the area does not overflow.
+ * result half sends them early (a copy), at a chunk's end, so the half
+ * does not overflow.
+ *
+ * Where the bytes go (a map of a million small items is bound by this): a
+ * message's chunks are written once into shared memory, the inputs by the
+ * parent into the worker's input half, the results by the worker into its
+ * result half, and the pipe carries a 12-byte note per message each way
+ * (src/pool.h says when a half may be reused).  Inputs of one size travel
+ * without a length each and results in runs, so the parent stores a
+ * chunk's results with one copy (mproc__settle_run) and does no work per
+ * item.
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
  * blocked writing its results to us: at most two messages are in flight per
- * worker, and the second, framing included, fits in one page
- * (MPROC__POOL_SECOND_MAX), the least a pipe ever holds: Linux shrinks new
- * pipes to one page once a user passes pipe-user-pages-soft (pipe(7)).  The
- * first goes to an idle worker, which reads all of it; the second then fits
- * in the emptied pipe even when the worker is busy; a worker with two
- * messages in flight gets nothing until it answers one.
+ * worker.  A message is a 12-byte note, except one whose first chunk is
+ * too big for an input half: that one travels inline, alone, and only as
+ * the first in flight, to a worker that has answered everything and so
+ * reads all of it before it writes anything.  A note then fits in the pipe
+ * (one page is the least a pipe ever holds: Linux shrinks new pipes to one
+ * page once a user passes pipe-user-pages-soft, pipe(7)) as soon as the
+ * worker has read what is before it, which it does before it writes its
+ * results; a worker with two messages in flight gets nothing until it
+ * answers one.
  *
  * This file is the parent's side: the handler thread (scheduler and worker
  * replacement), the results and the public calls.  The worker's side is in
@@ -38,8 +51,6 @@
 
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
-#define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
-#define MPROC__POOL_SECOND_MAX ((size_t)4096 - 8) /* a page less the frame */
 /* Back-off between attempts to start a worker after failed ones (see
  * mproc__start_failed): doubles from MIN per failure in a row, up to MAX. */
 #define MPROC__POOL_BACKOFF_MIN 0.005
@@ -114,6 +125,7 @@ typedef struct mproc__worker {
   mproc__chunk *head, *tail;
   size_t inflight;
   int msgs;
+  uint32_t half; /* the half of its areas the next message uses */
   unsigned long sent;
 } mproc__worker;
 
@@ -144,8 +156,8 @@ struct mproc_pool {
   mproc__worker *w;
   mproc_array *progress;   /* MPROC__PROG_STRIDE words per worker */
   volatile uint64_t *prog;
-  mproc_array *results;    /* MPROC__POOL_AREA bytes per worker */
-  const unsigned char *area;
+  mproc_array *results;    /* MPROC__POOL_SLOT bytes per worker */
+  unsigned char *area;
   mproc_conn *wake_r, *wake_w;
   int wake_pending;
   /* Items were settled since the handler last woke the threads waiting in
@@ -193,6 +205,18 @@ static char *mproc__pool_strdup(const char *s) {
   if (c)
     memcpy(c, s, n);
   return c;
+}
+
+/* Half h of worker i's result area, and of its input area (src/pool.h). */
+static unsigned char *mproc__res_half(const mproc_pool *p, int i,
+                                      uint32_t h) {
+  return p->area + (size_t)i * MPROC__POOL_SLOT +
+         (size_t)h * MPROC__POOL_RES_HALF;
+}
+
+static unsigned char *mproc__in_half(const mproc_pool *p, int i, uint32_t h) {
+  return p->area + (size_t)i * MPROC__POOL_SLOT + MPROC__POOL_AREA +
+         (size_t)h * MPROC__POOL_IN_HALF;
 }
 
 /* ---- results (caller holds pool->mu) ---------------------------------------- */
@@ -526,12 +550,15 @@ static void mproc__start_failed(mproc_pool *p, int i, int real) {
  * is untrusted: anything that does not parse ends the reading. */
 static void mproc__area_settle(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
-  uint64_t n = p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT];
+  volatile uint64_t *prog = p->prog + (size_t)i * MPROC__PROG_STRIDE;
+  uint64_t n = prog[MPROC__PROG_KEPT], half = prog[MPROC__PROG_HALF];
+  uint32_t h, shared;
   mproc__chunk *c;
   mproc__rd r;
-  if (n > MPROC__POOL_AREA ||
-      mproc__pw_rd_kind(&r, p->area + (size_t)i * MPROC__POOL_AREA,
-                        (size_t)n) != MPROC__PM_RESULTS)
+  if (n > MPROC__POOL_RES_HALF || half > 1 ||
+      mproc__pw_rd_kind(&r, mproc__res_half(p, i, (uint32_t)half),
+                        (size_t)n) != MPROC__PM_RESULTS ||
+      mproc__pw_rd_msg_head(&r, &h, &shared, MPROC__POOL_RES_HALF) < 0)
     return;
   while (r.left > 0) {
     uint64_t id;
@@ -671,6 +698,22 @@ static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
   return MPROC_OK;
 }
 
+/* A RESULTS message from worker i (r after its kind): the chunks in the
+ * result half it names, then those inline. */
+static int mproc__handle_results_msg(mproc_pool *p, int i, mproc__rd *r) {
+  mproc__rd shared;
+  uint32_t half, slen;
+  if (mproc__pw_rd_msg_head(r, &half, &slen,
+                            MPROC__POOL_RES_HALF - MPROC__PW_MSG_HEAD) < 0)
+    return MPROC_EINVAL;
+  shared.p = mproc__res_half(p, i, half) + MPROC__PW_MSG_HEAD;
+  shared.left = slen;
+  shared.bad = 0;
+  if (mproc__handle_results(p, i, &shared) < 0)
+    return MPROC_EINVAL;
+  return mproc__handle_results(p, i, r);
+}
+
 /* Handle one message from worker i.  Negative: damaged. */
 static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
                              size_t n) {
@@ -689,7 +732,7 @@ static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
     w->init_failed = 1;
     return MPROC_OK;
   case MPROC__PM_RESULTS:
-    return mproc__handle_results(p, i, &r);
+    return mproc__handle_results_msg(p, i, &r);
   default:
     return MPROC_EINVAL;
   }
@@ -781,27 +824,55 @@ static size_t mproc__sched_limit(const mproc_pool *p, const mproc__worker *w,
   return limit;
 }
 
-/* Encodes up to `limit` chunks from the head of the queue into p->sbuf as
- * one message for `w`; returns how many, with the last one in *last and the
- * message's length in *len. */
-static size_t mproc__sched_encode(mproc_pool *p, const mproc__worker *w,
-                                  size_t limit, mproc__chunk **last,
-                                  size_t *len) {
+/* The bytes chunk c takes in a TASKS message. */
+static size_t mproc__chunk_need(const mproc__chunk *c) {
+  return MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
+}
+
+/* Encodes up to `limit` chunks from the head of the queue at `to`, as
+ * many as fit in `cap` bytes; returns how many, with the last one in *last
+ * and their length in *len. */
+static size_t mproc__sched_encode(mproc_pool *p, unsigned char *to,
+                                  size_t cap, size_t limit,
+                                  mproc__chunk **last, size_t *len) {
   size_t k = 0;
   mproc__chunk *c;
-  *len = 4;
+  *len = 0;
   for (c = p->qhead; c && k < limit; c = c->next) {
-    size_t need = MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
-    if (k > 0 && *len + need > MPROC__POOL_MSG_SOFT)
+    if (*len + mproc__chunk_need(c) > cap)
       break;
-    if (w->msgs > 0 && *len + need > MPROC__POOL_SECOND_MAX)
-      break;
-    if (mproc__pool_grow(&p->sbuf, &p->scap, *len + need) < 0)
-      break;
-    *len += mproc__encode_chunk(p->sbuf + *len, c);
+    *len += mproc__encode_chunk(to + *len, c);
     k++;
     *last = c;
   }
+  return k;
+}
+
+/* Builds worker i's next TASKS message in *msg (*mlen bytes): the chunks
+ * that fit in its next input half are written there, and the message only
+ * says how many bytes; a first chunk too big for the half travels alone,
+ * inline in p->sbuf, and only as the first message in flight (see the
+ * note at the top).  Returns how many chunks it holds (0: none now). */
+static size_t mproc__sched_build(mproc_pool *p, int i, size_t limit,
+                                 mproc__chunk **last, unsigned char *head,
+                                 const unsigned char **msg, size_t *mlen) {
+  mproc__worker *w = &p->w[i];
+  size_t need = mproc__chunk_need(p->qhead), len = 0, k;
+  if (need <= MPROC__POOL_IN_HALF) {
+    k = mproc__sched_encode(p, mproc__in_half(p, i, w->half),
+                            MPROC__POOL_IN_HALF, limit, last, &len);
+    *mlen = mproc__pw_msg_head(head, MPROC__PM_TASKS, w->half,
+                               (uint32_t)len);
+    *msg = head;
+    return k;
+  }
+  if (w->msgs > 0 || mproc__pool_grow(&p->sbuf, &p->scap,
+                                      MPROC__PW_MSG_HEAD + need) < 0)
+    return 0;
+  k = mproc__sched_encode(p, p->sbuf + MPROC__PW_MSG_HEAD, need, 1, last,
+                          &len);
+  *mlen = mproc__pw_msg_head(p->sbuf, MPROC__PM_TASKS, w->half, 0) + len;
+  *msg = p->sbuf;
   return k;
 }
 
@@ -830,20 +901,21 @@ static void mproc__sched_hand_over(mproc_pool *p, mproc__worker *w,
   w->msgs++;
 }
 
-/* Sends `w` messages of queued chunks until it holds its share. */
-static void mproc__schedule_worker(mproc_pool *p, mproc__worker *w,
-                                   size_t share) {
+/* Sends worker i messages of queued chunks until it holds its share. */
+static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
+  mproc__worker *w = &p->w[i];
   while (p->qhead && w->msgs < 2 && w->inflight < share) {
-    size_t limit = mproc__sched_limit(p, w, share), len, k;
+    size_t limit = mproc__sched_limit(p, w, share), mlen = 0, k;
+    unsigned char head[MPROC__PW_MSG_HEAD];
+    const unsigned char *msg = NULL;
     mproc__chunk *last = NULL;
     int rc;
     if (!limit)
       return;
-    k = mproc__sched_encode(p, w, limit, &last, &len);
+    k = mproc__sched_build(p, i, limit, &last, head, &msg, &mlen);
     if (!k)
       return;
-    mproc__wr_put32(p->sbuf, MPROC__PM_TASKS);
-    rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
+    rc = mproc_conn_send_bytes(w->conn, msg, mlen);
     if (rc < 0) {
       /* Gone (its sentinel settles it), or unreachable: then end it. */
       if (rc != MPROC_EEOF)
@@ -852,6 +924,7 @@ static void mproc__schedule_worker(mproc_pool *p, mproc__worker *w,
       return;
     }
     mproc__sched_hand_over(p, w, last, k);
+    w->half ^= 1;
   }
 }
 
@@ -864,7 +937,7 @@ static void mproc__schedule(mproc_pool *p) {
     mproc__worker *w = &p->w[i];
     if (!w->alive || !w->ready || w->eof)
       continue;
-    mproc__schedule_worker(p, w, share);
+    mproc__schedule_worker(p, i, share);
   }
 }
 
@@ -1174,10 +1247,10 @@ static int mproc__pool_open_resources(mproc_pool *p,
     return rc;
   p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
   rc = mproc_array_create(&p->results, MPROC_UINT8,
-                          (size_t)p->n * MPROC__POOL_AREA, 0);
+                          (size_t)p->n * MPROC__POOL_SLOT, 0);
   if (rc < 0)
     return rc;
-  p->area = (const unsigned char *)mproc_array_ptr(p->results);
+  p->area = (unsigned char *)mproc_array_ptr(p->results);
   return mproc_pipe(&p->wake_r, &p->wake_w, 0);
 }
 

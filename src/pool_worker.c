@@ -19,9 +19,12 @@
  * unreachable memory behind for leak checkers). */
 static struct {
   const mproc_args *args;
-  unsigned char *buf; /* the RESULTS message being built: area or priv */
+  unsigned char *buf; /* the RESULTS message being built: res or priv */
   size_t len, cap;
   unsigned char *area;     /* this worker's result area (shared memory) */
+  unsigned char *in_area;  /* and its input halves (src/pool.h) */
+  unsigned char *res;      /* the result half of the running message */
+  uint32_t half;           /* its number */
   volatile uint64_t *prog; /* this worker's progress slot (MPROC__PROG_*) */
   unsigned char *priv;     /* results past the area's end */
   size_t priv_cap;
@@ -45,31 +48,40 @@ static struct {
  * whose results outgrow the area goes on in private memory: results past
  * that point travel only in the message, and a death loses them. */
 static int mproc__result_reserve(size_t need) {
-  int leaving = g_task.buf == g_task.area;
+  int leaving = g_task.buf == g_task.res;
   if (need <= g_task.cap)
     return MPROC_OK;
   if (mproc__pool_grow(&g_task.priv, &g_task.priv_cap, need) < 0)
     return MPROC_ENOMEM;
   if (leaving && g_task.len)
-    memcpy(g_task.priv, g_task.area, g_task.len);
+    memcpy(g_task.priv, g_task.res, g_task.len);
   g_task.buf = g_task.priv;
   g_task.cap = g_task.priv_cap;
   return MPROC_OK;
 }
 
-/* Start a RESULTS message in the result area. */
-static int mproc__result_begin(void) {
+/* Start a RESULTS message in result half `half` (the TASKS message's). */
+static void mproc__result_begin(uint32_t half) {
   /* Nothing of the area counts until a record is complete again: the
    * parent must not read the last batch's records half overwritten. */
   g_task.prog[MPROC__PROG_KEPT] = 0;
-  g_task.buf = g_task.area;
-  g_task.cap = g_task.area ? MPROC__POOL_AREA : 0;
-  g_task.len = 0;
-  if (mproc__result_reserve(4) < 0)
-    return MPROC_ENOMEM;
-  mproc__wr_put32(g_task.buf, MPROC__PM_RESULTS);
-  g_task.len = 4;
-  return MPROC_OK;
+  g_task.prog[MPROC__PROG_HALF] = half;
+  g_task.half = half;
+  g_task.res = g_task.area + (size_t)half * MPROC__POOL_RES_HALF;
+  g_task.buf = g_task.res;
+  g_task.cap = MPROC__POOL_RES_HALF;
+  g_task.len = mproc__pw_msg_head(g_task.buf, MPROC__PM_RESULTS, half, 0);
+}
+
+/* Send the RESULTS message built so far: when it is in the result half,
+ * only its head (saying how much of the half it fills) travels. */
+static int mproc__result_send(mproc_conn *conn) {
+  unsigned char head[MPROC__PW_MSG_HEAD];
+  if (g_task.buf != g_task.res)
+    return mproc_conn_send_bytes(conn, g_task.buf, g_task.len);
+  (void)mproc__pw_msg_head(head, MPROC__PM_RESULTS, g_task.half,
+                           (uint32_t)(g_task.len - MPROC__PW_MSG_HEAD));
+  return mproc_conn_send_bytes(conn, head, sizeof head);
 }
 
 /* A task's record is complete: publish it.  One plain store, no system
@@ -77,7 +89,7 @@ static int mproc__result_begin(void) {
  * every store it made is visible (and an aligned 64-bit store is never
  * seen torn), so no ordering is needed. */
 static void mproc__result_commit(void) {
-  if (g_task.buf == g_task.area)
+  if (g_task.buf == g_task.res)
     g_task.prog[MPROC__PROG_KEPT] = g_task.len;
 }
 
@@ -211,16 +223,48 @@ static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
     if ((rc = mproc__worker_items(e, r, nitems, size)) < 0)
       return rc;
     chunks++;
-    if (r->left > 0 && (g_task.buf != g_task.area ||
-                    g_task.len > MPROC__POOL_AREA / 2)) {
+    if (r->left > 0 && (g_task.buf != g_task.res ||
+                        g_task.len > MPROC__POOL_RES_HALF / 2)) {
       /* Send the chunks finished so far rather than let the next ones
-       * outgrow the result area, where a death would lose them. */
-      if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0 ||
-          mproc__result_begin() < 0)
+       * outgrow the result half, where a death would lose them.  A copy:
+       * the half is built anew at once. */
+      if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
         return MPROC_EEOF;
+      mproc__result_begin(g_task.half);
     }
   }
   return chunks;
+}
+
+/* Receives and runs one TASKS message, whose chunks are in the input half
+ * it names and then inline, and sends its results.  Returns the number of
+ * chunks run, or a negative code: end-of-file, STOP, damage or a lost
+ * parent, on which the worker leaves. */
+static int mproc__worker_message(mproc_conn *conn) {
+  mproc__rd r, shared;
+  size_t inlen = 0;
+  uint32_t half, slen;
+  int rc, rc2;
+  rc = mproc__pool_recv(conn, &g_task.in, &g_task.incap, &inlen,
+                        MPROC_FOREVER);
+  if (rc < 0)
+    return rc;
+  if (mproc__pw_rd_kind(&r, g_task.in, inlen) != MPROC__PM_TASKS ||
+      mproc__pw_rd_msg_head(&r, &half, &slen, MPROC__POOL_IN_HALF) < 0)
+    return MPROC_EEOF;
+  mproc__result_begin(half);
+  shared.p = g_task.in_area + (size_t)half * MPROC__POOL_IN_HALF;
+  shared.left = slen;
+  shared.bad = 0;
+  rc = mproc__worker_run(conn, &shared);
+  if (rc < 0)
+    return rc;
+  rc2 = mproc__worker_run(conn, &r);
+  if (rc2 < 0)
+    return rc2;
+  if (mproc__result_send(conn) < 0)
+    return MPROC_EEOF;
+  return rc + rc2;
 }
 
 /* The worker's connection, progress slot and result area from its
@@ -240,12 +284,13 @@ static int mproc__worker_attach(const mproc_args *args, mproc_conn **conn) {
   area = (mproc_array *)o;
   if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
       (size_t)slot >= mproc_array_length(prog) / MPROC__PROG_STRIDE ||
-      (size_t)slot >= mproc_array_length(area) / MPROC__POOL_AREA)
+      (size_t)slot >= mproc_array_length(area) / MPROC__POOL_SLOT)
     return MPROC_EINVAL;
   g_task.prog = (volatile uint64_t *)mproc_array_ptr(prog) +
                 (size_t)slot * MPROC__PROG_STRIDE;
   g_task.area = (unsigned char *)mproc_array_ptr(area) +
-                (size_t)slot * MPROC__POOL_AREA;
+                (size_t)slot * MPROC__POOL_SLOT;
+  g_task.in_area = g_task.area + MPROC__POOL_AREA;
   return MPROC_OK;
 }
 
@@ -253,7 +298,6 @@ static int mproc__pool_worker_main(const mproc_args *args) {
   mproc_conn *conn = NULL;
   int64_t maxtasks = 0;
   const char *init = "";
-  size_t inlen = 0;
   unsigned long done = 0;
   unsigned char hdr[4];
   int rc;
@@ -278,17 +322,8 @@ static int mproc__pool_worker_main(const mproc_args *args) {
   if (mproc_conn_send_bytes(conn, hdr, 4) < 0)
     return 0;
   for (;;) {
-    mproc__rd r;
-    rc = mproc__pool_recv(conn, &g_task.in, &g_task.incap, &inlen,
-                          MPROC_FOREVER);
-    if (rc < 0 || mproc__pw_rd_kind(&r, g_task.in, inlen) != MPROC__PM_TASKS)
-      break; /* end-of-file, STOP, or damage: leave */
-    if (mproc__result_begin() < 0)
-      break;
-    rc = mproc__worker_run(conn, &r);
+    rc = mproc__worker_message(conn);
     if (rc < 0)
-      break;
-    if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
       break;
     done += (unsigned long)rc;
     if (maxtasks > 0 && done >= (unsigned long)maxtasks)

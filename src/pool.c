@@ -12,29 +12,29 @@
  * system call).  When it dies, the finished results are taken from its
  * area, the running task fails with MPROC_EWORKER, and the tasks after it
  * go back to the queue.  A worker whose batch results grow past half its
- * result half sends them early (a copy), at a chunk's end, so the half
+ * result slot sends them early (a copy), at a chunk's end, so the slot
  * does not overflow.
  *
  * Where the bytes go (a map of a million small items is bound by this): a
  * message's chunks are written once into shared memory, the inputs by the
- * parent into the worker's input half, the results by the worker into its
- * result half, and the pipe carries a 12-byte note per message each way
- * (src/pool.h says when a half may be reused).  Inputs of one size travel
+ * parent into one of the worker's input slots, the results by the worker
+ * into the matching result slot, and the pipe carries a 12-byte note per
+ * message each way (src/pool.h says when a slot may be reused).  Inputs of one size travel
  * without a length each and results in runs, so the parent stores a
  * chunk's results with one copy (mproc__settle_run) and does no work per
  * item.
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
  * blocked writing its results to us: at most two messages are in flight per
- * worker.  A message is a 12-byte note, except one whose first chunk is
- * too big for an input half: that one travels inline, alone, and only as
+ * worker (MPROC__POOL_NSLOTS).  A message is a 12-byte note, except one whose first chunk is
+ * too big for an input slot: that one travels inline, alone, and only as
  * the first in flight, to a worker that has answered everything and so
  * reads all of it before it writes anything.  A note then fits in the pipe
  * (one page is the least a pipe ever holds: Linux shrinks new pipes to one
  * page once a user passes pipe-user-pages-soft, pipe(7)) as soon as the
  * worker has read what is before it, which it does before it writes its
- * results; a worker with two messages in flight gets nothing until it
- * answers one.
+ * results; a worker with every slot in flight gets nothing until it
+ * answers a message.
  *
  * This file is the parent's side: the handler thread (scheduler and worker
  * replacement), the results and the public calls.  The worker's side is in
@@ -125,7 +125,7 @@ typedef struct mproc__worker {
   mproc__chunk *head, *tail;
   size_t inflight;
   int msgs;
-  uint32_t half; /* the half of its areas the next message uses */
+  uint32_t slot; /* the slot of its areas the next message uses */
   unsigned long sent;
 } mproc__worker;
 
@@ -156,7 +156,7 @@ struct mproc_pool {
   mproc__worker *w;
   mproc_array *progress;   /* MPROC__PROG_STRIDE words per worker */
   volatile uint64_t *prog;
-  mproc_array *results;    /* MPROC__POOL_SLOT bytes per worker */
+  mproc_array *results;    /* MPROC__POOL_WORKER_SHM bytes per worker */
   unsigned char *area;
   mproc_conn *wake_r, *wake_w;
   int wake_pending;
@@ -207,16 +207,16 @@ static char *mproc__pool_strdup(const char *s) {
   return c;
 }
 
-/* Half h of worker i's result area, and of its input area (src/pool.h). */
-static unsigned char *mproc__res_half(const mproc_pool *p, int i,
+/* Slot h of worker i's result area, and of its input area (src/pool.h). */
+static unsigned char *mproc__res_slot(const mproc_pool *p, int i,
                                       uint32_t h) {
-  return p->area + (size_t)i * MPROC__POOL_SLOT +
-         (size_t)h * MPROC__POOL_RES_HALF;
+  return p->area + (size_t)i * MPROC__POOL_WORKER_SHM +
+         (size_t)h * MPROC__POOL_RES_SLOT;
 }
 
-static unsigned char *mproc__in_half(const mproc_pool *p, int i, uint32_t h) {
-  return p->area + (size_t)i * MPROC__POOL_SLOT + MPROC__POOL_AREA +
-         (size_t)h * MPROC__POOL_IN_HALF;
+static unsigned char *mproc__in_slot(const mproc_pool *p, int i, uint32_t h) {
+  return p->area + (size_t)i * MPROC__POOL_WORKER_SHM + MPROC__POOL_AREA +
+         (size_t)h * MPROC__POOL_IN_SLOT;
 }
 
 /* ---- results (caller holds pool->mu) ---------------------------------------- */
@@ -551,14 +551,14 @@ static void mproc__start_failed(mproc_pool *p, int i, int real) {
 static void mproc__area_settle(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
   volatile uint64_t *prog = p->prog + (size_t)i * MPROC__PROG_STRIDE;
-  uint64_t n = prog[MPROC__PROG_KEPT], half = prog[MPROC__PROG_HALF];
+  uint64_t n = prog[MPROC__PROG_KEPT], slot = prog[MPROC__PROG_SLOT];
   uint32_t h, shared;
   mproc__chunk *c;
   mproc__rd r;
-  if (n > MPROC__POOL_RES_HALF || half > 1 ||
-      mproc__pw_rd_kind(&r, mproc__res_half(p, i, (uint32_t)half),
+  if (n > MPROC__POOL_RES_SLOT || slot >= MPROC__POOL_NSLOTS ||
+      mproc__pw_rd_kind(&r, mproc__res_slot(p, i, (uint32_t)slot),
                         (size_t)n) != MPROC__PM_RESULTS ||
-      mproc__pw_rd_msg_head(&r, &h, &shared, MPROC__POOL_RES_HALF) < 0)
+      mproc__pw_rd_msg_head(&r, &h, &shared, MPROC__POOL_RES_SLOT) < 0)
     return;
   while (r.left > 0) {
     uint64_t id;
@@ -699,14 +699,14 @@ static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
 }
 
 /* A RESULTS message from worker i (r after its kind): the chunks in the
- * result half it names, then those inline. */
+ * result slot it names, then those inline. */
 static int mproc__handle_results_msg(mproc_pool *p, int i, mproc__rd *r) {
   mproc__rd shared;
-  uint32_t half, slen;
-  if (mproc__pw_rd_msg_head(r, &half, &slen,
-                            MPROC__POOL_RES_HALF - MPROC__PW_MSG_HEAD) < 0)
+  uint32_t slot, slen;
+  if (mproc__pw_rd_msg_head(r, &slot, &slen,
+                            MPROC__POOL_RES_SLOT - MPROC__PW_MSG_HEAD) < 0)
     return MPROC_EINVAL;
-  shared.p = mproc__res_half(p, i, half) + MPROC__PW_MSG_HEAD;
+  shared.p = mproc__res_slot(p, i, slot) + MPROC__PW_MSG_HEAD;
   shared.left = slen;
   shared.bad = 0;
   if (mproc__handle_results(p, i, &shared) < 0)
@@ -849,8 +849,8 @@ static size_t mproc__sched_encode(mproc_pool *p, unsigned char *to,
 }
 
 /* Builds worker i's next TASKS message in *msg (*mlen bytes): the chunks
- * that fit in its next input half are written there, and the message only
- * says how many bytes; a first chunk too big for the half travels alone,
+ * that fit in its next input slot are written there, and the message only
+ * says how many bytes; a first chunk too big for a slot travels alone,
  * inline in p->sbuf, and only as the first message in flight (see the
  * note at the top).  Returns how many chunks it holds (0: none now). */
 static size_t mproc__sched_build(mproc_pool *p, int i, size_t limit,
@@ -858,10 +858,10 @@ static size_t mproc__sched_build(mproc_pool *p, int i, size_t limit,
                                  const unsigned char **msg, size_t *mlen) {
   mproc__worker *w = &p->w[i];
   size_t need = mproc__chunk_need(p->qhead), len = 0, k;
-  if (need <= MPROC__POOL_IN_HALF) {
-    k = mproc__sched_encode(p, mproc__in_half(p, i, w->half),
-                            MPROC__POOL_IN_HALF, limit, last, &len);
-    *mlen = mproc__pw_msg_head(head, MPROC__PM_TASKS, w->half,
+  if (need <= MPROC__POOL_IN_SLOT) {
+    k = mproc__sched_encode(p, mproc__in_slot(p, i, w->slot),
+                            MPROC__POOL_IN_SLOT, limit, last, &len);
+    *mlen = mproc__pw_msg_head(head, MPROC__PM_TASKS, w->slot,
                                (uint32_t)len);
     *msg = head;
     return k;
@@ -871,7 +871,7 @@ static size_t mproc__sched_build(mproc_pool *p, int i, size_t limit,
     return 0;
   k = mproc__sched_encode(p, p->sbuf + MPROC__PW_MSG_HEAD, need, 1, last,
                           &len);
-  *mlen = mproc__pw_msg_head(p->sbuf, MPROC__PM_TASKS, w->half, 0) + len;
+  *mlen = mproc__pw_msg_head(p->sbuf, MPROC__PM_TASKS, w->slot, 0) + len;
   *msg = p->sbuf;
   return k;
 }
@@ -904,7 +904,7 @@ static void mproc__sched_hand_over(mproc_pool *p, mproc__worker *w,
 /* Sends worker i messages of queued chunks until it holds its share. */
 static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
   mproc__worker *w = &p->w[i];
-  while (p->qhead && w->msgs < 2 && w->inflight < share) {
+  while (p->qhead && w->msgs < MPROC__POOL_NSLOTS && w->inflight < share) {
     size_t limit = mproc__sched_limit(p, w, share), mlen = 0, k;
     unsigned char head[MPROC__PW_MSG_HEAD];
     const unsigned char *msg = NULL;
@@ -924,7 +924,7 @@ static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
       return;
     }
     mproc__sched_hand_over(p, w, last, k);
-    w->half ^= 1;
+    w->slot = (w->slot + 1) % MPROC__POOL_NSLOTS;
   }
 }
 
@@ -1247,7 +1247,7 @@ static int mproc__pool_open_resources(mproc_pool *p,
     return rc;
   p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
   rc = mproc_array_create(&p->results, MPROC_UINT8,
-                          (size_t)p->n * MPROC__POOL_SLOT, 0);
+                          (size_t)p->n * MPROC__POOL_WORKER_SHM, 0);
   if (rc < 0)
     return rc;
   p->area = (unsigned char *)mproc_array_ptr(p->results);

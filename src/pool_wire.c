@@ -4,18 +4,18 @@
  * only through mproc__rd, which fails closed: everything a worker sends,
  * and everything in a dead worker's result area, is untrusted.
  *
- *   down  u32 TASKS, u32 half, u32 shared, then chunks  | u32 STOP
+ *   down  u32 TASKS, u32 slot, u32 shared, then chunks  | u32 STOP
  *           chunk:  u64 id, u32 name_len, name, u32 nitems, u32 size,
  *                   inputs: size == VAR: nitems x (u32 len, bytes)
  *                           else:        nitems x size bytes
  *   up    u32 READY         | u32 INITFAIL, i32 code     |
- *         u32 RESULTS, u32 half, u32 shared, then chunks:
+ *         u32 RESULTS, u32 slot, u32 shared, then chunks:
  *           chunk:  u64 id, u32 nitems, runs covering nitems items:
  *                   u32 n, i32 status, u32 len, n x len bytes
  *
  * The first `shared` bytes of a message's chunks are in the worker's
- * input half (TASKS) or result half (RESULTS, after a copy of the head)
- * numbered `half` (src/pool.h), the rest follow inline: a message of small
+ * input slot (TASKS) or result slot (RESULTS, after a copy of the head)
+ * numbered `slot` (src/pool.h), the rest follow inline: a message of small
  * chunks is then a 12-byte note in the pipe, its chunks written once into
  * shared memory and read there in place.
  *
@@ -111,19 +111,19 @@ size_t mproc__pw_run_head(unsigned char *p, uint32_t n, int status,
   return MPROC__PW_RUN_HEAD;
 }
 
-size_t mproc__pw_msg_head(unsigned char *p, uint32_t kind, uint32_t half,
+size_t mproc__pw_msg_head(unsigned char *p, uint32_t kind, uint32_t slot,
                           uint32_t shared) {
   mproc__wr_put32(p, kind);
-  mproc__wr_put32(p + 4, half);
+  mproc__wr_put32(p + 4, slot);
   mproc__wr_put32(p + 8, shared);
   return MPROC__PW_MSG_HEAD;
 }
 
-int mproc__pw_rd_msg_head(mproc__rd *r, uint32_t *half, uint32_t *shared,
+int mproc__pw_rd_msg_head(mproc__rd *r, uint32_t *slot, uint32_t *shared,
                           size_t room) {
-  *half = mproc__rd_u32(r);
+  *slot = mproc__rd_u32(r);
   *shared = mproc__rd_u32(r);
-  if (r->bad || *half > 1 || *shared > room) {
+  if (r->bad || *slot >= MPROC__POOL_NSLOTS || *shared > room) {
     r->bad = 1;
     return MPROC_EINVAL;
   }

@@ -19,12 +19,14 @@
  * unreachable memory behind for leak checkers). */
 static struct {
   const mproc_args *args;
+  const void *in_data; /* its input (the args' only argument) */
+  size_t in_len;
   unsigned char *buf; /* the RESULTS message being built: res or priv */
   size_t len, cap;
   unsigned char *area;     /* this worker's result area (shared memory) */
-  unsigned char *in_area;  /* and its input halves (src/pool.h) */
-  unsigned char *res;      /* the result half of the running message */
-  uint32_t half;           /* its number */
+  unsigned char *in_area;  /* and its input slots (src/pool.h) */
+  unsigned char *res;      /* the result slot of the running message */
+  uint32_t slot;           /* its number */
   volatile uint64_t *prog; /* this worker's progress slot (MPROC__PROG_*) */
   unsigned char *priv;     /* results past the area's end */
   size_t priv_cap;
@@ -60,26 +62,26 @@ static int mproc__result_reserve(size_t need) {
   return MPROC_OK;
 }
 
-/* Start a RESULTS message in result half `half` (the TASKS message's). */
-static void mproc__result_begin(uint32_t half) {
+/* Start a RESULTS message in result slot `slot` (the TASKS message's). */
+static void mproc__result_begin(uint32_t slot) {
   /* Nothing of the area counts until a record is complete again: the
    * parent must not read the last batch's records half overwritten. */
   g_task.prog[MPROC__PROG_KEPT] = 0;
-  g_task.prog[MPROC__PROG_HALF] = half;
-  g_task.half = half;
-  g_task.res = g_task.area + (size_t)half * MPROC__POOL_RES_HALF;
+  g_task.prog[MPROC__PROG_SLOT] = slot;
+  g_task.slot = slot;
+  g_task.res = g_task.area + (size_t)slot * MPROC__POOL_RES_SLOT;
   g_task.buf = g_task.res;
-  g_task.cap = MPROC__POOL_RES_HALF;
-  g_task.len = mproc__pw_msg_head(g_task.buf, MPROC__PM_RESULTS, half, 0);
+  g_task.cap = MPROC__POOL_RES_SLOT;
+  g_task.len = mproc__pw_msg_head(g_task.buf, MPROC__PM_RESULTS, slot, 0);
 }
 
-/* Send the RESULTS message built so far: when it is in the result half,
- * only its head (saying how much of the half it fills) travels. */
+/* Send the RESULTS message built so far: when it is in the result slot,
+ * only its head (saying how much of the slot it fills) travels. */
 static int mproc__result_send(mproc_conn *conn) {
   unsigned char head[MPROC__PW_MSG_HEAD];
   if (g_task.buf != g_task.res)
     return mproc_conn_send_bytes(conn, g_task.buf, g_task.len);
-  (void)mproc__pw_msg_head(head, MPROC__PM_RESULTS, g_task.half,
+  (void)mproc__pw_msg_head(head, MPROC__PM_RESULTS, g_task.slot,
                            (uint32_t)(g_task.len - MPROC__PW_MSG_HEAD));
   return mproc_conn_send_bytes(conn, head, sizeof head);
 }
@@ -98,7 +100,9 @@ int mproc_task_input(const mproc_args *args, const void **data, size_t *len) {
     return MPROC_EINVAL;
   if (args != g_task.args)
     return MPROC_ESTATE;
-  return mproc_arg_bytes(args, 0, data, len);
+  *data = g_task.in_data;
+  *len = g_task.in_len;
+  return MPROC_OK;
 }
 
 int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
@@ -116,22 +120,50 @@ int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
   return MPROC_OK;
 }
 
-/* Item k's result (status, and its bytes after the run header reserved at
- * hdr) is complete: extend the open run with it, or start a new run at
- * hdr; then publish it.  A dead worker's area is read up to PROG_KEPT, and
- * a run's count is stored before PROG_KEPT, so a run there never counts an
- * item whose task had not returned. */
-static void mproc__result_record(size_t hdr, int status, uint32_t k) {
+/* Makes room for item k's run header (unless `spec`) at the end of the
+ * results, where its result is then appended.  `spec`: the result goes
+ * straight after the open run's, which it will likely extend (a run of
+ * successes with small results, as in a map): no header, no move after.
+ * 0 or MPROC_ENOMEM. */
+static int mproc__result_place(uint32_t k, int *spec) {
+  *spec = k > 0 && g_task.run_status == 0 &&
+          g_task.run_len <= MPROC__RUN_EXTEND_MAX;
+  if (*spec)
+    return MPROC_OK;
+  if (mproc__result_reserve(g_task.len + MPROC__PW_RUN_HEAD) < 0)
+    return MPROC_ENOMEM;
+  g_task.len += MPROC__PW_RUN_HEAD;
+  return MPROC_OK;
+}
+
+/* Item k's result (status, and its bytes placed at hdr by
+ * mproc__result_place) is complete: extend the open run with it, or start
+ * a new run at hdr, moving the result to make room for the header or to
+ * close the gap of one not needed; then publish it.  A dead worker's area
+ * is read up to PROG_KEPT, and a run's count is stored before PROG_KEPT,
+ * so a run there never counts an item whose task had not returned.  0 or
+ * MPROC_ENOMEM. */
+static int mproc__result_record(size_t hdr, int spec, int status,
+                                uint32_t k) {
+  size_t start = hdr + (spec ? 0 : MPROC__PW_RUN_HEAD);
   uint32_t len;
   if (status != 0)
-    g_task.len = hdr + MPROC__PW_RUN_HEAD; /* a failed task: no result */
-  len = (uint32_t)(g_task.len - hdr - MPROC__PW_RUN_HEAD);
+    g_task.len = start; /* a failed task: no result */
+  len = (uint32_t)(g_task.len - start);
   if (k > 0 && status == g_task.run_status && len == g_task.run_len &&
       len <= MPROC__RUN_EXTEND_MAX) {
-    memmove(g_task.buf + hdr, g_task.buf + hdr + MPROC__PW_RUN_HEAD, len);
-    g_task.len = hdr + len;
+    if (!spec) {
+      memmove(g_task.buf + hdr, g_task.buf + start, len);
+      g_task.len = hdr + len;
+    }
     mproc__wr_put32(g_task.buf + g_task.run_at, ++g_task.run_n);
   } else {
+    if (spec) {
+      if (mproc__result_reserve(g_task.len + MPROC__PW_RUN_HEAD) < 0)
+        return MPROC_ENOMEM;
+      memmove(g_task.buf + hdr + MPROC__PW_RUN_HEAD, g_task.buf + hdr, len);
+      g_task.len += MPROC__PW_RUN_HEAD;
+    }
     g_task.run_at = hdr;
     g_task.run_n = 1;
     g_task.run_len = len;
@@ -139,6 +171,26 @@ static void mproc__result_record(size_t hdr, int status, uint32_t k) {
     (void)mproc__pw_run_head(g_task.buf + hdr, 1, status, len);
   }
   mproc__result_commit();
+  return MPROC_OK;
+}
+
+/* Item k's input, from r: of a chunk of fixed `size` inputs all checked at
+ * `base` (then r is past them), else read from r. */
+static int mproc__item_input(mproc__rd *r, const unsigned char *base,
+                             uint32_t size, uint32_t k, mproc__arg *a) {
+  const unsigned char *in;
+  uint32_t len;
+  if (size != MPROC__PW_VAR) {
+    in = base ? base + (size_t)k * size : NULL;
+    len = size;
+  } else if (mproc__pw_rd_input(r, size, &in, &len) < 0) {
+    return MPROC_EINVAL;
+  }
+  a->v.b.data = (unsigned char *)(uintptr_t)in;
+  a->v.b.len = len;
+  g_task.in_data = in;
+  g_task.in_len = len;
+  return MPROC_OK;
 }
 
 /* Runs the nitems items of a chunk whose inputs (of `size`) are read from
@@ -146,6 +198,7 @@ static void mproc__result_record(size_t hdr, int status, uint32_t k) {
  * or a negative code for a damaged message or no memory. */
 static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
                                uint32_t nitems, uint32_t size) {
+  const unsigned char *base = NULL;
   mproc_args view;
   mproc__arg a;
   uint32_t k;
@@ -155,18 +208,18 @@ static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
   a.type = MPROC_ARG_BYTES;
   view.pos = &a;
   view.npos = view.pos_cap = 1;
-  for (k = 0; k < nitems; k++) {
-    const unsigned char *in;
-    uint32_t len;
-    size_t hdr = g_task.len;
-    int status;
-    if (mproc__pw_rd_input(r, size, &in, &len) < 0)
+  if (size != MPROC__PW_VAR) {
+    if ((uint64_t)nitems * size > r->left)
       return MPROC_EINVAL;
-    a.v.b.data = (unsigned char *)(uintptr_t)in;
-    a.v.b.len = len;
-    if (mproc__result_reserve(hdr + MPROC__PW_RUN_HEAD) < 0)
+    base = mproc__rd_bytes(r, (size_t)nitems * size);
+  }
+  for (k = 0; k < nitems; k++) {
+    size_t hdr = g_task.len;
+    int status, spec;
+    if (mproc__item_input(r, base, size, k, &a) < 0)
+      return MPROC_EINVAL;
+    if (mproc__result_place(k, &spec) < 0)
       return MPROC_ENOMEM;
-    g_task.len += MPROC__PW_RUN_HEAD;
     g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
     if (!e || e == &mproc__pool_worker_entry) {
       status = MPROC_ENOENTRY;
@@ -175,7 +228,8 @@ static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
       status = e->fn(&view);
       g_task.args = NULL;
     }
-    mproc__result_record(hdr, status, k);
+    if (mproc__result_record(hdr, spec, status, k) < 0)
+      return MPROC_ENOMEM;
   }
   return MPROC_OK;
 }
@@ -224,36 +278,36 @@ static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
       return rc;
     chunks++;
     if (r->left > 0 && (g_task.buf != g_task.res ||
-                        g_task.len > MPROC__POOL_RES_HALF / 2)) {
+                        g_task.len > MPROC__POOL_RES_SLOT / 2)) {
       /* Send the chunks finished so far rather than let the next ones
-       * outgrow the result half, where a death would lose them.  A copy:
-       * the half is built anew at once. */
+       * outgrow the result slot, where a death would lose them.  A copy:
+       * the slot is built anew at once. */
       if (mproc_conn_send_bytes(conn, g_task.buf, g_task.len) < 0)
         return MPROC_EEOF;
-      mproc__result_begin(g_task.half);
+      mproc__result_begin(g_task.slot);
     }
   }
   return chunks;
 }
 
-/* Receives and runs one TASKS message, whose chunks are in the input half
+/* Receives and runs one TASKS message, whose chunks are in the input slot
  * it names and then inline, and sends its results.  Returns the number of
  * chunks run, or a negative code: end-of-file, STOP, damage or a lost
  * parent, on which the worker leaves. */
 static int mproc__worker_message(mproc_conn *conn) {
   mproc__rd r, shared;
   size_t inlen = 0;
-  uint32_t half, slen;
+  uint32_t slot, slen;
   int rc, rc2;
   rc = mproc__pool_recv(conn, &g_task.in, &g_task.incap, &inlen,
                         MPROC_FOREVER);
   if (rc < 0)
     return rc;
   if (mproc__pw_rd_kind(&r, g_task.in, inlen) != MPROC__PM_TASKS ||
-      mproc__pw_rd_msg_head(&r, &half, &slen, MPROC__POOL_IN_HALF) < 0)
+      mproc__pw_rd_msg_head(&r, &slot, &slen, MPROC__POOL_IN_SLOT) < 0)
     return MPROC_EEOF;
-  mproc__result_begin(half);
-  shared.p = g_task.in_area + (size_t)half * MPROC__POOL_IN_HALF;
+  mproc__result_begin(slot);
+  shared.p = g_task.in_area + (size_t)slot * MPROC__POOL_IN_SLOT;
   shared.left = slen;
   shared.bad = 0;
   rc = mproc__worker_run(conn, &shared);
@@ -284,12 +338,12 @@ static int mproc__worker_attach(const mproc_args *args, mproc_conn **conn) {
   area = (mproc_array *)o;
   if (mproc_kwarg_int(args, "mproc.pool.slot", &slot) < 0 || slot < 0 ||
       (size_t)slot >= mproc_array_length(prog) / MPROC__PROG_STRIDE ||
-      (size_t)slot >= mproc_array_length(area) / MPROC__POOL_SLOT)
+      (size_t)slot >= mproc_array_length(area) / MPROC__POOL_WORKER_SHM)
     return MPROC_EINVAL;
   g_task.prog = (volatile uint64_t *)mproc_array_ptr(prog) +
                 (size_t)slot * MPROC__PROG_STRIDE;
   g_task.area = (unsigned char *)mproc_array_ptr(area) +
-                (size_t)slot * MPROC__POOL_SLOT;
+                (size_t)slot * MPROC__POOL_WORKER_SHM;
   g_task.in_area = g_task.area + MPROC__POOL_AREA;
   return MPROC_OK;
 }

@@ -66,6 +66,8 @@ typedef struct mproc__chunk {
   size_t first, count;
   size_t off, len; /* encoded items in job->payload */
   uint32_t size;   /* every input's size, or MPROC__PW_VAR */
+  /* Of borrowed inputs of one size lying side by side: the first. */
+  const unsigned char *contig;
   int last;        /* last chunk of the message it was sent in */
   /* A run of its results stored in one piece (mproc__settle_run): items
    * rfirst.. rfirst+rn-1 succeeded, each with rlen bytes from rdata. */
@@ -599,6 +601,8 @@ static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
   }
   c->first += k;
   c->count -= k;
+  if (c->contig)
+    c->contig += skip;
   c->off += skip;
   c->len -= skip;
   c->id = p->next_id++;
@@ -768,23 +772,30 @@ static void mproc__drain(mproc_pool *p, int i) {
   }
 }
 
+/* Writes chunk c's inputs (from in) in the form they travel in at `to`. */
+static void mproc__chunk_inputs(unsigned char *to, const mproc__chunk *c,
+                                const mproc_bytes *in) {
+  size_t j;
+  if (c->contig)
+    memcpy(to, c->contig, c->len);
+  else if (c->size != MPROC__PW_VAR)
+    (void)mproc__pw_inputs_fixed(to, in + c->first, c->count, c->size);
+  else
+    for (j = c->first; j < c->first + c->count; j++)
+      to += mproc__pw_input(to, in[j].data, in[j].len);
+}
+
 /* Write chunk c of a TASKS message at `to` (room for it is there); returns
  * the bytes written. */
 static size_t mproc__encode_chunk(unsigned char *to, const mproc__chunk *c) {
   const mproc_async_result *r = c->job;
   size_t len = mproc__pw_task_head(to, c->id, r->task, strlen(r->task),
                                    c->count, c->size);
-  size_t j;
-  if (!r->src) { /* already encoded at submit */
+  if (!r->src) /* already encoded at submit */
     memcpy(to + len, r->payload + c->off, c->len);
-    return len + c->len;
-  }
-  if (c->size != MPROC__PW_VAR)
-    return len + mproc__pw_inputs_fixed(to + len, r->src + c->first, c->count,
-                                        c->size);
-  for (j = c->first; j < c->first + c->count; j++)
-    len += mproc__pw_input(to + len, r->src[j].data, r->src[j].len);
-  return len;
+  else
+    mproc__chunk_inputs(to + len, c, r->src);
+  return len + c->len;
 }
 
 /* Feed queued chunks to ready workers (see the note at the top on why this
@@ -1320,11 +1331,10 @@ enum { MPROC__SUB_UNORDERED = 1, MPROC__SUB_BORROW = 2 };
 /* Build a job of n inputs in chunks of cs and queue it.  With BORROW the
  * inputs are not copied: only for callers that wait until the job is ready
  * (every chunk is encoded, and re-encoded after a worker death, from them). */
-/* Checks a submission; *total is the size of the inputs' payload. */
+/* Checks a submission (its inputs are checked as they are cut into
+ * chunks: mproc__chunk_scan). */
 static int mproc__submit_check(mproc_pool *p, const char *task,
-                               const mproc_bytes *in, size_t n,
-                               size_t *total) {
-  size_t i;
+                               const mproc_bytes *in, size_t n) {
   if (!p || !task || (n && !in))
     return MPROC_EINVAL;
   if (!mproc__pool_mine(p))
@@ -1333,22 +1343,14 @@ static int mproc__submit_check(mproc_pool *p, const char *task,
     return MPROC_ENOENTRY;
   if (strlen(task) > 4096)
     return MPROC_EINVAL;
-  *total = 0;
-  for (i = 0; i < n; i++) {
-    if (in[i].len && !in[i].data)
-      return MPROC_EINVAL;
-    if (in[i].len > MPROC__POOL_CHUNK_MAX)
-      return MPROC_E2BIG;
-    *total += 4 + in[i].len;
-  }
   return MPROC_OK;
 }
 
 /* The job with its tables, sized for n inputs in chunks of cs. */
 static int mproc__job_alloc(mproc_pool *p, const char *task,
                             const mproc_bytes *in, size_t n, size_t cs,
-                            size_t total, const mproc_async_options *o,
-                            int flags, mproc_async_result **out) {
+                            const mproc_async_options *o, int flags,
+                            mproc_async_result **out) {
   int unordered = (flags & MPROC__SUB_UNORDERED) != 0;
   int borrow = (flags & MPROC__SUB_BORROW) != 0;
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof(*r));
@@ -1365,12 +1367,9 @@ static int mproc__job_alloc(mproc_pool *p, const char *task,
                                      sizeof(*r->chunks));
   if (borrow)
     r->src = in;
-  else
-    r->payload = (unsigned char *)malloc(total ? total : 1);
   if (o)
     r->cb = *o;
-  if (!r->task || !r->items || (unordered && !r->order) || !r->chunks ||
-      (!borrow && !r->payload)) {
+  if (!r->task || !r->items || (unordered && !r->order) || !r->chunks) {
     mproc__job_destroy(r);
     return MPROC_ENOMEM;
   }
@@ -1378,20 +1377,40 @@ static int mproc__job_alloc(mproc_pool *p, const char *task,
   return MPROC_OK;
 }
 
-/* The size every input of in[0..n-1] has, or MPROC__PW_VAR. */
-static uint32_t mproc__inputs_size(const mproc_bytes *in, size_t n) {
-  size_t i, size = in[0].len;
-  for (i = 1; i < n; i++)
-    if (in[i].len != size)
-      return MPROC__PW_VAR;
-  return (uint32_t)size; /* below MPROC__POOL_CHUNK_MAX */
+/* Checks chunk c's inputs (from in[c->first], c->count of them) and
+ * notes the form they travel in: the size they all have (or VAR), the
+ * first when they also lie side by side in memory (a map's inputs often
+ * do: then a chunk is sent with one copy), and their encoded length.  One
+ * pass over them, the only one before they are sent. */
+static int mproc__chunk_scan(mproc__chunk *c, const mproc_bytes *in) {
+  const mproc_bytes *b = in + c->first;
+  const unsigned char *next = (const unsigned char *)b[0].data;
+  size_t j, size = b[0].len, sum = 0;
+  int same = 1, adjacent = 1;
+  for (j = 0; j < c->count; j++) {
+    const unsigned char *d = (const unsigned char *)b[j].data;
+    if (b[j].len && !d)
+      return MPROC_EINVAL;
+    if (b[j].len > MPROC__POOL_CHUNK_MAX)
+      return MPROC_E2BIG;
+    same = same && b[j].len == size;
+    adjacent = adjacent && d == next;
+    next = d ? d + b[j].len : NULL;
+    sum += 4 + b[j].len;
+  }
+  c->size = same ? (uint32_t)size : MPROC__PW_VAR;
+  c->len = same ? c->count * size : sum;
+  c->contig = same && adjacent && size ? (const unsigned char *)b[0].data
+                                       : NULL;
+  return c->len > MPROC__POOL_CHUNK_MAX ? MPROC_E2BIG : MPROC_OK;
 }
 
-/* Cuts the inputs into chunks of cs, copying them into the job's payload
- * (in the form they travel in) unless it borrows them. */
+/* Cuts the inputs into chunks of cs, checking them, and copies them into
+ * the job's payload (in the form they travel in) unless it borrows them. */
 static int mproc__job_fill_chunks(mproc_async_result *r, const mproc_bytes *in,
                                   size_t cs) {
-  size_t i, c, total = 0;
+  size_t c, total = 0;
+  int rc;
   r->cs = cs;
   for (c = 0; c < r->nchunks; c++) {
     mproc__chunk *ch = &r->chunks[c];
@@ -1399,24 +1418,19 @@ static int mproc__job_fill_chunks(mproc_async_result *r, const mproc_bytes *in,
     ch->first = c * cs;
     ch->count = r->n - ch->first < cs ? r->n - ch->first : cs;
     ch->off = total;
-    ch->size = mproc__inputs_size(in + ch->first, ch->count);
-    if (ch->size != MPROC__PW_VAR) {
-      if (ch->count > MPROC__POOL_CHUNK_MAX / (ch->size ? ch->size : 1))
-        return MPROC_E2BIG;
-      if (r->payload)
-        (void)mproc__pw_inputs_fixed(r->payload + total, in + ch->first,
-                                     ch->count, ch->size);
-      total += ch->count * ch->size;
-    }
-    for (i = ch->first; ch->size == MPROC__PW_VAR && i < ch->first + ch->count;
-         i++) {
-      if (r->payload)
-        (void)mproc__pw_input(r->payload + total, in[i].data, in[i].len);
-      total += 4 + in[i].len;
-    }
-    ch->len = total - ch->off;
-    if (ch->len > MPROC__POOL_CHUNK_MAX)
-      return MPROC_E2BIG;
+    rc = mproc__chunk_scan(ch, in);
+    if (rc < 0)
+      return rc;
+    total += ch->len;
+  }
+  if (r->src)
+    return MPROC_OK;
+  r->payload = (unsigned char *)malloc(total ? total : 1);
+  if (!r->payload)
+    return MPROC_ENOMEM;
+  for (c = 0; c < r->nchunks; c++) {
+    mproc__chunk_inputs(r->payload + r->chunks[c].off, &r->chunks[c], in);
+    r->chunks[c].contig = NULL; /* the caller's memory: not kept */
   }
   return MPROC_OK;
 }
@@ -1458,17 +1472,16 @@ static int mproc__submit(mproc_pool *p, const char *task,
                          const mproc_async_options *o, int flags,
                          mproc_async_result **out) {
   mproc_async_result *r = NULL;
-  size_t total = 0;
   int rc;
   if (!out)
     return MPROC_EINVAL;
   *out = NULL;
-  rc = mproc__submit_check(p, task, in, n, &total);
+  rc = mproc__submit_check(p, task, in, n);
   if (rc < 0)
     return rc;
   if (cs == 0)
     cs = 1;
-  rc = mproc__job_alloc(p, task, in, n, cs, total, o, flags, &r);
+  rc = mproc__job_alloc(p, task, in, n, cs, o, flags, &r);
   if (rc < 0)
     return rc;
   rc = mproc__job_fill_chunks(r, in, cs);

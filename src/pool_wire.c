@@ -12,6 +12,8 @@
  *         u32 RESULTS, u32 slot, u32 shared, then chunks:
  *           chunk:  u64 id, u32 nitems, runs covering nitems items:
  *                   u32 n, i32 status, u32 len, n x len bytes
+ *                   (n 0, in a result area only: a run being built,
+ *                   of as many results as its bytes hold)
  *
  * The first `shared` bytes of a message's chunks are in the worker's
  * input slot (TASKS) or result slot (RESULTS, after a copy of the head)
@@ -163,13 +165,14 @@ int mproc__pw_rd_run(mproc__rd *r, uint32_t max, int cut_ok,
   run->status = (int)mproc__rd_u32(r);
   run->len = mproc__rd_u32(r);
   run->data = NULL;
-  /* A failed task has no result. */
-  if (r->bad || run->n == 0 || run->n > max ||
-      (run->status != 0 && run->len != 0)) {
+  /* A failed task has no result; a run still open (count 0) holds as
+   * many results as there are bytes, and only in a result area. */
+  if (r->bad || run->n > max || (run->status != 0 && run->len != 0) ||
+      (run->n == 0 && (!cut_ok || run->len == 0))) {
     r->bad = 1;
     return MPROC_EINVAL;
   }
-  need = (uint64_t)run->n * run->len; /* both below 2^32: no overflow */
+  need = (uint64_t)(run->n ? run->n : max) * run->len; /* no overflow */
   if (need > r->left) {
     if (!cut_ok) {
       r->bad = 1;
@@ -181,6 +184,8 @@ int mproc__pw_rd_run(mproc__rd *r, uint32_t max, int cut_ok,
     r->left = 0;
     return MPROC_OK;
   }
+  if (run->n == 0) /* open, with room for all: the area's last run */
+    run->n = max;
   run->data = mproc__rd_bytes(r, (size_t)need);
   return MPROC_OK;
 }

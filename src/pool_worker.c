@@ -114,10 +114,21 @@ int mproc_task_result(const mproc_args *args, const void *data, size_t len) {
     return MPROC_E2BIG;
   if (mproc__result_reserve(g_task.len + len) < 0)
     return MPROC_ENOMEM;
-  if (len)
+  /* A map's results are mostly one small number: a copy of a constant
+   * size is a move, not a call into the C library. */
+  if (len == 8)
+    memcpy(g_task.buf + g_task.len, data, 8);
+  else if (len == 4)
+    memcpy(g_task.buf + g_task.len, data, 4);
+  else if (len)
     memcpy(g_task.buf + g_task.len, data, len);
   g_task.len += len;
   return MPROC_OK;
+}
+
+/* The open run gets its count: it is complete. */
+static void mproc__result_close_run(void) {
+  mproc__wr_put32(g_task.buf + g_task.run_at, g_task.run_n);
 }
 
 /* Makes room for item k's run header (unless `spec`) at the end of the
@@ -139,10 +150,14 @@ static int mproc__result_place(uint32_t k, int *spec) {
 /* Item k's result (status, and its bytes placed at hdr by
  * mproc__result_place) is complete: extend the open run with it, or start
  * a new run at hdr, moving the result to make room for the header or to
- * close the gap of one not needed; then publish it.  A dead worker's area
- * is read up to PROG_KEPT, and a run's count is stored before PROG_KEPT,
- * so a run there never counts an item whose task had not returned.  0 or
- * MPROC_ENOMEM. */
+ * close the gap of one not needed; then publish it.
+ *
+ * A run with results is open (count 0 in its header: as many as its bytes
+ * hold) until it is closed (mproc__result_close_run), so extending it
+ * costs no store but PROG_KEPT's; a dead worker's area is read up to
+ * PROG_KEPT, which holds whole results only.  A run without results (len
+ * 0) has nothing to count, so its count is stored before PROG_KEPT: it
+ * never counts an item whose task had not returned.  0 or MPROC_ENOMEM. */
 static int mproc__result_record(size_t hdr, int spec, int status,
                                 uint32_t k) {
   size_t start = hdr + (spec ? 0 : MPROC__PW_RUN_HEAD);
@@ -156,8 +171,12 @@ static int mproc__result_record(size_t hdr, int spec, int status,
       memmove(g_task.buf + hdr, g_task.buf + start, len);
       g_task.len = hdr + len;
     }
-    mproc__wr_put32(g_task.buf + g_task.run_at, ++g_task.run_n);
+    g_task.run_n++;
+    if (len == 0)
+      mproc__result_close_run();
   } else {
+    if (k > 0)
+      mproc__result_close_run();
     if (spec) {
       if (mproc__result_reserve(g_task.len + MPROC__PW_RUN_HEAD) < 0)
         return MPROC_ENOMEM;
@@ -168,7 +187,7 @@ static int mproc__result_record(size_t hdr, int spec, int status,
     g_task.run_n = 1;
     g_task.run_len = len;
     g_task.run_status = status;
-    (void)mproc__pw_run_head(g_task.buf + hdr, 1, status, len);
+    (void)mproc__pw_run_head(g_task.buf + hdr, len ? 0 : 1, status, len);
   }
   mproc__result_commit();
   return MPROC_OK;
@@ -231,6 +250,8 @@ static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
     if (mproc__result_record(hdr, spec, status, k) < 0)
       return MPROC_ENOMEM;
   }
+  if (nitems > 0)
+    mproc__result_close_run(); /* before anything can send the chunk */
   return MPROC_OK;
 }
 

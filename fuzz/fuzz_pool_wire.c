@@ -32,6 +32,12 @@ static void walk_tasks(const unsigned char *m, size_t n) {
     if (mproc__pw_rd_task_head(&r, &id, &name, &nlen, &nitems, &size) < 0)
       return;
     touch(name, nlen);
+    if (size != MPROC__PW_VAR && nitems % 2) { /* as the worker reads them */
+      if (mproc__pw_rd_inputs_fixed(&r, nitems, size, &in) < 0)
+        return;
+      touch(in, nitems * size);
+      continue;
+    }
     for (k = 0; k < nitems; k++) {
       if (mproc__pw_rd_input(&r, size, &in, &len) < 0)
         return;
@@ -73,7 +79,7 @@ static void rebuilt(const uint8_t *data, size_t size) {
   mproc__wr_put32(m, MPROC__PM_TASKS);
   for (c = 0; c < 3 && at < size; c++) {
     size_t take = (size - at) / 2, nitems = take ? 2 : 1;
-    if (c == 1) { /* two inputs of one size, side by side in memory */
+    if (c == 1 && take / 2 > 0) { /* two inputs of one size, side by side */
       two[0].data = data + at;
       two[1].data = data + at + take / 2;
       two[0].len = two[1].len = take / 2;

@@ -1398,6 +1398,7 @@ static int mproc__chunk_scan(mproc__chunk *c, const mproc_bytes *in) {
     next = d ? d + b[j].len : NULL;
     sum += 4 + b[j].len;
   }
+  same = same && size > 0; /* see mproc__pw_rd_task_head */
   c->size = same ? (uint32_t)size : MPROC__PW_VAR;
   c->len = same ? c->count * size : sum;
   c->contig = same && adjacent && size ? (const unsigned char *)b[0].data

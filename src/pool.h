@@ -102,6 +102,9 @@ uint32_t mproc__pw_rd_kind(mproc__rd *r, const unsigned char *m, size_t n);
 int mproc__pw_rd_task_head(mproc__rd *r, uint64_t *id,
                            const unsigned char **name, uint32_t *name_len,
                            uint32_t *nitems, uint32_t *size);
+/* The nitems inputs of a chunk of fixed `size`, at *base, all at once. */
+int mproc__pw_rd_inputs_fixed(mproc__rd *r, uint32_t nitems, uint32_t size,
+                              const unsigned char **base);
 /* A task's input: `size` bytes, or (u32 len, bytes) for MPROC__PW_VAR. */
 int mproc__pw_rd_input(mproc__rd *r, uint32_t size,
                        const unsigned char **data, uint32_t *len);

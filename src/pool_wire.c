@@ -7,7 +7,7 @@
  *   down  u32 TASKS, u32 slot, u32 shared, then chunks  | u32 STOP
  *           chunk:  u64 id, u32 name_len, name, u32 nitems, u32 size,
  *                   inputs: size == VAR: nitems x (u32 len, bytes)
- *                           else:        nitems x size bytes
+ *                           else (> 0):  nitems x size bytes
  *   up    u32 READY         | u32 INITFAIL, i32 code     |
  *         u32 RESULTS, u32 slot, u32 shared, then chunks:
  *           chunk:  u64 id, u32 nitems, runs covering nitems items:
@@ -142,7 +142,19 @@ int mproc__pw_rd_task_head(mproc__rd *r, uint64_t *id,
   *name = mproc__rd_bytes(r, *name_len);
   *nitems = mproc__rd_u32(r);
   *size = mproc__rd_u32(r);
-  return r->bad ? MPROC_EINVAL : MPROC_OK;
+  /* Inputs of size 0 travel with a length each, so that a chunk's item
+   * count is bounded by its bytes whatever its form. */
+  return r->bad || *size == 0 ? MPROC_EINVAL : MPROC_OK;
+}
+
+int mproc__pw_rd_inputs_fixed(mproc__rd *r, uint32_t nitems, uint32_t size,
+                              const unsigned char **base) {
+  if ((uint64_t)nitems * size > r->left) {
+    r->bad = 1;
+    return MPROC_EINVAL;
+  }
+  *base = mproc__rd_bytes(r, (size_t)nitems * size);
+  return MPROC_OK;
 }
 
 int mproc__pw_rd_input(mproc__rd *r, uint32_t size,

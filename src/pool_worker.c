@@ -227,11 +227,9 @@ static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
   a.type = MPROC_ARG_BYTES;
   view.pos = &a;
   view.npos = view.pos_cap = 1;
-  if (size != MPROC__PW_VAR) {
-    if ((uint64_t)nitems * size > r->left)
-      return MPROC_EINVAL;
-    base = mproc__rd_bytes(r, (size_t)nitems * size);
-  }
+  if (size != MPROC__PW_VAR &&
+      mproc__pw_rd_inputs_fixed(r, nitems, size, &base) < 0)
+    return MPROC_EINVAL;
   for (k = 0; k < nitems; k++) {
     size_t hdr = g_task.len;
     int status, spec;

@@ -1396,14 +1396,15 @@ static int mproc__chunk_scan(mproc__chunk *c, const mproc_bytes *in) {
     same = same && b[j].len == size;
     adjacent = adjacent && d == next;
     next = d ? d + b[j].len : NULL;
-    sum += 4 + b[j].len;
+    sum += 4 + b[j].len; /* both at most CHUNK_MAX: no wrap, even 32-bit */
+    if (sum > MPROC__POOL_CHUNK_MAX)
+      return MPROC_E2BIG; /* as the inputs with a length each would be */
   }
   same = same && size > 0; /* see mproc__pw_rd_task_head */
   c->size = same ? (uint32_t)size : MPROC__PW_VAR;
   c->len = same ? c->count * size : sum;
-  c->contig = same && adjacent && size ? (const unsigned char *)b[0].data
-                                       : NULL;
-  return c->len > MPROC__POOL_CHUNK_MAX ? MPROC_E2BIG : MPROC_OK;
+  c->contig = same && adjacent ? (const unsigned char *)b[0].data : NULL;
+  return MPROC_OK;
 }
 
 /* Cuts the inputs into chunks of cs, checking them, and copies them into

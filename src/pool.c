@@ -1423,6 +1423,8 @@ static int mproc__job_fill_chunks(mproc_async_result *r, const mproc_bytes *in,
     rc = mproc__chunk_scan(ch, in);
     if (rc < 0)
       return rc;
+    if (!r->src && ch->len > SIZE_MAX - total)
+      return MPROC_ENOMEM; /* a copy no address space holds (32-bit) */
     total += ch->len;
   }
   if (r->src)

@@ -44,7 +44,10 @@ int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
 enum { MPROC__PROG_CHUNK = 0, MPROC__PROG_ITEM = 1, MPROC__PROG_KEPT = 2,
        MPROC__PROG_SLOT = 3, MPROC__PROG_STRIDE = 16 };
 #define MPROC__POOL_NSLOTS 4
-#define MPROC__POOL_RES_SLOT ((size_t)64 << 10)
+/* 256 KiB: a worker sends its results early once they pass half a slot,
+ * at a chunk's end, so every chunk has at least 128 KiB of the slot, where
+ * a death does not lose them (README.md promises that much). */
+#define MPROC__POOL_RES_SLOT ((size_t)256 << 10)
 #define MPROC__POOL_IN_SLOT ((size_t)32 << 10)
 #define MPROC__POOL_AREA (MPROC__POOL_NSLOTS * MPROC__POOL_RES_SLOT)
 #define MPROC__POOL_WORKER_SHM                                                \

@@ -19,22 +19,22 @@
  * message's chunks are written once into shared memory, the inputs by the
  * parent into one of the worker's input slots, the results by the worker
  * into the matching result slot, and the pipe carries a 12-byte note per
- * message each way (src/pool.h says when a slot may be reused).  Inputs of one size travel
- * without a length each and results in runs, so the parent stores a
- * chunk's results with one copy (mproc__settle_run) and does no work per
- * item.
+ * message each way (src/pool.h says when a slot may be reused).  Inputs
+ * of one size travel without a length each and results in runs, so the
+ * parent stores a chunk's results with one copy (mproc__settle_run) and
+ * does no work per item.
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
- * blocked writing its results to us: at most two messages are in flight per
- * worker (MPROC__POOL_NSLOTS).  A message is a 12-byte note, except one whose first chunk is
- * too big for an input slot: that one travels inline, alone, and only as
- * the first in flight, to a worker that has answered everything and so
- * reads all of it before it writes anything.  A note then fits in the pipe
- * (one page is the least a pipe ever holds: Linux shrinks new pipes to one
- * page once a user passes pipe-user-pages-soft, pipe(7)) as soon as the
- * worker has read what is before it, which it does before it writes its
- * results; a worker with every slot in flight gets nothing until it
- * answers a message.
+ * blocked writing its results to us: at most MPROC__POOL_NSLOTS messages
+ * are in flight per worker.  A message is a 12-byte note, except one whose
+ * first chunk is too big for an input slot: that one travels inline,
+ * alone, and only as the first in flight, to a worker that has answered
+ * everything and so reads all of it before it writes anything.  A note
+ * then fits in the pipe (one page is the least a pipe ever holds: Linux
+ * shrinks new pipes to one page once a user passes pipe-user-pages-soft,
+ * pipe(7)) as soon as the worker has read what is before it, which it does
+ * before it writes its results; a worker with every slot in flight gets
+ * nothing until it answers a message.
  *
  * This file is the parent's side: the handler thread (scheduler and worker
  * replacement), the results and the public calls.  The worker's side is in

@@ -269,9 +269,10 @@ static const mproc_entry *mproc__worker_entry(const unsigned char *name,
   return mproc__entry_find(cname);
 }
 
-/* Runs one TASKS message (r is after its kind), appending RESULTS records to the results (and
- * sending them early when they grow large).  Returns the number of chunks
- * run, or a negative code for a damaged message or a lost parent. */
+/* Runs the chunks r holds (of one TASKS message), appending their results
+ * in runs (and sending them early when they grow large).  Returns the
+ * number of chunks run, or a negative code for a damaged message or a lost
+ * parent. */
 static int mproc__worker_run(mproc_conn *conn, mproc__rd *r) {
   const mproc_entry *e = NULL;
   const unsigned char *ename = NULL;

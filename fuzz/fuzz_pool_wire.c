@@ -83,8 +83,8 @@ static void rebuilt(const uint8_t *data, size_t size) {
       two[0].data = data + at;
       two[1].data = data + at + take / 2;
       two[0].len = two[1].len = take / 2;
-      len += mproc__pw_task_head(m + len, c + 1, "t", 1, 2,
-                                 (uint32_t)(take / 2));
+      len +=
+          mproc__pw_task_head(m + len, c + 1, "t", 1, 2, (uint32_t)(take / 2));
       len += mproc__pw_inputs_fixed(m + len, two, 2, take / 2);
       at += take + 1;
       continue;

@@ -82,8 +82,8 @@ size_t mproc__pw_input(unsigned char *p, const void *data, size_t len) {
   return 4 + len;
 }
 
-size_t mproc__pw_inputs_fixed(unsigned char *p, const mproc_bytes *in,
-                              size_t n, size_t size) {
+size_t mproc__pw_inputs_fixed(unsigned char *p, const mproc_bytes *in, size_t n,
+                              size_t size) {
   const unsigned char *start, *end;
   unsigned char *to = p;
   size_t j;
@@ -157,8 +157,8 @@ int mproc__pw_rd_inputs_fixed(mproc__rd *r, uint32_t nitems, uint32_t size,
   return MPROC_OK;
 }
 
-int mproc__pw_rd_input(mproc__rd *r, uint32_t size,
-                       const unsigned char **data, uint32_t *len) {
+int mproc__pw_rd_input(mproc__rd *r, uint32_t size, const unsigned char **data,
+                       uint32_t *len) {
   *len = size == MPROC__PW_VAR ? mproc__rd_u32(r) : size;
   *data = mproc__rd_bytes(r, *len);
   return r->bad ? MPROC_EINVAL : MPROC_OK;

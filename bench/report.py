@@ -62,6 +62,9 @@ TARGETS = [
     # issue 4 (pool)
     ("pool_map_chunk1", "python", 10.0, ">= 10x Python's Pool.map(chunksize=1)"),
     ("pool_map_chunked", "python", 2.0, ">= 2x Python's Pool.map(chunksize=1000)"),
+    # issue 14, item 2 (pool map with big chunks)
+    ("pool_map_chunked", "python", 3.0, ">= 3x Python's Pool.map(chunksize=1000)"),
+    ("pool_map_chunked", "raw", 0.6, ">= 0.6x a hand-written pool of 1000-task chunks"),
 ]
 
 START, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"

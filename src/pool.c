@@ -12,16 +12,29 @@
  * system call).  When it dies, the finished results are taken from its
  * area, the running task fails with MPROC_EWORKER, and the tasks after it
  * go back to the queue.  A worker whose batch results grow past half its
- * area sends them early, at a chunk's end, so the area does not overflow.
+ * result slot sends them early (a copy), at a chunk's end, so the slot
+ * does not overflow.
+ *
+ * Where the bytes go (a map of a million small items is bound by this): a
+ * message's chunks are written once into shared memory, the inputs by the
+ * parent into one of the worker's input slots, the results by the worker
+ * into the matching result slot, and the pipe carries a 12-byte note per
+ * message each way (src/pool.h says when a slot may be reused).  Inputs
+ * of one size travel without a length each and results in runs, so the
+ * parent stores a chunk's results with one copy (mproc__settle_run) and
+ * does no work per item.
  *
  * Why sends from the handler thread cannot deadlock with a worker that is
- * blocked writing its results to us: at most two messages are in flight per
- * worker, and the second, framing included, fits in one page
- * (MPROC__POOL_SECOND_MAX), the least a pipe ever holds: Linux shrinks new
- * pipes to one page once a user passes pipe-user-pages-soft (pipe(7)).  The
- * first goes to an idle worker, which reads all of it; the second then fits
- * in the emptied pipe even when the worker is busy; a worker with two
- * messages in flight gets nothing until it answers one.
+ * blocked writing its results to us: at most MPROC__POOL_NSLOTS messages
+ * are in flight per worker.  A message is a 12-byte note, except one whose
+ * first chunk is too big for an input slot: that one travels inline,
+ * alone, and only as the first in flight, to a worker that has answered
+ * everything and so reads all of it before it writes anything.  A note
+ * then fits in the pipe (one page is the least a pipe ever holds: Linux
+ * shrinks new pipes to one page once a user passes pipe-user-pages-soft,
+ * pipe(7)) as soon as the worker has read what is before it, which it does
+ * before it writes its results; a worker with every slot in flight gets
+ * nothing until it answers a message.
  *
  * This file is the parent's side: the handler thread (scheduler and worker
  * replacement), the results and the public calls.  The worker's side is in
@@ -38,8 +51,6 @@
 
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
-#define MPROC__POOL_MSG_SOFT ((size_t)64 << 10)
-#define MPROC__POOL_SECOND_MAX ((size_t)4096 - 8) /* a page less the frame */
 /* Back-off between attempts to start a worker after failed ones (see
  * mproc__start_failed): doubles from MIN per failure in a row, up to MAX. */
 #define MPROC__POOL_BACKOFF_MIN 0.005
@@ -54,8 +65,19 @@ typedef struct mproc__chunk {
   struct mproc_async_result *job;
   size_t first, count;
   size_t off, len; /* encoded items in job->payload */
+  uint32_t size;   /* every input's size, or MPROC__PW_VAR */
+  /* Of borrowed inputs of one size lying side by side: the first. */
+  const unsigned char *contig;
   int last;        /* last chunk of the message it was sent in */
-  size_t kept;     /* items a dead worker left in its result area */
+  /* A run of its results stored in one piece (mproc__settle_run): items
+   * rfirst.. rfirst+rn-1 succeeded, each with rlen bytes from rdata. */
+  const unsigned char *rdata;
+  size_t rfirst, rn;
+  uint32_t rlen;
+  /* It outlived a worker that held it: some of its items may be settled
+   * (from the dead worker's area or a damaged message), so its runs are
+   * settled item by item, each checked. */
+  int touched;
   struct mproc__chunk *next;
 } mproc__chunk;
 
@@ -82,7 +104,7 @@ struct mproc_async_result {
   mproc__item *items;
   size_t *order; /* completion order (imap_unordered only, else NULL) */
   mproc__chunk *chunks;
-  size_t nchunks;
+  size_t nchunks, cs; /* item i is in chunks[i / cs] */
   unsigned char *payload;   /* the inputs, encoded and copied */
   const mproc_bytes *src;   /* or the caller's, borrowed (blocking map) */
   mproc__blk *blocks;
@@ -105,6 +127,7 @@ typedef struct mproc__worker {
   mproc__chunk *head, *tail;
   size_t inflight;
   int msgs;
+  uint32_t slot; /* the slot of its areas the next message uses */
   unsigned long sent;
 } mproc__worker;
 
@@ -135,10 +158,14 @@ struct mproc_pool {
   mproc__worker *w;
   mproc_array *progress;   /* MPROC__PROG_STRIDE words per worker */
   volatile uint64_t *prog;
-  mproc_array *results;    /* MPROC__POOL_AREA bytes per worker */
-  const unsigned char *area;
+  mproc_array *results;    /* MPROC__POOL_WORKER_SHM bytes per worker */
+  unsigned char *area;
   mproc_conn *wake_r, *wake_w;
   int wake_pending;
+  /* Items were settled since the handler last woke the threads waiting in
+   * mproc_imap_next (item_waiters of them): see mproc__handler. */
+  int progress_made;
+  int item_waiters;
   mproc__chunk *qhead, *qtail;
   size_t qlen;
   uint64_t next_id;
@@ -180,6 +207,18 @@ static char *mproc__pool_strdup(const char *s) {
   if (c)
     memcpy(c, s, n);
   return c;
+}
+
+/* Slot h of worker i's result area, and of its input area (src/pool.h). */
+static unsigned char *mproc__res_slot(const mproc_pool *p, int i,
+                                      uint32_t h) {
+  return p->area + (size_t)i * MPROC__POOL_WORKER_SHM +
+         (size_t)h * MPROC__POOL_RES_SLOT;
+}
+
+static unsigned char *mproc__in_slot(const mproc_pool *p, int i, uint32_t h) {
+  return p->area + (size_t)i * MPROC__POOL_WORKER_SHM + MPROC__POOL_AREA +
+         (size_t)h * MPROC__POOL_IN_SLOT;
 }
 
 /* ---- results (caller holds pool->mu) ---------------------------------------- */
@@ -231,10 +270,45 @@ static const unsigned char *mproc__job_copy(mproc_async_result *r,
   return dst;
 }
 
+/* Item i's state: r->items[i], or for an item of its chunk's stored run
+ * (whose items[] entry is never touched) a copy of it in *tmp.  len1 0:
+ * pending. */
+static const mproc__item *mproc__job_item(const mproc_async_result *r,
+                                          size_t i, mproc__item *tmp) {
+  const mproc__chunk *c = &r->chunks[i / r->cs];
+  if (c->rn && i >= c->rfirst && i - c->rfirst < c->rn) {
+    tmp->data = c->rlen ? c->rdata + (i - c->rfirst) * c->rlen : NULL;
+    tmp->len1 = c->rlen + 1;
+    tmp->status = 0;
+    return tmp;
+  }
+  return &r->items[i];
+}
+
+/* Items first.. first+n-1 of r were just settled. */
+static void mproc__items_settled(mproc_pool *p, mproc_async_result *r,
+                                 size_t first, size_t n) {
+  size_t k;
+  if (r->order)
+    for (k = 0; k < n; k++)
+      r->order[r->ndone + k] = first + k;
+  r->ndone += n;
+  p->progress_made = 1;
+  if (r->ndone == r->n) {
+    r->ready = 1;
+    free(r->payload);
+    r->payload = NULL;
+    r->src = NULL; /* a blocking map's caller may free its inputs now */
+    /* The pool's reference goes after the callbacks ran. */
+    r->cb_next = p->cb_head;
+    p->cb_head = r;
+  }
+}
+
 static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
                              int status, const unsigned char *d, size_t n) {
-  mproc__item *it = &r->items[i];
-  if (it->len1)
+  mproc__item tmp, *it = &r->items[i];
+  if (mproc__job_item(r, i, &tmp)->len1)
     return;
   it->len1 = 1;
   it->status = status;
@@ -247,18 +321,44 @@ static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
   }
   if (it->status != 0)
     r->any_fail = 1;
-  if (r->order)
-    r->order[r->ndone] = i;
-  r->ndone++;
-  if (r->ndone == r->n) {
-    r->ready = 1;
-    free(r->payload);
-    r->payload = NULL;
-    r->src = NULL; /* a blocking map's caller may free its inputs now */
-    /* The pool's reference goes after the callbacks ran. */
-    r->cb_next = p->cb_head;
-    p->cb_head = r;
+  mproc__items_settled(p, r, i, 1);
+}
+
+/* The status of r's first failed item, 0 if none failed (r is ready). */
+static int mproc__job_first_failure(const mproc_async_result *r) {
+  size_t i;
+  mproc__item tmp;
+  for (i = 0; r->any_fail && i < r->n; i++) {
+    int st = mproc__job_item(r, i, &tmp)->status;
+    if (st != 0)
+      return st;
   }
+  return MPROC_OK;
+}
+
+/* Settle a run of results for items k.. of chunk c.  The first run of two
+ * or more successes of a chunk is stored in one piece with one copy, and
+ * items[] is not touched for it: a map of small results then costs the
+ * parent one copy per chunk instead of work per item.  That is only for a
+ * chunk none of whose items can be settled yet (not `touched`). */
+static void mproc__settle_run(mproc_pool *p, mproc__chunk *c, size_t k,
+                              const mproc__pw_run *run) {
+  mproc_async_result *r = c->job;
+  size_t j, bytes = (size_t)run->n * run->len;
+  if (run->status == 0 && run->n >= 2 && c->rn == 0 && !c->touched) {
+    const unsigned char *d = mproc__job_copy(r, run->data, bytes);
+    if (d || bytes == 0) {
+      c->rdata = d;
+      c->rfirst = c->first + k;
+      c->rn = run->n;
+      c->rlen = run->len;
+      mproc__items_settled(p, r, c->rfirst, run->n);
+      return;
+    }
+  }
+  for (j = 0; j < run->n; j++)
+    mproc__item_done(p, r, c->first + k + j, run->status,
+                     run->data ? run->data + j * run->len : NULL, run->len);
 }
 
 static void mproc__chunk_fail(mproc_pool *p, mproc__chunk *c, int code) {
@@ -452,34 +552,32 @@ static void mproc__start_failed(mproc_pool *p, int i, int real) {
  * is untrusted: anything that does not parse ends the reading. */
 static void mproc__area_settle(mproc_pool *p, int i) {
   mproc__worker *w = &p->w[i];
-  uint64_t n = p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT];
+  volatile uint64_t *prog = p->prog + (size_t)i * MPROC__PROG_STRIDE;
+  uint64_t n = prog[MPROC__PROG_KEPT], slot = prog[MPROC__PROG_SLOT];
+  uint32_t h, shared;
   mproc__chunk *c;
   mproc__rd r;
-  for (c = w->head; c; c = c->next)
-    c->kept = 0;
-  if (n > MPROC__POOL_AREA ||
-      mproc__pw_rd_kind(&r, p->area + (size_t)i * MPROC__POOL_AREA,
-                        (size_t)n) != MPROC__PM_RESULTS)
+  if (n > MPROC__POOL_RES_SLOT || slot >= MPROC__POOL_NSLOTS ||
+      mproc__pw_rd_kind(&r, mproc__res_slot(p, i, (uint32_t)slot),
+                        (size_t)n) != MPROC__PM_RESULTS ||
+      mproc__pw_rd_msg_head(&r, &h, &shared, MPROC__POOL_RES_SLOT) < 0)
     return;
   while (r.left > 0) {
     uint64_t id;
-    uint32_t nitems, k;
+    uint32_t nitems, k = 0;
     if (mproc__pw_rd_result_head(&r, &id, &nitems) < 0)
       return;
     for (c = w->head; c && c->id != id; c = c->next)
       ;
     if (c && nitems != c->count)
       return;
-    for (k = 0; k < nitems && r.left > 0; k++) { /* may end inside a chunk */
-      const unsigned char *d;
-      uint32_t len;
-      int status;
-      if (mproc__pw_rd_result(&r, &status, &d, &len) < 0)
+    while (k < nitems && r.left > 0) { /* may end inside a chunk */
+      mproc__pw_run run;
+      if (mproc__pw_rd_run(&r, nitems - k, 1, &run) < 0)
         return;
-      if (c) {
-        mproc__item_done(p, c->job, c->first + k, status, d, len);
-        c->kept = k + 1;
-      }
+      if (c && run.n)
+        mproc__settle_run(p, c, k, &run);
+      k += run.n;
     }
   }
 }
@@ -488,8 +586,8 @@ static void mproc__area_settle(mproc_pool *p, int i) {
  * that they can be queued again. */
 static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
   mproc_async_result *r = c->job;
-  size_t j, skip = 0;
-  for (j = c->first; j < c->first + k; j++) {
+  size_t j, skip = c->size == MPROC__PW_VAR ? 0 : k * c->size;
+  for (j = c->first; c->size == MPROC__PW_VAR && j < c->first + k; j++) {
     const unsigned char *d;
     uint32_t len = 0;
     mproc__rd rd;
@@ -497,12 +595,14 @@ static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
       rd.p = r->payload + c->off + skip;
       rd.left = c->len - skip;
       rd.bad = 0;
-      (void)mproc__pw_rd_bytes(&rd, &d, &len);
+      (void)mproc__pw_rd_input(&rd, MPROC__PW_VAR, &d, &len);
     }
     skip += 4 + (r->src ? r->src[j].len : len);
   }
   c->first += k;
   c->count -= k;
+  if (c->contig)
+    c->contig += skip;
   c->off += skip;
   c->len -= skip;
   c->id = p->next_id++;
@@ -545,6 +645,8 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   uint64_t running = mproc__load64(&prog[MPROC__PROG_CHUNK]);
   uint64_t item = prog[MPROC__PROG_ITEM];
   mproc__chunk *c, *found = NULL, *rest;
+  for (c = w->head; c; c = c->next)
+    c->touched = 1;
   mproc__area_settle(p, i);
   for (c = w->head; c; c = c->next)
     if (c->id == running)
@@ -579,18 +681,16 @@ static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
   mproc__worker *w = &p->w[i];
   while (r->left > 0) {
     mproc__chunk *c = w->head;
+    mproc__pw_run run;
     uint64_t id;
     uint32_t nitems, k;
     if (mproc__pw_rd_result_head(r, &id, &nitems) < 0 || !c || id != c->id ||
         nitems != c->count)
       return MPROC_EINVAL;
-    for (k = 0; k < nitems; k++) {
-      const unsigned char *d;
-      uint32_t len;
-      int status;
-      if (mproc__pw_rd_result(r, &status, &d, &len) < 0)
+    for (k = 0; k < nitems; k += run.n) {
+      if (mproc__pw_rd_run(r, nitems - k, 0, &run) < 0)
         return MPROC_EINVAL;
-      mproc__item_done(p, c->job, c->first + k, status, d, len);
+      mproc__settle_run(p, c, k, &run);
     }
     w->head = c->next;
     if (!w->head)
@@ -600,6 +700,22 @@ static int mproc__handle_results(mproc_pool *p, int i, mproc__rd *r) {
       w->msgs--;
   }
   return MPROC_OK;
+}
+
+/* A RESULTS message from worker i (r after its kind): the chunks in the
+ * result slot it names, then those inline. */
+static int mproc__handle_results_msg(mproc_pool *p, int i, mproc__rd *r) {
+  mproc__rd shared;
+  uint32_t slot, slen;
+  if (mproc__pw_rd_msg_head(r, &slot, &slen,
+                            MPROC__POOL_RES_SLOT - MPROC__PW_MSG_HEAD) < 0)
+    return MPROC_EINVAL;
+  shared.p = mproc__res_slot(p, i, slot) + MPROC__PW_MSG_HEAD;
+  shared.left = slen;
+  shared.bad = 0;
+  if (mproc__handle_results(p, i, &shared) < 0)
+    return MPROC_EINVAL;
+  return mproc__handle_results(p, i, r);
 }
 
 /* Handle one message from worker i.  Negative: damaged. */
@@ -620,7 +736,7 @@ static int mproc__handle_msg(mproc_pool *p, int i, const unsigned char *m,
     w->init_failed = 1;
     return MPROC_OK;
   case MPROC__PM_RESULTS:
-    return mproc__handle_results(p, i, &r);
+    return mproc__handle_results_msg(p, i, &r);
   default:
     return MPROC_EINVAL;
   }
@@ -656,20 +772,30 @@ static void mproc__drain(mproc_pool *p, int i) {
   }
 }
 
+/* Writes chunk c's inputs (from in) in the form they travel in at `to`. */
+static void mproc__chunk_inputs(unsigned char *to, const mproc__chunk *c,
+                                const mproc_bytes *in) {
+  size_t j;
+  if (c->contig)
+    memcpy(to, c->contig, c->len);
+  else if (c->size != MPROC__PW_VAR)
+    (void)mproc__pw_inputs_fixed(to, in + c->first, c->count, c->size);
+  else
+    for (j = c->first; j < c->first + c->count; j++)
+      to += mproc__pw_input(to, in[j].data, in[j].len);
+}
+
 /* Write chunk c of a TASKS message at `to` (room for it is there); returns
  * the bytes written. */
 static size_t mproc__encode_chunk(unsigned char *to, const mproc__chunk *c) {
   const mproc_async_result *r = c->job;
   size_t len = mproc__pw_task_head(to, c->id, r->task, strlen(r->task),
-                                   c->count);
-  size_t j;
-  if (!r->src) { /* already encoded at submit */
+                                   c->count, c->size);
+  if (!r->src) /* already encoded at submit */
     memcpy(to + len, r->payload + c->off, c->len);
-    return len + c->len;
-  }
-  for (j = c->first; j < c->first + c->count; j++)
-    len += mproc__pw_input(to + len, r->src[j].data, r->src[j].len);
-  return len;
+  else
+    mproc__chunk_inputs(to + len, c, r->src);
+  return len + c->len;
 }
 
 /* Feed queued chunks to ready workers (see the note at the top on why this
@@ -709,27 +835,55 @@ static size_t mproc__sched_limit(const mproc_pool *p, const mproc__worker *w,
   return limit;
 }
 
-/* Encodes up to `limit` chunks from the head of the queue into p->sbuf as
- * one message for `w`; returns how many, with the last one in *last and the
- * message's length in *len. */
-static size_t mproc__sched_encode(mproc_pool *p, const mproc__worker *w,
-                                  size_t limit, mproc__chunk **last,
-                                  size_t *len) {
+/* The bytes chunk c takes in a TASKS message. */
+static size_t mproc__chunk_need(const mproc__chunk *c) {
+  return MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
+}
+
+/* Encodes up to `limit` chunks from the head of the queue at `to`, as
+ * many as fit in `cap` bytes; returns how many, with the last one in *last
+ * and their length in *len. */
+static size_t mproc__sched_encode(mproc_pool *p, unsigned char *to,
+                                  size_t cap, size_t limit,
+                                  mproc__chunk **last, size_t *len) {
   size_t k = 0;
   mproc__chunk *c;
-  *len = 4;
+  *len = 0;
   for (c = p->qhead; c && k < limit; c = c->next) {
-    size_t need = MPROC__PW_TASK_HEAD + strlen(c->job->task) + c->len;
-    if (k > 0 && *len + need > MPROC__POOL_MSG_SOFT)
+    if (*len + mproc__chunk_need(c) > cap)
       break;
-    if (w->msgs > 0 && *len + need > MPROC__POOL_SECOND_MAX)
-      break;
-    if (mproc__pool_grow(&p->sbuf, &p->scap, *len + need) < 0)
-      break;
-    *len += mproc__encode_chunk(p->sbuf + *len, c);
+    *len += mproc__encode_chunk(to + *len, c);
     k++;
     *last = c;
   }
+  return k;
+}
+
+/* Builds worker i's next TASKS message in *msg (*mlen bytes): the chunks
+ * that fit in its next input slot are written there, and the message only
+ * says how many bytes; a first chunk too big for a slot travels alone,
+ * inline in p->sbuf, and only as the first message in flight (see the
+ * note at the top).  Returns how many chunks it holds (0: none now). */
+static size_t mproc__sched_build(mproc_pool *p, int i, size_t limit,
+                                 mproc__chunk **last, unsigned char *head,
+                                 const unsigned char **msg, size_t *mlen) {
+  mproc__worker *w = &p->w[i];
+  size_t need = mproc__chunk_need(p->qhead), len = 0, k;
+  if (need <= MPROC__POOL_IN_SLOT) {
+    k = mproc__sched_encode(p, mproc__in_slot(p, i, w->slot),
+                            MPROC__POOL_IN_SLOT, limit, last, &len);
+    *mlen = mproc__pw_msg_head(head, MPROC__PM_TASKS, w->slot,
+                               (uint32_t)len);
+    *msg = head;
+    return k;
+  }
+  if (w->msgs > 0 || mproc__pool_grow(&p->sbuf, &p->scap,
+                                      MPROC__PW_MSG_HEAD + need) < 0)
+    return 0;
+  k = mproc__sched_encode(p, p->sbuf + MPROC__PW_MSG_HEAD, need, 1, last,
+                          &len);
+  *mlen = mproc__pw_msg_head(p->sbuf, MPROC__PM_TASKS, w->slot, 0) + len;
+  *msg = p->sbuf;
   return k;
 }
 
@@ -758,20 +912,21 @@ static void mproc__sched_hand_over(mproc_pool *p, mproc__worker *w,
   w->msgs++;
 }
 
-/* Sends `w` messages of queued chunks until it holds its share. */
-static void mproc__schedule_worker(mproc_pool *p, mproc__worker *w,
-                                   size_t share) {
-  while (p->qhead && w->msgs < 2 && w->inflight < share) {
-    size_t limit = mproc__sched_limit(p, w, share), len, k;
+/* Sends worker i messages of queued chunks until it holds its share. */
+static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
+  mproc__worker *w = &p->w[i];
+  while (p->qhead && w->msgs < MPROC__POOL_NSLOTS && w->inflight < share) {
+    size_t limit = mproc__sched_limit(p, w, share), mlen = 0, k;
+    unsigned char head[MPROC__PW_MSG_HEAD];
+    const unsigned char *msg = NULL;
     mproc__chunk *last = NULL;
     int rc;
     if (!limit)
       return;
-    k = mproc__sched_encode(p, w, limit, &last, &len);
+    k = mproc__sched_build(p, i, limit, &last, head, &msg, &mlen);
     if (!k)
       return;
-    mproc__wr_put32(p->sbuf, MPROC__PM_TASKS);
-    rc = mproc_conn_send_bytes(w->conn, p->sbuf, len);
+    rc = mproc_conn_send_bytes(w->conn, msg, mlen);
     if (rc < 0) {
       /* Gone (its sentinel settles it), or unreachable: then end it. */
       if (rc != MPROC_EEOF)
@@ -780,6 +935,7 @@ static void mproc__schedule_worker(mproc_pool *p, mproc__worker *w,
       return;
     }
     mproc__sched_hand_over(p, w, last, k);
+    w->slot = (w->slot + 1) % MPROC__POOL_NSLOTS;
   }
 }
 
@@ -792,7 +948,7 @@ static void mproc__schedule(mproc_pool *p) {
     mproc__worker *w = &p->w[i];
     if (!w->alive || !w->ready || w->eof)
       continue;
-    mproc__schedule_worker(p, w, share);
+    mproc__schedule_worker(p, i, share);
   }
 }
 
@@ -942,7 +1098,13 @@ static void mproc__handler(void *arg) {
         (p->state == MPROC__POOL_CLOSED && !mproc__busy(p)))
       break;
     mproc__handler_wait(p, items, who, timeout);
-    mproc__cond_broadcast(&p->cond);
+    /* Results that made a job ready wake its waiters through the callback
+     * list (mproc__run_callbacks); only mproc_imap_next waits for single
+     * items.  Waking every waiter after each message would cost the
+     * waiting thread a switch per message on a busy map. */
+    if (p->progress_made && p->item_waiters > 0)
+      mproc__cond_broadcast(&p->cond);
+    p->progress_made = 0;
   }
   mproc__handler_shutdown(p);
   mproc__mutex_unlock(&p->mu);
@@ -1096,10 +1258,10 @@ static int mproc__pool_open_resources(mproc_pool *p,
     return rc;
   p->prog = (volatile uint64_t *)mproc_array_ptr(p->progress);
   rc = mproc_array_create(&p->results, MPROC_UINT8,
-                          (size_t)p->n * MPROC__POOL_AREA, 0);
+                          (size_t)p->n * MPROC__POOL_WORKER_SHM, 0);
   if (rc < 0)
     return rc;
-  p->area = (const unsigned char *)mproc_array_ptr(p->results);
+  p->area = (unsigned char *)mproc_array_ptr(p->results);
   return mproc_pipe(&p->wake_r, &p->wake_w, 0);
 }
 
@@ -1169,11 +1331,10 @@ enum { MPROC__SUB_UNORDERED = 1, MPROC__SUB_BORROW = 2 };
 /* Build a job of n inputs in chunks of cs and queue it.  With BORROW the
  * inputs are not copied: only for callers that wait until the job is ready
  * (every chunk is encoded, and re-encoded after a worker death, from them). */
-/* Checks a submission; *total is the size of the inputs' payload. */
+/* Checks a submission (its inputs are checked as they are cut into
+ * chunks: mproc__chunk_scan). */
 static int mproc__submit_check(mproc_pool *p, const char *task,
-                               const mproc_bytes *in, size_t n,
-                               size_t *total) {
-  size_t i;
+                               const mproc_bytes *in, size_t n) {
   if (!p || !task || (n && !in))
     return MPROC_EINVAL;
   if (!mproc__pool_mine(p))
@@ -1182,22 +1343,14 @@ static int mproc__submit_check(mproc_pool *p, const char *task,
     return MPROC_ENOENTRY;
   if (strlen(task) > 4096)
     return MPROC_EINVAL;
-  *total = 0;
-  for (i = 0; i < n; i++) {
-    if (in[i].len && !in[i].data)
-      return MPROC_EINVAL;
-    if (in[i].len > MPROC__POOL_CHUNK_MAX)
-      return MPROC_E2BIG;
-    *total += 4 + in[i].len;
-  }
   return MPROC_OK;
 }
 
 /* The job with its tables, sized for n inputs in chunks of cs. */
 static int mproc__job_alloc(mproc_pool *p, const char *task,
                             const mproc_bytes *in, size_t n, size_t cs,
-                            size_t total, const mproc_async_options *o,
-                            int flags, mproc_async_result **out) {
+                            const mproc_async_options *o, int flags,
+                            mproc_async_result **out) {
   int unordered = (flags & MPROC__SUB_UNORDERED) != 0;
   int borrow = (flags & MPROC__SUB_BORROW) != 0;
   mproc_async_result *r = (mproc_async_result *)calloc(1, sizeof(*r));
@@ -1214,12 +1367,9 @@ static int mproc__job_alloc(mproc_pool *p, const char *task,
                                      sizeof(*r->chunks));
   if (borrow)
     r->src = in;
-  else
-    r->payload = (unsigned char *)malloc(total ? total : 1);
   if (o)
     r->cb = *o;
-  if (!r->task || !r->items || (unordered && !r->order) || !r->chunks ||
-      (!borrow && !r->payload)) {
+  if (!r->task || !r->items || (unordered && !r->order) || !r->chunks) {
     mproc__job_destroy(r);
     return MPROC_ENOMEM;
   }
@@ -1227,26 +1377,64 @@ static int mproc__job_alloc(mproc_pool *p, const char *task,
   return MPROC_OK;
 }
 
-/* Cuts the inputs into chunks of cs, copying them into the job's payload
- * unless it borrows them. */
+/* Checks chunk c's inputs (from in[c->first], c->count of them) and
+ * notes the form they travel in: the size they all have (or VAR), the
+ * first when they also lie side by side in memory (a map's inputs often
+ * do: then a chunk is sent with one copy), and their encoded length.  One
+ * pass over them, the only one before they are sent. */
+static int mproc__chunk_scan(mproc__chunk *c, const mproc_bytes *in) {
+  const mproc_bytes *b = in + c->first;
+  const unsigned char *next = (const unsigned char *)b[0].data;
+  size_t j, size = b[0].len, sum = 0;
+  int same = 1, adjacent = 1;
+  for (j = 0; j < c->count; j++) {
+    const unsigned char *d = (const unsigned char *)b[j].data;
+    if (b[j].len && !d)
+      return MPROC_EINVAL;
+    if (b[j].len > MPROC__POOL_CHUNK_MAX)
+      return MPROC_E2BIG;
+    same = same && b[j].len == size;
+    adjacent = adjacent && d == next;
+    next = d ? d + b[j].len : NULL;
+    sum += 4 + b[j].len; /* both at most CHUNK_MAX: no wrap, even 32-bit */
+    if (sum > MPROC__POOL_CHUNK_MAX)
+      return MPROC_E2BIG; /* as the inputs with a length each would be */
+  }
+  same = same && size > 0; /* see mproc__pw_rd_task_head */
+  c->size = same ? (uint32_t)size : MPROC__PW_VAR;
+  c->len = same ? c->count * size : sum;
+  c->contig = same && adjacent ? (const unsigned char *)b[0].data : NULL;
+  return MPROC_OK;
+}
+
+/* Cuts the inputs into chunks of cs, checking them, and copies them into
+ * the job's payload (in the form they travel in) unless it borrows them. */
 static int mproc__job_fill_chunks(mproc_async_result *r, const mproc_bytes *in,
                                   size_t cs) {
-  size_t i, c, total = 0;
+  size_t c, total = 0;
+  int rc;
+  r->cs = cs;
   for (c = 0; c < r->nchunks; c++) {
     mproc__chunk *ch = &r->chunks[c];
     ch->job = r;
     ch->first = c * cs;
     ch->count = r->n - ch->first < cs ? r->n - ch->first : cs;
     ch->off = total;
-    for (i = ch->first; i < ch->first + ch->count; i++) {
-      if (r->payload) {
-        (void)mproc__pw_input(r->payload + total, in[i].data, in[i].len);
-      }
-      total += 4 + in[i].len;
-    }
-    ch->len = total - ch->off;
-    if (ch->len > MPROC__POOL_CHUNK_MAX)
-      return MPROC_E2BIG;
+    rc = mproc__chunk_scan(ch, in);
+    if (rc < 0)
+      return rc;
+    if (!r->src && ch->len > SIZE_MAX - total)
+      return MPROC_ENOMEM; /* a copy no address space holds (32-bit) */
+    total += ch->len;
+  }
+  if (r->src)
+    return MPROC_OK;
+  r->payload = (unsigned char *)malloc(total ? total : 1);
+  if (!r->payload)
+    return MPROC_ENOMEM;
+  for (c = 0; c < r->nchunks; c++) {
+    mproc__chunk_inputs(r->payload + r->chunks[c].off, &r->chunks[c], in);
+    r->chunks[c].contig = NULL; /* the caller's memory: not kept */
   }
   return MPROC_OK;
 }
@@ -1288,17 +1476,16 @@ static int mproc__submit(mproc_pool *p, const char *task,
                          const mproc_async_options *o, int flags,
                          mproc_async_result **out) {
   mproc_async_result *r = NULL;
-  size_t total = 0;
   int rc;
   if (!out)
     return MPROC_EINVAL;
   *out = NULL;
-  rc = mproc__submit_check(p, task, in, n, &total);
+  rc = mproc__submit_check(p, task, in, n);
   if (rc < 0)
     return rc;
   if (cs == 0)
     cs = 1;
-  rc = mproc__job_alloc(p, task, in, n, cs, total, o, flags, &r);
+  rc = mproc__job_alloc(p, task, in, n, cs, o, flags, &r);
   if (rc < 0)
     return rc;
   rc = mproc__job_fill_chunks(r, in, cs);
@@ -1440,7 +1627,6 @@ int mproc_pool_map_async(mproc_pool *pool, const char *task,
 int mproc_pool_map(mproc_pool *pool, const char *task,
                    const mproc_bytes *inputs, size_t n, size_t chunksize,
                    mproc_async_result **out) {
-  size_t i;
   int rc;
   if (pool && chunksize == 0)
     chunksize = mproc__default_chunk(pool, n);
@@ -1450,10 +1636,7 @@ int mproc_pool_map(mproc_pool *pool, const char *task,
   if (rc < 0)
     return rc;
   (void)mproc_async_result_wait(*out, MPROC_FOREVER);
-  for (i = 0; i < n; i++)
-    if ((*out)->items[i].status != 0)
-      return (*out)->items[i].status;
-  return MPROC_OK;
+  return mproc__job_first_failure(*out);
 }
 
 static int mproc__imap(mproc_pool *pool, const char *task,
@@ -1490,13 +1673,23 @@ int mproc_pool_imap_unordered(mproc_pool *pool, const char *task,
   return mproc__imap(pool, task, inputs, n, chunksize, 1, out);
 }
 
+/* Whether the iterator's next result is there (lock held). */
+static int mproc__imap_has_next(const mproc_imap *it) {
+  mproc__item tmp;
+  if (it->unordered)
+    return it->r->ndone > it->cursor;
+  return mproc__job_item(it->r, it->cursor, &tmp)->len1 != 0;
+}
+
 int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
                     size_t *index, double timeout) {
   mproc_async_result *r;
   mproc_pool *p;
+  const mproc__item *item;
+  mproc__item tmp;
   double deadline;
   size_t i;
-  int rc;
+  int rc = MPROC_OK;
   if (!it || timeout != timeout)
     return MPROC_EINVAL;
   r = it->r;
@@ -1507,23 +1700,23 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
     return MPROC_EEOF;
   deadline = mproc__deadline(timeout);
   mproc__mutex_lock(&p->mu);
-  for (;;) {
-    if (it->unordered ? r->ndone > it->cursor : r->items[it->cursor].len1 != 0)
-      break;
-    if (mproc__cond_wait(&p->cond, &p->mu, deadline) == MPROC_ETIMEDOUT &&
-        !(it->unordered ? r->ndone > it->cursor
-                        : r->items[it->cursor].len1 != 0)) {
-      mproc__mutex_unlock(&p->mu);
-      return MPROC_ETIMEDOUT;
-    }
+  /* Counted, so the handler wakes us as items settle (only then). */
+  p->item_waiters++;
+  while (!mproc__imap_has_next(it) && rc != MPROC_ETIMEDOUT)
+    rc = mproc__cond_wait(&p->cond, &p->mu, deadline);
+  p->item_waiters--;
+  if (!mproc__imap_has_next(it)) {
+    mproc__mutex_unlock(&p->mu);
+    return MPROC_ETIMEDOUT;
   }
   i = it->unordered ? r->order[it->cursor] : it->cursor;
   it->cursor++;
-  rc = r->items[i].status;
+  item = mproc__job_item(r, i, &tmp);
+  rc = item->status;
   if (data)
-    *data = r->items[i].data;
+    *data = item->data;
   if (len)
-    *len = r->items[i].len1 - 1;
+    *len = item->len1 - 1;
   if (index)
     *index = i;
   mproc__mutex_unlock(&p->mu);
@@ -1674,27 +1867,29 @@ int mproc_async_result_successful(mproc_async_result *r) {
 
 int mproc_async_result_get(mproc_async_result *r, void *buf, size_t cap,
                            size_t *len, double timeout) {
-  size_t i;
+  const mproc__item *it;
+  mproc__item tmp;
   int rc;
   if (!r || (cap && !buf))
     return MPROC_EINVAL;
   rc = mproc_async_result_wait(r, timeout);
   if (rc < 0)
     return rc;
-  for (i = 0; i < r->n; i++)
-    if (r->items[i].status != 0)
-      return r->items[i].status;
+  rc = mproc__job_first_failure(r);
+  if (rc != 0)
+    return rc;
   if (r->n == 0) {
     if (len)
       *len = 0;
     return MPROC_OK;
   }
+  it = mproc__job_item(r, 0, &tmp);
   if (len)
-    *len = r->items[0].len1 - 1;
-  if (r->items[0].len1 - 1 > cap)
+    *len = it->len1 - 1;
+  if (it->len1 - 1 > cap)
     return MPROC_ERANGE;
-  if (r->items[0].len1 > 1)
-    memcpy(buf, r->items[0].data, r->items[0].len1 - 1);
+  if (it->len1 > 1)
+    memcpy(buf, it->data, it->len1 - 1);
   return MPROC_OK;
 }
 
@@ -1704,6 +1899,8 @@ size_t mproc_async_result_count(const mproc_async_result *r) {
 
 int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
                             size_t *len) {
+  const mproc__item *it;
+  mproc__item tmp;
   int rc;
   if (!r)
     return MPROC_EINVAL;
@@ -1712,12 +1909,13 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
   if (!mproc__pool_mine(r->pool))
     return MPROC_EPERM;
   mproc__mutex_lock(&r->pool->mu);
-  rc = r->ready ? r->items[i].status : MPROC_ESTATE;
+  it = mproc__job_item(r, i, &tmp);
+  rc = r->ready ? it->status : MPROC_ESTATE;
   if (r->ready) {
     if (data)
-      *data = r->items[i].data;
+      *data = it->data;
     if (len)
-      *len = r->items[i].len1 - 1;
+      *len = it->len1 - 1;
   }
   mproc__mutex_unlock(&r->pool->mu);
   return rc;

@@ -1325,3 +1325,170 @@ TEST(PoolDeath, OnlyTheDyingTaskFailsWithLargeResults) {
   mproc_async_result_free(r);
   expect_still_serves(pool.p);
 }
+
+// ---- chunks in one piece (issue 14, item 2) -------------------------------------
+// A chunk's inputs of one size travel as one block (one copy when they lie
+// side by side), its results as runs stored in one piece: these check the
+// other forms and every way back to the per-item one.
+
+TEST(PoolMap, InputsOfMixedSizesScatteredOrSideBySide) {
+  Pool pool(2);
+  const size_t n = 300;
+  std::vector<int64_t> v(n);
+  std::vector<std::string> s(n);
+  std::vector<mproc_bytes> b(n);
+  for (size_t i = 0; i < n; i++) {
+    v[i] = (int64_t)(i * 7 + 1);
+    if (i < 100) // one size, in reverse order in memory: gathered
+      b[i] = mproc_bytes{&v[99 - i], sizeof(int64_t)};
+    else if (i < 200) // one size, side by side: one copy per chunk
+      b[i] = mproc_bytes{&v[i], sizeof(int64_t)};
+    else { // sizes that differ (some empty): a length per input
+      s[i] = std::string(i % 5 == 0 ? 0 : i % 37, (char)('a' + i % 26));
+      b[i] = mproc_bytes{s[i].data(), s[i].size()};
+    }
+  }
+  for (int async = 0; async < 2; async++) {
+    mproc_async_result *r = nullptr;
+    if (async) {
+      ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_echo", b.data(), n, 25,
+                                     nullptr, &r),
+                MPROC_OK);
+      ASSERT_EQ(mproc_async_result_wait(r, 60), MPROC_OK);
+    } else {
+      ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, 25, &r),
+                MPROC_OK);
+    }
+    for (size_t i = 0; i < n; i++) {
+      const void *d = nullptr;
+      size_t len = 0;
+      ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
+      ASSERT_EQ(len, b[i].len) << i;
+      if (len) {
+        EXPECT_EQ(memcmp(d, b[i].data, len), 0) << i << " async " << async;
+      }
+    }
+    mproc_async_result_free(r);
+  }
+}
+
+TEST(PoolMap, TasksWithoutResults) {
+  Pool pool(2);
+  Inputs in(500);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_empty", in.b.data(), 500, 50, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < 500; i++) {
+    const void *d = nullptr;
+    size_t len = 99;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
+    EXPECT_EQ(len, 0u) << i;
+  }
+  EXPECT_EQ(mproc_async_result_successful(r), 1);
+  mproc_async_result_free(r);
+}
+
+TEST(PoolImap, ChunkedYieldsInInputOrder) {
+  Pool pool(2);
+  Inputs in(1000);
+  mproc_imap *it = nullptr;
+  ASSERT_EQ(mproc_pool_imap(pool.p, "pool_square", in.b.data(), 1000, 50, &it),
+            MPROC_OK);
+  for (size_t i = 0; i < 1000; i++) {
+    const void *d = nullptr;
+    size_t n = 0, idx = 0;
+    ASSERT_EQ(mproc_imap_next(it, &d, &n, &idx, 30), MPROC_OK);
+    ASSERT_EQ(idx, i);
+    int64_t v;
+    ASSERT_EQ(n, sizeof v);
+    memcpy(&v, d, sizeof v);
+    EXPECT_EQ(v, (int64_t)(i * i));
+  }
+  EXPECT_EQ(mproc_imap_next(it, nullptr, nullptr, nullptr, 1), MPROC_EEOF);
+  mproc_imap_free(it);
+}
+
+// No result for any input; fails with 7 for inputs 4, 9, ...; aborts the
+// worker for input 13.
+TEST_ENTRY(pool_empty_abort_at_13) {
+  int64_t x = in_i64(args);
+  if (x == 13) {
+    std::fflush(nullptr);
+#ifdef _WIN32
+    TerminateProcess(GetCurrentProcess(), 3);
+#else
+    std::abort();
+#endif
+  }
+  return x % 5 == 4 ? 7 : 0;
+}
+
+namespace {
+// A map (blocking, or async: its inputs copied) of pool_abort_at_13 in
+// chunks of 25: the dead worker's finished results of the chunk (one run
+// in its result area, cut where it died) survive, item 13 fails, and the
+// rest of the chunk is run again elsewhere.
+void expect_one_casualty_in_a_long_chunk(bool async) {
+  Pool pool(2);
+  const size_t n = 60;
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  if (async) {
+    ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_abort_at_13", in.b.data(), n,
+                                   25, nullptr, &r),
+              MPROC_OK);
+    ASSERT_EQ(mproc_async_result_wait(r, 60), MPROC_OK);
+  } else {
+    EXPECT_EQ(mproc_pool_map(pool.p, "pool_abort_at_13", in.b.data(), n, 25,
+                             &r),
+              MPROC_EWORKER);
+  }
+  for (size_t i = 0; i < n; i++) {
+    int st = 0;
+    int64_t v = item_i64(r, i, &st);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+    } else {
+      EXPECT_EQ(st, MPROC_OK) << "async " << async << " item " << i;
+      EXPECT_EQ(v, (int64_t)(i * i)) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  expect_still_serves(pool.p);
+}
+} // namespace
+
+TEST(PoolDeath, OnlyTheDyingTaskFailsChunksize25) {
+  expect_one_casualty_in_a_long_chunk(false);
+}
+
+TEST(PoolDeath, OnlyTheDyingTaskFailsInAnAsyncMap) {
+  expect_one_casualty_in_a_long_chunk(true);
+}
+
+// Runs without results (counted item by item in the result area) and
+// failures before the death keep their status.
+TEST(PoolDeath, TasksWithoutResultsBeforeADeathKeepTheirStatus) {
+  Pool pool(2);
+  const size_t n = 60;
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  EXPECT_NE(mproc_pool_map(pool.p, "pool_empty_abort_at_13", in.b.data(), n,
+                           30, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < n; i++) {
+    const void *d = nullptr;
+    size_t len = 99;
+    int st = mproc_async_result_item(r, i, &d, &len);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+    } else {
+      EXPECT_EQ(st, i % 5 == 4 ? 7 : MPROC_OK) << i;
+    }
+    if (st == MPROC_OK) {
+      EXPECT_EQ(len, 0u) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  expect_still_serves(pool.p);
+}

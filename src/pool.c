@@ -41,6 +41,7 @@
  * src/pool_worker.c; the messages are described, written and read in
  * src/pool_wire.c.
  */
+#include <float.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,7 @@ struct mproc_async_result {
   unsigned char *payload;   /* the inputs, encoded and copied */
   const mproc_bytes *src;   /* or the caller's, borrowed (blocking map) */
   mproc__blk *blocks;
+  double timeout; /* seconds each task may run; 0: no limit */
   mproc_async_options cb;
   struct mproc_async_result *cb_next;
 };
@@ -129,6 +131,10 @@ typedef struct mproc__worker {
   int msgs;
   uint32_t slot; /* the slot of its areas the next message uses */
   unsigned long sent;
+  /* Task timeouts (mproc__watch_worker): PROG_TIMED was set for it; it was
+   * killed because task kill_item of chunk kill_chunk overran. */
+  int timed, timed_out;
+  uint64_t kill_chunk, kill_item;
 } mproc__worker;
 
 /* A result mproc_pool_apply could not hand over (MPROC_ERANGE), kept for
@@ -173,6 +179,7 @@ struct mproc_pool {
   char *init;
   mproc_args *initargs;
   unsigned long maxtasks;
+  double task_timeout; /* mproc_pool_options::task_timeout; 0: none */
   mproc_start_method method;
   int64_t creator;
   mproc__thread *thread;
@@ -450,6 +457,10 @@ static int mproc__worker_start(mproc_pool *p, int i) {
                  0);
   mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_KEPT],
                  0);
+  mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_START],
+                 0);
+  mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_TIMED],
+                 0);
   /* Named first: an attempt that fails still uses up its number. */
   memset(&o, 0, sizeof o);
   snprintf(name, sizeof name, "PoolWorker-%lu", ++p->spawned);
@@ -609,13 +620,18 @@ static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
 }
 
 /* A worker died while running task `item` of chunk `running` (of its list).
- * The task fails with MPROC_EWORKER; so do finished tasks whose results
- * it kept only in private memory (mproc__result_reserve).  Returns the
- * chunks that never started, the rest of `running` first (NULL: none). */
+ * The task fails with `code` (MPROC_EWORKER, or MPROC_ETIMEDOUT for the
+ * task whose timeout killed it; 0: it had not started, a timeout killed
+ * the worker as it passed from the overrunning task to this one, which
+ * then goes back to the queue); finished tasks whose results it kept only
+ * in private memory (mproc__result_reserve) fail with MPROC_EWORKER.
+ * Returns the chunks that never started, the rest of `running` first
+ * (NULL: none). */
 static mproc__chunk *mproc__chunks_lost(mproc_pool *p, mproc__worker *w,
-                                        mproc__chunk *running, uint64_t item) {
+                                        mproc__chunk *running, uint64_t item,
+                                        int code) {
   mproc__chunk *c;
-  size_t k;
+  size_t k, ran;
   while ((c = w->head) != running) {
     w->head = c->next;
     mproc__chunk_fail(p, c, MPROC_EWORKER); /* settled items stay */
@@ -627,12 +643,13 @@ static mproc__chunk *mproc__chunks_lost(mproc_pool *p, mproc__worker *w,
   /* Items before `item` finished (settled, unless their results were
    * only in private memory); `item` died, unless it got its result out
    * first; the ones after it never started. */
-  for (k = 0; k <= (size_t)item; k++)
-    mproc__item_done(p, running->job, running->first + k, MPROC_EWORKER,
-                     NULL, 0);
-  if ((size_t)item + 1 == running->count)
+  ran = (size_t)item + (code != 0);
+  for (k = 0; k < ran; k++)
+    mproc__item_done(p, running->job, running->first + k,
+                     k == (size_t)item ? code : MPROC_EWORKER, NULL, 0);
+  if (ran == running->count)
     return running->next;
-  mproc__chunk_trim(p, running, (size_t)item + 1);
+  mproc__chunk_trim(p, running, ran);
   return running; /* still linked to the chunks after it */
 }
 
@@ -645,13 +662,17 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   uint64_t running = mproc__load64(&prog[MPROC__PROG_CHUNK]);
   uint64_t item = prog[MPROC__PROG_ITEM];
   mproc__chunk *c, *found = NULL, *rest;
+  int code = MPROC_EWORKER;
+  if (w->timed_out) /* we killed it: see mproc__watch_worker */
+    code = running == w->kill_chunk && item == w->kill_item ? MPROC_ETIMEDOUT
+                                                            : 0;
   for (c = w->head; c; c = c->next)
     c->touched = 1;
   mproc__area_settle(p, i);
   for (c = w->head; c; c = c->next)
     if (c->id == running)
       found = c;
-  rest = found ? mproc__chunks_lost(p, w, found, item) : w->head;
+  rest = found ? mproc__chunks_lost(p, w, found, item, code) : w->head;
   if (rest) {
     size_t k = 0;
     mproc__chunk *last = NULL;
@@ -668,9 +689,9 @@ static void mproc__worker_died(mproc_pool *p, int i) {
     /* Before it got ready: its initializer failed (it said so, exited, or
      * crashed), which is a real start failure, or it was killed. */
     int ready = w->ready, said = w->init_failed;
-    int code = mproc__worker_reap(w, 5);
+    int exitcode = mproc__worker_reap(w, 5);
     if (!ready)
-      mproc__start_failed(p, i, said || !mproc__killed_code(code));
+      mproc__start_failed(p, i, said || !mproc__killed_code(exitcode));
   }
 }
 
@@ -820,10 +841,16 @@ static size_t mproc__sched_share(const mproc_pool *p) {
 }
 
 /* How many chunks the next message to `w` may carry; 0 when its
- * maxtasksperchild is used up. */
+ * maxtasksperchild is used up.  A message carries at most a quarter of
+ * the worker's share (its slots' number): results come back per message,
+ * so a map of a few chunks per worker reports progress (and pipelines)
+ * chunk by chunk rather than all at once. */
 static size_t mproc__sched_limit(const mproc_pool *p, const mproc__worker *w,
                                  size_t share) {
   size_t limit = share - w->inflight;
+  size_t quarter = (share + MPROC__POOL_NSLOTS - 1) / MPROC__POOL_NSLOTS;
+  if (limit > quarter)
+    limit = quarter;
   if (limit > MPROC__POOL_MSG_CHUNKS)
     limit = MPROC__POOL_MSG_CHUNKS;
   if (p->maxtasks) {
@@ -912,6 +939,23 @@ static void mproc__sched_hand_over(mproc_pool *p, mproc__worker *w,
   w->msgs++;
 }
 
+/* If a chunk about to be sent to worker i (the queue's head up to `last`)
+ * has a timeout, tells the worker to mark its tasks' starts (src/pool.h),
+ * before the send that makes the store visible to it. */
+static void mproc__sched_flag_timed(mproc_pool *p, int i,
+                                    const mproc__chunk *last) {
+  const mproc__chunk *c;
+  if (p->w[i].timed)
+    return;
+  for (c = p->qhead; c; c = c == last ? NULL : c->next)
+    if (c->job->timeout > 0) {
+      p->w[i].timed = 1;
+      mproc__store64(
+          &p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_TIMED], 1);
+      return;
+    }
+}
+
 /* Sends worker i messages of queued chunks until it holds its share. */
 static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
   mproc__worker *w = &p->w[i];
@@ -926,6 +970,7 @@ static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
     k = mproc__sched_build(p, i, limit, &last, head, &msg, &mlen);
     if (!k)
       return;
+    mproc__sched_flag_timed(p, i, last);
     rc = mproc_conn_send_bytes(w->conn, msg, mlen);
     if (rc < 0) {
       /* Gone (its sentinel settles it), or unreachable: then end it. */
@@ -950,6 +995,71 @@ static void mproc__schedule(mproc_pool *p) {
       continue;
     mproc__schedule_worker(p, i, share);
   }
+}
+
+/* The shorter of two waits in seconds (negative: without limit). */
+static double mproc__sooner(double a, double b) {
+  if (a < 0)
+    return b;
+  return b < 0 || a < b ? a : b;
+}
+
+/* The smallest timeout of the chunks worker w holds (0: none has one). */
+static double mproc__held_timeout(const mproc__worker *w) {
+  const mproc__chunk *c;
+  double t = 0;
+  for (c = w->head; c; c = c->next)
+    if (c->job->timeout > 0 && (t == 0 || c->job->timeout < t))
+      t = c->job->timeout;
+  return t;
+}
+
+/* Task timeouts of worker i: kills it if its running task has run past its
+ * job's timeout (mproc__worker_died then fails that task with
+ * MPROC_ETIMEDOUT), else returns the seconds until it must be looked at
+ * again (negative: never), which the handler waits in mproc_wait.  The
+ * start of the running task is read from the worker's progress slot,
+ * twice around the reads of its chunk and item, which belong to that
+ * start only if both reads agree (src/pool.h).  A task that starts later
+ * has not run `tmin` (the least timeout it holds) before now + tmin: that
+ * is the next look when no task is running or the mark is changing, and
+ * the latest one otherwise; so a hung task is killed at its deadline,
+ * whichever task ran before it, without a wake-up per task. */
+static double mproc__watch_worker(mproc_pool *p, int i, double now) {
+  mproc__worker *w = &p->w[i];
+  volatile uint64_t *prog = p->prog + (size_t)i * MPROC__PROG_STRIDE;
+  double tmin = mproc__held_timeout(w), start, t = 0;
+  uint64_t s1, s2, chunk, item;
+  const mproc__chunk *c;
+  if (!w->alive || !w->ready || w->eof || w->timed_out || tmin == 0)
+    return MPROC_FOREVER;
+  s1 = mproc__load64(&prog[MPROC__PROG_START]);
+  chunk = mproc__load64(&prog[MPROC__PROG_CHUNK]);
+  item = mproc__load64(&prog[MPROC__PROG_ITEM]);
+  s2 = mproc__load64(&prog[MPROC__PROG_START]);
+  if (s1 == 0 || s1 != s2)
+    return tmin;
+  for (c = w->head; c && c->id != chunk; c = c->next)
+    ;
+  if (c)
+    t = c->job->timeout;
+  start = mproc__pw_word_time(s1);
+  if (t <= 0 || now < start + t)
+    return mproc__sooner(t > 0 ? start + t - now : -1, tmin);
+  w->timed_out = 1;
+  w->kill_chunk = chunk;
+  w->kill_item = item;
+  (void)mproc_process_kill(w->proc); /* its sentinel settles the rest */
+  return MPROC_FOREVER;
+}
+
+/* Every worker's task timeouts: the seconds until the next look. */
+static double mproc__watch(mproc_pool *p) {
+  double now = mproc__plat_now(), next = MPROC_FOREVER;
+  int i;
+  for (i = 0; i < p->n; i++)
+    next = mproc__sooner(next, mproc__watch_worker(p, i, now));
+  return next;
 }
 
 static int mproc__busy(mproc_pool *p) {
@@ -1094,6 +1204,7 @@ static void mproc__handler(void *arg) {
     }
     mproc__schedule(p);
     mproc__run_callbacks(p);
+    timeout = mproc__sooner(timeout, mproc__watch(p));
     if (p->state == MPROC__POOL_TERMINATE ||
         (p->state == MPROC__POOL_CLOSED && !mproc__busy(p)))
       break;
@@ -1182,10 +1293,20 @@ static void mproc__pools_unlink(mproc_pool *p) {
   mproc__mutex_unlock(&g_pools_mu);
 }
 
+/* A task timeout as the pool keeps it: 0 for none (0 or an infinity);
+ * MPROC_EINVAL for a negative one or NaN. */
+static int mproc__task_timeout(double t, double *out) {
+  if (t != t || t < 0)
+    return MPROC_EINVAL;
+  *out = t > DBL_MAX ? 0 : t;
+  return MPROC_OK;
+}
+
 /* Checks the options; *n is the number of workers. */
 static int mproc__pool_check_options(const mproc_pool_options *opts, int *n) {
+  double t;
   *n = opts ? opts->processes : 0;
-  if (*n < 0)
+  if (*n < 0 || (opts && mproc__task_timeout(opts->task_timeout, &t) < 0))
     return MPROC_EINVAL;
   if (*n == 0)
     *n = mproc_cpu_count();
@@ -1221,6 +1342,8 @@ static int mproc__pool_alloc(const mproc_pool_options *opts, int n,
   p->next_id = 1;
   p->creator = mproc__plat_getpid();
   p->maxtasks = opts ? opts->maxtasksperchild : 0;
+  if (opts)
+    (void)mproc__task_timeout(opts->task_timeout, &p->task_timeout);
   p->method = opts ? opts->start_method : MPROC_START_DEFAULT;
   rc = mproc__cond_init(&p->cond);
   if (rc < 0) {
@@ -1488,6 +1611,11 @@ static int mproc__submit(mproc_pool *p, const char *task,
   rc = mproc__job_alloc(p, task, in, n, cs, o, flags, &r);
   if (rc < 0)
     return rc;
+  r->timeout = p->task_timeout;
+  if (o && o->timeout != 0)
+    rc = mproc__task_timeout(o->timeout, &r->timeout);
+  if (rc < 0)
+    goto finish;
   rc = mproc__job_fill_chunks(r, in, cs);
   if (rc < 0)
     goto finish;
@@ -1723,6 +1851,10 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
   return rc;
 }
 
+int mproc_imap_done_count(mproc_imap *it, size_t *n) {
+  return it ? mproc_async_result_done_count(it->r, n) : MPROC_EINVAL;
+}
+
 mproc_imap *mproc_imap_free(mproc_imap *it) {
   if (it) {
     mproc_async_result_free(it->r); /* in a fork child: leaves r alone */
@@ -1919,6 +2051,17 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
   }
   mproc__mutex_unlock(&r->pool->mu);
   return rc;
+}
+
+int mproc_async_result_done_count(mproc_async_result *r, size_t *n) {
+  if (!r || !n)
+    return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
+  mproc__mutex_lock(&r->pool->mu);
+  *n = r->ndone;
+  mproc__mutex_unlock(&r->pool->mu);
+  return MPROC_OK;
 }
 
 mproc_async_result *mproc_async_result_free(mproc_async_result *r) {

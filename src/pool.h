@@ -42,7 +42,19 @@ int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
  * the parent sooner (a map of 1000-item chunks measured 0.18x the hand-
  * written pool with two 256 KiB input slots, 0.30x with two of 32 KiB). */
 enum { MPROC__PROG_CHUNK = 0, MPROC__PROG_ITEM = 1, MPROC__PROG_KEPT = 2,
-       MPROC__PROG_SLOT = 3, MPROC__PROG_STRIDE = 16 };
+       MPROC__PROG_SLOT = 3, MPROC__PROG_START = 4, MPROC__PROG_TIMED = 5,
+       MPROC__PROG_STRIDE = 16 };
+/* Task timeouts (src/pool.c: mproc__watch_worker).  The parent stores 1 in
+ * PROG_TIMED before it sends a worker its first chunk of a job with a
+ * timeout (it stays set for that worker); from then on the worker stores,
+ * around every task, its start time in PROG_START (after PROG_ITEM, so a
+ * reader that sees the time sees the item) and 0 when it returns.  Zero
+ * thus means "no task running"; the parent compares two reads of the word
+ * around its reads of PROG_CHUNK and PROG_ITEM to know they belong to the
+ * start it read.  Both clocks are mproc__plat_now(), which is system-wide
+ * (CLOCK_MONOTONIC, QueryPerformanceCounter). */
+uint64_t mproc__pw_time_word(double t);
+double mproc__pw_word_time(uint64_t w);
 #define MPROC__POOL_NSLOTS 4
 /* 256 KiB: a worker sends its results early once they pass half a slot,
  * at a chunk's end, so every chunk has at least 128 KiB of the slot, where

@@ -121,6 +121,20 @@ size_t mproc__pw_msg_head(unsigned char *p, uint32_t kind, uint32_t slot,
   return MPROC__PW_MSG_HEAD;
 }
 
+/* A time as a word of shared memory: its bits (a monotonic time is
+ * positive, so never the word 0 that means "none"). */
+uint64_t mproc__pw_time_word(double t) {
+  uint64_t w;
+  memcpy(&w, &t, sizeof w);
+  return w;
+}
+
+double mproc__pw_word_time(uint64_t w) {
+  double t;
+  memcpy(&t, &w, sizeof t);
+  return t;
+}
+
 int mproc__pw_rd_msg_head(mproc__rd *r, uint32_t *slot, uint32_t *shared,
                           size_t room) {
   *slot = mproc__rd_u32(r);

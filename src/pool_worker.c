@@ -37,6 +37,7 @@ static struct {
   size_t run_at;
   uint32_t run_n, run_len;
   int run_status;
+  int timed; /* PROG_TIMED was set: mark each task's start (src/pool.h) */
 } g_task;
 
 /* Results up to this size extend the open run when they match it: moving
@@ -238,6 +239,9 @@ static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
     if (mproc__result_place(k, &spec) < 0)
       return MPROC_ENOMEM;
     g_task.prog[MPROC__PROG_ITEM] = k; /* before the task's first instruction */
+    if (g_task.timed) /* the parent's timer starts (src/pool.h) */
+      mproc__store64(&g_task.prog[MPROC__PROG_START],
+                     mproc__pw_time_word(mproc__plat_now()));
     if (!e || e == &mproc__pool_worker_entry) {
       status = MPROC_ENOENTRY;
     } else {
@@ -245,6 +249,8 @@ static int mproc__worker_items(const mproc_entry *e, mproc__rd *r,
       status = e->fn(&view);
       g_task.args = NULL;
     }
+    if (g_task.timed)
+      mproc__store64(&g_task.prog[MPROC__PROG_START], 0);
     if (mproc__result_record(hdr, spec, status, k) < 0)
       return MPROC_ENOMEM;
   }
@@ -327,6 +333,8 @@ static int mproc__worker_message(mproc_conn *conn) {
       mproc__pw_rd_msg_head(&r, &slot, &slen, MPROC__POOL_IN_SLOT) < 0)
     return MPROC_EEOF;
   mproc__result_begin(slot);
+  /* Set by the parent before it sent this message, if ever. */
+  g_task.timed = mproc__load64(&g_task.prog[MPROC__PROG_TIMED]) != 0;
   shared.p = g_task.in_area + (size_t)slot * MPROC__POOL_IN_SLOT;
   shared.left = slen;
   shared.bad = 0;

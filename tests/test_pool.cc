@@ -411,7 +411,7 @@ TEST(PoolApply, ApplyAndApplyAsyncWithCallbacks) {
   EXPECT_EQ(apply_i64(pool.p, "pool_square", 12, &rc), 144);
   EXPECT_EQ(rc, MPROC_OK);
   CbState st;
-  mproc_async_options o{on_ok, on_err, &st};
+  mproc_async_options o{on_ok, on_err, &st, 0};
   std::vector<mproc_async_result *> rs;
   for (int64_t i = 0; i < 40; i++) {
     mproc_async_result *r = nullptr;
@@ -1491,4 +1491,259 @@ TEST(PoolDeath, TasksWithoutResultsBeforeADeathKeepTheirStatus) {
   }
   mproc_async_result_free(r);
   expect_still_serves(pool.p);
+}
+
+// ---- task timeouts, progress, Ctrl-C (issue 12) -----------------------------
+
+// Runs forever (a hung task): only a kill ends it.
+TEST_ENTRY(pool_hang) {
+  for (;;)
+    test_sleep_ms(1000);
+  return 0;
+}
+
+// Squares its input, but hangs for a negative one.
+TEST_ENTRY(pool_square_or_hang) {
+  int64_t x = in_i64(args);
+  while (x < 0)
+    test_sleep_ms(1000);
+  return out_i64(args, x * x);
+}
+
+static mproc_semaphore *g_gate;
+
+// Initializer: keeps the semaphore (positional 0) that pool_gated waits on.
+TEST_ENTRY(pool_init_gate) {
+  void *s = nullptr;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_SEMAPHORE, &s) != MPROC_OK)
+    return 1;
+  g_gate = (mproc_semaphore *)s;
+  return 0;
+}
+
+// Waits for one release of the gate, then returns its input.
+TEST_ENTRY(pool_gated) {
+  if (!g_gate || mproc_semaphore_acquire(g_gate, 60) != MPROC_OK)
+    return 5;
+  return out_i64(args, in_i64(args));
+}
+
+// A hung task is failed with MPROC_ETIMEDOUT at its timeout, its worker is
+// replaced, and the tasks around it (an untimed map on the other worker,
+// and tasks submitted after it) complete with their results.
+TEST(PoolTimeout, HungTaskIsKilledAtItsTimeoutOthersComplete) {
+  Pool pool(2);
+  ASSERT_NE(pool.p, nullptr);
+  mproc_async_options o{};
+  o.timeout = 0.3;
+  int64_t x = 0;
+  double t0 = test_now();
+  mproc_async_result *hung = nullptr, *m = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_hang", &x, sizeof x, &o,
+                                   &hung),
+            MPROC_OK);
+  Inputs in(200);
+  ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_square", in.b.data(), 200, 10,
+                                 nullptr, &m),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_get(hung, nullptr, 0, nullptr, 60),
+            MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_async_result_ready(hung), 1); // ready: not a wait timeout
+  EXPECT_LT(test_now() - t0, 30.0);
+  EXPECT_EQ(mproc_async_result_wait(m, 60), MPROC_OK);
+  for (size_t i = 0; i < 200; i++)
+    EXPECT_EQ(item_i64(m, i), (int64_t)(i * i)) << i;
+  mproc_async_result_free(m);
+  mproc_async_result_free(hung);
+  // The pool still has two workers that serve (a replacement among them).
+  int rc = 0;
+  for (int k = 0; k < 4; k++)
+    EXPECT_EQ(apply_i64(pool.p, "pool_square", 9, &rc), 81);
+  EXPECT_EQ(rc, MPROC_OK);
+}
+
+// In a map with chunks, the hung items fail with MPROC_ETIMEDOUT and only
+// they: the items of their chunks that had finished keep their results,
+// those that had not run go to other workers.  The pool's task_timeout
+// applies to the blocking map.
+TEST(PoolTimeout, HungItemsOfAChunkedMapFailAloneWithPoolTimeout) {
+  mproc_pool_options po{};
+  po.processes = 2;
+  po.task_timeout = 1.5; // generous: a square never takes that long
+  Pool pool(2, &po);
+  ASSERT_NE(pool.p, nullptr);
+  const size_t n = 24;
+  Inputs in(n);
+  in.v[5] = -1;  // second item of chunk 1 (items 4..7)
+  in.v[14] = -1; // third item of chunk 3 (items 12..15)
+  mproc_async_result *r = nullptr;
+  double t0 = test_now();
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_square_or_hang", in.b.data(), n, 4,
+                           &r),
+            MPROC_ETIMEDOUT);
+  EXPECT_LT(test_now() - t0, 60.0);
+  for (size_t i = 0; i < n; i++) {
+    int st = 0;
+    int64_t v = item_i64(r, i, &st);
+    if (i == 5 || i == 14) {
+      EXPECT_EQ(st, MPROC_ETIMEDOUT) << i;
+    } else {
+      EXPECT_EQ(st, MPROC_OK) << i;
+      EXPECT_EQ(v, (int64_t)(i * i)) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  // An infinite per-submission timeout overrides the pool's.
+  mproc_async_options o{};
+  o.timeout = std::numeric_limits<double>::infinity();
+  ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_square", in.b.data(), 4, 1, &o,
+                                 &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_wait(r, 60), MPROC_OK);
+  mproc_async_result_free(r);
+}
+
+// The done count rises one by one to N: each task waits for one release
+// of a semaphore the test makes, so exactly k can have finished after k
+// releases (no timing involved).
+TEST(PoolProgress, DoneCountRisesToN) {
+  mproc_semaphore *gate = nullptr;
+  ASSERT_EQ(mproc_semaphore_create(&gate, 0, 0), MPROC_OK);
+  {
+    Args a;
+    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
+    mproc_pool_options o{};
+    o.processes = 2;
+    o.initializer = "pool_init_gate";
+    o.initargs = a;
+    Pool pool(2, &o);
+    ASSERT_NE(pool.p, nullptr);
+    const size_t n = 6;
+    Inputs in(n);
+    mproc_async_result *r = nullptr;
+    mproc_imap *it = nullptr;
+    size_t done = 99;
+    ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_gated", in.b.data(), n, 1,
+                                   nullptr, &r),
+              MPROC_OK);
+    EXPECT_EQ(mproc_async_result_done_count(r, &done), MPROC_OK);
+    EXPECT_EQ(done, 0u);
+    for (size_t k = 1; k <= n; k++) {
+      ASSERT_EQ(mproc_semaphore_release(gate), MPROC_OK);
+      EXPECT_TRUE(test_wait_for([&] {
+        return mproc_async_result_done_count(r, &done) == MPROC_OK &&
+               done >= k;
+      })) << k;
+      EXPECT_EQ(done, k);
+    }
+    EXPECT_EQ(mproc_async_result_wait(r, 60), MPROC_OK);
+    EXPECT_EQ(mproc_async_result_successful(r), 1);
+    mproc_async_result_free(r);
+    // imap: the same count through the iterator.
+    ASSERT_EQ(mproc_pool_imap(pool.p, "pool_gated", in.b.data(), 2, 1, &it),
+              MPROC_OK);
+    EXPECT_EQ(mproc_imap_done_count(it, &done), MPROC_OK);
+    EXPECT_EQ(done, 0u);
+    ASSERT_EQ(mproc_semaphore_release(gate), MPROC_OK);
+    ASSERT_EQ(mproc_semaphore_release(gate), MPROC_OK);
+    EXPECT_TRUE(test_wait_for([&] {
+      return mproc_imap_done_count(it, &done) == MPROC_OK && done == 2;
+    }));
+    mproc_imap_free(it);
+  }
+  mproc_semaphore_free(gate);
+}
+
+TEST(PoolBadInput, TimeoutsAndDoneCount) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options po{};
+  po.processes = 1;
+  po.task_timeout = -1;
+  EXPECT_EQ(mproc_pool_create(&p, &po), MPROC_EINVAL);
+  po.task_timeout = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(mproc_pool_create(&p, &po), MPROC_EINVAL);
+  EXPECT_EQ(p, nullptr);
+  Pool pool(1);
+  ASSERT_NE(pool.p, nullptr);
+  int64_t x = 3;
+  mproc_async_result *r = nullptr;
+  Inputs in(2);
+  mproc_async_options o{};
+  o.timeout = -0.5;
+  EXPECT_EQ(mproc_pool_apply_async(pool.p, "pool_square", &x, sizeof x, &o, &r),
+            MPROC_EINVAL);
+  o.timeout = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(mproc_pool_map_async(pool.p, "pool_square", in.b.data(), 2, 1, &o,
+                                 &r),
+            MPROC_EINVAL);
+  EXPECT_EQ(r, nullptr);
+  size_t n = 0;
+  EXPECT_EQ(mproc_async_result_done_count(nullptr, &n), MPROC_EINVAL);
+  EXPECT_EQ(mproc_imap_done_count(nullptr, &n), MPROC_EINVAL);
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_square", &x, sizeof x,
+                                   nullptr, &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_done_count(r, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_async_result_wait(r, 60), MPROC_OK);
+  EXPECT_EQ(mproc_async_result_done_count(r, &n), MPROC_OK);
+  EXPECT_EQ(n, 1u);
+  mproc_async_result_free(r);
+}
+
+// A program with a pool whose workers are busy (hung tasks), waiting for
+// the result: sends its workers' pids on the handle in arg 0 and waits
+// until SIGINT ends it.
+TEST_ENTRY(pool_sigint_main) {
+  mproc_pool *p = nullptr;
+  mproc_pool_options o{};
+  o.processes = 2;
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  if (mproc_arg_handle(args, 0, &h) != MPROC_OK)
+    return 4;
+  if (mproc_pool_create(&p, &o) != MPROC_OK)
+    return 2;
+  mproc_process *kids[8];
+  size_t nk = 0;
+  if (mproc_active_children(kids, 8, &nk) != MPROC_OK || nk != 2)
+    return 5;
+  Inputs in(2);
+  mproc_async_result *r = nullptr;
+  if (mproc_pool_map_async(p, "pool_hang", in.b.data(), 2, 1, nullptr, &r) !=
+      MPROC_OK)
+    return 3;
+  for (size_t i = 0; i < nk; i++) {
+    int64_t pid = 0;
+    mproc_process_pid(kids[i], &pid);
+    test_write_all(h, &pid, sizeof pid);
+    mproc_process_free(kids[i]);
+  }
+  test_close_handle(h);
+  (void)mproc_async_result_wait(r, MPROC_FOREVER); // until SIGINT
+  return 6;
+}
+
+// Ctrl-C of a program with a busy pool (SIGINT to the program alone, its
+// default action): the program ends at once, without a hang, and no worker
+// outlives it.
+TEST(PoolLifecycle, SigintToTheParentLeavesNoWorkers) {
+  mproc_process_options o{};
+  o.daemon = MPROC_DAEMON_NO;
+  TestPipe tp;
+  Args a;
+  a.h(tp.w);
+  mproc_process *p = test_start("pool_sigint_main", a, &o);
+  tp.close_w();
+  std::string pids = test_read_n(tp.r, 2 * sizeof(int64_t));
+  ASSERT_EQ(pids.size(), 2 * sizeof(int64_t));
+  double t0 = test_now();
+  EXPECT_EQ(mproc_process_interrupt(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p, 60), -2);
+  EXPECT_LT(test_now() - t0, 30.0);
+  mproc_process_free(p);
+  for (int k = 0; k < 2; k++) {
+    int64_t pid = 0;
+    memcpy(&pid, pids.data() + k * sizeof pid, sizeof pid);
+    bool gone = test_wait_for([&] { return !pid_running(pid); });
+    EXPECT_TRUE(gone) << "worker " << pid << " outlived its program";
+  }
 }

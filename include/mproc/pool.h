@@ -70,6 +70,44 @@
  *   submissions return it, while the pool goes on retrying with back-off and
  *   serves again as soon as a worker starts.
  *
+ * ### Task timeouts
+ *   mproc_async_options::timeout (apply_async, map_async) or the pool's
+ *   mproc_pool_options::task_timeout (every submission, the blocking
+ *   apply, map and imap included) bounds how long one task may run,
+ *   counted from when its worker starts it (time in the queue does not
+ *   count).  A task still running then fails with #MPROC_ETIMEDOUT; its
+ *   worker is killed and replaced, as after a death: the tasks of its
+ *   chunk that had finished keep their results, those that had not started
+ *   go to other workers, and every other task goes on.  The handler
+ *   thread waits for the nearest deadline (no polling); a task is failed
+ *   within about a scheduler tick of its deadline on an idle machine.  A
+ *   task that returns at the same moment as its worker is killed is either
+ *   kept or failed with #MPROC_ETIMEDOUT, never #MPROC_EWORKER.  Without a
+ *   timeout a worker only reads a word per chunk: timed tasks cost a clock
+ *   read and two stores each.
+ *
+ * ### Progress
+ *   mproc_async_result_done_count() and mproc_imap_done_count() say how
+ *   many tasks have finished so far, from any thread, while a map runs:
+ *   enough for a progress bar (examples/progress.c).
+ *
+ * ### Ctrl-C (SIGINT)
+ *   The pool installs no signal handler.  With SIGINT's default action a
+ *   parent that receives it dies at once; its workers do not outlive it:
+ *   on Linux and Windows they are killed with it, elsewhere a worker
+ *   exits when it reads end-of-file on its pipe (after the task it is
+ *   running).  Ctrl-C in a terminal sends SIGINT to the whole foreground
+ *   process group, workers included, which die of it as well.  A program
+ *   that handles SIGINT and then calls exit() gets its pools terminated
+ *   by the exit handler (workers killed and reaped); one that handles it
+ *   and goes on keeps its pools, but workers killed by a Ctrl-C are
+ *   replaced and their running tasks fail with #MPROC_EWORKER: call
+ *   mproc_pool_terminate() from the code that sees the flag your handler
+ *   sets (not from the handler: it is not async-signal-safe).  On Windows
+ *   Ctrl-C in a console reaches every process attached to it the same
+ *   way, and mproc_process_interrupt() of a parent raises SIGINT in it
+ *   (default action: exit code -2, its workers die with it).
+ *
  * ### Threads
  *   A handler thread per pool waits on the workers, reads results, feeds
  *   chunks and replaces dead workers.  Callbacks run on that thread, without
@@ -168,6 +206,10 @@ typedef struct mproc_pool_options {
   unsigned long maxtasksperchild; /**< replace a worker after this many chunks
                                      (Python's tasks); 0: never */
   mproc_start_method start_method; /**< DEFAULT: the global default */
+  /** Seconds a task may run (see "Task timeouts" above) when its
+   * submission sets none: 0 (the default) or an infinity for no limit;
+   * negative or NaN is #MPROC_EINVAL at create. */
+  double task_timeout;
 } mproc_pool_options;
 
 /** Start the workers and wait until each has run its initializer.
@@ -202,6 +244,10 @@ typedef struct mproc_async_options {
   mproc_async_callback callback;       /**< on success (may be NULL) */
   mproc_async_callback error_callback; /**< on failure (may be NULL) */
   void *ctx;                           /**< passed to both */
+  /** Seconds each task of this submission may run (see "Task timeouts"
+   * above); 0: the pool's mproc_pool_options::task_timeout, an infinity:
+   * no limit; negative or NaN is #MPROC_EINVAL. */
+  double timeout;
 } mproc_async_options;
 
 /** Run task(in) in a worker and wait for it.
@@ -308,6 +354,12 @@ MPROC_API int mproc_pool_imap_unordered(mproc_pool *pool, const char *task,
  *   #MPROC_ETIMEDOUT when none is ready in time (call again later). */
 MPROC_API int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
                               size_t *index, double timeout);
+/** How many of the iterator's tasks have finished so far (yielded or
+ * not): see mproc_async_result_done_count().  Thread-safe.
+ * @param it  the iterator
+ * @param[out] n  the number, from 0 up to the number of inputs
+ * @return 0, #MPROC_EINVAL (NULL argument) or #MPROC_EPERM (a fork child). */
+MPROC_API int mproc_imap_done_count(mproc_imap *it, size_t *n);
 /** Free an iterator.
  * @param it  the iterator, or NULL
  * @return NULL. */
@@ -383,6 +435,16 @@ MPROC_API size_t mproc_async_result_count(const mproc_async_result *r);
  *   #MPROC_EINVAL for i out of range. */
 MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i,
                                       const void **data, size_t *len);
+/** How many tasks have finished so far (succeeded or failed), for a
+ * progress bar over a running map_async or apply_async: it rises from 0
+ * to mproc_async_result_count() (reached once the result is ready).
+ * Tasks finish in batches (a chunk, or the chunks of a message), so it
+ * moves in steps of up to a few chunks.  Thread-safe: any thread may ask
+ * while another waits on the result.
+ * @param r  the result
+ * @param[out] n  the number
+ * @return 0, #MPROC_EINVAL (NULL argument) or #MPROC_EPERM (a fork child). */
+MPROC_API int mproc_async_result_done_count(mproc_async_result *r, size_t *n);
 /** Release the caller's reference (a pending result still completes
  * inside the pool).
  * @param r  the result, or NULL

@@ -438,9 +438,11 @@ MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i,
 /** How many tasks have finished so far (succeeded or failed), for a
  * progress bar over a running map_async or apply_async: it rises from 0
  * to mproc_async_result_count() (reached once the result is ready).
- * Tasks finish in batches (a chunk, or the chunks of a message), so it
- * moves in steps of up to a few chunks.  Thread-safe: any thread may ask
- * while another waits on the result.
+ * It counts results the parent has received, which workers send back per
+ * batch of chunks (at most a quarter of a worker's share of the queue, 64
+ * chunks at most): a map of 48 chunks on 2 workers moves in steps of 6
+ * chunks; use a smaller chunksize for a finer bar.  Thread-safe: any
+ * thread may ask while another waits on the result.
  * @param r  the result
  * @param[out] n  the number
  * @return 0, #MPROC_EINVAL (NULL argument) or #MPROC_EPERM (a fork child). */

@@ -72,8 +72,8 @@ static int progress_map(mproc_pool *pool) {
     inputs[i].len = sizeof limits[i];
   }
   /* chunksize 1: the count moves task by task. */
-  rc = mproc_pool_map_async(pool, "count_primes", inputs, NTASKS, 1, NULL,
-                            &res);
+  rc =
+      mproc_pool_map_async(pool, "count_primes", inputs, NTASKS, 1, NULL, &res);
   if (rc < 0)
     return 0;
   do {
@@ -106,8 +106,7 @@ static int timeout_demo(mproc_pool *pool) {
     return 0;
   }
   rc1 = mproc_async_result_get(stuck, NULL, 0, NULL, MPROC_FOREVER);
-  rc2 = mproc_async_result_get(fine, &count, sizeof count, NULL,
-                               MPROC_FOREVER);
+  rc2 = mproc_async_result_get(fine, &count, sizeof count, NULL, MPROC_FOREVER);
   printf("hung task: %s; the other: %lld primes (%s)\n", mproc_strerror(rc1),
          (long long)count,
          rc1 == MPROC_ETIMEDOUT && rc2 == 0 && count == 168 ? "right"

@@ -664,8 +664,8 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   mproc__chunk *c, *found = NULL, *rest;
   int code = MPROC_EWORKER;
   if (w->timed_out) /* we killed it: see mproc__watch_worker */
-    code = running == w->kill_chunk && item == w->kill_item ? MPROC_ETIMEDOUT
-                                                            : 0;
+    code =
+        running == w->kill_chunk && item == w->kill_item ? MPROC_ETIMEDOUT : 0;
   for (c = w->head; c; c = c->next)
     c->touched = 1;
   mproc__area_settle(p, i);

@@ -16,20 +16,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
+#include "internal.h"
+#include "px.h"
+
+#if MPROC__HAVE_PDEATHSIG
 #include <sys/prctl.h>
 #endif
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
 #include <pthread.h>
 #include <sys/event.h>
 #endif
-#if defined(__APPLE__) || defined(__FreeBSD__)
-#include <sys/param.h> /* __FreeBSD_version */
+#if MPROC__HAVE_LOCAL_PEERPID || MPROC__HAVE_XUCRED_PID
 #include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
 #endif
-
-#include "internal.h"
-#include "px.h"
 
 int mproc__px_own_sentinel_w = -1;
 
@@ -85,7 +84,7 @@ static int mproc__check_bs_flag(const char *arg, char *err, size_t errlen) {
  * records its caller for both ends).  0, or -1 with errno; ENOSYS where
  * this port knows no way to ask. */
 static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
-#if defined(__linux__)
+#if MPROC__HAVE_SO_PEERCRED
   struct ucred c; /* uid is the effective one (socket(7), SO_PEERCRED) */
   socklen_t n = sizeof c;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0)
@@ -93,7 +92,7 @@ static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
   *pid = (int64_t)c.pid;
   *euid = (int64_t)c.uid;
   return 0;
-#elif defined(__APPLE__)
+#elif MPROC__HAVE_LOCAL_PEERPID
   pid_t p;
   uid_t u;
   gid_t g;
@@ -104,7 +103,7 @@ static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
   *pid = (int64_t)p;
   *euid = (int64_t)u;
   return 0;
-#elif defined(__FreeBSD__) && __FreeBSD_version >= 1300000
+#elif MPROC__HAVE_XUCRED_PID
   struct xucred c; /* cr_pid since FreeBSD 13 */
   socklen_t n = sizeof c;
   if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERCRED, &c, &n) != 0)
@@ -267,7 +266,7 @@ int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,
   return MPROC_OK;
 }
 
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
 /* macOS has no PR_SET_PDEATHSIG.  A detached thread blocks in kevent(2) on
  * a kqueue watching the parent for NOTE_EXIT (px.h: the kqueue stand-in
  * for a pidfd) and kills this process the moment the parent ends, as the
@@ -310,9 +309,9 @@ static int mproc__arm_parent_death(int64_t parent_pid) {
 #endif
 
 int mproc__plat_arm_daemon(int64_t parent_pid) {
-#if defined(__APPLE__)
+#if MPROC__HAVE_KQUEUE_PROC
   return mproc__arm_parent_death(parent_pid);
-#elif defined(__linux__)
+#elif MPROC__HAVE_PDEATHSIG
   /* PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits,
    * and never if the parent died before the call: the getppid() check
    * closes that window (prctl(2)). */

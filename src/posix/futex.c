@@ -8,15 +8,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
+#include "atomics.h"
+#include "internal.h"
+#include "px_have.h"
+
+#if MPROC__HAVE_LINUX_FUTEX
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
 
-#include "atomics.h"
-#include "internal.h"
-
-#ifdef __APPLE__
+#if MPROC__HAVE_ULOCK
 /* os_sync_wait_on_address is public from the macOS 14.4 SDK on.  Older SDKs
  * (Zig 0.11 bundles 13's, so the macos-check lane compiles the __ulock path
  * only) and older systems use the __ulock calls that libc++'s atomic wait,
@@ -53,7 +54,7 @@ int mproc__fx_import(mproc__fx *fx, volatile uint32_t *word,
 
 void mproc__fx_close(mproc__fx *fx) { fx->word = fx->waiters = NULL; }
 
-#if defined(__linux__)
+#if MPROC__HAVE_LINUX_FUTEX
 /* FUTEX_WAIT_BITSET until the absolute CLOCK_MONOTONIC time *ts (NULL: no
  * limit).  A 32-bit ABI with a 64-bit time_t (all 32-bit musl, glibc with
  * _TIME_BITS=64) has a struct timespec that the old SYS_futex reads as two
@@ -112,7 +113,7 @@ static void mproc__fx_os_wake(volatile uint32_t *word, uint32_t n) {
                 n > (uint32_t)INT_MAX ? INT_MAX : (int)n, NULL, NULL, 0);
 }
 
-#elif defined(__APPLE__)
+#elif MPROC__HAVE_ULOCK
 /* Compile-checked only (scripts/check-macos.sh); the semantics are those of
  * Apple's os_sync_wait_on_address(3) and XNU's ulock.h: both compare the
  * word and sleep atomically, keyed by the physical page when "shared", and

@@ -18,18 +18,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <sys/syscall.h>
-#endif
-#ifdef __APPLE__
-#include <crt_externs.h>
-#endif
-
 #include "internal.h"
 #include "proc_exe.h"
 #include "px.h"
 
-#ifdef __APPLE__
+#if MPROC__HAVE_PIDFD
+#include <sys/syscall.h>
+#endif
+#if MPROC__APPLE
+#include <crt_externs.h>
+#endif
+
+#if MPROC__APPLE
 /* A shared library on macOS cannot link against `environ` directly
  * (environ(7)); _NSGetEnviron() is the documented way. */
 #define mproc__environ (*_NSGetEnviron())
@@ -38,7 +38,7 @@ extern char **environ;
 #define mproc__environ environ
 #endif
 
-#if defined(__linux__) && !defined(SYS_pidfd_send_signal)
+#if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
 #endif
 
@@ -140,7 +140,7 @@ static int mproc__ended_nowait(pid_t pid);
  * child that had ended just before, ask waitid (the child is ours and
  * unreaped) and make the kqueue readable.  A no-op elsewhere. */
 static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
   if (mproc__ended_nowait(pid))
     (void)mproc__px_pidfd_mark_ended(pidfd);
 #else
@@ -588,7 +588,7 @@ int mproc__plat_signal(mproc_process *p, int which) {
             : which == MPROC__SIG_INT ? SIGINT
                                       : SIGTERM;
   int rc;
-#ifdef __linux__
+#if MPROC__HAVE_PIDFD
   if (p->plat.pidfd >= 0)
     rc = (int)syscall(SYS_pidfd_send_signal, p->plat.pidfd, sig, NULL, 0);
   else
@@ -611,7 +611,7 @@ void mproc__plat_close(mproc_process *p) {
 }
 
 void mproc__plat_forget(mproc_process *p) {
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
   /* The sibling's "pidfd" is a kqueue, and a fork child inherits no
    * kqueue (kqueue(2)): the number is free here, or already names one of
    * our own descriptors.  Forget it without closing. */

@@ -21,15 +21,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <link.h>
-#endif
-#ifdef __APPLE__
-#include <mach-o/dyld.h> /* _NSGetExecutablePath */
-#endif
-
 #include "proc_exe.h"
 #include "internal.h"
+#include "px_have.h"
+
+#if MPROC__HAVE_PROCFS
+#include <link.h>
+#endif
+#if MPROC__APPLE
+#include <mach-o/dyld.h> /* _NSGetExecutablePath */
+#endif
 
 static pthread_once_t g_plan_once = PTHREAD_ONCE_INIT;
 static mproc__exe_plan g_plan;
@@ -51,7 +52,7 @@ static void mproc__plan_direct(const char *path) {
   g_plan.nprefix = 1;
 }
 
-#ifdef __linux__
+#if MPROC__HAVE_PROCFS
 
 /* The first object dl_iterate_phdr reports is the main program
  * (dl_iterate_phdr(3)), also when the loader was run explicitly; any
@@ -175,9 +176,9 @@ static void mproc__plan_linux(void) {
   }
 }
 
-#endif /* __linux__ */
+#endif /* MPROC__HAVE_PROCFS */
 
-#ifdef __APPLE__
+#if MPROC__APPLE
 /* macOS has no /proc: dyld records the path the kernel exec'd, which
  * _NSGetExecutablePath(3) returns (possibly through symbolic links or with
  * "." parts, hence realpath).  1 if the plan was made.  Compile-checked only
@@ -206,12 +207,12 @@ static int mproc__plan_apple(void) {
 #endif
 
 static void mproc__plan_once(void) {
-#if defined(__linux__)
+#if MPROC__HAVE_PROCFS
   if (access("/proc/self/exe", X_OK) == 0) {
     mproc__plan_linux();
     return;
   }
-#elif defined(__APPLE__)
+#elif MPROC__APPLE
   if (mproc__plan_apple())
     return;
 #endif

@@ -5,24 +5,11 @@
 
 #include <sys/types.h>
 
+#include "px_have.h"
+
 /* In a spawned child the bootstrap arrives on this descriptor, and the
  * handles passed as arguments follow it, in slot order. */
 #define MPROC__BS_FD 3
-
-#if defined(__GLIBC__) &&                                                      \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-#define MPROC__HAVE_CLOSEFROM_NP 1
-#else
-#define MPROC__HAVE_CLOSEFROM_NP 0
-#endif
-
-/* macOS's posix_spawn closes every descriptor the file actions do not name
- * when given POSIX_SPAWN_CLOEXEC_DEFAULT (an Apple flag, <spawn.h>). */
-#ifdef __APPLE__
-#define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT 1
-#else
-#define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT 0
-#endif
 
 /* posix_spawn can start a child holding only the descriptors passed to it;
  * without that, spawn uses fork+exec. */
@@ -45,7 +32,7 @@ extern int mproc__px_own_sentinel_w;
  * (ENOSYS elsewhere). */
 int mproc__px_pidfd_open(pid_t pid);
 
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
 /* Makes such a kqueue readable now (a user event): for a process found
  * ended some other way.  0 or -1 with errno. */
 int mproc__px_pidfd_mark_ended(int kq);

@@ -22,10 +22,12 @@
 extern int mproc__px_use_pidfd;
 extern int mproc__px_use_forkexec;
 
-/* Without pidfds: the write end of our own parent's sentinel pipe.  A child
- * we fork must close it, or our parent would not see us end until that
- * grandchild ends too.  Set in child.c, taken over by fork in proc.c. */
-extern int mproc__px_own_sentinel_w;
+/* Without pidfds: our end of the life line to our parent (proc.c), -1
+ * when we have none.  Our parent sees us end when it closes; we see the
+ * parent end when it reads EOF.  A child we fork must close it, or our
+ * parent would not see us end until that grandchild ends too.  Set in
+ * child.c (spawn) or proc.c (fork). */
+extern int mproc__px_life_fd;
 
 /* A descriptor that polls readable once process `pid` has ended: Linux
  * pidfd_open(2), macOS a kqueue watching the pid (core.c); or -1 with errno

@@ -986,9 +986,9 @@ TEST(Join, ChildThatExecsAnotherProgramKeepsAWorkingSentinel) {
   // Without pidfds a child's sentinel is the parent's end of its life line,
   // which reads EOF when the child's end closes: at exec, here, while the
   // child runs on.  The first wait that notices hands the watch to a
-  // thread blocked in waitid(); the sentinel must then stay unreadable
-  // until the child really ends (it used to stay readable, and joins
-  // looked every 2 ms).
+  // thread blocked in waitid(), whose pipe is the sentinel from then on:
+  // it must stay unreadable until the child really ends (there used to be
+  // no working sentinel after an exec, and joins looked every 2 ms).
   mproc_process *p = test_start("exec_sleep");
   EXPECT_EQ(mproc_process_join(p, 0.3), MPROC_ETIMEDOUT);
   mproc_handle_t s = MPROC_INVALID_HANDLE;

@@ -17,13 +17,13 @@ typedef struct mproc__plat_proc {
    * means the child ended. */
   int pidfd;
   int sentinel_r;
-  /* Set once the life line closed while the child still ran (a fork child
-   * that exec'd another program closes its end): an exit watch thread
-   * (proc.c) then makes sentinel_r readable when the child ends. */
-  int exit_watched;
+  /* Once the life line closed while the child still ran (a fork child
+   * that exec'd another program closes its end): the read end of the exit
+   * watch's pipe (proc.c), readable once the child ended; -1 before. */
+  int exit_r;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, 0}
+#define MPROC__PLAT_PROC_INIT {-1, -1, -1}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {

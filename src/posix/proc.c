@@ -205,7 +205,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   mproc__px_close_fd(&sent[1]);
   p->plat.pidfd = pidfd;
   p->plat.sentinel_r = sent[0];
-  p->plat.exit_watched = 0;
+  p->plat.exit_r = -1;
   p->pid = (int64_t)pid;
   return MPROC_OK;
 }
@@ -503,7 +503,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   }
   p->plat.pidfd = pidfd;
   p->plat.sentinel_r = sent_r;
-  p->plat.exit_watched = 0;
+  p->plat.exit_r = -1;
   sent_r = -1;
   p->pid = (int64_t)pid;
   rc = MPROC_OK;
@@ -564,17 +564,18 @@ static void *mproc__exit_watch_main(void *arg) {
 }
 
 /* The life line closed, but the child lives on: it exec'd another program
- * (its end was close-on-exec) or closed its end itself.  From now on the
- * exit watch tells when it ends: the read end of the watch's pipe takes
- * the life line's place under the same descriptor number (dup2), so a
- * sentinel the application already holds stays valid.  Once per child. */
+ * (its end was close-on-exec) or closed its end itself, or it is exiting
+ * right now (the kernel closes a process's descriptors a moment before it
+ * becomes a zombie).  From now on the exit watch tells when it ends: its
+ * pipe's read end, plat.exit_r, is the child's sentinel.  Once per child;
+ * 0 or a negative code. */
 static int mproc__watch_exit(mproc_process *p) {
   mproc__exit_watch *w = NULL;
   pthread_attr_t attr;
   pthread_t tid;
-  int fds[2] = {-1, -1}, rc = MPROC_OK, e = 0;
+  int fds[2] = {-1, -1}, rc = MPROC_OK, e;
   mproc__mutex_lock(&mproc__lock);
-  if (p->plat.exit_watched)
+  if (p->plat.exit_r >= 0)
     goto finish; /* another joiner started it */
   w = (mproc__exit_watch *)malloc(sizeof *w);
   if (!w) {
@@ -583,49 +584,49 @@ static int mproc__watch_exit(mproc_process *p) {
   }
   mproc__child_ends_init(&w->ends);
   w->pid = (pid_t)p->pid;
-  if (mproc__px_pipe(fds) != 0 || dup2(fds[0], p->plat.sentinel_r) < 0 ||
-      fcntl(p->plat.sentinel_r, F_SETFD, FD_CLOEXEC) != 0)
-    e = errno;
-  mproc__px_close_fd(&fds[0]);
+  e = mproc__px_pipe(fds) != 0 ? errno : pthread_attr_init(&attr);
   if (e == 0) {
     mproc__child_ends_link(&w->ends);
     w->ends.fd[MPROC__END_SENT] = fds[1];
-    fds[1] = -1;
-    e = pthread_attr_init(&attr);
-    if (e == 0) {
-      (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-      e = pthread_create(&tid, &attr, mproc__exit_watch_main, w);
-      (void)pthread_attr_destroy(&attr);
-    }
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&tid, &attr, mproc__exit_watch_main, w);
+    (void)pthread_attr_destroy(&attr);
   }
   if (e != 0) {
+    mproc__px_close_fd(&fds[0]);
     mproc__px_close_fd(&fds[1]);
     mproc__child_ends_close_locked(&w->ends, -1);
     free(w);
     rc = mproc__os_fail(MPROC_ESYS, e);
     goto finish;
   }
-  p->plat.exit_watched = 1;
+  __atomic_store_n(&p->plat.exit_r, fds[0], __ATOMIC_RELEASE);
 finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }
 
+/* What tells that the child ended: its pidfd, its exit watch, or the
+ * parent's end of its life line. */
+static int mproc__end_fd(const mproc_process *p) {
+  int fd = __atomic_load_n(&p->plat.exit_r, __ATOMIC_ACQUIRE);
+  return p->plat.pidfd >= 0 ? p->plat.pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
+}
+
 int mproc__plat_wait(mproc_process *p, double timeout) {
   double deadline = mproc__deadline(timeout);
-  int fd = p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
-  int prc, rc;
-  if (fd < 0)
-    return MPROC_EINVAL; /* neither: a fork child's view of a sibling */
+  int fd, prc, rc;
   for (;;) {
+    fd = mproc__end_fd(p);
+    if (fd < 0)
+      return MPROC_EINVAL; /* none: a fork child's view of a sibling */
     prc = mproc__px_poll_in(fd, deadline);
     if (prc < 0)
       return mproc__os_fail(MPROC_ESYS, errno);
     if (prc == 0)
       return MPROC_ETIMEDOUT;
-    if (fd == p->plat.pidfd || mproc__ended_nowait((pid_t)p->pid))
+    if (fd != p->plat.sentinel_r || mproc__ended_nowait((pid_t)p->pid))
       return MPROC_OK;
-    /* Readable, yet the child lives: its life line closed early. */
     if ((rc = mproc__watch_exit(p)) < 0)
       return rc;
   }
@@ -676,12 +677,13 @@ int mproc__plat_signal(mproc_process *p, int which) {
 }
 
 mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
-  return p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
+  return mproc__end_fd(p);
 }
 
 void mproc__plat_close(mproc_process *p) {
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
+  mproc__px_close_fd(&p->plat.exit_r);
 }
 
 void mproc__plat_forget(mproc_process *p) {

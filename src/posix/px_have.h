@@ -81,6 +81,14 @@
 #define MPROC__HAVE_SO_PEERCRED 0
 #endif
 #define MPROC__HAVE_LOCAL_PEERPID MPROC__APPLE
+/* sem_clockwait (POSIX.1-2024; glibc 2.30+): a semaphore wait for a
+ * CLOCK_MONOTONIC deadline (the futex's wake channel, futex.c). */
+#if defined(__GLIBC__) &&                                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))
+#define MPROC__HAVE_SEM_CLOCKWAIT 1
+#else
+#define MPROC__HAVE_SEM_CLOCKWAIT 0
+#endif
 /* Not a mechanism but a fact about the system, so the portable build keeps
  * it: Linux keeps shm names as files of a world-writable directory
  * (/dev/shm), where anyone may plant a link or a fifo (seg.c). */

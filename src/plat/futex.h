@@ -11,6 +11,7 @@
  *   Windows: a kernel semaphore per object; the waiter count in shared
  *            memory tells the waker how many units to release.
  *   macOS: os_sync_wait_on_address (14.4+) or __ulock_wait2 (11+), shared.
+ *   FreeBSD: _umtx_op(UMTX_OP_WAIT_UINT / UMTX_OP_WAKE), shared.
  *   Other POSIX (and the plain-POSIX build): process-shared semaphores in
  *            a segment of the futex's own, passed like the Windows
  *            semaphore (src/posix/futex.c, "the wake channel").

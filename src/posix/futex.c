@@ -1,7 +1,8 @@
 /* POSIX backend: the portable futex (plat/futex.h).  Linux: futex(2) on the
  * shared word.  macOS: os_sync_wait_on_address (macOS 14.4+) or the
  * __ulock_wait2/__ulock_wake system calls (macOS 11+), both in their
- * cross-process ("shared") form.  Elsewhere (and in the plain-POSIX build):
+ * cross-process ("shared") form.  FreeBSD: _umtx_op(UMTX_OP_WAIT_UINT), shared.
+ * Elsewhere (and in the plain-POSIX build):
  * a wake channel of process-shared POSIX semaphores in a small segment of
  * its own, which blocks in the kernel too (see "the wake channel" below). */
 #include <errno.h>
@@ -18,15 +19,21 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #endif
+#if MPROC__HAVE_UMTX
+#include <string.h>
+#include <sys/types.h>
+#include <sys/umtx.h>
+#endif
 
 /* A futex of the OS's own, or the wake channel. */
-#define MPROC__FX_NATIVE (MPROC__HAVE_LINUX_FUTEX || MPROC__HAVE_ULOCK)
+#define MPROC__FX_NATIVE                                                       \
+  (MPROC__HAVE_LINUX_FUTEX || MPROC__HAVE_ULOCK || MPROC__HAVE_UMTX)
 
 #if !MPROC__FX_NATIVE
 #include <semaphore.h>
 #endif
 
-#if MPROC__HAVE_LINUX_FUTEX || !MPROC__FX_NATIVE
+#if MPROC__HAVE_LINUX_FUTEX || MPROC__HAVE_UMTX || !MPROC__FX_NATIVE
 /* An mproc__plat_now() time (CLOCK_MONOTONIC seconds) as a timespec. */
 static void mproc__fx_timespec(double t, struct timespec *ts) {
   double whole = (double)(time_t)t;
@@ -193,6 +200,37 @@ static void mproc__fx_os_wake(volatile uint32_t *word, uint32_t n) {
                      addr, 0);
 }
 
+#elif MPROC__HAVE_UMTX
+/* Not compiled against FreeBSD's headers here (see the portable notes);
+ * written from _umtx_op(2).  UMTX_OP_WAIT_UINT compares the 32-bit word
+ * and sleeps atomically, and without the _PRIVATE suffix the kernel keys
+ * the sleep by the shared page, so waker and waiter may be different
+ * processes.  A timeout is a struct _umtx_time, whose size goes in uaddr:
+ * here an absolute CLOCK_MONOTONIC time, the clock mproc__plat_now()
+ * reads, so a retry after EINTR keeps the deadline. */
+static int mproc__fx_os_wait(volatile uint32_t *word, uint32_t expected,
+                             double deadline) {
+  struct _umtx_time t;
+  void *size = NULL, *tp = NULL;
+  if (deadline >= 0) {
+    memset(&t, 0, sizeof t);
+    mproc__fx_timespec(deadline, &t._timeout);
+    t._flags = UMTX_ABSTIME;
+    t._clockid = CLOCK_MONOTONIC;
+    size = (void *)(uintptr_t)sizeof t;
+    tp = &t;
+  }
+  return _umtx_op((void *)(uintptr_t)word, UMTX_OP_WAIT_UINT,
+                  (u_long)expected, size, tp) == -1
+             ? -1
+             : 0;
+}
+
+static void mproc__fx_os_wake(volatile uint32_t *word, uint32_t n) {
+  (void)_umtx_op((void *)(uintptr_t)word, UMTX_OP_WAKE,
+                 (u_long)(n > (uint32_t)INT_MAX ? INT_MAX : (int)n), NULL,
+                 NULL);
+}
 #endif
 
 int mproc__fx_wait(mproc__fx *fx, uint32_t expected, double deadline) {

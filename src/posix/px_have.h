@@ -44,6 +44,12 @@
 #define MPROC__HAVE_LINUX_FUTEX MPROC__LINUX
 /* os_sync_wait_on_address / __ulock_wait2, shared (futex.c). */
 #define MPROC__HAVE_ULOCK MPROC__APPLE
+/* FreeBSD's _umtx_op(UMTX_OP_WAIT_UINT / UMTX_OP_WAKE), shared (futex.c). */
+#if defined(__FreeBSD__)
+#define MPROC__HAVE_UMTX 1
+#else
+#define MPROC__HAVE_UMTX 0
+#endif
 /* prctl(PR_SET_PDEATHSIG): the kernel kills a daemonic child with its
  * parent (child.c). */
 #define MPROC__HAVE_PDEATHSIG MPROC__LINUX

@@ -31,6 +31,10 @@
 #if MPROC__APPLE
 #include <mach-o/dyld.h> /* _NSGetExecutablePath */
 #endif
+#if MPROC__HAVE_KERN_PROC_PATHNAME
+#include <sys/types.h>
+#include <sys/sysctl.h>
+#endif
 
 static pthread_once_t g_plan_once = PTHREAD_ONCE_INIT;
 static mproc__exe_plan g_plan;
@@ -206,6 +210,23 @@ static int mproc__plan_apple(void) {
 }
 #endif
 
+#if MPROC__HAVE_KERN_PROC_PATHNAME
+/* FreeBSD without /proc (it is not mounted by default): the kernel's
+ * record of the image it exec'd, sysctl(3) kern.proc.pathname of pid -1
+ * (this process).  1 if the plan was made.  Not compiled against FreeBSD's
+ * headers here (syntax-checked against a stub). */
+static int mproc__plan_freebsd(void) {
+  static char resolved[PATH_MAX];
+  int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PATHNAME, -1};
+  size_t len = sizeof resolved;
+  if (sysctl(mib, 4, resolved, &len, NULL, 0) != 0 || len == 0 ||
+      access(resolved, X_OK) != 0)
+    return 0;
+  mproc__plan_direct(resolved);
+  return 1;
+}
+#endif
+
 static void mproc__plan_once(void) {
 #if MPROC__HAVE_PROCFS
   if (access("/proc/self/exe", X_OK) == 0) {
@@ -214,6 +235,9 @@ static void mproc__plan_once(void) {
   }
 #elif MPROC__APPLE
   if (mproc__plan_apple())
+    return;
+#elif MPROC__HAVE_KERN_PROC_PATHNAME
+  if (mproc__plan_freebsd())
     return;
 #endif
   {

@@ -40,6 +40,16 @@
 #define MPROC__HAVE_KQUEUE_PROC MPROC__APPLE
 /* memfd_create(2): anonymous segments with no name at all (seg.c). */
 #define MPROC__HAVE_MEMFD MPROC__LINUX
+/* FreeBSD: shm_open(SHM_ANON) and sysctl KERN_PROC_PATHNAME (the running
+ * image's path: proc_exe.c).  Not compiled against FreeBSD's headers
+ * here; syntax-checked against stubs only. */
+#if defined(__FreeBSD__)
+#define MPROC__HAVE_SHM_ANON 1
+#define MPROC__HAVE_KERN_PROC_PATHNAME 1
+#else
+#define MPROC__HAVE_SHM_ANON 0
+#define MPROC__HAVE_KERN_PROC_PATHNAME 0
+#endif
 /* futex(2) on a shared word (futex.c). */
 #define MPROC__HAVE_LINUX_FUTEX MPROC__LINUX
 /* os_sync_wait_on_address / __ulock_wait2, shared (futex.c). */

@@ -144,6 +144,10 @@ static int mproc__seg_anon_fd(const void *salt) {
    * leave behind. */
   (void)salt;
   return memfd_create("mproc", MFD_CLOEXEC);
+#elif MPROC__HAVE_SHM_ANON
+  /* FreeBSD's anonymous shm object (shm_open(2)): no name either. */
+  (void)salt;
+  return shm_open(SHM_ANON, O_RDWR | O_CLOEXEC, 0600);
 #else
   /* Elsewhere: a random name, unlinked at once, so nothing is left behind
    * and only descriptors reach the block.  O_EXCL: a name someone else

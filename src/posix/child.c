@@ -312,7 +312,7 @@ static int mproc__arm_parent_death(int64_t parent_pid) {
   pthread_attr_t attr;
   pthread_t tid;
   mproc__plat_parent w;
-  int fd, rc;
+  int fd, rc = MPROC_OK, e;
   w.pid = parent_pid;
   w.pidfd = -1;
   /* Opened first, checked second: a parent that died before has
@@ -320,18 +320,26 @@ static int mproc__arm_parent_death(int64_t parent_pid) {
   fd = mproc__parent_watch_fd(&w);
   if (fd < 0)
     return MPROC_ENOTSUP; /* neither a kqueue nor a life line */
-  if ((int64_t)getppid() != parent_pid)
-    return MPROC_ESTATE;
-  rc = pthread_attr_init(&attr);
-  if (rc == 0) {
+  if ((int64_t)getppid() != parent_pid) {
+    rc = MPROC_ESTATE;
+    goto finish;
+  }
+  e = pthread_attr_init(&attr);
+  if (e == 0) {
     (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&tid, &attr, mproc__parent_death_watch,
-                        (void *)(intptr_t)fd);
+    e = pthread_create(&tid, &attr, mproc__parent_death_watch,
+                       (void *)(intptr_t)fd);
     (void)pthread_attr_destroy(&attr);
   }
-  if (rc != 0)
-    return mproc__os_fail(MPROC_ESYS, rc);
-  return MPROC_OK; /* the watcher uses fd for the rest of our life */
+  if (e != 0)
+    rc = mproc__os_fail(MPROC_ESYS, e);
+finish:
+  /* On success the watcher uses fd for the rest of our life.  A kqueue
+   * opened here (w.pidfd) is ours to close on failure; the life line is
+   * not. */
+  if (rc < 0)
+    mproc__px_close_fd(&w.pidfd);
+  return rc;
 }
 #endif
 

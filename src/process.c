@@ -750,20 +750,12 @@ int mproc_cpu_count(void) {
 
 /* ---- waiting on many ------------------------------------------------------------ */
 
-int mproc_wait(mproc_waitable *items, size_t n, double timeout) {
-  mproc_handle_t *hs;
-  int *ready;
-  size_t i, nready = 0;
+/* The OS handle of each item, in hs; items a connection's read-ahead makes
+ * ready are marked now, and *timeout becomes 0 then. */
+static int mproc__waitables(mproc_waitable *items, size_t n,
+                            mproc_handle_t *hs, double *timeout) {
+  size_t i;
   int rc = MPROC_OK;
-  if (!items || n == 0 || !mproc__valid_timeout(timeout))
-    return MPROC_EINVAL;
-  hs = (mproc_handle_t *)malloc(n * sizeof(*hs));
-  ready = (int *)calloc(n, sizeof(*ready));
-  if (!hs || !ready) {
-    free(hs);
-    free(ready);
-    return MPROC_ENOMEM;
-  }
   for (i = 0; i < n && rc == MPROC_OK; i++) {
     items[i].ready = 0;
     if (items[i].kind == MPROC_WAIT_PROCESS) {
@@ -782,19 +774,60 @@ int mproc_wait(mproc_waitable *items, size_t n, double timeout) {
       rc = mproc__conn_wait_handle((mproc_conn *)items[i].object, &hs[i],
                                    &items[i].ready);
       if (rc == MPROC_OK && items[i].ready)
-        timeout = 0;
+        *timeout = 0;
     } else {
       rc = MPROC_EINVAL;
     }
   }
-  if (rc == MPROC_OK)
-    rc = mproc__plat_wait_handles(hs, n, timeout, ready);
-  if (rc >= 0) {
-    for (i = 0; i < n; i++) {
-      items[i].ready = ready[i] != 0 || items[i].ready;
-      nready += (size_t)items[i].ready;
+  return rc;
+}
+
+/* Counts the ready items.  A child's sentinel may turn ready a moment
+ * before the child has ended (POSIX without pidfds: the kernel closes a
+ * dying process's descriptors before it becomes a zombie), or long before
+ * (it exec'd): such a process counts only once mproc__plat_wait agrees,
+ * which in the second case also gives it a sentinel that tells the truth
+ * (src/posix/proc.c), and *again is set so the caller waits again. */
+static size_t mproc__count_ready(mproc_waitable *items, size_t n,
+                                 const int *ready, int *again) {
+  size_t i, nready = 0;
+  for (i = 0; i < n; i++) {
+    if (ready[i] && items[i].kind == MPROC_WAIT_PROCESS &&
+        mproc__plat_wait((mproc_process *)items[i].object, 0) != MPROC_OK) {
+      *again = 1;
+      continue;
     }
-    rc = (int)nready;
+    items[i].ready = ready[i] != 0 || items[i].ready;
+    nready += (size_t)items[i].ready;
+  }
+  return nready;
+}
+
+int mproc_wait(mproc_waitable *items, size_t n, double timeout) {
+  mproc_handle_t *hs;
+  int *ready;
+  double deadline, left;
+  int rc = MPROC_OK, again = 1;
+  if (!items || n == 0 || !mproc__valid_timeout(timeout))
+    return MPROC_EINVAL;
+  hs = (mproc_handle_t *)malloc(n * sizeof(*hs));
+  ready = (int *)calloc(n, sizeof(*ready));
+  if (!hs || !ready) {
+    free(hs);
+    free(ready);
+    return MPROC_ENOMEM;
+  }
+  deadline = mproc__deadline(timeout);
+  while (again && rc >= 0) {
+    again = 0;
+    left = mproc__remaining(deadline);
+    rc = mproc__waitables(items, n, hs, &left);
+    if (rc == MPROC_OK)
+      rc = mproc__plat_wait_handles(hs, n, left, ready);
+    if (rc >= 0)
+      rc = (int)mproc__count_ready(items, n, ready, &again);
+    if (rc != 0 || mproc__expired(deadline, mproc__plat_now()))
+      again = 0;
   }
   free(hs);
   free(ready);

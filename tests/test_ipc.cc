@@ -2,6 +2,7 @@
 // children, the portable futex across processes, owner liveness, names.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -177,6 +178,76 @@ TEST(Futex, WakeAllReleasesEveryThread) {
   for (auto &t : ts)
     t.join();
   EXPECT_EQ(woken.load(), 4);
+}
+
+TEST(Futex, WakeEndsAWaitEvenWithoutAChange) {
+  // A wake reaches a waiter asleep in the kernel, whether or not the word
+  // changed (the callers' loops take it as a spurious wake-up).  The
+  // plain-POSIX fallback used to sleep in short steps and look at the
+  // word, so such a wake was never seen and the wait ran to its deadline.
+  // A wake can come before the waiter is asleep: wake again until it
+  // returns, for less time than its deadline.
+  SegFixture f;
+  std::atomic<int> rc{1};
+  std::thread t([&] { rc = mproc__fx_wait(&f.fx, 0, mproc__plat_now() + 30); });
+  EXPECT_TRUE(test_wait_for([&] { return mproc__fx_waiting(&f.fx) == 1; }));
+  EXPECT_TRUE(test_wait_for(
+      [&] {
+        mproc__fx_wake(&f.fx, 1);
+        return rc.load() != 1;
+      },
+      20));
+  t.join();
+  EXPECT_EQ(rc.load(), MPROC_OK);
+  EXPECT_EQ(mproc__load32(&f.s->word), 0u);
+}
+
+// Waits until the word leaves 0 (at most a minute).
+TEST_ENTRY(futex_sleeper) {
+  mproc__seg seg;
+  mproc__fx fx;
+  if (!import_shared(args, &seg, &fx))
+    return 2;
+  Shared *s = static_cast<Shared *>(seg.addr);
+  double deadline = mproc__plat_now() + 60;
+  while (mproc__load32(&s->word) == 0 && mproc__plat_now() < deadline)
+    mproc__fx_wait(&fx, 0, deadline);
+  return 0;
+}
+
+TEST(Futex, WaitersKilledMidWaitLoseNoLaterWakes) {
+  // A waiter killed while it sleeps cannot uncount itself, and whatever its
+  // wake-up leaves behind (a count, a unit of a semaphore) stays.  Later
+  // waits must neither hang on that nor lose their wakes to it: four
+  // waiters killed, each woken once after its death, then a ping-pong of
+  // single wakes across processes on the same futex.
+  SegFixture f;
+  for (uint32_t i = 0; i < 4; i++) {
+    mproc_process *p = test_start("futex_sleeper", f.args());
+    EXPECT_TRUE(test_wait_for([&] { return mproc__fx_waiting(&f.fx) > i; }))
+        << "sleeper " << i << " never waited";
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+    mproc__fx_wake(&f.fx, UINT32_MAX); // the dead one's wake-up, unclaimed
+  }
+  mproc__store32(&f.s->word, 2); // even: the parent's turn (futex_pong)
+  mproc_process *p = test_start("futex_pong", f.args());
+  TestRounds r(100, 1000, 10);
+  while (r.next()) {
+    uint32_t v;
+    mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1);
+    mproc__fx_wake(&f.fx, 1);
+    while (((v = mproc__load32(&f.s->word)) & 1u) == 1)
+      ASSERT_NE(mproc__fx_wait(&f.fx, v, mproc__plat_now() + 30),
+                MPROC_ETIMEDOUT)
+          << "round " << r.i();
+  }
+  mproc__store32(&f.s->counter, 1u);
+  mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1);
+  mproc__fx_wake(&f.fx, 1);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
 }
 
 TEST(Owners, LivenessOfProcesses) {

@@ -24,6 +24,7 @@
 #else
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -558,6 +559,48 @@ TEST(Daemon, DiesWhenItsParentIsKilledOutright) {
   mproc_process_free(p);
 }
 
+// Waits for its parent to end through the parent's sentinel and join:
+// writes "R" once waiting (or "X" when the parent has no valid sentinel),
+// then "E" when the join saw the parent end ("T" if it timed out).
+TEST_ENTRY(await_parent_end) {
+  mproc_handle_t h = arg_handle(args, 0), s = MPROC_INVALID_HANDLE;
+  mproc_process *parent = mproc_parent_process();
+  if (!parent || mproc_process_sentinel(parent, &s) != MPROC_OK ||
+      s == MPROC_INVALID_HANDLE)
+    return test_write_all(h, "X", 1) ? 2 : 1;
+  if (!test_write_all(h, "R", 1))
+    return 1;
+  int rc = mproc_process_join(parent, 60);
+  return test_write_all(h, rc == MPROC_OK ? "E" : "T", 1) ? 0 : 1;
+}
+
+TEST_ENTRY(start_awaiter_and_sleep) {
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "await_parent_end", Args().h(arg_handle(args, 0)),
+                           nullptr) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 10;
+  mproc_process_free(p);
+  test_sleep_ms(60000);
+  return 0;
+}
+
+TEST(Parent, ChildSeesItsParentEndThroughItsSentinel) {
+  // Without pidfds the child's watch on its parent is its end of the life
+  // line (src/posix/proc.c): a real sentinel, and a join that wakes when
+  // the parent ends (it used to be no sentinel and a 10 ms getppid loop).
+  TestPipe pipe;
+  mproc_process *p = test_start("start_awaiter_and_sleep", Args().h(pipe.w));
+  pipe.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "R");
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  double t0 = test_now();
+  EXPECT_EQ(test_read_all(pipe.r), "E");
+  EXPECT_LT(test_now() - t0, 20.0);
+  mproc_process_free(p);
+}
+
 // ---- active children, cpu count, creator rules -----------------------------------------
 
 TEST(Children, ActiveChildrenListsRunningAndReapsEnded) {
@@ -933,6 +976,34 @@ TEST(Children, FreedChildrenAreReapedAtTheNextStart) {
 // ---- joins without pidfds -----------------------------------------------------------------
 
 #ifndef _WIN32
+// Replaces itself with `sleep 60` (another program: its descriptors that
+// were close-on-exec are gone, mproc's own included).
+TEST_ENTRY(exec_sleep) {
+  execlp("sleep", "sleep", "60", (char *)nullptr);
+  return 127;
+}
+
+TEST(Join, ChildThatExecsAnotherProgramKeepsAWorkingSentinel) {
+  // Without pidfds a child's sentinel is the parent's end of its life line,
+  // which reads EOF when the child's end closes: at exec, here, while the
+  // child runs on.  The first wait that notices hands the watch to a
+  // thread blocked in waitid(), whose pipe is the sentinel from then on:
+  // it must stay unreadable until the child really ends (there used to be
+  // no working sentinel after an exec, and joins looked every 2 ms).
+  mproc_process *p = test_start("exec_sleep");
+  EXPECT_EQ(mproc_process_join(p, 0.3), MPROC_ETIMEDOUT);
+  mproc_handle_t s = MPROC_INVALID_HANDLE;
+  ASSERT_EQ(mproc_process_sentinel(p, &s), MPROC_OK);
+  struct pollfd pfd = {s, POLLIN, 0};
+  EXPECT_EQ(poll(&pfd, 1, 0), 0) << "the sentinel says ended while it runs";
+  EXPECT_EQ(mproc_process_join(p, 0.1), MPROC_ETIMEDOUT);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  pfd.revents = 0;
+  EXPECT_EQ(poll(&pfd, 1, 20000), 1);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+}
+
 TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   // The fallback for kernels without pidfds watches a pipe whose write end
   // only the child may hold.  A fork child started by another thread while a

@@ -11,7 +11,10 @@
  *   Windows: a kernel semaphore per object; the waiter count in shared
  *            memory tells the waker how many units to release.
  *   macOS: os_sync_wait_on_address (14.4+) or __ulock_wait2 (11+), shared.
- *   Other POSIX: sleeps in short steps (correct, slower).
+ *   FreeBSD: _umtx_op(UMTX_OP_WAIT_UINT / UMTX_OP_WAKE), shared.
+ *   Other POSIX (and the plain-POSIX build): process-shared semaphores in
+ *            a segment of the futex's own, passed like the Windows
+ *            semaphore (src/posix/futex.c, "the wake channel").
  */
 #ifndef MPROC_PLAT_FUTEX_H
 #define MPROC_PLAT_FUTEX_H
@@ -23,13 +26,17 @@
 typedef struct mproc__fx {
   volatile uint32_t *word;
   volatile uint32_t *waiters;
-  mproc_handle_t sem; /* Windows semaphore; MPROC_INVALID_HANDLE elsewhere */
+  mproc_handle_t sem; /* Windows: its semaphore.  POSIX without a futex of
+                       * its own: the wake channel's segment.  Otherwise
+                       * MPROC_INVALID_HANDLE. */
+  void *chan;         /* POSIX without a futex: the mapped wake channel */
 } mproc__fx;
 
 /* Make the OS part of a futex in a new object (Windows: the semaphore). */
 int mproc__fx_create(mproc__fx *fx, volatile uint32_t *word,
                      volatile uint32_t *waiters);
-/* Rebuild in a child from the handle it received (may be invalid on Linux).
+/* Rebuild in a child from the handle it received (invalid where the OS
+ * keys futexes by address: Linux, macOS).
  * Takes ownership of `sem` (closes it) also on failure. */
 int mproc__fx_import(mproc__fx *fx, volatile uint32_t *word,
                      volatile uint32_t *waiters, mproc_handle_t sem);

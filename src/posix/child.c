@@ -16,22 +16,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <sys/prctl.h>
-#endif
-#ifdef __APPLE__
-#include <pthread.h>
-#include <sys/event.h>
-#endif
-#if defined(__APPLE__) || defined(__FreeBSD__)
-#include <sys/param.h> /* __FreeBSD_version */
-#include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
-#endif
-
 #include "internal.h"
 #include "px.h"
 
-int mproc__px_own_sentinel_w = -1;
+#if MPROC__HAVE_PDEATHSIG
+#include <sys/prctl.h>
+#endif
+#if !MPROC__HAVE_PDEATHSIG
+#include <pthread.h>
+#endif
+#if MPROC__HAVE_LOCAL_PEERPID || MPROC__HAVE_XUCRED_PID
+#include <sys/ucred.h> /* LOCAL_PEERPID, LOCAL_PEERCRED, struct xucred */
+#endif
+
+int mproc__px_life_fd = -1;
 
 /* Reads exactly n bytes, waiting at most until `deadline`. */
 static int mproc__read_full(int fd, unsigned char *buf, size_t n,
@@ -85,7 +83,7 @@ static int mproc__check_bs_flag(const char *arg, char *err, size_t errlen) {
  * records its caller for both ends).  0, or -1 with errno; ENOSYS where
  * this port knows no way to ask. */
 static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
-#if defined(__linux__)
+#if MPROC__HAVE_SO_PEERCRED
   struct ucred c; /* uid is the effective one (socket(7), SO_PEERCRED) */
   socklen_t n = sizeof c;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &n) != 0)
@@ -93,7 +91,7 @@ static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
   *pid = (int64_t)c.pid;
   *euid = (int64_t)c.uid;
   return 0;
-#elif defined(__APPLE__)
+#elif MPROC__HAVE_LOCAL_PEERPID
   pid_t p;
   uid_t u;
   gid_t g;
@@ -104,7 +102,7 @@ static int mproc__peer_cred(int fd, int64_t *pid, int64_t *euid) {
   *pid = (int64_t)p;
   *euid = (int64_t)u;
   return 0;
-#elif defined(__FreeBSD__) && __FreeBSD_version >= 1300000
+#elif MPROC__HAVE_XUCRED_PID
   struct xucred c; /* cr_pid since FreeBSD 13 */
   socklen_t n = sizeof c;
   if (getsockopt(fd, SOL_LOCAL, LOCAL_PEERCRED, &c, &n) != 0)
@@ -257,94 +255,29 @@ int mproc__plat_child_setup(const mproc__bootstrap *bs, char *err,
       return MPROC_ESPAWN;
     }
   }
-  /* Without pidfds the parent watches a pipe whose write end sits right
-   * after the passed handles. */
+  /* Without pidfds our end of the life line (proc.c) sits right after the
+   * passed handles. */
   fd = MPROC__BS_FD + 1 + (int)bs->nhandles;
   if (fcntl(fd, F_GETFD) >= 0) {
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
-    mproc__px_own_sentinel_w = fd;
+    mproc__px_life_fd = fd;
   }
   return MPROC_OK;
 }
 
-#ifdef __APPLE__
-/* macOS has no PR_SET_PDEATHSIG.  A detached thread blocks in kevent(2) on
- * a kqueue watching the parent for NOTE_EXIT (px.h: the kqueue stand-in
- * for a pidfd) and kills this process the moment the parent ends, as the
- * Linux death signal would.  Compile-checked only (scripts/check-macos.sh);
- * the behaviour is Apple's kqueue(2) man page's. */
-static void *mproc__parent_death_watch(void *arg) {
-  int kq = (int)(intptr_t)arg;
-  struct kevent ev;
-  while (kevent(kq, NULL, 0, &ev, 1, NULL) < 0 && errno == EINTR) {
-  }
-  (void)kill(getpid(), SIGKILL);
-  return NULL;
-}
-
-static int mproc__arm_parent_death(int64_t parent_pid) {
-  pthread_attr_t attr;
-  pthread_t tid;
-  int kq = mproc__px_pidfd_open((pid_t)parent_pid), rc;
-  if (kq < 0)
-    return mproc__os_fail(MPROC_ESYS, errno);
-  /* Registered first, checked second: a parent that died before the
-   * registration has reparented us, which getppid() shows. */
-  if ((int64_t)getppid() != parent_pid) {
-    (void)close(kq);
-    return MPROC_ESTATE;
-  }
-  rc = pthread_attr_init(&attr);
-  if (rc == 0) {
-    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    rc = pthread_create(&tid, &attr, mproc__parent_death_watch,
-                        (void *)(intptr_t)kq);
-    (void)pthread_attr_destroy(&attr);
-  }
-  if (rc != 0) {
-    (void)close(kq);
-    return mproc__os_fail(MPROC_ESYS, rc);
-  }
-  return MPROC_OK; /* the watcher owns kq for the rest of our life */
-}
-#endif
-
-int mproc__plat_arm_daemon(int64_t parent_pid) {
-#if defined(__APPLE__)
-  return mproc__arm_parent_death(parent_pid);
-#elif defined(__linux__)
-  /* PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits,
-   * and never if the parent died before the call: the getppid() check
-   * closes that window (prctl(2)). */
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-    return mproc__os_fail(MPROC_ESYS, errno);
-  if ((int64_t)getppid() != parent_pid)
-    return MPROC_ESTATE;
-#else
-  if ((int64_t)getppid() != parent_pid)
-    return MPROC_ESTATE;
-#endif
-  return MPROC_OK;
-}
-
-int mproc__plat_watch_parent(mproc__plat_parent *w, int64_t parent_pid,
-                             uint64_t parent_handle) {
-  (void)parent_handle;
-  /* Only the pid now: the pidfd is opened when first needed, so a child
-   * that never looks at its parent pays nothing for it. */
-  w->pid = parent_pid;
-  w->pidfd = -1;
-  return MPROC_OK;
-}
-
-/* Opens the pidfd on first use.  If the parent died before pidfd_open the
- * pid may name a stranger now; we were reparented in that case, which
- * getppid() shows, so such a pidfd is dropped. */
-static int mproc__parent_pidfd(mproc__plat_parent *w) {
+/* A descriptor that polls readable once our parent has ended, or -1:
+ * a pidfd (opened at most once, by whichever thread asks first), macOS's
+ * kqueue stand-in, or our end of the life line (proc.c).  If the parent
+ * died before pidfd_open the pid may name a stranger now; we were
+ * reparented in that case, which getppid() shows, so such a pidfd is
+ * dropped. */
+static int mproc__parent_watch_fd(mproc__plat_parent *w) {
   int fd = __atomic_load_n(&w->pidfd, __ATOMIC_ACQUIRE);
   int expected = -1;
-  if (fd >= 0 || !mproc__px_use_pidfd)
+  if (fd >= 0)
     return fd;
+  if (!mproc__px_use_pidfd)
+    return mproc__px_life_fd;
   fd = mproc__px_pidfd_open((pid_t)w->pid);
   if (fd >= 0 && (int64_t)getppid() != w->pid)
     mproc__px_close_fd(&fd);
@@ -358,6 +291,83 @@ static int mproc__parent_pidfd(mproc__plat_parent *w) {
   return fd;
 }
 
+#if !MPROC__HAVE_PDEATHSIG
+/* No PR_SET_PDEATHSIG here.  A detached thread blocks in poll(2) until the
+ * parent's end is gone (a kqueue watching the parent for NOTE_EXIT on
+ * macOS, the life line elsewhere) and kills this process then, as the
+ * Linux death signal would.  On EOF getppid() may still name the parent
+ * (the kernel closes a dying process's descriptors before it reparents its
+ * children), so the end alone decides.  A parent that execs another
+ * program closes its end too (close-on-exec): it is no mproc parent any
+ * more, and its daemonic children go. */
+static void *mproc__parent_death_watch(void *arg) {
+  int fd = (int)(intptr_t)arg;
+  while (mproc__px_poll_in(fd, -1) < 0 && errno == EINTR) {
+  }
+  (void)kill(getpid(), SIGKILL);
+  return NULL;
+}
+
+static int mproc__arm_parent_death(int64_t parent_pid) {
+  pthread_attr_t attr;
+  pthread_t tid;
+  mproc__plat_parent w;
+  int fd, rc = MPROC_OK, e;
+  w.pid = parent_pid;
+  w.pidfd = -1;
+  /* Opened first, checked second: a parent that died before has
+   * reparented us, which getppid() shows. */
+  fd = mproc__parent_watch_fd(&w);
+  if (fd < 0)
+    return MPROC_ENOTSUP; /* neither a kqueue nor a life line */
+  if ((int64_t)getppid() != parent_pid) {
+    rc = MPROC_ESTATE;
+    goto finish;
+  }
+  e = pthread_attr_init(&attr);
+  if (e == 0) {
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&tid, &attr, mproc__parent_death_watch,
+                       (void *)(intptr_t)fd);
+    (void)pthread_attr_destroy(&attr);
+  }
+  if (e != 0)
+    rc = mproc__os_fail(MPROC_ESYS, e);
+finish:
+  /* On success the watcher uses fd for the rest of our life.  A kqueue
+   * opened here (w.pidfd) is ours to close on failure; the life line is
+   * not. */
+  if (rc < 0)
+    mproc__px_close_fd(&w.pidfd);
+  return rc;
+}
+#endif
+
+int mproc__plat_arm_daemon(int64_t parent_pid) {
+#if MPROC__HAVE_PDEATHSIG
+  /* PR_SET_PDEATHSIG fires when the parent *thread* that forked us exits,
+   * and never if the parent died before the call: the getppid() check
+   * closes that window (prctl(2)). */
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if ((int64_t)getppid() != parent_pid)
+    return MPROC_ESTATE;
+  return MPROC_OK;
+#else
+  return mproc__arm_parent_death(parent_pid);
+#endif
+}
+
+int mproc__plat_watch_parent(mproc__plat_parent *w, int64_t parent_pid,
+                             uint64_t parent_handle) {
+  (void)parent_handle;
+  /* Only the pid now: the pidfd is opened when first needed, so a child
+   * that never looks at its parent pays nothing for it. */
+  w->pid = parent_pid;
+  w->pidfd = -1;
+  return MPROC_OK;
+}
+
 int mproc__plat_parent_alive(mproc__plat_parent *w) {
   /* A child is reparented when its parent dies, so this cannot be fooled by
    * pid reuse the way kill(pid, 0) can. */
@@ -365,27 +375,19 @@ int mproc__plat_parent_alive(mproc__plat_parent *w) {
 }
 
 int mproc__plat_parent_wait(mproc__plat_parent *w, double timeout) {
-  double deadline = mproc__plat_now() + timeout, left;
-  for (;;) {
-    if (!mproc__plat_parent_alive(w))
-      return MPROC_OK;
-    left = timeout < 0 ? 0.05 : deadline - mproc__plat_now();
-    if (timeout >= 0 && left <= 0)
-      return MPROC_ETIMEDOUT;
-    if (mproc__parent_pidfd(w) >= 0) {
-      struct pollfd pfd;
-      pfd.fd = w->pidfd;
-      pfd.events = POLLIN;
-      pfd.revents = 0;
-      (void)poll(&pfd, 1, timeout < 0 ? -1 : mproc__px_ms(left));
-    } else {
-      struct timespec ts = {0, 10 * 1000 * 1000};
-      (void)nanosleep(&ts, NULL);
-    }
-  }
+  int fd, prc;
+  if (!mproc__plat_parent_alive(w))
+    return MPROC_OK;
+  fd = mproc__parent_watch_fd(w);
+  if (fd < 0)
+    return MPROC_ENOTSUP; /* a parent that gave us no life line */
+  prc = mproc__px_poll_in(fd, mproc__deadline(timeout));
+  if (prc < 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return prc > 0 ? MPROC_OK : MPROC_ETIMEDOUT;
 }
 
 mproc_handle_t mproc__plat_parent_sentinel(mproc__plat_parent *w) {
-  int fd = mproc__parent_pidfd(w);
+  int fd = mproc__parent_watch_fd(w);
   return fd >= 0 ? fd : MPROC_INVALID_HANDLE;
 }

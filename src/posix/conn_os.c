@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "px_have.h"
 
 /* Frames up to this size are copied into one buffer and written with one
  * write(), which measured faster than writev() for small messages.  Up to
@@ -92,8 +93,7 @@ static double mproc__conn_clock(void) {
 }
 
 static int mproc__conn_pipe(int fds[2]) {
-#if defined(__linux__) || defined(__FreeBSD__) || defined(__NetBSD__) ||     \
-    defined(__OpenBSD__) || defined(__DragonFly__)
+#if MPROC__HAVE_PIPE2
   /* Atomically close-on-exec: a child spawned by another thread right now
    * must not inherit these (DESIGN pitfall 1). */
   return pipe2(fds, O_CLOEXEC);

@@ -13,13 +13,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef __linux__
+#include "px_have.h"
+
+#if MPROC__HAVE_PIDFD || MPROC__HAVE_GETTID
 #include <sys/syscall.h>
 #endif
-#ifdef __APPLE__
+#if MPROC__HAVE_PROC_PIDINFO
 #include <libproc.h> /* proc_pidinfo */
-#include <sys/event.h>
 #include <sys/proc.h> /* SZOMB */
+#endif
+#if MPROC__HAVE_KQUEUE_PROC
+#include <sys/event.h>
 #endif
 #include <sys/socket.h>
 
@@ -27,7 +31,7 @@
 #include "proc_exe.h"
 #include "px.h"
 
-#if defined(__linux__) && !defined(SYS_pidfd_open)
+#if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_open)
 #define SYS_pidfd_open 434 /* the same number on every architecture */
 #endif
 
@@ -81,7 +85,7 @@ void mproc__plat_sleep(double seconds) {
   (void)nanosleep(&ts, NULL);
 }
 
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
 /* macOS has no pidfd; a kqueue watching the pid for NOTE_EXIT is one: it
  * polls readable once the process has ended and stays so (nobody reads the
  * event), and it is pinned to that process, not to its pid.  kevent(2) says
@@ -115,9 +119,9 @@ int mproc__px_pidfd_mark_ended(int kq) {
 #endif
 
 int mproc__px_pidfd_open(pid_t pid) {
-#if defined(__linux__)
+#if MPROC__HAVE_PIDFD
   return (int)syscall(SYS_pidfd_open, pid, 0);
-#elif defined(__APPLE__)
+#elif MPROC__HAVE_KQUEUE_PROC
   return mproc__px_kqueue_for(pid);
 #else
   (void)pid;
@@ -142,7 +146,7 @@ void mproc__px_close_fd(int *fd) {
  * too, and spawn closes everything it does not pass (POSIX_SPAWN_CLOEXEC_
  * DEFAULT or closefrom), so only a fork+exec the application makes itself
  * in that moment could inherit them. */
-#ifndef __linux__
+#if !MPROC__HAVE_PIPE2
 static int mproc__px_cloexec_pair(int fds[2]) {
   if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) == 0 &&
       fcntl(fds[1], F_SETFD, FD_CLOEXEC) == 0)
@@ -154,7 +158,7 @@ static int mproc__px_cloexec_pair(int fds[2]) {
 #endif
 
 int mproc__px_pipe(int fds[2]) {
-#ifdef __linux__
+#if MPROC__HAVE_PIPE2
   return pipe2(fds, O_CLOEXEC);
 #else
   if (pipe(fds) != 0)
@@ -164,7 +168,7 @@ int mproc__px_pipe(int fds[2]) {
 }
 
 int mproc__px_socketpair(int fds[2]) {
-#ifdef __linux__
+#if MPROC__HAVE_PIPE2
   return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
 #else
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0)
@@ -243,7 +247,7 @@ void mproc__plat_close_handle(mproc_handle_t h) {
  * start time (field 22, clock ticks since boot).  0 if it cannot be read:
  * no /proc (a chroot), another pid namespace, or the process is gone. */
 static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
-#if defined(__APPLE__)
+#if MPROC__HAVE_PROC_PIDINFO
   /* No /proc: proc_pidinfo(PROC_PIDTBSDINFO) (<libproc.h>) gives the state
    * and the start time in microseconds.  It fails for another user's
    * process (and may for a zombie), which then counts as unknown, as a
@@ -255,7 +259,7 @@ static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
   *state = bi.pbi_status == SZOMB ? 'Z' : 'R';
   *start = bi.pbi_start_tvsec * 1000000u + bi.pbi_start_tvusec;
   return 1;
-#elif defined(__linux__)
+#elif MPROC__HAVE_PROCFS
   char path[64], buf[512];
   const char *p;
   ssize_t n;
@@ -294,7 +298,7 @@ static int mproc__proc_stat(int64_t pid, char *state, uint64_t *start) {
  * ("Threads: 1" in /proc/<pid>/status, proc(5)) is the process gone.
  * 1 (assume alive) when the file cannot be read. */
 static int mproc__zombie_has_threads(int64_t pid) {
-#ifdef __linux__
+#if MPROC__HAVE_PROCFS
   char path[64], buf[2048];
   const char *p;
   ssize_t n;
@@ -372,7 +376,7 @@ uint64_t mproc__thread_id(void) {
   static _Thread_local int64_t tid_pid;
   int64_t pid = mproc__plat_getpid();
   if (!tid || tid_pid != pid) {
-#ifdef __linux__
+#if MPROC__HAVE_GETTID
     tid = (uint64_t)syscall(SYS_gettid);
 #else
     tid = (uint64_t)(uintptr_t)pthread_self();

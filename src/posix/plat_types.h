@@ -13,23 +13,23 @@ typedef struct mproc__plat_proc {
   /* A pidfd when the kernel has one (Linux >= 5.3): pollable, and signals
    * through it can never reach a recycled pid.  On macOS a kqueue watching
    * the child for NOTE_EXIT, which polls readable once it ended (core.c).
-   * Otherwise the read end of a pipe whose write end only the child holds:
-   * EOF means it ended. */
+   * Otherwise the parent's end of the child's life line (proc.c): EOF
+   * means the child ended. */
   int pidfd;
   int sentinel_r;
-  /* Set when the sentinel pipe closed but waitpid says the child still runs
-   * (a fork child that exec'd another program closes the write end): from
-   * then on waits poll waitpid with a short sleep. */
-  int sentinel_unreliable;
+  /* Once the life line closed while the child still ran (a fork child
+   * that exec'd another program closes its end): the read end of the exit
+   * watch's pipe (proc.c), readable once the child ended; -1 before. */
+  int exit_r;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, 0}
+#define MPROC__PLAT_PROC_INIT {-1, -1, -1}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {
   int64_t pid;
-  int pidfd; /* pidfd, or macOS kqueue; -1 when unavailable: fall back to
-              * getppid() checks */
+  int pidfd; /* pidfd, or macOS kqueue, opened on first use; -1 before,
+              * and always without pidfds (the life line serves then) */
 } mproc__plat_parent;
 
 #endif

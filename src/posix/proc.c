@@ -1,6 +1,12 @@
 /* POSIX backend: fork, spawn (posix_spawn of the own executable), waiting
- * through pidfds (Linux) or sentinel pipes, and signals that can never reach
- * a recycled pid. */
+ * through pidfds (Linux) or life lines, and signals that can never reach a
+ * recycled pid.
+ *
+ * Without pidfds each child gets a life line: a socket pair whose one end
+ * only the parent holds (the child's sentinel) and whose other end only the
+ * child holds (mproc__px_life_fd, its watch on the parent).  The kernel
+ * closes an end when its holder ends, so each side sees the other's end as
+ * EOF, in poll(2), with no help from the one that died. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,21 +21,22 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <pthread.h>
 #include <time.h>
 #include <unistd.h>
-
-#ifdef __linux__
-#include <sys/syscall.h>
-#endif
-#ifdef __APPLE__
-#include <crt_externs.h>
-#endif
 
 #include "internal.h"
 #include "proc_exe.h"
 #include "px.h"
 
-#ifdef __APPLE__
+#if MPROC__HAVE_PIDFD
+#include <sys/syscall.h>
+#endif
+#if MPROC__APPLE
+#include <crt_externs.h>
+#endif
+
+#if MPROC__APPLE
 /* A shared library on macOS cannot link against `environ` directly
  * (environ(7)); _NSGetEnviron() is the documented way. */
 #define mproc__environ (*_NSGetEnviron())
@@ -38,14 +45,14 @@ extern char **environ;
 #define mproc__environ environ
 #endif
 
-#if defined(__linux__) && !defined(SYS_pidfd_send_signal)
+#if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
 #endif
 
 /* ---- descriptors meant for one child only ---------------------------------- */
 
 /* While a spawn is under way the parent holds ends that must reach only the
- * child being started: the write end of its sentinel pipe (without pidfds,
+ * child being started: the child's end of its life line (without pidfds,
  * the parent sees the child end when every copy of that end is closed), the
  * child's end of the bootstrap socket (a dead child shows as a broken
  * socket) and, with fork+exec, the exec-error pipe (its EOF says the exec
@@ -60,7 +67,7 @@ extern char **environ;
 enum {
   MPROC__END_SOCK,      /* the child's end of the bootstrap socket pair */
   MPROC__END_SOCK_COPY, /* its copy above the dup2 targets */
-  MPROC__END_SENT,      /* the sentinel pipe's write end (no pidfds) */
+  MPROC__END_SENT,      /* the child's end of its life line (no pidfds) */
   MPROC__END_SENT_COPY,
   MPROC__END_EXECERR,   /* fork+exec: the exec-error pipe's write end */
   MPROC__END_COUNT
@@ -89,11 +96,11 @@ static void mproc__child_ends_link(mproc__child_ends *e) {
   e->linked = 1;
 }
 
-/* Closes one end (or, with which < 0, every end and unregisters `e`). */
-static void mproc__child_ends_close(mproc__child_ends *e, int which) {
+/* Closes one end (or, with which < 0, every end and unregisters `e`);
+ * called with mproc__lock held. */
+static void mproc__child_ends_close_locked(mproc__child_ends *e, int which) {
   mproc__child_ends **pp;
   int i;
-  mproc__mutex_lock(&mproc__lock);
   for (i = 0; i < MPROC__END_COUNT; i++)
     if (which < 0 || i == which)
       mproc__px_close_fd(&e->fd[i]);
@@ -104,6 +111,11 @@ static void mproc__child_ends_close(mproc__child_ends *e, int which) {
       *pp = e->next;
     e->linked = 0;
   }
+}
+
+static void mproc__child_ends_close(mproc__child_ends *e, int which) {
+  mproc__mutex_lock(&mproc__lock);
+  mproc__child_ends_close_locked(e, which);
   mproc__mutex_unlock(&mproc__lock);
 }
 
@@ -140,7 +152,7 @@ static int mproc__ended_nowait(pid_t pid);
  * child that had ended just before, ask waitid (the child is ours and
  * unreaped) and make the kqueue readable.  A no-op elsewhere. */
 static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
   if (mproc__ended_nowait(pid))
     (void)mproc__px_pidfd_mark_ended(pidfd);
 #else
@@ -153,7 +165,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
   int pidfd = -1;
-  if (!mproc__px_use_pidfd && mproc__px_pipe(sent) != 0)
+  if (!mproc__px_use_pidfd && mproc__px_socketpair(sent) != 0)
     return mproc__os_fail(MPROC_ESPAWN, errno);
   pid = fork();
   if (pid < 0) {
@@ -165,11 +177,12 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   if (pid == 0) {
     size_t i;
     mproc__px_close_fd(&sent[0]);
-    mproc__px_close_fd(&mproc__px_own_sentinel_w);
+    mproc__px_close_fd(&mproc__px_life_fd);
     mproc__child_ends_drop_all();
-    /* The write end stays open (close-on-exec) for the child's whole life:
-     * the kernel closes it when the child ends, which the parent sees. */
-    mproc__px_own_sentinel_w = sent[1];
+    /* The child's end of the life line stays open (close-on-exec) for its
+     * whole life: the kernel closes it when the child ends, which the
+     * parent sees; the child sees the parent's end close the same way. */
+    mproc__px_life_fd = sent[1];
     /* A passed handle is close-on-exec in the child whatever the start
      * method (mproc.h), as spawn makes it in mproc__plat_child_setup.  The
      * flag belongs to this process's descriptor table: the parent's
@@ -192,7 +205,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   mproc__px_close_fd(&sent[1]);
   p->plat.pidfd = pidfd;
   p->plat.sentinel_r = sent[0];
-  p->plat.sentinel_unreliable = 0;
+  p->plat.exit_r = -1;
   p->pid = (int64_t)pid;
   return MPROC_OK;
 }
@@ -369,7 +382,7 @@ static char **mproc__child_argv(const mproc__exe_plan *exe) {
   return argv;
 }
 
-/* The bootstrap socket pair and, without pidfds, the sentinel pipe.  The
+/* The bootstrap socket pair and, without pidfds, the life line.  The
  * child's ends are registered in `e` (see mproc__child_ends) and copied above
  * `floor`, so that the dup2 file actions cannot overwrite a source still to
  * be copied.  The parent's ends go to *sock and *sent_r. */
@@ -386,7 +399,7 @@ static int mproc__spawn_channels(mproc__child_ends *e, int floor, int *sock,
   if (e->fd[MPROC__END_SOCK_COPY] < 0)
     goto fail;
   if (!mproc__px_use_pidfd) {
-    if (mproc__px_pipe(sent) != 0)
+    if (mproc__px_socketpair(sent) != 0)
       goto fail;
     *sent_r = sent[0];
     e->fd[MPROC__END_SENT] = sent[1];
@@ -490,7 +503,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   }
   p->plat.pidfd = pidfd;
   p->plat.sentinel_r = sent_r;
-  p->plat.sentinel_unreliable = 0;
+  p->plat.exit_r = -1;
   sent_r = -1;
   p->pid = (int64_t)pid;
   rc = MPROC_OK;
@@ -528,32 +541,94 @@ static int mproc__ended_nowait(pid_t pid) {
           info.si_code == CLD_DUMPED);
 }
 
+/* The exit watch: a detached thread that blocks in waitid(WNOWAIT) until
+ * the child ends (without reaping it: the pid stays ours) and then closes
+ * the write end of a pipe.  Its record is a child_ends one, so a fork child
+ * made meanwhile closes its copy of that end (mproc__child_ends_drop_all). */
+typedef struct mproc__exit_watch {
+  mproc__child_ends ends; /* fd[MPROC__END_SENT]: the pipe's write end */
+  pid_t pid;
+} mproc__exit_watch;
+
+static void *mproc__exit_watch_main(void *arg) {
+  mproc__exit_watch *w = (mproc__exit_watch *)arg;
+  siginfo_t info;
+  /* ECHILD: reaped behind our back (the application's waitpid(-1)), so it
+   * ended too. */
+  while (waitid(P_PID, (id_t)w->pid, &info, WEXITED | WNOWAIT) != 0 &&
+         errno == EINTR) {
+  }
+  mproc__child_ends_close(&w->ends, -1);
+  free(w);
+  return NULL;
+}
+
+/* The life line closed, but the child lives on: it exec'd another program
+ * (its end was close-on-exec) or closed its end itself, or it is exiting
+ * right now (the kernel closes a process's descriptors a moment before it
+ * becomes a zombie).  From now on the exit watch tells when it ends: its
+ * pipe's read end, plat.exit_r, is the child's sentinel.  Once per child;
+ * 0 or a negative code. */
+static int mproc__watch_exit(mproc_process *p) {
+  mproc__exit_watch *w = NULL;
+  pthread_attr_t attr;
+  pthread_t tid;
+  int fds[2] = {-1, -1}, rc = MPROC_OK, e;
+  mproc__mutex_lock(&mproc__lock);
+  if (p->plat.exit_r >= 0)
+    goto finish; /* another joiner started it */
+  w = (mproc__exit_watch *)malloc(sizeof *w);
+  if (!w) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  mproc__child_ends_init(&w->ends);
+  w->pid = (pid_t)p->pid;
+  e = mproc__px_pipe(fds) != 0 ? errno : pthread_attr_init(&attr);
+  if (e == 0) {
+    mproc__child_ends_link(&w->ends);
+    w->ends.fd[MPROC__END_SENT] = fds[1];
+    (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    e = pthread_create(&tid, &attr, mproc__exit_watch_main, w);
+    (void)pthread_attr_destroy(&attr);
+  }
+  if (e != 0) {
+    mproc__px_close_fd(&fds[0]);
+    mproc__px_close_fd(&fds[1]);
+    mproc__child_ends_close_locked(&w->ends, -1);
+    free(w);
+    rc = mproc__os_fail(MPROC_ESYS, e);
+    goto finish;
+  }
+  __atomic_store_n(&p->plat.exit_r, fds[0], __ATOMIC_RELEASE);
+finish:
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+/* What tells that the child ended: its pidfd, its exit watch, or the
+ * parent's end of its life line. */
+static int mproc__end_fd(const mproc_process *p) {
+  int fd = __atomic_load_n(&p->plat.exit_r, __ATOMIC_ACQUIRE);
+  return p->plat.pidfd >= 0 ? p->plat.pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
+}
+
 int mproc__plat_wait(mproc_process *p, double timeout) {
   double deadline = mproc__deadline(timeout);
-  int fd = p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
+  int fd, prc, rc;
   for (;;) {
-    if (fd >= 0 && !p->plat.sentinel_unreliable) {
-      int prc = mproc__px_poll_in(fd, deadline);
-      if (prc < 0)
-        return mproc__os_fail(MPROC_ESYS, errno);
-      if (prc > 0) {
-        if (fd == p->plat.pidfd || mproc__ended_nowait((pid_t)p->pid))
-          return MPROC_OK;
-        /* The pipe closed but the child lives: it exec'd, or handed the end
-         * to nobody.  Its exit cannot be seen that way any more. */
-        p->plat.sentinel_unreliable = 1;
-      }
-    } else {
-      /* Last resort: look every few milliseconds. */
-      struct timespec ts = {0, 2 * 1000 * 1000};
-      if (mproc__ended_nowait((pid_t)p->pid))
-        return MPROC_OK;
-      if (mproc__expired(deadline, mproc__plat_now()))
-        return MPROC_ETIMEDOUT;
-      (void)nanosleep(&ts, NULL);
-    }
-    if (mproc__expired(deadline, mproc__plat_now()))
+    fd = mproc__end_fd(p);
+    if (fd < 0)
+      return MPROC_EINVAL; /* none: a fork child's view of a sibling */
+    prc = mproc__px_poll_in(fd, deadline);
+    if (prc < 0)
+      return mproc__os_fail(MPROC_ESYS, errno);
+    if (prc == 0)
       return MPROC_ETIMEDOUT;
+    if (fd != p->plat.sentinel_r || mproc__ended_nowait((pid_t)p->pid))
+      return MPROC_OK;
+    if ((rc = mproc__watch_exit(p)) < 0)
+      return rc;
   }
 }
 
@@ -588,7 +663,7 @@ int mproc__plat_signal(mproc_process *p, int which) {
             : which == MPROC__SIG_INT ? SIGINT
                                       : SIGTERM;
   int rc;
-#ifdef __linux__
+#if MPROC__HAVE_PIDFD
   if (p->plat.pidfd >= 0)
     rc = (int)syscall(SYS_pidfd_send_signal, p->plat.pidfd, sig, NULL, 0);
   else
@@ -602,16 +677,17 @@ int mproc__plat_signal(mproc_process *p, int which) {
 }
 
 mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
-  return p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
+  return mproc__end_fd(p);
 }
 
 void mproc__plat_close(mproc_process *p) {
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
+  mproc__px_close_fd(&p->plat.exit_r);
 }
 
 void mproc__plat_forget(mproc_process *p) {
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
   /* The sibling's "pidfd" is a kqueue, and a fork child inherits no
    * kqueue (kqueue(2)): the number is free here, or already names one of
    * our own descriptors.  Forget it without closing. */

@@ -21,15 +21,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifdef __linux__
-#include <link.h>
-#endif
-#ifdef __APPLE__
-#include <mach-o/dyld.h> /* _NSGetExecutablePath */
-#endif
-
 #include "proc_exe.h"
 #include "internal.h"
+#include "px_have.h"
+
+#if MPROC__HAVE_PROCFS
+#include <link.h>
+#endif
+#if MPROC__APPLE
+#include <mach-o/dyld.h> /* _NSGetExecutablePath */
+#endif
+#if MPROC__HAVE_KERN_PROC_PATHNAME
+#include <sys/types.h>
+#include <sys/sysctl.h>
+#endif
 
 static pthread_once_t g_plan_once = PTHREAD_ONCE_INIT;
 static mproc__exe_plan g_plan;
@@ -51,7 +56,7 @@ static void mproc__plan_direct(const char *path) {
   g_plan.nprefix = 1;
 }
 
-#ifdef __linux__
+#if MPROC__HAVE_PROCFS
 
 /* The first object dl_iterate_phdr reports is the main program
  * (dl_iterate_phdr(3)), also when the loader was run explicitly; any
@@ -175,9 +180,9 @@ static void mproc__plan_linux(void) {
   }
 }
 
-#endif /* __linux__ */
+#endif /* MPROC__HAVE_PROCFS */
 
-#ifdef __APPLE__
+#if MPROC__APPLE
 /* macOS has no /proc: dyld records the path the kernel exec'd, which
  * _NSGetExecutablePath(3) returns (possibly through symbolic links or with
  * "." parts, hence realpath).  1 if the plan was made.  Compile-checked only
@@ -205,14 +210,34 @@ static int mproc__plan_apple(void) {
 }
 #endif
 
+#if MPROC__HAVE_KERN_PROC_PATHNAME
+/* FreeBSD without /proc (it is not mounted by default): the kernel's
+ * record of the image it exec'd, sysctl(3) kern.proc.pathname of pid -1
+ * (this process).  1 if the plan was made.  Not compiled against FreeBSD's
+ * headers here (syntax-checked against a stub). */
+static int mproc__plan_freebsd(void) {
+  static char resolved[PATH_MAX];
+  int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PATHNAME, -1};
+  size_t len = sizeof resolved;
+  if (sysctl(mib, 4, resolved, &len, NULL, 0) != 0 || len == 0 ||
+      access(resolved, X_OK) != 0)
+    return 0;
+  mproc__plan_direct(resolved);
+  return 1;
+}
+#endif
+
 static void mproc__plan_once(void) {
-#if defined(__linux__)
+#if MPROC__HAVE_PROCFS
   if (access("/proc/self/exe", X_OK) == 0) {
     mproc__plan_linux();
     return;
   }
-#elif defined(__APPLE__)
+#elif MPROC__APPLE
   if (mproc__plan_apple())
+    return;
+#elif MPROC__HAVE_KERN_PROC_PATHNAME
+  if (mproc__plan_freebsd())
     return;
 #endif
   {

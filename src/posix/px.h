@@ -5,24 +5,11 @@
 
 #include <sys/types.h>
 
+#include "px_have.h"
+
 /* In a spawned child the bootstrap arrives on this descriptor, and the
  * handles passed as arguments follow it, in slot order. */
 #define MPROC__BS_FD 3
-
-#if defined(__GLIBC__) &&                                                      \
-    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
-#define MPROC__HAVE_CLOSEFROM_NP 1
-#else
-#define MPROC__HAVE_CLOSEFROM_NP 0
-#endif
-
-/* macOS's posix_spawn closes every descriptor the file actions do not name
- * when given POSIX_SPAWN_CLOEXEC_DEFAULT (an Apple flag, <spawn.h>). */
-#ifdef __APPLE__
-#define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT 1
-#else
-#define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT 0
-#endif
 
 /* posix_spawn can start a child holding only the descriptors passed to it;
  * without that, spawn uses fork+exec. */
@@ -35,17 +22,19 @@
 extern int mproc__px_use_pidfd;
 extern int mproc__px_use_forkexec;
 
-/* Without pidfds: the write end of our own parent's sentinel pipe.  A child
- * we fork must close it, or our parent would not see us end until that
- * grandchild ends too.  Set in child.c, taken over by fork in proc.c. */
-extern int mproc__px_own_sentinel_w;
+/* Without pidfds: our end of the life line to our parent (proc.c), -1
+ * when we have none.  Our parent sees us end when it closes; we see the
+ * parent end when it reads EOF.  A child we fork must close it, or our
+ * parent would not see us end until that grandchild ends too.  Set in
+ * child.c (spawn) or proc.c (fork). */
+extern int mproc__px_life_fd;
 
 /* A descriptor that polls readable once process `pid` has ended: Linux
  * pidfd_open(2), macOS a kqueue watching the pid (core.c); or -1 with errno
  * (ENOSYS elsewhere). */
 int mproc__px_pidfd_open(pid_t pid);
 
-#ifdef __APPLE__
+#if MPROC__HAVE_KQUEUE_PROC
 /* Makes such a kqueue readable now (a user event): for a process found
  * ended some other way.  0 or -1 with errno. */
 int mproc__px_pidfd_mark_ended(int kq);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "px_have.h"
 
 /* Every segment starts with the header src/seg.c writes and reads; the
  * user's bytes follow at MPROC__SEG_HDR. */
@@ -33,9 +34,9 @@
  * swap it: see mproc__seg_private().  FreeBSD and macOS keep shm objects in
  * a namespace of their own with no links or fifos, and their shm_open
  * rejects flags it does not define. */
-#if defined(__linux__)
+#if MPROC__SHM_NAMES_ARE_FILES
 #define MPROC__SEG_OFLAGS (O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-#elif defined(__APPLE__)
+#elif MPROC__APPLE
 /* macOS's shm_open(2) documents no O_CLOEXEC: mproc__seg_shm_open sets the
  * flag after the open instead. */
 #define MPROC__SEG_OFLAGS 0
@@ -43,7 +44,7 @@
 #define MPROC__SEG_OFLAGS O_CLOEXEC
 #endif
 
-#ifdef __APPLE__
+#if MPROC__APPLE
 /* XNU limits a shm name to PSHMNAMLEN (31) characters, slash and prefix
  * included (bsd/sys/posix_shm_internal.h, not a public header), so a named
  * block's name may have 31 - strlen("/mproc.") = 24 characters there.  A
@@ -57,7 +58,7 @@
 /* shm_open(2) with the flags above, the descriptor close-on-exec. */
 static int mproc__seg_shm_open(const char *path, int oflag, mode_t mode) {
   int fd = shm_open(path, oflag | MPROC__SEG_OFLAGS, mode);
-#ifdef __APPLE__
+#if MPROC__APPLE
   if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
     int e = errno;
     (void)close(fd);
@@ -138,11 +139,15 @@ static int mproc__seg_made_private(int fd) {
 
 /* A descriptor for an anonymous segment, or -1 with errno. */
 static int mproc__seg_anon_fd(const void *salt) {
-#ifdef __linux__
+#if MPROC__HAVE_MEMFD
   /* memfd: no name in any namespace, so nothing to guess, collide with or
    * leave behind. */
   (void)salt;
   return memfd_create("mproc", MFD_CLOEXEC);
+#elif MPROC__HAVE_SHM_ANON
+  /* FreeBSD's anonymous shm object (shm_open(2)): no name either. */
+  (void)salt;
+  return shm_open(SHM_ANON, O_RDWR | O_CLOEXEC, 0600);
 #else
   /* Elsewhere: a random name, unlinked at once, so nothing is left behind
    * and only descriptors reach the block.  O_EXCL: a name someone else
@@ -151,7 +156,7 @@ static int mproc__seg_anon_fd(const void *salt) {
   char path[32];
   int fd = -1, tries;
   for (tries = 0; tries < 16 && fd < 0; tries++) {
-#ifdef __APPLE__
+#if MPROC__APPLE
     unsigned long long r = (unsigned long long)arc4random() << 32 |
                             arc4random(); /* <stdlib.h> on macOS */
     (void)salt;
@@ -223,7 +228,7 @@ fail:
  * than a page; everywhere else the sizes must match. */
 static int mproc__seg_size_fits(uint64_t size, uint64_t st_size) {
   uint64_t room = st_size - MPROC__SEG_HDR; /* the caller checked > HDR */
-#ifdef __APPLE__
+#if MPROC__APPLE
   uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
   return size <= room && room - size < page;
 #else

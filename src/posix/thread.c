@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "px_have.h"
 
 struct mproc__thread {
   pthread_t tid;
@@ -55,7 +56,7 @@ int mproc__cond_init(mproc__cond *c) {
     free(cv);
     return MPROC_ESYS;
   }
-#ifndef __APPLE__
+#if !MPROC__APPLE
   (void)pthread_condattr_setclock(&at, CLOCK_MONOTONIC);
 #endif
   rc = pthread_cond_init(cv, &at);
@@ -90,7 +91,7 @@ int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
     (void)pthread_cond_wait((pthread_cond_t *)c->impl, m);
     return MPROC_OK;
   }
-#ifdef __APPLE__
+#if MPROC__APPLE
   /* The time left until the monotonic deadline, waited for relative to now
    * (pthread_cond_timedwait_relative_np, an Apple extension in <pthread.h>;
    * compile-checked only).  A wake-up past the deadline makes the caller
@@ -105,7 +106,7 @@ int mproc__cond_wait(mproc__cond *c, mproc__mutex_t *m, double deadline) {
   ts.tv_nsec = (long)((s - (double)ts.tv_sec) * 1e9);
   if (ts.tv_nsec >= 1000000000L)
     ts.tv_nsec = 999999999L;
-#ifdef __APPLE__
+#if MPROC__APPLE
   rc = pthread_cond_timedwait_relative_np((pthread_cond_t *)c->impl, m, &ts);
 #else
   rc = pthread_cond_timedwait((pthread_cond_t *)c->impl, m, &ts);

@@ -21,9 +21,15 @@ typedef struct mproc__plat_proc {
    * (a fork child that exec'd another program closes the write end): from
    * then on waits poll waitpid with a short sleep. */
   int sentinel_unreliable;
+  /* A forkserver child (forkserver.c): sentinel_r is its status channel
+   * from the server, which is the child's OS parent, and fs_pidfd a pidfd
+   * opened while the server still pins the pid (Linux; -1 elsewhere or
+   * once the child is known to have ended), used to signal it. */
+  int fs;
+  int fs_pidfd;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, 0}
+#define MPROC__PLAT_PROC_INIT {-1, -1, 0, 0, -1}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {

@@ -531,6 +531,8 @@ static int mproc__ended_nowait(pid_t pid) {
 int mproc__plat_wait(mproc_process *p, double timeout) {
   double deadline = mproc__deadline(timeout);
   int fd = p->plat.pidfd >= 0 ? p->plat.pidfd : p->plat.sentinel_r;
+  if (p->plat.fs)
+    return mproc__px_fs_wait(p, deadline);
   for (;;) {
     if (fd >= 0 && !p->plat.sentinel_unreliable) {
       int prc = mproc__px_poll_in(fd, deadline);
@@ -560,6 +562,8 @@ int mproc__plat_wait(mproc_process *p, double timeout) {
 int mproc__plat_reap(mproc_process *p, int *exitcode) {
   int st = 0;
   pid_t r;
+  if (p->plat.fs)
+    return mproc__px_fs_reap(p, exitcode);
   do
     r = waitpid((pid_t)p->pid, &st, WNOHANG);
   while (r < 0 && errno == EINTR);
@@ -588,6 +592,8 @@ int mproc__plat_signal(mproc_process *p, int which) {
             : which == MPROC__SIG_INT ? SIGINT
                                       : SIGTERM;
   int rc;
+  if (p->plat.fs)
+    return mproc__px_fs_signal(p, sig);
 #ifdef __linux__
   if (p->plat.pidfd >= 0)
     rc = (int)syscall(SYS_pidfd_send_signal, p->plat.pidfd, sig, NULL, 0);
@@ -606,6 +612,7 @@ mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
 }
 
 void mproc__plat_close(mproc_process *p) {
+  mproc__px_close_fd(&p->plat.fs_pidfd);
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
 }

@@ -69,4 +69,12 @@ int mproc__px_ms(double seconds);
  * -1 with errno. */
 int mproc__px_poll_in(int fd, double deadline);
 
+/* The parent's side of a forkserver child (forkserver.c), called by
+ * proc.c for process objects with plat.fs set: wait until `deadline`,
+ * reap (read the code the server sent), signal. */
+struct mproc_process;
+int mproc__px_fs_wait(struct mproc_process *p, double deadline);
+int mproc__px_fs_reap(struct mproc_process *p, int *exitcode);
+int mproc__px_fs_signal(struct mproc_process *p, int sig);
+
 #endif

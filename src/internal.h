@@ -216,6 +216,10 @@ void mproc__run_child(unsigned char *buf, size_t len, int64_t sender,
 int mproc__run_helper(const mproc_entry *e, const mproc_args *args,
                       int *exitcode);
 
+/* 0 if `method` names a start method this platform has (not DEFAULT);
+ * MPROC_EINVAL or MPROC_ENOTSUP (fork and forkserver on Windows). */
+int mproc__check_method(mproc_start_method method);
+
 /* Process-wide facts the backends read. */
 const char *mproc__argv0(void);
 mproc_start_method mproc__default_method(void);

@@ -77,8 +77,7 @@ const mproc_entry *mproc__entry_find(const char *name) {
 
 /* ---- start methods -------------------------------------------------------- */
 
-/* 0 if `method` names a start method this platform has. */
-static int mproc__check_method(mproc_start_method method) {
+int mproc__check_method(mproc_start_method method) {
   if (method != MPROC_START_FORK && method != MPROC_START_SPAWN &&
       method != MPROC_START_FORKSERVER)
     return MPROC_EINVAL;

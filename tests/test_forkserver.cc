@@ -26,18 +26,6 @@ namespace {
 const mproc_process_options kFs = {nullptr, MPROC_DAEMON_INHERIT,
                                    MPROC_START_FORKSERVER};
 
-int64_t arg_i(const mproc_args *a, size_t i) {
-  int64_t v = -1;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
-mproc_handle_t arg_h(const mproc_args *a, size_t i) {
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  mproc_arg_handle(a, i, &h);
-  return h;
-}
-
 } // namespace
 
 #ifdef _WIN32
@@ -61,6 +49,21 @@ TEST(Forkserver, IsNotSupportedOnWindows) {
 }
 
 #else
+
+namespace {
+int64_t arg_i(const mproc_args *a, size_t i) {
+  int64_t v = -1;
+  mproc_arg_int(a, i, &v);
+  return v;
+}
+
+mproc_handle_t arg_h(const mproc_args *a, size_t i) {
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(a, i, &h);
+  return h;
+}
+
+} // namespace
 
 // ---- arguments, objects, names, parent ------------------------------------------
 

@@ -1,8 +1,8 @@
 /* mproc side of the benchmarks.  bench/run.sh runs one subcommand per
  * measurement and reads the single number it prints (see bench_util.h).
  *
- *   mproc_bench start_join fork|spawn ITERS
- *   mproc_bench scale fork|spawn N ROUNDS
+ *   mproc_bench start_join fork|spawn|forkserver ITERS
+ *   mproc_bench scale fork|spawn|forkserver N ROUNDS
  *   mproc_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
  *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE
  *
@@ -44,7 +44,9 @@ static mproc_start_method parse_method(const char *s) {
     return MPROC_START_FORK;
   if (s && strcmp(s, "spawn") == 0)
     return MPROC_START_SPAWN;
-  fprintf(stderr, "mproc_bench: method must be fork or spawn\n");
+  if (s && strcmp(s, "forkserver") == 0)
+    return MPROC_START_FORKSERVER;
+  fprintf(stderr, "mproc_bench: method must be fork, spawn or forkserver\n");
   exit(2);
 }
 

@@ -59,19 +59,6 @@ const mproc_entry *mproc__plat_fs_entry(void) { return &g_fs_entry; }
 
 /* ---- descriptors over a Unix socket ------------------------------------------ */
 
-static int mproc__fs_send_all(int fd, const unsigned char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t w = send(fd, buf, len, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w < 0)
-      return -1;
-    buf += w;
-    len -= (size_t)w;
-  }
-  return 0;
-}
-
 /* Exactly n bytes; 0, or -1 with errno (EPIPE for an early EOF). */
 static int mproc__fs_recv_all(int fd, unsigned char *buf, size_t len) {
   while (len > 0) {
@@ -119,7 +106,7 @@ static int mproc__fs_send_fds(int sock, const void *data, size_t len,
   if (w < 0)
     return -1;
   /* The descriptors went with the first byte; the rest is plain data. */
-  return mproc__fs_send_all(sock, (const unsigned char *)data + w,
+  return mproc__px_send_all(sock, (const unsigned char *)data + w,
                             len - (size_t)w);
 }
 
@@ -265,7 +252,7 @@ static int mproc__fs_send_request(const int *fds, size_t nfds,
     if (mproc__fs_send_fds(g_fs_conn, "+", 1, fds + off, n) != 0)
       return -1;
   }
-  return mproc__fs_send_all(g_fs_conn, bs, bslen);
+  return mproc__px_send_all(g_fs_conn, bs, bslen);
 }
 
 /* Hand the request to the server, starting it first if need be.  A server
@@ -443,7 +430,7 @@ static void mproc__fs_on_sigchld(int sig) {
 
 static void mproc__fs_report(int fd, const void *rec, size_t len) {
   /* The program may be gone; its code is then nobody's business. */
-  (void)mproc__fs_send_all(fd, (const unsigned char *)rec, len);
+  (void)mproc__px_send_all(fd, (const unsigned char *)rec, len);
 }
 
 /* Send each ended child's code while it is still a zombie (its pid still

@@ -339,7 +339,7 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
 #endif
 }
 
-static int mproc__send_all(int fd, const unsigned char *buf, size_t len) {
+int mproc__px_send_all(int fd, const unsigned char *buf, size_t len) {
   while (len > 0) {
     /* MSG_NOSIGNAL: a child that died early gives EPIPE, not a SIGPIPE that
      * would kill the application. */
@@ -481,7 +481,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
-  if (mproc__send_all(sock, bs, bslen) != 0) {
+  if (mproc__px_send_all(sock, bs, bslen) != 0) {
     e = errno;
     mproc__abandon(pid);
     mproc__px_close_fd(&pidfd);

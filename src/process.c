@@ -380,7 +380,6 @@ static void mproc__fork_child_main(mproc_process *p) {
   for (c = g_children; c; c = c->next)
     mproc__plat_forget(c);
   g_children = NULL;
-  mproc__plat_fs_forget();
   g_counter = 1;
   g_parent.name = g_current.name;
   g_parent_owns_name = 0; /* borrowed, like the rest of a fork child's view */

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -323,6 +324,51 @@ TEST(Forkserver, DaemonChildDiesWhenItsParentIsKilled) {
   mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
   EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
   EXPECT_EQ(test_read_all(pipe.r), "");
+  mproc_process_free(p);
+}
+
+// Waits (60 s at most) for its parent to end; writes "gone" or "aliv".
+TEST_ENTRY(fs_outlive_parent) {
+  int rc = mproc_process_join(mproc_parent_process(), 60);
+  return test_write_all(arg_h(args, 0), rc == MPROC_OK ? "gone" : "aliv", 4)
+             ? 0
+             : 1;
+}
+
+// Starts fs_outlive_parent (report pipe: arg 0), then fork()s by hand: the
+// raw child, which waits forever, holds a copy of every descriptor this
+// process had, and sends its pid (16 bytes) on arg 1.  Then this process
+// ends at once, without joining.
+TEST_ENTRY(fs_raw_fork_then_exit) {
+  mproc_process *c = nullptr;
+  if (mproc_process_create(&c, "fs_outlive_parent", Args().h(arg_h(args, 0)),
+                           &kFs) != MPROC_OK ||
+      mproc_process_start(c) != MPROC_OK)
+    _exit(1);
+  pid_t r = fork();
+  if (r == 0)
+    for (;;)
+      pause();
+  char pid[16] = {0};
+  snprintf(pid, sizeof pid, "%15d", (int)r);
+  test_write_all(arg_h(args, 1), pid, sizeof pid);
+  _exit(0);
+}
+
+TEST(Forkserver, ARawForkChildDoesNotKeepTheServerOrTheParentAlive) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN};
+  TestPipe report, pids;
+  mproc_process *p =
+      test_start("fs_raw_fork_then_exit", Args().h(report.w).h(pids.w), &o);
+  report.close_w();
+  pids.close_w();
+  std::string raw = test_read_n(pids.r, 16);
+  EXPECT_EQ(test_join_code(p), 0);
+  // The raw fork child still runs and holds copies of its parent's
+  // descriptors, yet the forkserver child sees its parent gone.
+  EXPECT_EQ(test_read_n(report.r, 4), "gone");
+  ASSERT_EQ(raw.size(), 16u);
+  EXPECT_EQ(kill((pid_t)std::stoll(raw), SIGKILL), 0);
   mproc_process_free(p);
 }
 

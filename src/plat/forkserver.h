@@ -43,9 +43,4 @@ const mproc_entry *mproc__plat_fs_entry(void);
  * once the server runs, MPROC_ENOTSUP on Windows).  NULL clears it. */
 int mproc__plat_fs_preload(const char *entry);
 
-/* In a fork child (one thread, mproc__lock held): drop the parent's
- * connection to its server without using it; a later forkserver start here
- * starts this process's own server. */
-void mproc__plat_fs_forget(void);
-
 #endif

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,9 +181,15 @@ int mproc__plat_fs_preload(const char *entry) {
   return rc;
 }
 
-void mproc__plat_fs_forget(void) {
-  /* Another thread of the parent may have held the lock at fork(): a fresh
-   * one, and the parent's descriptors closed unused. */
+/* In every fork child of a process that has a server (a pthread_atfork
+ * handler, so raw fork() calls of the application count too): drop the
+ * parent's connection unused.  Held on, it would keep the server running
+ * after the parent died and make the parent look alive to its forkserver
+ * children; a forkserver start here starts this process's own server.
+ * Only close() and stores: async-signal-safe, as a child of a
+ * multithreaded parent needs before exec. */
+static void mproc__fs_forget(void) {
+  /* Another thread of the parent may have held the lock at fork(). */
   static const mproc__mutex_t fresh = MPROC__MUTEX_INITIALIZER;
   g_fs_lock = fresh;
   mproc__px_close_fd(&g_fs_conn);
@@ -194,9 +201,16 @@ void mproc__plat_fs_forget(void) {
  * for that first process to fork the server and exit, then for the
  * server's hello (its pid) on the connection.  g_fs_lock held. */
 static int mproc__fs_launch(void) {
+  static int atfork_done;
   int conn[2] = {-1, -1}, alive[2] = {-1, -1}, code = 0, rc, e = 0;
   unsigned char hello[8];
   mproc_args *args = NULL;
+  if (!atfork_done && pthread_atfork(NULL, NULL, mproc__fs_forget) == 0)
+    atfork_done = 1;
+  if (!atfork_done) {
+    rc = mproc__os_fail(MPROC_ESPAWN, ENOMEM);
+    goto finish;
+  }
   if (mproc__px_socketpair(conn) != 0 || mproc__px_pipe(alive) != 0) {
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
     goto finish;
@@ -214,9 +228,11 @@ static int mproc__fs_launch(void) {
     goto finish;
   mproc__px_close_fd(&conn[1]);
   mproc__px_close_fd(&alive[0]);
-  /* EOF here: the server never came up (its first process says why on
-   * stderr and in its exit code). */
-  if (code != 0 || mproc__fs_recv_all(conn[0], hello, sizeof hello) != 0) {
+  /* The hello decides, not the first process's exit code, which a
+   * program reaping with waitpid(-1) may have taken (code 255 then).  EOF
+   * here: the server never came up (its first process says why on
+   * stderr). */
+  if (mproc__fs_recv_all(conn[0], hello, sizeof hello) != 0) {
     e = code != 0 ? ECHILD : errno;
     rc = mproc__os_fail(MPROC_ESPAWN, e);
     goto finish;

@@ -18,5 +18,3 @@ int mproc__plat_fs_preload(const char *entry) {
   (void)entry;
   return MPROC_ENOTSUP;
 }
-
-void mproc__plat_fs_forget(void) {}

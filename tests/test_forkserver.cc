@@ -69,15 +69,18 @@ mproc_handle_t arg_h(const mproc_args *a, size_t i) {
 // ---- arguments, objects, names, parent ------------------------------------------
 
 // Args: int, str, bytes, a pipe's write end, a queue, a lock, an event,
-// a semaphore, a shared block, a connection.  Uses each and writes "ok" or
-// what failed to the pipe.
+// a semaphore, a shared block, a connection, a condition, a barrier (of
+// one party) and an array.  Uses each and writes "ok" or what failed to the
+// pipe.
 TEST_ENTRY(fs_use_everything) {
   std::string why;
   const char *s = nullptr;
   const void *b = nullptr;
   size_t blen = 0;
   void *q = nullptr, *l = nullptr, *ev = nullptr, *sem = nullptr,
-       *shm = nullptr, *conn = nullptr;
+       *shm = nullptr, *conn = nullptr, *cond = nullptr, *bar = nullptr,
+       *arr = nullptr;
+  unsigned idx = 9;
   if (arg_i(args, 0) != -12345678901LL)
     why += "int ";
   if (mproc_arg_str(args, 1, &s) != MPROC_OK || std::string(s) != "héllo w")
@@ -105,6 +108,19 @@ TEST_ENTRY(fs_use_everything) {
   if (mproc_arg_object(args, 9, MPROC_OBJ_CONN, &conn) != MPROC_OK ||
       mproc_conn_send_bytes((mproc_conn *)conn, "conn", 4) != MPROC_OK)
     why += "conn ";
+  if (mproc_arg_object(args, 10, MPROC_OBJ_CONDITION, &cond) != MPROC_OK ||
+      mproc_condition_acquire((mproc_condition *)cond, 30) != MPROC_OK ||
+      mproc_condition_notify_all((mproc_condition *)cond) != MPROC_OK ||
+      mproc_condition_release((mproc_condition *)cond) != MPROC_OK)
+    why += "condition ";
+  if (mproc_arg_object(args, 11, MPROC_OBJ_BARRIER, &bar) != MPROC_OK ||
+      mproc_barrier_wait((mproc_barrier *)bar, 30, &idx) != MPROC_OK ||
+      idx != 0)
+    why += "barrier ";
+  if (mproc_arg_object(args, 12, MPROC_OBJ_ARRAY, &arr) != MPROC_OK)
+    why += "array ";
+  else
+    ((int64_t *)mproc_array_ptr((mproc_array *)arr))[1] = 77;
   if (why.empty())
     why = "ok";
   return test_write_all(arg_h(args, 3), why.data(), why.size()) ? 0 : 1;
@@ -117,7 +133,13 @@ TEST(Forkserver, EveryArgumentAndObjectReachesTheChild) {
   mproc_semaphore *sem = nullptr;
   mproc_shm *shm = nullptr;
   mproc_conn *a = nullptr, *b = nullptr;
+  mproc_condition *cond = nullptr;
+  mproc_barrier *bar = nullptr;
+  mproc_array *arr = nullptr;
   ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  ASSERT_EQ(mproc_condition_create(&cond, nullptr), MPROC_OK);
+  ASSERT_EQ(mproc_barrier_create(&bar, 1), MPROC_OK);
+  ASSERT_EQ(mproc_array_create(&arr, MPROC_INT64, 2, 1), MPROC_OK);
   ASSERT_EQ(mproc_lock_create(&l, 0), MPROC_OK);
   ASSERT_EQ(mproc_event_create(&ev), MPROC_OK);
   ASSERT_EQ(mproc_semaphore_create(&sem, 0, 0), MPROC_OK);
@@ -133,6 +155,9 @@ TEST(Forkserver, EveryArgumentAndObjectReachesTheChild) {
     ASSERT_EQ(mproc_args_add_object(args.a, nullptr, sem), MPROC_OK);
     ASSERT_EQ(mproc_args_add_object(args.a, nullptr, shm), MPROC_OK);
     ASSERT_EQ(mproc_args_add_object(args.a, nullptr, b), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(args.a, nullptr, cond), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(args.a, nullptr, bar), MPROC_OK);
+    ASSERT_EQ(mproc_args_add_object(args.a, nullptr, arr), MPROC_OK);
     mproc_process *p = test_start("fs_use_everything", args, &kFs);
     pipe.close_w();
     EXPECT_EQ(test_read_all(pipe.r), "ok");
@@ -148,6 +173,10 @@ TEST(Forkserver, EveryArgumentAndObjectReachesTheChild) {
   EXPECT_STREQ((const char *)mproc_shm_ptr(shm), "shared");
   EXPECT_EQ(mproc_conn_recv_bytes(a, buf, sizeof buf, &n, 30), MPROC_OK);
   EXPECT_EQ(std::string(buf, n), "conn");
+  EXPECT_EQ(((int64_t *)mproc_array_ptr(arr))[1], 77);
+  mproc_array_free(arr);
+  mproc_barrier_free(bar);
+  mproc_condition_free(cond);
   mproc_conn_free(a);
   mproc_conn_free(b);
   mproc_shm_free(shm);

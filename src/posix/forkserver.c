@@ -449,30 +449,56 @@ static void mproc__fs_report(int fd, const void *rec, size_t len) {
   (void)mproc__px_send_all(fd, (const unsigned char *)rec, len);
 }
 
-/* Send each ended child's code while it is still a zombie (its pid still
- * ours, so the program's pidfd cannot name a newcomer), then reap it. */
+static int mproc__fs_ended(const siginfo_t *si) {
+  return si->si_code == CLD_EXITED || si->si_code == CLD_KILLED ||
+         si->si_code == CLD_DUMPED;
+}
+
+/* Kid i has ended (si): send its code while it is still a zombie (its pid
+ * still ours, so the program's pidfd cannot name a newcomer), then reap it
+ * and drop it from the table. */
+static void mproc__fs_report_and_reap(size_t i, const siginfo_t *si) {
+  unsigned char rec[4];
+  mproc__wr_put32(rec, (uint32_t)(si->si_code == CLD_EXITED ? si->si_status
+                                                            : -si->si_status));
+  mproc__fs_report(g_kids[i].status_fd, rec, sizeof rec);
+  (void)close(g_kids[i].status_fd);
+  while (waitpid(g_kids[i].pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  g_kids[i] = g_kids[--g_nkids];
+}
+
+/* Every ended child, each found by one waitid(P_ALL) (the table is only
+ * searched in memory), so an exit costs the same with 1 or 1000 children
+ * running.  A child the table does not know (the preload's) is reaped
+ * unreported.  Where waitid(WNOWAIT) also reports stopped children (a macOS
+ * quirk, see proc.c), each child is asked in turn instead. */
 static void mproc__fs_reap_ended(void) {
-  size_t i = 0;
-  while (i < g_nkids) {
-    siginfo_t si;
-    unsigned char rec[4];
+  siginfo_t si;
+  size_t i;
+  for (;;) {
     memset(&si, 0, sizeof si);
-    if (waitid(P_PID, (id_t)g_kids[i].pid, &si,
-               WEXITED | WNOHANG | WNOWAIT) == 0 &&
-        (si.si_pid != g_kids[i].pid ||
-         (si.si_code != CLD_EXITED && si.si_code != CLD_KILLED &&
-          si.si_code != CLD_DUMPED))) {
-      i++; /* still running (or only stopped) */
-      continue;
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid == 0)
+      return;
+    if (!mproc__fs_ended(&si))
+      break;
+    for (i = 0; i < g_nkids && g_kids[i].pid != si.si_pid; i++) {
     }
-    mproc__wr_put32(rec, (uint32_t)(si.si_code == CLD_EXITED
-                                        ? si.si_status
-                                        : -si.si_status));
-    mproc__fs_report(g_kids[i].status_fd, rec, sizeof rec);
-    (void)close(g_kids[i].status_fd);
-    while (waitpid(g_kids[i].pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-    g_kids[i] = g_kids[--g_nkids];
+    if (i < g_nkids)
+      mproc__fs_report_and_reap(i, &si);
+    else
+      while (waitpid(si.si_pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+  }
+  for (i = 0; i < g_nkids;) {
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)g_kids[i].pid, &si, WEXITED | WNOHANG | WNOWAIT) ==
+            0 &&
+        si.si_pid == g_kids[i].pid && mproc__fs_ended(&si))
+      mproc__fs_report_and_reap(i, &si);
+    else
+      i++;
   }
 }
 

@@ -14,7 +14,9 @@
 #include <vector>
 
 #ifndef _WIN32
+#include <poll.h>
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -399,6 +401,69 @@ TEST(Forkserver, ARawForkChildDoesNotKeepTheServerOrTheParentAlive) {
   ASSERT_EQ(raw.size(), 16u);
   EXPECT_EQ(kill((pid_t)std::stoll(raw), SIGKILL), 0);
   mproc_process_free(p);
+}
+
+// Writes getppid() (the server) in 16 bytes to arg 0, then waits for EOF on
+// arg 1.
+TEST_ENTRY(fs_ppid16_then_wait) {
+  char pid[16] = {0};
+  snprintf(pid, sizeof pid, "%15d", (int)getppid());
+  test_write_all(arg_h(args, 0), pid, sizeof pid);
+  test_read_all(arg_h(args, 1));
+  return 0;
+}
+
+// Starts fs_ppid16_then_wait with its own two handles, then waits for EOF
+// on arg 1 as well.
+TEST_ENTRY(fs_hold_server) {
+  mproc_process *c = nullptr;
+  if (mproc_process_create(&c, "fs_ppid16_then_wait",
+                           Args().h(arg_h(args, 0)).h(arg_h(args, 1)),
+                           &kFs) != MPROC_OK ||
+      mproc_process_start(c) != MPROC_OK)
+    return 1;
+  test_read_all(arg_h(args, 1));
+  return 0;
+}
+
+// The server ends with its program: when it exits normally and when it is
+// killed outright.  Seen through a pidfd of the server (Linux).
+TEST(Forkserver, ServerEndsWhenItsProgramExitsOrIsKilled) {
+#ifndef SYS_pidfd_open
+  GTEST_SKIP() << "no pidfd_open in this libc's headers";
+#else
+  for (int killed = 0; killed < 2; killed++) {
+    mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN};
+    TestPipe report, gate;
+    mproc_process *h =
+        test_start("fs_hold_server", Args().h(report.w).h(gate.r), &o);
+    report.close_w();
+    gate.close_r();
+    std::string server = test_read_n(report.r, 16);
+    ASSERT_EQ(server.size(), 16u);
+    // The program is blocked on the gate, so the server still runs and its
+    // pid is its own.
+    int fd = (int)syscall(SYS_pidfd_open, (pid_t)std::stoll(server), 0);
+    if (fd < 0) {
+      gate.close_w();
+      test_join_code(h);
+      mproc_process_free(h);
+      GTEST_SKIP() << "no pidfds here";
+    }
+    if (killed) {
+      EXPECT_EQ(mproc_process_kill(h), MPROC_OK);
+      EXPECT_EQ(test_join_code(h), -SIGKILL);
+    } else {
+      gate.close_w();
+      EXPECT_EQ(test_join_code(h), 0);
+    }
+    struct pollfd pfd = {fd, POLLIN, 0};
+    EXPECT_EQ(poll(&pfd, 1, 60000), 1) << (killed ? "killed" : "exited");
+    close(fd);
+    gate.close_w(); // lets the forkserver child of the killed one end
+    mproc_process_free(h);
+  }
+#endif
 }
 
 // ---- a killed server --------------------------------------------------------------

@@ -422,6 +422,7 @@ TEST_ENTRY(fs_hold_server) {
                            &kFs) != MPROC_OK ||
       mproc_process_start(c) != MPROC_OK)
     return 1;
+  mproc_process_free(c); // joined at exit
   test_read_all(arg_h(args, 1));
   return 0;
 }

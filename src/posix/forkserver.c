@@ -202,7 +202,7 @@ static void mproc__fs_forget(void) {
  * server's hello (its pid) on the connection.  g_fs_lock held. */
 static int mproc__fs_launch(void) {
   static int atfork_done;
-  int conn[2] = {-1, -1}, alive[2] = {-1, -1}, code = 0, rc, e = 0;
+  int conn[2] = {-1, -1}, alive[2] = {-1, -1}, code = 0, rc;
   unsigned char hello[8];
   mproc_args *args = NULL;
   if (!atfork_done && pthread_atfork(NULL, NULL, mproc__fs_forget) == 0)
@@ -233,8 +233,7 @@ static int mproc__fs_launch(void) {
    * here: the server never came up (its first process says why on
    * stderr). */
   if (mproc__fs_recv_all(conn[0], hello, sizeof hello) != 0) {
-    e = code != 0 ? ECHILD : errno;
-    rc = mproc__os_fail(MPROC_ESPAWN, e);
+    rc = mproc__os_fail(MPROC_ESPAWN, errno);
     goto finish;
   }
   g_fs_conn = conn[0];
@@ -272,7 +271,10 @@ static int mproc__fs_send_request(const int *fds, size_t nfds,
 }
 
 /* Hand the request to the server, starting it first if need be.  A server
- * that died fails this and every later start (EPIPE). */
+ * that could not be started is tried again at the next start (the cause,
+ * e.g. no descriptors left, may pass); one that died fails this and every
+ * later start (EPIPE): its children's codes are lost, and a silent new
+ * server would hide that. */
 static int mproc__fs_submit(const int *fds, size_t nfds,
                             const unsigned char *bs, size_t bslen,
                             uint32_t flags) {
@@ -280,8 +282,9 @@ static int mproc__fs_submit(const int *fds, size_t nfds,
   mproc__mutex_lock(&g_fs_lock);
   if (g_fs_state == 0) {
     rc = mproc__fs_launch();
-    g_fs_state = rc == MPROC_OK ? 1 : 2;
-    g_fs_error = rc == MPROC_OK ? 0 : mproc_os_error();
+    if (rc < 0)
+      goto finish;
+    g_fs_state = 1;
   }
   if (g_fs_state == 2) {
     rc = mproc__os_fail(MPROC_ESPAWN, g_fs_error ? g_fs_error : EPIPE);

@@ -139,11 +139,12 @@ static int mproc__fs_recv_fds(int sock, void *data, size_t len, int *fds,
     errno = r == 0 ? EPIPE : errno;
     return -1;
   }
-  for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    size_t k;
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-      continue;
-    for (k = 0; (size_t)(CMSG_LEN((k + 1) * sizeof(int))) <= c->cmsg_len; k++)
+  /* The sender attaches one SCM_RIGHTS header (musl's CMSG_NXTHDR does
+   * not compile cleanly under -Wsign-compare, and there is no second). */
+  c = CMSG_FIRSTHDR(&msg);
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+    size_t k, room = (size_t)c->cmsg_len;
+    for (k = 0; (size_t)CMSG_LEN((k + 1) * sizeof(int)) <= room; k++)
       if (got < max)
         memcpy(&fds[got++], CMSG_DATA(c) + k * sizeof(int), sizeof(int));
       else if (++extra)

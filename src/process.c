@@ -994,9 +994,9 @@ static mproc_args *mproc__spawn_child_args(const mproc__bootstrap *bs) {
   return args;
 }
 
-/* This process's and its parent's identity, as the bootstrap gives them. */
 static void mproc__free_identity(void);
 
+/* This process's and its parent's identity, as the bootstrap gives them. */
 static void mproc__spawn_child_identity(const mproc__bootstrap *bs) {
   /* A forkserver child arrives here with the server's identity. */
   mproc__free_identity();

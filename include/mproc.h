@@ -426,7 +426,8 @@ MPROC_API int mproc_process_daemon(const mproc_process *p);
 /* Only before start (MPROC_ESTATE after). */
 MPROC_API int mproc_process_set_daemon(mproc_process *p, int daemonic);
 /* A handle that becomes ready when the child ends: on POSIX a descriptor that
- * polls readable (a pidfd on Linux), on Windows the process HANDLE.  Owned by
+ * polls readable (a pidfd on Linux; for a forkserver child, the socket its
+ * server sends the exit code on), on Windows the process HANDLE.  Owned by
  * the process object, valid until close/free.  MPROC_ESTATE before start. */
 MPROC_API int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out);
 

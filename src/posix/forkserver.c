@@ -4,10 +4,15 @@
  * exits, kill the daemonic children when the program is gone).
  *
  * CPython's Lib/multiprocessing/forkserver.py solves the same problem with
- * a listening Unix socket that has a file name, and reports exit codes
- * through the connection of each request.  Here the server has no name at
- * all (an inherited socket pair), and every child's status channel doubles
- * as the sentinel the program polls. */
+ * a listening Unix socket at an address any process of the user can
+ * connect to (a 0600 file, or an abstract name on Linux; 3.14 adds an
+ * authentication key), an "alive" pipe whose write end every client
+ * holds, and per child a connection that returns the pid and later the
+ * exit code and doubles as the sentinel.  Here the server has no address at
+ * all (it is reached through the socket pair it inherited, by one client),
+ * the alive pipe is per client, and the code is sent before the child is
+ * reaped, so the client can also hold a pidfd that pid reuse cannot
+ * fool. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>

@@ -1,8 +1,8 @@
 /* mproc side of the benchmarks.  bench/run.sh runs one subcommand per
  * measurement and reads the single number it prints (see bench_util.h).
  *
- *   mproc_bench start_join fork|spawn ITERS
- *   mproc_bench scale fork|spawn N ROUNDS
+ *   mproc_bench start_join fork|spawn|forkserver ITERS
+ *   mproc_bench scale fork|spawn|forkserver N ROUNDS
  *   mproc_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
  *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE
  *
@@ -44,7 +44,9 @@ static mproc_start_method parse_method(const char *s) {
     return MPROC_START_FORK;
   if (s && strcmp(s, "spawn") == 0)
     return MPROC_START_SPAWN;
-  fprintf(stderr, "mproc_bench: method must be fork or spawn\n");
+  if (s && strcmp(s, "forkserver") == 0)
+    return MPROC_START_FORKSERVER;
+  fprintf(stderr, "mproc_bench: method must be fork, spawn or forkserver\n");
   exit(2);
 }
 
@@ -447,12 +449,28 @@ static double pool_map(long ntasks, long chunk) {
   return (double)ntasks / t;
 }
 
+/* BENCH_TOUCH_MIB=N: the parent first touches N MiB of its own, so start
+ * costs can be read against the parent's resident memory (a fork copies
+ * page tables in proportion to it; spawn and forkserver should not care). */
+static void touch_memory(void) {
+  const char *v = getenv("BENCH_TOUCH_MIB");
+  size_t n = v ? (size_t)strtoul(v, NULL, 10) << 20 : 0;
+  static volatile char *keep;
+  if (n == 0)
+    return;
+  keep = (volatile char *)malloc(n);
+  if (!keep)
+    die("touch memory", MPROC_ENOMEM);
+  memset((char *)keep, 1, n);
+}
+
 int main(int argc, char **argv) {
   mproc_process_options opts;
   const char *cmd;
   int rc = mproc_main(argc, argv, entries);
   if (rc < 0)
     die("mproc_main", rc);
+  touch_memory();
   if (argc < 2) {
     fprintf(stderr, "usage: %s start_join|scale|pipe_small|queue_small|"
                     "bulk|lock|pool ARGS...\n",

@@ -32,6 +32,7 @@ SCALE_HEADLINE = "scale_spawn_n/64"
 BENCHES = [
     ("start_join_fork", "us/process", False),
     ("start_join_spawn", "us/process", False),
+    ("start_join_forkserver", "us/process", False),
     ("pipe_small_msgs", "msgs/s", True),
     ("queue_small_msgs", "msgs/s", True),
     ("bulk_1mib", "GB/s", True),
@@ -53,6 +54,9 @@ TARGETS = [
     ("start_join_fork", "python", 10.0, ">= 10x faster than Python (fork)"),
     ("start_join_spawn", "raw", 1 / 1.5, "within 1.5x of raw posix_spawn"),
     ("start_join_spawn", "python", 20.0, ">= 20x faster than Python (spawn)"),
+    # issue 11 (forkserver; the raw column is a raw fork)
+    ("start_join_forkserver", "raw", 1 / 2.0, "within 2x of raw fork/_exit/waitpid"),
+    ("start_join_forkserver", "python", 10.0, ">= 10x faster than Python (forkserver)"),
     # issue 3 (IPC)
     ("queue_small_msgs", "python", 50.0, ">= 50x Python's multiprocessing.Queue"),
     ("queue_small_msgs", "raw", 4.0, ">= 4x a raw pipe write/read loop"),

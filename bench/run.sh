@@ -172,6 +172,8 @@ measure() {
 log "running ($([ $quick = 1 ] && echo quick || echo full): $reps rounds, median reported)"
 measure start_join_fork  "start_join fork $fork_iters"   "start_join fork $fork_iters"   "start_join fork $py_fork_iters"
 measure start_join_spawn "start_join spawn $spawn_iters" "start_join spawn $spawn_iters" "start_join spawn $py_spawn_iters"
+# forkserver: raw has no server, so its column is a raw fork (the bar).
+measure start_join_forkserver "start_join forkserver $fork_iters" "start_join fork $fork_iters" "start_join forkserver $py_spawn_iters"
 measure pipe_small_msgs  "pipe_small $small_msgs"  "pipe_small $small_msgs"  "pipe_small $small_msgs"
 measure queue_small_msgs "queue_small $queue_msgs" "queue_small $queue_msgs" "queue_small $queue_msgs"
 measure bulk_1mib        "bulk $bulk_msgs"         "bulk $bulk_msgs"         "bulk $bulk_msgs"

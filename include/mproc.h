@@ -403,10 +403,42 @@ MPROC_API int mproc_main(int argc, char **argv, const mproc_entry *table);
 typedef enum mproc_start_method {
   MPROC_START_DEFAULT = 0, /**< the global default */
   MPROC_START_FORK = 1,    /**< POSIX only: fork(), the child runs the entry */
-  MPROC_START_SPAWN = 2    /**< start the program again (Windows: the only one) */
+  MPROC_START_SPAWN = 2,   /**< start the program again (Windows: the only one) */
+  MPROC_START_FORKSERVER = 3 /**< POSIX only: a server forks each child */
 } mproc_start_method;
 
 /** @enum mproc_start_method
+ * The forkserver method (Python's "forkserver").  On first use in a process
+ * mproc starts a small server: this executable started again (as spawn
+ * does, so code before mproc_main() runs in it too), which forks every
+ * child of that process on request.  A child so started runs its entry as
+ * a spawned child would (fresh image: globals at their initial values,
+ * objects and handles as arguments), but costs a fork of a small process,
+ * not an exec, and never inherits a lock another thread of the program
+ * held: safe in a program with threads, where fork is not.
+ *   - Arguments, IPC objects (their descriptors travel to the server with
+ *     SCM_RIGHTS), names, daemon, parent_process() (the real parent, not
+ *     the server), exit codes (-N for signal N), terminate/kill/interrupt,
+ *     sentinels and pools behave as under spawn.
+ *   - The server is private to the process that started it: reached only
+ *     through a socket pair it inherited (no file name), it exits when that
+ *     process exits or dies, first killing the daemonic children it forked,
+ *     and it is never listed by mproc_active_children().  It is not a child
+ *     of the program: it detaches (its first process forks it and exits at
+ *     once, reaped at start), so a program that waits for all its children
+ *     (waitpid(-1) until ECHILD) never waits for it, and forkserver
+ *     children are children of the server, not of the program (they too
+ *     are invisible to waitpid(-1) there).  An orphaned server is adopted
+ *     by init, or by the nearest PR_SET_CHILD_SUBREAPER ancestor (the
+ *     program itself if it set that flag).
+ *   - A fork child of the program does not use its parent's server; its
+ *     first forkserver start starts its own.
+ *   - If the server was killed, later forkserver starts fail with
+ *     #MPROC_ESPAWN and mproc_os_error() EPIPE; children it had started run
+ *     on (daemonic ones die with it on Linux), and their exit code reads 255
+ *     because nobody is left to report it.
+ *   - A child may be passed at most 4096 handles, as under spawn.
+ *
  * Which file spawn starts: on Linux the running image (/proc/self/exe), so a
  * renamed or replaced program still starts its own copy.  When the program
  * was started through its loader (`ld.so ./prog`) or under valgrind,
@@ -420,15 +452,34 @@ typedef enum mproc_start_method {
 /** Set the global default start method.
  *
  * The global default: fork on POSIX, spawn on Windows, unless the environment
- * variable MPROC_START_METHOD=fork|spawn (read by mproc_main) says otherwise.
- * Setting FORK on Windows is #MPROC_ENOTSUP.  Thread-safe.
- * @param method  #MPROC_START_FORK or #MPROC_START_SPAWN
+ * variable MPROC_START_METHOD=fork|spawn|forkserver (read by mproc_main) says
+ * otherwise.  Setting FORK or FORKSERVER on Windows is #MPROC_ENOTSUP.
+ * Thread-safe.
+ * @param method  #MPROC_START_FORK, #MPROC_START_SPAWN or
+ *                #MPROC_START_FORKSERVER
  * @return 0, #MPROC_EINVAL (another value) or #MPROC_ENOTSUP. */
 MPROC_API int mproc_set_start_method(mproc_start_method method);
 /** The global default start method (see mproc_set_start_method()).
  * Thread-safe.
- * @return #MPROC_START_FORK or #MPROC_START_SPAWN. */
+ * @return #MPROC_START_FORK, #MPROC_START_SPAWN or #MPROC_START_FORKSERVER. */
 MPROC_API mproc_start_method mproc_get_start_method(void);
+
+/**
+ * @brief Name an entry the forkserver runs once before it forks any child
+ * (Python's set_forkserver_preload).
+ *
+ * The entry runs in the server with no arguments, so state it builds in
+ * globals (tables, parsed configuration, loaded libraries) is already there
+ * in every child the server forks.  Its return value is ignored.  It must
+ * not start threads or children: the server forks right after.  Call it
+ * before the first forkserver start of this process.
+ *
+ * @param entry a name from the dispatch table, or NULL for none.
+ * @return 0; MPROC_ENOINIT before mproc_main(), MPROC_ENOENTRY for a name
+ *         the table does not have, MPROC_ESTATE once this process's server
+ *         runs, MPROC_ENOTSUP on Windows.  Thread-safe.
+ */
+MPROC_API int mproc_set_forkserver_preload(const char *entry);
 
 /* ------------------------------------------------------------------------ */
 /* Processes                                                                 */
@@ -675,7 +726,8 @@ MPROC_API int mproc_process_daemon(const mproc_process *p);
  * @return 0, or #MPROC_ESTATE after start. */
 MPROC_API int mproc_process_set_daemon(mproc_process *p, int daemonic);
 /** A handle that becomes ready when the child ends: on POSIX a descriptor that
- * polls readable (a pidfd on Linux), on Windows the process HANDLE.  Owned by
+ * polls readable (a pidfd on Linux; for a forkserver child, the socket its
+ * server sends the exit code on), on Windows the process HANDLE.  Owned by
  * the process object, valid until close/free.
  * @param p  the process
  * @param[out] out  the sentinel

@@ -2,7 +2,7 @@
 # Run the CI lanes one after the other and summarise them.
 #
 #   bash scripts/test-all.sh                 dev, spawn, asan, mingw-wine, msvc-check,
-#                                            musl, x86, macos-check, docs, portable
+#                                            musl, x86, macos-check, docs, portable forkserver
 #   bash scripts/test-all.sh dev spawn       only those lanes (any preset name works,
 #                                            e.g. release)
 #
@@ -24,7 +24,7 @@ bash scripts/deps.sh || { echo "dependency installation failed"; exit 1; }
 
 lanes=("$@")
 if (( ${#lanes[@]} == 0 )); then
-  lanes=(dev spawn asan mingw-wine msvc-check musl x86 macos-check docs portable)
+  lanes=(dev spawn asan mingw-wine msvc-check musl x86 macos-check docs portable forkserver)
 fi
 
 # The lanes choose the start method themselves (the spawn lane's test preset sets

@@ -113,7 +113,8 @@ int mproc__bootstrap_decode(const unsigned char *buf, size_t len,
   bs->nhandles = mproc__rd_u32(&r);
   if (r.bad || bs->nhandles > r.left / 8 ||
       (bs->start_method != MPROC_START_FORK &&
-       bs->start_method != MPROC_START_SPAWN) ||
+       bs->start_method != MPROC_START_SPAWN &&
+       bs->start_method != MPROC_START_FORKSERVER) ||
       (bs->flags & ~(uint32_t)MPROC__BS_DAEMON) != 0 || bs->entry[0] == 0 ||
       bs->parent_pid <= 0) {
     memset(bs, 0, sizeof(*bs));

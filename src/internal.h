@@ -203,6 +203,23 @@ double mproc__remaining(double deadline);
 /* The end of the next sleep: the deadline, but at most `slice` from now. */
 double mproc__sleep_until(double deadline, double now, double slice);
 
+/* Run the child a decoded-to-be bootstrap describes and exit with its
+ * entry's code (never returns).  `sender` is the process the bootstrap
+ * must claim as parent.  `parent_fd` is MPROC_INVALID_HANDLE for a spawned
+ * child; a forkserver child passes a descriptor that reads EOF once its
+ * parent ended (its OS parent is the server) and has armed the daemon
+ * flag itself. */
+void mproc__run_child(unsigned char *buf, size_t len, int64_t sender,
+                      mproc_handle_t parent_fd);
+/* Spawn entry `e` as an untracked helper and wait for it to exit
+ * (process.c); *exitcode is its code. */
+int mproc__run_helper(const mproc_entry *e, const mproc_args *args,
+                      int *exitcode);
+
+/* 0 if `method` names a start method this platform has (not DEFAULT);
+ * MPROC_EINVAL or MPROC_ENOTSUP (fork and forkserver on Windows). */
+int mproc__check_method(mproc_start_method method);
+
 /* Process-wide facts the backends read. */
 const char *mproc__argv0(void);
 mproc_start_method mproc__default_method(void);

@@ -1315,11 +1315,8 @@ static int mproc__pool_check_options(const mproc_pool_options *opts, int *n) {
   if (mproc_process_daemon(mproc_current_process()) == 1)
     return MPROC_EDAEMON;
   if (opts && opts->start_method != MPROC_START_DEFAULT &&
-      opts->start_method != MPROC_START_FORK &&
-      opts->start_method != MPROC_START_SPAWN)
-    return MPROC_EINVAL;
-  if (opts && opts->start_method == MPROC_START_FORK && !MPROC__HAVE_FORK)
-    return MPROC_ENOTSUP;
+      mproc__check_method(opts->start_method) < 0)
+    return mproc__check_method(opts->start_method);
   if (opts && opts->initializer &&
       (!mproc__entry_find(opts->initializer) ||
        strcmp(opts->initializer, MPROC_POOL_WORKER_ENTRY) == 0))

@@ -31,6 +31,9 @@ static mproc_process g_current;
 static mproc_process g_parent;
 static int g_have_parent;
 static mproc__plat_parent g_parent_watch;
+/* In a forkserver child: a descriptor that reads EOF once the parent has
+ * ended (the server is our OS parent, so the usual watch does not apply). */
+static mproc_handle_t g_parent_fd = MPROC_INVALID_HANDLE;
 static char g_main_name[] = "MainProcess";
 static const mproc_args g_no_args; /* what a fork child gets for no arguments */
 static char g_empty[] = "";
@@ -58,10 +61,13 @@ static char *mproc__strdup(const char *s) {
 }
 
 static const mproc_entry *mproc__find_entry(const char *name) {
-  const mproc_entry *e;
+  const mproc_entry *e, *fs = mproc__plat_fs_entry();
   /* The pool's worker loop is an entry of every program (src/pool.h). */
   if (strcmp(name, mproc__pool_worker_entry.name) == 0)
     return &mproc__pool_worker_entry;
+  /* So is the forkserver's loop (plat/forkserver.h). */
+  if (fs && strcmp(name, fs->name) == 0)
+    return fs;
   for (e = g_table; e && e->name; e++)
     if (strcmp(e->name, name) == 0)
       return e;
@@ -82,11 +88,19 @@ const mproc_entry *mproc__entry_find(const char *name) {
 
 /* ---- start methods -------------------------------------------------------- */
 
-int mproc_set_start_method(mproc_start_method method) {
-  if (method != MPROC_START_FORK && method != MPROC_START_SPAWN)
+int mproc__check_method(mproc_start_method method) {
+  if (method != MPROC_START_FORK && method != MPROC_START_SPAWN &&
+      method != MPROC_START_FORKSERVER)
     return MPROC_EINVAL;
-  if (method == MPROC_START_FORK && !MPROC__HAVE_FORK)
-    return MPROC_ENOTSUP;
+  if (method != MPROC_START_SPAWN && !MPROC__HAVE_FORK)
+    return MPROC_ENOTSUP; /* fork and forkserver both need fork() */
+  return MPROC_OK;
+}
+
+int mproc_set_start_method(mproc_start_method method) {
+  int rc = mproc__check_method(method);
+  if (rc < 0)
+    return rc;
   mproc__mutex_lock(&mproc__lock);
   g_method = method;
   mproc__mutex_unlock(&mproc__lock);
@@ -105,7 +119,22 @@ static int mproc__method_from_env(void) {
     return mproc_set_start_method(MPROC_START_SPAWN);
   if (strcmp(v, "fork") == 0)
     return mproc_set_start_method(MPROC_START_FORK);
+  if (strcmp(v, "forkserver") == 0)
+    return mproc_set_start_method(MPROC_START_FORKSERVER);
   return MPROC_EINVAL;
+}
+
+int mproc_set_forkserver_preload(const char *entry) {
+  const mproc_entry *e;
+  if (!g_inited)
+    return MPROC_ENOINIT;
+  if (entry) {
+    e = mproc__find_entry(entry);
+    if (!e || e == &mproc__pool_worker_entry || e == mproc__plat_fs_entry())
+      return MPROC_ENOENTRY;
+    entry = e->name; /* the table outlives the caller's string */
+  }
+  return mproc__plat_fs_preload(entry);
 }
 
 /* ---- registry (callers hold mproc__lock) ----------------------------------- */
@@ -219,13 +248,13 @@ static void mproc__reap_ended_locked(void) {
 /* The start method and daemon flag `opts` asks for, checked. */
 static int mproc__read_options(const mproc_process_options *opts,
                                mproc_start_method *method, int *daemon) {
+  int rc;
   *method = opts ? opts->start_method : MPROC_START_DEFAULT;
   if (*method == MPROC_START_DEFAULT)
     *method = mproc__default_method();
-  if (*method != MPROC_START_FORK && *method != MPROC_START_SPAWN)
-    return MPROC_EINVAL;
-  if (*method == MPROC_START_FORK && !MPROC__HAVE_FORK)
-    return MPROC_ENOTSUP;
+  rc = mproc__check_method(*method);
+  if (rc < 0)
+    return rc;
   *daemon = opts ? opts->daemon : MPROC_DAEMON_INHERIT;
   if (*daemon != MPROC_DAEMON_INHERIT && *daemon != MPROC_DAEMON_YES &&
       *daemon != MPROC_DAEMON_NO)
@@ -329,7 +358,7 @@ int mproc_process_create(mproc_process **out, const char *entry,
    * it, but only a pool may start it: run by hand it would wait for pool
    * messages that never come.  To the caller it is not an entry. */
   e = mproc__find_entry(entry);
-  if (!e || e == &mproc__pool_worker_entry)
+  if (!e || e == &mproc__pool_worker_entry || e == mproc__plat_fs_entry())
     return MPROC_ENOENTRY;
   return mproc__create(out, e, args, opts);
 }
@@ -465,7 +494,11 @@ int mproc_process_start(mproc_process *p) {
      * object busy so a second start() or a close() refuses. */
     p->waiters++;
     mproc__mutex_unlock(&mproc__lock);
-    rc = mproc__plat_spawn(p, p->handles, p->nhandles, mproc__build_bootstrap);
+    rc = p->method == MPROC_START_FORKSERVER
+             ? mproc__plat_fs_start(p, p->handles, p->nhandles,
+                                    mproc__build_bootstrap)
+             : mproc__plat_spawn(p, p->handles, p->nhandles,
+                                 mproc__build_bootstrap);
     mproc__mutex_lock(&mproc__lock);
     p->waiters--;
   }
@@ -477,7 +510,66 @@ int mproc_process_start(mproc_process *p) {
   return rc;
 }
 
+/* Start `e` as a helper: spawned like a child, but never named, numbered
+ * or tracked (mproc_active_children does not list it), and waited for here
+ * until it exits.  *exitcode is its code.  The forkserver's first process
+ * is one: it forks the server and exits. */
+int mproc__run_helper(const mproc_entry *e, const mproc_args *args,
+                      int *exitcode) {
+  mproc_process *p;
+  int rc;
+  p = (mproc_process *)calloc(1, sizeof(*p));
+  if (!p)
+    return MPROC_ENOMEM;
+  {
+    mproc__plat_proc init = MPROC__PLAT_PROC_INIT;
+    p->plat = init;
+  }
+  p->kind = MPROC__K_CHILD;
+  p->state = MPROC__P_CREATED;
+  p->method = MPROC_START_SPAWN;
+  p->entry = e;
+  p->pid = -1;
+  p->creator_pid = mproc__plat_getpid();
+  p->name = mproc__strdup(e->name);
+  p->identity = mproc__strdup("");
+  rc = p->name && p->identity ? MPROC_OK : MPROC_ENOMEM;
+  if (rc == MPROC_OK)
+    rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
+                            &p->nhandles);
+  if (rc == MPROC_OK)
+    rc = mproc__plat_spawn(p, p->handles, p->nhandles, mproc__build_bootstrap);
+  if (rc == MPROC_OK) {
+    p->state = MPROC__P_STARTED;
+    rc = mproc__plat_wait(p, MPROC_FOREVER);
+  }
+  if (rc == MPROC_OK) {
+    mproc__mutex_lock(&mproc__lock);
+    rc = mproc__plat_reap(p, exitcode);
+    mproc__mutex_unlock(&mproc__lock);
+    rc = rc == 1 ? MPROC_OK : rc < 0 ? rc : MPROC_ESTATE;
+  }
+  mproc__mutex_lock(&mproc__lock);
+  mproc__destroy(p);
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
 /* ---- join and friends ---------------------------------------------------------- */
+
+/* Wait for our parent to end: 0 once it has, else MPROC_ETIMEDOUT. */
+static int mproc__parent_wait(double timeout) {
+  int ready = 0, rc;
+  if (g_parent_fd == MPROC_INVALID_HANDLE)
+    return timeout == 0 ? (mproc__plat_parent_alive(&g_parent_watch)
+                               ? MPROC_ETIMEDOUT
+                               : MPROC_OK)
+                        : mproc__plat_parent_wait(&g_parent_watch, timeout);
+  rc = mproc__plat_wait_handles(&g_parent_fd, 1, timeout, &ready);
+  if (rc < 0)
+    return rc;
+  return ready ? MPROC_OK : MPROC_ETIMEDOUT;
+}
 
 int mproc_process_join(mproc_process *p, double timeout) {
   double deadline, left;
@@ -485,7 +577,7 @@ int mproc_process_join(mproc_process *p, double timeout) {
   if (!p || !mproc__valid_timeout(timeout))
     return MPROC_EINVAL;
   if (p->kind == MPROC__K_PARENT)
-    return mproc__plat_parent_wait(&g_parent_watch, timeout);
+    return mproc__parent_wait(timeout);
   mproc__mutex_lock(&mproc__lock);
   rc = mproc__check_child(p);
   if (rc == MPROC_OK && p->state == MPROC__P_CREATED)
@@ -526,7 +618,7 @@ int mproc_process_is_alive(mproc_process *p) {
   if (p->kind == MPROC__K_CURRENT)
     return 1;
   if (p->kind == MPROC__K_PARENT)
-    return mproc__plat_parent_alive(&g_parent_watch);
+    return mproc__parent_wait(0) == MPROC_ETIMEDOUT;
   mproc__mutex_lock(&mproc__lock);
   rc = mproc__check_child(p);
   if (rc == MPROC_OK) {
@@ -700,7 +792,9 @@ int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out) {
   if (!p || !out)
     return MPROC_EINVAL;
   if (p->kind == MPROC__K_PARENT) {
-    *out = mproc__plat_parent_sentinel(&g_parent_watch);
+    *out = g_parent_fd != MPROC_INVALID_HANDLE
+               ? g_parent_fd
+               : mproc__plat_parent_sentinel(&g_parent_watch);
     return *out == MPROC_INVALID_HANDLE ? MPROC_ENOTSUP : MPROC_OK;
   }
   if (p->kind == MPROC__K_CURRENT)
@@ -880,7 +974,9 @@ static int mproc__check_table(const mproc_entry *table) {
     if (!e->name[0] || !e->fn)
       return MPROC_EINVAL;
     /* Reserved: the pool's entry would shadow it (mproc__find_entry). */
-    if (strcmp(e->name, MPROC_POOL_WORKER_ENTRY) == 0)
+    if (strcmp(e->name, MPROC_POOL_WORKER_ENTRY) == 0 ||
+        (mproc__plat_fs_entry() &&
+         strcmp(e->name, mproc__plat_fs_entry()->name) == 0))
       return MPROC_EINVAL;
     for (f = table; f != e; f++)
       if (strcmp(f->name, e->name) == 0)
@@ -942,16 +1038,22 @@ static mproc_args *mproc__spawn_child_args(const mproc__bootstrap *bs) {
   return args;
 }
 
+static void mproc__free_identity(void);
+
 /* This process's and its parent's identity, as the bootstrap gives them. */
 static void mproc__spawn_child_identity(const mproc__bootstrap *bs) {
+  /* A forkserver child arrives here with the server's identity. */
+  mproc__free_identity();
   mproc__mutex_lock(&mproc__lock);
   g_method = (mproc_start_method)bs->start_method;
-  if (g_method == MPROC_START_FORK && !MPROC__HAVE_FORK)
+  if (g_method != MPROC_START_SPAWN && !MPROC__HAVE_FORK)
     g_method = MPROC_START_SPAWN;
   g_current.name = mproc__strdup(bs->name);
   g_current.identity = mproc__strdup(bs->identity);
   g_current_owns_name = g_current_owns_identity = 1;
   g_current.daemon = (bs->flags & MPROC__BS_DAEMON) != 0;
+  g_current.pid = mproc__plat_getpid(); /* a forkserver child's is new */
+  g_current.creator_pid = g_current.pid;
   g_parent.name = mproc__strdup(bs->parent_name);
   g_parent_owns_name = 1;
   g_parent.identity = g_empty;
@@ -962,8 +1064,8 @@ static void mproc__spawn_child_identity(const mproc__bootstrap *bs) {
     mproc__bootstrap_die("out of memory", NULL);
 }
 
-static void mproc__run_spawn_child(unsigned char *buf, size_t len,
-                                   int64_t sender) {
+void mproc__run_child(unsigned char *buf, size_t len, int64_t sender,
+                      mproc_handle_t parent_fd) {
   mproc__bootstrap bs;
   mproc_args *args;
   const mproc_entry *e;
@@ -978,9 +1080,15 @@ static void mproc__run_spawn_child(unsigned char *buf, size_t len,
     mproc__bootstrap_die("cannot set up the child", err);
   args = mproc__spawn_child_args(&bs);
   mproc__spawn_child_identity(&bs);
-  if (g_current.daemon && mproc__plat_arm_daemon(bs.parent_pid) < 0)
-    exit(1); /* the parent is already gone: a daemonic child goes with it */
-  mproc__plat_watch_parent(&g_parent_watch, bs.parent_pid, bs.parent_handle);
+  if (parent_fd != MPROC_INVALID_HANDLE) {
+    /* Forkserver: the server armed the daemon and hands us the watch. */
+    g_parent_fd = parent_fd;
+  } else {
+    if (g_current.daemon && mproc__plat_arm_daemon(bs.parent_pid) < 0)
+      exit(1); /* the parent is already gone: a daemonic child goes too */
+    mproc__plat_watch_parent(&g_parent_watch, bs.parent_pid,
+                             bs.parent_handle);
+  }
   mproc__bootstrap_release(&bs);
   free(buf);
 
@@ -1041,7 +1149,7 @@ static int mproc__main(int argc, char **argv, const mproc_entry *table) {
   if (rc < 0) {
     fprintf(stderr,
             "mproc: MPROC_START_METHOD=%s is not a start method here "
-            "(use fork or spawn%s)\n",
+            "(use fork, spawn or forkserver%s)\n",
             getenv("MPROC_START_METHOD"),
             MPROC__HAVE_FORK ? "" : "; Windows has only spawn");
     if (buf)
@@ -1053,7 +1161,7 @@ static int mproc__main(int argc, char **argv, const mproc_entry *table) {
   /* Registered after the line above, so it runs before it (LIFO). */
   atexit(mproc__atexit);
   if (buf)
-    mproc__run_spawn_child(buf, len, sender); /* does not return */
+    mproc__run_child(buf, len, sender, MPROC_INVALID_HANDLE); /* no return */
   return MPROC_OK;
 }
 

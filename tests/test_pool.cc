@@ -1040,20 +1040,29 @@ TEST(PoolApply, RepeatedCallsWithoutRoomRunTheTaskEachTime) {
 
 namespace {
 // Kill this process's child with that pid (a pool worker); false if none.
+// A worker can report its pid before the pool's start() of it has returned
+// and listed it (its start needs a reply the child does not wait for: the
+// forkserver's pid record), so look again for a while before giving up.
 bool kill_child(int64_t pid) {
-  mproc_process *kids[64];
-  size_t nk = 0;
-  bool found = false;
-  if (mproc_active_children(kids, 64, &nk) != MPROC_OK)
-    return false;
-  for (size_t i = 0; i < nk && i < 64; i++) {
-    int64_t p = 0;
-    mproc_process_pid(kids[i], &p);
-    if (p == pid && mproc_process_kill(kids[i]) == MPROC_OK)
-      found = true;
-    mproc_process_free(kids[i]);
+  double deadline = test_now() + 30;
+  for (int round = 0; round < 100000 && test_now() < deadline; round++) {
+    mproc_process *kids[64];
+    size_t nk = 0;
+    bool found = false;
+    if (mproc_active_children(kids, 64, &nk) != MPROC_OK)
+      return false;
+    for (size_t i = 0; i < nk && i < 64; i++) {
+      int64_t p = 0;
+      mproc_process_pid(kids[i], &p);
+      if (p == pid && mproc_process_kill(kids[i]) == MPROC_OK)
+        found = true;
+      mproc_process_free(kids[i]);
+    }
+    if (found)
+      return true;
+    test_sleep_ms(1);
   }
-  return found;
+  return false;
 }
 
 int64_t next_pid(mproc_queue *q) {

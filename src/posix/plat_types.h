@@ -21,9 +21,15 @@ typedef struct mproc__plat_proc {
    * that exec'd another program closes its end): the read end of the exit
    * watch's pipe (proc.c), readable once the child ended; -1 before. */
   int exit_r;
+  /* A forkserver child (forkserver.c): sentinel_r is its status channel
+   * from the server, which is the child's OS parent, and fs_pidfd a pidfd
+   * opened while the server still pins the pid (Linux; -1 elsewhere or
+   * once the child is known to have ended), used to signal it. */
+  int fs;
+  int fs_pidfd;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, -1}
+#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {

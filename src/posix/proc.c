@@ -352,7 +352,7 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
 #endif
 }
 
-static int mproc__send_all(int fd, const unsigned char *buf, size_t len) {
+int mproc__px_send_all(int fd, const unsigned char *buf, size_t len) {
   while (len > 0) {
     /* MSG_NOSIGNAL: a child that died early gives EPIPE, not a SIGPIPE that
      * would kill the application. */
@@ -494,7 +494,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
-  if (mproc__send_all(sock, bs, bslen) != 0) {
+  if (mproc__px_send_all(sock, bs, bslen) != 0) {
     e = errno;
     mproc__abandon(pid);
     mproc__px_close_fd(&pidfd);
@@ -616,6 +616,8 @@ static int mproc__end_fd(const mproc_process *p) {
 int mproc__plat_wait(mproc_process *p, double timeout) {
   double deadline = mproc__deadline(timeout);
   int fd, prc, rc;
+  if (p->plat.fs)
+    return mproc__px_fs_wait(p, deadline);
   for (;;) {
     fd = mproc__end_fd(p);
     if (fd < 0)
@@ -635,6 +637,8 @@ int mproc__plat_wait(mproc_process *p, double timeout) {
 int mproc__plat_reap(mproc_process *p, int *exitcode) {
   int st = 0;
   pid_t r;
+  if (p->plat.fs)
+    return mproc__px_fs_reap(p, exitcode);
   do
     r = waitpid((pid_t)p->pid, &st, WNOHANG);
   while (r < 0 && errno == EINTR);
@@ -663,6 +667,8 @@ int mproc__plat_signal(mproc_process *p, int which) {
             : which == MPROC__SIG_INT ? SIGINT
                                       : SIGTERM;
   int rc;
+  if (p->plat.fs)
+    return mproc__px_fs_signal(p, sig);
 #if MPROC__HAVE_PIDFD
   if (p->plat.pidfd >= 0)
     rc = (int)syscall(SYS_pidfd_send_signal, p->plat.pidfd, sig, NULL, 0);
@@ -681,6 +687,7 @@ mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
 }
 
 void mproc__plat_close(mproc_process *p) {
+  mproc__px_close_fd(&p->plat.fs_pidfd);
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
   mproc__px_close_fd(&p->plat.exit_r);

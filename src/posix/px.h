@@ -58,4 +58,16 @@ int mproc__px_ms(double seconds);
  * -1 with errno. */
 int mproc__px_poll_in(int fd, double deadline);
 
+/* send(2) all of buf on a socket, without SIGPIPE (MSG_NOSIGNAL: a peer
+ * that died gives EPIPE); 0, or -1 with errno (proc.c). */
+int mproc__px_send_all(int fd, const unsigned char *buf, size_t len);
+
+/* The parent's side of a forkserver child (forkserver.c), called by
+ * proc.c for process objects with plat.fs set: wait until `deadline`,
+ * reap (read the code the server sent), signal. */
+struct mproc_process;
+int mproc__px_fs_wait(struct mproc_process *p, double deadline);
+int mproc__px_fs_reap(struct mproc_process *p, int *exitcode);
+int mproc__px_fs_signal(struct mproc_process *p, int sig);
+
 #endif

@@ -87,6 +87,9 @@
 #else
 #define MPROC__HAVE_CLOSEFROM_NP 0
 #endif
+/* close_range(2) (Linux 5.9): close every descriptor from one up, in one
+ * call (the forkserver's child). */
+#define MPROC__HAVE_CLOSE_RANGE MPROC__LINUX
 /* POSIX_SPAWN_CLOEXEC_DEFAULT (macOS): the same, as a spawn flag. */
 #define MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT MPROC__APPLE
 /* Who made a socket, as the kernel recorded it (child.c).  Kept in the

@@ -1,0 +1,786 @@
+/* POSIX backend, the forkserver start method (plat/forkserver.h has the
+ * design): the program's side (start the server, send it a child, read the
+ * child's pid and exit code) and the server's loop (fork on request, report
+ * exits, kill the daemonic children when the program is gone).
+ *
+ * CPython's Lib/multiprocessing/forkserver.py solves the same problem with
+ * a listening Unix socket at an address any process of the user can
+ * connect to (a 0600 file, or an abstract name on Linux; 3.14 adds an
+ * authentication key), an "alive" pipe whose write end every client
+ * holds, and per child a connection that returns the pid and later the
+ * exit code and doubles as the sentinel.  Here the server has no address at
+ * all (it is reached through the socket pair it inherited, by one client),
+ * the alive pipe is per client, and the code is sent before the child is
+ * reaped, so the client can also hold a pidfd that pid reuse cannot
+ * fool. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "px_have.h"
+#if MPROC__HAVE_PIDFD || MPROC__HAVE_CLOSE_RANGE
+#include <sys/syscall.h>
+#endif
+
+#include "internal.h"
+#include "pool.h"
+#include "px.h"
+
+#if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
+#define SYS_pidfd_send_signal 424
+#endif
+#if MPROC__HAVE_CLOSE_RANGE && !defined(SYS_close_range)
+#define SYS_close_range 436 /* the same number on every architecture */
+#endif
+#ifndef MSG_CMSG_CLOEXEC
+#define MSG_CMSG_CLOEXEC 0 /* macOS: the server execs nothing anyway */
+#endif
+
+#define MPROC__FS_MAGIC 0x5346504du /* "MPFS" */
+#define MPROC__FS_HEADER 16         /* magic, bootstrap length, fds, flags */
+#define MPROC__FS_BATCH 250         /* descriptors per message (Linux: 253) */
+#define MPROC__FS_MAX_FDS 4100 /* status channel, 4096 handles, stdio */
+/* Request flags: a daemonic child; which of the program's stdin, stdout
+ * and stderr ride along (after the handles), so the child writes where
+ * the program writes now, as a fork or spawn child would, not where it
+ * wrote when the server started. */
+enum { MPROC__FS_DAEMON = 1u, MPROC__FS_STDIO0 = 2u };
+#define MPROC__FS_STDIO(i) (MPROC__FS_STDIO0 << (i))
+#define MPROC__FS_FLAGS 15u
+
+static int mproc__fs_server_main(const mproc_args *args);
+
+static const mproc_entry g_fs_entry = {"mproc.forkserver",
+                                       mproc__fs_server_main};
+
+const mproc_entry *mproc__plat_fs_entry(void) { return &g_fs_entry; }
+
+/* ---- descriptors over a Unix socket ------------------------------------------ */
+
+/* Exactly n bytes; 0, or -1 with errno (EPIPE for an early EOF). */
+static int mproc__fs_recv_all(int fd, unsigned char *buf, size_t len) {
+  while (len > 0) {
+    ssize_t r = recv(fd, buf, len, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      if (r == 0)
+        errno = EPIPE;
+      return -1;
+    }
+    buf += r;
+    len -= (size_t)r;
+  }
+  return 0;
+}
+
+/* One message of `len` bytes carrying n (<= MPROC__FS_BATCH) descriptors. */
+static int mproc__fs_send_fds(int sock, const void *data, size_t len,
+                              const int *fds, size_t n) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(MPROC__FS_BATCH * sizeof(int))];
+  } u;
+  struct msghdr msg;
+  struct iovec iov;
+  struct cmsghdr *c;
+  ssize_t w;
+  memset(&msg, 0, sizeof msg);
+  memset(&u, 0, sizeof u);
+  iov.iov_base = (void *)data;
+  iov.iov_len = len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = CMSG_SPACE(n * sizeof(int));
+  c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(n * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+  do
+    w = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (w < 0 && errno == EINTR);
+  if (w < 0)
+    return -1;
+  /* The descriptors went with the first byte; the rest is plain data. */
+  return mproc__px_send_all(sock, (const unsigned char *)data + w,
+                            len - (size_t)w);
+}
+
+/* Receives `len` bytes and the descriptors sent with them by
+ * mproc__fs_send_fds: up to `max` (<= MPROC__FS_BATCH) into fds, *n of
+ * them.  0, or -1 with errno (EPROTO: more than max, or cut short). */
+static int mproc__fs_recv_fds(int sock, void *data, size_t len, int *fds,
+                              size_t max, size_t *n) {
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(MPROC__FS_BATCH * sizeof(int))];
+  } u;
+  struct msghdr msg;
+  struct iovec iov;
+  struct cmsghdr *c;
+  size_t got = 0, extra = 0;
+  ssize_t r;
+  memset(&msg, 0, sizeof msg);
+  iov.iov_base = data;
+  iov.iov_len = len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = u.buf;
+  msg.msg_controllen = sizeof u.buf;
+  do
+    r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  if (r <= 0) {
+    errno = r == 0 ? EPIPE : errno;
+    return -1;
+  }
+  /* The sender attaches one SCM_RIGHTS header (musl's CMSG_NXTHDR does
+   * not compile cleanly under -Wsign-compare, and there is no second). */
+  c = CMSG_FIRSTHDR(&msg);
+  if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+    size_t k, room = (size_t)c->cmsg_len;
+    for (k = 0; (size_t)CMSG_LEN((k + 1) * sizeof(int)) <= room; k++)
+      if (got < max)
+        memcpy(&fds[got++], CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+      else if (++extra)
+        (void)close(*(int *)(void *)(CMSG_DATA(c) + k * sizeof(int)));
+  }
+  *n = got;
+  if (extra || (msg.msg_flags & MSG_CTRUNC)) {
+    while (got > 0)
+      (void)close(fds[--got]);
+    errno = EPROTO;
+    return -1;
+  }
+  return mproc__fs_recv_all(sock, (unsigned char *)data + r, len - (size_t)r);
+}
+
+/* ---- the program's side: the connection to its server ------------------------- */
+
+/* Guarded by g_fs_lock, which is held for a whole request so that the
+ * requests of several threads never interleave on the stream. */
+static mproc__mutex_t g_fs_lock = MPROC__MUTEX_INITIALIZER;
+static int g_fs_conn = -1;    /* our end of the server's socket pair */
+static int g_fs_alive_w = -1; /* children read EOF on its pipe when we end */
+static int g_fs_state;        /* 0 not started, 1 running, 2 failed */
+static int g_fs_error;        /* errno of the failure (state 2) */
+static const char *g_fs_preload;
+
+int mproc__plat_fs_preload(const char *entry) {
+  int rc = MPROC_OK;
+  mproc__mutex_lock(&g_fs_lock);
+  if (g_fs_state != 0)
+    rc = MPROC_ESTATE;
+  else
+    g_fs_preload = entry;
+  mproc__mutex_unlock(&g_fs_lock);
+  return rc;
+}
+
+/* In every fork child of a process that has a server (a pthread_atfork
+ * handler, so raw fork() calls of the application count too): drop the
+ * parent's connection unused.  Held on, it would keep the server running
+ * after the parent died and make the parent look alive to its forkserver
+ * children; a forkserver start here starts this process's own server.
+ * Only close() and stores: async-signal-safe, as a child of a
+ * multithreaded parent needs before exec. */
+static void mproc__fs_forget(void) {
+  /* Another thread of the parent may have held the lock at fork(). */
+  static const mproc__mutex_t fresh = MPROC__MUTEX_INITIALIZER;
+  g_fs_lock = fresh;
+  mproc__px_close_fd(&g_fs_conn);
+  mproc__px_close_fd(&g_fs_alive_w);
+  g_fs_state = 0;
+}
+
+/* Start the server: spawn the reserved entry with the server's ends, wait
+ * for that first process to fork the server and exit, then for the
+ * server's hello (its pid) on the connection.  g_fs_lock held. */
+static int mproc__fs_launch(void) {
+  static int atfork_done;
+  int conn[2] = {-1, -1}, alive[2] = {-1, -1}, code = 0, rc;
+  unsigned char hello[8];
+  mproc_args *args = NULL;
+  if (!atfork_done && pthread_atfork(NULL, NULL, mproc__fs_forget) == 0)
+    atfork_done = 1;
+  if (!atfork_done) {
+    rc = mproc__os_fail(MPROC_ESPAWN, ENOMEM);
+    goto finish;
+  }
+  if (mproc__px_socketpair(conn) != 0 || mproc__px_pipe(alive) != 0) {
+    rc = mproc__os_fail(MPROC_ESPAWN, errno);
+    goto finish;
+  }
+  rc = mproc_args_create(&args);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_handle(args, NULL, conn[1]);
+  if (rc == MPROC_OK)
+    rc = mproc_args_add_handle(args, NULL, alive[0]);
+  if (rc == MPROC_OK && g_fs_preload)
+    rc = mproc_args_add_str(args, "preload", g_fs_preload);
+  if (rc == MPROC_OK)
+    rc = mproc__run_helper(&g_fs_entry, args, &code);
+  if (rc < 0)
+    goto finish;
+  mproc__px_close_fd(&conn[1]);
+  mproc__px_close_fd(&alive[0]);
+  /* The hello decides, not the first process's exit code, which a
+   * program reaping with waitpid(-1) may have taken (code 255 then).  EOF
+   * here: the server never came up (its first process says why on
+   * stderr). */
+  if (mproc__fs_recv_all(conn[0], hello, sizeof hello) != 0) {
+    rc = mproc__os_fail(MPROC_ESPAWN, errno);
+    goto finish;
+  }
+  g_fs_conn = conn[0];
+  g_fs_alive_w = alive[1];
+  conn[0] = alive[1] = -1;
+finish:
+  mproc_args_free(args);
+  mproc__px_close_fd(&conn[0]);
+  mproc__px_close_fd(&conn[1]);
+  mproc__px_close_fd(&alive[0]);
+  mproc__px_close_fd(&alive[1]);
+  return rc;
+}
+
+/* One request: header and descriptors (the status channel first), in
+ * batches the kernel accepts, then the bootstrap.  g_fs_lock held. */
+static int mproc__fs_send_request(const int *fds, size_t nfds,
+                                  const unsigned char *bs, size_t bslen,
+                                  uint32_t flags) {
+  unsigned char hdr[MPROC__FS_HEADER];
+  size_t off = 0, n;
+  mproc__wr_put32(hdr, MPROC__FS_MAGIC);
+  mproc__wr_put32(hdr + 4, (uint32_t)bslen);
+  mproc__wr_put32(hdr + 8, (uint32_t)nfds);
+  mproc__wr_put32(hdr + 12, flags);
+  n = nfds < MPROC__FS_BATCH ? nfds : MPROC__FS_BATCH;
+  if (mproc__fs_send_fds(g_fs_conn, hdr, sizeof hdr, fds, n) != 0)
+    return -1;
+  for (off = n; off < nfds; off += n) {
+    n = nfds - off < MPROC__FS_BATCH ? nfds - off : MPROC__FS_BATCH;
+    if (mproc__fs_send_fds(g_fs_conn, "+", 1, fds + off, n) != 0)
+      return -1;
+  }
+  return mproc__px_send_all(g_fs_conn, bs, bslen);
+}
+
+/* Hand the request to the server, starting it first if need be.  A server
+ * that could not be started is tried again at the next start (the cause,
+ * e.g. no descriptors left, may pass); one that died fails this and every
+ * later start (EPIPE): its children's codes are lost, and a silent new
+ * server would hide that. */
+static int mproc__fs_submit(const int *fds, size_t nfds,
+                            const unsigned char *bs, size_t bslen,
+                            uint32_t flags) {
+  int rc = MPROC_OK;
+  mproc__mutex_lock(&g_fs_lock);
+  if (g_fs_state == 0) {
+    rc = mproc__fs_launch();
+    if (rc < 0)
+      goto finish;
+    g_fs_state = 1;
+  }
+  if (g_fs_state == 2) {
+    rc = mproc__os_fail(MPROC_ESPAWN, g_fs_error ? g_fs_error : EPIPE);
+    goto finish;
+  }
+  if (mproc__fs_send_request(fds, nfds, bs, bslen, flags) != 0) {
+    g_fs_state = 2;
+    g_fs_error = errno == ECONNRESET ? EPIPE : errno;
+    rc = mproc__os_fail(MPROC_ESPAWN, g_fs_error);
+  }
+finish:
+  mproc__mutex_unlock(&g_fs_lock);
+  return rc;
+}
+
+/* The child's pid from its status channel, then (Linux) a pidfd for it.
+ * The server sends the exit code before it reaps the child, so a pidfd
+ * opened while the channel has nothing more to read names our child, never
+ * a process that reused its pid. */
+static int mproc__fs_take_child(mproc_process *p, int ch) {
+  unsigned char rec[8];
+  int64_t v;
+  mproc__rd rd;
+  if (mproc__fs_recv_all(ch, rec, sizeof rec) != 0)
+    return mproc__os_fail(MPROC_ESPAWN, EPIPE); /* the server died */
+  rd.p = rec;
+  rd.left = sizeof rec;
+  rd.bad = 0;
+  v = (int64_t)mproc__rd_u64(&rd);
+  if (v <= 0)
+    return mproc__os_fail(MPROC_ESPAWN, v < 0 ? (int)-v : EPROTO);
+  p->pid = v;
+  p->plat.fs = 1;
+  p->plat.fs_pidfd = -1;
+#if MPROC__HAVE_PIDFD
+  if (mproc__px_use_pidfd) {
+    p->plat.fs_pidfd = mproc__px_pidfd_open((pid_t)v);
+    if (p->plat.fs_pidfd >= 0 && mproc__px_poll_in(ch, 0) != 0)
+      mproc__px_close_fd(&p->plat.fs_pidfd); /* ended already */
+  }
+#endif
+  return MPROC_OK;
+}
+
+int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
+                         size_t nhandles, mproc__bootstrap_builder build) {
+  int ch[2] = {-1, -1}, *fds = NULL, rc;
+  uint64_t *vals = NULL;
+  unsigned char *bs = NULL;
+  size_t bslen = 0, i, nfds = nhandles + 1;
+  uint32_t flags = p->daemon ? MPROC__FS_DAEMON : 0;
+  if (nhandles > 4096)
+    return MPROC_E2BIG;
+  fds = (int *)malloc((nhandles + 4) * sizeof(*fds));
+  vals = (uint64_t *)malloc((nhandles + 1) * sizeof(*vals));
+  rc = fds && vals ? MPROC_OK : MPROC_ENOMEM;
+  /* The server puts the handles where a spawned child finds them. */
+  for (i = 0; rc == MPROC_OK && i < nhandles; i++) {
+    vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
+    fds[i + 1] = handles[i];
+  }
+  if (rc == MPROC_OK)
+    rc = build(p, vals, 0, 0, &bs, &bslen);
+  if (rc == MPROC_OK && mproc__px_socketpair(ch) != 0)
+    rc = mproc__os_fail(MPROC_ESPAWN, errno);
+  if (rc < 0)
+    goto finish;
+  fds[0] = ch[1];
+  for (i = 0; i < 3; i++)
+    if (fcntl((int)i, F_GETFD) >= 0) {
+      fds[nfds++] = (int)i;
+      flags |= MPROC__FS_STDIO(i);
+    }
+  rc = mproc__fs_submit(fds, nfds, bs, bslen, flags);
+  mproc__px_close_fd(&ch[1]); /* only the server and the child hold it */
+  if (rc == MPROC_OK)
+    rc = mproc__fs_take_child(p, ch[0]);
+  if (rc == MPROC_OK) {
+    p->plat.sentinel_r = ch[0];
+    ch[0] = -1;
+  }
+finish:
+  mproc__px_close_fd(&ch[0]);
+  mproc__px_close_fd(&ch[1]);
+  free(fds);
+  free(vals);
+  free(bs);
+  return rc;
+}
+
+/* ---- the program's side: waiting for, reaping and signalling a child ----------- */
+
+int mproc__px_fs_wait(mproc_process *p, double deadline) {
+  int r = mproc__px_poll_in(p->plat.sentinel_r, deadline);
+  if (r < 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return r > 0 ? MPROC_OK : MPROC_ETIMEDOUT;
+}
+
+int mproc__px_fs_reap(mproc_process *p, int *exitcode) {
+  unsigned char rec[4];
+  ssize_t r;
+  mproc__rd rd;
+  if (mproc__px_poll_in(p->plat.sentinel_r, 0) == 0)
+    return 0;
+  do
+    r = recv(p->plat.sentinel_r, rec, sizeof rec, MSG_DONTWAIT | MSG_WAITALL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+    return 0;
+  if (r != (ssize_t)sizeof rec) {
+    /* EOF without a code: the server died and the child has ended since
+     * (it held the channel too).  Nobody knows the code any more. */
+    *exitcode = 255;
+    return 1;
+  }
+  rd.p = rec;
+  rd.left = sizeof rec;
+  rd.bad = 0;
+  *exitcode = (int)(int32_t)mproc__rd_u32(&rd);
+  return 1;
+}
+
+int mproc__px_fs_signal(mproc_process *p, int sig) {
+  int rc;
+  /* Something to read means the child has ended: leave it alone. */
+  if (mproc__px_poll_in(p->plat.sentinel_r, 0) != 0)
+    return MPROC_OK;
+#if MPROC__HAVE_PIDFD
+  if (p->plat.fs_pidfd >= 0)
+    rc = (int)syscall(SYS_pidfd_send_signal, p->plat.fs_pidfd, sig, NULL, 0);
+  else
+#endif
+    /* No pidfd: the server had not reaped the child an instant ago; it
+     * could reap it, and the pid be reused, before this kill lands. */
+    rc = kill((pid_t)p->pid, sig);
+  if (rc != 0 && errno != ESRCH)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return MPROC_OK;
+}
+
+/* ---- the server ------------------------------------------------------------------ */
+
+typedef struct mproc__fs_kid {
+  pid_t pid;
+  int status_fd; /* the server's end of the child's status channel */
+  int daemon;
+} mproc__fs_kid;
+
+/* The server's state (single-threaded). */
+static mproc__fs_kid *g_kids;
+static size_t g_nkids, g_kids_cap;
+static int g_sigchld_pipe[2] = {-1, -1};
+static int64_t g_fs_client; /* the program the server serves */
+
+static void mproc__fs_on_sigchld(int sig) {
+  int saved = errno;
+  (void)sig;
+  (void)write(g_sigchld_pipe[1], "c", 1); /* full pipe: a wake-up is due */
+  errno = saved;
+}
+
+static void mproc__fs_report(int fd, const void *rec, size_t len) {
+  /* The program may be gone; its code is then nobody's business. */
+  (void)mproc__px_send_all(fd, (const unsigned char *)rec, len);
+}
+
+static int mproc__fs_ended(const siginfo_t *si) {
+  return si->si_code == CLD_EXITED || si->si_code == CLD_KILLED ||
+         si->si_code == CLD_DUMPED;
+}
+
+/* Kid i has ended (si): send its code while it is still a zombie (its pid
+ * still ours, so the program's pidfd cannot name a newcomer), then reap it
+ * and drop it from the table. */
+static void mproc__fs_report_and_reap(size_t i, const siginfo_t *si) {
+  unsigned char rec[4];
+  mproc__wr_put32(rec, (uint32_t)(si->si_code == CLD_EXITED ? si->si_status
+                                                            : -si->si_status));
+  mproc__fs_report(g_kids[i].status_fd, rec, sizeof rec);
+  (void)close(g_kids[i].status_fd);
+  while (waitpid(g_kids[i].pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  g_kids[i] = g_kids[--g_nkids];
+}
+
+/* Every ended child, each found by one waitid(P_ALL) (the table is only
+ * searched in memory), so an exit costs the same with 1 or 1000 children
+ * running.  A child the table does not know (the preload's) is reaped
+ * unreported.  Where waitid(WNOWAIT) also reports stopped children (a macOS
+ * quirk, see proc.c), each child is asked in turn instead. */
+static void mproc__fs_reap_ended(void) {
+  siginfo_t si;
+  size_t i;
+  for (;;) {
+    memset(&si, 0, sizeof si);
+    if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid == 0)
+      return;
+    if (!mproc__fs_ended(&si))
+      break;
+    for (i = 0; i < g_nkids && g_kids[i].pid != si.si_pid; i++) {
+    }
+    if (i < g_nkids)
+      mproc__fs_report_and_reap(i, &si);
+    else
+      while (waitpid(si.si_pid, NULL, 0) < 0 && errno == EINTR) {
+      }
+  }
+  for (i = 0; i < g_nkids;) {
+    memset(&si, 0, sizeof si);
+    if (waitid(P_PID, (id_t)g_kids[i].pid, &si, WEXITED | WNOHANG | WNOWAIT) ==
+            0 &&
+        si.si_pid == g_kids[i].pid && mproc__fs_ended(&si))
+      mproc__fs_report_and_reap(i, &si);
+    else
+      i++;
+  }
+}
+
+/* Close every descriptor from `lo` up. */
+static void mproc__fs_close_from(int lo) {
+  int fd, max;
+#if MPROC__HAVE_CLOSE_RANGE
+  if (syscall(SYS_close_range, (unsigned)lo, ~0u, 0) == 0)
+    return;
+#endif
+  max = (int)sysconf(_SC_OPEN_MAX);
+  if (max < 0 || max > 65536)
+    max = 65536;
+  for (fd = lo; fd < max; fd++)
+    (void)close(fd);
+}
+
+static int mproc__fs_nstdio(uint32_t flags) {
+  int i, n = 0;
+  for (i = 0; i < 3; i++)
+    n += (flags & MPROC__FS_STDIO(i)) != 0;
+  return n;
+}
+
+/* The descriptors a spawned child would have: the program's stdio on 0-2,
+ * fd 3 reading EOF when the program ends (our parent watch), the handles
+ * from fd 4, the status channel right after them (child.c's sentinel
+ * slot).  Nothing else. */
+static void mproc__fs_child_fds(int alive, const int *fds, size_t nfds,
+                                uint32_t flags) {
+  int nh = (int)nfds - 1 - mproc__fs_nstdio(flags), floor = 5 + nh, i, k = 0;
+  int src[MPROC__FS_MAX_FDS + 4], dst[MPROC__FS_MAX_FDS + 4];
+  for (i = 0; i < 3; i++)
+    if (flags & MPROC__FS_STDIO(i)) {
+      src[k] = fds[1 + nh + k];
+      dst[k++] = i;
+    }
+  src[k] = alive;
+  dst[k++] = MPROC__BS_FD;
+  for (i = 0; i <= nh; i++, k++) {
+    src[k] = fds[i < nh ? i + 1 : 0];
+    dst[k] = MPROC__BS_FD + 1 + i;
+  }
+  /* Copies above every target first, so no dup2 clobbers a source. */
+  for (i = 0; i < k; i++)
+    if ((src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, floor)) < 0)
+      mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  for (i = 0; i < 3; i++)
+    if (!(flags & MPROC__FS_STDIO(i)))
+      (void)close(i); /* closed in the program too */
+  for (i = 0; i < k; i++)
+    if (dup2(src[i], dst[i]) < 0)
+      mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  mproc__fs_close_from(floor);
+  (void)fcntl(MPROC__BS_FD, F_SETFD, FD_CLOEXEC);
+}
+
+/* Default handlers and an empty mask, as a spawned child starts. */
+static void mproc__fs_child_signals(void) {
+  sigset_t none;
+  (void)signal(SIGCHLD, SIG_DFL);
+  (void)signal(SIGINT, SIG_DFL);
+  (void)signal(SIGPIPE, SIG_DFL);
+  sigemptyset(&none);
+  (void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* In the child the server just forked: become a spawned child of the
+ * program, with the bootstrap it sent.  Does not return. */
+static void mproc__fs_child_main(int alive, const int *fds, size_t nfds,
+                                 unsigned char *bs, size_t bslen,
+                                 uint32_t flags) {
+  mproc__fs_child_signals();
+  /* A daemonic child dies with the server (Linux: PR_SET_PDEATHSIG); the
+   * server kills it when the program ends. */
+  if ((flags & MPROC__FS_DAEMON) &&
+      mproc__plat_arm_daemon((int64_t)getppid()) < 0)
+    mproc__plat_exit_now(1);
+  mproc__fs_child_fds(alive, fds, nfds, flags);
+  mproc__run_child(bs, bslen, g_fs_client, MPROC__BS_FD);
+}
+
+/* The request's descriptors, in batches; 0 or -1 (the stream is lost). */
+static int mproc__fs_recv_request_fds(int conn, int *fds, size_t nfds) {
+  unsigned char one;
+  size_t off, n, got = 0;
+  for (off = MPROC__FS_BATCH; off < nfds; off += n) {
+    n = nfds - off < MPROC__FS_BATCH ? nfds - off : MPROC__FS_BATCH;
+    if (mproc__fs_recv_fds(conn, &one, 1, fds + off, n, &got) != 0 ||
+        got != n) {
+      off += got;
+      while (off > MPROC__FS_BATCH)
+        (void)close(fds[--off]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Fork the child a request asks for and tell the program its pid (or the
+ * error).  Keeps the status channel (fds[0]) in the table. */
+static void mproc__fs_fork(int alive, int *fds, size_t nfds, unsigned char *bs,
+                           size_t bslen, uint32_t flags) {
+  unsigned char rec[8];
+  pid_t pid;
+  size_t i;
+  mproc__fs_kid *grown = g_kids;
+  if (g_nkids == g_kids_cap) {
+    size_t cap = g_kids_cap ? 2 * g_kids_cap : 16;
+    grown = (mproc__fs_kid *)realloc(g_kids, cap * sizeof(*g_kids));
+    if (grown) {
+      g_kids = grown;
+      g_kids_cap = cap;
+    }
+  }
+  pid = grown ? fork() : -1;
+  if (pid == 0)
+    mproc__fs_child_main(alive, fds, nfds, bs, bslen, flags);
+  mproc__wr_put64(rec, pid > 0 ? (uint64_t)pid
+                               : (uint64_t)(int64_t)-(grown ? errno : ENOMEM));
+  mproc__fs_report(fds[0], rec, sizeof rec);
+  for (i = 1; i < nfds; i++)
+    (void)close(fds[i]);
+  if (pid < 0) {
+    (void)close(fds[0]);
+    return;
+  }
+  g_kids[g_nkids].pid = pid;
+  g_kids[g_nkids].status_fd = fds[0];
+  g_kids[g_nkids].daemon = (flags & MPROC__FS_DAEMON) != 0;
+  g_nkids++;
+}
+
+/* Serve one request.  -1 when the program is gone (EOF) or the stream is
+ * damaged: the server then shuts down. */
+static int mproc__fs_serve(int conn, int alive) {
+  unsigned char hdr[MPROC__FS_HEADER], *bs = NULL;
+  int *fds = NULL, rc = -1;
+  uint32_t bslen, nfds, flags;
+  size_t got = 0;
+  mproc__rd rd;
+  fds = (int *)malloc(MPROC__FS_MAX_FDS * sizeof(*fds));
+  if (!fds || mproc__fs_recv_fds(conn, hdr, sizeof hdr, fds, MPROC__FS_BATCH,
+                                 &got) != 0)
+    goto finish;
+  rd.p = hdr;
+  rd.left = sizeof hdr;
+  rd.bad = 0;
+  if (mproc__rd_u32(&rd) != MPROC__FS_MAGIC)
+    goto finish;
+  bslen = mproc__rd_u32(&rd);
+  nfds = mproc__rd_u32(&rd);
+  flags = mproc__rd_u32(&rd);
+  if (bslen < MPROC__BS_HEADER || bslen > MPROC__BS_MAX ||
+      (flags & ~MPROC__FS_FLAGS) != 0 ||
+      nfds < 1 + (uint32_t)mproc__fs_nstdio(flags) ||
+      nfds > MPROC__FS_MAX_FDS ||
+      got != (nfds < MPROC__FS_BATCH ? nfds : MPROC__FS_BATCH))
+    goto finish;
+  bs = (unsigned char *)malloc(bslen);
+  if (!bs || mproc__fs_recv_request_fds(conn, fds, nfds) != 0)
+    goto finish;
+  got = nfds;
+  if (mproc__fs_recv_all(conn, bs, bslen) != 0)
+    goto finish;
+  mproc__fs_fork(alive, fds, nfds, bs, bslen, flags);
+  got = 0; /* the table or the child owns them now */
+  rc = 0;
+finish:
+  while (got > 0)
+    (void)close(fds[--got]);
+  free(fds);
+  free(bs);
+  return rc;
+}
+
+/* Kill the daemonic children (they die with the program, as a fork child
+ * with PR_SET_PDEATHSIG does) and go.  The others run on, adopted by init. */
+static void mproc__fs_shutdown(void) {
+  size_t i;
+  for (i = 0; i < g_nkids; i++)
+    if (g_kids[i].daemon)
+      (void)kill(g_kids[i].pid, SIGKILL); /* unreaped: still ours */
+  mproc__plat_exit_now(0);
+}
+
+/* Serve until the program is gone. */
+static void mproc__fs_loop(int conn, int alive) {
+  struct pollfd pfd[2];
+  char drain[64];
+  for (;;) {
+    pfd[0].fd = conn;
+    pfd[0].events = POLLIN;
+    pfd[1].fd = g_sigchld_pipe[0];
+    pfd[1].events = POLLIN;
+    pfd[0].revents = pfd[1].revents = 0;
+    if (poll(pfd, 2, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      mproc__fs_shutdown();
+    }
+    if (pfd[1].revents) {
+      while (read(g_sigchld_pipe[0], drain, sizeof drain) > 0) {
+      }
+      mproc__fs_reap_ended();
+    }
+    if (pfd[0].revents && mproc__fs_serve(conn, alive) != 0)
+      mproc__fs_shutdown();
+  }
+}
+
+/* Signals in the server: SIGCHLD wakes the loop through a pipe; Ctrl+C at
+ * the terminal reaches the whole foreground group, and the program decides
+ * what its children do about it, so the server ignores SIGINT (as CPython's
+ * forkserver does); a vanished program must not kill it with SIGPIPE. */
+static int mproc__fs_server_signals(void) {
+  struct sigaction sa;
+  if (mproc__px_pipe(g_sigchld_pipe) != 0 ||
+      fcntl(g_sigchld_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
+      fcntl(g_sigchld_pipe[1], F_SETFL, O_NONBLOCK) != 0)
+    return -1;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = mproc__fs_on_sigchld;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigemptyset(&sa.sa_mask);
+  (void)signal(SIGINT, SIG_IGN);
+  (void)signal(SIGPIPE, SIG_IGN);
+  return sigaction(SIGCHLD, &sa, NULL);
+}
+
+/* The preload entry, once, before the first fork. */
+static void mproc__fs_preload(const mproc_args *args) {
+  const char *name = NULL;
+  const mproc_entry *e;
+  mproc_args *none = NULL;
+  if (mproc_kwarg_str(args, "preload", &name) != MPROC_OK)
+    return;
+  e = mproc__entry_find(name);
+  if (e && mproc_args_create(&none) == MPROC_OK) {
+    (void)e->fn(none);
+    mproc_args_free(none);
+  }
+  /* What it printed must not be printed again by every child. */
+  (void)fflush(NULL);
+}
+
+/* The reserved entry: runs in the process the program spawned, which forks
+ * the server and exits at once, so the server is nobody's child there. */
+static int mproc__fs_server_main(const mproc_args *args) {
+  mproc_handle_t conn = -1, alive = -1;
+  unsigned char hello[8];
+  int64_t client = 0;
+  pid_t pid;
+  if (mproc_arg_handle(args, 0, &conn) != MPROC_OK ||
+      mproc_arg_handle(args, 1, &alive) != MPROC_OK ||
+      mproc_process_pid(mproc_parent_process(), &client) != MPROC_OK)
+    return MPROC_EXIT_BOOTSTRAP;
+  pid = fork();
+  if (pid < 0) {
+    perror("mproc: forkserver: fork");
+    return MPROC_EXIT_BOOTSTRAP;
+  }
+  if (pid > 0)
+    mproc__plat_exit_now(0);
+  g_fs_client = client;
+  if (mproc__fs_server_signals() != 0) {
+    perror("mproc: forkserver: signals");
+    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  }
+  mproc__fs_preload(args);
+  mproc__wr_put64(hello, (uint64_t)getpid());
+  mproc__fs_report(conn, hello, sizeof hello);
+  mproc__fs_loop(conn, alive);
+  return 0; /* not reached */
+}

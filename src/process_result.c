@@ -47,6 +47,10 @@ int mproc__result_create(mproc_process *p) {
   mproc__seg s;
   mproc_handle_t h;
   int rc = mproc__seg_create(&s, NULL, MPROC__RES_SIZE);
+  /* Part of starting the child: an OS refusal (EMFILE) is start()'s
+   * MPROC_ESPAWN, with the OS error kept. */
+  if (rc == MPROC_ESYS)
+    return mproc__os_fail(MPROC_ESPAWN, mproc_os_error());
   if (rc < 0)
     return rc;
   /* Keep a handle, not the 32 MiB mapping: a parent with many children
@@ -54,7 +58,7 @@ int mproc__result_create(mproc_process *p) {
   h = mproc__plat_dup_handle(s.handle);
   mproc__seg_close(&s);
   if (h == MPROC_INVALID_HANDLE)
-    return mproc__os_fail(MPROC_ESYS, mproc__plat_last_error());
+    return mproc__os_fail(MPROC_ESPAWN, mproc__plat_last_error());
   p->result_h = h;
   return MPROC_OK;
 }

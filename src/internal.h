@@ -224,8 +224,9 @@ int mproc__result_create(mproc_process *p);
 /* Parent: release p's block (close, free, a failed start). */
 void mproc__result_drop(mproc_process *p);
 /* Child: the block this process writes its result into (takes ownership;
- * closes the one it had, a fork parent's). */
-void mproc__result_adopt(mproc_handle_t h);
+ * closes the one it had, a fork parent's).  `forked`: called in a fork
+ * child, where only this thread exists. */
+void mproc__result_adopt(mproc_handle_t h, int forked);
 /* Child: record a bootstrap failure (best effort, before exiting). */
 void mproc__result_mark_boot(uint32_t reason);
 /* Parent: the bootstrap failure p's child recorded (0: none). */

@@ -379,7 +379,7 @@ static void mproc__fork_child_main(mproc_process *p) {
   g_current.daemon = p->daemon;
   g_current.pid = mproc__plat_getpid();
   mproc__mutex_unlock(&mproc__lock);
-  mproc__result_adopt(p->result_h);
+  mproc__result_adopt(p->result_h, 1);
 
   if (p->daemon && mproc__plat_arm_daemon(parent_pid) < 0)
     mproc__plat_exit_now(1); /* the parent is already gone */
@@ -917,7 +917,7 @@ static const mproc_entry *mproc__spawn_child_entry(const mproc__bootstrap *bs,
   /* Trusted from here on: the last handle is our result block. */
   if (bs->flags & MPROC__BS_RESULT)
     mproc__result_adopt(
-        (mproc_handle_t)(intptr_t)bs->handles[bs->nhandles - 1]);
+        (mproc_handle_t)(intptr_t)bs->handles[bs->nhandles - 1], 0);
   e = mproc__find_entry(bs->entry);
   if (!e) {
     mproc__result_mark_boot(MPROC__BOOT_NO_ENTRY);

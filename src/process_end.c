@@ -58,12 +58,12 @@ int mproc_end_describe(const mproc_end_info *info, char *buf, size_t cap) {
     n = snprintf(buf, cap, "exited with code %d", info->code);
     break;
   case MPROC_END_SIGNAL:
-    n = snprintf(buf, cap, "killed by signal %d (%s)", info->code,
-                 name);
+    n = snprintf(buf, cap, "killed by signal %d (%s)", info->code, name);
     break;
   case MPROC_END_TERMINATED:
-    n = snprintf(buf, cap, "terminated by mproc_process_%s() (as signal %d, %s)",
-                 info->code == 9 ? "kill"
+    n = snprintf(buf, cap,
+                 "terminated by mproc_process_%s() (as signal %d, %s)",
+                 info->code == 9   ? "kill"
                  : info->code == 2 ? "interrupt"
                                    : "terminate",
                  info->code, name);

@@ -104,8 +104,7 @@ static mproc__res_hdr mproc__result_header(const mproc__seg *s) {
   return hdr;
 }
 
-int mproc_process_result(mproc_process *p, void *buf, size_t cap,
-                         size_t *len) {
+int mproc_process_result(mproc_process *p, void *buf, size_t cap, size_t *len) {
   mproc__seg s;
   mproc__res_hdr hdr;
   int rc;
@@ -149,7 +148,13 @@ uint32_t mproc__result_boot_reason(mproc_process *p) {
 
 /* ---- child -------------------------------------------------------------------- */
 
-void mproc__result_adopt(mproc_handle_t h) {
+void mproc__result_adopt(mproc_handle_t h, int forked) {
+  /* A fork child is a copy of one thread: another thread of the parent may
+   * have held the lock at the fork, and nobody would ever release it. */
+  if (forked) {
+    mproc__mutex_t fresh = MPROC__MUTEX_INITIALIZER;
+    g_result_lock = fresh;
+  }
   mproc__mutex_lock(&g_result_lock);
   mproc__plat_close_handle(g_result_h);
   g_result_h = h;

@@ -24,7 +24,9 @@ namespace {
 
 const size_t kBig = (size_t)16 << 20;
 
-unsigned char pattern(size_t i) { return (unsigned char)((i * 131u + 7u) >> 3); }
+unsigned char pattern(size_t i) {
+  return (unsigned char)((i * 131u + 7u) >> 3);
+}
 
 std::vector<unsigned char> make_pattern(size_t n) {
   std::vector<unsigned char> v(n);
@@ -319,7 +321,8 @@ TEST(End, Killed) {
   EXPECT_STREQ(info.name, "SIGKILL");
   if (test_on_windows()) {
     EXPECT_EQ(info.kind, MPROC_END_TERMINATED);
-    EXPECT_EQ(text, "terminated by mproc_process_kill() (as signal 9, SIGKILL)");
+    EXPECT_EQ(text,
+              "terminated by mproc_process_kill() (as signal 9, SIGKILL)");
   } else {
     EXPECT_EQ(info.kind, MPROC_END_SIGNAL);
     EXPECT_EQ(text, "killed by signal 9 (SIGKILL)");

@@ -16,7 +16,9 @@
 #include <windows.h>
 #else
 #include <dirent.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #endif
 
@@ -248,6 +250,53 @@ TEST(Result, KilledWhileWritingIsCompleteOrBroken) {
   }
   mproc_process_free(p);
 }
+
+#ifndef _WIN32
+// A child that forges its result block: finds it by its size (64 bytes of
+// segment header, 64 of result header, MPROC_RESULT_MAX), then either
+// claims a result longer than the limit (arg 0 == 1) or shrinks the block
+// under the parent (arg 0 == 2), which a parent that trusted the block
+// would read past the end of (SIGBUS).
+TEST_ENTRY(result_forge) {
+  int64_t how = arg_int(args, 0);
+  const off_t size = (off_t)MPROC_RESULT_MAX + 128;
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    // (macOS rounds a shm object's size up to whole pages.)
+    if (fstat(fd, &st) != 0 || st.st_size < size || st.st_size >= size + 65536)
+      continue;
+    if (how == 2)
+      return ftruncate(fd, 4096) == 0 ? 0 : 3;
+    void *m = mmap(nullptr, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+      return 4;
+    unsigned char *hdr = (unsigned char *)m + 64;
+    uint32_t done = 2;
+    uint64_t len = (uint64_t)MPROC_RESULT_MAX + 4096;
+    memcpy(hdr, &done, 4);
+    memcpy(hdr + 8, &len, 8);
+    munmap(m, 128);
+    return 0;
+  }
+  return 2; // no block found
+}
+
+TEST(Result, ForgedBlockIsRejected) {
+  for (int how = 1; how <= 2; how++) {
+    Args a;
+    a.i(how);
+    mproc_process *p = test_start("result_forge", a);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(test_join_code(p), 0) << how;
+    std::vector<unsigned char> buf(64);
+    size_t len = 0;
+    EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len),
+              MPROC_EBROKEN)
+        << how;
+    mproc_process_free(p);
+  }
+}
+#endif
 
 #ifdef __linux__
 static int count_fds() {

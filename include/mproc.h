@@ -803,5 +803,6 @@ MPROC_API int mproc_wait(mproc_waitable *items, size_t n, double timeout);
 #include "mproc/ipc.h"
 #include "mproc/pool.h"
 #include "mproc/typed.h"
+#include "mproc/result.h"
 
 #endif /* MPROC_H */

@@ -115,7 +115,9 @@ int mproc__bootstrap_decode(const unsigned char *buf, size_t len,
       (bs->start_method != MPROC_START_FORK &&
        bs->start_method != MPROC_START_SPAWN &&
        bs->start_method != MPROC_START_FORKSERVER) ||
-      (bs->flags & ~(uint32_t)MPROC__BS_DAEMON) != 0 || bs->entry[0] == 0 ||
+      (bs->flags & ~(uint32_t)(MPROC__BS_DAEMON | MPROC__BS_RESULT)) != 0 ||
+      ((bs->flags & MPROC__BS_RESULT) && bs->nhandles == 0) ||
+      bs->entry[0] == 0 ||
       bs->parent_pid <= 0) {
     memset(bs, 0, sizeof(*bs));
     return MPROC_EINVAL;

@@ -82,7 +82,9 @@ int mproc__args_decode(const unsigned char *buf, size_t len,
 #define MPROC__BS_VERSION 1u
 #define MPROC__BS_MAX (MPROC_ARGS_MAX + ((size_t)1 << 20))
 
-enum { MPROC__BS_DAEMON = 1u };
+/* MPROC__BS_RESULT: the last handle of the table is the child's result
+ * block (src/process_result.c), not an argument's. */
+enum { MPROC__BS_DAEMON = 1u, MPROC__BS_RESULT = 2u };
 
 typedef struct mproc__bootstrap {
   uint32_t start_method;
@@ -152,6 +154,9 @@ struct mproc_process {
                               start, so the child gets their state then */
   struct mproc_process *next, *prev; /* registry links */
   mproc__plat_proc plat;
+  /* The result block's handle (src/process_result.c) from start until
+   * close; MPROC_INVALID_HANDLE before, after, and for pool workers. */
+  mproc_handle_t result_h;
 };
 
 /* The one lock that guards process state and the registry. */
@@ -219,6 +224,30 @@ int mproc__run_helper(const mproc_entry *e, const mproc_args *args,
 /* 0 if `method` names a start method this platform has (not DEFAULT);
  * MPROC_EINVAL or MPROC_ENOTSUP (fork and forkserver on Windows). */
 int mproc__check_method(mproc_start_method method);
+
+/* ---- results (src/process_result.c) ---------------------------------------- */
+
+/* Bootstrap failures a child records in its result block before it exits
+ * with MPROC_EXIT_BOOTSTRAP, so mproc_process_end() can tell them from an
+ * entry that returned 120. */
+enum {
+  MPROC__BOOT_NO_ENTRY = 1,
+  MPROC__BOOT_BAD_ARGS = 2,
+  MPROC__BOOT_SETUP = 3,
+  MPROC__BOOT_NOMEM = 4
+};
+/* Parent, at start: a new result block for p (p->result_h). */
+int mproc__result_create(mproc_process *p);
+/* Parent: release p's block (close, free, a failed start). */
+void mproc__result_drop(mproc_process *p);
+/* Child: the block this process writes its result into (takes ownership;
+ * closes the one it had, a fork parent's).  `forked`: called in a fork
+ * child, where only this thread exists. */
+void mproc__result_adopt(mproc_handle_t h, int forked);
+/* Child: record a bootstrap failure (best effort, before exiting). */
+void mproc__result_mark_boot(uint32_t reason);
+/* Parent: the bootstrap failure p's child recorded (0: none). */
+uint32_t mproc__result_boot_reason(mproc_process *p);
 
 /* Process-wide facts the backends read. */
 const char *mproc__argv0(void);

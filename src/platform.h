@@ -18,5 +18,6 @@
 #include "plat/conn_os.h" /* the OS side of pipes */
 #include "plat/thread.h"  /* threads and condition variables */
 #include "plat/forkserver.h" /* the forkserver start method */
+#include "plat/end.h"     /* how a child ended: signal and status names */
 
 #endif

@@ -142,8 +142,10 @@ int mproc_set_forkserver_preload(const char *entry) {
 static void mproc__destroy(mproc_process *p) {
   /* In a fork child the parent's objects' OS handles were closed at fork
    * and their numbers may have been reused since: leave them alone. */
-  if (p->state != MPROC__P_CLOSED && p->creator_pid == mproc__plat_getpid())
+  if (p->state != MPROC__P_CLOSED && p->creator_pid == mproc__plat_getpid()) {
     mproc__plat_close(p);
+    mproc__result_drop(p);
+  }
   free(p->name);
   free(p->identity);
   free(p->args_blob);
@@ -319,6 +321,7 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
   p->method = method;
   p->entry = e;
   p->pid = -1;
+  p->result_h = MPROC_INVALID_HANDLE;
   p->creator_pid = mproc__plat_getpid();
   /* Encoded now to report E2BIG and bad objects at create, as Python
    * reports bad arguments at construction; objects are described again at
@@ -388,8 +391,10 @@ static void mproc__fork_child_main(mproc_process *p) {
    * sentinels so we neither hold them open nor reap or signal them.  Their
    * objects are only read, never written: each write would copy a page, and
    * their creator_pid already makes every call on them MPROC_EPERM here. */
-  for (c = g_children; c; c = c->next)
+  for (c = g_children; c; c = c->next) {
     mproc__plat_forget(c);
+    mproc__plat_close_handle(c->result_h); /* a sibling's result block */
+  }
   g_children = NULL;
   g_counter = 1;
   g_parent.name = g_current.name;
@@ -403,6 +408,7 @@ static void mproc__fork_child_main(mproc_process *p) {
   g_current.daemon = p->daemon;
   g_current.pid = mproc__plat_getpid();
   mproc__mutex_unlock(&mproc__lock);
+  mproc__result_adopt(p->result_h, 1);
 
   if (p->daemon && mproc__plat_arm_daemon(parent_pid) < 0)
     mproc__plat_exit_now(1); /* the parent is already gone */
@@ -417,6 +423,7 @@ static void mproc__fork_child_main(mproc_process *p) {
     if (mproc__args_decode(p->args_blob, p->args_len, p->handles, p->nhandles,
                            1, &args) < 0) {
       fprintf(stderr, "mproc: %s: cannot decode arguments\n", p->name);
+      mproc__result_mark_boot(MPROC__BOOT_BAD_ARGS);
       mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
     }
     code = p->entry->fn(args);
@@ -440,6 +447,8 @@ static int mproc__build_bootstrap(mproc_process *p, const uint64_t *child_handle
   memset(&bs, 0, sizeof bs);
   bs.start_method = (uint32_t)mproc__default_method();
   bs.flags = p->daemon ? MPROC__BS_DAEMON : 0;
+  if (p->result_h != MPROC_INVALID_HANDLE)
+    bs.flags |= MPROC__BS_RESULT; /* one more handle: see mproc__spawn */
   bs.parent_pid = mproc__plat_getpid();
   bs.parent_handle = parent_handle;
   bs.interrupt_handle = interrupt_handle;
@@ -448,12 +457,40 @@ static int mproc__build_bootstrap(mproc_process *p, const uint64_t *child_handle
   bs.name = p->name;
   bs.identity = p->identity;
   bs.parent_name = g_current.name;
-  bs.nhandles = (uint32_t)p->nhandles;
+  bs.nhandles = (uint32_t)p->nhandles + ((bs.flags & MPROC__BS_RESULT) != 0);
   bs.handles = (uint64_t *)child_handles;
   bs.args = p->args_blob;
   bs.args_len = p->args_len;
   rc = mproc__bootstrap_encode(&bs, buf, len);
   mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+/* Spawn p, passing its argument handles and, in the slot after them, its
+ * result block (the bootstrap says so with MPROC__BS_RESULT). */
+/* Start p by spawn or through the forkserver: both send the bootstrap and
+ * the handles, p's result block last. */
+static int mproc__spawn_with(mproc_process *p, const mproc_handle_t *h,
+                             size_t n) {
+  return p->method == MPROC_START_FORKSERVER
+             ? mproc__plat_fs_start(p, h, n, mproc__build_bootstrap)
+             : mproc__plat_spawn(p, h, n, mproc__build_bootstrap);
+}
+
+static int mproc__spawn(mproc_process *p) {
+  mproc_handle_t *all;
+  size_t n = p->nhandles;
+  int rc;
+  if (p->result_h == MPROC_INVALID_HANDLE)
+    return mproc__spawn_with(p, p->handles, n);
+  all = (mproc_handle_t *)malloc((n + 1) * sizeof(*all));
+  if (!all)
+    return MPROC_ENOMEM;
+  if (n)
+    memcpy(all, p->handles, n * sizeof(*all));
+  all[n] = p->result_h;
+  rc = mproc__spawn_with(p, all, n + 1);
+  free(all);
   return rc;
 }
 
@@ -486,25 +523,26 @@ int mproc_process_start(mproc_process *p) {
     return rc;
   }
   mproc__reap_ended_locked();
-  if (p->method == MPROC_START_FORK) {
+  /* Pool workers' results travel in the pool: they get no block. */
+  if (p->entry != &mproc__pool_worker_entry)
+    rc = mproc__result_create(p);
+  if (rc == MPROC_OK && p->method == MPROC_START_FORK) {
     rc = mproc__plat_fork(p, mproc__fork_child_main);
-  } else {
+  } else if (rc == MPROC_OK) {
     /* Starting an executable takes milliseconds: do it without the lock so
      * other threads can start, join and signal meanwhile.  waiters marks the
      * object busy so a second start() or a close() refuses. */
     p->waiters++;
     mproc__mutex_unlock(&mproc__lock);
-    rc = p->method == MPROC_START_FORKSERVER
-             ? mproc__plat_fs_start(p, p->handles, p->nhandles,
-                                    mproc__build_bootstrap)
-             : mproc__plat_spawn(p, p->handles, p->nhandles,
-                                 mproc__build_bootstrap);
+    rc = mproc__spawn(p);
     mproc__mutex_lock(&mproc__lock);
     p->waiters--;
   }
   if (rc == MPROC_OK) {
     p->state = MPROC__P_STARTED;
     mproc__track(p);
+  } else {
+    mproc__result_drop(p);
   }
   mproc__mutex_unlock(&mproc__lock);
   return rc;
@@ -692,6 +730,7 @@ int mproc_process_close(mproc_process *p) {
     goto finish;
   }
   mproc__plat_close(p);
+  mproc__result_drop(p);
   free(p->args_blob);
   free(p->handles);
   p->args_blob = NULL;
@@ -1009,8 +1048,13 @@ static const mproc_entry *mproc__spawn_child_entry(const mproc__bootstrap *bs,
              (long long)bs->parent_pid, (long long)sender);
     mproc__bootstrap_die("bootstrap refused", err);
   }
+  /* Trusted from here on: the last handle is our result block. */
+  if (bs->flags & MPROC__BS_RESULT)
+    mproc__result_adopt(
+        (mproc_handle_t)(intptr_t)bs->handles[bs->nhandles - 1], 0);
   e = mproc__find_entry(bs->entry);
   if (!e) {
+    mproc__result_mark_boot(MPROC__BOOT_NO_ENTRY);
     snprintf(err, sizeof err, "'%s'", bs->entry);
     mproc__bootstrap_die("no entry of that name in this program's dispatch "
                          "table",
@@ -1026,14 +1070,18 @@ static mproc_args *mproc__spawn_child_args(const mproc__bootstrap *bs) {
   uint32_t i;
   if (bs->nhandles) {
     table = (mproc_handle_t *)malloc(bs->nhandles * sizeof(*table));
-    if (!table)
+    if (!table) {
+      mproc__result_mark_boot(MPROC__BOOT_NOMEM);
       mproc__bootstrap_die("out of memory", NULL);
+    }
     for (i = 0; i < bs->nhandles; i++)
       table[i] = (mproc_handle_t)(intptr_t)bs->handles[i];
   }
   if (mproc__args_decode(bs->args, bs->args_len, table, bs->nhandles, 0,
-                         &args) < 0)
+                         &args) < 0) {
+    mproc__result_mark_boot(MPROC__BOOT_BAD_ARGS);
     mproc__bootstrap_die("damaged arguments in the bootstrap", NULL);
+  }
   free(table);
   return args;
 }
@@ -1076,8 +1124,10 @@ void mproc__run_child(unsigned char *buf, size_t len, int64_t sender,
     mproc__bootstrap_die("damaged bootstrap from the parent process", NULL);
   e = mproc__spawn_child_entry(&bs, sender);
   err[0] = 0;
-  if (mproc__plat_child_setup(&bs, err, sizeof err) < 0)
+  if (mproc__plat_child_setup(&bs, err, sizeof err) < 0) {
+    mproc__result_mark_boot(MPROC__BOOT_SETUP);
     mproc__bootstrap_die("cannot set up the child", err);
+  }
   args = mproc__spawn_child_args(&bs);
   mproc__spawn_child_identity(&bs);
   if (parent_fd != MPROC_INVALID_HANDLE) {

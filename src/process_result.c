@@ -1,0 +1,210 @@
+/* Results: the bytes a child entry hands back to its parent
+ * (mproc_set_result / mproc_process_result), and the note a child leaves
+ * when its bootstrap fails before the entry runs.
+ *
+ * Why a shared block and not a pipe: a child blocked writing 16 MiB into a
+ * pipe the parent drains only after join would never end, and a parent
+ * that drains while joining would change what join, the sentinel and
+ * mproc_wait() mean (a child's end would no longer be the only event).  So
+ * the parent makes a block of MPROC_RESULT_MAX bytes at start (sparse: the
+ * OS backs only the pages the child writes), passes its handle like a
+ * handle argument (fork: inherited; spawn and anything else built on the
+ * bootstrap: the last slot of the bootstrap's handle table), and reads it
+ * once the child has ended.  The parent holds the only handle it keeps
+ * open; it unmaps the block between reads.
+ *
+ * The block's first MPROC__RES_HDR bytes are a header the child writes:
+ *   u32 state   0 none, 1 writing, 2 done (set last)
+ *   u32 boot    a bootstrap failure (MPROC__BOOT_*), 0 if none
+ *   u64 len     the result's length (state 2)
+ * The child is untrusted by the time the parent reads: every value is
+ * checked (a state other than 0/2, a length over the limit: MPROC_EBROKEN),
+ * and the block's size was checked against the file/section by
+ * mproc__seg_import before anything is read. */
+#include <string.h>
+
+#include "atomics.h"
+#include "internal.h"
+
+#define MPROC__RES_HDR 64
+#define MPROC__RES_SIZE (MPROC__RES_HDR + MPROC_RESULT_MAX)
+
+enum { MPROC__RES_NONE = 0, MPROC__RES_WRITING = 1, MPROC__RES_DONE = 2 };
+
+typedef struct mproc__res_hdr {
+  uint32_t state;
+  uint32_t boot;
+  uint64_t len;
+} mproc__res_hdr;
+
+/* The child's own block, and the lock that serialises its writers. */
+static mproc_handle_t g_result_h = MPROC_INVALID_HANDLE;
+static mproc__mutex_t g_result_lock = MPROC__MUTEX_INITIALIZER;
+
+/* ---- parent ------------------------------------------------------------------- */
+
+int mproc__result_create(mproc_process *p) {
+  mproc__seg s;
+  mproc_handle_t h;
+  int rc = mproc__seg_create(&s, NULL, MPROC__RES_SIZE);
+  /* Part of starting the child: an OS refusal (EMFILE) is start()'s
+   * MPROC_ESPAWN, with the OS error kept. */
+  if (rc == MPROC_ESYS)
+    return mproc__os_fail(MPROC_ESPAWN, mproc_os_error());
+  if (rc < 0)
+    return rc;
+  /* Keep a handle, not the 32 MiB mapping: a parent with many children
+   * would run out of address space (32-bit) long before memory. */
+  h = mproc__plat_dup_handle(s.handle);
+  mproc__seg_close(&s);
+  if (h == MPROC_INVALID_HANDLE)
+    return mproc__os_fail(MPROC_ESPAWN, mproc__plat_last_error());
+  p->result_h = h;
+  return MPROC_OK;
+}
+
+void mproc__result_drop(mproc_process *p) {
+  mproc__plat_close_handle(p->result_h);
+  p->result_h = MPROC_INVALID_HANDLE;
+}
+
+/* Map the block of a child that has ended.  MPROC_ENOTFOUND when it has
+ * none; MPROC_EBROKEN when it is not the block we made (a child can
+ * truncate or resize it). */
+static int mproc__result_map(mproc_process *p, mproc__seg *s) {
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  int code, rc;
+  if (p->kind != MPROC__K_CHILD)
+    return p->state == MPROC__P_CLOSED ? MPROC_ECLOSED : MPROC_EPERM;
+  rc = mproc_process_exitcode(p, &code); /* reaps; checks creator/closed */
+  if (rc <= 0)
+    return rc == 0 ? MPROC_ESTATE : rc;
+  /* Under the lock, so a concurrent close cannot close it under the dup. */
+  mproc__mutex_lock(&mproc__lock);
+  if (p->state == MPROC__P_CLOSED)
+    rc = MPROC_ECLOSED;
+  else if (p->result_h == MPROC_INVALID_HANDLE)
+    rc = MPROC_ENOTFOUND;
+  else if ((h = mproc__plat_dup_handle(p->result_h)) == MPROC_INVALID_HANDLE)
+    rc = mproc__os_fail(MPROC_ESYS, mproc__plat_last_error());
+  else
+    rc = MPROC_OK;
+  mproc__mutex_unlock(&mproc__lock);
+  if (rc < 0)
+    return rc;
+  rc = mproc__seg_import(s, h, MPROC__RES_SIZE); /* owns h from here */
+  return rc == MPROC_EINVAL ? MPROC_EBROKEN : rc;
+}
+
+/* The header, read once into local memory so later checks and the copy
+ * use the same values. */
+static mproc__res_hdr mproc__result_header(const mproc__seg *s) {
+  mproc__res_hdr hdr;
+  memcpy(&hdr, s->addr, sizeof hdr);
+  return hdr;
+}
+
+int mproc_process_result(mproc_process *p, void *buf, size_t cap, size_t *len) {
+  mproc__seg s;
+  mproc__res_hdr hdr;
+  int rc;
+  if (!p || !len || (cap && !buf))
+    return MPROC_EINVAL;
+  rc = mproc__result_map(p, &s);
+  if (rc < 0)
+    return rc;
+  hdr = mproc__result_header(&s);
+  if (hdr.state == MPROC__RES_NONE) {
+    rc = MPROC_ENOTFOUND;
+    goto finish;
+  }
+  if (hdr.state != MPROC__RES_DONE || hdr.len > MPROC_RESULT_MAX) {
+    rc = MPROC_EBROKEN;
+    goto finish;
+  }
+  *len = (size_t)hdr.len;
+  if (hdr.len > cap) {
+    rc = MPROC_ERANGE;
+    goto finish;
+  }
+  if (hdr.len)
+    memcpy(buf, (unsigned char *)s.addr + MPROC__RES_HDR, (size_t)hdr.len);
+  rc = MPROC_OK;
+finish:
+  mproc__seg_close(&s);
+  return rc;
+}
+
+uint32_t mproc__result_boot_reason(mproc_process *p) {
+  mproc__seg s;
+  uint32_t boot;
+  if (mproc__result_map(p, &s) < 0)
+    return 0;
+  boot = mproc__result_header(&s).boot;
+  mproc__seg_close(&s);
+  /* A value we never write is a child's garbage: no bootstrap note. */
+  return boot <= MPROC__BOOT_NOMEM ? boot : 0;
+}
+
+/* ---- child -------------------------------------------------------------------- */
+
+void mproc__result_adopt(mproc_handle_t h, int forked) {
+  /* A fork child is a copy of one thread: another thread of the parent may
+   * have held the lock at the fork, and nobody would ever release it. */
+  if (forked) {
+    mproc__mutex_t fresh = MPROC__MUTEX_INITIALIZER;
+    g_result_lock = fresh;
+  }
+  mproc__mutex_lock(&g_result_lock);
+  mproc__plat_close_handle(g_result_h);
+  g_result_h = h;
+  mproc__mutex_unlock(&g_result_lock);
+}
+
+/* Map this child's block (g_result_lock held). */
+static int mproc__result_open_own(mproc__seg *s) {
+  mproc_handle_t h;
+  if (g_result_h == MPROC_INVALID_HANDLE)
+    return MPROC_ESTATE;
+  h = mproc__plat_dup_handle(g_result_h);
+  if (h == MPROC_INVALID_HANDLE)
+    return mproc__os_fail(MPROC_ESYS, mproc__plat_last_error());
+  return mproc__seg_import(s, h, MPROC__RES_SIZE);
+}
+
+int mproc_set_result(const void *data, size_t len) {
+  mproc__seg s;
+  volatile uint32_t *state;
+  uint64_t len64 = len;
+  int rc;
+  if (len > MPROC_RESULT_MAX)
+    return MPROC_E2BIG;
+  if (!data && len)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&g_result_lock);
+  rc = mproc__result_open_own(&s);
+  if (rc < 0)
+    goto finish;
+  /* "writing" first and "done" last: a child that dies in between leaves
+   * a state the parent refuses rather than a torn result. */
+  state = (volatile uint32_t *)s.addr;
+  mproc__store32(state, MPROC__RES_WRITING);
+  if (len)
+    memcpy((unsigned char *)s.addr + MPROC__RES_HDR, data, len);
+  memcpy((unsigned char *)s.addr + 8, &len64, 8);
+  mproc__store32(state, MPROC__RES_DONE);
+  mproc__seg_close(&s);
+finish:
+  mproc__mutex_unlock(&g_result_lock);
+  return rc;
+}
+
+void mproc__result_mark_boot(uint32_t reason) {
+  mproc__seg s;
+  mproc__mutex_lock(&g_result_lock);
+  if (mproc__result_open_own(&s) == MPROC_OK) {
+    mproc__store32((volatile uint32_t *)s.addr + 1, reason);
+    mproc__seg_close(&s);
+  }
+  mproc__mutex_unlock(&g_result_lock);
+}

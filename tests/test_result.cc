@@ -1,0 +1,433 @@
+// Results and end reports: mproc_set_result / mproc_process_result and
+// mproc_process_end / mproc_end_describe.  Every test runs under the lane's
+// start method (fork or spawn on Linux, spawn on Windows) unless it asks
+// for spawn itself.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "test_util.h"
+
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
+#include <dirent.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#endif
+
+namespace {
+
+const size_t kBig = (size_t)16 << 20;
+
+unsigned char pattern(size_t i) {
+  return (unsigned char)((i * 131u + 7u) >> 3);
+}
+
+std::vector<unsigned char> make_pattern(size_t n) {
+  std::vector<unsigned char> v(n);
+  for (size_t i = 0; i < n; i++)
+    v[i] = pattern(i);
+  return v;
+}
+
+int64_t arg_int(const mproc_args *a, size_t i) {
+  int64_t v = 0;
+  mproc_arg_int(a, i, &v);
+  return v;
+}
+
+void set_env(const char *k, const char *v) {
+#ifdef _WIN32
+  SetEnvironmentVariableA(k, v && *v ? v : nullptr);
+  _putenv_s(k, v ? v : "");
+#else
+  if (v && *v)
+    setenv(k, v, 1);
+  else
+    unsetenv(k);
+#endif
+}
+
+// Waits for the parent to write a byte into the pipe whose read end is
+// argument 0 (not for EOF: a fork child holds the write end too).
+void wait_for_parent(const mproc_args *args) {
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(args, 0, &h);
+  (void)test_read_n(h, 1);
+}
+
+std::string describe(mproc_process *p, mproc_end_info *info) {
+  char buf[256];
+  EXPECT_EQ(mproc_process_end(p, info), MPROC_OK);
+  int n = mproc_end_describe(info, buf, sizeof buf);
+  EXPECT_GT(n, 0);
+  return n > 0 ? std::string(buf) : std::string();
+}
+
+} // namespace
+
+// Sets a result of arg0 bytes of the pattern.
+TEST_ENTRY(result_pattern) {
+  std::vector<unsigned char> v = make_pattern((size_t)arg_int(args, 0));
+  return mproc_set_result(v.empty() ? nullptr : v.data(), v.size()) == MPROC_OK
+             ? 0
+             : 9;
+}
+
+TEST_ENTRY(result_over_limit) {
+  // An earlier result stays when a later one is refused.
+  if (mproc_set_result("abc", 3) != MPROC_OK)
+    return 7;
+  static const char one = 'x';
+  // The length is checked before a byte is read, so one byte of storage
+  // is enough to ask for MPROC_RESULT_MAX + 1.
+  return mproc_set_result(&one, MPROC_RESULT_MAX + 1) == MPROC_E2BIG ? 0 : 8;
+}
+
+TEST_ENTRY(result_none) { return 0; }
+
+TEST_ENTRY(result_then_wait) {
+  if (mproc_set_result("0123456789", 10) != MPROC_OK)
+    return 9;
+  wait_for_parent(args);
+  return 0;
+}
+
+TEST_ENTRY(result_exit_code) { return (int)arg_int(args, 0); }
+
+TEST_ENTRY(result_block) {
+  wait_for_parent(args);
+  return 0;
+}
+
+TEST_ENTRY(result_abort) {
+#ifdef _WIN32
+  // What an unhandled access violation ends a process with.  Raising a
+  // real one would start Wine's debugger (or Windows Error Reporting).
+  TerminateProcess(GetCurrentProcess(), 0xC0000005u);
+#else
+  struct rlimit no_core = {0, 0};
+  (void)setrlimit(RLIMIT_CORE, &no_core); // abort() need not write a core
+  std::abort();
+#endif
+  return 0;
+}
+
+// Rewrites 1 MiB results until it is killed: whatever instant the kill
+// lands, the parent sees a complete result or MPROC_EBROKEN, never a torn
+// one.  Tells the parent through argument 0 once the first one is set.
+TEST_ENTRY(result_rewrite_forever) {
+  std::vector<unsigned char> v = make_pattern((size_t)1 << 20);
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(args, 0, &h);
+  if (mproc_set_result(v.data(), v.size()) != MPROC_OK)
+    return 9;
+  (void)test_write_all(h, "x", 1);
+  for (;;)
+    (void)mproc_set_result(v.data(), v.size());
+}
+
+// Present in the parent's table, absent from a child started with
+// MPROC_TEST_HIDE_ENTRY=1 in its environment: the child's dispatch table
+// lacks the entry the parent asks for.
+static int result_hidden(const mproc_args *) { return 0; }
+static struct HiddenRegistrar {
+  HiddenRegistrar() {
+    const char *v = std::getenv("MPROC_TEST_HIDE_ENTRY");
+    if (!(v && v[0] == '1'))
+      test_entries().push_back(mproc_entry{"result_hidden", result_hidden});
+  }
+} hidden_registrar;
+
+static void check_result_size(size_t n) {
+  Args a;
+  a.i((int64_t)n);
+  mproc_process *p = test_start("result_pattern", a);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 0);
+  std::vector<unsigned char> got(n + 1, 0xEE);
+  size_t len = 12345;
+  EXPECT_EQ(mproc_process_result(p, got.data(), got.size(), &len), MPROC_OK);
+  EXPECT_EQ(len, n);
+  got.resize(n);
+  EXPECT_TRUE(got == make_pattern(n));
+  // Read again: the result stays until close.
+  len = 0;
+  EXPECT_EQ(mproc_process_result(p, got.data(), n, &len), MPROC_OK);
+  EXPECT_EQ(len, n);
+  EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_result(p, got.data(), n, &len), MPROC_ECLOSED);
+  mproc_process_free(p);
+}
+
+TEST(Result, ZeroBytes) { check_result_size(0); }
+TEST(Result, OneByte) { check_result_size(1); }
+// A child whose 16 MiB result is far bigger than any pipe buffer ends on
+// its own: the join returns (test_join_code fails the test otherwise).
+TEST(Result, SixteenMiB) { check_result_size(kBig); }
+
+TEST(Result, OverLimitIsRefusedInTheChild) {
+  mproc_process *p = test_start("result_over_limit");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 0);
+  char buf[8];
+  size_t len = 0;
+  EXPECT_EQ(mproc_process_result(p, buf, sizeof buf, &len), MPROC_OK);
+  EXPECT_EQ(std::string(buf, len), "abc");
+  mproc_process_free(p);
+}
+
+TEST(Result, TooSmallBufferIsERange) {
+  TestPipe pipe;
+  Args a;
+  a.h(pipe.r);
+  mproc_process *p = test_start("result_then_wait", a);
+  ASSERT_NE(p, nullptr);
+  char buf[16];
+  size_t len = 0;
+  // Before the child ended (it waits for a byte from us).
+  EXPECT_EQ(mproc_process_result(p, buf, sizeof buf, &len), MPROC_ESTATE);
+  EXPECT_TRUE(test_write_all(pipe.w, "x", 1));
+  EXPECT_EQ(test_join_code(p), 0);
+  EXPECT_EQ(mproc_process_result(p, buf, 4, &len), MPROC_ERANGE);
+  EXPECT_EQ(len, 10u);
+  len = 0;
+  EXPECT_EQ(mproc_process_result(p, nullptr, 0, &len), MPROC_ERANGE);
+  EXPECT_EQ(len, 10u);
+  EXPECT_EQ(mproc_process_result(p, buf, 10, &len), MPROC_OK);
+  EXPECT_EQ(std::string(buf, len), "0123456789");
+  mproc_process_free(p);
+}
+
+TEST(Result, StateAndArgumentErrors) {
+  mproc_process *p = nullptr;
+  ASSERT_EQ(mproc_process_create(&p, "result_none", nullptr, nullptr),
+            MPROC_OK);
+  char buf[4];
+  size_t len = 0;
+  mproc_end_info info;
+  EXPECT_EQ(mproc_process_result(p, buf, sizeof buf, &len), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_end(p, &info), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_result(p, nullptr, 4, &len), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_result(p, buf, 4, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_result(nullptr, buf, 4, &len), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_end(p, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_result(mproc_current_process(), buf, 4, &len),
+            MPROC_EPERM);
+  // The main program is nobody's child: it has no result to set.
+  EXPECT_EQ(mproc_set_result("x", 1), MPROC_ESTATE);
+  EXPECT_EQ(mproc_set_result(nullptr, 1), MPROC_EINVAL);
+  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), 0);
+  EXPECT_EQ(mproc_process_result(p, buf, sizeof buf, &len), MPROC_ENOTFOUND);
+  mproc_process_free(p);
+}
+
+TEST(Result, KilledWhileWritingIsCompleteOrBroken) {
+  TestPipe pipe;
+  Args a;
+  a.h(pipe.w);
+  mproc_process *p = test_start("result_rewrite_forever", a);
+  ASSERT_NE(p, nullptr);
+  pipe.close_w();
+  EXPECT_EQ(test_read_n(pipe.r, 1), "x");
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_join(p, 60), MPROC_OK);
+  std::vector<unsigned char> got((size_t)1 << 20);
+  size_t len = 0;
+  int rc = mproc_process_result(p, got.data(), got.size(), &len);
+  EXPECT_TRUE(rc == MPROC_OK || rc == MPROC_EBROKEN) << mproc_err_name(rc);
+  if (rc == MPROC_OK) {
+    EXPECT_EQ(len, got.size());
+    EXPECT_TRUE(got == make_pattern(got.size()));
+  }
+  mproc_process_free(p);
+}
+
+#ifndef _WIN32
+// A child that forges its result block: finds it by its size (64 bytes of
+// segment header, 64 of result header, MPROC_RESULT_MAX), then either
+// claims a result longer than the limit (arg 0 == 1) or shrinks the block
+// under the parent (arg 0 == 2), which a parent that trusted the block
+// would read past the end of (SIGBUS).
+TEST_ENTRY(result_forge) {
+  int64_t how = arg_int(args, 0);
+  const off_t size = (off_t)MPROC_RESULT_MAX + 128;
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    // (macOS rounds a shm object's size up to whole pages.)
+    if (fstat(fd, &st) != 0 || st.st_size < size || st.st_size >= size + 65536)
+      continue;
+    if (how == 2)
+      return ftruncate(fd, 4096) == 0 ? 0 : 3;
+    void *m = mmap(nullptr, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+      return 4;
+    unsigned char *hdr = (unsigned char *)m + 64;
+    uint32_t done = 2;
+    uint64_t len = (uint64_t)MPROC_RESULT_MAX + 4096;
+    memcpy(hdr, &done, 4);
+    memcpy(hdr + 8, &len, 8);
+    munmap(m, 128);
+    return 0;
+  }
+  return 2; // no block found
+}
+
+TEST(Result, ForgedBlockIsRejected) {
+  for (int how = 1; how <= 2; how++) {
+    Args a;
+    a.i(how);
+    mproc_process *p = test_start("result_forge", a);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(test_join_code(p), 0) << how;
+    std::vector<unsigned char> buf(64);
+    size_t len = 0;
+    EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len),
+              MPROC_EBROKEN)
+        << how;
+    mproc_process_free(p);
+  }
+}
+#endif
+
+#ifdef __linux__
+static int count_fds() {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  if (!d)
+    return -1;
+  while (readdir(d))
+    n++;
+  closedir(d);
+  return n;
+}
+
+// A result nobody reads goes with the process object.
+TEST(Result, UnreadResultLeavesNothingOpen) {
+  int before = count_fds();
+  for (int i = 0; i < 3; i++) {
+    Args a;
+    a.i(4096);
+    mproc_process *p = test_start("result_pattern", a);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+  }
+  EXPECT_EQ(count_fds(), before);
+}
+#endif
+
+TEST(End, ExitCode) {
+  Args a;
+  a.i(3);
+  mproc_process *p = test_start("result_exit_code", a);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 3);
+  mproc_end_info info;
+  EXPECT_EQ(describe(p, &info), "exited with code 3");
+  EXPECT_EQ(info.kind, MPROC_END_EXIT);
+  EXPECT_EQ(info.code, 3);
+  EXPECT_EQ(info.exitcode, 3);
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+  EXPECT_EQ(info.pid, pid);
+  mproc_process_free(p);
+}
+
+// An entry may return 120 itself: that is an exit, not a failed bootstrap.
+TEST(End, EntryReturning120IsAnExit) {
+  Args a;
+  a.i(MPROC_EXIT_BOOTSTRAP);
+  mproc_process *p = test_start("result_exit_code", a);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), MPROC_EXIT_BOOTSTRAP);
+  mproc_end_info info;
+  EXPECT_EQ(describe(p, &info), "exited with code 120");
+  EXPECT_EQ(info.kind, MPROC_END_EXIT);
+  mproc_process_free(p);
+}
+
+TEST(End, Killed) {
+  TestPipe pipe;
+  Args a;
+  a.h(pipe.r);
+  mproc_process *p = test_start("result_block", a);
+  ASSERT_NE(p, nullptr);
+  mproc_end_info info;
+  EXPECT_EQ(mproc_process_end(p, &info), MPROC_ESTATE); // still running
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  std::string text = describe(p, &info);
+  EXPECT_EQ(info.code, 9);
+  EXPECT_STREQ(info.name, "SIGKILL");
+  if (test_on_windows()) {
+    EXPECT_EQ(info.kind, MPROC_END_TERMINATED);
+    EXPECT_EQ(text,
+              "terminated by mproc_process_kill() (as signal 9, SIGKILL)");
+  } else {
+    EXPECT_EQ(info.kind, MPROC_END_SIGNAL);
+    EXPECT_EQ(text, "killed by signal 9 (SIGKILL)");
+  }
+  mproc_process_free(p);
+}
+
+TEST(End, Crash) {
+  mproc_process *p = test_start("result_abort");
+  ASSERT_NE(p, nullptr);
+  int code = test_join_code(p);
+  mproc_end_info info;
+  std::string text = describe(p, &info);
+  if (test_on_windows()) {
+    EXPECT_EQ(info.kind, MPROC_END_CRASH);
+    EXPECT_EQ(info.status, 0xC0000005u);
+    EXPECT_EQ(text, "crashed: access violation (0xC0000005)");
+  } else {
+    EXPECT_EQ(code, -6); // SIGABRT is 6 on every POSIX system mproc runs on
+    EXPECT_EQ(info.kind, MPROC_END_SIGNAL);
+    EXPECT_EQ(text, "killed by signal 6 (SIGABRT)");
+  }
+  mproc_process_free(p);
+}
+
+// The child started again finds no such entry in its table: it never runs
+// an entry, and the report says so (the fork method has no bootstrap).
+TEST(End, UnknownEntryUnderSpawnIsABootstrapFailure) {
+  mproc_process_options o = {};
+  o.start_method = MPROC_START_SPAWN;
+  set_env("MPROC_TEST_HIDE_ENTRY", "1");
+  mproc_process *p = test_start("result_hidden", nullptr, &o);
+  set_env("MPROC_TEST_HIDE_ENTRY", nullptr);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), MPROC_EXIT_BOOTSTRAP);
+  mproc_end_info info;
+  std::string text = describe(p, &info);
+  EXPECT_EQ(info.kind, MPROC_END_BOOTSTRAP);
+  EXPECT_EQ(info.code, MPROC_EXIT_BOOTSTRAP);
+  EXPECT_EQ(text, "bootstrap failed: the child's dispatch table has no entry "
+                  "of that name (exit code 120)");
+  size_t len = 0;
+  EXPECT_EQ(mproc_process_result(p, nullptr, 0, &len), MPROC_ENOTFOUND);
+  mproc_process_free(p);
+}
+
+TEST(End, DescribeCutsAndChecks) {
+  mproc_end_info info = {};
+  info.kind = MPROC_END_EXIT;
+  info.code = 42;
+  char small[8];
+  EXPECT_EQ(mproc_end_describe(&info, small, sizeof small),
+            (int)strlen("exited with code 42"));
+  EXPECT_STREQ(small, "exited ");
+  EXPECT_EQ(mproc_end_describe(&info, nullptr, 0), 19);
+  EXPECT_EQ(mproc_end_describe(nullptr, small, sizeof small), MPROC_EINVAL);
+  info.kind = (mproc_end_kind)99;
+  EXPECT_EQ(mproc_end_describe(&info, small, sizeof small), MPROC_EINVAL);
+}

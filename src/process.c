@@ -298,6 +298,26 @@ static int mproc__name_process(mproc_process *p, int daemon,
   return p->name ? MPROC_OK : MPROC_ENOMEM;
 }
 
+/* A zeroed child object for entry `e` with every handle field set to "none"
+ * (zero is a valid descriptor on POSIX: a field left at 0 would close
+ * stdin). */
+static mproc_process *mproc__child_new(const mproc_entry *e,
+                                       mproc_start_method method) {
+  mproc_process *p = (mproc_process *)calloc(1, sizeof(*p));
+  mproc__plat_proc init = MPROC__PLAT_PROC_INIT;
+  if (!p)
+    return NULL;
+  p->plat = init;
+  p->kind = MPROC__K_CHILD;
+  p->state = MPROC__P_CREATED;
+  p->method = method;
+  p->entry = e;
+  p->pid = -1;
+  p->result_h = MPROC_INVALID_HANDLE;
+  p->creator_pid = mproc__plat_getpid();
+  return p;
+}
+
 /* A process object for entry `e`, already looked up and allowed. */
 static int mproc__create(mproc_process **out, const mproc_entry *e,
                          const mproc_args *args,
@@ -308,21 +328,9 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
   rc = mproc__read_options(opts, &method, &daemon);
   if (rc < 0)
     return rc;
-  p = (mproc_process *)calloc(1, sizeof(*p));
-  if (!p)
+  if (!(p = mproc__child_new(e, method)))
     return MPROC_ENOMEM;
-  {
-    mproc__plat_proc init = MPROC__PLAT_PROC_INIT;
-    p->plat = init;
-  }
-  p->kind = MPROC__K_CHILD;
-  p->state = MPROC__P_CREATED;
   p->refs = 1;
-  p->method = method;
-  p->entry = e;
-  p->pid = -1;
-  p->result_h = MPROC_INVALID_HANDLE;
-  p->creator_pid = mproc__plat_getpid();
   /* Encoded now to report E2BIG and bad objects at create, as Python
    * reports bad arguments at construction; objects are described again at
    * start (mproc__reencode_objects). */
@@ -556,19 +564,8 @@ int mproc__run_helper(const mproc_entry *e, const mproc_args *args,
                       int *exitcode) {
   mproc_process *p;
   int rc;
-  p = (mproc_process *)calloc(1, sizeof(*p));
-  if (!p)
+  if (!(p = mproc__child_new(e, MPROC_START_SPAWN)))
     return MPROC_ENOMEM;
-  {
-    mproc__plat_proc init = MPROC__PLAT_PROC_INIT;
-    p->plat = init;
-  }
-  p->kind = MPROC__K_CHILD;
-  p->state = MPROC__P_CREATED;
-  p->method = MPROC_START_SPAWN;
-  p->entry = e;
-  p->pid = -1;
-  p->creator_pid = mproc__plat_getpid();
   p->name = mproc__strdup(e->name);
   p->identity = mproc__strdup("");
   rc = p->name && p->identity ? MPROC_OK : MPROC_ENOMEM;

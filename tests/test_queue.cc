@@ -670,9 +670,7 @@ TEST(QueueRing, PlacementAndSizes) {
 // once the two rings fill (the parent in put, the worker in its put of a
 // result), so the pattern must not depend on the parent reading early.
 TEST(QueueUnbounded, TutorialPutAllTasksThenReadAllResults) {
-  // Under Wine every put and get is much slower; the count there is stated
-  // in the notes and still far past the old rings (2 x 1 MiB / 16 bytes).
-  const int64_t n = test_on_windows() ? 300000 : 1000000;
+  const int64_t n = 1000000; // under a second on Linux and under Wine
   const double budget = 300; // seconds; a hang fails here, not in ctest
   Q in, out;
   mproc_process *p = test_start("q_tutorial_worker", QArgs({in, out}));

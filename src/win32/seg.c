@@ -240,9 +240,10 @@ static int mproc__seg_map(mproc__seg *s, HANDLE h) {
   s->map_size = total;
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
   s->size = (size_t)size;
-  s->committed = committed - MPROC__SEG_HDR < s->size
-                     ? committed - MPROC__SEG_HDR
-                     : s->size;
+  /* A view of a reserve starts with nothing counted as committed: the
+   * user commits (again, harmlessly) what it touches in this view rather
+   * than rely on what VirtualQuery says another process committed. */
+  s->committed = committed >= total ? s->size : 0;
   s->handle = h;
   rc = MPROC_OK;
 finish:
@@ -452,7 +453,8 @@ int mproc__seg_cleanup(void) { return 0; }
  * File Mapping Object", CreateFileMapping's SEC_RESERVE).  The commit is
  * the section's: other views see the pages too. */
 int mproc__seg_reserve(mproc__seg *s, size_t size, size_t commit) {
-  return mproc__seg_make(s, NULL, size, 1, commit);
+  /* Nothing left to reserve: a plain committed section. */
+  return mproc__seg_make(s, NULL, size, commit < size, commit);
 }
 
 int mproc__seg_commit(mproc__seg *s, size_t upto) {

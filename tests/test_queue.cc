@@ -653,6 +653,12 @@ TEST(QueueRing, PlacementAndSizes) {
   EXPECT_EQ(mproc__qr_fits(0, 8, 64, 64), 0u);    // would need 120 bytes
   EXPECT_EQ(mproc__qr_fits(8, 8, 64, 56), 64u);   // exactly to the end
   EXPECT_EQ(mproc__qr_fits(56, 56, 64, 32), 96u); // wraps, 40 bytes used
+  // Past `hot` a record goes back to the next lap's start once the
+  // consumers have passed the room it needs there, else on from the tail.
+  EXPECT_EQ(mproc__qr_fits_hot(40, 40, 64, 16, 32), 64u + 16u);
+  EXPECT_EQ(mproc__qr_fits_hot(8, 40, 64, 16, 32), 56u);  // head in the way
+  EXPECT_EQ(mproc__qr_fits_hot(24, 24, 64, 16, 32), 40u); // not past hot
+  EXPECT_EQ(mproc__qr_fits_hot(40, 40, 64, 16, 64), 56u); // hot == ring
   // Every accepted message fits an empty ring from any aligned position.
   for (uint64_t cap = 16; cap < 600; cap++) {
     uint64_t R = mproc__qr_ring_for(cap),
@@ -763,6 +769,40 @@ TEST(QueueUnbounded, MemoryFollowsTheBacklog) {
   uint64_t after = 0;
   ASSERT_TRUE(queue_memory(q, &after, &reserved));
   EXPECT_LE(after, backed + 4 * mib) << "a busy ring does not creep";
+}
+
+// A consumer hands drained pages back while the ring is full, so producers
+// have already written the next lap over part of what it drained: only the
+// pages nobody wrote again may go.  (Capacity past the 4 MiB the queue
+// always keeps, messages that keep the ring full, three laps.)
+TEST(QueueUnbounded, HandingPagesBackSparesTheNextLap) {
+  Q q(0, (size_t)6 << 20);
+  std::vector<unsigned char> m(65536), out(65536);
+  uint32_t put = 0, got = 0;
+  for (;; put++) {
+    fill(m.data(), m.size(), put);
+    int rc = mproc_queue_put(q, m.data(), m.size(), 0);
+    if (rc == MPROC_EFULL)
+      break;
+    ASSERT_EQ(rc, MPROC_OK);
+  }
+  ASSERT_GT(put, 80u);
+  for (TestRounds r(300, 300, 60); r.next();) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+    ASSERT_EQ(len, m.size());
+    ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
+    got++;
+    fill(m.data(), m.size(), put);
+    if (mproc_queue_put(q, m.data(), m.size(), 0) == MPROC_OK)
+      put++;
+  }
+  for (; got < put; got++) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+    ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
+  }
+  EXPECT_EQ(mproc_queue_empty(q), 1);
 }
 
 // An explicit byte cap makes put block (EFULL at its timeout) as the old

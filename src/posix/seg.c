@@ -442,11 +442,19 @@ int mproc__seg_decommit(mproc__seg *s, size_t off, size_t len) {
 #endif
 }
 
-/* st_blocks counts 512-byte units on Linux, macOS and the BSDs alike. */
+/* Linux keeps a memfd's or tmpfs file's allocated pages in st_blocks (in
+ * 512-byte units).  macOS and the BSDs fill in no such count for a shm
+ * object. */
 int mproc__seg_backed(const mproc__seg *s, uint64_t *bytes) {
+#ifdef __linux__
   struct stat st;
   if (fstat(s->handle, &st) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
   *bytes = (uint64_t)st.st_blocks * 512u;
   return MPROC_OK;
+#else
+  (void)s;
+  (void)bytes;
+  return MPROC_ENOTSUP;
+#endif
 }

@@ -89,6 +89,9 @@
   (sizeof(void *) >= 8 ? (uint64_t)1 << 30 : (uint64_t)128 << 20)
 #define MPROC__Q_HOT ((uint64_t)1 << 20)
 #define MPROC__Q_KEEP ((uint64_t)4 << 20)
+/* A ring this small (an explicit byte cap) is its own working set: no early
+ * wrap, nothing handed back, the fixed ring of mproc 0.1. */
+#define MPROC__Q_SMALL (2 * MPROC__Q_KEEP)
 /* Pages are committed (Windows) and handed back (Linux) a megabyte at a
  * time: one system call per megabyte of backlog. */
 #define MPROC__Q_STEP ((uint64_t)1 << 20)
@@ -448,9 +451,11 @@ static int mproc__q_commit_get(mproc_queue *q) {
 
 /* Hands back (or with `dry`, only says whether there is anything to hand
  * back) the pages of ring counters [from, to) past MPROC__Q_KEEP, a lap at
- * a time.  The start is taken down to a 64 KiB boundary: the page that
- * held the previous call's end is consumed by now too, and punching a hole
- * that is one already costs nothing. */
+ * a time, in pieces of at least MPROC__Q_GRAIN (less is not worth a system
+ * call and a lock).  A piece's start is taken down to a grain boundary:
+ * the page that held the previous call's end is consumed by now too, and
+ * punching a hole that is one already costs nothing. */
+#define MPROC__Q_GRAIN ((uint64_t)64 << 10)
 static int mproc__q_decommit(mproc_queue *q, uint64_t from, uint64_t to,
                              int dry) {
   uint64_t ring = q->ring_size;
@@ -460,10 +465,10 @@ static int mproc__q_decommit(mproc_queue *q, uint64_t from, uint64_t to,
     if (to - from < ring - off)
       end = off + (to - from);
     from += end - off;
-    off -= off % ((uint64_t)64 << 10);
+    off -= off % MPROC__Q_GRAIN;
     if (off < MPROC__Q_KEEP)
       off = MPROC__Q_KEEP;
-    if (end <= off)
+    if (end < off + MPROC__Q_GRAIN)
       continue;
     found = 1;
     if (!dry)
@@ -671,6 +676,11 @@ static void mproc__q_bind(mproc_queue *q) {
   q->hdr.vt = &mproc__queue_type;
 }
 
+/* Where producers may go back to the ring's start (mproc__qr_fits_hot). */
+static uint64_t mproc__q_hot_for(uint64_t ring) {
+  return ring > MPROC__Q_SMALL ? MPROC__Q_HOT : ring;
+}
+
 /* What this process derives from the geometry and its own view: how much
  * of the ring it may touch now, and whether drained pages go back. */
 static void mproc__q_local(mproc_queue *q) {
@@ -678,7 +688,7 @@ static void mproc__q_local(mproc_queue *q) {
   q->committed = c > MPROC__Q_HDR_SIZE ? c - MPROC__Q_HDR_SIZE : 0;
   if (q->committed > q->ring_size)
     q->committed = q->ring_size;
-  q->gives_back = mproc__seg_can_decommit() && q->ring_size > MPROC__Q_KEEP;
+  q->gives_back = mproc__seg_can_decommit() && q->ring_size > MPROC__Q_SMALL;
 }
 
 int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
@@ -708,7 +718,7 @@ int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
   }
   mproc__q_bind(q);
   q->ring_size = ring;
-  q->hot = MPROC__Q_HOT;
+  q->hot = mproc__q_hot_for(ring);
   mproc__q_local(q);
   q->capacity = capacity;
   q->maxsize = opts ? (uint64_t)opts->maxsize : 0;
@@ -965,7 +975,7 @@ static int mproc__q_check_header(mproc_queue *q, uint64_t size,
       q->capacity > MPROC__Q_CAP_MAX ||
       q->ring_size != mproc__qr_ring_for(q->capacity) ||
       q->max_msg != mproc__qr_msg_max(q->capacity) ||
-      q->ring_size != size - MPROC__Q_HDR_SIZE || q->hot != MPROC__Q_HOT)
+      q->ring_size != size - MPROC__Q_HDR_SIZE || q->hot != mproc__q_hot_for(q->ring_size))
     return MPROC_EINVAL;
   mproc__q_local(q);
   q->nfx = q->joinable ? MPROC__QFX_N : MPROC__QFX_JOIN;

@@ -70,17 +70,19 @@ static inline uint64_t mproc__qr_fits(uint64_t head, uint64_t tail,
   return at + rec - head <= ring ? at + rec : 0;
 }
 
-/* Like mproc__qr_fits, but a tail at or past `hot` bytes into its lap goes
- * back to the start of the next lap when the record fits there (the
- * consumers have passed it): a wrap marker may stand anywhere, so a ring
- * that the consumers keep up with cycles through its first `hot` bytes
- * however large it is, and only a backlog reaches further.  Returns the new
+/* Like mproc__qr_fits, but a tail at or past `hot` bytes into its lap, and
+ * two records of this size past it, goes back to the start of the next lap
+ * when the record fits there (the consumers have passed it): a wrap marker
+ * may stand anywhere, so a ring that the consumers keep up with cycles
+ * through its first `hot` bytes however large it is, and only a backlog
+ * reaches further.  The two records keep a stream of big ones from
+ * shrinking the lap to one or two of them in flight.  Returns the new
  * tail, or 0 if the record fits nowhere now. */
 static inline uint64_t mproc__qr_fits_hot(uint64_t head, uint64_t tail,
                                           uint64_t ring, uint64_t rec,
                                           uint64_t hot) {
   uint64_t lap = tail - tail % ring + ring;
-  if (tail % ring >= hot && lap + rec - head <= ring)
+  if (tail % ring >= hot + 2u * rec && lap + rec - head <= ring)
     return lap + rec;
   return mproc__qr_fits(head, tail, ring, rec);
 }

@@ -654,11 +654,13 @@ TEST(QueueRing, PlacementAndSizes) {
   EXPECT_EQ(mproc__qr_fits(8, 8, 64, 56), 64u);   // exactly to the end
   EXPECT_EQ(mproc__qr_fits(56, 56, 64, 32), 96u); // wraps, 40 bytes used
   // Past `hot` a record goes back to the next lap's start once the
-  // consumers have passed the room it needs there, else on from the tail.
-  EXPECT_EQ(mproc__qr_fits_hot(40, 40, 64, 16, 32), 64u + 16u);
-  EXPECT_EQ(mproc__qr_fits_hot(8, 40, 64, 16, 32), 56u);  // head in the way
-  EXPECT_EQ(mproc__qr_fits_hot(24, 24, 64, 16, 32), 40u); // not past hot
-  EXPECT_EQ(mproc__qr_fits_hot(40, 40, 64, 16, 64), 56u); // hot == ring
+  // consumers have passed the room it needs there, else on from the tail;
+  // "past hot" leaves room for two records of its size first.
+  EXPECT_EQ(mproc__qr_fits_hot(200, 200, 256, 16, 32), 256u + 16u);
+  EXPECT_EQ(mproc__qr_fits_hot(8, 200, 256, 16, 32), 216u); // head in the way
+  EXPECT_EQ(mproc__qr_fits_hot(56, 56, 256, 16, 32), 72u);  // not past hot
+  EXPECT_EQ(mproc__qr_fits_hot(64, 64, 256, 16, 32), 256u + 16u);
+  EXPECT_EQ(mproc__qr_fits_hot(200, 200, 256, 16, 256), 216u); // hot == ring
   // Every accepted message fits an empty ring from any aligned position.
   for (uint64_t cap = 16; cap < 600; cap++) {
     uint64_t R = mproc__qr_ring_for(cap),
@@ -773,10 +775,10 @@ TEST(QueueUnbounded, MemoryFollowsTheBacklog) {
 
 // A consumer hands drained pages back while the ring is full, so producers
 // have already written the next lap over part of what it drained: only the
-// pages nobody wrote again may go.  (Capacity past the 4 MiB the queue
-// always keeps, messages that keep the ring full, three laps.)
+// pages nobody wrote again may go.  (A capacity past the 8 MiB under which
+// a ring stays fixed, messages that keep the ring full, three laps.)
 TEST(QueueUnbounded, HandingPagesBackSparesTheNextLap) {
-  Q q(0, (size_t)6 << 20);
+  Q q(0, (size_t)12 << 20);
   std::vector<unsigned char> m(65536), out(65536);
   uint32_t put = 0, got = 0;
   for (;; put++) {
@@ -786,8 +788,8 @@ TEST(QueueUnbounded, HandingPagesBackSparesTheNextLap) {
       break;
     ASSERT_EQ(rc, MPROC_OK);
   }
-  ASSERT_GT(put, 80u);
-  for (TestRounds r(300, 300, 60); r.next();) {
+  ASSERT_GT(put, 160u);
+  for (TestRounds r(600, 600, 60); r.next();) {
     size_t len = 0;
     ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
     ASSERT_EQ(len, m.size());

@@ -423,8 +423,12 @@ static int mproc__q_commit(mproc_queue *q, uint64_t upto) {
  * the record (they read commit_hw after the tail).  Put lock held. */
 static int mproc__q_commit_put(mproc_queue *q, uint64_t tail, uint64_t at,
                                uint64_t rec) {
-  uint64_t upto = at % q->ring_size + rec, mark = tail % q->ring_size + 8u;
+  uint64_t upto, mark;
   int rc;
+  if (q->committed >= q->ring_size) /* always, but on Windows */
+    return MPROC_OK;
+  upto = at % q->ring_size + rec;
+  mark = tail % q->ring_size + 8u;
   if (at != tail && mark > upto)
     upto = mark;
   if (upto <= q->committed)
@@ -524,7 +528,7 @@ static uint64_t mproc__q_place(mproc_queue *q, uint64_t tail, uint64_t rec) {
   mproc__qprod *p = &q->h->p.v;
   uint64_t head, end;
   end = mproc__qr_fits_hot(p->head_cache, tail, q->ring_size, rec, q->hot);
-  if (end && (tail % q->ring_size < q->hot ||
+  if (end && (q->hot >= q->ring_size || tail % q->ring_size < q->hot ||
               (end - rec) % q->ring_size == 0 ||
               tail - p->head_look < MPROC__Q_LOOK))
     return end;

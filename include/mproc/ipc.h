@@ -374,9 +374,10 @@ typedef struct mproc_queue mproc_queue;
  * them, and so a default queue is effectively unbounded, as Python's
  * `Queue(maxsize=0)` is (the tutorial's "put every task, then read the
  * results" never blocks).  Memory follows the backlog: a queue its
- * consumers keep up with uses its first megabyte, however large its
- * reserve.  When a backlog drains, Linux hands its pages back to the OS
- * (all but the first 4 MiB of the ring); Windows keeps the pages a backlog
+ * consumers keep up with uses its first megabyte (and room for three of
+ * its largest messages), however large its reserve.  When a backlog drains, Linux hands its pages back to the OS
+ * (all but the first 4 MiB of the ring; a ring of 8 MiB or less keeps
+ * what it touched, as a fixed ring would); Windows keeps the pages a backlog
  * committed until the queue is freed in every process (a section's pages
  * cannot be decommitted), and macOS and the BSDs keep them likewise (no
  * call frees a POSIX shm object's pages).  Every process that uses the

@@ -58,7 +58,7 @@
 #include "sync.h"
 
 #define MPROC__Q_MAGIC 0x5155504du /* "MPUQ" */
-#define MPROC__Q_VERSION 2u
+#define MPROC__Q_VERSION 3u
 /* Two 64-byte lines: Intel's adjacent-line prefetcher pulls lines in pairs,
  * so words 64 bytes apart still bounce together. */
 #define MPROC__Q_LINE 128
@@ -66,9 +66,35 @@
  * of MPROC__Q_LINE in memory (the backend may put its own small header at
  * the start of the mapping, the same in every process). */
 #define MPROC__Q_HDR_SIZE (1024 + MPROC__Q_LINE)
-#define MPROC__Q_DEFAULT_CAP ((size_t)1 << 20)
 #define MPROC__Q_CAP_MIN 16u
 #define MPROC__Q_CAP_MAX ((uint64_t)1 << 40)
+
+/* ---- a ring that grows with its backlog -------------------------------------
+ * Python's Queue(maxsize=0) never blocks a put, so the tutorial's "put every
+ * task, then read the results" works with it.  A default mproc queue is
+ * therefore a large reserve: address space, not memory.  The segment is
+ * sparse (POSIX) or a SEC_RESERVE section whose pages are committed as the
+ * ring reaches them (Windows), so memory follows the bytes in the queue:
+ *  - a producer whose tail is past MPROC__Q_HOT goes back to the ring's
+ *    start as soon as the consumers have passed it (mproc__qr_fits_hot), so
+ *    a queue its consumers keep up with cycles through its first megabyte,
+ *    as the old fixed ring did, and only a backlog reaches further;
+ *  - consumers hand the pages a backlog used back to the OS as they drain
+ *    it (mproc__q_give_back), past MPROC__Q_KEEP (the hot part and room for
+ *    a few big messages, which stay: refaulting them on every lap would cost
+ *    more than they hold).  Linux only: see mproc__seg_decommit.
+ * The default reserve is 1 GiB where pointers are 64-bit and 128 MiB where
+ * they are 32-bit, since every process that uses the queue maps all of it. */
+#define MPROC__Q_DEFAULT_CAP                                                   \
+  (sizeof(void *) >= 8 ? (uint64_t)1 << 30 : (uint64_t)128 << 20)
+#define MPROC__Q_HOT ((uint64_t)1 << 20)
+#define MPROC__Q_KEEP ((uint64_t)4 << 20)
+/* A ring this small (an explicit byte cap) is its own working set: no early
+ * wrap, nothing handed back, the fixed ring of mproc 0.1. */
+#define MPROC__Q_SMALL (2 * MPROC__Q_KEEP)
+/* Pages are committed (Windows) and handed back (Linux) a megabyte at a
+ * time: one system call per megabyte of backlog. */
+#define MPROC__Q_STEP ((uint64_t)1 << 20)
 
 /* Spin iterations (each a pause instruction, tens of ns) before a waiter
  * sleeps in the kernel: a few microseconds, about the cost of the sleep and
@@ -98,10 +124,13 @@
 enum { MPROC__QFX_PLOCK, MPROC__QFX_GLOCK, MPROC__QFX_NE, MPROC__QFX_NF,
        MPROC__QFX_JOIN, MPROC__QFX_N };
 
-/* Written once by the creator, read by importers (and then copied). */
+/* Written once by the creator, read by importers (and then copied); and
+ * commit_hw, raised by producers (under the put lock) when they commit
+ * more of the ring, which changes a few times over a queue's life. */
 typedef struct mproc__qconst {
   uint32_t magic, version, joinable, reserved;
-  uint64_t ring_size, capacity, maxsize, max_msg;
+  uint64_t ring_size, capacity, maxsize, max_msg, hot;
+  volatile mproc__u64a commit_hw; /* ring bytes committed (Windows) */
 } mproc__qconst;
 
 /* Producers' bookkeeping, under the put lock.  The caches hold a value of
@@ -113,6 +142,7 @@ typedef struct mproc__qprod {
   volatile mproc__u64a head_cache; /* <= head */
   volatile mproc__u64a nget_cache; /* <= nget */
   volatile mproc__u64a j_valid, j_tail, j_nput; /* journal of the last put */
+  volatile mproc__u64a head_look; /* the tail when head_cache was last read */
 } mproc__qprod;
 
 /* Consumers' bookkeeping, under the get lock. */
@@ -121,6 +151,7 @@ typedef struct mproc__qcons {
   volatile mproc__u64a nget;       /* messages ever taken */
   volatile mproc__u64a tail_cache; /* <= tail */
   volatile mproc__u64a j_valid, j_head, j_nget; /* journal of the last get */
+  volatile mproc__u64a given; /* <= head: pages before it handed back */
 } mproc__qcons;
 
 /* A condition to wait for: futex word, the futex's own waiter count, and
@@ -164,7 +195,9 @@ struct mproc_queue {
   unsigned char *ring;
   /* Local copies of the constants: a peer that scribbles over the shared
    * header cannot make this process index past its mapping. */
-  uint64_t ring_size, capacity, maxsize, max_msg;
+  uint64_t ring_size, capacity, maxsize, max_msg, hot;
+  uint64_t committed; /* ring bytes usable in this process's view */
+  int gives_back;     /* drained pages go back to the OS (see above) */
   int joinable;
   int nfx;
   volatile uint32_t closed;
@@ -305,7 +338,7 @@ static int mproc__q_has_room(mproc_queue *q, uint64_t rec) {
   if (q->maxsize &&
       mproc__load64(&h->p.v.nput) - mproc__load64(&h->g.v.nget) >= q->maxsize)
     return 0;
-  return mproc__qr_fits(head, tail, q->ring_size, rec) != 0;
+  return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot) != 0;
 }
 
 static int mproc__q_join_done(mproc_queue *q, uint64_t unused) {
@@ -368,7 +401,142 @@ static void mproc__q_reap(mproc_queue *q, int side) {
   mproc__q_unlock(q, side);
 }
 
+/* ---- memory behind the ring (see "a ring that grows" above) --------------- */
+
+/* Makes the ring's first `upto` (<= ring_size) bytes usable in this
+ * process's view, a step at a time: Windows commits the section's pages;
+ * elsewhere everything already is (q->committed == ring_size). */
+static int mproc__q_commit(mproc_queue *q, uint64_t upto) {
+  uint64_t want = (upto + MPROC__Q_STEP - 1) / MPROC__Q_STEP * MPROC__Q_STEP;
+  int rc;
+  if (want > q->ring_size)
+    want = q->ring_size;
+  rc = mproc__seg_commit(&q->seg, (size_t)(MPROC__Q_HDR_SIZE + want));
+  if (rc == MPROC_OK)
+    q->committed = want;
+  return rc;
+}
+
+/* A producer about to write a record of `rec` bytes at counter `at` (after
+ * a wrap marker at `tail` if at != tail) commits what that touches, and
+ * tells the consumers how far the ring is committed before it publishes
+ * the record (they read commit_hw after the tail).  Put lock held. */
+static int mproc__q_commit_put(mproc_queue *q, uint64_t tail, uint64_t at,
+                               uint64_t rec) {
+  uint64_t upto, mark;
+  int rc;
+  if (q->committed >= q->ring_size) /* always, but on Windows */
+    return MPROC_OK;
+  upto = at % q->ring_size + rec;
+  mark = tail % q->ring_size + 8u;
+  if (at != tail && mark > upto)
+    upto = mark;
+  if (upto <= q->committed)
+    return MPROC_OK;
+  if ((rc = mproc__q_commit(q, upto)) < 0)
+    return rc;
+  if (q->committed > mproc__load64(&q->h->c.v.commit_hw))
+    mproc__store64(&q->h->c.v.commit_hw, q->committed);
+  return MPROC_OK;
+}
+
+/* A consumer commits in its own view what the producers committed in
+ * theirs (a section's commit is seen by every view on Windows; doing it
+ * again costs one call per step and does not rest on that). */
+static int mproc__q_commit_get(mproc_queue *q) {
+  uint64_t hw;
+  if (q->committed >= q->ring_size)
+    return MPROC_OK;
+  hw = mproc__load64(&q->h->c.v.commit_hw);
+  if (hw <= q->committed)
+    return MPROC_OK;
+  return mproc__q_commit(q, hw < q->ring_size ? hw : q->ring_size);
+}
+
+/* Hands back (or with `dry`, only says whether there is anything to hand
+ * back) the pages of ring counters [from, to) past MPROC__Q_KEEP, a lap at
+ * a time, in pieces of at least MPROC__Q_GRAIN (less is not worth a system
+ * call and a lock).  A piece's start is taken down to a grain boundary:
+ * the page that held the previous call's end is consumed by now too, and
+ * punching a hole that is one already costs nothing. */
+#define MPROC__Q_GRAIN ((uint64_t)64 << 10)
+static int mproc__q_decommit(mproc_queue *q, uint64_t from, uint64_t to,
+                             int dry) {
+  uint64_t ring = q->ring_size;
+  int found = 0;
+  while (from < to) {
+    uint64_t off = from % ring, end = ring;
+    if (to - from < ring - off)
+      end = off + (to - from);
+    from += end - off;
+    off -= off % MPROC__Q_GRAIN;
+    if (off < MPROC__Q_KEEP)
+      off = MPROC__Q_KEEP;
+    if (end < off + MPROC__Q_GRAIN)
+      continue;
+    found = 1;
+    if (!dry)
+      (void)mproc__seg_decommit(&q->seg, (size_t)(MPROC__Q_HDR_SIZE + off),
+                                (size_t)(end - off));
+  }
+  return found;
+}
+
+/* Called with the get lock held after publishing the head: the pages of
+ * the consumed counters [given, head) past MPROC__Q_KEEP go back to the
+ * OS, once a step of them has gathered or (resume > head) when the
+ * consumer passed a wrap marker at `head`: the lap's bytes after it were
+ * never written, and the next range starts at `resume`, the next lap.
+ * Producers must not write there meanwhile (a full ring's next lap reaches
+ * those offsets), so it takes the put lock too, by a try only: the order
+ * get-then-put is used nowhere else, and a busy or stopped producer merely
+ * leaves the pages to a later get. */
+static void mproc__q_give_back(mproc_queue *q, uint64_t head,
+                               uint64_t resume) {
+  mproc__qcons *g = &q->h->g.v;
+  uint64_t from = g->given, tail;
+  if (resume == head && head - from < MPROC__Q_STEP)
+    return;
+  if (from > head || head - from > q->ring_size)
+    from = head - q->ring_size; /* a damaged counter, or a lap of failed tries */
+  if (!mproc__q_decommit(q, from, head, 1)) {
+    g->given = resume;
+    return;
+  }
+  if (!mproc__lockword_try(mproc__q_lockword(q, MPROC__Q_PUT_SIDE)))
+    return;
+  /* Counters below tail - ring hold the next lap's records. */
+  tail = mproc__load64(&q->h->tail.v);
+  if (tail - from > q->ring_size && tail >= q->ring_size)
+    from = tail - q->ring_size;
+  (void)mproc__q_decommit(q, from, head, 0);
+  mproc__q_unlock(q, MPROC__Q_PUT_SIDE);
+  g->given = resume;
+}
+
 /* ---- the critical sections ------------------------------------------------ */
+
+/* Where a record of `rec` bytes goes with the tail at `tail`: its end (the
+ * new tail), or 0 if it does not fit now.  The cached head errs on the side
+ * of "full"; but past the hot part of the ring a cache that still says
+ * "fits" is also too old to let the tail go back to the start, so there
+ * the real head is read every MPROC__Q_LOOK bytes: once a lap when the
+ * consumers keep up, rarely enough not to pull their line while they lag.
+ * Caller holds the put lock. */
+#define MPROC__Q_LOOK ((uint64_t)64 << 10)
+static uint64_t mproc__q_place(mproc_queue *q, uint64_t tail, uint64_t rec) {
+  mproc__qprod *p = &q->h->p.v;
+  uint64_t head, end;
+  end = mproc__qr_fits_hot(p->head_cache, tail, q->ring_size, rec, q->hot);
+  if (end && (q->hot >= q->ring_size || tail % q->ring_size < q->hot ||
+              (end - rec) % q->ring_size == 0 ||
+              tail - p->head_look < MPROC__Q_LOOK))
+    return end;
+  head = mproc__load64(&q->h->head.v);
+  mproc__store64(&p->head_cache, head);
+  p->head_look = tail;
+  return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot);
+}
 
 /* Caller holds the put lock.  0, MPROC_EFULL, or MPROC_ESTATE if the
  * shared tail is damaged. */
@@ -377,6 +545,7 @@ static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
   mproc__qhdr *h = q->h;
   uint64_t rec = mproc__qr_recsize(len), tail = mproc__load64(&h->tail.v);
   uint64_t nput = h->p.v.nput, end;
+  int rc;
   /* Records start 8-aligned, so the wrap marker (4 bytes) always fits
    * before the end: a tail that is not could make it overrun the ring. */
   if (tail % 8u)
@@ -387,15 +556,11 @@ static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
     if (nput - nget >= q->maxsize)
       return MPROC_EFULL;
   }
-  end = mproc__qr_fits(h->p.v.head_cache, tail, q->ring_size, rec);
-  if (!end) {
-    uint64_t head = mproc__load64(&h->head.v);
-    mproc__store64(&h->p.v.head_cache, head);
-    end = mproc__qr_fits(head, tail, q->ring_size, rec);
-    if (!end)
-      return MPROC_EFULL;
-  }
-  (void)mproc__qr_write(q->ring, q->ring_size, tail, data, len);
+  if (!(end = mproc__q_place(q, tail, rec)))
+    return MPROC_EFULL;
+  if ((rc = mproc__q_commit_put(q, tail, end - rec, rec)) < 0)
+    return rc;
+  mproc__qr_write_to(q->ring, q->ring_size, tail, end, data, len);
   if (stop == MPROC__Q_STOP_WRITTEN)
     return MPROC_OK;
   /* Journal first, so that a successor can tell which of the two stores
@@ -426,6 +591,8 @@ static int mproc__q_get_locked(mproc_queue *q, void *buf, size_t cap,
     tail = mproc__load64(&h->tail.v);
     mproc__store64(&h->g.v.tail_cache, tail);
   }
+  if ((rc = mproc__q_commit_get(q)) < 0)
+    return rc;
   rc = mproc__qr_peek(q->ring, q->ring_size, q->max_msg, head, tail, &off, &n,
                       &next);
   if (rc == MPROC__QR_EMPTY)
@@ -450,6 +617,11 @@ static int mproc__q_get_locked(mproc_queue *q, void *buf, size_t cap,
   if (stop == MPROC__Q_STOP_PUBLISHED)
     return MPROC_OK;
   MPROC__Q_PUBLISH64(&h->g.v.nget, nget + 1);
+  if (q->gives_back) {
+    if (next - mproc__qr_recsize(n) != head) /* passed a wrap marker */
+      mproc__q_give_back(q, head, next - mproc__qr_recsize(n));
+    mproc__q_give_back(q, next, next);
+  }
   return MPROC_OK;
 }
 
@@ -508,6 +680,21 @@ static void mproc__q_bind(mproc_queue *q) {
   q->hdr.vt = &mproc__queue_type;
 }
 
+/* Where producers may go back to the ring's start (mproc__qr_fits_hot). */
+static uint64_t mproc__q_hot_for(uint64_t ring) {
+  return ring > MPROC__Q_SMALL ? MPROC__Q_HOT : ring;
+}
+
+/* What this process derives from the geometry and its own view: how much
+ * of the ring it may touch now, and whether drained pages go back. */
+static void mproc__q_local(mproc_queue *q) {
+  size_t c = q->seg.committed;
+  q->committed = c > MPROC__Q_HDR_SIZE ? c - MPROC__Q_HDR_SIZE : 0;
+  if (q->committed > q->ring_size)
+    q->committed = q->ring_size;
+  q->gives_back = mproc__seg_can_decommit() && q->ring_size > MPROC__Q_SMALL;
+}
+
 int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
   mproc_queue *q;
   mproc__qconst *c;
@@ -526,13 +713,17 @@ int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
   q = (mproc_queue *)calloc(1, sizeof(*q));
   if (!q)
     return MPROC_ENOMEM;
-  rc = mproc__seg_create(&q->seg, NULL, (size_t)(MPROC__Q_HDR_SIZE + ring));
+  rc = mproc__seg_reserve(
+      &q->seg, (size_t)(MPROC__Q_HDR_SIZE + ring),
+      (size_t)(MPROC__Q_HDR_SIZE + (ring < MPROC__Q_STEP ? ring : MPROC__Q_STEP)));
   if (rc < 0) {
     free(q);
     return rc;
   }
   mproc__q_bind(q);
   q->ring_size = ring;
+  q->hot = mproc__q_hot_for(ring);
+  mproc__q_local(q);
   q->capacity = capacity;
   q->maxsize = opts ? (uint64_t)opts->maxsize : 0;
   q->max_msg = mproc__qr_msg_max(capacity);
@@ -546,6 +737,8 @@ int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
   c->capacity = capacity;
   c->maxsize = q->maxsize;
   c->max_msg = q->max_msg;
+  c->hot = q->hot;
+  c->commit_hw = q->committed;
   for (i = 0; i < q->nfx; i++) {
     volatile uint32_t *word, *waiters;
     mproc__q_fx_words(q->h, i, &word, &waiters);
@@ -779,14 +972,16 @@ static int mproc__q_check_header(mproc_queue *q, uint64_t size,
   q->capacity = c->capacity;
   q->maxsize = c->maxsize;
   q->max_msg = c->max_msg;
+  q->hot = c->hot;
   q->joinable = c->joinable == 1;
   if (c->magic != MPROC__Q_MAGIC || c->version != MPROC__Q_VERSION ||
       c->joinable > 1 || q->capacity < MPROC__Q_CAP_MIN ||
       q->capacity > MPROC__Q_CAP_MAX ||
       q->ring_size != mproc__qr_ring_for(q->capacity) ||
       q->max_msg != mproc__qr_msg_max(q->capacity) ||
-      q->ring_size != size - MPROC__Q_HDR_SIZE)
+      q->ring_size != size - MPROC__Q_HDR_SIZE || q->hot != mproc__q_hot_for(q->ring_size))
     return MPROC_EINVAL;
+  mproc__q_local(q);
   q->nfx = q->joinable ? MPROC__QFX_N : MPROC__QFX_JOIN;
   if (nsem && nsem != (uint32_t)q->nfx)
     return MPROC_EINVAL;
@@ -837,6 +1032,10 @@ static int mproc__q_import(mproc__rd *r, const mproc_handle_t *hs, size_t nh,
   if (rc < 0)
     goto finish;
   mapped = 1;
+  /* The queue's header must be usable before it is read (Windows: a view
+   * of a reserve); the creator committed it. */
+  if ((rc = mproc__seg_commit(&q->seg, MPROC__Q_HDR_SIZE)) < 0)
+    goto finish;
   mproc__q_bind(q);
   rc = mproc__q_check_header(q, size, nsem);
   if (rc < 0)
@@ -896,4 +1095,16 @@ uint32_t mproc__queue_test_getters_waiting(mproc_queue *q) {
   if (!mproc__obj_is(q, &mproc__queue_type))
     return 0u;
   return mproc__fx_waiting(&q->fx[MPROC__QFX_NE]);
+}
+
+int mproc__queue_test_memory(mproc_queue *q, uint64_t *backed,
+                             uint64_t *reserved) {
+  if (!mproc__obj_is(q, &mproc__queue_type))
+    return MPROC_EINVAL;
+  *reserved = (uint64_t)q->seg.size;
+  return mproc__seg_backed(&q->seg, backed);
+}
+
+int mproc__queue_test_gives_back(mproc_queue *q) {
+  return mproc__obj_is(q, &mproc__queue_type) ? q->gives_back : 0;
 }

@@ -70,23 +70,38 @@ static inline uint64_t mproc__qr_fits(uint64_t head, uint64_t tail,
   return at + rec - head <= ring ? at + rec : 0;
 }
 
-/* Writes a record at `tail` (the caller checked that it fits) and returns
- * the new tail.  Nothing here is visible to consumers until the caller
- * publishes the new tail. */
-static inline uint64_t mproc__qr_write(unsigned char *base, uint64_t ring,
-                                       uint64_t tail, const void *data,
-                                       uint32_t len) {
-  int wrap;
-  uint64_t rec = mproc__qr_recsize(len);
-  uint64_t at = mproc__qr_place(tail, ring, rec, &wrap);
+/* Like mproc__qr_fits, but a tail at or past `hot` bytes into its lap, and
+ * two records of this size past it, goes back to the start of the next lap
+ * when the record fits there (the consumers have passed it): a wrap marker
+ * may stand anywhere, so a ring that the consumers keep up with cycles
+ * through its first `hot` bytes however large it is, and only a backlog
+ * reaches further.  The two records keep a stream of big ones from
+ * shrinking the lap to one or two of them in flight.  Returns the new
+ * tail, or 0 if the record fits nowhere now. */
+static inline uint64_t mproc__qr_fits_hot(uint64_t head, uint64_t tail,
+                                          uint64_t ring, uint64_t rec,
+                                          uint64_t hot) {
+  uint64_t lap = tail - tail % ring + ring;
+  if (tail % ring >= hot + 2u * rec && lap + rec - head <= ring)
+    return lap + rec;
+  return mproc__qr_fits(head, tail, ring, rec);
+}
+
+/* Writes a record ending at `end` (from mproc__qr_fits or _fits_hot: it
+ * starts at `tail`, or at the next lap's start after a wrap marker at
+ * `tail`).  Nothing here is visible to consumers until the caller
+ * publishes `end` as the new tail. */
+static inline void mproc__qr_write_to(unsigned char *base, uint64_t ring,
+                                      uint64_t tail, uint64_t end,
+                                      const void *data, uint32_t len) {
+  uint64_t at = end - mproc__qr_recsize(len);
   uint32_t marker = MPROC__QR_WRAP;
   unsigned char *p = base + at % ring;
-  if (wrap)
+  if (at != tail)
     memcpy(base + tail % ring, &marker, sizeof marker);
   memcpy(p, &len, sizeof len);
   if (len)
     memcpy(p + MPROC__QR_HDR, data, len);
-  return at + rec;
 }
 
 enum {
@@ -171,5 +186,12 @@ int mproc__queue_test_stop_get(struct mproc_queue *q, void *buf, size_t cap,
 /* How many threads sleep in a get on an empty queue now (tests: to know a
  * getter is blocked before closing the queue or killing its process). */
 uint32_t mproc__queue_test_getters_waiting(struct mproc_queue *q);
+/* The bytes of the queue's segment the OS backs with memory now (*backed)
+ * and the bytes it reserves (*reserved); MPROC_ENOTSUP where the platform
+ * cannot say. */
+int mproc__queue_test_memory(struct mproc_queue *q, uint64_t *backed,
+                             uint64_t *reserved);
+/* 1 if this platform hands a drained queue's pages back, else 0. */
+int mproc__queue_test_gives_back(struct mproc_queue *q);
 
 #endif

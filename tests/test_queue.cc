@@ -317,6 +317,26 @@ TEST_ENTRY(q_close_child) {
   return mproc_queue_put(ack, buf, len, 60) == MPROC_OK ? 0 : 6;
 }
 
+// in, out: Python's tutorial worker.  Takes int64 tasks from `in` until the
+// sentinel -1 and puts task * 2 + 1 for each on `out`.
+TEST_ENTRY(q_tutorial_worker) {
+  mproc_queue *in = arg_queue(args, 0), *out = arg_queue(args, 1);
+  if (!in || !out)
+    return 2;
+  for (;;) {
+    int64_t task = 0;
+    size_t len = 0;
+    if (mproc_queue_get(in, &task, sizeof task, &len, 120) != MPROC_OK ||
+        len != sizeof task)
+      return 3;
+    if (task < 0)
+      return 0;
+    int64_t result = task * 2 + 1;
+    if (mproc_queue_put(out, &result, sizeof result, 120) != MPROC_OK)
+      return 4;
+  }
+}
+
 // ---- single process -------------------------------------------------------
 
 TEST(QueueBasics, FifoOrderWithAllSizes) {
@@ -496,7 +516,8 @@ TEST(QueueBasics, BadInput) {
   char buf[4];
   EXPECT_EQ(mproc_queue_put(nullptr, "x", 1, 0), MPROC_EINVAL);
   EXPECT_EQ(mproc_queue_put(q, nullptr, 1, 0), MPROC_EINVAL);
-  EXPECT_EQ(mproc_queue_put(q, "x", (size_t)1 << 20, 0), MPROC_E2BIG);
+  // Past half the default byte cap (a size check: nothing is read).
+  EXPECT_EQ(mproc_queue_put(q, "x", (size_t)1 << 31, 0), MPROC_E2BIG);
   EXPECT_EQ(mproc_queue_get(nullptr, buf, 4, &len, 0), MPROC_EINVAL);
   EXPECT_EQ(mproc_queue_get(q, buf, 4, nullptr, 0), MPROC_EINVAL);
   EXPECT_EQ(mproc_queue_get(q, nullptr, 4, &len, 0), MPROC_EINVAL);
@@ -632,6 +653,14 @@ TEST(QueueRing, PlacementAndSizes) {
   EXPECT_EQ(mproc__qr_fits(0, 8, 64, 64), 0u);    // would need 120 bytes
   EXPECT_EQ(mproc__qr_fits(8, 8, 64, 56), 64u);   // exactly to the end
   EXPECT_EQ(mproc__qr_fits(56, 56, 64, 32), 96u); // wraps, 40 bytes used
+  // Past `hot` a record goes back to the next lap's start once the
+  // consumers have passed the room it needs there, else on from the tail;
+  // "past hot" leaves room for two records of its size first.
+  EXPECT_EQ(mproc__qr_fits_hot(200, 200, 256, 16, 32), 256u + 16u);
+  EXPECT_EQ(mproc__qr_fits_hot(8, 200, 256, 16, 32), 216u); // head in the way
+  EXPECT_EQ(mproc__qr_fits_hot(56, 56, 256, 16, 32), 72u);  // not past hot
+  EXPECT_EQ(mproc__qr_fits_hot(64, 64, 256, 16, 32), 256u + 16u);
+  EXPECT_EQ(mproc__qr_fits_hot(200, 200, 256, 16, 256), 216u); // hot == ring
   // Every accepted message fits an empty ring from any aligned position.
   for (uint64_t cap = 16; cap < 600; cap++) {
     uint64_t R = mproc__qr_ring_for(cap),
@@ -639,6 +668,182 @@ TEST(QueueRing, PlacementAndSizes) {
     for (uint64_t t = 0; t < 2 * R; t += 8)
       ASSERT_NE(mproc__qr_fits(t, t, R, rec), 0u) << cap << " " << t;
   }
+}
+
+// ---- unbounded by default (Python's maxsize=0) ------------------------------
+
+// The tutorial pattern: put every task on the worker's input queue, and only
+// then read the results from its output queue.  With Python's queues put
+// never blocks when maxsize is 0; with bounded rings both sides would block
+// once the two rings fill (the parent in put, the worker in its put of a
+// result), so the pattern must not depend on the parent reading early.
+TEST(QueueUnbounded, TutorialPutAllTasksThenReadAllResults) {
+  const int64_t n = 1000000; // under a second on Linux and under Wine
+  const double budget = 300; // seconds; a hang fails here, not in ctest
+  Q in, out;
+  mproc_process *p = test_start("q_tutorial_worker", QArgs({in, out}));
+  TestWatchdog dog(p, budget);
+  double t0 = test_now();
+  for (int64_t i = 0; i < n; i++) {
+    // A put that would block is the bug: nothing reads `out` yet.
+    ASSERT_EQ(mproc_queue_put(in, &i, sizeof i, 30), MPROC_OK) << i;
+    ASSERT_LT(test_now() - t0, budget) << "put " << i;
+  }
+  int64_t stop = -1;
+  ASSERT_EQ(mproc_queue_put(in, &stop, sizeof stop, 30), MPROC_OK);
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t r = 0;
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(out, &r, sizeof r, &len, 60), MPROC_OK) << i;
+    ASSERT_EQ(len, sizeof r);
+    ASSERT_EQ(r, i * 2 + 1) << "results in order";
+    sum += r;
+    ASSERT_LT(test_now() - t0, budget) << "get " << i;
+  }
+  EXPECT_EQ(sum, n * n); // 1 + 3 + 5 + ... (n odd numbers)
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  EXPECT_EQ(mproc_queue_empty(in), 1);
+  EXPECT_EQ(mproc_queue_empty(out), 1);
+}
+
+// The default queue holds far more than the old 1 MiB ring, without a
+// reader, and a message may be far larger than the old 512 KiB limit.
+TEST(QueueUnbounded, DefaultQueueHoldsABacklogAndBigMessages) {
+  Q q;
+  std::vector<unsigned char> m(4096), out(4 << 20);
+  const int n = 8192; // 32 MiB of backlog
+  for (int i = 0; i < n; i++) {
+    fill(m.data(), m.size(), (uint32_t)i);
+    ASSERT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK) << i;
+  }
+  std::vector<unsigned char> big(out.size());
+  fill(big.data(), big.size(), 7);
+  ASSERT_EQ(mproc_queue_put(q, big.data(), big.size(), 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_full(q), 0);
+  for (int i = 0; i < n; i++) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+    ASSERT_EQ(len, m.size());
+    ASSERT_TRUE(check(out.data(), len, (uint32_t)i)) << i;
+  }
+  size_t len = 0;
+  ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+  ASSERT_EQ(len, big.size());
+  EXPECT_TRUE(check(out.data(), len, 7));
+}
+
+// What the OS backs a queue's segment with, where the platform says so.
+static bool queue_memory(mproc_queue *q, uint64_t *backed, uint64_t *reserved) {
+  return mproc__queue_test_memory(q, backed, reserved) == MPROC_OK;
+}
+
+// Pages are committed as the backlog grows and (Linux) handed back as it
+// drains, so a queue that once held a big backlog does not keep it.
+TEST(QueueUnbounded, MemoryFollowsTheBacklog) {
+  Q q;
+  uint64_t backed = 0, reserved = 0;
+  if (!queue_memory(q, &backed, &reserved))
+    GTEST_SKIP() << "this platform does not say what backs a segment";
+  const uint64_t mib = 1 << 20, backlog = 48 * mib;
+  EXPECT_LT(backed, 4 * mib) << "a new queue commits only what it uses";
+  EXPECT_GE(reserved, 2 * backlog);
+  std::vector<unsigned char> m(16384);
+  for (uint64_t put = 0; put < backlog; put += m.size())
+    ASSERT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK);
+  ASSERT_TRUE(queue_memory(q, &backed, &reserved));
+  EXPECT_GE(backed, backlog);
+  EXPECT_LT(backed, backlog + 8 * mib);
+  size_t len;
+  while (mproc_queue_get(q, m.data(), m.size(), &len, 0) == MPROC_OK) {
+  }
+  ASSERT_TRUE(queue_memory(q, &backed, &reserved));
+  if (mproc__queue_test_gives_back(q))
+    EXPECT_LT(backed, 8 * mib) << "drained pages are handed back";
+  else // Windows: a section's committed pages stay until it is closed
+    EXPECT_LT(backed, backlog + 8 * mib);
+  // A consumer that keeps up: the ring stays in its first pages.
+  for (int i = 0; i < 20000; i++) {
+    ASSERT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK);
+    ASSERT_EQ(mproc_queue_get(q, m.data(), m.size(), &len, 0), MPROC_OK);
+  }
+  uint64_t after = 0;
+  ASSERT_TRUE(queue_memory(q, &after, &reserved));
+  EXPECT_LE(after, backed + 4 * mib) << "a busy ring does not creep";
+}
+
+// A consumer hands drained pages back while the ring is full, so producers
+// have already written the next lap over part of what it drained: only the
+// pages nobody wrote again may go.  (A capacity past the 8 MiB under which
+// a ring stays fixed, messages that keep the ring full, three laps.)
+TEST(QueueUnbounded, HandingPagesBackSparesTheNextLap) {
+  Q q(0, (size_t)12 << 20);
+  std::vector<unsigned char> m(65536), out(65536);
+  uint32_t put = 0, got = 0;
+  for (;; put++) {
+    fill(m.data(), m.size(), put);
+    int rc = mproc_queue_put(q, m.data(), m.size(), 0);
+    if (rc == MPROC_EFULL)
+      break;
+    ASSERT_EQ(rc, MPROC_OK);
+  }
+  ASSERT_GT(put, 160u);
+  for (TestRounds r(600, 600, 60); r.next();) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+    ASSERT_EQ(len, m.size());
+    ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
+    got++;
+    fill(m.data(), m.size(), put);
+    if (mproc_queue_put(q, m.data(), m.size(), 0) == MPROC_OK)
+      put++;
+  }
+  for (; got < put; got++) {
+    size_t len = 0;
+    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
+    ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
+  }
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+}
+
+// An explicit byte cap makes put block (EFULL at its timeout) as the old
+// fixed ring did; a get makes room again.
+TEST(QueueUnbounded, ByteCapMakesPutBlock) {
+  const size_t cap = (size_t)1 << 20;
+  Q q(0, cap);
+  std::vector<unsigned char> m(1000);
+  size_t n = 0;
+  while (mproc_queue_put(q, m.data(), m.size(), 0) == MPROC_OK)
+    n++;
+  EXPECT_GE(n, cap / 1008 - 1);
+  EXPECT_LE(n, cap / 1008 + 1);
+  double t0 = test_now();
+  EXPECT_EQ(mproc_queue_put(q, m.data(), m.size(), 0.1), MPROC_EFULL);
+  EXPECT_GE(test_now() - t0, 0.09);
+  EXPECT_EQ(mproc_queue_full(q), 0); // an empty message would still fit
+  size_t len;
+  ASSERT_EQ(mproc_queue_get(q, m.data(), m.size(), &len, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK);
+  std::vector<unsigned char> big(cap / 2 + 1);
+  EXPECT_EQ(mproc_queue_put(q, big.data(), big.size(), 0), MPROC_E2BIG);
+}
+
+// maxsize still bounds a default (byte-unbounded) queue.
+TEST(QueueUnbounded, MaxsizeStillBlocksAtMaxsize) {
+  Q q(1000);
+  for (int64_t i = 0; i < 1000; i++)
+    ASSERT_EQ(mproc_queue_put(q, &i, sizeof i, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_full(q), 1);
+  int64_t x = 0;
+  double t0 = test_now();
+  EXPECT_EQ(mproc_queue_put(q, &x, sizeof x, 0.1), MPROC_EFULL);
+  EXPECT_GE(test_now() - t0, 0.09);
+  size_t len;
+  ASSERT_EQ(mproc_queue_get(q, &x, sizeof x, &len, 0), MPROC_OK);
+  EXPECT_EQ(x, 0);
+  EXPECT_EQ(mproc_queue_put(q, &x, sizeof x, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_put(q, &x, sizeof x, 0), MPROC_EFULL);
 }
 
 // ---- across processes -----------------------------------------------------

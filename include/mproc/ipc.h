@@ -592,29 +592,65 @@ MPROC_API mproc_conn *mproc_conn_free(mproc_conn *c);
 /** A Queue or JoinableQueue shared between processes. */
 typedef struct mproc_queue mproc_queue;
 
-/** Options of mproc_queue_create(). */
+/**
+ * @brief Options of mproc_queue_create(), read like Python's keyword
+ * arguments.  Zero-initialize and set what you need.
+ *
+ * A queue is a byte ring in shared memory.  Its `capacity` is a reserve of
+ * address space, not memory: pages are committed as the bytes held reach
+ * them, and so a default queue is effectively unbounded, as Python's
+ * `Queue(maxsize=0)` is (the tutorial's "put every task, then read the
+ * results" never blocks).  Memory follows the backlog: a queue its
+ * consumers keep up with uses its first megabyte (and room for three of
+ * its largest messages), however large its reserve.  When a backlog drains, Linux hands its pages back to the OS
+ * (all but the first 4 MiB of the ring; a ring of 8 MiB or less keeps
+ * what it touched, as a fixed ring would); Windows keeps the pages a backlog
+ * committed until the queue is freed in every process (a section's pages
+ * cannot be decommitted), and macOS and the BSDs keep them likewise (no
+ * call frees a POSIX shm object's pages).  Every process that uses the
+ * queue maps the whole reserve: mind the address space of 32-bit
+ * processes when making many queues.
+ */
 typedef struct mproc_queue_options {
-  size_t maxsize;  /**< most messages held at once; 0: limited only by bytes */
-  size_t capacity; /**< bytes of the shared ring; 0: 1 MiB */
-  int joinable;    /**< 1: JoinableQueue (task_done, join) */
+  /** Most messages held at once (put blocks at qsize() == maxsize); 0: no
+   *  count limit. */
+  size_t maxsize;
+  /** Byte cap: the most bytes the ring holds (each message takes its size
+   *  plus 4, rounded up to 8); a put blocks while its message does not fit.
+   *  0: the default reserve, 1 GiB in 64-bit processes and 128 MiB in 32-bit
+   *  ones.  At least 16. */
+  size_t capacity;
+  /** 1: JoinableQueue (task_done, join). */
+  int joinable;
 } mproc_queue_options;
 
-/** Create a queue.  A message is at most capacity/2 bytes (#MPROC_E2BIG
- * past that).
- * @param[out] out  the queue; free it with mproc_queue_free()
- * @param opts  NULL for the defaults
- * @return 0 or a negative code. */
+/**
+ * @brief Create a Queue (or JoinableQueue) to pass to children as an
+ * argument.
+ * @param[out] out receives the queue, or NULL on failure
+ * @param opts NULL for the defaults: no maxsize, the default byte cap, not
+ *        joinable
+ * @return 0, MPROC_EINVAL (capacity under 16 or over 2^40), MPROC_ENOMEM,
+ *         MPROC_ESYS.  A message is at most capacity / 2 bytes (a put of a
+ *         larger one is MPROC_E2BIG).
+ */
 MPROC_API int mproc_queue_create(mproc_queue **out,
                                  const mproc_queue_options *opts);
-/** Put one message (copied).  timeout 0: put_nowait; a nowait put waits up
- * to 2 ms for the queue's internal lock.  Returns by the timeout.
- * @param q        the queue
- * @param data     the bytes (may be NULL when len is 0)
- * @param len      their number
- * @param timeout  seconds; 0: put_nowait, negative waits without limit
- * @return 0; #MPROC_EFULL when no room came in time, or when the queue's
- *   internal lock stayed held by another process (even a stopped one) until
- *   the timeout (Python's Full); #MPROC_ECLOSED after close. */
+/**
+ * @brief Put a message (a copy of `len` bytes), Python's Queue.put().
+ * @param q       the queue
+ * @param data    the bytes (may be NULL when len is 0)
+ * @param len     their number
+ * @param timeout seconds to wait for room; 0: put_nowait; MPROC_FOREVER
+ * @return 0; MPROC_EFULL when no room came in time (maxsize reached, or the
+ *         byte cap), or when the queue's internal lock stayed held by
+ *         another process (even a stopped one) until the timeout (Python's
+ *         Full; a nowait put waits up to 2 ms for that lock); MPROC_E2BIG
+ *         over capacity / 2 bytes; MPROC_ECLOSED after close; MPROC_ENOMEM
+ *         when the system cannot commit the memory for the message
+ *         (Windows; on POSIX pages come on first touch).  Returns by the
+ *         timeout.  With the default options only maxsize makes it wait.
+ */
 MPROC_API int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
                               double timeout);
 /** Take one message.  timeout 0: get_nowait.  Returns by the timeout.

@@ -21,6 +21,7 @@ typedef struct mproc__seg {
   int owner;             /* created here: unlinks the name on close */
   void *map_base;        /* backend: the whole mapping (POSIX puts a small */
   size_t map_size;       /* header before addr) */
+  size_t committed;      /* bytes from addr usable in this process now */
 } mproc__seg;
 
 /* Create `size` zero-filled bytes, owner-only access.  name NULL:
@@ -37,6 +38,33 @@ int mproc__seg_unlink(mproc__seg *s);
 /* Mark a named segment as meant to outlive its creator, so
  * mproc__seg_cleanup() leaves it alone, and stop unlinking it on close. */
 int mproc__seg_keep(mproc__seg *s);
+/* ---- reserved segments (the queue's ring) ----------------------------------
+ * A segment may reserve far more than it uses: an anonymous segment of
+ * `size` bytes of which only the first `commit` must be usable at once.
+ * POSIX: the same as mproc__seg_create (a memfd or shm object gets pages on
+ * first touch, so all of it counts as committed and nothing is charged until
+ * it is written).  Windows: a SEC_RESERVE section, whose pages must be
+ * committed (mproc__seg_commit) in a view before anyone touches them. */
+int mproc__seg_reserve(mproc__seg *s, size_t size, size_t commit);
+/* Makes the first `upto` bytes (<= size) usable in this process's view and
+ * raises s->committed to at least that.  Pages committed in one view are
+ * committed in the section (every view sees them); committing them again
+ * is harmless.  MPROC_ENOMEM when the system's commit limit is reached. */
+int mproc__seg_commit(mproc__seg *s, size_t upto);
+/* Hands back the memory of the whole pages inside [off, off + len) (offsets
+ * from addr), which then read as zeros; nobody may be using them.  Linux:
+ * a hole punched in the memfd / shm object.  MPROC_ENOTSUP where the OS has
+ * no such call for shared memory (Windows cannot decommit a section's
+ * pages; macOS and the BSDs offer nothing for a POSIX shm object): the
+ * pages stay until the segment is closed everywhere. */
+int mproc__seg_decommit(mproc__seg *s, size_t off, size_t len);
+/* 1 if mproc__seg_decommit can hand pages back here, else 0. */
+int mproc__seg_can_decommit(void);
+/* Bytes of the segment the OS backs with memory now (POSIX: the object's
+ * allocated blocks; Windows: the view's committed pages), for tests and
+ * diagnostics.  MPROC_ENOTSUP where the OS cannot say. */
+int mproc__seg_backed(const mproc__seg *s, uint64_t *bytes);
+
 /* Unmap and close the handle (and unlink if owner and still named). */
 void mproc__seg_close(mproc__seg *s);
 /* mproc_shm_cleanup()'s work. */

@@ -211,6 +211,7 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   if ((rc = mproc__seg_map(s, fd, size + MPROC__SEG_HDR)) < 0)
     goto fail;
   s->size = size;
+  s->committed = size;
   mproc__seg_hdr_init(s->map_base, size);
   return MPROC_OK;
 fail:
@@ -260,6 +261,7 @@ static int mproc__seg_check(mproc__seg *s, int fd, int named) {
     return MPROC_EINVAL;
   }
   s->size = (size_t)size;
+  s->committed = s->size;
   return MPROC_OK;
 }
 
@@ -393,4 +395,71 @@ int mproc__seg_cleanup(void) {
   }
   closedir(d);
   return removed;
+}
+
+/* ---- reserved segments -------------------------------------------------------
+ * A memfd or shm object made by ftruncate is sparse: a page is allocated
+ * when first touched (Linux: shmem; macOS and the BSDs: a swap-backed VM
+ * object), and memfd and tmpfs files charge memory per page, not for their
+ * size.  So a reserve is an ordinary segment, all of it usable at once. */
+int mproc__seg_reserve(mproc__seg *s, size_t size, size_t commit) {
+  (void)commit;
+  return mproc__seg_create(s, NULL, size);
+}
+
+int mproc__seg_commit(mproc__seg *s, size_t upto) {
+  return upto <= s->size ? MPROC_OK : MPROC_EINVAL;
+}
+
+int mproc__seg_can_decommit(void) {
+#if defined(__linux__) && defined(FALLOC_FL_PUNCH_HOLE)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+/* Linux: fallocate(2) FALLOC_FL_PUNCH_HOLE frees the pages of a memfd or a
+ * tmpfs file (since 3.5), and the range reads as zeros afterwards in every
+ * mapping.  The pages must be whole: a partial page would only be zeroed.
+ * Elsewhere: madvise() cannot free a shared object's pages (MADV_FREE and
+ * MADV_DONTNEED only drop this mapping's view of them), and macOS has no
+ * hole punching for shm objects, so they stay until the object goes. */
+int mproc__seg_decommit(mproc__seg *s, size_t off, size_t len) {
+#if defined(__linux__) && defined(FALLOC_FL_PUNCH_HOLE)
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t from = (uint64_t)MPROC__SEG_HDR + off, to = from + len;
+  if (off > s->size || len > s->size - off)
+    return MPROC_EINVAL;
+  from = (from + page - 1) / page * page;
+  to = to / page * page;
+  if (to <= from)
+    return MPROC_OK;
+  if (fallocate(s->handle, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                (off_t)from, (off_t)(to - from)) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return MPROC_OK;
+#else
+  (void)s;
+  (void)off;
+  (void)len;
+  return MPROC_ENOTSUP;
+#endif
+}
+
+/* Linux keeps a memfd's or tmpfs file's allocated pages in st_blocks (in
+ * 512-byte units).  macOS and the BSDs fill in no such count for a shm
+ * object. */
+int mproc__seg_backed(const mproc__seg *s, uint64_t *bytes) {
+#ifdef __linux__
+  struct stat st;
+  if (fstat(s->handle, &st) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  *bytes = (uint64_t)st.st_blocks * 512u;
+  return MPROC_OK;
+#else
+  (void)s;
+  (void)bytes;
+  return MPROC_ENOTSUP;
+#endif
 }

@@ -191,31 +191,59 @@ static int mproc__seg_wname(const char *name,
   return MPROC_OK;
 }
 
+/* The size of the view at `base` and how much of its start is committed.
+ * A view of a committed section is one region of pages in one state; a
+ * view of a SEC_RESERVE section is a run of regions (committed, reserved,
+ * ...) of the same allocation, which VirtualQuery reports one at a time.
+ * Regions never extend past their allocation. */
+static int mproc__seg_view(void *base, size_t *total, size_t *committed) {
+  MEMORY_BASIC_INFORMATION mbi;
+  unsigned char *p = (unsigned char *)base;
+  *total = 0;
+  *committed = 0;
+  for (;;) {
+    if (VirtualQuery(p, &mbi, sizeof(mbi)) != sizeof(mbi)) {
+      if (*total)
+        break; /* past the end of the address space */
+      return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+    }
+    if (mbi.AllocationBase != base || mbi.State == MEM_FREE)
+      break;
+    if (mbi.State == MEM_COMMIT && *committed == *total)
+      *committed += mbi.RegionSize;
+    *total += mbi.RegionSize;
+    p += mbi.RegionSize;
+  }
+  return MPROC_OK;
+}
+
 /* Maps the whole section behind `h` and checks the header: MPROC_EINVAL for
  * a section that is not (yet) a complete mproc segment. */
 static int mproc__seg_map(mproc__seg *s, HANDLE h) {
-  MEMORY_BASIC_INFORMATION mbi;
   void *base;
+  size_t total, committed;
   uint64_t size;
-  int rc = MPROC_EINVAL;
+  int rc;
   base = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
   if (!base)
     return mproc__w32_map_error(GetLastError());
-  /* A view of a committed pagefile section is one region of pages with the
-   * same state, and regions never extend past their allocation. */
-  if (VirtualQuery(base, &mbi, sizeof(mbi)) != sizeof(mbi)) {
-    DWORD err = GetLastError();
-    UnmapViewOfFile(base);
-    return mproc__os_fail(MPROC_ESYS, (int)err);
-  }
-  if (mbi.RegionSize <= MPROC__SEG_HDR || mproc__seg_hdr_size(base, &size) < 0)
+  if ((rc = mproc__seg_view(base, &total, &committed)) < 0)
     goto finish;
-  if (size == 0 || size > (uint64_t)(mbi.RegionSize - MPROC__SEG_HDR))
+  rc = MPROC_EINVAL;
+  /* The header is read only where a page backs it (a reserved page would
+   * fault), and the size it claims must lie inside the view. */
+  if (committed <= MPROC__SEG_HDR || mproc__seg_hdr_size(base, &size) < 0)
+    goto finish;
+  if (size == 0 || size > (uint64_t)(total - MPROC__SEG_HDR))
     goto finish;
   s->map_base = base;
-  s->map_size = mbi.RegionSize;
+  s->map_size = total;
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
   s->size = (size_t)size;
+  /* A view of a reserve starts with nothing counted as committed: the
+   * user commits (again, harmlessly) what it touches in this view rather
+   * than rely on what VirtualQuery says another process committed. */
+  s->committed = committed >= total ? s->size : 0;
   s->handle = h;
   rc = MPROC_OK;
 finish:
@@ -227,7 +255,7 @@ finish:
 /* Creates the mapping object (`total` bytes, owner-only), named when
  * `name` is given; an existing name is refused like O_EXCL. */
 static int mproc__seg_create_mapping(const char *name, uint64_t total,
-                                     HANDLE *out) {
+                                     DWORD sec, HANDLE *out) {
   wchar_t wname[sizeof(MPROC__SEG_PREFIX) / sizeof(wchar_t) +
                 MPROC_SHM_NAME_MAX];
   SECURITY_ATTRIBUTES sa;
@@ -239,9 +267,10 @@ static int mproc__seg_create_mapping(const char *name, uint64_t total,
     return rc;
   /* Cleared first, so ERROR_ALREADY_EXISTS below is this call's. */
   SetLastError(ERROR_SUCCESS);
-  /* INVALID_HANDLE_VALUE: backed by the pagefile, committed and
-   * zero-filled at creation (SEC_COMMIT is the default). */
-  h = CreateFileMappingW(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE,
+  /* INVALID_HANDLE_VALUE: backed by the pagefile, zero-filled, committed
+   * at creation (SEC_COMMIT, the default: sec 0) or only reserved
+   * (SEC_RESERVE: pages are committed later, see mproc__seg_commit). */
+  h = CreateFileMappingW(INVALID_HANDLE_VALUE, &sa, PAGE_READWRITE | sec,
                          (DWORD)(total >> 32), (DWORD)(total & 0xffffffffu),
                          name ? wname : NULL);
   if (!h) {
@@ -263,7 +292,11 @@ static int mproc__seg_create_mapping(const char *name, uint64_t total,
   return MPROC_OK;
 }
 
-int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
+/* Creates a segment of `size` bytes: a committed section, or with
+ * `reserve` a SEC_RESERVE one whose header and first `commit` bytes are
+ * committed now. */
+static int mproc__seg_make(mproc__seg *s, const char *name, size_t size,
+                           int reserve, size_t commit) {
   uint64_t total;
   HANDLE h = NULL;
   void *base = NULL;
@@ -274,11 +307,19 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   if (size == 0 || size > (size_t)-1 - MPROC__SEG_HDR)
     return MPROC_EINVAL;
   total = (uint64_t)size + MPROC__SEG_HDR;
-  rc = mproc__seg_create_mapping(name, total, &h);
+  if (!reserve || commit > size)
+    commit = size;
+  rc = mproc__seg_create_mapping(name, total, reserve ? SEC_RESERVE : 0, &h);
   if (rc < 0)
     return rc;
   base = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
   if (!base) {
+    rc = mproc__w32_map_error(GetLastError());
+    goto finish;
+  }
+  if (reserve &&
+      !VirtualAlloc(base, MPROC__SEG_HDR + commit, MEM_COMMIT,
+                    PAGE_READWRITE)) {
     rc = mproc__w32_map_error(GetLastError());
     goto finish;
   }
@@ -296,6 +337,7 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
   s->map_size = (size_t)total;
   s->addr = (unsigned char *)base + MPROC__SEG_HDR;
   s->size = size;
+  s->committed = commit;
   s->handle = h;
   rc = MPROC_OK;
 finish:
@@ -305,6 +347,10 @@ finish:
     CloseHandle(h);
   }
   return rc;
+}
+
+int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
+  return mproc__seg_make(s, name, size, 0, size);
 }
 
 int mproc__seg_attach(mproc__seg *s, const char *name) {
@@ -400,3 +446,52 @@ void mproc__seg_close(mproc__seg *s) {
 /* Nothing can be left behind: the system closes a dead process's handles,
  * and the last close removes the name. */
 int mproc__seg_cleanup(void) { return 0; }
+
+/* ---- reserved segments -------------------------------------------------------
+ * A SEC_RESERVE section: its pages take neither memory nor commit charge
+ * until VirtualAlloc(MEM_COMMIT) commits them through a view ("Creating a
+ * File Mapping Object", CreateFileMapping's SEC_RESERVE).  The commit is
+ * the section's: other views see the pages too. */
+int mproc__seg_reserve(mproc__seg *s, size_t size, size_t commit) {
+  /* Nothing left to reserve: a plain committed section. */
+  return mproc__seg_make(s, NULL, size, commit < size, commit);
+}
+
+int mproc__seg_commit(mproc__seg *s, size_t upto) {
+  if (upto > s->size)
+    return MPROC_EINVAL;
+  if (upto <= s->committed)
+    return MPROC_OK;
+  if (!VirtualAlloc((unsigned char *)s->addr + s->committed,
+                    upto - s->committed, MEM_COMMIT, PAGE_READWRITE))
+    return mproc__w32_map_error(GetLastError());
+  s->committed = upto;
+  return MPROC_OK;
+}
+
+/* Committed pages of a section cannot be decommitted (VirtualFree refuses
+ * MEM_DECOMMIT on a mapped view, and SEC_RESERVE's documentation says so);
+ * DiscardVirtualMemory and OfferVirtualMemory take private memory only.
+ * The pages stay committed until the last view and handle are closed. */
+int mproc__seg_decommit(mproc__seg *s, size_t off, size_t len) {
+  (void)s;
+  (void)off;
+  (void)len;
+  return MPROC_ENOTSUP;
+}
+
+int mproc__seg_can_decommit(void) { return 0; }
+
+int mproc__seg_backed(const mproc__seg *s, uint64_t *bytes) {
+  MEMORY_BASIC_INFORMATION mbi;
+  unsigned char *p = (unsigned char *)s->map_base;
+  uint64_t n = 0;
+  while (p < (unsigned char *)s->map_base + s->map_size &&
+         VirtualQuery(p, &mbi, sizeof(mbi)) == sizeof(mbi)) {
+    if (mbi.State == MEM_COMMIT)
+      n += mbi.RegionSize;
+    p += mbi.RegionSize;
+  }
+  *bytes = n;
+  return MPROC_OK;
+}

@@ -457,8 +457,8 @@ TEST(Names, CustomNameAndRename) {
 
 TEST(Names, ChildSeesItsNameAndItsParent) {
   TestPipe pipe;
-  mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT,
-                             MPROC_START_DEFAULT, 0};
+  mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT, MPROC_START_DEFAULT,
+                             0};
   mproc_process *p = test_start("report_self", Args().h(pipe.w), &o);
   pipe.close_w();
   std::string out = test_read_all(pipe.r);
@@ -990,7 +990,8 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   // Fork a long-lived child after each finished spawn round, so forks land
   // at every phase of the other threads' starts.
   std::vector<mproc_process *> longs;
-  mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK, 0};
+  mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK,
+                              0};
   for (int i = 0; i < kForks && !slow && !failed; i++) {
     {
       std::unique_lock<std::mutex> g(mu);

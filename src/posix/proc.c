@@ -478,11 +478,10 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     rc = MPROC_ENOMEM;
     goto finish;
   }
-  e = mproc__px_use_forkexec
-          ? mproc__forkexec(&pid, exe->path, src, nsrc, argv, &ends,
-                            p->new_group)
-          : mproc__posix_spawn(&pid, exe->path, src, nsrc, argv, &ends,
-                               p->new_group);
+  e = mproc__px_use_forkexec ? mproc__forkexec(&pid, exe->path, src, nsrc, argv,
+                                               &ends, p->new_group)
+                             : mproc__posix_spawn(&pid, exe->path, src, nsrc,
+                                                  argv, &ends, p->new_group);
   if (e != 0) {
     rc = MPROC_ESPAWN;
     goto fail_errno;

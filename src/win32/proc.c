@@ -560,10 +560,9 @@ int mproc__plat_signal(struct mproc_process *p, int which) {
   return mproc__os_fail(MPROC_ESYS, (int)err);
 }
 
-int mproc__plat_signal_tree(struct mproc_process *p, int which,
-                            int reaped) {
-  UINT code = which == MPROC__SIG_KILL ? MPROC__W32_EXIT_KILL
-                                       : MPROC__W32_EXIT_TERM;
+int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped) {
+  UINT code =
+      which == MPROC__SIG_KILL ? MPROC__W32_EXIT_KILL : MPROC__W32_EXIT_TERM;
   /* The job handle names this job only, reaped child or not: it stays
    * valid until close, and an empty job is simply terminated again. */
   (void)reaped;

@@ -503,6 +503,17 @@ typedef struct mproc_process_options {
   const char *name;    /**< NULL: "Process-N" (in a child: "Process-P:N") */
   int daemon;          /**< MPROC_DAEMON_INHERIT / _YES / _NO */
   mproc_start_method start_method; /**< DEFAULT: the global default */
+  /** 1: start the child in a process tree of its own, which
+   *  mproc_process_kill_tree() and mproc_process_terminate_tree() end as a
+   *  whole; 0 (default): the child shares this process's.  POSIX: a new
+   *  process group led by the child (setpgid), so the child and what it
+   *  starts no longer get the terminal's Ctrl+C or Ctrl+Z: the program
+   *  forwards them if it wants (e.g. with mproc_process_interrupt()).
+   *  Windows: a new job object holding the child from its first
+   *  instruction.  A descendant that leaves the tree on purpose (setsid(),
+   *  setpgid(), a child it starts with this option itself, or
+   *  CREATE_BREAKAWAY_FROM_JOB where the job allows it) is not reached. */
+  int new_group;
 } mproc_process_options;
 
 /** Create (not start) a process that will run entry `entry` with `args`.
@@ -595,6 +606,34 @@ MPROC_API int mproc_process_kill(mproc_process *p);
 MPROC_API int mproc_process_interrupt(mproc_process *p);
 /** @} */
 
+/** @name Process trees
+ * For a child created with mproc_process_options::new_group: act on the
+ * child and every process it started, directly or not, that is still in
+ * its tree.  POSIX: killpg() on the child's process group, which reaches
+ * the members also after the child itself ended (while it is not yet
+ * joined).  The group is only named through the child's pid, and once the
+ * child has been reaped that number may be reused (POSIX keeps a group's id
+ * from a new process only while the group has members, and nothing tells
+ * the parent when it is empty): after the child was joined the call sends
+ * nothing and returns 0, so end a tree before joining it.  Windows:
+ * TerminateJobObject on the child's job, which stays reachable until
+ * mproc_process_close(), also after a join.  Thread-safe.
+ * @{ */
+/** SIGKILL to the child's process tree (Windows: TerminateJobObject, every
+ * member's exit code -9).
+ * @param p  a child started with mproc_process_options::new_group
+ * @return 0 (also when the child has ended), #MPROC_ESTATE before start or
+ *   for a child started without new_group (nothing is sent then),
+ *   #MPROC_EPERM outside the creator, #MPROC_ECLOSED, or another negative
+ *   code. */
+MPROC_API int mproc_process_kill_tree(mproc_process *p);
+/** SIGTERM to the child's process tree, which each member may handle or
+ * ignore (Windows: TerminateJobObject, every member's exit code -15).
+ * @param p  a child started with mproc_process_options::new_group
+ * @return as mproc_process_kill_tree(). */
+MPROC_API int mproc_process_terminate_tree(mproc_process *p);
+/** @} */
+
 /** What one step of a stop chain (mproc_process_stop()) does before it
  *  waits.  Zero is no action, so a step left zeroed is refused. */
 typedef enum mproc_stop_action {
@@ -609,7 +648,15 @@ typedef enum mproc_stop_action {
   MPROC_STOP_TERMINATE = 3,
   /** mproc_process_kill(): SIGKILL, which also ends a stopped (SIGSTOP)
    *  child; Windows: TerminateProcess (exit code -9). */
-  MPROC_STOP_KILL = 4
+  MPROC_STOP_KILL = 4,
+  /** mproc_process_terminate_tree(): SIGTERM to the child's whole process
+   *  tree (mproc_process_options::new_group).  The chain still ends when
+   *  the child itself is seen ended: members that ignore SIGTERM live on,
+   *  so end a tree with a step of #MPROC_STOP_KILL_TREE. */
+  MPROC_STOP_TERMINATE_TREE = 5,
+  /** mproc_process_kill_tree(): SIGKILL to the child's whole process tree
+   *  (Windows: TerminateJobObject, exit code -9). */
+  MPROC_STOP_KILL_TREE = 6
 } mproc_stop_action;
 
 /** One step of a stop chain: do `action`, then wait up to `timeout`
@@ -669,7 +716,9 @@ typedef struct mproc_stop_result {
  * @return 0 when the child has ended (and is reaped); MPROC_ETIMEDOUT if it
  * still runs after the last step's wait; MPROC_EINVAL for a NULL `p` or
  * `steps`, no steps, an unknown action or a NaN timeout (checked before
- * anything is sent); MPROC_ESTATE before start; MPROC_EPERM for the
+ * anything is sent); MPROC_ESTATE before start, or for a tree step on a
+ * child started without mproc_process_options::new_group (also checked
+ * first); MPROC_EPERM for the
  * current or parent process object or outside the creating process;
  * MPROC_ECLOSED after close; an error of a step's action (the chain stops
  * there).

@@ -140,6 +140,7 @@ struct mproc_process {
   int waiters; /* threads inside join/wait on this object */
   int daemon;
   int method; /* MPROC_START_FORK or MPROC_START_SPAWN */
+  int new_group; /* mproc_process_options::new_group: a tree of its own */
   int exitcode;
   int64_t pid;
   int64_t creator_pid;

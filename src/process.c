@@ -261,6 +261,8 @@ static int mproc__read_options(const mproc_process_options *opts,
   if (*daemon != MPROC_DAEMON_INHERIT && *daemon != MPROC_DAEMON_YES &&
       *daemon != MPROC_DAEMON_NO)
     return MPROC_EINVAL;
+  if (opts && opts->new_group != 0 && opts->new_group != 1)
+    return MPROC_EINVAL;
   return MPROC_OK;
 }
 
@@ -331,6 +333,7 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
   if (!(p = mproc__child_new(e, method)))
     return MPROC_ENOMEM;
   p->refs = 1;
+  p->new_group = opts ? opts->new_group : 0;
   /* Encoded now to report E2BIG and bad objects at create, as Python
    * reports bad arguments at construction; objects are described again at
    * start (mproc__reencode_objects). */
@@ -706,6 +709,33 @@ int mproc_process_kill(mproc_process *p) {
 }
 int mproc_process_interrupt(mproc_process *p) {
   return mproc__signal(p, MPROC__SIG_INT);
+}
+
+/* The tree calls: like mproc__signal, but for the child's group or job,
+ * which the backend may still reach after the child was reaped. */
+static int mproc__signal_tree(mproc_process *p, int which) {
+  int rc;
+  if (!p)
+    return MPROC_EINVAL;
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__check_child(p);
+  /* Without the option the child shares our group: refusing says so,
+   * where signalling the child alone would leave its tree running. */
+  if (rc == MPROC_OK && (p->state == MPROC__P_CREATED || !p->new_group))
+    rc = MPROC_ESTATE;
+  /* Holding the lock keeps an unreaped child unreaped while the backend
+   * signals its group, whose id is the child's pid. */
+  if (rc == MPROC_OK)
+    rc = mproc__plat_signal_tree(p, which, p->state != MPROC__P_STARTED);
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+
+int mproc_process_kill_tree(mproc_process *p) {
+  return mproc__signal_tree(p, MPROC__SIG_KILL);
+}
+int mproc_process_terminate_tree(mproc_process *p) {
+  return mproc__signal_tree(p, MPROC__SIG_TERM);
 }
 
 int mproc_process_close(mproc_process *p) {

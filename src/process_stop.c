@@ -14,22 +14,27 @@
 static int mproc__stop_check(const mproc_process *p,
                              const mproc_stop_step *steps, size_t nsteps) {
   size_t i;
+  int tree_refused = 0;
   if (!p || !steps || nsteps == 0 || nsteps > (size_t)INT_MAX)
     return MPROC_EINVAL;
   for (i = 0; i < nsteps; i++) {
     /* As an int: the caller's value may be outside the enumeration. */
     int action = (int)steps[i].action;
-    if (action < MPROC_STOP_WAIT || action > MPROC_STOP_KILL)
+    if (action < MPROC_STOP_WAIT || action > MPROC_STOP_KILL_TREE)
       return MPROC_EINVAL;
     if (isnan(steps[i].timeout))
       return MPROC_EINVAL;
+    /* Set at create and never changed: read without the lock.  Refused
+     * here, not at the step, so no earlier step has been sent. */
+    if (action >= MPROC_STOP_TERMINATE_TREE && !p->new_group)
+      tree_refused = 1;
   }
   /* join() on the parent's object waits for the parent; stopping it (or
    * this process) is not what a chain of a child's steps can mean.  The
    * kind never changes after creation, so it is read without the lock. */
   if (p->kind != MPROC__K_CHILD)
     return MPROC_EPERM;
-  return MPROC_OK;
+  return tree_refused ? MPROC_ESTATE : MPROC_OK;
 }
 
 static int mproc__stop_act(mproc_process *p, mproc_stop_action action) {
@@ -40,6 +45,10 @@ static int mproc__stop_act(mproc_process *p, mproc_stop_action action) {
     return mproc_process_terminate(p);
   case MPROC_STOP_KILL:
     return mproc_process_kill(p);
+  case MPROC_STOP_TERMINATE_TREE:
+    return mproc_process_terminate_tree(p);
+  case MPROC_STOP_KILL_TREE:
+    return mproc_process_kill_tree(p);
   default:
     return MPROC_OK; /* MPROC_STOP_WAIT: nothing to send */
   }

@@ -133,7 +133,7 @@ TEST_ENTRY(start_grandchild_and_go) {
   a.h(h).i(daemonic ? 60000 : 300);
   mproc_process_options o = {nullptr,
                              daemonic ? MPROC_DAEMON_YES : MPROC_DAEMON_NO,
-                             MPROC_START_DEFAULT};
+                             MPROC_START_DEFAULT, 0};
   mproc_process *p = nullptr;
   if (mproc_process_create(&p, "hold_and_sleep", a, &o) != MPROC_OK ||
       mproc_process_start(p) != MPROC_OK)
@@ -447,7 +447,7 @@ TEST(Names, DefaultNamesCountUp) {
 
 TEST(Names, CustomNameAndRename) {
   mproc_process_options o = {"worker", MPROC_DAEMON_INHERIT,
-                             MPROC_START_DEFAULT};
+                             MPROC_START_DEFAULT, 0};
   mproc_process *p = created("ret_arg", nullptr, &o);
   EXPECT_STREQ(mproc_process_name(p), "worker");
   EXPECT_EQ(mproc_process_set_name(p, "renamed"), MPROC_OK);
@@ -458,8 +458,8 @@ TEST(Names, CustomNameAndRename) {
 
 TEST(Names, ChildSeesItsNameAndItsParent) {
   TestPipe pipe;
-  mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT,
-                             MPROC_START_DEFAULT};
+  mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT, MPROC_START_DEFAULT,
+                             0};
   mproc_process *p = test_start("report_self", Args().h(pipe.w), &o);
   pipe.close_w();
   std::string out = test_read_all(pipe.r);
@@ -502,7 +502,7 @@ TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
   test_join_code(p);
   mproc_process_free(p);
 
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0};
   p = created("ret_arg", nullptr, &o);
   EXPECT_EQ(mproc_process_daemon(p), 1);
   mproc_process_free(p);
@@ -511,7 +511,7 @@ TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
 }
 
 TEST(Daemon, DaemonicProcessMayNotStartChildren) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0};
   mproc_process *p = test_start("try_start_child", nullptr, &o);
   EXPECT_EQ(test_join_code(p), -MPROC_EDAEMON);
   mproc_process_free(p);
@@ -726,7 +726,7 @@ TEST(BadInput, NullsAndUnknownEntries) {
 TEST(BadInput, StartMethods) {
   mproc_process *p = nullptr;
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
-                             (mproc_start_method)9};
+                             (mproc_start_method)9, 0};
   EXPECT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o), MPROC_EINVAL);
   EXPECT_EQ(mproc_set_start_method(MPROC_START_DEFAULT), MPROC_EINVAL);
   mproc_start_method m = mproc_get_start_method();
@@ -1033,7 +1033,7 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   for (int i = 0; i < kSpawners; i++)
     ts.emplace_back([&] {
       mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
-                                 MPROC_START_SPAWN};
+                                 MPROC_START_SPAWN, 0};
       while (!stop) {
         mproc_process *p = nullptr;
         if (mproc_process_create(&p, "ret_arg", Args().i(0), &o) != MPROC_OK ||
@@ -1064,7 +1064,8 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   // Fork a long-lived child after each finished spawn round, so forks land
   // at every phase of the other threads' starts.
   std::vector<mproc_process *> longs;
-  mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK};
+  mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK,
+                              0};
   for (int i = 0; i < kForks && !slow && !failed; i++) {
     {
       std::unique_lock<std::mutex> g(mu);
@@ -1291,6 +1292,144 @@ TEST(Stop, StoppedChildIsStillKilledByTheChain) {
   EXPECT_LT(test_now() - t0, 20.0);
   EXPECT_EQ(how.step, 2);
   EXPECT_EQ(how.exitcode, -9);
+  mproc_process_free(p);
+}
+#endif
+
+// ---- process trees (issue 12) -----------------------------------------------
+
+// One node of a tree `arg 1` generations deep: ignores SIGTERM, starts the
+// next generation (a plain child: it inherits the tree), says 'R' on the
+// handle in arg 0, which it holds, and sleeps.  The test sees EOF on the
+// pipe only once every node is dead.
+TEST_ENTRY(tree_node) {
+  mproc_handle_t h = arg_handle(args, 0);
+  int64_t depth = arg_int(args, 1);
+  signal(SIGTERM, SIG_IGN);
+  if (depth > 1) {
+    Args a;
+    a.h(h).i(depth - 1);
+    mproc_process *p = nullptr;
+    if (mproc_process_create(&p, "tree_node", a, nullptr) != MPROC_OK ||
+        mproc_process_start(p) != MPROC_OK)
+      return 10;
+    mproc_process_free(p); // still tracked: exit-time cleanup joins it
+  }
+  if (!test_write_all(h, "R", 1))
+    return 1;
+  test_sleep_ms(60000);
+  return 0;
+}
+
+namespace {
+
+mproc_process_options tree_options() {
+  mproc_process_options o;
+  std::memset(&o, 0, sizeof o);
+  o.new_group = 1;
+  return o;
+}
+
+// Starts a three-generation tree_node tree in a group of its own and waits
+// until all three run; *pipe keeps the read end.
+mproc_process *start_tree(TestPipe *pipe) {
+  mproc_process_options o = tree_options();
+  mproc_process *p = test_start("tree_node", Args().h(pipe->w).i(3), &o);
+  pipe->close_w();
+  EXPECT_EQ(test_read_n(pipe->r, 3), "RRR");
+  return p;
+}
+
+} // namespace
+
+TEST(Trees, KillTreeEndsThreeGenerationsThatIgnoreSigterm) {
+  TestPipe pipe;
+  mproc_process *p = start_tree(&pipe);
+  double t0 = test_now();
+  ASSERT_EQ(mproc_process_kill_tree(p), MPROC_OK);
+  // EOF: every holder of the write end, so every generation, is dead.  Had
+  // one survived, this would take the minute of its sleep.
+  EXPECT_EQ(test_read_all(pipe.r), "");
+  EXPECT_LT(test_now() - t0, 30.0);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+}
+
+TEST(Trees, StopChainEscalatesFromTerminateTreeToKillTree) {
+  TestPipe pipe;
+  mproc_process *p = start_tree(&pipe);
+  const mproc_stop_step chain[] = {{MPROC_STOP_TERMINATE_TREE, 0.3},
+                                   {MPROC_STOP_KILL_TREE, 30.0}};
+  mproc_stop_result how = {99, 99};
+  ASSERT_EQ(mproc_process_stop(p, chain, 2, &how), MPROC_OK);
+  if (test_on_windows()) {
+    // TerminateJobObject cannot be ignored: the whole tree ends at once.
+    EXPECT_EQ(how.step, 0);
+    EXPECT_EQ(how.exitcode, -15);
+  } else {
+    EXPECT_EQ(how.step, 1);
+    EXPECT_EQ(how.exitcode, -9);
+  }
+  double t0 = test_now();
+  EXPECT_EQ(test_read_all(pipe.r), "");
+  EXPECT_LT(test_now() - t0, 30.0);
+  mproc_process_free(p);
+}
+
+TEST(Trees, WithoutTheOptionTreeCallsAreRefusedAndNothingIsSent) {
+  mproc_process_options bad = tree_options();
+  bad.new_group = 2;
+  mproc_process *q = nullptr;
+  EXPECT_EQ(mproc_process_create(&q, "ret_arg", nullptr, &bad), MPROC_EINVAL);
+  EXPECT_EQ(mproc_process_kill_tree(nullptr), MPROC_EINVAL);
+  mproc_process_options o = tree_options();
+  mproc_process *p = created("ret_arg", nullptr, &o);
+  EXPECT_EQ(mproc_process_kill_tree(p), MPROC_ESTATE); // not started
+  mproc_process_free(p);
+
+  p = test_start("sleep_then_ret", Args().i(60000));
+  EXPECT_EQ(mproc_process_kill_tree(p), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_terminate_tree(p), MPROC_ESTATE);
+  const mproc_stop_step chain[] = {{MPROC_STOP_KILL, 5.0},
+                                   {MPROC_STOP_KILL_TREE, 5.0}};
+  EXPECT_EQ(mproc_process_stop(p, chain, 2, nullptr), MPROC_ESTATE);
+  EXPECT_EQ(mproc_process_is_alive(p), 1);
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+
+  // With the option, after the child was joined: nothing to report.
+  p = test_start("ret_arg", Args().i(3), &o);
+  EXPECT_EQ(test_join_code(p), 3);
+  EXPECT_EQ(mproc_process_kill_tree(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_kill_tree(p), MPROC_ECLOSED);
+  mproc_process_free(p);
+}
+
+// Windows: a daemonic child is in the daemon job already; its own job is
+// nested below that one.
+TEST(Trees, DaemonicChildGetsATreeToo) {
+  mproc_process_options o = tree_options();
+  o.daemon = MPROC_DAEMON_YES;
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000), &o);
+  ASSERT_EQ(mproc_process_kill_tree(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+}
+
+#ifndef _WIN32
+// The group exists when start returns, whichever of parent and child ran
+// first, so a kill_tree right after start cannot miss it.
+TEST(Trees, ChildLeadsItsOwnProcessGroupWhenStartReturns) {
+  mproc_process_options o = tree_options();
+  mproc_process *p = test_start("sleep_then_ret", Args().i(60000), &o);
+  int64_t pid = 0;
+  ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+  EXPECT_EQ(getpgid((pid_t)pid), (pid_t)pid);
+  EXPECT_NE(getpgrp(), (pid_t)pid);
+  ASSERT_EQ(mproc_process_kill_tree(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
   mproc_process_free(p);
 }
 #endif

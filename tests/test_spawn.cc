@@ -444,7 +444,8 @@ TEST_ENTRY(return_marker) { return g_marker; }
 
 TEST(StartMethod, ForkSharesTheParentsMemorySnapshotSpawnDoesNot) {
   g_marker = 77;
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
+                             0};
   mproc_process *p = test_start("return_marker", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 0); // a fresh program: the global is 0
   mproc_process_free(p);
@@ -494,7 +495,8 @@ TEST_ENTRY(ret_five) { return 5; }
 TEST(Quoting, InnerStartsAChildFromHere) {
   if (!inner_run())
     GTEST_SKIP() << "runs only when started by another test";
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
+                             0};
   mproc_process *p = test_start("ret_five", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 5);
   mproc_process_free(p);
@@ -718,7 +720,8 @@ TEST(Leaks, SpawnedChildGetsOnlyTheHandlesItIsGiven) {
   int stray[2];
   ASSERT_EQ(pipe(stray), 0); // not close-on-exec: exec alone would leak it
   TestPipe pipe;
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
+                             0};
   mproc_process *other = test_start("sleep_then_ret_60s", nullptr, &o);
   mproc_process *p = test_start("check_fds", Args().h(pipe.w), &o);
   pipe.close_w();
@@ -749,7 +752,8 @@ TEST(Leaks, DescriptorsCreatedByAnotherThreadMeanwhileDoNotLeak) {
       }
     }
   });
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
+                             0};
   for (int i = 0; i < 30; i++) {
     TestPipe pipe;
     mproc_process *p = test_start("check_fds", Args().h(pipe.w), &o);
@@ -765,7 +769,8 @@ TEST(Leaks, DescriptorsCreatedByAnotherThreadMeanwhileDoNotLeak) {
 TEST(Leaks, ForkChildDoesNotHoldSiblingSentinels) {
   // A sibling started earlier must not keep a copy of another child's
   // pidfd: the fork child closes what belongs to its parent.
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK,
+                             0};
   mproc_process *a = test_start("sleep_then_ret_60s", nullptr, &o);
   int64_t pid_a = 0;
   ASSERT_EQ(mproc_process_pid(a, &pid_a), MPROC_OK);
@@ -832,7 +837,8 @@ TEST(Signals, SpawnedChildStartsWithDefaultHandlersAndAnEmptyMask) {
   sigaddset(&block, SIGUSR2);
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &old_mask);
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
+                             0};
   mproc_process *p = test_start("check_signal_state", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 0);
   mproc_process_free(p);

@@ -49,6 +49,12 @@ enum { MPROC__SIG_TERM = 1, MPROC__SIG_KILL = 2, MPROC__SIG_INT = 3 };
 /* Deliver a signal to a started, not yet reaped child. */
 int mproc__plat_signal(struct mproc_process *p, int which);
 
+/* Deliver MPROC__SIG_TERM or _KILL to the process tree of a child started
+ * with new_group (its process group / job).  `reaped`: the child has been
+ * reaped, so its pid may name someone else by now.  Called with the global
+ * lock held. */
+int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped);
+
 /* The pollable / waitable sentinel. */
 mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p);
 

@@ -52,10 +52,11 @@
 /* Request flags: a daemonic child; which of the program's stdin, stdout
  * and stderr ride along (after the handles), so the child writes where
  * the program writes now, as a fork or spawn child would, not where it
- * wrote when the server started. */
-enum { MPROC__FS_DAEMON = 1u, MPROC__FS_STDIO0 = 2u };
+ * wrote when the server started; a child that leads a process group of its
+ * own (new_group). */
+enum { MPROC__FS_DAEMON = 1u, MPROC__FS_STDIO0 = 2u, MPROC__FS_GROUP = 16u };
 #define MPROC__FS_STDIO(i) (MPROC__FS_STDIO0 << (i))
-#define MPROC__FS_FLAGS 15u
+#define MPROC__FS_FLAGS 31u
 
 static int mproc__fs_server_main(const mproc_args *args);
 
@@ -342,7 +343,8 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
   uint64_t *vals = NULL;
   unsigned char *bs = NULL;
   size_t bslen = 0, i, nfds = nhandles + 1;
-  uint32_t flags = p->daemon ? MPROC__FS_DAEMON : 0;
+  uint32_t flags = (p->daemon ? MPROC__FS_DAEMON : 0) |
+                   (p->new_group ? MPROC__FS_GROUP : 0);
   if (nhandles > 4096)
     return MPROC_E2BIG;
   fds = (int *)malloc((nhandles + 4) * sizeof(*fds));
@@ -582,6 +584,10 @@ static void mproc__fs_child_main(int alive, const int *fds, size_t nfds,
                                  unsigned char *bs, size_t bslen,
                                  uint32_t flags) {
   mproc__fs_child_signals();
+  /* Its group before anything it starts is born (the server sets it too,
+   * so it exists when the program learns the pid). */
+  if ((flags & MPROC__FS_GROUP) && setpgid(0, 0) != 0)
+    mproc__plat_exit_now(1);
   /* A daemonic child dies with the server (Linux: PR_SET_PDEATHSIG); the
    * server kills it when the program ends. */
   if ((flags & MPROC__FS_DAEMON) &&
@@ -627,6 +633,10 @@ static void mproc__fs_fork(int alive, int *fds, size_t nfds, unsigned char *bs,
   pid = grown ? fork() : -1;
   if (pid == 0)
     mproc__fs_child_main(alive, fds, nfds, bs, bslen, flags);
+  /* Whichever of the two runs first makes the group; EACCES cannot happen
+   * (the child execs nothing), and a child already gone fails with ESRCH. */
+  if (pid > 0 && (flags & MPROC__FS_GROUP))
+    (void)setpgid(pid, pid);
   mproc__wr_put64(rec, pid > 0 ? (uint64_t)pid
                                : (uint64_t)(int64_t)-(grown ? errno : ENOMEM));
   mproc__fs_report(fds[0], rec, sizeof rec);

@@ -189,6 +189,10 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
      * descriptor keeps its own. */
     for (i = 0; i < p->nhandles; i++)
       (void)fcntl(p->handles[i], F_SETFD, FD_CLOEXEC);
+    /* A group of its own before the entry runs, so that whatever it starts
+     * is born in it (the parent does the same, see below). */
+    if (p->new_group)
+      (void)setpgid(0, 0);
     child_main(p);
     _exit(1); /* not reached */
   }
@@ -202,6 +206,12 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     }
     mproc__pidfd_catch_up(pidfd, pid);
   }
+  /* Also here, as shells do for a job (setpgid(2)): whichever of the two
+   * runs first, the group exists before start returns, so a kill_tree
+   * right after start cannot miss it.  Fails harmlessly (EACCES, ESRCH)
+   * when the child got there first or already ended. */
+  if (p->new_group)
+    (void)setpgid(pid, pid);
   mproc__px_close_fd(&sent[1]);
   p->plat.pidfd = pidfd;
   p->plat.sentinel_r = sent[0];
@@ -214,7 +224,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
  * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
  * parent may have other threads holding malloc or stdio locks. */
 static int mproc__forkexec(pid_t *out, const char *path, const int *src,
-                           int nsrc, char **argv, mproc__child_ends *ends) {
+                           int nsrc, char **argv, mproc__child_ends *ends,
+                           int new_group) {
   int errp[2];
   pid_t pid;
   int child_errno = 0;
@@ -247,6 +258,8 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
         (void)sigaction(i, &dfl, NULL);
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    if (new_group && setpgid(0, 0) != 0)
+      goto fail;
     /* Sources were duplicated above every target, so no dup2 clobbers a
      * source that a later one still needs. */
     for (i = 0; i < nsrc; i++)
@@ -300,7 +313,8 @@ static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa) {
 #endif
 
 static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
-                              int nsrc, char **argv, mproc__child_ends *ends) {
+                              int nsrc, char **argv, mproc__child_ends *ends,
+                              int new_group) {
 #if MPROC__HAVE_SPAWN_CLOSE
   posix_spawn_file_actions_t fa;
   (void)ends; /* posix_spawn makes no descriptor of its own */
@@ -337,10 +351,14 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
     rc = posix_spawnattr_setsigmask(&attr, &none);
   if (rc == 0)
     rc = posix_spawnattr_setsigdefault(&attr, &all);
+  /* Process group 0: the child leads a new group, made before the exec. */
+  if (rc == 0 && new_group)
+    rc = posix_spawnattr_setpgroup(&attr, 0);
   if (rc == 0)
-    rc = posix_spawnattr_setflags(&attr, (short)(POSIX_SPAWN_SETSIGMASK |
-                                                 POSIX_SPAWN_SETSIGDEF |
-                                                 MPROC__SPAWN_CLOEXEC_FLAG));
+    rc = posix_spawnattr_setflags(
+        &attr, (short)(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                       (new_group ? POSIX_SPAWN_SETPGROUP : 0) |
+                       MPROC__SPAWN_CLOEXEC_FLAG));
   /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
   if (rc == 0)
     rc = posix_spawn(out, path, &fa, &attr, argv, mproc__environ);
@@ -348,7 +366,7 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
   posix_spawn_file_actions_destroy(&fa);
   return rc;
 #else
-  return mproc__forkexec(out, path, src, nsrc, argv, ends);
+  return mproc__forkexec(out, path, src, nsrc, argv, ends, new_group);
 #endif
 }
 
@@ -473,9 +491,10 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     rc = MPROC_ENOMEM;
     goto finish;
   }
-  e = mproc__px_use_forkexec
-          ? mproc__forkexec(&pid, exe->path, src, nsrc, argv, &ends)
-          : mproc__posix_spawn(&pid, exe->path, src, nsrc, argv, &ends);
+  e = mproc__px_use_forkexec ? mproc__forkexec(&pid, exe->path, src, nsrc, argv,
+                                               &ends, p->new_group)
+                             : mproc__posix_spawn(&pid, exe->path, src, nsrc,
+                                                  argv, &ends, p->new_group);
   if (e != 0) {
     rc = MPROC_ESPAWN;
     goto fail_errno;
@@ -678,6 +697,19 @@ int mproc__plat_signal(mproc_process *p, int which) {
      * our unreaped child (at worst a zombie), never a recycled stranger. */
     rc = kill((pid_t)p->pid, sig);
   if (rc != 0 && errno != ESRCH)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return MPROC_OK;
+}
+
+int mproc__plat_signal_tree(mproc_process *p, int which, int reaped) {
+  int sig = which == MPROC__SIG_KILL ? SIGKILL : SIGTERM;
+  /* While the child is unreaped (even a zombie) its pid is its group's id
+   * and no one else's.  After reaping, the group may be empty and the
+   * number reused by a stranger leading a group of its own: send nothing. */
+  if (reaped)
+    return MPROC_OK;
+  /* ESRCH: the group has no member left (the leader's zombie is not one). */
+  if (killpg((pid_t)p->pid, sig) != 0 && errno != ESRCH)
     return mproc__os_fail(MPROC_ESYS, errno);
   return MPROC_OK;
 }

@@ -21,11 +21,12 @@ typedef struct mproc__mutex_t {
 typedef struct mproc__plat_proc {
   void *process;         /* HANDLE from CreateProcessW: the sentinel */
   void *interrupt_event; /* HANDLE the child's watcher waits on */
+  void *job; /* HANDLE of the child's own job (new_group), or NULL */
 } mproc__plat_proc;
 
 /* Keep in step with mproc__plat_proc: the state of a process object that
  * owns no OS resources. */
-#define MPROC__PLAT_PROC_INIT {0, 0}
+#define MPROC__PLAT_PROC_INIT {0, 0, 0}
 #define MPROC__HAVE_FORK 0
 
 typedef struct mproc__plat_parent {

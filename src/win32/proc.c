@@ -169,6 +169,7 @@ struct mproc__w32_spawn {
   wchar_t *cmd;
   PROCESS_INFORMATION pi;
   int started; /* CreateProcessW succeeded: a failure must end the child */
+  HANDLE job;  /* the child's own job (new_group) */
   unsigned char *bs;
   size_t bs_len;
 };
@@ -311,6 +312,22 @@ static int mproc__w32_join_daemon_job(struct mproc__w32_spawn *s) {
   return MPROC_OK;
 }
 
+/* The child's own job (new_group), made while it is suspended so that
+ * everything it starts is born in it.  After the daemon job, if any: a
+ * process already in a job may join another only if that one is empty,
+ * which nests it below the first (Windows 8 nested jobs), so the order
+ * daemon job, then this new empty one, always works.  No limits are set:
+ * closing the handle leaves the tree running (no KILL_ON_JOB_CLOSE), and
+ * the members keep whatever breakaway right the jobs above them give. */
+static int mproc__w32_join_tree_job(struct mproc__w32_spawn *s) {
+  s->job = CreateJobObjectW(NULL, NULL);
+  if (!s->job)
+    return mproc__w32_spawn_fail_last();
+  if (!AssignProcessToJobObject(s->job, s->pi.hProcess))
+    return mproc__w32_spawn_fail_last();
+  return MPROC_OK;
+}
+
 /* Duplicates the passed handles, the parent watch and the interrupt event
  * into the suspended child and records the child's values for them. */
 static int mproc__w32_give_handles(struct mproc__w32_spawn *s,
@@ -377,6 +394,7 @@ static void mproc__w32_spawn_release(struct mproc__w32_spawn *s) {
   for (i = 0; i < MPROC__W32_NSTD; i++)
     mproc__w32_close(&s->std_dups[i]);
   mproc__w32_close(&s->interrupt);
+  mproc__w32_close(&s->job);
 }
 
 /* How a handle reaches the child, and why two ways.
@@ -426,6 +444,11 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
     if (rc < 0)
       goto finish;
   }
+  if (p->new_group) {
+    rc = mproc__w32_join_tree_job(&s);
+    if (rc < 0)
+      goto finish;
+  }
   rc = mproc__w32_give_handles(&s, handles, nhandles);
   if (rc < 0)
     goto finish;
@@ -435,9 +458,11 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
 
   p->plat.process = s.pi.hProcess;
   p->plat.interrupt_event = s.interrupt;
+  p->plat.job = s.job;
   p->pid = (int64_t)s.pi.dwProcessId;
   s.pi.hProcess = NULL;
   s.interrupt = NULL;
+  s.job = NULL;
   rc = MPROC_OK;
 
 finish:
@@ -535,6 +560,19 @@ int mproc__plat_signal(struct mproc_process *p, int which) {
   return mproc__os_fail(MPROC_ESYS, (int)err);
 }
 
+int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped) {
+  UINT code =
+      which == MPROC__SIG_KILL ? MPROC__W32_EXIT_KILL : MPROC__W32_EXIT_TERM;
+  /* The job handle names this job only, reaped child or not: it stays
+   * valid until close, and an empty job is simply terminated again. */
+  (void)reaped;
+  if (!p->plat.job)
+    return MPROC_ESTATE;
+  if (!TerminateJobObject((HANDLE)p->plat.job, code))
+    return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  return MPROC_OK;
+}
+
 mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p) {
   return p->plat.process ? (mproc_handle_t)p->plat.process
                          : MPROC_INVALID_HANDLE;
@@ -545,8 +583,11 @@ void mproc__plat_close(struct mproc_process *p) {
   mproc__w32_close(&h);
   h = (HANDLE)p->plat.interrupt_event;
   mproc__w32_close(&h);
+  h = (HANDLE)p->plat.job;
+  mproc__w32_close(&h);
   p->plat.process = NULL;
   p->plat.interrupt_event = NULL;
+  p->plat.job = NULL;
 }
 
 int mproc__plat_spawn(struct mproc_process *p, const mproc_handle_t *handles,

@@ -17,5 +17,6 @@
 #include "plat/futex.h"   /* wait/wake on a shared 32-bit word */
 #include "plat/conn_os.h" /* the OS side of pipes */
 #include "plat/thread.h"  /* threads and condition variables */
+#include "plat/net.h"     /* listeners, clients, handshake crypto */
 
 #endif

@@ -1,0 +1,537 @@
+/*
+ * Windows side of listeners and clients (plat/net.h): named pipes and TCP
+ * (Winsock), and the handshake's crypto from BCrypt.  Unix domain sockets
+ * are POSIX only here.
+ *
+ * Named pipes (\\.\pipe\NAME), as CPython's PipeListener does them: the
+ * listener always keeps one instance of the pipe waiting, so a client that
+ * arrives between two accepts connects (to the waiting instance) instead
+ * of finding no pipe.  The first instance is made with
+ * FILE_FLAG_FIRST_PIPE_INSTANCE, so a name someone else already serves is
+ * MPROC_EEXIST rather than shared with them.  Every instance is local only
+ * (PIPE_REJECT_REMOTE_CLIENTS) and carries a DACL that lets only this user
+ * in (the default one gives Everyone read access).  Accepting is an
+ * overlapped ConnectNamedPipe waited on together with the listener's close
+ * event, so close wakes accepts at once.
+ *
+ * TCP: overlapped sockets (what the transport's WSARecv/WSASend need),
+ * not inheritable (WSA_FLAG_NO_HANDLE_INHERIT), the listening one bound
+ * with SO_EXCLUSIVEADDRUSE so no other program can bind the port beside
+ * it.  accept waits on an FD_ACCEPT event (WSAEventSelect) and the close
+ * event; the accepted socket inherits that selection, which is undone.
+ */
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <bcrypt.h>
+#include <sddl.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "w32.h"
+
+#define MPROC__NET_PIPE_BUF 65536
+#define MPROC__NET_NAME_MAX 256 /* a pipe's full name, in characters */
+
+struct mproc__net_listener {
+  int kind;
+  wchar_t name[MPROC__NET_NAME_MAX + 1]; /* pipe: \\.\pipe\NAME */
+  mproc__mutex_t lock;                   /* spare */
+  HANDLE spare;   /* pipe: the instance waiting for the next client */
+  SOCKET sock;    /* tcp: the listening socket */
+  unsigned port;
+  HANDLE ev_close; /* set by mproc__net_close: wakes every accept */
+  volatile LONG closed;
+};
+
+/* ---- Winsock ------------------------------------------------------------------- */
+
+static INIT_ONCE mproc__net_wsa_once = INIT_ONCE_STATIC_INIT;
+static int mproc__net_wsa_error;
+
+static BOOL CALLBACK mproc__net_wsa_init(PINIT_ONCE once, PVOID param,
+                                         PVOID *ctx) {
+  WSADATA d;
+  (void)once;
+  (void)param;
+  (void)ctx;
+  /* Never WSACleanup'ed: sockets may be in use until the process ends. */
+  mproc__net_wsa_error = WSAStartup(MAKEWORD(2, 2), &d);
+  return TRUE;
+}
+
+static int mproc__net_wsa(void) {
+  (void)InitOnceExecuteOnce(&mproc__net_wsa_once, mproc__net_wsa_init, NULL,
+                            NULL);
+  return mproc__net_wsa_error
+             ? mproc__os_fail(MPROC_ESYS, mproc__net_wsa_error)
+             : MPROC_OK;
+}
+
+static int mproc__net_wsa_fail(int e) {
+  switch (e) {
+  case WSAECONNREFUSED:
+    return mproc__os_fail(MPROC_ENOTFOUND, e);
+  case WSAEADDRINUSE:
+  case WSAEACCES: /* SO_EXCLUSIVEADDRUSE: someone else has the port */
+    return mproc__os_fail(MPROC_EEXIST, e);
+  case WSAETIMEDOUT:
+    return MPROC_ETIMEDOUT;
+  default:
+    return mproc__os_fail(MPROC_ESYS, e);
+  }
+}
+
+static int mproc__net_resolve(const char *host, unsigned port, int passive,
+                              struct addrinfo **res) {
+  struct addrinfo hints;
+  char service[8];
+  int rc = mproc__net_wsa();
+  if (rc < 0)
+    return rc;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = passive ? AI_PASSIVE : 0;
+  (void)snprintf(service, sizeof service, "%u", port);
+  return getaddrinfo(host, service, &hints, res) == 0 ? MPROC_OK
+                                                      : MPROC_EINVAL;
+}
+
+static SOCKET mproc__net_socket(int family) {
+  return WSASocketW(family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
+                    WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
+}
+
+/* Wait for ev (or the close event, if any) by the deadline:
+ * 0 ev, MPROC_ECLOSED, MPROC_ETIMEDOUT, MPROC_ESYS. */
+static int mproc__net_wait(HANDLE ev, HANDLE ev_close, double deadline) {
+  HANDLE hs[2];
+  DWORD n = 0, r;
+  hs[n++] = ev;
+  if (ev_close)
+    hs[n++] = ev_close;
+  r = mproc__w32_wait_any(n, hs, mproc__remaining(deadline));
+  if (r == WAIT_OBJECT_0)
+    return MPROC_OK;
+  if (r == WAIT_OBJECT_0 + 1)
+    return MPROC_ECLOSED;
+  if (r == WAIT_TIMEOUT)
+    return MPROC_ETIMEDOUT;
+  return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+}
+
+/* A connected socket as a transport end, blocking again (it may come from
+ * a non-blocking connect or from an event-selected listener) and without
+ * Nagle's delay. */
+static int mproc__net_wrap_socket(SOCKET s, mproc__conn_os **out) {
+  u_long off = 0;
+  BOOL one = TRUE;
+  (void)WSAEventSelect(s, NULL, 0);
+  (void)ioctlsocket(s, FIONBIO, &off);
+  (void)setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one,
+                   sizeof one);
+  return mproc__conn_os_wrap((mproc_handle_t)s, out);
+}
+
+static int mproc__net_tcp_connect(const mproc__net_addr *a, double deadline,
+                                  mproc__conn_os **out) {
+  struct addrinfo *ai = NULL;
+  SOCKET s = INVALID_SOCKET;
+  WSAEVENT ev = NULL;
+  WSANETWORKEVENTS ne;
+  int rc = mproc__net_resolve(a->path, a->port, 0, &ai);
+  if (rc == MPROC_OK && (s = mproc__net_socket(ai->ai_family)) == INVALID_SOCKET)
+    rc = mproc__net_wsa_fail(WSAGetLastError());
+  if (rc == MPROC_OK && !(ev = WSACreateEvent()))
+    rc = mproc__net_wsa_fail(WSAGetLastError());
+  /* Non-blocking (WSAEventSelect makes it so), so the deadline holds. */
+  if (rc == MPROC_OK && WSAEventSelect(s, ev, FD_CONNECT) != 0)
+    rc = mproc__net_wsa_fail(WSAGetLastError());
+  if (rc == MPROC_OK && connect(s, ai->ai_addr, (int)ai->ai_addrlen) != 0) {
+    rc = WSAGetLastError() == WSAEWOULDBLOCK
+             ? mproc__net_wait(ev, NULL, deadline)
+             : mproc__net_wsa_fail(WSAGetLastError());
+    if (rc == MPROC_OK && WSAEnumNetworkEvents(s, ev, &ne) != 0)
+      rc = mproc__net_wsa_fail(WSAGetLastError());
+    if (rc == MPROC_OK && ne.iErrorCode[FD_CONNECT_BIT])
+      rc = mproc__net_wsa_fail(ne.iErrorCode[FD_CONNECT_BIT]);
+  }
+  if (rc == MPROC_OK) {
+    rc = mproc__net_wrap_socket(s, out);
+    s = INVALID_SOCKET; /* taken */
+  }
+  if (s != INVALID_SOCKET)
+    closesocket(s);
+  if (ev)
+    WSACloseEvent(ev);
+  if (ai)
+    freeaddrinfo(ai);
+  return rc;
+}
+
+static int mproc__net_tcp_listen(mproc__net_listener *l,
+                                 const mproc__net_addr *a) {
+  struct addrinfo *ai = NULL;
+  struct sockaddr_storage ss;
+  int len = (int)sizeof ss;
+  BOOL one = TRUE;
+  int rc = mproc__net_resolve(a->path, a->port, 1, &ai);
+  if (rc == MPROC_OK &&
+      (l->sock = mproc__net_socket(ai->ai_family)) == INVALID_SOCKET)
+    rc = mproc__net_wsa_fail(WSAGetLastError());
+  if (rc == MPROC_OK)
+    (void)setsockopt(l->sock, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
+                     (const char *)&one, sizeof one);
+  if (rc == MPROC_OK && (bind(l->sock, ai->ai_addr, (int)ai->ai_addrlen) != 0 ||
+                         listen(l->sock, SOMAXCONN) != 0 ||
+                         getsockname(l->sock, (struct sockaddr *)&ss, &len) != 0))
+    rc = mproc__net_wsa_fail(WSAGetLastError());
+  if (rc == MPROC_OK)
+    l->port = ntohs(ss.ss_family == AF_INET6
+                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                        : ((struct sockaddr_in *)&ss)->sin_port);
+  if (ai)
+    freeaddrinfo(ai);
+  return rc;
+}
+
+static int mproc__net_tcp_accept(mproc__net_listener *l, double deadline,
+                                 mproc__conn_os **out) {
+  WSAEVENT ev = WSACreateEvent();
+  SOCKET c = INVALID_SOCKET;
+  int rc = ev ? MPROC_OK : mproc__net_wsa_fail(WSAGetLastError());
+  /* One event per call: several threads may accept at once.  The socket
+   * keeps the last selection, so each round selects again before it
+   * looks. */
+  while (rc == MPROC_OK) {
+    if (WSAEventSelect(l->sock, ev, FD_ACCEPT) != 0) {
+      rc = mproc__net_wsa_fail(WSAGetLastError());
+      break;
+    }
+    c = accept(l->sock, NULL, NULL);
+    if (c != INVALID_SOCKET)
+      break;
+    if (WSAGetLastError() != WSAEWOULDBLOCK &&
+        WSAGetLastError() != WSAECONNRESET) {
+      rc = InterlockedCompareExchange(&l->closed, 0, 0)
+               ? MPROC_ECLOSED
+               : mproc__net_wsa_fail(WSAGetLastError());
+      break;
+    }
+    rc = mproc__net_wait(ev, l->ev_close, deadline);
+    (void)WSAResetEvent(ev);
+  }
+  if (ev)
+    WSACloseEvent(ev);
+  if (rc == MPROC_OK)
+    rc = mproc__net_wrap_socket(c, out);
+  return rc;
+}
+
+/* ---- named pipes ------------------------------------------------------------------ */
+
+/* \\.\pipe\NAME, from UTF-8.  MPROC_EINVAL when too long. */
+static int mproc__net_pipe_name(const char *name, wchar_t *out) {
+  static const wchar_t prefix[] = L"\\\\.\\pipe\\";
+  size_t np = sizeof prefix / sizeof prefix[0] - 1;
+  int n;
+  memcpy(out, prefix, np * sizeof(wchar_t));
+  n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, name, -1, out + np,
+                          (int)(MPROC__NET_NAME_MAX + 1 - np));
+  return n > 1 ? MPROC_OK : MPROC_EINVAL;
+}
+
+/* This user only: "O:<user>D:P(A;;FA;;;<user>)" (protected DACL, one
+ * entry, full access for the process token's user). */
+static int mproc__net_pipe_sd(PSECURITY_DESCRIPTOR *sd) {
+  HANDLE token = NULL;
+  BYTE buf[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
+  DWORD len = 0;
+  wchar_t *sid = NULL, sddl[256];
+  int rc = MPROC_OK;
+  *sd = NULL;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token) ||
+      !GetTokenInformation(token, TokenUser, buf, sizeof buf, &len) ||
+      !ConvertSidToStringSidW(((TOKEN_USER *)buf)->User.Sid, &sid))
+    rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  if (rc == MPROC_OK &&
+      _snwprintf(sddl, sizeof sddl / sizeof sddl[0], L"O:%lsD:P(A;;FA;;;%ls)",
+                 sid, sid) < 0)
+    rc = MPROC_EINVAL;
+  if (rc == MPROC_OK) {
+    sddl[sizeof sddl / sizeof sddl[0] - 1] = 0;
+    if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            sddl, SDDL_REVISION_1, sd, NULL))
+      rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  }
+  if (sid)
+    LocalFree(sid);
+  if (token)
+    CloseHandle(token);
+  return rc;
+}
+
+/* A new instance of the listener's pipe, waiting for a client. */
+static int mproc__net_pipe_instance(const mproc__net_listener *l, int first,
+                                    HANDLE *out) {
+  SECURITY_ATTRIBUTES sa;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  DWORD err;
+  int rc = mproc__net_pipe_sd(&sd);
+  *out = INVALID_HANDLE_VALUE;
+  if (rc < 0)
+    return rc;
+  sa.nLength = sizeof sa;
+  sa.lpSecurityDescriptor = sd;
+  sa.bInheritHandle = FALSE;
+  *out = CreateNamedPipeW(
+      l->name,
+      PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED |
+          (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0),
+      PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+          PIPE_REJECT_REMOTE_CLIENTS,
+      PIPE_UNLIMITED_INSTANCES, MPROC__NET_PIPE_BUF, MPROC__NET_PIPE_BUF, 0,
+      &sa);
+  err = GetLastError();
+  LocalFree(sd);
+  if (*out != INVALID_HANDLE_VALUE)
+    return MPROC_OK;
+  if (err == ERROR_ACCESS_DENIED || err == ERROR_PIPE_BUSY)
+    return mproc__os_fail(MPROC_EEXIST, (int)err); /* someone else's */
+  return err == ERROR_INVALID_NAME ? MPROC_EINVAL
+                                   : mproc__os_fail(MPROC_ESYS, (int)err);
+}
+
+/* Take the waiting instance (or make one). */
+static int mproc__net_pipe_take(mproc__net_listener *l, HANDLE *h) {
+  mproc__mutex_lock(&l->lock);
+  *h = l->spare;
+  l->spare = INVALID_HANDLE_VALUE;
+  mproc__mutex_unlock(&l->lock);
+  return *h != INVALID_HANDLE_VALUE ? MPROC_OK
+                                    : mproc__net_pipe_instance(l, 0, h);
+}
+
+/* Keep h as the waiting instance, unless there is one (or we closed). */
+static void mproc__net_pipe_put(mproc__net_listener *l, HANDLE h) {
+  mproc__mutex_lock(&l->lock);
+  if (l->spare == INVALID_HANDLE_VALUE &&
+      !InterlockedCompareExchange(&l->closed, 0, 0)) {
+    l->spare = h;
+    h = INVALID_HANDLE_VALUE;
+  }
+  mproc__mutex_unlock(&l->lock);
+  if (h != INVALID_HANDLE_VALUE)
+    CloseHandle(h);
+}
+
+/* Wait for a client on instance h.  0 connected, or an error (h is still
+ * the caller's either way). */
+static int mproc__net_pipe_connect(mproc__net_listener *l, HANDLE h,
+                                   double deadline) {
+  OVERLAPPED ov;
+  DWORD n, err;
+  int rc = MPROC_OK;
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (!ov.hEvent)
+    return mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  if (!ConnectNamedPipe(h, &ov)) {
+    err = GetLastError();
+    if (err == ERROR_IO_PENDING) {
+      rc = mproc__net_wait(ov.hEvent, l->ev_close, deadline);
+      if (rc != MPROC_OK)
+        CancelIoEx(h, &ov);
+      /* Collect it in every case (ov lives on this frame); a client that
+       * connected just as we gave up counts. */
+      if (GetOverlappedResult(h, &ov, &n, TRUE))
+        rc = MPROC_OK;
+      else if (rc == MPROC_OK)
+        rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+    } else if (err != ERROR_PIPE_CONNECTED) {
+      /* ERROR_NO_DATA: a client came and left already. */
+      rc = err == ERROR_NO_DATA ? MPROC_EEOF
+                                : mproc__os_fail(MPROC_ESYS, (int)err);
+    }
+  }
+  CloseHandle(ov.hEvent);
+  return rc;
+}
+
+static int mproc__net_pipe_accept(mproc__net_listener *l, double deadline,
+                                  mproc__conn_os **out) {
+  HANDLE h, next;
+  int rc = mproc__net_pipe_take(l, &h);
+  if (rc < 0)
+    return rc;
+  rc = mproc__net_pipe_connect(l, h, deadline);
+  if (rc == MPROC_EEOF) { /* that client is gone: the instance is spent */
+    CloseHandle(h);
+    return rc;
+  }
+  if (rc < 0) {
+    mproc__net_pipe_put(l, h);
+    return rc;
+  }
+  /* The next client finds a waiting instance, not "no such pipe". */
+  if (mproc__net_pipe_instance(l, 0, &next) == MPROC_OK)
+    mproc__net_pipe_put(l, next);
+  return mproc__conn_os_wrap((mproc_handle_t)h, out);
+}
+
+static int mproc__net_pipe_client(const mproc__net_addr *a, double deadline,
+                                  mproc__conn_os **out) {
+  wchar_t name[MPROC__NET_NAME_MAX + 1];
+  HANDLE h;
+  DWORD err;
+  double left;
+  int rc = mproc__net_pipe_name(a->path, name);
+  if (rc < 0)
+    return rc;
+  for (;;) {
+    /* SECURITY_ANONYMOUS: the listener may not act as us. */
+    h = CreateFileW(name, GENERIC_READ | GENERIC_WRITE, 0, NULL,
+                    OPEN_EXISTING,
+                    FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
+                        SECURITY_ANONYMOUS,
+                    NULL);
+    if (h != INVALID_HANDLE_VALUE)
+      return mproc__conn_os_wrap((mproc_handle_t)h, out);
+    err = GetLastError();
+    if (err == ERROR_FILE_NOT_FOUND)
+      return mproc__os_fail(MPROC_ENOTFOUND, (int)err);
+    if (err != ERROR_PIPE_BUSY)
+      return mproc__os_fail(MPROC_ESYS, (int)err);
+    /* Every instance is taken: the kernel wakes us when one is free. */
+    left = mproc__remaining(deadline);
+    if (left == 0)
+      return MPROC_ETIMEDOUT;
+    if (!WaitNamedPipeW(name, left < 0 ? NMPWAIT_WAIT_FOREVER
+                                       : mproc__w32_ms(left)) &&
+        GetLastError() == ERROR_SEM_TIMEOUT)
+      return MPROC_ETIMEDOUT;
+  }
+}
+
+/* ---- the contract ------------------------------------------------------------------ */
+
+int mproc__net_listen(const mproc__net_addr *a, mproc__net_listener **out) {
+  mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
+  mproc__net_listener *l;
+  int rc = MPROC_OK;
+  *out = NULL;
+  if (a->kind == MPROC__NET_UNIX)
+    return MPROC_ENOTSUP;
+  l = (mproc__net_listener *)calloc(1, sizeof(*l));
+  if (!l)
+    return MPROC_ENOMEM;
+  l->kind = a->kind;
+  l->lock = init;
+  l->spare = INVALID_HANDLE_VALUE;
+  l->sock = INVALID_SOCKET;
+  l->ev_close = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (!l->ev_close)
+    rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+  if (rc == MPROC_OK && a->kind == MPROC__NET_PIPE) {
+    rc = mproc__net_pipe_name(a->path, l->name);
+    if (rc == MPROC_OK)
+      rc = mproc__net_pipe_instance(l, 1, &l->spare);
+  } else if (rc == MPROC_OK) {
+    rc = mproc__net_tcp_listen(l, a);
+  }
+  if (rc < 0) {
+    mproc__net_close(l);
+    mproc__net_free(l);
+    return rc;
+  }
+  *out = l;
+  return MPROC_OK;
+}
+
+unsigned mproc__net_port(const mproc__net_listener *l) { return l->port; }
+
+int mproc__net_accept(mproc__net_listener *l, double deadline,
+                      mproc__conn_os **out) {
+  *out = NULL;
+  if (InterlockedCompareExchange(&l->closed, 0, 0))
+    return MPROC_ECLOSED;
+  return l->kind == MPROC__NET_PIPE ? mproc__net_pipe_accept(l, deadline, out)
+                                    : mproc__net_tcp_accept(l, deadline, out);
+}
+
+void mproc__net_close(mproc__net_listener *l) {
+  HANDLE spare;
+  if (!l || InterlockedExchange(&l->closed, 1) != 0)
+    return;
+  if (l->ev_close)
+    SetEvent(l->ev_close);
+  /* The waiting instance goes now (clients then find no pipe); instances
+   * in accepts are put back closed (mproc__net_pipe_put). */
+  mproc__mutex_lock(&l->lock);
+  spare = l->spare;
+  l->spare = INVALID_HANDLE_VALUE;
+  mproc__mutex_unlock(&l->lock);
+  if (spare != INVALID_HANDLE_VALUE)
+    CloseHandle(spare);
+  /* A TCP listener stops taking connections at once; the socket itself
+   * goes at free (an accept may still be using it). */
+  if (l->sock != INVALID_SOCKET)
+    (void)shutdown(l->sock, SD_BOTH);
+}
+
+void mproc__net_free(mproc__net_listener *l) {
+  if (!l)
+    return;
+  if (l->sock != INVALID_SOCKET)
+    closesocket(l->sock);
+  if (l->ev_close)
+    CloseHandle(l->ev_close);
+  free(l);
+}
+
+int mproc__net_connect(const mproc__net_addr *a, double deadline,
+                       mproc__conn_os **out) {
+  *out = NULL;
+  if (a->kind == MPROC__NET_UNIX)
+    return MPROC_ENOTSUP;
+  return a->kind == MPROC__NET_PIPE
+             ? mproc__net_pipe_client(a, deadline, out)
+             : mproc__net_tcp_connect(a, deadline, out);
+}
+
+/* ---- crypto (BCrypt) ------------------------------------------------------------------ */
+
+int mproc__net_crypto(void) { return 1; }
+
+int mproc__net_hmac(const void *key, size_t keylen, const void *msg,
+                    size_t msglen, unsigned char out[MPROC__NET_DIGEST]) {
+  static const UCHAR empty = 0;
+  BCRYPT_ALG_HANDLE alg = NULL;
+  BCRYPT_HASH_HANDLE h = NULL;
+  NTSTATUS st = BCryptOpenAlgorithmProvider(
+      &alg, BCRYPT_SHA256_ALGORITHM, NULL, BCRYPT_ALG_HANDLE_HMAC_FLAG);
+  if (BCRYPT_SUCCESS(st))
+    st = BCryptCreateHash(alg, &h, NULL, 0,
+                          (PUCHAR)(uintptr_t)(keylen ? key : &empty),
+                          (ULONG)keylen, 0);
+  if (BCRYPT_SUCCESS(st))
+    st = BCryptHashData(h, (PUCHAR)(uintptr_t)msg, (ULONG)msglen, 0);
+  if (BCRYPT_SUCCESS(st))
+    st = BCryptFinishHash(h, out, MPROC__NET_DIGEST, 0);
+  if (h)
+    BCryptDestroyHash(h);
+  if (alg)
+    BCryptCloseAlgorithmProvider(alg, 0);
+  return BCRYPT_SUCCESS(st) ? MPROC_OK : mproc__os_fail(MPROC_ESYS, (int)st);
+}
+
+int mproc__net_random(void *buf, size_t n) {
+  NTSTATUS st = BCryptGenRandom(NULL, (PUCHAR)buf, (ULONG)n,
+                                BCRYPT_USE_SYSTEM_PREFERRED_RNG);
+  return BCRYPT_SUCCESS(st) ? MPROC_OK : mproc__os_fail(MPROC_ESYS, (int)st);
+}

@@ -33,6 +33,11 @@
 #include "conn.h"
 #include "w32.h"
 
+/* Wine's SDK headers (the MSVC-mode check) lack this <bcrypt.h> macro. */
+#ifndef BCRYPT_SUCCESS
+#define BCRYPT_SUCCESS(status) (((NTSTATUS)(status)) >= 0)
+#endif
+
 #define MPROC__NET_PIPE_BUF 65536
 #define MPROC__NET_NAME_MAX 256 /* a pipe's full name, in characters */
 
@@ -370,17 +375,18 @@ static int mproc__net_pipe_accept(mproc__net_listener *l, double deadline,
   if (rc < 0)
     return rc;
   rc = mproc__net_pipe_connect(l, h, deadline);
-  if (rc == MPROC_EEOF) { /* that client is gone: the instance is spent */
-    CloseHandle(h);
-    return rc;
-  }
-  if (rc < 0) {
+  if (rc < 0 && rc != MPROC_EEOF) { /* no client: h waits on */
     mproc__net_pipe_put(l, h);
     return rc;
   }
-  /* The next client finds a waiting instance, not "no such pipe". */
+  /* h is spent (connected, or its client already left): first another
+   * instance, so the next client finds one waiting, not "no such pipe". */
   if (mproc__net_pipe_instance(l, 0, &next) == MPROC_OK)
     mproc__net_pipe_put(l, next);
+  if (rc == MPROC_EEOF) {
+    CloseHandle(h);
+    return rc;
+  }
   return mproc__conn_os_wrap((mproc_handle_t)h, out);
 }
 

@@ -5,6 +5,7 @@
 // a client in another, unrelated program.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -158,6 +159,55 @@ TEST(Address, MalformedAndForeignKinds) {
             MPROC_ENOTSUP);
   EXPECT_EQ(mproc_listener_address(nullptr), nullptr);
   EXPECT_EQ(mproc_listener_free(nullptr), nullptr);
+}
+
+// The platform's HMAC-SHA256 against RFC 4231 (test case 2) and the
+// empty key and message: the handshake's digests are the standard ones.
+TEST(Crypto, HmacSha256KnownAnswers) {
+  if (!have_auth())
+    GTEST_SKIP() << "built without crypto";
+  auto hex = [](const unsigned char *d) {
+    std::string s;
+    for (int i = 0; i < MPROC__NET_DIGEST; i++) {
+      char b[3];
+      snprintf(b, sizeof b, "%02x", d[i]);
+      s += b;
+    }
+    return s;
+  };
+  unsigned char out[MPROC__NET_DIGEST];
+  const char msg[] = "what do ya want for nothing?";
+  ASSERT_EQ(mproc__net_hmac("Jefe", 4, msg, sizeof msg - 1, out), MPROC_OK);
+  EXPECT_EQ(hex(out),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  ASSERT_EQ(mproc__net_hmac("", 0, "", 0, out), MPROC_OK);
+  EXPECT_EQ(hex(out),
+            "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad");
+  unsigned char r1[40], r2[40];
+  ASSERT_EQ(mproc__net_random(r1, sizeof r1), MPROC_OK);
+  ASSERT_EQ(mproc__net_random(r2, sizeof r2), MPROC_OK);
+  EXPECT_NE(memcmp(r1, r2, sizeof r1), 0);
+}
+
+// A host name works ("localhost" may resolve to ::1 before 127.0.0.1: the
+// client tries each address in turn).
+TEST(Client, TriesEveryAddressOfAName) {
+  if (!have_auth())
+    GTEST_SKIP() << "built without crypto: no tcp:";
+  Listener L("tcp:127.0.0.1:0", kKey, kKeyLen);
+  ASSERT_EQ(L.rc, MPROC_OK);
+  std::string port = L.address().substr(14);
+  EchoServer srv(L.l);
+  mproc_conn *c = nullptr;
+  ASSERT_EQ(mproc_client_connect(&c, ("tcp:localhost:" + port).c_str(), kKey,
+                                 kKeyLen, 30),
+            MPROC_OK);
+  std::string m;
+  EXPECT_EQ(send_str(c, "by name"), MPROC_OK);
+  EXPECT_EQ(recv_str(c, &m), MPROC_OK);
+  EXPECT_EQ(m, "echo:by name");
+  mproc_conn_free(c);
+  EXPECT_EQ(srv.join(), MPROC_OK);
 }
 
 TEST(Listener, RoundTripEveryKindWithKey) {
@@ -604,6 +654,50 @@ TEST(UnixSocket, OwnerOnlyAndRemovedAtFree) {
     EXPECT_EQ(L.address(), addr);
   }
   EXPECT_NE(lstat(path_of(addr).c_str(), &st), 0);
+}
+
+namespace {
+mproc_listener *g_fork_listener; // the parent's, seen by a fork child
+} // namespace
+
+// In a fork child: free the inherited copy of the parent's listener.
+TEST_ENTRY(listener_fork_free) {
+  if (!g_fork_listener)
+    return 3;
+  mproc_listener_free(g_fork_listener);
+  return 0;
+}
+
+// A fork child that frees its copy of a listener neither shuts the
+// parent's socket down nor removes its file (as Python's Finalize skips
+// other processes).
+TEST(UnixSocket, ForkChildFreeingItsCopyLeavesTheParentsListener) {
+  if (mproc_get_start_method() != MPROC_START_FORK)
+    GTEST_SKIP() << "needs the fork start method";
+  for (const std::string &addr : local_addresses()) {
+    SCOPED_TRACE(addr);
+    Listener L(addr, nullptr, 0);
+    ASSERT_EQ(L.rc, MPROC_OK);
+    g_fork_listener = L.l;
+    mproc_process *p = test_start("listener_fork_free");
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+    g_fork_listener = nullptr;
+    struct stat st;
+    if (addr.rfind("unix:", 0) == 0) {
+      EXPECT_EQ(lstat(path_of(addr).c_str(), &st), 0);
+    }
+    EchoServer srv(L.l);
+    mproc_conn *c = nullptr;
+    ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(), nullptr, 0, 30),
+              MPROC_OK);
+    std::string m;
+    EXPECT_EQ(send_str(c, "still here"), MPROC_OK);
+    EXPECT_EQ(recv_str(c, &m), MPROC_OK);
+    EXPECT_EQ(m, "echo:still here");
+    mproc_conn_free(c);
+    EXPECT_EQ(srv.join(), MPROC_OK);
+  }
 }
 
 TEST(UnixSocket, StaleFileReplacedLiveOrForeignRefused) {

@@ -48,6 +48,11 @@ struct mproc__net_listener {
   char *path;    /* unix: the socket file, removed at close if still ours */
   dev_t dev;     /* ... which it is while it has this device and inode */
   ino_t ino;
+  /* The process that made the listener.  A fork child inherits the
+   * descriptor and a copy of this struct; closing its copy must neither
+   * shut down the socket (that acts on the socket, which the parent shares)
+   * nor remove the parent's file (Python's Finalize skips other pids). */
+  pid_t owner;
   volatile uint32_t closed;
 };
 
@@ -109,20 +114,29 @@ static int mproc__net_fail(int e) {
   }
 }
 
-/* Wait for a non-blocking connect() to finish, by the deadline. */
-static int mproc__net_wait_connected(int fd, double deadline) {
+/* poll() one descriptor for `events` by the deadline: its revents, 0 at
+ * the deadline, or MPROC_ESYS. */
+static int mproc__net_poll(int fd, short events, double deadline) {
   struct pollfd p;
-  socklen_t len = sizeof(int);
-  int e = 0, prc;
+  int prc;
   p.fd = fd;
-  p.events = POLLOUT;
+  p.events = events;
   do {
     p.revents = 0;
     prc = poll(&p, 1, mproc__px_ms(mproc__remaining(deadline)));
   } while (prc < 0 && errno == EINTR);
-  if (prc == 0)
-    return MPROC_ETIMEDOUT;
-  if (prc < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+  if (prc < 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return prc == 0 ? 0 : p.revents;
+}
+
+/* Wait for a non-blocking connect() to finish, by the deadline. */
+static int mproc__net_wait_connected(int fd, double deadline) {
+  socklen_t len = sizeof(int);
+  int e = 0, rc = mproc__net_poll(fd, POLLOUT, deadline);
+  if (rc <= 0)
+    return rc == 0 ? MPROC_ETIMEDOUT : rc;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
   return e ? mproc__net_fail(e) : MPROC_OK;
 }
@@ -162,33 +176,45 @@ static int mproc__net_wrap(int fd, int tcp, mproc__conn_os **out) {
   return mproc__conn_os_wrap(fd, out);
 }
 
+/* One attempt: a new socket of sa's family connected by the deadline. */
+static int mproc__net_try(const struct sockaddr *sa, socklen_t len,
+                          double deadline, mproc__conn_os **out) {
+  int fd = mproc__net_socket(sa->sa_family), rc;
+  if (fd < 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  rc = mproc__net_connect_fd(fd, sa, len, deadline);
+  if (rc == MPROC_OK)
+    return mproc__net_wrap(fd, sa->sa_family != AF_UNIX, out);
+  mproc__px_close_fd(&fd);
+  return rc;
+}
+
 int mproc__net_connect(const mproc__net_addr *a, double deadline,
                        mproc__conn_os **out) {
   struct sockaddr_un sun;
-  struct addrinfo *ai = NULL;
-  int fd = -1, rc;
+  struct addrinfo *ai = NULL, *p;
+  int rc;
   *out = NULL;
   if (a->kind == MPROC__NET_PIPE)
     return MPROC_ENOTSUP;
-  rc = a->kind == MPROC__NET_UNIX
-           ? mproc__net_unix_sa(a->path, &sun)
-           : mproc__net_resolve(a->path, a->port, 0, &ai);
-  if (rc == MPROC_OK) {
-    fd = mproc__net_socket(ai ? ai->ai_family : AF_UNIX);
-    if (fd < 0)
-      rc = mproc__os_fail(MPROC_ESYS, errno);
+  if (a->kind == MPROC__NET_UNIX) {
+    rc = mproc__net_unix_sa(a->path, &sun);
+    return rc < 0 ? rc
+                  : mproc__net_try((struct sockaddr *)&sun, sizeof sun,
+                                   deadline, out);
   }
-  if (rc == MPROC_OK)
-    rc = ai ? mproc__net_connect_fd(fd, ai->ai_addr, ai->ai_addrlen, deadline)
-            : mproc__net_connect_fd(fd, (struct sockaddr *)&sun, sizeof sun,
-                                    deadline);
-  if (rc == MPROC_OK) {
-    rc = mproc__net_wrap(fd, ai != NULL, out);
-    fd = -1; /* taken */
+  rc = mproc__net_resolve(a->path, a->port, 0, &ai);
+  if (rc < 0)
+    return rc;
+  /* Each address the name has, in order, as Python's create_connection
+   * ("localhost" may be ::1 first while the listener has 127.0.0.1). */
+  rc = MPROC_ENOTFOUND;
+  for (p = ai; p; p = p->ai_next) {
+    rc = mproc__net_try(p->ai_addr, p->ai_addrlen, deadline, out);
+    if (rc == MPROC_OK || rc == MPROC_ETIMEDOUT)
+      break; /* connected, or no time left for the others either */
   }
-  if (ai)
-    freeaddrinfo(ai);
-  mproc__px_close_fd(&fd);
+  freeaddrinfo(ai);
   return rc;
 }
 
@@ -281,6 +307,7 @@ int mproc__net_listen(const mproc__net_addr *a, mproc__net_listener **out) {
     rc = mproc__os_fail(MPROC_ESYS, errno);
   if (rc == MPROC_OK) {
     l->kind = a->kind;
+    l->owner = getpid();
     rc = ai ? mproc__net_tcp_bind(l, ai) : mproc__net_unix_bind(l, a->path);
   }
   /* Non-blocking, so an accept that lost the connection it polled for to
@@ -316,17 +343,17 @@ static int mproc__net_accept_fd(int fd) {
 
 int mproc__net_accept(mproc__net_listener *l, double deadline,
                       mproc__conn_os **out) {
-  int c, prc;
+  int c, rc;
   *out = NULL;
   for (;;) {
     if (mproc__load32(&l->closed))
       return MPROC_ECLOSED;
-    prc = mproc__px_poll_in(l->fd, deadline);
-    if (prc == 0)
-      return MPROC_ETIMEDOUT;
-    if (prc < 0)
-      return mproc__os_fail(MPROC_ESYS, errno);
-    if (mproc__load32(&l->closed))
+    rc = mproc__net_poll(l->fd, POLLIN, deadline);
+    if (rc <= 0)
+      return rc == 0 ? MPROC_ETIMEDOUT : rc;
+    /* A listening socket reports POLLHUP only once shut down, and then
+     * Linux's Unix sockets answer accept() with EAGAIN for ever. */
+    if (mproc__load32(&l->closed) || (rc & (POLLHUP | POLLERR | POLLNVAL)))
       return MPROC_ECLOSED;
     c = mproc__net_accept_fd(l->fd);
     if (c >= 0)
@@ -343,8 +370,8 @@ int mproc__net_accept(mproc__net_listener *l, double deadline,
 
 void mproc__net_close(mproc__net_listener *l) {
   struct stat st;
-  if (!l || mproc__xchg32(&l->closed, 1u) != 0)
-    return;
+  if (!l || mproc__xchg32(&l->closed, 1u) != 0 || l->owner != getpid())
+    return; /* a fork child's copy: only its descriptor goes (at free) */
   /* Wakes accepts polling in other threads (Linux) without closing the
    * descriptor under them (its number could be reused meanwhile). */
   if (l->fd >= 0)

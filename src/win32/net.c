@@ -143,15 +143,14 @@ static int mproc__net_wrap_socket(SOCKET s, mproc__conn_os **out) {
   return mproc__conn_os_wrap((mproc_handle_t)s, out);
 }
 
-static int mproc__net_tcp_connect(const mproc__net_addr *a, double deadline,
-                                  mproc__conn_os **out) {
-  struct addrinfo *ai = NULL;
-  SOCKET s = INVALID_SOCKET;
+/* One attempt: a new socket connected to ai by the deadline. */
+static int mproc__net_tcp_try(const struct addrinfo *ai, double deadline,
+                              mproc__conn_os **out) {
+  SOCKET s = mproc__net_socket(ai->ai_family);
   WSAEVENT ev = NULL;
   WSANETWORKEVENTS ne;
-  int rc = mproc__net_resolve(a->path, a->port, 0, &ai);
-  if (rc == MPROC_OK && (s = mproc__net_socket(ai->ai_family)) == INVALID_SOCKET)
-    rc = mproc__net_wsa_fail(WSAGetLastError());
+  int rc = s != INVALID_SOCKET ? MPROC_OK
+                               : mproc__net_wsa_fail(WSAGetLastError());
   if (rc == MPROC_OK && !(ev = WSACreateEvent()))
     rc = mproc__net_wsa_fail(WSAGetLastError());
   /* Non-blocking (WSAEventSelect makes it so), so the deadline holds. */
@@ -174,8 +173,23 @@ static int mproc__net_tcp_connect(const mproc__net_addr *a, double deadline,
     closesocket(s);
   if (ev)
     WSACloseEvent(ev);
-  if (ai)
-    freeaddrinfo(ai);
+  return rc;
+}
+
+static int mproc__net_tcp_connect(const mproc__net_addr *a, double deadline,
+                                  mproc__conn_os **out) {
+  struct addrinfo *ai = NULL, *p;
+  int rc = mproc__net_resolve(a->path, a->port, 0, &ai);
+  if (rc < 0)
+    return rc;
+  /* Each address the name has, in order ("localhost": ::1, 127.0.0.1). */
+  rc = MPROC_ENOTFOUND;
+  for (p = ai; p; p = p->ai_next) {
+    rc = mproc__net_tcp_try(p, deadline, out);
+    if (rc == MPROC_OK || rc == MPROC_ETIMEDOUT)
+      break; /* connected, or no time left for the others either */
+  }
+  freeaddrinfo(ai);
   return rc;
 }
 

@@ -92,30 +92,36 @@ static int mproc__addr_parse(const char *s, mproc__net_addr *a, char **copy) {
   return MPROC_OK;
 }
 
+/* Append n bytes of p at s + *len. */
+static void mproc__addr_put(char *s, size_t *len, const char *p, size_t n) {
+  memcpy(s + *len, p, n);
+  *len += n;
+}
+
 /* The address in create's form, with the bound port. */
 static char *mproc__addr_format(const mproc__net_addr *a, unsigned port) {
   static const char *const kinds[] = {"", "unix:", "pipe:", "tcp:"};
-  size_t n = strlen(a->path) + 16;
-  char *s = (char *)malloc(n), digits[8];
+  int v6 = a->kind == MPROC__NET_TCP && strchr(a->path, ':') != NULL;
+  char *s = (char *)malloc(strlen(a->path) + 16), digits[8];
+  size_t n = 0;
   int i = 0;
   if (!s)
     return NULL;
-  strcpy(s, kinds[a->kind]);
-  if (a->kind != MPROC__NET_TCP) {
-    strcat(s, a->path);
-    return s;
+  mproc__addr_put(s, &n, kinds[a->kind], strlen(kinds[a->kind]));
+  if (v6)
+    mproc__addr_put(s, &n, "[", 1);
+  mproc__addr_put(s, &n, a->path, strlen(a->path));
+  if (v6)
+    mproc__addr_put(s, &n, "]", 1);
+  if (a->kind == MPROC__NET_TCP) {
+    mproc__addr_put(s, &n, ":", 1);
+    do { /* digits of the port, last first */
+      digits[i++] = (char)('0' + port % 10u);
+      port /= 10u;
+    } while (port);
+    while (i > 0)
+      s[n++] = digits[--i];
   }
-  if (strchr(a->path, ':'))
-    strcat(s, "[");
-  strcat(s, a->path);
-  strcat(s, strchr(a->path, ':') ? "]:" : ":");
-  do { /* digits of the port, last first */
-    digits[i++] = (char)('0' + port % 10u);
-    port /= 10u;
-  } while (port);
-  n = strlen(s);
-  while (i > 0)
-    s[n++] = digits[--i];
   s[n] = 0;
   return s;
 }

@@ -26,9 +26,9 @@
 #include <bcrypt.h>
 #include <sddl.h>
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "conn.h"
 #include "w32.h"
@@ -94,17 +94,21 @@ static int mproc__net_resolve(const char *host, unsigned port, int passive,
                               struct addrinfo **res) {
   struct addrinfo hints;
   char service[8];
-  int rc = mproc__net_wsa();
+  int rc = mproc__net_wsa(), i = 7;
   if (rc < 0)
     return rc;
+  service[i] = 0;
+  do { /* the port in decimal, without printf (its CRT varies) */
+    service[--i] = (char)('0' + port % 10u);
+    port /= 10u;
+  } while (port);
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   hints.ai_flags = passive ? AI_PASSIVE : 0;
-  (void)snprintf(service, sizeof service, "%u", port);
-  return getaddrinfo(host, service, &hints, res) == 0 ? MPROC_OK
-                                                      : MPROC_EINVAL;
+  return getaddrinfo(host, service + i, &hints, res) == 0 ? MPROC_OK
+                                                          : MPROC_EINVAL;
 }
 
 static SOCKET mproc__net_socket(int family) {
@@ -265,6 +269,18 @@ static int mproc__net_pipe_name(const char *name, wchar_t *out) {
   return n > 1 ? MPROC_OK : MPROC_EINVAL;
 }
 
+/* Append the NUL-terminated w at out + *n if it fits (cap characters in
+ * all, NUL included); 0 if it did not. */
+static int mproc__net_wput(wchar_t *out, size_t cap, size_t *n,
+                           const wchar_t *w) {
+  size_t k = wcslen(w);
+  if (*n + k >= cap)
+    return 0;
+  memcpy(out + *n, w, (k + 1) * sizeof(wchar_t));
+  *n += k;
+  return 1;
+}
+
 /* This user only: "O:<user>D:P(A;;FA;;;<user>)" (protected DACL, one
  * entry, full access for the process token's user). */
 static int mproc__net_pipe_sd(PSECURITY_DESCRIPTOR *sd) {
@@ -272,6 +288,7 @@ static int mproc__net_pipe_sd(PSECURITY_DESCRIPTOR *sd) {
   BYTE buf[sizeof(TOKEN_USER) + SECURITY_MAX_SID_SIZE];
   DWORD len = 0;
   wchar_t *sid = NULL, sddl[256];
+  size_t n = 0, cap = sizeof sddl / sizeof sddl[0];
   int rc = MPROC_OK;
   *sd = NULL;
   if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token) ||
@@ -279,15 +296,16 @@ static int mproc__net_pipe_sd(PSECURITY_DESCRIPTOR *sd) {
       !ConvertSidToStringSidW(((TOKEN_USER *)buf)->User.Sid, &sid))
     rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
   if (rc == MPROC_OK &&
-      _snwprintf(sddl, sizeof sddl / sizeof sddl[0], L"O:%lsD:P(A;;FA;;;%ls)",
-                 sid, sid) < 0)
-    rc = MPROC_EINVAL;
-  if (rc == MPROC_OK) {
-    sddl[sizeof sddl / sizeof sddl[0] - 1] = 0;
-    if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(
-            sddl, SDDL_REVISION_1, sd, NULL))
-      rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
-  }
+      !(mproc__net_wput(sddl, cap, &n, L"O:") &&
+        mproc__net_wput(sddl, cap, &n, sid) &&
+        mproc__net_wput(sddl, cap, &n, L"D:P(A;;FA;;;") &&
+        mproc__net_wput(sddl, cap, &n, sid) &&
+        mproc__net_wput(sddl, cap, &n, L")")))
+    rc = MPROC_EINVAL; /* a SID is at most ~190 characters */
+  if (rc == MPROC_OK &&
+      !ConvertStringSecurityDescriptorToSecurityDescriptorW(
+          sddl, SDDL_REVISION_1, sd, NULL))
+    rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
   if (sid)
     LocalFree(sid);
   if (token)

@@ -456,20 +456,19 @@ int mproc__conn_from_os(mproc__conn_os *os, mproc_conn **out) {
   mproc__conn_shm *shm = NULL;
   mproc_conn *c = NULL;
   int rc = mproc__conn_shm_create(2, &shm);
-  *out = NULL;
-  if (rc == MPROC_OK) {
-    /* Side a of a duplex pair whose b is the peer's (another process with
-     * its own segment): the locks serialise only the holders of this end. */
-    c = mproc__conn_new(os, shm, MPROC__CONN_R | MPROC__CONN_W, 0);
-    rc = c ? MPROC_OK : MPROC_ENOMEM;
-  }
+  if (rc < 0)
+    goto finish;
+  /* Side a of a duplex pair whose b is the peer's (another process with
+   * its own segment): the locks serialise only the holders of this end. */
+  c = mproc__conn_new(os, shm, MPROC__CONN_R | MPROC__CONN_W, 0);
+  rc = c ? MPROC_OK : MPROC_ENOMEM;
+finish:
   if (rc < 0) {
     mproc__conn_os_close(os);
     mproc__conn_shm_unref(shm);
-    return rc;
   }
   *out = c;
-  return MPROC_OK;
+  return rc;
 }
 
 int mproc_conn_close(mproc_conn *c) {

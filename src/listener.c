@@ -182,18 +182,24 @@ static int mproc__hs_deliver(mproc_conn *c, const mproc_listener *k,
   memcpy(msg, MPROC__HS_CHALLENGE, MPROC__HS_CHALLENGE_LEN);
   memcpy(m, MPROC__HS_TAG, MPROC__HS_TAG_LEN);
   rc = mproc__net_random(m + MPROC__HS_TAG_LEN, MPROC__HS_NONCE);
-  if (rc == MPROC_OK)
-    rc = mproc__hs_response(k, m, mlen, want);
-  if (rc == MPROC_OK)
-    rc = mproc_conn_send_bytes(c, msg, sizeof msg);
-  if (rc == MPROC_OK)
-    rc = mproc__hs_recv(c, got, &n, deadline);
   if (rc < 0)
-    return rc;
+    goto finish;
+  rc = mproc__hs_response(k, m, mlen, want);
+  if (rc < 0)
+    goto finish;
+  rc = mproc_conn_send_bytes(c, msg, sizeof msg);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__hs_recv(c, got, &n, deadline);
+  if (rc < 0)
+    goto finish;
   ok = n == sizeof want && mproc__hs_equal(got, want, sizeof want);
   rc = mproc_conn_send_bytes(c, ok ? MPROC__HS_WELCOME : MPROC__HS_FAILURE,
                              MPROC__HS_REPLY_LEN);
-  return ok ? rc : MPROC_EAUTH;
+  if (!ok)
+    rc = MPROC_EAUTH;
+finish:
+  return rc;
 }
 
 /* Python's answer_challenge: sign the peer's challenge, learn the
@@ -205,23 +211,27 @@ static int mproc__hs_answer(mproc_conn *c, const mproc_listener *k,
   size_t n = 0;
   int rc = mproc__hs_recv(c, got, &n, deadline);
   if (rc < 0)
-    return rc;
+    goto finish;
   /* "#CHALLENGE#{sha256}" and at least 20 bytes of nonce (Python's
    * minimum for a challenge) */
+  rc = MPROC_EAUTH;
   if (n < MPROC__HS_CHALLENGE_LEN + MPROC__HS_TAG_LEN + 20 ||
       memcmp(got, MPROC__HS_CHALLENGE, MPROC__HS_CHALLENGE_LEN) != 0 ||
       memcmp(got + MPROC__HS_CHALLENGE_LEN, MPROC__HS_TAG,
              MPROC__HS_TAG_LEN) != 0)
-    return MPROC_EAUTH;
+    goto finish;
   rc = mproc__hs_response(k, got + MPROC__HS_CHALLENGE_LEN,
                           n - MPROC__HS_CHALLENGE_LEN, resp);
-  if (rc == MPROC_OK)
-    rc = mproc_conn_send_bytes(c, resp, sizeof resp);
-  if (rc == MPROC_OK)
-    rc = mproc__hs_recv(c, got, &n, deadline);
+  if (rc < 0)
+    goto finish;
+  rc = mproc_conn_send_bytes(c, resp, sizeof resp);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__hs_recv(c, got, &n, deadline);
   if (rc == MPROC_OK && (n != MPROC__HS_REPLY_LEN ||
                          memcmp(got, MPROC__HS_WELCOME, n) != 0))
     rc = MPROC_EAUTH;
+finish:
   return rc;
 }
 
@@ -239,22 +249,18 @@ static int mproc__hs_connection(mproc__conn_os *os, const mproc_listener *k,
                                 mproc_conn **out) {
   mproc_conn *c = NULL;
   int rc = mproc__conn_from_os(os, &c);
-  if (rc == MPROC_OK && k->key) {
-    deadline = mproc__hs_deadline(deadline);
-    if (listener_side) {
-      rc = mproc__hs_deliver(c, k, deadline);
-      if (rc == MPROC_OK)
-        rc = mproc__hs_answer(c, k, deadline);
-    } else {
-      rc = mproc__hs_answer(c, k, deadline);
-      if (rc == MPROC_OK)
-        rc = mproc__hs_deliver(c, k, deadline);
-    }
-  }
-  if (rc < 0) {
-    mproc_conn_free(c);
-    c = NULL;
-  }
+  if (rc < 0 || !k->key)
+    goto finish;
+  deadline = mproc__hs_deadline(deadline);
+  rc = listener_side ? mproc__hs_deliver(c, k, deadline)
+                     : mproc__hs_answer(c, k, deadline);
+  if (rc < 0)
+    goto finish;
+  rc = listener_side ? mproc__hs_answer(c, k, deadline)
+                     : mproc__hs_deliver(c, k, deadline);
+finish:
+  if (rc < 0)
+    c = mproc_conn_free(c);
   *out = c;
   return rc;
 }
@@ -289,18 +295,21 @@ int mproc_listener_create(mproc_listener **out, const char *address,
     return MPROC_EINVAL;
   *out = NULL;
   rc = mproc__addr_parse(address, &a, &copy);
-  if (rc == MPROC_OK)
-    rc = mproc__auth_check(&a, authkey, authkey_len);
-  if (rc == MPROC_OK) {
-    l = (mproc_listener *)calloc(1, sizeof(*l));
-    rc = l ? mproc__listener_keep_key(l, authkey, authkey_len) : MPROC_ENOMEM;
-  }
-  if (rc == MPROC_OK)
-    rc = mproc__net_listen(&a, &l->net);
-  if (rc == MPROC_OK) {
-    l->address = mproc__addr_format(&a, mproc__net_port(l->net));
-    rc = l->address ? MPROC_OK : MPROC_ENOMEM;
-  }
+  if (rc < 0)
+    goto finish;
+  rc = mproc__auth_check(&a, authkey, authkey_len);
+  if (rc < 0)
+    goto finish;
+  l = (mproc_listener *)calloc(1, sizeof(*l));
+  rc = l ? mproc__listener_keep_key(l, authkey, authkey_len) : MPROC_ENOMEM;
+  if (rc < 0)
+    goto finish;
+  rc = mproc__net_listen(&a, &l->net);
+  if (rc < 0)
+    goto finish;
+  l->address = mproc__addr_format(&a, mproc__net_port(l->net));
+  rc = l->address ? MPROC_OK : MPROC_ENOMEM;
+finish:
   free(copy);
   if (rc < 0) {
     mproc_listener_free(l);
@@ -323,9 +332,7 @@ int mproc_listener_accept(mproc_listener *l, mproc_conn **out,
     return MPROC_ECLOSED;
   deadline = mproc__deadline(timeout);
   rc = mproc__net_accept(l->net, deadline, &os);
-  if (rc == MPROC_OK)
-    rc = mproc__hs_connection(os, l, 1, deadline, out);
-  return rc;
+  return rc < 0 ? rc : mproc__hs_connection(os, l, 1, deadline, out);
 }
 
 const char *mproc_listener_address(const mproc_listener *l) {
@@ -378,12 +385,16 @@ int mproc_client_connect(mproc_conn **out, const char *address,
   k.key = (unsigned char *)(uintptr_t)authkey;
   k.keylen = authkey_len;
   rc = mproc__addr_parse(address, &a, &copy);
-  if (rc == MPROC_OK)
-    rc = mproc__auth_check(&a, authkey, authkey_len);
-  if (rc == MPROC_OK)
-    rc = mproc__net_connect(&a, deadline, &os);
-  if (rc == MPROC_OK)
-    rc = mproc__hs_connection(os, &k, 0, deadline, out);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__auth_check(&a, authkey, authkey_len);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__net_connect(&a, deadline, &os);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__hs_connection(os, &k, 0, deadline, out);
+finish:
   free(copy);
   return rc;
 }

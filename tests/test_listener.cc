@@ -5,6 +5,7 @@
 // a client in another, unrelated program.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -585,6 +586,48 @@ TEST(Listener, HangUpWakesWaitingReceive) {
     EXPECT_EQ(rc, MPROC_EEOF);
     EXPECT_LT(test_now() - t0, 20.0);
     mproc_conn_free(s);
+  }
+}
+
+// Several threads accept on one listener at once: every client is served
+// by one of them, none waits out its timeout while clients queue.
+TEST(Listener, ThreadsAcceptTogether) {
+  const int kThreads = 3, kClients = 12;
+  for (const std::string &addr : local_addresses()) {
+    SCOPED_TRACE(addr);
+    Listener L(addr, nullptr, 0);
+    ASSERT_EQ(L.rc, MPROC_OK);
+    std::atomic<int> served{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < kThreads; t++)
+      ts.emplace_back([&] {
+        for (;;) {
+          mproc_conn *s = nullptr;
+          if (mproc_listener_accept(L.l, &s, 60) != MPROC_OK)
+            return; // closed at the end
+          std::string m;
+          if (recv_str(s, &m) == MPROC_OK && send_str(s, m) == MPROC_OK)
+            served++;
+          mproc_conn_free(s);
+        }
+      });
+    double t0 = test_now();
+    int ok = 0;
+    for (int i = 0; i < kClients; i++) {
+      mproc_conn *c = nullptr;
+      std::string m;
+      if (mproc_client_connect(&c, L.address().c_str(), nullptr, 0, 30) ==
+              MPROC_OK &&
+          send_str(c, "x") == MPROC_OK && recv_str(c, &m) == MPROC_OK)
+        ok++;
+      mproc_conn_free(c);
+    }
+    EXPECT_LT(test_now() - t0, 30.0); // nobody waited out a 60 s accept
+    mproc_listener_close(L.l);
+    for (auto &t : ts)
+      t.join();
+    EXPECT_EQ(ok, kClients);
+    EXPECT_EQ(served.load(), kClients);
   }
 }
 

@@ -454,29 +454,32 @@ int mproc__conn_os_import(const mproc_handle_t *hs, size_t nh, unsigned dir,
 
 int mproc__conn_os_wrap(mproc_handle_t h, mproc__conn_os **out) {
   mproc__conn_os *os = (mproc__conn_os *)calloc(1, sizeof(*os));
-  int e = os ? 0 : ENOMEM;
+  int e = 0;
   *out = NULL;
-  if (os) {
-    os->in_r = h;
-    os->out_w = os->keep = -1;
-    os->sock = 1;
+  if (!os) {
+    e = ENOMEM;
+    goto finish;
   }
+  os->in_r = h;
+  os->out_w = os->keep = -1;
+  os->sock = 1;
 #ifdef SO_NOSIGPIPE
-  if (os && e == 0) {
+  {
     int one = 1;
-    if (setsockopt(h, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0)
+    if (setsockopt(h, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0) {
       e = errno;
+      goto finish;
+    }
   }
 #endif
   /* Three descriptors of one socket, so the end has the shape of a pipe
    * end (passing it to a child exports three) and O_NONBLOCK, which they
    * share, is what the write side expects (reads cope: see os_read). */
-  if (os && e == 0 && (os->out_w = fcntl(h, F_DUPFD_CLOEXEC, 0)) < 0)
+  if ((os->out_w = fcntl(h, F_DUPFD_CLOEXEC, 0)) < 0 ||
+      (os->keep = fcntl(h, F_DUPFD_CLOEXEC, 0)) < 0 ||
+      fcntl(h, F_SETFL, fcntl(h, F_GETFL) | O_NONBLOCK) != 0)
     e = errno;
-  if (os && e == 0 && (os->keep = fcntl(h, F_DUPFD_CLOEXEC, 0)) < 0)
-    e = errno;
-  if (os && e == 0 && fcntl(h, F_SETFL, fcntl(h, F_GETFL) | O_NONBLOCK) != 0)
-    e = errno;
+finish:
   if (e == 0) {
     *out = os;
     return MPROC_OK;

@@ -243,45 +243,50 @@ static int mproc__net_unix_stale(const struct sockaddr_un *sa) {
   return rc;
 }
 
+/* bind() to sa: 0, or the contract's code for errno. */
+static int mproc__net_bind(int fd, const struct sockaddr *sa, socklen_t len) {
+  return bind(fd, sa, len) == 0 ? MPROC_OK : mproc__net_fail(errno);
+}
+
 static int mproc__net_unix_bind(mproc__net_listener *l, const char *path) {
   struct sockaddr_un sa;
   struct stat st;
-  int rc = mproc__net_unix_sa(path, &sa);
+  int bound = 0, rc = mproc__net_unix_sa(path, &sa);
   if (rc < 0)
-    return rc;
-  l->path = (char *)malloc(strlen(path) + 1);
-  if (!l->path)
-    return MPROC_ENOMEM;
-  memcpy(l->path, path, strlen(path) + 1);
+    goto finish;
   (void)fchmod(l->fd, 0600); /* Linux: the mode bind() gives the file */
-  rc = bind(l->fd, (struct sockaddr *)&sa, sizeof sa) == 0
-           ? MPROC_OK
-           : mproc__net_fail(errno);
+  rc = mproc__net_bind(l->fd, (struct sockaddr *)&sa, sizeof sa);
   if (rc == MPROC_EEXIST && (rc = mproc__net_unix_stale(&sa)) == MPROC_OK)
-    rc = bind(l->fd, (struct sockaddr *)&sa, sizeof sa) == 0
-             ? MPROC_OK
-             : mproc__net_fail(errno);
-  if (rc == MPROC_OK && (chmod(path, 0600) != 0 || lstat(path, &st) != 0))
+    rc = mproc__net_bind(l->fd, (struct sockaddr *)&sa, sizeof sa);
+  if (rc < 0)
+    goto finish;
+  bound = 1;
+  if (chmod(path, 0600) != 0 || lstat(path, &st) != 0) {
     rc = mproc__os_fail(MPROC_ESYS, errno);
-  if (rc == MPROC_OK) {
-    l->dev = st.st_dev;
-    l->ino = st.st_ino;
-  } else {
-    free(l->path); /* not ours: close must not remove it */
-    l->path = NULL;
+    goto finish;
   }
+  l->dev = st.st_dev;
+  l->ino = st.st_ino;
+  l->path = (char *)malloc(strlen(path) + 1);
+  rc = l->path ? MPROC_OK : MPROC_ENOMEM;
+  if (l->path)
+    memcpy(l->path, path, strlen(path) + 1);
+finish:
+  if (rc < 0 && bound) /* our file, which close will not know of */
+    (void)unlink(path);
   return rc;
 }
 
 static int mproc__net_tcp_bind(mproc__net_listener *l, struct addrinfo *ai) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  int one = 1;
+  int one = 1, rc;
   /* Rebinding a port whose old connections linger in TIME_WAIT is fine
    * (as Python does on POSIX); a port someone listens on stays taken. */
   (void)setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (bind(l->fd, ai->ai_addr, ai->ai_addrlen) != 0)
-    return mproc__net_fail(errno);
+  rc = mproc__net_bind(l->fd, ai->ai_addr, ai->ai_addrlen);
+  if (rc < 0)
+    return rc;
   if (getsockname(l->fd, (struct sockaddr *)&ss, &len) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
   l->port = ntohs(ss.ss_family == AF_INET6
@@ -291,7 +296,7 @@ static int mproc__net_tcp_bind(mproc__net_listener *l, struct addrinfo *ai) {
 }
 
 int mproc__net_listen(const mproc__net_addr *a, mproc__net_listener **out) {
-  mproc__net_listener *l;
+  mproc__net_listener *l = NULL;
   struct addrinfo *ai = NULL;
   int rc = MPROC_OK;
   *out = NULL;
@@ -299,22 +304,26 @@ int mproc__net_listen(const mproc__net_addr *a, mproc__net_listener **out) {
     return MPROC_ENOTSUP;
   if (a->kind == MPROC__NET_TCP &&
       (rc = mproc__net_resolve(a->path, a->port, 1, &ai)) < 0)
-    return rc;
+    goto finish;
   l = (mproc__net_listener *)calloc(1, sizeof(*l));
-  if (!l)
+  if (!l) {
     rc = MPROC_ENOMEM;
-  else if ((l->fd = mproc__net_socket(ai ? ai->ai_family : AF_UNIX)) < 0)
-    rc = mproc__os_fail(MPROC_ESYS, errno);
-  if (rc == MPROC_OK) {
-    l->kind = a->kind;
-    l->owner = getpid();
-    rc = ai ? mproc__net_tcp_bind(l, ai) : mproc__net_unix_bind(l, a->path);
+    goto finish;
   }
+  l->kind = a->kind;
+  l->owner = getpid();
+  if ((l->fd = mproc__net_socket(ai ? ai->ai_family : AF_UNIX)) < 0) {
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+    goto finish;
+  }
+  rc = ai ? mproc__net_tcp_bind(l, ai) : mproc__net_unix_bind(l, a->path);
+  if (rc < 0)
+    goto finish;
   /* Non-blocking, so an accept that lost the connection it polled for to
    * another thread polls again instead of blocking past its deadline. */
-  if (rc == MPROC_OK && (fcntl(l->fd, F_SETFL, O_NONBLOCK) != 0 ||
-                         listen(l->fd, SOMAXCONN) != 0))
+  if (fcntl(l->fd, F_SETFL, O_NONBLOCK) != 0 || listen(l->fd, SOMAXCONN) != 0)
     rc = mproc__os_fail(MPROC_ESYS, errno);
+finish:
   if (ai)
     freeaddrinfo(ai);
   if (rc < 0 && l) {

@@ -17,8 +17,11 @@
  * TCP: overlapped sockets (what the transport's WSARecv/WSASend need),
  * not inheritable (WSA_FLAG_NO_HANDLE_INHERIT), the listening one bound
  * with SO_EXCLUSIVEADDRUSE so no other program can bind the port beside
- * it.  accept waits on an FD_ACCEPT event (WSAEventSelect) and the close
- * event; the accepted socket inherits that selection, which is undone.
+ * it.  accept waits on the socket's FD_ACCEPT event (WSAEventSelect, one
+ * event per listener, reset and selected again before each accept(), so a
+ * connection queued or arriving after that sets it; every waiting thread
+ * wakes and one wins) and the close event; the accepted socket inherits that selection, which
+ * is undone.
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
@@ -47,6 +50,7 @@ struct mproc__net_listener {
   mproc__mutex_t lock;                   /* spare */
   HANDLE spare;   /* pipe: the instance waiting for the next client */
   SOCKET sock;    /* tcp: the listening socket */
+  WSAEVENT ev_accept; /* tcp: FD_ACCEPT of sock (manual reset) */
   unsigned port;
   HANDLE ev_close; /* set by mproc__net_close: wakes every accept */
   volatile LONG closed;
@@ -147,32 +151,45 @@ static int mproc__net_wrap_socket(SOCKET s, mproc__conn_os **out) {
   return mproc__conn_os_wrap((mproc_handle_t)s, out);
 }
 
+/* Connect s to ai by the deadline.  Non-blocking (WSAEventSelect makes it
+ * so), so the deadline holds. */
+static int mproc__net_tcp_connect_s(SOCKET s, WSAEVENT ev,
+                                    const struct addrinfo *ai,
+                                    double deadline) {
+  WSANETWORKEVENTS ne;
+  int rc;
+  if (WSAEventSelect(s, ev, FD_CONNECT) != 0)
+    return mproc__net_wsa_fail(WSAGetLastError());
+  if (connect(s, ai->ai_addr, (int)ai->ai_addrlen) == 0)
+    return MPROC_OK;
+  if (WSAGetLastError() != WSAEWOULDBLOCK)
+    return mproc__net_wsa_fail(WSAGetLastError());
+  rc = mproc__net_wait(ev, NULL, deadline);
+  if (rc < 0)
+    return rc;
+  if (WSAEnumNetworkEvents(s, ev, &ne) != 0)
+    return mproc__net_wsa_fail(WSAGetLastError());
+  return ne.iErrorCode[FD_CONNECT_BIT]
+             ? mproc__net_wsa_fail(ne.iErrorCode[FD_CONNECT_BIT])
+             : MPROC_OK;
+}
+
 /* One attempt: a new socket connected to ai by the deadline. */
 static int mproc__net_tcp_try(const struct addrinfo *ai, double deadline,
                               mproc__conn_os **out) {
   SOCKET s = mproc__net_socket(ai->ai_family);
   WSAEVENT ev = NULL;
-  WSANETWORKEVENTS ne;
-  int rc = s != INVALID_SOCKET ? MPROC_OK
-                               : mproc__net_wsa_fail(WSAGetLastError());
-  if (rc == MPROC_OK && !(ev = WSACreateEvent()))
+  int rc = MPROC_OK;
+  if (s == INVALID_SOCKET || !(ev = WSACreateEvent())) {
     rc = mproc__net_wsa_fail(WSAGetLastError());
-  /* Non-blocking (WSAEventSelect makes it so), so the deadline holds. */
-  if (rc == MPROC_OK && WSAEventSelect(s, ev, FD_CONNECT) != 0)
-    rc = mproc__net_wsa_fail(WSAGetLastError());
-  if (rc == MPROC_OK && connect(s, ai->ai_addr, (int)ai->ai_addrlen) != 0) {
-    rc = WSAGetLastError() == WSAEWOULDBLOCK
-             ? mproc__net_wait(ev, NULL, deadline)
-             : mproc__net_wsa_fail(WSAGetLastError());
-    if (rc == MPROC_OK && WSAEnumNetworkEvents(s, ev, &ne) != 0)
-      rc = mproc__net_wsa_fail(WSAGetLastError());
-    if (rc == MPROC_OK && ne.iErrorCode[FD_CONNECT_BIT])
-      rc = mproc__net_wsa_fail(ne.iErrorCode[FD_CONNECT_BIT]);
+    goto finish;
   }
-  if (rc == MPROC_OK) {
-    rc = mproc__net_wrap_socket(s, out);
-    s = INVALID_SOCKET; /* taken */
-  }
+  rc = mproc__net_tcp_connect_s(s, ev, ai, deadline);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__net_wrap_socket(s, out);
+  s = INVALID_SOCKET; /* taken */
+finish:
   if (s != INVALID_SOCKET)
     closesocket(s);
   if (ev)
@@ -204,20 +221,27 @@ static int mproc__net_tcp_listen(mproc__net_listener *l,
   int len = (int)sizeof ss;
   BOOL one = TRUE;
   int rc = mproc__net_resolve(a->path, a->port, 1, &ai);
-  if (rc == MPROC_OK &&
-      (l->sock = mproc__net_socket(ai->ai_family)) == INVALID_SOCKET)
+  if (rc < 0)
+    goto finish;
+  l->sock = mproc__net_socket(ai->ai_family);
+  if (l->sock == INVALID_SOCKET) {
     rc = mproc__net_wsa_fail(WSAGetLastError());
-  if (rc == MPROC_OK)
-    (void)setsockopt(l->sock, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
-                     (const char *)&one, sizeof one);
-  if (rc == MPROC_OK && (bind(l->sock, ai->ai_addr, (int)ai->ai_addrlen) != 0 ||
-                         listen(l->sock, SOMAXCONN) != 0 ||
-                         getsockname(l->sock, (struct sockaddr *)&ss, &len) != 0))
+    goto finish;
+  }
+  (void)setsockopt(l->sock, SOL_SOCKET, SO_EXCLUSIVEADDRUSE,
+                   (const char *)&one, sizeof one);
+  if (!(l->ev_accept = WSACreateEvent()) ||
+      WSAEventSelect(l->sock, l->ev_accept, FD_ACCEPT) != 0 ||
+      bind(l->sock, ai->ai_addr, (int)ai->ai_addrlen) != 0 ||
+      listen(l->sock, SOMAXCONN) != 0 ||
+      getsockname(l->sock, (struct sockaddr *)&ss, &len) != 0) {
     rc = mproc__net_wsa_fail(WSAGetLastError());
-  if (rc == MPROC_OK)
-    l->port = ntohs(ss.ss_family == AF_INET6
-                        ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                        : ((struct sockaddr_in *)&ss)->sin_port);
+    goto finish;
+  }
+  l->port = ntohs(ss.ss_family == AF_INET6
+                      ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                      : ((struct sockaddr_in *)&ss)->sin_port);
+finish:
   if (ai)
     freeaddrinfo(ai);
   return rc;
@@ -225,35 +249,29 @@ static int mproc__net_tcp_listen(mproc__net_listener *l,
 
 static int mproc__net_tcp_accept(mproc__net_listener *l, double deadline,
                                  mproc__conn_os **out) {
-  WSAEVENT ev = WSACreateEvent();
-  SOCKET c = INVALID_SOCKET;
-  int rc = ev ? MPROC_OK : mproc__net_wsa_fail(WSAGetLastError());
-  /* One event per call: several threads may accept at once.  The socket
-   * keeps the last selection, so each round selects again before it
-   * looks. */
-  while (rc == MPROC_OK) {
-    if (WSAEventSelect(l->sock, ev, FD_ACCEPT) != 0) {
-      rc = mproc__net_wsa_fail(WSAGetLastError());
-      break;
-    }
+  SOCKET c;
+  int rc, e;
+  for (;;) {
+    /* Select again each round: that re-posts FD_ACCEPT for a connection
+     * already queued (Wine does not always re-post after accept()). */
+    (void)WSAResetEvent(l->ev_accept);
+    if (WSAEventSelect(l->sock, l->ev_accept, FD_ACCEPT) != 0)
+      return InterlockedCompareExchange(&l->closed, 0, 0)
+                 ? MPROC_ECLOSED
+                 : mproc__net_wsa_fail(WSAGetLastError());
     c = accept(l->sock, NULL, NULL);
     if (c != INVALID_SOCKET)
-      break;
-    if (WSAGetLastError() != WSAEWOULDBLOCK &&
-        WSAGetLastError() != WSAECONNRESET) {
-      rc = InterlockedCompareExchange(&l->closed, 0, 0)
-               ? MPROC_ECLOSED
-               : mproc__net_wsa_fail(WSAGetLastError());
-      break;
-    }
-    rc = mproc__net_wait(ev, l->ev_close, deadline);
-    (void)WSAResetEvent(ev);
+      return mproc__net_wrap_socket(c, out);
+    e = WSAGetLastError();
+    if (InterlockedCompareExchange(&l->closed, 0, 0))
+      return MPROC_ECLOSED;
+    /* WSAECONNRESET: a client that gave up before we took it. */
+    if (e != WSAEWOULDBLOCK && e != WSAECONNRESET)
+      return mproc__net_wsa_fail(e);
+    rc = mproc__net_wait(l->ev_accept, l->ev_close, deadline);
+    if (rc < 0)
+      return rc;
   }
-  if (ev)
-    WSACloseEvent(ev);
-  if (rc == MPROC_OK)
-    rc = mproc__net_wrap_socket(c, out);
-  return rc;
 }
 
 /* ---- named pipes ------------------------------------------------------------------ */
@@ -293,19 +311,22 @@ static int mproc__net_pipe_sd(PSECURITY_DESCRIPTOR *sd) {
   *sd = NULL;
   if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token) ||
       !GetTokenInformation(token, TokenUser, buf, sizeof buf, &len) ||
-      !ConvertSidToStringSidW(((TOKEN_USER *)buf)->User.Sid, &sid))
+      !ConvertSidToStringSidW(((TOKEN_USER *)buf)->User.Sid, &sid)) {
     rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
-  if (rc == MPROC_OK &&
-      !(mproc__net_wput(sddl, cap, &n, L"O:") &&
+    goto finish;
+  }
+  if (!(mproc__net_wput(sddl, cap, &n, L"O:") &&
         mproc__net_wput(sddl, cap, &n, sid) &&
         mproc__net_wput(sddl, cap, &n, L"D:P(A;;FA;;;") &&
         mproc__net_wput(sddl, cap, &n, sid) &&
-        mproc__net_wput(sddl, cap, &n, L")")))
+        mproc__net_wput(sddl, cap, &n, L")"))) {
     rc = MPROC_EINVAL; /* a SID is at most ~190 characters */
-  if (rc == MPROC_OK &&
-      !ConvertStringSecurityDescriptorToSecurityDescriptorW(
+    goto finish;
+  }
+  if (!ConvertStringSecurityDescriptorToSecurityDescriptorW(
           sddl, SDDL_REVISION_1, sd, NULL))
     rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
+finish:
   if (sid)
     LocalFree(sid);
   if (token)
@@ -461,7 +482,7 @@ static int mproc__net_pipe_client(const mproc__net_addr *a, double deadline,
 int mproc__net_listen(const mproc__net_addr *a, mproc__net_listener **out) {
   mproc__mutex_t init = MPROC__MUTEX_INITIALIZER;
   mproc__net_listener *l;
-  int rc = MPROC_OK;
+  int rc;
   *out = NULL;
   if (a->kind == MPROC__NET_UNIX)
     return MPROC_ENOTSUP;
@@ -473,22 +494,26 @@ int mproc__net_listen(const mproc__net_addr *a, mproc__net_listener **out) {
   l->spare = INVALID_HANDLE_VALUE;
   l->sock = INVALID_SOCKET;
   l->ev_close = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (!l->ev_close)
+  if (!l->ev_close) {
     rc = mproc__os_fail(MPROC_ESYS, (int)GetLastError());
-  if (rc == MPROC_OK && a->kind == MPROC__NET_PIPE) {
-    rc = mproc__net_pipe_name(a->path, l->name);
-    if (rc == MPROC_OK)
-      rc = mproc__net_pipe_instance(l, 1, &l->spare);
-  } else if (rc == MPROC_OK) {
-    rc = mproc__net_tcp_listen(l, a);
+    goto finish;
   }
+  if (a->kind == MPROC__NET_TCP) {
+    rc = mproc__net_tcp_listen(l, a);
+    goto finish;
+  }
+  rc = mproc__net_pipe_name(a->path, l->name);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__net_pipe_instance(l, 1, &l->spare);
+finish:
   if (rc < 0) {
     mproc__net_close(l);
     mproc__net_free(l);
-    return rc;
+    l = NULL;
   }
   *out = l;
-  return MPROC_OK;
+  return rc;
 }
 
 unsigned mproc__net_port(const mproc__net_listener *l) { return l->port; }
@@ -527,6 +552,8 @@ void mproc__net_free(mproc__net_listener *l) {
     return;
   if (l->sock != INVALID_SOCKET)
     closesocket(l->sock);
+  if (l->ev_accept)
+    WSACloseEvent(l->ev_accept);
   if (l->ev_close)
     CloseHandle(l->ev_close);
   free(l);
@@ -553,14 +580,18 @@ int mproc__net_hmac(const void *key, size_t keylen, const void *msg,
   BCRYPT_HASH_HANDLE h = NULL;
   NTSTATUS st = BCryptOpenAlgorithmProvider(
       &alg, BCRYPT_SHA256_ALGORITHM, NULL, BCRYPT_ALG_HANDLE_HMAC_FLAG);
-  if (BCRYPT_SUCCESS(st))
-    st = BCryptCreateHash(alg, &h, NULL, 0,
-                          (PUCHAR)(uintptr_t)(keylen ? key : &empty),
-                          (ULONG)keylen, 0);
-  if (BCRYPT_SUCCESS(st))
-    st = BCryptHashData(h, (PUCHAR)(uintptr_t)msg, (ULONG)msglen, 0);
-  if (BCRYPT_SUCCESS(st))
-    st = BCryptFinishHash(h, out, MPROC__NET_DIGEST, 0);
+  if (!BCRYPT_SUCCESS(st))
+    goto finish;
+  st = BCryptCreateHash(alg, &h, NULL, 0,
+                        (PUCHAR)(uintptr_t)(keylen ? key : &empty),
+                        (ULONG)keylen, 0);
+  if (!BCRYPT_SUCCESS(st))
+    goto finish;
+  st = BCryptHashData(h, (PUCHAR)(uintptr_t)msg, (ULONG)msglen, 0);
+  if (!BCRYPT_SUCCESS(st))
+    goto finish;
+  st = BCryptFinishHash(h, out, MPROC__NET_DIGEST, 0);
+finish:
   if (h)
     BCryptDestroyHash(h);
   if (alg)

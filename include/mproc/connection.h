@@ -47,6 +47,15 @@
  *   file's mode keeps other users out).  mproc_connection_auth_supported()
  *   tells which build this is.
  *
+ * The connections
+ *   Accepted and connected ends are duplex mproc_conn objects like
+ *   mproc_pipe()'s: several threads may use one, mproc_wait() waits on it,
+ *   and it may be passed to a child as an argument, except a TCP
+ *   connection on Windows (MPROC_ENOTSUP when the process is created:
+ *   Winsock sockets need WSADuplicateSocket).  A fork child that frees its
+ *   copy of a listener leaves the parent's listener working (and its
+ *   socket file in place).
+ *
  * Timeouts
  *   accept and connect take a timeout in seconds (negative: no limit) that
  *   bounds everything they do, the handshake included.  A client that

@@ -52,6 +52,11 @@ if(WIN32)
 else()
   set(MPROC_CONFIG_NEEDS_THREADS 1)
 endif()
+if(MPROC_HAVE_OPENSSL)
+  set(MPROC_CONFIG_NEEDS_OPENSSL 1)
+else()
+  set(MPROC_CONFIG_NEEDS_OPENSSL 0)
+endif()
 
 configure_package_config_file(
   "${PROJECT_SOURCE_DIR}/cmake/mprocConfig.cmake.in"

@@ -95,6 +95,7 @@ extern "C" {
 #define MPROC_EOVERFLOW (-23) /**< released/task_done more often than allowed */
 #define MPROC_EEXIST (-24)   /**< a shared memory block of that name exists */
 #define MPROC_EWORKER (-25)  /**< the pool worker running the task died */
+#define MPROC_EAUTH (-26)    /**< authentication failed: the peer does not know the authkey */
 
 /** Message for an `MPROC_E*` code ("unknown error" for others).  Thread-safe.
  * @param err  an `MPROC_E*` code (or any int)
@@ -853,5 +854,6 @@ MPROC_API int mproc_wait(mproc_waitable *items, size_t n, double timeout);
 #include "mproc/pool.h"
 #include "mproc/typed.h"
 #include "mproc/result.h"
+#include "mproc/connection.h"
 
 #endif /* MPROC_H */

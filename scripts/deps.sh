@@ -28,6 +28,7 @@ has_pkg libgtest-dev || missing+=(libgtest-dev)     # native GTest (find_package
 has_cmd x86_64-w64-mingw32-gcc-posix && has_cmd x86_64-w64-mingw32-g++-posix \
   || missing_full+=(mingw-w64)
 has_pkg libwine-dev   || missing+=(libwine-dev)      # MSVC-style CRT/SDK headers (msvc-check)
+has_pkg libssl-dev    || missing+=(libssl-dev)       # libcrypto: Listener/Client authkeys, tcp:
 { has_cmd wine64 || has_cmd wine || [[ -x /usr/lib/wine/wine64 ]]; } || missing_full+=(wine64 wine)
 
 # clang's ASan/UBSan runtime lives in a separate package on Debian 12.

@@ -452,6 +452,25 @@ int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex) {
   return MPROC_OK;
 }
 
+int mproc__conn_from_os(mproc__conn_os *os, mproc_conn **out) {
+  mproc__conn_shm *shm = NULL;
+  mproc_conn *c = NULL;
+  int rc = mproc__conn_shm_create(2, &shm);
+  if (rc < 0)
+    goto finish;
+  /* Side a of a duplex pair whose b is the peer's (another process with
+   * its own segment): the locks serialise only the holders of this end. */
+  c = mproc__conn_new(os, shm, MPROC__CONN_R | MPROC__CONN_W, 0);
+  rc = c ? MPROC_OK : MPROC_ENOMEM;
+finish:
+  if (rc < 0) {
+    mproc__conn_os_close(os);
+    mproc__conn_shm_unref(shm);
+  }
+  *out = c;
+  return rc;
+}
+
 int mproc_conn_close(mproc_conn *c) {
   uint32_t v;
   if (!mproc__conn_valid(c))

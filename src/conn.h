@@ -44,6 +44,16 @@ int mproc__conn_frame_parse(const unsigned char *p, size_t *len);
 int mproc__conn_frame_next(const unsigned char *p, size_t n,
                            size_t *payload_len, int *have_header);
 
+/* ---- for listeners and clients (src/listener.c) ------------------------------ */
+
+struct mproc__conn_os;
+
+/* A duplex connection over one transport end that reaches another program
+ * (mproc__conn_os_wrap), with a shared segment of its own so it can be used
+ * by several threads and passed to children like a pipe end.  Takes os
+ * (closed on failure too). */
+int mproc__conn_from_os(struct mproc__conn_os *os, mproc_conn **out);
+
 /* ---- for mproc_wait() --------------------------------------------------------- */
 
 /* The OS handle mproc_wait() waits on for a connection (POSIX: a descriptor

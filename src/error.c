@@ -36,7 +36,8 @@ int mproc_os_error(void) { return mproc__os_errno; }
   X(MPROC_EBROKEN, "broken: the barrier, or a pipe's damaged message stream")  \
   X(MPROC_EOVERFLOW, "released more often than acquired")                     \
   X(MPROC_EEXIST, "a shared memory block of that name exists")              \
-  X(MPROC_EWORKER, "the pool worker running the task died")
+  X(MPROC_EWORKER, "the pool worker running the task died")                  \
+  X(MPROC_EAUTH, "authentication failed: the peer does not know the authkey")
 
 const char *mproc_strerror(int err) {
 #define MPROC__MSG(code, msg)                                                 \

@@ -19,5 +19,6 @@
 #include "plat/thread.h"  /* threads and condition variables */
 #include "plat/forkserver.h" /* the forkserver start method */
 #include "plat/end.h"     /* how a child ended: signal and status names */
+#include "plat/net.h"     /* listeners, clients, handshake crypto */
 
 #endif

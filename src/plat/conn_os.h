@@ -65,6 +65,12 @@ size_t mproc__conn_os_nhandles(unsigned dir);
 int mproc__conn_os_import(const mproc_handle_t *hs, size_t nh, unsigned dir,
                           mproc__conn_os **out);
 
+/* Wrap one connected duplex stream as an end (a Listener/Client
+ * connection, src/plat/net.h).  POSIX: a stream socket; Windows: a named
+ * pipe handle or a SOCKET, opened for overlapped I/O.  Takes h (closed on
+ * failure too). */
+int mproc__conn_os_wrap(mproc_handle_t h, mproc__conn_os **out);
+
 /* Release everything (NULL allowed). */
 void mproc__conn_os_close(mproc__conn_os *os);
 

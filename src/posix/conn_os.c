@@ -42,6 +42,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,7 +80,16 @@ struct mproc__conn_os {
   int out_w; /* write end of the outgoing pipe (O_NONBLOCK) */
   int keep;  /* a read end of the outgoing pipe, or -1 (receive-only) */
   double last_check; /* mproc__conn_clock() of the last liveness poll */
+  /* The three descriptors are one stream socket (mproc__conn_os_wrap: a
+   * Listener/Client connection): writes go through sendmsg(MSG_NOSIGNAL),
+   * since the `keep` trick cannot stop a socket's SIGPIPE. */
+  int sock;
 };
+
+/* No MSG_NOSIGNAL (older macOS): SO_NOSIGPIPE, set when wrapping, does it. */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
 
 /* A cheap clock for the sender's "is the peer still there" cadence: the
  * coarse clock is a few ns (the precise one ~20 ns, a tenth of a small
@@ -109,6 +120,11 @@ static int mproc__conn_pipe(int fds[2]) {
 static void mproc__conn_closefd(int fd) {
   if (fd >= 0)
     (void)close(fd);
+}
+
+static int mproc__conn_is_socket(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
 static int mproc__conn_ms(double deadline) {
@@ -243,7 +259,13 @@ int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
     niov = 2;
   }
   while (first < niov) {
-    if (niov - first == 1) {
+    if (os->sock) {
+      struct msghdr mh;
+      memset(&mh, 0, sizeof mh);
+      mh.msg_iov = iov + first;
+      mh.msg_iovlen = niov - first;
+      n = sendmsg(os->out_w, &mh, MSG_NOSIGNAL);
+    } else if (niov - first == 1) {
       size_t want = iov[first].iov_len;
       n = write(os->out_w, iov[first].iov_base,
                 want > MPROC__CONN_IO_MAX ? MPROC__CONN_IO_MAX : want);
@@ -270,7 +292,7 @@ int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
         return rc;
       continue;
     }
-    if (errno == EPIPE)
+    if (errno == EPIPE || errno == ECONNRESET) /* ECONNRESET: sockets */
       return MPROC_EEOF;
     if (errno == EBADF)
       return MPROC_ECLOSED;
@@ -360,7 +382,7 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
       *got = (size_t)n;
       return MPROC_OK;
     }
-    if (n == 0)
+    if (n == 0 || errno == ECONNRESET) /* a socket whose peer reset it */
       return MPROC_EEOF;
     if (errno == EINTR)
       continue;
@@ -425,8 +447,50 @@ int mproc__conn_os_import(const mproc_handle_t *hs, size_t nh, unsigned dir,
   os->in_r = hs[0];
   os->out_w = hs[1];
   os->keep = (dir & MPROC__CONN_W) ? hs[2] : -1;
+  os->sock = mproc__conn_is_socket(os->in_r);
   *out = os;
   return MPROC_OK;
+}
+
+int mproc__conn_os_wrap(mproc_handle_t h, mproc__conn_os **out) {
+  mproc__conn_os *os = (mproc__conn_os *)calloc(1, sizeof(*os));
+  int e = 0;
+  *out = NULL;
+  if (!os) {
+    e = ENOMEM;
+    goto finish;
+  }
+  os->in_r = h;
+  os->out_w = os->keep = -1;
+  os->sock = 1;
+#ifdef SO_NOSIGPIPE
+  {
+    int one = 1;
+    if (setsockopt(h, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one) != 0) {
+      e = errno;
+      goto finish;
+    }
+  }
+#endif
+  /* Three descriptors of one socket, so the end has the shape of a pipe
+   * end (passing it to a child exports three) and O_NONBLOCK, which they
+   * share, is what the write side expects (reads cope: see os_read). */
+  if ((os->out_w = fcntl(h, F_DUPFD_CLOEXEC, 0)) < 0 ||
+      (os->keep = fcntl(h, F_DUPFD_CLOEXEC, 0)) < 0 ||
+      fcntl(h, F_SETFL, fcntl(h, F_GETFL) | O_NONBLOCK) != 0)
+    e = errno;
+finish:
+  if (e == 0) {
+    *out = os;
+    return MPROC_OK;
+  }
+  if (os) {
+    mproc__conn_closefd(os->out_w);
+    mproc__conn_closefd(os->keep);
+    free(os);
+  }
+  mproc__conn_closefd(h);
+  return e == ENOMEM ? MPROC_ENOMEM : mproc__os_fail(MPROC_ESYS, e);
 }
 
 void mproc__conn_os_close(mproc__conn_os *os) {

@@ -29,7 +29,15 @@
  * The peer going away shows up as ERROR_BROKEN_PIPE (or ERROR_NO_DATA,
  * ERROR_PIPE_NOT_CONNECTED) on reads and writes: MPROC_EEOF.  Bytes it sent
  * before closing are still read first.
+ *
+ * TCP connections (mproc__conn_os_wrap of a SOCKET, src/win32/net.c) take
+ * the same paths with Winsock's calls where a pipe's do not apply: WSARecv
+ * and WSASend (overlapped, on the same events), WSAPoll instead of
+ * PeekNamedPipe, a zero-byte WSARecv as the pending "wake me on data"
+ * read, and a zero-byte receive is end-of-file.  A socket end cannot be
+ * passed to a child (MPROC_ENOTSUP): Winsock wants WSADuplicateSocket.
  */
+#include <winsock2.h>
 #include <windows.h>
 
 #include <stdlib.h>
@@ -59,7 +67,32 @@ struct mproc__conn_os {
    * reaches I/O already issued: a read issued just after it would wait to
    * its deadline, so readers look at this once their read is pending. */
   volatile LONG cancelled;
+  int sock; /* h is a SOCKET (see the top) */
 };
+
+/* Start an overlapped read (or write) of n bytes: TRUE when it completed
+ * at once, else FALSE with the error in GetLastError() (ERROR_IO_PENDING
+ * when it is under way; WSA_IO_PENDING is the same number). */
+static BOOL mproc__conn_w32_start_read(mproc__conn_os *os, void *buf, DWORD n,
+                                       OVERLAPPED *ov) {
+  WSABUF b;
+  DWORD flags = 0;
+  if (!os->sock)
+    return ReadFile(os->h, buf, n, NULL, ov);
+  b.buf = (char *)buf;
+  b.len = n;
+  return WSARecv((SOCKET)os->h, &b, 1, NULL, &flags, ov, NULL) == 0;
+}
+
+static BOOL mproc__conn_w32_start_write(mproc__conn_os *os, const void *buf,
+                                        DWORD n, OVERLAPPED *ov) {
+  WSABUF b;
+  if (!os->sock)
+    return WriteFile(os->h, buf, n, NULL, ov);
+  b.buf = (char *)(uintptr_t)buf;
+  b.len = n;
+  return WSASend((SOCKET)os->h, &b, 1, NULL, 0, ov, NULL) == 0;
+}
 
 static int mproc__conn_w32_cancelled(mproc__conn_os *os) {
   return InterlockedCompareExchange(&os->cancelled, 0, 0) != 0;
@@ -71,6 +104,11 @@ static int mproc__conn_w32_fail(DWORD err) {
   case ERROR_NO_DATA:
   case ERROR_PIPE_NOT_CONNECTED:
   case ERROR_HANDLE_EOF:
+  case ERROR_NETNAME_DELETED: /* sockets: the peer reset or went away */
+  case ERROR_CONNECTION_ABORTED:
+  case WSAECONNRESET:
+  case WSAECONNABORTED:
+  case WSAESHUTDOWN:
     return MPROC_EEOF;
   case ERROR_OPERATION_ABORTED:
   case ERROR_INVALID_HANDLE:
@@ -258,7 +296,7 @@ static int mproc__conn_w32_write_all(mproc__conn_os *os, const unsigned char *p,
     done = 0;
     memset(&ov, 0, sizeof ov);
     ov.hEvent = os->ev_write;
-    if (!WriteFile(os->h, p, chunk, NULL, &ov)) {
+    if (!mproc__conn_w32_start_write(os, p, chunk, &ov)) {
       DWORD err = GetLastError();
       if (err != ERROR_IO_PENDING)
         return mproc__conn_w32_fail(err);
@@ -319,7 +357,7 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
     n = 0;
     memset(&ov, 0, sizeof ov);
     ov.hEvent = os->ev_read;
-    if (!ReadFile(os->h, buf, want, NULL, &ov)) {
+    if (!mproc__conn_w32_start_read(os, buf, want, &ov)) {
       err = GetLastError();
       if (err != ERROR_IO_PENDING)
         return mproc__conn_w32_fail(err);
@@ -346,6 +384,8 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
       *got = n;
       return MPROC_OK;
     }
+    if (os->sock) /* a socket's zero-byte receive: the peer shut down */
+      return MPROC_EEOF;
     /* Zero bytes from a byte-mode pipe should not happen; do not spin past
      * the deadline if it does. */
     if (deadline >= 0 && mproc__plat_now() >= deadline)
@@ -356,6 +396,15 @@ int mproc__conn_os_read(mproc__conn_os *os, void *buf, size_t cap,
 /* 1 if bytes or end-of-file are there now, 0 if not, or an error. */
 static int mproc__conn_w32_peek(mproc__conn_os *os) {
   DWORD avail = 0;
+  if (os->sock) {
+    WSAPOLLFD p;
+    p.fd = (SOCKET)os->h;
+    p.events = POLLRDNORM;
+    p.revents = 0;
+    if (WSAPoll(&p, 1, 0) < 0)
+      return mproc__conn_w32_fail((DWORD)WSAGetLastError());
+    return p.revents != 0; /* data, end-of-file, or an error to read */
+  }
   if (!PeekNamedPipe(os->h, NULL, 0, NULL, &avail, NULL)) {
     int rc = mproc__conn_w32_fail(GetLastError());
     return rc == MPROC_EEOF ? 1 : rc;
@@ -382,7 +431,7 @@ static int mproc__conn_w32_arm(mproc__conn_os *os) {
     return rc;
   memset(&os->ov_poll, 0, sizeof os->ov_poll);
   os->ov_poll.hEvent = os->ev_poll;
-  if (ReadFile(os->h, &os->zero, 0, NULL, &os->ov_poll))
+  if (mproc__conn_w32_start_read(os, &os->zero, 0, &os->ov_poll))
     return 1;
   err = GetLastError();
   if (err == ERROR_IO_PENDING) {
@@ -451,6 +500,8 @@ size_t mproc__conn_os_nhandles(unsigned dir) {
 int mproc__conn_os_export(const mproc__conn_os *os, unsigned dir,
                           mproc__handles *hs) {
   (void)dir;
+  if (os->sock)
+    return MPROC_ENOTSUP; /* see the top */
   /* The file object keeps FILE_FLAG_OVERLAPPED, so the child's duplicate
    * is overlapped too. */
   return mproc__handles_push(hs, (mproc_handle_t)os->h);
@@ -480,9 +531,29 @@ void mproc__conn_os_close(mproc__conn_os *os) {
     CancelIoEx(os->h, &os->ov_poll);
     (void)GetOverlappedResult(os->h, &os->ov_poll, &n, TRUE);
   }
-  CloseHandle(os->h);
+  if (os->sock)
+    closesocket((SOCKET)os->h);
+  else
+    CloseHandle(os->h);
   CloseHandle(os->ev_read);
   CloseHandle(os->ev_write);
   CloseHandle(os->ev_poll);
   free(os);
+}
+
+int mproc__conn_os_wrap(mproc_handle_t h, mproc__conn_os **out) {
+  int type = 0, len = (int)sizeof type;
+  /* A SOCKET answers SO_TYPE; a pipe handle fails (WSAENOTSOCK). */
+  int sock = getsockopt((SOCKET)h, SOL_SOCKET, SO_TYPE, (char *)&type,
+                        &len) == 0;
+  *out = mproc__conn_w32_new((HANDLE)h);
+  if (!*out) {
+    if (sock)
+      closesocket((SOCKET)h);
+    else
+      CloseHandle((HANDLE)h);
+    return MPROC_ENOMEM;
+  }
+  (*out)->sock = sock;
+  return MPROC_OK;
 }

@@ -1207,37 +1207,3 @@ TEST(JoinableQueue, JoinWaitsForWorkersInOtherProcesses) {
   EXPECT_EQ(mproc_queue_task_done(q), MPROC_EOVERFLOW);
   EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK);
 }
-
-TEST(QueueScratch, CapExact) {
-  for (size_t cap : {16, 24, 32, 64, 100, 4096, 4100}) {
-    mproc_queue_options o{};
-    o.capacity = cap;
-    mproc_queue *q = nullptr;
-    ASSERT_EQ(mproc_queue_create(&q, &o), MPROC_OK) << cap;
-    std::vector<char> m(cap / 2, 'x'), r(cap);
-    for (int k = 0; k < 5; k++) {
-      int rc = mproc_queue_put(q, m.data(), m.size(), 0.5);
-      EXPECT_EQ(rc, MPROC_OK) << cap << " " << k << mproc_err_name(rc);
-      size_t len = 0;
-      rc = mproc_queue_get(q, r.data(), r.size(), &len, 0.5);
-      EXPECT_EQ(rc, MPROC_OK) << cap << " " << k;
-      EXPECT_EQ(len, m.size());
-    }
-    EXPECT_EQ(mproc_queue_put(q, m.data(), m.size() + 1, 0), MPROC_E2BIG);
-    mproc_queue_free(q);
-  }
-}
-
-TEST(QueueScratch, ManyQueues) {
-  std::vector<mproc_queue *> qs;
-  int rc = 0;
-  for (int i = 0; i < 200; i++) {
-    mproc_queue *q = nullptr;
-    rc = mproc_queue_create(&q, nullptr);
-    if (rc != MPROC_OK) break;
-    qs.push_back(q);
-    ASSERT_EQ(mproc_queue_put(q, "abc", 3, 0), MPROC_OK);
-  }
-  fprintf(stderr, "made %zu rc %s\n", qs.size(), mproc_err_name(rc));
-  for (auto q : qs) mproc_queue_free(q);
-}

@@ -29,7 +29,8 @@
  *
  * Each child finds out whether the setup ran again in its own process, and
  * tells the parent through its exit code; the program checks that this
- * matches the start method (spawn: yes in every child; fork: in none).
+ * matches the start method (spawn and forkserver: yes in every child;
+ * fork: in none).
  * The rule: call mproc_main() first thing in main(), and put setup after it.
  *
  * Each step prints the Python line it mirrors next to the C that does it.
@@ -97,7 +98,8 @@ static int run_children(void) {
 }
 
 int main(int argc, char **argv) {
-  int rc, again, spawn, expected;
+  int rc, again, fresh, expected;
+  mproc_start_method method;
 
   /* WRONG, on purpose: this belongs after mproc_main(). */
   setup_before_main();
@@ -107,7 +109,11 @@ int main(int argc, char **argv) {
     return 1;
   }
   main_reached = 1;
-  spawn = mproc_get_start_method() == MPROC_START_SPAWN;
+  /* spawn starts the program again for each child; the forkserver starts it
+   * again once (the server, where the setup runs too) and forks children
+   * from that copy: either way the setup has run in the child's image. */
+  method = mproc_get_start_method();
+  fresh = method != MPROC_START_FORK;
   mirror_begin();
   mirror("print('setup: ...')    # module level", "setup_before_main() before mproc_main()");
   mirror("Process(...)  # module level: RuntimeError", "mproc_process_create: MPROC_ENOINIT");
@@ -115,10 +121,13 @@ int main(int argc, char **argv) {
   mirror("    for p in ps: p.start(); p.join()", "run_children()");
 
   again = run_children();
-  expected = spawn ? NCHILDREN : 0;
+  expected = fresh ? NCHILDREN : 0;
   printf("parent: the setup ran once here and again in %d of %d children "
          "(expected %d under %s)\n",
-         again, NCHILDREN, expected, spawn ? "spawn" : "fork");
+         again, NCHILDREN, expected,
+         method == MPROC_START_SPAWN        ? "spawn"
+         : method == MPROC_START_FORKSERVER ? "forkserver"
+                                            : "fork");
   printf("the rule: call mproc_main() first in main(); put setup after it\n");
   printf("%s\n", again == expected ? "ok" : "FAILED");
   return again == expected ? 0 : 1;

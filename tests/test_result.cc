@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -298,6 +299,8 @@ TEST(Result, TwoHundredBlocksCommitAlmostNothing) {
 #endif
   }
   EXPECT_LE(total, (uint64_t)200 * 65536) << "committed bytes of 200 blocks";
+  std::printf("200 result blocks: %llu bytes committed\n",
+              (unsigned long long)total);
   for (mproc_process *p : ps)
     mproc_process_free(p); // drops the blocks
 }

@@ -243,6 +243,51 @@ void sleep(std::chrono::duration<Rep, Period> d) {
 /** @return mproc_cpu_count(). Thread-safe. */
 inline int cpu_count() noexcept { return mproc_cpu_count(); }
 
+/** mproc_set_start_method().
+ * @param m MPROC_START_FORK, MPROC_START_SPAWN or MPROC_START_FORKSERVER
+ * @throw mproc::error (MPROC_ENOTSUP where the method does not exist) */
+inline void set_start_method(mproc_start_method m) {
+  detail::check(mproc_set_start_method(m), "mproc_set_start_method");
+}
+/** @return mproc_get_start_method(), the global default. */
+inline mproc_start_method get_start_method() noexcept {
+  return mproc_get_start_method();
+}
+/** mproc_set_forkserver_preload().
+ * @param entry an entry's name, or nullptr for none
+ * @throw mproc::error (MPROC_ENOENTRY, MPROC_ESTATE, MPROC_ENOTSUP) */
+inline void set_forkserver_preload(const char *entry) {
+  detail::check(mproc_set_forkserver_preload(entry),
+                "mproc_set_forkserver_preload");
+}
+
+/** mproc_set_result(), in a child: the bytes its parent reads with
+ * process::result().
+ * @param data the bytes  @param len their number (up to MPROC_RESULT_MAX)
+ * @throw mproc::error (MPROC_E2BIG, MPROC_ESTATE outside a child) */
+inline void set_result(const void *data, std::size_t len) {
+  detail::check(mproc_set_result(data, len), "mproc_set_result");
+}
+/** mproc_set_result() of a string's bytes.  @param s the bytes
+ * @throw mproc::error as set_result(const void *, std::size_t) */
+inline void set_result(const std::string &s) { set_result(s.data(), s.size()); }
+
+/** mproc_end_describe(): one line saying how a process ended.
+ * @param info a report from process::end()
+ * @return the text  @throw mproc::error (MPROC_EINVAL for an unknown kind) */
+inline std::string describe(const mproc_end_info &info) {
+  char small[128];
+  int n = detail::check(mproc_end_describe(&info, small, sizeof small),
+                        "mproc_end_describe");
+  if ((std::size_t)n < sizeof small)
+    return std::string(small, (std::size_t)n);
+  std::string out((std::size_t)n + 1, '\0');
+  detail::check(mproc_end_describe(&info, &out[0], out.size()),
+                "mproc_end_describe");
+  out.resize((std::size_t)n);
+  return out;
+}
+
 /* ---- IPC objects ------------------------------------------------------------- */
 
 /** A queue (Python's Queue / JoinableQueue).  Thread-safe as the C calls. */
@@ -801,6 +846,70 @@ public:
     const char *n = mproc_process_name(p_);
     return n ? n : "";
   }
+  /** mproc_process_kill_tree() (a child started with new_group).
+   * @throw mproc::error on failure */
+  void kill_tree() {
+    detail::check(mproc_process_kill_tree(p_), "mproc_process_kill_tree");
+  }
+  /** mproc_process_terminate_tree() (a child started with new_group).
+   * @throw mproc::error on failure */
+  void terminate_tree() {
+    detail::check(mproc_process_terminate_tree(p_),
+                  "mproc_process_terminate_tree");
+  }
+  /** mproc_process_stop(): run an escalation chain, e.g.
+   * `p.stop({{MPROC_STOP_TERMINATE, 1.0}, {MPROC_STOP_KILL, 5.0}})`.
+   * @param steps the chain, in order
+   * @return which step saw it end and its exit code, or std::nullopt when
+   *         it still runs after the last step (MPROC_ETIMEDOUT)
+   * @throw mproc::error for any other failure */
+  std::optional<mproc_stop_result>
+  stop(const std::vector<mproc_stop_step> &steps) {
+    mproc_stop_result how{};
+    int rc = mproc_process_stop(p_, steps.data(), steps.size(), &how);
+    if (!detail::timed(rc, "mproc_process_stop"))
+      return std::nullopt;
+    return how;
+  }
+  /** mproc_process_result() of a child that has ended.
+   * @return its bytes, or std::nullopt when it set none (MPROC_ENOTFOUND)
+   * @throw mproc::error (MPROC_ESTATE while it runs, MPROC_EBROKEN for a
+   *        damaged block, ...) */
+  std::optional<std::vector<unsigned char>> result() const {
+    std::vector<unsigned char> out;
+    std::size_t n = 0;
+    int rc = mproc_process_result(p_, nullptr, 0, &n);
+    /* A grandchild holding the block could still rewrite it between the
+     * two calls: a few rounds, then the error. */
+    for (int round = 0; rc == MPROC_ERANGE && round < 4; round++) {
+      out.resize(n);
+      rc = mproc_process_result(p_, out.data(), out.size(), &n);
+    }
+    if (rc == MPROC_ENOTFOUND)
+      return std::nullopt;
+    detail::check(rc, "mproc_process_result");
+    out.resize(n);
+    return out;
+  }
+  /** result() as a string of the same bytes.
+   * @return its bytes, or std::nullopt when it set none
+   * @throw mproc::error as result() */
+  std::optional<std::string> result_string() const {
+    std::optional<std::vector<unsigned char>> r = result();
+    if (!r)
+      return std::nullopt;
+    return std::string(r->begin(), r->end());
+  }
+  /** mproc_process_end(): how it ended.  @return the report
+   * @throw mproc::error (MPROC_ESTATE while it runs, ...) */
+  mproc_end_info end() const {
+    mproc_end_info info{};
+    detail::check(mproc_process_end(p_, &info), "mproc_process_end");
+    return info;
+  }
+  /** end() as one line ("exited with code 3", "killed by signal 9
+   * (SIGKILL)", ...).  @return the text  @throw mproc::error as end() */
+  std::string describe() const { return mproc::describe(end()); }
 };
 
 /* ---- pools ------------------------------------------------------------------------ */
@@ -841,6 +950,69 @@ inline int item_typed(mproc_async_result *r, std::size_t i, std::string &v) {
   return rc;
 }
 } // namespace detail
+
+/** A pending pool submission (mproc_async_result): wait on it, watch its
+ * progress, read its tasks.  Move-only; frees the C result.  Thread-safe
+ * as the C calls. */
+class async_result
+    : public detail::object<mproc_async_result, mproc_async_result_free> {
+public:
+  /** Take ownership of a C result.  @param r the result (may be nullptr) */
+  explicit async_result(mproc_async_result *r = nullptr) noexcept
+      : object(r, true) {}
+  /** mproc_async_result_wait().  @param timeout seconds
+   * @return true once ready, false on timeout  @throw mproc::error */
+  bool wait(double timeout = MPROC_FOREVER) {
+    return detail::timed(mproc_async_result_wait(p_, timeout),
+                         "mproc_async_result_wait");
+  }
+  /** @return mproc_async_result_ready()  @throw mproc::error */
+  bool ready() {
+    return detail::check(mproc_async_result_ready(p_),
+                         "mproc_async_result_ready") == 1;
+  }
+  /** @return mproc_async_result_successful()
+   * @throw mproc::error (MPROC_ESTATE before it is ready) */
+  bool successful() {
+    return detail::check(mproc_async_result_successful(p_),
+                         "mproc_async_result_successful") == 1;
+  }
+  /** @return mproc_async_result_count(): the number of tasks */
+  std::size_t count() const noexcept { return mproc_async_result_count(p_); }
+  /** mproc_async_result_done_count(): tasks finished so far (a progress
+   * bar).  @return the number  @throw mproc::error */
+  std::size_t done_count() {
+    std::size_t n = 0;
+    detail::check(mproc_async_result_done_count(p_, &n),
+                  "mproc_async_result_done_count");
+    return n;
+  }
+  /** mproc_async_result_item(): task i's status (0, a task's positive
+   * code, MPROC_ETIMEDOUT for a task past its timeout, MPROC_EWORKER, ...)
+   * and bytes.  @param i the task  @param bytes where its bytes go; may
+   * be nullptr  @return the status  @throw mproc::error (MPROC_ESTATE
+   * before it is ready, MPROC_EINVAL for i out of range) */
+  int item(std::size_t i, std::string *bytes = nullptr) {
+    const void *d = nullptr;
+    std::size_t n = 0;
+    int rc = mproc_async_result_item(p_, i, &d, &n);
+    if (rc == MPROC_ESTATE || rc == MPROC_EINVAL || rc == MPROC_EPERM)
+      throw error(rc, "mproc_async_result_item");
+    if (bytes)
+      bytes->assign(d ? static_cast<const char *>(d) : "", d ? n : 0);
+    return rc;
+  }
+  /** A typed task result (std::int64_t, double or std::string).
+   * @param i the task  @return its value
+   * @throw mproc::error with the task's status, or MPROC_ETYPE */
+  template <class R> R item_as(std::size_t i) {
+    R v{};
+    int rc = detail::item_typed(p_, i, v);
+    if (rc != 0)
+      throw error(rc, "mproc_async_result_item");
+    return v;
+  }
+};
 
 /** A process pool (Python's Pool).  The destructor terminates and joins it
  * (as mproc_pool_free()).  Thread-safe as the C calls. */
@@ -883,6 +1055,40 @@ public:
         throw error(rc, "mproc_async_result_item");
     }
     return out;
+  }
+  /** mproc_pool_map_async() over byte strings, each task bounded by
+   * `timeout` seconds (0: the pool's task_timeout; see "Task timeouts" in
+   * mproc/pool.h): watch it with done_count(), read it with item().
+   * @param task the task's entry name  @param inputs the inputs (copied)
+   * @param chunksize 0: map's default  @param timeout per task
+   * @return the pending result  @throw mproc::error on failure */
+  async_result map_async(const char *task,
+                         const std::vector<std::string> &inputs,
+                         std::size_t chunksize = 0, double timeout = 0) {
+    std::vector<mproc_bytes> in(inputs.size());
+    for (std::size_t i = 0; i < in.size(); i++)
+      in[i] = mproc_bytes{inputs[i].data(), inputs[i].size()};
+    mproc_async_options o{};
+    o.timeout = timeout;
+    mproc_async_result *r = nullptr;
+    detail::check(mproc_pool_map_async(p_, task, in.data(), in.size(),
+                                       chunksize, &o, &r),
+                  "mproc_pool_map_async");
+    return async_result(r);
+  }
+  /** mproc_pool_apply_async() of one task, bounded by `timeout` seconds
+   * (0: the pool's task_timeout).  @param task the task's entry name
+   * @param input its bytes  @param timeout per task
+   * @return the pending result  @throw mproc::error on failure */
+  async_result apply_async(const char *task, const std::string &input,
+                           double timeout = 0) {
+    mproc_async_options o{};
+    o.timeout = timeout;
+    mproc_async_result *r = nullptr;
+    detail::check(mproc_pool_apply_async(p_, task, input.data(), input.size(),
+                                         &o, &r),
+                  "mproc_pool_apply_async");
+    return async_result(r);
   }
   /** mproc_pool_close().  @throw mproc::error on failure */
   void close() { detail::check(mproc_pool_close(p_), "mproc_pool_close"); }

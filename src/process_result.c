@@ -6,12 +6,20 @@
  * pipe the parent drains only after join would never end, and a parent
  * that drains while joining would change what join, the sentinel and
  * mproc_wait() mean (a child's end would no longer be the only event).  So
- * the parent makes a block of MPROC_RESULT_MAX bytes at start (sparse: the
- * OS backs only the pages the child writes), passes its handle like a
- * handle argument (fork: inherited; spawn and anything else built on the
- * bootstrap: the last slot of the bootstrap's handle table), and reads it
- * once the child has ended.  The parent holds the only handle it keeps
- * open; it unmaps the block between reads.
+ * the parent makes a *blank* block at start (mproc__seg_blank), passes its
+ * handle like a handle argument (fork: inherited; spawn and anything else
+ * built on the bootstrap: the last slot of the bootstrap's handle table),
+ * and reads it once the child has ended.  Blank, because most children set
+ * no result and every start pays for the block: POSIX makes an empty
+ * memfd (no size, mapping or page until the child writes: the child gives
+ * it its MPROC_RESULT_MAX bytes, sparse), Windows a reserved section with
+ * only its header page committed (the child commits what it writes, so
+ * hundreds of open process objects do not charge 32 MiB each against the
+ * commit limit).  The parent keeps the handle, never a mapping; it maps
+ * the block only to read it, and touches only the committed header and the
+ * `len` bytes it then commits itself (a no-op for the pages the child
+ * committed; a forged child that committed less reads as zeros, never as
+ * an access violation).
  *
  * The block's first MPROC__RES_HDR bytes are a header the child writes:
  *   u32 state   0 none, 1 writing, 2 done (set last)
@@ -20,7 +28,8 @@
  * The child is untrusted by the time the parent reads: every value is
  * checked (a state other than 0/2, a length over the limit: MPROC_EBROKEN),
  * and the block's size was checked against the file/section by
- * mproc__seg_import before anything is read. */
+ * mproc__seg_open_blank before anything is read.  A block still blank is
+ * a child that wrote nothing: no result, no bootstrap note. */
 #include <string.h>
 
 #include "atomics.h"
@@ -44,23 +53,14 @@ static mproc__mutex_t g_result_lock = MPROC__MUTEX_INITIALIZER;
 /* ---- parent ------------------------------------------------------------------- */
 
 int mproc__result_create(mproc_process *p) {
-  mproc__seg s;
-  mproc_handle_t h;
-  int rc = mproc__seg_create(&s, NULL, MPROC__RES_SIZE);
+  /* A handle, not the 32 MiB mapping: a parent with many children would
+   * run out of address space (32-bit) long before memory. */
+  int rc = mproc__seg_blank(&p->result_h, MPROC__RES_SIZE);
   /* Part of starting the child: an OS refusal (EMFILE) is start()'s
    * MPROC_ESPAWN, with the OS error kept. */
   if (rc == MPROC_ESYS)
     return mproc__os_fail(MPROC_ESPAWN, mproc_os_error());
-  if (rc < 0)
-    return rc;
-  /* Keep a handle, not the 32 MiB mapping: a parent with many children
-   * would run out of address space (32-bit) long before memory. */
-  h = mproc__plat_dup_handle(s.handle);
-  mproc__seg_close(&s);
-  if (h == MPROC_INVALID_HANDLE)
-    return mproc__os_fail(MPROC_ESPAWN, mproc__plat_last_error());
-  p->result_h = h;
-  return MPROC_OK;
+  return rc;
 }
 
 void mproc__result_drop(mproc_process *p) {
@@ -92,12 +92,16 @@ static int mproc__result_map(mproc_process *p, mproc__seg *s) {
   mproc__mutex_unlock(&mproc__lock);
   if (rc < 0)
     return rc;
-  rc = mproc__seg_import(s, h, MPROC__RES_SIZE); /* owns h from here */
-  return rc == MPROC_EINVAL ? MPROC_EBROKEN : rc;
+  rc = mproc__seg_open_blank(s, h, MPROC__RES_SIZE, 0); /* owns h */
+  if (rc == MPROC_EINVAL)
+    return MPROC_EBROKEN;
+  if (rc == MPROC_OK && (rc = mproc__seg_commit(s, MPROC__RES_HDR)) < 0)
+    mproc__seg_close(s);
+  return rc;
 }
 
-/* The header, read once into local memory so later checks and the copy
- * use the same values. */
+/* The header (committed by mproc__result_map), read once into local memory
+ * so later checks and the copy use the same values. */
 static mproc__res_hdr mproc__result_header(const mproc__seg *s) {
   mproc__res_hdr hdr;
   memcpy(&hdr, s->addr, sizeof hdr);
@@ -127,6 +131,8 @@ int mproc_process_result(mproc_process *p, void *buf, size_t cap, size_t *len) {
     rc = MPROC_ERANGE;
     goto finish;
   }
+  if ((rc = mproc__seg_commit(&s, MPROC__RES_HDR + (size_t)hdr.len)) < 0)
+    goto finish;
   if (hdr.len)
     memcpy(buf, (unsigned char *)s.addr + MPROC__RES_HDR, (size_t)hdr.len);
   rc = MPROC_OK;
@@ -161,15 +167,20 @@ void mproc__result_adopt(mproc_handle_t h, int forked) {
   mproc__mutex_unlock(&g_result_lock);
 }
 
-/* Map this child's block (g_result_lock held). */
-static int mproc__result_open_own(mproc__seg *s) {
+/* Map this child's block (g_result_lock held) with its first `upto` bytes
+ * committed: the header and what will be written. */
+static int mproc__result_open_own(mproc__seg *s, size_t upto) {
   mproc_handle_t h;
+  int rc;
   if (g_result_h == MPROC_INVALID_HANDLE)
     return MPROC_ESTATE;
   h = mproc__plat_dup_handle(g_result_h);
   if (h == MPROC_INVALID_HANDLE)
     return mproc__os_fail(MPROC_ESYS, mproc__plat_last_error());
-  return mproc__seg_import(s, h, MPROC__RES_SIZE);
+  rc = mproc__seg_open_blank(s, h, MPROC__RES_SIZE, 1);
+  if (rc == MPROC_OK && (rc = mproc__seg_commit(s, upto)) < 0)
+    mproc__seg_close(s);
+  return rc;
 }
 
 int mproc_set_result(const void *data, size_t len) {
@@ -182,7 +193,7 @@ int mproc_set_result(const void *data, size_t len) {
   if (!data && len)
     return MPROC_EINVAL;
   mproc__mutex_lock(&g_result_lock);
-  rc = mproc__result_open_own(&s);
+  rc = mproc__result_open_own(&s, MPROC__RES_HDR + len);
   if (rc < 0)
     goto finish;
   /* "writing" first and "done" last: a child that dies in between leaves
@@ -202,7 +213,7 @@ finish:
 void mproc__result_mark_boot(uint32_t reason) {
   mproc__seg s;
   mproc__mutex_lock(&g_result_lock);
-  if (mproc__result_open_own(&s) == MPROC_OK) {
+  if (mproc__result_open_own(&s, MPROC__RES_HDR) == MPROC_OK) {
     mproc__store32((volatile uint32_t *)s.addr + 1, reason);
     mproc__seg_close(&s);
   }

@@ -2,13 +2,16 @@
 // and joined, queue and pipe round trips (typed and bytes), a pool's typed
 // map, the RAII owners of the sync objects and shared memory, and errors
 // as exceptions and as std::error_code (the category's messages and its
-// std::errc equivalents).  Entries are named functions, as the wrapper
-// requires: the children here may be spawned.
+// std::errc equivalents), result values and end reports, stop chains and
+// trees, the forkserver start method, and a pool's async results (progress,
+// task timeouts).  Entries are named functions, as the wrapper requires:
+// the children here may be spawned.
 #include <gtest/gtest.h>
 
 #include <mproc.hpp>
 
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -191,6 +194,126 @@ TEST(Cpp, PoolMap) {
   } catch (const mproc::error &e) {
     EXPECT_EQ(e.value(), 13);
   }
+  pool.close();
+  EXPECT_TRUE(pool.join(60));
+}
+
+// Sets a binary result (a NUL inside) and exits 3.
+TEST_ENTRY(cpp_result) {
+  try {
+    mproc::set_result(std::string("res\0ult", 7));
+  } catch (const mproc::error &) {
+    return 9;
+  }
+  return 3;
+}
+
+TEST_ENTRY(cpp_nothing) { return 0; }
+
+TEST(Cpp, ResultAndEndReport) {
+  mproc::process p("cpp_result");
+  EXPECT_THROW((void)p.result(), mproc::error); // before start: MPROC_ESTATE
+  p.start();
+  EXPECT_TRUE(p.join(60));
+  std::optional<std::vector<unsigned char>> r = p.result();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(std::string(r->begin(), r->end()), std::string("res\0ult", 7));
+  EXPECT_EQ(p.result_string().value_or(""), std::string("res\0ult", 7));
+  mproc_end_info info = p.end();
+  EXPECT_EQ(info.kind, MPROC_END_EXIT);
+  EXPECT_EQ(info.code, 3);
+  EXPECT_EQ(p.describe(), "exited with code 3");
+  EXPECT_EQ(mproc::describe(info), "exited with code 3");
+
+  mproc::process none("cpp_nothing");
+  none.start();
+  EXPECT_TRUE(none.join(60));
+  EXPECT_FALSE(none.result().has_value()); // MPROC_ENOTFOUND
+  EXPECT_FALSE(none.result_string().has_value());
+  EXPECT_THROW(mproc::set_result("x"), mproc::error); // not a child
+}
+
+TEST(Cpp, StopChainAndTrees) {
+  mproc::event ev; // never set: the child waits until it is stopped
+  mproc::process p("cpp_wait_event", mproc::args(ev));
+  p.start();
+  EXPECT_THROW(p.kill_tree(), mproc::error); // no new_group: MPROC_ESTATE
+  std::optional<mproc_stop_result> how =
+      p.stop({{MPROC_STOP_TERMINATE, 30.0}, {MPROC_STOP_KILL, 30.0}});
+  ASSERT_TRUE(how.has_value());
+  EXPECT_EQ(how->step, 0);
+  EXPECT_EQ(how->exitcode, -15);
+  how = p.stop({{MPROC_STOP_KILL, 1.0}}); // ended already: nothing sent
+  ASSERT_TRUE(how.has_value());
+  EXPECT_EQ(how->step, -1);
+  EXPECT_THROW(p.stop({}), mproc::error); // no steps: MPROC_EINVAL
+
+  mproc_process_options o{};
+  o.new_group = 1;
+  mproc::process tree("cpp_wait_event", mproc::args(ev), &o);
+  tree.start();
+  tree.terminate_tree();
+  EXPECT_TRUE(tree.join(60));
+  EXPECT_EQ(tree.exitcode().value_or(0), -15);
+  tree.kill_tree(); // ended: harmless
+}
+
+TEST(Cpp, ForkserverStartMethod) {
+  mproc_start_method before = mproc::get_start_method();
+#ifdef _WIN32
+  EXPECT_THROW(mproc::set_start_method(MPROC_START_FORKSERVER), mproc::error);
+  EXPECT_EQ(mproc::get_start_method(), before);
+#else
+  mproc::set_start_method(MPROC_START_FORKSERVER);
+  EXPECT_EQ(mproc::get_start_method(), MPROC_START_FORKSERVER);
+  mproc::process p("cpp_result");
+  p.start();
+  EXPECT_TRUE(p.join(60));
+  EXPECT_EQ(p.exitcode().value_or(-1), 3);
+  EXPECT_EQ(p.result_string().value_or(""), std::string("res\0ult", 7));
+  mproc::set_start_method(before);
+  EXPECT_THROW(mproc::set_forkserver_preload("no_such_entry"), mproc::error);
+#endif
+}
+
+// Echoes its input bytes with a '+'; "nap" sleeps far past any timeout.
+TEST_ENTRY(cpp_echo) {
+  const void *d = nullptr;
+  size_t n = 0;
+  if (mproc_task_input(args, &d, &n) < 0)
+    return 1;
+  std::string s(static_cast<const char *>(d), n);
+  if (s == "nap")
+    mproc_sleep(60);
+  s += '+';
+  return mproc_task_result(args, s.data(), s.size()) < 0 ? 2 : 0;
+}
+
+TEST(Cpp, PoolAsyncProgressAndTaskTimeout) {
+  mproc::pool pool(2);
+  std::vector<std::string> in{"a", "nap", "bc", ""};
+  mproc::async_result r = pool.map_async("cpp_echo", in, 1, 0.3);
+  EXPECT_EQ(r.count(), in.size());
+  EXPECT_LE(r.done_count(), in.size());
+  EXPECT_TRUE(r.wait(60));
+  EXPECT_TRUE(r.ready());
+  EXPECT_EQ(r.done_count(), in.size());
+  EXPECT_FALSE(r.successful());
+  std::string b;
+  EXPECT_EQ(r.item(0, &b), 0);
+  EXPECT_EQ(b, "a+");
+  EXPECT_EQ(r.item(1), MPROC_ETIMEDOUT); // killed past its 0.3 s
+  EXPECT_EQ(r.item(2, &b), 0);
+  EXPECT_EQ(b, "bc+");
+  EXPECT_EQ(r.item(3, &b), 0);
+  EXPECT_EQ(b, "+");
+  EXPECT_THROW(r.item(4), mproc::error); // out of range
+
+  mproc::async_result one = pool.apply_async("cpp_echo", "x");
+  EXPECT_TRUE(one.wait(60));
+  EXPECT_EQ(one.item(0, &b), 0);
+  EXPECT_EQ(b, "x+");
+  EXPECT_TRUE(one.successful());
   pool.close();
   EXPECT_TRUE(pool.join(60));
 }

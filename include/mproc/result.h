@@ -4,13 +4,15 @@
  * learns in one call why a child ended.  Included by mproc.h.
  *
  * How a result travels
- *   At start the parent makes one shared memory block per child (header +
- *   MPROC_RESULT_MAX bytes, of which the OS backs only the pages written:
- *   a sparse memfd/shm object on POSIX; on Windows a pagefile section,
- *   which counts its full size against the commit limit until the process
- *   object is closed) and passes its handle to the child like any handle
- *   argument: inherited by fork, carried in the spawn bootstrap's handle
- *   table (so every start method that runs the bootstrap has it).  The
+ *   At start the parent makes one shared memory block per child, blank
+ *   (POSIX: an empty memfd/shm object the child sizes to header +
+ *   MPROC_RESULT_MAX, sparse, when it first sets a result; Windows: a
+ *   reserved pagefile section whose header page alone is committed, the
+ *   child committing what it writes, so an open process object costs one
+ *   page of commit charge, not 32 MiB) and passes its handle to the child
+ *   like any handle argument: inherited by fork, carried in the spawn
+ *   bootstrap's handle table (so every start method that runs the
+ *   bootstrap has it).  The
  *   child writes into it; the parent reads it after the child has ended.
  *   No pipe is involved, so a child never blocks on its result and join,
  *   the sentinel and mproc_wait() mean what they always meant.  The parent

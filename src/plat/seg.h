@@ -65,6 +65,26 @@ int mproc__seg_can_decommit(void);
  * diagnostics.  MPROC_ENOTSUP where the OS cannot say. */
 int mproc__seg_backed(const mproc__seg *s, uint64_t *bytes);
 
+/* ---- blank segments (a child's result block) ---------------------------------
+ * A segment made to be handed on and filled by its receiver, so that its
+ * maker pays almost nothing for the many that are never written:
+ * POSIX: an empty anonymous memfd / shm object (no size, no mapping, no
+ * pages); the first mproc__seg_open_blank(fill 1) gives it its size.  On
+ * Linux it is sealed against shrinking (F_SEAL_SHRINK | F_SEAL_SEAL), so no
+ * holder can ever cut it under a reader's mapping.
+ * Windows: a SEC_RESERVE section of which only the header page is
+ * committed (no commit charge for the rest); whoever touches bytes commits
+ * them first (mproc__seg_commit).
+ * *h gets the only handle; nothing stays mapped here. */
+int mproc__seg_blank(mproc_handle_t *h, size_t size);
+/* mproc__seg_import for a block made by mproc__seg_blank (takes h).
+ * `fill` 1 (the writer): gives a blank block its size first.  `fill` 0 (a
+ * reader): MPROC_ENOTFOUND while it is still blank.  MPROC_EINVAL: not a
+ * complete block of `size` bytes.  Bytes may be touched only up to
+ * s->committed (mproc__seg_commit raises it). */
+int mproc__seg_open_blank(mproc__seg *s, mproc_handle_t h, size_t size,
+                          int fill);
+
 /* Unmap and close the handle (and unlink if owner and still named). */
 void mproc__seg_close(mproc__seg *s);
 /* mproc_shm_cleanup()'s work. */

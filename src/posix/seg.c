@@ -397,6 +397,73 @@ int mproc__seg_cleanup(void) {
   return removed;
 }
 
+/* ---- blank segments -------------------------------------------------------------
+ * Made with no size: one memfd_create (and, on Linux, one fcntl) instead of
+ * ftruncate + mmap + a header page + munmap, which is what a fork start
+ * would otherwise pay for every child, result or not.  The receiver gives
+ * the block its whole size once (macOS lets a shm object be sized only
+ * once, so it is never grown piecemeal); the object stays sparse. */
+int mproc__seg_blank(mproc_handle_t *h, size_t size) {
+  int fd;
+  if (size == 0 || size > (size_t)INT64_MAX - MPROC__SEG_HDR)
+    return MPROC_EINVAL;
+#if MPROC__HAVE_MEMFD && defined(F_ADD_SEALS)
+  /* Sealed now, by its maker: a child (or a grandchild holding an
+   * inherited descriptor) can then never shrink it under the parent's
+   * mapping, and F_SEAL_SEAL keeps it from adding F_SEAL_WRITE (which
+   * would make the parent's shared writable mapping fail). */
+  fd = memfd_create("mproc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd >= 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    int e = errno;
+    (void)close(fd);
+    errno = e;
+    fd = -1;
+  }
+#else
+  fd = mproc__seg_anon_fd(h);
+#endif
+  if (fd < 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  *h = fd;
+  return MPROC_OK;
+}
+
+/* Gives the blank block behind fd its size, maps it and writes the header.
+ * Two holders doing so at once size it alike and write the same header. */
+static int mproc__seg_fill(mproc__seg *s, int fd, size_t size) {
+  int rc;
+  if (ftruncate(fd, (off_t)(size + MPROC__SEG_HDR)) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if ((rc = mproc__seg_map(s, fd, size + MPROC__SEG_HDR)) < 0)
+    return rc;
+  s->size = size;
+  s->committed = size;
+  mproc__seg_hdr_init(s->map_base, size);
+  return MPROC_OK;
+}
+
+int mproc__seg_open_blank(mproc__seg *s, mproc_handle_t h, size_t size,
+                          int fill) {
+  struct stat st;
+  int rc;
+  mproc__seg_reset(s);
+  if (h < 0)
+    return MPROC_EINVAL;
+  if (fstat(h, &st) != 0)
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+  else if (st.st_size != 0)
+    return mproc__seg_import(s, h, size); /* checks it; owns h */
+  else if (!fill)
+    rc = MPROC_ENOTFOUND;
+  else
+    rc = mproc__seg_fill(s, h, size);
+  if (rc < 0) {
+    (void)close(h);
+    mproc__seg_reset(s);
+  }
+  return rc;
+}
+
 /* ---- reserved segments -------------------------------------------------------
  * A memfd or shm object made by ftruncate is sparse: a page is allocated
  * when first touched (Linux: shmem; macOS and the BSDs: a swap-backed VM

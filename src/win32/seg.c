@@ -469,6 +469,30 @@ int mproc__seg_commit(mproc__seg *s, size_t upto) {
   return MPROC_OK;
 }
 
+/* ---- blank segments ------------------------------------------------------------
+ * A reserve whose header page alone is committed: the section costs one
+ * page of commit charge however large it is, and whoever writes commits
+ * what it writes (a pagefile-backed SEC_COMMIT section would count all of
+ * it against the system's commit limit for as long as the handle is open).
+ * The maker's view is gone before the handle is handed back. */
+int mproc__seg_blank(mproc_handle_t *h, size_t size) {
+  mproc__seg s;
+  int rc = mproc__seg_make(&s, NULL, size, 1, 0);
+  if (rc < 0)
+    return rc;
+  UnmapViewOfFile(s.map_base);
+  *h = s.handle;
+  return MPROC_OK;
+}
+
+/* The header was written by the maker, so a blank section is an ordinary
+ * reserve here: filling needs nothing but commits. */
+int mproc__seg_open_blank(mproc__seg *s, mproc_handle_t h, size_t size,
+                          int fill) {
+  (void)fill;
+  return mproc__seg_import(s, h, size);
+}
+
 /* Committed pages of a section cannot be decommitted (VirtualFree refuses
  * MEM_DECOMMIT on a mapped view, and SEC_RESERVE's documentation says so);
  * DiscardVirtualMemory and OfferVirtualMemory take private memory only.

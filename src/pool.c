@@ -82,12 +82,32 @@ typedef struct mproc__chunk {
   struct mproc__chunk *next;
 } mproc__chunk;
 
-/* 16 bytes: a map of a million items touches this array once per item. */
+/* 16 bytes: a map of a million items touches this array once per item.
+ * A failed task has no result bytes, so the same pointer then says how
+ * the worker it was lost with ended (mproc__item_lost), or is NULL: the
+ * report costs succeeded tasks nothing. */
 typedef struct mproc__item {
-  const unsigned char *data;
+  union {
+    const unsigned char *data;  /* status 0: its result */
+    const mproc_end_info *end;  /* else: its worker's end, or NULL */
+  };
   uint32_t len1; /* result length + 1; 0 while the task is pending */
   int32_t status;
 } mproc__item;
+
+/* How a worker ended, kept once per job and worker death for the tasks of
+ * that job lost with it (mproc_async_result_item_end). */
+typedef struct mproc__end_rec {
+  struct mproc__end_rec *next;
+  uint64_t death; /* mproc_pool::deaths of that death */
+  mproc_end_info info;
+} mproc__end_rec;
+
+/* A worker death being settled (mproc__worker_died). */
+typedef struct mproc__death {
+  uint64_t seq;
+  mproc_end_info info;
+} mproc__death;
 
 typedef struct mproc__blk {
   struct mproc__blk *next;
@@ -109,6 +129,7 @@ struct mproc_async_result {
   unsigned char *payload;   /* the inputs, encoded and copied */
   const mproc_bytes *src;   /* or the caller's, borrowed (blocking map) */
   mproc__blk *blocks;
+  mproc__end_rec *ends; /* newest first */
   double timeout; /* seconds each task may run; 0: no limit */
   mproc_async_options cb;
   struct mproc_async_result *cb_next;
@@ -176,6 +197,7 @@ struct mproc_pool {
   size_t qlen;
   uint64_t next_id;
   unsigned long spawned;
+  uint64_t deaths; /* workers that died, numbering mproc__death */
   char *init;
   mproc_args *initargs;
   unsigned long maxtasks;
@@ -232,9 +254,14 @@ static unsigned char *mproc__in_slot(const mproc_pool *p, int i, uint32_t h) {
 
 static void mproc__job_destroy(mproc_async_result *r) {
   mproc__blk *b, *nb;
+  mproc__end_rec *e, *ne;
   for (b = r->blocks; b; b = nb) {
     nb = b->next;
     free(b);
+  }
+  for (e = r->ends; e; e = ne) {
+    ne = e->next;
+    free(e);
   }
   free(r->task);
   free(r->items);
@@ -312,11 +339,12 @@ static void mproc__items_settled(mproc_pool *p, mproc_async_result *r,
   }
 }
 
-static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
-                             int status, const unsigned char *d, size_t n) {
+/* Settle item i of r; returns 0 if it was settled already, else 1. */
+static int mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
+                            int status, const unsigned char *d, size_t n) {
   mproc__item tmp, *it = &r->items[i];
   if (mproc__job_item(r, i, &tmp)->len1)
-    return;
+    return 0;
   it->len1 = 1;
   it->status = status;
   if (status == 0 && n) {
@@ -329,16 +357,43 @@ static void mproc__item_done(mproc_pool *p, mproc_async_result *r, size_t i,
   if (it->status != 0)
     r->any_fail = 1;
   mproc__items_settled(p, r, i, 1);
+  return 1;
 }
 
-/* The status of r's first failed item, 0 if none failed (r is ready). */
-static int mproc__job_first_failure(const mproc_async_result *r) {
+/* Item i of r was lost with a worker (d: how it ended; NULL: no report):
+ * it fails with `code` and points at d's record in r, made at the first
+ * of r's tasks lost in that death, so one death costs a job one record
+ * however many of its tasks it took.  No memory for it loses the report,
+ * never the status. */
+static void mproc__item_lost(mproc_pool *p, mproc_async_result *r, size_t i,
+                             int code, const mproc__death *d) {
+  mproc__end_rec *e = r->ends;
+  if (!mproc__item_done(p, r, i, code, NULL, 0) || !d)
+    return;
+  if (!e || e->death != d->seq) {
+    e = (mproc__end_rec *)malloc(sizeof *e);
+    if (!e)
+      return;
+    e->death = d->seq;
+    e->info = d->info;
+    e->next = r->ends;
+    r->ends = e;
+  }
+  r->items[i].end = &e->info;
+}
+
+/* The status of r's first failed item, 0 if none failed (r is ready);
+ * its index in *at (may be NULL). */
+static int mproc__job_first_failure(const mproc_async_result *r, size_t *at) {
   size_t i;
   mproc__item tmp;
   for (i = 0; r->any_fail && i < r->n; i++) {
     int st = mproc__job_item(r, i, &tmp)->status;
-    if (st != 0)
+    if (st != 0) {
+      if (at)
+        *at = i;
       return st;
+    }
   }
   return MPROC_OK;
 }
@@ -368,10 +423,13 @@ static void mproc__settle_run(mproc_pool *p, mproc__chunk *c, size_t k,
                      run->data ? run->data + j * run->len : NULL, run->len);
 }
 
-static void mproc__chunk_fail(mproc_pool *p, mproc__chunk *c, int code) {
+/* Fail chunk c's items not settled yet with `code` (d: as for
+ * mproc__item_lost). */
+static void mproc__chunk_fail(mproc_pool *p, mproc__chunk *c, int code,
+                              const mproc__death *d) {
   size_t k;
   for (k = 0; k < c->count; k++)
-    mproc__item_done(p, c->job, c->first + k, code, NULL, 0);
+    mproc__item_lost(p, c->job, c->first + k, code, d);
 }
 
 /* Fail every queued and in-flight chunk. */
@@ -380,7 +438,7 @@ static void mproc__fail_all(mproc_pool *p, int code) {
   int i;
   while ((c = p->qhead) != NULL) {
     p->qhead = c->next;
-    mproc__chunk_fail(p, c, code);
+    mproc__chunk_fail(p, c, code, NULL);
   }
   p->qtail = NULL;
   p->qlen = 0;
@@ -388,7 +446,7 @@ static void mproc__fail_all(mproc_pool *p, int code) {
     mproc__worker *w = &p->w[i];
     while ((c = w->head) != NULL) {
       w->head = c->next;
-      mproc__chunk_fail(p, c, code);
+      mproc__chunk_fail(p, c, code, NULL);
     }
     w->tail = NULL;
     w->inflight = 0;
@@ -625,19 +683,19 @@ static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
  * the worker as it passed from the overrunning task to this one, which
  * then goes back to the queue); finished tasks whose results it kept only
  * in private memory (mproc__result_reserve) fail with MPROC_EWORKER.
- * Returns the chunks that never started, the rest of `running` first
+ * Every task failed here carries d, the worker's end.  Returns the chunks that never started, the rest of `running` first
  * (NULL: none). */
 static mproc__chunk *mproc__chunks_lost(mproc_pool *p, mproc__worker *w,
                                         mproc__chunk *running, uint64_t item,
-                                        int code) {
+                                        int code, const mproc__death *d) {
   mproc__chunk *c;
   size_t k, ran;
   while ((c = w->head) != running) {
     w->head = c->next;
-    mproc__chunk_fail(p, c, MPROC_EWORKER); /* settled items stay */
+    mproc__chunk_fail(p, c, MPROC_EWORKER, d); /* settled items stay */
   }
   if (item >= running->count) { /* damaged: the whole chunk is lost */
-    mproc__chunk_fail(p, running, MPROC_EWORKER);
+    mproc__chunk_fail(p, running, MPROC_EWORKER, d);
     return running->next;
   }
   /* Items before `item` finished (settled, unless their results were
@@ -645,8 +703,8 @@ static mproc__chunk *mproc__chunks_lost(mproc_pool *p, mproc__worker *w,
    * first; the ones after it never started. */
   ran = (size_t)item + (code != 0);
   for (k = 0; k < ran; k++)
-    mproc__item_done(p, running->job, running->first + k,
-                     k == (size_t)item ? code : MPROC_EWORKER, NULL, 0);
+    mproc__item_lost(p, running->job, running->first + k,
+                     k == (size_t)item ? code : MPROC_EWORKER, d);
   if (ran == running->count)
     return running->next;
   mproc__chunk_trim(p, running, ran);
@@ -662,7 +720,12 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   uint64_t running = mproc__load64(&prog[MPROC__PROG_CHUNK]);
   uint64_t item = prog[MPROC__PROG_ITEM];
   mproc__chunk *c, *found = NULL, *rest;
-  int code = MPROC_EWORKER;
+  mproc__death d;
+  int code = MPROC_EWORKER, have_end;
+  /* Its sentinel fired, so this reaps at once; what it says goes with
+   * every task it takes down (mproc_async_result_item_end). */
+  d.seq = ++p->deaths;
+  have_end = mproc_process_end(w->proc, &d.info) == MPROC_OK;
   if (w->timed_out) /* we killed it: see mproc__watch_worker */
     code =
         running == w->kill_chunk && item == w->kill_item ? MPROC_ETIMEDOUT : 0;
@@ -672,7 +735,9 @@ static void mproc__worker_died(mproc_pool *p, int i) {
   for (c = w->head; c; c = c->next)
     if (c->id == running)
       found = c;
-  rest = found ? mproc__chunks_lost(p, w, found, item, code) : w->head;
+  rest = found ? mproc__chunks_lost(p, w, found, item, code,
+                                    have_end ? &d : NULL)
+               : w->head;
   if (rest) {
     size_t k = 0;
     mproc__chunk *last = NULL;
@@ -1761,7 +1826,7 @@ int mproc_pool_map(mproc_pool *pool, const char *task,
   if (rc < 0)
     return rc;
   (void)mproc_async_result_wait(*out, MPROC_FOREVER);
-  return mproc__job_first_failure(*out);
+  return mproc__job_first_failure(*out, NULL);
 }
 
 static int mproc__imap(mproc_pool *pool, const char *task,
@@ -1839,7 +1904,7 @@ int mproc_imap_next(mproc_imap *it, const void **data, size_t *len,
   item = mproc__job_item(r, i, &tmp);
   rc = item->status;
   if (data)
-    *data = item->data;
+    *data = item->status == 0 ? item->data : NULL;
   if (len)
     *len = item->len1 - 1;
   if (index)
@@ -2004,7 +2069,7 @@ int mproc_async_result_get(mproc_async_result *r, void *buf, size_t cap,
   rc = mproc_async_result_wait(r, timeout);
   if (rc < 0)
     return rc;
-  rc = mproc__job_first_failure(r);
+  rc = mproc__job_first_failure(r, NULL);
   if (rc != 0)
     return rc;
   if (r->n == 0) {
@@ -2042,10 +2107,53 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
   rc = r->ready ? it->status : MPROC_ESTATE;
   if (r->ready) {
     if (data)
-      *data = it->data;
+      *data = it->status == 0 ? it->data : NULL;
     if (len)
       *len = it->len1 - 1;
   }
+  mproc__mutex_unlock(&r->pool->mu);
+  return rc;
+}
+
+/* The end report of item i of r, which is ready (lock held). */
+static int mproc__item_end(const mproc_async_result *r, size_t i,
+                           mproc_end_info *info) {
+  mproc__item tmp;
+  const mproc__item *it = mproc__job_item(r, i, &tmp);
+  if ((it->status != MPROC_EWORKER && it->status != MPROC_ETIMEDOUT) ||
+      !it->end)
+    return MPROC_ENOTFOUND; /* also a task that returned such a code */
+  *info = *it->end;
+  return MPROC_OK;
+}
+
+int mproc_async_result_item_end(mproc_async_result *r, size_t i,
+                                mproc_end_info *info) {
+  int rc;
+  if (!r || !info || i >= r->n)
+    return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
+  mproc__mutex_lock(&r->pool->mu);
+  rc = r->ready ? mproc__item_end(r, i, info) : MPROC_ESTATE;
+  mproc__mutex_unlock(&r->pool->mu);
+  return rc;
+}
+
+int mproc_async_result_end(mproc_async_result *r, mproc_end_info *info) {
+  size_t i = 0;
+  int rc;
+  if (!r || !info)
+    return MPROC_EINVAL;
+  if (!mproc__pool_mine(r->pool))
+    return MPROC_EPERM;
+  mproc__mutex_lock(&r->pool->mu);
+  if (!r->ready)
+    rc = MPROC_ESTATE;
+  else if (mproc__job_first_failure(r, &i) == 0)
+    rc = MPROC_ENOTFOUND;
+  else
+    rc = mproc__item_end(r, i, info);
   mproc__mutex_unlock(&r->pool->mu);
   return rc;
 }

@@ -1756,3 +1756,125 @@ TEST(PoolLifecycle, SigintToTheParentLeavesNoWorkers) {
     EXPECT_TRUE(gone) << "worker " << pid << " outlived its program";
   }
 }
+
+// ---- end reports of lost tasks (issue 12) -----------------------------------
+
+// Returns its worker's pid, but ends the worker with exit code 3 for
+// input 3.
+TEST_ENTRY(pool_pid_or_exit3) {
+  if (in_i64(args) == 3) {
+    g_lsan_off = 1;
+    std::fflush(nullptr);
+    std::exit(3);
+  }
+  return out_i64(args, test_getpid());
+}
+
+namespace {
+std::string end_text(const mproc_end_info &e) {
+  char buf[128];
+  int n = mproc_end_describe(&e, buf, sizeof buf);
+  return n < 0 ? std::string("?") : std::string(buf);
+}
+} // namespace
+
+// A task that ends its worker (exit code 3) fails with MPROC_EWORKER and
+// its report names that worker (the one that ran the task before it: one
+// worker, in order) and the exit code; tasks that succeeded have none.
+TEST(PoolDeath, LostTaskReportNamesTheWorkerAndItsExitCode) {
+  Pool pool(1);
+  Inputs in(6);
+  mproc_async_result *r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_pid_or_exit3", in.b.data(), 6, 1,
+                           &r),
+            MPROC_EWORKER);
+  ASSERT_NE(r, nullptr);
+  int st = 0;
+  int64_t pid = item_i64(r, 2, &st);
+  ASSERT_EQ(st, MPROC_OK);
+  EXPECT_EQ(mproc_async_result_item(r, 3, nullptr, nullptr), MPROC_EWORKER);
+  const void *d = &st;
+  size_t n = 1;
+  EXPECT_EQ(mproc_async_result_item(r, 3, &d, &n), MPROC_EWORKER);
+  EXPECT_EQ(d, nullptr); // the report is not handed out as result bytes
+  EXPECT_EQ(n, 0u);
+  mproc_end_info e{};
+  ASSERT_EQ(mproc_async_result_item_end(r, 3, &e), MPROC_OK);
+  EXPECT_EQ(e.pid, pid);
+  EXPECT_EQ(e.kind, MPROC_END_EXIT);
+  EXPECT_EQ(e.code, 3);
+  EXPECT_EQ(end_text(e), "exited with code 3");
+  mproc_end_info first{};
+  ASSERT_EQ(mproc_async_result_end(r, &first), MPROC_OK); // item 3's
+  EXPECT_EQ(first.pid, pid);
+  EXPECT_EQ(first.code, 3);
+  for (size_t i : {0, 2, 4, 5})
+    EXPECT_EQ(mproc_async_result_item_end(r, i, &e), MPROC_ENOTFOUND) << i;
+  EXPECT_EQ(mproc_async_result_item_end(r, 6, &e), MPROC_EINVAL);
+  EXPECT_EQ(mproc_async_result_item_end(r, 0, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_async_result_end(nullptr, &e), MPROC_EINVAL);
+  mproc_async_result_free(r);
+  // A task's own failure status is no worker's end.
+  int64_t one = 1;
+  mproc_async_result *f = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_fail_odd", &one, sizeof one,
+                                   nullptr, &f),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_get(f, nullptr, 0, nullptr, 60), 7);
+  EXPECT_EQ(mproc_async_result_end(f, &e), MPROC_ENOTFOUND);
+  mproc_async_result_free(f);
+}
+
+// A worker killed by a signal inside a task: the apply_async result says
+// which worker and which signal (Windows: the task ends its process with
+// TerminateProcess(9), an exit code).
+TEST(PoolDeath, LostTaskReportSaysKilledBySignal) {
+  Pool pool(1);
+  int rc = 0;
+  int64_t pid = apply_i64(pool.p, "pool_getpid", 0, &rc);
+  ASSERT_EQ(rc, MPROC_OK);
+  int64_t x = 0;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_kill_self", &x, sizeof x,
+                                   nullptr, &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_get(r, nullptr, 0, nullptr, 60), MPROC_EWORKER);
+  mproc_end_info e{};
+  ASSERT_EQ(mproc_async_result_end(r, &e), MPROC_OK);
+  EXPECT_EQ(e.pid, pid);
+#ifdef _WIN32
+  EXPECT_EQ(end_text(e), "exited with code 9");
+#else
+  EXPECT_EQ(e.kind, MPROC_END_SIGNAL);
+  EXPECT_EQ(e.code, 9);
+  EXPECT_EQ(end_text(e), "killed by signal 9 (SIGKILL)");
+#endif
+  mproc_async_result_free(r);
+}
+
+// A task killed at its timeout: the report names its worker and the kill
+// by the pool.
+TEST(PoolTimeout, TimedOutTaskReportSaysThePoolKilledItsWorker) {
+  Pool pool(1);
+  int rc = 0;
+  int64_t pid = apply_i64(pool.p, "pool_getpid", 0, &rc);
+  ASSERT_EQ(rc, MPROC_OK);
+  mproc_async_options o{};
+  o.timeout = 0.2;
+  int64_t x = 0;
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_apply_async(pool.p, "pool_hang", &x, sizeof x, &o, &r),
+            MPROC_OK);
+  EXPECT_EQ(mproc_async_result_get(r, nullptr, 0, nullptr, 60),
+            MPROC_ETIMEDOUT);
+  mproc_end_info e{};
+  ASSERT_EQ(mproc_async_result_item_end(r, 0, &e), MPROC_OK);
+  EXPECT_EQ(e.pid, pid);
+#ifdef _WIN32
+  EXPECT_EQ(end_text(e), "terminated by mproc_process_kill() (as signal 9, "
+                         "SIGKILL)");
+#else
+  EXPECT_EQ(end_text(e), "killed by signal 9 (SIGKILL)");
+#endif
+  mproc_async_result_free(r);
+}

@@ -388,6 +388,8 @@ MPROC_API mproc_pool *mproc_pool_free(mproc_pool *pool);
 
 /* ---- async results ---------------------------------------------------------- */
 
+struct mproc_end_info; /* mproc/result.h */
+
 /** @name Async results
  * Like every pool call, these return #MPROC_EINVAL for a NULL result and
  * #MPROC_EPERM in a process other than the pool's creator (a fork child):
@@ -447,6 +449,41 @@ MPROC_API int mproc_async_result_item(mproc_async_result *r, size_t i,
  * @param[out] n  the number
  * @return 0, #MPROC_EINVAL (NULL argument) or #MPROC_EPERM (a fork child). */
 MPROC_API int mproc_async_result_done_count(mproc_async_result *r, size_t *n);
+/** @brief Why task i's worker ended, for a task that failed with
+ * #MPROC_EWORKER (its worker died while running it) or #MPROC_ETIMEDOUT
+ * (the pool killed it at the task's timeout).
+ *
+ * The handler thread reaps the dead worker before it fails the tasks it
+ * held and keeps its mproc_process_end() report with them (one record per
+ * result and death; tasks that succeed cost nothing): `info->pid` is the
+ * worker's process id, `kind` and `code` say how it ended (POSIX:
+ * "killed by signal 9 (SIGKILL)" from mproc_end_describe() for a worker
+ * killed, or timed out; Windows: "terminated by mproc_process_kill() (as
+ * signal 9, SIGKILL)" for a timeout, "exited with code N" for a task that
+ * ended its process with N).  Every task lost in one death, the running
+ * one and any finished ones whose results were lost with it, carries the
+ * same report.  Thread-safe.
+ * @param r  the result
+ * @param i  the task's index
+ * @param[out] info  filled on 0
+ * @return 0; #MPROC_ENOTFOUND when task i did not fail with its worker
+ *   (it succeeded, returned its own status, even #MPROC_EWORKER, failed
+ *   with another pool error, or the report could not be kept for lack of
+ *   memory); #MPROC_ESTATE before the result is ready; #MPROC_EINVAL for
+ *   NULL arguments or i out of range; #MPROC_EPERM (a fork child). */
+MPROC_API int mproc_async_result_item_end(mproc_async_result *r, size_t i,
+                                          struct mproc_end_info *info);
+/** @brief The report of mproc_async_result_item_end() for the first failed
+ * task in input order: the one whose status mproc_async_result_get()
+ * returns (for apply_async, its only task).
+ * @param r  the result
+ * @param[out] info  filled on 0
+ * @return 0; #MPROC_ENOTFOUND when every task succeeded or the first
+ *   failed one did not fail with its worker; #MPROC_ESTATE before the
+ *   result is ready; #MPROC_EINVAL (NULL argument); #MPROC_EPERM (a fork
+ *   child).  Thread-safe. */
+MPROC_API int mproc_async_result_end(mproc_async_result *r,
+                                     struct mproc_end_info *info);
 /** Release the caller's reference (a pending result still completes
  * inside the pool).
  * @param r  the result, or NULL

@@ -33,7 +33,9 @@
  *   Each task ends with a status: 0, the task's own non-zero return value,
  *   or a pool error: MPROC_EWORKER (its worker died while running it),
  *   MPROC_ECLOSED (the pool was terminated first), MPROC_ESPAWN (the pool
- *   cannot start workers).
+ *   cannot start workers).  A task that failed with MPROC_EWORKER or
+ *   MPROC_ETIMEDOUT carries its worker's pid and how it ended
+ *   (mproc_async_result_item_end()).
  *
  * ### Chunks and prefetch
  *   map/imap split the inputs into chunks of `chunksize` items (0: map's

@@ -514,6 +514,21 @@ typedef struct mproc_process_options {
    *  setpgid(), a child it starts with this option itself, or
    *  CREATE_BREAKAWAY_FROM_JOB where the job allows it) is not reached. */
   int new_group;
+  /** 0 (default): the child starts with this process's environment as it
+   *  is at start; 1: with an empty one plus `env` (Windows keeps SystemRoot,
+   *  without which system DLLs such as Winsock fail to load).  fork: the
+   *  environment is replaced in the child before the entry runs. */
+  int env_clear;
+  /** NULL, or a NULL-terminated list of "NAME=VALUE" entries that add to or
+   *  override the environment; an entry "NAME" without '=' removes NAME.
+   *  Copied at create.  Names compare case-insensitively on Windows. */
+  const char *const *env;
+  /** NULL: the child starts in this process's working directory; else in
+   *  this directory (fork: the child changes to it before the entry runs).
+   *  A path that is not a directory fails mproc_process_start() with
+   *  #MPROC_ESPAWN (mproc_os_error(): ENOENT, ENOTDIR...; Windows:
+   *  ERROR_PATH_NOT_FOUND, ERROR_DIRECTORY) and the child never runs. */
+  const char *cwd;
 } mproc_process_options;
 
 /** Create (not start) a process that will run entry `entry` with `args`.

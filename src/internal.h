@@ -158,6 +158,11 @@ struct mproc_process {
   /* The result block's handle (src/process_result.c) from start until
    * close; MPROC_INVALID_HANDLE before, after, and for pool workers. */
   mproc_handle_t result_h;
+  /* mproc_process_options' env_clear, env (a malloc'ed NULL-terminated copy,
+   * or NULL) and cwd (a copy, or NULL): src/process_env.c. */
+  int env_clear;
+  char **env;
+  char *cwd;
 };
 
 /* The one lock that guards process state and the registry. */
@@ -257,5 +262,22 @@ mproc_start_method mproc__default_method(void);
  * code the first mproc_main() failed with (its OS error set again), or
  * MPROC_ENOINIT if it was never called. */
 int mproc__not_inited(void);
+
+/* A malloc'ed copy of s, or NULL (src/process.c). */
+char *mproc__strdup(const char *s);
+
+/* A child's environment and working directory (src/process_env.c).  Copy
+ * the options into p at create (MPROC_EINVAL for a bad entry; on failure
+ * the caller frees what was copied with mproc__env_free). */
+int mproc__env_copy(mproc_process *p, const mproc_process_options *opts);
+void mproc__env_free(mproc_process *p);
+/* Whether p's environment differs from the parent's (env_clear or env). */
+int mproc__env_changed(const mproc_process *p);
+/* A child's environment: `base` (NULL for none) less the names `changes`
+ * names, then its "NAME=VALUE" entries (`fold`: names compare without
+ * ASCII case, as on Windows).  A malloc'ed NULL-terminated array pointing
+ * into base and changes (free the array only), or NULL when out of
+ * memory. */
+char **mproc__env_merge(char *const *base, char *const *changes, int fold);
 
 #endif

@@ -52,7 +52,7 @@ mproc_start_method mproc__default_method(void) {
   return m;
 }
 
-static char *mproc__strdup(const char *s) {
+char *mproc__strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *c = (char *)malloc(n);
   if (c)
@@ -151,6 +151,7 @@ static void mproc__destroy(mproc_process *p) {
   free(p->args_blob);
   free(p->handles);
   mproc_args_free(p->objects_src);
+  mproc__env_free(p);
   free(p);
 }
 
@@ -334,6 +335,9 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
     return MPROC_ENOMEM;
   p->refs = 1;
   p->new_group = opts ? opts->new_group : 0;
+  rc = mproc__env_copy(p, opts);
+  if (rc < 0)
+    goto finish;
   /* Encoded now to report E2BIG and bad objects at create, as Python
    * reports bad arguments at construction; objects are described again at
    * start (mproc__reencode_objects). */
@@ -517,6 +521,11 @@ static int mproc__start_check_locked(mproc_process *p) {
     return MPROC_ESTATE; /* another thread is starting it right now */
   if (g_current.daemon)
     return MPROC_EDAEMON;
+  /* A directory that is not there fails the start, before any child
+   * exists, whatever the start method (fork would only learn it in the
+   * child). */
+  if (p->cwd && (rc = mproc__plat_check_dir(p->cwd)) < 0)
+    return rc;
   return mproc__reencode_objects(p);
 }
 

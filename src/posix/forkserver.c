@@ -909,6 +909,11 @@ static int mproc__fs_server_main(const mproc_args *args) {
   }
   if (pid > 0)
     mproc__plat_exit_now(0);
+  /* Without pidfds the program sees the helper end by EOF on the helper's
+   * life line (proc.c): the server must not keep the helper's end, or the
+   * program's start would wait for the server to end.  The server watches
+   * the program through `alive` instead. */
+  mproc__px_close_fd(&mproc__px_life_fd);
   g_fs_client = client;
   if (mproc__fs_server_signals() != 0) {
     perror("mproc: forkserver: signals");

@@ -498,6 +498,23 @@ enum {
   MPROC_DAEMON_NO = 2       /**< not daemonic */
 };
 
+/** Values of mproc_stdio::mode: where one of a child's standard streams goes. */
+typedef enum mproc_stdio_mode {
+  MPROC_STDIO_INHERIT = 0, /**< default: this process's stream, as it is at start */
+  MPROC_STDIO_DISCARD = 1, /**< /dev/null (Windows: NUL) */
+  MPROC_STDIO_FILE = 2,    /**< `path`: created or truncated (stdin: read) */
+  MPROC_STDIO_APPEND = 3,  /**< `path`: created or appended to (stdin: read) */
+  MPROC_STDIO_HANDLE = 4   /**< `handle`, an open file, pipe or socket of this
+                                process (the caller keeps and closes it) */
+} mproc_stdio_mode;
+
+/** One standard stream of a child (mproc_process_options::stdio). */
+typedef struct mproc_stdio {
+  int mode;           /**< an #mproc_stdio_mode */
+  const char *path;   /**< for FILE and APPEND; copied at create */
+  mproc_handle_t handle; /**< for HANDLE */
+} mproc_stdio;
+
 /** Options of mproc_process_create() (Python's Process keyword arguments). */
 typedef struct mproc_process_options {
   const char *name;    /**< NULL: "Process-N" (in a child: "Process-P:N") */
@@ -529,6 +546,13 @@ typedef struct mproc_process_options {
    *  #MPROC_ESPAWN (mproc_os_error(): ENOENT, ENOTDIR...; Windows:
    *  ERROR_PATH_NOT_FOUND, ERROR_DIRECTORY) and the child never runs. */
   const char *cwd;
+  /** stdin, stdout and stderr of the child (zeroed: inherit all three).
+   *  Files are opened by mproc_process_start() in this process, so a path
+   *  that cannot be opened fails the start with #MPROC_ESPAWN
+   *  (mproc_os_error() says why) and the child never runs.  fork: the
+   *  streams are replaced in the child before the entry runs (C stdio
+   *  buffers were flushed at start). */
+  mproc_stdio stdio[3];
 } mproc_process_options;
 
 /** Create (not start) a process that will run entry `entry` with `args`.

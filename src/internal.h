@@ -163,6 +163,13 @@ struct mproc_process {
   int env_clear;
   char **env;
   char *cwd;
+  /* mproc_process_options::stdio, the paths copied (src/process_env.c);
+   * stdio_h: the handle each stream gets in the child, MPROC_INVALID_HANDLE
+   * to inherit, set by mproc__stdio_open during a start only. */
+  int stdio_mode[3];
+  char *stdio_path[3];
+  mproc_handle_t stdio_user[3];
+  mproc_handle_t stdio_h[3];
 };
 
 /* The one lock that guards process state and the registry. */
@@ -273,6 +280,12 @@ int mproc__env_copy(mproc_process *p, const mproc_process_options *opts);
 void mproc__env_free(mproc_process *p);
 /* Whether p's environment differs from the parent's (env_clear or env). */
 int mproc__env_changed(const mproc_process *p);
+/* The handles a start gives the child's stdio (p->stdio_h): files opened
+ * now; 0 or MPROC_ESPAWN with the OS error.  mproc__stdio_close releases
+ * what was opened, once the child has its copies (or the start failed). */
+int mproc__stdio_open(mproc_process *p);
+void mproc__stdio_close(mproc_process *p);
+
 /* A child's environment: `base` (NULL for none) less the names `changes`
  * names, then its "NAME=VALUE" entries (`fold`: names compare without
  * ASCII case, as on Windows).  A malloc'ed NULL-terminated array pointing

@@ -317,6 +317,7 @@ static mproc_process *mproc__child_new(const mproc_entry *e,
   p->entry = e;
   p->pid = -1;
   p->result_h = MPROC_INVALID_HANDLE;
+  p->stdio_h[0] = p->stdio_h[1] = p->stdio_h[2] = MPROC_INVALID_HANDLE;
   p->creator_pid = mproc__plat_getpid();
   return p;
 }
@@ -546,6 +547,8 @@ int mproc_process_start(mproc_process *p) {
   /* Pool workers' results travel in the pool: they get no block. */
   if (p->entry != &mproc__pool_worker_entry)
     rc = mproc__result_create(p);
+  if (rc == MPROC_OK)
+    rc = mproc__stdio_open(p);
   if (rc == MPROC_OK && p->method == MPROC_START_FORK) {
     rc = mproc__plat_fork(p, mproc__fork_child_main);
   } else if (rc == MPROC_OK) {
@@ -558,6 +561,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__mutex_lock(&mproc__lock);
     p->waiters--;
   }
+  mproc__stdio_close(p); /* the child has its copies */
   if (rc == MPROC_OK) {
     p->state = MPROC__P_STARTED;
     mproc__track(p);

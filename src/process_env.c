@@ -1,5 +1,6 @@
-/* A child's environment and working directory (mproc_process_options'
- * env_clear, env and cwd): the copies a process object keeps, and the
+/* A child's environment, working directory and standard streams
+ * (mproc_process_options' env_clear, env, cwd and stdio): the copies a
+ * process object keeps, the files a start opens for the streams, and the
  * merge of a base environment with the changes, which the POSIX backend
  * runs on `environ` (the Windows one merges UTF-16 blocks its own way). */
 #include <stdlib.h>
@@ -30,6 +31,28 @@ static int mproc__env_same_name(const char *a, const char *b, int fold) {
   return 1;
 }
 
+/* The stdio options, checked, their paths copied. */
+static int mproc__stdio_copy(mproc_process *p,
+                             const mproc_process_options *opts) {
+  int i;
+  for (i = 0; i < 3; i++) {
+    const mproc_stdio *s = &opts->stdio[i];
+    if (s->mode < MPROC_STDIO_INHERIT || s->mode > MPROC_STDIO_HANDLE)
+      return MPROC_EINVAL;
+    if ((s->mode == MPROC_STDIO_FILE || s->mode == MPROC_STDIO_APPEND) &&
+        (!s->path || !*s->path))
+      return MPROC_EINVAL;
+    if (s->mode == MPROC_STDIO_HANDLE && s->handle == MPROC_INVALID_HANDLE)
+      return MPROC_EINVAL;
+    p->stdio_mode[i] = s->mode;
+    p->stdio_user[i] = s->handle;
+    if ((s->mode == MPROC_STDIO_FILE || s->mode == MPROC_STDIO_APPEND) &&
+        !(p->stdio_path[i] = mproc__strdup(s->path)))
+      return MPROC_ENOMEM;
+  }
+  return MPROC_OK;
+}
+
 int mproc__env_copy(mproc_process *p, const mproc_process_options *opts) {
   size_t n = 0, i;
   int rc = MPROC_OK;
@@ -38,6 +61,9 @@ int mproc__env_copy(mproc_process *p, const mproc_process_options *opts) {
   if (opts->env_clear != 0 && opts->env_clear != 1)
     return MPROC_EINVAL;
   p->env_clear = opts->env_clear;
+  rc = mproc__stdio_copy(p, opts);
+  if (rc < 0)
+    return rc;
   if (opts->cwd && !(p->cwd = mproc__strdup(opts->cwd)))
     return MPROC_ENOMEM;
   if (!opts->env)
@@ -57,8 +83,43 @@ int mproc__env_copy(mproc_process *p, const mproc_process_options *opts) {
   return rc; /* on failure the caller frees p, and with it the copies */
 }
 
+int mproc__stdio_open(mproc_process *p) {
+  int i, os_error = 0;
+  for (i = 0; i < 3; i++) {
+    int mode = p->stdio_mode[i];
+    if (mode == MPROC_STDIO_INHERIT)
+      continue;
+    if (mode == MPROC_STDIO_HANDLE) {
+      p->stdio_h[i] = p->stdio_user[i];
+      continue;
+    }
+    p->stdio_h[i] = mproc__plat_open_stdio(i, p->stdio_path[i],
+                                           mode == MPROC_STDIO_APPEND,
+                                           &os_error);
+    if (p->stdio_h[i] == MPROC_INVALID_HANDLE) {
+      mproc__stdio_close(p);
+      return mproc__os_fail(MPROC_ESPAWN, os_error);
+    }
+  }
+  return MPROC_OK;
+}
+
+void mproc__stdio_close(mproc_process *p) {
+  int i;
+  for (i = 0; i < 3; i++) {
+    /* The caller's handle stays the caller's. */
+    if (p->stdio_mode[i] != MPROC_STDIO_HANDLE)
+      mproc__plat_close_handle(p->stdio_h[i]);
+    p->stdio_h[i] = MPROC_INVALID_HANDLE;
+  }
+}
+
 void mproc__env_free(mproc_process *p) {
   size_t i;
+  for (i = 0; i < 3; i++) {
+    free(p->stdio_path[i]);
+    p->stdio_path[i] = NULL;
+  }
   for (i = 0; p->env && p->env[i]; i++)
     free(p->env[i]);
   free(p->env);

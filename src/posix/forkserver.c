@@ -418,7 +418,10 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
     goto finish;
   fds[0] = ch[1];
   for (i = 0; i < 3; i++)
-    if (fcntl((int)i, F_GETFD) >= 0) {
+    if (p->stdio_h[i] != MPROC_INVALID_HANDLE) {
+      fds[nfds++] = p->stdio_h[i]; /* what the options ask for */
+      flags |= MPROC__FS_STDIO(i);
+    } else if (fcntl((int)i, F_GETFD) >= 0) {
       fds[nfds++] = (int)i;
       flags |= MPROC__FS_STDIO(i);
     }

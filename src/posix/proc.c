@@ -133,6 +133,7 @@ typedef struct mproc__exec_req {
   const int *src;
   int nsrc;
   int new_group;
+  int stdio[3]; /* what becomes fd 0-2 (copies above the targets), -1: ours */
 } mproc__exec_req;
 
 int mproc__plat_check_dir(const char *path) {
@@ -142,6 +143,40 @@ int mproc__plat_check_dir(const char *path) {
   if (!S_ISDIR(st.st_mode))
     return mproc__os_fail(MPROC_ESPAWN, ENOTDIR);
   return MPROC_OK;
+}
+
+mproc_handle_t mproc__plat_open_stdio(int stream, const char *path, int append,
+                                      int *os_error) {
+  int flags = stream == 0 ? O_RDONLY
+                          : O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+  int fd;
+  if (!path)
+    flags = O_RDWR; /* the null device */
+  do
+    fd = open(path ? path : "/dev/null", flags | O_CLOEXEC, 0666);
+  while (fd < 0 && errno == EINTR);
+  *os_error = fd < 0 ? errno : 0;
+  return fd < 0 ? MPROC_INVALID_HANDLE : fd;
+}
+
+/* In a fork child: the standard streams p asks for, each source copied
+ * above 2 first so that one naming another's target (stderr to the
+ * parent's stdout, fd 1) is not overwritten by an earlier dup2.  fcntl and
+ * dup2 are async-signal-safe. */
+static void mproc__fork_child_stdio(const mproc_process *p) {
+  int tmp[3], i;
+  for (i = 0; i < 3; i++) {
+    tmp[i] = -1;
+    if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
+        (tmp[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, 3)) < 0)
+      mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  }
+  for (i = 0; i < 3; i++)
+    if (tmp[i] >= 0) {
+      if (dup2(tmp[i], i) < 0)
+        mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+      (void)close(tmp[i]);
+    }
 }
 
 /* The environment a child of p starts with: ours, or a merged copy to free
@@ -236,6 +271,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     if (p->new_group)
       (void)setpgid(0, 0);
     mproc__fork_child_env(p, envp);
+    mproc__fork_child_stdio(p);
     child_main(p);
     _exit(1); /* not reached */
   }
@@ -306,6 +342,9 @@ static int mproc__forkexec(pid_t *out, const mproc__exec_req *rq,
       goto fail;
     if (rq->cwd && chdir(rq->cwd) != 0)
       goto fail;
+    for (i = 0; i < 3; i++)
+      if (rq->stdio[i] >= 0 && dup2(rq->stdio[i], i) < 0)
+        goto fail;
     /* Sources were duplicated above every target, so no dup2 clobbers a
      * source that a later one still needs. */
     for (i = 0; i < nsrc; i++)
@@ -347,10 +386,11 @@ static int mproc__forkexec(pid_t *out, const mproc__exec_req *rq,
  * file action names them (posix_spawnattr_setflags(3) on macOS): keep the
  * ones that are open here, as a spawned child gets them on Linux.  A closed
  * one is left out, because inheriting it would fail the spawn. */
-static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa) {
+static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa,
+                                   const int *redirected) {
   int fd, rc = 0;
   for (fd = 0; fd <= 2 && rc == 0; fd++)
-    if (fcntl(fd, F_GETFD) >= 0)
+    if (redirected[fd] < 0 && fcntl(fd, F_GETFD) >= 0)
       rc = posix_spawn_file_actions_addinherit_np(fa, fd);
   return rc;
 }
@@ -379,6 +419,9 @@ static int mproc__posix_spawn(pid_t *out, const mproc__exec_req *rq,
    * POSIX_SPAWN_CLOEXEC_DEFAULT keeps only what the file actions name), so
    * descriptors another thread creates meanwhile, CLOEXEC or not, never
    * reach the child. */
+  for (i = 0; i < 3 && rc == 0; i++)
+    if (rq->stdio[i] >= 0)
+      rc = posix_spawn_file_actions_adddup2(&fa, rq->stdio[i], i);
   for (i = 0; i < nsrc && rc == 0; i++)
     rc = posix_spawn_file_actions_adddup2(&fa, src[i], MPROC__BS_FD + i);
 #if MPROC__HAVE_CLOSEFROM_NP
@@ -387,7 +430,7 @@ static int mproc__posix_spawn(pid_t *out, const mproc__exec_req *rq,
 #endif
 #if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
   if (rc == 0)
-    rc = mproc__spawn_keep_stdio(&fa);
+    rc = mproc__spawn_keep_stdio(&fa, rq->stdio);
 #endif
 #if MPROC__HAVE_SPAWN_CHDIR
   /* Without it (fork+exec below) the child calls chdir itself. */
@@ -500,6 +543,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   mproc__exec_req rq;
 
   mproc__child_ends_init(&ends);
+  rq.stdio[0] = rq.stdio[1] = rq.stdio[2] = -1;
   if (nhandles > 4096)
     return MPROC_E2BIG;
   src = (int *)malloc((nhandles + 2) * sizeof(*src));
@@ -529,6 +573,13 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     }
     if (!mproc__px_use_pidfd)
       src[nsrc++] = ends.fd[MPROC__END_SENT_COPY];
+    for (i = 0; i < 3; i++)
+      if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
+          (rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0) {
+        rc = MPROC_ESPAWN;
+        e = errno;
+        goto fail_errno;
+      }
   }
   rc = build(p, child_vals, 0, 0, &bs, &bslen);
   if (rc < 0)
@@ -597,6 +648,8 @@ fail_errno:
 finish:
   for (i = 1; i <= ncopies; i++) /* the passed handles' copies */
     mproc__px_close_fd(&src[i]);
+  for (i = 0; i < 3; i++)
+    mproc__px_close_fd(&rq.stdio[i]);
   mproc__child_ends_close(&ends, -1);
   mproc__px_close_fd(&sock);
   mproc__px_close_fd(&sent_r);

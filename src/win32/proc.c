@@ -174,6 +174,30 @@ int mproc__plat_check_dir(const char *path) {
   return MPROC_OK;
 }
 
+mproc_handle_t mproc__plat_open_stdio(int stream, const char *path, int append,
+                                      int *os_error) {
+  wchar_t *w = mproc__w32_wide(path ? path : "NUL");
+  DWORD access = stream == 0 ? GENERIC_READ
+                 : append    ? FILE_APPEND_DATA | SYNCHRONIZE
+                             : GENERIC_WRITE;
+  DWORD disp = stream == 0 ? OPEN_EXISTING : append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  HANDLE h;
+  if (!path) {
+    access = GENERIC_READ | GENERIC_WRITE;
+    disp = OPEN_EXISTING;
+  }
+  if (!w) {
+    *os_error = (int)GetLastError();
+    return MPROC_INVALID_HANDLE;
+  }
+  /* Not inheritable: the spawn passes a copy through the handle list. */
+  h = CreateFileW(w, access, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, disp,
+                  FILE_ATTRIBUTE_NORMAL, NULL);
+  *os_error = h == INVALID_HANDLE_VALUE ? (int)GetLastError() : 0;
+  free(w);
+  return h == INVALID_HANDLE_VALUE ? MPROC_INVALID_HANDLE : (mproc_handle_t)h;
+}
+
 /* This process's environment as UTF-8 "NAME=VALUE" strings (a malloc'ed
  * NULL-terminated array of malloc'ed strings), less everything but
  * SystemRoot when `clear`: system DLLs (Winsock among them) fail to load
@@ -351,12 +375,16 @@ static int mproc__w32_open_bootstrap_pipe(struct mproc__w32_spawn *s) {
 
 /* Standard handles: the child writes where this process writes.  A
  * console handle is a real handle since Windows 8 and may be listed. */
-static void mproc__w32_list_std_handles(struct mproc__w32_spawn *s) {
+static void mproc__w32_list_std_handles(struct mproc__w32_spawn *s,
+                                        const struct mproc_process *p) {
   static const DWORD std_ids[MPROC__W32_NSTD] = {
       STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   size_t i;
   for (i = 0; i < MPROC__W32_NSTD; i++) {
-    HANDLE h = GetStdHandle(std_ids[i]);
+    /* mproc_process_options::stdio, opened by the start, or ours. */
+    HANDLE h = p->stdio_h[i] != MPROC_INVALID_HANDLE
+                   ? (HANDLE)p->stdio_h[i]
+                   : GetStdHandle(std_ids[i]);
     s->std_values[i] = h;
     if (!mproc__w32_valid(h))
       continue;
@@ -568,7 +596,7 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   rc = mproc__w32_open_bootstrap_pipe(&s);
   if (rc < 0)
     goto finish;
-  mproc__w32_list_std_handles(&s);
+  mproc__w32_list_std_handles(&s, p);
   rc = mproc__w32_build_handle_list(&s);
   if (rc < 0)
     goto finish;

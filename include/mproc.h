@@ -553,6 +553,11 @@ typedef struct mproc_process_options {
    *  streams are replaced in the child before the entry runs (C stdio
    *  buffers were flushed at start). */
   mproc_stdio stdio[3];
+  /** Windows: 1 starts the child with CREATE_NO_WINDOW, so a console child
+   *  of a GUI program (which has no console to share) does not open a
+   *  console window of its own; the child then has no console at all.
+   *  0 (default): Windows' rules.  POSIX: accepted and ignored. */
+  int no_window;
 } mproc_process_options;
 
 /** Create (not start) a process that will run entry `entry` with `args`.

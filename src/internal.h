@@ -170,6 +170,7 @@ struct mproc_process {
   char *stdio_path[3];
   mproc_handle_t stdio_user[3];
   mproc_handle_t stdio_h[3];
+  int no_window; /* mproc_process_options::no_window (Windows) */
 };
 
 /* The one lock that guards process state and the registry. */

@@ -60,6 +60,9 @@ int mproc__env_copy(mproc_process *p, const mproc_process_options *opts) {
     return MPROC_OK;
   if (opts->env_clear != 0 && opts->env_clear != 1)
     return MPROC_EINVAL;
+  if (opts->no_window != 0 && opts->no_window != 1)
+    return MPROC_EINVAL;
+  p->no_window = opts->no_window;
   p->env_clear = opts->env_clear;
   rc = mproc__stdio_copy(p, opts);
   if (rc < 0)

@@ -136,7 +136,7 @@ TEST_ENTRY(start_grandchild_and_go) {
   a.h(h).i(daemonic ? 60000 : 300);
   mproc_process_options o = {nullptr,
                              daemonic ? MPROC_DAEMON_YES : MPROC_DAEMON_NO,
-                             MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}};
+                             MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = nullptr;
   if (mproc_process_create(&p, "hold_and_sleep", a, &o) != MPROC_OK ||
       mproc_process_start(p) != MPROC_OK)
@@ -450,7 +450,7 @@ TEST(Names, DefaultNamesCountUp) {
 
 TEST(Names, CustomNameAndRename) {
   mproc_process_options o = {"worker", MPROC_DAEMON_INHERIT,
-                             MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}};
+                             MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = created("ret_arg", nullptr, &o);
   EXPECT_STREQ(mproc_process_name(p), "worker");
   EXPECT_EQ(mproc_process_set_name(p, "renamed"), MPROC_OK);
@@ -462,7 +462,7 @@ TEST(Names, CustomNameAndRename) {
 TEST(Names, ChildSeesItsNameAndItsParent) {
   TestPipe pipe;
   mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT, MPROC_START_DEFAULT,
-                             0, 0, nullptr, nullptr, {}};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("report_self", Args().h(pipe.w), &o);
   pipe.close_w();
   std::string out = test_read_all(pipe.r);
@@ -505,7 +505,7 @@ TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
   test_join_code(p);
   mproc_process_free(p);
 
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   p = created("ret_arg", nullptr, &o);
   EXPECT_EQ(mproc_process_daemon(p), 1);
   mproc_process_free(p);
@@ -514,7 +514,7 @@ TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
 }
 
 TEST(Daemon, DaemonicProcessMayNotStartChildren) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("try_start_child", nullptr, &o);
   EXPECT_EQ(test_join_code(p), -MPROC_EDAEMON);
   mproc_process_free(p);
@@ -729,7 +729,7 @@ TEST(BadInput, NullsAndUnknownEntries) {
 TEST(BadInput, StartMethods) {
   mproc_process *p = nullptr;
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
-                             (mproc_start_method)9, 0, 0, nullptr, nullptr, {}};
+                             (mproc_start_method)9, 0, 0, nullptr, nullptr, {}, 0};
   EXPECT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o), MPROC_EINVAL);
   EXPECT_EQ(mproc_set_start_method(MPROC_START_DEFAULT), MPROC_EINVAL);
   mproc_start_method m = mproc_get_start_method();
@@ -1036,7 +1036,7 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   for (int i = 0; i < kSpawners; i++)
     ts.emplace_back([&] {
       mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
-                                 MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}};
+                                 MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
       while (!stop) {
         mproc_process *p = nullptr;
         if (mproc_process_create(&p, "ret_arg", Args().i(0), &o) != MPROC_OK ||
@@ -1068,7 +1068,7 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   // at every phase of the other threads' starts.
   std::vector<mproc_process *> longs;
   mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK,
-                              0, 0, nullptr, nullptr, {}};
+                              0, 0, nullptr, nullptr, {}, 0};
   for (int i = 0; i < kForks && !slow && !failed; i++) {
     {
       std::unique_lock<std::mutex> g(mu);
@@ -1706,4 +1706,40 @@ TEST(ProcessStdio, UnwritablePathFailsTheStartAndNoChildRuns) {
   EXPECT_EQ(mproc_process_create(&p, "stdio_child", nullptr, &o), MPROC_EINVAL);
   o.stdio[1].mode = 9;
   EXPECT_EQ(mproc_process_create(&p, "stdio_child", nullptr, &o), MPROC_EINVAL);
+}
+
+// ---- Windows: no console window (mproc_process_options::no_window) ---------
+
+namespace {
+// 0 when the child has no console window; POSIX: always 0.
+TEST_ENTRY(no_window_child) {
+#ifdef _WIN32
+  return GetConsoleWindow() == nullptr ? 0 : 1;
+#else
+  return 0;
+#endif
+}
+} // namespace
+
+TEST(ProcessNoWindow, ChildRunsWithoutAConsoleWindow) {
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    mproc_process_options o = {};
+    mproc_process *p = nullptr;
+    int code = -1;
+    o.start_method = m;
+    o.no_window = 1;
+    ASSERT_EQ(mproc_process_create(&p, "no_window_child", nullptr, &o),
+              MPROC_OK);
+    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+    EXPECT_EQ(mproc_process_join(p, 60), MPROC_OK);
+    EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+    EXPECT_EQ(code, 0);
+    mproc_process_free(p);
+  }
+  mproc_process_options o = {};
+  mproc_process *p = nullptr;
+  o.no_window = 2;
+  EXPECT_EQ(mproc_process_create(&p, "no_window_child", nullptr, &o),
+            MPROC_EINVAL);
 }

@@ -449,7 +449,8 @@ static int mproc__w32_create_suspended(struct mproc__w32_spawn *s,
    * below are in place before it looks for them. */
   if (!CreateProcessW(exe, s->cmd, NULL, NULL, TRUE,
                       EXTENDED_STARTUPINFO_PRESENT |
-                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED,
+                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED |
+                          (p->no_window ? CREATE_NO_WINDOW : 0),
                       s->env, s->cwd, &si.StartupInfo, &s->pi))
     return mproc__w32_spawn_fail_last();
   s->started = 1;

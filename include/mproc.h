@@ -499,6 +499,23 @@ enum {
   MPROC_DAEMON_NO = 2       /**< not daemonic */
 };
 
+/** Values of mproc_stdio::mode: where one of a child's standard streams goes. */
+typedef enum mproc_stdio_mode {
+  MPROC_STDIO_INHERIT = 0, /**< default: this process's stream, as it is at start */
+  MPROC_STDIO_DISCARD = 1, /**< /dev/null (Windows: NUL) */
+  MPROC_STDIO_FILE = 2,    /**< `path`: created or truncated (stdin: read) */
+  MPROC_STDIO_APPEND = 3,  /**< `path`: created or appended to (stdin: read) */
+  MPROC_STDIO_HANDLE = 4   /**< `handle`, an open file, pipe or socket of this
+                                process (the caller keeps and closes it) */
+} mproc_stdio_mode;
+
+/** One standard stream of a child (mproc_process_options::stdio). */
+typedef struct mproc_stdio {
+  int mode;           /**< an #mproc_stdio_mode */
+  const char *path;   /**< for FILE and APPEND; copied at create */
+  mproc_handle_t handle; /**< for HANDLE */
+} mproc_stdio;
+
 /** Options of mproc_process_create() (Python's Process keyword arguments). */
 typedef struct mproc_process_options {
   const char *name;    /**< NULL: "Process-N" (in a child: "Process-P:N") */
@@ -515,6 +532,33 @@ typedef struct mproc_process_options {
    *  setpgid(), a child it starts with this option itself, or
    *  CREATE_BREAKAWAY_FROM_JOB where the job allows it) is not reached. */
   int new_group;
+  /** 0 (default): the child starts with this process's environment as it
+   *  is at start; 1: with an empty one plus `env` (Windows keeps SystemRoot,
+   *  without which system DLLs such as Winsock fail to load).  fork: the
+   *  environment is replaced in the child before the entry runs. */
+  int env_clear;
+  /** NULL, or a NULL-terminated list of "NAME=VALUE" entries that add to or
+   *  override the environment; an entry "NAME" without '=' removes NAME.
+   *  Copied at create.  Names compare case-insensitively on Windows. */
+  const char *const *env;
+  /** NULL: the child starts in this process's working directory; else in
+   *  this directory (fork: the child changes to it before the entry runs).
+   *  A path that is not a directory fails mproc_process_start() with
+   *  #MPROC_ESPAWN (mproc_os_error(): ENOENT, ENOTDIR...; Windows:
+   *  ERROR_PATH_NOT_FOUND, ERROR_DIRECTORY) and the child never runs. */
+  const char *cwd;
+  /** stdin, stdout and stderr of the child (zeroed: inherit all three).
+   *  Files are opened by mproc_process_start() in this process, so a path
+   *  that cannot be opened fails the start with #MPROC_ESPAWN
+   *  (mproc_os_error() says why) and the child never runs.  fork: the
+   *  streams are replaced in the child before the entry runs (C stdio
+   *  buffers were flushed at start). */
+  mproc_stdio stdio[3];
+  /** Windows: 1 starts the child with CREATE_NO_WINDOW, so a console child
+   *  of a GUI program (which has no console to share) does not open a
+   *  console window of its own; the child then has no console at all.
+   *  0 (default): Windows' rules.  POSIX: accepted and ignored. */
+  int no_window;
 } mproc_process_options;
 
 /** Create (not start) a process that will run entry `entry` with `args`.

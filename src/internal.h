@@ -158,6 +158,19 @@ struct mproc_process {
   /* The result block's handle (src/process_result.c) from start until
    * close; MPROC_INVALID_HANDLE before, after, and for pool workers. */
   mproc_handle_t result_h;
+  /* mproc_process_options' env_clear, env (a malloc'ed NULL-terminated copy,
+   * or NULL) and cwd (a copy, or NULL): src/process_env.c. */
+  int env_clear;
+  char **env;
+  char *cwd;
+  /* mproc_process_options::stdio, the paths copied (src/process_env.c);
+   * stdio_h: the handle each stream gets in the child, MPROC_INVALID_HANDLE
+   * to inherit, set by mproc__stdio_open during a start only. */
+  int stdio_mode[3];
+  char *stdio_path[3];
+  mproc_handle_t stdio_user[3];
+  mproc_handle_t stdio_h[3];
+  int no_window; /* mproc_process_options::no_window (Windows) */
 };
 
 /* The one lock that guards process state and the registry. */
@@ -257,5 +270,28 @@ mproc_start_method mproc__default_method(void);
  * code the first mproc_main() failed with (its OS error set again), or
  * MPROC_ENOINIT if it was never called. */
 int mproc__not_inited(void);
+
+/* A malloc'ed copy of s, or NULL (src/process.c). */
+char *mproc__strdup(const char *s);
+
+/* A child's environment and working directory (src/process_env.c).  Copy
+ * the options into p at create (MPROC_EINVAL for a bad entry; on failure
+ * the caller frees what was copied with mproc__env_free). */
+int mproc__env_copy(mproc_process *p, const mproc_process_options *opts);
+void mproc__env_free(mproc_process *p);
+/* Whether p's environment differs from the parent's (env_clear or env). */
+int mproc__env_changed(const mproc_process *p);
+/* The handles a start gives the child's stdio (p->stdio_h): files opened
+ * now; 0 or MPROC_ESPAWN with the OS error.  mproc__stdio_close releases
+ * what was opened, once the child has its copies (or the start failed). */
+int mproc__stdio_open(mproc_process *p);
+void mproc__stdio_close(mproc_process *p);
+
+/* A child's environment: `base` (NULL for none) less the names `changes`
+ * names, then its "NAME=VALUE" entries (`fold`: names compare without
+ * ASCII case, as on Windows).  A malloc'ed NULL-terminated array pointing
+ * into base and changes (free the array only), or NULL when out of
+ * memory. */
+char **mproc__env_merge(char *const *base, char *const *changes, int fold);
 
 #endif

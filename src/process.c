@@ -52,7 +52,7 @@ mproc_start_method mproc__default_method(void) {
   return m;
 }
 
-static char *mproc__strdup(const char *s) {
+char *mproc__strdup(const char *s) {
   size_t n = strlen(s) + 1;
   char *c = (char *)malloc(n);
   if (c)
@@ -151,6 +151,7 @@ static void mproc__destroy(mproc_process *p) {
   free(p->args_blob);
   free(p->handles);
   mproc_args_free(p->objects_src);
+  mproc__env_free(p);
   free(p);
 }
 
@@ -316,6 +317,7 @@ static mproc_process *mproc__child_new(const mproc_entry *e,
   p->entry = e;
   p->pid = -1;
   p->result_h = MPROC_INVALID_HANDLE;
+  p->stdio_h[0] = p->stdio_h[1] = p->stdio_h[2] = MPROC_INVALID_HANDLE;
   p->creator_pid = mproc__plat_getpid();
   return p;
 }
@@ -334,6 +336,9 @@ static int mproc__create(mproc_process **out, const mproc_entry *e,
     return MPROC_ENOMEM;
   p->refs = 1;
   p->new_group = opts ? opts->new_group : 0;
+  rc = mproc__env_copy(p, opts);
+  if (rc < 0)
+    goto finish;
   /* Encoded now to report E2BIG and bad objects at create, as Python
    * reports bad arguments at construction; objects are described again at
    * start (mproc__reencode_objects). */
@@ -517,6 +522,11 @@ static int mproc__start_check_locked(mproc_process *p) {
     return MPROC_ESTATE; /* another thread is starting it right now */
   if (g_current.daemon)
     return MPROC_EDAEMON;
+  /* A directory that is not there fails the start, before any child
+   * exists, whatever the start method (fork would only learn it in the
+   * child). */
+  if (p->cwd && (rc = mproc__plat_check_dir(p->cwd)) < 0)
+    return rc;
   return mproc__reencode_objects(p);
 }
 
@@ -537,6 +547,8 @@ int mproc_process_start(mproc_process *p) {
   /* Pool workers' results travel in the pool: they get no block. */
   if (p->entry != &mproc__pool_worker_entry)
     rc = mproc__result_create(p);
+  if (rc == MPROC_OK)
+    rc = mproc__stdio_open(p);
   if (rc == MPROC_OK && p->method == MPROC_START_FORK) {
     rc = mproc__plat_fork(p, mproc__fork_child_main);
   } else if (rc == MPROC_OK) {
@@ -549,6 +561,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__mutex_lock(&mproc__lock);
     p->waiters--;
   }
+  mproc__stdio_close(p); /* the child has its copies */
   if (rc == MPROC_OK) {
     p->state = MPROC__P_STARTED;
     mproc__track(p);

@@ -27,7 +27,7 @@
 namespace {
 
 const mproc_process_options kFs = {nullptr, MPROC_DAEMON_INHERIT,
-                                   MPROC_START_FORKSERVER, 0};
+                                   MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
 
 } // namespace
 
@@ -312,7 +312,7 @@ TEST_ENTRY(fs_wait_all_children) {
 
 TEST(Forkserver, ServerIsNoChildAndNotInActiveChildren) {
   // In a fresh spawned process, so no other test's children are around.
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   TestPipe pipe;
   mproc_process *p = test_start("fs_wait_all_children", Args().h(pipe.w), &o);
   pipe.close_w();
@@ -325,7 +325,7 @@ TEST(Forkserver, ServerIsNoChildAndNotInActiveChildren) {
 // runs, then waits forever.  This child then waits to be killed.
 TEST_ENTRY(fs_daemon_parent) {
   mproc_process_options o = {nullptr, MPROC_DAEMON_YES,
-                             MPROC_START_FORKSERVER, 0};
+                             MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = nullptr;
   if (mproc_process_create(&p, "fs_write_then_wait", Args().h(arg_h(args, 0)),
                            &o) != MPROC_OK ||
@@ -343,7 +343,7 @@ TEST_ENTRY(fs_write_then_wait) {
 }
 
 TEST(Forkserver, DaemonChildDiesWhenItsParentIsKilled) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   TestPipe pipe;
   mproc_process *p = test_start("fs_daemon_parent", Args().h(pipe.w), &o);
   pipe.close_w();
@@ -387,7 +387,7 @@ TEST_ENTRY(fs_raw_fork_then_exit) {
 }
 
 TEST(Forkserver, ARawForkChildDoesNotKeepTheServerOrTheParentAlive) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   TestPipe report, pids;
   mproc_process *p =
       test_start("fs_raw_fork_then_exit", Args().h(report.w).h(pids.w), &o);
@@ -434,7 +434,7 @@ TEST(Forkserver, ServerEndsWhenItsProgramExitsOrIsKilled) {
   GTEST_SKIP() << "no pidfd_open in this libc's headers";
 #else
   for (int killed = 0; killed < 2; killed++) {
-    mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0};
+    mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
     TestPipe report, gate;
     mproc_process *h =
         test_start("fs_hold_server", Args().h(report.w).h(gate.r), &o);
@@ -516,7 +516,7 @@ TEST_ENTRY(fs_tell_ppid_then_wait) {
 }
 
 TEST(Forkserver, KilledServerMakesStartsFailAndNothingHangs) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   TestPipe pipe;
   mproc_process *p = test_start("fs_kill_the_server", Args().h(pipe.w), &o);
   pipe.close_w();
@@ -560,7 +560,7 @@ TEST_ENTRY(fs_preload_then_start) {
 }
 
 TEST(Forkserver, PreloadRunsOnceInTheServer) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("fs_preload_then_start", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 0);
   mproc_process_free(p);
@@ -626,7 +626,7 @@ TEST(Forkserver, TheSameWithForkDocumentsTheHazard) {
   // timing, so a short join timing out is deterministic; the kill ends it.
   LockHolder holder;
   ASSERT_TRUE(holder.held.load());
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("fs_take_the_held_lock", nullptr, &o);
   EXPECT_EQ(mproc_process_join(p, 0.2), MPROC_ETIMEDOUT);
   EXPECT_EQ(mproc_process_kill(p), MPROC_OK);

@@ -3,13 +3,16 @@
 // spawn on Windows), so the same expectations hold for all of them.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <string>
@@ -133,7 +136,7 @@ TEST_ENTRY(start_grandchild_and_go) {
   a.h(h).i(daemonic ? 60000 : 300);
   mproc_process_options o = {nullptr,
                              daemonic ? MPROC_DAEMON_YES : MPROC_DAEMON_NO,
-                             MPROC_START_DEFAULT, 0};
+                             MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = nullptr;
   if (mproc_process_create(&p, "hold_and_sleep", a, &o) != MPROC_OK ||
       mproc_process_start(p) != MPROC_OK)
@@ -447,7 +450,7 @@ TEST(Names, DefaultNamesCountUp) {
 
 TEST(Names, CustomNameAndRename) {
   mproc_process_options o = {"worker", MPROC_DAEMON_INHERIT,
-                             MPROC_START_DEFAULT, 0};
+                             MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = created("ret_arg", nullptr, &o);
   EXPECT_STREQ(mproc_process_name(p), "worker");
   EXPECT_EQ(mproc_process_set_name(p, "renamed"), MPROC_OK);
@@ -459,7 +462,7 @@ TEST(Names, CustomNameAndRename) {
 TEST(Names, ChildSeesItsNameAndItsParent) {
   TestPipe pipe;
   mproc_process_options o = {"alpha", MPROC_DAEMON_INHERIT, MPROC_START_DEFAULT,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("report_self", Args().h(pipe.w), &o);
   pipe.close_w();
   std::string out = test_read_all(pipe.r);
@@ -502,7 +505,7 @@ TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
   test_join_code(p);
   mproc_process_free(p);
 
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   p = created("ret_arg", nullptr, &o);
   EXPECT_EQ(mproc_process_daemon(p), 1);
   mproc_process_free(p);
@@ -511,7 +514,7 @@ TEST(Daemon, InheritedDefaultAndSettableOnlyBeforeStart) {
 }
 
 TEST(Daemon, DaemonicProcessMayNotStartChildren) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0};
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES, MPROC_START_DEFAULT, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("try_start_child", nullptr, &o);
   EXPECT_EQ(test_join_code(p), -MPROC_EDAEMON);
   mproc_process_free(p);
@@ -726,7 +729,7 @@ TEST(BadInput, NullsAndUnknownEntries) {
 TEST(BadInput, StartMethods) {
   mproc_process *p = nullptr;
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
-                             (mproc_start_method)9, 0};
+                             (mproc_start_method)9, 0, 0, nullptr, nullptr, {}, 0};
   EXPECT_EQ(mproc_process_create(&p, "ret_arg", nullptr, &o), MPROC_EINVAL);
   EXPECT_EQ(mproc_set_start_method(MPROC_START_DEFAULT), MPROC_EINVAL);
   mproc_start_method m = mproc_get_start_method();
@@ -1033,7 +1036,7 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   for (int i = 0; i < kSpawners; i++)
     ts.emplace_back([&] {
       mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT,
-                                 MPROC_START_SPAWN, 0};
+                                 MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
       while (!stop) {
         mproc_process *p = nullptr;
         if (mproc_process_create(&p, "ret_arg", Args().i(0), &o) != MPROC_OK ||
@@ -1065,7 +1068,7 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   // at every phase of the other threads' starts.
   std::vector<mproc_process *> longs;
   mproc_process_options fo = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK,
-                              0};
+                              0, 0, nullptr, nullptr, {}, 0};
   for (int i = 0; i < kForks && !slow && !failed; i++) {
     {
       std::unique_lock<std::mutex> g(mu);
@@ -1433,3 +1436,310 @@ TEST(Trees, ChildLeadsItsOwnProcessGroupWhenStartReturns) {
   mproc_process_free(p);
 }
 #endif
+
+// ---- environment and working directory (mproc_process_options) ----------
+
+namespace {
+
+void set_env_var(const char *k, const char *v) {
+#ifdef _WIN32
+  _putenv_s(k, v);
+#else
+  setenv(k, v, 1);
+#endif
+}
+
+// The child checks what it sees and says what was wrong in its exit code:
+// 1 the added variable, 2 the removed one still there, 4 an inherited one
+// missing (or present after env_clear), 8 the working directory.
+TEST_ENTRY(env_cwd_child) {
+  const char *cwd = nullptr, *added = std::getenv("MPROC_T_ADDED");
+  int64_t cleared = 0;
+  int code = 0;
+  mproc_arg_int(args, 0, &cleared);
+  mproc_arg_str(args, 1, &cwd);
+  if (!added || std::strcmp(added, "a value=with equals") != 0)
+    code |= 1;
+  if (std::getenv("MPROC_T_REMOVED"))
+    code |= 2;
+  if ((std::getenv("MPROC_T_KEPT") != nullptr) == (cleared != 0))
+    code |= 4;
+  if (cwd && *cwd) {
+    std::error_code ec;
+    if (!std::filesystem::equivalent(std::filesystem::current_path(ec), cwd,
+                                     ec))
+      code |= 8;
+  }
+  return code;
+}
+
+std::vector<mproc_start_method> every_method() {
+  std::vector<mproc_start_method> m{MPROC_START_SPAWN};
+#ifndef _WIN32
+  m.push_back(MPROC_START_FORK);
+  m.push_back(MPROC_START_FORKSERVER);
+#endif
+  return m;
+}
+
+int run_env_child(mproc_start_method method, int clear, const char *cwd) {
+  static const char *const env[] = {"MPROC_T_REMOVED",
+                                    "MPROC_T_ADDED=first",
+                                    "MPROC_T_ADDED=a value=with equals",
+                                    nullptr};
+  mproc_process_options o = {};
+  mproc_args *a = nullptr;
+  mproc_args_create(&a);
+  mproc_process *p = nullptr;
+  int code = -1000;
+  o.start_method = method;
+  o.env_clear = clear;
+  o.env = env;
+  o.cwd = cwd;
+  mproc_args_add_int(a, nullptr, clear);
+  mproc_args_add_str(a, nullptr, cwd ? cwd : "");
+  EXPECT_EQ(mproc_process_create(&p, "env_cwd_child", a, &o), MPROC_OK);
+  EXPECT_EQ(mproc_process_start(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_join(p, 60), MPROC_OK);
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+  mproc_process_free(p);
+  mproc_args_free(a);
+  return code;
+}
+
+} // namespace
+
+static void set_parent_env() {
+  set_env_var("MPROC_T_KEPT", "kept");
+  set_env_var("MPROC_T_REMOVED", "removed");
+  set_env_var("MPROC_T_ADDED", "the parent's");
+}
+
+TEST(ProcessEnv, ChildSeesAddedOverriddenRemovedAndInheritedVariables) {
+  set_parent_env();
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    EXPECT_EQ(run_env_child(m, 0, nullptr), 0);
+    EXPECT_EQ(run_env_child(m, 1, nullptr), 0);
+  }
+  // The parent's own environment is untouched.
+  EXPECT_STREQ(std::getenv("MPROC_T_ADDED"), "the parent's");
+}
+
+TEST(ProcessEnv, ChildStartsInTheDirectoryAsked) {
+  namespace fs = std::filesystem;
+  int64_t me = 0;
+  mproc_process_pid(mproc_current_process(), &me);
+  fs::path dir = fs::temp_directory_path() / ("mproc-cwd-" + std::to_string(me));
+  fs::create_directories(dir);
+  set_parent_env();
+  fs::path before = fs::current_path();
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    EXPECT_EQ(run_env_child(m, 0, dir.string().c_str()), 0);
+  }
+  EXPECT_EQ(fs::current_path(), before);
+  fs::remove_all(dir);
+}
+
+TEST(ProcessEnv, MissingDirectoryFailsTheStartAndNoChildRuns) {
+  namespace fs = std::filesystem;
+  std::string missing =
+      (fs::temp_directory_path() / "mproc-no-such-dir" / "below").string();
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    mproc_process_options o = {};
+    mproc_args *a = nullptr;
+  mproc_args_create(&a);
+    mproc_process *p = nullptr;
+    int64_t pid = 0;
+    o.start_method = m;
+    o.cwd = missing.c_str();
+    ASSERT_EQ(mproc_process_create(&p, "env_cwd_child", a, &o), MPROC_OK);
+    EXPECT_EQ(mproc_process_start(p), MPROC_ESPAWN);
+#ifdef _WIN32
+    EXPECT_EQ(mproc_os_error(), ERROR_PATH_NOT_FOUND);
+#else
+    EXPECT_EQ(mproc_os_error(), ENOENT);
+#endif
+    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_ESTATE); // never started
+    mproc_process_free(p);
+    mproc_args_free(a);
+  }
+}
+
+TEST(ProcessEnv, EntryWithoutANameIsRefusedAtCreate) {
+  static const char *const env[] = {"=x", nullptr};
+  mproc_process_options o = {};
+  mproc_process *p = nullptr;
+  o.env = env;
+  EXPECT_EQ(mproc_process_create(&p, "env_cwd_child", nullptr, &o),
+            MPROC_EINVAL);
+  o.env = nullptr;
+  o.env_clear = 2;
+  EXPECT_EQ(mproc_process_create(&p, "env_cwd_child", nullptr, &o),
+            MPROC_EINVAL);
+}
+
+// ---- standard streams (mproc_process_options::stdio) -----------------------
+
+namespace {
+
+// Reads stdin to its end and reports the byte count on both output streams.
+TEST_ENTRY(stdio_child) {
+  char buf[256];
+  size_t n = 0, r;
+  while ((r = std::fread(buf, 1, sizeof buf, stdin)) > 0)
+    n += r;
+  std::printf("out:%zu\n", n);
+  std::fprintf(stderr, "err:%zu\n", n);
+  std::fflush(stdout);
+  std::fflush(stderr);
+  return 0;
+}
+
+// Windows' C runtime writes text streams with CRLF line ends.
+std::string no_cr(std::string s) {
+  s.erase(std::remove(s.begin(), s.end(), '\r'), s.end());
+  return s;
+}
+
+std::string slurp(const std::filesystem::path &f) {
+  std::FILE *fp = std::fopen(f.string().c_str(), "rb");
+  std::string s;
+  char buf[256];
+  size_t r;
+  if (!fp)
+    return "(missing)";
+  while ((r = std::fread(buf, 1, sizeof buf, fp)) > 0)
+    s.append(buf, r);
+  std::fclose(fp);
+  return s;
+}
+
+void spit(const std::filesystem::path &f, const char *text) {
+  std::FILE *fp = std::fopen(f.string().c_str(), "wb");
+  ASSERT_NE(fp, nullptr);
+  std::fputs(text, fp);
+  std::fclose(fp);
+}
+
+std::filesystem::path stdio_dir() {
+  int64_t me = 0;
+  mproc_process_pid(mproc_current_process(), &me);
+  auto d = std::filesystem::temp_directory_path() /
+           ("mproc-stdio-" + std::to_string(me));
+  std::filesystem::create_directories(d);
+  return d;
+}
+
+int run_stdio_child(const mproc_process_options &o) {
+  mproc_process *p = nullptr;
+  int code = -1000;
+  EXPECT_EQ(mproc_process_create(&p, "stdio_child", nullptr, &o), MPROC_OK);
+  EXPECT_EQ(mproc_process_start(p), MPROC_OK);
+  EXPECT_EQ(mproc_process_join(p, 60), MPROC_OK);
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+  mproc_process_free(p);
+  return code;
+}
+
+} // namespace
+
+TEST(ProcessStdio, FilesTruncatedAppendedAndReadInEveryStartMethod) {
+  auto dir = stdio_dir();
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    spit(dir / "in.txt", "12345");
+    spit(dir / "out.txt", "old content, longer than what the child writes");
+    spit(dir / "err.txt", "first\n");
+    std::string in = (dir / "in.txt").string(), out = (dir / "out.txt").string(),
+                err = (dir / "err.txt").string();
+    mproc_process_options o = {};
+    o.start_method = m;
+    o.stdio[0] = {MPROC_STDIO_FILE, in.c_str(), MPROC_INVALID_HANDLE};
+    o.stdio[1] = {MPROC_STDIO_FILE, out.c_str(), MPROC_INVALID_HANDLE};
+    o.stdio[2] = {MPROC_STDIO_APPEND, err.c_str(), MPROC_INVALID_HANDLE};
+    EXPECT_EQ(run_stdio_child(o), 0);
+    EXPECT_EQ(no_cr(slurp(dir / "out.txt")), "out:5\n");
+    EXPECT_EQ(no_cr(slurp(dir / "err.txt")), "first\nerr:5\n");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(ProcessStdio, DiscardAndAHandleOfTheParent) {
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    TestPipe pipe;
+    mproc_process_options o = {};
+    o.start_method = m;
+    o.stdio[0].mode = MPROC_STDIO_DISCARD; // reads end-of-file at once
+    o.stdio[1].mode = MPROC_STDIO_DISCARD;
+    o.stdio[2] = {MPROC_STDIO_HANDLE, nullptr, pipe.w};
+    EXPECT_EQ(run_stdio_child(o), 0);
+    pipe.close_w(); // the child's copy is gone with it, ours now
+    EXPECT_EQ(no_cr(test_read_all(pipe.r)), "err:0\n");
+  }
+}
+
+TEST(ProcessStdio, UnwritablePathFailsTheStartAndNoChildRuns) {
+  std::string bad =
+      (std::filesystem::temp_directory_path() / "mproc-no-such-dir" / "out.txt")
+          .string();
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    mproc_process_options o = {};
+    mproc_process *p = nullptr;
+    int64_t pid = 0;
+    o.start_method = m;
+    o.stdio[1] = {MPROC_STDIO_FILE, bad.c_str(), MPROC_INVALID_HANDLE};
+    ASSERT_EQ(mproc_process_create(&p, "stdio_child", nullptr, &o), MPROC_OK);
+    EXPECT_EQ(mproc_process_start(p), MPROC_ESPAWN);
+    EXPECT_NE(mproc_os_error(), 0);
+    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_ESTATE); // never started
+    EXPECT_FALSE(std::filesystem::exists(bad));
+    mproc_process_free(p);
+  }
+  mproc_process_options o = {};
+  mproc_process *p = nullptr;
+  o.stdio[1].mode = MPROC_STDIO_FILE; // no path
+  EXPECT_EQ(mproc_process_create(&p, "stdio_child", nullptr, &o), MPROC_EINVAL);
+  o.stdio[1].mode = 9;
+  EXPECT_EQ(mproc_process_create(&p, "stdio_child", nullptr, &o), MPROC_EINVAL);
+}
+
+// ---- Windows: no console window (mproc_process_options::no_window) ---------
+
+namespace {
+// 0 when the child has no console window; POSIX: always 0.
+TEST_ENTRY(no_window_child) {
+#ifdef _WIN32
+  return GetConsoleWindow() == nullptr ? 0 : 1;
+#else
+  return 0;
+#endif
+}
+} // namespace
+
+TEST(ProcessNoWindow, ChildRunsWithoutAConsoleWindow) {
+  for (mproc_start_method m : every_method()) {
+    SCOPED_TRACE(m);
+    mproc_process_options o = {};
+    mproc_process *p = nullptr;
+    int code = -1;
+    o.start_method = m;
+    o.no_window = 1;
+    ASSERT_EQ(mproc_process_create(&p, "no_window_child", nullptr, &o),
+              MPROC_OK);
+    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+    EXPECT_EQ(mproc_process_join(p, 60), MPROC_OK);
+    EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+    EXPECT_EQ(code, 0);
+    mproc_process_free(p);
+  }
+  mproc_process_options o = {};
+  mproc_process *p = nullptr;
+  o.no_window = 2;
+  EXPECT_EQ(mproc_process_create(&p, "no_window_child", nullptr, &o),
+            MPROC_EINVAL);
+}

@@ -445,7 +445,7 @@ TEST_ENTRY(return_marker) { return g_marker; }
 TEST(StartMethod, ForkSharesTheParentsMemorySnapshotSpawnDoesNot) {
   g_marker = 77;
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("return_marker", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 0); // a fresh program: the global is 0
   mproc_process_free(p);
@@ -496,7 +496,7 @@ TEST(Quoting, InnerStartsAChildFromHere) {
   if (!inner_run())
     GTEST_SKIP() << "runs only when started by another test";
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("ret_five", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 5);
   mproc_process_free(p);
@@ -723,7 +723,7 @@ TEST(Leaks, SpawnedChildGetsOnlyTheHandlesItIsGiven) {
   ASSERT_EQ(pipe(stray), 0); // not close-on-exec: exec alone would leak it
   TestPipe pipe;
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *other = test_start("sleep_then_ret_60s", nullptr, &o);
   mproc_process *p = test_start("check_fds", Args().h(pipe.w), &o);
   pipe.close_w();
@@ -755,7 +755,7 @@ TEST(Leaks, DescriptorsCreatedByAnotherThreadMeanwhileDoNotLeak) {
     }
   });
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   for (int i = 0; i < 30; i++) {
     TestPipe pipe;
     mproc_process *p = test_start("check_fds", Args().h(pipe.w), &o);
@@ -772,7 +772,7 @@ TEST(Leaks, ForkChildDoesNotHoldSiblingSentinels) {
   // A sibling started earlier must not keep a copy of another child's
   // pidfd: the fork child closes what belongs to its parent.
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *a = test_start("sleep_then_ret_60s", nullptr, &o);
   int64_t pid_a = 0;
   ASSERT_EQ(mproc_process_pid(a, &pid_a), MPROC_OK);
@@ -840,7 +840,7 @@ TEST(Signals, SpawnedChildStartsWithDefaultHandlersAndAnEmptyMask) {
   sigaddset(&block, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &block, &old_mask);
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN,
-                             0};
+                             0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = test_start("check_signal_state", nullptr, &o);
   EXPECT_EQ(test_join_code(p), 0);
   mproc_process_free(p);

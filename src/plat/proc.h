@@ -36,6 +36,18 @@ typedef int (*mproc__bootstrap_builder)(struct mproc_process *p,
 int mproc__plat_spawn(struct mproc_process *p, const mproc_handle_t *handles,
                       size_t nhandles, mproc__bootstrap_builder build);
 
+/* Is `path` a directory a child could start in?  0, or MPROC_ESPAWN with
+ * the OS error recorded (ENOENT, ENOTDIR...; ERROR_PATH_NOT_FOUND...). */
+int mproc__plat_check_dir(const char *path);
+
+/* Open what a child's standard stream `stream` (0-2) gets: the null
+ * device (path NULL), or `path` (stream 0: for reading; else for writing,
+ * created, and appended to when `append`, else truncated).  A
+ * non-inheritable handle, or MPROC_INVALID_HANDLE with the OS error in
+ * *os_error. */
+mproc_handle_t mproc__plat_open_stdio(int stream, const char *path, int append,
+                                      int *os_error);
+
 /* Wait up to `timeout` seconds (negative: forever) until the child has ended;
  * does not reap.  0 when ended, MPROC_ETIMEDOUT, or an error. */
 int mproc__plat_wait(struct mproc_process *p, double timeout);

@@ -56,7 +56,13 @@
  * own (new_group). */
 enum { MPROC__FS_DAEMON = 1u, MPROC__FS_STDIO0 = 2u, MPROC__FS_GROUP = 16u };
 #define MPROC__FS_STDIO(i) (MPROC__FS_STDIO0 << (i))
-#define MPROC__FS_FLAGS 31u
+/* The bootstrap is followed by the child's setup (mproc__fs_setup_make):
+ * the server's own environment and directory are the program's as they
+ * were when the server started, so a child that asks for others gets them
+ * spelled out. */
+#define MPROC__FS_SETUP 32u
+#define MPROC__FS_FLAGS 63u
+#define MPROC__FS_SETUP_MAX (64u << 20)
 
 static int mproc__fs_server_main(const mproc_args *args);
 
@@ -260,7 +266,7 @@ finish:
  * batches the kernel accepts, then the bootstrap.  g_fs_lock held. */
 static int mproc__fs_send_request(const int *fds, size_t nfds,
                                   const unsigned char *bs, size_t bslen,
-                                  uint32_t flags) {
+                                  size_t total, uint32_t flags) {
   unsigned char hdr[MPROC__FS_HEADER];
   size_t off = 0, n;
   mproc__wr_put32(hdr, MPROC__FS_MAGIC);
@@ -275,7 +281,7 @@ static int mproc__fs_send_request(const int *fds, size_t nfds,
     if (mproc__fs_send_fds(g_fs_conn, "+", 1, fds + off, n) != 0)
       return -1;
   }
-  return mproc__px_send_all(g_fs_conn, bs, bslen);
+  return mproc__px_send_all(g_fs_conn, bs, total);
 }
 
 /* Hand the request to the server, starting it first if need be.  A server
@@ -285,7 +291,7 @@ static int mproc__fs_send_request(const int *fds, size_t nfds,
  * server would hide that. */
 static int mproc__fs_submit(const int *fds, size_t nfds,
                             const unsigned char *bs, size_t bslen,
-                            uint32_t flags) {
+                            size_t total, uint32_t flags) {
   int rc = MPROC_OK;
   mproc__mutex_lock(&g_fs_lock);
   if (g_fs_state == 0) {
@@ -298,7 +304,7 @@ static int mproc__fs_submit(const int *fds, size_t nfds,
     rc = mproc__os_fail(MPROC_ESPAWN, g_fs_error ? g_fs_error : EPIPE);
     goto finish;
   }
-  if (mproc__fs_send_request(fds, nfds, bs, bslen, flags) != 0) {
+  if (mproc__fs_send_request(fds, nfds, bs, bslen, total, flags) != 0) {
     g_fs_state = 2;
     g_fs_error = errno == ECONNRESET ? EPIPE : errno;
     rc = mproc__os_fail(MPROC_ESPAWN, g_fs_error);
@@ -337,12 +343,58 @@ static int mproc__fs_take_child(mproc_process *p, int ch) {
   return MPROC_OK;
 }
 
+/* Appends p's setup to the bootstrap in *bs (*len grows): a 32-bit
+ * length, then the directory ("" for none), a byte saying whether an
+ * environment follows, and its entries, each NUL-terminated.  Sets
+ * MPROC__FS_SETUP in *flags; does nothing for a child that asks for
+ * neither. */
+static int mproc__fs_setup_make(const mproc_process *p, unsigned char **bs,
+                                size_t *len, uint32_t *flags) {
+  char **envp = NULL;
+  int owned = 0, rc = MPROC_OK;
+  size_t need = 4 + 1 + 1, i, at;
+  unsigned char *grown;
+  if (!p->cwd && !mproc__env_changed(p))
+    return MPROC_OK;
+  if (mproc__env_changed(p) && mproc__px_child_env(p, &envp, &owned) < 0)
+    return MPROC_ENOMEM;
+  need += p->cwd ? strlen(p->cwd) : 0;
+  for (i = 0; envp && envp[i]; i++)
+    need += strlen(envp[i]) + 1;
+  if (need - 4 > MPROC__FS_SETUP_MAX) {
+    rc = MPROC_E2BIG;
+    goto finish;
+  }
+  if (!(grown = (unsigned char *)realloc(*bs, *len + need))) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  *bs = grown;
+  at = *len;
+  mproc__wr_put32(grown + at, (uint32_t)(need - 4));
+  at += 4;
+  for (i = 0; p->cwd && p->cwd[i]; i++)
+    grown[at++] = (unsigned char)p->cwd[i];
+  grown[at++] = 0;
+  grown[at++] = envp != NULL;
+  for (i = 0; envp && envp[i]; i++) {
+    memcpy(grown + at, envp[i], strlen(envp[i]) + 1);
+    at += strlen(envp[i]) + 1;
+  }
+  *len = at;
+  *flags |= MPROC__FS_SETUP;
+finish:
+  if (owned)
+    free(envp);
+  return rc;
+}
+
 int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
                          size_t nhandles, mproc__bootstrap_builder build) {
   int ch[2] = {-1, -1}, *fds = NULL, rc;
   uint64_t *vals = NULL;
   unsigned char *bs = NULL;
-  size_t bslen = 0, i, nfds = nhandles + 1;
+  size_t bslen = 0, total = 0, i, nfds = nhandles + 1;
   uint32_t flags = (p->daemon ? MPROC__FS_DAEMON : 0) |
                    (p->new_group ? MPROC__FS_GROUP : 0);
   if (nhandles > 4096)
@@ -357,17 +409,23 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
   }
   if (rc == MPROC_OK)
     rc = build(p, vals, 0, 0, &bs, &bslen);
+  total = bslen;
+  if (rc == MPROC_OK)
+    rc = mproc__fs_setup_make(p, &bs, &total, &flags);
   if (rc == MPROC_OK && mproc__px_socketpair(ch) != 0)
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
   if (rc < 0)
     goto finish;
   fds[0] = ch[1];
   for (i = 0; i < 3; i++)
-    if (fcntl((int)i, F_GETFD) >= 0) {
+    if (p->stdio_h[i] != MPROC_INVALID_HANDLE) {
+      fds[nfds++] = p->stdio_h[i]; /* what the options ask for */
+      flags |= MPROC__FS_STDIO(i);
+    } else if (fcntl((int)i, F_GETFD) >= 0) {
       fds[nfds++] = (int)i;
       flags |= MPROC__FS_STDIO(i);
     }
-  rc = mproc__fs_submit(fds, nfds, bs, bslen, flags);
+  rc = mproc__fs_submit(fds, nfds, bs, bslen, total, flags);
   mproc__px_close_fd(&ch[1]); /* only the server and the child hold it */
   if (rc == MPROC_OK)
     rc = mproc__fs_take_child(p, ch[0]);
@@ -578,12 +636,81 @@ static void mproc__fs_child_signals(void) {
   (void)sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
+static size_t mproc__fs_setup_len(const unsigned char *p) {
+  mproc__rd rd;
+  rd.p = p;
+  rd.left = 4;
+  rd.bad = 0;
+  return mproc__rd_u32(&rd);
+}
+
+/* Reads the setup that follows the bootstrap into *bs (grown to hold it)
+ * and checks its shape: the directory's NUL, the environment byte, and a
+ * NUL ending the last entry.  0, or -1 (the stream is damaged). */
+static int mproc__fs_recv_setup(int conn, unsigned char **bs, size_t bslen) {
+  unsigned char *grown, *s;
+  const unsigned char *nul;
+  size_t len, cwd_end;
+  if (!(grown = (unsigned char *)realloc(*bs, bslen + 4)))
+    return -1;
+  *bs = grown;
+  if (mproc__fs_recv_all(conn, grown + bslen, 4) != 0)
+    return -1;
+  len = mproc__fs_setup_len(grown + bslen);
+  if (len < 2 || len > MPROC__FS_SETUP_MAX)
+    return -1;
+  if (!(grown = (unsigned char *)realloc(*bs, bslen + 4 + len)))
+    return -1;
+  *bs = grown;
+  s = grown + bslen + 4;
+  if (mproc__fs_recv_all(conn, s, len) != 0)
+    return -1;
+  nul = (const unsigned char *)memchr(s, 0, len);
+  if (!nul)
+    return -1;
+  cwd_end = (size_t)(nul - s);
+  if (cwd_end + 2 > len || s[cwd_end + 1] > 1 ||
+      (len > cwd_end + 2 && s[len - 1] != 0))
+    return -1;
+  return 0;
+}
+
+/* In the child: the directory and environment the setup names (see
+ * mproc__fs_setup_make; the server checked its shape).  The entries are
+ * copied, since the bootstrap buffer is freed before the entry runs, and
+ * the copy is never freed: it is the new environ. */
+static void mproc__fs_child_setup(const char *blob, size_t len) {
+  size_t n = 0, at, k = 0, i;
+  char **envp, *setup = (char *)malloc(len);
+  if (!setup)
+    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  memcpy(setup, blob, len);
+  at = strlen(setup) + 1;
+  if (setup[0] && chdir(setup) != 0)
+    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP); /* removed since start */
+  if (!setup[at++])
+    return;
+  for (i = at; i < len; i++)
+    n += setup[i] == 0;
+  if (!(envp = (char **)malloc((n + 1) * sizeof(*envp))))
+    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  while (at < len) {
+    envp[k++] = setup + at;
+    at += strlen(setup + at) + 1;
+  }
+  envp[k] = NULL;
+  mproc__environ = envp;
+}
+
 /* In the child the server just forked: become a spawned child of the
  * program, with the bootstrap it sent.  Does not return. */
 static void mproc__fs_child_main(int alive, const int *fds, size_t nfds,
                                  unsigned char *bs, size_t bslen,
                                  uint32_t flags) {
   mproc__fs_child_signals();
+  if (flags & MPROC__FS_SETUP)
+    mproc__fs_child_setup((const char *)bs + bslen + 4,
+                          mproc__fs_setup_len(bs + bslen));
   /* Its group before anything it starts is born (the server sets it too,
    * so it exists when the program learns the pid). */
   if ((flags & MPROC__FS_GROUP) && setpgid(0, 0) != 0)
@@ -684,6 +811,8 @@ static int mproc__fs_serve(int conn, int alive) {
   got = nfds;
   if (mproc__fs_recv_all(conn, bs, bslen) != 0)
     goto finish;
+  if ((flags & MPROC__FS_SETUP) && mproc__fs_recv_setup(conn, &bs, bslen) != 0)
+    goto finish;
   mproc__fs_fork(alive, fds, nfds, bs, bslen, flags);
   got = 0; /* the table or the child owns them now */
   rc = 0;
@@ -783,6 +912,11 @@ static int mproc__fs_server_main(const mproc_args *args) {
   }
   if (pid > 0)
     mproc__plat_exit_now(0);
+  /* Without pidfds the program sees the helper end by EOF on the helper's
+   * life line (proc.c): the server must not keep the helper's end, or the
+   * program's start would wait for the server to end.  The server watches
+   * the program through `alive` instead. */
+  mproc__px_close_fd(&mproc__px_life_fd);
   g_fs_client = client;
   if (mproc__fs_server_signals() != 0) {
     perror("mproc: forkserver: signals");

@@ -32,18 +32,7 @@
 #if MPROC__HAVE_PIDFD
 #include <sys/syscall.h>
 #endif
-#if MPROC__APPLE
-#include <crt_externs.h>
-#endif
 
-#if MPROC__APPLE
-/* A shared library on macOS cannot link against `environ` directly
- * (environ(7)); _NSGetEnviron() is the documented way. */
-#define mproc__environ (*_NSGetEnviron())
-#else
-extern char **environ;
-#define mproc__environ environ
-#endif
 
 #if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
@@ -133,6 +122,85 @@ static void mproc__child_ends_drop_all(void) {
 
 /* ---- starting ---------------------------------------------------------------- */
 
+/* What a spawn runs: the program, its argv and environment (envp), the
+ * directory it starts in (NULL: ours), and the descriptors src[i] it gets
+ * as MPROC__BS_FD + i. */
+typedef struct mproc__exec_req {
+  const char *path;
+  char **argv;
+  char **envp;
+  const char *cwd;
+  const int *src;
+  int nsrc;
+  int new_group;
+  int stdio[3]; /* what becomes fd 0-2 (copies above the targets), -1: ours */
+} mproc__exec_req;
+
+int mproc__plat_check_dir(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return mproc__os_fail(MPROC_ESPAWN, errno);
+  if (!S_ISDIR(st.st_mode))
+    return mproc__os_fail(MPROC_ESPAWN, ENOTDIR);
+  return MPROC_OK;
+}
+
+mproc_handle_t mproc__plat_open_stdio(int stream, const char *path, int append,
+                                      int *os_error) {
+  int flags = stream == 0 ? O_RDONLY
+                          : O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+  int fd;
+  if (!path)
+    flags = O_RDWR; /* the null device */
+  do
+    fd = open(path ? path : "/dev/null", flags | O_CLOEXEC, 0666);
+  while (fd < 0 && errno == EINTR);
+  *os_error = fd < 0 ? errno : 0;
+  return fd < 0 ? MPROC_INVALID_HANDLE : fd;
+}
+
+/* In a fork child: the standard streams p asks for, each source copied
+ * above 2 first so that one naming another's target (stderr to the
+ * parent's stdout, fd 1) is not overwritten by an earlier dup2.  fcntl and
+ * dup2 are async-signal-safe. */
+static void mproc__fork_child_stdio(const mproc_process *p) {
+  int tmp[3], i;
+  for (i = 0; i < 3; i++) {
+    tmp[i] = -1;
+    if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
+        (tmp[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, 3)) < 0)
+      mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+  }
+  for (i = 0; i < 3; i++)
+    if (tmp[i] >= 0) {
+      if (dup2(tmp[i], i) < 0)
+        mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
+      (void)close(tmp[i]);
+    }
+}
+
+/* The environment a child of p starts with: ours, or a merged copy to free
+ * (*owned).  0, or MPROC_ENOMEM. */
+int mproc__px_child_env(const mproc_process *p, char ***envp, int *owned) {
+  *owned = 0;
+  *envp = mproc__environ;
+  if (!mproc__env_changed(p))
+    return MPROC_OK;
+  *envp = mproc__env_merge(p->env_clear ? NULL : mproc__environ, p->env, 0);
+  *owned = 1;
+  return *envp ? MPROC_OK : MPROC_ENOMEM;
+}
+
+/* In a fork child before the entry: the environment and directory asked
+ * for.  The merged array was made before fork (no malloc here) and is
+ * never freed: it is the child's environ from now on. */
+static void mproc__fork_child_env(const mproc_process *p, char **envp) {
+  if (mproc__env_changed(p))
+    mproc__environ = envp;
+  if (p->cwd && chdir(p->cwd) != 0)
+    mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP); /* removed since start */
+}
+
 /* Kill and reap a child we could not finish starting, so a failed start
  * leaves neither a runaway process nor a zombie. */
 static void mproc__abandon(pid_t pid) {
@@ -164,10 +232,19 @@ static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
 int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
-  int pidfd = -1;
-  if (!mproc__px_use_pidfd && mproc__px_socketpair(sent) != 0)
-    return mproc__os_fail(MPROC_ESPAWN, errno);
+  int pidfd = -1, env_owned = 0;
+  char **envp = NULL;
+  if (mproc__px_child_env(p, &envp, &env_owned) < 0)
+    return MPROC_ENOMEM;
+  if (!mproc__px_use_pidfd && mproc__px_socketpair(sent) != 0) {
+    int e = errno;
+    if (env_owned)
+      free(envp);
+    return mproc__os_fail(MPROC_ESPAWN, e);
+  }
   pid = fork();
+  if (pid != 0 && env_owned)
+    free(envp); /* the parent's copy; the child's is its environ */
   if (pid < 0) {
     int e = errno;
     mproc__px_close_fd(&sent[0]);
@@ -193,6 +270,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
      * is born in it (the parent does the same, see below). */
     if (p->new_group)
       (void)setpgid(0, 0);
+    mproc__fork_child_env(p, envp);
+    mproc__fork_child_stdio(p);
     child_main(p);
     _exit(1); /* not reached */
   }
@@ -223,9 +302,10 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
 /* fork+exec for libcs without posix_spawn_file_actions_addclosefrom_np.
  * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
  * parent may have other threads holding malloc or stdio locks. */
-static int mproc__forkexec(pid_t *out, const char *path, const int *src,
-                           int nsrc, char **argv, mproc__child_ends *ends,
-                           int new_group) {
+static int mproc__forkexec(pid_t *out, const mproc__exec_req *rq,
+                           mproc__child_ends *ends) {
+  const int *src = rq->src;
+  int nsrc = rq->nsrc;
   int errp[2];
   pid_t pid;
   int child_errno = 0;
@@ -258,8 +338,13 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
         (void)sigaction(i, &dfl, NULL);
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    if (new_group && setpgid(0, 0) != 0)
+    if (rq->new_group && setpgid(0, 0) != 0)
       goto fail;
+    if (rq->cwd && chdir(rq->cwd) != 0)
+      goto fail;
+    for (i = 0; i < 3; i++)
+      if (rq->stdio[i] >= 0 && dup2(rq->stdio[i], i) < 0)
+        goto fail;
     /* Sources were duplicated above every target, so no dup2 clobbers a
      * source that a later one still needs. */
     for (i = 0; i < nsrc; i++)
@@ -271,7 +356,7 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
     for (fd = MPROC__BS_FD + nsrc; fd < maxfd; fd++)
       if (fd != errp[1])
         (void)close(fd);
-    execv(path, argv);
+    execve(rq->path, rq->argv, rq->envp);
   fail:
     child_errno = errno;
     while (write(errp[1], &child_errno, sizeof child_errno) < 0 &&
@@ -301,10 +386,11 @@ static int mproc__forkexec(pid_t *out, const char *path, const int *src,
  * file action names them (posix_spawnattr_setflags(3) on macOS): keep the
  * ones that are open here, as a spawned child gets them on Linux.  A closed
  * one is left out, because inheriting it would fail the spawn. */
-static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa) {
+static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa,
+                                   const int *redirected) {
   int fd, rc = 0;
   for (fd = 0; fd <= 2 && rc == 0; fd++)
-    if (fcntl(fd, F_GETFD) >= 0)
+    if (redirected[fd] < 0 && fcntl(fd, F_GETFD) >= 0)
       rc = posix_spawn_file_actions_addinherit_np(fa, fd);
   return rc;
 }
@@ -312,10 +398,11 @@ static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa) {
 #define MPROC__SPAWN_CLOEXEC_FLAG 0
 #endif
 
-static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
-                              int nsrc, char **argv, mproc__child_ends *ends,
-                              int new_group) {
+static int mproc__posix_spawn(pid_t *out, const mproc__exec_req *rq,
+                              mproc__child_ends *ends) {
 #if MPROC__HAVE_SPAWN_CLOSE
+  const int *src = rq->src;
+  int nsrc = rq->nsrc, new_group = rq->new_group;
   posix_spawn_file_actions_t fa;
   (void)ends; /* posix_spawn makes no descriptor of its own */
   posix_spawnattr_t attr;
@@ -332,6 +419,9 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
    * POSIX_SPAWN_CLOEXEC_DEFAULT keeps only what the file actions name), so
    * descriptors another thread creates meanwhile, CLOEXEC or not, never
    * reach the child. */
+  for (i = 0; i < 3 && rc == 0; i++)
+    if (rq->stdio[i] >= 0)
+      rc = posix_spawn_file_actions_adddup2(&fa, rq->stdio[i], i);
   for (i = 0; i < nsrc && rc == 0; i++)
     rc = posix_spawn_file_actions_adddup2(&fa, src[i], MPROC__BS_FD + i);
 #if MPROC__HAVE_CLOSEFROM_NP
@@ -340,7 +430,12 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
 #endif
 #if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
   if (rc == 0)
-    rc = mproc__spawn_keep_stdio(&fa);
+    rc = mproc__spawn_keep_stdio(&fa, rq->stdio);
+#endif
+#if MPROC__HAVE_SPAWN_CHDIR
+  /* Without it (fork+exec below) the child calls chdir itself. */
+  if (rc == 0 && rq->cwd)
+    rc = posix_spawn_file_actions_addchdir_np(&fa, rq->cwd);
 #endif
   /* The child starts clean: default handlers, nothing blocked. */
   sigemptyset(&none);
@@ -361,12 +456,12 @@ static int mproc__posix_spawn(pid_t *out, const char *path, const int *src,
                        MPROC__SPAWN_CLOEXEC_FLAG));
   /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
   if (rc == 0)
-    rc = posix_spawn(out, path, &fa, &attr, argv, mproc__environ);
+    rc = posix_spawn(out, rq->path, &fa, &attr, rq->argv, rq->envp);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return rc;
 #else
-  return mproc__forkexec(out, path, src, nsrc, argv, ends, new_group);
+  return mproc__forkexec(out, rq, ends);
 #endif
 }
 
@@ -444,9 +539,11 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   const mproc__exe_plan *exe = mproc__exe();
   char **argv = NULL;
   pid_t pid = -1;
-  int pidfd = -1;
+  int pidfd = -1, env_owned = 0;
+  mproc__exec_req rq;
 
   mproc__child_ends_init(&ends);
+  rq.stdio[0] = rq.stdio[1] = rq.stdio[2] = -1;
   if (nhandles > 4096)
     return MPROC_E2BIG;
   src = (int *)malloc((nhandles + 2) * sizeof(*src));
@@ -476,6 +573,13 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     }
     if (!mproc__px_use_pidfd)
       src[nsrc++] = ends.fd[MPROC__END_SENT_COPY];
+    for (i = 0; i < 3; i++)
+      if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
+          (rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0) {
+        rc = MPROC_ESPAWN;
+        e = errno;
+        goto fail_errno;
+      }
   }
   rc = build(p, child_vals, 0, 0, &bs, &bslen);
   if (rc < 0)
@@ -491,10 +595,21 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
     rc = MPROC_ENOMEM;
     goto finish;
   }
-  e = mproc__px_use_forkexec ? mproc__forkexec(&pid, exe->path, src, nsrc, argv,
-                                               &ends, p->new_group)
-                             : mproc__posix_spawn(&pid, exe->path, src, nsrc,
-                                                  argv, &ends, p->new_group);
+  rq.path = exe->path;
+  rq.argv = argv;
+  rq.cwd = p->cwd;
+  rq.src = src;
+  rq.nsrc = nsrc;
+  rq.new_group = p->new_group;
+  if (mproc__px_child_env(p, &rq.envp, &env_owned) < 0) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
+  e = mproc__px_use_forkexec || (p->cwd && !MPROC__HAVE_SPAWN_CHDIR)
+          ? mproc__forkexec(&pid, &rq, &ends)
+          : mproc__posix_spawn(&pid, &rq, &ends);
+  if (env_owned)
+    free(rq.envp);
   if (e != 0) {
     rc = MPROC_ESPAWN;
     goto fail_errno;
@@ -533,6 +648,8 @@ fail_errno:
 finish:
   for (i = 1; i <= ncopies; i++) /* the passed handles' copies */
     mproc__px_close_fd(&src[i]);
+  for (i = 0; i < 3; i++)
+    mproc__px_close_fd(&rq.stdio[i]);
   mproc__child_ends_close(&ends, -1);
   mproc__px_close_fd(&sock);
   mproc__px_close_fd(&sent_r);

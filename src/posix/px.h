@@ -29,6 +29,22 @@ extern int mproc__px_use_forkexec;
  * child.c (spawn) or proc.c (fork). */
 extern int mproc__px_life_fd;
 
+#if MPROC__APPLE
+#include <crt_externs.h>
+/* A shared library on macOS cannot link against `environ` directly
+ * (environ(7)); _NSGetEnviron() is the documented way. */
+#define mproc__environ (*_NSGetEnviron())
+#else
+extern char **environ;
+#define mproc__environ environ
+#endif
+
+struct mproc_process;
+/* The environment a child of p starts with (proc.c): *envp is environ, or
+ * (*owned set) a merged array to free.  0, or MPROC_ENOMEM. */
+int mproc__px_child_env(const struct mproc_process *p, char ***envp,
+                        int *owned);
+
 /* A descriptor that polls readable once process `pid` has ended: Linux
  * pidfd_open(2), macOS a kqueue watching the pid (core.c); or -1 with errno
  * (ENOSYS elsewhere). */

@@ -87,6 +87,15 @@
 #else
 #define MPROC__HAVE_CLOSEFROM_NP 0
 #endif
+/* posix_spawn_file_actions_addchdir_np (glibc 2.29+): a spawned child
+ * starts in another directory (mproc_process_options::cwd); without it
+ * such a child is started by fork+exec. */
+#if MPROC__LINUX && defined(__GLIBC__) &&                                      \
+    (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#define MPROC__HAVE_SPAWN_CHDIR 1
+#else
+#define MPROC__HAVE_SPAWN_CHDIR 0
+#endif
 /* close_range(2) (Linux 5.9): close every descriptor from one up, in one
  * call (the forkserver's child). */
 #define MPROC__HAVE_CLOSE_RANGE MPROC__LINUX

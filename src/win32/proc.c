@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "internal.h"
 #include "w32.h"
@@ -128,6 +129,154 @@ finish:
   return wline;
 }
 
+/* UTF-8 to a malloc'ed UTF-16 string, or NULL (last error set). */
+static wchar_t *mproc__w32_wide(const char *s) {
+  int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, NULL, 0);
+  wchar_t *w;
+  if (n <= 0)
+    return NULL;
+  w = (wchar_t *)malloc((size_t)n * sizeof(*w));
+  if (!w)
+    SetLastError(ERROR_NOT_ENOUGH_MEMORY);
+  else if (MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, s, -1, w, n) !=
+           n) {
+    free(w);
+    w = NULL;
+  }
+  return w;
+}
+
+/* UTF-16 to a malloc'ed UTF-8 string, or NULL. */
+static char *mproc__w32_narrow(const wchar_t *w) {
+  int n = WideCharToMultiByte(CP_UTF8, 0, w, -1, NULL, 0, NULL, NULL);
+  char *s;
+  if (n <= 0)
+    return NULL;
+  s = (char *)malloc((size_t)n);
+  if (s && WideCharToMultiByte(CP_UTF8, 0, w, -1, s, n, NULL, NULL) != n) {
+    free(s);
+    s = NULL;
+  }
+  return s;
+}
+
+int mproc__plat_check_dir(const char *path) {
+  wchar_t *w = mproc__w32_wide(path);
+  DWORD attrs;
+  if (!w)
+    return mproc__os_fail(MPROC_ESPAWN, (int)GetLastError());
+  attrs = GetFileAttributesW(w);
+  free(w);
+  if (attrs == INVALID_FILE_ATTRIBUTES)
+    return mproc__os_fail(MPROC_ESPAWN, (int)GetLastError());
+  if (!(attrs & FILE_ATTRIBUTE_DIRECTORY))
+    return mproc__os_fail(MPROC_ESPAWN, ERROR_DIRECTORY);
+  return MPROC_OK;
+}
+
+mproc_handle_t mproc__plat_open_stdio(int stream, const char *path, int append,
+                                      int *os_error) {
+  wchar_t *w = mproc__w32_wide(path ? path : "NUL");
+  DWORD access = stream == 0 ? GENERIC_READ
+                 : append    ? FILE_APPEND_DATA | SYNCHRONIZE
+                             : GENERIC_WRITE;
+  DWORD disp = stream == 0 ? OPEN_EXISTING : append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  HANDLE h;
+  if (!path) {
+    access = GENERIC_READ | GENERIC_WRITE;
+    disp = OPEN_EXISTING;
+  }
+  if (!w) {
+    *os_error = (int)GetLastError();
+    return MPROC_INVALID_HANDLE;
+  }
+  /* Not inheritable: the spawn passes a copy through the handle list. */
+  h = CreateFileW(w, access, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL, disp,
+                  FILE_ATTRIBUTE_NORMAL, NULL);
+  *os_error = h == INVALID_HANDLE_VALUE ? (int)GetLastError() : 0;
+  free(w);
+  return h == INVALID_HANDLE_VALUE ? MPROC_INVALID_HANDLE : (mproc_handle_t)h;
+}
+
+/* This process's environment as UTF-8 "NAME=VALUE" strings (a malloc'ed
+ * NULL-terminated array of malloc'ed strings), less everything but
+ * SystemRoot when `clear`: system DLLs (Winsock among them) fail to load
+ * without it, so an "empty" Windows environment keeps that one. */
+static char **mproc__w32_env_base(int clear) {
+  wchar_t *block = GetEnvironmentStringsW(), *e;
+  size_t n = 0, k = 0;
+  char **out = NULL;
+  if (!block)
+    return NULL;
+  for (e = block; *e; e += wcslen(e) + 1)
+    n++;
+  out = (char **)calloc(n + 1, sizeof(*out));
+  for (e = block; out && *e; e += wcslen(e) + 1) {
+    if (clear && _wcsnicmp(e, L"SystemRoot=", 11) != 0)
+      continue;
+    if (!(out[k++] = mproc__w32_narrow(e)))
+      k--; /* not representable: left out */
+  }
+  FreeEnvironmentStringsW(block);
+  return out;
+}
+
+static void mproc__w32_free_strings(char **v) {
+  size_t i;
+  for (i = 0; v && v[i]; i++)
+    free(v[i]);
+  free(v);
+}
+
+/* Windows wants the block sorted by name, without case (CreateProcess,
+ * "Changing Environment Variables"). */
+static int mproc__w32_env_cmp(const void *a, const void *b) {
+  return _wcsicmp(*(wchar_t *const *)a, *(wchar_t *const *)b);
+}
+
+/* The UTF-16 environment block of a child of p (sorted, ending in two
+ * NULs), or NULL with *rc set (MPROC_OK: p keeps ours). */
+static wchar_t *mproc__w32_env_block(const struct mproc_process *p, int *rc) {
+  char **base = NULL, **merged = NULL;
+  wchar_t **wide = NULL, *block = NULL;
+  size_t n = 0, i, total = 1, at = 0;
+  *rc = MPROC_OK;
+  if (!mproc__env_changed(p))
+    return NULL;
+  *rc = MPROC_ENOMEM;
+  if (!(base = mproc__w32_env_base(p->env_clear)) ||
+      !(merged = mproc__env_merge(base, p->env, 1)))
+    goto finish;
+  while (merged[n])
+    n++;
+  if (!(wide = (wchar_t **)calloc(n + 1, sizeof(*wide))))
+    goto finish;
+  for (i = 0; i < n; i++) {
+    if (!(wide[i] = mproc__w32_wide(merged[i]))) {
+      *rc = MPROC_EINVAL; /* not UTF-8 */
+      goto finish;
+    }
+    total += wcslen(wide[i]) + 1;
+  }
+  qsort(wide, n, sizeof(*wide), mproc__w32_env_cmp);
+  if (!(block = (wchar_t *)malloc((total + 1) * sizeof(*block))))
+    goto finish;
+  for (i = 0; i < n; i++) {
+    memcpy(block + at, wide[i], (wcslen(wide[i]) + 1) * sizeof(*block));
+    at += wcslen(wide[i]) + 1;
+  }
+  block[at++] = 0;
+  block[at] = 0; /* an empty block still needs its two NULs */
+  *rc = MPROC_OK;
+finish:
+  for (i = 0; wide && i < n; i++)
+    free(wide[i]);
+  free(wide);
+  free(merged);
+  mproc__w32_free_strings(base);
+  return block;
+}
+
 /* The standard handles are inherited through the handle list.
  * GetStdHandle may return NULL or INVALID_HANDLE_VALUE (a GUI program, a
  * closed stream); the child then gets the same, as it would by default. */
@@ -167,6 +316,8 @@ struct mproc__w32_spawn {
   LPPROC_THREAD_ATTRIBUTE_LIST attrs;
   int attrs_ready;
   wchar_t *cmd;
+  wchar_t *env; /* the child's environment block, NULL: ours */
+  wchar_t *cwd; /* its directory, NULL: ours */
   PROCESS_INFORMATION pi;
   int started; /* CreateProcessW succeeded: a failure must end the child */
   HANDLE job;  /* the child's own job (new_group) */
@@ -224,12 +375,16 @@ static int mproc__w32_open_bootstrap_pipe(struct mproc__w32_spawn *s) {
 
 /* Standard handles: the child writes where this process writes.  A
  * console handle is a real handle since Windows 8 and may be listed. */
-static void mproc__w32_list_std_handles(struct mproc__w32_spawn *s) {
+static void mproc__w32_list_std_handles(struct mproc__w32_spawn *s,
+                                        const struct mproc_process *p) {
   static const DWORD std_ids[MPROC__W32_NSTD] = {
       STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   size_t i;
   for (i = 0; i < MPROC__W32_NSTD; i++) {
-    HANDLE h = GetStdHandle(std_ids[i]);
+    /* mproc_process_options::stdio, opened by the start, or ours. */
+    HANDLE h = p->stdio_h[i] != MPROC_INVALID_HANDLE
+                   ? (HANDLE)p->stdio_h[i]
+                   : GetStdHandle(std_ids[i]);
     s->std_values[i] = h;
     if (!mproc__w32_valid(h))
       continue;
@@ -267,11 +422,18 @@ static int mproc__w32_build_handle_list(struct mproc__w32_spawn *s) {
 
 /* CreateProcessW with the handle list and the standard handles. */
 static int mproc__w32_create_suspended(struct mproc__w32_spawn *s,
+                                       const struct mproc_process *p,
                                        const wchar_t *exe) {
   STARTUPINFOEXW si;
   size_t i;
+  int rc;
   s->cmd = mproc__w32_command_line(exe, s->bs_read);
   if (!s->cmd)
+    return mproc__w32_spawn_fail_last();
+  s->env = mproc__w32_env_block(p, &rc);
+  if (rc < 0)
+    return rc;
+  if (p->cwd && !(s->cwd = mproc__w32_wide(p->cwd)))
     return mproc__w32_spawn_fail_last();
 
   memset(&si, 0, sizeof(si));
@@ -287,8 +449,9 @@ static int mproc__w32_create_suspended(struct mproc__w32_spawn *s,
    * below are in place before it looks for them. */
   if (!CreateProcessW(exe, s->cmd, NULL, NULL, TRUE,
                       EXTENDED_STARTUPINFO_PRESENT |
-                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED,
-                      NULL, NULL, &si.StartupInfo, &s->pi))
+                          CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED |
+                          (p->no_window ? CREATE_NO_WINDOW : 0),
+                      s->env, s->cwd, &si.StartupInfo, &s->pi))
     return mproc__w32_spawn_fail_last();
   s->started = 1;
   /* The child has its copies; ours go now.  The read end in particular: while
@@ -385,6 +548,8 @@ static void mproc__w32_spawn_release(struct mproc__w32_spawn *s) {
     DeleteProcThreadAttributeList(s->attrs);
   free(s->attrs);
   free(s->cmd);
+  free(s->env);
+  free(s->cwd);
   free(s->bs);
   free(s->values);
   mproc__w32_close(&s->pi.hThread);
@@ -432,11 +597,11 @@ static int mproc__w32_spawn_once(struct mproc_process *p,
   rc = mproc__w32_open_bootstrap_pipe(&s);
   if (rc < 0)
     goto finish;
-  mproc__w32_list_std_handles(&s);
+  mproc__w32_list_std_handles(&s, p);
   rc = mproc__w32_build_handle_list(&s);
   if (rc < 0)
     goto finish;
-  rc = mproc__w32_create_suspended(&s, exe);
+  rc = mproc__w32_create_suspended(&s, p, exe);
   if (rc < 0)
     goto finish;
   if (p->daemon) {

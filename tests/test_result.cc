@@ -4,6 +4,7 @@
 // for spawn itself.
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -265,8 +266,8 @@ TEST_ENTRY(result_forge) {
     // (macOS rounds a shm object's size up to whole pages.)
     if (fstat(fd, &st) != 0 || st.st_size < size || st.st_size >= size + 65536)
       continue;
-    if (how == 2)
-      return ftruncate(fd, 4096) == 0 ? 0 : 3;
+    if (how == 2) // 6: the block refuses to shrink (Linux seals it)
+      return ftruncate(fd, 4096) == 0 ? 0 : errno == EPERM ? 6 : 3;
     void *m = mmap(nullptr, 128, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     if (m == MAP_FAILED)
       return 4;
@@ -287,14 +288,73 @@ TEST(Result, ForgedBlockIsRejected) {
     a.i(how);
     mproc_process *p = test_start("result_forge", a);
     ASSERT_NE(p, nullptr);
-    EXPECT_EQ(test_join_code(p), 0) << how;
+    int code = test_join_code(p);
     std::vector<unsigned char> buf(64);
     size_t len = 0;
-    EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len),
-              MPROC_EBROKEN)
-        << how;
+    int rc = mproc_process_result(p, buf.data(), buf.size(), &len);
+    if (how == 2 && code == 6) {
+      EXPECT_EQ(rc, MPROC_ENOTFOUND); // untouched: no result was set
+    } else {
+      EXPECT_EQ(code, 0) << how;
+      EXPECT_EQ(rc, MPROC_EBROKEN) << how;
+    }
     mproc_process_free(p);
   }
+}
+#endif
+
+#ifndef _WIN32
+// A hostile child: sets a 1 MiB result, then leaves a raw fork() child that
+// keeps shrinking and regrowing the block (for at most 3 s) while the
+// parent reads it.  A parent whose copy runs into a page cut off meanwhile
+// would die of SIGBUS.
+TEST_ENTRY(result_shrink_behind) {
+  std::vector<unsigned char> big(1 << 20, 0x5a);
+  if (mproc_set_result(big.data(), big.size()) != MPROC_OK)
+    return 5;
+  const off_t size = (off_t)MPROC_RESULT_MAX + 128;
+  int found = -1;
+  for (int fd = 3; fd < 1024 && found < 0; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size >= size && st.st_size < size + 65536)
+      found = fd;
+  }
+  if (found < 0)
+    return 2;
+  if (fork() == 0) {
+    double end = test_now() + 3;
+    while (test_now() < end) {
+      if (ftruncate(found, 4096) != 0)
+        _exit(0); // the block refuses to shrink: nothing to do
+      (void)ftruncate(found, size);
+    }
+    _exit(0);
+  }
+  return 0;
+}
+
+// The parent side, in a child of its own so a SIGBUS is an exit code.
+TEST_ENTRY(result_read_while_shrunk) {
+  mproc_process *p = test_start("result_shrink_behind");
+  if (!p || test_join_code(p) != 0)
+    return 3;
+  std::vector<unsigned char> buf(1 << 20);
+  double end = test_now() + 1.5;
+  for (int i = 0; i < 100000 && test_now() < end; i++) {
+    size_t len = 0;
+    int rc = mproc_process_result(p, buf.data(), buf.size(), &len);
+    if (rc != MPROC_OK && rc != MPROC_EBROKEN && rc != MPROC_ENOTFOUND)
+      return 4;
+  }
+  mproc_process_free(p);
+  return 0;
+}
+
+TEST(Result, BlockShrunkByAGrandchildWhileReadIsNoCrash) {
+  mproc_process *p = test_start("result_read_while_shrunk");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 0); // -SIGBUS (-7) before the fix
+  mproc_process_free(p);
 }
 #endif
 

@@ -17,10 +17,14 @@
  *   u32 state   0 none, 1 writing, 2 done (set last)
  *   u32 boot    a bootstrap failure (MPROC__BOOT_*), 0 if none
  *   u64 len     the result's length (state 2)
+ *   u32 seq     raised by every mproc_set_result() before it writes
  * The child is untrusted by the time the parent reads: every value is
  * checked (a state other than 0/2, a length over the limit: MPROC_EBROKEN),
  * and the block's size was checked against the file/section by
- * mproc__seg_import before anything is read. */
+ * mproc__seg_import before anything is read.  The child is not the only
+ * writer either: a raw fork() child of it inherits the block and may still
+ * replace the result while the parent copies it, so a copy counts only if
+ * `seq` and the state are unchanged after it (a seqlock). */
 #include <string.h>
 
 #include "atomics.h"
@@ -35,6 +39,7 @@ typedef struct mproc__res_hdr {
   uint32_t state;
   uint32_t boot;
   uint64_t len;
+  uint32_t seq;
 } mproc__res_hdr;
 
 /* The child's own block, and the lock that serialises its writers. */
@@ -100,7 +105,10 @@ static int mproc__result_map(mproc_process *p, mproc__seg *s) {
  * use the same values. */
 static mproc__res_hdr mproc__result_header(const mproc__seg *s) {
   mproc__res_hdr hdr;
+  /* seq first: what is read after it is checked against it afterwards. */
+  uint32_t seq = mproc__load32((volatile uint32_t *)s->addr + 4);
   memcpy(&hdr, s->addr, sizeof hdr);
+  hdr.seq = seq;
   return hdr;
 }
 
@@ -129,7 +137,12 @@ int mproc_process_result(mproc_process *p, void *buf, size_t cap, size_t *len) {
   }
   if (hdr.len)
     memcpy(buf, (unsigned char *)s.addr + MPROC__RES_HDR, (size_t)hdr.len);
-  rc = MPROC_OK;
+  /* A writer that began meanwhile raised seq first (a read-modify-write,
+   * so the check is one too): then the copy may mix two results. */
+  rc = mproc__cas32((volatile uint32_t *)s.addr + 4, &hdr.seq, hdr.seq) &&
+               mproc__load32((volatile uint32_t *)s.addr) == MPROC__RES_DONE
+           ? MPROC_OK
+           : MPROC_EBROKEN;
 finish:
   mproc__seg_close(&s);
   return rc;
@@ -189,6 +202,7 @@ int mproc_set_result(const void *data, size_t len) {
    * a state the parent refuses rather than a torn result. */
   state = (volatile uint32_t *)s.addr;
   mproc__store32(state, MPROC__RES_WRITING);
+  (void)mproc__add32(state + 4, 1); /* seq: see mproc_process_result */
   if (len)
     memcpy((unsigned char *)s.addr + MPROC__RES_HDR, data, len);
   memcpy((unsigned char *)s.addr + 8, &len64, 8);

@@ -358,6 +358,47 @@ TEST(Result, BlockShrunkByAGrandchildWhileReadIsNoCrash) {
 }
 #endif
 
+#ifndef _WIN32
+// The child leaves a raw fork() child (which inherits its result block)
+// that keeps replacing the result, all 'A' then all 'B', for at most 3 s.
+TEST_ENTRY(result_rewrite_behind) {
+  if (fork() == 0) {
+    std::vector<unsigned char> a(1 << 20, 'A'), b(1 << 20, 'B');
+    double end = test_now() + 3;
+    for (int i = 0; test_now() < end; i++)
+      (void)mproc_set_result(i % 2 ? b.data() : a.data(), a.size());
+    _exit(0);
+  }
+  std::vector<unsigned char> a(1 << 20, 'A');
+  return mproc_set_result(a.data(), a.size()) == MPROC_OK ? 0 : 5;
+}
+
+// A result read while it is being replaced is one of the two results or
+// MPROC_EBROKEN, never a mix of both.
+TEST(Result, ResultRewrittenWhileReadIsNeverTorn) {
+  mproc_process *p = test_start("result_rewrite_behind");
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(test_join_code(p), 0);
+  std::vector<unsigned char> buf(1 << 20);
+  int torn = 0, ok = 0;
+  double end = test_now() + 1.5;
+  for (int i = 0; i < 100000 && test_now() < end; i++) {
+    size_t len = 0;
+    int rc = mproc_process_result(p, buf.data(), buf.size(), &len);
+    ASSERT_TRUE(rc == MPROC_OK || rc == MPROC_EBROKEN) << mproc_err_name(rc);
+    if (rc != MPROC_OK)
+      continue;
+    ok++;
+    ASSERT_EQ(len, buf.size());
+    if (std::memchr(buf.data(), buf[0] == 'A' ? 'B' : 'A', len))
+      torn++;
+  }
+  EXPECT_EQ(torn, 0) << "of " << ok << " results read";
+  RecordProperty("results_read", ok);
+  mproc_process_free(p);
+}
+#endif
+
 #ifdef __linux__
 static int count_fds() {
   int n = 0;

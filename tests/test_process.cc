@@ -1089,6 +1089,58 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
     EXPECT_GE(rounds, kForks);
   }
 }
+
+// Leaves a raw fork() child behind (which inherits every descriptor of
+// this child, its end of the life line included), tells the parent its pid
+// on the pipe in arg 0, and returns 4.  The fork child closes its stdio (so
+// no test runner waits for it) and sleeps until the test kills it.
+TEST_ENTRY(leave_raw_fork_child) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; fd++)
+      (void)dup2(null, fd);
+    sleep(60);
+    _exit(0);
+  }
+  int64_t v = pid;
+  return pid > 0 && test_write_all(arg_handle(args, 0), &v, sizeof v) ? 4 : 1;
+}
+
+TEST(Join, RawForkChildOfTheChildDoesNotDelayAJoinWithoutPidfds) {
+  // Without pidfds the join watches the life line, which reads EOF once
+  // every holder of the child's end has closed it.  A fork child the child
+  // makes itself (fork() without exec, as a library might) must not hold
+  // it: the join would last as long as that process.
+  const char *knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (!knob || strcmp(knob, "1") != 0) {
+    std::string out;
+    int code = test_run(
+        {test_self_exe(), "--gtest_filter=Join."
+                          "RawForkChildOfTheChildDoesNotDelayAJoinWithoutPidfds"},
+        {"MPROC_POSIX_NO_PIDFD=1"}, &out, 240);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+    return;
+  }
+  TestPipe pipe;
+  mproc_process *p = test_start("leave_raw_fork_child", Args().h(pipe.w));
+  ASSERT_NE(p, nullptr);
+  int64_t gpid = 0;
+  std::string got = test_read_n(pipe.r, sizeof gpid);
+  ASSERT_EQ(got.size(), sizeof gpid);
+  std::memcpy(&gpid, got.data(), sizeof gpid);
+  double t0 = test_now();
+  // The fork child sleeps a minute: a join that waits for it times out.
+  EXPECT_EQ(mproc_process_join(p, 30), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 20.0);
+  int code = 0;
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+  EXPECT_EQ(code, 4);
+  mproc_process_free(p);
+  if (gpid > 0)
+    (void)kill((pid_t)gpid, SIGKILL);
+}
 #endif
 
 // ---- after mproc_main() failed ---------------------------------------------

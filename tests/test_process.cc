@@ -601,6 +601,60 @@ TEST(Parent, ChildSeesItsParentEndThroughItsSentinel) {
   mproc_process_free(p);
 }
 
+#ifndef _WIN32
+// start_awaiter_and_sleep, plus a raw fork() child left behind (it holds
+// copies of all our descriptors, the parent's end of the awaiter's life
+// line included) that closes the pipe and its stdio and sleeps 40 s.
+TEST_ENTRY(start_awaiter_fork_and_sleep) {
+  mproc_handle_t h = arg_handle(args, 0);
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "await_parent_end", Args().h(h), nullptr) !=
+          MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 10;
+  mproc_process_free(p);
+  if (fork() == 0) {
+    int null = open("/dev/null", O_RDWR);
+    (void)close(h);
+    for (int fd = 0; fd < 3; fd++)
+      (void)dup2(null, fd);
+    sleep(40);
+    _exit(0);
+  }
+  test_sleep_ms(60000);
+  return 0;
+}
+
+TEST(Parent, RawForkChildOfTheParentDoesNotKeepItAliveWithoutPidfds) {
+  // Without pidfds a child sees its parent end when the parent's end of
+  // its life line closes; a fork child the parent made itself must not
+  // keep that end open (a daemonic child would outlive its killed parent
+  // as long as it, where PR_SET_PDEATHSIG is missing).
+  const char *knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (!knob || strcmp(knob, "1") != 0) {
+    std::string out;
+    int code = test_run(
+        {test_self_exe(), "--gtest_filter=Parent."
+                          "RawForkChildOfTheParentDoesNotKeepItAliveWithoutPidfds"},
+        {"MPROC_POSIX_NO_PIDFD=1"}, &out, 240);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+    return;
+  }
+  TestPipe pipe;
+  mproc_process *p =
+      test_start("start_awaiter_fork_and_sleep", Args().h(pipe.w));
+  pipe.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "R");
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  double t0 = test_now();
+  EXPECT_EQ(test_read_all(pipe.r), "E"); // "T" after 60 s before the fix
+  EXPECT_LT(test_now() - t0, 20.0);
+  mproc_process_free(p);
+}
+#endif
+
 // ---- active children, cpu count, creator rules -----------------------------------------
 
 TEST(Children, ActiveChildrenListsRunningAndReapsEnded) {
@@ -1485,3 +1539,4 @@ TEST(Trees, ChildLeadsItsOwnProcessGroupWhenStartReturns) {
   mproc_process_free(p);
 }
 #endif
+

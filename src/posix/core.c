@@ -54,6 +54,14 @@ static void mproc__atfork_child(void) {
    * is not the process our parent started, so it watches no parent, as
    * with pidfds (its parent is not the one the copy names). */
   mproc__px_close_fd(&mproc__px_life_fd);
+  /* Likewise our copies of our children's descriptors.  mproc's own fork
+   * start holds the lock across fork() and does this itself; a lock held by
+   * another thread at the fork can never be taken here, and then the
+   * copies stay (as before: best effort). */
+  if (pthread_mutex_trylock(&mproc__lock) == 0) {
+    mproc__children_forget_forked();
+    pthread_mutex_unlock(&mproc__lock);
+  }
 }
 
 int64_t mproc__plat_getpid(void) {

@@ -351,6 +351,12 @@ TEST_ENTRY(result_read_while_shrunk) {
 }
 
 TEST(Result, BlockShrunkByAGrandchildWhileReadIsNoCrash) {
+#if !defined(__linux__) || defined(MPROC_PORTABLE_POSIX)
+  // Only Linux's memfd can be sealed against shrinking; a plain POSIX shm
+  // object cannot (macOS refuses to shrink one; FreeBSD and this lane
+  // do not), so a hostile descendant can still make the read fault there.
+  GTEST_SKIP() << "no memfd seals in this build";
+#endif
   mproc_process *p = test_start("result_read_while_shrunk");
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(test_join_code(p), 0); // -SIGBUS (-7) before the fix

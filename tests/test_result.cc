@@ -382,11 +382,6 @@ TEST_ENTRY(result_rewrite_behind) {
 // A result read while it is being replaced is one of the two results or
 // MPROC_EBROKEN, never a mix of both.
 TEST(Result, ResultRewrittenWhileReadIsNeverTorn) {
-#ifdef MPROC_PORTABLE_POSIX
-  // Still torn now and then in this build (2 of 8 runs; review2 notes):
-  // the cause is not found yet, so the lane stays readable meanwhile.
-  GTEST_SKIP() << "open in the portable build, see /work/notes/review2.md";
-#endif
   mproc_process *p = test_start("result_rewrite_behind");
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(test_join_code(p), 0);

@@ -176,6 +176,11 @@ struct mproc_process {
 /* The one lock that guards process state and the registry. */
 extern mproc__mutex_t mproc__lock;
 
+/* In a fork child the application made itself (POSIX pthread_atfork
+ * handler), with mproc__lock taken by the caller: drop our copies of the
+ * children's descriptors (src/process.c). */
+void mproc__children_forget_forked(void);
+
 /* Windows command-line quoting (CommandLineToArgvW rules), on UTF-8 bytes:
  * appends the quoted form of `arg` to `out` (cap bytes, NUL-terminated).
  * Returns the length needed without the NUL; if >= cap the output is cut.

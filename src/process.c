@@ -394,6 +394,20 @@ int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
 
 static int mproc__cleanup_children(void);
 
+void mproc__children_forget_forked(void) {
+  mproc_process *c;
+  /* The objects stay listed (the application may still free them; every
+   * other call on them is MPROC_EPERM here, their creator_pid is not
+   * ours); only the descriptors go, each set to "none" as it closes.  The
+   * parent's end of a child's life line held here would make that child
+   * see its parent alive for as long as this process lives. */
+  for (c = g_children; c; c = c->next) {
+    mproc__plat_forget(c);
+    mproc__plat_close_handle(c->result_h);
+    c->result_h = MPROC_INVALID_HANDLE;
+  }
+}
+
 /* The fork child: become process `p`, run its entry, exit.  Runs in the
  * child right after fork() with mproc__lock held (it was held across fork,
  * so no other thread was inside it; only this thread exists now). */

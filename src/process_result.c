@@ -25,11 +25,19 @@
  *   u32 state   0 none, 1 writing, 2 done (set last)
  *   u32 boot    a bootstrap failure (MPROC__BOOT_*), 0 if none
  *   u64 len     the result's length (state 2)
+ *   u32 seq     raised by every mproc_set_result() before it writes
+ *   u32 busy    mproc_set_result() calls under way (in any process)
  * The child is untrusted by the time the parent reads: every value is
  * checked (a state other than 0/2, a length over the limit: MPROC_EBROKEN),
  * and the block's size was checked against the file/section by
  * mproc__seg_open_blank before anything is read.  A block still blank is
- * a child that wrote nothing: no result, no bootstrap note. */
+ * a child that wrote nothing: no result, no bootstrap note.  The child is
+ * not the only writer either: a raw fork() child of it inherits the block
+ * and may still replace the result while the parent copies it, even while
+ * the child does (two processes: nothing serialises them, and one's DONE
+ * can cover the other's copy).  So a copy counts only if no call was under
+ * way when it began (`busy` 0) and none began during it (`seq` unchanged
+ * after it). */
 #include <string.h>
 
 #include "atomics.h"
@@ -44,6 +52,8 @@ typedef struct mproc__res_hdr {
   uint32_t state;
   uint32_t boot;
   uint64_t len;
+  uint32_t seq;
+  uint32_t busy;
 } mproc__res_hdr;
 
 /* The child's own block, and the lock that serialises its writers. */
@@ -104,7 +114,13 @@ static int mproc__result_map(mproc_process *p, mproc__seg *s) {
  * so later checks and the copy use the same values. */
 static mproc__res_hdr mproc__result_header(const mproc__seg *s) {
   mproc__res_hdr hdr;
+  /* seq first, then busy: what is read after them is checked against seq
+   * afterwards, and a writer raises busy before seq. */
+  uint32_t seq = mproc__load32((volatile uint32_t *)s->addr + 4);
+  uint32_t busy = mproc__load32((volatile uint32_t *)s->addr + 5);
   memcpy(&hdr, s->addr, sizeof hdr);
+  hdr.seq = seq;
+  hdr.busy = busy;
   return hdr;
 }
 
@@ -135,7 +151,13 @@ int mproc_process_result(mproc_process *p, void *buf, size_t cap, size_t *len) {
     goto finish;
   if (hdr.len)
     memcpy(buf, (unsigned char *)s.addr + MPROC__RES_HDR, (size_t)hdr.len);
-  rc = MPROC_OK;
+  /* A writer that began meanwhile raised seq first (a read-modify-write,
+   * so the check is one too): then the copy may mix two results. */
+  rc = hdr.busy == 0 &&
+               mproc__cas32((volatile uint32_t *)s.addr + 4, &hdr.seq, hdr.seq) &&
+               mproc__load32((volatile uint32_t *)s.addr) == MPROC__RES_DONE
+           ? MPROC_OK
+           : MPROC_EBROKEN;
 finish:
   mproc__seg_close(&s);
   return rc;
@@ -199,11 +221,17 @@ int mproc_set_result(const void *data, size_t len) {
   /* "writing" first and "done" last: a child that dies in between leaves
    * a state the parent refuses rather than a torn result. */
   state = (volatile uint32_t *)s.addr;
+  /* busy, then seq: see mproc_process_result.  A writer killed before it
+   * lowers busy leaves the block unreadable (MPROC_EBROKEN), as its
+   * WRITING state does. */
+  (void)mproc__add32(state + 5, 1);
+  (void)mproc__add32(state + 4, 1);
   mproc__store32(state, MPROC__RES_WRITING);
   if (len)
     memcpy((unsigned char *)s.addr + MPROC__RES_HDR, data, len);
   memcpy((unsigned char *)s.addr + 8, &len64, 8);
   mproc__store32(state, MPROC__RES_DONE);
+  (void)mproc__add32(state + 5, (uint32_t)-1);
   mproc__seg_close(&s);
 finish:
   mproc__mutex_unlock(&g_result_lock);

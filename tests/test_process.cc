@@ -604,6 +604,60 @@ TEST(Parent, ChildSeesItsParentEndThroughItsSentinel) {
   mproc_process_free(p);
 }
 
+#ifndef _WIN32
+// start_awaiter_and_sleep, plus a raw fork() child left behind (it holds
+// copies of all our descriptors, the parent's end of the awaiter's life
+// line included) that closes the pipe and its stdio and sleeps 40 s.
+TEST_ENTRY(start_awaiter_fork_and_sleep) {
+  mproc_handle_t h = arg_handle(args, 0);
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "await_parent_end", Args().h(h), nullptr) !=
+          MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 10;
+  mproc_process_free(p);
+  if (fork() == 0) {
+    int null = open("/dev/null", O_RDWR);
+    (void)close(h);
+    for (int fd = 0; fd < 3; fd++)
+      (void)dup2(null, fd);
+    sleep(40);
+    _exit(0);
+  }
+  test_sleep_ms(60000);
+  return 0;
+}
+
+TEST(Parent, RawForkChildOfTheParentDoesNotKeepItAliveWithoutPidfds) {
+  // Without pidfds a child sees its parent end when the parent's end of
+  // its life line closes; a fork child the parent made itself must not
+  // keep that end open (a daemonic child would outlive its killed parent
+  // as long as it, where PR_SET_PDEATHSIG is missing).
+  const char *knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (!knob || strcmp(knob, "1") != 0) {
+    std::string out;
+    int code = test_run(
+        {test_self_exe(), "--gtest_filter=Parent."
+                          "RawForkChildOfTheParentDoesNotKeepItAliveWithoutPidfds"},
+        {"MPROC_POSIX_NO_PIDFD=1"}, &out, 240);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+    return;
+  }
+  TestPipe pipe;
+  mproc_process *p =
+      test_start("start_awaiter_fork_and_sleep", Args().h(pipe.w));
+  pipe.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "R");
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  double t0 = test_now();
+  EXPECT_EQ(test_read_all(pipe.r), "E"); // "T" after 60 s before the fix
+  EXPECT_LT(test_now() - t0, 20.0);
+  mproc_process_free(p);
+}
+#endif
+
 // ---- active children, cpu count, creator rules -----------------------------------------
 
 TEST(Children, ActiveChildrenListsRunningAndReapsEnded) {
@@ -1091,6 +1145,58 @@ TEST(Join, ForkChildOfAnotherThreadDoesNotDelayAJoinWithoutPidfds) {
   if (!slow && !failed) {
     EXPECT_GE(rounds, kForks);
   }
+}
+
+// Leaves a raw fork() child behind (which inherits every descriptor of
+// this child, its end of the life line included), tells the parent its pid
+// on the pipe in arg 0, and returns 4.  The fork child closes its stdio (so
+// no test runner waits for it) and sleeps until the test kills it.
+TEST_ENTRY(leave_raw_fork_child) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; fd++)
+      (void)dup2(null, fd);
+    sleep(60);
+    _exit(0);
+  }
+  int64_t v = pid;
+  return pid > 0 && test_write_all(arg_handle(args, 0), &v, sizeof v) ? 4 : 1;
+}
+
+TEST(Join, RawForkChildOfTheChildDoesNotDelayAJoinWithoutPidfds) {
+  // Without pidfds the join watches the life line, which reads EOF once
+  // every holder of the child's end has closed it.  A fork child the child
+  // makes itself (fork() without exec, as a library might) must not hold
+  // it: the join would last as long as that process.
+  const char *knob = getenv("MPROC_POSIX_NO_PIDFD");
+  if (!knob || strcmp(knob, "1") != 0) {
+    std::string out;
+    int code = test_run(
+        {test_self_exe(), "--gtest_filter=Join."
+                          "RawForkChildOfTheChildDoesNotDelayAJoinWithoutPidfds"},
+        {"MPROC_POSIX_NO_PIDFD=1"}, &out, 240);
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("[  PASSED  ] 1 test"), std::string::npos) << out;
+    return;
+  }
+  TestPipe pipe;
+  mproc_process *p = test_start("leave_raw_fork_child", Args().h(pipe.w));
+  ASSERT_NE(p, nullptr);
+  int64_t gpid = 0;
+  std::string got = test_read_n(pipe.r, sizeof gpid);
+  ASSERT_EQ(got.size(), sizeof gpid);
+  std::memcpy(&gpid, got.data(), sizeof gpid);
+  double t0 = test_now();
+  // The fork child sleeps a minute: a join that waits for it times out.
+  EXPECT_EQ(mproc_process_join(p, 30), MPROC_OK);
+  EXPECT_LT(test_now() - t0, 20.0);
+  int code = 0;
+  EXPECT_EQ(mproc_process_exitcode(p, &code), 1);
+  EXPECT_EQ(code, 4);
+  mproc_process_free(p);
+  if (gpid > 0)
+    (void)kill((pid_t)gpid, SIGKILL);
 }
 #endif
 

@@ -48,6 +48,20 @@ static int64_t g_pid_cache;
 
 static void mproc__atfork_child(void) {
   __atomic_store_n(&g_pid_cache, 0, __ATOMIC_RELAXED);
+  /* Our end of the life line (proc.c) says to our parent that we live
+   * while any process holds it: a fork child of ours that kept it would
+   * hold our parent's join (and sentinel) until it ends too.  A fork child
+   * is not the process our parent started, so it watches no parent, as
+   * with pidfds (its parent is not the one the copy names). */
+  mproc__px_close_fd(&mproc__px_life_fd);
+  /* Likewise our copies of our children's descriptors.  mproc's own fork
+   * start holds the lock across fork() and does this itself; a lock held by
+   * another thread at the fork can never be taken here, and then the
+   * copies stay (as before: best effort). */
+  if (pthread_mutex_trylock(&mproc__lock) == 0) {
+    mproc__children_forget_forked();
+    pthread_mutex_unlock(&mproc__lock);
+  }
 }
 
 int64_t mproc__plat_getpid(void) {

@@ -143,7 +143,7 @@ static int mproc__seg_anon_fd(const void *salt) {
   /* memfd: no name in any namespace, so nothing to guess, collide with or
    * leave behind. */
   (void)salt;
-  return memfd_create("mproc", MFD_CLOEXEC);
+  return memfd_create("mproc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 #elif MPROC__HAVE_SHM_ANON
   /* FreeBSD's anonymous shm object (shm_open(2)): no name either. */
   (void)salt;
@@ -208,6 +208,17 @@ int mproc__seg_create(mproc__seg *s, const char *name, size_t size) {
     rc = mproc__os_fail(MPROC_ESYS, errno);
     goto fail;
   }
+#if MPROC__HAVE_MEMFD
+  /* Every process the block is passed to holds a descriptor that could
+   * ftruncate it smaller, and a peer touching a page cut off that way dies
+   * of SIGBUS: a hostile child (or its raw fork() child) could crash the
+   * parent while it reads a queue, an array or a result.  The size never
+   * changes after this, so the memfd is sealed against shrinking. */
+  if (!name && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) != 0) {
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+    goto fail;
+  }
+#endif
   if ((rc = mproc__seg_map(s, fd, size + MPROC__SEG_HDR)) < 0)
     goto fail;
   s->size = size;

@@ -717,8 +717,13 @@ static void mproc__fs_child_main(int alive, const int *fds, size_t nfds,
     mproc__plat_exit_now(1);
   /* A daemonic child dies with the server (Linux: PR_SET_PDEATHSIG); the
    * server kills it when the program ends. */
-  if ((flags & MPROC__FS_DAEMON) &&
-      mproc__plat_arm_daemon((int64_t)getppid()) < 0)
+  int armed = (flags & MPROC__FS_DAEMON)
+                  ? mproc__plat_arm_daemon((int64_t)getppid())
+                  : MPROC_OK;
+  /* Without PR_SET_PDEATHSIG (plain POSIX) the server gave us no life line
+   * of its own (MPROC_ENOTSUP): then the server's own rule is what ends a
+   * daemonic child, as it kills them all when the program ends. */
+  if (armed < 0 && armed != MPROC_ENOTSUP)
     mproc__plat_exit_now(1);
   mproc__fs_child_fds(alive, fds, nfds, flags);
   mproc__run_child(bs, bslen, g_fs_client, MPROC__BS_FD);

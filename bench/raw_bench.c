@@ -6,6 +6,7 @@
  *   raw_bench scale fork|spawn N ROUNDS
  *   raw_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
  *   raw_bench lock ITERS | pool NTASKS CHUNKSIZE
+ *   raw_bench bulk_ring NMSGS 1|2 (copies) | bulk_memcpy NMSGS
  *
  * POSIX only: the Windows numbers would need their own baseline. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -193,6 +195,157 @@ static double run_stream(long nmsgs, size_t size) {
   reap(pid);
   free(buf);
   return t;
+}
+
+/* ---- bulk through a bare shared-memory ring --------------------------------
+ * The limit a queue for big messages can approach: 4 slots of 1 MiB in one
+ * shared mapping, two counters on their own cache lines, and a spin
+ * hand-off (no lock, no system call, no crash safety).  The producer
+ * copies each message in; the consumer copies it out (`copies` 2) or reads
+ * it in place (`copies` 1: it sums the message's words, so it still touches
+ * every byte, as a consumer of the data would).  Pages are touched before
+ * the clock starts.  GB/s, the clock as in run_stream. */
+#define RING_SLOTS 4
+#define RING_LINE 128
+
+struct bare_ring {
+  volatile uint64_t tail;
+  char pad1[RING_LINE - 8];
+  volatile uint64_t head;
+  char pad2[RING_LINE - 8];
+  volatile uint64_t ready, done, sink;
+  char pad3[RING_LINE - 24];
+};
+
+/* One step of a spin wait.  After a while it yields the CPU: on a loaded
+ * machine the peer may not be running, and a spinner that keeps its core
+ * for a whole time slice would measure the scheduler, not the ring. */
+static inline void ring_pause(unsigned *spins) {
+  if (++*spins > 2000) {
+    sched_yield();
+    return;
+  }
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static uint64_t ring_load(volatile uint64_t *p) {
+  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+}
+
+static void ring_store(volatile uint64_t *p, uint64_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+
+/* Sum of the message's 64-bit words: reading every byte in place. */
+static uint64_t ring_sum(const unsigned char *p, size_t n) {
+  const uint64_t *w = (const uint64_t *)(const void *)p;
+  uint64_t s = 0;
+  size_t i;
+  for (i = 0; i < n / 8; i++)
+    s += w[i];
+  return s;
+}
+
+static void ring_consume(struct bare_ring *r, unsigned char *slots,
+                         long nmsgs, int copies) {
+  unsigned char *buf = (unsigned char *)malloc(BENCH_BULK_MSG);
+  uint64_t j, sum = 0;
+  int64_t idx;
+  if (!buf)
+    _exit(3);
+  memset(buf, 0, BENCH_BULK_MSG);
+  ring_store(&r->ready, 1);
+  for (j = 0; j < (uint64_t)nmsgs; j++) {
+    const unsigned char *s = slots + (j % RING_SLOTS) * BENCH_BULK_MSG;
+    unsigned spins = 0;
+    while (ring_load(&r->tail) == j)
+      ring_pause(&spins);
+    if (copies == 2) {
+      memcpy(buf, s, BENCH_BULK_MSG);
+      s = buf;
+    } else {
+      sum += ring_sum(s, BENCH_BULK_MSG);
+    }
+    memcpy(&idx, s, sizeof idx);
+    if (idx != (int64_t)j)
+      _exit(4);
+    ring_store(&r->head, j + 1);
+  }
+  r->sink = sum;
+  ring_store(&r->done, 1);
+  free(buf);
+  _exit(0);
+}
+
+static double run_bare_ring(long nmsgs, int copies) {
+  size_t size = sizeof(struct bare_ring) + RING_SLOTS * BENCH_BULK_MSG;
+  unsigned char *mem, *slots, *buf = (unsigned char *)malloc(BENCH_BULK_MSG);
+  struct bare_ring *r;
+  double t0, t;
+  int64_t i;
+  unsigned spins = 0;
+  pid_t pid;
+  mem = (unsigned char *)mmap(NULL, size, PROT_READ | PROT_WRITE,
+                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED || !buf)
+    die("mmap");
+  memset(mem, 0, size); /* every page present before the clock */
+  memset(buf, 'x', BENCH_BULK_MSG);
+  r = (struct bare_ring *)(void *)mem;
+  slots = mem + sizeof(*r);
+  pid = fork();
+  if (pid < 0)
+    die("fork");
+  if (pid == 0)
+    ring_consume(r, slots, nmsgs, copies);
+  while (!ring_load(&r->ready))
+    ring_pause(&spins);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++) {
+    spins = 0;
+    while ((uint64_t)i - ring_load(&r->head) >= RING_SLOTS)
+      ring_pause(&spins);
+    memcpy(buf, &i, sizeof i);
+    memcpy(slots + (i % RING_SLOTS) * BENCH_BULK_MSG, buf, BENCH_BULK_MSG);
+    ring_store(&r->tail, (uint64_t)i + 1);
+  }
+  spins = 0;
+  while (!ring_load(&r->done))
+    ring_pause(&spins);
+  t = bench_now() - t0;
+  reap(pid);
+  munmap(mem, size);
+  free(buf);
+  return (double)nmsgs * (double)BENCH_BULK_MSG / t / 1e9;
+}
+
+/* One 1 MiB memcpy between two buffers that do not fit a small cache (a
+ * ring of 4 sources and 4 destinations, as the ring's slots are): the
+ * ceiling for any one copy of the message.  GB/s. */
+static double run_memcpy(long nmsgs) {
+  unsigned char *src = (unsigned char *)malloc(RING_SLOTS * BENCH_BULK_MSG);
+  unsigned char *dst = (unsigned char *)malloc(RING_SLOTS * BENCH_BULK_MSG);
+  double t0, t;
+  long i;
+  if (!src || !dst)
+    die("malloc");
+  memset(src, 'x', RING_SLOTS * BENCH_BULK_MSG);
+  memset(dst, 0, RING_SLOTS * BENCH_BULK_MSG);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++) {
+    size_t k = (size_t)(i % RING_SLOTS) * BENCH_BULK_MSG;
+    memcpy(dst + k, src + ((size_t)(i + 1) % RING_SLOTS) * BENCH_BULK_MSG,
+           BENCH_BULK_MSG);
+    __asm__ __volatile__("" ::"r"(dst) : "memory"); /* keep every copy */
+  }
+  t = bench_now() - t0;
+  free(src);
+  free(dst);
+  return (double)nmsgs * (double)BENCH_BULK_MSG / t / 1e9;
 }
 
 /* ---- lock ------------------------------------------------------------------ */
@@ -430,6 +583,11 @@ int main(int argc, char **argv) {
     n = bench_arg(argc, argv, 2, 1000);
     bench_print((double)n * (double)BENCH_BULK_MSG /
                 run_stream(n, BENCH_BULK_MSG) / 1e9);
+  } else if (strcmp(cmd, "bulk_ring") == 0) {
+    bench_print(run_bare_ring(bench_arg(argc, argv, 2, 1000),
+                              (int)bench_arg(argc, argv, 3, 2)));
+  } else if (strcmp(cmd, "bulk_memcpy") == 0) {
+    bench_print(run_memcpy(bench_arg(argc, argv, 2, 1000)));
   } else if (strcmp(cmd, "lock") == 0) {
     bench_print(run_lock(bench_arg(argc, argv, 2, 1000000)));
   } else if (strcmp(cmd, "pool") == 0) {

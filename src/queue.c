@@ -100,6 +100,9 @@
  * sleeps in the kernel: a few microseconds, about the cost of the sleep and
  * wake system calls it saves. */
 #define MPROC__Q_SPIN_WAIT 256
+/* How long a waiter spins while the other side's lock is held (see
+ * mproc__q_spin): a few times a 1 MiB copy. */
+#define MPROC__Q_SPIN_BUSY 200e-6
 /* A sleeper without a deadline still looks again at this interval, so a
  * peer killed between publishing and waking delays it, never hangs it. */
 #define MPROC__Q_WAIT_SLICE 0.5
@@ -188,6 +191,18 @@ typedef char
                           ? 1
                           : -1];
 
+/* A view this handle lent (see "views" below), by side.  Written by the
+ * side's lock holder only; `out` and `tid` are also read without it. */
+typedef struct mproc__qview {
+  volatile uint32_t out;    /* 1 while lent */
+  uint32_t len;             /* borrow: the message; reserve: the room */
+  int64_t pid;              /* the lender (a forked child has a copy) */
+  volatile mproc__u64a tid; /* the lending thread */
+  unsigned long long gen;   /* bumped by every lend: older views are stale */
+  uint64_t from, to;        /* head (borrow) or tail (reserve), and after */
+  uint64_t off;             /* borrow: the payload's offset in the ring */
+} mproc__qview;
+
 struct mproc_queue {
   mproc__obj hdr;
   mproc__seg seg;
@@ -202,6 +217,7 @@ struct mproc_queue {
   int nfx;
   volatile uint32_t closed;
   mproc__fx fx[MPROC__QFX_N];
+  mproc__qview view[2]; /* by side */
 };
 
 extern const mproc__objtype mproc__queue_type;
@@ -290,6 +306,33 @@ static void mproc__q_signal_all(mproc__qcond *c, mproc__fx *fx) {
 
 static void mproc__q_reap(mproc_queue *q, int side);
 
+/* Spins until ready(q) looks true (1) or the spin is over (0): briefly, or
+ * while the other side's lock is held, up to MPROC__Q_SPIN_BUSY seconds: a
+ * peer inside its critical section is copying the message (or the room)
+ * this waiter wants, and a big message's copy lasts tens of microseconds,
+ * longer than the short spin and about the cost of the futex sleep and
+ * wake-up it saves, once per message in a stream of big ones. */
+static int mproc__q_spin(mproc_queue *q,
+                         int (*ready)(mproc_queue *q, uint64_t arg),
+                         uint64_t arg, int peer) {
+  mproc__lockword *lw = mproc__q_lockword(q, peer);
+  double until = 0;
+  int i;
+  for (i = 0;; i++) {
+    if (ready(q, arg))
+      return 1;
+    if (i >= MPROC__Q_SPIN_WAIT && i % MPROC__Q_SPIN_WAIT == 0) {
+      if (!mproc__load32(&lw->word))
+        return 0;
+      if (until == 0)
+        until = mproc__plat_now() + MPROC__Q_SPIN_BUSY;
+      else if (mproc__plat_now() >= until)
+        return 0;
+    }
+    mproc__pause();
+  }
+}
+
 /* Until ready(q) looks true, the deadline passes (MPROC_ETIMEDOUT), or a
  * spurious wake-up (0: the caller retries).  Spins first, then sleeps in
  * slices; after each slice it repairs the `reap` side's lock if its holder
@@ -297,14 +340,11 @@ static void mproc__q_reap(mproc_queue *q, int side);
 static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
                          int (*ready)(mproc_queue *q, uint64_t arg),
                          uint64_t arg, double deadline, int reap) {
-  int i, rc = MPROC_OK;
+  int rc = MPROC_OK;
   uint32_t seen;
   double until;
-  for (i = 0; i < MPROC__Q_SPIN_WAIT; i++) {
-    if (ready(q, arg))
-      return MPROC_OK;
-    mproc__pause();
-  }
+  if (mproc__q_spin(q, ready, arg, reap))
+    return MPROC_OK;
   /* Word first, flag second (see the top of the file). */
   seen = mproc__load32(&c->seq);
   mproc__store32(&c->want, 1);
@@ -538,17 +578,18 @@ static uint64_t mproc__q_place(mproc_queue *q, uint64_t tail, uint64_t rec) {
   return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot);
 }
 
-/* Caller holds the put lock.  0, MPROC_EFULL, or MPROC_ESTATE if the
+/* Caller holds the put lock.  Finds room for a record of `len` payload
+ * bytes with the tail at *tail: *end is where it ends (the new tail once
+ * published), its pages committed.  0, MPROC_EFULL, or MPROC_ESTATE if the
  * shared tail is damaged. */
-static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
-                               int stop) {
+static int mproc__q_put_room(mproc_queue *q, uint32_t len, uint64_t *tail,
+                             uint64_t *end) {
   mproc__qhdr *h = q->h;
-  uint64_t rec = mproc__qr_recsize(len), tail = mproc__load64(&h->tail.v);
-  uint64_t nput = h->p.v.nput, end;
-  int rc;
+  uint64_t rec = mproc__qr_recsize(len), nput = h->p.v.nput;
+  *tail = mproc__load64(&h->tail.v);
   /* Records start 8-aligned, so the wrap marker (4 bytes) always fits
    * before the end: a tail that is not could make it overrun the ring. */
-  if (tail % 8u)
+  if (*tail % 8u)
     return MPROC_ESTATE;
   if (q->maxsize && nput - h->p.v.nget_cache >= q->maxsize) {
     uint64_t nget = mproc__load64(&h->g.v.nget);
@@ -556,11 +597,26 @@ static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
     if (nput - nget >= q->maxsize)
       return MPROC_EFULL;
   }
-  if (!(end = mproc__q_place(q, tail, rec)))
+  if (!(*end = mproc__q_place(q, *tail, rec)))
     return MPROC_EFULL;
-  if ((rc = mproc__q_commit_put(q, tail, end - rec, rec)) < 0)
-    return rc;
-  mproc__qr_write_to(q->ring, q->ring_size, tail, end, data, len);
+  return mproc__q_commit_put(q, *tail, *end - rec, rec);
+}
+
+/* Where the payload of the record of `len` bytes ending at `end` goes. */
+static unsigned char *mproc__q_payload(mproc_queue *q, uint64_t end,
+                                       uint32_t len) {
+  return q->ring + (end - mproc__qr_recsize(len)) % q->ring_size +
+         MPROC__QR_HDR;
+}
+
+/* Caller holds the put lock and wrote the payload of a record of `len`
+ * bytes ending at `end` (from mproc__q_put_room with the tail at `tail`):
+ * writes its header and publishes it.  Always 0. */
+static int mproc__q_put_publish(mproc_queue *q, uint64_t tail, uint64_t end,
+                                uint32_t len, int stop) {
+  mproc__qhdr *h = q->h;
+  uint64_t nput = h->p.v.nput;
+  mproc__qr_write_to(q->ring, q->ring_size, tail, end, NULL, len);
   if (stop == MPROC__Q_STOP_WRITTEN)
     return MPROC_OK;
   /* Journal first, so that a successor can tell which of the two stores
@@ -578,35 +634,47 @@ static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
   return MPROC_OK;
 }
 
-/* Caller holds the get lock.  0, MPROC_EEMPTY, MPROC_ERANGE (*len set,
- * nothing taken) or MPROC_ESTATE (the ring is damaged). */
-static int mproc__q_get_locked(mproc_queue *q, void *buf, size_t cap,
-                               size_t *len, int stop) {
+/* Caller holds the put lock.  0, MPROC_EFULL, or MPROC_ESTATE if the
+ * shared tail is damaged. */
+static int mproc__q_put_locked(mproc_queue *q, const void *data, uint32_t len,
+                               int stop) {
+  uint64_t tail, end;
+  int rc = mproc__q_put_room(q, len, &tail, &end);
+  if (rc < 0)
+    return rc;
+  if (len)
+    memcpy(mproc__q_payload(q, end, len), data, len);
+  return mproc__q_put_publish(q, tail, end, len, stop);
+}
+
+/* Caller holds the get lock.  The next message: its payload's offset in
+ * the ring (*off), its length (*n), and the head before (*head) and after
+ * it (*next).  0, MPROC_EEMPTY or MPROC_ESTATE (the ring is damaged). */
+static int mproc__q_get_peek(mproc_queue *q, uint64_t *head, uint64_t *off,
+                             uint32_t *n, uint64_t *next) {
   mproc__qhdr *h = q->h;
-  uint64_t head = mproc__load64(&h->head.v), tail = h->g.v.tail_cache;
-  uint64_t off, next, nget;
-  uint32_t n;
+  uint64_t tail = h->g.v.tail_cache;
   int rc;
-  if (head == tail) {
+  *head = mproc__load64(&h->head.v);
+  if (*head == tail) {
     tail = mproc__load64(&h->tail.v);
     mproc__store64(&h->g.v.tail_cache, tail);
   }
   if ((rc = mproc__q_commit_get(q)) < 0)
     return rc;
-  rc = mproc__qr_peek(q->ring, q->ring_size, q->max_msg, head, tail, &off, &n,
-                      &next);
+  rc = mproc__qr_peek(q->ring, q->ring_size, q->max_msg, *head, tail, off, n,
+                      next);
   if (rc == MPROC__QR_EMPTY)
     return MPROC_EEMPTY;
-  if (rc != MPROC__QR_OK)
-    return MPROC_ESTATE;
-  *len = n;
-  if (n > cap)
-    return MPROC_ERANGE;
-  if (n)
-    memcpy(buf, q->ring + off, n);
-  if (stop == MPROC__Q_STOP_WRITTEN)
-    return MPROC_OK;
-  nget = h->g.v.nget;
+  return rc == MPROC__QR_OK ? MPROC_OK : MPROC_ESTATE;
+}
+
+/* Caller holds the get lock and is done with the message of `n` bytes
+ * between head and next (from mproc__q_get_peek): takes it.  Always 0. */
+static int mproc__q_get_take(mproc_queue *q, uint64_t head, uint32_t n,
+                             uint64_t next, int stop) {
+  mproc__qhdr *h = q->h;
+  uint64_t nget = h->g.v.nget;
   h->g.v.j_valid = 0;
   h->g.v.j_head = next;
   h->g.v.j_nget = nget;
@@ -625,7 +693,24 @@ static int mproc__q_get_locked(mproc_queue *q, void *buf, size_t cap,
   return MPROC_OK;
 }
 
-/* ---- public API ------------------------------------------------------------ */
+/* Caller holds the get lock.  0, MPROC_EEMPTY, MPROC_ERANGE (*len set,
+ * nothing taken) or MPROC_ESTATE (the ring is damaged). */
+static int mproc__q_get_locked(mproc_queue *q, void *buf, size_t cap,
+                               size_t *len, int stop) {
+  uint64_t head, off, next;
+  uint32_t n;
+  int rc = mproc__q_get_peek(q, &head, &off, &n, &next);
+  if (rc < 0)
+    return rc;
+  *len = n;
+  if (n > cap)
+    return MPROC_ERANGE;
+  if (n)
+    memcpy(buf, q->ring + off, n);
+  if (stop == MPROC__Q_STOP_WRITTEN)
+    return MPROC_OK;
+  return mproc__q_get_take(q, head, n, next, stop);
+}
 
 static int mproc__q_usable(mproc_queue *q) {
   if (!q || q->hdr.magic != MPROC__OBJ_MAGIC || q->hdr.vt != &mproc__queue_type)
@@ -753,10 +838,80 @@ int mproc_queue_create(mproc_queue **out, const mproc_queue_options *opts) {
   return MPROC_OK;
 }
 
+/* ---- the put and get loops -------------------------------------------------
+ * A step runs under its side's lock: 0 (done), MPROC_EFULL / MPROC_EEMPTY
+ * (wait for the other side, then try again) or another error.  `rec` is
+ * the record size a put waits room for. */
+typedef int (*mproc__q_step)(mproc_queue *q, void *ctx);
+
+/* Runs `step` under the side's lock until it succeeds or the timeout
+ * passes (MPROC_EFULL for a put, MPROC_EEMPTY for a get, as Python).  On
+ * success the lock is released and the other side woken, unless `keep`:
+ * then the caller still holds the lock (a view is out, see below). */
+static int mproc__q_run(mproc_queue *q, int side, mproc__q_step step,
+                        void *ctx, uint64_t rec, double timeout, int keep) {
+  int put = side == MPROC__Q_PUT_SIDE;
+  int none = put ? MPROC_EFULL : MPROC_EEMPTY;
+  double deadline = MPROC__Q_UNSET;
+  int rc;
+  for (;;) {
+    if (mproc__q_lock(q, side, timeout, &deadline) < 0)
+      return none; /* Python: Full/Empty when the lock is not had in time */
+    rc = step(q, ctx);
+    if (rc == MPROC_OK && keep)
+      return MPROC_OK;
+    mproc__q_unlock(q, side);
+    if (rc == MPROC_OK) {
+      if (put)
+        mproc__q_signal(&q->h->ne.v, &q->fx[MPROC__QFX_NE]);
+      else
+        mproc__q_signal(&q->h->nf.v, &q->fx[MPROC__QFX_NF]);
+      return MPROC_OK;
+    }
+    if (rc != none || timeout == 0)
+      return rc;
+    if (put)
+      rc = mproc__q_wait(q, &q->h->nf.v, &q->fx[MPROC__QFX_NF],
+                         mproc__q_has_room, rec,
+                         mproc__q_deadline(timeout, &deadline),
+                         MPROC__Q_GET_SIDE);
+    else
+      rc = mproc__q_wait(q, &q->h->ne.v, &q->fx[MPROC__QFX_NE],
+                         mproc__q_has_data, 0,
+                         mproc__q_deadline(timeout, &deadline),
+                         MPROC__Q_PUT_SIDE);
+    if (rc == MPROC_ETIMEDOUT)
+      timeout = 0; /* what waited for may have come with the deadline */
+    else if (mproc__load32(&q->closed))
+      return MPROC_ECLOSED;
+  }
+}
+
+typedef struct mproc__q_putctx {
+  const void *data;
+  uint32_t len;
+} mproc__q_putctx;
+
+static int mproc__q_put_step(mproc_queue *q, void *ctx) {
+  mproc__q_putctx *c = (mproc__q_putctx *)ctx;
+  return mproc__q_put_locked(q, c->data, c->len, MPROC__Q_STOP_NONE);
+}
+
+typedef struct mproc__q_getctx {
+  void *buf;
+  size_t cap, *len;
+} mproc__q_getctx;
+
+static int mproc__q_get_step(mproc_queue *q, void *ctx) {
+  mproc__q_getctx *c = (mproc__q_getctx *)ctx;
+  return mproc__q_get_locked(q, c->buf, c->cap, c->len, MPROC__Q_STOP_NONE);
+}
+
+static int mproc__q_view_blocks(mproc_queue *q, int side);
+
 int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
                     double timeout) {
-  double deadline = MPROC__Q_UNSET;
-  uint64_t rec;
+  mproc__q_putctx c;
   int rc;
   if ((rc = mproc__q_usable(q)) < 0)
     return rc;
@@ -764,66 +919,213 @@ int mproc_queue_put(mproc_queue *q, const void *data, size_t len,
     return MPROC_EINVAL;
   if ((uint64_t)len > q->max_msg)
     return MPROC_E2BIG;
-  rec = mproc__qr_recsize(len);
-  for (;;) {
-    if (mproc__q_lock(q, MPROC__Q_PUT_SIDE, timeout, &deadline) < 0)
-      return MPROC_EFULL; /* Python: Full when the lock is not had in time */
-    rc = mproc__q_put_locked(q, data, (uint32_t)len, MPROC__Q_STOP_NONE);
-    mproc__q_unlock(q, MPROC__Q_PUT_SIDE);
-    if (rc == MPROC_OK) {
-      mproc__q_signal(&q->h->ne.v, &q->fx[MPROC__QFX_NE]);
-      return MPROC_OK;
-    }
-    if (rc != MPROC_EFULL)
-      return rc;
-    if (timeout == 0)
-      return MPROC_EFULL;
-    rc = mproc__q_wait(q, &q->h->nf.v, &q->fx[MPROC__QFX_NF],
-                       mproc__q_has_room, rec,
-                       mproc__q_deadline(timeout, &deadline),
-                       MPROC__Q_GET_SIDE);
-    if (rc == MPROC_ETIMEDOUT) {
-      /* Room may have come with the deadline: one last try. */
-      timeout = 0;
-      continue;
-    }
-    if (mproc__load32(&q->closed))
-      return MPROC_ECLOSED;
-  }
+  if ((rc = mproc__q_view_blocks(q, MPROC__Q_PUT_SIDE)) < 0)
+    return rc;
+  c.data = data;
+  c.len = (uint32_t)len;
+  return mproc__q_run(q, MPROC__Q_PUT_SIDE, mproc__q_put_step, &c,
+                      mproc__qr_recsize(len), timeout, 0);
 }
 
 int mproc_queue_get(mproc_queue *q, void *buf, size_t cap, size_t *len,
                     double timeout) {
-  double deadline = MPROC__Q_UNSET;
+  mproc__q_getctx c;
   int rc;
   if ((rc = mproc__q_usable(q)) < 0)
     return rc;
   if (!len || (!buf && cap) || timeout != timeout)
     return MPROC_EINVAL;
-  for (;;) {
-    if (mproc__q_lock(q, MPROC__Q_GET_SIDE, timeout, &deadline) < 0)
-      return MPROC_EEMPTY; /* Python: Empty when the lock is not had in time */
-    rc = mproc__q_get_locked(q, buf, cap, len, MPROC__Q_STOP_NONE);
-    mproc__q_unlock(q, MPROC__Q_GET_SIDE);
-    if (rc == MPROC_OK) {
-      mproc__q_signal(&q->h->nf.v, &q->fx[MPROC__QFX_NF]);
-      return MPROC_OK;
-    }
-    if (rc != MPROC_EEMPTY)
-      return rc;
-    if (timeout == 0)
-      return MPROC_EEMPTY;
-    rc = mproc__q_wait(q, &q->h->ne.v, &q->fx[MPROC__QFX_NE],
-                       mproc__q_has_data, 0,
-                       mproc__q_deadline(timeout, &deadline),
-                       MPROC__Q_PUT_SIDE);
-    if (rc == MPROC_ETIMEDOUT) {
-      timeout = 0;
-      continue;
-    }
-    if (mproc__load32(&q->closed))
-      return MPROC_ECLOSED;
+  if ((rc = mproc__q_view_blocks(q, MPROC__Q_GET_SIDE)) < 0)
+    return rc;
+  c.buf = buf;
+  c.cap = cap;
+  c.len = len;
+  return mproc__q_run(q, MPROC__Q_GET_SIDE, mproc__q_get_step, &c, 0,
+                      timeout, 0);
+}
+
+/* ---- views: borrow and reserve in place ---------------------------------
+ * A view is a record of the ring lent to the caller: for a get, the next
+ * message (borrow), read in place and taken on release; for a put, room
+ * for a record (reserve), filled in place and published on commit.  The
+ * view holds its side's lock from the call that lends it to the one that
+ * ends it, which is what makes it safe:
+ *  - nothing is published before the end: a reserver that dies leaves a
+ *    tail that never moved (the record does not exist), a borrower that
+ *    dies a head that never moved (the message stays for the next
+ *    consumer), and the lock's dead-holder recovery (mproc__q_recover)
+ *    repairs the counts as for a put or get killed midway;
+ *  - a record never wraps (queue_ring.h), so a view is always contiguous;
+ *  - the other side is not held up: a producer's view never blocks
+ *    consumers and the other way round.
+ * The price: other producers (for a reserve) or consumers (for a borrow)
+ * wait while a view is out, so views are for short work.  One view per
+ * side and handle at a time; the lending thread owns it.  The state that
+ * checks a view lives here, in this process: a caller's view struct only
+ * names its queue, its side and a generation number. */
+enum { MPROC__QV_NONE = 0, MPROC__QV_BORROW = 0x51564201,
+       MPROC__QV_RESERVE = 0x51565201 };
+
+/* MPROC_ESTATE if the calling thread already holds a view on that side of
+ * this handle: waiting for its own lock would wait until the deadline. */
+static int mproc__q_view_blocks(mproc_queue *q, int side) {
+  mproc__qview *v = &q->view[side];
+  if (mproc__load32_rlx(&v->out) &&
+      mproc__load64_rlx(&v->tid) == mproc__thread_id() &&
+      v->pid == mproc__plat_getpid())
+    return MPROC_ESTATE;
+  return MPROC_OK;
+}
+
+
+static void mproc__q_lend(mproc_queue *q, int side, int kind,
+                          mproc_queue_view *view, void *data, size_t len) {
+  mproc__qview *v = &q->view[side];
+  v->pid = mproc__plat_getpid();
+  mproc__store64_rlx(&v->tid, mproc__thread_id());
+  v->gen++;
+  mproc__store32_rlx(&v->out, 1u);
+  view->data = data;
+  view->len = len;
+  view->queue_ = q;
+  view->gen_ = v->gen;
+  view->kind_ = kind;
+}
+
+/* Checks that `view` is the one of this kind that this handle has out:
+ * MPROC_EINVAL (NULLs, another queue's view, or the other kind),
+ * MPROC_ESTATE (ended already, or stale), MPROC_EPERM (lent by another
+ * process: a forked child's copy of its parent's view).  *side on 0. */
+static int mproc__q_view_side(mproc_queue *q, const mproc_queue_view *view,
+                              int kind, int *side) {
+  mproc__qview *v;
+  if (!mproc__obj_is(q, &mproc__queue_type) || !view ||
+      view->queue_ != (void *)q || view->kind_ != kind)
+    return MPROC_EINVAL;
+  *side = kind == MPROC__QV_BORROW ? MPROC__Q_GET_SIDE : MPROC__Q_PUT_SIDE;
+  v = &q->view[*side];
+  if (!mproc__load32_rlx(&v->out) || v->gen != view->gen_)
+    return MPROC_ESTATE;
+  if (v->pid != mproc__plat_getpid())
+    return MPROC_EPERM;
+  return MPROC_OK;
+}
+
+/* Ends the side's view: the lock goes, and the caller's struct no longer
+ * points into the ring. */
+static void mproc__q_end_view(mproc_queue *q, int side,
+                              mproc_queue_view *view) {
+  mproc__store64_rlx(&q->view[side].tid, 0);
+  mproc__store32_rlx(&q->view[side].out, 0u);
+  mproc__q_unlock(q, side);
+  if (view) {
+    view->data = NULL;
+    view->len = 0;
   }
+}
+
+static int mproc__q_borrow_step(mproc_queue *q, void *ctx) {
+  mproc__qview *v = &q->view[MPROC__Q_GET_SIDE];
+  (void)ctx;
+  return mproc__q_get_peek(q, &v->from, &v->off, &v->len, &v->to);
+}
+
+int mproc_queue_get_borrow(mproc_queue *q, mproc_queue_view *view,
+                           double timeout) {
+  mproc__qview *v;
+  int rc;
+  if (view)
+    memset(view, 0, sizeof(*view));
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if (!view || timeout != timeout)
+    return MPROC_EINVAL;
+  if ((rc = mproc__q_view_blocks(q, MPROC__Q_GET_SIDE)) < 0)
+    return rc;
+  rc = mproc__q_run(q, MPROC__Q_GET_SIDE, mproc__q_borrow_step, NULL, 0,
+                    timeout, 1);
+  if (rc < 0)
+    return rc;
+  v = &q->view[MPROC__Q_GET_SIDE];
+  mproc__q_lend(q, MPROC__Q_GET_SIDE, MPROC__QV_BORROW, view,
+                q->ring + v->off, v->len);
+  return MPROC_OK;
+}
+
+int mproc_queue_release(mproc_queue *q, mproc_queue_view *view) {
+  mproc__qview *v;
+  int side, rc = mproc__q_view_side(q, view, MPROC__QV_BORROW, &side);
+  if (rc < 0)
+    return rc;
+  v = &q->view[side];
+  /* Only this holder of the get lock moves the head; a damaged segment
+   * could still have moved it: then the message is not taken twice. */
+  if (mproc__load64(&q->h->head.v) == v->from)
+    (void)mproc__q_get_take(q, v->from, v->len, v->to, MPROC__Q_STOP_NONE);
+  else
+    rc = MPROC_ESTATE;
+  mproc__q_end_view(q, side, view);
+  mproc__q_signal(&q->h->nf.v, &q->fx[MPROC__QFX_NF]);
+  return rc;
+}
+
+static int mproc__q_reserve_step(mproc_queue *q, void *ctx) {
+  mproc__qview *v = &q->view[MPROC__Q_PUT_SIDE];
+  v->len = *(const uint32_t *)ctx;
+  return mproc__q_put_room(q, v->len, &v->from, &v->to);
+}
+
+int mproc_queue_put_reserve(mproc_queue *q, size_t len,
+                            mproc_queue_view *view, double timeout) {
+  mproc__qview *v;
+  uint32_t n = (uint32_t)len;
+  int rc;
+  if (view)
+    memset(view, 0, sizeof(*view));
+  if ((rc = mproc__q_usable(q)) < 0)
+    return rc;
+  if (!view || timeout != timeout)
+    return MPROC_EINVAL;
+  if ((uint64_t)len > q->max_msg)
+    return MPROC_E2BIG;
+  if ((rc = mproc__q_view_blocks(q, MPROC__Q_PUT_SIDE)) < 0)
+    return rc;
+  rc = mproc__q_run(q, MPROC__Q_PUT_SIDE, mproc__q_reserve_step, &n,
+                    mproc__qr_recsize(len), timeout, 1);
+  if (rc < 0)
+    return rc;
+  v = &q->view[MPROC__Q_PUT_SIDE];
+  mproc__q_lend(q, MPROC__Q_PUT_SIDE, MPROC__QV_RESERVE, view,
+                mproc__q_payload(q, v->to, n), len);
+  return MPROC_OK;
+}
+
+int mproc_queue_put_commit(mproc_queue *q, mproc_queue_view *view) {
+  mproc__qview *v;
+  uint64_t end;
+  int side, rc = mproc__q_view_side(q, view, MPROC__QV_RESERVE, &side);
+  if (rc < 0)
+    return rc;
+  v = &q->view[side];
+  if (view->len > v->len)
+    return MPROC_EINVAL; /* the view stays out: fix the length or abort */
+  /* A shorter message starts where the room does and ends earlier. */
+  end = v->to - mproc__qr_recsize(v->len) +
+        mproc__qr_recsize((uint64_t)view->len);
+  (void)mproc__q_put_publish(q, v->from, end, (uint32_t)view->len,
+                             MPROC__Q_STOP_NONE);
+  mproc__q_end_view(q, side, view);
+  mproc__q_signal(&q->h->ne.v, &q->fx[MPROC__QFX_NE]);
+  return MPROC_OK;
+}
+
+int mproc_queue_put_abort(mproc_queue *q, mproc_queue_view *view) {
+  int side, rc = mproc__q_view_side(q, view, MPROC__QV_RESERVE, &side);
+  if (rc < 0)
+    return rc;
+  /* Nothing was published: the bytes past the tail are nobody's. */
+  mproc__q_end_view(q, side, view);
+  return MPROC_OK;
 }
 
 int mproc_queue_qsize(mproc_queue *q, size_t *n) {
@@ -920,8 +1222,15 @@ int mproc_queue_close(mproc_queue *q) {
 }
 
 mproc_queue *mproc_queue_free(mproc_queue *q) {
-  if (mproc__obj_is(q, &mproc__queue_type))
-    mproc__q_release(q);
+  int side;
+  if (!mproc__obj_is(q, &mproc__queue_type))
+    return NULL;
+  /* A view still out ends as an abort (reserve) or leaves the message in
+   * the queue (borrow): its lock must not stay held by a live process. */
+  for (side = 0; side < 2; side++)
+    if (q->view[side].out && q->view[side].pid == mproc__plat_getpid())
+      mproc__q_end_view(q, side, NULL);
+  mproc__q_release(q);
   return NULL;
 }
 
@@ -1108,3 +1417,4 @@ int mproc__queue_test_memory(mproc_queue *q, uint64_t *backed,
 int mproc__queue_test_gives_back(mproc_queue *q) {
   return mproc__obj_is(q, &mproc__queue_type) ? q->gives_back : 0;
 }
+

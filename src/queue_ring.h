@@ -90,7 +90,8 @@ static inline uint64_t mproc__qr_fits_hot(uint64_t head, uint64_t tail,
 /* Writes a record ending at `end` (from mproc__qr_fits or _fits_hot: it
  * starts at `tail`, or at the next lap's start after a wrap marker at
  * `tail`).  Nothing here is visible to consumers until the caller
- * publishes `end` as the new tail. */
+ * publishes `end` as the new tail.  A NULL `data` writes the header (and
+ * marker) only: the caller put the payload in place itself. */
 static inline void mproc__qr_write_to(unsigned char *base, uint64_t ring,
                                       uint64_t tail, uint64_t end,
                                       const void *data, uint32_t len) {
@@ -100,7 +101,7 @@ static inline void mproc__qr_write_to(unsigned char *base, uint64_t ring,
   if (at != tail)
     memcpy(base + tail % ring, &marker, sizeof marker);
   memcpy(p, &len, sizeof len);
-  if (len)
+  if (len && data)
     memcpy(p + MPROC__QR_HDR, data, len);
 }
 

@@ -697,6 +697,94 @@ MPROC_API int mproc_queue_close(mproc_queue *q);
  * @return NULL. */
 MPROC_API mproc_queue *mproc_queue_free(mproc_queue *q);
 
+/**
+ * @brief A message lent in place by the queue's ring: zero-copy gets and
+ * puts.
+ *
+ * mproc_queue_get_borrow() lends the next message, to read where it lies;
+ * mproc_queue_release() takes it.  mproc_queue_put_reserve() lends room
+ * for a message, to fill where it lies; mproc_queue_put_commit() puts it,
+ * mproc_queue_put_abort() drops it.  `data` is contiguous (a message
+ * never wraps the ring's end) and stays valid until the view ends.
+ *
+ * A view holds its side of the queue: while a borrow is out the other
+ * consumers of the queue wait (their gets return #MPROC_EEMPTY at their
+ * timeout), while a reservation is out the other producers do; the other
+ * side is not held up.  So keep views short.  One view per side and
+ * handle at a time; a put or get (or a second view) on the same side from
+ * the thread that holds a view returns #MPROC_ESTATE instead of waiting for
+ * itself.  If the process dies while it holds a view, nothing of it
+ * happened: a borrowed message stays in the queue for the next consumer,
+ * a reservation never becomes a message, and the next producer or
+ * consumer takes the queue over as after any process killed in a put or
+ * get.  mproc_queue_free() with a view out drops the reservation, or
+ * leaves the borrowed message in the queue.
+ *
+ * The fields after `len` are private.
+ */
+typedef struct mproc_queue_view {
+  void *data; /**< the message's bytes (borrow), the room to fill (reserve) */
+  size_t len; /**< its length; before a commit, the bytes to put (<= the
+                   reserved length) */
+  void *queue_;           /**< private */
+  unsigned long long gen_; /**< private */
+  int kind_;              /**< private */
+} mproc_queue_view;
+
+/**
+ * @brief Take the next message in place: Python's get(), without the copy.
+ * @param q       the queue
+ * @param[out] view  the message (data, len), valid until
+ *                mproc_queue_release(); zeroed on failure
+ * @param timeout seconds; 0: nowait; negative waits without limit
+ * @return 0; #MPROC_EEMPTY when nothing came in time (as for get);
+ *   #MPROC_EINVAL for NULLs or a NaN timeout; #MPROC_ESTATE if this thread
+ *   already holds a borrowed view of this queue; #MPROC_ECLOSED.
+ */
+MPROC_API int mproc_queue_get_borrow(mproc_queue *q, mproc_queue_view *view,
+                                     double timeout);
+/**
+ * @brief End a borrow: the message is taken out of the queue.
+ * @param q     the queue that lent the view
+ * @param view  the view from mproc_queue_get_borrow(); its data is NULL after
+ * @return 0; #MPROC_EINVAL for NULLs, another queue's view or a reservation;
+ *   #MPROC_ESTATE if the view ended already; #MPROC_EPERM for a view lent
+ *   in another process (a forked child's copy).
+ */
+MPROC_API int mproc_queue_release(mproc_queue *q, mproc_queue_view *view);
+/**
+ * @brief Reserve room for a message of `len` bytes to fill in place.
+ * @param q       the queue
+ * @param len     the message's largest length (at most capacity / 2)
+ * @param[out] view  the room (data, len), valid until
+ *                mproc_queue_put_commit() or mproc_queue_put_abort();
+ *                zeroed on failure
+ * @param timeout seconds to wait for room; 0: nowait; negative: no limit
+ * @return 0; #MPROC_EFULL when no room came in time (as for put);
+ *   #MPROC_E2BIG over capacity / 2; #MPROC_EINVAL; #MPROC_ESTATE if this
+ *   thread already holds a reservation on this queue; #MPROC_ECLOSED;
+ *   #MPROC_ENOMEM (Windows, as for put).
+ */
+MPROC_API int mproc_queue_put_reserve(mproc_queue *q, size_t len,
+                                      mproc_queue_view *view, double timeout);
+/**
+ * @brief Put the reserved message: its first view->len bytes (the caller
+ * may lower len below the reserved length first).
+ * @param q     the queue that lent the view
+ * @param view  the view from mproc_queue_put_reserve(); data is NULL after
+ * @return 0; #MPROC_EINVAL for NULLs, another queue's view, a borrow, or a
+ *   len above the reserved one (the reservation stays out); #MPROC_ESTATE
+ *   if it ended already; #MPROC_EPERM for a view lent in another process.
+ */
+MPROC_API int mproc_queue_put_commit(mproc_queue *q, mproc_queue_view *view);
+/**
+ * @brief Drop a reservation: nothing is put.
+ * @param q     the queue that lent the view
+ * @param view  the view from mproc_queue_put_reserve()
+ * @return as mproc_queue_put_commit().
+ */
+MPROC_API int mproc_queue_put_abort(mproc_queue *q, mproc_queue_view *view);
+
 #ifdef __cplusplus
 }
 #endif

@@ -235,6 +235,52 @@ TEST_ENTRY(q_hold_lock) {
   return 4;
 }
 
+// q, kind (0 reserve, 1 borrow), ready pipe (w): takes a view (a reserve
+// half filled, or a borrow of the first message), says "R", then sleeps
+// holding it until the parent kills it.
+TEST_ENTRY(q_hold_view) {
+  mproc_queue *q = arg_queue(args, 0);
+  mproc_handle_t ready = MPROC_INVALID_HANDLE;
+  mproc_queue_view v;
+  int rc;
+  if (!q || mproc_arg_handle(args, 2, &ready) != MPROC_OK)
+    return 2;
+  if (arg_int(args, 1) == 0) {
+    rc = mproc_queue_put_reserve(q, 64, &v, 10);
+    if (rc == MPROC_OK)
+      std::memcpy(v.data, "half", 4);
+  } else {
+    rc = mproc_queue_get_borrow(q, &v, 10);
+  }
+  if (rc != MPROC_OK || !test_write_all(ready, "R", 1))
+    return 3;
+  test_sleep_ms(120000);
+  return 4;
+}
+
+// q, n, size: takes n messages of `size` bytes with borrow (checking
+// fill(id) in place), then answers with n messages put by reserve.
+TEST_ENTRY(q_view_echo) {
+  mproc_queue *q = arg_queue(args, 0), *back = arg_queue(args, 1);
+  int64_t n = arg_int(args, 2), size = arg_int(args, 3);
+  mproc_queue_view v;
+  if (!q || !back)
+    return 2;
+  for (int64_t i = 0; i < n; i++) {
+    if (mproc_queue_get_borrow(q, &v, 30) != MPROC_OK ||
+        v.len != (size_t)size ||
+        !check((const unsigned char *)v.data, v.len, (uint32_t)i) ||
+        mproc_queue_release(q, &v) != MPROC_OK)
+      return 3;
+    if (mproc_queue_put_reserve(back, (size_t)size, &v, 30) != MPROC_OK)
+      return 4;
+    fill((unsigned char *)v.data, v.len, (uint32_t)i);
+    if (mproc_queue_put_commit(back, &v) != MPROC_OK)
+      return 5;
+  }
+  return 0;
+}
+
 // q, total, size: puts `total` bytes in messages of `size`, exits at once.
 TEST_ENTRY(q_put_exit) {
   mproc_queue *q = arg_queue(args, 0);
@@ -597,6 +643,233 @@ TEST(QueueBasics, RandomSizesWrapAroundIntact) {
   }
   EXPECT_GT(put, 500u);
 }
+
+// ---- views: borrow and reserve in place ------------------------------------
+
+namespace {
+
+// Puts message `id` of `len` bytes by reserve + commit.
+int put_view(mproc_queue *q, size_t len, uint32_t id, double timeout = 5) {
+  mproc_queue_view v;
+  int rc = mproc_queue_put_reserve(q, len, &v, timeout);
+  if (rc != MPROC_OK)
+    return rc;
+  EXPECT_EQ(v.len, len);
+  EXPECT_NE(v.data, nullptr);
+  fill(static_cast<unsigned char *>(v.data), len, id);
+  return mproc_queue_put_commit(q, &v);
+}
+
+// Takes the next message by borrow and checks it is message `id` of `len`.
+void get_view(mproc_queue *q, size_t len, uint32_t id) {
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 5), MPROC_OK);
+  EXPECT_EQ(v.len, len);
+  EXPECT_NE(v.data, nullptr);
+  EXPECT_TRUE(check(static_cast<const unsigned char *>(v.data), v.len, id))
+      << "message " << id << " of " << len << " bytes";
+  ASSERT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+  EXPECT_EQ(v.data, nullptr);
+}
+
+void get_copy(mproc_queue *q, size_t len, uint32_t id) {
+  std::vector<unsigned char> buf(len + 1);
+  size_t n = 0;
+  ASSERT_EQ(mproc_queue_get(q, buf.data(), buf.size(), &n, 5), MPROC_OK);
+  EXPECT_EQ(n, len);
+  EXPECT_TRUE(check(buf.data(), n, id)) << "message " << id;
+}
+
+} // namespace
+
+TEST(QueueViews, RoundTripsOfEverySizeInterleavedWithPutAndGet) {
+  // A small fixed ring (1 KiB: messages up to 512 bytes), so that the
+  // sizes below wrap its end over and over: every view must still be one
+  // contiguous block, and the four ways in and out mix in FIFO order.
+  Q q(0, 1024);
+  const size_t sizes[] = {0, 1, 3, 8, 100, 255, 500, 511, 512};
+  uint32_t id = 0;
+  for (int round = 0; round < 40; round++) {
+    for (size_t len : sizes) {
+      int way = (int)((id + (uint32_t)round) % 4);
+      std::vector<unsigned char> msg(len);
+      fill(msg.data(), len, id);
+      if (way & 1)
+        ASSERT_EQ(put_view(q, len, id), MPROC_OK) << len;
+      else
+        ASSERT_EQ(mproc_queue_put(q, msg.data(), len, 5), MPROC_OK) << len;
+      if (way & 2)
+        get_view(q, len, id);
+      else
+        get_copy(q, len, id);
+      id++;
+    }
+  }
+  // Several in flight: two near-capacity views in a row fill the ring.
+  ASSERT_EQ(put_view(q, 400, 1), MPROC_OK);
+  ASSERT_EQ(put_view(q, 400, 2), MPROC_OK);
+  mproc_queue_view v;
+  EXPECT_EQ(mproc_queue_put_reserve(q, 400, &v, 0), MPROC_EFULL);
+  EXPECT_EQ(v.data, nullptr);
+  get_view(q, 400, 1);
+  get_copy(q, 400, 2);
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+}
+
+TEST(QueueViews, CommitShorterAbortAndQueueCounts) {
+  Q q(0, 4096, 1);
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_put_reserve(q, 100, &v, 0), MPROC_OK);
+  std::memcpy(v.data, "short", 5);
+  v.len = 5;
+  ASSERT_EQ(mproc_queue_put_commit(q, &v), MPROC_OK);
+  ASSERT_EQ(mproc_queue_put_reserve(q, 100, &v, 0), MPROC_OK);
+  std::memcpy(v.data, "dropped", 7);
+  ASSERT_EQ(mproc_queue_put_abort(q, &v), MPROC_OK);
+  ASSERT_EQ(put_str(q, "after"), MPROC_OK);
+  size_t n = 0;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 2u);
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 0), MPROC_OK);
+  EXPECT_EQ(std::string(static_cast<char *>(v.data), v.len), "short");
+  ASSERT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+  EXPECT_EQ(get_str(q, 5), "after");
+  // Borrowed messages count for join() like gotten ones.
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_OK);
+  EXPECT_EQ(mproc_queue_task_done(q), MPROC_OK);
+  EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK);
+  // Nowait on an empty queue is Empty, and leaves no view out.
+  EXPECT_EQ(mproc_queue_get_borrow(q, &v, 0), MPROC_EEMPTY);
+  EXPECT_EQ(v.data, nullptr);
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put_reserve(q, 4096, &v, 0), MPROC_E2BIG);
+}
+
+TEST(QueueViews, MisuseIsAClearError) {
+  Q q(0, 4096), other(0, 4096);
+  mproc_queue_view v, copy, o;
+  char buf[16];
+  size_t len = 0;
+  EXPECT_EQ(mproc_queue_get_borrow(nullptr, &v, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_get_borrow(q, nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_get_borrow(q, &v, NAN), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put_reserve(nullptr, 1, &v, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put_reserve(q, 1, nullptr, 0), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_release(q, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_release(nullptr, &v), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put_commit(q, nullptr), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_put_abort(nullptr, &v), MPROC_EINVAL);
+  ASSERT_EQ(put_str(q, "a"), MPROC_OK);
+  ASSERT_EQ(put_str(q, "b"), MPROC_OK);
+  ASSERT_EQ(put_str(other, "c"), MPROC_OK);
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 0), MPROC_OK);
+  copy = v;
+  // This thread holds the get side: another get or borrow would wait for
+  // itself, so it is refused at once.
+  EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_ESTATE);
+  EXPECT_EQ(mproc_queue_get_borrow(q, &o, 0), MPROC_ESTATE);
+  // The put side is free; another queue's views are its own.
+  EXPECT_EQ(put_str(q, "c"), MPROC_OK);
+  ASSERT_EQ(mproc_queue_get_borrow(other, &o, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_release(q, &o), MPROC_EINVAL);   // foreign view
+  EXPECT_EQ(mproc_queue_put_commit(q, &v), MPROC_EINVAL); // not a reserve
+  EXPECT_EQ(mproc_queue_put_abort(q, &v), MPROC_EINVAL);
+  EXPECT_EQ(mproc_queue_release(other, &o), MPROC_OK);
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_ESTATE);    // double release
+  EXPECT_EQ(mproc_queue_release(q, &copy), MPROC_ESTATE); // a stale copy
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_release(q, &copy), MPROC_ESTATE); // older borrow
+  EXPECT_EQ(std::string(static_cast<char *>(v.data), v.len), "b");
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+  // Reservations: the same rules, and a commit longer than the room.
+  ASSERT_EQ(mproc_queue_put_reserve(q, 4, &v, 0), MPROC_OK);
+  EXPECT_EQ(mproc_queue_put(q, "x", 1, 0), MPROC_ESTATE);
+  EXPECT_EQ(mproc_queue_put_reserve(q, 4, &o, 0), MPROC_ESTATE);
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_EINVAL); // not a borrow
+  v.len = 5;
+  EXPECT_EQ(mproc_queue_put_commit(q, &v), MPROC_EINVAL); // still out
+  v.len = 4;
+  std::memcpy(v.data, "dddd", 4);
+  EXPECT_EQ(mproc_queue_put_commit(q, &v), MPROC_OK);
+  EXPECT_EQ(mproc_queue_put_commit(q, &v), MPROC_ESTATE);
+  EXPECT_EQ(mproc_queue_put_abort(q, &v), MPROC_ESTATE);
+  EXPECT_EQ(get_str(q, 5), "c");
+  EXPECT_EQ(get_str(q, 5), "dddd");
+  // A view still out when the handle is freed does not wedge the queue:
+  // (checked in a child below: here `q` must stay usable.)
+}
+
+TEST(QueueViews, AnotherThreadWaitsForABorrowAndGetsTheNextMessage) {
+  Q q(0, 4096);
+  ASSERT_EQ(put_str(q, "first"), MPROC_OK);
+  ASSERT_EQ(put_str(q, "second"), MPROC_OK);
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 0), MPROC_OK);
+  std::string got;
+  std::thread t([&] { got = get_str(q, 30); });
+  test_sleep_ms(50); // not a synchronisation: the result is the same either way
+  EXPECT_EQ(std::string(static_cast<char *>(v.data), v.len), "first");
+  ASSERT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+  t.join();
+  EXPECT_EQ(got, "second");
+}
+
+TEST(QueueViews, ChildBorrowsAndReservesBigMessages) {
+  // 64 KiB messages through a 256 KiB ring, both ways by view.
+  Q q(0, 256 << 10), back(0, 256 << 10);
+  const int n = 40;
+  const size_t size = 64 << 10;
+  mproc_process *p = test_start("q_view_echo", QArgs({q, back}, {n, size}));
+  std::vector<unsigned char> msg(size);
+  for (int i = 0; i < n; i++) {
+    fill(msg.data(), size, (uint32_t)i);
+    ASSERT_EQ(mproc_queue_put(q, msg.data(), size, 30), MPROC_OK);
+    get_view(back, size, (uint32_t)i);
+  }
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+class QueueViewHolderDies : public testing::TestWithParam<int> {};
+
+TEST_P(QueueViewHolderDies, NothingLeaksAndTheQueueGoesOn) {
+  const int kind = GetParam(); // 0 reserve, 1 borrow
+  Q q(0, 4096);
+  ASSERT_EQ(put_str(q, "kept"), MPROC_OK);
+  TestPipe ready;
+  QArgs a({q}, {kind});
+  a.h(ready.w);
+  mproc_process *p = test_start("q_hold_view", a);
+  ready.close_w();
+  ASSERT_EQ(test_read_n(ready.r, 1), "R");
+  // While the view is out, its side waits (and gives up in time); the
+  // other side goes on.
+  mproc_queue_view v;
+  if (kind == 0) {
+    EXPECT_EQ(mproc_queue_put_reserve(q, 8, &v, 0.05), MPROC_EFULL);
+  } else {
+    EXPECT_EQ(mproc_queue_get_borrow(q, &v, 0.05), MPROC_EEMPTY);
+    EXPECT_EQ(put_str(q, "next"), MPROC_OK);
+  }
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_NE(test_join_code(p), 0);
+  mproc_process_free(p);
+  // Dead now: a reservation never became a message, a borrowed message
+  // is still there, and the counts agree.
+  ASSERT_EQ(put_view(q, 8, 7, 10), MPROC_OK);
+  EXPECT_EQ(get_str(q, 10), "kept");
+  if (kind == 1) {
+    EXPECT_EQ(get_str(q, 5), "next");
+  }
+  get_view(q, 8, 7);
+  size_t n = 9;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 0u);
+  EXPECT_EQ(mproc_queue_empty(q), 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, QueueViewHolderDies, testing::Values(0, 1));
 
 TEST(QueueRing, PeekRejectsDamagedRings) {
   std::vector<unsigned char> ring(64, 0);

@@ -5,6 +5,7 @@
  *   mproc_bench scale fork|spawn|forkserver N ROUNDS
  *   mproc_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
  *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE
+ *   mproc_bench bulk_view NMSGS (bulk by put_reserve and get_borrow)
  *
  * Each measures exactly what raw_bench.c and py_bench.py measure (same
  * message sizes, the same start and stop points of the clock); a benchmark
@@ -126,38 +127,88 @@ static double run_scale(const mproc_process_options *opts, long n,
  * two copies overlap.  Clock as in raw_bench: from the first put once the
  * consumer said it runs, to its reply after the last get.  Each message
  * carries its index, which the consumer checks, so a queue that lost,
- * repeated or reordered messages cannot post a number. */
+ * repeated or reordered messages cannot post a number.  bulk_view is the
+ * same through the zero-copy views: the producer copies each message
+ * straight into room reserved in the ring, the consumer reads it where it
+ * lies (summing its words, as raw_bench's one-copy ring does). */
 #define BULK_RING ((size_t)4 << 20)
+
+/* Sum of the message's 64-bit words: reading every byte in place, as
+ * raw_bench's one-copy ring consumer does. */
+static uint64_t bulk_sum(const unsigned char *p, size_t n) {
+  const uint64_t *w = (const uint64_t *)(const void *)p;
+  uint64_t s = 0;
+  size_t i;
+  for (i = 0; i < n / 8; i++)
+    s += w[i];
+  return s;
+}
+
+/* Takes one message: copied out with get (view 0), or borrowed, read in
+ * place and released (view 1).  Returns its index, or -1. */
+static int64_t bulk_take(mproc_queue *q, unsigned char *buf, int view,
+                         volatile uint64_t *sink) {
+  mproc_queue_view v;
+  int64_t idx = -1;
+  size_t len;
+  if (!view) {
+    if (mproc_queue_get(q, buf, BENCH_BULK_MSG, &len, MPROC_FOREVER) < 0 ||
+        len != BENCH_BULK_MSG)
+      return -1;
+    memcpy(&idx, buf, sizeof idx);
+    return idx;
+  }
+  if (mproc_queue_get_borrow(q, &v, MPROC_FOREVER) < 0)
+    return -1;
+  if (v.len == BENCH_BULK_MSG) {
+    *sink += bulk_sum((const unsigned char *)v.data, v.len);
+    memcpy(&idx, v.data, sizeof idx);
+  }
+  if (mproc_queue_release(q, &v) < 0)
+    return -1;
+  return idx;
+}
 
 static int bench_bulk_consumer(const mproc_args *args) {
   void *data = NULL, *ack = NULL;
-  int64_t n = 0, i, idx;
-  size_t len;
+  int64_t n = 0, i, view = 0;
+  volatile uint64_t sink = 0;
   unsigned char *buf = (unsigned char *)malloc(BENCH_BULK_MSG);
   int code = 0;
   if (!buf || mproc_arg_object(args, 0, MPROC_OBJ_QUEUE, &data) < 0 ||
       mproc_arg_object(args, 1, MPROC_OBJ_QUEUE, &ack) < 0 ||
-      mproc_arg_int(args, 2, &n) < 0)
+      mproc_arg_int(args, 2, &n) < 0 || mproc_arg_int(args, 3, &view) < 0)
     code = 2;
   if (!code && mproc_queue_put((mproc_queue *)ack, "r", 1, MPROC_FOREVER) < 0)
     code = 3;
-  for (i = 0; !code && i < n; i++) {
-    if (mproc_queue_get((mproc_queue *)data, buf, BENCH_BULK_MSG, &len,
-                        MPROC_FOREVER) < 0 ||
-        len != BENCH_BULK_MSG)
+  for (i = 0; !code && i < n; i++)
+    if (bulk_take((mproc_queue *)data, buf, (int)view, &sink) != i)
       code = 4;
-    memcpy(&idx, buf, sizeof idx);
-    if (!code && idx != i)
-      code = 5;
-  }
   if (!code && mproc_queue_put((mproc_queue *)ack, "d", 1, MPROC_FOREVER) < 0)
     code = 6;
   free(buf);
   return code;
 }
 
+/* Puts one message: a copy by put (view 0), or copied straight into room
+ * reserved in the ring (view 1: the one copy a producer makes anyway). */
+static void bulk_give(mproc_queue *q, const unsigned char *buf, int view) {
+  mproc_queue_view v;
+  int rc;
+  if (!view) {
+    if ((rc = mproc_queue_put(q, buf, BENCH_BULK_MSG, MPROC_FOREVER)) < 0)
+      die("put", rc);
+    return;
+  }
+  if ((rc = mproc_queue_put_reserve(q, BENCH_BULK_MSG, &v, MPROC_FOREVER)) < 0)
+    die("put_reserve", rc);
+  memcpy(v.data, buf, BENCH_BULK_MSG);
+  if ((rc = mproc_queue_put_commit(q, &v)) < 0)
+    die("put_commit", rc);
+}
+
 /* GB/s (1e9 bytes per second), as raw_bench and py_bench report it. */
-static double bulk_1mib(long nmsgs) {
+static double bulk_1mib(long nmsgs, int view) {
   mproc_queue_options data_opts = {0, BULK_RING, 0};
   mproc_queue *data, *ack;
   mproc_args *args;
@@ -177,7 +228,8 @@ static double bulk_1mib(long nmsgs) {
   if ((rc = mproc_args_create(&args)) < 0 ||
       (rc = mproc_args_add_object(args, NULL, data)) < 0 ||
       (rc = mproc_args_add_object(args, NULL, ack)) < 0 ||
-      (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
+      (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0 ||
+      (rc = mproc_args_add_int(args, NULL, view)) < 0)
     die("args", rc);
   if ((rc = mproc_process_create(&p, "bench_bulk_consumer", args, NULL)) < 0 ||
       (rc = mproc_process_start(p)) < 0)
@@ -188,8 +240,7 @@ static double bulk_1mib(long nmsgs) {
   t0 = bench_now();
   for (i = 0; i < nmsgs; i++) {
     memcpy(buf, &i, sizeof i);
-    if ((rc = mproc_queue_put(data, buf, BENCH_BULK_MSG, MPROC_FOREVER)) < 0)
-      die("put", rc);
+    bulk_give(data, buf, view);
   }
   if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
     die("get done", rc);
@@ -488,7 +539,9 @@ int main(int argc, char **argv) {
     bench_print(run_scale(&opts, bench_arg(argc, argv, 3, 1),
                           bench_arg(argc, argv, 4, 1)));
   } else if (strcmp(cmd, "bulk") == 0) {
-    bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000)));
+    bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000), 0));
+  } else if (strcmp(cmd, "bulk_view") == 0) {
+    bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000), 1));
   } else if (strcmp(cmd, "lock") == 0) {
     bench_print(lock_uncontended(bench_arg(argc, argv, 2, 1000000)));
   } else if (strcmp(cmd, "queue_small") == 0) {

@@ -39,6 +39,10 @@ BENCHES = [
     ("lock_uncontended", "ns", False),
     ("pool_map_chunk1", "tasks/s", True),
     ("pool_map_chunked", "tasks/s", True),
+    # issue 14, item 1: bulk against a bare shared-memory ring and memcpy
+    ("bulk_1mib_ring_2copies", "GB/s", True),
+    ("bulk_1mib_ring_1copy", "GB/s", True),
+    ("bulk_1mib_memcpy", "GB/s", True),
 ]
 ALL_BENCHES = (
     BENCHES
@@ -69,6 +73,9 @@ TARGETS = [
     # issue 14, item 2 (pool map with big chunks)
     ("pool_map_chunked", "python", 3.0, ">= 3x Python's Pool.map(chunksize=1000)"),
     ("pool_map_chunked", "raw", 0.6, ">= 0.6x a hand-written pool of 1000-task chunks"),
+    # issue 14, item 1 (bulk data)
+    ("bulk_1mib_ring_2copies", "raw", 0.7, ">= 0.7x a bare shm ring, two copies (put/get)"),
+    ("bulk_1mib_ring_1copy", "raw", 0.7, ">= 0.7x a bare shm ring, one copy (reserve/borrow)"),
 ]
 
 START, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"

@@ -178,6 +178,12 @@ measure pipe_small_msgs  "pipe_small $small_msgs"  "pipe_small $small_msgs"  "pi
 measure queue_small_msgs "queue_small $queue_msgs" "queue_small $queue_msgs" "queue_small $queue_msgs"
 measure bulk_1mib        "bulk $bulk_msgs"         "bulk $bulk_msgs"         "bulk $bulk_msgs"
 measure lock_uncontended "lock $lock_iters"        "lock $lock_iters"        "lock $lock_iters"
+# issue 14 item 1: bulk against a bare shared-memory ring (4 slots of 1 MiB,
+# spin hand-off): two copies (put/get), one copy (reserve/borrow), and the
+# memcpy that bounds any one copy.
+measure bulk_1mib_ring_2copies "bulk $bulk_msgs"      "bulk_ring $bulk_msgs 2" "-"
+measure bulk_1mib_ring_1copy   "bulk_view $bulk_msgs" "bulk_ring $bulk_msgs 1" "-"
+measure bulk_1mib_memcpy       "-"                    "bulk_memcpy $((bulk_msgs * 4))" "-"
 measure pool_map_chunk1  "pool $pool1_tasks 1"     "pool $pool1_tasks 1"     "pool $pool1_tasks 1"
 measure pool_map_chunked "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"
 

@@ -6,6 +6,7 @@
  *   mproc_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
  *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE
  *   mproc_bench bulk_view NMSGS (bulk by put_reserve and get_borrow)
+ *   mproc_bench bulk_shm NMSGS (bulk in a SharedMemory block, by slot number)
  *
  * Each measures exactly what raw_bench.c and py_bench.py measure (same
  * message sizes, the same start and stop points of the clock); a benchmark
@@ -23,12 +24,14 @@ static int bench_empty(const mproc_args *args) {
 }
 
 static int bench_bulk_consumer(const mproc_args *args);
+static int bench_shm_consumer(const mproc_args *args);
 static int bench_queue_small_consumer(const mproc_args *args);
 static int bench_pipe_reader(const mproc_args *args);
 static int bench_square(const mproc_args *args);
 
 static const mproc_entry entries[] = {MPROC_ENTRY(bench_empty),
                                       MPROC_ENTRY(bench_bulk_consumer),
+                                      MPROC_ENTRY(bench_shm_consumer),
                                       MPROC_ENTRY(bench_queue_small_consumer),
                                       MPROC_ENTRY(bench_pipe_reader),
                                       MPROC_ENTRY(bench_square),
@@ -248,6 +251,109 @@ static double bulk_1mib(long nmsgs, int view) {
   join_one(p); /* checks the consumer's exit code */
   mproc_queue_free(data);
   mproc_queue_free(ack);
+  free(buf);
+  return (double)nmsgs * (double)BENCH_BULK_MSG / t / 1e9;
+}
+
+/* ---- bulk_1mib_shm ------------------------------------------------------------
+ * The other zero-copy path: a SharedMemory block of 4 slots of 1 MiB, handed
+ * to the consumer once (as an argument), and per message only its slot's
+ * number, over a queue; the consumer reads the slot in place (summing its
+ * words) and hands the number back over a second queue, the free list.
+ * The producer copies each message into a free slot: one copy, as the
+ * bare ring's.  The clock runs from the first copy, once the consumer
+ * runs, until every slot is back on the free list. */
+#define SHM_SLOTS 4
+
+static int bench_shm_consumer(const mproc_args *args) {
+  void *shm = NULL, *data = NULL, *free_q = NULL;
+  int64_t n = 0, i, slot, idx;
+  volatile uint64_t sink = 0;
+  size_t len;
+  int code = 0;
+  if (mproc_arg_object(args, 0, MPROC_OBJ_SHM, &shm) < 0 ||
+      mproc_arg_object(args, 1, MPROC_OBJ_QUEUE, &data) < 0 ||
+      mproc_arg_object(args, 2, MPROC_OBJ_QUEUE, &free_q) < 0 ||
+      mproc_arg_int(args, 3, &n) < 0)
+    return 2;
+  for (i = 0; !code && i < SHM_SLOTS; i++) /* the free list, and "ready" */
+    if (mproc_queue_put((mproc_queue *)free_q, &i, sizeof i, MPROC_FOREVER) < 0)
+      code = 3;
+  for (i = 0; !code && i < n; i++) {
+    const unsigned char *p;
+    if (mproc_queue_get((mproc_queue *)data, &slot, sizeof slot, &len,
+                        MPROC_FOREVER) < 0 ||
+        slot < 0 || slot >= SHM_SLOTS) {
+      code = 4;
+      break;
+    }
+    p = (const unsigned char *)mproc_shm_ptr((mproc_shm *)shm) +
+        (size_t)slot * BENCH_BULK_MSG;
+    sink += bulk_sum(p, BENCH_BULK_MSG);
+    memcpy(&idx, p, sizeof idx);
+    if (idx != i || mproc_queue_put((mproc_queue *)free_q, &slot, sizeof slot,
+                                    MPROC_FOREVER) < 0)
+      code = 5;
+  }
+  return code;
+}
+
+static int64_t shm_free_slot(mproc_queue *free_q) {
+  int64_t slot = -1;
+  size_t len;
+  int rc = mproc_queue_get(free_q, &slot, sizeof slot, &len, MPROC_FOREVER);
+  if (rc < 0 || slot < 0 || slot >= SHM_SLOTS)
+    die("free slot", rc < 0 ? rc : MPROC_ESTATE);
+  return slot;
+}
+
+static double bulk_shm(long nmsgs) {
+  mproc_shm *shm;
+  mproc_queue *data, *free_q;
+  mproc_args *args;
+  mproc_process *p;
+  unsigned char *buf = (unsigned char *)malloc(BENCH_BULK_MSG), *slots;
+  double t0, t;
+  int64_t i, slot;
+  int rc;
+  if (!buf)
+    die("malloc", MPROC_ENOMEM);
+  memset(buf, 'x', BENCH_BULK_MSG);
+  if ((rc = mproc_shm_create(&shm, NULL, SHM_SLOTS * BENCH_BULK_MSG)) < 0 ||
+      (rc = mproc_queue_create(&data, NULL)) < 0 ||
+      (rc = mproc_queue_create(&free_q, NULL)) < 0)
+    die("create", rc);
+  slots = (unsigned char *)mproc_shm_ptr(shm);
+  memset(slots, 0, SHM_SLOTS * BENCH_BULK_MSG);
+  if ((rc = mproc_args_create(&args)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, shm)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, data)) < 0 ||
+      (rc = mproc_args_add_object(args, NULL, free_q)) < 0 ||
+      (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
+    die("args", rc);
+  if ((rc = mproc_process_create(&p, "bench_shm_consumer", args, NULL)) < 0 ||
+      (rc = mproc_process_start(p)) < 0)
+    die("start", rc);
+  mproc_args_free(args);
+  /* The consumer's first free slot says it runs. */
+  slot = shm_free_slot(free_q);
+  t0 = bench_now();
+  for (i = 0; i < nmsgs; i++) {
+    if (i > 0)
+      slot = shm_free_slot(free_q);
+    memcpy(buf, &i, sizeof i);
+    memcpy(slots + (size_t)slot * BENCH_BULK_MSG, buf, BENCH_BULK_MSG);
+    if ((rc = mproc_queue_put(data, &slot, sizeof slot, MPROC_FOREVER)) < 0)
+      die("put", rc);
+  }
+  /* Every slot back on the free list: the consumer has read them all. */
+  for (i = 0; i < SHM_SLOTS; i++)
+    (void)shm_free_slot(free_q);
+  t = bench_now() - t0;
+  join_one(p); /* checks its exit code */
+  mproc_queue_free(data);
+  mproc_queue_free(free_q);
+  mproc_shm_free(shm);
   free(buf);
   return (double)nmsgs * (double)BENCH_BULK_MSG / t / 1e9;
 }
@@ -540,6 +646,8 @@ int main(int argc, char **argv) {
                           bench_arg(argc, argv, 4, 1)));
   } else if (strcmp(cmd, "bulk") == 0) {
     bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000), 0));
+  } else if (strcmp(cmd, "bulk_shm") == 0) {
+    bench_print(bulk_shm(bench_arg(argc, argv, 2, 1000)));
   } else if (strcmp(cmd, "bulk_view") == 0) {
     bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000), 1));
   } else if (strcmp(cmd, "lock") == 0) {

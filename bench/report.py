@@ -43,6 +43,7 @@ BENCHES = [
     ("bulk_1mib_ring_2copies", "GB/s", True),
     ("bulk_1mib_ring_1copy", "GB/s", True),
     ("bulk_1mib_memcpy", "GB/s", True),
+    ("bulk_1mib_shm", "GB/s", True),
 ]
 ALL_BENCHES = (
     BENCHES

@@ -184,6 +184,7 @@ measure lock_uncontended "lock $lock_iters"        "lock $lock_iters"        "lo
 measure bulk_1mib_ring_2copies "bulk $bulk_msgs"      "bulk_ring $bulk_msgs 2" "-"
 measure bulk_1mib_ring_1copy   "bulk_view $bulk_msgs" "bulk_ring $bulk_msgs 1" "-"
 measure bulk_1mib_memcpy       "-"                    "bulk_memcpy $((bulk_msgs * 4))" "-"
+measure bulk_1mib_shm          "bulk_shm $bulk_msgs"  "bulk_ring $bulk_msgs 1" "-"
 measure pool_map_chunk1  "pool $pool1_tasks 1"     "pool $pool1_tasks 1"     "pool $pool1_tasks 1"
 measure pool_map_chunked "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"
 

@@ -84,7 +84,7 @@ build_gcc() {
   BIN="$OUT/bin"
   mkdir -p "$BIN"
   for prog in mproc_bench raw_bench; do
-    "$cc" -O3 -DNDEBUG -std=c11 -I "$ROOT/include" -I "$ROOT/src" -I "$ROOT/src/$plat" \
+    "$cc" -O3 -DNDEBUG -D_GNU_SOURCE -std=c11 -I "$ROOT/include" -I "$ROOT/src" -I "$ROOT/src/$plat" \
       "$ROOT"/src/*.c "$ROOT/src/$plat"/*.c "$HERE/$prog.c" \
       -o "$BIN/$prog" -pthread -lm >>"$OUT/build.log" 2>&1 || return 1
   done

@@ -314,7 +314,7 @@ static void mproc__q_reap(mproc_queue *q, int side);
  * wake-up it saves, once per message in a stream of big ones. */
 static int mproc__q_spin(mproc_queue *q,
                          int (*ready)(mproc_queue *q, uint64_t arg),
-                         uint64_t arg, int peer) {
+                         uint64_t arg, int peer, double deadline) {
   mproc__lockword *lw = mproc__q_lockword(q, peer);
   double until = 0;
   int i;
@@ -324,9 +324,11 @@ static int mproc__q_spin(mproc_queue *q,
     if (i >= MPROC__Q_SPIN_WAIT && i % MPROC__Q_SPIN_WAIT == 0) {
       if (!mproc__load32(&lw->word))
         return 0;
-      if (until == 0)
+      if (until == 0) {
         until = mproc__plat_now() + MPROC__Q_SPIN_BUSY;
-      else if (mproc__plat_now() >= until)
+        if (deadline >= 0 && deadline < until)
+          until = deadline; /* the caller's deadline bounds the spin too */
+      } else if (mproc__plat_now() >= until)
         return 0;
     }
     mproc__pause();
@@ -343,7 +345,7 @@ static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
   int rc = MPROC_OK;
   uint32_t seen;
   double until;
-  if (mproc__q_spin(q, ready, arg, reap))
+  if (mproc__q_spin(q, ready, arg, reap, deadline))
     return MPROC_OK;
   /* Word first, flag second (see the top of the file). */
   seen = mproc__load32(&c->seq);

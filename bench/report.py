@@ -379,8 +379,9 @@ def grid_values(results, g):
 def grid_table(results, g):
     series = grid_values(results, g)
     head = [g["col"]] + [label for label, _, _ in series]
-    rows = [[str(x)] + [fmt(vals[i]) for _, _, vals in series] for i, x in enumerate(g["xs"])]
-    return head, (rows if series else [])
+    rows = [[str(x)] + [fmt(vals[i]) for _, _, vals in series] for i, x in enumerate(g["xs"])
+            if any(vals[i] is not None for _, _, vals in series)]
+    return head, rows
 
 
 # ---- line charts (hand-written SVG) ------------------------------------------------

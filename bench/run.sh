@@ -116,11 +116,13 @@ if [ $quick = 1 ]; then
   small_msgs=200000; queue_msgs=100000; bulk_msgs=1000
   lock_iters=2000000
   # Processes started per scale measurement (several rounds at small N).
-  scale_c_spawn=256; scale_c_fork=512; scale_py_fork=64; scale_py_spawn=16
-  py_spawn_max_n=64
+  scale_c_spawn=256; scale_c_fork=512; scale_py_fork=64; scale_py_spawn=8
+  py_spawn_max_n=16
+  # Points of scale_spawn_n and start_live (a full run takes every one).
+  scale_ns="1 4 16 64 256"; live_ns="1 16 256"
   # Start cost vs parent memory (a fork of 1 GiB costs tens of ms here)
   # and vs live children; python spawn blockers cost ~50 ms each.
-  mem_fork_iters=20; mem_spawn_iters=100; py_mem_fork_iters=10
+  mem_fork_iters=10; mem_spawn_iters=50; py_mem_fork_iters=10; py_mem_spawn_iters=10
   live_iters=100; live_spawn_iters=50; py_live_iters=20; py_live_spawn_iters=10
   py_live_spawn_max_n=16
   # Contention: operations per process (lock), messages in all (queue).
@@ -133,7 +135,8 @@ else
   lock_iters=10000000
   scale_c_spawn=1024; scale_c_fork=2048; scale_py_fork=256; scale_py_spawn=64
   py_spawn_max_n=256
-  mem_fork_iters=50; mem_spawn_iters=300; py_mem_fork_iters=20
+  scale_ns="1 2 4 8 16 32 64 128 256"; live_ns="1 4 16 64 256"
+  mem_fork_iters=50; mem_spawn_iters=300; py_mem_fork_iters=20; py_mem_spawn_iters=30
   live_iters=500; live_spawn_iters=200; py_live_iters=50; py_live_spawn_iters=20
   py_live_spawn_max_n=256
   lock_c_iters=1000000; mpmc_msgs=1000000
@@ -201,13 +204,13 @@ measure pool_map_chunk1  "pool $pool1_tasks 1"     "pool $pool1_tasks 1"     "po
 measure pool_map_chunked "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"
 
 rounds() { local r=$(($1 / $2)); echo $((r > 0 ? r : 1)); }
-for n in 1 2 4 8 16 32 64 128 256; do
+for n in $scale_ns; do
   py=-
   [ "$n" -le "$py_spawn_max_n" ] && py="scale spawn $n $(rounds $scale_py_spawn "$n")"
   measure "scale_spawn_n/$n" "scale spawn $n $(rounds $scale_c_spawn "$n")" \
     "scale spawn $n $(rounds $scale_c_spawn "$n")" "$py"
 done
-for n in 1 2 4 8 16 32 64 128 256; do
+for n in $scale_ns; do
   measure "scale_spawn_n/fork/$n" "scale fork $n $(rounds $scale_c_fork "$n")" \
     "scale fork $n $(rounds $scale_c_fork "$n")" "scale fork $n $(rounds $scale_py_fork "$n")"
 done
@@ -221,15 +224,15 @@ for mib in 256 1024; do
     "start_join fork $py_mem_fork_iters"
   ROW_ENV=BENCH_TOUCH_MIB=$mib measure "start_mem/spawn/$mib" \
     "start_join spawn $mem_spawn_iters" "start_join spawn $mem_spawn_iters" \
-    "start_join spawn $py_spawn_iters"
+    "start_join spawn $py_mem_spawn_iters"
   ROW_ENV=BENCH_TOUCH_MIB=$mib measure "start_mem/forkserver/$mib" \
     "start_join forkserver $mem_spawn_iters" - \
-    "start_join forkserver $py_spawn_iters"
+    "start_join forkserver $py_mem_spawn_iters"
 done
 
 # Start cost with N children alive (issue 11): N started and blocked, then
 # start+join of one more.
-for n in 1 4 16 64 256; do
+for n in $live_ns; do
   py=-
   [ "$n" -le "$py_live_spawn_max_n" ] && py="live spawn $n $py_live_spawn_iters"
   measure "start_live/fork/$n" "live fork $n $live_iters" \

@@ -47,7 +47,7 @@ static const mproc_entry entries[] = {MPROC_ENTRY(bench_empty),
                                       MPROC_ENTRY(bench_mpmc_consumer),
                                       MPROC_ENTRY_END};
 
-static void die(const char *what, int rc) {
+static _Noreturn void die(const char *what, int rc) {
   fprintf(stderr, "mproc_bench: %s: %s (%s, os error %d)\n", what,
           mproc_strerror(rc), mproc_err_name(rc), mproc_os_error());
   exit(1);

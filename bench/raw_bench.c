@@ -39,7 +39,7 @@ extern char **environ;
 int (*volatile raw_bench_keep_mproc)(int, char **, const mproc_entry *) =
     mproc_main;
 
-static void die(const char *what) {
+static _Noreturn void die(const char *what) {
   fprintf(stderr, "raw_bench: %s: %s\n", what, strerror(errno));
   exit(1);
 }

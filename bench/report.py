@@ -334,31 +334,31 @@ def _impl_series(row_fn):
     return [("mproc", row_fn, "mproc"), ("raw", row_fn, "raw"), ("Python", row_fn, "python")]
 
 
-# key, col (the table's first column), chart (the SVG file it is drawn in;
+# col (the table's first column), chart (the SVG file it is drawn in;
 # grids sharing one are panels side by side), title, x label, xs, unit,
 # series as (label, x -> row name, implementation), the intro of its table.
 GRIDS = [
-    dict(key="start_memory", col="MiB", chart="start_memory", title="start+join vs the parent's memory",
+    dict(col="MiB", chart="start_memory", title="start+join vs the parent's memory",
          xlabel="memory the parent has touched (MiB)", xs=MEM_MIB, unit="µs/process",
          series=_start_series(lambda m: (lambda x: mem_row(m, x))),
          intro="`start_mem`: start+join of one process while the parent holds N MiB of touched "
                "private memory (4 KiB pages); µs per process (0 MiB: the start_join rows):"),
-    dict(key="start_live", col="alive", chart="start_live", title="start+join vs children alive",
+    dict(col="alive", chart="start_live", title="start+join vs children alive",
          xlabel="children alive (started, blocked)", xs=LIVE_NS, unit="µs/process",
          series=_start_series(lambda m: (lambda x: "start_live/%s/%d" % (m, x))),
          intro="`start_live`: start+join of one more process while N children of the same "
                "method are alive; µs per process:"),
-    dict(key="lock_contended", col="P", chart="contention", title="lock acquire+release",
+    dict(col="P", chart="contention", title="lock acquire+release",
          xlabel="processes contending", xs=CONTEND_PS, unit="ns per pair, whole system",
          series=_impl_series(lambda x: "lock_contended/%d" % x),
          intro="`lock_contended`: P processes taking one lock in turn (raw: a process-shared "
                "`pthread_mutex_t`); ns per acquire+release of the whole system:"),
-    dict(key="queue_mpmc", col="P", chart="contention", title="queue, P producers x P consumers",
+    dict(col="P", chart="contention", title="queue, P producers x P consumers",
          xlabel="P", xs=CONTEND_PS, unit="msgs/s",
          series=_impl_series(lambda x: "queue_mpmc/%dx%d" % (x, x)),
          intro="`queue_mpmc`: 64-byte messages through one queue (raw: one pipe) with P "
                "producers and P consumers; messages/s:"),
-    dict(key="pool_workers", col="W", chart="contention", title="pool map, chunksize 1000",
+    dict(col="W", chart="contention", title="pool map, chunksize 1000",
          xlabel="workers", xs=POOL_WS, unit="tasks/s",
          series=_impl_series(lambda x: "pool_workers/%d" % x),
          intro="`pool_workers`: `pool_map_chunked` (1,000,000 tasks, chunksize 1000) with W "

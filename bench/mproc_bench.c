@@ -3,10 +3,15 @@
  *
  *   mproc_bench start_join fork|spawn|forkserver ITERS
  *   mproc_bench scale fork|spawn|forkserver N ROUNDS
+ *   mproc_bench live fork|spawn|forkserver NALIVE ITERS
  *   mproc_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
- *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE
+ *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE [WORKERS]
+ *   mproc_bench lock_contend NPROCS ITERS | queue_mpmc NPAIRS NMSGS
  *   mproc_bench bulk_view NMSGS (bulk by put_reserve and get_borrow)
  *   mproc_bench bulk_shm NMSGS (bulk in a SharedMemory block, by slot number)
+ *
+ * BENCH_TOUCH_MIB=N in the environment: the parent first touches N MiB
+ * (bench_util.h), for start costs against the parent's memory.
  *
  * Each measures exactly what raw_bench.c and py_bench.py measure (same
  * message sizes, the same start and stop points of the clock); a benchmark
@@ -15,6 +20,7 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h> /* pause */
 
 #include "mproc.h"
 
@@ -28,6 +34,10 @@ static int bench_shm_consumer(const mproc_args *args);
 static int bench_queue_small_consumer(const mproc_args *args);
 static int bench_pipe_reader(const mproc_args *args);
 static int bench_square(const mproc_args *args);
+static int bench_block(const mproc_args *args);
+static int bench_lock_worker(const mproc_args *args);
+static int bench_mpmc_producer(const mproc_args *args);
+static int bench_mpmc_consumer(const mproc_args *args);
 
 static const mproc_entry entries[] = {MPROC_ENTRY(bench_empty),
                                       MPROC_ENTRY(bench_bulk_consumer),
@@ -35,9 +45,13 @@ static const mproc_entry entries[] = {MPROC_ENTRY(bench_empty),
                                       MPROC_ENTRY(bench_queue_small_consumer),
                                       MPROC_ENTRY(bench_pipe_reader),
                                       MPROC_ENTRY(bench_square),
+                                      MPROC_ENTRY(bench_block),
+                                      MPROC_ENTRY(bench_lock_worker),
+                                      MPROC_ENTRY(bench_mpmc_producer),
+                                      MPROC_ENTRY(bench_mpmc_consumer),
                                       MPROC_ENTRY_END};
 
-static void die(const char *what, int rc) {
+static _Noreturn void die(const char *what, int rc) {
   fprintf(stderr, "mproc_bench: %s: %s (%s, os error %d)\n", what,
           mproc_strerror(rc), mproc_err_name(rc), mproc_os_error());
   exit(1);
@@ -120,6 +134,229 @@ static double run_scale(const mproc_process_options *opts, long n,
   free(ps);
   free(per);
   return med;
+}
+
+/* ---- start_live -------------------------------------------------------------
+ * start+join of one process while NALIVE others of the same method are
+ * alive (started, blocked in pause()): a start whose bookkeeping or
+ * inherited descriptors grow with the live children gets slower here.  The
+ * blockers are daemonic, so a benchmark that dies cannot leave them behind,
+ * and are terminated after the clock. */
+static int bench_block(const mproc_args *args) {
+  (void)args;
+  for (;;)
+    pause();
+  return 0; /* not reached */
+}
+
+static double run_live(const mproc_process_options *opts, long nalive,
+                       long iters) {
+  mproc_process_options bo = *opts;
+  mproc_process **ps = (mproc_process **)calloc((size_t)nalive, sizeof(*ps));
+  double v;
+  long i;
+  int rc;
+  if (!ps)
+    die("calloc", MPROC_ENOMEM);
+  bo.daemon = MPROC_DAEMON_YES;
+  for (i = 0; i < nalive; i++) {
+    if ((rc = mproc_process_create(&ps[i], "bench_block", NULL, &bo)) < 0 ||
+        (rc = mproc_process_start(ps[i])) < 0)
+      die("start blocker", rc);
+  }
+  v = run_start_join(opts, iters);
+  for (i = 0; i < nalive; i++)
+    if ((rc = mproc_process_terminate(ps[i])) < 0)
+      die("terminate blocker", rc);
+  for (i = 0; i < nalive; i++) {
+    if ((rc = mproc_process_join(ps[i], MPROC_FOREVER)) < 0)
+      die("join blocker", rc);
+    mproc_process_close(ps[i]);
+    mproc_process_free(ps[i]);
+  }
+  free(ps);
+  return v;
+}
+
+/* ---- lock_contended / queue_mpmc ----------------------------------------------
+ * Several processes working on one object at once.  The children are
+ * started first and meet the parent at a barrier; each then reads the
+ * clock, does its share, reads the clock again and reports both readings
+ * (CLOCK_MONOTONIC is one clock for every process) on a queue.  The time is
+ * from the first child's start to the last child's end: whoever the barrier
+ * wakes first, start-up and exit stay outside it.  Every child's exit code
+ * is checked.  The results are per operation of the whole system (that
+ * time / all operations), so a flat line means the object scales and a
+ * rising one is what contention costs.
+ *
+ * Every child gets the same arguments: the object, the barrier, its count,
+ * the queue of clock readings. */
+typedef struct {
+  mproc_barrier *go;
+  mproc_queue *times;
+  mproc_args *args;
+} group;
+
+static void group_setup(group *g, void *obj, long nchildren, long each) {
+  int rc;
+  if ((rc = mproc_barrier_create(&g->go, (unsigned)nchildren + 1)) < 0 ||
+      (rc = mproc_queue_create(&g->times, NULL)) < 0 ||
+      (rc = mproc_args_create(&g->args)) < 0 ||
+      (rc = mproc_args_add_object(g->args, NULL, obj)) < 0 ||
+      (rc = mproc_args_add_object(g->args, NULL, g->go)) < 0 ||
+      (rc = mproc_args_add_int(g->args, NULL, each)) < 0 ||
+      (rc = mproc_args_add_object(g->args, NULL, g->times)) < 0)
+    die("group setup", rc);
+}
+
+/* Starts `n` children running names[i], waits at the barrier with them,
+ * joins them; returns the seconds between the earliest start and the latest
+ * end the children reported, and frees the group. */
+static double group_run(group *g, const char *const *names, long n) {
+  mproc_process **ps = (mproc_process **)calloc((size_t)n, sizeof(*ps));
+  double first = 0, last = 0, t[2];
+  size_t len;
+  long i;
+  int rc;
+  if (!ps)
+    die("calloc", MPROC_ENOMEM);
+  for (i = 0; i < n; i++)
+    if ((rc = mproc_process_create(&ps[i], names[i], g->args, NULL)) < 0 ||
+        (rc = mproc_process_start(ps[i])) < 0)
+      die("start", rc);
+  if ((rc = mproc_barrier_wait(g->go, MPROC_FOREVER, NULL)) < 0)
+    die("barrier", rc);
+  for (i = 0; i < n; i++)
+    join_one(ps[i]);
+  for (i = 0; i < n; i++) {
+    if ((rc = mproc_queue_get(g->times, t, sizeof t, &len, 0)) < 0 ||
+        len != sizeof t)
+      die("clock readings", rc < 0 ? rc : MPROC_EINVAL);
+    first = i == 0 || t[0] < first ? t[0] : first;
+    last = i == 0 || t[1] > last ? t[1] : last;
+  }
+  mproc_args_free(g->args);
+  mproc_barrier_free(g->go);
+  mproc_queue_free(g->times);
+  free(ps);
+  return last - first;
+}
+
+/* In a child: the object (of `type`), its count, and the barrier passed. */
+static int group_enter(const mproc_args *args, int type, void **obj,
+                       int64_t *n, double *t0) {
+  void *go = NULL;
+  if (mproc_arg_object(args, 0, type, obj) < 0 ||
+      mproc_arg_object(args, 1, MPROC_OBJ_BARRIER, &go) < 0 ||
+      mproc_arg_int(args, 2, n) < 0)
+    return 2;
+  if (mproc_barrier_wait((mproc_barrier *)go, MPROC_FOREVER, NULL) < 0)
+    return 3;
+  *t0 = bench_now();
+  return 0;
+}
+
+static int group_leave(const mproc_args *args, double t0) {
+  void *times = NULL;
+  double t[2];
+  t[0] = t0;
+  t[1] = bench_now();
+  if (mproc_arg_object(args, 3, MPROC_OBJ_QUEUE, &times) < 0 ||
+      mproc_queue_put((mproc_queue *)times, t, sizeof t, MPROC_FOREVER) < 0)
+    return 5;
+  return 0;
+}
+
+static int bench_lock_worker(const mproc_args *args) {
+  void *lk = NULL;
+  int64_t n = 0, i;
+  double t0 = 0;
+  int code = group_enter(args, MPROC_OBJ_LOCK, &lk, &n, &t0);
+  for (i = 0; !code && i < n; i++) {
+    if (mproc_lock_acquire((mproc_lock *)lk, MPROC_FOREVER) < 0)
+      code = 4;
+    else
+      mproc_lock_release((mproc_lock *)lk);
+  }
+  return code ? code : group_leave(args, t0);
+}
+
+/* ns per acquire+release pair, NPROCS processes doing ITERS pairs each. */
+static double lock_contended(long nprocs, long iters) {
+  mproc_lock *lk;
+  group g;
+  const char **names = (const char **)calloc((size_t)nprocs, sizeof(char *));
+  double t;
+  long i;
+  int rc;
+  if (!names)
+    die("calloc", MPROC_ENOMEM);
+  if ((rc = mproc_lock_create(&lk, 0)) < 0)
+    die("lock_create", rc);
+  group_setup(&g, lk, nprocs, iters);
+  for (i = 0; i < nprocs; i++)
+    names[i] = "bench_lock_worker";
+  t = group_run(&g, names, nprocs);
+  /* A lock that did not really work would be fast: insist it is free. */
+  if ((rc = mproc_lock_release(lk)) != MPROC_ESTATE)
+    die("lock state", rc);
+  mproc_lock_free(lk);
+  free(names);
+  return t / ((double)nprocs * (double)iters) * 1e9;
+}
+
+/* Producer: n 64-byte messages; consumer: n gets, each checked for its
+ * size.  Producers and consumers are equally many and move the same count
+ * each, so every consumer finishes whoever fed it. */
+static int bench_mpmc_producer(const mproc_args *args) {
+  void *q = NULL;
+  int64_t n = 0, i;
+  double t0 = 0;
+  unsigned char buf[BENCH_SMALL_MSG];
+  int code = group_enter(args, MPROC_OBJ_QUEUE, &q, &n, &t0);
+  memset(buf, 'x', sizeof buf);
+  for (i = 0; !code && i < n; i++)
+    if (mproc_queue_put((mproc_queue *)q, buf, sizeof buf, MPROC_FOREVER) < 0)
+      code = 4;
+  return code ? code : group_leave(args, t0);
+}
+
+static int bench_mpmc_consumer(const mproc_args *args) {
+  void *q = NULL;
+  int64_t n = 0, i;
+  double t0 = 0;
+  unsigned char buf[BENCH_SMALL_MSG];
+  size_t len;
+  int code = group_enter(args, MPROC_OBJ_QUEUE, &q, &n, &t0);
+  for (i = 0; !code && i < n; i++)
+    if (mproc_queue_get((mproc_queue *)q, buf, sizeof buf, &len,
+                        MPROC_FOREVER) < 0 ||
+        len != BENCH_SMALL_MSG)
+      code = 4;
+  return code ? code : group_leave(args, t0);
+}
+
+/* Messages per second through one queue, NPAIRS producers and NPAIRS
+ * consumers, NMSGS messages in all. */
+static double queue_mpmc(long npairs, long nmsgs) {
+  mproc_queue *q;
+  group g;
+  long each = nmsgs / npairs > 0 ? nmsgs / npairs : 1, i;
+  const char **names =
+      (const char **)calloc((size_t)(2 * npairs), sizeof(char *));
+  double t;
+  int rc;
+  if (!names)
+    die("calloc", MPROC_ENOMEM);
+  if ((rc = mproc_queue_create(&q, NULL)) < 0)
+    die("queue_create", rc);
+  group_setup(&g, q, 2 * npairs, each);
+  for (i = 0; i < 2 * npairs; i++)
+    names[i] = i < npairs ? "bench_mpmc_producer" : "bench_mpmc_consumer";
+  t = group_run(&g, names, 2 * npairs);
+  mproc_queue_free(q);
+  free(names);
+  return (double)(each * npairs) / t;
 }
 
 /* ---- bulk_1mib --------------------------------------------------------------
@@ -524,8 +761,8 @@ static double pipe_small_msgs(long nmsgs) {
 }
 
 /* ---- pool_map_chunk1 / pool_map_chunked -------------------------------------
- * map of x*x over 0..n-1 (int64 in, int64 out) on a pool of two workers, as
- * py_bench.py's Pool(2).map: the pool is started and warmed (a map of 100
+ * map of x*x over 0..n-1 (int64 in, int64 out) on a pool of two workers
+ * (WORKERS, for pool_workers), as py_bench.py's Pool(2).map: the pool is started and warmed (a map of 100
  * with chunksize 1) before the clock, which covers building the inputs, the
  * map and its results, and stops before they are checked. */
 static int bench_square(const mproc_args *args) {
@@ -539,7 +776,7 @@ static int bench_square(const mproc_args *args) {
   return mproc_task_result(args, &x, sizeof x) < 0 ? 2 : 0;
 }
 
-static double pool_map(long ntasks, long chunk) {
+static double pool_map(long ntasks, long chunk, long workers) {
   mproc_pool_options o;
   mproc_pool *pool = NULL;
   mproc_async_result *r = NULL;
@@ -552,7 +789,7 @@ static double pool_map(long ntasks, long chunk) {
   if (!xs || !in)
     die("malloc", MPROC_ENOMEM);
   memset(&o, 0, sizeof o);
-  o.processes = 2;
+  o.processes = (int)workers;
   rc = mproc_pool_create(&pool, &o);
   if (rc < 0)
     die("pool_create", rc);
@@ -608,31 +845,16 @@ static double pool_map(long ntasks, long chunk) {
   return (double)ntasks / t;
 }
 
-/* BENCH_TOUCH_MIB=N: the parent first touches N MiB of its own, so start
- * costs can be read against the parent's resident memory (a fork copies
- * page tables in proportion to it; spawn and forkserver should not care). */
-static void touch_memory(void) {
-  const char *v = getenv("BENCH_TOUCH_MIB");
-  size_t n = v ? (size_t)strtoul(v, NULL, 10) << 20 : 0;
-  static volatile char *keep;
-  if (n == 0)
-    return;
-  keep = (volatile char *)malloc(n);
-  if (!keep)
-    die("touch memory", MPROC_ENOMEM);
-  memset((char *)keep, 1, n);
-}
-
 int main(int argc, char **argv) {
   mproc_process_options opts;
   const char *cmd;
   int rc = mproc_main(argc, argv, entries);
   if (rc < 0)
     die("mproc_main", rc);
-  touch_memory();
+  bench_touch_memory();
   if (argc < 2) {
     fprintf(stderr, "usage: %s start_join|scale|pipe_small|queue_small|"
-                    "bulk|lock|pool ARGS...\n",
+                    "bulk|lock|pool|live|lock_contend|queue_mpmc ARGS...\n",
             argv[0]);
     return 2;
   }
@@ -646,6 +868,16 @@ int main(int argc, char **argv) {
     opts.start_method = parse_method(argc > 2 ? argv[2] : NULL);
     bench_print(run_scale(&opts, bench_arg(argc, argv, 3, 1),
                           bench_arg(argc, argv, 4, 1)));
+  } else if (strcmp(cmd, "live") == 0) {
+    opts.start_method = parse_method(argc > 2 ? argv[2] : NULL);
+    bench_print(run_live(&opts, bench_arg(argc, argv, 3, 1),
+                         bench_arg(argc, argv, 4, 100)));
+  } else if (strcmp(cmd, "lock_contend") == 0) {
+    bench_print(lock_contended(bench_arg(argc, argv, 2, 2),
+                               bench_arg(argc, argv, 3, 100000)));
+  } else if (strcmp(cmd, "queue_mpmc") == 0) {
+    bench_print(queue_mpmc(bench_arg(argc, argv, 2, 4),
+                           bench_arg(argc, argv, 3, 100000)));
   } else if (strcmp(cmd, "bulk") == 0) {
     bench_print(bulk_1mib(bench_arg(argc, argv, 2, 1000), 0));
   } else if (strcmp(cmd, "bulk_shm") == 0) {
@@ -660,7 +892,8 @@ int main(int argc, char **argv) {
     bench_print(pipe_small_msgs(bench_arg(argc, argv, 2, 100000)));
   } else if (strcmp(cmd, "pool") == 0) {
     bench_print(pool_map(bench_arg(argc, argv, 2, 100000),
-                         bench_arg(argc, argv, 3, 1)));
+                         bench_arg(argc, argv, 3, 1),
+                         bench_arg(argc, argv, 4, 2)));
   } else {
     fprintf(stderr, "mproc_bench: unknown benchmark '%s'\n", cmd);
     return 2;

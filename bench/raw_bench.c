@@ -4,8 +4,10 @@
  *
  *   raw_bench start_join fork|spawn ITERS
  *   raw_bench scale fork|spawn N ROUNDS
+ *   raw_bench live fork|spawn NALIVE ITERS
  *   raw_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
- *   raw_bench lock ITERS | pool NTASKS CHUNKSIZE
+ *   raw_bench lock ITERS | pool NTASKS CHUNKSIZE [WORKERS]
+ *   raw_bench lock_contend NPROCS ITERS | queue_mpmc NPAIRS NMSGS
  *   raw_bench bulk_ring NMSGS 1|2 (copies) | bulk_memcpy NMSGS
  *
  * POSIX only: the Windows numbers would need their own baseline. */
@@ -39,7 +41,7 @@ extern char **environ;
 int (*volatile raw_bench_keep_mproc)(int, char **, const mproc_entry *) =
     mproc_main;
 
-static void die(const char *what) {
+static _Noreturn void die(const char *what) {
   fprintf(stderr, "raw_bench: %s: %s\n", what, strerror(errno));
   exit(1);
 }
@@ -140,6 +142,186 @@ static double run_scale(pid_t (*start)(void), long n, long rounds) {
   free(pids);
   free(per);
   return med;
+}
+
+/* ---- live children ----------------------------------------------------------- */
+
+#define BLOCK_FLAG "--block"
+
+/* A blocker: alive and idle until terminated. */
+static pid_t start_blocker(pid_t (*start)(void)) {
+  static char *block_argv[] = {(char *)"raw_bench", (char *)BLOCK_FLAG, NULL};
+  pid_t pid;
+  int rc;
+  if (start == start_fork) {
+    pid = fork();
+    if (pid < 0)
+      die("fork");
+    if (pid == 0)
+      for (;;)
+        pause();
+    return pid;
+  }
+  rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, block_argv, environ);
+  if (rc != 0) {
+    errno = rc;
+    die("posix_spawn");
+  }
+  return pid;
+}
+
+/* start+join of one more process while `nalive` blockers are alive. */
+static double run_live(pid_t (*start)(void), long nalive, long iters) {
+  pid_t *pids = (pid_t *)calloc((size_t)nalive, sizeof(*pids));
+  double v;
+  long i;
+  int st;
+  if (!pids)
+    die("calloc");
+  for (i = 0; i < nalive; i++)
+    pids[i] = start_blocker(start);
+  v = run_start_join(start, iters);
+  for (i = 0; i < nalive; i++)
+    kill(pids[i], SIGTERM);
+  for (i = 0; i < nalive; i++)
+    while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR)
+      ;
+  free(pids);
+  return v;
+}
+
+/* ---- contention: a process-shared mutex, a pipe shared by many --------------
+ * As mproc_bench: the children meet the parent at a (process-shared
+ * pthread) barrier, each reads the clock before and after its share, and
+ * the time is from the earliest start to the latest end. */
+#define GROUP_MAX 128
+
+typedef struct {
+  pthread_barrier_t go;
+  pthread_mutex_t mu;
+  long counter;
+  double t[GROUP_MAX][2]; /* child i's clock readings */
+} shared_area;
+
+static shared_area *shared_area_new(unsigned parties) {
+  pthread_barrierattr_t ba;
+  pthread_mutexattr_t ma;
+  shared_area *a =
+      (shared_area *)mmap(NULL, sizeof(shared_area), PROT_READ | PROT_WRITE,
+                          MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (a == MAP_FAILED)
+    die("mmap");
+  pthread_barrierattr_init(&ba);
+  pthread_barrierattr_setpshared(&ba, PTHREAD_PROCESS_SHARED);
+  pthread_barrier_init(&a->go, &ba, parties);
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+  pthread_mutex_init(&a->mu, &ma);
+  a->counter = 0;
+  return a;
+}
+
+/* Forks n children running child(i, ctx) after the barrier, reaps them;
+ * returns the seconds from the earliest start to the latest end. */
+static double run_group(shared_area *a, long n, void (*child)(long, void *),
+                        void *ctx) {
+  pid_t *pids = (pid_t *)calloc((size_t)n, sizeof(*pids));
+  double first, last;
+  long i;
+  if (!pids || n > GROUP_MAX)
+    die("group");
+  for (i = 0; i < n; i++) {
+    pids[i] = fork();
+    if (pids[i] < 0)
+      die("fork");
+    if (pids[i] == 0) {
+      pthread_barrier_wait(&a->go);
+      a->t[i][0] = bench_now();
+      child(i, ctx);
+      a->t[i][1] = bench_now();
+      _exit(0);
+    }
+  }
+  pthread_barrier_wait(&a->go);
+  for (i = 0; i < n; i++)
+    reap(pids[i]);
+  first = a->t[0][0];
+  last = a->t[0][1];
+  for (i = 1; i < n; i++) {
+    first = a->t[i][0] < first ? a->t[i][0] : first;
+    last = a->t[i][1] > last ? a->t[i][1] : last;
+  }
+  free(pids);
+  return last - first;
+}
+
+typedef struct {
+  shared_area *a;
+  long iters;
+} lock_ctx;
+
+static void lock_child(long i, void *p) {
+  lock_ctx *c = (lock_ctx *)p;
+  long k;
+  (void)i;
+  for (k = 0; k < c->iters; k++) {
+    pthread_mutex_lock(&c->a->mu);
+    c->a->counter++; /* lost updates would show a broken lock */
+    pthread_mutex_unlock(&c->a->mu);
+  }
+}
+
+/* ns per lock+unlock pair, nprocs processes doing iters pairs each. */
+static double run_lock_contend(long nprocs, long iters) {
+  lock_ctx c;
+  double t;
+  c.a = shared_area_new((unsigned)nprocs + 1);
+  c.iters = iters;
+  t = run_group(c.a, nprocs, lock_child, &c);
+  if (c.a->counter != nprocs * iters) {
+    fprintf(stderr, "raw_bench: counter %ld, expected %ld\n", c.a->counter,
+            nprocs * iters);
+    exit(1);
+  }
+  munmap(c.a, sizeof(shared_area));
+  return t / ((double)nprocs * (double)iters) * 1e9;
+}
+
+typedef struct {
+  int fds[2];
+  long npairs, each;
+} mpmc_ctx;
+
+/* Children 0..npairs-1 write, the others read.  Writes of 64 bytes are
+ * atomic (below PIPE_BUF) and every read asks for 64, so the pipe's bytes
+ * stay whole messages with any number of writers and readers. */
+static void mpmc_child(long i, void *p) {
+  mpmc_ctx *c = (mpmc_ctx *)p;
+  char buf[BENCH_SMALL_MSG];
+  long k;
+  memset(buf, 'x', sizeof buf);
+  for (k = 0; k < c->each; k++) {
+    if (i < c->npairs)
+      write_full(c->fds[1], buf, sizeof buf);
+    else
+      read_full(c->fds[0], buf, sizeof buf);
+  }
+}
+
+/* Messages per second through one pipe, npairs writers and npairs readers. */
+static double run_queue_mpmc(long npairs, long nmsgs) {
+  mpmc_ctx c;
+  shared_area *a = shared_area_new((unsigned)(2 * npairs) + 1);
+  double t;
+  if (pipe(c.fds) != 0)
+    die("pipe");
+  c.npairs = npairs;
+  c.each = nmsgs / npairs > 0 ? nmsgs / npairs : 1;
+  t = run_group(a, 2 * npairs, mpmc_child, &c);
+  close(c.fds[0]);
+  close(c.fds[1]);
+  munmap(a, sizeof(shared_area));
+  return (double)(c.each * npairs) / t;
 }
 
 /* ---- one-way messages over a pipe ---------------------------------------- */
@@ -381,13 +563,14 @@ static double run_lock(long iters) {
 
 /* ---- pool --------------------------------------------------------------------- */
 
-/* A minimal hand-written pool: two forked workers share one task pipe
+/* A minimal hand-written pool: two forked workers (WORKERS, for
+ * pool_workers) share one task pipe
  * (16-byte task records, below PIPE_BUF, so each read takes exactly one
  * task even with two readers), and each worker answers on its own result
  * pipe.  The parent polls: it feeds tasks while the pipe has room and drains
  * results meanwhile, because blocking on either side alone can deadlock
  * once both pipes fill. */
-#define POOL_WORKERS 2
+#define POOL_MAX_WORKERS 64
 
 typedef struct {
   int64_t start, count; /* count 0: stop */
@@ -441,19 +624,24 @@ static long pool_drain(pool_reader *r, int64_t *results) {
   return done;
 }
 
-static double run_pool(long ntasks, long chunk) {
-  int tp[2], rp[POOL_WORKERS][2];
-  pid_t pids[POOL_WORKERS];
-  pool_reader rd[POOL_WORKERS];
+static double run_pool(long ntasks, long chunk, long nworkers) {
+  int tp[2], rp[POOL_MAX_WORKERS][2];
+  pid_t pids[POOL_MAX_WORKERS];
+  pool_reader rd[POOL_MAX_WORKERS];
+  const int nw = (int)nworkers;
   int64_t *results = (int64_t *)malloc(sizeof(int64_t) * (size_t)ntasks);
   long next = 0, done = 0, i;
   double t0, t;
   int w;
   if (!results)
     die("malloc");
+  if (nworkers > POOL_MAX_WORKERS) {
+    fprintf(stderr, "raw_bench: at most %d workers\n", POOL_MAX_WORKERS);
+    exit(2);
+  }
   if (pipe(tp) != 0)
     die("pipe");
-  for (w = 0; w < POOL_WORKERS; w++) {
+  for (w = 0; w < nw; w++) {
     if (pipe(rp[w]) != 0)
       die("pipe");
     pids[w] = fork();
@@ -477,21 +665,21 @@ static double run_pool(long ntasks, long chunk) {
     die("fcntl");
   t0 = bench_now();
   while (done < ntasks) {
-    struct pollfd pfd[POOL_WORKERS + 1];
-    for (w = 0; w < POOL_WORKERS; w++) {
+    struct pollfd pfd[POOL_MAX_WORKERS + 1];
+    for (w = 0; w < nw; w++) {
       pfd[w].fd = rd[w].fd;
       pfd[w].events = POLLIN;
       pfd[w].revents = 0;
     }
-    pfd[POOL_WORKERS].fd = next < ntasks ? tp[1] : -1;
-    pfd[POOL_WORKERS].events = POLLOUT;
-    pfd[POOL_WORKERS].revents = 0;
-    if (poll(pfd, POOL_WORKERS + 1, -1) < 0) {
+    pfd[nw].fd = next < ntasks ? tp[1] : -1;
+    pfd[nw].events = POLLOUT;
+    pfd[nw].revents = 0;
+    if (poll(pfd, nw + 1, -1) < 0) {
       if (errno == EINTR)
         continue;
       die("poll");
     }
-    if (pfd[POOL_WORKERS].revents & POLLOUT) {
+    if (pfd[nw].revents & POLLOUT) {
       while (next < ntasks) {
         pool_task tk;
         tk.start = next;
@@ -504,7 +692,7 @@ static double run_pool(long ntasks, long chunk) {
         next += (long)tk.count;
       }
     }
-    for (w = 0; w < POOL_WORKERS; w++) {
+    for (w = 0; w < nw; w++) {
       ssize_t r;
       if (!(pfd[w].revents & (POLLIN | POLLHUP)))
         continue;
@@ -525,12 +713,12 @@ static double run_pool(long ntasks, long chunk) {
     }
   if (fcntl(tp[1], F_SETFL, 0) != 0)
     die("fcntl");
-  for (w = 0; w < POOL_WORKERS; w++) {
+  for (w = 0; w < nw; w++) {
     pool_task stop = {0, 0};
     write_full(tp[1], &stop, sizeof stop);
   }
   close(tp[1]);
-  for (w = 0; w < POOL_WORKERS; w++) {
+  for (w = 0; w < nw; w++) {
     reap(pids[w]);
     close(rd[w].fd);
     free(rd[w].buf);
@@ -557,15 +745,19 @@ int main(int argc, char **argv) {
    * child does (atexit handlers and stdio flush included). */
   if (argc > 1 && strcmp(argv[1], EXIT_NOW_FLAG) == 0)
     return 0;
+  if (argc > 1 && strcmp(argv[1], BLOCK_FLAG) == 0)
+    for (;;)
+      pause();
   if (argc < 2) {
     fprintf(stderr, "usage: %s start_join|scale|pipe_small|queue_small|"
-                    "bulk|lock|pool ARGS...\n",
+                    "bulk|lock|pool|live|lock_contend|queue_mpmc ARGS...\n",
             argv[0]);
     return 2;
   }
   /* A reader that died must show up as an error message, not a silent
    * SIGPIPE exit that the orchestrator could mistake for a crash. */
   signal(SIGPIPE, SIG_IGN);
+  bench_touch_memory();
   cmd = argv[1];
   if (strcmp(cmd, "start_join") == 0) {
     bench_print(run_start_join(parse_method(argc > 2 ? argv[2] : NULL),
@@ -574,6 +766,16 @@ int main(int argc, char **argv) {
     bench_print(run_scale(parse_method(argc > 2 ? argv[2] : NULL),
                           bench_arg(argc, argv, 3, 1),
                           bench_arg(argc, argv, 4, 1)));
+  } else if (strcmp(cmd, "live") == 0) {
+    bench_print(run_live(parse_method(argc > 2 ? argv[2] : NULL),
+                         bench_arg(argc, argv, 3, 1),
+                         bench_arg(argc, argv, 4, 100)));
+  } else if (strcmp(cmd, "lock_contend") == 0) {
+    bench_print(run_lock_contend(bench_arg(argc, argv, 2, 2),
+                                 bench_arg(argc, argv, 3, 100000)));
+  } else if (strcmp(cmd, "queue_mpmc") == 0) {
+    bench_print(run_queue_mpmc(bench_arg(argc, argv, 2, 4),
+                               bench_arg(argc, argv, 3, 100000)));
   } else if (strcmp(cmd, "pipe_small") == 0 ||
              strcmp(cmd, "queue_small") == 0) {
     /* A queue between two processes, by hand, is this same pipe loop. */
@@ -592,7 +794,8 @@ int main(int argc, char **argv) {
     bench_print(run_lock(bench_arg(argc, argv, 2, 1000000)));
   } else if (strcmp(cmd, "pool") == 0) {
     bench_print(run_pool(bench_arg(argc, argv, 2, 100000),
-                         bench_arg(argc, argv, 3, 1)));
+                         bench_arg(argc, argv, 3, 1),
+                         bench_arg(argc, argv, 4, 2)));
   } else {
     fprintf(stderr, "raw_bench: unknown benchmark '%s'\n", cmd);
     return 2;

@@ -9,8 +9,14 @@ have yet), takes each implementation's median, and writes:
   --json FILE   a JSON array, one object per benchmark (format in README.md)
   --markdown F  the tables as Markdown
   --svg FILE    a bar chart of mproc's speed-ups (hand-written SVG)
+  --chart-dir D the line charts of the GRIDS (start_memory.svg, ...) in D
   --readme F    the Markdown and machine notes, spliced into F between the
                 "bench:results" markers
+  --check       exit 3 if a target is missed (unmeasured ones do not count)
+
+Adding a benchmark: a row in BENCHES (main table and bar chart), or a
+family in ALL_BENCHES plus a GRIDS entry (table and line chart); a target
+is one line in TARGETS.
 """
 import argparse
 import json
@@ -45,38 +51,61 @@ BENCHES = [
     ("bulk_1mib_memcpy", "GB/s", True),
     ("bulk_1mib_shm", "GB/s", True),
 ]
+START_METHODS = ("fork", "spawn", "forkserver")
+MEM_MIB = (0, 256, 1024)  # parent memory; 0 is the start_join_* row
+LIVE_NS = (1, 4, 16, 64, 256)
+CONTEND_PS = (1, 2, 4)
+POOL_WS = (1, 2, 4, 8)
+
+
+def mem_row(method, mib):
+    return "start_join_%s" % method if mib == 0 else "start_mem/%s/%d" % (method, mib)
+
+
 ALL_BENCHES = (
     BENCHES
     + [("scale_spawn_n/%d" % n, "us/process", False) for n in SCALE_NS]
     + [("scale_spawn_n/fork/%d" % n, "us/process", False) for n in SCALE_NS]
+    + [(mem_row(m, k), "us/process", False) for m in START_METHODS for k in MEM_MIB if k]
+    + [("start_live/%s/%d" % (m, n), "us/process", False) for m in START_METHODS for n in LIVE_NS]
+    + [("lock_contended/%d" % p, "ns", False) for p in CONTEND_PS]
+    + [("queue_mpmc/%dx%d" % (p, p), "msgs/s", True) for p in CONTEND_PS]
+    + [("pool_workers/%d" % w, "tasks/s", True) for w in POOL_WS]
 )
 UNIT_INFO = dict((n, (u, h)) for n, u, h in ALL_BENCHES)
 MAIN_ROWS = [n for n, _, _ in BENCHES] + [SCALE_HEADLINE]
 
-# (benchmark, baseline, least speed-up, wording) from the issue.
+# (benchmark, baseline, least speed-up, wording).  The baseline is "raw",
+# "python", or "ROW@IMPL": another row's value (mproc's own at 0 MiB, say).
+# A cost target "<= 1.2x raw's time" is a least speed-up of 1 / 1.2.
 TARGETS = [
-    ("start_join_fork", "raw", 1 / 1.25, "within 1.25x of raw fork/_exit/waitpid"),
-    ("start_join_fork", "python", 10.0, ">= 10x faster than Python (fork)"),
-    ("start_join_spawn", "raw", 1 / 1.5, "within 1.5x of raw posix_spawn"),
-    ("start_join_spawn", "python", 20.0, ">= 20x faster than Python (spawn)"),
-    # issue 11 (forkserver; the raw column is a raw fork)
-    ("start_join_forkserver", "raw", 1 / 2.0, "within 2x of raw fork/_exit/waitpid"),
-    ("start_join_forkserver", "python", 10.0, ">= 10x faster than Python (forkserver)"),
-    # issue 3 (IPC)
-    ("queue_small_msgs", "python", 50.0, ">= 50x Python's multiprocessing.Queue"),
-    ("queue_small_msgs", "raw", 4.0, ">= 4x a raw pipe write/read loop"),
-    ("bulk_1mib", "raw", 4.0, ">= 4x a raw pipe"),
-    ("pipe_small_msgs", "raw", 0.7, ">= 0.7x a raw pipe"),
-    ("lock_uncontended", "python", 5.0, ">= 5x faster than Python's multiprocessing.Lock"),
-    # issue 4 (pool)
-    ("pool_map_chunk1", "python", 10.0, ">= 10x Python's Pool.map(chunksize=1)"),
-    ("pool_map_chunked", "python", 2.0, ">= 2x Python's Pool.map(chunksize=1000)"),
-    # issue 14, item 2 (pool map with big chunks)
-    ("pool_map_chunked", "python", 3.0, ">= 3x Python's Pool.map(chunksize=1000)"),
-    ("pool_map_chunked", "raw", 0.6, ">= 0.6x a hand-written pool of 1000-task chunks"),
+    # issue 14 (its table)
+    ("start_join_fork", "raw", 1 / 1.2, "<= 1.2x raw fork/_exit/waitpid's time (issue 14)"),
+    ("start_join_spawn", "raw", 1 / 1.5, "<= 1.5x raw posix_spawn's time (issue 14)"),
+    ("pipe_small_msgs", "raw", 2.0, ">= 2x a raw pipe (issue 14)"),
+    ("pipe_small_msgs", "python", 8.0, ">= 8x Python's Pipe (issue 14)"),
+    ("queue_small_msgs", "python", 80.0, ">= 80x Python's multiprocessing.Queue (issue 14)"),
+    ("bulk_1mib", "raw", 4.0, ">= 4x a raw pipe (issue 14)"),
+    ("pool_map_chunked", "raw", 0.6, ">= 0.6x a hand-written pool of 1000-task chunks (issue 14)"),
+    ("pool_map_chunked", "python", 3.0, ">= 3x Python's Pool.map(chunksize=1000) (issue 14)"),
     # issue 14, item 1 (bulk data)
-    ("bulk_1mib_ring_2copies", "raw", 0.7, ">= 0.7x a bare shm ring, two copies (put/get)"),
-    ("bulk_1mib_ring_1copy", "raw", 0.7, ">= 0.7x a bare shm ring, one copy (reserve/borrow)"),
+    ("bulk_1mib_ring_2copies", "raw", 0.7, ">= 0.7x a bare shm ring, two copies (put/get) (issue 14)"),
+    ("bulk_1mib_ring_1copy", "raw", 0.7, ">= 0.7x a bare shm ring, one copy (reserve/borrow) (issue 14)"),
+    # issue 11 (forkserver; its raw column is a raw fork)
+    ("start_join_forkserver", "raw", 1 / 2.0, "<= 2x raw fork/_exit/waitpid's time (issue 11)"),
+    ("start_join_forkserver", "python", 10.0, ">= 10x faster than Python's forkserver (issue 11)"),
+    ("start_mem/forkserver/256", "start_join_forkserver@mproc", 1 / 1.3,
+     "flat: <= 1.3x its own time with a 0 MiB parent (issue 11)"),
+    ("start_mem/forkserver/1024", "start_join_forkserver@mproc", 1 / 1.3,
+     "flat: <= 1.3x its own time with a 0 MiB parent (issue 11)"),
+    ("start_live/fork/256", "raw", 1 / 1.25,
+     "<= 1.25x raw fork's time, both with 256 children alive (issue 11)"),
+    # earlier issues, not superseded
+    ("start_join_fork", "python", 10.0, ">= 10x faster than Python (fork) (earlier)"),
+    ("start_join_spawn", "python", 20.0, ">= 20x faster than Python (spawn) (earlier)"),
+    ("queue_small_msgs", "raw", 4.0, ">= 4x a raw pipe write/read loop (issue 3)"),
+    ("lock_uncontended", "python", 5.0, ">= 5x faster than Python's multiprocessing.Lock (issue 3)"),
+    ("pool_map_chunk1", "python", 10.0, ">= 10x Python's Pool.map(chunksize=1) (issue 4)"),
 ]
 
 START, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
@@ -108,9 +137,15 @@ def load(path):
     return results
 
 
-def speedup(row, base):
-    """mproc's speed-up over `base`: above 1 means mproc is better."""
-    m, b = row["mproc"], row[base]
+def speedup(row, base, results=None):
+    """mproc's speed-up over `base` ("raw", "python", or "ROW@IMPL" looked
+    up in results): above 1 means mproc is better."""
+    if "@" in base:
+        other, impl = base.split("@", 1)
+        b = (results or {}).get(other, {}).get(impl)
+    else:
+        b = row[base]
+    m = row["mproc"]
     if m is None or b is None or m <= 0 or b <= 0:
         return None
     return m / b if row["higher_is_better"] else b / m
@@ -220,7 +255,9 @@ def target_lines(results):
     out = []
     for name, base, least, words in TARGETS:
         r = results.get(name)
-        s = speedup(r, base) if r else None
+        s = speedup(r, base, results) if r else None
+        if "@" in base:
+            base = "%s in %s" % tuple(reversed(base.split("@", 1)))
         if s is None:
             out.append((None, "%s: %s — not measured" % (name, words)))
         else:
@@ -228,9 +265,9 @@ def target_lines(results):
             if s >= 1:
                 got = "%.2fx faster than %s" % (s, base)
             elif r["higher_is_better"]:
-                got = "mproc reaches %.2fx %s's rate" % (s, base)
+                got = "mproc reaches %.2fx the rate of %s" % (s, base)
             else:
-                got = "mproc takes %.2fx %s's time" % (1 / s, base)
+                got = "mproc takes %.2fx the time of %s" % (1 / s, base)
             out.append((s >= least, "%s: %s — %s" % (name, words, got)))
     return out
 
@@ -248,7 +285,7 @@ def md_table(head, rows):
     return "\n".join(out)
 
 
-def markdown(results, m, svg_name):
+def markdown(results, m, svg_name, charts=()):
     mh, mr = main_table(results)
     sh, sr = scale_table(results)
     lines = [
@@ -273,7 +310,201 @@ def markdown(results, m, svg_name):
               md_table(sh, sr), ""]
     if svg_name:
         lines += ["![mproc speed-ups](%s)" % svg_name, ""]
+    shown = set()
+    for g in GRIDS:
+        gh, gr = grid_table(results, g)
+        if not gr:
+            continue
+        lines += [g["intro"], "", md_table(gh, gr), ""]
+        last = g is [x for x in GRIDS if x["chart"] == g["chart"]][-1]
+        if last and g["chart"] + ".svg" in charts and g["chart"] not in shown:
+            shown.add(g["chart"])
+            lines += ["![%s](%s.svg)" % (g["chart"].replace("_", " "), g["chart"]), ""]
     return "\n".join(lines)
+
+
+# ---- grids: one family of rows along one dimension, as a table and a line chart
+
+
+def _start_series(row_fn):
+    """The start methods' series: mproc, raw and Python per method (a
+    forkserver has no raw form: its bar is raw fork, in the fork series)."""
+    out = []
+    for m in START_METHODS:
+        out.append(("mproc " + m, row_fn(m), "mproc"))
+        if m != "forkserver":
+            out.append(("raw " + {"fork": "fork", "spawn": "posix_spawn"}[m], row_fn(m), "raw"))
+        out.append(("Python " + m, row_fn(m), "python"))
+    return out
+
+
+def _impl_series(row_fn):
+    return [("mproc", row_fn, "mproc"), ("raw", row_fn, "raw"), ("Python", row_fn, "python")]
+
+
+# col (the table's first column), chart (the SVG file it is drawn in;
+# grids sharing one are panels side by side), title, x label, xs, unit,
+# series as (label, x -> row name, implementation), the intro of its table.
+GRIDS = [
+    dict(col="MiB", chart="start_memory", title="start+join vs the parent's memory",
+         xlabel="memory the parent has touched (MiB)", xs=MEM_MIB, unit="µs/process",
+         series=_start_series(lambda m: (lambda x: mem_row(m, x))),
+         intro="`start_mem`: start+join of one process while the parent holds N MiB of touched "
+               "private memory (4 KiB pages); µs per process (0 MiB: the start_join rows):"),
+    dict(col="alive", chart="start_live", title="start+join vs children alive",
+         xlabel="children alive (started, blocked)", xs=LIVE_NS, unit="µs/process",
+         series=_start_series(lambda m: (lambda x: "start_live/%s/%d" % (m, x))),
+         intro="`start_live`: start+join of one more process while N children of the same "
+               "method are alive; µs per process:"),
+    dict(col="P", chart="contention", title="lock acquire+release",
+         xlabel="processes contending", xs=CONTEND_PS, unit="ns per pair, whole system",
+         series=_impl_series(lambda x: "lock_contended/%d" % x),
+         intro="`lock_contended`: P processes taking one lock in turn (raw: a process-shared "
+               "`pthread_mutex_t`); ns per acquire+release of the whole system:"),
+    dict(col="P", chart="contention", title="queue, P producers x P consumers",
+         xlabel="P", xs=CONTEND_PS, unit="msgs/s",
+         series=_impl_series(lambda x: "queue_mpmc/%dx%d" % (x, x)),
+         intro="`queue_mpmc`: 64-byte messages through one queue (raw: one pipe) with P "
+               "producers and P consumers; messages/s:"),
+    dict(col="W", chart="contention", title="pool map, chunksize 1000",
+         xlabel="workers", xs=POOL_WS, unit="tasks/s",
+         series=_impl_series(lambda x: "pool_workers/%d" % x),
+         intro="`pool_workers`: `pool_map_chunked` (1,000,000 tasks, chunksize 1000) with W "
+               "workers; tasks/s:"),
+]
+
+
+def grid_values(results, g):
+    """[(label, impl, [value or None per x])] of the series measured at all."""
+    out = []
+    for label, row_fn, impl in g["series"]:
+        vals = [(results.get(row_fn(x)) or {}).get(impl) for x in g["xs"]]
+        if any(v is not None for v in vals):
+            out.append((label, impl, vals))
+    return out
+
+
+def grid_table(results, g):
+    series = grid_values(results, g)
+    head = [g["col"]] + [label for label, _, _ in series]
+    rows = [[str(x)] + [fmt(vals[i]) for _, _, vals in series] for i, x in enumerate(g["xs"])
+            if any(vals[i] is not None for _, _, vals in series)]
+    return head, rows
+
+
+# ---- line charts (hand-written SVG) ------------------------------------------------
+
+IMPL_COLORS = {"mproc": "#4878d0", "raw": "#ee854a", "python": "#6acc64"}
+METHOD_DASH = {"fork": "", "spawn": "7,3", "forkserver": "2,3"}
+
+
+def _dash(label):
+    for m, d in METHOD_DASH.items():
+        if label.endswith(" " + m) or (m == "spawn" and label.endswith("posix_spawn")):
+            return d
+    return ""
+
+
+def line_panel(o, x0, y0, w, h, g, series):
+    """One chart into the list `o`: categorical x, log y, a line per series."""
+    vals = [v for _, _, vs in series for v in vs if v]
+    if not vals:
+        return
+    lo = 10 ** math.floor(math.log10(min(vals)))
+    hi = 10 ** math.ceil(math.log10(max(vals)))
+    hi = hi * 10 if hi == lo else hi
+    n = len(g["xs"])
+
+    def px(i):
+        return x0 + (w * (i + 0.5) / n)
+
+    def py(v):
+        return y0 + h - h * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
+
+    o.append('<text x="%d" y="%d" font-size="13" font-weight="bold">%s</text>' % (x0, y0 - 10, esc(g["title"])))
+    o.append('<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>' % (x0, y0, w, h))
+    d = lo
+    while d <= hi * 1.0001:
+        for k in (1, 2, 5):
+            v = d * k
+            if v > hi * 1.0001:
+                break
+            o.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s"/>'
+                     % (x0, py(v), x0 + w, py(v), "#ccc" if k == 1 else "#eee"))
+            if k == 1 or (hi / lo <= 100):
+                o.append('<text x="%d" y="%.1f" text-anchor="end" fill="#555" font-size="11">%s</text>'
+                         % (x0 - 4, py(v) + 4, esc(fmt(v))))
+        d *= 10
+    for i, x in enumerate(g["xs"]):
+        o.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#555" font-size="11">%s</text>'
+                 % (px(i), y0 + h + 15, x))
+    o.append('<text x="%.1f" y="%d" text-anchor="middle" fill="#333" font-size="11">%s</text>'
+             % (x0 + w / 2, y0 + h + 32, esc(g["xlabel"])))
+    o.append('<text x="%d" y="%d" fill="#333" font-size="11" transform="rotate(-90 %d %d)" '
+             'text-anchor="middle">%s (log)</text>' % (x0 - 48, y0 + h / 2, x0 - 48, y0 + h / 2,
+                                                       esc(g["unit"])))
+    for label, impl, vs in series:
+        pts = [(px(i), py(v)) for i, v in enumerate(vs) if v]
+        dash = _dash(label)
+        if len(pts) > 1:
+            o.append('<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"><title>%s</title></polyline>'
+                     % (IMPL_COLORS[impl], ' stroke-dasharray="%s"' % dash if dash else "",
+                        " ".join("%.1f,%.1f" % p for p in pts), esc(label)))
+        for (x, y), v in zip(pts, [v for v in vs if v]):
+            o.append('<circle cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s: %s</title></circle>'
+                     % (x, y, IMPL_COLORS[impl], esc(label), esc(fmt(v))))
+
+
+def line_chart(results, grids, m):
+    """The SVG of one chart file: its grids side by side, one legend."""
+    panels = [(g, grid_values(results, g)) for g in grids]
+    panels = [(g, s) for g, s in panels if s]
+    if not panels:
+        return None
+    pw, ph, left, top = (560 if len(panels) == 1 else 260), 300, 70, 60
+    legend = []
+    for _, series in panels:
+        for label, impl, _ in series:
+            if (label, impl) not in legend:
+                legend.append((label, impl))
+    legend_w = 170 if len(panels) == 1 else 0
+    width = left + len(panels) * (pw + left) + legend_w
+    height = top + ph + 50 + (0 if legend_w else 20 * ((len(legend) + 3) // 4) + 10) + 20
+    o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
+         'font-family="Helvetica, Arial, sans-serif" font-size="12">' % (width, height, width, height),
+         '<rect width="100%" height="100%" fill="white"/>']
+    for i, (g, series) in enumerate(panels):
+        line_panel(o, left + i * (pw + left), top, pw, ph, g, series)
+    for j, (label, impl) in enumerate(legend):
+        if legend_w:
+            lx, ly = left + pw + 20, top + 10 + 20 * j
+        else:
+            lx, ly = left + 200 * (j % 4), top + ph + 58 + 20 * (j // 4)
+        dash = _dash(label)
+        o.append('<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>'
+                 % (lx, ly - 4, lx + 28, ly - 4, IMPL_COLORS[impl],
+                    ' stroke-dasharray="%s"' % dash if dash else ""))
+        o.append('<text x="%d" y="%d">%s</text>' % (lx + 34, ly, esc(label)))
+    o.append('<text x="%d" y="%d" fill="#555" font-size="11">%s</text>' % (
+        left, height - 8, esc("%s, %s CPUs, %s, Python %s, %s mode, median of %s; lower is better "
+                              "for µs and ns, higher for /s" % (
+                                  m["date"], m["nproc"], m["kernel"], m["python"], m["mode"], m["reps"]))))
+    o.append("</svg>")
+    return "\n".join(o) + "\n"
+
+
+def chart_files(results, m):
+    """{file name: SVG text} of the line charts, in GRIDS order."""
+    names = []
+    for g in GRIDS:
+        if g["chart"] not in names:
+            names.append(g["chart"])
+    out = {}
+    for name in names:
+        svg = line_chart(results, [g for g in GRIDS if g["chart"] == name], m)
+        if svg:
+            out[name + ".svg"] = svg
+    return out
 
 
 # ---- SVG -----------------------------------------------------------------------
@@ -377,8 +608,10 @@ def main():
     ap.add_argument("--bins", nargs="*")
     ap.add_argument("--json", action="append", default=[])
     ap.add_argument("--svg", action="append", default=[])
+    ap.add_argument("--chart-dir", action="append", default=[])
     ap.add_argument("--markdown")
     ap.add_argument("--readme")
+    ap.add_argument("--check", action="store_true")
     args = ap.parse_args()
 
     results = load(args.samples)
@@ -394,8 +627,14 @@ def main():
     if sr:
         print("\nscale_spawn_n: µs per process, N started at once then joined\n")
         print(text_table(sh, sr))
+    for g in GRIDS:
+        gh, gr = grid_table(results, g)
+        if gr:
+            print("\n%s (%s)\n" % (g["title"], g["unit"]))
+            print(text_table(gh, gr))
     print("\nTargets:")
-    for ok, text in target_lines(results):
+    targets = target_lines(results)
+    for ok, text in targets:
         print("  [%s] %s" % ({True: "met", False: "MISSED", None: "?"}[ok], text))
 
     ordered = [results[n] for n, _, _ in ALL_BENCHES if n in results]
@@ -408,9 +647,14 @@ def main():
     for path in args.svg:
         with open(path, "w") as f:
             f.write(svg)
+    charts = chart_files(results, m)
+    for d in args.chart_dir:
+        for name, text in charts.items():
+            with open(os.path.join(d, name), "w") as f:
+                f.write(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
-            f.write(markdown(results, m, "speedups.svg"))
+            f.write(markdown(results, m, "speedups.svg", charts))
     if args.readme:
         with open(args.readme) as f:
             text = f.read()
@@ -419,9 +663,15 @@ def main():
         a, rest = text.split(START, 1)
         _, b = rest.split(END, 1)
         block = "%s\n<!-- written by bench/run.sh --readme; edits here are overwritten -->\n%s%s" % (
-            START, markdown(results, m, "speedups.svg"), END)
+            START, markdown(results, m, "speedups.svg", charts), END)
         with open(args.readme, "w") as f:
             f.write(a + block + b)
+    if args.check:
+        missed = [text for ok, text in targets if ok is False]
+        print("\n--check: %d target(s) met, %d missed, %d not measured"
+              % (sum(ok is True for ok, _ in targets), len(missed), sum(ok is None for ok, _ in targets)))
+        if missed:
+            sys.exit(3)
 
 
 if __name__ == "__main__":

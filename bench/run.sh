@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks mproc against Python's multiprocessing and raw system calls.
 #
-#   bench/run.sh [--quick] [--json FILE] [--readme] [--only REGEX] [--reps N]
+#   bench/run.sh [--quick] [--check] [--json FILE] [--readme] [--only REGEX]
+#                [--reps N]
 #
 #   --quick      fewer repeats and iterations (under 5 minutes on 2 cores)
+#   --check      a --quick run that ends with every target and its ratio,
+#                and exits 3 if one is missed (1 if a measurement failed)
 #   --json FILE  also write the results as a JSON array (format: bench/README.md)
 #   --readme     refresh the generated part of bench/README.md and
 #                bench/speedups.svg (the files the repository keeps)
@@ -26,6 +29,7 @@ OUT="$HERE/out"
 PYTHON=${PYTHON:-python3}
 
 quick=0
+check=0
 json=""
 readme=0
 only=""
@@ -33,6 +37,7 @@ reps_opt=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --check) check=1; quick=1 ;;
     --json)
       [ $# -ge 2 ] || { echo "run.sh: --json needs a file" >&2; exit 2; }
       # Resolved now: the caller's relative path, not one under bench/.
@@ -111,8 +116,17 @@ if [ $quick = 1 ]; then
   small_msgs=200000; queue_msgs=100000; bulk_msgs=1000
   lock_iters=2000000
   # Processes started per scale measurement (several rounds at small N).
-  scale_c_spawn=256; scale_c_fork=512; scale_py_fork=64; scale_py_spawn=16
-  py_spawn_max_n=64
+  scale_c_spawn=256; scale_c_fork=512; scale_py_fork=64; scale_py_spawn=8
+  py_spawn_max_n=16
+  # Points of scale_spawn_n and start_live (a full run takes every one).
+  scale_ns="1 4 16 64 256"; live_ns="1 16 256"
+  # Start cost vs parent memory (a fork of 1 GiB costs tens of ms here)
+  # and vs live children; python spawn blockers cost ~50 ms each.
+  mem_fork_iters=10; mem_spawn_iters=50; py_mem_fork_iters=10; py_mem_spawn_iters=10
+  live_iters=100; live_spawn_iters=50; py_live_iters=20; py_live_spawn_iters=10
+  py_live_spawn_max_n=16
+  # Contention: operations per process (lock), messages in all (queue).
+  lock_c_iters=200000; mpmc_msgs=200000
 else
   reps=5
   fork_iters=2000;  py_fork_iters=300
@@ -121,6 +135,11 @@ else
   lock_iters=10000000
   scale_c_spawn=1024; scale_c_fork=2048; scale_py_fork=256; scale_py_spawn=64
   py_spawn_max_n=256
+  scale_ns="1 2 4 8 16 32 64 128 256"; live_ns="1 4 16 64 256"
+  mem_fork_iters=50; mem_spawn_iters=300; py_mem_fork_iters=20; py_mem_spawn_iters=30
+  live_iters=500; live_spawn_iters=200; py_live_iters=50; py_live_spawn_iters=20
+  py_live_spawn_max_n=256
+  lock_c_iters=1000000; mpmc_msgs=1000000
 fi
 [ -n "$reps_opt" ] && reps=$reps_opt
 # Task counts are the benchmark's definition, the same in both modes.
@@ -131,7 +150,9 @@ SAMPLES="$OUT/samples.tsv"
 : >"$SAMPLES"
 failures=0
 
-# measure NAME MPROC_ARGS RAW_ARGS PY_ARGS   ("-" = baseline does not apply)
+# [ROW_ENV=VAR=VALUE] measure NAME MPROC_ARGS RAW_ARGS PY_ARGS
+# ("-" = baseline does not apply; ROW_ENV, if set, is put in the
+# environment of all three, e.g. ROW_ENV=BENCH_TOUCH_MIB=256).
 # Runs the implementations interleaved, $reps rounds, the starting one
 # rotating each round so none always runs on a machine warmed (or loaded)
 # by the same neighbour.
@@ -146,11 +167,12 @@ measure() {
     for ((k = 0; k < 3; k++)); do
       i=$(((r + k) % 3))
       [ "${args[$i]}" = "-" ] && continue
-      local -a cmd
+      local -a cmd=(env)
+      [ -n "${ROW_ENV:-}" ] && cmd+=("$ROW_ENV")
       case ${impls[$i]} in
-        mproc) cmd=("$MPROC") ;;
-        raw) cmd=("$RAW") ;;
-        python) cmd=("$PYTHON" "$PY") ;;
+        mproc) cmd+=("$MPROC") ;;
+        raw) cmd+=("$RAW") ;;
+        python) cmd+=("$PYTHON" "$PY") ;;
       esac
       # shellcheck disable=SC2206 # the argument strings are word lists
       cmd+=(${args[$i]})
@@ -189,15 +211,58 @@ measure pool_map_chunk1  "pool $pool1_tasks 1"     "pool $pool1_tasks 1"     "po
 measure pool_map_chunked "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"  "pool $poolc_tasks 1000"
 
 rounds() { local r=$(($1 / $2)); echo $((r > 0 ? r : 1)); }
-for n in 1 2 4 8 16 32 64 128 256; do
+for n in $scale_ns; do
   py=-
   [ "$n" -le "$py_spawn_max_n" ] && py="scale spawn $n $(rounds $scale_py_spawn "$n")"
   measure "scale_spawn_n/$n" "scale spawn $n $(rounds $scale_c_spawn "$n")" \
     "scale spawn $n $(rounds $scale_c_spawn "$n")" "$py"
 done
-for n in 1 2 4 8 16 32 64 128 256; do
+for n in $scale_ns; do
   measure "scale_spawn_n/fork/$n" "scale fork $n $(rounds $scale_c_fork "$n")" \
     "scale fork $n $(rounds $scale_c_fork "$n")" "scale fork $n $(rounds $scale_py_fork "$n")"
+done
+
+# Start cost vs the parent's memory (issue 11).  The 0 MiB points are the
+# start_join_* rows above.  forkserver's raw column would be a raw fork
+# again: it is in the fork row, so it is not measured twice.
+for mib in 256 1024; do
+  ROW_ENV=BENCH_TOUCH_MIB=$mib measure "start_mem/fork/$mib" \
+    "start_join fork $mem_fork_iters" "start_join fork $mem_fork_iters" \
+    "start_join fork $py_mem_fork_iters"
+  ROW_ENV=BENCH_TOUCH_MIB=$mib measure "start_mem/spawn/$mib" \
+    "start_join spawn $mem_spawn_iters" "start_join spawn $mem_spawn_iters" \
+    "start_join spawn $py_mem_spawn_iters"
+  ROW_ENV=BENCH_TOUCH_MIB=$mib measure "start_mem/forkserver/$mib" \
+    "start_join forkserver $mem_spawn_iters" - \
+    "start_join forkserver $py_mem_spawn_iters"
+done
+
+# Start cost with N children alive (issue 11): N started and blocked, then
+# start+join of one more.
+for n in $live_ns; do
+  py=-
+  [ "$n" -le "$py_live_spawn_max_n" ] && py="live spawn $n $py_live_spawn_iters"
+  measure "start_live/fork/$n" "live fork $n $live_iters" \
+    "live fork $n $live_iters" "live fork $n $py_live_iters"
+  measure "start_live/spawn/$n" "live spawn $n $live_spawn_iters" \
+    "live spawn $n $live_spawn_iters" "$py"
+  measure "start_live/forkserver/$n" "live forkserver $n $live_iters" - \
+    "live forkserver $n $py_live_iters"
+done
+
+# Contention and scale (issue 14 item 5): the cost per operation of the
+# whole system as processes are added.
+for p in 1 2 4; do
+  measure "lock_contended/$p" "lock_contend $p $lock_c_iters" \
+    "lock_contend $p $lock_c_iters" "lock_contend $p $lock_c_iters"
+done
+for p in 1 2 4; do
+  measure "queue_mpmc/${p}x$p" "queue_mpmc $p $mpmc_msgs" \
+    "queue_mpmc $p $mpmc_msgs" "queue_mpmc $p $mpmc_msgs"
+done
+for w in 1 2 4 8; do
+  measure "pool_workers/$w" "pool $poolc_tasks 1000 $w" \
+    "pool $poolc_tasks 1000 $w" "pool $poolc_tasks 1000 $w"
 done
 
 # ---------------------------------------------------------------------------
@@ -207,14 +272,22 @@ elapsed=$(($(date +%s) - t_start))
 report=("$PYTHON" "$HERE/report.py" --samples "$SAMPLES"
   --mode "$([ $quick = 1 ] && echo quick || echo full)" --reps "$reps"
   --elapsed "$elapsed" --build "$build_how" --bins "$MPROC" "$RAW"
-  --svg "$OUT/speedups.svg" --markdown "$OUT/results.md" --json "$OUT/results.json")
+  --svg "$OUT/speedups.svg" --chart-dir "$OUT" --markdown "$OUT/results.md"
+  --json "$OUT/results.json")
 [ -n "$json" ] && report+=(--json "$json")
-[ $readme = 1 ] && report+=(--readme "$HERE/README.md" --svg "$HERE/speedups.svg")
-"${report[@]}"
+[ $readme = 1 ] && report+=(--readme "$HERE/README.md" --svg "$HERE/speedups.svg"
+  --chart-dir "$HERE")
+[ $check = 1 ] && report+=(--check)
+report_rc=0
+"${report[@]}" || report_rc=$?
 
 log ""
 log "done in ${elapsed}s; outputs in $OUT${json:+, JSON in $json}"
 if [ $failures -gt 0 ]; then
   log "$failures measurement(s) failed: see $OUT/errors.log"
   exit 1
+fi
+if [ $report_rc -ne 0 ]; then
+  [ $report_rc = 3 ] && log "--check: a target was missed (see Targets above)"
+  exit $report_rc
 fi

@@ -191,6 +191,12 @@ MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
 
 /* ---- the pool -------------------------------------------------------------- */
 
+/** Where a pool's workers run (mproc_pool_options::backend). */
+typedef enum mproc_pool_backend {
+  MPROC_POOL_LOCAL = 0, /**< child processes of this one (the default) */
+  MPROC_POOL_MPI = 1    /**< ranks 1..N-1 of the `mpiexec` job (rank 0 only) */
+} mproc_pool_backend;
+
 /** Options of mproc_pool_create() (Python's Pool keyword arguments). */
 typedef struct mproc_pool_options {
   int processes;           /**< workers; 0: mproc_cpu_count() */
@@ -212,6 +218,10 @@ typedef struct mproc_pool_options {
    * submission sets none: 0 (the default) or an infinity for no limit;
    * negative or NaN is #MPROC_EINVAL at create. */
   double task_timeout;
+  /** Where the workers run: #MPROC_POOL_LOCAL (0, the default: child
+   * processes) or #MPROC_POOL_MPI (the other ranks of an `mpiexec` job; see
+   * "MPI ranks as workers" above). */
+  mproc_pool_backend backend;
 } mproc_pool_options;
 
 /** Start the workers and wait until each has run its initializer.
@@ -233,6 +243,14 @@ MPROC_API int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts
  * @param pool  the pool
  * @return the number, or #MPROC_EINVAL. */
 MPROC_API int mproc_pool_processes(const mproc_pool *pool);
+
+/** How many worker ranks an #MPROC_POOL_MPI pool can have: the size of the
+ * `mpiexec` job minus rank 0.
+ * @return the number (0 when the program was not started by `mpiexec`, or
+ *   by `mpiexec -n 1`); #MPROC_ENOTSUP when mproc was built without MPI
+ *   (`-DMPROC_WITH_MPI=ON`) or MPI lacks MPI_THREAD_MULTIPLE;
+ *   #MPROC_ENOINIT before mproc_main(). */
+MPROC_API int mproc_pool_mpi_workers(void);
 
 /** Callbacks for the `*_async` functions, run on the pool's handler thread
  * once the result is ready: `callback` if every task succeeded, else

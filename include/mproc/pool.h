@@ -128,6 +128,47 @@
  *   touches the workers).  Under spawn and on Windows a pool cannot be
  *   passed to a child at all.
  *
+ * ### MPI ranks as workers
+ *   In a build with `-DMPROC_WITH_MPI=ON` (an MPI providing
+ *   MPI_THREAD_MULTIPLE, e.g. Open MPI), a program started as
+ *   `mpiexec -n N ./app` runs main on rank 0 only: mproc_main() sees the
+ *   launcher's environment (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK;
+ *   MPROC_MPI=0 opts out, for a program that calls MPI_Init itself),
+ *   calls MPI_Init_thread(MPI_THREAD_MULTIPLE), and on ranks 1..N-1
+ *   serves pools from the same dispatch table until rank 0 exits, then
+ *   calls MPI_Finalize and exits (it never returns there).  On rank 0 it
+ *   returns, and an exit handler later releases the ranks and calls
+ *   MPI_Finalize.  A pool created there with mproc_pool_options::backend
+ *   #MPROC_POOL_MPI has the other ranks as workers (processes 0: all of
+ *   them, mproc_pool_mpi_workers()); map, imap, imap_unordered, apply,
+ *   apply_async, callbacks, results and task errors work as with local
+ *   workers, and so does a failing initializer (#MPROC_ESPAWN).  One MPI
+ *   pool at a time holds the ranks (#MPROC_EBUSY for a second one until
+ *   the first is freed); after it is freed the ranks serve the next.
+ *
+ *   Not started by mpiexec (or by `mpiexec -n 1`) the backend is
+ *   #MPROC_ENOTSUP, as it is in a build without MPI: a program can test
+ *   mproc_pool_mpi_workers() > 0 and fall back to local workers
+ *   (examples/mpi_map.c).
+ *
+ *   What ranks cannot do that local workers do:
+ *   - A rank that dies (crash, kill, exit() in a task) is not replaced:
+ *     MPI's default error handler ends the whole job, rank 0 included,
+ *     and MPI cannot reliably recover a lost rank even with
+ *     MPI_ERRORS_RETURN.  Run tasks that may crash in a local pool, and
+ *     let long jobs save their progress so a new job can resume it.
+ *   - No task timeouts: a rank cannot be killed and replaced, so
+ *     mproc_pool_options::task_timeout and mproc_async_options::timeout
+ *     are #MPROC_ENOTSUP, and so is maxtasksperchild.
+ *   - initargs are #MPROC_ENOTSUP (handles and IPC objects cannot reach
+ *     another machine); the initializer runs with no arguments of yours.
+ *   - mproc_pool_terminate fails what is still queued at once
+ *     (#MPROC_ECLOSED), but the chunks already sent to a rank run to
+ *     their end before the rank stops, and mproc_pool_free waits for
+ *     them.
+ *   - Ranks share no memory with rank 0: every input and result is copied
+ *     through MPI.
+ *
  * ### Starmap
  *   Inputs are byte buffers, so a task with several arguments encodes them
  *   in its input (a struct, or mproc's own serialisation of your choice);

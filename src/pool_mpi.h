@@ -1,7 +1,7 @@
 /* A pool whose workers are MPI ranks (include/mproc/pool.h, "MPI ranks as
  * workers"): the seam between the pool (src/pool.c), mproc_main
  * (src/process.c) and the MPI transport.  src/mpi/pool_mpi.c implements it
- * with MPI (built with -DMPROC_WITH_MPI=ON); src/mpi/pool_mpi_none.c, built
+ * with MPI (built with -DMPROC_WITH_MPI=ON); src/pool_mpi_none.c, built
  * otherwise, answers MPROC_ENOTSUP.
  *
  * The pool itself does not know MPI: each worker rank appears to the

@@ -133,7 +133,8 @@
  *   MPI_THREAD_MULTIPLE, e.g. Open MPI), a program started as
  *   `mpiexec -n N ./app` runs main on rank 0 only: mproc_main() sees the
  *   launcher's environment (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK;
- *   MPROC_MPI=0 opts out, for a program that calls MPI_Init itself),
+ *   MPROC_MPI=0 opts out, for a program that calls MPI_Init itself after
+ *   mproc_main(); one that called it before is left alone as well),
  *   calls MPI_Init_thread(MPI_THREAD_MULTIPLE), and on ranks 1..N-1
  *   serves pools from the same dispatch table until rank 0 exits, then
  *   calls MPI_Finalize and exits (it never returns there).  On rank 0 it

@@ -341,10 +341,13 @@ int mproc_pool_mpi_workers(void) {
 typedef struct mproc__mpi_rank {
   mproc_conn *conn;
   const unsigned char *area;
+  int finish; /* rank 0 said FINISH instead of STOP: leave after this */
 } mproc__mpi_rank;
 
 /* rank 0 -> the worker loop, until STOP (passed on: it ends the loop).
- * Sends fail harmlessly once the loop has ended (its initializer failed). */
+ * Sends fail harmlessly once the loop has ended (its initializer failed).
+ * FINISH (rank 0 exits: its exit handler always stops a pool's sessions
+ * first, so only if that failed) ends the session too, and then the rank. */
 static void mproc__mpi_rank_down(void *arg) {
   mproc__mpi_rank *k = (mproc__mpi_rank *)arg;
   unsigned char *buf = NULL;
@@ -354,7 +357,8 @@ static void mproc__mpi_rank_down(void *arg) {
     kind = mproc__mpi_recv(0, MPROC__MPI_TAG_DOWN, &buf, &cap, &len);
     if (kind >= 0)
       (void)mproc_conn_send_bytes(k->conn, buf, len);
-  } while (kind >= 0 && kind != MPROC__PM_STOP);
+  } while (kind >= 0 && kind != MPROC__PM_STOP && kind != MPROC__MPI_FINISH);
+  k->finish = kind != MPROC__PM_STOP;
   free(buf);
 }
 
@@ -413,7 +417,8 @@ static void mproc__mpi_run_worker(mproc__mpi_rank *k, mproc_conn *wconn,
 }
 
 /* One session (HELLO `h`, n bytes: the initializer's name follows).
- * Negative when it could not be set up (then no BYE was sent). */
+ * Negative when it could not be set up (then no BYE was sent); 1 when the
+ * rank must leave (FINISH). */
 static int mproc__mpi_session(const unsigned char *h, size_t n) {
   mproc__mpi_rank k;
   mproc_conn *wconn = NULL;
@@ -443,6 +448,7 @@ static int mproc__mpi_session(const unsigned char *h, size_t n) {
     goto finish;
   mproc__mpi_run_worker(&k, wconn, args);
   wconn = NULL;
+  rc = k.finish;
 finish:
   mproc_args_free(args);
   mproc_conn_free(wconn);
@@ -458,17 +464,18 @@ finish:
 static void mproc__mpi_serve(void) {
   unsigned char *buf = NULL;
   size_t cap = 0, len = 0;
-  int kind;
+  int kind, rc;
   for (;;) {
     kind = mproc__mpi_recv(0, MPROC__MPI_TAG_DOWN, &buf, &cap, &len);
     if (kind < 0 || kind == MPROC__MPI_FINISH)
       break;
     if (kind != MPROC__MPI_HELLO)
       continue; /* a STOP of a session that failed to start: done */
-    if (mproc__mpi_session(buf, len) < 0) {
-      /* Not started: rank 0 still sends its STOP, and waits for BYE. */
+    rc = mproc__mpi_session(buf, len);
+    if (rc < 0) /* not started: rank 0 still sends STOP, and waits for BYE */
       (void)mproc__mpi_send_kind(0, MPROC__MPI_TAG_UP, MPROC__MPI_BYE);
-    }
+    if (rc == 1)
+      break;
   }
   free(buf);
   MPI_Finalize();
@@ -487,8 +494,12 @@ static void mproc__mpi_atexit(void) {
 }
 
 int mproc__mpi_main(void) {
-  int provided = 0;
+  int provided = 0, already = 0;
   if (!mproc__mpi_detected())
+    return MPROC_OK;
+  /* A program that initialised MPI itself runs its own ranks: mproc stays
+   * out of the way (no MPI pools; MPROC_MPI=0 says the same). */
+  if (MPI_Initialized(&already) != MPI_SUCCESS || already)
     return MPROC_OK;
   if (MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided) !=
       MPI_SUCCESS)

@@ -380,7 +380,9 @@ static int bench_square(const mproc_args *args) {
   return mproc_task_result(args, &x, sizeof x) < 0 ? 2 : 0;
 }
 
-static double pool_map(long ntasks, long chunk) {
+/* backend MPROC_POOL_MPI: the same map on 2 MPI ranks (`mpiexec -n 3
+ * mproc_bench pool N CHUNK mpi`, an MPROC_WITH_MPI build). */
+static double pool_map(long ntasks, long chunk, mproc_pool_backend backend) {
   mproc_pool_options o;
   mproc_pool *pool = NULL;
   mproc_async_result *r = NULL;
@@ -394,6 +396,7 @@ static double pool_map(long ntasks, long chunk) {
     die("malloc", MPROC_ENOMEM);
   memset(&o, 0, sizeof o);
   o.processes = 2;
+  o.backend = backend;
   rc = mproc_pool_create(&pool, &o);
   if (rc < 0)
     die("pool_create", rc);
@@ -497,7 +500,10 @@ int main(int argc, char **argv) {
     bench_print(pipe_small_msgs(bench_arg(argc, argv, 2, 100000)));
   } else if (strcmp(cmd, "pool") == 0) {
     bench_print(pool_map(bench_arg(argc, argv, 2, 100000),
-                         bench_arg(argc, argv, 3, 1)));
+                         bench_arg(argc, argv, 3, 1),
+                         argc > 4 && strcmp(argv[4], "mpi") == 0
+                             ? MPROC_POOL_MPI
+                             : MPROC_POOL_LOCAL));
   } else {
     fprintf(stderr, "mproc_bench: unknown benchmark '%s'\n", cmd);
     return 2;

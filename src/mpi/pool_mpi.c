@@ -7,8 +7,10 @@
  * rank runs the pool's ordinary worker loop (src/pool_worker.c) until it
  * gets STOP, then answers BYE.  Two bridge threads per worker on each side
  * carry the pool's messages (src/pool_wire.c) between a local connection
- * and MPI, one thread per direction, each blocked in its own receive (no
- * polling: MPI_Mprobe or a connection read):
+ * and MPI, one thread per direction, each blocked in its own receive
+ * (MPI_Mprobe or a connection read; no sleep-and-look loop of ours, though
+ * Open MPI spins inside a blocking receive, yielding the CPU when ranks
+ * outnumber cores: the README's numbers show the cost):
  *
  *   rank 0:  handler thread <-conn-> down: conn -> MPI_Send(rank, DOWN)
  *                                    up:   MPI_Mrecv(rank, UP) -> conn

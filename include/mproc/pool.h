@@ -278,7 +278,9 @@ typedef struct mproc_pool_options {
  *   method), #MPROC_ENOINIT, #MPROC_ENOENTRY (no such initializer),
  *   #MPROC_EDAEMON (called in a daemonic process: its children would be
  *   orphans), #MPROC_ESPAWN (a worker could not be started, or its
- *   initializer failed or it died before its first task), #MPROC_ENOMEM. */
+ *   initializer failed or it died before its first task), #MPROC_ENOMEM;
+ *   with #MPROC_POOL_MPI also #MPROC_ENOTSUP and #MPROC_EBUSY (see "MPI
+ *   ranks as workers" above). */
 MPROC_API int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts);
 
 /** Number of workers the pool keeps.

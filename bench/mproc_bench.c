@@ -5,7 +5,7 @@
  *   mproc_bench scale fork|spawn|forkserver N ROUNDS
  *   mproc_bench live fork|spawn|forkserver NALIVE ITERS
  *   mproc_bench pipe_small NMSGS | queue_small NMSGS | bulk NMSGS
- *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE [WORKERS]
+ *   mproc_bench lock ITERS | pool NTASKS CHUNKSIZE [WORKERS|mpi]
  *   mproc_bench lock_contend NPROCS ITERS | queue_mpmc NPAIRS NMSGS
  *   mproc_bench bulk_view NMSGS (bulk by put_reserve and get_borrow)
  *   mproc_bench bulk_shm NMSGS (bulk in a SharedMemory block, by slot number)
@@ -776,7 +776,10 @@ static int bench_square(const mproc_args *args) {
   return mproc_task_result(args, &x, sizeof x) < 0 ? 2 : 0;
 }
 
-static double pool_map(long ntasks, long chunk, long workers) {
+/* backend MPROC_POOL_MPI: the same map on 2 MPI ranks (`mpiexec -n 3
+ * mproc_bench pool N CHUNK mpi`, an MPROC_WITH_MPI build). */
+static double pool_map(long ntasks, long chunk, long workers,
+                       mproc_pool_backend backend) {
   mproc_pool_options o;
   mproc_pool *pool = NULL;
   mproc_async_result *r = NULL;
@@ -790,6 +793,7 @@ static double pool_map(long ntasks, long chunk, long workers) {
     die("malloc", MPROC_ENOMEM);
   memset(&o, 0, sizeof o);
   o.processes = (int)workers;
+  o.backend = backend;
   rc = mproc_pool_create(&pool, &o);
   if (rc < 0)
     die("pool_create", rc);
@@ -893,7 +897,12 @@ int main(int argc, char **argv) {
   } else if (strcmp(cmd, "pool") == 0) {
     bench_print(pool_map(bench_arg(argc, argv, 2, 100000),
                          bench_arg(argc, argv, 3, 1),
-                         bench_arg(argc, argv, 4, 2)));
+                         argc > 4 && strcmp(argv[4], "mpi") == 0
+                             ? 2
+                             : bench_arg(argc, argv, 4, 2),
+                         argc > 4 && strcmp(argv[4], "mpi") == 0
+                             ? MPROC_POOL_MPI
+                             : MPROC_POOL_LOCAL));
   } else {
     fprintf(stderr, "mproc_bench: unknown benchmark '%s'\n", cmd);
     return 2;

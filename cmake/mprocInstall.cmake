@@ -57,6 +57,11 @@ if(MPROC_HAVE_OPENSSL)
 else()
   set(MPROC_CONFIG_NEEDS_OPENSSL 0)
 endif()
+if(MPROC_WITH_MPI)
+  set(MPROC_CONFIG_NEEDS_MPI 1)
+else()
+  set(MPROC_CONFIG_NEEDS_MPI 0)
+endif()
 
 configure_package_config_file(
   "${PROJECT_SOURCE_DIR}/cmake/mprocConfig.cmake.in"

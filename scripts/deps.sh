@@ -30,6 +30,11 @@ has_cmd x86_64-w64-mingw32-gcc-posix && has_cmd x86_64-w64-mingw32-g++-posix \
 has_pkg libwine-dev   || missing+=(libwine-dev)      # MSVC-style CRT/SDK headers (msvc-check)
 has_pkg libssl-dev    || missing+=(libssl-dev)       # libcrypto: Listener/Client authkeys, tcp:
 { has_cmd wine64 || has_cmd wine || [[ -x /usr/lib/wine/wine64 ]]; } || missing_full+=(wine64 wine)
+# Open MPI, for the mpi lane only (scripts/test-all.sh sets MPROC_DEPS_MPI=1).
+if [[ ${MPROC_DEPS_MPI:-0} == 1 ]]; then
+  has_pkg libopenmpi-dev || missing+=(libopenmpi-dev)
+  has_cmd mpiexec        || missing+=(openmpi-bin)
+fi
 
 # clang's ASan/UBSan runtime lives in a separate package on Debian 12.
 if has_cmd clang; then

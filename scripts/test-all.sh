@@ -2,7 +2,8 @@
 # Run the CI lanes one after the other and summarise them.
 #
 #   bash scripts/test-all.sh                 dev, spawn, asan, mingw-wine, msvc-check,
-#                                            musl, x86, macos-check, docs, portable forkserver
+#                                            musl, x86, macos-check, docs, portable forkserver,
+#                                            mpi
 #   bash scripts/test-all.sh dev spawn       only those lanes (any preset name works,
 #                                            e.g. release)
 #
@@ -20,12 +21,15 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-bash scripts/deps.sh || { echo "dependency installation failed"; exit 1; }
-
 lanes=("$@")
 if (( ${#lanes[@]} == 0 )); then
-  lanes=(dev spawn asan mingw-wine msvc-check musl x86 macos-check docs portable forkserver)
+  lanes=(dev spawn asan mingw-wine msvc-check musl x86 macos-check docs portable forkserver mpi)
 fi
+
+# Open MPI (the mpi lane) is installed only when that lane runs.
+deps_env=()
+[[ " ${lanes[*]} " == *" mpi "* ]] && deps_env=(MPROC_DEPS_MPI=1)
+env "${deps_env[@]}" bash scripts/deps.sh || { echo "dependency installation failed"; exit 1; }
 
 # The lanes choose the start method themselves (the spawn lane's test preset sets
 # it); a value left in the caller's shell must not leak into the other lanes.

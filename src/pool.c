@@ -49,6 +49,7 @@
 #include "atomics.h"
 #include "ipc.h"
 #include "pool.h"
+#include "pool_mpi.h"
 
 #define MPROC__POOL_MAX_INFLIGHT 256 /* chunks queued at one worker */
 #define MPROC__POOL_MSG_CHUNKS 64    /* chunks per message */
@@ -210,6 +211,9 @@ struct mproc_pool {
   mproc_async_result *cb_head;
   mproc__kept *kept; /* one per thread at most */
   struct mproc_pool *all_next;
+  /* An MPROC_POOL_MPI pool's ranks (src/pool_mpi.h), else NULL: its workers
+   * have no process, and a connection to a bridge instead of a child. */
+  mproc__mpi_pool *mpi;
 };
 
 /* Pools of this process, terminated by the exit handler. */
@@ -519,6 +523,11 @@ static int mproc__worker_start(mproc_pool *p, int i) {
                  0);
   mproc__store64(&p->prog[(size_t)i * MPROC__PROG_STRIDE + MPROC__PROG_TIMED],
                  0);
+  if (p->mpi) {
+    rc = mproc__mpi_pool_attach(p->mpi, i, &w->conn);
+    w->alive = rc == MPROC_OK;
+    return rc;
+  }
   /* Named first: an attempt that fails still uses up its number. */
   memset(&o, 0, sizeof o);
   snprintf(name, sizeof name, "PoolWorker-%lu", ++p->spawned);
@@ -1187,6 +1196,8 @@ static void mproc__handler_wait(mproc_pool *p, mproc_waitable *items, int *who,
       items[nw].object = p->w[i].conn;
       who[nw++] = i;
     }
+    if (!p->w[i].proc) /* an MPI rank (see below) */
+      continue;
     items[nw].kind = MPROC_WAIT_PROCESS;
     items[nw].object = p->w[i].proc;
     who[nw++] = i;
@@ -1211,6 +1222,11 @@ static void mproc__handler_wait(mproc_pool *p, mproc_waitable *items, int *who,
       mproc__worker_died(p, who[k]);
     }
   }
+  /* A worker without a process (an MPI rank) has ended when its stream
+   * has: there is no sentinel to wait for. */
+  for (i = 0; i < p->n; i++)
+    if (p->w[i].alive && p->w[i].eof && !p->w[i].proc)
+      mproc__worker_died(p, i);
 }
 
 /* Shut down (lock held).  Closed: each worker is told to stop and exits on
@@ -1298,6 +1314,7 @@ static void mproc__pool_wake_handler(mproc_pool *p) {
 }
 
 static void mproc__pool_destroy(mproc_pool *p) {
+  mproc__mpi_pool_close(p->mpi); /* waits for the ranks' sessions to end */
   mproc__cond_destroy(&p->cond);
   mproc_conn_free(p->wake_r);
   mproc_conn_free(p->wake_w);
@@ -1371,6 +1388,11 @@ static int mproc__task_timeout(double t, double *out) {
 static int mproc__pool_check_options(const mproc_pool_options *opts, int *n) {
   double t;
   *n = opts ? opts->processes : 0;
+  if (opts && opts->backend != MPROC_POOL_LOCAL) {
+    int rc = mproc__mpi_pool_check(opts, n);
+    if (rc < 0)
+      return rc;
+  }
   if (*n < 0 || (opts && mproc__task_timeout(opts->task_timeout, &t) < 0))
     return MPROC_EINVAL;
   if (*n == 0)
@@ -1447,6 +1469,11 @@ static int mproc__pool_open_resources(mproc_pool *p,
   if (rc < 0)
     return rc;
   p->area = (unsigned char *)mproc_array_ptr(p->results);
+  if (opts && opts->backend == MPROC_POOL_MPI) {
+    rc = mproc__mpi_pool_open(&p->mpi, p->n, p->init, p->area);
+    if (rc < 0)
+      return rc;
+  }
   return mproc_pipe(&p->wake_r, &p->wake_w, 0);
 }
 
@@ -1676,6 +1703,8 @@ static int mproc__submit(mproc_pool *p, const char *task,
   r->timeout = p->task_timeout;
   if (o && o->timeout != 0)
     rc = mproc__task_timeout(o->timeout, &r->timeout);
+  if (rc == MPROC_OK && p->mpi && r->timeout > 0)
+    rc = MPROC_ENOTSUP; /* a rank cannot be killed and replaced */
   if (rc < 0)
     goto finish;
   rc = mproc__job_fill_chunks(r, in, cs);

@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "internal.h"
 #include "pool.h"
+#include "pool_mpi.h"
 
 mproc__mutex_t mproc__lock = MPROC__MUTEX_INITIALIZER;
 
@@ -1266,6 +1267,10 @@ static int mproc__main(int argc, char **argv, const mproc_entry *table) {
   atexit(mproc__atexit);
   if (buf)
     mproc__run_child(buf, len, sender, MPROC_INVALID_HANDLE); /* no return */
+  /* Under mpiexec (an MPI build): ranks 1.. serve pools and exit there. */
+  rc = mproc__mpi_main();
+  if (rc < 0)
+    return rc;
   return MPROC_OK;
 }
 

@@ -22,8 +22,11 @@ extern "C" {
 #ifndef _WIN32
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <grp.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
 #endif
 
 namespace {
@@ -741,6 +744,45 @@ TEST(UnixSocket, ForkChildFreeingItsCopyLeavesTheParentsListener) {
     mproc_conn_free(c);
     EXPECT_EQ(srv.join(), MPROC_OK);
   }
+}
+
+// As another user (uid/gid 65534, "nobody"), connect to the unix: address
+// in arg 0.  0: refused with EACCES (the socket file is owner-only); 10:
+// it connected; 11: the uid could not be dropped; 12: refused otherwise.
+TEST_ENTRY(listener_connect_as_nobody) {
+  const char *addr = nullptr;
+  mproc_conn *c = nullptr;
+  int rc;
+  if (mproc_arg_str(args, 0, &addr) != MPROC_OK)
+    return 13;
+  // Groups first: after setuid the process may no longer change them.
+  if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0)
+    return 11;
+  rc = mproc_client_connect(&c, addr, nullptr, 0, 10);
+  if (rc == MPROC_OK) {
+    mproc_conn_free(c);
+    return 10;
+  }
+  std::fprintf(stderr, "connect as nobody: %s (os error %d)\n",
+               mproc_strerror(rc), mproc_os_error());
+  return rc == MPROC_ESYS && mproc_os_error() == EACCES ? 0 : 12;
+}
+
+// Issue 13: unix: socket files are owner-only, so another user cannot
+// connect, even in a directory everyone may enter (/tmp), and even without
+// an authkey.  Needs root, to become that other user.
+TEST(UnixSocket, AnotherUserCannotConnect) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "needs root (to run a child as uid 65534)";
+  std::string addr = unix_addr();
+  Listener L(addr, nullptr, 0);
+  ASSERT_EQ(L.rc, MPROC_OK);
+  Args a;
+  ASSERT_EQ(mproc_args_add_str(a.a, nullptr, addr.c_str()), MPROC_OK);
+  mproc_process *p = test_start("listener_connect_as_nobody", a.a);
+  EXPECT_EQ(test_join_code(p), 0)
+      << "10: connected, 11: could not become nobody, 12: another error";
+  mproc_process_free(p);
 }
 
 TEST(UnixSocket, StaleFileReplacedLiveOrForeignRefused) {

@@ -128,6 +128,48 @@
  *   touches the workers).  Under spawn and on Windows a pool cannot be
  *   passed to a child at all.
  *
+ * ### MPI ranks as workers
+ *   In a build with `-DMPROC_WITH_MPI=ON` (an MPI providing
+ *   MPI_THREAD_MULTIPLE, e.g. Open MPI), a program started as
+ *   `mpiexec -n N ./app` runs main on rank 0 only: mproc_main() sees the
+ *   launcher's environment (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK;
+ *   MPROC_MPI=0 opts out, for a program that calls MPI_Init itself after
+ *   mproc_main(); one that called it before is left alone as well),
+ *   calls MPI_Init_thread(MPI_THREAD_MULTIPLE), and on ranks 1..N-1
+ *   serves pools from the same dispatch table until rank 0 exits, then
+ *   calls MPI_Finalize and exits (it never returns there).  On rank 0 it
+ *   returns, and an exit handler later releases the ranks and calls
+ *   MPI_Finalize.  A pool created there with mproc_pool_options::backend
+ *   #MPROC_POOL_MPI has the other ranks as workers (processes 0: all of
+ *   them, mproc_pool_mpi_workers()); map, imap, imap_unordered, apply,
+ *   apply_async, callbacks, results and task errors work as with local
+ *   workers, and so does a failing initializer (#MPROC_ESPAWN).  One MPI
+ *   pool at a time holds the ranks (#MPROC_EBUSY for a second one until
+ *   the first is freed); after it is freed the ranks serve the next.
+ *
+ *   Not started by mpiexec (or by `mpiexec -n 1`) the backend is
+ *   #MPROC_ENOTSUP, as it is in a build without MPI: a program can test
+ *   mproc_pool_mpi_workers() > 0 and fall back to local workers
+ *   (examples/mpi_map.c).
+ *
+ *   What ranks cannot do that local workers do:
+ *   - A rank that dies (crash, kill, exit() in a task) is not replaced:
+ *     MPI's default error handler ends the whole job, rank 0 included,
+ *     and MPI cannot reliably recover a lost rank even with
+ *     MPI_ERRORS_RETURN.  Run tasks that may crash in a local pool, and
+ *     let long jobs save their progress so a new job can resume it.
+ *   - No task timeouts: a rank cannot be killed and replaced, so
+ *     mproc_pool_options::task_timeout and mproc_async_options::timeout
+ *     are #MPROC_ENOTSUP, and so is maxtasksperchild.
+ *   - initargs are #MPROC_ENOTSUP (handles and IPC objects cannot reach
+ *     another machine); the initializer runs with no arguments of yours.
+ *   - mproc_pool_terminate fails what is still queued at once
+ *     (#MPROC_ECLOSED), but the chunks already sent to a rank run to
+ *     their end before the rank stops, and mproc_pool_free waits for
+ *     them.
+ *   - Ranks share no memory with rank 0: every input and result is copied
+ *     through MPI.
+ *
  * ### Starmap
  *   Inputs are byte buffers, so a task with several arguments encodes them
  *   in its input (a struct, or mproc's own serialisation of your choice);
@@ -191,6 +233,12 @@ MPROC_API int mproc_task_result(const mproc_args *args, const void *data,
 
 /* ---- the pool -------------------------------------------------------------- */
 
+/** Where a pool's workers run (mproc_pool_options::backend). */
+typedef enum mproc_pool_backend {
+  MPROC_POOL_LOCAL = 0, /**< child processes of this one (the default) */
+  MPROC_POOL_MPI = 1    /**< ranks 1..N-1 of the `mpiexec` job (rank 0 only) */
+} mproc_pool_backend;
+
 /** Options of mproc_pool_create() (Python's Pool keyword arguments). */
 typedef struct mproc_pool_options {
   int processes;           /**< workers; 0: mproc_cpu_count() */
@@ -212,6 +260,10 @@ typedef struct mproc_pool_options {
    * submission sets none: 0 (the default) or an infinity for no limit;
    * negative or NaN is #MPROC_EINVAL at create. */
   double task_timeout;
+  /** Where the workers run: #MPROC_POOL_LOCAL (0, the default: child
+   * processes) or #MPROC_POOL_MPI (the other ranks of an `mpiexec` job; see
+   * "MPI ranks as workers" above). */
+  mproc_pool_backend backend;
 } mproc_pool_options;
 
 /** Start the workers and wait until each has run its initializer.
@@ -226,13 +278,23 @@ typedef struct mproc_pool_options {
  *   method), #MPROC_ENOINIT, #MPROC_ENOENTRY (no such initializer),
  *   #MPROC_EDAEMON (called in a daemonic process: its children would be
  *   orphans), #MPROC_ESPAWN (a worker could not be started, or its
- *   initializer failed or it died before its first task), #MPROC_ENOMEM. */
+ *   initializer failed or it died before its first task), #MPROC_ENOMEM;
+ *   with #MPROC_POOL_MPI also #MPROC_ENOTSUP and #MPROC_EBUSY (see "MPI
+ *   ranks as workers" above). */
 MPROC_API int mproc_pool_create(mproc_pool **out, const mproc_pool_options *opts);
 
 /** Number of workers the pool keeps.
  * @param pool  the pool
  * @return the number, or #MPROC_EINVAL. */
 MPROC_API int mproc_pool_processes(const mproc_pool *pool);
+
+/** How many worker ranks an #MPROC_POOL_MPI pool can have: the size of the
+ * `mpiexec` job minus rank 0.
+ * @return the number (0 when the program was not started by `mpiexec`, or
+ *   by `mpiexec -n 1`); #MPROC_ENOTSUP when mproc was built without MPI
+ *   (`-DMPROC_WITH_MPI=ON`) or MPI lacks MPI_THREAD_MULTIPLE;
+ *   #MPROC_ENOINIT before mproc_main(). */
+MPROC_API int mproc_pool_mpi_workers(void);
 
 /** Callbacks for the `*_async` functions, run on the pool's handler thread
  * once the result is ready: `callback` if every task succeeded, else

@@ -1,6 +1,7 @@
-/*
- * mproc captured output: a child's stdout and/or stderr sent to a pipe
- * this process reads (mproc_process_options::stdio[i].mode =
+/**
+ * @file
+ * @brief mproc captured output: a child's stdout and/or stderr sent to a
+ * pipe this process reads (mproc_process_options::stdio[i].mode =
  * MPROC_STDIO_CAPTURE).  Included by mproc.h.
  *
  * How it works

@@ -124,8 +124,8 @@ typedef struct mproc_end_info {
   const char *name; /**< static text naming the signal, the NTSTATUS or
                          the bootstrap failure; "" for EXIT.  Never NULL. */
   int64_t pid; /**< the process id it had */
-  /** The last #MPROC_END_TAIL_LINES lines of its stderr, as it wrote them
-   *  (line ends included; at most #MPROC_END_TAIL_MAX bytes, the last
+  /** The last MPROC_END_TAIL_LINES lines of its stderr, as it wrote them
+   *  (line ends included; at most MPROC_END_TAIL_MAX bytes, the last
    *  ones), when stderr was captured (#MPROC_STDIO_CAPTURE); else "". */
   char stderr_tail[MPROC_END_TAIL_MAX + 1];
 } mproc_end_info;

@@ -83,9 +83,11 @@ static int mproc__capture_room(mproc__capture *c, size_t n) {
   return MPROC_OK;
 }
 
-/* Keep n new bytes, dropping the oldest beyond the limit.  Bytes that find
- * no memory are dropped too: the pipe must be drained whatever happens,
- * or the child would block forever. */
+/* Keep n new bytes, dropping the oldest beyond the limit.  When memory
+ * runs out, everything kept so far is dropped with the new bytes: the pipe
+ * must be drained whatever happens, or the child would block forever, and
+ * what stays kept is always the last bytes (the ones at offsets dropped ..
+ * total, which output_read's cursor counts on). */
 static void mproc__capture_append(mproc__capture *c, const unsigned char *d,
                                   size_t n) {
   c->total += n;
@@ -101,7 +103,8 @@ static void mproc__capture_append(mproc__capture *c, const unsigned char *d,
     c->dropped += drop;
   }
   if (mproc__capture_room(c, n) < 0) {
-    c->dropped += n;
+    c->dropped = c->total;
+    c->start = c->len = 0;
     return;
   }
   memcpy(c->buf + c->start + c->len, d, n);

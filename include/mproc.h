@@ -505,8 +505,13 @@ typedef enum mproc_stdio_mode {
   MPROC_STDIO_DISCARD = 1, /**< /dev/null (Windows: NUL) */
   MPROC_STDIO_FILE = 2,    /**< `path`: created or truncated (stdin: read) */
   MPROC_STDIO_APPEND = 3,  /**< `path`: created or appended to (stdin: read) */
-  MPROC_STDIO_HANDLE = 4   /**< `handle`, an open file, pipe or socket of this
+  MPROC_STDIO_HANDLE = 4,  /**< `handle`, an open file, pipe or socket of this
                                 process (the caller keeps and closes it) */
+  MPROC_STDIO_CAPTURE = 5  /**< stdout/stderr only: a pipe this process reads
+                                (mproc_process_output(), mproc/output.h),
+                                kept whole unless
+                                mproc_process_set_capture_limit() says
+                                otherwise; stdin: #MPROC_EINVAL */
 } mproc_stdio_mode;
 
 /** One standard stream of a child (mproc_process_options::stdio). */
@@ -898,6 +903,7 @@ MPROC_API int mproc_wait(mproc_waitable *items, size_t n, double timeout);
 #include "mproc/pool.h"
 #include "mproc/typed.h"
 #include "mproc/result.h"
+#include "mproc/output.h"
 #include "mproc/connection.h"
 
 #endif /* MPROC_H */

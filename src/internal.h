@@ -171,6 +171,13 @@ struct mproc_process {
   mproc_handle_t stdio_user[3];
   mproc_handle_t stdio_h[3];
   int no_window; /* mproc_process_options::no_window (Windows) */
+  /* MPROC_STDIO_CAPTURE (src/process_output.c): the capture of stdout
+   * ([1]) and stderr ([2]) from start until close, NULL otherwise;
+   * capture_limit: mproc_process_set_capture_limit(); readers: output calls under way
+   * (close refuses meanwhile). */
+  struct mproc__capture *capture[3];
+  size_t capture_limit;
+  int readers;
 };
 
 /* The one lock that guards process state and the registry. */
@@ -291,6 +298,26 @@ int mproc__env_changed(const mproc_process *p);
  * what was opened, once the child has its copies (or the start failed). */
 int mproc__stdio_open(mproc_process *p);
 void mproc__stdio_close(mproc_process *p);
+
+/* Captured streams (src/process_output.c); all called with mproc__lock
+ * held.  capture_open: a pipe and its reader thread for p's `stream`
+ * (p->stdio_h[stream] becomes the write end, owned by the capture);
+ * capture_passed: the start is over, close the write end; capture_drop:
+ * stop the readers and free (close, free, a failed start);
+ * capture_forget_forked: in a fork child, close the descriptors of the
+ * parent's captures (p: the process object being run, or NULL). */
+typedef struct mproc__capture mproc__capture;
+int mproc__capture_open(mproc_process *p, int stream);
+void mproc__capture_passed(mproc__capture *c);
+void mproc__capture_drop(mproc_process *p);
+void mproc__capture_forget_forked(mproc_process *p);
+/* The last lines of p's captured stderr for an end report, into `out`
+ * (MPROC_END_TAIL_MAX + 1 bytes, NUL-terminated; "" if not captured).
+ * Called without mproc__lock. */
+void mproc__capture_tail(mproc_process *p, char *out);
+/* The checks every operation on a child object starts with (process.c):
+ * MPROC_ECLOSED, MPROC_EPERM (not a child, or not its creator), or 0. */
+int mproc__check_child(const mproc_process *p);
 
 /* A child's environment: `base` (NULL for none) less the names `changes`
  * names, then its "NAME=VALUE" entries (`fold`: names compare without

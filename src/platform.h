@@ -20,5 +20,6 @@
 #include "plat/forkserver.h" /* the forkserver start method */
 #include "plat/end.h"     /* how a child ended: signal and status names */
 #include "plat/net.h"     /* listeners, clients, handshake crypto */
+#include "plat/capture.h" /* captured stdout/stderr pipes */
 
 #endif

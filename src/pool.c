@@ -2216,3 +2216,19 @@ mproc_async_result *mproc_async_result_free(mproc_async_result *r) {
     mproc__pool_destroy(p);
   return NULL;
 }
+
+int mproc_imap_item_end(mproc_imap *it, size_t index, mproc_end_info *info) {
+  mproc__item tmp;
+  int rc;
+  if (!it || !info || index >= it->r->n)
+    return MPROC_EINVAL;
+  if (!mproc__pool_mine(it->r->pool))
+    return MPROC_EPERM;
+  mproc__mutex_lock(&it->r->pool->mu);
+  /* A settled item's report is final, whether or not the others are. */
+  rc = mproc__job_item(it->r, index, &tmp)->len1 == 0
+           ? MPROC_ESTATE
+           : mproc__item_end(it->r, index, info);
+  mproc__mutex_unlock(&it->r->pool->mu);
+  return rc;
+}

@@ -146,6 +146,7 @@ static void mproc__destroy(mproc_process *p) {
   if (p->state != MPROC__P_CLOSED && p->creator_pid == mproc__plat_getpid()) {
     mproc__plat_close(p);
     mproc__result_drop(p);
+    mproc__capture_drop(p);
   }
   free(p->name);
   free(p->identity);
@@ -221,7 +222,7 @@ static int mproc__poll_locked(mproc_process *p) {
 }
 
 /* The checks every operation on a child object starts with. */
-static int mproc__check_child(const mproc_process *p) {
+int mproc__check_child(const mproc_process *p) {
   if (p->state == MPROC__P_CLOSED)
     return MPROC_ECLOSED;
   if (p->kind != MPROC__K_CHILD || p->creator_pid != mproc__plat_getpid())
@@ -406,7 +407,9 @@ void mproc__children_forget_forked(void) {
     mproc__plat_forget(c);
     mproc__plat_close_handle(c->result_h);
     c->result_h = MPROC_INVALID_HANDLE;
+    mproc__capture_forget_forked(c);
   }
+  mproc__capture_forget_forked(NULL);
 }
 
 /* The fork child: become process `p`, run its entry, exit.  Runs in the
@@ -425,7 +428,9 @@ static void mproc__fork_child_main(mproc_process *p) {
   for (c = g_children; c; c = c->next) {
     mproc__plat_forget(c);
     mproc__plat_close_handle(c->result_h); /* a sibling's result block */
+    mproc__capture_forget_forked(c);
   }
+  mproc__capture_forget_forked(p); /* our own stdio is on fd 1 and 2 now */
   g_children = NULL;
   g_counter = 1;
   g_parent.name = g_current.name;
@@ -582,6 +587,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__track(p);
   } else {
     mproc__result_drop(p);
+    mproc__capture_drop(p);
   }
   mproc__mutex_unlock(&mproc__lock);
   return rc;
@@ -780,12 +786,13 @@ int mproc_process_close(mproc_process *p) {
   rc = mproc__poll_locked(p);
   if (rc < 0)
     goto finish;
-  if (p->state == MPROC__P_STARTED || p->waiters) {
+  if (p->state == MPROC__P_STARTED || p->waiters || p->readers) {
     rc = MPROC_EBUSY;
     goto finish;
   }
   mproc__plat_close(p);
   mproc__result_drop(p);
+  mproc__capture_drop(p);
   free(p->args_blob);
   free(p->handles);
   p->args_blob = NULL;

@@ -4,9 +4,8 @@
  * left in its result block (src/process_result.c), since its exit code,
  * MPROC_EXIT_BOOTSTRAP, is also a value an entry may return.
  *
- * Captured standard error (not in mproc yet) would be added here: the
- * process object would keep the capture's last lines and describe would
- * append them after the reason.  No hook is reserved for it. */
+ * When stderr was captured (src/process_output.c) the report also holds
+ * its last lines, and the text shows them after the reason. */
 #include <stdio.h>
 #include <string.h>
 
@@ -44,7 +43,42 @@ int mproc_process_end(mproc_process *p, mproc_end_info *info) {
     info->kind = MPROC_END_BOOTSTRAP;
     info->name = mproc__boot_reason_text(boot);
   }
+  mproc__capture_tail(p, info->stderr_tail);
   return MPROC_OK;
+}
+
+/* Append len bytes of s at offset `at` of the text being built, the way
+ * snprintf cuts (at may already be past cap); returns len. */
+static int mproc__describe_put(char *buf, size_t cap, int at, const char *s,
+                               size_t len) {
+  if (at >= 0 && (size_t)at < cap) {
+    size_t room = cap - (size_t)at - 1, k = len < room ? len : room;
+    memcpy(buf + at, s, k);
+    buf[(size_t)at + k] = '\0';
+  }
+  return (int)len;
+}
+
+/* The stderr lines after the reason, each on a line of its own after
+ * "  | "; n is the text's length so far, the new one is returned.  The
+ * tail is read up to its NUL or its array's end, whichever comes first (a
+ * report filled by hand may not end it). */
+static int mproc__describe_tail(const char *tail, char *buf, size_t cap,
+                                int n) {
+  static const char head[] = "; last lines of stderr:";
+  const char *nul = (const char *)memchr(tail, '\0', MPROC_END_TAIL_MAX + 1);
+  const char *s = tail, *end = nul ? nul : tail + MPROC_END_TAIL_MAX;
+  if (s == end)
+    return n;
+  n += mproc__describe_put(buf, cap, n, head, sizeof head - 1);
+  while (s < end) {
+    const char *e = (const char *)memchr(s, '\n', (size_t)(end - s));
+    size_t len = e ? (size_t)(e - s) : (size_t)(end - s);
+    n += mproc__describe_put(buf, cap, n, "\n  | ", 5);
+    n += mproc__describe_put(buf, cap, n, s, len);
+    s += len + (e != NULL);
+  }
+  return n;
 }
 
 int mproc_end_describe(const mproc_end_info *info, char *buf, size_t cap) {
@@ -79,5 +113,7 @@ int mproc_end_describe(const mproc_end_info *info, char *buf, size_t cap) {
   default:
     return MPROC_EINVAL;
   }
-  return n < 0 ? MPROC_EINVAL : n;
+  if (n < 0)
+    return MPROC_EINVAL;
+  return mproc__describe_tail(info->stderr_tail, buf, cap, n);
 }

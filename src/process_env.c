@@ -37,8 +37,10 @@ static int mproc__stdio_copy(mproc_process *p,
   int i;
   for (i = 0; i < 3; i++) {
     const mproc_stdio *s = &opts->stdio[i];
-    if (s->mode < MPROC_STDIO_INHERIT || s->mode > MPROC_STDIO_HANDLE)
+    if (s->mode < MPROC_STDIO_INHERIT || s->mode > MPROC_STDIO_CAPTURE)
       return MPROC_EINVAL;
+    if (s->mode == MPROC_STDIO_CAPTURE && i == 0)
+      return MPROC_EINVAL; /* a child's input is not output to capture */
     if ((s->mode == MPROC_STDIO_FILE || s->mode == MPROC_STDIO_APPEND) &&
         (!s->path || !*s->path))
       return MPROC_EINVAL;
@@ -96,6 +98,14 @@ int mproc__stdio_open(mproc_process *p) {
       p->stdio_h[i] = p->stdio_user[i];
       continue;
     }
+    if (mode == MPROC_STDIO_CAPTURE) {
+      int rc = mproc__capture_open(p, i); /* sets p->stdio_h[i] */
+      if (rc < 0) {
+        mproc__stdio_close(p);
+        return rc;
+      }
+      continue;
+    }
     p->stdio_h[i] = mproc__plat_open_stdio(i, p->stdio_path[i],
                                            mode == MPROC_STDIO_APPEND,
                                            &os_error);
@@ -110,8 +120,11 @@ int mproc__stdio_open(mproc_process *p) {
 void mproc__stdio_close(mproc_process *p) {
   int i;
   for (i = 0; i < 3; i++) {
-    /* The caller's handle stays the caller's. */
-    if (p->stdio_mode[i] != MPROC_STDIO_HANDLE)
+    /* The caller's handle stays the caller's; a capture's write end is
+     * the capture's. */
+    if (p->stdio_mode[i] == MPROC_STDIO_CAPTURE)
+      mproc__capture_passed(p->capture[i]);
+    else if (p->stdio_mode[i] != MPROC_STDIO_HANDLE)
       mproc__plat_close_handle(p->stdio_h[i]);
     p->stdio_h[i] = MPROC_INVALID_HANDLE;
   }

@@ -1878,3 +1878,47 @@ TEST(PoolTimeout, TimedOutTaskReportSaysThePoolKilledItsWorker) {
 #endif
   mproc_async_result_free(r);
 }
+
+// An imap task whose worker dies: the iterator hands out the same report
+// as an async result does (which worker, which signal).
+TEST(PoolDeath, ImapLostTaskReportNamesTheWorkerAndTheSignal) {
+  Pool pool(1);
+  int rc = 0;
+  int64_t pid = apply_i64(pool.p, "pool_getpid", 0, &rc);
+  ASSERT_EQ(rc, MPROC_OK);
+  for (int unordered = 0; unordered < 2; unordered++) {
+    SCOPED_TRACE(unordered);
+    Inputs in(1);
+    mproc_imap *it = nullptr;
+    ASSERT_EQ(unordered ? mproc_pool_imap_unordered(pool.p, "pool_kill_self",
+                                                    in.b.data(), 1, 1, &it)
+                        : mproc_pool_imap(pool.p, "pool_kill_self",
+                                          in.b.data(), 1, 1, &it),
+              MPROC_OK);
+    size_t index = 99;
+    EXPECT_EQ(mproc_imap_next(it, nullptr, nullptr, &index, 60), MPROC_EWORKER);
+    ASSERT_EQ(index, 0u);
+    mproc_end_info e{};
+    ASSERT_EQ(mproc_imap_item_end(it, index, &e), MPROC_OK);
+    EXPECT_EQ(e.pid, pid);
+#ifdef _WIN32
+    EXPECT_EQ(end_text(e), "exited with code 9");
+#else
+    EXPECT_EQ(e.kind, MPROC_END_SIGNAL);
+    EXPECT_EQ(e.code, 9);
+    EXPECT_EQ(end_text(e), "killed by signal 9 (SIGKILL)");
+#endif
+    EXPECT_EQ(mproc_imap_item_end(it, 1, &e), MPROC_EINVAL);
+    EXPECT_EQ(mproc_imap_item_end(it, 0, nullptr), MPROC_EINVAL);
+    EXPECT_EQ(mproc_imap_item_end(nullptr, 0, &e), MPROC_EINVAL);
+    mproc_imap_free(it);
+    // The replacement worker runs the next job: a success has no report.
+    pid = apply_i64(pool.p, "pool_getpid", 0, &rc);
+    ASSERT_EQ(rc, MPROC_OK);
+    ASSERT_EQ(mproc_pool_imap(pool.p, "pool_getpid", in.b.data(), 1, 1, &it),
+              MPROC_OK);
+    EXPECT_EQ(mproc_imap_next(it, nullptr, nullptr, &index, 60), MPROC_OK);
+    EXPECT_EQ(mproc_imap_item_end(it, 0, &e), MPROC_ENOTFOUND);
+    mproc_imap_free(it);
+  }
+}

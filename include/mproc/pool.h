@@ -548,6 +548,23 @@ MPROC_API int mproc_async_result_item_end(mproc_async_result *r, size_t i,
  *   child).  Thread-safe. */
 MPROC_API int mproc_async_result_end(mproc_async_result *r,
                                      struct mproc_end_info *info);
+/**
+ * @brief The end report of a task of the iterator that failed because its
+ * worker died (#MPROC_EWORKER) or was killed at the task's timeout
+ * (#MPROC_ETIMEDOUT), as mproc_async_result_item_end() gives it for a map.
+ *
+ * Typically called with the index mproc_imap_next() just returned with
+ * such a status; any settled task may be asked, before the others have
+ * finished.  Thread-safe.
+ * @param it     the iterator
+ * @param index  the input's position (mproc_imap_next()'s `index`)
+ * @param[out] info  the worker's end: its pid, its exit code or signal
+ * @return 0; #MPROC_ENOTFOUND when the task did not fail that way (it
+ *   succeeded, or returned its own code); #MPROC_ESTATE while it has not
+ *   finished; #MPROC_EINVAL for NULL arguments or an index past the
+ *   inputs; #MPROC_EPERM in a fork child. */
+MPROC_API int mproc_imap_item_end(mproc_imap *it, size_t index,
+                                  struct mproc_end_info *info);
 /** Release the caller's reference (a pending result still completes
  * inside the pool).
  * @param r  the result, or NULL

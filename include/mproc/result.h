@@ -22,11 +22,11 @@
  *   against the limit and the block's real size before a byte is copied.
  *   Pool workers get no block (their tasks' results travel in the pool).
  *
- * Standard error capture (planned, not here yet): once a child's stderr can
- * be captured, mproc_end_describe() is meant to take the last lines of it
- * from the process object and append them after the one-line reason; no
- * field or hook is reserved for that in mproc_end_info, so adding it
- * changes no layout.
+ * Standard error in end reports: when the child's stderr was captured
+ * (MPROC_STDIO_CAPTURE, mproc/output.h), mproc_process_end() copies its
+ * last MPROC_END_TAIL_LINES lines (at most MPROC_END_TAIL_MAX bytes) into
+ * mproc_end_info::stderr_tail, and mproc_end_describe() appends them after
+ * the one-line reason, one per line, each after "  | ".
  */
 #ifndef MPROC_RESULT_H
 #define MPROC_RESULT_H
@@ -109,6 +109,11 @@ typedef enum mproc_end_kind {
   MPROC_END_BOOTSTRAP = 5
 } mproc_end_kind;
 
+/** How many of the last lines of a captured stderr an end report keeps. */
+#define MPROC_END_TAIL_LINES 5
+/** The most bytes of them an end report keeps (the last ones). */
+#define MPROC_END_TAIL_MAX 1024
+
 /** How a process ended, filled by mproc_process_end(). */
 typedef struct mproc_end_info {
   mproc_end_kind kind; /**< what happened */
@@ -119,6 +124,10 @@ typedef struct mproc_end_info {
   const char *name; /**< static text naming the signal, the NTSTATUS or
                          the bootstrap failure; "" for EXIT.  Never NULL. */
   int64_t pid; /**< the process id it had */
+  /** The last MPROC_END_TAIL_LINES lines of its stderr, as it wrote them
+   *  (line ends included; at most MPROC_END_TAIL_MAX bytes, the last
+   *  ones), when stderr was captured (#MPROC_STDIO_CAPTURE); else "". */
+  char stderr_tail[MPROC_END_TAIL_MAX + 1];
 } mproc_end_info;
 
 /**

@@ -180,9 +180,11 @@ static void mproc__conn_w32_name(wchar_t *out, size_t cap) {
 }
 
 /* Creates the pipe's single server instance under a fresh name and
- * connects the client end to it. */
-static int mproc__conn_w32_open_pipe(int duplex, HANDLE *server,
-                                     HANDLE *client) {
+ * connects the client end to it (declared in w32.h: captured stdio opens
+ * its pipes here too, with a synchronous client, `sync_client`, that a
+ * child's C runtime can write to without an OVERLAPPED). */
+int mproc__conn_w32_open_pipe(int duplex, int sync_client, HANDLE *server,
+                              HANDLE *client) {
   wchar_t name[96];
   DWORD err = 0;
   int tries;
@@ -208,8 +210,8 @@ static int mproc__conn_w32_open_pipe(int duplex, HANDLE *server,
                           duplex ? GENERIC_READ | GENERIC_WRITE
                                  : GENERIC_WRITE | FILE_READ_ATTRIBUTES,
                           0, NULL, OPEN_EXISTING,
-                          FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT |
-                              SECURITY_ANONYMOUS,
+                          (sync_client ? 0 : FILE_FLAG_OVERLAPPED) |
+                              SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS,
                           NULL);
     if (*client != INVALID_HANDLE_VALUE)
       return MPROC_OK;
@@ -225,7 +227,7 @@ static int mproc__conn_w32_open_pipe(int duplex, HANDLE *server,
 
 /* The client is already connected; ConnectNamedPipe just confirms it
  * (ERROR_PIPE_CONNECTED).  0, or the Windows error. */
-static DWORD mproc__conn_w32_confirm(HANDLE server) {
+DWORD mproc__conn_w32_confirm(HANDLE server) {
   OVERLAPPED ov;
   DWORD err = 0, n;
   memset(&ov, 0, sizeof ov);
@@ -268,7 +270,7 @@ int mproc__conn_os_pair(mproc__conn_os **a, mproc__conn_os **b, int duplex) {
   DWORD err;
   int rc;
   *a = *b = NULL;
-  rc = mproc__conn_w32_open_pipe(duplex, &server, &client);
+  rc = mproc__conn_w32_open_pipe(duplex, 0, &server, &client);
   if (rc < 0)
     return rc;
   err = mproc__conn_w32_confirm(server);

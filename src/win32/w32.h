@@ -55,4 +55,12 @@ int mproc__w32_map_error(DWORD err);
  * command line and lets the child inherit it. */
 HANDLE mproc__w32_conn_handle(const mproc__conn_os *os);
 
+/* A named pipe of one instance under a fresh unguessable name, server end
+ * overlapped, client connected (src/win32/conn_os.c); `duplex` 0: the
+ * server only reads; `sync_client`: the client is not overlapped.  Then
+ * mproc__conn_w32_confirm(server): 0 or the Windows error. */
+int mproc__conn_w32_open_pipe(int duplex, int sync_client, HANDLE *server,
+                              HANDLE *client);
+DWORD mproc__conn_w32_confirm(HANDLE server);
+
 #endif

@@ -528,135 +528,158 @@ finish:
   return rc;
 }
 
-int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
-                      size_t nhandles, mproc__bootstrap_builder build) {
-  int sock = -1, sent_r = -1;
+/* What a spawn holds while under way, released by mproc__spawn_release
+ * whatever happened. */
+typedef struct mproc__spawn_state {
   mproc__child_ends ends;
-  int *src = NULL, nsrc = 0, ncopies = 0, i, rc = MPROC_OK, e;
-  uint64_t *child_vals = NULL;
-  unsigned char *bs = NULL;
-  size_t bslen = 0;
-  const mproc__exe_plan *exe = mproc__exe();
-  char **argv = NULL;
-  pid_t pid = -1;
-  int pidfd = -1, env_owned = 0;
+  int sock;              /* our end of the bootstrap socket pair */
+  int sent_r;            /* our end of the life line (no pidfds) */
+  int *src;              /* what the child gets as MPROC__BS_FD + i */
+  int nsrc, ncopies;     /* src[1..ncopies]: copies of passed handles */
+  uint64_t *child_vals;  /* the passed handles' numbers in the child */
+  char **argv;
+  unsigned char *bs;
+  size_t bslen;
   mproc__exec_req rq;
+} mproc__spawn_state;
 
-  mproc__child_ends_init(&ends);
-  rq.stdio[0] = rq.stdio[1] = rq.stdio[2] = -1;
-  if (nhandles > 4096)
-    return MPROC_E2BIG;
-  src = (int *)malloc((nhandles + 2) * sizeof(*src));
-  child_vals = (uint64_t *)malloc((nhandles + 1) * sizeof(*child_vals));
-  if (!src || !child_vals) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
-  /* Copy every source above the target range first, so that the dup2 file
-   * actions cannot overwrite a source still to be copied. */
-  {
-    int need = 1 + (int)nhandles + (mproc__px_use_pidfd ? 0 : 1);
-    int floor = MPROC__BS_FD + need;
-    rc = mproc__spawn_channels(&ends, floor, &sock, &sent_r);
-    if (rc < 0)
-      goto finish;
-    src[nsrc++] = ends.fd[MPROC__END_SOCK_COPY];
-    for (i = 0; i < (int)nhandles; i++) {
-      src[nsrc] = fcntl(handles[i], F_DUPFD_CLOEXEC, floor);
-      if (src[nsrc++] < 0) {
-        rc = errno == EBADF ? MPROC_EINVAL : MPROC_ESPAWN;
-        e = errno;
-        goto fail_errno;
-      }
-      ncopies++;
-      child_vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
-    }
-    if (!mproc__px_use_pidfd)
-      src[nsrc++] = ends.fd[MPROC__END_SENT_COPY];
-    for (i = 0; i < 3; i++)
-      if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
-          (rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0) {
-        rc = MPROC_ESPAWN;
-        e = errno;
-        goto fail_errno;
-      }
-  }
-  rc = build(p, child_vals, 0, 0, &bs, &bslen);
+static void mproc__spawn_init(mproc__spawn_state *st) {
+  memset(st, 0, sizeof *st);
+  mproc__child_ends_init(&st->ends);
+  st->sock = st->sent_r = -1;
+  st->rq.stdio[0] = st->rq.stdio[1] = st->rq.stdio[2] = -1;
+}
+
+static void mproc__spawn_release(mproc__spawn_state *st) {
+  int i;
+  for (i = 1; i <= st->ncopies; i++) /* the passed handles' copies */
+    mproc__px_close_fd(&st->src[i]);
+  for (i = 0; i < 3; i++)
+    mproc__px_close_fd(&st->rq.stdio[i]);
+  mproc__child_ends_close(&st->ends, -1);
+  mproc__px_close_fd(&st->sock);
+  mproc__px_close_fd(&st->sent_r);
+  free(st->src);
+  free(st->child_vals);
+  free(st->bs);
+  free(st->argv);
+}
+
+/* The descriptors the child gets, in order: its bootstrap socket, the
+ * passed handles, its life line (no pidfds); and its standard streams.
+ * Every source is copied above the target range first, so that the dup2
+ * file actions cannot overwrite a source still to be copied. */
+static int mproc__spawn_sources(mproc__spawn_state *st, const mproc_process *p,
+                                const mproc_handle_t *handles,
+                                size_t nhandles) {
+  int need = 1 + (int)nhandles + (mproc__px_use_pidfd ? 0 : 1);
+  int floor = MPROC__BS_FD + need, i, rc;
+  st->src = (int *)malloc((nhandles + 2) * sizeof(*st->src));
+  st->child_vals = (uint64_t *)malloc((nhandles + 1) * sizeof(uint64_t));
+  if (!st->src || !st->child_vals)
+    return MPROC_ENOMEM;
+  rc = mproc__spawn_channels(&st->ends, floor, &st->sock, &st->sent_r);
   if (rc < 0)
-    goto finish;
+    return rc;
+  st->src[st->nsrc++] = st->ends.fd[MPROC__END_SOCK_COPY];
+  for (i = 0; i < (int)nhandles; i++) {
+    st->src[st->nsrc] = fcntl(handles[i], F_DUPFD_CLOEXEC, floor);
+    if (st->src[st->nsrc++] < 0)
+      return mproc__os_fail(errno == EBADF ? MPROC_EINVAL : MPROC_ESPAWN,
+                            errno);
+    st->ncopies++;
+    st->child_vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
+  }
+  if (!mproc__px_use_pidfd)
+    st->src[st->nsrc++] = st->ends.fd[MPROC__END_SENT_COPY];
+  for (i = 0; i < 3; i++)
+    if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
+        (st->rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0)
+      return mproc__os_fail(MPROC_ESPAWN, errno);
+  return MPROC_OK;
+}
 
-  if (!exe->path) {
-    e = exe->error; /* no file runs this program again (proc_exe.c) */
-    rc = MPROC_ESPAWN;
-    goto fail_errno;
-  }
-  argv = mproc__child_argv(exe);
-  if (!argv) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
-  rq.path = exe->path;
-  rq.argv = argv;
-  rq.cwd = p->cwd;
-  rq.src = src;
-  rq.nsrc = nsrc;
-  rq.new_group = p->new_group;
-  if (mproc__px_child_env(p, &rq.envp, &env_owned) < 0) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
+/* Runs the program again as p's child (posix_spawn, or fork+exec where
+ * posix_spawn cannot do what p asks); *pid is the child. */
+static int mproc__spawn_exec(mproc__spawn_state *st, const mproc_process *p,
+                             pid_t *pid) {
+  const mproc__exe_plan *exe = mproc__exe();
+  int env_owned = 0, e;
+  if (!exe->path) /* no file runs this program again (proc_exe.c) */
+    return mproc__os_fail(MPROC_ESPAWN, exe->error);
+  st->argv = mproc__child_argv(exe);
+  if (!st->argv)
+    return MPROC_ENOMEM;
+  st->rq.path = exe->path;
+  st->rq.argv = st->argv;
+  st->rq.cwd = p->cwd;
+  st->rq.src = st->src;
+  st->rq.nsrc = st->nsrc;
+  st->rq.new_group = p->new_group;
+  if (mproc__px_child_env(p, &st->rq.envp, &env_owned) < 0)
+    return MPROC_ENOMEM;
   e = mproc__px_use_forkexec || (p->cwd && !MPROC__HAVE_SPAWN_CHDIR)
-          ? mproc__forkexec(&pid, &rq, &ends)
-          : mproc__posix_spawn(&pid, &rq, &ends);
+          ? mproc__forkexec(pid, &st->rq, &st->ends)
+          : mproc__posix_spawn(pid, &st->rq, &st->ends);
   if (env_owned)
-    free(rq.envp);
-  if (e != 0) {
-    rc = MPROC_ESPAWN;
-    goto fail_errno;
-  }
+    free(st->rq.envp);
+  return e != 0 ? mproc__os_fail(MPROC_ESPAWN, e) : MPROC_OK;
+}
+
+/* The child runs: give it the bootstrap.  On failure the child is killed
+ * and reaped. */
+static int mproc__spawn_handover(mproc__spawn_state *st, pid_t pid,
+                                 int *pidfd) {
+  int e;
   /* The child has its copies: from now on only the child holds them. */
-  mproc__child_ends_close(&ends, -1);
+  mproc__child_ends_close(&st->ends, -1);
   if (mproc__px_use_pidfd) {
-    pidfd = mproc__px_pidfd_open(pid);
-    if (pidfd < 0) {
+    *pidfd = mproc__px_pidfd_open(pid);
+    if (*pidfd < 0) {
       e = errno;
       mproc__abandon(pid);
-      rc = MPROC_ESPAWN;
-      goto fail_errno;
+      return mproc__os_fail(MPROC_ESPAWN, e);
     }
-    mproc__pidfd_catch_up(pidfd, pid);
+    mproc__pidfd_catch_up(*pidfd, pid);
   }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
-  if (mproc__px_send_all(sock, bs, bslen) != 0) {
+  if (mproc__px_send_all(st->sock, st->bs, st->bslen) != 0) {
     e = errno;
     mproc__abandon(pid);
-    mproc__px_close_fd(&pidfd);
-    rc = MPROC_ESPAWN;
-    goto fail_errno;
+    mproc__px_close_fd(pidfd);
+    return mproc__os_fail(MPROC_ESPAWN, e);
   }
-  p->plat.pidfd = pidfd;
-  p->plat.sentinel_r = sent_r;
-  p->plat.exit_r = -1;
-  sent_r = -1;
-  p->pid = (int64_t)pid;
-  rc = MPROC_OK;
-  goto finish;
+  return MPROC_OK;
+}
 
-fail_errno:
-  rc = mproc__os_fail(rc, e);
+int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
+                      size_t nhandles, mproc__bootstrap_builder build) {
+  mproc__spawn_state st;
+  pid_t pid = -1;
+  int pidfd = -1, rc;
+  mproc__spawn_init(&st);
+  if (nhandles > 4096)
+    return MPROC_E2BIG;
+  rc = mproc__spawn_sources(&st, p, handles, nhandles);
+  if (rc < 0)
+    goto finish;
+  rc = build(p, st.child_vals, 0, 0, &st.bs, &st.bslen);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__spawn_exec(&st, p, &pid);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__spawn_handover(&st, pid, &pidfd);
+  if (rc < 0)
+    goto finish;
+  p->plat.pidfd = pidfd;
+  p->plat.sentinel_r = st.sent_r;
+  p->plat.exit_r = -1;
+  st.sent_r = -1;
+  p->pid = (int64_t)pid;
 finish:
-  for (i = 1; i <= ncopies; i++) /* the passed handles' copies */
-    mproc__px_close_fd(&src[i]);
-  for (i = 0; i < 3; i++)
-    mproc__px_close_fd(&rq.stdio[i]);
-  mproc__child_ends_close(&ends, -1);
-  mproc__px_close_fd(&sock);
-  mproc__px_close_fd(&sent_r);
-  free(src);
-  free(child_vals);
-  free(bs);
-  free(argv);
+  mproc__spawn_release(&st);
   return rc;
 }
 

@@ -29,13 +29,16 @@
 #include "proc_exe.h"
 #include "px.h"
 
-#if MPROC__HAVE_PIDFD
+#if MPROC__HAVE_PIDFD || MPROC__HAVE_CLOSE_RANGE
 #include <sys/syscall.h>
 #endif
 
 
 #if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
+#endif
+#if MPROC__HAVE_CLOSE_RANGE && !defined(SYS_close_range)
+#define SYS_close_range 436 /* the same number on every architecture */
 #endif
 
 /* ---- descriptors meant for one child only ---------------------------------- */
@@ -118,6 +121,88 @@ static void mproc__child_ends_drop_all(void) {
       if (e->fd[i] >= 0)
         (void)close(e->fd[i]);
   g_child_ends = NULL;
+}
+
+/* ---- descriptors a fork child drops ------------------------------------------------- */
+
+/* Every descriptor the parent holds for one child (its pidfd, the parent's
+ * end of its life line, its exit watch, its result block) is copied into
+ * each fork child made while it is open, and a fork child must not keep
+ * them: the life line's EOF is how a child sees its parent end, and a
+ * result block holds the sibling's memory.  Closing them one by one in
+ * every fork child made the start cost grow with the number of children
+ * alive (and walking the process objects copied their pages), so their
+ * numbers are kept in one bitmap instead, and a fork child closes them
+ * with one close_range(2) per run of consecutive numbers: children started
+ * in a row hold consecutive descriptors, so that is one call or a few.
+ * The bitmap is guarded by mproc__lock, which a fork start holds across
+ * fork(), so the child sees it whole.  `used` words are valid; words past
+ * it hold garbage until an add clears them, so the fork child forgets the
+ * whole set by one store (each write to the heap would copy a page). */
+static uint64_t *g_private_bits;
+static size_t g_private_cap, g_private_used; /* in words */
+
+void mproc__plat_private_add(mproc_handle_t fd) {
+  size_t w = (size_t)fd / 64, cap;
+  uint64_t *bits;
+  if (fd < 0)
+    return;
+  if (w >= g_private_cap) {
+    cap = w + 1 > 2 * g_private_cap ? w + 1 : 2 * g_private_cap;
+    bits = (uint64_t *)realloc(g_private_bits, cap * sizeof(*bits));
+    /* Out of memory: the descriptor stays visible to fork children, as
+     * any descriptor is; nothing else depends on the bitmap. */
+    if (!bits)
+      return;
+    g_private_bits = bits;
+    g_private_cap = cap;
+  }
+  if (w >= g_private_used) {
+    memset(g_private_bits + g_private_used, 0,
+           (w + 1 - g_private_used) * sizeof(*g_private_bits));
+    g_private_used = w + 1;
+  }
+  g_private_bits[w] |= (uint64_t)1 << (fd % 64);
+}
+
+void mproc__plat_private_del(mproc_handle_t fd) {
+  size_t w = (size_t)fd / 64;
+  if (fd >= 0 && w < g_private_used)
+    g_private_bits[w] &= ~((uint64_t)1 << (fd % 64));
+}
+
+static int mproc__private_has(int fd) {
+  size_t w = (size_t)fd / 64;
+  return fd >= 0 && w < g_private_used &&
+         (g_private_bits[w] >> (fd % 64) & 1) != 0;
+}
+
+/* Close descriptors lo..hi (async-signal-safe either way). */
+static void mproc__close_run(int lo, int hi) {
+#if MPROC__HAVE_CLOSE_RANGE
+  if (syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0)
+    return; /* else ENOSYS: a kernel before 5.9 */
+#endif
+  for (; lo <= hi; lo++)
+    (void)close(lo);
+}
+
+void mproc__plat_private_drop(mproc_handle_t keep) {
+  int fd = 0, end = (int)(g_private_used * 64), lo;
+  while (fd < end) {
+    if (fd % 64 == 0 && g_private_bits[fd / 64] == 0) {
+      fd += 64;
+      continue;
+    }
+    if (fd == keep || !mproc__private_has(fd)) {
+      fd++;
+      continue;
+    }
+    for (lo = fd; fd < end && fd != keep && mproc__private_has(fd); fd++) {
+    }
+    mproc__close_run(lo, fd - 1);
+  }
+  g_private_used = 0;
 }
 
 /* ---- starting ---------------------------------------------------------------- */
@@ -256,6 +341,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     mproc__px_close_fd(&sent[0]);
     mproc__px_close_fd(&mproc__px_life_fd);
     mproc__child_ends_drop_all();
+    /* Our siblings' descriptors; our own result block stays. */
+    mproc__plat_private_drop(p->result_h);
     /* The child's end of the life line stays open (close-on-exec) for its
      * whole life: the kernel closes it when the child ends, which the
      * parent sees; the child sees the parent's end close the same way. */
@@ -759,6 +846,7 @@ static int mproc__watch_exit(mproc_process *p) {
     rc = mproc__os_fail(MPROC_ESYS, e);
     goto finish;
   }
+  mproc__plat_private_add(fds[0]);
   __atomic_store_n(&p->plat.exit_r, fds[0], __ATOMIC_RELEASE);
 finish:
   mproc__mutex_unlock(&mproc__lock);
@@ -858,21 +946,26 @@ mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
   return mproc__end_fd(p);
 }
 
+void mproc__plat_private_proc(const mproc_process *p) {
+#if !MPROC__HAVE_KQUEUE_PROC
+  /* A kqueue is not inherited at all (kqueue(2)). */
+  mproc__plat_private_add(p->plat.pidfd);
+#endif
+  mproc__plat_private_add(p->plat.sentinel_r);
+  mproc__plat_private_add(p->plat.exit_r);
+  mproc__plat_private_add(p->plat.fs_pidfd);
+}
+
 void mproc__plat_close(mproc_process *p) {
+  /* Unregistered before closed: the number may be reused at once. */
+  mproc__plat_private_del(p->plat.pidfd);
+  mproc__plat_private_del(p->plat.sentinel_r);
+  mproc__plat_private_del(p->plat.exit_r);
+  mproc__plat_private_del(p->plat.fs_pidfd);
   mproc__px_close_fd(&p->plat.fs_pidfd);
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
   mproc__px_close_fd(&p->plat.exit_r);
-}
-
-void mproc__plat_forget(mproc_process *p) {
-#if MPROC__HAVE_KQUEUE_PROC
-  /* The sibling's "pidfd" is a kqueue, and a fork child inherits no
-   * kqueue (kqueue(2)): the number is free here, or already names one of
-   * our own descriptors.  Forget it without closing. */
-  p->plat.pidfd = -1;
-#endif
-  mproc__plat_close(p);
 }
 
 int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,

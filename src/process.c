@@ -918,8 +918,8 @@ int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out) {
     rc = MPROC_ECLOSED;
   else if (p->state == MPROC__P_CREATED)
     rc = MPROC_ESTATE;
-  else
-    *out = mproc__plat_sentinel(p);
+  else /* the object is the caller's; only its OS state is filled in */
+    rc = mproc__plat_sentinel((mproc_process *)p, out);
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }

@@ -74,8 +74,10 @@ int mproc__plat_signal(struct mproc_process *p, int which);
  * lock held. */
 int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped);
 
-/* The pollable / waitable sentinel. */
-mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p);
+/* The pollable / waitable sentinel, valid until mproc__plat_close (POSIX
+ * opens it on first use).  Called with the global lock held; 0 or a
+ * negative code. */
+int mproc__plat_sentinel(struct mproc_process *p, mproc_handle_t *out);
 
 /* Release p->plat (after reaping, or for a never-started process). */
 void mproc__plat_close(struct mproc_process *p);

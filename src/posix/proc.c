@@ -317,7 +317,7 @@ static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
 int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
-  int pidfd = -1, env_owned = 0;
+  int env_owned = 0;
   char **envp = NULL;
   if (mproc__px_child_env(p, &envp, &env_owned) < 0)
     return MPROC_ENOMEM;
@@ -362,16 +362,6 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     child_main(p);
     _exit(1); /* not reached */
   }
-  if (mproc__px_use_pidfd) {
-    /* The child is unreaped, so its pid cannot have been reused yet. */
-    pidfd = mproc__px_pidfd_open(pid);
-    if (pidfd < 0) {
-      int e = errno;
-      mproc__abandon(pid);
-      return mproc__os_fail(MPROC_ESPAWN, e);
-    }
-    mproc__pidfd_catch_up(pidfd, pid);
-  }
   /* Also here, as shells do for a job (setpgid(2)): whichever of the two
    * runs first, the group exists before start returns, so a kill_tree
    * right after start cannot miss it.  Fails harmlessly (EACCES, ESRCH)
@@ -379,7 +369,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   if (p->new_group)
     (void)setpgid(pid, pid);
   mproc__px_close_fd(&sent[1]);
-  p->plat.pidfd = pidfd;
+  /* No pidfd yet: opened when something waits (mproc__end_fd_open). */
+  p->plat.pidfd = -1;
   p->plat.sentinel_r = sent[0];
   p->plat.exit_r = -1;
   p->pid = (int64_t)pid;
@@ -715,26 +706,15 @@ static int mproc__spawn_exec(mproc__spawn_state *st, const mproc_process *p,
 
 /* The child runs: give it the bootstrap.  On failure the child is killed
  * and reaped. */
-static int mproc__spawn_handover(mproc__spawn_state *st, pid_t pid,
-                                 int *pidfd) {
+static int mproc__spawn_handover(mproc__spawn_state *st, pid_t pid) {
   int e;
   /* The child has its copies: from now on only the child holds them. */
   mproc__child_ends_close(&st->ends, -1);
-  if (mproc__px_use_pidfd) {
-    *pidfd = mproc__px_pidfd_open(pid);
-    if (*pidfd < 0) {
-      e = errno;
-      mproc__abandon(pid);
-      return mproc__os_fail(MPROC_ESPAWN, e);
-    }
-    mproc__pidfd_catch_up(*pidfd, pid);
-  }
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
   if (mproc__px_send_all(st->sock, st->bs, st->bslen) != 0) {
     e = errno;
     mproc__abandon(pid);
-    mproc__px_close_fd(pidfd);
     return mproc__os_fail(MPROC_ESPAWN, e);
   }
   return MPROC_OK;
@@ -744,7 +724,7 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
                       size_t nhandles, mproc__bootstrap_builder build) {
   mproc__spawn_state st;
   pid_t pid = -1;
-  int pidfd = -1, rc;
+  int rc;
   mproc__spawn_init(&st);
   if (nhandles > 4096)
     return MPROC_E2BIG;
@@ -757,10 +737,10 @@ int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
   rc = mproc__spawn_exec(&st, p, &pid);
   if (rc < 0)
     goto finish;
-  rc = mproc__spawn_handover(&st, pid, &pidfd);
+  rc = mproc__spawn_handover(&st, pid);
   if (rc < 0)
     goto finish;
-  p->plat.pidfd = pidfd;
+  p->plat.pidfd = -1; /* opened when something waits (mproc__end_fd_open) */
   p->plat.sentinel_r = st.sent_r;
   p->plat.exit_r = -1;
   st.sent_r = -1;
@@ -854,10 +834,75 @@ finish:
 }
 
 /* What tells that the child ended: its pidfd, its exit watch, or the
- * parent's end of its life line. */
+ * parent's end of its life line; -1 while the pidfd is not open yet. */
 static int mproc__end_fd(const mproc_process *p) {
   int fd = __atomic_load_n(&p->plat.exit_r, __ATOMIC_ACQUIRE);
-  return p->plat.pidfd >= 0 ? p->plat.pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
+  int pidfd = __atomic_load_n(&p->plat.pidfd, __ATOMIC_ACQUIRE);
+  return pidfd >= 0 ? pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
+}
+
+/* A descriptor that is readable at once and forever: a pipe whose write
+ * end is closed.  Stands in for the pidfd of a child already reaped. */
+static int mproc__ended_fd(int *out) {
+  int fds[2];
+  if (mproc__px_pipe(fds) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  (void)close(fds[1]);
+  *out = fds[0];
+  return MPROC_OK;
+}
+
+/* Is pid a child of ours (ended or not, but not reaped)? */
+static int mproc__is_our_child(pid_t pid) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+/* Opens the pidfd of p, with mproc__lock held.  Lazily, only for a child
+ * something waits on: a start then opens and closes nothing for it, and a
+ * fork child made meanwhile has one descriptor fewer to drop.  Safe while
+ * the child is unreaped (p->state STARTED under the lock: only mproc reaps
+ * it, under this lock), because until then its pid names it and no one
+ * else, zombie or not.  Unless the application reaped it behind our back:
+ * SIGCHLD set to SIG_IGN (the kernel reaps every child as it ends) or a
+ * waitpid(-1).  Then pidfd_open fails (ESRCH), or names a stranger that
+ * got the pid since, which is no child of ours (waitid: ECHILD): either
+ * way the child ended, and a descriptor that is always readable stands in
+ * (one of our own later children taking the very pid is the one case not
+ * told apart).  Started eagerly, the same child made start() fail. */
+static int mproc__open_pidfd_locked(mproc_process *p) {
+  int fd = mproc__px_pidfd_open((pid_t)p->pid);
+  int rc = MPROC_OK;
+  if (fd >= 0 && !mproc__is_our_child((pid_t)p->pid)) {
+    mproc__px_close_fd(&fd);
+    errno = ESRCH;
+  }
+  if (fd < 0 && errno != ESRCH)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if (fd < 0) {
+    if ((rc = mproc__ended_fd(&fd)) < 0)
+      return rc;
+    mproc__plat_private_add(fd);
+    __atomic_store_n(&p->plat.exit_r, fd, __ATOMIC_RELEASE);
+    return MPROC_OK;
+  }
+  mproc__pidfd_catch_up(fd, (pid_t)p->pid);
+#if !MPROC__HAVE_KQUEUE_PROC
+  mproc__plat_private_add(fd);
+#endif
+  __atomic_store_n(&p->plat.pidfd, fd, __ATOMIC_RELEASE);
+  return MPROC_OK;
+}
+
+/* mproc__end_fd, opening the pidfd first if needed; lock held.  *fd is -1
+ * (and 0 returned) for a child already reaped that never had one. */
+static int mproc__end_fd_open(mproc_process *p, int *fd) {
+  int rc = MPROC_OK;
+  if (mproc__end_fd(p) < 0 && !p->plat.fs && p->state == MPROC__P_STARTED)
+    rc = mproc__open_pidfd_locked(p);
+  *fd = mproc__end_fd(p);
+  return rc;
 }
 
 int mproc__plat_wait(mproc_process *p, double timeout) {
@@ -867,8 +912,15 @@ int mproc__plat_wait(mproc_process *p, double timeout) {
     return mproc__px_fs_wait(p, deadline);
   for (;;) {
     fd = mproc__end_fd(p);
-    if (fd < 0)
-      return MPROC_EINVAL; /* none: a fork child's view of a sibling */
+    if (fd < 0) {
+      mproc__mutex_lock(&mproc__lock);
+      rc = mproc__end_fd_open(p, &fd);
+      mproc__mutex_unlock(&mproc__lock);
+      if (rc < 0)
+        return rc;
+      if (fd < 0)
+        return MPROC_OK; /* reaped by another thread meanwhile */
+    }
     prc = mproc__px_poll_in(fd, deadline);
     if (prc < 0)
       return mproc__os_fail(MPROC_ESYS, errno);
@@ -942,8 +994,19 @@ int mproc__plat_signal_tree(mproc_process *p, int which, int reaped) {
   return MPROC_OK;
 }
 
-mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
-  return mproc__end_fd(p);
+int mproc__plat_sentinel(mproc_process *p, mproc_handle_t *out) {
+  int fd, rc = mproc__end_fd_open(p, &fd);
+  if (rc == MPROC_OK && fd < 0) {
+    /* Reaped before anything waited (is_alive or exitcode saw the end):
+     * a stand-in that is always readable, kept until close as a pidfd. */
+    rc = mproc__ended_fd(&fd);
+    if (rc == MPROC_OK) {
+      mproc__plat_private_add(fd);
+      __atomic_store_n(&p->plat.exit_r, fd, __ATOMIC_RELEASE);
+    }
+  }
+  *out = rc == MPROC_OK ? fd : MPROC_INVALID_HANDLE;
+  return rc;
 }
 
 void mproc__plat_private_proc(const mproc_process *p) {

@@ -743,9 +743,10 @@ int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped) {
   return MPROC_OK;
 }
 
-mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p) {
-  return p->plat.process ? (mproc_handle_t)p->plat.process
+int mproc__plat_sentinel(struct mproc_process *p, mproc_handle_t *out) {
+  *out = p->plat.process ? (mproc_handle_t)p->plat.process
                          : MPROC_INVALID_HANDLE;
+  return *out == MPROC_INVALID_HANDLE ? MPROC_EINVAL : MPROC_OK;
 }
 
 void mproc__plat_close(struct mproc_process *p) {

@@ -327,7 +327,9 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
       free(envp);
     return mproc__os_fail(MPROC_ESPAWN, e);
   }
+  mproc__px_forking = 1;
   pid = fork();
+  mproc__px_forking = 0;
   if (pid != 0 && env_owned)
     free(envp); /* the parent's copy; the child's is its environ */
   if (pid < 0) {

@@ -314,6 +314,37 @@ static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
 #endif
 }
 
+/* The fork child's side of mproc__plat_fork, before and around the entry:
+ * only async-signal-safe calls until child_main (the parent may have had
+ * other threads).  Never returns. */
+static void mproc__fork_child(mproc_process *p, char **envp, int sent[2],
+                              void (*child_main)(mproc_process *p)) {
+  size_t i;
+  mproc__px_close_fd(&sent[0]);
+  mproc__px_close_fd(&mproc__px_life_fd);
+  mproc__child_ends_drop_all();
+  /* Our siblings' descriptors; our own result block stays. */
+  mproc__plat_private_drop(p->result_h);
+  /* The child's end of the life line stays open (close-on-exec) for its
+   * whole life: the kernel closes it when the child ends, which the
+   * parent sees; the child sees the parent's end close the same way. */
+  mproc__px_life_fd = sent[1];
+  /* A passed handle is close-on-exec in the child whatever the start
+   * method (mproc.h), as spawn makes it in mproc__plat_child_setup.  The
+   * flag belongs to this process's descriptor table: the parent's
+   * descriptor keeps its own. */
+  for (i = 0; i < p->nhandles; i++)
+    (void)fcntl(p->handles[i], F_SETFD, FD_CLOEXEC);
+  /* A group of its own before the entry runs, so that whatever it starts
+   * is born in it (the parent does the same, see mproc__plat_fork). */
+  if (p->new_group)
+    (void)setpgid(0, 0);
+  mproc__fork_child_env(p, envp);
+  mproc__fork_child_stdio(p);
+  child_main(p);
+  _exit(1); /* not reached */
+}
+
 int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
@@ -338,32 +369,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     mproc__px_close_fd(&sent[1]);
     return mproc__os_fail(MPROC_ESPAWN, e);
   }
-  if (pid == 0) {
-    size_t i;
-    mproc__px_close_fd(&sent[0]);
-    mproc__px_close_fd(&mproc__px_life_fd);
-    mproc__child_ends_drop_all();
-    /* Our siblings' descriptors; our own result block stays. */
-    mproc__plat_private_drop(p->result_h);
-    /* The child's end of the life line stays open (close-on-exec) for its
-     * whole life: the kernel closes it when the child ends, which the
-     * parent sees; the child sees the parent's end close the same way. */
-    mproc__px_life_fd = sent[1];
-    /* A passed handle is close-on-exec in the child whatever the start
-     * method (mproc.h), as spawn makes it in mproc__plat_child_setup.  The
-     * flag belongs to this process's descriptor table: the parent's
-     * descriptor keeps its own. */
-    for (i = 0; i < p->nhandles; i++)
-      (void)fcntl(p->handles[i], F_SETFD, FD_CLOEXEC);
-    /* A group of its own before the entry runs, so that whatever it starts
-     * is born in it (the parent does the same, see below). */
-    if (p->new_group)
-      (void)setpgid(0, 0);
-    mproc__fork_child_env(p, envp);
-    mproc__fork_child_stdio(p);
-    child_main(p);
-    _exit(1); /* not reached */
-  }
+  if (pid == 0)
+    mproc__fork_child(p, envp, sent, child_main); /* no return */
   /* Also here, as shells do for a job (setpgid(2)): whichever of the two
    * runs first, the group exists before start returns, so a kill_tree
    * right after start cannot miss it.  Fails harmlessly (EACCES, ESRCH)

@@ -304,13 +304,14 @@ void mproc__stdio_close(mproc_process *p);
  * (p->stdio_h[stream] becomes the write end, owned by the capture);
  * capture_passed: the start is over, close the write end; capture_drop:
  * stop the readers and free (close, free, a failed start);
- * capture_forget_forked: in a fork child, close the descriptors of the
- * parent's captures (p: the process object being run, or NULL). */
+ * capture_forget_forked: in a fork child, forget the list of starts under
+ * way (their descriptors, like every capture descriptor, are registered
+ * with mproc__plat_private_add and closed by mproc__plat_private_drop). */
 typedef struct mproc__capture mproc__capture;
 int mproc__capture_open(mproc_process *p, int stream);
 void mproc__capture_passed(mproc__capture *c);
 void mproc__capture_drop(mproc_process *p);
-void mproc__capture_forget_forked(mproc_process *p);
+void mproc__capture_forget_forked(void);
 /* The last lines of p's captured stderr for an end report, into `out`
  * (MPROC_END_TAIL_MAX + 1 bytes, NUL-terminated; "" if not captured).
  * Called without mproc__lock. */

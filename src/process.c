@@ -26,6 +26,10 @@ static mproc_start_method g_method =
     MPROC__HAVE_FORK ? MPROC_START_FORK : MPROC_START_SPAWN;
 /* Started children that have not been reaped (Python's _children). */
 static mproc_process *g_children;
+/* How many of them only the registry still holds (the owner freed them; at
+ * least, since a count that is too high only costs a sweep), and starts
+ * since the last sweep that reaped such children (mproc__reap_orphans). */
+static size_t g_orphans, g_starts_since_sweep;
 /* Next child number: children are Process-N here, Process-<id>:N below. */
 static unsigned long g_counter = 1;
 static mproc_process g_current;
@@ -239,13 +243,30 @@ int mproc__check_child(const mproc_process *p) {
  * may already belong to someone else.  Called with mproc__lock held. */
 static void mproc__reap_ended_locked(void) {
   mproc_process *c, *next;
+  g_orphans = 0;
+  g_starts_since_sweep = 0;
   for (c = g_children; c; c = next) {
     next = c->next; /* polling unlinks c alone */
     if (c->waiters)
       continue;
     if (mproc__poll_locked(c) == 1 && c->refs == 0)
       mproc__destroy(c); /* freed by the user earlier, now reaped */
+    else if (c->refs == 1 && c->tracked)
+      g_orphans++; /* freed, still running */
   }
+}
+
+/* What a start does of Python's _cleanup(): only freed children need it
+ * (a child its owner still holds is reaped when the owner looks at it, or
+ * at exit), and asking each live child at every start made the start cost
+ * grow with the number alive.  So a sweep runs only if some child was
+ * freed unreaped, and at most once per as many starts as such children
+ * remain: with k of them, k polls every k starts, O(1) a start, and a
+ * freed child that ended is reaped within k starts (at the next one when
+ * it is the only one).  Called with mproc__lock held. */
+static void mproc__reap_orphans_locked(void) {
+  if (g_orphans > 0 && ++g_starts_since_sweep >= g_orphans)
+    mproc__reap_ended_locked();
 }
 
 /* ---- create / start --------------------------------------------------------- */
@@ -396,42 +417,36 @@ int mproc__pool_worker_create(mproc_process **out, const mproc_args *args,
 
 static int mproc__cleanup_children(void);
 
+/* The parent's children are not a fork child's: it closes its copies of
+ * their descriptors (all but `keep`, its own result block) and lists none
+ * of them, so it neither holds them open nor reaps or signals them.  The
+ * parent's end of a child's life line held here would make that child see
+ * its parent alive for as long as this process lives.  Their objects are
+ * left as they are, never written: each write would copy a page, and
+ * their creator_pid already makes every call on them MPROC_EPERM here
+ * (the application may still free them; mproc__destroy then leaves their
+ * descriptor numbers alone).  O(1) in the number of children: see
+ * mproc__plat_private_drop. */
+static void mproc__children_drop_forked(mproc_handle_t keep) {
+  mproc__plat_private_drop(keep);
+  mproc__capture_forget_forked();
+  g_children = NULL;
+  g_orphans = g_starts_since_sweep = 0;
+}
+
 void mproc__children_forget_forked(void) {
-  mproc_process *c;
-  /* The objects stay listed (the application may still free them; every
-   * other call on them is MPROC_EPERM here, their creator_pid is not
-   * ours); only the descriptors go, each set to "none" as it closes.  The
-   * parent's end of a child's life line held here would make that child
-   * see its parent alive for as long as this process lives. */
-  for (c = g_children; c; c = c->next) {
-    mproc__plat_forget(c);
-    mproc__plat_close_handle(c->result_h);
-    c->result_h = MPROC_INVALID_HANDLE;
-    mproc__capture_forget_forked(c);
-  }
-  mproc__capture_forget_forked(NULL);
+  mproc__children_drop_forked(MPROC_INVALID_HANDLE);
 }
 
 /* The fork child: become process `p`, run its entry, exit.  Runs in the
  * child right after fork() with mproc__lock held (it was held across fork,
  * so no other thread was inside it; only this thread exists now). */
 static void mproc__fork_child_main(mproc_process *p) {
-  mproc_process *c;
   mproc_args *args = NULL;
   int64_t parent_pid = g_current.pid;
   int code;
 
-  /* The parent's children are not ours: close our copies of their
-   * sentinels so we neither hold them open nor reap or signal them.  Their
-   * objects are only read, never written: each write would copy a page, and
-   * their creator_pid already makes every call on them MPROC_EPERM here. */
-  for (c = g_children; c; c = c->next) {
-    mproc__plat_forget(c);
-    mproc__plat_close_handle(c->result_h); /* a sibling's result block */
-    mproc__capture_forget_forked(c);
-  }
-  mproc__capture_forget_forked(p); /* our own stdio is on fd 1 and 2 now */
-  g_children = NULL;
+  mproc__children_drop_forked(p->result_h);
   g_counter = 1;
   g_parent.name = g_current.name;
   g_parent_owns_name = 0; /* borrowed, like the rest of a fork child's view */
@@ -563,7 +578,7 @@ int mproc_process_start(mproc_process *p) {
     mproc__mutex_unlock(&mproc__lock);
     return rc;
   }
-  mproc__reap_ended_locked();
+  mproc__reap_orphans_locked();
   /* Pool workers' results travel in the pool: they get no block. */
   if (p->entry != &mproc__pool_worker_entry)
     rc = mproc__result_create(p);
@@ -585,6 +600,7 @@ int mproc_process_start(mproc_process *p) {
   if (rc == MPROC_OK) {
     p->state = MPROC__P_STARTED;
     mproc__track(p);
+    mproc__plat_private_proc(p);
   } else {
     mproc__result_drop(p);
     mproc__capture_drop(p);
@@ -811,6 +827,8 @@ mproc_process *mproc_process_free(mproc_process *p) {
   mproc__mutex_lock(&mproc__lock);
   if (--p->refs == 0)
     mproc__destroy(p);
+  else if (p->refs == 1 && p->tracked)
+    g_orphans++; /* only the registry holds it now */
   mproc__mutex_unlock(&mproc__lock);
   return NULL;
 }
@@ -905,8 +923,8 @@ int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out) {
     rc = MPROC_ECLOSED;
   else if (p->state == MPROC__P_CREATED)
     rc = MPROC_ESTATE;
-  else
-    *out = mproc__plat_sentinel(p);
+  else /* the object is the caller's; only its OS state is filled in */
+    rc = mproc__plat_sentinel((mproc_process *)p, out);
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }

@@ -178,6 +178,7 @@ int mproc__capture_open(mproc_process *p, int stream) {
   rc = mproc__cap_pipe_open(&c->pipe, &c->w);
   if (rc < 0)
     goto finish;
+  mproc__plat_private_add(c->w); /* not for fork children: see above */
   c->next = g_inflight;
   g_inflight = c;
   /* Before the child exists: a thread that cannot start fails the start,
@@ -203,6 +204,7 @@ void mproc__capture_passed(mproc__capture *c) {
     *pp = c->next;
   /* Ours closed, the reader sees end-of-file once the child's copy (and
    * those of the child's descendants) are closed too. */
+  mproc__plat_private_del(c->w);
   mproc__plat_close_handle(c->w);
   c->w = MPROC_INVALID_HANDLE;
 }
@@ -215,18 +217,12 @@ void mproc__capture_drop(mproc_process *p) {
   }
 }
 
-void mproc__capture_forget_forked(mproc_process *p) {
-  mproc__capture *c;
-  int i;
-  /* Write ends of captures whose start another thread of the parent has
-   * under way (a spawn runs without mproc__lock): held here, they would
-   * keep that child's stream open after it ended. */
-  for (c = g_inflight; c; c = c->next)
-    mproc__plat_close_handle(c->w);
+void mproc__capture_forget_forked(void) {
+  /* The write ends of captures whose start another thread of the parent
+   * has under way (a spawn runs without mproc__lock) are closed with the
+   * other registered descriptors; held here, they would keep that child's
+   * stream open after it ended.  One store: the list's nodes are not ours. */
   g_inflight = NULL;
-  for (i = 1; p && i < 3; i++)
-    if (p->capture[i])
-      mproc__cap_pipe_forget(p->capture[i]->pipe);
 }
 
 /* ---- the public calls ------------------------------------------------------------ */

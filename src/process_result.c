@@ -70,10 +70,14 @@ int mproc__result_create(mproc_process *p) {
    * MPROC_ESPAWN, with the OS error kept. */
   if (rc == MPROC_ESYS)
     return mproc__os_fail(MPROC_ESPAWN, mproc_os_error());
+  /* Only this child may inherit it (a fork child made later drops it). */
+  if (rc == MPROC_OK)
+    mproc__plat_private_add(p->result_h);
   return rc;
 }
 
 void mproc__result_drop(mproc_process *p) {
+  mproc__plat_private_del(p->result_h);
   mproc__plat_close_handle(p->result_h);
   p->result_h = MPROC_INVALID_HANDLE;
 }

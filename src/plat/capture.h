@@ -46,8 +46,4 @@ void mproc__cap_pipe_wake(mproc__cap_pipe *cp);
 /* Release everything (NULL allowed); no wait may be under way. */
 void mproc__cap_pipe_close(mproc__cap_pipe *cp);
 
-/* In a fork child: close the descriptors only (the memory is the
- * parent's copy, and no thread of the parent exists here). */
-void mproc__cap_pipe_forget(mproc__cap_pipe *cp);
-
 #endif

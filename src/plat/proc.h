@@ -17,9 +17,16 @@
 int mproc__plat_fork(struct mproc_process *p,
                      void (*child_main)(struct mproc_process *p));
 
-/* In a fork child, close the OS state of a process object the parent owns
- * (a sibling), without waiting or signalling. */
-void mproc__plat_forget(struct mproc_process *p);
+/* Descriptors held for one child, which a fork child must not keep (POSIX;
+ * Windows starts no child by fork, and these do nothing there).  Add after
+ * opening and delete before closing, with the global lock held; a fork
+ * child closes every one but `keep` with mproc__plat_private_drop, in a
+ * few system calls whatever their number.  mproc__plat_private_proc adds
+ * those of p->plat (once p started), and mproc__plat_close deletes them. */
+void mproc__plat_private_add(mproc_handle_t h);
+void mproc__plat_private_del(mproc_handle_t h);
+void mproc__plat_private_drop(mproc_handle_t keep);
+void mproc__plat_private_proc(const struct mproc_process *p);
 
 /* Builds the bootstrap once the backend knows the values the passed handles
  * will have in the child.  Returns 0 with a malloc'ed buffer, or a code. */
@@ -67,8 +74,10 @@ int mproc__plat_signal(struct mproc_process *p, int which);
  * lock held. */
 int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped);
 
-/* The pollable / waitable sentinel. */
-mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p);
+/* The pollable / waitable sentinel, valid until mproc__plat_close (POSIX
+ * opens it on first use).  Called with the global lock held; 0 or a
+ * negative code. */
+int mproc__plat_sentinel(struct mproc_process *p, mproc_handle_t *out);
 
 /* Release p->plat (after reaping, or for a never-started process). */
 void mproc__plat_close(struct mproc_process *p);

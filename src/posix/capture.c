@@ -2,8 +2,8 @@
  * read end non-blocking, and a second pipe whose only job is to wake the
  * reader thread out of poll(2) when the process object is closed while a
  * descendant of the child still holds the write end (no EOF would ever
- * come).  Both pipes are close-on-exec; a fork child closes them
- * (mproc__cap_pipe_forget). */
+ * come).  Both pipes are close-on-exec, and registered with
+ * mproc__plat_private_add so that a fork child closes them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -42,6 +42,10 @@ int mproc__cap_pipe_open(mproc__cap_pipe **out, mproc_handle_t *w) {
   }
   cp->r = fds[0];
   fds[0] = -1;
+  /* A fork child must not hold them: see mproc__plat_private_add. */
+  mproc__plat_private_add(cp->r);
+  mproc__plat_private_add(cp->wake[0]);
+  mproc__plat_private_add(cp->wake[1]);
   *w = fds[1];
   fds[1] = -1;
   *out = cp;
@@ -103,17 +107,20 @@ void mproc__cap_pipe_wake(mproc__cap_pipe *cp) {
   while (n < 0 && errno == EINTR);
 }
 
+static void mproc__cap_pipe_forget(mproc__cap_pipe *cp) {
+  if (!cp)
+    return;
+  mproc__plat_private_del(cp->r);
+  mproc__plat_private_del(cp->wake[0]);
+  mproc__plat_private_del(cp->wake[1]);
+  mproc__px_close_fd(&cp->r);
+  mproc__px_close_fd(&cp->wake[0]);
+  mproc__px_close_fd(&cp->wake[1]);
+}
+
 void mproc__cap_pipe_close(mproc__cap_pipe *cp) {
   if (!cp)
     return;
   mproc__cap_pipe_forget(cp);
   free(cp);
-}
-
-void mproc__cap_pipe_forget(mproc__cap_pipe *cp) {
-  if (!cp)
-    return;
-  mproc__px_close_fd(&cp->r);
-  mproc__px_close_fd(&cp->wake[0]);
-  mproc__px_close_fd(&cp->wake[1]);
 }

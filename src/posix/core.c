@@ -46,6 +46,8 @@ void mproc__mutex_unlock(mproc__mutex_t *m) { (void)pthread_mutex_unlock(m); }
  * (also for forks the application makes itself). */
 static int64_t g_pid_cache;
 
+int mproc__px_forking;
+
 static void mproc__atfork_child(void) {
   __atomic_store_n(&g_pid_cache, 0, __ATOMIC_RELAXED);
   /* Our end of the life line (proc.c) says to our parent that we live
@@ -58,7 +60,7 @@ static void mproc__atfork_child(void) {
    * start holds the lock across fork() and does this itself; a lock held by
    * another thread at the fork can never be taken here, and then the
    * copies stay (as before: best effort). */
-  if (pthread_mutex_trylock(&mproc__lock) == 0) {
+  if (!mproc__px_forking && pthread_mutex_trylock(&mproc__lock) == 0) {
     mproc__children_forget_forked();
     pthread_mutex_unlock(&mproc__lock);
   }

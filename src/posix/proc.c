@@ -29,13 +29,16 @@
 #include "proc_exe.h"
 #include "px.h"
 
-#if MPROC__HAVE_PIDFD
+#if MPROC__HAVE_PIDFD || MPROC__HAVE_CLOSE_RANGE
 #include <sys/syscall.h>
 #endif
 
 
 #if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
+#endif
+#if MPROC__HAVE_CLOSE_RANGE && !defined(SYS_close_range)
+#define SYS_close_range 436 /* the same number on every architecture */
 #endif
 
 /* ---- descriptors meant for one child only ---------------------------------- */
@@ -118,6 +121,90 @@ static void mproc__child_ends_drop_all(void) {
       if (e->fd[i] >= 0)
         (void)close(e->fd[i]);
   g_child_ends = NULL;
+}
+
+/* ---- descriptors a fork child drops ------------------------------------------------- */
+
+/* Every descriptor the parent holds for one child (its pidfd, the parent's
+ * end of its life line, its exit watch, its result block) is copied into
+ * each fork child made while it is open, and a fork child must not keep
+ * them: the life line's EOF is how a child sees its parent end, and a
+ * result block holds the sibling's memory.  Closing them one by one in
+ * every fork child made the start cost grow with the number of children
+ * alive (and walking the process objects copied their pages), so their
+ * numbers are kept in one bitmap instead, and a fork child closes them
+ * with one close_range(2) per run of consecutive numbers: children started
+ * in a row hold consecutive descriptors, so that is one call or a few.
+ * The bitmap is guarded by mproc__lock, which a fork start holds across
+ * fork(), so the child sees it whole.  `used` words are valid; words past
+ * it hold garbage until an add clears them, so the fork child forgets the
+ * whole set by one store (each write to the heap would copy a page). */
+static uint64_t *g_private_bits;
+static size_t g_private_cap, g_private_used; /* in words */
+
+void mproc__plat_private_add(mproc_handle_t fd) {
+  size_t w = (size_t)fd / 64, cap;
+  uint64_t *bits;
+  if (fd < 0)
+    return;
+  if (w >= g_private_cap) {
+    cap = w + 1 > 2 * g_private_cap ? w + 1 : 2 * g_private_cap;
+    bits = (uint64_t *)realloc(g_private_bits, cap * sizeof(*bits));
+    /* Out of memory: the descriptor stays visible to fork children, as
+     * any descriptor is; nothing else depends on the bitmap. */
+    if (!bits)
+      return;
+    g_private_bits = bits;
+    g_private_cap = cap;
+  }
+  if (w >= g_private_used) {
+    memset(g_private_bits + g_private_used, 0,
+           (w + 1 - g_private_used) * sizeof(*g_private_bits));
+    g_private_used = w + 1;
+  }
+  g_private_bits[w] |= (uint64_t)1 << (fd % 64);
+}
+
+void mproc__plat_private_del(mproc_handle_t fd) {
+  size_t w = (size_t)fd / 64;
+  if (fd >= 0 && w < g_private_used)
+    g_private_bits[w] &= ~((uint64_t)1 << (fd % 64));
+}
+
+static int mproc__private_has(int fd) {
+  size_t w = (size_t)fd / 64;
+  return fd >= 0 && w < g_private_used &&
+         (g_private_bits[w] >> (fd % 64) & 1) != 0;
+}
+
+/* Close descriptors lo..hi (async-signal-safe either way). */
+static void mproc__close_run(int lo, int hi) {
+#if MPROC__HAVE_CLOSE_RANGE
+  if (syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0)
+    return; /* else ENOSYS: a kernel before 5.9 */
+#endif
+  for (; lo <= hi; lo++)
+    (void)close(lo);
+}
+
+void mproc__plat_private_drop(mproc_handle_t keep) {
+  /* From 3: 0..2 are this process's standard streams whatever they held
+   * in the parent (a child's stdio was just put there). */
+  int fd = 3, end = (int)(g_private_used * 64), lo;
+  while (fd < end) {
+    if (fd % 64 == 0 && g_private_bits[fd / 64] == 0) {
+      fd += 64;
+      continue;
+    }
+    if (fd == keep || !mproc__private_has(fd)) {
+      fd++;
+      continue;
+    }
+    for (lo = fd; fd < end && fd != keep && mproc__private_has(fd); fd++) {
+    }
+    mproc__close_run(lo, fd - 1);
+  }
+  g_private_used = 0;
 }
 
 /* ---- starting ---------------------------------------------------------------- */
@@ -229,10 +316,43 @@ static void mproc__pidfd_catch_up(int pidfd, pid_t pid) {
 #endif
 }
 
+/* The fork child's side of mproc__plat_fork, before and around the entry:
+ * only async-signal-safe calls until child_main (the parent may have had
+ * other threads).  Never returns. */
+static void mproc__fork_child(mproc_process *p, char **envp, int sent[2],
+                              void (*child_main)(mproc_process *p)) {
+  size_t i;
+  mproc__px_close_fd(&sent[0]);
+  mproc__px_close_fd(&mproc__px_life_fd);
+  mproc__child_ends_drop_all();
+  /* First, while the handles it names are open: a capture's write end is
+   * registered below like every descriptor a fork child must not keep. */
+  mproc__fork_child_stdio(p);
+  /* Our siblings' descriptors; our own result block stays. */
+  mproc__plat_private_drop(p->result_h);
+  /* The child's end of the life line stays open (close-on-exec) for its
+   * whole life: the kernel closes it when the child ends, which the
+   * parent sees; the child sees the parent's end close the same way. */
+  mproc__px_life_fd = sent[1];
+  /* A passed handle is close-on-exec in the child whatever the start
+   * method (mproc.h), as spawn makes it in mproc__plat_child_setup.  The
+   * flag belongs to this process's descriptor table: the parent's
+   * descriptor keeps its own. */
+  for (i = 0; i < p->nhandles; i++)
+    (void)fcntl(p->handles[i], F_SETFD, FD_CLOEXEC);
+  /* A group of its own before the entry runs, so that whatever it starts
+   * is born in it (the parent does the same, see mproc__plat_fork). */
+  if (p->new_group)
+    (void)setpgid(0, 0);
+  mproc__fork_child_env(p, envp);
+  child_main(p);
+  _exit(1); /* not reached */
+}
+
 int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   int sent[2] = {-1, -1};
   pid_t pid;
-  int pidfd = -1, env_owned = 0;
+  int env_owned = 0;
   char **envp = NULL;
   if (mproc__px_child_env(p, &envp, &env_owned) < 0)
     return MPROC_ENOMEM;
@@ -242,7 +362,9 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
       free(envp);
     return mproc__os_fail(MPROC_ESPAWN, e);
   }
+  mproc__px_forking = 1;
   pid = fork();
+  mproc__px_forking = 0;
   if (pid != 0 && env_owned)
     free(envp); /* the parent's copy; the child's is its environ */
   if (pid < 0) {
@@ -251,40 +373,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
     mproc__px_close_fd(&sent[1]);
     return mproc__os_fail(MPROC_ESPAWN, e);
   }
-  if (pid == 0) {
-    size_t i;
-    mproc__px_close_fd(&sent[0]);
-    mproc__px_close_fd(&mproc__px_life_fd);
-    mproc__child_ends_drop_all();
-    /* The child's end of the life line stays open (close-on-exec) for its
-     * whole life: the kernel closes it when the child ends, which the
-     * parent sees; the child sees the parent's end close the same way. */
-    mproc__px_life_fd = sent[1];
-    /* A passed handle is close-on-exec in the child whatever the start
-     * method (mproc.h), as spawn makes it in mproc__plat_child_setup.  The
-     * flag belongs to this process's descriptor table: the parent's
-     * descriptor keeps its own. */
-    for (i = 0; i < p->nhandles; i++)
-      (void)fcntl(p->handles[i], F_SETFD, FD_CLOEXEC);
-    /* A group of its own before the entry runs, so that whatever it starts
-     * is born in it (the parent does the same, see below). */
-    if (p->new_group)
-      (void)setpgid(0, 0);
-    mproc__fork_child_env(p, envp);
-    mproc__fork_child_stdio(p);
-    child_main(p);
-    _exit(1); /* not reached */
-  }
-  if (mproc__px_use_pidfd) {
-    /* The child is unreaped, so its pid cannot have been reused yet. */
-    pidfd = mproc__px_pidfd_open(pid);
-    if (pidfd < 0) {
-      int e = errno;
-      mproc__abandon(pid);
-      return mproc__os_fail(MPROC_ESPAWN, e);
-    }
-    mproc__pidfd_catch_up(pidfd, pid);
-  }
+  if (pid == 0)
+    mproc__fork_child(p, envp, sent, child_main); /* no return */
   /* Also here, as shells do for a job (setpgid(2)): whichever of the two
    * runs first, the group exists before start returns, so a kill_tree
    * right after start cannot miss it.  Fails harmlessly (EACCES, ESRCH)
@@ -292,7 +382,8 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   if (p->new_group)
     (void)setpgid(pid, pid);
   mproc__px_close_fd(&sent[1]);
-  p->plat.pidfd = pidfd;
+  /* No pidfd yet: opened when something waits (mproc__end_fd_open). */
+  p->plat.pidfd = -1;
   p->plat.sentinel_r = sent[0];
   p->plat.exit_r = -1;
   p->pid = (int64_t)pid;
@@ -528,135 +619,147 @@ finish:
   return rc;
 }
 
-int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
-                      size_t nhandles, mproc__bootstrap_builder build) {
-  int sock = -1, sent_r = -1;
+/* What a spawn holds while under way, released by mproc__spawn_release
+ * whatever happened. */
+typedef struct mproc__spawn_state {
   mproc__child_ends ends;
-  int *src = NULL, nsrc = 0, ncopies = 0, i, rc = MPROC_OK, e;
-  uint64_t *child_vals = NULL;
-  unsigned char *bs = NULL;
-  size_t bslen = 0;
-  const mproc__exe_plan *exe = mproc__exe();
-  char **argv = NULL;
-  pid_t pid = -1;
-  int pidfd = -1, env_owned = 0;
+  int sock;              /* our end of the bootstrap socket pair */
+  int sent_r;            /* our end of the life line (no pidfds) */
+  int *src;              /* what the child gets as MPROC__BS_FD + i */
+  int nsrc, ncopies;     /* src[1..ncopies]: copies of passed handles */
+  uint64_t *child_vals;  /* the passed handles' numbers in the child */
+  char **argv;
+  unsigned char *bs;
+  size_t bslen;
   mproc__exec_req rq;
+} mproc__spawn_state;
 
-  mproc__child_ends_init(&ends);
-  rq.stdio[0] = rq.stdio[1] = rq.stdio[2] = -1;
-  if (nhandles > 4096)
-    return MPROC_E2BIG;
-  src = (int *)malloc((nhandles + 2) * sizeof(*src));
-  child_vals = (uint64_t *)malloc((nhandles + 1) * sizeof(*child_vals));
-  if (!src || !child_vals) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
-  /* Copy every source above the target range first, so that the dup2 file
-   * actions cannot overwrite a source still to be copied. */
-  {
-    int need = 1 + (int)nhandles + (mproc__px_use_pidfd ? 0 : 1);
-    int floor = MPROC__BS_FD + need;
-    rc = mproc__spawn_channels(&ends, floor, &sock, &sent_r);
-    if (rc < 0)
-      goto finish;
-    src[nsrc++] = ends.fd[MPROC__END_SOCK_COPY];
-    for (i = 0; i < (int)nhandles; i++) {
-      src[nsrc] = fcntl(handles[i], F_DUPFD_CLOEXEC, floor);
-      if (src[nsrc++] < 0) {
-        rc = errno == EBADF ? MPROC_EINVAL : MPROC_ESPAWN;
-        e = errno;
-        goto fail_errno;
-      }
-      ncopies++;
-      child_vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
-    }
-    if (!mproc__px_use_pidfd)
-      src[nsrc++] = ends.fd[MPROC__END_SENT_COPY];
-    for (i = 0; i < 3; i++)
-      if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
-          (rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0) {
-        rc = MPROC_ESPAWN;
-        e = errno;
-        goto fail_errno;
-      }
-  }
-  rc = build(p, child_vals, 0, 0, &bs, &bslen);
+static void mproc__spawn_init(mproc__spawn_state *st) {
+  memset(st, 0, sizeof *st);
+  mproc__child_ends_init(&st->ends);
+  st->sock = st->sent_r = -1;
+  st->rq.stdio[0] = st->rq.stdio[1] = st->rq.stdio[2] = -1;
+}
+
+static void mproc__spawn_release(mproc__spawn_state *st) {
+  int i;
+  for (i = 1; i <= st->ncopies; i++) /* the passed handles' copies */
+    mproc__px_close_fd(&st->src[i]);
+  for (i = 0; i < 3; i++)
+    mproc__px_close_fd(&st->rq.stdio[i]);
+  mproc__child_ends_close(&st->ends, -1);
+  mproc__px_close_fd(&st->sock);
+  mproc__px_close_fd(&st->sent_r);
+  free(st->src);
+  free(st->child_vals);
+  free(st->bs);
+  free(st->argv);
+}
+
+/* The descriptors the child gets, in order: its bootstrap socket, the
+ * passed handles, its life line (no pidfds); and its standard streams.
+ * Every source is copied above the target range first, so that the dup2
+ * file actions cannot overwrite a source still to be copied. */
+static int mproc__spawn_sources(mproc__spawn_state *st, const mproc_process *p,
+                                const mproc_handle_t *handles,
+                                size_t nhandles) {
+  int need = 1 + (int)nhandles + (mproc__px_use_pidfd ? 0 : 1);
+  int floor = MPROC__BS_FD + need, i, rc;
+  st->src = (int *)malloc((nhandles + 2) * sizeof(*st->src));
+  st->child_vals = (uint64_t *)malloc((nhandles + 1) * sizeof(uint64_t));
+  if (!st->src || !st->child_vals)
+    return MPROC_ENOMEM;
+  rc = mproc__spawn_channels(&st->ends, floor, &st->sock, &st->sent_r);
   if (rc < 0)
-    goto finish;
+    return rc;
+  st->src[st->nsrc++] = st->ends.fd[MPROC__END_SOCK_COPY];
+  for (i = 0; i < (int)nhandles; i++) {
+    st->src[st->nsrc] = fcntl(handles[i], F_DUPFD_CLOEXEC, floor);
+    if (st->src[st->nsrc++] < 0)
+      return mproc__os_fail(errno == EBADF ? MPROC_EINVAL : MPROC_ESPAWN,
+                            errno);
+    st->ncopies++;
+    st->child_vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
+  }
+  if (!mproc__px_use_pidfd)
+    st->src[st->nsrc++] = st->ends.fd[MPROC__END_SENT_COPY];
+  for (i = 0; i < 3; i++)
+    if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
+        (st->rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0)
+      return mproc__os_fail(MPROC_ESPAWN, errno);
+  return MPROC_OK;
+}
 
-  if (!exe->path) {
-    e = exe->error; /* no file runs this program again (proc_exe.c) */
-    rc = MPROC_ESPAWN;
-    goto fail_errno;
-  }
-  argv = mproc__child_argv(exe);
-  if (!argv) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
-  rq.path = exe->path;
-  rq.argv = argv;
-  rq.cwd = p->cwd;
-  rq.src = src;
-  rq.nsrc = nsrc;
-  rq.new_group = p->new_group;
-  if (mproc__px_child_env(p, &rq.envp, &env_owned) < 0) {
-    rc = MPROC_ENOMEM;
-    goto finish;
-  }
+/* Runs the program again as p's child (posix_spawn, or fork+exec where
+ * posix_spawn cannot do what p asks); *pid is the child. */
+static int mproc__spawn_exec(mproc__spawn_state *st, const mproc_process *p,
+                             pid_t *pid) {
+  const mproc__exe_plan *exe = mproc__exe();
+  int env_owned = 0, e;
+  if (!exe->path) /* no file runs this program again (proc_exe.c) */
+    return mproc__os_fail(MPROC_ESPAWN, exe->error);
+  st->argv = mproc__child_argv(exe);
+  if (!st->argv)
+    return MPROC_ENOMEM;
+  st->rq.path = exe->path;
+  st->rq.argv = st->argv;
+  st->rq.cwd = p->cwd;
+  st->rq.src = st->src;
+  st->rq.nsrc = st->nsrc;
+  st->rq.new_group = p->new_group;
+  if (mproc__px_child_env(p, &st->rq.envp, &env_owned) < 0)
+    return MPROC_ENOMEM;
   e = mproc__px_use_forkexec || (p->cwd && !MPROC__HAVE_SPAWN_CHDIR)
-          ? mproc__forkexec(&pid, &rq, &ends)
-          : mproc__posix_spawn(&pid, &rq, &ends);
+          ? mproc__forkexec(pid, &st->rq, &st->ends)
+          : mproc__posix_spawn(pid, &st->rq, &st->ends);
   if (env_owned)
-    free(rq.envp);
-  if (e != 0) {
-    rc = MPROC_ESPAWN;
-    goto fail_errno;
-  }
+    free(st->rq.envp);
+  return e != 0 ? mproc__os_fail(MPROC_ESPAWN, e) : MPROC_OK;
+}
+
+/* The child runs: give it the bootstrap.  On failure the child is killed
+ * and reaped. */
+static int mproc__spawn_handover(mproc__spawn_state *st, pid_t pid) {
+  int e;
   /* The child has its copies: from now on only the child holds them. */
-  mproc__child_ends_close(&ends, -1);
-  if (mproc__px_use_pidfd) {
-    pidfd = mproc__px_pidfd_open(pid);
-    if (pidfd < 0) {
-      e = errno;
-      mproc__abandon(pid);
-      rc = MPROC_ESPAWN;
-      goto fail_errno;
-    }
-    mproc__pidfd_catch_up(pidfd, pid);
-  }
+  mproc__child_ends_close(&st->ends, -1);
   /* Larger than the socket buffer, this blocks until the child reads; it
    * is running our code by now, so it will. */
-  if (mproc__px_send_all(sock, bs, bslen) != 0) {
+  if (mproc__px_send_all(st->sock, st->bs, st->bslen) != 0) {
     e = errno;
     mproc__abandon(pid);
-    mproc__px_close_fd(&pidfd);
-    rc = MPROC_ESPAWN;
-    goto fail_errno;
+    return mproc__os_fail(MPROC_ESPAWN, e);
   }
-  p->plat.pidfd = pidfd;
-  p->plat.sentinel_r = sent_r;
-  p->plat.exit_r = -1;
-  sent_r = -1;
-  p->pid = (int64_t)pid;
-  rc = MPROC_OK;
-  goto finish;
+  return MPROC_OK;
+}
 
-fail_errno:
-  rc = mproc__os_fail(rc, e);
+int mproc__plat_spawn(mproc_process *p, const mproc_handle_t *handles,
+                      size_t nhandles, mproc__bootstrap_builder build) {
+  mproc__spawn_state st;
+  pid_t pid = -1;
+  int rc;
+  mproc__spawn_init(&st);
+  if (nhandles > 4096)
+    return MPROC_E2BIG;
+  rc = mproc__spawn_sources(&st, p, handles, nhandles);
+  if (rc < 0)
+    goto finish;
+  rc = build(p, st.child_vals, 0, 0, &st.bs, &st.bslen);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__spawn_exec(&st, p, &pid);
+  if (rc < 0)
+    goto finish;
+  rc = mproc__spawn_handover(&st, pid);
+  if (rc < 0)
+    goto finish;
+  p->plat.pidfd = -1; /* opened when something waits (mproc__end_fd_open) */
+  p->plat.sentinel_r = st.sent_r;
+  p->plat.exit_r = -1;
+  st.sent_r = -1;
+  p->pid = (int64_t)pid;
 finish:
-  for (i = 1; i <= ncopies; i++) /* the passed handles' copies */
-    mproc__px_close_fd(&src[i]);
-  for (i = 0; i < 3; i++)
-    mproc__px_close_fd(&rq.stdio[i]);
-  mproc__child_ends_close(&ends, -1);
-  mproc__px_close_fd(&sock);
-  mproc__px_close_fd(&sent_r);
-  free(src);
-  free(child_vals);
-  free(bs);
-  free(argv);
+  mproc__spawn_release(&st);
   return rc;
 }
 
@@ -736,6 +839,7 @@ static int mproc__watch_exit(mproc_process *p) {
     rc = mproc__os_fail(MPROC_ESYS, e);
     goto finish;
   }
+  mproc__plat_private_add(fds[0]);
   __atomic_store_n(&p->plat.exit_r, fds[0], __ATOMIC_RELEASE);
 finish:
   mproc__mutex_unlock(&mproc__lock);
@@ -743,10 +847,75 @@ finish:
 }
 
 /* What tells that the child ended: its pidfd, its exit watch, or the
- * parent's end of its life line. */
+ * parent's end of its life line; -1 while the pidfd is not open yet. */
 static int mproc__end_fd(const mproc_process *p) {
   int fd = __atomic_load_n(&p->plat.exit_r, __ATOMIC_ACQUIRE);
-  return p->plat.pidfd >= 0 ? p->plat.pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
+  int pidfd = __atomic_load_n(&p->plat.pidfd, __ATOMIC_ACQUIRE);
+  return pidfd >= 0 ? pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
+}
+
+/* A descriptor that is readable at once and forever: a pipe whose write
+ * end is closed.  Stands in for the pidfd of a child already reaped. */
+static int mproc__ended_fd(int *out) {
+  int fds[2];
+  if (mproc__px_pipe(fds) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  (void)close(fds[1]);
+  *out = fds[0];
+  return MPROC_OK;
+}
+
+/* Is pid a child of ours (ended or not, but not reaped)? */
+static int mproc__is_our_child(pid_t pid) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  return waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0;
+}
+
+/* Opens the pidfd of p, with mproc__lock held.  Lazily, only for a child
+ * something waits on: a start then opens and closes nothing for it, and a
+ * fork child made meanwhile has one descriptor fewer to drop.  Safe while
+ * the child is unreaped (p->state STARTED under the lock: only mproc reaps
+ * it, under this lock), because until then its pid names it and no one
+ * else, zombie or not.  Unless the application reaped it behind our back:
+ * SIGCHLD set to SIG_IGN (the kernel reaps every child as it ends) or a
+ * waitpid(-1).  Then pidfd_open fails (ESRCH), or names a stranger that
+ * got the pid since, which is no child of ours (waitid: ECHILD): either
+ * way the child ended, and a descriptor that is always readable stands in
+ * (one of our own later children taking the very pid is the one case not
+ * told apart).  Started eagerly, the same child made start() fail. */
+static int mproc__open_pidfd_locked(mproc_process *p) {
+  int fd = mproc__px_pidfd_open((pid_t)p->pid);
+  int rc = MPROC_OK;
+  if (fd >= 0 && !mproc__is_our_child((pid_t)p->pid)) {
+    mproc__px_close_fd(&fd);
+    errno = ESRCH;
+  }
+  if (fd < 0 && errno != ESRCH)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  if (fd < 0) {
+    if ((rc = mproc__ended_fd(&fd)) < 0)
+      return rc;
+    mproc__plat_private_add(fd);
+    __atomic_store_n(&p->plat.exit_r, fd, __ATOMIC_RELEASE);
+    return MPROC_OK;
+  }
+  mproc__pidfd_catch_up(fd, (pid_t)p->pid);
+#if !MPROC__HAVE_KQUEUE_PROC
+  mproc__plat_private_add(fd);
+#endif
+  __atomic_store_n(&p->plat.pidfd, fd, __ATOMIC_RELEASE);
+  return MPROC_OK;
+}
+
+/* mproc__end_fd, opening the pidfd first if needed; lock held.  *fd is -1
+ * (and 0 returned) for a child already reaped that never had one. */
+static int mproc__end_fd_open(mproc_process *p, int *fd) {
+  int rc = MPROC_OK;
+  if (mproc__end_fd(p) < 0 && !p->plat.fs && p->state == MPROC__P_STARTED)
+    rc = mproc__open_pidfd_locked(p);
+  *fd = mproc__end_fd(p);
+  return rc;
 }
 
 int mproc__plat_wait(mproc_process *p, double timeout) {
@@ -756,8 +925,15 @@ int mproc__plat_wait(mproc_process *p, double timeout) {
     return mproc__px_fs_wait(p, deadline);
   for (;;) {
     fd = mproc__end_fd(p);
-    if (fd < 0)
-      return MPROC_EINVAL; /* none: a fork child's view of a sibling */
+    if (fd < 0) {
+      mproc__mutex_lock(&mproc__lock);
+      rc = mproc__end_fd_open(p, &fd);
+      mproc__mutex_unlock(&mproc__lock);
+      if (rc < 0)
+        return rc;
+      if (fd < 0)
+        return MPROC_OK; /* reaped by another thread meanwhile */
+    }
     prc = mproc__px_poll_in(fd, deadline);
     if (prc < 0)
       return mproc__os_fail(MPROC_ESYS, errno);
@@ -831,25 +1007,41 @@ int mproc__plat_signal_tree(mproc_process *p, int which, int reaped) {
   return MPROC_OK;
 }
 
-mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
-  return mproc__end_fd(p);
+int mproc__plat_sentinel(mproc_process *p, mproc_handle_t *out) {
+  int fd, rc = mproc__end_fd_open(p, &fd);
+  if (rc == MPROC_OK && fd < 0) {
+    /* Reaped before anything waited (is_alive or exitcode saw the end):
+     * a stand-in that is always readable, kept until close as a pidfd. */
+    rc = mproc__ended_fd(&fd);
+    if (rc == MPROC_OK) {
+      mproc__plat_private_add(fd);
+      __atomic_store_n(&p->plat.exit_r, fd, __ATOMIC_RELEASE);
+    }
+  }
+  *out = rc == MPROC_OK ? fd : MPROC_INVALID_HANDLE;
+  return rc;
+}
+
+void mproc__plat_private_proc(const mproc_process *p) {
+#if !MPROC__HAVE_KQUEUE_PROC
+  /* A kqueue is not inherited at all (kqueue(2)). */
+  mproc__plat_private_add(p->plat.pidfd);
+#endif
+  mproc__plat_private_add(p->plat.sentinel_r);
+  mproc__plat_private_add(p->plat.exit_r);
+  mproc__plat_private_add(p->plat.fs_pidfd);
 }
 
 void mproc__plat_close(mproc_process *p) {
+  /* Unregistered before closed: the number may be reused at once. */
+  mproc__plat_private_del(p->plat.pidfd);
+  mproc__plat_private_del(p->plat.sentinel_r);
+  mproc__plat_private_del(p->plat.exit_r);
+  mproc__plat_private_del(p->plat.fs_pidfd);
   mproc__px_close_fd(&p->plat.fs_pidfd);
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
   mproc__px_close_fd(&p->plat.exit_r);
-}
-
-void mproc__plat_forget(mproc_process *p) {
-#if MPROC__HAVE_KQUEUE_PROC
-  /* The sibling's "pidfd" is a kqueue, and a fork child inherits no
-   * kqueue (kqueue(2)): the number is free here, or already names one of
-   * our own descriptors.  Forget it without closing. */
-  p->plat.pidfd = -1;
-#endif
-  mproc__plat_close(p);
 }
 
 int mproc__plat_wait_handles(const mproc_handle_t *h, size_t n, double timeout,

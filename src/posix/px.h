@@ -29,6 +29,13 @@ extern int mproc__px_use_forkexec;
  * child.c (spawn) or proc.c (fork). */
 extern int mproc__px_life_fd;
 
+/* Set by mproc's own fork start around fork() (mproc__lock held), so
+ * that the pthread_atfork child handler (core.c) leaves to it what it
+ * does itself: the handler's pthread_mutex_trylock would fail anyway, and
+ * a function the parent never calls costs each fork child a lazy symbol
+ * lookup by the dynamic linker (ld.so). */
+extern int mproc__px_forking;
+
 #if MPROC__APPLE
 #include <crt_externs.h>
 /* A shared library on macOS cannot link against `environ` directly

@@ -122,6 +122,19 @@ size_t mproc__cap_pipe_avail(mproc__cap_pipe *cp) {
 
 void mproc__cap_pipe_wake(mproc__cap_pipe *cp) { SetEvent(cp->wake); }
 
+static void mproc__cap_pipe_forget(mproc__cap_pipe *cp) {
+  if (!cp)
+    return;
+  if (cp->r != INVALID_HANDLE_VALUE)
+    CloseHandle(cp->r);
+  if (cp->wake)
+    CloseHandle(cp->wake);
+  if (cp->ov.hEvent)
+    CloseHandle(cp->ov.hEvent);
+  cp->r = INVALID_HANDLE_VALUE;
+  cp->wake = cp->ov.hEvent = NULL;
+}
+
 void mproc__cap_pipe_close(mproc__cap_pipe *cp) {
   DWORD n;
   if (!cp)
@@ -134,17 +147,4 @@ void mproc__cap_pipe_close(mproc__cap_pipe *cp) {
   }
   mproc__cap_pipe_forget(cp);
   free(cp);
-}
-
-void mproc__cap_pipe_forget(mproc__cap_pipe *cp) {
-  if (!cp)
-    return;
-  if (cp->r != INVALID_HANDLE_VALUE)
-    CloseHandle(cp->r);
-  if (cp->wake)
-    CloseHandle(cp->wake);
-  if (cp->ov.hEvent)
-    CloseHandle(cp->ov.hEvent);
-  cp->r = INVALID_HANDLE_VALUE;
-  cp->wake = cp->ov.hEvent = NULL;
 }

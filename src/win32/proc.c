@@ -649,7 +649,12 @@ int mproc__plat_fork(struct mproc_process *p,
   return MPROC_ENOTSUP;
 }
 
-void mproc__plat_forget(struct mproc_process *p) { mproc__plat_close(p); }
+/* CreateProcess passes only the handles listed for the child, so no
+ * handle needs hiding from other children. */
+void mproc__plat_private_add(mproc_handle_t h) { (void)h; }
+void mproc__plat_private_del(mproc_handle_t h) { (void)h; }
+void mproc__plat_private_drop(mproc_handle_t keep) { (void)keep; }
+void mproc__plat_private_proc(const struct mproc_process *p) { (void)p; }
 
 /* ---- wait, reap, signal ---------------------------------------------------- */
 
@@ -738,9 +743,10 @@ int mproc__plat_signal_tree(struct mproc_process *p, int which, int reaped) {
   return MPROC_OK;
 }
 
-mproc_handle_t mproc__plat_sentinel(const struct mproc_process *p) {
-  return p->plat.process ? (mproc_handle_t)p->plat.process
+int mproc__plat_sentinel(struct mproc_process *p, mproc_handle_t *out) {
+  *out = p->plat.process ? (mproc_handle_t)p->plat.process
                          : MPROC_INVALID_HANDLE;
+  return *out == MPROC_INVALID_HANDLE ? MPROC_EINVAL : MPROC_OK;
 }
 
 void mproc__plat_close(struct mproc_process *p) {

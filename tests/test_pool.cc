@@ -1397,6 +1397,40 @@ TEST(PoolMap, TasksWithoutResults) {
   mproc_async_result_free(r);
 }
 
+// A job's results are stored in blocks sized for the rest of the job at the
+// size of the results coming in (src/pool.c: mproc__job_block): a map of
+// many small results fills one large block (page-aligned, in large pages
+// where the OS gives them); results that grow past the guess get new
+// blocks.  Every result must come back whole either way.
+TEST(PoolMap, ResultsInBlocksSizedForTheRestOfTheJob) {
+  Pool pool(2);
+  const size_t n = 200000; // 1.6 MB of results: one block of the large kind
+  Inputs in(n);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_square", in.b.data(), n, 1000, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < n; i++)
+    ASSERT_EQ(item_i64(r, i), (int64_t)(i * i)) << i;
+  mproc_async_result_free(r);
+  // 8-byte results first, then 40 KB ones: the guess made from the first
+  // is far too small, and the later ones take blocks of several MB.
+  std::vector<std::string> s;
+  for (size_t i = 0; i < 300; i++)
+    s.push_back(std::string(i < 150 ? 8 : 40000 + i, (char)('a' + i % 26)));
+  std::vector<mproc_bytes> b(s.size());
+  for (size_t i = 0; i < s.size(); i++)
+    b[i] = mproc_bytes{s[i].data(), s[i].size()};
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), b.size(), 10, &r),
+            MPROC_OK);
+  for (size_t i = 0; i < s.size(); i++) {
+    const void *d = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
+    ASSERT_EQ(std::string((const char *)d, len), s[i]) << i;
+  }
+  mproc_async_result_free(r);
+}
+
 TEST(PoolImap, ChunkedYieldsInInputOrder) {
   Pool pool(2);
   Inputs in(1000);

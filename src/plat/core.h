@@ -77,4 +77,16 @@ int mproc__pid_alive(int64_t pid);
 /* The calling thread's id, to tell RLock owners apart within a process. */
 uint64_t mproc__thread_id(void);
 
+/* ---- large private buffers ------------------------------------------------- */
+
+/* n (> 0) bytes of private, zeroed memory for a large buffer written once
+ * front to back (a pool job's results), or NULL.  Its pages are taken from
+ * the OS only as they are first written, in large pages where the OS gives
+ * them to any process (Linux: transparent huge pages, asked for with
+ * madvise where the system leaves it to the program): writing fresh memory
+ * costs one fault per page, and a 2 MiB page replaces 512 of them.  Free it
+ * with mproc__plat_big_free and the same n. */
+void *mproc__plat_big_alloc(size_t n);
+void mproc__plat_big_free(void *p, size_t n);
+
 #endif

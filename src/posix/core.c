@@ -25,6 +25,7 @@
 #if MPROC__HAVE_KQUEUE_PROC
 #include <sys/event.h>
 #endif
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 #include "internal.h"
@@ -400,4 +401,47 @@ uint64_t mproc__thread_id(void) {
     tid_pid = pid;
   }
   return tid;
+}
+
+/* ---- large private buffers ------------------------------------------------- */
+
+/* Transparent huge pages are 2 MiB on x86-64 and on arm64 with 4 KiB
+ * pages; the kernel maps one only over a range aligned to its size, so a
+ * buffer that big is placed on that boundary (elsewhere the advice is a
+ * harmless no-op: smaller or other huge pages just are not used). */
+#define MPROC__BIG_ALIGN ((size_t)2 << 20)
+
+void *mproc__plat_big_alloc(size_t n) {
+  size_t pg = (size_t)sysconf(_SC_PAGESIZE), total, lead = 0;
+  unsigned char *base;
+  if (n == 0 || n > SIZE_MAX - MPROC__BIG_ALIGN - pg)
+    return NULL;
+  n = (n + pg - 1) / pg * pg; /* so that the tail trimmed below is whole */
+  total = n >= MPROC__BIG_ALIGN ? n + MPROC__BIG_ALIGN : n;
+  base = (unsigned char *)mmap(NULL, total, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == (unsigned char *)MAP_FAILED)
+    return NULL;
+  if (total == n)
+    return base;
+  lead = (MPROC__BIG_ALIGN - (uintptr_t)base % MPROC__BIG_ALIGN) %
+         MPROC__BIG_ALIGN;
+  if (lead)
+    (void)munmap(base, lead);
+  if (total - lead > n)
+    (void)munmap(base + lead + n, total - lead - n);
+  base += lead;
+#ifdef MADV_HUGEPAGE
+  /* Linux with transparent_hugepage=madvise (a common default) uses huge
+   * pages only where asked; with "always" this changes nothing, with
+   * "never" it is ignored.  Failure (an old kernel: EINVAL) costs only
+   * the speed-up. */
+  (void)madvise(base, n, MADV_HUGEPAGE);
+#endif
+  return base;
+}
+
+void mproc__plat_big_free(void *p, size_t n) {
+  if (p)
+    (void)munmap(p, n); /* the length is rounded up to whole pages */
 }

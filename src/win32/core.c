@@ -263,3 +263,25 @@ int mproc__stamp_alive(uint64_t stamp) {
 /* Thread ids are unique system-wide among running threads, which is all an
  * RLock owner (recorded with its pid) needs. */
 uint64_t mproc__thread_id(void) { return (uint64_t)GetCurrentThreadId(); }
+
+/* ---- large private buffers ------------------------------------------------- */
+
+/* Ordinary pages: VirtualAlloc's memory is zeroed and faulted in on first
+ * touch, as mmap's.  Large pages (MEM_LARGE_PAGES) are not for a library:
+ * they need the SeLockMemoryPrivilege, which Windows grants to no account
+ * by default and which must also be enabled in the process token; they are
+ * locked in memory and allocated in full at once (a buffer sized by a
+ * guess would take all its memory at once), and the request fails when
+ * physical memory is too fragmented ("Large-Page Support", Microsoft
+ * Learn). */
+void *mproc__plat_big_alloc(size_t n) {
+  if (n == 0)
+    return NULL;
+  return VirtualAlloc(NULL, n, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+}
+
+void mproc__plat_big_free(void *p, size_t n) {
+  (void)n; /* MEM_RELEASE frees the whole reservation */
+  if (p)
+    (void)VirtualFree(p, 0, MEM_RELEASE);
+}

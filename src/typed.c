@@ -168,10 +168,7 @@ static int mproc__recv_scalar(mproc__recv_fn recv, void *ch, int tag, void *out,
                          timeout);
   if (rc < 0)
     goto finish;
-  if (tag == MPROC_TYPED_INT64)
-    rc = mproc__typed_dec_int64(msg, len, (int64_t *)out);
-  else
-    rc = mproc__typed_dec_double(msg, len, (double *)out);
+  rc = mproc__tval_read(msg, len, tag, out);
 finish:
   free(heap);
   return rc;
@@ -186,8 +183,8 @@ static int mproc__recv_str(mproc__recv_fn recv, void *ch, char *buf, size_t cap,
   double deadline = mproc__deadline(timeout);
   unsigned char *bounce = NULL;
   const void *msg = buf;
-  const char *s = NULL;
-  size_t n = 0, slen = 0;
+  mproc__tval v;
+  size_t n = 0;
   int rc;
   if (!ch || (!buf && cap))
     return MPROC_EINVAL;
@@ -205,12 +202,12 @@ static int mproc__recv_str(mproc__recv_fn recv, void *ch, char *buf, size_t cap,
     *len = n >= 2 ? n - 2 : 0;
   if (rc < 0)
     goto finish;
-  rc = mproc__typed_dec_str(msg, n, &s, &slen);
+  rc = mproc__tval_dec(msg, n, MPROC_TYPED_STR, &v);
   if (rc < 0)
     goto finish;
-  memmove(buf, s, slen + 1);
+  memmove(buf, v.s, v.n + 1);
   if (len)
-    *len = slen;
+    *len = v.n;
 finish:
   free(bounce);
   return rc;
@@ -218,30 +215,22 @@ finish:
 
 /* ---- queues ---------------------------------------------------------------- */
 
+static int mproc__queue_send(void *q, const void *msg, size_t len,
+                             double timeout) {
+  return mproc_queue_put((mproc_queue *)q, msg, len, timeout);
+}
+
 int mproc_queue_put_int64(mproc_queue *q, int64_t v, double timeout) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_int64(m, v);
-  return mproc_queue_put(q, m, sizeof m, timeout);
+  return mproc__tval_send(mproc__queue_send, q, MPROC_TYPED_INT64, &v, timeout);
 }
 
 int mproc_queue_put_double(mproc_queue *q, double v, double timeout) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_double(m, v);
-  return mproc_queue_put(q, m, sizeof m, timeout);
+  return mproc__tval_send(mproc__queue_send, q, MPROC_TYPED_DOUBLE, &v,
+                          timeout);
 }
 
 int mproc_queue_put_str(mproc_queue *q, const char *s, double timeout) {
-  unsigned char small[256];
-  unsigned char *heap = NULL;
-  const unsigned char *m;
-  size_t len = 0;
-  int rc;
-  if (!q || !s)
-    return MPROC_EINVAL;
-  m = mproc__typed_str_msg(s, small, sizeof small, &heap, &len);
-  rc = m ? mproc_queue_put(q, m, len, timeout) : MPROC_ENOMEM;
-  free(heap);
-  return rc;
+  return mproc__tval_send(mproc__queue_send, q, MPROC_TYPED_STR, s, timeout);
 }
 
 int mproc_queue_get_int64(mproc_queue *q, int64_t *out, double timeout) {
@@ -261,30 +250,23 @@ int mproc_queue_get_str(mproc_queue *q, char *buf, size_t cap, size_t *len,
 
 /* ---- pipes ----------------------------------------------------------------- */
 
+/* A pipe's send has no timeout (it blocks until the bytes are written). */
+static int mproc__conn_send(void *c, const void *msg, size_t len,
+                            double timeout) {
+  (void)timeout;
+  return mproc_conn_send_bytes((mproc_conn *)c, msg, len);
+}
+
 int mproc_conn_send_int64(mproc_conn *c, int64_t v) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_int64(m, v);
-  return mproc_conn_send_bytes(c, m, sizeof m);
+  return mproc__tval_send(mproc__conn_send, c, MPROC_TYPED_INT64, &v, 0);
 }
 
 int mproc_conn_send_double(mproc_conn *c, double v) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_double(m, v);
-  return mproc_conn_send_bytes(c, m, sizeof m);
+  return mproc__tval_send(mproc__conn_send, c, MPROC_TYPED_DOUBLE, &v, 0);
 }
 
 int mproc_conn_send_str(mproc_conn *c, const char *s) {
-  unsigned char small[256];
-  unsigned char *heap = NULL;
-  const unsigned char *m;
-  size_t len = 0;
-  int rc;
-  if (!c || !s)
-    return MPROC_EINVAL;
-  m = mproc__typed_str_msg(s, small, sizeof small, &heap, &len);
-  rc = m ? mproc_conn_send_bytes(c, m, len) : MPROC_ENOMEM;
-  free(heap);
-  return rc;
+  return mproc__tval_send(mproc__conn_send, c, MPROC_TYPED_STR, s, 0);
 }
 
 int mproc_conn_recv_int64(mproc_conn *c, int64_t *out, double timeout) {

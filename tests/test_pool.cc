@@ -728,46 +728,47 @@ bool pid_running(int64_t pid) {
 // it, and no worker outlives the program.  Sends its workers' pids on the
 // handle in arg 0.
 namespace {
-// A program's pool of two workers, for the entries below: the handle in
-// arg 0 to *h, the pool to *p, its workers to kids (room for 8).  0, or
-// the entry's exit code for the step that failed.
-int start_pool_of_two(const mproc_args *args, mproc_handle_t *h,
-                      mproc_pool **p, mproc_process **kids, size_t *nk) {
-  mproc_pool_options o{};
-  o.processes = 2;
-  if (mproc_arg_handle(args, 0, h) != MPROC_OK)
-    return 4;
-  if (mproc_pool_create(p, &o) != MPROC_OK)
-    return 2;
-  if (mproc_active_children(kids, 8, nk) != MPROC_OK || *nk != 2)
-    return 5;
-  return 0;
-}
-
-// Writes each worker's pid on h, frees the process objects, closes h.
-void send_worker_pids(mproc_handle_t h, mproc_process **kids, size_t nk) {
-  for (size_t i = 0; i < nk; i++) {
-    int64_t pid = 0;
-    mproc_process_pid(kids[i], &pid);
-    test_write_all(h, &pid, sizeof pid);
-    mproc_process_free(kids[i]);
-  }
-  test_close_handle(h);
-}
-} // namespace
-
-TEST_ENTRY(pool_leaky_main) {
+// A program's pool of two workers, for the entries below, and the handle
+// in arg 0 on which it reports their pids.
+struct PoolOfTwo {
   mproc_pool *p = nullptr;
   mproc_handle_t h = MPROC_INVALID_HANDLE;
   mproc_process *kids[8];
   size_t nk = 0;
-  if (int rc = start_pool_of_two(args, &h, &p, kids, &nk))
+  // 0, or the entry's exit code for the step that failed.
+  int start(const mproc_args *args) {
+    mproc_pool_options o{};
+    o.processes = 2;
+    if (mproc_arg_handle(args, 0, &h) != MPROC_OK)
+      return 4;
+    if (mproc_pool_create(&p, &o) != MPROC_OK)
+      return 2;
+    if (mproc_active_children(kids, 8, &nk) != MPROC_OK || nk != 2)
+      return 5;
+    return 0;
+  }
+  // Writes each worker's pid on h, frees the process objects, closes h.
+  void send_worker_pids() {
+    for (size_t i = 0; i < nk; i++) {
+      int64_t pid = 0;
+      mproc_process_pid(kids[i], &pid);
+      test_write_all(h, &pid, sizeof pid);
+      mproc_process_free(kids[i]);
+    }
+    test_close_handle(h);
+  }
+};
+} // namespace
+
+TEST_ENTRY(pool_leaky_main) {
+  PoolOfTwo pool;
+  if (int rc = pool.start(args))
     return rc;
-  send_worker_pids(h, kids, nk);
+  pool.send_worker_pids();
   int64_t ms = 60000;
   mproc_async_result *r = nullptr;
-  if (mproc_pool_apply_async(p, "pool_sleep_ms", &ms, sizeof ms, nullptr, &r) !=
-      MPROC_OK)
+  if (mproc_pool_apply_async(pool.p, "pool_sleep_ms", &ms, sizeof ms, nullptr,
+                             &r) != MPROC_OK)
     return 3;
   test_sleep_ms(100); // likely running by then; the verdict holds either way
   std::exit(0);       // neither close nor terminate
@@ -1684,18 +1685,15 @@ TEST(PoolBadInput, TimeoutsAndDoneCount) {
 // the result: sends its workers' pids on the handle in arg 0 and waits
 // until SIGINT ends it.
 TEST_ENTRY(pool_sigint_main) {
-  mproc_pool *p = nullptr;
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  mproc_process *kids[8];
-  size_t nk = 0;
-  if (int rc = start_pool_of_two(args, &h, &p, kids, &nk))
+  PoolOfTwo pool;
+  if (int rc = pool.start(args))
     return rc;
   Inputs in(2);
   mproc_async_result *r = nullptr;
-  if (mproc_pool_map_async(p, "pool_hang", in.b.data(), 2, 1, nullptr, &r) !=
-      MPROC_OK)
+  if (mproc_pool_map_async(pool.p, "pool_hang", in.b.data(), 2, 1, nullptr,
+                           &r) != MPROC_OK)
     return 3;
-  send_worker_pids(h, kids, nk);
+  pool.send_worker_pids();
   (void)mproc_async_result_wait(r, MPROC_FOREVER); // until SIGINT
   return 6;
 }

@@ -166,10 +166,13 @@ private:
 struct borrowed_t {};
 
 // Owner of one C object: move-only, frees it with Free unless borrowed.
-template <class T, T *(*Free)(T *)> class object {
+// W is the wrapper class itself, so that borrow() can return one: a class
+// that may be borrowed (an entry's argument) publishes it with `using
+// object::borrow;` and inherits the borrowing constructor with `using
+// object::object;` (both protected here).
+template <class W, class T, T *(*Free)(T *)> class object {
 public:
   object() noexcept = default;
-  object(T *p, bool own) noexcept : p_(p), own_(own) {}
   object(object &&o) noexcept
       : p_(std::exchange(o.p_, nullptr)), own_(o.own_) {}
   object &operator=(object &&o) noexcept {
@@ -190,6 +193,11 @@ public:
   explicit operator bool() const noexcept { return p_ != nullptr; }
 
 protected:
+  /** A non-owning wrapper (an entry's argument, which its list owns).
+   * @param p the C object  @return the wrapper */
+  static W borrow(T *p) noexcept { return W(p, borrowed_t()); }
+  object(T *p, bool own) noexcept : p_(p), own_(own) {}
+  object(T *p, borrowed_t) noexcept : p_(p), own_(false) {}
   void reset() noexcept {
     if (p_ && own_)
       Free(p_);
@@ -291,17 +299,13 @@ inline std::string describe(const mproc_end_info &info) {
 /* ---- IPC objects ------------------------------------------------------------- */
 
 /** A queue (Python's Queue / JoinableQueue).  Thread-safe as the C calls. */
-class queue : public detail::object<mproc_queue, mproc_queue_free> {
+class queue : public detail::object<queue, mproc_queue, mproc_queue_free> {
 public:
+  using object::borrow; // a non-owning wrapper (see detail::object)
   /** @param opts as mproc_queue_create() (nullptr: defaults)
    * @throw mproc::error on failure */
   explicit queue(const mproc_queue_options *opts = nullptr) {
     detail::check(mproc_queue_create(&p_, opts), "mproc_queue_create");
-  }
-  /** A non-owning wrapper (an entry's argument, which its list owns).
-   * @param q the C queue  @return the wrapper */
-  static queue borrow(mproc_queue *q) noexcept {
-    return queue(q, detail::borrowed_t());
   }
 
   /** mproc_queue_put().  @param data bytes  @param len their count
@@ -392,7 +396,7 @@ public:
   void close() { detail::check(mproc_queue_close(p_), "mproc_queue_close"); }
 
 private:
-  queue(mproc_queue *q, detail::borrowed_t) noexcept : object(q, false) {}
+  using object::object; // the borrowing constructor, for borrow()
   int get_bytes_into(std::string &s, double timeout) {
     auto recv = [this](char *b, std::size_t cap, std::size_t *n, double t) {
       return mproc_queue_get(p_, b, cap, n, t);
@@ -403,19 +407,12 @@ private:
 
 /** One end of a pipe (Python's Connection).  Make both with mproc::pipe().
  * Thread-safe as the C calls. */
-class conn : public detail::object<mproc_conn, mproc_conn_free> {
+class conn : public detail::object<conn, mproc_conn, mproc_conn_free> {
 public:
+  using object::borrow; // a non-owning wrapper (see detail::object)
   conn() noexcept = default;
   /** Takes ownership of a C end.  @param c the end */
   explicit conn(mproc_conn *c) noexcept : object(c, true) {}
-  /** A non-owning wrapper (an entry's argument).  @param c the end
-   * @return the wrapper */
-  static conn borrow(mproc_conn *c) noexcept {
-    conn w;
-    w.p_ = c;
-    w.own_ = false;
-    return w;
-  }
   /** mproc_conn_send_bytes().  @param data bytes  @param len count
    * @throw mproc::error on failure */
   void send_bytes(const void *data, std::size_t len) {
@@ -486,6 +483,9 @@ public:
   }
   /** mproc_conn_close().  @throw mproc::error on failure */
   void close() { detail::check(mproc_conn_close(p_), "mproc_conn_close"); }
+
+private:
+  using object::object; // the borrowing constructor, for borrow()
 };
 
 /** Python's Pipe(duplex): two connected ends.
@@ -499,16 +499,13 @@ inline std::pair<conn, conn> pipe(bool duplex = true) {
 
 /** Lock or RLock; lock::guard holds it for a scope.  Thread-safe as the C
  * calls. */
-class lock : public detail::object<mproc_lock, mproc_lock_free> {
+class lock : public detail::object<lock, mproc_lock, mproc_lock_free> {
 public:
+  using object::borrow; // a non-owning wrapper (see detail::object)
   /** @param recursive true: an RLock  @throw mproc::error on failure */
   explicit lock(bool recursive = false) {
     detail::check(mproc_lock_create(&p_, recursive ? 1 : 0),
                   "mproc_lock_create");
-  }
-  /** A non-owning wrapper.  @param l the C lock  @return the wrapper */
-  static lock borrow(mproc_lock *l) noexcept {
-    return lock(l, detail::borrowed_t());
   }
   /** mproc_lock_acquire().
    * @param timeout seconds
@@ -547,21 +544,19 @@ public:
   };
 
 private:
-  lock(mproc_lock *l, detail::borrowed_t) noexcept : object(l, false) {}
+  using object::object; // the borrowing constructor, for borrow()
 };
 
 /** Semaphore or BoundedSemaphore.  Thread-safe as the C calls. */
-class semaphore : public detail::object<mproc_semaphore, mproc_semaphore_free> {
+class semaphore
+    : public detail::object<semaphore, mproc_semaphore, mproc_semaphore_free> {
 public:
+  using object::borrow; // a non-owning wrapper (see detail::object)
   /** @param value initial value  @param bounded true: BoundedSemaphore
    * @throw mproc::error on failure */
   explicit semaphore(unsigned value = 1, bool bounded = false) {
     detail::check(mproc_semaphore_create(&p_, value, bounded ? 1 : 0),
                   "mproc_semaphore_create");
-  }
-  /** A non-owning wrapper.  @param s the C semaphore  @return the wrapper */
-  static semaphore borrow(mproc_semaphore *s) noexcept {
-    return semaphore(s, detail::borrowed_t());
   }
   /** mproc_semaphore_acquire().  @param timeout seconds
    * @return true when acquired, false on timeout  @throw mproc::error on failure */
@@ -581,19 +576,15 @@ public:
   }
 
 private:
-  semaphore(mproc_semaphore *s, detail::borrowed_t) noexcept
-      : object(s, false) {}
+  using object::object; // the borrowing constructor, for borrow()
 };
 
 /** Event.  Thread-safe as the C calls. */
-class event : public detail::object<mproc_event, mproc_event_free> {
+class event : public detail::object<event, mproc_event, mproc_event_free> {
 public:
+  using object::borrow; // a non-owning wrapper (see detail::object)
   /** @throw mproc::error on failure */
   event() { detail::check(mproc_event_create(&p_), "mproc_event_create"); }
-  /** A non-owning wrapper.  @param e the C event  @return the wrapper */
-  static event borrow(mproc_event *e) noexcept {
-    return event(e, detail::borrowed_t());
-  }
   /** mproc_event_set().  @throw mproc::error on failure */
   void set() { detail::check(mproc_event_set(p_), "mproc_event_set"); }
   /** mproc_event_clear().  @throw mproc::error on failure */
@@ -610,12 +601,14 @@ public:
   }
 
 private:
-  event(mproc_event *e, detail::borrowed_t) noexcept : object(e, false) {}
+  using object::object; // the borrowing constructor, for borrow()
 };
 
 /** A shared memory block.  Thread-safe as the C calls. */
-class shared_memory : public detail::object<mproc_shm, mproc_shm_free> {
+class shared_memory
+    : public detail::object<shared_memory, mproc_shm, mproc_shm_free> {
 public:
+  using object::borrow; // a non-owning wrapper (see detail::object)
   /** An anonymous block (pass it to children as an argument).
    * @param size bytes (> 0)  @throw mproc::error on failure */
   explicit shared_memory(std::size_t size) {
@@ -635,10 +628,6 @@ public:
     detail::check(mproc_shm_attach(&s, name), "mproc_shm_attach");
     return shared_memory(s, true);
   }
-  /** A non-owning wrapper.  @param s the C block  @return the wrapper */
-  static shared_memory borrow(mproc_shm *s) noexcept {
-    return shared_memory(s, false);
-  }
   /** @return the mapped bytes */
   void *data() const noexcept { return mproc_shm_ptr(p_); }
   /** @return the block's size */
@@ -649,6 +638,7 @@ public:
   void unlink() { detail::check(mproc_shm_unlink(p_), "mproc_shm_unlink"); }
 
 private:
+  using object::object; // the borrowing constructor, for borrow()
   shared_memory(mproc_shm *s, bool own) noexcept : object(s, own) {}
 };
 
@@ -656,7 +646,7 @@ private:
 
 /** An argument list to build (Python's args= and kwargs=).  Copied by
  * mproc::process, so it may go right after.  Not thread-safe. */
-class args : public detail::object<mproc_args, mproc_args_free> {
+class args : public detail::object<args, mproc_args, mproc_args_free> {
 public:
   /** An empty list.  @throw mproc::error on failure */
   args() { detail::check(mproc_args_create(&p_), "mproc_args_create"); }
@@ -787,7 +777,8 @@ private:
  * destructor frees the object but does not stop a running child (as
  * mproc_process_free(): the exit-time cleanup joins it).  Thread-safe as
  * the C calls. */
-class process : public detail::object<mproc_process, mproc_process_free> {
+class process
+    : public detail::object<process, mproc_process, mproc_process_free> {
 public:
   /** mproc_process_create().
    * @param entry the entry's name in the table
@@ -954,8 +945,8 @@ inline int item_typed(mproc_async_result *r, std::size_t i, std::string &v) {
 /** A pending pool submission (mproc_async_result): wait on it, watch its
  * progress, read its tasks.  Move-only; frees the C result.  Thread-safe
  * as the C calls. */
-class async_result
-    : public detail::object<mproc_async_result, mproc_async_result_free> {
+class async_result : public detail::object<async_result, mproc_async_result,
+                                           mproc_async_result_free> {
 public:
   /** Take ownership of a C result.  @param r the result (may be nullptr) */
   explicit async_result(mproc_async_result *r = nullptr) noexcept
@@ -1016,7 +1007,7 @@ public:
 
 /** A process pool (Python's Pool).  The destructor terminates and joins it
  * (as mproc_pool_free()).  Thread-safe as the C calls. */
-class pool : public detail::object<mproc_pool, mproc_pool_free> {
+class pool : public detail::object<pool, mproc_pool, mproc_pool_free> {
 public:
   /** @param processes workers (0: mproc_cpu_count())  @throw mproc::error on failure */
   explicit pool(int processes = 0) {

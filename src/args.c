@@ -51,8 +51,10 @@ static mproc__arg *mproc__find_kw(const mproc_args *a, const char *key) {
   return NULL;
 }
 
-/* Appends a slot for a new argument; the caller fills in type and value. */
-static int mproc__arg_slot(mproc_args *a, const char *key, mproc__arg **out) {
+/* Appends a slot for a new argument of this type to the list `a` (not
+ * NULL); the caller fills in the value. */
+static int mproc__arg_slot(mproc_args *a, const char *key, int type,
+                           mproc__arg **out) {
   mproc__arg **arr = key ? &a->kw : &a->pos;
   size_t *n = key ? &a->nkw : &a->npos;
   size_t *cap = key ? &a->kw_cap : &a->pos_cap;
@@ -80,32 +82,26 @@ static int mproc__arg_slot(mproc_args *a, const char *key, mproc__arg **out) {
   it = &(*arr)[(*n)++];
   memset(it, 0, sizeof(*it));
   it->key = kcopy;
+  it->type = type;
   *out = it;
   return MPROC_OK;
 }
 
 int mproc_args_add_int(mproc_args *args, const char *key, int64_t v) {
-  mproc__arg *it;
-  int rc;
-  if (!args)
-    return MPROC_EINVAL;
-  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
-    return rc;
-  it->type = MPROC_ARG_INT;
-  it->v.i = v;
-  return MPROC_OK;
+  mproc__arg *it = NULL;
+  int rc = args ? mproc__arg_slot(args, key, MPROC_ARG_INT, &it) : MPROC_EINVAL;
+  if (rc == MPROC_OK)
+    it->v.i = v;
+  return rc;
 }
 
 int mproc_args_add_double(mproc_args *args, const char *key, double v) {
-  mproc__arg *it;
-  int rc;
-  if (!args)
-    return MPROC_EINVAL;
-  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
-    return rc;
-  it->type = MPROC_ARG_DOUBLE;
-  it->v.d = v;
-  return MPROC_OK;
+  mproc__arg *it = NULL;
+  int rc =
+      args ? mproc__arg_slot(args, key, MPROC_ARG_DOUBLE, &it) : MPROC_EINVAL;
+  if (rc == MPROC_OK)
+    it->v.d = v;
+  return rc;
 }
 
 static int mproc__add_blob(mproc_args *args, const char *key, int type,
@@ -123,11 +119,10 @@ static int mproc__add_blob(mproc_args *args, const char *key, int type,
   if (len)
     memcpy(copy, data, len);
   copy[len] = 0;
-  if ((rc = mproc__arg_slot(args, key, &it)) < 0) {
+  if ((rc = mproc__arg_slot(args, key, type, &it)) < 0) {
     free(copy);
     return rc;
   }
-  it->type = type;
   it->v.b.data = copy;
   it->v.b.len = len;
   return MPROC_OK;
@@ -151,9 +146,8 @@ int mproc_args_add_handle(mproc_args *args, const char *key, mproc_handle_t h) {
     return MPROC_EINVAL;
   if (!mproc__plat_handle_plausible(h))
     return MPROC_EINVAL;
-  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
+  if ((rc = mproc__arg_slot(args, key, MPROC_ARG_HANDLE, &it)) < 0)
     return rc;
-  it->type = MPROC_ARG_HANDLE;
   it->v.h.value = h;
   it->v.h.slot = (uint32_t)args->nhandles++;
   return MPROC_OK;
@@ -174,12 +168,11 @@ int mproc_args_add_object(mproc_args *args, const char *key,
   int rc;
   if (!args || !obj || obj->magic != MPROC__OBJ_MAGIC || !obj->vt)
     return MPROC_EINVAL;
-  if ((rc = mproc__arg_slot(args, key, &it)) < 0)
+  if ((rc = mproc__arg_slot(args, key, MPROC_ARG_OBJECT, &it)) < 0)
     return rc;
   /* Only remembered here: the object is described when a process is
    * created and again when it starts, so what the child gets is the
    * object's state at start (a pipe end's read-ahead, for one). */
-  it->type = MPROC_ARG_OBJECT;
   it->v.o.vt = obj->vt;
   it->v.o.orig = object;
   return MPROC_OK;
@@ -587,12 +580,11 @@ static int mproc__dec_object(mproc__rd *r, mproc_args *a, const char *keyp,
   }
   if (rc < 0)
     return rc;
-  rc = mproc__arg_slot(a, keyp, &it);
+  rc = mproc__arg_slot(a, keyp, MPROC_ARG_OBJECT, &it);
   if (rc < 0) {
     vt->free_(obj);
     return rc;
   }
-  it->type = MPROC_ARG_OBJECT;
   it->v.o.vt = vt;
   it->v.o.imported = obj;
   it->v.o.slot0 = slot0;

@@ -70,19 +70,6 @@ int mproc_shm_create(mproc_shm **out, const char *name, size_t size) {
   return MPROC_OK;
 }
 
-/* Sleeps about a millisecond: a futex wait on a private word that nobody
- * changes or wakes is a portable timed sleep. */
-static void mproc__shm_nap(void) {
-  volatile uint32_t word = 0, waiters = 0;
-  mproc__fx fx;
-  if (mproc__fx_create(&fx, &word, &waiters) == MPROC_OK) {
-    (void)mproc__fx_wait(&fx, 0, mproc__plat_now() + 0.001);
-    mproc__fx_close(&fx);
-  } else {
-    mproc__pause();
-  }
-}
-
 int mproc_shm_attach(mproc_shm **out, const char *name) {
   mproc_shm *shm;
   double deadline = -1;
@@ -96,9 +83,24 @@ int mproc_shm_attach(mproc_shm **out, const char *name) {
     return MPROC_ENOMEM;
   /* With a valid name, MPROC_EINVAL from the segment layer means the block
    * exists but does not look complete: its creator is between creating the
-   * name and sizing it or writing its header.  Look again for a while; a
-   * block that never completes (its creator died there) is reported as
-   * absent. */
+   * name and sizing it or writing its header.  Look again every millisecond
+   * for a while; a block that never completes (its creator died there) is
+   * reported as absent.
+   *
+   * A documented exception to "no sleep-and-look loops", for an OS rule:
+   * POSIX has no call that creates a shared memory object with its size
+   * (shm_open(O_CREAT | O_EXCL) makes it empty, ftruncate sizes it after),
+   * no rename or link to publish a finished one under its name, and no
+   * event when an object's size changes.  Until ftruncate the object has
+   * no byte that could hold a futex word (touching a mapping past its end
+   * is SIGBUS).  On Windows CreateFileMapping sizes the section as it names
+   * it, but the header is still written after, with nothing to wait on.
+   * A named semaphore created before the segment could carry a real wait,
+   * at the price of a second named object per block for every program to
+   * clean up after a crash (and macOS has no sem_timedwait); for a window
+   * of a few system calls the retry is the smaller rule.  The loop almost
+   * never runs twice, and attach returns by MPROC__SHM_ATTACH_WAIT whatever
+   * the creator does. */
   while ((rc = mproc__seg_attach(&shm->seg, name)) == MPROC_EINVAL) {
     if (deadline < 0)
       deadline = mproc__plat_now() + MPROC__SHM_ATTACH_WAIT;
@@ -106,7 +108,7 @@ int mproc_shm_attach(mproc_shm **out, const char *name) {
       rc = MPROC_ENOTFOUND;
       break;
     }
-    mproc__shm_nap();
+    mproc__plat_sleep(0.001);
   }
   if (rc < 0) {
     free(shm);

@@ -10,50 +10,109 @@
 
 /* ---- object arguments ------------------------------------------------------ */
 
-/* One lookup behind every typed getter: positional when key is NULL. */
+/* The one getter behind the eighteen public ones: argument `index` (or
+ * keyword `key` when key_form is set) as an object of kind `type`, stored
+ * through `out`, which points to a pointer of that kind's C type.  The
+ * store goes through memcpy of `size` bytes (sizeof that pointer) rather
+ * than a cast to void **: C11 6.2.5p28 gives every pointer to a structure
+ * type the representation of any other, so the bytes of the void * are
+ * those of the typed pointer, and no pointer is accessed as another type. */
 static int mproc__typed_object(const mproc_args *args, size_t index,
-                               const char *key, int type, void **out) {
+                               const char *key, int key_form, int type,
+                               void *out, size_t size) {
+  void *o = NULL;
   int rc;
-  *out = NULL;
-  rc = key ? mproc_kwarg_object(args, key, type, out)
-           : mproc_arg_object(args, index, type, out);
+  if (!args || !out || (key_form && !key) || size != sizeof o)
+    return MPROC_EINVAL;
+  rc = key_form ? mproc_kwarg_object(args, key, type, &o)
+                : mproc_arg_object(args, index, type, &o);
   if (rc < 0)
-    *out = NULL;
+    o = NULL;
+  memcpy(out, &o, size);
   return rc;
 }
 
-/* The pair of getters of one object kind.  A macro rather than eighteen
- * hand-copied bodies: they differ only in the C type and the type code. */
-#define MPROC__OBJECT_GETTERS(name, ctype, objtype)                            \
-  int mproc_arg_##name(const mproc_args *args, size_t index, ctype **out) {    \
-    void *o = NULL;                                                            \
-    int rc;                                                                    \
-    if (!args || !out)                                                         \
-      return MPROC_EINVAL;                                                     \
-    rc = mproc__typed_object(args, index, NULL, objtype, &o);                  \
-    *out = (ctype *)o;                                                         \
-    return rc;                                                                 \
-  }                                                                            \
-  int mproc_kwarg_##name(const mproc_args *args, const char *key,              \
-                         ctype **out) {                                        \
-    void *o = NULL;                                                            \
-    int rc;                                                                    \
-    if (!args || !key || !out)                                                 \
-      return MPROC_EINVAL;                                                     \
-    rc = mproc__typed_object(args, 0, key, objtype, &o);                       \
-    *out = (ctype *)o;                                                         \
-    return rc;                                                                 \
-  }
-
-MPROC__OBJECT_GETTERS(queue, mproc_queue, MPROC_OBJ_QUEUE)
-MPROC__OBJECT_GETTERS(conn, mproc_conn, MPROC_OBJ_CONN)
-MPROC__OBJECT_GETTERS(lock, mproc_lock, MPROC_OBJ_LOCK)
-MPROC__OBJECT_GETTERS(semaphore, mproc_semaphore, MPROC_OBJ_SEMAPHORE)
-MPROC__OBJECT_GETTERS(event, mproc_event, MPROC_OBJ_EVENT)
-MPROC__OBJECT_GETTERS(condition, mproc_condition, MPROC_OBJ_CONDITION)
-MPROC__OBJECT_GETTERS(barrier, mproc_barrier, MPROC_OBJ_BARRIER)
-MPROC__OBJECT_GETTERS(shm, mproc_shm, MPROC_OBJ_SHM)
-MPROC__OBJECT_GETTERS(array, mproc_array, MPROC_OBJ_ARRAY)
+/* Thin typed wrappers: the public API keeps one C type per object kind. */
+int mproc_arg_queue(const mproc_args *args, size_t index, mproc_queue **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_QUEUE, out,
+                             sizeof *out);
+}
+int mproc_kwarg_queue(const mproc_args *args, const char *key,
+                      mproc_queue **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_QUEUE, out,
+                             sizeof *out);
+}
+int mproc_arg_conn(const mproc_args *args, size_t index, mproc_conn **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_CONN, out,
+                             sizeof *out);
+}
+int mproc_kwarg_conn(const mproc_args *args, const char *key,
+                     mproc_conn **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_CONN, out, sizeof *out);
+}
+int mproc_arg_lock(const mproc_args *args, size_t index, mproc_lock **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_LOCK, out,
+                             sizeof *out);
+}
+int mproc_kwarg_lock(const mproc_args *args, const char *key,
+                     mproc_lock **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_LOCK, out, sizeof *out);
+}
+int mproc_arg_semaphore(const mproc_args *args, size_t index,
+                        mproc_semaphore **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_SEMAPHORE, out,
+                             sizeof *out);
+}
+int mproc_kwarg_semaphore(const mproc_args *args, const char *key,
+                          mproc_semaphore **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_SEMAPHORE, out,
+                             sizeof *out);
+}
+int mproc_arg_event(const mproc_args *args, size_t index, mproc_event **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_EVENT, out,
+                             sizeof *out);
+}
+int mproc_kwarg_event(const mproc_args *args, const char *key,
+                      mproc_event **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_EVENT, out,
+                             sizeof *out);
+}
+int mproc_arg_condition(const mproc_args *args, size_t index,
+                        mproc_condition **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_CONDITION, out,
+                             sizeof *out);
+}
+int mproc_kwarg_condition(const mproc_args *args, const char *key,
+                          mproc_condition **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_CONDITION, out,
+                             sizeof *out);
+}
+int mproc_arg_barrier(const mproc_args *args, size_t index,
+                      mproc_barrier **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_BARRIER, out,
+                             sizeof *out);
+}
+int mproc_kwarg_barrier(const mproc_args *args, const char *key,
+                        mproc_barrier **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_BARRIER, out,
+                             sizeof *out);
+}
+int mproc_arg_shm(const mproc_args *args, size_t index, mproc_shm **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_SHM, out,
+                             sizeof *out);
+}
+int mproc_kwarg_shm(const mproc_args *args, const char *key, mproc_shm **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_SHM, out, sizeof *out);
+}
+int mproc_arg_array(const mproc_args *args, size_t index, mproc_array **out) {
+  return mproc__typed_object(args, index, NULL, 0, MPROC_OBJ_ARRAY, out,
+                             sizeof *out);
+}
+int mproc_kwarg_array(const mproc_args *args, const char *key,
+                      mproc_array **out) {
+  return mproc__typed_object(args, 0, key, 1, MPROC_OBJ_ARRAY, out,
+                             sizeof *out);
+}
 
 /* ---- receiving typed messages ---------------------------------------------- */
 
@@ -109,10 +168,7 @@ static int mproc__recv_scalar(mproc__recv_fn recv, void *ch, int tag, void *out,
                          timeout);
   if (rc < 0)
     goto finish;
-  if (tag == MPROC_TYPED_INT64)
-    rc = mproc__typed_dec_int64(msg, len, (int64_t *)out);
-  else
-    rc = mproc__typed_dec_double(msg, len, (double *)out);
+  rc = mproc__tval_read(msg, len, tag, out);
 finish:
   free(heap);
   return rc;
@@ -127,8 +183,8 @@ static int mproc__recv_str(mproc__recv_fn recv, void *ch, char *buf, size_t cap,
   double deadline = mproc__deadline(timeout);
   unsigned char *bounce = NULL;
   const void *msg = buf;
-  const char *s = NULL;
-  size_t n = 0, slen = 0;
+  mproc__tval v;
+  size_t n = 0;
   int rc;
   if (!ch || (!buf && cap))
     return MPROC_EINVAL;
@@ -146,12 +202,12 @@ static int mproc__recv_str(mproc__recv_fn recv, void *ch, char *buf, size_t cap,
     *len = n >= 2 ? n - 2 : 0;
   if (rc < 0)
     goto finish;
-  rc = mproc__typed_dec_str(msg, n, &s, &slen);
+  rc = mproc__tval_dec(msg, n, MPROC_TYPED_STR, &v);
   if (rc < 0)
     goto finish;
-  memmove(buf, s, slen + 1);
+  memmove(buf, v.s, v.n + 1);
   if (len)
-    *len = slen;
+    *len = v.n;
 finish:
   free(bounce);
   return rc;
@@ -159,30 +215,22 @@ finish:
 
 /* ---- queues ---------------------------------------------------------------- */
 
+static int mproc__queue_send(void *q, const void *msg, size_t len,
+                             double timeout) {
+  return mproc_queue_put((mproc_queue *)q, msg, len, timeout);
+}
+
 int mproc_queue_put_int64(mproc_queue *q, int64_t v, double timeout) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_int64(m, v);
-  return mproc_queue_put(q, m, sizeof m, timeout);
+  return mproc__tval_send(mproc__queue_send, q, MPROC_TYPED_INT64, &v, timeout);
 }
 
 int mproc_queue_put_double(mproc_queue *q, double v, double timeout) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_double(m, v);
-  return mproc_queue_put(q, m, sizeof m, timeout);
+  return mproc__tval_send(mproc__queue_send, q, MPROC_TYPED_DOUBLE, &v,
+                          timeout);
 }
 
 int mproc_queue_put_str(mproc_queue *q, const char *s, double timeout) {
-  unsigned char small[256];
-  unsigned char *heap = NULL;
-  const unsigned char *m;
-  size_t len = 0;
-  int rc;
-  if (!q || !s)
-    return MPROC_EINVAL;
-  m = mproc__typed_str_msg(s, small, sizeof small, &heap, &len);
-  rc = m ? mproc_queue_put(q, m, len, timeout) : MPROC_ENOMEM;
-  free(heap);
-  return rc;
+  return mproc__tval_send(mproc__queue_send, q, MPROC_TYPED_STR, s, timeout);
 }
 
 int mproc_queue_get_int64(mproc_queue *q, int64_t *out, double timeout) {
@@ -202,30 +250,23 @@ int mproc_queue_get_str(mproc_queue *q, char *buf, size_t cap, size_t *len,
 
 /* ---- pipes ----------------------------------------------------------------- */
 
+/* A pipe's send has no timeout (it blocks until the bytes are written). */
+static int mproc__conn_send(void *c, const void *msg, size_t len,
+                            double timeout) {
+  (void)timeout;
+  return mproc_conn_send_bytes((mproc_conn *)c, msg, len);
+}
+
 int mproc_conn_send_int64(mproc_conn *c, int64_t v) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_int64(m, v);
-  return mproc_conn_send_bytes(c, m, sizeof m);
+  return mproc__tval_send(mproc__conn_send, c, MPROC_TYPED_INT64, &v, 0);
 }
 
 int mproc_conn_send_double(mproc_conn *c, double v) {
-  unsigned char m[MPROC__TYPED_SCALAR_LEN];
-  mproc__typed_enc_double(m, v);
-  return mproc_conn_send_bytes(c, m, sizeof m);
+  return mproc__tval_send(mproc__conn_send, c, MPROC_TYPED_DOUBLE, &v, 0);
 }
 
 int mproc_conn_send_str(mproc_conn *c, const char *s) {
-  unsigned char small[256];
-  unsigned char *heap = NULL;
-  const unsigned char *m;
-  size_t len = 0;
-  int rc;
-  if (!c || !s)
-    return MPROC_EINVAL;
-  m = mproc__typed_str_msg(s, small, sizeof small, &heap, &len);
-  rc = m ? mproc_conn_send_bytes(c, m, len) : MPROC_ENOMEM;
-  free(heap);
-  return rc;
+  return mproc__tval_send(mproc__conn_send, c, MPROC_TYPED_STR, s, 0);
 }
 
 int mproc_conn_recv_int64(mproc_conn *c, int64_t *out, double timeout) {

@@ -9,90 +9,110 @@
 #include "internal.h"
 #include "typed.h"
 
-void mproc__typed_enc_int64(unsigned char *out, int64_t v) {
-  uint64_t u;
-  memcpy(&u, &v, sizeof u); /* two's complement, as int64_t must be */
-  out[0] = MPROC_TYPED_INT64;
-  mproc__wr_put64(out + 1, u);
-}
-
-void mproc__typed_enc_double(unsigned char *out, double v) {
-  uint64_t u;
-  memcpy(&u, &v, sizeof u); /* IEEE-754 binary64 on every supported target */
-  out[0] = MPROC_TYPED_DOUBLE;
-  mproc__wr_put64(out + 1, u);
-}
-
-void mproc__typed_enc_str(unsigned char *out, const char *s, size_t n) {
-  out[0] = MPROC_TYPED_STR;
-  if (n)
-    memcpy(out + 1, s, n);
-  out[n + 1] = 0;
-}
-
-/* The 8-byte payload of a scalar message with this tag. */
-static int mproc__typed_dec_u64(const void *msg, size_t len, int tag,
-                                uint64_t *out) {
-  mproc__rd r;
-  if (!out)
+int mproc__tval_make(mproc__tval *v, int tag, const void *value) {
+  memset(v, 0, sizeof *v);
+  v->tag = tag;
+  if (!value)
     return MPROC_EINVAL;
+  if (tag == MPROC_TYPED_INT64)
+    memcpy(&v->i, value, sizeof v->i);
+  else if (tag == MPROC_TYPED_DOUBLE)
+    memcpy(&v->d, value, sizeof v->d);
+  else {
+    v->s = (const char *)value;
+    v->n = strlen(v->s);
+    if (v->n > SIZE_MAX - 2)
+      return MPROC_ENOMEM;
+  }
+  return MPROC_OK;
+}
+
+size_t mproc__tval_len(const mproc__tval *v) {
+  return v->tag == MPROC_TYPED_STR ? v->n + 2 : MPROC__TYPED_SCALAR_LEN;
+}
+
+void mproc__tval_enc(unsigned char *out, const mproc__tval *v) {
+  uint64_t u;
+  out[0] = (unsigned char)v->tag;
+  if (v->tag == MPROC_TYPED_STR) {
+    if (v->n)
+      memcpy(out + 1, v->s, v->n);
+    out[v->n + 1] = 0;
+    return;
+  }
+  /* int64_t is two's complement and double IEEE-754 binary64 on every
+   * supported target: their bytes are the value. */
+  if (v->tag == MPROC_TYPED_INT64)
+    memcpy(&u, &v->i, sizeof u);
+  else
+    memcpy(&u, &v->d, sizeof u);
+  mproc__wr_put64(out + 1, u);
+}
+
+/* The tag, the bytes, one NUL at the end and none before it. */
+static int mproc__tval_dec_str(const unsigned char *p, size_t len,
+                               mproc__tval *v) {
+  if (len < 2 || p[0] != MPROC_TYPED_STR || p[len - 1] != 0 ||
+      memchr(p + 1, 0, len - 2))
+    return MPROC_ETYPE;
+  v->s = (const char *)(p + 1);
+  v->n = len - 2;
+  return MPROC_OK;
+}
+
+int mproc__tval_dec(const void *msg, size_t len, int tag, mproc__tval *v) {
+  mproc__rd r;
+  uint64_t u;
+  memset(v, 0, sizeof *v);
+  v->tag = tag;
   if (!msg) /* an empty result */
     return MPROC_ETYPE;
+  if (tag == MPROC_TYPED_STR)
+    return mproc__tval_dec_str((const unsigned char *)msg, len, v);
   r.p = (const unsigned char *)msg;
   r.left = len;
   r.bad = 0;
   if (len != MPROC__TYPED_SCALAR_LEN || mproc__rd_u8(&r) != tag)
     return MPROC_ETYPE;
-  *out = mproc__rd_u64(&r);
+  u = mproc__rd_u64(&r);
+  if (tag == MPROC_TYPED_INT64)
+    memcpy(&v->i, &u, sizeof u);
+  else
+    memcpy(&v->d, &u, sizeof u);
   return MPROC_OK;
 }
 
-int mproc__typed_dec_int64(const void *msg, size_t len, int64_t *out) {
-  uint64_t u = 0;
-  int rc = mproc__typed_dec_u64(msg, len, MPROC_TYPED_INT64, &u);
-  if (rc == MPROC_OK)
-    memcpy(out, &u, sizeof u);
-  return rc;
+int mproc__tval_read(const void *msg, size_t len, int tag, void *out) {
+  mproc__tval v;
+  int rc = mproc__tval_dec(msg, len, tag, &v);
+  if (rc < 0)
+    return rc;
+  if (tag == MPROC_TYPED_INT64)
+    memcpy(out, &v.i, sizeof v.i);
+  else if (tag == MPROC_TYPED_DOUBLE)
+    memcpy(out, &v.d, sizeof v.d);
+  else
+    memcpy(out, &v.s, sizeof v.s);
+  return MPROC_OK;
 }
 
-int mproc__typed_dec_double(const void *msg, size_t len, double *out) {
-  uint64_t u = 0;
-  int rc = mproc__typed_dec_u64(msg, len, MPROC_TYPED_DOUBLE, &u);
-  if (rc == MPROC_OK)
-    memcpy(out, &u, sizeof u);
-  return rc;
-}
-
-int mproc__typed_dec_str(const void *msg, size_t len, const char **out,
-                         size_t *n) {
-  const unsigned char *p = (const unsigned char *)msg;
-  if (!out || !n)
+int mproc__tval_send(mproc__send_fn send, void *ch, int tag, const void *value,
+                     double timeout) {
+  unsigned char small[256];
+  unsigned char *m = small;
+  mproc__tval v;
+  size_t len;
+  int rc;
+  if (!ch)
     return MPROC_EINVAL;
-  if (!msg)
-    return MPROC_ETYPE;
-  /* The tag, the bytes, one NUL at the end and none before it. */
-  if (len < 2 || p[0] != MPROC_TYPED_STR || p[len - 1] != 0 ||
-      memchr(p + 1, 0, len - 2))
-    return MPROC_ETYPE;
-  *out = (const char *)(p + 1);
-  *n = len - 2;
-  return MPROC_OK;
-}
-
-const unsigned char *mproc__typed_str_msg(const char *s, unsigned char *small,
-                                          size_t cap, unsigned char **heap,
-                                          size_t *len) {
-  size_t n = strlen(s);
-  unsigned char *out = small;
-  if (n > SIZE_MAX - 2)
-    return NULL;
-  *len = n + 2;
-  if (*len > cap) {
-    *heap = (unsigned char *)malloc(*len);
-    if (!*heap)
-      return NULL;
-    out = *heap;
-  }
-  mproc__typed_enc_str(out, s, n);
-  return out;
+  if ((rc = mproc__tval_make(&v, tag, value)) < 0)
+    return rc;
+  len = mproc__tval_len(&v);
+  if (len > sizeof small && !(m = (unsigned char *)malloc(len)))
+    return MPROC_ENOMEM;
+  mproc__tval_enc(m, &v);
+  rc = send(ch, m, len, timeout);
+  if (m != small)
+    free(m);
+  return rc;
 }

@@ -113,6 +113,34 @@ struct EchoServer {
   }
 };
 
+// One client of an EchoServer on `l`: connects to `addr` with the key,
+// sends `msg`, expects "echo:" + msg back and the server's accept to have
+// succeeded.  Wrap calls in ASSERT_NO_FATAL_FAILURE: a failed connect ends
+// the test as it would inline.
+void expect_echo(mproc_listener *l, const std::string &addr, const void *key,
+                 size_t keylen, const std::string &msg) {
+  EchoServer srv(l);
+  mproc_conn *c = nullptr;
+  ASSERT_EQ(mproc_client_connect(&c, addr.c_str(), key, keylen, 30), MPROC_OK);
+  std::string m;
+  EXPECT_EQ(send_str(c, msg), MPROC_OK);
+  EXPECT_EQ(recv_str(c, &m), MPROC_OK);
+  EXPECT_EQ(m, "echo:" + msg);
+  mproc_conn_free(c);
+  EXPECT_EQ(srv.join(), MPROC_OK);
+}
+
+// A connected pair through `L`: *s the accepted end, *c the client's, with
+// the key given.  Wrap calls in ASSERT_NO_FATAL_FAILURE.
+void accept_pair(const Listener &L, const void *key, size_t keylen,
+                 mproc_conn **s, mproc_conn **c) {
+  std::thread t([&] { EXPECT_EQ(mproc_listener_accept(L.l, s, 30), MPROC_OK); });
+  ASSERT_EQ(mproc_client_connect(c, L.address().c_str(), key, keylen, 30),
+            MPROC_OK);
+  t.join();
+  ASSERT_NE(*s, nullptr);
+}
+
 void round_trip(const std::string &addr, const void *key, size_t keylen) {
   SCOPED_TRACE(addr);
   Listener L(addr, key, keylen);
@@ -201,17 +229,8 @@ TEST(Client, TriesEveryAddressOfAName) {
   Listener L("tcp:127.0.0.1:0", kKey, kKeyLen);
   ASSERT_EQ(L.rc, MPROC_OK);
   std::string port = L.address().substr(14);
-  EchoServer srv(L.l);
-  mproc_conn *c = nullptr;
-  ASSERT_EQ(mproc_client_connect(&c, ("tcp:localhost:" + port).c_str(), kKey,
-                                 kKeyLen, 30),
-            MPROC_OK);
-  std::string m;
-  EXPECT_EQ(send_str(c, "by name"), MPROC_OK);
-  EXPECT_EQ(recv_str(c, &m), MPROC_OK);
-  EXPECT_EQ(m, "echo:by name");
-  mproc_conn_free(c);
-  EXPECT_EQ(srv.join(), MPROC_OK);
+  ASSERT_NO_FATAL_FAILURE(
+      expect_echo(L.l, "tcp:localhost:" + port, kKey, kKeyLen, "by name"));
 }
 
 TEST(Listener, RoundTripEveryKindWithKey) {
@@ -263,15 +282,7 @@ TEST(Listener, WrongKeyRefusedOnBothSides) {
     EXPECT_EQ(c, nullptr);
     EXPECT_EQ(srv.join(), MPROC_EAUTH);
     // The listener goes on serving clients with the right key.
-    EchoServer srv2(L.l);
-    ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(), kKey, kKeyLen, 30),
-              MPROC_OK);
-    std::string m;
-    EXPECT_EQ(send_str(c, "x"), MPROC_OK);
-    EXPECT_EQ(recv_str(c, &m), MPROC_OK);
-    EXPECT_EQ(m, "echo:x");
-    mproc_conn_free(c);
-    EXPECT_EQ(srv2.join(), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(expect_echo(L.l, L.address(), kKey, kKeyLen, "x"));
   }
   EXPECT_STRNE(mproc_strerror(MPROC_EAUTH), "unknown error");
   EXPECT_STREQ(mproc_err_name(MPROC_EAUTH), "MPROC_EAUTH");
@@ -318,15 +329,7 @@ void bad_client(const std::string &addr, F misbehave, int want_accept,
   EXPECT_LT(test_now() - t0, accept_timeout + 10);
   mproc_conn_free(c);
   // ... and the next client is served.
-  EchoServer srv2(L.l);
-  ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(), kKey, kKeyLen, 30),
-            MPROC_OK);
-  std::string m;
-  EXPECT_EQ(send_str(c, "next"), MPROC_OK);
-  EXPECT_EQ(recv_str(c, &m), MPROC_OK);
-  EXPECT_EQ(m, "echo:next");
-  mproc_conn_free(c);
-  EXPECT_EQ(srv2.join(), MPROC_OK);
+  ASSERT_NO_FATAL_FAILURE(expect_echo(L.l, L.address(), kKey, kKeyLen, "next"));
 }
 
 } // namespace
@@ -429,15 +432,9 @@ TEST(Listener, ConnectionWorksWithWaitAndPoll) {
   std::string addr = local_addresses()[0];
   Listener L(addr, have_auth() ? kKey : nullptr, have_auth() ? kKeyLen : 0);
   ASSERT_EQ(L.rc, MPROC_OK);
-  mproc_conn *s = nullptr;
-  std::thread t([&] { EXPECT_EQ(mproc_listener_accept(L.l, &s, 30), MPROC_OK); });
-  mproc_conn *c = nullptr;
-  ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(),
-                                 have_auth() ? kKey : nullptr,
-                                 have_auth() ? kKeyLen : 0, 30),
-            MPROC_OK);
-  t.join();
-  ASSERT_NE(s, nullptr);
+  mproc_conn *s = nullptr, *c = nullptr;
+  ASSERT_NO_FATAL_FAILURE(accept_pair(L, have_auth() ? kKey : nullptr,
+                                      have_auth() ? kKeyLen : 0, &s, &c));
   EXPECT_EQ(mproc_conn_poll(s, 0), 0);
   mproc_waitable w[1];
   memset(w, 0, sizeof w);
@@ -498,15 +495,9 @@ TEST(Listener, AcceptedConnectionPassedToChild) {
     bool win_tcp = test_on_windows() && addr.rfind("tcp:", 0) == 0;
     Listener L(addr, have_auth() ? kKey : nullptr, have_auth() ? kKeyLen : 0);
     ASSERT_EQ(L.rc, MPROC_OK);
-    mproc_conn *s = nullptr;
-    std::thread t([&] { EXPECT_EQ(mproc_listener_accept(L.l, &s, 30), MPROC_OK); });
-    mproc_conn *c = nullptr;
-    ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(),
-                                   have_auth() ? kKey : nullptr,
-                                   have_auth() ? kKeyLen : 0, 30),
-              MPROC_OK);
-    t.join();
-    ASSERT_NE(s, nullptr);
+    mproc_conn *s = nullptr, *c = nullptr;
+    ASSERT_NO_FATAL_FAILURE(accept_pair(L, have_auth() ? kKey : nullptr,
+                                        have_auth() ? kKeyLen : 0, &s, &c));
     Args a;
     ASSERT_EQ(mproc_args_add_object(a.a, nullptr, s), MPROC_OK);
     mproc_process *p = nullptr;
@@ -550,15 +541,8 @@ TEST(Listener, ClientGoneBeforeAccept) {
     int rc = mproc_listener_accept(L.l, &s, 1.0);
     EXPECT_TRUE(rc == MPROC_EEOF || rc == MPROC_ETIMEDOUT) << rc;
     EXPECT_EQ(s, nullptr);
-    EchoServer srv(L.l);
-    ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(), kKey, kKeyLen, 30),
-              MPROC_OK);
-    std::string m;
-    EXPECT_EQ(send_str(c, "after"), MPROC_OK);
-    EXPECT_EQ(recv_str(c, &m), MPROC_OK);
-    EXPECT_EQ(m, "echo:after");
-    mproc_conn_free(c);
-    EXPECT_EQ(srv.join(), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(
+        expect_echo(L.l, L.address(), kKey, kKeyLen, "after"));
   }
 }
 
@@ -570,13 +554,8 @@ TEST(Listener, HangUpWakesWaitingReceive) {
     SCOPED_TRACE(addr);
     Listener L(addr, nullptr, 0);
     ASSERT_EQ(L.rc, MPROC_OK);
-    mproc_conn *s = nullptr;
-    std::thread t([&] { EXPECT_EQ(mproc_listener_accept(L.l, &s, 30), MPROC_OK); });
-    mproc_conn *c = nullptr;
-    ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(), nullptr, 0, 30),
-              MPROC_OK);
-    t.join();
-    ASSERT_NE(s, nullptr);
+    mproc_conn *s = nullptr, *c = nullptr;
+    ASSERT_NO_FATAL_FAILURE(accept_pair(L, nullptr, 0, &s, &c));
     double t0 = test_now();
     int rc = 1;
     std::thread r([&] {
@@ -733,16 +712,8 @@ TEST(UnixSocket, ForkChildFreeingItsCopyLeavesTheParentsListener) {
     if (addr.rfind("unix:", 0) == 0) {
       EXPECT_EQ(lstat(path_of(addr).c_str(), &st), 0);
     }
-    EchoServer srv(L.l);
-    mproc_conn *c = nullptr;
-    ASSERT_EQ(mproc_client_connect(&c, L.address().c_str(), nullptr, 0, 30),
-              MPROC_OK);
-    std::string m;
-    EXPECT_EQ(send_str(c, "still here"), MPROC_OK);
-    EXPECT_EQ(recv_str(c, &m), MPROC_OK);
-    EXPECT_EQ(m, "echo:still here");
-    mproc_conn_free(c);
-    EXPECT_EQ(srv.join(), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(
+        expect_echo(L.l, L.address(), nullptr, 0, "still here"));
   }
 }
 

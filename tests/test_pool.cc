@@ -114,12 +114,7 @@ TEST_ENTRY(pool_sleep_ms) {
 }
 
 TEST_ENTRY(pool_abort) {
-  std::fflush(nullptr);
-#ifdef _WIN32
-  TerminateProcess(GetCurrentProcess(), 3); // abort() pops a dialog on some CRTs
-#else
-  std::abort();
-#endif
+  test_crash();
   return 0;
 }
 
@@ -172,13 +167,8 @@ TEST_ENTRY(pool_init_fail) { return 3; }
 
 // An initializer that crashes: a start failure like one that fails.
 TEST_ENTRY(pool_init_crash) {
-  std::fflush(nullptr);
-#ifdef _WIN32
-  TerminateProcess(GetCurrentProcess(), 3);
-#else
   g_lsan_off = 1;
-  std::abort();
-#endif
+  test_crash();
   return 0;
 }
 
@@ -737,30 +727,48 @@ bool pid_running(int64_t pid) {
 // A pool left running when the program exits: the exit handler terminates
 // it, and no worker outlives the program.  Sends its workers' pids on the
 // handle in arg 0.
-TEST_ENTRY(pool_leaky_main) {
+namespace {
+// A program's pool of two workers, for the entries below, and the handle
+// in arg 0 on which it reports their pids.
+struct PoolOfTwo {
   mproc_pool *p = nullptr;
-  mproc_pool_options o{};
-  o.processes = 2;
   mproc_handle_t h = MPROC_INVALID_HANDLE;
-  if (mproc_arg_handle(args, 0, &h) != MPROC_OK)
-    return 4;
-  if (mproc_pool_create(&p, &o) != MPROC_OK)
-    return 2;
   mproc_process *kids[8];
   size_t nk = 0;
-  if (mproc_active_children(kids, 8, &nk) != MPROC_OK || nk != 2)
-    return 5;
-  for (size_t i = 0; i < nk; i++) {
-    int64_t pid = 0;
-    mproc_process_pid(kids[i], &pid);
-    test_write_all(h, &pid, sizeof pid);
-    mproc_process_free(kids[i]);
+  // 0, or the entry's exit code for the step that failed.
+  int start(const mproc_args *args) {
+    mproc_pool_options o{};
+    o.processes = 2;
+    if (mproc_arg_handle(args, 0, &h) != MPROC_OK)
+      return 4;
+    if (mproc_pool_create(&p, &o) != MPROC_OK)
+      return 2;
+    if (mproc_active_children(kids, 8, &nk) != MPROC_OK || nk != 2)
+      return 5;
+    return 0;
   }
-  test_close_handle(h);
+  // Writes each worker's pid on h, frees the process objects, closes h.
+  void send_worker_pids() {
+    for (size_t i = 0; i < nk; i++) {
+      int64_t pid = 0;
+      mproc_process_pid(kids[i], &pid);
+      test_write_all(h, &pid, sizeof pid);
+      mproc_process_free(kids[i]);
+    }
+    test_close_handle(h);
+  }
+};
+} // namespace
+
+TEST_ENTRY(pool_leaky_main) {
+  PoolOfTwo pool;
+  if (int rc = pool.start(args))
+    return rc;
+  pool.send_worker_pids();
   int64_t ms = 60000;
   mproc_async_result *r = nullptr;
-  if (mproc_pool_apply_async(p, "pool_sleep_ms", &ms, sizeof ms, nullptr, &r) !=
-      MPROC_OK)
+  if (mproc_pool_apply_async(pool.p, "pool_sleep_ms", &ms, sizeof ms, nullptr,
+                             &r) != MPROC_OK)
     return 3;
   test_sleep_ms(100); // likely running by then; the verdict holds either way
   std::exit(0);       // neither close nor terminate
@@ -1086,21 +1094,31 @@ TEST_ENTRY(pool_init_gated) {
   return mproc_event_wait((mproc_event *)ev, 120) == MPROC_OK ? 0 : 3;
 }
 
-TEST(PoolDeath, ReplacementsKilledBeforeReadyDoNotBreakThePool) {
-  mproc_queue *q = nullptr;
-  mproc_event *gate = nullptr;
-  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
-  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
-  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
-  {
-    Args a;
-    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
-    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
-    mproc_pool_options o{};
-    o.processes = 2;
-    o.initializer = "pool_init_gated";
+namespace {
+// Initargs of the gated initializers: a queue for the workers' pids and an
+// event, the gate, open at first; o is ready for Pool(processes, &o), which
+// must be declared after this (and so freed before it).
+struct GatedInit {
+  TestQueue q;
+  TestEvent gate{true};
+  Args a;
+  mproc_pool_options o{};
+  GatedInit(int processes, const char *initializer) {
+    EXPECT_EQ(mproc_args_add_object(a.a, nullptr, q.q), MPROC_OK);
+    EXPECT_EQ(mproc_args_add_object(a.a, nullptr, gate.e), MPROC_OK);
+    o.processes = processes;
+    o.initializer = initializer;
     o.initargs = a;
-    Pool pool(2, &o);
+  }
+};
+} // namespace
+
+TEST(PoolDeath, ReplacementsKilledBeforeReadyDoNotBreakThePool) {
+  GatedInit init(2, "pool_init_gated");
+  mproc_queue *q = init.q;
+  mproc_event *gate = init.gate;
+  {
+    Pool pool(2, &init.o);
     ASSERT_NE(pool.p, nullptr);
     int64_t first = next_pid(q);
     next_pid(q);
@@ -1117,8 +1135,6 @@ TEST(PoolDeath, ReplacementsKilledBeforeReadyDoNotBreakThePool) {
     ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
     expect_still_serves(pool.p);
   }
-  mproc_event_free(gate);
-  mproc_queue_free(q);
 }
 
 namespace {
@@ -1164,10 +1180,9 @@ TEST_ENTRY(pool_pid_then_sleep) {
 // the objects, replacement workers too (maxtasksperchild 1 replaces each
 // worker after every task).
 TEST(PoolWorkers, InitargsCarryIpcObjectsToEveryWorker) {
-  mproc_lock *l = nullptr;
-  mproc_queue *q = nullptr;
-  ASSERT_EQ(mproc_lock_create(&l, 0), MPROC_OK);
-  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
+  InitObjects objs;
+  mproc_lock *l = objs.l;
+  mproc_queue *q = objs.q;
   {
     Args a;
     ASSERT_EQ(mproc_args_add_object(a.a, nullptr, l), MPROC_OK);
@@ -1189,8 +1204,6 @@ TEST(PoolWorkers, InitargsCarryIpcObjectsToEveryWorker) {
       got.insert(next_pid(q));
     EXPECT_EQ(got.size(), 6u);
   }
-  mproc_queue_free(q);
-  mproc_lock_free(l);
 }
 
 // Initializer: a queue (positional 0) and an event (1).  Puts the worker's
@@ -1209,20 +1222,11 @@ TEST_ENTRY(pool_init_fail_unless) {
 // worker left the pool reports MPROC_ESPAWN, but keeps trying (with
 // back-off) and serves again once workers start.
 TEST(PoolWorkers, FailingReplacementsReportEspawnThenRecover) {
-  mproc_queue *q = nullptr;
-  mproc_event *gate = nullptr;
-  ASSERT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
-  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
-  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+  GatedInit init(1, "pool_init_fail_unless");
+  mproc_queue *q = init.q;
+  mproc_event *gate = init.gate;
   {
-    Args a;
-    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
-    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
-    mproc_pool_options o{};
-    o.processes = 1;
-    o.initializer = "pool_init_fail_unless";
-    o.initargs = a;
-    Pool pool(1, &o);
+    Pool pool(1, &init.o);
     ASSERT_NE(pool.p, nullptr);
     int64_t first = next_pid(q);
     ASSERT_EQ(mproc_event_clear(gate), MPROC_OK);
@@ -1244,8 +1248,6 @@ TEST(PoolWorkers, FailingReplacementsReportEspawnThenRecover) {
     EXPECT_EQ(rc, MPROC_OK);
     expect_still_serves(pool.p);
   }
-  mproc_event_free(gate);
-  mproc_queue_free(q);
 }
 
 // ---- one casualty per worker death (issue 8, item 14) ----------------------------
@@ -1253,18 +1255,28 @@ TEST(PoolWorkers, FailingReplacementsReportEspawnThenRecover) {
 // Squares its input, but aborts the worker for input 13.
 TEST_ENTRY(pool_abort_at_13) {
   int64_t x = in_i64(args);
-  if (x == 13) {
-    std::fflush(nullptr);
-#ifdef _WIN32
-    TerminateProcess(GetCurrentProcess(), 3);
-#else
-    std::abort();
-#endif
-  }
+  if (x == 13)
+    test_crash();
   return out_i64(args, x * x);
 }
 
 namespace {
+// The results of a map of pool_abort_at_13 over 0..n-1: every item its
+// square, but item 13, lost with its worker.  `what` names the case.
+void expect_squares_but_13(mproc_async_result *r, size_t n,
+                           const std::string &what) {
+  for (size_t i = 0; i < n; i++) {
+    int st = 0;
+    int64_t v = item_i64(r, i, &st);
+    if (i == 13) {
+      EXPECT_EQ(st, MPROC_EWORKER);
+    } else {
+      EXPECT_EQ(st, MPROC_OK) << what << " item " << i;
+      EXPECT_EQ(v, (int64_t)(i * i)) << i;
+    }
+  }
+}
+
 void expect_one_casualty(size_t chunksize) {
   Pool pool(2);
   const size_t n = 60;
@@ -1273,16 +1285,7 @@ void expect_one_casualty(size_t chunksize) {
   EXPECT_EQ(mproc_pool_map(pool.p, "pool_abort_at_13", in.b.data(), n,
                            chunksize, &r),
             MPROC_EWORKER);
-  for (size_t i = 0; i < n; i++) {
-    int st = 0;
-    int64_t v = item_i64(r, i, &st);
-    if (i == 13) {
-      EXPECT_EQ(st, MPROC_EWORKER);
-    } else {
-      EXPECT_EQ(st, MPROC_OK) << "chunksize " << chunksize << " item " << i;
-      EXPECT_EQ(v, (int64_t)(i * i)) << i;
-    }
-  }
+  expect_squares_but_13(r, n, "chunksize " + std::to_string(chunksize));
   mproc_async_result_free(r);
   expect_still_serves(pool.p);
 }
@@ -1297,14 +1300,8 @@ TEST(PoolDeath, OnlyTheDyingTaskFailsChunksize4) { expect_one_casualty(4); }
 // 100 KiB of (input & 0xff) bytes; aborts the worker for input 13.
 TEST_ENTRY(pool_big_abort_at_13) {
   int64_t x = in_i64(args);
-  if (x == 13) {
-    std::fflush(nullptr);
-#ifdef _WIN32
-    TerminateProcess(GetCurrentProcess(), 3);
-#else
-    std::abort();
-#endif
-  }
+  if (x == 13)
+    test_crash();
   std::string s(100 << 10, (char)(x & 0xff));
   return mproc_task_result(args, s.data(), s.size()) == MPROC_OK ? 0 : 99;
 }
@@ -1455,14 +1452,8 @@ TEST(PoolImap, ChunkedYieldsInInputOrder) {
 // worker for input 13.
 TEST_ENTRY(pool_empty_abort_at_13) {
   int64_t x = in_i64(args);
-  if (x == 13) {
-    std::fflush(nullptr);
-#ifdef _WIN32
-    TerminateProcess(GetCurrentProcess(), 3);
-#else
-    std::abort();
-#endif
-  }
+  if (x == 13)
+    test_crash();
   return x % 5 == 4 ? 7 : 0;
 }
 
@@ -1486,16 +1477,7 @@ void expect_one_casualty_in_a_long_chunk(bool async) {
                              &r),
               MPROC_EWORKER);
   }
-  for (size_t i = 0; i < n; i++) {
-    int st = 0;
-    int64_t v = item_i64(r, i, &st);
-    if (i == 13) {
-      EXPECT_EQ(st, MPROC_EWORKER);
-    } else {
-      EXPECT_EQ(st, MPROC_OK) << "async " << async << " item " << i;
-      EXPECT_EQ(v, (int64_t)(i * i)) << i;
-    }
-  }
+  expect_squares_but_13(r, n, "async " + std::to_string(async));
   mproc_async_result_free(r);
   expect_still_serves(pool.p);
 }
@@ -1737,30 +1719,15 @@ TEST(PoolBadInput, TimeoutsAndDoneCount) {
 // the result: sends its workers' pids on the handle in arg 0 and waits
 // until SIGINT ends it.
 TEST_ENTRY(pool_sigint_main) {
-  mproc_pool *p = nullptr;
-  mproc_pool_options o{};
-  o.processes = 2;
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  if (mproc_arg_handle(args, 0, &h) != MPROC_OK)
-    return 4;
-  if (mproc_pool_create(&p, &o) != MPROC_OK)
-    return 2;
-  mproc_process *kids[8];
-  size_t nk = 0;
-  if (mproc_active_children(kids, 8, &nk) != MPROC_OK || nk != 2)
-    return 5;
+  PoolOfTwo pool;
+  if (int rc = pool.start(args))
+    return rc;
   Inputs in(2);
   mproc_async_result *r = nullptr;
-  if (mproc_pool_map_async(p, "pool_hang", in.b.data(), 2, 1, nullptr, &r) !=
-      MPROC_OK)
+  if (mproc_pool_map_async(pool.p, "pool_hang", in.b.data(), 2, 1, nullptr,
+                           &r) != MPROC_OK)
     return 3;
-  for (size_t i = 0; i < nk; i++) {
-    int64_t pid = 0;
-    mproc_process_pid(kids[i], &pid);
-    test_write_all(h, &pid, sizeof pid);
-    mproc_process_free(kids[i]);
-  }
-  test_close_handle(h);
+  pool.send_worker_pids();
   (void)mproc_async_result_wait(r, MPROC_FOREVER); // until SIGINT
   return 6;
 }

@@ -24,26 +24,11 @@
 
 namespace {
 
-struct Q {
+// One pointer of every IPC object kind (a lock and an RLock), in the
+// order AllObjects::add_to passes them: positional 0..9.
+struct Kinds {
   mproc_queue *q = nullptr;
-  Q() { EXPECT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK); }
-  ~Q() { mproc_queue_free(q); }
-  operator mproc_queue *() const { return q; }
-};
-
-struct Pipe {
-  mproc_conn *a = nullptr, *b = nullptr;
-  Pipe() { EXPECT_EQ(mproc_pipe(&a, &b, 1), MPROC_OK); }
-  ~Pipe() {
-    mproc_conn_free(a);
-    mproc_conn_free(b);
-  }
-};
-
-// Every IPC object kind, made once, for the getter tests.
-struct AllObjects {
-  mproc_queue *q = nullptr;
-  mproc_conn *c1 = nullptr, *c2 = nullptr;
+  mproc_conn *c1 = nullptr;
   mproc_lock *lk = nullptr, *rlk = nullptr;
   mproc_semaphore *sem = nullptr;
   mproc_event *ev = nullptr;
@@ -51,6 +36,11 @@ struct AllObjects {
   mproc_barrier *bar = nullptr;
   mproc_shm *shm = nullptr;
   mproc_array *arr = nullptr;
+};
+
+// Every IPC object kind, made once, for the getter tests.
+struct AllObjects : Kinds {
+  mproc_conn *c2 = nullptr;
   AllObjects() {
     EXPECT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK);
     EXPECT_EQ(mproc_pipe(&c1, &c2, 1), MPROC_OK);
@@ -93,82 +83,68 @@ struct AllObjects {
 // The child's side of TypedArgs.ChildGetsEveryKind: every getter by
 // position and by keyword must give an object of the kind that works.
 TEST_ENTRY(typed_child_objects) {
-  mproc_queue *q = nullptr, *kq = nullptr;
-  mproc_conn *c = nullptr;
-  mproc_lock *lk = nullptr, *rlk = nullptr;
-  mproc_semaphore *sem = nullptr;
-  mproc_event *ev = nullptr;
-  mproc_condition *cond = nullptr;
-  mproc_barrier *bar = nullptr;
-  mproc_shm *shm = nullptr;
-  mproc_array *arr = nullptr;
-  if (mproc_arg_queue(args, 0, &q) || mproc_arg_conn(args, 1, &c) ||
-      mproc_arg_lock(args, 2, &lk) || mproc_arg_lock(args, 3, &rlk) ||
-      mproc_arg_semaphore(args, 4, &sem) || mproc_arg_event(args, 5, &ev) ||
-      mproc_arg_condition(args, 6, &cond) || mproc_arg_barrier(args, 7, &bar) ||
-      mproc_arg_shm(args, 8, &shm) || mproc_arg_array(args, 9, &arr))
+  Kinds k;
+  mproc_queue *kq = nullptr;
+  if (mproc_arg_queue(args, 0, &k.q) || mproc_arg_conn(args, 1, &k.c1) ||
+      mproc_arg_lock(args, 2, &k.lk) || mproc_arg_lock(args, 3, &k.rlk) ||
+      mproc_arg_semaphore(args, 4, &k.sem) || mproc_arg_event(args, 5, &k.ev) ||
+      mproc_arg_condition(args, 6, &k.cond) ||
+      mproc_arg_barrier(args, 7, &k.bar) || mproc_arg_shm(args, 8, &k.shm) ||
+      mproc_arg_array(args, 9, &k.arr))
     return 10;
   if (mproc_kwarg_queue(args, "q", &kq) || !kq)
     return 11;
   if (mproc_arg_queue(args, 1, &kq) != MPROC_ETYPE || kq)
     return 12;
-  if (mproc_lock_acquire(lk, 5) || mproc_lock_release(lk))
+  if (mproc_lock_acquire(k.lk, 5) || mproc_lock_release(k.lk))
     return 13;
-  if (mproc_semaphore_acquire(sem, 5) || mproc_semaphore_release(sem))
+  if (mproc_semaphore_acquire(k.sem, 5) || mproc_semaphore_release(k.sem))
     return 14;
-  static_cast<unsigned char *>(mproc_shm_ptr(shm))[0] = 42;
-  static_cast<int64_t *>(mproc_array_ptr(arr))[1] = 43;
-  if (mproc_conn_send_str(c, "from child") || mproc_event_set(ev))
+  static_cast<unsigned char *>(mproc_shm_ptr(k.shm))[0] = 42;
+  static_cast<int64_t *>(mproc_array_ptr(k.arr))[1] = 43;
+  if (mproc_conn_send_str(k.c1, "from child") || mproc_event_set(k.ev))
     return 15;
-  return mproc_queue_put_int64(q, 44, 30) ? 16 : 0;
+  return mproc_queue_put_int64(k.q, 44, 30) ? 16 : 0;
 }
 
 TEST(TypedArgs, EveryKindPositionalAndKeyword) {
   AllObjects o;
   Args a;
   o.add_to(a);
-  mproc_queue *q = nullptr;
-  mproc_conn *c = nullptr;
-  mproc_lock *lk = nullptr;
-  mproc_semaphore *sem = nullptr;
-  mproc_event *ev = nullptr;
-  mproc_condition *cond = nullptr;
-  mproc_barrier *bar = nullptr;
-  mproc_shm *shm = nullptr;
-  mproc_array *arr = nullptr;
-  EXPECT_EQ(mproc_arg_queue(a, 0, &q), MPROC_OK);
-  EXPECT_EQ(q, o.q);
-  EXPECT_EQ(mproc_arg_conn(a, 1, &c), MPROC_OK);
-  EXPECT_EQ(c, o.c1);
-  EXPECT_EQ(mproc_arg_lock(a, 2, &lk), MPROC_OK);
-  EXPECT_EQ(lk, o.lk);
-  EXPECT_EQ(mproc_arg_lock(a, 3, &lk), MPROC_OK); // an RLock is a lock
-  EXPECT_EQ(lk, o.rlk);
-  EXPECT_EQ(mproc_arg_semaphore(a, 4, &sem), MPROC_OK);
-  EXPECT_EQ(sem, o.sem);
-  EXPECT_EQ(mproc_arg_event(a, 5, &ev), MPROC_OK);
-  EXPECT_EQ(ev, o.ev);
-  EXPECT_EQ(mproc_arg_condition(a, 6, &cond), MPROC_OK);
-  EXPECT_EQ(cond, o.cond);
-  EXPECT_EQ(mproc_arg_barrier(a, 7, &bar), MPROC_OK);
-  EXPECT_EQ(bar, o.bar);
-  EXPECT_EQ(mproc_arg_shm(a, 8, &shm), MPROC_OK);
-  EXPECT_EQ(shm, o.shm);
-  EXPECT_EQ(mproc_arg_array(a, 9, &arr), MPROC_OK);
-  EXPECT_EQ(arr, o.arr);
+  Kinds g; // what the getters give
+  EXPECT_EQ(mproc_arg_queue(a, 0, &g.q), MPROC_OK);
+  EXPECT_EQ(g.q, o.q);
+  EXPECT_EQ(mproc_arg_conn(a, 1, &g.c1), MPROC_OK);
+  EXPECT_EQ(g.c1, o.c1);
+  EXPECT_EQ(mproc_arg_lock(a, 2, &g.lk), MPROC_OK);
+  EXPECT_EQ(g.lk, o.lk);
+  EXPECT_EQ(mproc_arg_lock(a, 3, &g.lk), MPROC_OK); // an RLock is a lock
+  EXPECT_EQ(g.lk, o.rlk);
+  EXPECT_EQ(mproc_arg_semaphore(a, 4, &g.sem), MPROC_OK);
+  EXPECT_EQ(g.sem, o.sem);
+  EXPECT_EQ(mproc_arg_event(a, 5, &g.ev), MPROC_OK);
+  EXPECT_EQ(g.ev, o.ev);
+  EXPECT_EQ(mproc_arg_condition(a, 6, &g.cond), MPROC_OK);
+  EXPECT_EQ(g.cond, o.cond);
+  EXPECT_EQ(mproc_arg_barrier(a, 7, &g.bar), MPROC_OK);
+  EXPECT_EQ(g.bar, o.bar);
+  EXPECT_EQ(mproc_arg_shm(a, 8, &g.shm), MPROC_OK);
+  EXPECT_EQ(g.shm, o.shm);
+  EXPECT_EQ(mproc_arg_array(a, 9, &g.arr), MPROC_OK);
+  EXPECT_EQ(g.arr, o.arr);
 
-  EXPECT_EQ(mproc_kwarg_queue(a, "q", &q), MPROC_OK);
-  EXPECT_EQ(q, o.q);
-  EXPECT_EQ(mproc_kwarg_conn(a, "c", &c), MPROC_OK);
-  EXPECT_EQ(mproc_kwarg_lock(a, "rlk", &lk), MPROC_OK);
-  EXPECT_EQ(lk, o.rlk);
-  EXPECT_EQ(mproc_kwarg_semaphore(a, "sem", &sem), MPROC_OK);
-  EXPECT_EQ(mproc_kwarg_event(a, "ev", &ev), MPROC_OK);
-  EXPECT_EQ(mproc_kwarg_condition(a, "cond", &cond), MPROC_OK);
-  EXPECT_EQ(mproc_kwarg_barrier(a, "bar", &bar), MPROC_OK);
-  EXPECT_EQ(mproc_kwarg_shm(a, "shm", &shm), MPROC_OK);
-  EXPECT_EQ(mproc_kwarg_array(a, "arr", &arr), MPROC_OK);
-  EXPECT_EQ(arr, o.arr);
+  EXPECT_EQ(mproc_kwarg_queue(a, "q", &g.q), MPROC_OK);
+  EXPECT_EQ(g.q, o.q);
+  EXPECT_EQ(mproc_kwarg_conn(a, "c", &g.c1), MPROC_OK);
+  EXPECT_EQ(mproc_kwarg_lock(a, "rlk", &g.lk), MPROC_OK);
+  EXPECT_EQ(g.lk, o.rlk);
+  EXPECT_EQ(mproc_kwarg_semaphore(a, "sem", &g.sem), MPROC_OK);
+  EXPECT_EQ(mproc_kwarg_event(a, "ev", &g.ev), MPROC_OK);
+  EXPECT_EQ(mproc_kwarg_condition(a, "cond", &g.cond), MPROC_OK);
+  EXPECT_EQ(mproc_kwarg_barrier(a, "bar", &g.bar), MPROC_OK);
+  EXPECT_EQ(mproc_kwarg_shm(a, "shm", &g.shm), MPROC_OK);
+  EXPECT_EQ(mproc_kwarg_array(a, "arr", &g.arr), MPROC_OK);
+  EXPECT_EQ(g.arr, o.arr);
 }
 
 TEST(TypedArgs, WrongKindMissingAndNull) {
@@ -218,7 +194,7 @@ TEST(TypedArgs, ChildGetsEveryKind) {
 // ---- typed messages --------------------------------------------------------
 
 TEST(TypedQueue, RoundTrips) {
-  Q q;
+  TestQueue q;
   const int64_t ints[] = {0, 1, -1, std::numeric_limits<int64_t>::min(),
                           std::numeric_limits<int64_t>::max()};
   for (int64_t v : ints)
@@ -257,7 +233,7 @@ TEST(TypedQueue, RoundTrips) {
 
 // The wire format is fixed: tag, then little-endian, whatever the host.
 TEST(TypedQueue, WireBytesAreTaggedLittleEndian) {
-  Q q;
+  TestQueue q;
   ASSERT_EQ(mproc_queue_put_int64(q, 0x0102030405060708LL, 5), MPROC_OK);
   ASSERT_EQ(mproc_queue_put_double(q, 1.0, 5), MPROC_OK); // 0x3ff0...
   ASSERT_EQ(mproc_queue_put_str(q, "ab", 5), MPROC_OK);
@@ -280,7 +256,7 @@ TEST(TypedQueue, WireBytesAreTaggedLittleEndian) {
 // A get of the wrong type fails with MPROC_ETYPE and takes the message,
 // whatever its size; the next message is read normally.
 TEST(TypedQueue, WrongTypeIsETypeAndConsumed) {
-  Q q;
+  TestQueue q;
   ASSERT_EQ(mproc_queue_put_double(q, 2.5, 5), MPROC_OK);
   std::string raw(1000, 'r');
   ASSERT_EQ(mproc_queue_put(q, raw.data(), raw.size(), 5), MPROC_OK);
@@ -305,7 +281,7 @@ TEST(TypedQueue, WrongTypeIsETypeAndConsumed) {
 // A string that does not fit: MPROC_ERANGE with the length, and the
 // message stays; a buffer of exactly length + 1 is enough.
 TEST(TypedQueue, StringBufferTooSmallKeepsTheMessage) {
-  Q q;
+  TestQueue q;
   ASSERT_EQ(mproc_queue_put_str(q, "hello", 5), MPROC_OK);
   char buf[8];
   size_t n = 0;
@@ -334,7 +310,7 @@ TEST_ENTRY(typed_child_conn) {
 }
 
 TEST(TypedConn, RoundTripWithAChild) {
-  Pipe p;
+  TestConnPair p;
   Args a;
   ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.b), MPROC_OK);
   mproc_process *proc = test_start("typed_child_conn", a);
@@ -353,7 +329,7 @@ TEST(TypedConn, RoundTripWithAChild) {
 }
 
 TEST(TypedConn, WrongTypeAndTooSmall) {
-  Pipe p;
+  TestConnPair p;
   ASSERT_EQ(mproc_conn_send_str(p.a, "a longer string"), MPROC_OK);
   ASSERT_EQ(mproc_conn_send_int64(p.a, 3), MPROC_OK);
   char buf[4];

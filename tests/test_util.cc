@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -398,4 +399,31 @@ void TestWatchdog::disarm() {
   cv_.notify_all();
   if (t_.joinable())
     t_.join();
+}
+
+void test_crash(unsigned code) {
+  std::fflush(nullptr);
+#ifdef _WIN32
+  TerminateProcess(GetCurrentProcess(), code);
+#else
+  (void)code;
+  std::abort();
+#endif
+}
+
+TestQueue::TestQueue() { EXPECT_EQ(mproc_queue_create(&q, nullptr), MPROC_OK); }
+TestQueue::~TestQueue() { mproc_queue_free(q); }
+
+TestEvent::TestEvent(bool set) {
+  EXPECT_EQ(mproc_event_create(&e), MPROC_OK);
+  if (set) {
+    EXPECT_EQ(mproc_event_set(e), MPROC_OK);
+  }
+}
+TestEvent::~TestEvent() { mproc_event_free(e); }
+
+TestConnPair::TestConnPair() { EXPECT_EQ(mproc_pipe(&a, &b, 1), MPROC_OK); }
+TestConnPair::~TestConnPair() {
+  mproc_conn_free(a);
+  mproc_conn_free(b);
 }

@@ -131,4 +131,35 @@ struct Args {
   operator const mproc_args *() const { return a; }
 };
 
+// Ends this process at once, as a crash would: abort(), or on Windows
+// TerminateProcess with `code` (abort() pops a dialog on some CRTs).
+void test_crash(unsigned code = 3);
+
+// RAII for the IPC objects tests make most; a failed create fails the test
+// (EXPECT), and the object converts to its C pointer.
+struct TestQueue {
+  mproc_queue *q = nullptr;
+  TestQueue();
+  ~TestQueue();
+  TestQueue(const TestQueue &) = delete;
+  TestQueue &operator=(const TestQueue &) = delete;
+  operator mproc_queue *() const { return q; }
+};
+struct TestEvent {
+  mproc_event *e = nullptr;
+  explicit TestEvent(bool set = false);
+  ~TestEvent();
+  TestEvent(const TestEvent &) = delete;
+  TestEvent &operator=(const TestEvent &) = delete;
+  operator mproc_event *() const { return e; }
+};
+// A duplex mproc_pipe(): a and b are its two ends.
+struct TestConnPair {
+  mproc_conn *a = nullptr, *b = nullptr;
+  TestConnPair();
+  ~TestConnPair();
+  TestConnPair(const TestConnPair &) = delete;
+  TestConnPair &operator=(const TestConnPair &) = delete;
+};
+
 #endif

@@ -39,6 +39,8 @@ BENCHES = [
     ("lock_uncontended", "ns", False),
     ("pool_map_chunk1", "tasks/s", True),
     ("pool_map_chunked", "tasks/s", True),
+    # issue 14, item 3: raw = a bare SPSC shared-memory ring
+    ("queue_small_vs_spsc", "msgs/s", True),
 ]
 ALL_BENCHES = (
     BENCHES
@@ -69,6 +71,11 @@ TARGETS = [
     # issue 14, item 2 (pool map with big chunks)
     ("pool_map_chunked", "python", 3.0, ">= 3x Python's Pool.map(chunksize=1000)"),
     ("pool_map_chunked", "raw", 0.6, ">= 0.6x a hand-written pool of 1000-task chunks"),
+    # issue 14, item 3 (small messages)
+    ("pipe_small_msgs", "raw", 2.0, ">= 2x a raw pipe"),
+    ("pipe_small_msgs", "python", 8.0, ">= 8x Python's Connection"),
+    ("queue_small_msgs", "python", 80.0, ">= 80x Python's multiprocessing.Queue"),
+    ("queue_small_vs_spsc", "raw", 0.5, ">= 0.5x a bare SPSC shared-memory ring"),
 ]
 
 START, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"

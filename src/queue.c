@@ -494,7 +494,7 @@ static int mproc__q_decommit(mproc_queue *q, uint64_t from, uint64_t to,
 static void mproc__q_give_back(mproc_queue *q, uint64_t head,
                                uint64_t resume) {
   mproc__qcons *g = &q->h->g.v;
-  uint64_t from = g->given, tail;
+  uint64_t from = g->given, tail, lo, in;
   if (resume == head && head - from < MPROC__Q_STEP)
     return;
   if (from > head || head - from > q->ring_size)
@@ -505,10 +505,17 @@ static void mproc__q_give_back(mproc_queue *q, uint64_t head,
   }
   if (!mproc__lockword_try(mproc__q_lockword(q, MPROC__Q_PUT_SIDE)))
     return;
-  /* Counters below tail - ring hold the next lap's records. */
+  /* The offsets of counters below tail - ring hold the next lap's
+   * records.  mproc__q_decommit rounds the start down to a piece's start:
+   * if that would reach below, start at the next piece instead (the pages
+   * in between go on a later lap). */
   tail = mproc__load64(&q->h->tail.v);
-  if (tail - from > q->ring_size && tail >= q->ring_size)
-    from = tail - q->ring_size;
+  lo = tail >= q->ring_size ? tail - q->ring_size : 0;
+  if (from < lo)
+    from = lo;
+  in = from % q->ring_size % MPROC__Q_GRAIN;
+  if (in && from - in < lo)
+    from += MPROC__Q_GRAIN - in;
   (void)mproc__q_decommit(q, from, head, 0);
   mproc__q_unlock(q, MPROC__Q_PUT_SIDE);
   g->given = resume;

@@ -1111,6 +1111,13 @@ static void stopped_holder(int side) {
   // The other side is not held: it works as usual.
   if (side == 0) {
     EXPECT_EQ(get_str(q, 5), "x");
+    EXPECT_EQ(get_str(q, 5), "held"); // published; the lock stays held
+    // A get that must sleep raises its flag under the put lock (the lock of
+    // whoever would wake it): the stopped holder delays it only up to its
+    // own timeout.
+    double t0 = test_now();
+    EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0.2), MPROC_EEMPTY);
+    EXPECT_LT(test_now() - t0, 2.2);
   } else {
     EXPECT_EQ(mproc_queue_put(q, "y", 1, 5), MPROC_OK);
   }
@@ -1121,7 +1128,6 @@ static void stopped_holder(int side) {
   // Dead now: the next call takes the lock over.
   if (side == 0) {
     EXPECT_EQ(put_str(q, "z", 10), MPROC_OK);
-    EXPECT_EQ(get_str(q, 5), "held");
     EXPECT_EQ(get_str(q, 5), "z");
   } else {
     EXPECT_EQ(get_str(q, 10), "x");

@@ -617,10 +617,14 @@ static int bench_queue_small_consumer(const mproc_args *args) {
   if (!code && mproc_queue_put((mproc_queue *)ack, "r", 1, MPROC_FOREVER) < 0)
     code = 3;
   for (i = 0; !code && i < n; i++) {
-    if (mproc_queue_get((mproc_queue *)data, buf, sizeof buf, &len,
-                        MPROC_FOREVER) < 0 ||
-        len != BENCH_SMALL_MSG)
+    int rc = mproc_queue_get((mproc_queue *)data, buf, sizeof buf, &len,
+                             MPROC_FOREVER);
+    if (rc < 0 || len != BENCH_SMALL_MSG) {
+      /* Say why: the parent only sees the exit code. */
+      fprintf(stderr, "consumer: get %lld: %s, len %zu\n", (long long)i,
+              rc < 0 ? mproc_strerror(rc) : "ok", len);
       code = 4;
+    }
     memcpy(&idx, buf, sizeof idx);
     if (!code && idx != i)
       code = 5;

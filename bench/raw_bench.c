@@ -9,6 +9,7 @@
  *   raw_bench lock ITERS | pool NTASKS CHUNKSIZE [WORKERS]
  *   raw_bench lock_contend NPROCS ITERS | queue_mpmc NPAIRS NMSGS
  *   raw_bench bulk_ring NMSGS 1|2 (copies) | bulk_memcpy NMSGS
+ *   raw_bench spsc_small NMSGS   (64-byte messages, bare shared-memory ring)
  *
  * POSIX only: the Windows numbers would need their own baseline. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
@@ -530,6 +531,90 @@ static double run_memcpy(long nmsgs) {
   return (double)nmsgs * (double)BENCH_BULK_MSG / t / 1e9;
 }
 
+/* ---- one-way messages through a bare shared-memory ring ------------------
+ * The limit for one producer and one consumer (issue 14, item 3): a
+ * single-producer single-consumer ring of fixed 64-byte slots in a shared
+ * anonymous mapping, as large as mproc's default queue ring (1 MiB).  The
+ * producer owns `tail`, the consumer owns `head`, each on its own cache line
+ * and each side keeps a private copy of the other's word, re-read only when
+ * the ring looks full (or empty): one shared-line transfer per batch, not
+ * per message.  The consumer copies every message out and checks its index,
+ * as mproc_bench's consumer does.  No locks, no framing, no sleeping: a side
+ * that must wait spins, yielding the CPU (the machine may have fewer free
+ * cores than processes), so this is the best case a library cannot offer
+ * (it must block in the kernel and survive peers that die). */
+#define SPSC_SLOTS 16384u /* x 64 bytes = 1 MiB */
+
+typedef struct spsc_ring {
+  volatile uint64_t tail; /* written by the producer */
+  char pad0[120];
+  volatile uint64_t head; /* written by the consumer */
+  char pad1[120];
+  volatile uint32_t ready;
+  char pad2[124];
+  unsigned char slot[SPSC_SLOTS][BENCH_SMALL_MSG];
+} spsc_ring;
+
+static void spsc_consume(spsc_ring *r, long nmsgs) {
+  unsigned char buf[BENCH_SMALL_MSG];
+  uint64_t head = 0, tail = 0;
+  int64_t idx;
+  for (head = 0; head < (uint64_t)nmsgs; head++) {
+    while (head == tail) {
+      tail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE);
+      if (head == tail)
+        sched_yield();
+    }
+    memcpy(buf, r->slot[head % SPSC_SLOTS], sizeof buf);
+    memcpy(&idx, buf, sizeof idx);
+    if (idx != (int64_t)head)
+      _exit(5);
+    __atomic_store_n(&r->head, head + 1, __ATOMIC_RELEASE);
+  }
+}
+
+static double run_spsc(long nmsgs) {
+  spsc_ring *r = (spsc_ring *)mmap(NULL, sizeof(spsc_ring),
+                                   PROT_READ | PROT_WRITE,
+                                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  unsigned char buf[BENCH_SMALL_MSG];
+  uint64_t tail, head = 0;
+  int64_t i;
+  double t0, t;
+  pid_t pid;
+  if (r == MAP_FAILED)
+    die("mmap");
+  memset(buf, 'x', sizeof buf);
+  if ((pid = fork()) < 0)
+    die("fork");
+  if (pid == 0) {
+    __atomic_store_n(&r->ready, 1u, __ATOMIC_RELEASE);
+    spsc_consume(r, nmsgs);
+    _exit(0);
+  }
+  while (!__atomic_load_n(&r->ready, __ATOMIC_ACQUIRE))
+    sched_yield();
+  t0 = bench_now();
+  for (tail = 0; tail < (uint64_t)nmsgs; tail++) {
+    while (tail - head == SPSC_SLOTS) {
+      head = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE);
+      if (tail - head == SPSC_SLOTS)
+        sched_yield();
+    }
+    i = (int64_t)tail;
+    memcpy(buf, &i, sizeof i);
+    memcpy(r->slot[tail % SPSC_SLOTS], buf, sizeof buf);
+    __atomic_store_n(&r->tail, tail + 1, __ATOMIC_RELEASE);
+  }
+  /* Delivered means consumed, as the other rows' "done" reply. */
+  while (__atomic_load_n(&r->head, __ATOMIC_ACQUIRE) != (uint64_t)nmsgs)
+    sched_yield();
+  t = bench_now() - t0;
+  reap(pid);
+  munmap(r, sizeof(spsc_ring));
+  return (double)nmsgs / t;
+}
+
 /* ---- lock ------------------------------------------------------------------ */
 
 /* What mproc's Lock is built from: a process-shared mutex in shared memory
@@ -781,6 +866,8 @@ int main(int argc, char **argv) {
     /* A queue between two processes, by hand, is this same pipe loop. */
     n = bench_arg(argc, argv, 2, 100000);
     bench_print((double)n / run_stream(n, BENCH_SMALL_MSG));
+  } else if (strcmp(cmd, "spsc_small") == 0) {
+    bench_print(run_spsc(bench_arg(argc, argv, 2, 100000)));
   } else if (strcmp(cmd, "bulk") == 0) {
     n = bench_arg(argc, argv, 2, 1000);
     bench_print((double)n * (double)BENCH_BULK_MSG /

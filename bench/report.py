@@ -50,6 +50,8 @@ BENCHES = [
     ("bulk_1mib_ring_1copy", "GB/s", True),
     ("bulk_1mib_memcpy", "GB/s", True),
     ("bulk_1mib_shm", "GB/s", True),
+    # issue 14, item 3: raw = a bare SPSC shared-memory ring
+    ("queue_small_vs_spsc", "msgs/s", True),
 ]
 START_METHODS = ("fork", "spawn", "forkserver")
 MEM_MIB = (0, 256, 1024)  # parent memory; 0 is the start_join_* row
@@ -91,6 +93,8 @@ TARGETS = [
     # issue 14, item 1 (bulk data)
     ("bulk_1mib_ring_2copies", "raw", 0.7, ">= 0.7x a bare shm ring, two copies (put/get) (issue 14)"),
     ("bulk_1mib_ring_1copy", "raw", 0.7, ">= 0.7x a bare shm ring, one copy (reserve/borrow) (issue 14)"),
+    # issue 14, item 3 (small messages)
+    ("queue_small_vs_spsc", "raw", 0.5, ">= 0.5x a bare SPSC shared-memory ring (issue 14)"),
     # issue 11 (forkserver; its raw column is a raw fork)
     ("start_join_forkserver", "raw", 1 / 2.0, "<= 2x raw fork/_exit/waitpid's time (issue 11)"),
     ("start_join_forkserver", "python", 10.0, ">= 10x faster than Python's forkserver (issue 11)"),

@@ -198,6 +198,9 @@ measure start_join_spawn "start_join spawn $spawn_iters" "start_join spawn $spaw
 measure start_join_forkserver "start_join forkserver $fork_iters" "start_join fork $fork_iters" "start_join forkserver $py_spawn_iters"
 measure pipe_small_msgs  "pipe_small $small_msgs"  "pipe_small $small_msgs"  "pipe_small $small_msgs"
 measure queue_small_msgs "queue_small $queue_msgs" "queue_small $queue_msgs" "queue_small $queue_msgs"
+# issue 14 item 3: the queue against a bare single-producer single-consumer
+# shared-memory ring (its raw column; Python has no such thing).
+measure queue_small_vs_spsc "queue_small $queue_msgs" "spsc_small $queue_msgs" -
 measure bulk_1mib        "bulk $bulk_msgs"         "bulk $bulk_msgs"         "bulk $bulk_msgs"
 measure lock_uncontended "lock $lock_iters"        "lock $lock_iters"        "lock $lock_iters"
 # issue 14 item 1: bulk against a bare shared-memory ring (4 slots of 1 MiB,

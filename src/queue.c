@@ -31,13 +31,19 @@
  * happened.
  *
  * Blocking.  Only an empty or full queue blocks, on a futex word per
- * condition (not_empty, not_full).  A sleeper reads the futex word, raises
- * the condition's `want` flag, and only then looks at the condition; the
- * other side publishes its change and only then reads `want`.  Both are
- * sequentially consistent, so either the sleeper sees the change or the
- * waker sees the flag (the Dekker pattern).  The waker that swaps the flag
- * back to 0 bumps the futex word and wakes every sleeper; later wakers see
- * 0 and make no system call until someone sleeps again.  So the fast path
+ * condition (not_empty, not_full).  A sleeper reads the futex word, and
+ * then, holding the lock of the side that would wake it (a consumer the
+ * put lock, a producer the get lock), raises the condition's `want` flag
+ * and looks at the condition.  A waker reads `want` after taking its own
+ * lock (and publishing under it), with a plain load: a sleeper that
+ * registered before that lock was taken is seen (the lock orders the two),
+ * and one that registers after it was released sees the change.  So the
+ * fast path pays no barrier of its own for the wake-up protocol (it used
+ * to be a Dekker pair, a locked swap per put and per get: measured, about
+ * as much as the lock itself), and only a sleeper, about to make a system
+ * call anyway, takes the other side's lock once.  The waker that swaps the
+ * flag back to 0 bumps the futex word and wakes every sleeper; later wakers
+ * see 0 and make no system call until someone sleeps again.  So the fast path
  * makes no system call, a burst of puts to a sleeping consumer costs one
  * wake-up (a count of sleepers would cost one per put until the consumer
  * runs), and a flag left up by a process killed while sleeping costs one
@@ -293,12 +299,12 @@ static void mproc__q_unlock(mproc_queue *q, int side) {
 /* ---- waiting and waking --------------------------------------------------- */
 
 static void mproc__q_signal(mproc__qcond *c, mproc__fx *fx) {
-  /* The caller published its change (and released its lock) before this
-   * swap, a full barrier: a sleeper whose flag it does not see yet will
-   * see the change itself.  It must be a read-modify-write, not a load:
-   * the lock's release is only a release store, which a plain load could
-   * pass (x86 reorders a store with a later load). */
-  if (mproc__xchg32(&c->want, 0) == 0)
+  /* The caller took its side's lock (and published under it) before this
+   * load: a sleeper registers under that same lock (mproc__q_wait), so one
+   * that registered before the caller's acquire is seen here, and one that
+   * registers later saw the change and does not sleep.  Only a raised flag
+   * needs the swap, which makes one waker of many do the wake-up. */
+  if (mproc__load32(&c->want) == 0 || mproc__xchg32(&c->want, 0) == 0)
     return;
   (void)mproc__add32(&c->seq, 1);
   mproc__fx_wake(fx, UINT32_MAX);
@@ -341,6 +347,25 @@ static int mproc__q_spin(mproc_queue *q,
   }
 }
 
+/* Raises c's flag and looks at the condition holding `side`'s lock (the
+ * side whose operations wake this waiter): 1 when ready(q) is true (do not
+ * sleep), 0 when the flag is up and the sleep may begin, MPROC_ETIMEDOUT
+ * when the lock was not had by the deadline.  The lock is held for a load
+ * and a store; a holder stopped by a signal delays us, but never past our
+ * deadline. */
+static int mproc__q_register(mproc_queue *q, mproc__qcond *c,
+                             int (*ready)(mproc_queue *q, uint64_t arg),
+                             uint64_t arg, double deadline, int side) {
+  double until = deadline; /* set: q_lock never reads the clock for it */
+  int rc;
+  if (mproc__q_lock(q, side, deadline < 0 ? MPROC_FOREVER : 0, &until) < 0)
+    return MPROC_ETIMEDOUT;
+  mproc__store32(&c->want, 1);
+  rc = ready(q, arg) ? 1 : 0;
+  mproc__q_unlock(q, side);
+  return rc;
+}
+
 /* Until ready(q) looks true, the deadline passes (MPROC_ETIMEDOUT), or a
  * spurious wake-up (0: the caller retries).  Spins first, then sleeps in
  * slices; after each slice it repairs the `reap` side's lock if its holder
@@ -348,28 +373,26 @@ static int mproc__q_spin(mproc_queue *q,
 static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
                          int (*ready)(mproc_queue *q, uint64_t arg),
                          uint64_t arg, double deadline, int reap) {
-  int rc = MPROC_OK;
+  int rc;
   uint32_t seen;
-  double until;
+  double now, until;
   if (mproc__q_spin(q, ready, arg, reap, deadline))
     return MPROC_OK;
-  /* Word first, flag second (see the top of the file). */
+  /* Word first, then the flag and the look, under the waker's lock (see
+   * the top of the file). */
   seen = mproc__load32(&c->seq);
-  mproc__store32(&c->want, 1);
-  if (!ready(q, arg)) {
-    double now = mproc__plat_now();
-    if (deadline >= 0 && now >= deadline)
-      rc = MPROC_ETIMEDOUT;
-    else {
-      until = now + MPROC__Q_WAIT_SLICE;
-      if (deadline >= 0 && deadline < until)
-        until = deadline;
-      rc = mproc__fx_wait(fx, seen, until);
-      if (rc == MPROC_ETIMEDOUT && (deadline < 0 || until < deadline)) {
-        mproc__q_reap(q, reap);
-        rc = MPROC_OK; /* only a slice ended: look again */
-      }
-    }
+  if ((rc = mproc__q_register(q, c, ready, arg, deadline, reap)) != 0)
+    return rc == 1 ? MPROC_OK : rc;
+  now = mproc__plat_now();
+  if (deadline >= 0 && now >= deadline)
+    return MPROC_ETIMEDOUT;
+  until = now + MPROC__Q_WAIT_SLICE;
+  if (deadline >= 0 && deadline < until)
+    until = deadline;
+  rc = mproc__fx_wait(fx, seen, until);
+  if (rc == MPROC_ETIMEDOUT && (deadline < 0 || until < deadline)) {
+    mproc__q_reap(q, reap);
+    rc = MPROC_OK; /* only a slice ended: look again */
   }
   return rc;
 }
@@ -542,7 +565,7 @@ static int mproc__q_decommit(mproc_queue *q, uint64_t from, uint64_t to,
 static void mproc__q_give_back(mproc_queue *q, uint64_t head,
                                uint64_t resume) {
   mproc__qcons *g = &q->h->g.v;
-  uint64_t from = g->given, tail;
+  uint64_t from = g->given, tail, lo, in;
   if (resume == head && head - from < MPROC__Q_STEP)
     return;
   if (from > head || head - from > q->ring_size)
@@ -553,10 +576,17 @@ static void mproc__q_give_back(mproc_queue *q, uint64_t head,
   }
   if (!mproc__lockword_try(mproc__q_lockword(q, MPROC__Q_PUT_SIDE)))
     return;
-  /* Counters below tail - ring hold the next lap's records. */
+  /* The offsets of counters below tail - ring hold the next lap's
+   * records.  mproc__q_decommit rounds the start down to a piece's start:
+   * if that would reach below, start at the next piece instead (the pages
+   * in between go on a later lap). */
   tail = mproc__load64(&q->h->tail.v);
-  if (tail - from > q->ring_size && tail >= q->ring_size)
-    from = tail - q->ring_size;
+  lo = tail >= q->ring_size ? tail - q->ring_size : 0;
+  if (from < lo)
+    from = lo;
+  in = from % q->ring_size % MPROC__Q_GRAIN;
+  if (in && from - in < lo)
+    from += MPROC__Q_GRAIN - in;
   (void)mproc__q_decommit(q, from, head, 0);
   mproc__q_unlock(q, MPROC__Q_PUT_SIDE);
   g->given = resume;

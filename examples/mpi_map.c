@@ -15,6 +15,9 @@
  * the choice of backend.  It prints the tasks per second, the bench row of
  * the README's "MPI ranks as workers" section.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,11 +38,21 @@ static int square(const mproc_args *a) {
 
 static const mproc_entry entries[] = {MPROC_ENTRY(square), MPROC_ENTRY_END};
 
-static double now(void) { /* seconds (C11's clock; enough for a rate) */
+#ifdef _WIN32
+#include <windows.h>
+static double now(void) { /* seconds, for a rate */
+  LARGE_INTEGER f, c;
+  QueryPerformanceFrequency(&f);
+  QueryPerformanceCounter(&c);
+  return (double)c.QuadPart / (double)f.QuadPart;
+}
+#else
+static double now(void) { /* seconds, for a rate */
   struct timespec ts;
-  timespec_get(&ts, TIME_UTC);
+  clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+#endif
 
 /* map(square, range(n)) in chunks of cs: 0, or the failed task's status. */
 static int map_squares(mproc_pool *pool, size_t n, size_t cs) {

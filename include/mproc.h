@@ -83,7 +83,8 @@ extern "C" {
 #define MPROC_ETYPE (-12)    /**< argument exists but has another type */
 #define MPROC_ENOTFOUND (-13) /**< no argument at that index / with that key */
 #define MPROC_EPERM (-14)    /**< only the creating process may do that; a shared
-                                 memory block another user owns or may open */
+                                 memory block another user owns or may open;
+                                 a socket or pipe another user owns */
 #define MPROC_E2BIG (-15)    /**< argument list or message over the size limit */
 #define MPROC_ENOINIT (-16)  /**< mproc_main() was not called */
 #define MPROC_ERANGE (-17)   /**< result does not fit the caller's buffer */

@@ -298,6 +298,85 @@ inline std::string describe(const mproc_end_info &info) {
 
 /* ---- IPC objects ------------------------------------------------------------- */
 
+/** A message lent in place by a queue (mproc_queue_view): from
+ * queue::get_borrow(), the next message to read where it lies; from
+ * queue::put_reserve(), room to fill where it lies.  Move-only.  The
+ * destructor ends a view still out: a borrow is released (the message is
+ * taken, as mproc_queue_release()), a reservation is aborted (nothing is
+ * put, as mproc_queue_put_abort()); commit() puts a reservation.  A view
+ * holds its side of the queue (see mproc_queue_view): keep it short, and
+ * end it before its queue is freed. */
+class queue_view {
+public:
+  queue_view() noexcept = default;
+  queue_view(queue_view &&o) noexcept
+      : q_(std::exchange(o.q_, nullptr)), v_(o.v_), reserve_(o.reserve_) {}
+  queue_view &operator=(queue_view &&o) noexcept {
+    if (this != &o) {
+      end_quietly();
+      q_ = std::exchange(o.q_, nullptr);
+      v_ = o.v_;
+      reserve_ = o.reserve_;
+    }
+    return *this;
+  }
+  queue_view(const queue_view &) = delete;
+  queue_view &operator=(const queue_view &) = delete;
+  ~queue_view() { end_quietly(); }
+
+  /** @return the bytes (borrow) or the room (reservation); nullptr once
+   *          the view ended */
+  unsigned char *data() const noexcept {
+    return q_ ? static_cast<unsigned char *>(v_.data) : nullptr;
+  }
+  /** @return the message's length (borrow) or the reserved length; 0 once
+   *          the view ended */
+  std::size_t size() const noexcept { return q_ ? v_.len : 0; }
+  /** @return true while the view is out */
+  explicit operator bool() const noexcept { return q_ != nullptr; }
+  /** @return true for a reservation, false for a borrow */
+  bool is_reservation() const noexcept { return reserve_; }
+
+  /** End a borrow now: mproc_queue_release(), the message is taken (a
+   * reservation is aborted instead).  @throw mproc::error on failure */
+  void release() { detail::check(end(), "mproc_queue_release"); }
+  /** Put a reservation: mproc_queue_put_commit() of its first `len` bytes.
+   * @param len the message's length, at most size()
+   * @throw mproc::error (MPROC_EINVAL for a borrow or len above size(): the
+   *        view stays out, ...) */
+  void commit(std::size_t len) {
+    if (!q_)
+      throw error(MPROC_ESTATE, "mproc_queue_put_commit");
+    mproc_queue_view v = v_;
+    v.len = len;
+    detail::check(mproc_queue_put_commit(q_, &v), "mproc_queue_put_commit");
+    q_ = nullptr;
+  }
+  /** Put a reservation whole: commit(size()).  @throw mproc::error */
+  void commit() { commit(size()); }
+  /** Drop a reservation now: mproc_queue_put_abort() (a borrow is released
+   * instead).  @throw mproc::error on failure */
+  void abort() { detail::check(end(), "mproc_queue_put_abort"); }
+
+private:
+  friend class queue;
+  queue_view(mproc_queue *q, const mproc_queue_view &v, bool reserve) noexcept
+      : q_(q), v_(v), reserve_(reserve) {}
+  // Ends the view as its kind requires: the C call's code.
+  int end() noexcept {
+    if (!q_)
+      return MPROC_ESTATE;
+    int rc = reserve_ ? mproc_queue_put_abort(q_, &v_)
+                      : mproc_queue_release(q_, &v_);
+    q_ = nullptr;
+    return rc;
+  }
+  void end_quietly() noexcept { (void)end(); }
+  mproc_queue *q_ = nullptr;
+  mproc_queue_view v_{};
+  bool reserve_ = false;
+};
+
 /** A queue (Python's Queue / JoinableQueue).  Thread-safe as the C calls. */
 class queue : public detail::object<queue, mproc_queue, mproc_queue_free> {
 public:
@@ -394,6 +473,29 @@ public:
   }
   /** mproc_queue_close().  @throw mproc::error on failure */
   void close() { detail::check(mproc_queue_close(p_), "mproc_queue_close"); }
+  /** mproc_queue_get_borrow(): the next message in place, without the
+   * copy.  @param timeout seconds
+   * @return the view (released, the message taken, when it ends)
+   * @throw mproc::error (MPROC_EEMPTY on timeout, MPROC_ESTATE if this
+   *        thread holds a borrow of this queue, ...) */
+  queue_view get_borrow(double timeout = MPROC_FOREVER) {
+    mproc_queue_view v{};
+    detail::check(mproc_queue_get_borrow(p_, &v, timeout),
+                  "mproc_queue_get_borrow");
+    return queue_view(p_, v, false);
+  }
+  /** mproc_queue_put_reserve(): room for a message of up to `len` bytes,
+   * to fill in place and commit().
+   * @param len the largest length (at most the capacity / 2)
+   * @param timeout seconds to wait for room
+   * @return the view (aborted, nothing put, unless committed)
+   * @throw mproc::error (MPROC_EFULL on timeout, MPROC_E2BIG, ...) */
+  queue_view put_reserve(std::size_t len, double timeout = MPROC_FOREVER) {
+    mproc_queue_view v{};
+    detail::check(mproc_queue_put_reserve(p_, len, &v, timeout),
+                  "mproc_queue_put_reserve");
+    return queue_view(p_, v, true);
+  }
 
 private:
   using object::object; // the borrowing constructor, for borrow()
@@ -901,6 +1003,72 @@ public:
   /** end() as one line ("exited with code 3", "killed by signal 9
    * (SIGKILL)", ...).  @return the text  @throw mproc::error as end() */
   std::string describe() const { return mproc::describe(end()); }
+
+  /** mproc_process_set_capture_limit(): keep only the last `limit` bytes of
+   * each captured stream.  Call before start().
+   * @param limit bytes kept per stream; 0: no limit
+   * @throw mproc::error (MPROC_ESTATE after start, ...) */
+  void set_capture_limit(std::size_t limit) {
+    detail::check(mproc_process_set_capture_limit(p_, limit),
+                  "mproc_process_set_capture_limit");
+  }
+  /** mproc_process_output(): the whole captured output of an ended child.
+   * @param stream MPROC_STDOUT or MPROC_STDERR
+   * @return its bytes
+   * @throw mproc::error (MPROC_ESTATE while it runs, MPROC_ENOTFOUND when
+   *        the stream was not captured, ...) */
+  std::string output(int stream = MPROC_STDOUT) const {
+    std::string out;
+    std::size_t n = 0;
+    int rc = mproc_process_output(p_, stream, nullptr, 0, &n);
+    /* A descendant still holding the stream may add bytes between the
+     * two calls: a few rounds, then the error. */
+    for (int round = 0; rc == MPROC_ERANGE && round < 4; round++) {
+      out.resize(n);
+      rc = mproc_process_output(p_, stream, &out[0], out.size(), &n);
+    }
+    detail::check(rc, "mproc_process_output");
+    out.resize(n);
+    return out;
+  }
+  /** output() as a byte vector.  @param stream MPROC_STDOUT or MPROC_STDERR
+   * @return its bytes  @throw mproc::error as output() */
+  std::vector<unsigned char> output_bytes(int stream = MPROC_STDOUT) const {
+    std::string s = output(stream);
+    return std::vector<unsigned char>(s.begin(), s.end());
+  }
+  /** mproc_process_output_read(): the bytes that arrived since the
+   * previous call, waiting up to `timeout` for at least one.
+   * @param stream MPROC_STDOUT or MPROC_STDERR
+   * @param timeout seconds (MPROC_FOREVER: no limit; 0: only look)
+   * @param max the most bytes returned (at least 1)
+   * @return 1 to max bytes; an empty string when none came in time (a
+   *         timeout is an answer); std::nullopt at end of file (every
+   *         writer closed the stream and all was read)
+   * @throw mproc::error for any other failure */
+  std::optional<std::string> read_output(int stream,
+                                         double timeout = MPROC_FOREVER,
+                                         std::size_t max = 65536) {
+    std::string out(max > 0 ? max : 1, '\0');
+    std::size_t n = 0;
+    int rc = mproc_process_output_read(p_, stream, &out[0], out.size(), &n,
+                                       timeout);
+    if (rc == MPROC_EEOF)
+      return std::nullopt;
+    if (!detail::timed(rc, "mproc_process_output_read"))
+      n = 0;
+    out.resize(n);
+    return out;
+  }
+  /** mproc_process_output_info(): what arrived and what a capture limit
+   * dropped.  @param stream MPROC_STDOUT or MPROC_STDERR
+   * @return the counters  @throw mproc::error on failure */
+  mproc_output_info output_info(int stream = MPROC_STDOUT) const {
+    mproc_output_info info{};
+    detail::check(mproc_process_output_info(p_, stream, &info),
+                  "mproc_process_output_info");
+    return info;
+  }
 };
 
 /* ---- pools ------------------------------------------------------------------------ */

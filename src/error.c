@@ -25,7 +25,8 @@ int mproc_os_error(void) { return mproc__os_errno; }
   X(MPROC_ETYPE, "argument has another type")                                 \
   X(MPROC_ENOTFOUND, "not found (no such argument or name)")                                      \
   X(MPROC_EPERM, "not permitted: only the creating process may do that, "    \
-                 "or another user owns or may open the shared memory block")  \
+                 "or another user owns or may open the shared memory block, "  \
+                 "or owns the socket or pipe")                                \
   X(MPROC_E2BIG, "over the size limit")                                       \
   X(MPROC_ENOINIT, "mproc_main() was not called")                             \
   X(MPROC_ERANGE, "result does not fit the buffer")                          \

@@ -10,6 +10,7 @@
 
 #include <mproc.hpp>
 
+#include <cstdio>
 #include <cstring>
 #include <optional>
 #include <string>
@@ -316,6 +317,114 @@ TEST(Cpp, PoolAsyncProgressAndTaskTimeout) {
   EXPECT_TRUE(one.successful());
   pool.close();
   EXPECT_TRUE(pool.join(60));
+}
+
+// The code of a wrapper call that throws, or 0.
+template <class F> int code_of(F f) {
+  try {
+    f();
+  } catch (const mproc::error &e) {
+    return e.value();
+  }
+  return 0;
+}
+
+// Waits for its event, then writes "out-text" to stdout and 3000 'e' to
+// stderr (no newline: Windows' text mode would change it).
+TEST_ENTRY(cpp_speak) {
+  mproc::args_view in(args);
+  if (!in.get_event(0).wait(60))
+    return 1;
+  std::fputs("out-text", stdout);
+  std::fflush(stdout);
+  std::fputs(std::string(3000, 'e').c_str(), stderr);
+  std::fflush(stderr);
+  return 0;
+}
+
+TEST(Cpp, CapturedOutput) {
+  mproc_process_options o{};
+  o.stdio[1].mode = MPROC_STDIO_CAPTURE;
+  o.stdio[2].mode = MPROC_STDIO_CAPTURE;
+  mproc::event go;
+  mproc::process p("cpp_speak", mproc::args(go), &o);
+  p.set_capture_limit(1000);
+  EXPECT_EQ(code_of([&] { p.output_info(MPROC_STDOUT); }), MPROC_ESTATE);
+  p.start();
+  EXPECT_EQ(code_of([&] { p.set_capture_limit(10); }), MPROC_ESTATE);
+  EXPECT_EQ(code_of([&] { p.output(MPROC_STDOUT); }), MPROC_ESTATE);
+  // Nothing before the event: a timeout is an empty answer.
+  std::optional<std::string> none = p.read_output(MPROC_STDOUT, 0);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(*none, "");
+  go.set();
+  std::string got;
+  double end = test_now() + 60;
+  while (got.size() < 8 && test_now() < end) {
+    std::optional<std::string> c = p.read_output(MPROC_STDOUT, 30, 3);
+    ASSERT_TRUE(c.has_value()) << "end of file after " << got;
+    EXPECT_LE(c->size(), 3u);
+    got += *c;
+  }
+  EXPECT_EQ(got, "out-text");
+  EXPECT_TRUE(p.join(60));
+  EXPECT_EQ(p.exitcode().value_or(-1), 0);
+  EXPECT_FALSE(p.read_output(MPROC_STDOUT, 30).has_value()); // all read
+  EXPECT_EQ(p.output(), "out-text");
+  std::vector<unsigned char> b = p.output_bytes(MPROC_STDOUT);
+  EXPECT_EQ(std::string(b.begin(), b.end()), "out-text");
+  // The limit kept the last 1000 of stderr's 3000 bytes.
+  EXPECT_EQ(p.output(MPROC_STDERR), std::string(1000, 'e'));
+  mproc_output_info info = p.output_info(MPROC_STDERR);
+  EXPECT_EQ(info.total, 3000u);
+  EXPECT_EQ(info.dropped, 2000u);
+  EXPECT_EQ(p.output_info(MPROC_STDOUT).dropped, 0u);
+  mproc::process plain("cpp_nothing");
+  plain.start();
+  EXPECT_TRUE(plain.join(60));
+  EXPECT_EQ(code_of([&] { plain.output(); }), MPROC_ENOTFOUND);
+}
+
+TEST(Cpp, QueueViews) {
+  mproc::queue q;
+  {
+    mproc::queue_view v = q.put_reserve(16, 5);
+    ASSERT_TRUE(v);
+    EXPECT_TRUE(v.is_reservation());
+    EXPECT_EQ(v.size(), 16u);
+    std::memcpy(v.data(), "hello", 5);
+    v.commit(5);
+    EXPECT_FALSE(v);
+    EXPECT_EQ(code_of([&] { v.commit(); }), MPROC_ESTATE);
+  }
+  {
+    mproc::queue_view v = q.put_reserve(8, 5);
+    std::memcpy(v.data(), "dropped!", 8);
+  } // not committed: aborted, nothing put
+  q.put_bytes("raw", 3);
+  {
+    mproc::queue_view v = q.get_borrow(5);
+    EXPECT_FALSE(v.is_reservation());
+    EXPECT_EQ(std::string(reinterpret_cast<char *>(v.data()), v.size()),
+              "hello");
+    // A second borrow on this thread would wait for itself.
+    EXPECT_EQ(code_of([&] { q.get_borrow(0); }), MPROC_ESTATE);
+    EXPECT_EQ(code_of([&] { v.commit(); }), MPROC_EINVAL); // a borrow
+    mproc::queue_view w = std::move(v);
+    EXPECT_FALSE(v);
+    ASSERT_TRUE(w);
+  } // w released by its destructor: the message is taken
+  {
+    mproc::queue_view v = q.get_borrow(5);
+    EXPECT_EQ(std::string(reinterpret_cast<char *>(v.data()), v.size()),
+              "raw");
+    v.release();
+    EXPECT_FALSE(v);
+    EXPECT_EQ(v.data(), nullptr);
+  }
+  EXPECT_EQ(code_of([&] { q.get_borrow(0); }), MPROC_EEMPTY);
+  EXPECT_EQ(code_of([&] { q.put_reserve(std::size_t(1) << 40, 0); }),
+            MPROC_E2BIG);
 }
 
 } // namespace

@@ -100,7 +100,9 @@ typedef struct mproc_listener mproc_listener;
  *         MPROC_ENOTSUP (address kind not on this platform, or no crypto:
  *         see above); MPROC_EEXIST (a live listener, or something that is
  *         not a socket, holds the path or pipe name; the TCP port is in
- *         use); MPROC_ESYS (mproc_os_error() has the reason).
+ *         use); MPROC_EPERM (no permission to create the unix: socket
+ *         file in its directory); MPROC_ESYS (mproc_os_error() has the
+ *         reason).
  * Thread-safe.
  */
 MPROC_API int mproc_listener_create(mproc_listener **out, const char *address,
@@ -175,8 +177,10 @@ MPROC_API mproc_listener *mproc_listener_free(mproc_listener *l);
  * @return 0; MPROC_ENOTFOUND (nobody listens there); MPROC_EAUTH (the
  *         listener refused our key, or failed to prove it knows it);
  *         MPROC_ETIMEDOUT; MPROC_EEOF (the listener hung up during the
- *         handshake); MPROC_EINVAL; MPROC_ENOTSUP (see create);
- *         MPROC_ESYS.
+ *         handshake); MPROC_EPERM (the unix: socket file or the pipe
+ *         belongs to another user, who did not let us in: the OS said
+ *         EACCES/EPERM or ERROR_ACCESS_DENIED, see mproc_os_error());
+ *         MPROC_EINVAL; MPROC_ENOTSUP (see create); MPROC_ESYS.
  * Thread-safe.
  */
 MPROC_API int mproc_client_connect(mproc_conn **out, const char *address,

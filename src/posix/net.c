@@ -103,6 +103,9 @@ static int mproc__net_fail(int e) {
     return mproc__os_fail(MPROC_ENOTFOUND, e);
   case EADDRINUSE:
     return mproc__os_fail(MPROC_EEXIST, e);
+  case EACCES: /* no write permission on the socket file (another user's) */
+  case EPERM:
+    return mproc__os_fail(MPROC_EPERM, e);
   case ENAMETOOLONG:
     return MPROC_EINVAL;
   case ETIMEDOUT:

@@ -390,18 +390,70 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
   return MPROC_OK;
 }
 
-/* fork+exec for libcs without posix_spawn_file_actions_addclosefrom_np.
- * Between fork and exec only async-signal-safe calls (signal-safety(7)): the
- * parent may have other threads holding malloc or stdio locks. */
+/* The child of mproc__forkexec, between fork and exec: only
+ * async-signal-safe calls (signal-safety(7)), since the parent may have
+ * other threads holding malloc or stdio locks.  Execs, or writes errno to
+ * errfd (close-on-exec) and exits 127. */
+static void mproc__forkexec_child(const mproc__exec_req *rq, int errfd) {
+  sigset_t none;
+  struct sigaction dfl;
+  int i, fd, maxfd, child_errno;
+  memset(&dfl, 0, sizeof dfl);
+  dfl.sa_handler = SIG_DFL;
+  for (i = 1; i < NSIG; i++)
+    if (i != SIGKILL && i != SIGSTOP)
+      (void)sigaction(i, &dfl, NULL);
+  sigemptyset(&none);
+  (void)sigprocmask(SIG_SETMASK, &none, NULL);
+  if (rq->new_group && setpgid(0, 0) != 0)
+    goto finish;
+  if (rq->cwd && chdir(rq->cwd) != 0)
+    goto finish;
+  for (i = 0; i < 3; i++)
+    if (rq->stdio[i] >= 0 && dup2(rq->stdio[i], i) < 0)
+      goto finish;
+  /* Sources were duplicated above every target, so no dup2 clobbers a
+   * source that a later one still needs. */
+  for (i = 0; i < rq->nsrc; i++)
+    if (dup2(rq->src[i], MPROC__BS_FD + i) < 0)
+      goto finish;
+  maxfd = (int)sysconf(_SC_OPEN_MAX);
+  if (maxfd < 0 || maxfd > 65536)
+    maxfd = 65536;
+  for (fd = MPROC__BS_FD + rq->nsrc; fd < maxfd; fd++)
+    if (fd != errfd)
+      (void)close(fd);
+  execve(rq->path, rq->argv, rq->envp);
+finish:
+  child_errno = errno;
+  while (write(errfd, &child_errno, sizeof child_errno) < 0 &&
+         errno == EINTR) {
+  }
+  _exit(127);
+}
+
+/* The parent of mproc__forkexec: 0 once the child exec'd (EOF on errfd,
+ * which was close-on-exec), else the child's errno after reaping it. */
+static int mproc__forkexec_wait(pid_t pid, int errfd) {
+  int child_errno = 0, st;
+  ssize_t r;
+  do
+    r = read(errfd, &child_errno, sizeof child_errno);
+  while (r < 0 && errno == EINTR);
+  if (r != (ssize_t)sizeof child_errno)
+    return 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return child_errno ? child_errno : ENOEXEC;
+}
+
+/* fork+exec for libcs without posix_spawn_file_actions_addclosefrom_np:
+ * 0 with *out set, or the errno of the fork or of the child's exec. */
 static int mproc__forkexec(pid_t *out, const mproc__exec_req *rq,
                            mproc__child_ends *ends) {
-  const int *src = rq->src;
-  int nsrc = rq->nsrc;
   int errp[2];
   pid_t pid;
-  int child_errno = 0;
-  ssize_t r;
-  int st;
+  int rc;
   mproc__mutex_lock(&mproc__lock);
   if (mproc__px_pipe(errp) != 0) {
     int e = errno;
@@ -418,56 +470,14 @@ static int mproc__forkexec(pid_t *out, const mproc__exec_req *rq,
     errno = e;
     return e;
   }
-  if (pid == 0) {
-    sigset_t none;
-    struct sigaction dfl;
-    int i, fd, maxfd;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (i = 1; i < NSIG; i++)
-      if (i != SIGKILL && i != SIGSTOP)
-        (void)sigaction(i, &dfl, NULL);
-    sigemptyset(&none);
-    (void)sigprocmask(SIG_SETMASK, &none, NULL);
-    if (rq->new_group && setpgid(0, 0) != 0)
-      goto fail;
-    if (rq->cwd && chdir(rq->cwd) != 0)
-      goto fail;
-    for (i = 0; i < 3; i++)
-      if (rq->stdio[i] >= 0 && dup2(rq->stdio[i], i) < 0)
-        goto fail;
-    /* Sources were duplicated above every target, so no dup2 clobbers a
-     * source that a later one still needs. */
-    for (i = 0; i < nsrc; i++)
-      if (dup2(src[i], MPROC__BS_FD + i) < 0)
-        goto fail;
-    maxfd = (int)sysconf(_SC_OPEN_MAX);
-    if (maxfd < 0 || maxfd > 65536)
-      maxfd = 65536;
-    for (fd = MPROC__BS_FD + nsrc; fd < maxfd; fd++)
-      if (fd != errp[1])
-        (void)close(fd);
-    execve(rq->path, rq->argv, rq->envp);
-  fail:
-    child_errno = errno;
-    while (write(errp[1], &child_errno, sizeof child_errno) < 0 &&
-           errno == EINTR) {
-    }
-    _exit(127);
-  }
+  if (pid == 0)
+    mproc__forkexec_child(rq, errp[1]); /* no return */
   mproc__child_ends_close(ends, MPROC__END_EXECERR);
-  /* EOF means exec succeeded (the pipe was close-on-exec). */
-  do
-    r = read(errp[0], &child_errno, sizeof child_errno);
-  while (r < 0 && errno == EINTR);
+  rc = mproc__forkexec_wait(pid, errp[0]);
   (void)close(errp[0]);
-  if (r == (ssize_t)sizeof child_errno) {
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    return child_errno ? child_errno : ENOEXEC;
-  }
-  *out = pid;
-  return 0;
+  if (rc == 0)
+    *out = pid;
+  return rc;
 }
 
 #if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
@@ -489,62 +499,76 @@ static int mproc__spawn_keep_stdio(posix_spawn_file_actions_t *fa,
 #define MPROC__SPAWN_CLOEXEC_FLAG 0
 #endif
 
+#if MPROC__HAVE_SPAWN_CLOSE
+/* The file actions of mproc__posix_spawn: 0 or an errno.  dup2 onto fixed
+ * numbers clears FD_CLOEXEC on the copies only; then everything else is
+ * closed (glibc: closefrom above them; macOS: POSIX_SPAWN_CLOEXEC_DEFAULT
+ * keeps only what the file actions name), so descriptors another thread
+ * creates meanwhile, CLOEXEC or not, never reach the child. */
+static int mproc__spawn_actions(posix_spawn_file_actions_t *fa,
+                                const mproc__exec_req *rq) {
+  int i, rc = 0;
+  for (i = 0; i < 3 && rc == 0; i++)
+    if (rq->stdio[i] >= 0)
+      rc = posix_spawn_file_actions_adddup2(fa, rq->stdio[i], i);
+  for (i = 0; i < rq->nsrc && rc == 0; i++)
+    rc = posix_spawn_file_actions_adddup2(fa, rq->src[i], MPROC__BS_FD + i);
+#if MPROC__HAVE_CLOSEFROM_NP
+  if (rc == 0)
+    rc = posix_spawn_file_actions_addclosefrom_np(fa, MPROC__BS_FD + rq->nsrc);
+#endif
+#if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
+  if (rc == 0)
+    rc = mproc__spawn_keep_stdio(fa, rq->stdio);
+#endif
+#if MPROC__HAVE_SPAWN_CHDIR
+  /* Without it (fork+exec below) the child calls chdir itself. */
+  if (rc == 0 && rq->cwd)
+    rc = posix_spawn_file_actions_addchdir_np(fa, rq->cwd);
+#endif
+  return rc;
+}
+
+/* The attributes of mproc__posix_spawn: 0 or an errno.  The child starts
+ * clean (default handlers, nothing blocked) and, for new_group, leads a
+ * group of its own made before the exec (process group 0). */
+static int mproc__spawn_attrs(posix_spawnattr_t *attr, int new_group) {
+  sigset_t none, all;
+  int rc;
+  sigemptyset(&none);
+  sigfillset(&all);
+  sigdelset(&all, SIGKILL);
+  sigdelset(&all, SIGSTOP);
+  rc = posix_spawnattr_setsigmask(attr, &none);
+  if (rc == 0)
+    rc = posix_spawnattr_setsigdefault(attr, &all);
+  if (rc == 0 && new_group)
+    rc = posix_spawnattr_setpgroup(attr, 0);
+  if (rc == 0)
+    rc = posix_spawnattr_setflags(
+        attr, (short)(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                      (new_group ? POSIX_SPAWN_SETPGROUP : 0) |
+                      MPROC__SPAWN_CLOEXEC_FLAG));
+  return rc;
+}
+#endif
+
 static int mproc__posix_spawn(pid_t *out, const mproc__exec_req *rq,
                               mproc__child_ends *ends) {
 #if MPROC__HAVE_SPAWN_CLOSE
-  const int *src = rq->src;
-  int nsrc = rq->nsrc, new_group = rq->new_group;
   posix_spawn_file_actions_t fa;
-  (void)ends; /* posix_spawn makes no descriptor of its own */
   posix_spawnattr_t attr;
-  sigset_t none, all;
-  int i, rc;
+  int rc;
+  (void)ends; /* posix_spawn makes no descriptor of its own */
   if ((rc = posix_spawn_file_actions_init(&fa)) != 0)
     return rc;
   if ((rc = posix_spawnattr_init(&attr)) != 0) {
     posix_spawn_file_actions_destroy(&fa);
     return rc;
   }
-  /* dup2 onto fixed numbers clears FD_CLOEXEC on the copies only; then
-   * everything else is closed (glibc: closefrom above them; macOS:
-   * POSIX_SPAWN_CLOEXEC_DEFAULT keeps only what the file actions name), so
-   * descriptors another thread creates meanwhile, CLOEXEC or not, never
-   * reach the child. */
-  for (i = 0; i < 3 && rc == 0; i++)
-    if (rq->stdio[i] >= 0)
-      rc = posix_spawn_file_actions_adddup2(&fa, rq->stdio[i], i);
-  for (i = 0; i < nsrc && rc == 0; i++)
-    rc = posix_spawn_file_actions_adddup2(&fa, src[i], MPROC__BS_FD + i);
-#if MPROC__HAVE_CLOSEFROM_NP
+  rc = mproc__spawn_actions(&fa, rq);
   if (rc == 0)
-    rc = posix_spawn_file_actions_addclosefrom_np(&fa, MPROC__BS_FD + nsrc);
-#endif
-#if MPROC__HAVE_SPAWN_CLOEXEC_DEFAULT
-  if (rc == 0)
-    rc = mproc__spawn_keep_stdio(&fa, rq->stdio);
-#endif
-#if MPROC__HAVE_SPAWN_CHDIR
-  /* Without it (fork+exec below) the child calls chdir itself. */
-  if (rc == 0 && rq->cwd)
-    rc = posix_spawn_file_actions_addchdir_np(&fa, rq->cwd);
-#endif
-  /* The child starts clean: default handlers, nothing blocked. */
-  sigemptyset(&none);
-  sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
-  if (rc == 0)
-    rc = posix_spawnattr_setsigmask(&attr, &none);
-  if (rc == 0)
-    rc = posix_spawnattr_setsigdefault(&attr, &all);
-  /* Process group 0: the child leads a new group, made before the exec. */
-  if (rc == 0 && new_group)
-    rc = posix_spawnattr_setpgroup(&attr, 0);
-  if (rc == 0)
-    rc = posix_spawnattr_setflags(
-        &attr, (short)(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                       (new_group ? POSIX_SPAWN_SETPGROUP : 0) |
-                       MPROC__SPAWN_CLOEXEC_FLAG));
+    rc = mproc__spawn_attrs(&attr, rq->new_group);
   /* glibc runs the child on CLONE_VFORK and reports exec failure here. */
   if (rc == 0)
     rc = posix_spawn(out, rq->path, &fa, &attr, rq->argv, rq->envp);

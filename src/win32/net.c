@@ -464,6 +464,8 @@ static int mproc__net_pipe_client(const mproc__net_addr *a, double deadline,
     err = GetLastError();
     if (err == ERROR_FILE_NOT_FOUND)
       return mproc__os_fail(MPROC_ENOTFOUND, (int)err);
+    if (err == ERROR_ACCESS_DENIED) /* the pipe's DACL leaves us out */
+      return mproc__os_fail(MPROC_EPERM, (int)err);
     if (err != ERROR_PIPE_BUSY)
       return mproc__os_fail(MPROC_ESYS, (int)err);
     /* Every instance is taken: the kernel wakes us when one is free. */

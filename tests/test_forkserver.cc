@@ -16,6 +16,7 @@
 #ifndef _WIN32
 #include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -285,6 +286,92 @@ TEST(Forkserver, ExitCodesSignalsAndSentinels) {
   }
 }
 
+// ---- a hostile child cannot forge what the parent learns ----------------------------
+
+// Reports its pid (16 bytes) on arg 0 and closes it, then writes fake
+// status records (an 8-byte pid of 1, then exit codes 7) and garbage on
+// every other descriptor it holds, the way code that wanted to lie to its
+// parent would.  Then returns 42.
+TEST_ENTRY(fs_forge_status) {
+  char pid[16] = {0};
+  snprintf(pid, sizeof pid, "%15d", (int)getpid());
+  mproc_handle_t out = arg_h(args, 0);
+  test_write_all(out, pid, sizeof pid);
+  test_close_handle(out);
+  const unsigned char fake[] = {1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0,
+                                7, 0, 0, 0, 0, 0, 0, 7, 'g', 'a', 'r', 'b'};
+  signal(SIGPIPE, SIG_IGN);
+  for (int fd = 3; fd < 1024; fd++)
+    for (int i = 0; i < 4; i++)
+      if (send(fd, fake, sizeof fake, MSG_DONTWAIT) < 0 &&
+          write(fd, fake, sizeof fake) < 0)
+        break;
+  return 42;
+}
+
+TEST(Forkserver, AChildCannotForgeItsPidOrExitCode) {
+  for (int daemon = 0; daemon < 2; daemon++) {
+    mproc_process_options o = kFs;
+    o.daemon = daemon ? MPROC_DAEMON_YES : MPROC_DAEMON_NO;
+    TestPipe pipe;
+    mproc_process *p = test_start("fs_forge_status", Args().h(pipe.w), &o);
+    pipe.close_w();
+    std::string real = test_read_n(pipe.r, 16);
+    int64_t pid = 0;
+    ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    ASSERT_EQ(real.size(), 16u);
+    EXPECT_EQ(pid, std::stoll(real));
+    EXPECT_EQ(test_join_code(p), 42) << "daemon " << daemon;
+    mproc_process_free(p);
+  }
+}
+
+// ---- the program's environment and directory at start() ------------------------------
+
+// Writes "$FS_ENV_PROBE|cwd" to arg 0.
+TEST_ENTRY(fs_env_cwd) {
+  const char *v = getenv("FS_ENV_PROBE");
+  char cwd[4096] = {0};
+  std::string s = std::string(v ? v : "(unset)") + "|" +
+                  (getcwd(cwd, sizeof cwd) ? cwd : "(none)");
+  return test_write_all(arg_h(args, 0), s.data(), s.size()) ? 0 : 1;
+}
+
+namespace {
+std::string fs_env_cwd_of_child() {
+  TestPipe pipe;
+  mproc_process *p = test_start("fs_env_cwd", Args().h(pipe.w), &kFs);
+  pipe.close_w();
+  std::string out = test_read_all(pipe.r);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  return out;
+}
+} // namespace
+
+TEST(Forkserver, ChildSeesTheEnvironmentAndDirectoryOfStartNotOfTheServer) {
+  char old[4096] = {0};
+  ASSERT_NE(getcwd(old, sizeof old), nullptr);
+  // The server exists (started by this or an earlier start) before the
+  // changes are made.
+  unsetenv("FS_ENV_PROBE");
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("(unset)|") + old);
+  char dir[] = "/tmp/mproc_fs_cwd_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  char real[4096] = {0};
+  ASSERT_NE(realpath(dir, real), nullptr);
+  ASSERT_EQ(setenv("FS_ENV_PROBE", "one", 1), 0);
+  ASSERT_EQ(chdir(real), 0);
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("one|") + real);
+  // Back as they were: the child follows again.
+  ASSERT_EQ(chdir(old), 0);
+  ASSERT_EQ(setenv("FS_ENV_PROBE", "two", 1), 0);
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("two|") + old);
+  unsetenv("FS_ENV_PROBE");
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("(unset)|") + old);
+  rmdir(real);
+}
+
 // ---- the server is private and invisible ------------------------------------------
 
 // Starts a forkserver child, joins it, then waits for all its own children
@@ -486,6 +573,16 @@ TEST_ENTRY(fs_kill_the_server) {
   std::string server = test_read_all(report.r);
   if (server.empty() || kill((pid_t)std::stoll(server), SIGKILL) != 0)
     why += "no server pid ";
+  // The status channel reads EOF once the server is gone; the child still
+  // runs (it waits for the gate), and a join must say so.
+  mproc_handle_t s = MPROC_INVALID_HANDLE;
+  mproc_process_sentinel(p, &s);
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, s, 0};
+  if (mproc_wait(&w, 1, 60) != 1)
+    why += "the server's end stays open ";
+  if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT ||
+      mproc_process_is_alive(p) != 1)
+    why += "the running child looks ended ";
   gate.close_w(); // the child may end now
   int code = 0;
   if (mproc_process_join(p, 60) != MPROC_OK ||

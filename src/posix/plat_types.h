@@ -27,9 +27,12 @@ typedef struct mproc__plat_proc {
    * once the child is known to have ended), used to signal it. */
   int fs;
   int fs_pidfd;
+  /* A forkserver child: the program's end of its life line (the child
+   * holds the other), EOF once the child ended; -1 otherwise. */
+  int fs_life;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1}
+#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1, -1}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {

@@ -837,6 +837,7 @@ mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
 
 void mproc__plat_close(mproc_process *p) {
   mproc__px_close_fd(&p->plat.fs_pidfd);
+  mproc__px_close_fd(&p->plat.fs_life);
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
   mproc__px_close_fd(&p->plat.exit_r);

@@ -25,6 +25,10 @@
 
 #include "test_util.h"
 
+extern "C" {
+#include "internal.h" // mproc__fs_server_pid, mproc__fs_reply_timeout
+}
+
 namespace {
 
 const mproc_process_options kFs = {nullptr, MPROC_DAEMON_INHERIT,
@@ -616,6 +620,66 @@ TEST(Forkserver, KilledServerMakesStartsFailAndNothingHangs) {
   mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   TestPipe pipe;
   mproc_process *p = test_start("fs_kill_the_server", Args().h(pipe.w), &o);
+  pipe.close_w();
+  EXPECT_EQ(test_read_all(pipe.r), "ok");
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+// ---- a stopped server ------------------------------------------------------------------
+
+// Writes "X" on arg 0 and ends.
+TEST_ENTRY(fs_write_x) { return test_write_all(arg_h(args, 0), "X", 1) ? 0 : 1; }
+
+// Stops this process's server, then: a start fails within a generous bound
+// (ESPAWN, ETIMEDOUT; the bound is shortened to 0.3 s here), the server is
+// continued, the next start works, and the child of the start that failed
+// never ran.  Writes "ok" or what went wrong.
+TEST_ENTRY(fs_stop_the_server) {
+  std::string why;
+  mproc_process *p = test_start("fs_ret", Args().i(5), &kFs); // the server runs
+  if (test_join_code(p) != 5)
+    why += "first start ";
+  mproc_process_free(p);
+  pid_t server = (pid_t)mproc__fs_server_pid();
+  if (server <= 0 || kill(server, SIGSTOP) != 0)
+    return test_write_all(arg_h(args, 0), "no server", 9) ? 0 : 1;
+  mproc__fs_reply_timeout = 0.3;
+  TestPipe stale;
+  mproc_process *q = nullptr;
+  double t0 = test_now();
+  int rc = mproc_process_create(&q, "fs_write_x", Args().h(stale.w), &kFs);
+  if (rc == MPROC_OK)
+    rc = mproc_process_start(q);
+  double took = test_now() - t0;
+  if (rc != MPROC_ESPAWN || mproc_os_error() != ETIMEDOUT)
+    why += "start with a stopped server: " + std::string(mproc_err_name(rc)) +
+           " errno " + std::to_string(mproc_os_error()) + " ";
+  if (took > 20)
+    why += "took " + std::to_string(took) + " s ";
+  mproc_process_free(q);
+  stale.close_w();
+  kill(server, SIGCONT);
+  mproc__fs_reply_timeout = 60;
+  p = nullptr;
+  if (mproc_process_create(&p, "fs_ret", Args().i(6), &kFs) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK || test_join_code(p) != 6)
+    why += "start after SIGCONT ";
+  mproc_process_free(p);
+  // The server has read the stale request before the new one, and holds no
+  // copy of the pipe any more; a child made for it would have written X.
+  std::string x = test_read_all(stale.r);
+  if (!x.empty())
+    why += "the abandoned child ran ";
+  if (why.empty())
+    why = "ok";
+  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+}
+
+TEST(Forkserver, AStoppedServerFailsAStartInBoundedTime) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
+  TestPipe pipe;
+  mproc_process *p = test_start("fs_stop_the_server", Args().h(pipe.w), &o);
   pipe.close_w();
   EXPECT_EQ(test_read_all(pipe.r), "ok");
   EXPECT_EQ(test_join_code(p), 0);

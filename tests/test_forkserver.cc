@@ -449,6 +449,46 @@ TEST(Forkserver, DaemonChildDiesWhenItsParentIsKilled) {
   mproc_process_free(p);
 }
 
+// As fs_daemon_parent, and also writes its server's pid (16 bytes) on
+// arg 1 once the daemon runs.
+TEST_ENTRY(fs_daemon_parent_tells_server) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_YES,
+                             MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
+  mproc_process *p = nullptr;
+  if (mproc_process_create(&p, "fs_write_then_wait", Args().h(arg_h(args, 0)),
+                           &o) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK)
+    return 1;
+  char pid[16] = {0};
+  snprintf(pid, sizeof pid, "%15lld", (long long)mproc__fs_server_pid());
+  test_write_all(arg_h(args, 1), pid, sizeof pid);
+  for (;;)
+    pause();
+}
+
+TEST(Forkserver, DaemonChildDiesWhenItsParentAndTheServerAreKilled) {
+  // The server first, so its rule (kill the daemons when the program is
+  // gone) cannot be what ends the daemon: the daemon's own watch on the
+  // program must (PR_SET_PDEATHSIG on Linux, the life line elsewhere).
+  mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
+  TestPipe pipe, report;
+  mproc_process *p = test_start("fs_daemon_parent_tells_server",
+                                Args().h(pipe.w).h(report.w), &o);
+  pipe.close_w();
+  report.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "D");
+  std::string server = test_read_n(report.r, 16);
+  ASSERT_EQ(server.size(), 16u);
+  ASSERT_GT(std::stoll(server), 0);
+  EXPECT_EQ(kill((pid_t)std::stoll(server), SIGKILL), 0);
+  ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -SIGKILL);
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
+  EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
+  EXPECT_EQ(test_read_all(pipe.r), "");
+  mproc_process_free(p);
+}
+
 // Waits (60 s at most) for its parent to end; writes "gone" or "aliv".
 TEST_ENTRY(fs_outlive_parent) {
   int rc = mproc_process_join(mproc_parent_process(), 60);
@@ -623,6 +663,81 @@ TEST(Forkserver, KilledServerMakesStartsFailAndNothingHangs) {
   pipe.close_w();
   EXPECT_EQ(test_read_all(pipe.r), "ok");
   EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
+// ---- many threads, forks and nesting ----------------------------------------------------
+
+TEST(Forkserver, TwoHundredStartsFromFourThreads) {
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([t, &bad] {
+      for (int i = 0; i < 50; i++) {
+        mproc_process *p = nullptr;
+        int code = -1, want = t * 50 + i;
+        if (mproc_process_create(&p, "fs_ret", Args().i(want), &kFs) !=
+                MPROC_OK ||
+            mproc_process_start(p) != MPROC_OK ||
+            mproc_process_join(p, 60) != MPROC_OK ||
+            mproc_process_exitcode(p, &code) != 1 || code != want)
+          bad++;
+        mproc_process_free(p);
+      }
+    });
+  for (auto &th : ts)
+    th.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+// In a raw fork() child of the program: a forkserver start works (the
+// child starts its own server) and reports the right code.
+TEST(Forkserver, StartInARawForkChildOfTheProgram) {
+  mproc_process *warm = test_start("fs_ret", Args().i(1), &kFs);
+  EXPECT_EQ(test_join_code(warm), 1); // this process has a server
+  mproc_process_free(warm);
+  fflush(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    mproc_process *p = nullptr;
+    int code = -1;
+    int ok = mproc_process_create(&p, "fs_ret", Args().i(9), &kFs) ==
+                 MPROC_OK &&
+             mproc_process_start(p) == MPROC_OK &&
+             mproc_process_join(p, 60) == MPROC_OK &&
+             mproc_process_exitcode(p, &code) == 1 && code == 9 &&
+             mproc__fs_server_pid() > 0;
+    _exit(ok ? 0 : 1);
+  }
+  ASSERT_GT(pid, 0);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+// A forkserver child that starts a fork child and forks a raw one: returns
+// the sum of their codes (4 + 3), or 1.
+TEST_ENTRY(fs_fork_inside) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK, 0, 0, nullptr, nullptr, {}, 0};
+  mproc_process *p = nullptr;
+  int code = -1, st = 0;
+  if (mproc_process_create(&p, "fs_ret", Args().i(4), &o) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK ||
+      mproc_process_join(p, 60) != MPROC_OK ||
+      mproc_process_exitcode(p, &code) != 1)
+    return 1;
+  mproc_process_free(p);
+  pid_t raw = fork();
+  if (raw == 0)
+    _exit(3);
+  if (raw < 0 || waitpid(raw, &st, 0) != raw || !WIFEXITED(st))
+    return 1;
+  return code + WEXITSTATUS(st);
+}
+
+TEST(Forkserver, AChildForksChildrenOfItsOwn) {
+  mproc_process *p = test_start("fs_fork_inside", nullptr, &kFs);
+  EXPECT_EQ(test_join_code(p), 7);
   mproc_process_free(p);
 }
 

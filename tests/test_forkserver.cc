@@ -14,6 +14,7 @@
 #include <vector>
 
 #ifndef _WIN32
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -486,6 +487,82 @@ TEST(Forkserver, DaemonChildDiesWhenItsParentAndTheServerAreKilled) {
   mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
   EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
   EXPECT_EQ(test_read_all(pipe.r), "");
+  mproc_process_free(p);
+}
+
+namespace {
+int fs_open_fds() {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++)
+    n += fcntl(fd, F_GETFD) >= 0;
+  return n;
+}
+} // namespace
+
+// With its server stopped, starts a daemonic fs_write_then_wait (arg 0) on
+// another thread, and while that start waits for the server, fork()s a raw
+// child that waits forever.  Then lets the server go on, and writes the
+// server's and the raw child's pids (16 bytes each) on arg 1.  The raw
+// child must hold none of the start's ends: a copy of the program's end of
+// the life line would keep the daemon alive after the program died.
+TEST_ENTRY(fs_fork_while_starting) {
+  mproc_process *warm = test_start("fs_ret", Args().i(0), &kFs);
+  test_join_code(warm);
+  mproc_process_free(warm);
+  pid_t server = (pid_t)mproc__fs_server_pid();
+  mproc_handle_t daemon_out = arg_h(args, 0), report = arg_h(args, 1);
+  int before = fs_open_fds();
+  if (server <= 0 || kill(server, SIGSTOP) != 0)
+    return 1;
+  std::atomic<int> rc{1};
+  std::thread starter([&] {
+    mproc_process_options o = kFs;
+    o.daemon = MPROC_DAEMON_YES;
+    mproc_process *p = nullptr;
+    if (mproc_process_create(&p, "fs_write_then_wait", Args().h(daemon_out),
+                             &o) == MPROC_OK)
+      rc = mproc_process_start(p); // p stays: this process is killed
+  });
+  // The start's ends exist (at least two more descriptors) until the server
+  // answers, which it cannot while stopped.
+  bool in_flight = test_wait_for([&] { return fs_open_fds() >= before + 2; });
+  pid_t raw = fork();
+  if (raw == 0) {
+    close(daemon_out);
+    close(report);
+    for (;;)
+      pause();
+  }
+  kill(server, SIGCONT);
+  starter.join();
+  if (!in_flight || raw < 0 || rc != MPROC_OK)
+    return 2;
+  char pids[32] = {0};
+  snprintf(pids, sizeof pids, "%15d", (int)server);
+  snprintf(pids + 16, 16, "%15d", (int)raw);
+  test_write_all(report, pids, sizeof pids);
+  for (;;)
+    pause();
+}
+
+TEST(Forkserver, AForkDuringAStartHoldsNoneOfItsEnds) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
+  TestPipe pipe, report;
+  mproc_process *p = test_start("fs_fork_while_starting",
+                                Args().h(pipe.w).h(report.w), &o);
+  pipe.close_w();
+  report.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "D");
+  std::string pids = test_read_n(report.r, 32);
+  ASSERT_EQ(pids.size(), 32u) << "code " << test_join_code(p, 0);
+  pid_t server = (pid_t)std::stoll(pids.substr(0, 16));
+  pid_t raw = (pid_t)std::stoll(pids.substr(16));
+  EXPECT_EQ(kill(server, SIGKILL), 0);
+  ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -SIGKILL);
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
+  EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
+  EXPECT_EQ(kill(raw, SIGKILL), 0);
   mproc_process_free(p);
 }
 

@@ -293,17 +293,104 @@ int mproc__plat_fs_preload(const char *entry) {
   return rc;
 }
 
+/* ---- descriptors in flight -------------------------------------------------------
+
+ * While a start (or the launch) runs, this thread holds both ends of the
+ * socket pairs it made: the status channel, the life line, the server's
+ * connection.  A process another thread forks meanwhile (a fork start, a
+ * raw fork() of the application) would keep copies for its whole life:
+ * a copy of the server's end of a status channel could write a sibling's
+ * exit code, a copy of the program's end of a life line would keep a
+ * daemonic child alive after the program died, a copy of the connection
+ * the server.  So every such end is made, closed and handed on under
+ * g_fs_ends_lock, which fork() takes too (the atfork prepare handler), and
+ * recorded in a list of records on the starting threads' stacks (a fork
+ * child has a copy of every stack); the fork child closes them all. */
+typedef struct mproc__fs_ends {
+  int fd[4]; /* -1 once closed or handed on */
+  struct mproc__fs_ends *next;
+} mproc__fs_ends;
+
+static mproc__mutex_t g_fs_ends_lock = MPROC__MUTEX_INITIALIZER;
+static mproc__fs_ends *g_fs_ends; /* guarded by g_fs_ends_lock */
+
+/* Two pairs in e, linked: fd[0..1] a socket pair, fd[2..3] a pipe (with
+ * `pipe2`) or another socket pair.  0, or -1 with errno (e linked anyway:
+ * mproc__fs_ends_close releases it). */
+static int mproc__fs_ends_open(mproc__fs_ends *e, int pipe2) {
+  int rc = 0, e2 = 0, i;
+  for (i = 0; i < 4; i++)
+    e->fd[i] = -1;
+  mproc__mutex_lock(&g_fs_ends_lock);
+  if (mproc__px_socketpair(e->fd) != 0 ||
+      (pipe2 ? mproc__px_pipe(e->fd + 2) : mproc__px_socketpair(e->fd + 2)) !=
+          0) {
+    rc = -1;
+    e2 = errno;
+  }
+  e->next = g_fs_ends;
+  g_fs_ends = e;
+  mproc__mutex_unlock(&g_fs_ends_lock);
+  errno = e2 ? e2 : errno;
+  return rc;
+}
+
+/* Close end i of e (if still there). */
+static void mproc__fs_ends_drop(mproc__fs_ends *e, int i) {
+  mproc__mutex_lock(&g_fs_ends_lock);
+  mproc__px_close_fd(&e->fd[i]);
+  mproc__mutex_unlock(&g_fs_ends_lock);
+}
+
+/* Hand end i of e on to *dst, where the fork child's own cleanup finds it
+ * (the connection's globals, a tracked process's descriptors). */
+static void mproc__fs_ends_take(mproc__fs_ends *e, int i, int *dst) {
+  mproc__mutex_lock(&g_fs_ends_lock);
+  *dst = e->fd[i];
+  e->fd[i] = -1;
+  mproc__mutex_unlock(&g_fs_ends_lock);
+}
+
+/* Close what is left of e and unlink it. */
+static void mproc__fs_ends_close(mproc__fs_ends *e) {
+  mproc__fs_ends **at;
+  int i;
+  mproc__mutex_lock(&g_fs_ends_lock);
+  for (at = &g_fs_ends; *at && *at != e; at = &(*at)->next) {
+  }
+  if (*at)
+    *at = e->next;
+  for (i = 0; i < 4; i++)
+    mproc__px_close_fd(&e->fd[i]);
+  mproc__mutex_unlock(&g_fs_ends_lock);
+}
+
+static void mproc__fs_ends_prepare(void) { mproc__mutex_lock(&g_fs_ends_lock); }
+
+static void mproc__fs_ends_parent(void) {
+  mproc__mutex_unlock(&g_fs_ends_lock);
+}
+
 /* In every fork child of a process that has a server (a pthread_atfork
  * handler, so raw fork() calls of the application count too): drop the
- * parent's connection unused.  Held on, it would keep the server running
- * after the parent died and make the parent look alive to its forkserver
+ * parent's connection unused, and every end a start of another thread had
+ * in flight.  Held on, the connection would keep the server running after
+ * the parent died and make the parent look alive to its forkserver
  * children; a forkserver start here starts this process's own server.
  * Only close() and stores: async-signal-safe, as a child of a
  * multithreaded parent needs before exec. */
 static void mproc__fs_forget(void) {
-  /* Another thread of the parent may have held the lock at fork(). */
+  /* Another thread of the parent may have held the lock at fork(); the
+   * ends lock is held by this thread (the prepare handler). */
   static const mproc__mutex_t fresh = MPROC__MUTEX_INITIALIZER;
+  mproc__fs_ends *e;
+  int i;
   g_fs_lock = fresh;
+  g_fs_ends_lock = fresh;
+  for (e = g_fs_ends; e; e = e->next)
+    for (i = 0; i < 4; i++)
+      mproc__px_close_fd(&e->fd[i]);
+  g_fs_ends = NULL;
   mproc__px_close_fd(&g_fs_conn);
   mproc__px_close_fd(&g_fs_alive_w);
   g_fs_state = 0;
@@ -362,40 +449,40 @@ static int mproc__fs_snapshot(void) {
  * g_fs_lock held. */
 static int mproc__fs_launch(void) {
   static int atfork_done;
-  int conn[2] = {-1, -1}, alive[2] = {-1, -1}, code = 0, rc;
+  int code = 0, rc;
+  mproc__fs_ends e; /* the connection (0 ours, 1 the server's), the alive
+                     * pipe (2 the server's, 3 ours) */
   unsigned char hello[8];
   mproc_args *args = NULL;
   mproc__rd rd;
-  if (!atfork_done && pthread_atfork(NULL, NULL, mproc__fs_forget) == 0)
+  if (!atfork_done &&
+      pthread_atfork(mproc__fs_ends_prepare, mproc__fs_ends_parent,
+                     mproc__fs_forget) == 0)
     atfork_done = 1;
-  if (!atfork_done) {
-    rc = mproc__os_fail(MPROC_ESPAWN, ENOMEM);
-    goto finish;
-  }
-  if (mproc__px_socketpair(conn) != 0 || mproc__px_pipe(alive) != 0) {
-    rc = mproc__os_fail(MPROC_ESPAWN, errno);
+  if (mproc__fs_ends_open(&e, 1) != 0 || !atfork_done) {
+    rc = mproc__os_fail(MPROC_ESPAWN, atfork_done ? errno : ENOMEM);
     goto finish;
   }
   rc = mproc__fs_snapshot();
   if (rc == MPROC_OK)
     rc = mproc_args_create(&args);
   if (rc == MPROC_OK)
-    rc = mproc_args_add_handle(args, NULL, conn[1]);
+    rc = mproc_args_add_handle(args, NULL, e.fd[1]);
   if (rc == MPROC_OK)
-    rc = mproc_args_add_handle(args, NULL, alive[0]);
+    rc = mproc_args_add_handle(args, NULL, e.fd[2]);
   if (rc == MPROC_OK && g_fs_preload)
     rc = mproc_args_add_str(args, "preload", g_fs_preload);
   if (rc == MPROC_OK)
     rc = mproc__run_helper(&g_fs_entry, args, &code);
   if (rc < 0)
     goto finish;
-  mproc__px_close_fd(&conn[1]);
-  mproc__px_close_fd(&alive[0]);
+  mproc__fs_ends_drop(&e, 1);
+  mproc__fs_ends_drop(&e, 2);
   /* The hello decides, not the first process's exit code, which a
    * program reaping with waitpid(-1) may have taken (code 255 then).  EOF
    * here: the server never came up (its first process says why on
    * stderr). */
-  if (mproc__fs_recv_until(conn[0], hello, sizeof hello,
+  if (mproc__fs_recv_until(e.fd[0], hello, sizeof hello,
                            mproc__deadline(mproc__fs_reply_timeout)) != 0) {
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
     goto finish;
@@ -404,15 +491,11 @@ static int mproc__fs_launch(void) {
   rd.left = sizeof hello;
   rd.bad = 0;
   g_fs_pid = (int64_t)mproc__rd_u64(&rd);
-  g_fs_conn = conn[0];
-  g_fs_alive_w = alive[1];
-  conn[0] = alive[1] = -1;
+  mproc__fs_ends_take(&e, 0, &g_fs_conn);
+  mproc__fs_ends_take(&e, 3, &g_fs_alive_w);
 finish:
   mproc_args_free(args);
-  mproc__px_close_fd(&conn[0]);
-  mproc__px_close_fd(&conn[1]);
-  mproc__px_close_fd(&alive[0]);
-  mproc__px_close_fd(&alive[1]);
+  mproc__fs_ends_close(&e);
   return rc;
 }
 
@@ -607,7 +690,9 @@ static size_t mproc__fs_request_fds(const mproc_process *p, int *fds,
 
 int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
                          size_t nhandles, mproc__bootstrap_builder build) {
-  int ch[2] = {-1, -1}, life[2] = {-1, -1}, *fds = NULL, rc;
+  int *fds = NULL, rc;
+  mproc__fs_ends e; /* the status channel (0 ours, 1 the server's), the
+                     * life line (2 ours, 3 the child's) */
   uint64_t *vals = NULL;
   unsigned char *bs = NULL;
   size_t bslen = 0, total = 0, i, nfds;
@@ -616,6 +701,8 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
   double deadline;
   if (nhandles > 4096)
     return MPROC_E2BIG;
+  for (i = 0; i < 4; i++)
+    e.fd[i] = -1;
   fds = (int *)malloc((nhandles + 5) * sizeof(*fds));
   vals = (uint64_t *)malloc((nhandles + 1) * sizeof(*vals));
   rc = fds && vals ? MPROC_OK : MPROC_ENOMEM;
@@ -630,29 +717,24 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
   total = bslen;
   if (rc == MPROC_OK)
     rc = mproc__fs_setup_make(p, &bs, &total, &flags);
-  if (rc == MPROC_OK &&
-      (mproc__px_socketpair(ch) != 0 || mproc__px_socketpair(life) != 0))
+  if (rc == MPROC_OK && mproc__fs_ends_open(&e, 0) != 0)
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
   if (rc < 0)
     goto finish;
-  fds[0] = ch[1];
-  fds[1] = life[1];
+  fds[0] = e.fd[1];
+  fds[1] = e.fd[3];
   nfds = mproc__fs_request_fds(p, fds, handles, nhandles, &flags);
   rc = mproc__fs_submit(fds, nfds, bs, bslen, total, flags, deadline);
-  mproc__px_close_fd(&ch[1]); /* only the server holds it now */
-  mproc__px_close_fd(&life[1]); /* and the child this one */
+  mproc__fs_ends_drop(&e, 1); /* only the server holds it now */
+  mproc__fs_ends_drop(&e, 3); /* and the child this one */
   if (rc == MPROC_OK)
-    rc = mproc__fs_take_child(p, ch[0], deadline);
+    rc = mproc__fs_take_child(p, e.fd[0], deadline);
   if (rc == MPROC_OK) {
-    p->plat.sentinel_r = ch[0];
-    p->plat.fs_life = life[0];
-    ch[0] = life[0] = -1;
+    mproc__fs_ends_take(&e, 0, &p->plat.sentinel_r);
+    mproc__fs_ends_take(&e, 2, &p->plat.fs_life);
   }
 finish:
-  mproc__px_close_fd(&ch[0]);
-  mproc__px_close_fd(&ch[1]);
-  mproc__px_close_fd(&life[0]);
-  mproc__px_close_fd(&life[1]);
+  mproc__fs_ends_close(&e); /* unlinks it, if it was ever linked */
   free(fds);
   free(vals);
   free(bs);
@@ -1014,14 +1096,15 @@ static int mproc__fs_recv_request_fds(int conn, int *fds, size_t nfds) {
 }
 
 /* Whether the program still waits for the child's pid on the status
- * channel: a start that timed out closed its end (recv reads EOF). */
+ * channel: a start that timed out closed its end (recv reads EOF).  The
+ * program never writes there; bytes there change nothing. */
 static int mproc__fs_wanted(int status_fd) {
   char c;
   ssize_t r;
   do
     r = recv(status_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);
-  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  return r > 0 || (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
 }
 
 /* Room for one more child in the table; 0 or -1 (out of memory). */

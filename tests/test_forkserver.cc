@@ -467,27 +467,39 @@ TEST_ENTRY(fs_daemon_parent_tells_server) {
     pause();
 }
 
-TEST(Forkserver, DaemonChildDiesWhenItsParentAndTheServerAreKilled) {
-  // The server first, so its rule (kill the daemons when the program is
-  // gone) cannot be what ends the daemon: the daemon's own watch on the
-  // program must (PR_SET_PDEATHSIG on Linux, the life line elsewhere).
+namespace {
+// Runs `entry` (spawned) with a pipe its daemonic forkserver child writes
+// "D" on and a report pipe that gets the server's pid and then, with
+// `raw`, one more pid (16 bytes each).  Kills the server, then the entry's
+// process, and expects the daemon gone (its pipe reads EOF); then kills
+// the raw pid.  The server first, so its rule (kill the daemons when the
+// program is gone) cannot be what ends the daemon: the daemon's own watch
+// on the program must (PR_SET_PDEATHSIG on Linux, the life line elsewhere).
+void fs_expect_daemon_dies_with_program(const char *entry, bool raw) {
   mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
   TestPipe pipe, report;
-  mproc_process *p = test_start("fs_daemon_parent_tells_server",
-                                Args().h(pipe.w).h(report.w), &o);
+  mproc_process *p = test_start(entry, Args().h(pipe.w).h(report.w), &o);
   pipe.close_w();
   report.close_w();
   ASSERT_EQ(test_read_n(pipe.r, 1), "D");
-  std::string server = test_read_n(report.r, 16);
-  ASSERT_EQ(server.size(), 16u);
-  ASSERT_GT(std::stoll(server), 0);
-  EXPECT_EQ(kill((pid_t)std::stoll(server), SIGKILL), 0);
+  size_t want = raw ? 32 : 16;
+  std::string pids = test_read_n(report.r, want);
+  ASSERT_EQ(pids.size(), want) << "code " << test_join_code(p, 0);
+  pid_t server = (pid_t)std::stoll(pids.substr(0, 16));
+  ASSERT_GT(server, 0);
+  EXPECT_EQ(kill(server, SIGKILL), 0);
   ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
   EXPECT_EQ(test_join_code(p), -SIGKILL);
   mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
   EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
-  EXPECT_EQ(test_read_all(pipe.r), "");
+  if (raw)
+    EXPECT_EQ(kill((pid_t)std::stoll(pids.substr(16)), SIGKILL), 0);
   mproc_process_free(p);
+}
+} // namespace
+
+TEST(Forkserver, DaemonChildDiesWhenItsParentAndTheServerAreKilled) {
+  fs_expect_daemon_dies_with_program("fs_daemon_parent_tells_server", false);
 }
 
 namespace {
@@ -546,24 +558,7 @@ TEST_ENTRY(fs_fork_while_starting) {
 }
 
 TEST(Forkserver, AForkDuringAStartHoldsNoneOfItsEnds) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
-  TestPipe pipe, report;
-  mproc_process *p = test_start("fs_fork_while_starting",
-                                Args().h(pipe.w).h(report.w), &o);
-  pipe.close_w();
-  report.close_w();
-  ASSERT_EQ(test_read_n(pipe.r, 1), "D");
-  std::string pids = test_read_n(report.r, 32);
-  ASSERT_EQ(pids.size(), 32u) << "code " << test_join_code(p, 0);
-  pid_t server = (pid_t)std::stoll(pids.substr(0, 16));
-  pid_t raw = (pid_t)std::stoll(pids.substr(16));
-  EXPECT_EQ(kill(server, SIGKILL), 0);
-  ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
-  EXPECT_EQ(test_join_code(p), -SIGKILL);
-  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
-  EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
-  EXPECT_EQ(kill(raw, SIGKILL), 0);
-  mproc_process_free(p);
+  fs_expect_daemon_dies_with_program("fs_fork_while_starting", true);
 }
 
 // Waits (60 s at most) for its parent to end; writes "gone" or "aliv".

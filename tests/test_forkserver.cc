@@ -492,8 +492,9 @@ void fs_expect_daemon_dies_with_program(const char *entry, bool raw) {
   EXPECT_EQ(test_join_code(p), -SIGKILL);
   mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
   EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
-  if (raw)
+  if (raw) {
     EXPECT_EQ(kill((pid_t)std::stoll(pids.substr(16)), SIGKILL), 0);
+  }
   mproc_process_free(p);
 }
 } // namespace
@@ -699,6 +700,11 @@ TEST_ENTRY(fs_kill_the_server) {
   if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT ||
       mproc_process_is_alive(p) != 1)
     why += "the running child looks ended ";
+  // Its sentinel, asked again, tells the truth too: not ready yet.
+  mproc_process_sentinel(p, &s);
+  w.handle = s;
+  if (mproc_wait(&w, 1, 0) != 0)
+    why += "the sentinel is ready ";
   gate.close_w(); // the child may end now
   int code = 0;
   if (mproc_process_join(p, 60) != MPROC_OK ||

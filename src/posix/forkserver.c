@@ -781,6 +781,14 @@ static int mproc__fs_own_end(const mproc_process *p) {
   return 0;
 }
 
+int mproc__px_fs_sentinel(const mproc_process *p) {
+  /* Once the server is gone its channel reads EOF for good: the child's own
+   * end is what tells when it ends. */
+  if (mproc__fs_orphaned(p) && mproc__fs_own_end_fd(p) >= 0)
+    return mproc__fs_own_end_fd(p);
+  return p->plat.sentinel_r;
+}
+
 int mproc__px_fs_wait(mproc_process *p, double deadline) {
   int r;
   for (;;) {

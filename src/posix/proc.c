@@ -832,6 +832,8 @@ int mproc__plat_signal_tree(mproc_process *p, int which, int reaped) {
 }
 
 mproc_handle_t mproc__plat_sentinel(const mproc_process *p) {
+  if (p->plat.fs)
+    return mproc__px_fs_sentinel(p);
   return mproc__end_fd(p);
 }
 

@@ -61,7 +61,13 @@ enum { MPROC__FS_DAEMON = 1u, MPROC__FS_STDIO0 = 2u, MPROC__FS_GROUP = 16u };
  * were when the server started, so a child that asks for others gets them
  * spelled out. */
 #define MPROC__FS_SETUP 32u
-#define MPROC__FS_FLAGS 63u
+/* The request carries the child's end of a life line (after the status
+ * channel).  Only where something needs it: no pidfds (the program's watch
+ * on the child once the server is gone) or a daemon without
+ * PR_SET_PDEATHSIG (the child's watch on the program).  A socket pair is
+ * not free (tens of microseconds on a loaded machine). */
+#define MPROC__FS_LIFE 64u
+#define MPROC__FS_FLAGS 127u
 #define MPROC__FS_SETUP_MAX (64u << 20)
 
 static int mproc__fs_server_main(const mproc_args *args);
@@ -314,17 +320,19 @@ typedef struct mproc__fs_ends {
 static mproc__mutex_t g_fs_ends_lock = MPROC__MUTEX_INITIALIZER;
 static mproc__fs_ends *g_fs_ends; /* guarded by g_fs_ends_lock */
 
-/* Two pairs in e, linked: fd[0..1] a socket pair, fd[2..3] a pipe (with
- * `pipe2`) or another socket pair.  0, or -1 with errno (e linked anyway:
+enum { MPROC__FS_ENDS_NONE, MPROC__FS_ENDS_PIPE, MPROC__FS_ENDS_SOCK };
+
+/* Linked in e: fd[0..1] a socket pair, fd[2..3] a pipe, another socket pair
+ * or nothing (`second`).  0, or -1 with errno (e linked anyway:
  * mproc__fs_ends_close releases it). */
-static int mproc__fs_ends_open(mproc__fs_ends *e, int pipe2) {
+static int mproc__fs_ends_open(mproc__fs_ends *e, int second) {
   int rc = 0, e2 = 0, i;
   for (i = 0; i < 4; i++)
     e->fd[i] = -1;
   mproc__mutex_lock(&g_fs_ends_lock);
   if (mproc__px_socketpair(e->fd) != 0 ||
-      (pipe2 ? mproc__px_pipe(e->fd + 2) : mproc__px_socketpair(e->fd + 2)) !=
-          0) {
+      (second == MPROC__FS_ENDS_PIPE && mproc__px_pipe(e->fd + 2) != 0) ||
+      (second == MPROC__FS_ENDS_SOCK && mproc__px_socketpair(e->fd + 2) != 0)) {
     rc = -1;
     e2 = errno;
   }
@@ -459,7 +467,7 @@ static int mproc__fs_launch(void) {
       pthread_atfork(mproc__fs_ends_prepare, mproc__fs_ends_parent,
                      mproc__fs_forget) == 0)
     atfork_done = 1;
-  if (mproc__fs_ends_open(&e, 1) != 0 || !atfork_done) {
+  if (mproc__fs_ends_open(&e, MPROC__FS_ENDS_PIPE) != 0 || !atfork_done) {
     rc = mproc__os_fail(MPROC_ESPAWN, atfork_done ? errno : ENOMEM);
     goto finish;
   }
@@ -667,14 +675,15 @@ finish:
 
 /* The request's descriptors: the status channel (the server's end: only
  * the server writes the child's pid and code, so nothing the child runs can
- * forge them), the child's end of its life line (the program holds the
- * other: the child's watch on the program, and the program's on the child
- * should the server die), the handles, then the stdio that rides along.
+ * forge them), with MPROC__FS_LIFE the child's end of its life line (the
+ * program holds the other: the child's watch on the program, and the
+ * program's on the child should the server die), the handles, then the
+ * stdio that rides along.
  * fds has room for nhandles + 5. */
 static size_t mproc__fs_request_fds(const mproc_process *p, int *fds,
                                     const mproc_handle_t *handles,
                                     size_t nhandles, uint32_t *flags) {
-  size_t i, n = 2;
+  size_t i, n = (*flags & MPROC__FS_LIFE) ? 2 : 1;
   for (i = 0; i < nhandles; i++)
     fds[n++] = handles[i];
   for (i = 0; i < 3; i++)
@@ -717,12 +726,17 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
   total = bslen;
   if (rc == MPROC_OK)
     rc = mproc__fs_setup_make(p, &bs, &total, &flags);
-  if (rc == MPROC_OK && mproc__fs_ends_open(&e, 0) != 0)
+  if (!mproc__px_use_pidfd || (p->daemon && !MPROC__HAVE_PDEATHSIG))
+    flags |= MPROC__FS_LIFE;
+  if (rc == MPROC_OK &&
+      mproc__fs_ends_open(&e, (flags & MPROC__FS_LIFE) ? MPROC__FS_ENDS_SOCK
+                                                      : MPROC__FS_ENDS_NONE) !=
+          0)
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
   if (rc < 0)
     goto finish;
   fds[0] = e.fd[1];
-  fds[1] = e.fd[3];
+  fds[1] = e.fd[3]; /* overwritten by a handle when there is no life line */
   nfds = mproc__fs_request_fds(p, fds, handles, nhandles, &flags);
   rc = mproc__fs_submit(fds, nfds, bs, bslen, total, flags, deadline);
   mproc__fs_ends_drop(&e, 1); /* only the server holds it now */
@@ -951,22 +965,23 @@ static int mproc__fs_nstdio(uint32_t flags) {
 
 /* The descriptors a spawned child would have: the program's stdio on 0-2,
  * fd 3 reading EOF when the program ends (our parent watch), the handles
- * from fd 4, the child's end of its life line right after them (child.c's
- * life line slot).  Nothing else: not the status channel (fds[0]), nor any
+ * from fd 4, the child's end of its life line (if sent) right after them
+ * (child.c's life line slot).  Nothing else: not the status channel (fds[0]), nor any
  * other child's, nor the server's connection. */
 static void mproc__fs_child_fds(int alive, const int *fds, size_t nfds,
                                 uint32_t flags) {
-  int nh = (int)nfds - 2 - mproc__fs_nstdio(flags), floor = 5 + nh, i, k = 0;
-  int src[MPROC__FS_MAX_FDS + 4], dst[MPROC__FS_MAX_FDS + 4];
+  int nl = (flags & MPROC__FS_LIFE) != 0;
+  int nh = (int)nfds - 1 - nl - mproc__fs_nstdio(flags), floor = 4 + nh + nl;
+  int src[MPROC__FS_MAX_FDS + 4], dst[MPROC__FS_MAX_FDS + 4], i, k = 0;
   for (i = 0; i < 3; i++)
     if (flags & MPROC__FS_STDIO(i)) {
-      src[k] = fds[2 + nh + k];
+      src[k] = fds[1 + nl + nh + k];
       dst[k++] = i;
     }
   src[k] = alive;
   dst[k++] = MPROC__BS_FD;
-  for (i = 0; i <= nh; i++, k++) {
-    src[k] = fds[i < nh ? i + 2 : 1];
+  for (i = 0; i < nh + nl; i++, k++) {
+    src[k] = fds[i < nh ? 1 + nl + i : 1];
     dst[k] = MPROC__BS_FD + 1 + i;
   }
   /* Copies above every target first, so no dup2 clobbers a source. */
@@ -981,8 +996,10 @@ static void mproc__fs_child_fds(int alive, const int *fds, size_t nfds,
       mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
   mproc__fs_close_from(floor);
   (void)fcntl(MPROC__BS_FD, F_SETFD, FD_CLOEXEC);
-  (void)fcntl(floor - 1, F_SETFD, FD_CLOEXEC);
-  mproc__px_life_fd = floor - 1;
+  if (nl) {
+    (void)fcntl(floor - 1, F_SETFD, FD_CLOEXEC);
+    mproc__px_life_fd = floor - 1;
+  }
 }
 
 /* Default handlers and an empty mask, as a spawned child starts. */
@@ -1188,7 +1205,8 @@ static int mproc__fs_serve(int conn, int alive) {
   flags = mproc__rd_u32(&rd);
   if (bslen < MPROC__BS_HEADER || bslen > MPROC__BS_MAX ||
       (flags & ~MPROC__FS_FLAGS) != 0 ||
-      nfds < 2 + (uint32_t)mproc__fs_nstdio(flags) ||
+      nfds < 1 + ((flags & MPROC__FS_LIFE) != 0) +
+                 (uint32_t)mproc__fs_nstdio(flags) ||
       nfds > MPROC__FS_MAX_FDS ||
       got != (nfds < MPROC__FS_BATCH ? nfds : MPROC__FS_BATCH))
     goto finish;

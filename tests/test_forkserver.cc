@@ -377,6 +377,22 @@ TEST(Forkserver, ChildSeesTheEnvironmentAndDirectoryOfStartNotOfTheServer) {
   rmdir(real);
 }
 
+// Joined means reaped, as under fork and spawn: the pid is gone (not a
+// zombie the server has yet to reap), so liveness checks by pid (a lock's
+// dead owner, a condition's dead waiter) see the child dead.
+TEST(Forkserver, AfterJoinThePidIsGone) {
+  for (TestRounds r(20, 100, 10); r.next();) {
+    mproc_process *p = test_start("fs_ret", Args().i(3), &kFs);
+    int64_t pid = 0;
+    ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), 3);
+    errno = 0;
+    EXPECT_TRUE(kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        << "round " << r.i() << ": pid " << pid << " still there";
+    mproc_process_free(p);
+  }
+}
+
 // ---- the server is private and invisible ------------------------------------------
 
 // Starts a forkserver child, joins it, then waits for all its own children

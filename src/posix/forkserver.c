@@ -762,6 +762,8 @@ finish:
 static int mproc__fs_orphaned(const mproc_process *p) {
   char c;
   ssize_t r;
+  if (__atomic_load_n(&p->plat.fs_got, __ATOMIC_ACQUIRE))
+    return 0;
   do
     r = recv(p->plat.sentinel_r, &c, 1, MSG_PEEK | MSG_DONTWAIT);
   while (r < 0 && errno == EINTR);
@@ -818,37 +820,56 @@ int mproc__px_fs_wait(mproc_process *p, double deadline) {
   }
 }
 
+/* After the code: 1 once the channel reads EOF (the server reaped the
+ * child, so no liveness check by pid still sees its zombie), else 0. */
+static int mproc__fs_reaped(const mproc_process *p) {
+  char c;
+  ssize_t r;
+  do
+    r = recv(p->plat.sentinel_r, &c, 1, MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+}
+
 int mproc__px_fs_reap(mproc_process *p, int *exitcode) {
   unsigned char rec[4];
   ssize_t r;
   mproc__rd rd;
   if (mproc__px_poll_in(p->plat.sentinel_r, 0) == 0)
     return 0;
-  do
-    r = recv(p->plat.sentinel_r, rec, sizeof rec, MSG_DONTWAIT | MSG_WAITALL);
-  while (r < 0 && errno == EINTR);
-  if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-    return 0;
-  if (r != (ssize_t)sizeof rec) {
-    /* EOF without a code: the server died.  Nobody knows the code any
-     * more; the child is reported ended once it has. */
-    if (!mproc__fs_own_end(p))
+  if (!p->plat.fs_got) {
+    do
+      r = recv(p->plat.sentinel_r, rec, sizeof rec,
+               MSG_DONTWAIT | MSG_WAITALL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
       return 0;
-    *exitcode = 255;
-    return 1;
+    if (r != (ssize_t)sizeof rec) {
+      /* EOF without a code: the server died.  Nobody knows the code any
+       * more; the child is reported ended once it has. */
+      if (!mproc__fs_own_end(p))
+        return 0;
+      *exitcode = 255;
+      return 1;
+    }
+    rd.p = rec;
+    rd.left = sizeof rec;
+    rd.bad = 0;
+    p->plat.fs_code = (int)(int32_t)mproc__rd_u32(&rd);
+    __atomic_store_n(&p->plat.fs_got, 1, __ATOMIC_RELEASE);
   }
-  rd.p = rec;
-  rd.left = sizeof rec;
-  rd.bad = 0;
-  *exitcode = (int)(int32_t)mproc__rd_u32(&rd);
+  if (!mproc__fs_reaped(p))
+    return 0;
+  *exitcode = p->plat.fs_code;
   return 1;
 }
 
 int mproc__px_fs_signal(mproc_process *p, int sig) {
   int rc;
-  /* A code to read means the child has ended: leave it alone. */
-  if (mproc__px_poll_in(p->plat.sentinel_r, 0) != 0 &&
-      (!mproc__fs_orphaned(p) || mproc__fs_own_end(p)))
+  /* A code (read or to read) means the child has ended: leave it alone. */
+  if (__atomic_load_n(&p->plat.fs_got, __ATOMIC_ACQUIRE) ||
+      (mproc__px_poll_in(p->plat.sentinel_r, 0) != 0 &&
+       (!mproc__fs_orphaned(p) || mproc__fs_own_end(p))))
     return MPROC_OK;
 #if MPROC__HAVE_PIDFD
   if (p->plat.fs_pidfd >= 0)
@@ -896,15 +917,17 @@ static int mproc__fs_ended(const siginfo_t *si) {
 
 /* Kid i has ended (si): send its code while it is still a zombie (its pid
  * still ours, so the program's pidfd cannot name a newcomer), then reap it
- * and drop it from the table. */
+ * and close its channel (EOF: the pid is gone too) and drop it from the
+ * table. */
 static void mproc__fs_report_and_reap(size_t i, const siginfo_t *si) {
   unsigned char rec[4];
   mproc__wr_put32(rec, (uint32_t)(si->si_code == CLD_EXITED ? si->si_status
                                                             : -si->si_status));
   mproc__fs_report(g_kids[i].status_fd, rec, sizeof rec);
-  (void)close(g_kids[i].status_fd);
   while (waitpid(g_kids[i].pid, NULL, 0) < 0 && errno == EINTR) {
   }
+  /* EOF after the code tells the program the pid is gone too. */
+  (void)close(g_kids[i].status_fd);
   g_kids[i] = g_kids[--g_nkids];
 }
 

@@ -72,6 +72,25 @@ mproc_handle_t arg_h(const mproc_args *a, size_t i) {
   return h;
 }
 
+// An entry's verdict on the pipe in arg 0: "ok", or what went wrong.
+int fs_verdict(const mproc_args *args, std::string why) {
+  if (why.empty())
+    why = "ok";
+  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+}
+
+// Runs `entry` in a fresh spawned process (its own server, no other test's
+// children around) and expects its verdict to be "ok".
+void fs_expect_ok_in_fresh_process(const char *entry) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
+  TestPipe pipe;
+  mproc_process *p = test_start(entry, Args().h(pipe.w), &o);
+  pipe.close_w();
+  EXPECT_EQ(test_read_all(pipe.r), "ok");
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+}
+
 } // namespace
 
 // ---- arguments, objects, names, parent ------------------------------------------
@@ -413,24 +432,17 @@ TEST_ENTRY(fs_wait_all_children) {
   pid_t r = waitpid(-1, &st, 0);
   if (!(r < 0 && errno == ECHILD))
     why += "waitpid(-1) returned " + std::to_string(r);
-  if (why.empty())
-    why = "ok";
-  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+  return fs_verdict(args, why);
 }
 
 TEST(Forkserver, ServerIsNoChildAndNotInActiveChildren) {
   // In a fresh spawned process, so no other test's children are around.
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
-  TestPipe pipe;
-  mproc_process *p = test_start("fs_wait_all_children", Args().h(pipe.w), &o);
-  pipe.close_w();
-  EXPECT_EQ(test_read_all(pipe.r), "ok");
-  EXPECT_EQ(test_join_code(p), 0);
-  mproc_process_free(p);
+  fs_expect_ok_in_fresh_process("fs_wait_all_children");
 }
 
-// A daemonic forkserver child of this child: writes "D" on the pipe when it
-// runs, then waits forever.  This child then waits to be killed.
+// A daemonic forkserver child of this child: writes "D" on the pipe (arg
+// 0) when it runs, then waits forever.  This child then, given a second
+// pipe, writes its server's pid (16 bytes) there, and waits to be killed.
 TEST_ENTRY(fs_daemon_parent) {
   mproc_process_options o = {nullptr, MPROC_DAEMON_YES,
                              MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
@@ -439,6 +451,11 @@ TEST_ENTRY(fs_daemon_parent) {
                            &o) != MPROC_OK ||
       mproc_process_start(p) != MPROC_OK)
     return 1;
+  if (mproc_args_count(args) > 1) {
+    char pid[16] = {0};
+    snprintf(pid, sizeof pid, "%15lld", (long long)mproc__fs_server_pid());
+    test_write_all(arg_h(args, 1), pid, sizeof pid);
+  }
   for (;;)
     pause();
 }
@@ -464,23 +481,6 @@ TEST(Forkserver, DaemonChildDiesWhenItsParentIsKilled) {
   EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
   EXPECT_EQ(test_read_all(pipe.r), "");
   mproc_process_free(p);
-}
-
-// As fs_daemon_parent, and also writes its server's pid (16 bytes) on
-// arg 1 once the daemon runs.
-TEST_ENTRY(fs_daemon_parent_tells_server) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_YES,
-                             MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
-  mproc_process *p = nullptr;
-  if (mproc_process_create(&p, "fs_write_then_wait", Args().h(arg_h(args, 0)),
-                           &o) != MPROC_OK ||
-      mproc_process_start(p) != MPROC_OK)
-    return 1;
-  char pid[16] = {0};
-  snprintf(pid, sizeof pid, "%15lld", (long long)mproc__fs_server_pid());
-  test_write_all(arg_h(args, 1), pid, sizeof pid);
-  for (;;)
-    pause();
 }
 
 namespace {
@@ -516,7 +516,7 @@ void fs_expect_daemon_dies_with_program(const char *entry, bool raw) {
 } // namespace
 
 TEST(Forkserver, DaemonChildDiesWhenItsParentAndTheServerAreKilled) {
-  fs_expect_daemon_dies_with_program("fs_daemon_parent_tells_server", false);
+  fs_expect_daemon_dies_with_program("fs_daemon_parent", false);
 }
 
 namespace {
@@ -704,21 +704,31 @@ TEST_ENTRY(fs_kill_the_server) {
   report.close_w();
   gate.close_r();
   std::string server = test_read_all(report.r);
-  if (server.empty() || kill((pid_t)std::stoll(server), SIGKILL) != 0)
+  pid_t spid = server.empty() ? 0 : (pid_t)std::stoll(server);
+  // The server's end: a pidfd where there are pidfds (readable once it is
+  // gone, even as an unreaped zombie), else its pid lasting until reaped.
+#ifdef SYS_pidfd_open
+  int sfd = spid > 0 ? (int)syscall(SYS_pidfd_open, spid, 0) : -1;
+#else
+  int sfd = -1;
+#endif
+  if (spid <= 0 || kill(spid, SIGKILL) != 0)
     why += "no server pid ";
-  // The status channel reads EOF once the server is gone; the child still
-  // runs (it waits for the gate), and a join must say so.
+  struct pollfd pfd = {sfd, POLLIN, 0};
+  bool gone = sfd >= 0 ? poll(&pfd, 1, 60000) == 1
+                       : test_wait_for([&] { return kill(spid, 0) != 0; }, 60);
+  if (sfd >= 0)
+    close(sfd);
+  // The child still runs (it waits for the gate), and a join must say so.
   mproc_handle_t s = MPROC_INVALID_HANDLE;
-  mproc_process_sentinel(p, &s);
-  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, s, 0};
-  if (mproc_wait(&w, 1, 60) != 1)
-    why += "the server's end stays open ";
+  if (!gone)
+    why += "the server stays ";
   if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT ||
       mproc_process_is_alive(p) != 1)
     why += "the running child looks ended ";
   // Its sentinel, asked again, tells the truth too: not ready yet.
   mproc_process_sentinel(p, &s);
-  w.handle = s;
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, s, 0};
   if (mproc_wait(&w, 1, 0) != 0)
     why += "the sentinel is ready ";
   gate.close_w(); // the child may end now
@@ -734,9 +744,7 @@ TEST_ENTRY(fs_kill_the_server) {
     why += "start after the server died: " + std::string(mproc_err_name(rc)) +
            " errno " + std::to_string(mproc_os_error());
   mproc_process_free(q);
-  if (why.empty())
-    why = "ok";
-  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+  return fs_verdict(args, why);
 }
 
 // Writes getppid() (the server) to arg 0, closes it, and waits for EOF on
@@ -751,13 +759,7 @@ TEST_ENTRY(fs_tell_ppid_then_wait) {
 }
 
 TEST(Forkserver, KilledServerMakesStartsFailAndNothingHangs) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
-  TestPipe pipe;
-  mproc_process *p = test_start("fs_kill_the_server", Args().h(pipe.w), &o);
-  pipe.close_w();
-  EXPECT_EQ(test_read_all(pipe.r), "ok");
-  EXPECT_EQ(test_join_code(p), 0);
-  mproc_process_free(p);
+  fs_expect_ok_in_fresh_process("fs_kill_the_server");
 }
 
 // ---- many threads, forks and nesting ----------------------------------------------------
@@ -852,7 +854,7 @@ TEST_ENTRY(fs_stop_the_server) {
   mproc_process_free(p);
   pid_t server = (pid_t)mproc__fs_server_pid();
   if (server <= 0 || kill(server, SIGSTOP) != 0)
-    return test_write_all(arg_h(args, 0), "no server", 9) ? 0 : 1;
+    return fs_verdict(args, "no server");
   mproc__fs_reply_timeout = 0.3;
   TestPipe stale;
   mproc_process *q = nullptr;
@@ -880,19 +882,11 @@ TEST_ENTRY(fs_stop_the_server) {
   std::string x = test_read_all(stale.r);
   if (!x.empty())
     why += "the abandoned child ran ";
-  if (why.empty())
-    why = "ok";
-  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+  return fs_verdict(args, why);
 }
 
 TEST(Forkserver, AStoppedServerFailsAStartInBoundedTime) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
-  TestPipe pipe;
-  mproc_process *p = test_start("fs_stop_the_server", Args().h(pipe.w), &o);
-  pipe.close_w();
-  EXPECT_EQ(test_read_all(pipe.r), "ok");
-  EXPECT_EQ(test_join_code(p), 0);
-  mproc_process_free(p);
+  fs_expect_ok_in_fresh_process("fs_stop_the_server");
 }
 
 // ---- preload --------------------------------------------------------------------------

@@ -1289,10 +1289,15 @@ static void mproc__fs_loop(int conn, int alive) {
 
 /* Signals in the server: SIGCHLD wakes the loop through a pipe; Ctrl+C at
  * the terminal reaches the whole foreground group, and the program decides
- * what its children do about it, so the server ignores SIGINT (as CPython's
- * forkserver does); a vanished program must not kill it with SIGPIPE. */
+ * what its children do about it, so the server never takes SIGINT (as
+ * CPython's forkserver, which ignores it).  Blocked, not ignored: a child
+ * inherits the mask, so an interrupt() sent before the child restored the
+ * default action stays pending and ends it then (an inherited SIG_IGN
+ * would have dropped it); a vanished program must not kill the server with
+ * SIGPIPE. */
 static int mproc__fs_server_signals(void) {
   struct sigaction sa;
+  sigset_t intr;
   if (mproc__px_pipe(g_sigchld_pipe) != 0 ||
       fcntl(g_sigchld_pipe[0], F_SETFL, O_NONBLOCK) != 0 ||
       fcntl(g_sigchld_pipe[1], F_SETFL, O_NONBLOCK) != 0)
@@ -1301,7 +1306,9 @@ static int mproc__fs_server_signals(void) {
   sa.sa_handler = mproc__fs_on_sigchld;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigemptyset(&sa.sa_mask);
-  (void)signal(SIGINT, SIG_IGN);
+  sigemptyset(&intr);
+  sigaddset(&intr, SIGINT);
+  (void)sigprocmask(SIG_BLOCK, &intr, NULL);
   (void)signal(SIGPIPE, SIG_IGN);
   return sigaction(SIGCHLD, &sa, NULL);
 }

@@ -67,6 +67,9 @@ enum { MPROC__FS_DAEMON = 1u, MPROC__FS_STDIO0 = 2u, MPROC__FS_GROUP = 16u };
  * PR_SET_PDEATHSIG (the child's watch on the program).  A socket pair is
  * not free (tens of microseconds on a loaded machine). */
 #define MPROC__FS_LIFE 64u
+/* Seconds a reap waits for the server to close a child's channel after
+ * its code (mproc__px_fs_reap). */
+#define MPROC__FS_REAP_WAIT 1.0
 #define MPROC__FS_FLAGS 127u
 #define MPROC__FS_SETUP_MAX (64u << 20)
 
@@ -820,17 +823,6 @@ int mproc__px_fs_wait(mproc_process *p, double deadline) {
   }
 }
 
-/* After the code: 1 once the channel reads EOF (the server reaped the
- * child, so no liveness check by pid still sees its zombie), else 0. */
-static int mproc__fs_reaped(const mproc_process *p) {
-  char c;
-  ssize_t r;
-  do
-    r = recv(p->plat.sentinel_r, &c, 1, MSG_DONTWAIT);
-  while (r < 0 && errno == EINTR);
-  return !(r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
-}
-
 int mproc__px_fs_reap(mproc_process *p, int *exitcode) {
   unsigned char rec[4];
   ssize_t r;
@@ -858,8 +850,15 @@ int mproc__px_fs_reap(mproc_process *p, int *exitcode) {
     p->plat.fs_code = (int)(int32_t)mproc__rd_u32(&rd);
     __atomic_store_n(&p->plat.fs_got, 1, __ATOMIC_RELEASE);
   }
-  if (!mproc__fs_reaped(p))
-    return 0;
+  /* The code came while the child was a zombie (see the server); the
+   * server closes the channel once it reaped it, microseconds later.  Wait
+   * for that EOF, so that once joined the pid is gone for liveness checks
+   * by pid too (a lock's dead owner, a condition's dead waiter), as after a
+   * fork or spawn child's waitpid.  A server stopped in between gets 1 s,
+   * then the code counts anyway: whoever saw the sentinel fire may reap at
+   * once (the pool does). */
+  (void)mproc__px_poll_in(p->plat.sentinel_r,
+                          mproc__deadline(MPROC__FS_REAP_WAIT));
   *exitcode = p->plat.fs_code;
   return 1;
 }

@@ -14,8 +14,10 @@
 #include <vector>
 
 #ifndef _WIN32
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -23,6 +25,10 @@
 #endif
 
 #include "test_util.h"
+
+extern "C" {
+#include "internal.h" // mproc__fs_server_pid, mproc__fs_reply_timeout
+}
 
 namespace {
 
@@ -64,6 +70,25 @@ mproc_handle_t arg_h(const mproc_args *a, size_t i) {
   mproc_handle_t h = MPROC_INVALID_HANDLE;
   mproc_arg_handle(a, i, &h);
   return h;
+}
+
+// An entry's verdict on the pipe in arg 0: "ok", or what went wrong.
+int fs_verdict(const mproc_args *args, std::string why) {
+  if (why.empty())
+    why = "ok";
+  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+}
+
+// Runs `entry` in a fresh spawned process (its own server, no other test's
+// children around) and expects its verdict to be "ok".
+void fs_expect_ok_in_fresh_process(const char *entry) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
+  TestPipe pipe;
+  mproc_process *p = test_start(entry, Args().h(pipe.w), &o);
+  pipe.close_w();
+  EXPECT_EQ(test_read_all(pipe.r), "ok");
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
 }
 
 } // namespace
@@ -285,6 +310,108 @@ TEST(Forkserver, ExitCodesSignalsAndSentinels) {
   }
 }
 
+// ---- a hostile child cannot forge what the parent learns ----------------------------
+
+// Reports its pid (16 bytes) on arg 0 and closes it, then writes fake
+// status records (an 8-byte pid of 1, then exit codes 7) and garbage on
+// every other descriptor it holds, the way code that wanted to lie to its
+// parent would.  Then returns 42.
+TEST_ENTRY(fs_forge_status) {
+  char pid[16] = {0};
+  snprintf(pid, sizeof pid, "%15d", (int)getpid());
+  mproc_handle_t out = arg_h(args, 0);
+  test_write_all(out, pid, sizeof pid);
+  test_close_handle(out);
+  const unsigned char fake[] = {1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0,
+                                7, 0, 0, 0, 0, 0, 0, 7, 'g', 'a', 'r', 'b'};
+  signal(SIGPIPE, SIG_IGN);
+  for (int fd = 3; fd < 1024; fd++)
+    for (int i = 0; i < 4; i++)
+      if (send(fd, fake, sizeof fake, MSG_DONTWAIT) < 0 &&
+          write(fd, fake, sizeof fake) < 0)
+        break;
+  return 42;
+}
+
+TEST(Forkserver, AChildCannotForgeItsPidOrExitCode) {
+  for (int daemon = 0; daemon < 2; daemon++) {
+    mproc_process_options o = kFs;
+    o.daemon = daemon ? MPROC_DAEMON_YES : MPROC_DAEMON_NO;
+    TestPipe pipe;
+    mproc_process *p = test_start("fs_forge_status", Args().h(pipe.w), &o);
+    pipe.close_w();
+    std::string real = test_read_n(pipe.r, 16);
+    int64_t pid = 0;
+    ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    ASSERT_EQ(real.size(), 16u);
+    EXPECT_EQ(pid, std::stoll(real));
+    EXPECT_EQ(test_join_code(p), 42) << "daemon " << daemon;
+    mproc_process_free(p);
+  }
+}
+
+// ---- the program's environment and directory at start() ------------------------------
+
+// Writes "$FS_ENV_PROBE|cwd" to arg 0.
+TEST_ENTRY(fs_env_cwd) {
+  const char *v = getenv("FS_ENV_PROBE");
+  char cwd[4096] = {0};
+  std::string s = std::string(v ? v : "(unset)") + "|" +
+                  (getcwd(cwd, sizeof cwd) ? cwd : "(none)");
+  return test_write_all(arg_h(args, 0), s.data(), s.size()) ? 0 : 1;
+}
+
+namespace {
+std::string fs_env_cwd_of_child() {
+  TestPipe pipe;
+  mproc_process *p = test_start("fs_env_cwd", Args().h(pipe.w), &kFs);
+  pipe.close_w();
+  std::string out = test_read_all(pipe.r);
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  return out;
+}
+} // namespace
+
+TEST(Forkserver, ChildSeesTheEnvironmentAndDirectoryOfStartNotOfTheServer) {
+  char old[4096] = {0};
+  ASSERT_NE(getcwd(old, sizeof old), nullptr);
+  // The server exists (started by this or an earlier start) before the
+  // changes are made.
+  unsetenv("FS_ENV_PROBE");
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("(unset)|") + old);
+  char dir[] = "/tmp/mproc_fs_cwd_XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  char real[4096] = {0};
+  ASSERT_NE(realpath(dir, real), nullptr);
+  ASSERT_EQ(setenv("FS_ENV_PROBE", "one", 1), 0);
+  ASSERT_EQ(chdir(real), 0);
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("one|") + real);
+  // Back as they were: the child follows again.
+  ASSERT_EQ(chdir(old), 0);
+  ASSERT_EQ(setenv("FS_ENV_PROBE", "two", 1), 0);
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("two|") + old);
+  unsetenv("FS_ENV_PROBE");
+  EXPECT_EQ(fs_env_cwd_of_child(), std::string("(unset)|") + old);
+  rmdir(real);
+}
+
+// Joined means reaped, as under fork and spawn: the pid is gone (not a
+// zombie the server has yet to reap), so liveness checks by pid (a lock's
+// dead owner, a condition's dead waiter) see the child dead.
+TEST(Forkserver, AfterJoinThePidIsGone) {
+  for (TestRounds r(20, 100, 10); r.next();) {
+    mproc_process *p = test_start("fs_ret", Args().i(3), &kFs);
+    int64_t pid = 0;
+    ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), 3);
+    errno = 0;
+    EXPECT_TRUE(kill((pid_t)pid, 0) != 0 && errno == ESRCH)
+        << "round " << r.i() << ": pid " << pid << " still there";
+    mproc_process_free(p);
+  }
+}
+
 // ---- the server is private and invisible ------------------------------------------
 
 // Starts a forkserver child, joins it, then waits for all its own children
@@ -305,24 +432,17 @@ TEST_ENTRY(fs_wait_all_children) {
   pid_t r = waitpid(-1, &st, 0);
   if (!(r < 0 && errno == ECHILD))
     why += "waitpid(-1) returned " + std::to_string(r);
-  if (why.empty())
-    why = "ok";
-  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+  return fs_verdict(args, why);
 }
 
 TEST(Forkserver, ServerIsNoChildAndNotInActiveChildren) {
   // In a fresh spawned process, so no other test's children are around.
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
-  TestPipe pipe;
-  mproc_process *p = test_start("fs_wait_all_children", Args().h(pipe.w), &o);
-  pipe.close_w();
-  EXPECT_EQ(test_read_all(pipe.r), "ok");
-  EXPECT_EQ(test_join_code(p), 0);
-  mproc_process_free(p);
+  fs_expect_ok_in_fresh_process("fs_wait_all_children");
 }
 
-// A daemonic forkserver child of this child: writes "D" on the pipe when it
-// runs, then waits forever.  This child then waits to be killed.
+// A daemonic forkserver child of this child: writes "D" on the pipe (arg
+// 0) when it runs, then waits forever.  This child then, given a second
+// pipe, writes its server's pid (16 bytes) there, and waits to be killed.
 TEST_ENTRY(fs_daemon_parent) {
   mproc_process_options o = {nullptr, MPROC_DAEMON_YES,
                              MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
@@ -331,6 +451,11 @@ TEST_ENTRY(fs_daemon_parent) {
                            &o) != MPROC_OK ||
       mproc_process_start(p) != MPROC_OK)
     return 1;
+  if (mproc_args_count(args) > 1) {
+    char pid[16] = {0};
+    snprintf(pid, sizeof pid, "%15lld", (long long)mproc__fs_server_pid());
+    test_write_all(arg_h(args, 1), pid, sizeof pid);
+  }
   for (;;)
     pause();
 }
@@ -356,6 +481,101 @@ TEST(Forkserver, DaemonChildDiesWhenItsParentIsKilled) {
   EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
   EXPECT_EQ(test_read_all(pipe.r), "");
   mproc_process_free(p);
+}
+
+namespace {
+// Runs `entry` (spawned) with a pipe its daemonic forkserver child writes
+// "D" on and a report pipe that gets the server's pid and then, with
+// `raw`, one more pid (16 bytes each).  Kills the server, then the entry's
+// process, and expects the daemon gone (its pipe reads EOF); then kills
+// the raw pid.  The server first, so its rule (kill the daemons when the
+// program is gone) cannot be what ends the daemon: the daemon's own watch
+// on the program must (PR_SET_PDEATHSIG on Linux, the life line elsewhere).
+void fs_expect_daemon_dies_with_program(const char *entry, bool raw) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_NO, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
+  TestPipe pipe, report;
+  mproc_process *p = test_start(entry, Args().h(pipe.w).h(report.w), &o);
+  pipe.close_w();
+  report.close_w();
+  ASSERT_EQ(test_read_n(pipe.r, 1), "D");
+  size_t want = raw ? 32 : 16;
+  std::string pids = test_read_n(report.r, want);
+  ASSERT_EQ(pids.size(), want) << "code " << test_join_code(p, 0);
+  pid_t server = (pid_t)std::stoll(pids.substr(0, 16));
+  ASSERT_GT(server, 0);
+  EXPECT_EQ(kill(server, SIGKILL), 0);
+  ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -SIGKILL);
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, pipe.r, 0};
+  EXPECT_EQ(mproc_wait(&w, 1, 60), 1) << "the daemon outlived its parent";
+  if (raw) {
+    EXPECT_EQ(kill((pid_t)std::stoll(pids.substr(16)), SIGKILL), 0);
+  }
+  mproc_process_free(p);
+}
+} // namespace
+
+TEST(Forkserver, DaemonChildDiesWhenItsParentAndTheServerAreKilled) {
+  fs_expect_daemon_dies_with_program("fs_daemon_parent", false);
+}
+
+namespace {
+int fs_open_fds() {
+  int n = 0;
+  for (int fd = 0; fd < 1024; fd++)
+    n += fcntl(fd, F_GETFD) >= 0;
+  return n;
+}
+} // namespace
+
+// With its server stopped, starts a daemonic fs_write_then_wait (arg 0) on
+// another thread, and while that start waits for the server, fork()s a raw
+// child that waits forever.  Then lets the server go on, and writes the
+// server's and the raw child's pids (16 bytes each) on arg 1.  The raw
+// child must hold none of the start's ends: a copy of the program's end of
+// the life line would keep the daemon alive after the program died.
+TEST_ENTRY(fs_fork_while_starting) {
+  mproc_process *warm = test_start("fs_ret", Args().i(0), &kFs);
+  test_join_code(warm);
+  mproc_process_free(warm);
+  pid_t server = (pid_t)mproc__fs_server_pid();
+  mproc_handle_t daemon_out = arg_h(args, 0), report = arg_h(args, 1);
+  int before = fs_open_fds();
+  if (server <= 0 || kill(server, SIGSTOP) != 0)
+    return 1;
+  std::atomic<int> rc{1};
+  std::thread starter([&] {
+    mproc_process_options o = kFs;
+    o.daemon = MPROC_DAEMON_YES;
+    mproc_process *p = nullptr;
+    if (mproc_process_create(&p, "fs_write_then_wait", Args().h(daemon_out),
+                             &o) == MPROC_OK)
+      rc = mproc_process_start(p); // p stays: this process is killed
+  });
+  // The start's ends exist (at least two more descriptors) until the server
+  // answers, which it cannot while stopped.
+  bool in_flight = test_wait_for([&] { return fs_open_fds() >= before + 2; });
+  pid_t raw = fork();
+  if (raw == 0) {
+    close(daemon_out);
+    close(report);
+    for (;;)
+      pause();
+  }
+  kill(server, SIGCONT);
+  starter.join();
+  if (!in_flight || raw < 0 || rc != MPROC_OK)
+    return 2;
+  char pids[32] = {0};
+  snprintf(pids, sizeof pids, "%15d", (int)server);
+  snprintf(pids + 16, 16, "%15d", (int)raw);
+  test_write_all(report, pids, sizeof pids);
+  for (;;)
+    pause();
+}
+
+TEST(Forkserver, AForkDuringAStartHoldsNoneOfItsEnds) {
+  fs_expect_daemon_dies_with_program("fs_fork_while_starting", true);
 }
 
 // Waits (60 s at most) for its parent to end; writes "gone" or "aliv".
@@ -484,8 +704,33 @@ TEST_ENTRY(fs_kill_the_server) {
   report.close_w();
   gate.close_r();
   std::string server = test_read_all(report.r);
-  if (server.empty() || kill((pid_t)std::stoll(server), SIGKILL) != 0)
+  pid_t spid = server.empty() ? 0 : (pid_t)std::stoll(server);
+  // The server's end: a pidfd where there are pidfds (readable once it is
+  // gone, even as an unreaped zombie), else its pid lasting until reaped.
+#ifdef SYS_pidfd_open
+  int sfd = spid > 0 ? (int)syscall(SYS_pidfd_open, spid, 0) : -1;
+#else
+  int sfd = -1;
+#endif
+  if (spid <= 0 || kill(spid, SIGKILL) != 0)
     why += "no server pid ";
+  struct pollfd pfd = {sfd, POLLIN, 0};
+  bool gone = sfd >= 0 ? poll(&pfd, 1, 60000) == 1
+                       : test_wait_for([&] { return kill(spid, 0) != 0; }, 60);
+  if (sfd >= 0)
+    close(sfd);
+  // The child still runs (it waits for the gate), and a join must say so.
+  mproc_handle_t s = MPROC_INVALID_HANDLE;
+  if (!gone)
+    why += "the server stays ";
+  if (mproc_process_join(p, 0.05) != MPROC_ETIMEDOUT ||
+      mproc_process_is_alive(p) != 1)
+    why += "the running child looks ended ";
+  // Its sentinel, asked again, tells the truth too: not ready yet.
+  mproc_process_sentinel(p, &s);
+  mproc_waitable w = {MPROC_WAIT_HANDLE, nullptr, s, 0};
+  if (mproc_wait(&w, 1, 0) != 0)
+    why += "the sentinel is ready ";
   gate.close_w(); // the child may end now
   int code = 0;
   if (mproc_process_join(p, 60) != MPROC_OK ||
@@ -499,9 +744,7 @@ TEST_ENTRY(fs_kill_the_server) {
     why += "start after the server died: " + std::string(mproc_err_name(rc)) +
            " errno " + std::to_string(mproc_os_error());
   mproc_process_free(q);
-  if (why.empty())
-    why = "ok";
-  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+  return fs_verdict(args, why);
 }
 
 // Writes getppid() (the server) to arg 0, closes it, and waits for EOF on
@@ -516,13 +759,134 @@ TEST_ENTRY(fs_tell_ppid_then_wait) {
 }
 
 TEST(Forkserver, KilledServerMakesStartsFailAndNothingHangs) {
-  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_SPAWN, 0, 0, nullptr, nullptr, {}, 0};
-  TestPipe pipe;
-  mproc_process *p = test_start("fs_kill_the_server", Args().h(pipe.w), &o);
-  pipe.close_w();
-  EXPECT_EQ(test_read_all(pipe.r), "ok");
-  EXPECT_EQ(test_join_code(p), 0);
+  fs_expect_ok_in_fresh_process("fs_kill_the_server");
+}
+
+// ---- many threads, forks and nesting ----------------------------------------------------
+
+TEST(Forkserver, TwoHundredStartsFromFourThreads) {
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([t, &bad] {
+      for (int i = 0; i < 50; i++) {
+        mproc_process *p = nullptr;
+        int code = -1, want = t * 50 + i;
+        if (mproc_process_create(&p, "fs_ret", Args().i(want), &kFs) !=
+                MPROC_OK ||
+            mproc_process_start(p) != MPROC_OK ||
+            mproc_process_join(p, 60) != MPROC_OK ||
+            mproc_process_exitcode(p, &code) != 1 || code != want)
+          bad++;
+        mproc_process_free(p);
+      }
+    });
+  for (auto &th : ts)
+    th.join();
+  EXPECT_EQ(bad.load(), 0);
+}
+
+// In a raw fork() child of the program: a forkserver start works (the
+// child starts its own server) and reports the right code.
+TEST(Forkserver, StartInARawForkChildOfTheProgram) {
+  mproc_process *warm = test_start("fs_ret", Args().i(1), &kFs);
+  EXPECT_EQ(test_join_code(warm), 1); // this process has a server
+  mproc_process_free(warm);
+  fflush(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    mproc_process *p = nullptr;
+    int code = -1;
+    int ok = mproc_process_create(&p, "fs_ret", Args().i(9), &kFs) ==
+                 MPROC_OK &&
+             mproc_process_start(p) == MPROC_OK &&
+             mproc_process_join(p, 60) == MPROC_OK &&
+             mproc_process_exitcode(p, &code) == 1 && code == 9 &&
+             mproc__fs_server_pid() > 0;
+    _exit(ok ? 0 : 1);
+  }
+  ASSERT_GT(pid, 0);
+  int st = 0;
+  ASSERT_EQ(waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
+// A forkserver child that starts a fork child and forks a raw one: returns
+// the sum of their codes (4 + 3), or 1.
+TEST_ENTRY(fs_fork_inside) {
+  mproc_process_options o = {nullptr, MPROC_DAEMON_INHERIT, MPROC_START_FORK, 0, 0, nullptr, nullptr, {}, 0};
+  mproc_process *p = nullptr;
+  int code = -1, st = 0;
+  if (mproc_process_create(&p, "fs_ret", Args().i(4), &o) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK ||
+      mproc_process_join(p, 60) != MPROC_OK ||
+      mproc_process_exitcode(p, &code) != 1)
+    return 1;
   mproc_process_free(p);
+  pid_t raw = fork();
+  if (raw == 0)
+    _exit(3);
+  if (raw < 0 || waitpid(raw, &st, 0) != raw || !WIFEXITED(st))
+    return 1;
+  return code + WEXITSTATUS(st);
+}
+
+TEST(Forkserver, AChildForksChildrenOfItsOwn) {
+  mproc_process *p = test_start("fs_fork_inside", nullptr, &kFs);
+  EXPECT_EQ(test_join_code(p), 7);
+  mproc_process_free(p);
+}
+
+// ---- a stopped server ------------------------------------------------------------------
+
+// Writes "X" on arg 0 and ends.
+TEST_ENTRY(fs_write_x) { return test_write_all(arg_h(args, 0), "X", 1) ? 0 : 1; }
+
+// Stops this process's server, then: a start fails within a generous bound
+// (ESPAWN, ETIMEDOUT; the bound is shortened to 0.3 s here), the server is
+// continued, the next start works, and the child of the start that failed
+// never ran.  Writes "ok" or what went wrong.
+TEST_ENTRY(fs_stop_the_server) {
+  std::string why;
+  mproc_process *p = test_start("fs_ret", Args().i(5), &kFs); // the server runs
+  if (test_join_code(p) != 5)
+    why += "first start ";
+  mproc_process_free(p);
+  pid_t server = (pid_t)mproc__fs_server_pid();
+  if (server <= 0 || kill(server, SIGSTOP) != 0)
+    return fs_verdict(args, "no server");
+  mproc__fs_reply_timeout = 0.3;
+  TestPipe stale;
+  mproc_process *q = nullptr;
+  double t0 = test_now();
+  int rc = mproc_process_create(&q, "fs_write_x", Args().h(stale.w), &kFs);
+  if (rc == MPROC_OK)
+    rc = mproc_process_start(q);
+  double took = test_now() - t0;
+  if (rc != MPROC_ESPAWN || mproc_os_error() != ETIMEDOUT)
+    why += "start with a stopped server: " + std::string(mproc_err_name(rc)) +
+           " errno " + std::to_string(mproc_os_error()) + " ";
+  if (took > 20)
+    why += "took " + std::to_string(took) + " s ";
+  mproc_process_free(q);
+  stale.close_w();
+  kill(server, SIGCONT);
+  mproc__fs_reply_timeout = 60;
+  p = nullptr;
+  if (mproc_process_create(&p, "fs_ret", Args().i(6), &kFs) != MPROC_OK ||
+      mproc_process_start(p) != MPROC_OK || test_join_code(p) != 6)
+    why += "start after SIGCONT ";
+  mproc_process_free(p);
+  // The server has read the stale request before the new one, and holds no
+  // copy of the pipe any more; a child made for it would have written X.
+  std::string x = test_read_all(stale.r);
+  if (!x.empty())
+    why += "the abandoned child ran ";
+  return fs_verdict(args, why);
+}
+
+TEST(Forkserver, AStoppedServerFailsAStartInBoundedTime) {
+  fs_expect_ok_in_fresh_process("fs_stop_the_server");
 }
 
 // ---- preload --------------------------------------------------------------------------

@@ -14,11 +14,22 @@
  *     has grown.  It is reached only through a socket pair it inherited,
  *     and exits when its end reads EOF: when the program exits or dies.
  *   - Per child the program sends the spawn bootstrap, the passed
- *     descriptors (SCM_RIGHTS) and one end of a new socket pair, the
- *     child's status channel.  The server forks, writes the child's pid on
- *     the channel, and when the child ends writes its exit code there
- *     before it reaps it (the pid stays pinned until the code is sent).
- *     The program's end of the channel is the child's sentinel.
+ *     descriptors (SCM_RIGHTS), one end of a new socket pair, the child's
+ *     status channel, and one end of another, the child's life line.  The
+ *     server forks, writes the child's pid on the status channel, and when
+ *     the child ends writes its exit code there before it reaps it (the pid
+ *     stays pinned until the code is sent).  Only the server holds its end
+ *     of the status channel, never the child: the pid and code the program
+ *     reads come from the server's fork and waitid, whatever the child's
+ *     code does.  The program's end of the status channel is the child's
+ *     sentinel.  The life line is the child's watch on the program (a
+ *     daemonic child dies when it reads EOF, where there is no
+ *     PR_SET_PDEATHSIG) and the program's watch on the child once the
+ *     server is gone.
+ *   - Every exchange with the server has a deadline,
+ *     mproc__fs_reply_timeout: a stopped or wedged server fails the start
+ *     (MPROC_ESPAWN, ETIMEDOUT) instead of blocking it; the server later
+ *     drops, or kills, the child nobody waits for any more.
  */
 #ifndef MPROC_PLAT_FORKSERVER_H
 #define MPROC_PLAT_FORKSERVER_H
@@ -42,5 +53,11 @@ const mproc_entry *mproc__plat_fs_entry(void);
 /* Record the entry the server runs once before it serves (MPROC_ESTATE
  * once the server runs, MPROC_ENOTSUP on Windows).  NULL clears it. */
 int mproc__plat_fs_preload(const char *entry);
+
+/* How long a start waits for the server (seconds; 30 unless a test
+ * shortens it), and the running server's pid (0 when there is none): for
+ * tests. */
+extern double mproc__fs_reply_timeout;
+int64_t mproc__fs_server_pid(void);
 
 #endif

@@ -27,9 +27,17 @@ typedef struct mproc__plat_proc {
    * once the child is known to have ended), used to signal it. */
   int fs;
   int fs_pidfd;
+  /* A forkserver child: the program's end of its life line (the child
+   * holds the other), EOF once the child ended; -1 otherwise. */
+  int fs_life;
+  /* A forkserver child: 1 once its exit code (fs_code) was read from the
+   * status channel; it has ended when the channel then reads EOF (the
+   * server closes it once it reaped the child). */
+  int fs_got;
+  int fs_code;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1}
+#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1, -1, 0, 0}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {

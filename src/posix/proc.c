@@ -1032,7 +1032,12 @@ int mproc__plat_signal_tree(mproc_process *p, int which, int reaped) {
 }
 
 int mproc__plat_sentinel(mproc_process *p, mproc_handle_t *out) {
-  int fd, rc = mproc__end_fd_open(p, &fd);
+  int fd, rc;
+  if (p->plat.fs) {
+    *out = mproc__px_fs_sentinel(p);
+    return MPROC_OK;
+  }
+  rc = mproc__end_fd_open(p, &fd);
   if (rc == MPROC_OK && fd < 0) {
     /* Reaped before anything waited (is_alive or exitcode saw the end):
      * a stand-in that is always readable, kept until close as a pidfd. */
@@ -1054,6 +1059,7 @@ void mproc__plat_private_proc(const mproc_process *p) {
   mproc__plat_private_add(p->plat.sentinel_r);
   mproc__plat_private_add(p->plat.exit_r);
   mproc__plat_private_add(p->plat.fs_pidfd);
+  mproc__plat_private_add(p->plat.fs_life);
 }
 
 void mproc__plat_close(mproc_process *p) {
@@ -1062,7 +1068,9 @@ void mproc__plat_close(mproc_process *p) {
   mproc__plat_private_del(p->plat.sentinel_r);
   mproc__plat_private_del(p->plat.exit_r);
   mproc__plat_private_del(p->plat.fs_pidfd);
+  mproc__plat_private_del(p->plat.fs_life);
   mproc__px_close_fd(&p->plat.fs_pidfd);
+  mproc__px_close_fd(&p->plat.fs_life);
   mproc__px_close_fd(&p->plat.pidfd);
   mproc__px_close_fd(&p->plat.sentinel_r);
   mproc__px_close_fd(&p->plat.exit_r);

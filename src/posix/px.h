@@ -92,5 +92,8 @@ struct mproc_process;
 int mproc__px_fs_wait(struct mproc_process *p, double deadline);
 int mproc__px_fs_reap(struct mproc_process *p, int *exitcode);
 int mproc__px_fs_signal(struct mproc_process *p, int sig);
+/* Its sentinel: the status channel, or once the server is gone the
+ * child's pidfd or the program's end of its life line. */
+int mproc__px_fs_sentinel(const struct mproc_process *p);
 
 #endif

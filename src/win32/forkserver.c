@@ -18,3 +18,7 @@ int mproc__plat_fs_preload(const char *entry) {
   (void)entry;
   return MPROC_ENOTSUP;
 }
+
+double mproc__fs_reply_timeout = 30.0;
+
+int64_t mproc__fs_server_pid(void) { return 0; }

@@ -645,8 +645,12 @@ static void mproc__spawn_release(mproc__spawn_state *st) {
   int i;
   for (i = 1; i <= st->ncopies; i++) /* the passed handles' copies */
     mproc__px_close_fd(&st->src[i]);
-  for (i = 0; i < 3; i++)
+  mproc__mutex_lock(&mproc__lock); /* unregistered before closed */
+  for (i = 0; i < 3; i++) {
+    mproc__plat_private_del(st->rq.stdio[i]);
     mproc__px_close_fd(&st->rq.stdio[i]);
+  }
+  mproc__mutex_unlock(&mproc__lock);
   mproc__child_ends_close(&st->ends, -1);
   mproc__px_close_fd(&st->sock);
   mproc__px_close_fd(&st->sent_r);
@@ -654,6 +658,28 @@ static void mproc__spawn_release(mproc__spawn_state *st) {
   free(st->child_vals);
   free(st->bs);
   free(st->argv);
+}
+
+/* The copies of p's standard streams above `floor`.  Made under
+ * mproc__lock and registered (mproc__plat_private_add) as the write end of
+ * a captured stream they copy is: a fork start in another thread while
+ * this spawn runs must not give its child a copy, which would hold the
+ * stream open, so that it saw end-of-file only when that child ended. */
+static int mproc__spawn_stdio_copies(mproc__spawn_state *st,
+                                     const mproc_process *p, int floor) {
+  int i, rc = MPROC_OK;
+  mproc__mutex_lock(&mproc__lock);
+  for (i = 0; i < 3 && rc == MPROC_OK; i++) {
+    if (p->stdio_h[i] == MPROC_INVALID_HANDLE)
+      continue;
+    st->rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor);
+    if (st->rq.stdio[i] < 0)
+      rc = mproc__os_fail(MPROC_ESPAWN, errno);
+    else
+      mproc__plat_private_add(st->rq.stdio[i]);
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
 }
 
 /* The descriptors the child gets, in order: its bootstrap socket, the
@@ -683,11 +709,7 @@ static int mproc__spawn_sources(mproc__spawn_state *st, const mproc_process *p,
   }
   if (!mproc__px_use_pidfd)
     st->src[st->nsrc++] = st->ends.fd[MPROC__END_SENT_COPY];
-  for (i = 0; i < 3; i++)
-    if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
-        (st->rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0)
-      return mproc__os_fail(MPROC_ESPAWN, errno);
-  return MPROC_OK;
+  return mproc__spawn_stdio_copies(st, p, floor);
 }
 
 /* Runs the program again as p's child (posix_spawn, or fork+exec where

@@ -549,6 +549,26 @@ TEST(QueueBasics, CloseFromAnotherThreadEndsABlockedGet) {
   t.join();
 }
 
+// A get on an empty queue raises its flag under the put lock, which a
+// reserve holds until it ends: close() from another thread must still end
+// that get at its next look (here the view is held past the get's timeout).
+TEST(QueueViews, CloseEndsAGetWaitingBehindAReserve) {
+  Q q(0, 4096);
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_put_reserve(q, 8, &v, 5), MPROC_OK);
+  std::thread t([&] {
+    int rc;
+    get_str(q, 10, &rc);
+    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
+  });
+  EXPECT_TRUE(test_wait_for([&] {
+    return mproc__queue_test_lock_waiting(q, 0) > 0; // the put lock
+  }));
+  mproc_queue_close(q);
+  t.join();
+  EXPECT_EQ(mproc_queue_put_abort(q, &v), MPROC_OK);
+}
+
 TEST(QueueBasics, BadInput) {
   mproc_queue *q = nullptr;
   mproc_queue_options o;

@@ -62,7 +62,10 @@ enum {
   MPROC__END_SENT,      /* the child's end of its life line (no pidfds) */
   MPROC__END_SENT_COPY,
   MPROC__END_EXECERR,   /* fork+exec: the exec-error pipe's write end */
-  MPROC__END_COUNT
+  MPROC__END_STDIO,     /* 3 slots: the child's standard streams' copies
+                           above the dup2 targets (a captured stream's
+                           write end among them) */
+  MPROC__END_COUNT = MPROC__END_STDIO + 3
 };
 
 typedef struct mproc__child_ends {
@@ -645,12 +648,6 @@ static void mproc__spawn_release(mproc__spawn_state *st) {
   int i;
   for (i = 1; i <= st->ncopies; i++) /* the passed handles' copies */
     mproc__px_close_fd(&st->src[i]);
-  mproc__mutex_lock(&mproc__lock); /* unregistered before closed */
-  for (i = 0; i < 3; i++) {
-    mproc__plat_private_del(st->rq.stdio[i]);
-    mproc__px_close_fd(&st->rq.stdio[i]);
-  }
-  mproc__mutex_unlock(&mproc__lock);
   mproc__child_ends_close(&st->ends, -1);
   mproc__px_close_fd(&st->sock);
   mproc__px_close_fd(&st->sent_r);
@@ -660,23 +657,22 @@ static void mproc__spawn_release(mproc__spawn_state *st) {
   free(st->argv);
 }
 
-/* The copies of p's standard streams above `floor`.  Made under
- * mproc__lock and registered (mproc__plat_private_add) as the write end of
- * a captured stream they copy is: a fork start in another thread while
- * this spawn runs must not give its child a copy, which would hold the
- * stream open, so that it saw end-of-file only when that child ended. */
+/* The copies of p's standard streams above `floor`, child ends of `st`
+ * (see mproc__child_ends; st->rq.stdio only names them): a fork start in
+ * another thread while this spawn runs must not give its child a copy of a
+ * captured stream's write end, which would hold the stream open, so that
+ * it saw end-of-file only when that fork child ended. */
 static int mproc__spawn_stdio_copies(mproc__spawn_state *st,
                                      const mproc_process *p, int floor) {
-  int i, rc = MPROC_OK;
+  int i, rc = MPROC_OK, *fd;
   mproc__mutex_lock(&mproc__lock);
   for (i = 0; i < 3 && rc == MPROC_OK; i++) {
     if (p->stdio_h[i] == MPROC_INVALID_HANDLE)
       continue;
-    st->rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor);
-    if (st->rq.stdio[i] < 0)
+    fd = &st->ends.fd[MPROC__END_STDIO + i];
+    if ((*fd = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0)
       rc = mproc__os_fail(MPROC_ESPAWN, errno);
-    else
-      mproc__plat_private_add(st->rq.stdio[i]);
+    st->rq.stdio[i] = *fd;
   }
   mproc__mutex_unlock(&mproc__lock);
   return rc;

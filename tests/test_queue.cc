@@ -569,6 +569,25 @@ TEST(QueueViews, CloseEndsAGetWaitingBehindAReserve) {
   EXPECT_EQ(mproc_queue_put_abort(q, &v), MPROC_OK);
 }
 
+// The same for a put on a full queue behind a borrow (it waits on the get
+// lock).
+TEST(QueueViews, CloseEndsAPutWaitingBehindABorrow) {
+  Q q(1, 4096);
+  ASSERT_EQ(put_str(q, "kept"), MPROC_OK);
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 5), MPROC_OK);
+  std::thread t([&] {
+    int rc = put_str(q, "more", 10);
+    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
+  });
+  EXPECT_TRUE(test_wait_for([&] {
+    return mproc__queue_test_lock_waiting(q, 1) > 0; // the get lock
+  }));
+  mproc_queue_close(q);
+  t.join();
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+}
+
 TEST(QueueBasics, BadInput) {
   mproc_queue *q = nullptr;
   mproc_queue_options o;

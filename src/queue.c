@@ -350,16 +350,22 @@ static int mproc__q_spin(mproc_queue *q,
 /* Raises c's flag and looks at the condition holding `side`'s lock (the
  * side whose operations wake this waiter): 1 when ready(q) is true (do not
  * sleep), 0 when the flag is up and the sleep may begin, MPROC_ETIMEDOUT
- * when the lock was not had by the deadline.  The lock is held for a load
- * and a store; a holder stopped by a signal delays us, but never past our
- * deadline. */
+ * when the lock was not had by the deadline, MPROC__Q_RETRY when it was
+ * not had within a wait slice before it.  The lock is held for a load and
+ * a store by everyone but a view, which keeps it until it ends: a holder
+ * stopped by a signal, or a view held long, delays us, but never past our
+ * deadline, and by no more than a slice a close() of our handle (the
+ * caller looks at it before it tries again). */
+#define MPROC__Q_RETRY 2
 static int mproc__q_register(mproc_queue *q, mproc__qcond *c,
                              int (*ready)(mproc_queue *q, uint64_t arg),
                              uint64_t arg, double deadline, int side) {
-  double until = deadline; /* set: q_lock never reads the clock for it */
-  int rc;
-  if (mproc__q_lock(q, side, deadline < 0 ? MPROC_FOREVER : 0, &until) < 0)
-    return MPROC_ETIMEDOUT;
+  double until = mproc__plat_now() + MPROC__Q_WAIT_SLICE;
+  int rc, sliced = deadline < 0 || deadline > until;
+  if (!sliced)
+    until = deadline; /* set: q_lock never reads the clock for it */
+  if (mproc__q_lock(q, side, 0, &until) < 0)
+    return sliced ? MPROC__Q_RETRY : MPROC_ETIMEDOUT;
   mproc__store32(&c->want, 1);
   rc = ready(q, arg) ? 1 : 0;
   mproc__q_unlock(q, side);
@@ -382,7 +388,7 @@ static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
    * the top of the file). */
   seen = mproc__load32(&c->seq);
   if ((rc = mproc__q_register(q, c, ready, arg, deadline, reap)) != 0)
-    return rc == 1 ? MPROC_OK : rc;
+    return rc == 1 || rc == MPROC__Q_RETRY ? MPROC_OK : rc;
   now = mproc__plat_now();
   if (deadline >= 0 && now >= deadline)
     return MPROC_ETIMEDOUT;
@@ -1442,6 +1448,12 @@ uint32_t mproc__queue_test_getters_waiting(mproc_queue *q) {
   if (!mproc__obj_is(q, &mproc__queue_type))
     return 0u;
   return mproc__fx_waiting(&q->fx[MPROC__QFX_NE]);
+}
+
+uint32_t mproc__queue_test_lock_waiting(mproc_queue *q, int side) {
+  if (!mproc__obj_is(q, &mproc__queue_type))
+    return 0u;
+  return mproc__load32(&mproc__q_lockword(q, side)->nwait);
 }
 
 int mproc__queue_test_memory(mproc_queue *q, uint64_t *backed,

@@ -187,6 +187,9 @@ int mproc__queue_test_stop_get(struct mproc_queue *q, void *buf, size_t cap,
 /* How many threads sleep in a get on an empty queue now (tests: to know a
  * getter is blocked before closing the queue or killing its process). */
 uint32_t mproc__queue_test_getters_waiting(struct mproc_queue *q);
+/* How many threads wait for a side's lock now (side: 0 put, 1 get;
+ * tests: to know a waiter is blocked behind a view). */
+uint32_t mproc__queue_test_lock_waiting(struct mproc_queue *q, int side);
 /* The bytes of the queue's segment the OS backs with memory now (*backed)
  * and the bytes it reserves (*reserved); MPROC_ENOTSUP where the platform
  * cannot say. */

@@ -4,9 +4,11 @@
 // method this platform has (spawn; on POSIX also fork and forkserver).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_util.h"
@@ -132,6 +134,11 @@ TEST_ENTRY(out_line_wait_line) {
 }
 
 TEST_ENTRY(out_silent) { return 0; }
+
+// Waits for the event (at most 60 s), writing nothing.
+TEST_ENTRY(out_wait) {
+  return mproc_event_wait(arg_event(args, 0), 60) == MPROC_OK ? 0 : 2;
+}
 
 TEST_ENTRY(out_line_then_hang) {
   mproc_event *ev = arg_event(args, 0);
@@ -437,5 +444,64 @@ TEST(Output, AGrandchildHoldingTheStreamDoesNotHoldTheOutput) {
     mproc_process_free(p);
     mproc_event_free(ev);
   }
+}
+#endif
+
+#ifndef _WIN32
+// A fork start in one thread while another thread spawns captured
+// children: the fork child must not keep a copy of a spawned child's
+// stream (then the stream would see end-of-file only when that fork child
+// ends).  The spawn copies the write end above its dup2 targets while it
+// runs without mproc__lock; that copy is a fork child's to drop too.
+TEST(Output, ForkStartsInAnotherThreadHoldNoSpawnedChildsStream) {
+  mproc_event *gate = nullptr;
+  ASSERT_EQ(mproc_event_create(&gate), MPROC_OK);
+  std::atomic<bool> stop{false};
+  std::vector<mproc_process *> forked;
+  std::thread forker([&] {
+    mproc_process_options o = {};
+    o.start_method = MPROC_START_FORK;
+    Args a;
+    EXPECT_EQ(mproc_args_add_object(a.a, nullptr, gate), MPROC_OK);
+    for (TestRounds r(1, 400, 30); r.next() && !stop;) {
+      mproc_process *p = nullptr;
+      if (mproc_process_create(&p, "out_wait", a.a, &o) != MPROC_OK ||
+          mproc_process_start(p) != MPROC_OK) {
+        ADD_FAILURE() << "fork start";
+        mproc_process_free(p);
+        return;
+      }
+      forked.push_back(p);
+    }
+  });
+  std::vector<mproc_process *> spawned;
+  mproc_process_options o = capture_opts(MPROC_START_SPAWN, true, true);
+  for (TestRounds r(10, 40, 20); r.next();) {
+    mproc_process *p = nullptr;
+    ASSERT_EQ(mproc_process_create(&p, "out_silent", nullptr, &o), MPROC_OK);
+    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+    spawned.push_back(p);
+  }
+  stop = true;
+  forker.join();
+  // Every spawned child ended: nothing else may hold its streams, while
+  // every fork child still lives (the gate is not set).
+  for (mproc_process *p : spawned) {
+    char c;
+    size_t len = 0;
+    ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
+    int rc = mproc_process_output_read(p, MPROC_STDOUT, &c, 1, &len, 10);
+    EXPECT_EQ(rc, MPROC_EEOF) << "held by a fork child; " << forked.size()
+                              << " forked meanwhile";
+    mproc_process_free(p);
+    if (rc != MPROC_EEOF)
+      break;
+  }
+  ASSERT_EQ(mproc_event_set(gate), MPROC_OK);
+  for (mproc_process *p : forked) {
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+  }
+  mproc_event_free(gate);
 }
 #endif

@@ -1079,6 +1079,50 @@ TEST(Children, ForkChildHoldsNoSiblingDescriptors) {
 #endif
 
 #ifndef _WIN32
+// Handles 0..n-1 (n = the count): 0 if every one is still open here.
+TEST_ENTRY(handles_open) {
+  size_t n = mproc_args_count(args);
+  for (size_t i = 0; i < n; i++) {
+    mproc_handle_t h = MPROC_INVALID_HANDLE;
+    if (mproc_arg_handle(args, i, &h) != MPROC_OK || fcntl(h, F_GETFD) < 0)
+      return 10 + (int)i;
+  }
+  return 0;
+}
+
+// Descriptors mproc registered for a fork child to drop (a child's pidfd,
+// sentinel, capture pipes, result block) are unregistered when closed: a
+// user descriptor that gets one of those numbers later reaches a fork
+// child like any other.
+TEST(Children, ForkChildKeepsUserDescriptorsOnFreedNumbers) {
+  mproc_process_options fork_opts = {};
+  fork_opts.start_method = MPROC_START_FORK;
+  mproc_process_options cap = {};
+  cap.stdio[1].mode = MPROC_STDIO_CAPTURE;
+  cap.stdio[2].mode = MPROC_STDIO_CAPTURE;
+  for (int round = 0; round < 3; round++) {
+    mproc_process *p = test_start("ret_arg", Args().i(0), &cap);
+    mproc_handle_t s = MPROC_INVALID_HANDLE;
+    EXPECT_EQ(mproc_process_sentinel(p, &s), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), 0);
+    EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+    mproc_process_free(p);
+    std::vector<int> fds(24, -1);
+    Args a;
+    for (size_t i = 0; i < fds.size(); i += 2) {
+      ASSERT_EQ(pipe(&fds[i]), 0);
+      a.h(fds[i]).h(fds[i + 1]);
+    }
+    mproc_process *c = test_start("handles_open", a.a, &fork_opts);
+    EXPECT_EQ(test_join_code(c), 0) << "round " << round;
+    mproc_process_free(c);
+    for (int fd : fds)
+      close(fd);
+  }
+}
+#endif
+
+#ifndef _WIN32
 // With SIGCHLD set to SIG_IGN the kernel reaps each child as it ends, so
 // mproc finds it gone.  Each child here has been reaped that way before
 // anything waits on it (waitid blocks until then and fails with ECHILD):

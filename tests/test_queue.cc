@@ -549,6 +549,45 @@ TEST(QueueBasics, CloseFromAnotherThreadEndsABlockedGet) {
   t.join();
 }
 
+// A get on an empty queue raises its flag under the put lock, which a
+// reserve holds until it ends: close() from another thread must still end
+// that get at its next look (here the view is held past the get's timeout).
+TEST(QueueViews, CloseEndsAGetWaitingBehindAReserve) {
+  Q q(0, 4096);
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_put_reserve(q, 8, &v, 5), MPROC_OK);
+  std::thread t([&] {
+    int rc;
+    get_str(q, 10, &rc);
+    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
+  });
+  EXPECT_TRUE(test_wait_for([&] {
+    return mproc__queue_test_lock_waiting(q, 0) > 0; // the put lock
+  }));
+  mproc_queue_close(q);
+  t.join();
+  EXPECT_EQ(mproc_queue_put_abort(q, &v), MPROC_OK);
+}
+
+// The same for a put on a full queue behind a borrow (it waits on the get
+// lock).
+TEST(QueueViews, CloseEndsAPutWaitingBehindABorrow) {
+  Q q(1, 4096);
+  ASSERT_EQ(put_str(q, "kept"), MPROC_OK);
+  mproc_queue_view v;
+  ASSERT_EQ(mproc_queue_get_borrow(q, &v, 5), MPROC_OK);
+  std::thread t([&] {
+    int rc = put_str(q, "more", 10);
+    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
+  });
+  EXPECT_TRUE(test_wait_for([&] {
+    return mproc__queue_test_lock_waiting(q, 1) > 0; // the get lock
+  }));
+  mproc_queue_close(q);
+  t.join();
+  EXPECT_EQ(mproc_queue_release(q, &v), MPROC_OK);
+}
+
 TEST(QueueBasics, BadInput) {
   mproc_queue *q = nullptr;
   mproc_queue_options o;
@@ -867,6 +906,134 @@ TEST_P(QueueViewHolderDies, NothingLeaksAndTheQueueGoesOn) {
   EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
   EXPECT_EQ(n, 0u);
   EXPECT_EQ(mproc_queue_empty(q), 1);
+}
+
+
+// A waiter for the other side raises its flag under the view holder's lock
+// (mproc__q_register): a FOREVER get on an empty queue while a reserve is
+// out, or a FOREVER put on a full one while a borrow is out, must end once
+// the holder is killed (stopped first where signals exist) and the other
+// side moves.
+TEST_P(QueueViewHolderDies, ForeverWaiterOnTheOtherSideGoesOn) {
+  const int kind = GetParam(); // 0 reserve, 1 borrow
+  Q q(1, 4096);
+  if (kind == 1) {
+    ASSERT_EQ(put_str(q, "kept"), MPROC_OK); // full (maxsize 1)
+  }
+  TestPipe ready;
+  QArgs a({q}, {kind});
+  a.h(ready.w);
+  mproc_process *p = test_start("q_hold_view", a);
+  ready.close_w();
+  ASSERT_EQ(test_read_n(ready.r, 1), "R");
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+#ifndef _WIN32
+  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+  std::atomic<int> rc{1};
+  std::string got;
+  std::thread waiter([&] {
+    if (kind == 0) {
+      got = get_str(q, MPROC_FOREVER);
+    } else {
+      rc = put_str(q, "after", MPROC_FOREVER);
+    }
+  });
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_NE(test_join_code(p), 0);
+  mproc_process_free(p);
+  if (kind == 0) {
+    EXPECT_EQ(put_str(q, "x", 10), MPROC_OK);
+    waiter.join();
+    EXPECT_EQ(got, "x");
+  } else {
+    EXPECT_EQ(get_str(q, 10), "kept");
+    waiter.join();
+    EXPECT_EQ(rc.load(), MPROC_OK);
+    EXPECT_EQ(get_str(q, 10), "after");
+  }
+}
+
+// Many producers and consumers on a small ring, every way in and out mixed
+// (put, reserve, get, borrow): each message arrives once, and nobody
+// sleeps through the wake-up it needed (a call that waited longer than
+// its generous timeout would fail the test).
+TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
+  Q q(0, 1024);
+  const int kProducers = 3, kConsumers = 3;
+  std::atomic<bool> stop{false};
+  std::atomic<long> sent{0}, bad{0};
+  std::vector<std::atomic<int>> seen(1 << 20);
+  std::vector<std::thread> ts;
+  double end = test_now() + 8;
+  for (int p = 0; p < kProducers; p++)
+    ts.emplace_back([&, p] {
+      for (uint32_t i = 0; !stop && i < 40000; i++) {
+        uint32_t id = (uint32_t)p << 17 | i;
+        size_t len = 4 + (id * 7919u) % 300;
+        int rc;
+        if (i & 1) {
+          rc = put_view(q, len, id, 10);
+        } else {
+          std::vector<unsigned char> m(len);
+          fill(m.data(), len, id);
+          rc = mproc_queue_put(q, m.data(), len, 10);
+        }
+        if (rc != MPROC_OK) {
+          bad++;
+          return;
+        }
+        sent++;
+        if (test_now() > end)
+          break;
+      }
+    });
+  std::atomic<long> recv{0};
+  for (int c = 0; c < kConsumers; c++)
+    ts.emplace_back([&, c] {
+      std::vector<unsigned char> buf(512);
+      for (uint32_t i = 0;; i++) {
+        mproc_queue_view v;
+        const unsigned char *d;
+        size_t len = 0;
+        int rc;
+        if ((i + (uint32_t)c) & 1) {
+          rc = mproc_queue_get_borrow(q, &v, 10);
+          d = static_cast<const unsigned char *>(v.data);
+          len = v.len;
+        } else {
+          rc = mproc_queue_get(q, buf.data(), buf.size(), &len, 10);
+          d = buf.data();
+        }
+        if (rc != MPROC_OK) {
+          bad++;
+          return;
+        }
+        if (len == 0) { // the end marker
+          if ((i + (uint32_t)c) & 1)
+            mproc_queue_release(q, &v);
+          return;
+        }
+        uint32_t id;
+        std::memcpy(&id, d, 4);
+        if (!check(d, len, id) || len != 4 + (id * 7919u) % 300 ||
+            seen[(id >> 17) * 40000 + (id & 0x1ffff)]++ != 0)
+          bad++;
+        if ((i + (uint32_t)c) & 1)
+          mproc_queue_release(q, &v);
+        recv++;
+      }
+    });
+  for (int p = 0; p < kProducers; p++)
+    ts[(size_t)p].join();
+  for (int c = 0; c < kConsumers; c++)
+    EXPECT_EQ(mproc_queue_put(q, "", 0, 10), MPROC_OK);
+  for (size_t k = (size_t)kProducers; k < ts.size(); k++)
+    ts[k].join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(recv.load(), sent.load());
+  EXPECT_GT(sent.load(), 1000);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, QueueViewHolderDies, testing::Values(0, 1));

@@ -62,7 +62,10 @@ enum {
   MPROC__END_SENT,      /* the child's end of its life line (no pidfds) */
   MPROC__END_SENT_COPY,
   MPROC__END_EXECERR,   /* fork+exec: the exec-error pipe's write end */
-  MPROC__END_COUNT
+  MPROC__END_STDIO,     /* 3 slots: the child's standard streams' copies
+                           above the dup2 targets (a captured stream's
+                           write end among them) */
+  MPROC__END_COUNT = MPROC__END_STDIO + 3
 };
 
 typedef struct mproc__child_ends {
@@ -669,8 +672,6 @@ static void mproc__spawn_release(mproc__spawn_state *st) {
   int i;
   for (i = 1; i <= st->ncopies; i++) /* the passed handles' copies */
     mproc__px_close_fd(&st->src[i]);
-  for (i = 0; i < 3; i++)
-    mproc__px_close_fd(&st->rq.stdio[i]);
   mproc__child_ends_close(&st->ends, -1);
   mproc__px_close_fd(&st->sock);
   mproc__px_close_fd(&st->sent_r);
@@ -678,6 +679,27 @@ static void mproc__spawn_release(mproc__spawn_state *st) {
   free(st->child_vals);
   free(st->bs);
   free(st->argv);
+}
+
+/* The copies of p's standard streams above `floor`, child ends of `st`
+ * (see mproc__child_ends; st->rq.stdio only names them): a fork start in
+ * another thread while this spawn runs must not give its child a copy of a
+ * captured stream's write end, which would hold the stream open, so that
+ * it saw end-of-file only when that fork child ended. */
+static int mproc__spawn_stdio_copies(mproc__spawn_state *st,
+                                     const mproc_process *p, int floor) {
+  int i, rc = MPROC_OK, *fd;
+  mproc__mutex_lock(&mproc__lock);
+  for (i = 0; i < 3 && rc == MPROC_OK; i++) {
+    if (p->stdio_h[i] == MPROC_INVALID_HANDLE)
+      continue;
+    fd = &st->ends.fd[MPROC__END_STDIO + i];
+    if ((*fd = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0)
+      rc = mproc__os_fail(MPROC_ESPAWN, errno);
+    st->rq.stdio[i] = *fd;
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
 }
 
 /* The descriptors the child gets, in order: its bootstrap socket, the
@@ -707,11 +729,7 @@ static int mproc__spawn_sources(mproc__spawn_state *st, const mproc_process *p,
   }
   if (!mproc__px_use_pidfd)
     st->src[st->nsrc++] = st->ends.fd[MPROC__END_SENT_COPY];
-  for (i = 0; i < 3; i++)
-    if (p->stdio_h[i] != MPROC_INVALID_HANDLE &&
-        (st->rq.stdio[i] = fcntl(p->stdio_h[i], F_DUPFD_CLOEXEC, floor)) < 0)
-      return mproc__os_fail(MPROC_ESPAWN, errno);
-  return MPROC_OK;
+  return mproc__spawn_stdio_copies(st, p, floor);
 }
 
 /* Runs the program again as p's child (posix_spawn, or fork+exec where

@@ -532,7 +532,7 @@ def svg_chart(results, m):
         o.append('<text x="%d" y="44">%s</text>' % (lx + 16, esc(label)))
         lx += 200
     o.append('<line x1="%d" y1="36" x2="%d" y2="46" stroke="#c00" stroke-width="2" stroke-dasharray="3,2"/>' % (lx + 5, lx + 5))
-    o.append('<text x="%d" y="44">target (issues 3-5)</text>' % (lx + 14))
+    o.append('<text x="%d" y="44">target (report.py TARGETS)</text>' % (lx + 14))
     bottom = top + row_h * len(rows)
     d = lo
     while d <= hi * 1.0001:

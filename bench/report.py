@@ -31,7 +31,7 @@ from collections import defaultdict
 IMPLS = ("mproc", "python", "raw")
 SCALE_NS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # The chart and the main table show the scaling benchmark at one N only.
-SCALE_HEADLINE = "scale_spawn_n/64"
+SCALE_HEADLINE = "scale_spawn_n/16"
 
 # name, unit, higher_is_better.  Units are ASCII so JSON consumers can
 # compare them as plain strings.

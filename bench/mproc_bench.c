@@ -267,6 +267,19 @@ static int group_leave(const mproc_args *args, double t0) {
   return 0;
 }
 
+/* A child that fails says why (run.sh keeps stderr in errors.log) and
+ * returns 4.  Children wait at most GROUP_PATIENCE seconds for the queue:
+ * when one fails, the others would otherwise wait forever (a producer on a
+ * full queue, say) and the parent, joining them, with them. */
+#define GROUP_PATIENCE 60.0
+
+static int group_fail(const char *what, int rc, int64_t i, size_t len) {
+  fprintf(stderr, "mproc_bench: %s %lld: %s (%s), length %zu\n", what,
+          (long long)i, rc < 0 ? mproc_strerror(rc) : "ok",
+          rc < 0 ? mproc_err_name(rc) : "-", len);
+  return 4;
+}
+
 static int bench_lock_worker(const mproc_args *args) {
   void *lk = NULL;
   int64_t n = 0, i;
@@ -313,11 +326,12 @@ static int bench_mpmc_producer(const mproc_args *args) {
   int64_t n = 0, i;
   double t0 = 0;
   unsigned char buf[BENCH_SMALL_MSG];
-  int code = group_enter(args, MPROC_OBJ_QUEUE, &q, &n, &t0);
+  int rc, code = group_enter(args, MPROC_OBJ_QUEUE, &q, &n, &t0);
   memset(buf, 'x', sizeof buf);
   for (i = 0; !code && i < n; i++)
-    if (mproc_queue_put((mproc_queue *)q, buf, sizeof buf, MPROC_FOREVER) < 0)
-      code = 4;
+    if ((rc = mproc_queue_put((mproc_queue *)q, buf, sizeof buf,
+                              GROUP_PATIENCE)) < 0)
+      code = group_fail("put", rc, i, sizeof buf);
   return code ? code : group_leave(args, t0);
 }
 
@@ -326,13 +340,13 @@ static int bench_mpmc_consumer(const mproc_args *args) {
   int64_t n = 0, i;
   double t0 = 0;
   unsigned char buf[BENCH_SMALL_MSG];
-  size_t len;
-  int code = group_enter(args, MPROC_OBJ_QUEUE, &q, &n, &t0);
+  size_t len = 0;
+  int rc, code = group_enter(args, MPROC_OBJ_QUEUE, &q, &n, &t0);
   for (i = 0; !code && i < n; i++)
-    if (mproc_queue_get((mproc_queue *)q, buf, sizeof buf, &len,
-                        MPROC_FOREVER) < 0 ||
+    if ((rc = mproc_queue_get((mproc_queue *)q, buf, sizeof buf, &len,
+                              GROUP_PATIENCE)) < 0 ||
         len != BENCH_SMALL_MSG)
-      code = 4;
+      code = group_fail("get", rc, i, len);
   return code ? code : group_leave(args, t0);
 }
 

@@ -31,7 +31,7 @@ from collections import defaultdict
 IMPLS = ("mproc", "python", "raw")
 SCALE_NS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # The chart and the main table show the scaling benchmark at one N only.
-SCALE_HEADLINE = "scale_spawn_n/64"
+SCALE_HEADLINE = "scale_spawn_n/16"
 
 # name, unit, higher_is_better.  Units are ASCII so JSON consumers can
 # compare them as plain strings.
@@ -544,7 +544,7 @@ def svg_chart(results, m):
         o.append('<text x="%d" y="44">%s</text>' % (lx + 16, esc(label)))
         lx += 200
     o.append('<line x1="%d" y1="36" x2="%d" y2="46" stroke="#c00" stroke-width="2" stroke-dasharray="3,2"/>' % (lx + 5, lx + 5))
-    o.append('<text x="%d" y="44">target (issues 3-5)</text>' % (lx + 14))
+    o.append('<text x="%d" y="44">target (report.py TARGETS)</text>' % (lx + 14))
     bottom = top + row_h * len(rows)
     d = lo
     while d <= hi * 1.0001:

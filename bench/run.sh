@@ -83,7 +83,8 @@ build_cmake() {
 }
 # Without the CMake option (or if configuring fails in a tree others are
 # editing) the two programs are small enough to build with one compiler line
-# each, at the same optimisation level as CMake's Release.
+# each, at the same optimisation level as CMake's Release (and with
+# _GNU_SOURCE, as CMake builds src/: without it -std=c11 hides POSIX calls).
 build_gcc() {
   local cc=${CC:-cc} plat=posix
   BIN="$OUT/bin"

@@ -41,11 +41,17 @@ int g_init_value; // set by the initializer, in each rank
 
 int workers() { return mproc_pool_mpi_workers(); }
 
+// Under a launcher that gave us ranks (MPROC_TEST_MPI_RANKS, set by the
+// mpi.ranks4 test), ranks that did not come up are a failure, not a skip.
 #define NEED_RANKS()                                                           \
   do {                                                                         \
-    if (workers() < 1)                                                         \
+    if (workers() < 1) {                                                       \
+      ASSERT_EQ(std::getenv("MPROC_TEST_MPI_RANKS"), nullptr)                  \
+          << "mpiexec started us but mproc_pool_mpi_workers() is "            \
+          << workers();                                                        \
       GTEST_SKIP() << "not under mpiexec with 2 ranks or more (an MPI build "  \
                       "run by cmake/mpi-run.sh)";                              \
+    }                                                                          \
   } while (0)
 
 mproc_pool *mpi_pool(int processes = 0, const char *init = nullptr) {

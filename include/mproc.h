@@ -791,11 +791,13 @@ MPROC_API int mproc_process_close(mproc_process *p);
  * Freeing a process that still
  * runs does not stop it: mproc keeps tracking it, mproc_active_children()
  * lists it, and the exit-time cleanup joins (or, if daemonic, terminates) it.
- * Once it has ended, the next mproc_process_start() or
- * mproc_active_children() reaps it and releases its descriptor or handles,
- * so a program that starts children and frees them without joining holds
- * zombies and descriptors (Windows: handles) only for the children still
- * running or ended since its last start, however long it runs.
+ * Once it has ended, mproc_active_children() reaps it and releases its
+ * descriptor or handles, and so does a later mproc_process_start(): with k
+ * freed children still tracked, every k-th start looks at them (so a start
+ * costs the same however many children are alive).  A program that starts
+ * children and frees them without joining therefore holds zombies and
+ * descriptors (Windows: handles) only for about as many ended children as
+ * it has freed ones running, however long it runs.
  * NULL is allowed.  Not thread-safe with other calls on the same object.
  * @param p  the process, or NULL
  * @return NULL. */

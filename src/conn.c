@@ -562,8 +562,10 @@ static uint64_t mproc__ring_used(mproc__conn_stream *s) {
   return mproc__load64(&s->r_tail) - mproc__load64(&s->r_head);
 }
 
+/* 1 when every byte counted into the pipe was read (os_recvd passes
+ * os_sent only if a stranger wrote into the pipe: treat that as idle). */
 static int mproc__ring_os_idle(mproc__conn_stream *s) {
-  return mproc__load64(&s->os_sent) == mproc__load64(&s->os_recvd);
+  return mproc__load64(&s->os_sent) <= mproc__load64(&s->os_recvd);
 }
 
 static void mproc__ring_copy_in(mproc__conn_stream *s, uint64_t at,

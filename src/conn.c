@@ -72,6 +72,17 @@
  * cache lines (two 64-byte lines: see MPROC__Q_LINE in queue.c). */
 #define MPROC__CONN_LINE 128
 
+/* The ring of a stream: a frame that fits goes through it (no system
+ * call) while nothing sent through the OS is unread.  At most the
+ * read-ahead's size, so a frame out of the ring always fits the read-ahead. */
+#define MPROC__CONN_RING MPROC__CONN_BUF
+/* How long a receiver looks at an empty ring before it asks for a wake-up
+ * through the OS channel (seconds). */
+#define MPROC__CONN_RING_SPIN 50e-6
+/* The bell: a header no frame has (length 0xffffffff), written through the
+ * OS only to wake a receiver; receivers drop it. */
+#define MPROC__CONN_BELL 0xffffffffu
+
 /* Version of the description an end carries to a child. */
 #define MPROC__CONN_WIRE 3u
 
@@ -97,7 +108,10 @@ typedef struct mproc__conn_stream {
    * short, bytes that are not a frame, a sender or receiver that died
    * inside a frame).  Sends and receives report MPROC_EBROKEN. */
   volatile uint32_t broken;
-  unsigned char pad1[MPROC__CONN_LINE - 4];
+  /* Set at creation: this stream's small frames may go through `ring`
+   * (see "the ring" below). */
+  uint32_t ring_on;
+  unsigned char pad1[MPROC__CONN_LINE - 8];
   mproc__lockword rx; /* receivers: held while the stream is read */
   /* Changed under rx, one store at a time (MPROC__RA_*): off, end and the
    * flags.  BUSY is set while bytes of the stream are on their way out of
@@ -109,7 +123,22 @@ typedef struct mproc__conn_stream {
    * frame out before publishing the new off) loses nothing. */
   volatile uint64_t ra;
   unsigned char pad2[MPROC__CONN_LINE - sizeof(mproc__lockword) - 8];
+  /* The ring (ring_on only).  Written under tx: r_tail (bytes published
+   * into ring) and os_sent (bytes handed to the OS, counted before the
+   * write); under rx: r_head and os_recvd (bytes read from the OS). */
+  volatile mproc__u64a r_tail, os_sent;
+  /* os_sent when the ring's content began (set by the sender that finds
+   * the ring empty): the pipe's bytes before it come first. */
+  volatile mproc__u64a gate;
+  unsigned char pad3[MPROC__CONN_LINE - 24];
+  volatile mproc__u64a r_head, os_recvd;
+  unsigned char pad4[MPROC__CONN_LINE - 16];
+  /* 1: a receiver (or mproc_wait) may be asleep on the OS channel; the
+   * next sender clears it and wakes it through the OS. */
+  volatile uint32_t sleeping;
+  unsigned char pad5[MPROC__CONN_LINE - 4];
   unsigned char buf[MPROC__CONN_BUF];
+  unsigned char ring[MPROC__CONN_RING];
 } mproc__conn_stream;
 
 /* The segment of one pipe as mapped in one process: shared by the two ends
@@ -429,6 +458,11 @@ int mproc_pipe(mproc_conn **a, mproc_conn **b, int duplex) {
   rc = mproc__conn_shm_create(duplex ? 2 : 1, &shm);
   if (rc == MPROC_OK)
     rc = mproc__conn_os_pair(&oa, &ob, duplex != 0);
+  if (rc == MPROC_OK && mproc__conn_os_ring_check(oa) != MPROC_ENOTSUP) {
+    shm->st[0].ring_on = 1u;
+    if (duplex)
+      shm->st[1].ring_on = 1u;
+  }
   if (rc == MPROC_OK) {
     shm->refs = 2; /* one per end */
     ca = mproc__conn_new(oa, shm, duplex ? MPROC__CONN_R | MPROC__CONN_W
@@ -503,6 +537,85 @@ mproc_conn *mproc_conn_free(mproc_conn *c) {
 
 /* ---- sending -------------------------------------------------------------------- */
 
+/* ---- the ring ----------------------------------------------------------------------
+ *
+ * A stream of an mproc_pipe() pair (POSIX) has a byte ring beside its
+ * read-ahead.  A sender puts a frame into it, instead of writing it to the
+ * pipe, when the frame fits, no receiver asked for a wake-up, and either
+ * the ring is empty (it then records os_sent as the ring's `gate`) or
+ * nothing went through the pipe since the gate was set.  So the ring
+ * holds bytes of one stretch of the stream, which comes after the pipe's
+ * first `gate` bytes and before every pipe byte counted later.  Order on
+ * the receiving side: ring bytes are taken once os_recvd reached the
+ * gate; pipe reads stop at the gate while the ring has bytes, and at the
+ * os_sent loaded before the ring was seen empty otherwise (bytes counted
+ * later may follow ring bytes not seen yet).
+ * Waking: a receiver that finds nothing sets `sleeping`, looks again, then
+ * sleeps in the OS poll; a sender that sees `sleeping` clears it and sends
+ * through the pipe (the write wakes), or, when it saw it only after
+ * publishing into the ring, writes a bell.  Peer death: a ring sender
+ * checks, on the coarse cadence the pipe write uses, that the peer end is
+ * still there (MPROC_EEOF otherwise), and a receiver reads end-of-file
+ * from the pipe only after the ring is empty. */
+
+static uint64_t mproc__ring_used(mproc__conn_stream *s) {
+  return mproc__load64(&s->r_tail) - mproc__load64(&s->r_head);
+}
+
+/* 1 when every byte counted into the pipe was read (os_recvd passes
+ * os_sent only if a stranger wrote into the pipe: treat that as idle). */
+static int mproc__ring_os_idle(mproc__conn_stream *s) {
+  return mproc__load64(&s->os_sent) <= mproc__load64(&s->os_recvd);
+}
+
+static void mproc__ring_copy_in(mproc__conn_stream *s, uint64_t at,
+                                const unsigned char *p, size_t n) {
+  size_t i = (size_t)(at % MPROC__CONN_RING),
+         first = n < MPROC__CONN_RING - i ? n : MPROC__CONN_RING - i;
+  memcpy(s->ring + i, p, first);
+  if (n > first)
+    memcpy(s->ring, p + first, n - first);
+}
+
+/* Through the pipe, counted (ring streams), waking a sleeper. */
+static int mproc__ring_os_send(mproc_conn *c, const unsigned char *hdr,
+                               size_t hlen, const void *data, size_t len) {
+  mproc__conn_stream *s = c->tx;
+  if (mproc__load32(&s->sleeping))
+    mproc__store32(&s->sleeping, 0u); /* this write is the wake-up */
+  (void)mproc__add64(&s->os_sent, (uint64_t)(hlen + len));
+  return mproc__conn_os_write(c->os, hdr, hlen, data, len);
+}
+
+/* Send one frame on a ring stream (tx lock held). */
+static int mproc__ring_send(mproc_conn *c, const unsigned char *hdr,
+                            size_t hlen, const void *data, size_t len) {
+  mproc__conn_stream *s = c->tx;
+  unsigned char bell[MPROC__CONN_HDR];
+  uint64_t tail, used, sent;
+  int rc = mproc__conn_os_ring_check(c->os);
+  if (rc < 0)
+    return rc;
+  used = mproc__ring_used(s);
+  sent = mproc__load64(&s->os_sent);
+  if (hlen + len > MPROC__CONN_RING - used || mproc__load32(&s->sleeping) ||
+      (used && mproc__load64(&s->gate) != sent))
+    return mproc__ring_os_send(c, hdr, hlen, data, len);
+  if (!used)
+    mproc__store64(&s->gate, sent);
+  tail = mproc__load64(&s->r_tail);
+  mproc__ring_copy_in(s, tail, hdr, hlen);
+  if (len)
+    mproc__ring_copy_in(s, tail + hlen, (const unsigned char *)data, len);
+  mproc__store64(&s->r_tail, tail + hlen + len);
+  /* A receiver that went to sleep meanwhile may have missed it. */
+  if (!mproc__load32(&s->sleeping))
+    return MPROC_OK;
+  mproc__put32(bell, MPROC__CONN_BELL);
+  mproc__put32(bell + 4, MPROC__CONN_BELL ^ MPROC__CONN_CHECK);
+  return mproc__ring_os_send(c, bell, sizeof bell, NULL, 0);
+}
+
 /* Write one frame (or, for the test hook, raw bytes) under the stream's
  * send lock, so frames of several threads or processes never interleave.
  * Uncontended the lock costs one CAS and one store. */
@@ -520,7 +633,8 @@ static int mproc__conn_send_locked(mproc_conn *c, const unsigned char *hdr,
   if (mproc__load32(&s->broken)) {
     rc = MPROC_EBROKEN;
   } else {
-    rc = mproc__conn_os_write(c->os, hdr, hlen, data, len);
+    rc = s->ring_on ? mproc__ring_send(c, hdr, hlen, data, len)
+                    : mproc__conn_os_write(c->os, hdr, hlen, data, len);
     /* Cut short by a close in another thread (Windows cancels), or an OS
      * error: part of the frame may be in the pipe.  (End-of-file: nobody
      * is left to receive it.) */
@@ -610,7 +724,9 @@ static int mproc__conn_rx_lock(mproc_conn *c, double deadline) {
 static int mproc__conn_rx_ready(const mproc_conn *c) {
   uint64_t ra = mproc__ra_get(c->rx);
   return c->hold || mproc__load32(&c->rx->broken) || (ra & MPROC__RA_EOF) ||
-         mproc__ra_end(ra) != mproc__ra_off(ra);
+         mproc__ra_end(ra) != mproc__ra_off(ra) ||
+         (c->rx->ring_on && mproc__load64(&c->rx->r_tail) !=
+                                mproc__load64(&c->rx->r_head));
 }
 
 /* Wait until the pipe has bytes (or end-of-file) for a read that will not
@@ -632,7 +748,7 @@ static int mproc__conn_wait_bytes(mproc_conn *c, double deadline) {
 }
 
 /* Read what the pipe has into the read-ahead, after its `end`. */
-static int mproc__conn_fill(mproc_conn *c, double deadline) {
+static int mproc__conn_fill_os(mproc_conn *c, double deadline, uint64_t cap) {
   mproc__conn_stream *s = c->rx;
   uint64_t ra = mproc__ra_get(s);
   size_t got = 0, end = mproc__ra_end(ra);
@@ -640,14 +756,106 @@ static int mproc__conn_fill(mproc_conn *c, double deadline) {
   if (rc < 0)
     return rc;
   mproc__ra_set(s, ra | MPROC__RA_BUSY);
-  rc = mproc__conn_os_read(c->os, s->buf + end, MPROC__CONN_BUF - end,
-                           deadline, &got);
+  if (cap > MPROC__CONN_BUF - end)
+    cap = MPROC__CONN_BUF - end;
+  rc = mproc__conn_os_read(c->os, s->buf + end, (size_t)cap, deadline, &got);
+  if (rc == MPROC_OK && s->ring_on)
+    (void)mproc__add64(&s->os_recvd, (uint64_t)got);
   if (rc == MPROC_OK) /* the bytes and the end of BUSY in one store */
     ra = mproc__ra_make(mproc__ra_off(ra), end + got, ra & MPROC__RA_EOF);
   else if (rc == MPROC_EEOF)
     ra |= MPROC__RA_EOF;
   mproc__ra_set(s, ra);
   return rc;
+}
+
+/* Move ring bytes into the read-ahead after its `end` (BUSY while they
+ * are in neither place). */
+static void mproc__ring_take(mproc__conn_stream *s) {
+  uint64_t ra = mproc__ra_get(s), head = mproc__load64(&s->r_head);
+  size_t end = mproc__ra_end(ra), n = (size_t)mproc__ring_used(s), i, first;
+  if (n > MPROC__CONN_BUF - end)
+    n = MPROC__CONN_BUF - end;
+  i = (size_t)(head % MPROC__CONN_RING);
+  first = n < MPROC__CONN_RING - i ? n : MPROC__CONN_RING - i;
+  mproc__ra_set(s, ra | MPROC__RA_BUSY);
+  memcpy(s->buf + end, s->ring + i, first);
+  if (n > first)
+    memcpy(s->buf + end + first, s->ring, n - first);
+  mproc__store64(&s->r_head, head + n);
+  mproc__ra_set(s, mproc__ra_make(mproc__ra_off(ra), end + n,
+                                  ra & MPROC__RA_EOF));
+}
+
+/* Nothing in the ring nor counted for the pipe: look a little longer, then
+ * ask for a wake-up and sleep in the OS poll.  0 when there is something
+ * to take, 1 when the pipe became readable, or an error. */
+static int mproc__ring_wait(mproc_conn *c, double deadline) {
+  mproc__conn_stream *s = c->rx;
+  double start = mproc__plat_now();
+  int rc;
+  while (mproc__plat_now() - start < MPROC__CONN_RING_SPIN &&
+         (deadline < 0 || mproc__plat_now() < deadline)) {
+    if (mproc__ring_used(s) || !mproc__ring_os_idle(s))
+      return 0;
+    mproc__conn_os_yield();
+  }
+  mproc__store32(&s->sleeping, 1u);
+  if (mproc__ring_used(s) || !mproc__ring_os_idle(s))
+    return 0;
+  rc = mproc__conn_wait_bytes(c, deadline);
+  return rc < 0 ? rc : 1;
+}
+
+/* Fill the read-ahead of a ring stream: ring bytes first, then counted
+ * pipe bytes; the pipe is read without a count only after a poll saw it
+ * readable with nothing counted since (end-of-file: no writer is left to
+ * put anything into the ring). */
+static int mproc__conn_fill(mproc_conn *c, double deadline) {
+  mproc__conn_stream *s = c->rx;
+  uint64_t limit, recvd;
+  int woke = 0, rc;
+  if (!s->ring_on)
+    return mproc__conn_fill_os(c, deadline, MPROC__CONN_BUF);
+  for (;;) {
+    limit = mproc__load64(&s->os_sent); /* before the ring: see above */
+    recvd = mproc__load64(&s->os_recvd);
+    if (mproc__ring_used(s)) {
+      limit = mproc__load64(&s->gate);
+      if (recvd >= limit) {
+        mproc__ring_take(s);
+        return MPROC_OK;
+      }
+    }
+    if (limit > recvd)
+      return mproc__conn_fill_os(c, deadline, limit - recvd);
+    if (woke)
+      return mproc__conn_fill_os(c, deadline, MPROC__CONN_BUF);
+    rc = mproc__ring_wait(c, deadline);
+    if (rc < 0)
+      return rc;
+    woke = rc;
+  }
+}
+
+/* 1 if the 8 bytes at p are a bell. */
+static int mproc__conn_is_bell(const unsigned char *p) {
+  return mproc__get32(p) == MPROC__CONN_BELL &&
+         mproc__get32(p + 4) == (MPROC__CONN_BELL ^ MPROC__CONN_CHECK);
+}
+
+/* Drop the bells at the start of the read-ahead (receive lock held; a
+ * bell is always written between frames). */
+static void mproc__conn_skip_bells(mproc__conn_stream *s) {
+  uint64_t ra = mproc__ra_get(s);
+  size_t off = mproc__ra_off(ra), end = mproc__ra_end(ra);
+  if (!s->ring_on || end > MPROC__CONN_BUF || off > end)
+    return;
+  while (end - off >= MPROC__CONN_HDR && mproc__conn_is_bell(s->buf + off))
+    off += MPROC__CONN_HDR;
+  if (off != mproc__ra_off(ra))
+    mproc__ra_set(s, off == end ? mproc__ra_make(0, 0, ra & MPROC__RA_EOF)
+                                : mproc__ra_make(off, end, ra & MPROC__RA_EOF));
 }
 
 /* How a receive of a frame bigger than the read-ahead ends (see
@@ -721,6 +929,8 @@ static int mproc__conn_recv_direct(mproc_conn *c, unsigned char *ubuf,
     rc = mproc__conn_wait_bytes(c, deadline);
     if (rc == MPROC_OK)
       rc = mproc__conn_os_read(c->os, ubuf + pos, plen - pos, deadline, &got);
+    if (rc == MPROC_OK && s->ring_on)
+      (void)mproc__add64(&s->os_recvd, (uint64_t)got);
     if (rc == MPROC_OK)
       pos += got;
   }
@@ -775,6 +985,7 @@ static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
   if (c->hold)
     return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
   for (;;) {
+    mproc__conn_skip_bells(s);
     ra = mproc__ra_get(s);
     off = mproc__ra_off(ra);
     /* Another process wrote this word: check before indexing with it. */
@@ -841,6 +1052,39 @@ int mproc_conn_recv_bytes(mproc_conn *c, void *buf, size_t cap, size_t *len,
   return rc;
 }
 
+/* mproc_conn_poll's wait on a ring stream (receive locks held): fill the
+ * read-ahead until it has bytes that are not bells, end-of-file, or the
+ * deadline.  1, MPROC_ETIMEDOUT or an error. */
+static int mproc__ring_poll(mproc_conn *c, double deadline) {
+  int rc;
+  for (;;) {
+    mproc__conn_skip_bells(c->rx);
+    if (mproc__conn_rx_ready(c))
+      return 1;
+    rc = mproc__conn_fill(c, deadline);
+    if (rc == MPROC_EEOF)
+      return 1;
+    if (rc < 0)
+      return rc;
+  }
+}
+
+/* mproc_wait on a ring stream: ask senders for a wake-up through the pipe,
+ * and drop bells already in it when the receive locks are free, so a stale
+ * bell does not report the connection ready. */
+static void mproc__ring_wait_prepare(mproc_conn *c) {
+  mproc__conn_stream *s = c->rx;
+  mproc__store32(&s->sleeping, 1u);
+  if (mproc__conn_rx_ready(c) || mproc__ring_os_idle(s) ||
+      mproc__conn_local_lock(c, 0.0) != MPROC_OK)
+    return;
+  if (mproc__conn_rx_lock(c, 0.0) == MPROC_OK) {
+    (void)mproc__ring_poll(c, 0.0);
+    mproc__conn_rx_unlock(c);
+  }
+  mproc__conn_local_unlock(c);
+}
+
 int mproc_conn_poll(mproc_conn *c, double timeout) {
   int rc;
   if (!mproc__conn_valid(c) || isnan(timeout))
@@ -859,8 +1103,11 @@ int mproc_conn_poll(mproc_conn *c, double timeout) {
         /* Bytes of a message are enough, as in Python: waiting for a whole
          * frame could wait forever on a big message whose sender is
          * blocked until someone reads. */
-        rc = mproc__conn_rx_ready(c) ? 1
-                                     : mproc__conn_os_poll(c->os, deadline);
+        if (c->rx->ring_on)
+          rc = mproc__ring_poll(c, deadline);
+        else
+          rc = mproc__conn_rx_ready(c) ? 1
+                                       : mproc__conn_os_poll(c->os, deadline);
         mproc__conn_rx_unlock(c);
       }
       mproc__conn_local_unlock(c);
@@ -886,6 +1133,8 @@ int mproc__conn_wait_handle(mproc_conn *c, mproc_handle_t *out,
   if (c->dir & MPROC__CONN_R) {
     /* Without any lock: a thread or process blocked in a receive must not
      * hold up mproc_wait() in another. */
+    if (c->rx->ring_on)
+      mproc__ring_wait_prepare(c);
     if (mproc__conn_rx_ready(c))
       *ready_now = 1;
     rc = mproc__conn_os_wait_handle(c->os, out, ready_now);

@@ -158,6 +158,30 @@ TEST_ENTRY(conn_check_stream) {
   return 0;
 }
 
+// The size of message i of conn_send_mixed: small ones (the shared-memory
+// ring), some that fill most of the ring, some bigger than it (the pipe).
+size_t mixed_size(int64_t i) {
+  static const size_t sizes[] = {0, 5, 64, 60000, 64, 70000, 3, 200000, 1000};
+  return sizes[i % 9] + (size_t)(i % 3);
+}
+
+// Sends arg 1 messages pattern(mixed_size(i), i) on arg 0, pausing now and
+// then so that the receiver goes to sleep between bursts.
+TEST_ENTRY(conn_send_mixed) {
+  mproc_conn *c = arg_conn(args, 0);
+  int64_t n = 0;
+  mproc_arg_int(args, 1, &n);
+  if (!c)
+    return 2;
+  for (int64_t i = 0; i < n; i++) {
+    if (send_str(c, pattern(mixed_size(i), (unsigned)i)) != MPROC_OK)
+      return 3;
+    if (i % 50 == 49)
+      test_sleep_ms(2);
+  }
+  return 0;
+}
+
 // Sends arg 1 messages of 1000 bytes tagged with arg 2 on arg 0, then
 // returns.  Several of these share one end.
 TEST_ENTRY(conn_blast) {
@@ -866,6 +890,53 @@ TEST(ConnChild, OneWayStreamToAChild) {
   mproc_process_free(proc);
   test_sleep_ms(25); // past a tick of the sender's coarse clock
   EXPECT_EQ(send_str(p.b, "gone"), MPROC_EEOF);
+}
+
+// Small frames go through a shared-memory ring, big ones (and those sent
+// while the receiver sleeps) through the pipe: the receiver must still see
+// them in the order sent.
+TEST(ConnChild, RingAndPipeFramesKeepTheirOrder) {
+  Pipe p(0);
+  const int n = 900;
+  Args a;
+  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.b), MPROC_OK);
+  a.i(n);
+  mproc_process *proc = test_start("conn_send_mixed", a);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  std::string m;
+  for (int i = 0; i < n; i++) {
+    ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
+    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
+  }
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
+  EXPECT_EQ(test_join_code(proc), 0);
+  mproc_process_free(proc);
+}
+
+// mproc_wait() saying a connection is ready means a receive does not wait,
+// also while messages stream in through the ring (a stale wake-up in the
+// pipe must not count as a message).
+TEST(ConnChild, WaitThenReceiveDoesNotWaitWhileStreaming) {
+  Pipe p(0);
+  const int n = 900;
+  Args a;
+  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.b), MPROC_OK);
+  a.i(n);
+  mproc_process *proc = test_start("conn_send_mixed", a);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  std::string m;
+  for (int i = 0; i < n; i++) {
+    mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};
+    ASSERT_EQ(mproc_wait(&w, 1, 30), 1) << i;
+    // A big message may be partly there (ready, as in Python): give it
+    // time; a small one is there whole.
+    ASSERT_EQ(recv_str(p.a, &m, mixed_size(i) > 4096 ? 30 : 0), MPROC_OK) << i;
+    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
+  }
+  EXPECT_EQ(test_join_code(proc), 0);
+  mproc_process_free(proc);
 }
 
 TEST(ConnChild, SmallMessagesFromSeveralProcessesDoNotInterleave) {

@@ -71,6 +71,16 @@ int mproc__conn_os_import(const mproc_handle_t *hs, size_t nh, unsigned dir,
  * failure too). */
 int mproc__conn_os_wrap(mproc_handle_t h, mproc__conn_os **out);
 
+/* For the shared-memory ring of mproc_pipe() pairs (src/conn.c): the
+ * sender's check that the peer end still exists, on the same coarse
+ * cadence os_write uses.  MPROC_OK, MPROC_EEOF (the peer is gone), or
+ * MPROC_ENOTSUP where the ring is not used (Windows, wrapped sockets: the
+ * peer may not share the segment). */
+int mproc__conn_os_ring_check(mproc__conn_os *os);
+
+/* Let another thread run (a receiver looking at the ring again). */
+void mproc__conn_os_yield(void);
+
 /* Release everything (NULL allowed). */
 void mproc__conn_os_close(mproc__conn_os *os);
 

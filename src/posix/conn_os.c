@@ -209,6 +209,23 @@ static int mproc__conn_peer_gone(mproc__conn_os *os) {
   return (p.revents & (POLLHUP | POLLERR)) != 0;
 }
 
+/* MPROC_EEOF once the peer is seen gone; looks once per coarse tick. */
+static int mproc__conn_check_peer(mproc__conn_os *os) {
+  double now = mproc__conn_clock();
+  if (os->last_check == 0 || now - os->last_check >= MPROC__CONN_CHECK_EVERY) {
+    os->last_check = now;
+    if (mproc__conn_peer_gone(os))
+      return MPROC_EEOF;
+  }
+  return MPROC_OK;
+}
+
+int mproc__conn_os_ring_check(mproc__conn_os *os) {
+  return os->sock ? MPROC_ENOTSUP : mproc__conn_check_peer(os);
+}
+
+void mproc__conn_os_yield(void) { (void)sched_yield(); }
+
 /* The outgoing pipe is full: wait for room or for the peer to go. */
 static int mproc__conn_wait_room(mproc__conn_os *os) {
   struct pollfd p[2];
@@ -238,12 +255,8 @@ int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
   struct iovec iov[2];
   int niov, first = 0, rc;
   ssize_t n;
-  double now = mproc__conn_clock();
-  if (os->last_check == 0 || now - os->last_check >= MPROC__CONN_CHECK_EVERY) {
-    os->last_check = now;
-    if (mproc__conn_peer_gone(os))
-      return MPROC_EEOF;
-  }
+  if (mproc__conn_check_peer(os) < 0)
+    return MPROC_EEOF;
   if (hlen + len <= sizeof small) {
     memcpy(small, hdr, hlen);
     if (len)

@@ -559,3 +559,11 @@ int mproc__conn_os_wrap(mproc_handle_t h, mproc__conn_os **out) {
   (*out)->sock = sock;
   return MPROC_OK;
 }
+
+/* No ring on Windows yet: pipes keep their overlapped I/O path. */
+int mproc__conn_os_ring_check(mproc__conn_os *os) {
+  (void)os;
+  return MPROC_ENOTSUP;
+}
+
+void mproc__conn_os_yield(void) { (void)SwitchToThread(); }

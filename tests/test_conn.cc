@@ -541,6 +541,32 @@ TEST(ConnEof, DamagedStreamsReportBroken) {
   }
 }
 
+// A hostile process sharing the segment writes a read-ahead state word
+// that points past (or to the end of) the read-ahead with off == end, so
+// it looks empty: mproc_conn_poll must not read the pipe out of bounds
+// (or report a phantom end-of-file), and the stream reports MPROC_EBROKEN.
+// (Found by review: the ring's poll path filled the read-ahead without
+// checking the word.)
+TEST(ConnEof, HostileReadAheadWordIsBrokenNotOutOfBounds) {
+  const uint64_t far = 0xfffffu | 0xfffffull << 20; // off = end = 2^20 - 1
+  const uint64_t full = 0x10000u | 0x10000ull << 20; // off = end = 64 KiB
+  for (uint64_t ra : {far, full}) {
+    Pipe p;
+    // A poll that finds nothing asks for a wake-up: "x" goes through the
+    // pipe (on a ring stream), so the poll has pipe bytes to read.
+    ASSERT_EQ(mproc_conn_poll(p.a, 0), 0);
+    ASSERT_EQ(send_str(p.b, "x"), MPROC_OK);
+    ASSERT_EQ(mproc__conn_test_scribble(p.a, ra, 0), MPROC_OK);
+    double t0 = test_now();
+    int rc = mproc_conn_poll(p.a, 0.2);
+    EXPECT_TRUE(rc == 1 || rc == MPROC_EBROKEN) << rc;
+    EXPECT_LT(test_now() - t0, 5.0);
+    std::string m;
+    EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
+    EXPECT_EQ(mproc_conn_poll(p.a, 0), 1);
+  }
+}
+
 // Fuzz-style: a stream of random frames with one header bit flipped is
 // received intact up to the damaged frame, then reports MPROC_EBROKEN; the
 // pure decoder never reads past its input and agrees with the encoder.

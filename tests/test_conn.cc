@@ -548,6 +548,9 @@ TEST(ConnEof, DamagedStreamsReportBroken) {
 // (Found by review: the ring's poll path filled the read-ahead without
 // checking the word.)
 TEST(ConnEof, HostileReadAheadWordIsBrokenNotOutOfBounds) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows pipes have no ring; their poll reads nothing";
+#endif
   const uint64_t far = 0xfffffu | 0xfffffull << 20; // off = end = 2^20 - 1
   const uint64_t full = 0x10000u | 0x10000ull << 20; // off = end = 64 KiB
   for (uint64_t ra : {far, full}) {
@@ -564,6 +567,31 @@ TEST(ConnEof, HostileReadAheadWordIsBrokenNotOutOfBounds) {
     std::string m;
     EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
     EXPECT_EQ(mproc_conn_poll(p.a, 0), 1);
+  }
+}
+
+// A hostile process sharing the segment moves the ring's tail far ahead
+// (the ring then claims 2^40 bytes): receives and polls hand out at most
+// the real message, then report MPROC_EBROKEN, by their deadline.
+TEST(ConnEof, HostileRingCountersAreBrokenNotOutOfBounds) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows pipes have no ring; their poll reads nothing";
+#endif
+  for (double t : {0.0, 0.5, MPROC_FOREVER}) {
+    Pipe p;
+    ASSERT_EQ(send_str(p.b, "x"), MPROC_OK);
+    ASSERT_EQ(mproc__conn_test_scribble(p.a, 0, (uint64_t)1 << 40), MPROC_OK);
+    double t0 = test_now();
+    EXPECT_EQ(mproc_conn_poll(p.a, t), 1);
+    std::string m;
+    int rc = recv_str(p.a, &m, t);
+    if (rc == MPROC_OK) {
+      EXPECT_EQ(m, "x");
+      rc = recv_str(p.a, &m, t);
+    }
+    EXPECT_EQ(rc, MPROC_EBROKEN);
+    EXPECT_EQ(send_str(p.b, "y"), MPROC_EBROKEN);
+    EXPECT_LT(test_now() - t0, 5.0);
   }
 }
 

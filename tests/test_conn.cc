@@ -11,7 +11,9 @@
 #include <csignal>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -759,6 +761,116 @@ TEST(ConnErrors, CloseFromAnotherThreadWhileReceiving) {
 }
 
 // ---- threads ----------------------------------------------------------------
+
+namespace {
+// Size of message i of a wake-up stream: mostly small (the ring), with
+// sizes around the ring's capacity and the frame header, and 0 bytes.
+size_t wake_size(long i) {
+  static const size_t odd[] = {0, 1, 7, 8, 9, 65519, 65527, 65528,
+                               65529, 65536, 65544, 70000};
+  return i % 17 == 5 ? odd[(i / 17) % 12] : (size_t)(i * 37 % 300);
+}
+
+// Streams messages (pattern(wake_size(i), i)) with pauses, so the receiver
+// goes from spinning to asleep and back, then the end marker "END!".
+void wake_stream(mproc_conn *c, unsigned seed) {
+  TestRounds r(300, 3000, 5);
+  while (r.next()) {
+    long i = r.i();
+    ASSERT_EQ(send_str(c, pattern(wake_size(i), seed + (unsigned)i)), MPROC_OK);
+    if (i % 50 == 49)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2)); // asleep
+    else if (i % 3 == 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(40 + i % 90));
+  }
+  ASSERT_EQ(send_str(c, "END!"), MPROC_OK);
+}
+
+// Checks message m as the next one of stream k; false on the end marker.
+bool wake_check(std::string &m, long *next, unsigned seed) {
+  if (m == "END!")
+    return false;
+  EXPECT_EQ(m, pattern(wake_size(*next), seed + (unsigned)*next)) << *next;
+  ++*next;
+  return true;
+}
+
+// Runs fn (a receiver that waits with MPROC_FOREVER) and fails if it has
+// not finished after 60 s: a lost wake-up.  Then a message on each end
+// (through the pipe: the receiver asked for a wake-up) gets it out.
+void run_or_rescue(std::function<void()> fn, std::vector<mproc_conn *> ends,
+                   std::atomic<bool> *rescued) {
+  auto f = std::async(std::launch::async, fn);
+  if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "receiver still waiting: lost wake-up";
+    *rescued = true;
+    while (f.wait_for(std::chrono::milliseconds(100)) !=
+           std::future_status::ready)
+      for (mproc_conn *e : ends)
+        (void)send_str(e, "END!");
+  }
+  f.get();
+}
+} // namespace
+
+// Lost wake-ups: a receiver blocked with MPROC_FOREVER in a receive, in
+// mproc_conn_poll, or in mproc_wait over three connections, while senders
+// stream small messages with pauses: it never sleeps through a message,
+// and every message arrives whole and in order.
+TEST(ConnThreads, ForeverReceiverNeverMissesAWakeUp) {
+  for (int mode = 0; mode < 3; mode++) {
+    SCOPED_TRACE(mode);
+    const int npipes = mode == 2 ? 3 : 1;
+    std::vector<std::unique_ptr<Pipe>> ps;
+    std::vector<mproc_conn *> tx;
+    for (int k = 0; k < npipes; k++) {
+      ps.emplace_back(new Pipe());
+      tx.push_back(ps.back()->b);
+    }
+    std::atomic<bool> rescued{false};
+    std::vector<std::thread> senders;
+    for (int k = 0; k < npipes; k++)
+      senders.emplace_back([&, k] { wake_stream(tx[k], 1000u * (unsigned)k); });
+    run_or_rescue(
+        [&] {
+          std::vector<long> next(npipes, 0);
+          std::vector<bool> open(npipes, true);
+          std::string m;
+          for (int left = npipes; left > 0 && !rescued;) {
+            if (mode < 2) {
+              if (mode == 1) {
+                ASSERT_EQ(mproc_conn_poll(ps[0]->a, MPROC_FOREVER), 1);
+              }
+              ASSERT_EQ(recv_str(ps[0]->a, &m, mode ? 30 : MPROC_FOREVER),
+                        MPROC_OK);
+              left -= !wake_check(m, &next[0], 0) ? 1 : 0;
+              continue;
+            }
+            mproc_waitable w[3];
+            for (int k = 0; k < npipes; k++)
+              w[k] = {MPROC_WAIT_CONN, ps[k]->a, MPROC_INVALID_HANDLE, 0};
+            ASSERT_GE(mproc_wait(w, (size_t)npipes, MPROC_FOREVER), 1);
+            for (int k = 0; k < npipes; k++) {
+              if (!w[k].ready || !open[k])
+                continue;
+              int rc = recv_str(ps[k]->a, &m, 0);
+              if (rc == MPROC_ETIMEDOUT)
+                continue; // ready for a message that another look took
+              ASSERT_EQ(rc, MPROC_OK);
+              if (!wake_check(m, &next[k], 1000u * (unsigned)k)) {
+                open[k] = false;
+                left--;
+              }
+            }
+          }
+        },
+        tx, &rescued);
+    for (auto &pp : ps) // a receiver that failed early: senders see EOF
+      EXPECT_EQ(mproc_conn_close(pp->a), MPROC_OK);
+    for (auto &t : senders)
+      t.join();
+  }
+}
 
 TEST(ConnThreads, ConcurrentSendersNeverInterleave) {
   Pipe p;

@@ -1080,6 +1080,45 @@ TEST(ConnChild, RingAndPipeFramesKeepTheirOrder) {
   mproc_process_free(proc);
 }
 
+// Passes the end in arg 0 on to a grandchild that sends arg 1 mixed
+// messages (conn_send_mixed), waits for it, then sends "RELAY-DONE" itself.
+TEST_ENTRY(conn_relay_mixed) {
+  mproc_conn *c = arg_conn(args, 0);
+  int64_t n = 0;
+  mproc_arg_int(args, 1, &n);
+  if (!c)
+    return 2;
+  mproc_process *g = start_with_conn("conn_send_mixed", c, n);
+  if (!g)
+    return 3;
+  int code = test_join_code(g);
+  mproc_process_free(g);
+  if (code != 0)
+    return 4;
+  return send_str(c, "RELAY-DONE") == MPROC_OK ? 0 : 5;
+}
+
+// An end passed on to a grandchild (in every start method) shares the
+// ring: the grandchild's messages arrive whole and in order, then the
+// child's, then end-of-file once both have exited.
+TEST(ConnChild, EndPassedOnToAGrandchildKeepsOrder) {
+  Pipe p(0);
+  const int n = 300;
+  mproc_process *proc = start_with_conn("conn_relay_mixed", p.b, n);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  std::string m;
+  for (int i = 0; i < n; i++) {
+    ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
+    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
+  }
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_EQ(m, "RELAY-DONE");
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
+  EXPECT_EQ(test_join_code(proc), 0);
+  mproc_process_free(proc);
+}
+
 // mproc_wait() saying a connection is ready means a receive does not wait,
 // also while messages stream in through the ring (a stale wake-up in the
 // pipe must not count as a message).

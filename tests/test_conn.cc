@@ -1006,6 +1006,51 @@ TEST(ConnChild, EchoServer) {
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
 }
 
+// Sends pattern(wake_size(i), i) on arg 0 for i = 0, 1, ... until killed
+// (or the receiver is gone), pausing now and then.
+TEST_ENTRY(conn_stream_until_killed) {
+  mproc_conn *c = arg_conn(args, 0);
+  if (!c)
+    return 2;
+  for (long i = 0;; i++) {
+    if (send_str(c, pattern(wake_size(i), (unsigned)i)) != MPROC_OK)
+      return 3;
+    if (i % 97 == 96)
+      test_sleep_ms(1);
+  }
+}
+
+// A sender killed anywhere inside its stream (ring copies, pipe writes,
+// bells): the receiver gets whole messages in order, never a torn or
+// phantom one, and then end-of-file (or MPROC_EBROKEN when the kill cut
+// a frame short), by its deadline.
+TEST(ConnChild, SenderKilledWhileStreamingLeavesNoTornMessage) {
+  TestRounds r(3, 12, 6);
+  while (r.next()) {
+    Pipe p(0);
+    mproc_process *proc = start_with_conn("conn_stream_until_killed", p.b);
+    ASSERT_NE(proc, nullptr);
+    EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+    std::string m;
+    long i = 0, stop = 40 + (r.i() * 331) % 900;
+    for (; i < stop; i++) {
+      ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
+      ASSERT_TRUE(m == pattern(wake_size(i), (unsigned)i)) << i;
+    }
+    ASSERT_EQ(mproc_process_kill(proc), MPROC_OK);
+    int rc;
+    double t0 = test_now();
+    while ((rc = recv_str(p.a, &m, 30)) == MPROC_OK) {
+      ASSERT_TRUE(m == pattern(wake_size(i), (unsigned)i)) << i;
+      i++;
+    }
+    EXPECT_TRUE(rc == MPROC_EEOF || rc == MPROC_EBROKEN) << rc;
+    EXPECT_LT(test_now() - t0, 20.0);
+    EXPECT_EQ(test_join_code(proc), -9);
+    mproc_process_free(proc);
+  }
+}
+
 TEST(ConnChild, EofAfterThePeerProcessIsKilled) {
   Pipe p;
   mproc_process *proc = start_with_conn("conn_hold", p.b);

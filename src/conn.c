@@ -813,8 +813,16 @@ static int mproc__ring_wait(mproc_conn *c, double deadline) {
  * put anything into the ring). */
 static int mproc__conn_fill(mproc_conn *c, double deadline) {
   mproc__conn_stream *s = c->rx;
-  uint64_t limit, recvd;
+  uint64_t limit, recvd, ra = mproc__ra_get(s);
   int woke = 0, rc;
+  /* Another process wrote the word (mproc_conn_poll comes here without
+   * recv's checks): a fill needs room after end, which a sane state that
+   * reaches a fill always has. */
+  if (mproc__ra_end(ra) >= MPROC__CONN_BUF ||
+      mproc__ra_off(ra) > mproc__ra_end(ra)) {
+    mproc__conn_set_broken(s);
+    return MPROC_EBROKEN;
+  }
   if (!s->ring_on)
     return mproc__conn_fill_os(c, deadline, MPROC__CONN_BUF);
   for (;;) {
@@ -1153,6 +1161,16 @@ int mproc__conn_test_rx_held(mproc_conn *c) {
   if (mproc__lockword_owned(&c->rx->rx, 0))
     return 3;
   return (mproc__ra_get(c->rx) & MPROC__RA_BUSY) ? 2 : 1;
+}
+
+int mproc__conn_test_scribble(mproc_conn *c, uint64_t ra,
+                              uint64_t ring_bytes) {
+  if (!mproc__conn_valid(c) || !c->rx)
+    return MPROC_EINVAL;
+  mproc__ra_set(c->rx, ra);
+  if (c->rx->ring_on)
+    (void)mproc__add64(&c->rx->r_tail, ring_bytes);
+  return MPROC_OK;
 }
 
 /* ---- passing an end to a child ------------------------------------------------------

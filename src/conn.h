@@ -78,6 +78,11 @@ int mproc__conn_send_raw(mproc_conn *c, const void *data, size_t len);
  * MPROC_EINVAL. */
 int mproc__conn_test_rx_held(mproc_conn *c);
 
+/* Play a hostile process sharing c's segment: store ra as the incoming
+ * stream's read-ahead state word and put ring_bytes more (unwritten) bytes
+ * into its ring (when the stream has one).  MPROC_OK or MPROC_EINVAL. */
+int mproc__conn_test_scribble(mproc_conn *c, uint64_t ra, uint64_t ring_bytes);
+
 /* Kill points: fn(point) is called (in the calling process only) at these
  * places of a receive, so a test can make a receiver die exactly there
  * (fn calls _exit) and check what its successor gets.  NULL (the default)

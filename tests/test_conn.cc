@@ -11,7 +11,9 @@
 #include <csignal>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -541,6 +543,60 @@ TEST(ConnEof, DamagedStreamsReportBroken) {
   }
 }
 
+// A hostile process sharing the segment writes a read-ahead state word
+// that points past (or to the end of) the read-ahead with off == end, so
+// it looks empty: mproc_conn_poll must not read the pipe out of bounds
+// (or report a phantom end-of-file), and the stream reports MPROC_EBROKEN.
+// (Found by review: the ring's poll path filled the read-ahead without
+// checking the word.)
+TEST(ConnEof, HostileReadAheadWordIsBrokenNotOutOfBounds) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows pipes have no ring; their poll reads nothing";
+#endif
+  const uint64_t far = 0xfffffu | 0xfffffull << 20; // off = end = 2^20 - 1
+  const uint64_t full = 0x10000u | 0x10000ull << 20; // off = end = 64 KiB
+  for (uint64_t ra : {far, full}) {
+    Pipe p;
+    // A poll that finds nothing asks for a wake-up: "x" goes through the
+    // pipe (on a ring stream), so the poll has pipe bytes to read.
+    ASSERT_EQ(mproc_conn_poll(p.a, 0), 0);
+    ASSERT_EQ(send_str(p.b, "x"), MPROC_OK);
+    ASSERT_EQ(mproc__conn_test_scribble(p.a, ra, 0), MPROC_OK);
+    double t0 = test_now();
+    int rc = mproc_conn_poll(p.a, 0.2);
+    EXPECT_TRUE(rc == 1 || rc == MPROC_EBROKEN) << rc;
+    EXPECT_LT(test_now() - t0, 5.0);
+    std::string m;
+    EXPECT_EQ(recv_str(p.a, &m), MPROC_EBROKEN);
+    EXPECT_EQ(mproc_conn_poll(p.a, 0), 1);
+  }
+}
+
+// A hostile process sharing the segment moves the ring's tail far ahead
+// (the ring then claims 2^40 bytes): receives and polls hand out at most
+// the real message, then report MPROC_EBROKEN, by their deadline.
+TEST(ConnEof, HostileRingCountersAreBrokenNotOutOfBounds) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows pipes have no ring; their poll reads nothing";
+#endif
+  for (double t : {0.0, 0.5, MPROC_FOREVER}) {
+    Pipe p;
+    ASSERT_EQ(send_str(p.b, "x"), MPROC_OK);
+    ASSERT_EQ(mproc__conn_test_scribble(p.a, 0, (uint64_t)1 << 40), MPROC_OK);
+    double t0 = test_now();
+    EXPECT_EQ(mproc_conn_poll(p.a, t), 1);
+    std::string m;
+    int rc = recv_str(p.a, &m, t);
+    if (rc == MPROC_OK) {
+      EXPECT_EQ(m, "x");
+      rc = recv_str(p.a, &m, t);
+    }
+    EXPECT_EQ(rc, MPROC_EBROKEN);
+    EXPECT_EQ(send_str(p.b, "y"), MPROC_EBROKEN);
+    EXPECT_LT(test_now() - t0, 5.0);
+  }
+}
+
 // Fuzz-style: a stream of random frames with one header bit flipped is
 // received intact up to the damaged frame, then reports MPROC_EBROKEN; the
 // pure decoder never reads past its input and agrees with the encoder.
@@ -706,6 +762,116 @@ TEST(ConnErrors, CloseFromAnotherThreadWhileReceiving) {
 
 // ---- threads ----------------------------------------------------------------
 
+namespace {
+// Size of message i of a wake-up stream: mostly small (the ring), with
+// sizes around the ring's capacity and the frame header, and 0 bytes.
+size_t wake_size(long i) {
+  static const size_t odd[] = {0, 1, 7, 8, 9, 65519, 65527, 65528,
+                               65529, 65536, 65544, 70000};
+  return i % 17 == 5 ? odd[(i / 17) % 12] : (size_t)(i * 37 % 300);
+}
+
+// Streams messages (pattern(wake_size(i), i)) with pauses, so the receiver
+// goes from spinning to asleep and back, then the end marker "END!".
+void wake_stream(mproc_conn *c, unsigned seed) {
+  TestRounds r(300, 3000, 5);
+  while (r.next()) {
+    long i = r.i();
+    ASSERT_EQ(send_str(c, pattern(wake_size(i), seed + (unsigned)i)), MPROC_OK);
+    if (i % 50 == 49)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2)); // asleep
+    else if (i % 3 == 0)
+      std::this_thread::sleep_for(std::chrono::microseconds(40 + i % 90));
+  }
+  ASSERT_EQ(send_str(c, "END!"), MPROC_OK);
+}
+
+// Checks message m as the next one of stream k; false on the end marker.
+bool wake_check(std::string &m, long *next, unsigned seed) {
+  if (m == "END!")
+    return false;
+  EXPECT_EQ(m, pattern(wake_size(*next), seed + (unsigned)*next)) << *next;
+  ++*next;
+  return true;
+}
+
+// Runs fn (a receiver that waits with MPROC_FOREVER) and fails if it has
+// not finished after 60 s: a lost wake-up.  Then a message on each end
+// (through the pipe: the receiver asked for a wake-up) gets it out.
+void run_or_rescue(std::function<void()> fn, std::vector<mproc_conn *> ends,
+                   std::atomic<bool> *rescued) {
+  auto f = std::async(std::launch::async, fn);
+  if (f.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    ADD_FAILURE() << "receiver still waiting: lost wake-up";
+    *rescued = true;
+    while (f.wait_for(std::chrono::milliseconds(100)) !=
+           std::future_status::ready)
+      for (mproc_conn *e : ends)
+        (void)send_str(e, "END!");
+  }
+  f.get();
+}
+} // namespace
+
+// Lost wake-ups: a receiver blocked with MPROC_FOREVER in a receive, in
+// mproc_conn_poll, or in mproc_wait over three connections, while senders
+// stream small messages with pauses: it never sleeps through a message,
+// and every message arrives whole and in order.
+TEST(ConnThreads, ForeverReceiverNeverMissesAWakeUp) {
+  for (int mode = 0; mode < 3; mode++) {
+    SCOPED_TRACE(mode);
+    const int npipes = mode == 2 ? 3 : 1;
+    std::vector<std::unique_ptr<Pipe>> ps;
+    std::vector<mproc_conn *> tx;
+    for (int k = 0; k < npipes; k++) {
+      ps.emplace_back(new Pipe());
+      tx.push_back(ps.back()->b);
+    }
+    std::atomic<bool> rescued{false};
+    std::vector<std::thread> senders;
+    for (int k = 0; k < npipes; k++)
+      senders.emplace_back([&, k] { wake_stream(tx[k], 1000u * (unsigned)k); });
+    run_or_rescue(
+        [&] {
+          std::vector<long> next(npipes, 0);
+          std::vector<bool> open(npipes, true);
+          std::string m;
+          for (int left = npipes; left > 0 && !rescued;) {
+            if (mode < 2) {
+              if (mode == 1) {
+                ASSERT_EQ(mproc_conn_poll(ps[0]->a, MPROC_FOREVER), 1);
+              }
+              ASSERT_EQ(recv_str(ps[0]->a, &m, mode ? 30 : MPROC_FOREVER),
+                        MPROC_OK);
+              left -= !wake_check(m, &next[0], 0) ? 1 : 0;
+              continue;
+            }
+            mproc_waitable w[3];
+            for (int k = 0; k < npipes; k++)
+              w[k] = {MPROC_WAIT_CONN, ps[k]->a, MPROC_INVALID_HANDLE, 0};
+            ASSERT_GE(mproc_wait(w, (size_t)npipes, MPROC_FOREVER), 1);
+            for (int k = 0; k < npipes; k++) {
+              if (!w[k].ready || !open[k])
+                continue;
+              int rc = recv_str(ps[k]->a, &m, 0);
+              if (rc == MPROC_ETIMEDOUT)
+                continue; // ready for a message that another look took
+              ASSERT_EQ(rc, MPROC_OK);
+              if (!wake_check(m, &next[k], 1000u * (unsigned)k)) {
+                open[k] = false;
+                left--;
+              }
+            }
+          }
+        },
+        tx, &rescued);
+    for (auto &pp : ps) // a receiver that failed early: senders see EOF
+      EXPECT_EQ(mproc_conn_close(pp->a), MPROC_OK);
+    for (auto &t : senders)
+      t.join();
+  }
+}
+
 TEST(ConnThreads, ConcurrentSendersNeverInterleave) {
   Pipe p;
   const int nthreads = 4;
@@ -840,6 +1006,51 @@ TEST(ConnChild, EchoServer) {
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
 }
 
+// Sends pattern(wake_size(i), i) on arg 0 for i = 0, 1, ... until killed
+// (or the receiver is gone), pausing now and then.
+TEST_ENTRY(conn_stream_until_killed) {
+  mproc_conn *c = arg_conn(args, 0);
+  if (!c)
+    return 2;
+  for (long i = 0;; i++) {
+    if (send_str(c, pattern(wake_size(i), (unsigned)i)) != MPROC_OK)
+      return 3;
+    if (i % 97 == 96)
+      test_sleep_ms(1);
+  }
+}
+
+// A sender killed anywhere inside its stream (ring copies, pipe writes,
+// bells): the receiver gets whole messages in order, never a torn or
+// phantom one, and then end-of-file (or MPROC_EBROKEN when the kill cut
+// a frame short), by its deadline.
+TEST(ConnChild, SenderKilledWhileStreamingLeavesNoTornMessage) {
+  TestRounds r(3, 12, 6);
+  while (r.next()) {
+    Pipe p(0);
+    mproc_process *proc = start_with_conn("conn_stream_until_killed", p.b);
+    ASSERT_NE(proc, nullptr);
+    EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+    std::string m;
+    long i = 0, stop = 40 + (r.i() * 331) % 900;
+    for (; i < stop; i++) {
+      ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
+      ASSERT_TRUE(m == pattern(wake_size(i), (unsigned)i)) << i;
+    }
+    ASSERT_EQ(mproc_process_kill(proc), MPROC_OK);
+    int rc;
+    double t0 = test_now();
+    while ((rc = recv_str(p.a, &m, 30)) == MPROC_OK) {
+      ASSERT_TRUE(m == pattern(wake_size(i), (unsigned)i)) << i;
+      i++;
+    }
+    EXPECT_TRUE(rc == MPROC_EEOF || rc == MPROC_EBROKEN) << rc;
+    EXPECT_LT(test_now() - t0, 20.0);
+    EXPECT_EQ(test_join_code(proc), -9);
+    mproc_process_free(proc);
+  }
+}
+
 TEST(ConnChild, EofAfterThePeerProcessIsKilled) {
   Pipe p;
   mproc_process *proc = start_with_conn("conn_hold", p.b);
@@ -909,6 +1120,45 @@ TEST(ConnChild, RingAndPipeFramesKeepTheirOrder) {
     ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
     ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
   }
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
+  EXPECT_EQ(test_join_code(proc), 0);
+  mproc_process_free(proc);
+}
+
+// Passes the end in arg 0 on to a grandchild that sends arg 1 mixed
+// messages (conn_send_mixed), waits for it, then sends "RELAY-DONE" itself.
+TEST_ENTRY(conn_relay_mixed) {
+  mproc_conn *c = arg_conn(args, 0);
+  int64_t n = 0;
+  mproc_arg_int(args, 1, &n);
+  if (!c)
+    return 2;
+  mproc_process *g = start_with_conn("conn_send_mixed", c, n);
+  if (!g)
+    return 3;
+  int code = test_join_code(g);
+  mproc_process_free(g);
+  if (code != 0)
+    return 4;
+  return send_str(c, "RELAY-DONE") == MPROC_OK ? 0 : 5;
+}
+
+// An end passed on to a grandchild (in every start method) shares the
+// ring: the grandchild's messages arrive whole and in order, then the
+// child's, then end-of-file once both have exited.
+TEST(ConnChild, EndPassedOnToAGrandchildKeepsOrder) {
+  Pipe p(0);
+  const int n = 300;
+  mproc_process *proc = start_with_conn("conn_relay_mixed", p.b, n);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  std::string m;
+  for (int i = 0; i < n; i++) {
+    ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
+    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
+  }
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_EQ(m, "RELAY-DONE");
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
   EXPECT_EQ(test_join_code(proc), 0);
   mproc_process_free(proc);

@@ -160,6 +160,10 @@ typedef struct mproc__worker {
   mproc_process *proc;
   mproc_conn *conn;
   int alive, ready, eof;
+  /* A send to it failed (it died, or cannot be reached): it gets no more
+   * messages.  Not eof: results it sent before are still to be read, and
+   * its tasks settled from them rather than failed with its death. */
+  int nosend;
   int init_failed;   /* it reported that its initializer failed */
   double restart_at; /* while dead: no new start before (mproc__plat_now) */
   mproc__chunk *head, *tail;
@@ -617,7 +621,7 @@ static int mproc__worker_reap(mproc__worker *w, double timeout) {
   (void)mproc_process_exitcode(w->proc, &code);
   w->proc = mproc_process_free(w->proc);
   w->conn = mproc_conn_free(w->conn);
-  w->alive = w->ready = w->eof = 0;
+  w->alive = w->ready = w->eof = w->nosend = 0;
   return code;
 }
 
@@ -944,7 +948,7 @@ static size_t mproc__sched_share(const mproc_pool *p) {
   size_t alive = 0, total = p->qlen, share;
   int i;
   for (i = 0; i < p->n; i++)
-    if (p->w[i].alive && p->w[i].ready && !p->w[i].eof) {
+    if (p->w[i].alive && p->w[i].ready && !p->w[i].eof && !p->w[i].nosend) {
       alive++;
       total += p->w[i].inflight;
     }
@@ -1089,10 +1093,11 @@ static void mproc__schedule_worker(mproc_pool *p, int i, size_t share) {
     mproc__sched_flag_timed(p, i, last);
     rc = mproc_conn_send_bytes(w->conn, msg, mlen);
     if (rc < 0) {
-      /* Gone (its sentinel settles it), or unreachable: then end it. */
+      /* Gone (its sentinel settles it), or unreachable: then end it.
+       * Its stream is still read to the end (see nosend). */
       if (rc != MPROC_EEOF)
         (void)mproc_process_kill(w->proc);
-      w->eof = 1;
+      w->nosend = 1;
       return;
     }
     mproc__sched_hand_over(p, w, last, k);
@@ -1107,7 +1112,7 @@ static void mproc__schedule(mproc_pool *p) {
     return;
   for (i = 0; i < p->n && p->qhead; i++) {
     mproc__worker *w = &p->w[i];
-    if (!w->alive || !w->ready || w->eof)
+    if (!w->alive || !w->ready || w->eof || w->nosend)
       continue;
     mproc__schedule_worker(p, i, share);
   }
@@ -1284,7 +1289,7 @@ static void mproc__handler_shutdown(mproc_pool *p) {
     unsigned char stop[4];
     mproc__wr_put32(stop, MPROC__PM_STOP);
     for (i = 0; i < p->n; i++)
-      if (p->w[i].alive && !p->w[i].eof)
+      if (p->w[i].alive && !p->w[i].eof && !p->w[i].nosend)
         (void)mproc_conn_send_bytes(p->w[i].conn, stop, 4);
   }
   mproc__mutex_unlock(&p->mu);

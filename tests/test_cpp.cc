@@ -10,6 +10,7 @@
 
 #include <mproc.hpp>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -423,7 +424,7 @@ TEST(Cpp, QueueViews) {
     EXPECT_EQ(v.data(), nullptr);
   }
   EXPECT_EQ(code_of([&] { q.get_borrow(0); }), MPROC_EEMPTY);
-  EXPECT_EQ(code_of([&] { q.put_reserve(std::size_t(1) << 40, 0); }),
+  EXPECT_EQ(code_of([&] { q.put_reserve(SIZE_MAX, 0); }),
             MPROC_E2BIG);
 }
 

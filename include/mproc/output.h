@@ -122,7 +122,8 @@ MPROC_API int mproc_process_output_read(mproc_process *p, int stream,
  * dropped as new ones arrive, the child never blocks, and
  * mproc_process_output_info() counts what was dropped.  If memory runs
  * out, what was kept is dropped (and counted) and the capture goes on with
- * the bytes that come next: the pipe must be drained whatever happens.  Call it before mproc_process_start().  Not thread-safe with
+ * the bytes that come next: the pipe must be drained whatever happens.
+ * Call it before mproc_process_start().  Not thread-safe with
  * mproc_process_start() of the same object.
  *
  * @param p      a child process object, not started

@@ -826,6 +826,12 @@ static int mproc__conn_fill(mproc_conn *c, double deadline) {
   if (!s->ring_on)
     return mproc__conn_fill_os(c, deadline, MPROC__CONN_BUF);
   for (;;) {
+    /* More than the ring holds: the counters were written by a stranger
+     * (cast to a 32-bit size_t, such a count could even read as 0). */
+    if (mproc__ring_used(s) > MPROC__CONN_RING) {
+      mproc__conn_set_broken(s);
+      return MPROC_EBROKEN;
+    }
     limit = mproc__load64(&s->os_sent); /* before the ring: see above */
     recvd = mproc__load64(&s->os_recvd);
     if (mproc__ring_used(s)) {

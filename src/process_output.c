@@ -271,6 +271,7 @@ int mproc_process_output(mproc_process *p, int stream, void *buf, size_t cap,
   mproc__mutex_lock(&c->mu);
   /* What the pipe holds now (plus one read that may come back short):
    * every byte the ended child wrote, no wait for a descendant. */
+  mproc__cap_pipe_settle(c->pipe);
   (void)mproc__capture_pump_locked(c, mproc__cap_pipe_avail(c->pipe) + 1);
   *len = c->len;
   if (c->len > cap)
@@ -387,6 +388,7 @@ void mproc__capture_tail(mproc_process *p, char *out) {
   if (mproc__capture_get(p, MPROC_STDERR, 1, &c) < 0)
     return; /* not captured (or no longer there): no lines */
   mproc__mutex_lock(&c->mu);
+  mproc__cap_pipe_settle(c->pipe);
   (void)mproc__capture_pump_locked(c, mproc__cap_pipe_avail(c->pipe) + 1);
   from = mproc__tail_start(c->buf + c->start, c->len);
   n = c->len - from;

@@ -1407,7 +1407,7 @@ TEST(PoolMap, ResultsInBlocksSizedForTheRestOfTheJob) {
   ASSERT_EQ(mproc_pool_map(pool.p, "pool_square", in.b.data(), n, 1000, &r),
             MPROC_OK);
   for (size_t i = 0; i < n; i++)
-    ASSERT_EQ(item_i64(r, i), (int64_t)(i * i)) << i;
+    ASSERT_EQ(item_i64(r, i), (int64_t)i * (int64_t)i) << i;
   mproc_async_result_free(r);
   // 8-byte results first, then 40 KB ones: the guess made from the first
   // is far too small, and the later ones take blocks of several MB.

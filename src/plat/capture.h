@@ -40,6 +40,12 @@ int mproc__cap_pipe_read(mproc__cap_pipe *cp, const unsigned char **data,
  * an ended child wrote and stops there.  Serialised with reads. */
 size_t mproc__cap_pipe_avail(mproc__cap_pipe *cp);
 
+/* Before a final look (the child has ended): a read still in flight is
+ * brought to its end, so the bytes it took count in mproc__cap_pipe_avail
+ * and the rest stay in the pipe (Windows: the transfer into an overlapped
+ * read may complete after the writer exited; POSIX: nothing to do). */
+void mproc__cap_pipe_settle(mproc__cap_pipe *cp);
+
 /* Make mproc__cap_pipe_wait return 0, now and from now on. */
 void mproc__cap_pipe_wake(mproc__cap_pipe *cp);
 

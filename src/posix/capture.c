@@ -99,6 +99,10 @@ size_t mproc__cap_pipe_avail(mproc__cap_pipe *cp) {
   return (size_t)n;
 }
 
+void mproc__cap_pipe_settle(mproc__cap_pipe *cp) {
+  (void)cp; /* reads are synchronous: nothing is ever in flight */
+}
+
 void mproc__cap_pipe_wake(mproc__cap_pipe *cp) {
   static const char one = 1;
   ssize_t n;

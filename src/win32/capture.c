@@ -99,6 +99,8 @@ int mproc__cap_pipe_read(mproc__cap_pipe *cp, const unsigned char **data,
       if (err == ERROR_IO_INCOMPLETE)
         return MPROC_OK; /* nothing now */
       cp->pending = 0;
+      if (err == ERROR_OPERATION_ABORTED)
+        continue; /* cancelled by mproc__cap_pipe_settle: read again */
       return mproc__cap_w32_fail(cp, err);
     }
     cp->pending = 0;
@@ -118,6 +120,16 @@ size_t mproc__cap_pipe_avail(mproc__cap_pipe *cp) {
   if (PeekNamedPipe(cp->r, NULL, 0, NULL, &n, NULL))
     total += n;
   return total;
+}
+
+void mproc__cap_pipe_settle(mproc__cap_pipe *cp) {
+  DWORD n = 0;
+  if (!cp->pending || HasOverlappedIoCompleted(&cp->ov))
+    return;
+  /* Completed with the bytes it took, or cancelled with none (they stay
+   * in the pipe for PeekNamedPipe): either way it is over after the wait. */
+  (void)CancelIoEx(cp->r, &cp->ov);
+  (void)GetOverlappedResult(cp->r, &cp->ov, &n, TRUE);
 }
 
 void mproc__cap_pipe_wake(mproc__cap_pipe *cp) { SetEvent(cp->wake); }

@@ -211,16 +211,24 @@ int mproc__px_ms(double seconds) {
   return ms > (double)INT_MAX ? INT_MAX : (int)ms;
 }
 
-int mproc__px_poll_in(int fd, double deadline) {
+static int mproc__px_poll_one(int fd, short events, double deadline) {
   struct pollfd pfd;
   int prc;
   do {
     pfd.fd = fd;
-    pfd.events = POLLIN;
+    pfd.events = events;
     pfd.revents = 0;
     prc = poll(&pfd, 1, mproc__px_ms(mproc__remaining(deadline)));
   } while (prc < 0 && errno == EINTR);
   return prc < 0 ? -1 : prc > 0;
+}
+
+int mproc__px_poll_in(int fd, double deadline) {
+  return mproc__px_poll_one(fd, POLLIN, deadline);
+}
+
+int mproc__px_poll_out(int fd, double deadline) {
+  return mproc__px_poll_one(fd, POLLOUT, deadline);
 }
 
 int mproc__plat_init(int argc, char **argv) {

@@ -82,54 +82,26 @@ const mproc_entry *mproc__plat_fs_entry(void) { return &g_fs_entry; }
 
 /* ---- descriptors over a Unix socket ------------------------------------------ */
 
-/* Exactly n bytes; 0, or -1 with errno (EPIPE for an early EOF). */
-static int mproc__fs_recv_all(int fd, unsigned char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t r = recv(fd, buf, len, 0);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r <= 0) {
-      if (r == 0)
-        errno = EPIPE;
-      return -1;
-    }
-    buf += r;
-    len -= (size_t)r;
-  }
-  return 0;
-}
-
-/* Waits until sock takes more bytes or `deadline` passes (ETIMEDOUT).
- * 0, or -1 with errno. */
-static int mproc__fs_wait_out(int sock, double deadline) {
-  struct pollfd pfd;
-  int prc;
-  do {
-    pfd.fd = sock;
-    pfd.events = POLLOUT;
-    pfd.revents = 0;
-    prc = poll(&pfd, 1, mproc__px_ms(mproc__remaining(deadline)));
-  } while (prc < 0 && errno == EINTR);
-  if (prc == 0)
-    errno = ETIMEDOUT;
-  return prc > 0 ? 0 : -1;
-}
-
 /* sendmsg(2) by `deadline` (negative: none): a stopped or wedged server
  * must not block a start for ever once its socket buffer is full.
  * *sent counts the bytes that went.  0, or -1 with errno. */
 static int mproc__fs_sendmsg_until(int sock, struct msghdr *msg,
                                    double deadline, size_t *sent) {
   ssize_t w;
+  int prc;
   for (;;) {
     w = sendmsg(sock, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w >= 0)
       break;
     if (errno == EINTR)
       continue;
-    if ((errno != EAGAIN && errno != EWOULDBLOCK) ||
-        mproc__fs_wait_out(sock, deadline) != 0)
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
       return -1;
+    prc = mproc__px_poll_out(sock, deadline);
+    if (prc <= 0) {
+      errno = prc == 0 ? ETIMEDOUT : errno;
+      return -1;
+    }
   }
   *sent += (size_t)w;
   return 0;
@@ -189,8 +161,8 @@ static int mproc__fs_send_fds(int sock, const void *data, size_t len,
                               len - (*sent - before), deadline, sent);
 }
 
-/* Exactly n bytes by `deadline` (ETIMEDOUT then); 0, or -1 with errno
- * (EPIPE for an early EOF). */
+/* Exactly n bytes by `deadline` (negative: none; ETIMEDOUT then); 0, or -1
+ * with errno (EPIPE for an early EOF). */
 static int mproc__fs_recv_until(int fd, unsigned char *buf, size_t len,
                                 double deadline) {
   int prc;
@@ -216,7 +188,8 @@ static int mproc__fs_recv_until(int fd, unsigned char *buf, size_t len,
 
 /* Receives `len` bytes and the descriptors sent with them by
  * mproc__fs_send_fds: up to `max` (<= MPROC__FS_BATCH) into fds, *n of
- * them.  0, or -1 with errno (EPROTO: more than max, or cut short). */
+ * them.  0, or -1 with errno (EPROTO: more than max, or cut short); on
+ * failure the caller closes the *n received (0 when none were kept). */
 static int mproc__fs_recv_fds(int sock, void *data, size_t len, int *fds,
                               size_t max, size_t *n) {
   union {
@@ -228,6 +201,7 @@ static int mproc__fs_recv_fds(int sock, void *data, size_t len, int *fds,
   struct cmsghdr *c;
   size_t got = 0, extra = 0;
   ssize_t r;
+  *n = 0; /* nothing for the caller to close until they are all taken */
   memset(&msg, 0, sizeof msg);
   iov.iov_base = data;
   iov.iov_len = len;
@@ -253,14 +227,15 @@ static int mproc__fs_recv_fds(int sock, void *data, size_t len, int *fds,
       else if (++extra)
         (void)close(*(int *)(void *)(CMSG_DATA(c) + k * sizeof(int)));
   }
-  *n = got;
   if (extra || (msg.msg_flags & MSG_CTRUNC)) {
     while (got > 0)
       (void)close(fds[--got]);
     errno = EPROTO;
     return -1;
   }
-  return mproc__fs_recv_all(sock, (unsigned char *)data + r, len - (size_t)r);
+  *n = got;
+  return mproc__fs_recv_until(sock, (unsigned char *)data + r,
+                              len - (size_t)r, -1.0);
 }
 
 /* ---- the program's side: the connection to its server ------------------------- */
@@ -474,18 +449,12 @@ static int mproc__fs_launch(void) {
     rc = mproc__os_fail(MPROC_ESPAWN, atfork_done ? errno : ENOMEM);
     goto finish;
   }
-  rc = mproc__fs_snapshot();
-  if (rc == MPROC_OK)
-    rc = mproc_args_create(&args);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_handle(args, NULL, e.fd[1]);
-  if (rc == MPROC_OK)
-    rc = mproc_args_add_handle(args, NULL, e.fd[2]);
-  if (rc == MPROC_OK && g_fs_preload)
-    rc = mproc_args_add_str(args, "preload", g_fs_preload);
-  if (rc == MPROC_OK)
-    rc = mproc__run_helper(&g_fs_entry, args, &code);
-  if (rc < 0)
+  if ((rc = mproc__fs_snapshot()) < 0 || (rc = mproc_args_create(&args)) < 0 ||
+      (rc = mproc_args_add_handle(args, NULL, e.fd[1])) < 0 ||
+      (rc = mproc_args_add_handle(args, NULL, e.fd[2])) < 0 ||
+      (g_fs_preload &&
+       (rc = mproc_args_add_str(args, "preload", g_fs_preload)) < 0) ||
+      (rc = mproc__run_helper(&g_fs_entry, args, &code)) < 0)
     goto finish;
   mproc__fs_ends_drop(&e, 1);
   mproc__fs_ends_drop(&e, 2);
@@ -717,39 +686,39 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
     e.fd[i] = -1;
   fds = (int *)malloc((nhandles + 5) * sizeof(*fds));
   vals = (uint64_t *)malloc((nhandles + 1) * sizeof(*vals));
-  rc = fds && vals ? MPROC_OK : MPROC_ENOMEM;
+  if (!fds || !vals) {
+    rc = MPROC_ENOMEM;
+    goto finish;
+  }
   /* The server puts the handles where a spawned child finds them. */
-  for (i = 0; rc == MPROC_OK && i < nhandles; i++)
+  for (i = 0; i < nhandles; i++)
     vals[i] = (uint64_t)(MPROC__BS_FD + 1 + i);
-  if (rc == MPROC_OK)
-    rc = build(p, vals, 0, 0, &bs, &bslen);
-  if (rc == MPROC_OK)
-    rc = mproc__fs_ready(); /* before the setup: it compares with the server */
+  /* The server is made ready before the setup: it compares with it. */
+  if ((rc = build(p, vals, 0, 0, &bs, &bslen)) < 0 ||
+      (rc = mproc__fs_ready()) < 0)
+    goto finish;
   deadline = mproc__deadline(mproc__fs_reply_timeout);
   total = bslen;
-  if (rc == MPROC_OK)
-    rc = mproc__fs_setup_make(p, &bs, &total, &flags);
+  if ((rc = mproc__fs_setup_make(p, &bs, &total, &flags)) < 0)
+    goto finish;
   if (!mproc__px_use_pidfd || (p->daemon && !MPROC__HAVE_PDEATHSIG))
     flags |= MPROC__FS_LIFE;
-  if (rc == MPROC_OK &&
-      mproc__fs_ends_open(&e, (flags & MPROC__FS_LIFE) ? MPROC__FS_ENDS_SOCK
+  if (mproc__fs_ends_open(&e, (flags & MPROC__FS_LIFE) ? MPROC__FS_ENDS_SOCK
                                                       : MPROC__FS_ENDS_NONE) !=
-          0)
+      0) {
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
-  if (rc < 0)
     goto finish;
+  }
   fds[0] = e.fd[1];
   fds[1] = e.fd[3]; /* overwritten by a handle when there is no life line */
   nfds = mproc__fs_request_fds(p, fds, handles, nhandles, &flags);
   rc = mproc__fs_submit(fds, nfds, bs, bslen, total, flags, deadline);
   mproc__fs_ends_drop(&e, 1); /* only the server holds it now */
   mproc__fs_ends_drop(&e, 3); /* and the child this one */
-  if (rc == MPROC_OK)
-    rc = mproc__fs_take_child(p, e.fd[0], deadline);
-  if (rc == MPROC_OK) {
-    mproc__fs_ends_take(&e, 0, &p->plat.sentinel_r);
-    mproc__fs_ends_take(&e, 2, &p->plat.fs_life);
-  }
+  if (rc < 0 || (rc = mproc__fs_take_child(p, e.fd[0], deadline)) < 0)
+    goto finish;
+  mproc__fs_ends_take(&e, 0, &p->plat.sentinel_r);
+  mproc__fs_ends_take(&e, 2, &p->plat.fs_life);
 finish:
   mproc__fs_ends_close(&e); /* unlinks it, if it was ever linked */
   free(fds);
@@ -1052,7 +1021,7 @@ static int mproc__fs_recv_setup(int conn, unsigned char **bs, size_t bslen) {
   if (!(grown = (unsigned char *)realloc(*bs, bslen + 4)))
     return -1;
   *bs = grown;
-  if (mproc__fs_recv_all(conn, grown + bslen, 4) != 0)
+  if (mproc__fs_recv_until(conn, grown + bslen, 4, -1.0) != 0)
     return -1;
   len = mproc__fs_setup_len(grown + bslen);
   if (len < 2 || len > MPROC__FS_SETUP_MAX)
@@ -1061,7 +1030,7 @@ static int mproc__fs_recv_setup(int conn, unsigned char **bs, size_t bslen) {
     return -1;
   *bs = grown;
   s = grown + bslen + 4;
-  if (mproc__fs_recv_all(conn, s, len) != 0)
+  if (mproc__fs_recv_until(conn, s, len, -1.0) != 0)
     return -1;
   nul = (const unsigned char *)memchr(s, 0, len);
   if (!nul)
@@ -1236,7 +1205,7 @@ static int mproc__fs_serve(int conn, int alive) {
   if (!bs || mproc__fs_recv_request_fds(conn, fds, nfds) != 0)
     goto finish;
   got = nfds;
-  if (mproc__fs_recv_all(conn, bs, bslen) != 0)
+  if (mproc__fs_recv_until(conn, bs, bslen, -1.0) != 0)
     goto finish;
   if ((flags & MPROC__FS_SETUP) && mproc__fs_recv_setup(conn, &bs, bslen) != 0)
     goto finish;

@@ -80,6 +80,8 @@ int mproc__px_ms(double seconds);
  * seconds, negative: none) passes; EINTR waits on.  1 ready, 0 timed out,
  * -1 with errno. */
 int mproc__px_poll_in(int fd, double deadline);
+/* The same for room to write (POLLOUT). */
+int mproc__px_poll_out(int fd, double deadline);
 
 /* send(2) all of buf on a socket, without SIGPIPE (MSG_NOSIGNAL: a peer
  * that died gives EPIPE); 0, or -1 with errno (proc.c). */

@@ -131,6 +131,14 @@ static int mproc__capture_pump_locked(mproc__capture *c, size_t budget) {
   return c->eof;
 }
 
+/* For a child that has ended (c->mu held): move what the pipe holds now
+ * (plus one read that may come back short), which is every byte the child
+ * wrote, without waiting for an end-of-file a descendant may withhold. */
+static void mproc__capture_pump_ended(mproc__capture *c) {
+  mproc__cap_pipe_settle(c->pipe);
+  (void)mproc__capture_pump_locked(c, mproc__cap_pipe_avail(c->pipe) + 1);
+}
+
 static void mproc__capture_main(void *arg) {
   mproc__capture *c = (mproc__capture *)arg;
   int done = 0;
@@ -269,10 +277,7 @@ int mproc_process_output(mproc_process *p, int stream, void *buf, size_t cap,
   if (rc < 0)
     return rc;
   mproc__mutex_lock(&c->mu);
-  /* What the pipe holds now (plus one read that may come back short):
-   * every byte the ended child wrote, no wait for a descendant. */
-  mproc__cap_pipe_settle(c->pipe);
-  (void)mproc__capture_pump_locked(c, mproc__cap_pipe_avail(c->pipe) + 1);
+  mproc__capture_pump_ended(c);
   *len = c->len;
   if (c->len > cap)
     rc = MPROC_ERANGE;
@@ -388,8 +393,7 @@ void mproc__capture_tail(mproc_process *p, char *out) {
   if (mproc__capture_get(p, MPROC_STDERR, 1, &c) < 0)
     return; /* not captured (or no longer there): no lines */
   mproc__mutex_lock(&c->mu);
-  mproc__cap_pipe_settle(c->pipe);
-  (void)mproc__capture_pump_locked(c, mproc__cap_pipe_avail(c->pipe) + 1);
+  mproc__capture_pump_ended(c);
   from = mproc__tail_start(c->buf + c->start, c->len);
   n = c->len - from;
   if (n > MPROC_END_TAIL_MAX) {

@@ -15,8 +15,11 @@
 
 #include "px_have.h"
 
-#if MPROC__HAVE_PIDFD || MPROC__HAVE_GETTID
+#if MPROC__HAVE_PIDFD || MPROC__HAVE_GETTID || MPROC__HAVE_CLOSE_RANGE
 #include <sys/syscall.h>
+#endif
+#if MPROC__HAVE_CLOSE_RANGE && !defined(SYS_close_range)
+#define SYS_close_range 436 /* the same number on every architecture */
 #endif
 #if MPROC__HAVE_PROC_PIDINFO
 #include <libproc.h> /* proc_pidinfo */
@@ -221,6 +224,23 @@ static int mproc__px_poll_one(int fd, short events, double deadline) {
     prc = poll(&pfd, 1, mproc__px_ms(mproc__remaining(deadline)));
   } while (prc < 0 && errno == EINTR);
   return prc < 0 ? -1 : prc > 0;
+}
+
+void mproc__px_close_range(int lo, int hi) {
+  int max;
+#if MPROC__HAVE_CLOSE_RANGE
+  if (syscall(SYS_close_range, (unsigned)lo, hi < 0 ? ~0u : (unsigned)hi, 0) ==
+      0)
+    return; /* else ENOSYS: a kernel before 5.9 */
+#endif
+  if (hi < 0) {
+    /* No limit given: the descriptor table's, capped so that a huge
+     * RLIMIT_NOFILE does not cost millions of close() calls. */
+    max = (int)sysconf(_SC_OPEN_MAX);
+    hi = (max < 0 || max > 65536 ? 65536 : max) - 1;
+  }
+  for (; lo <= hi; lo++)
+    (void)close(lo);
 }
 
 int mproc__px_poll_in(int fd, double deadline) {

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "px_have.h"
-#if MPROC__HAVE_PIDFD || MPROC__HAVE_CLOSE_RANGE
+#if MPROC__HAVE_PIDFD
 #include <sys/syscall.h>
 #endif
 
@@ -37,9 +37,6 @@
 
 #if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
-#endif
-#if MPROC__HAVE_CLOSE_RANGE && !defined(SYS_close_range)
-#define SYS_close_range 436 /* the same number on every architecture */
 #endif
 #ifndef MSG_CMSG_CLOEXEC
 #define MSG_CMSG_CLOEXEC 0 /* macOS: the server execs nothing anyway */
@@ -933,20 +930,6 @@ static void mproc__fs_reap_ended(void) {
   }
 }
 
-/* Close every descriptor from `lo` up. */
-static void mproc__fs_close_from(int lo) {
-  int fd, max;
-#if MPROC__HAVE_CLOSE_RANGE
-  if (syscall(SYS_close_range, (unsigned)lo, ~0u, 0) == 0)
-    return;
-#endif
-  max = (int)sysconf(_SC_OPEN_MAX);
-  if (max < 0 || max > 65536)
-    max = 65536;
-  for (fd = lo; fd < max; fd++)
-    (void)close(fd);
-}
-
 static int mproc__fs_nstdio(uint32_t flags) {
   int i, n = 0;
   for (i = 0; i < 3; i++)
@@ -985,7 +968,7 @@ static void mproc__fs_child_fds(int alive, const int *fds, size_t nfds,
   for (i = 0; i < k; i++)
     if (dup2(src[i], dst[i]) < 0)
       mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP);
-  mproc__fs_close_from(floor);
+  mproc__px_close_range(floor, -1);
   (void)fcntl(MPROC__BS_FD, F_SETFD, FD_CLOEXEC);
   if (nl) {
     (void)fcntl(floor - 1, F_SETFD, FD_CLOEXEC);

@@ -72,6 +72,11 @@ int mproc__px_socketpair(int fds[2]);
 /* Close *fd if open and set it to -1, keeping errno. */
 void mproc__px_close_fd(int *fd);
 
+/* Close descriptors lo..hi (hi negative: every one from lo up), with
+ * close_range(2) where the kernel has it; async-signal-safe, for a child
+ * between fork and exec. */
+void mproc__px_close_range(int lo, int hi);
+
 /* Milliseconds for poll(): negative waits forever; round up so a short
  * timeout never becomes a busy 0. */
 int mproc__px_ms(double seconds);

@@ -279,12 +279,8 @@ int mproc__mpi_pool_open(mproc__mpi_pool **out, int n, const char *init,
   m->links = (mproc__mpi_link *)calloc((size_t)n, sizeof *m->links);
   if (!m->links)
     goto finish;
-  if (init) {
-    m->init = (char *)malloc(strlen(init) + 1);
-    if (!m->init)
-      goto finish;
-    memcpy(m->init, init, strlen(init) + 1);
-  }
+  if (init && !(m->init = mproc__strdup(init)))
+    goto finish;
   for (i = 0; i < n; i++) {
     m->links[i].rank = i + 1;
     m->links[i].slots =

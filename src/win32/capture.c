@@ -148,15 +148,11 @@ static void mproc__cap_pipe_forget(mproc__cap_pipe *cp) {
 }
 
 void mproc__cap_pipe_close(mproc__cap_pipe *cp) {
-  DWORD n;
   if (!cp)
     return;
-  /* The kernel writes into chunk until the read is over: cancel it and
-   * wait for it before the memory goes. */
-  if (cp->pending) {
-    (void)CancelIoEx(cp->r, &cp->ov);
-    (void)GetOverlappedResult(cp->r, &cp->ov, &n, TRUE);
-  }
+  /* The kernel writes into chunk until the read is over: end it before
+   * the memory goes. */
+  mproc__cap_pipe_settle(cp);
   mproc__cap_pipe_forget(cp);
   free(cp);
 }

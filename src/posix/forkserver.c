@@ -231,8 +231,8 @@ static int mproc__fs_recv_fds(int sock, void *data, size_t len, int *fds,
     return -1;
   }
   *n = got;
-  return mproc__fs_recv_until(sock, (unsigned char *)data + r,
-                              len - (size_t)r, -1.0);
+  return mproc__fs_recv_until(sock, (unsigned char *)data + r, len - (size_t)r,
+                              -1.0);
 }
 
 /* ---- the program's side: the connection to its server ------------------------- */
@@ -700,9 +700,9 @@ int mproc__plat_fs_start(mproc_process *p, const mproc_handle_t *handles,
     goto finish;
   if (!mproc__px_use_pidfd || (p->daemon && !MPROC__HAVE_PDEATHSIG))
     flags |= MPROC__FS_LIFE;
-  if (mproc__fs_ends_open(&e, (flags & MPROC__FS_LIFE) ? MPROC__FS_ENDS_SOCK
-                                                      : MPROC__FS_ENDS_NONE) !=
-      0) {
+  if (mproc__fs_ends_open(&e, (flags & MPROC__FS_LIFE)
+                                  ? MPROC__FS_ENDS_SOCK
+                                  : MPROC__FS_ENDS_NONE) != 0) {
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
     goto finish;
   }

@@ -248,15 +248,19 @@ static int mproc__capture_get(mproc_process *p, int stream, int ended,
   if (ended && (rc = mproc_process_exitcode(p, &code)) <= 0)
     return rc == 0 ? MPROC_ESTATE : rc; /* reaps; checks creator/closed */
   mproc__mutex_lock(&mproc__lock);
-  rc = mproc__check_child(p);
-  if (rc == MPROC_OK && p->stdio_mode[stream] != MPROC_STDIO_CAPTURE)
+  if ((rc = mproc__check_child(p)) < 0)
+    goto finish;
+  if (p->stdio_mode[stream] != MPROC_STDIO_CAPTURE) {
     rc = MPROC_ENOTFOUND;
-  else if (rc == MPROC_OK && !p->capture[stream])
-    rc = MPROC_ESTATE; /* not started */
-  if (rc == MPROC_OK) {
-    p->readers++;
-    *out = p->capture[stream];
+    goto finish;
   }
+  if (!p->capture[stream]) {
+    rc = MPROC_ESTATE; /* not started */
+    goto finish;
+  }
+  p->readers++;
+  *out = p->capture[stream];
+finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }
@@ -360,11 +364,15 @@ int mproc_process_set_capture_limit(mproc_process *p, size_t limit) {
   if (!p)
     return MPROC_EINVAL;
   mproc__mutex_lock(&mproc__lock);
-  rc = mproc__check_child(p);
-  if (rc == MPROC_OK && p->state != MPROC__P_CREATED)
+  if ((rc = mproc__check_child(p)) < 0)
+    goto finish;
+  /* The captures read it when the start makes them. */
+  if (p->state != MPROC__P_CREATED) {
     rc = MPROC_ESTATE;
-  if (rc == MPROC_OK)
-    p->capture_limit = limit;
+    goto finish;
+  }
+  p->capture_limit = limit;
+finish:
   mproc__mutex_unlock(&mproc__lock);
   return rc;
 }

@@ -202,6 +202,8 @@ typedef struct mproc__rd {
   int bad; /* set on the first overrun; later reads return zeros */
 } mproc__rd;
 
+/* Start reading the n bytes at p (NULL: none). */
+void mproc__rd_init(mproc__rd *r, const void *p, size_t n);
 uint32_t mproc__rd_u32(mproc__rd *r);
 uint64_t mproc__rd_u64(mproc__rd *r);
 uint8_t mproc__rd_u8(mproc__rd *r);

@@ -69,9 +69,7 @@ int mproc__tval_dec(const void *msg, size_t len, int tag, mproc__tval *v) {
     return MPROC_ETYPE;
   if (tag == MPROC_TYPED_STR)
     return mproc__tval_dec_str((const unsigned char *)msg, len, v);
-  r.p = (const unsigned char *)msg;
-  r.left = len;
-  r.bad = 0;
+  mproc__rd_init(&r, msg, len);
   if (len != MPROC__TYPED_SCALAR_LEN || mproc__rd_u8(&r) != tag)
     return MPROC_ETYPE;
   u = mproc__rd_u64(&r);

@@ -6,6 +6,12 @@
 
 #include "internal.h"
 
+void mproc__rd_init(mproc__rd *r, const void *p, size_t n) {
+  r->p = (const unsigned char *)p;
+  r->left = p ? n : 0;
+  r->bad = 0;
+}
+
 const unsigned char *mproc__rd_bytes(mproc__rd *r, size_t n) {
   const unsigned char *p;
   if (r->bad || n > r->left) {

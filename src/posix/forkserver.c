@@ -464,9 +464,7 @@ static int mproc__fs_launch(void) {
     rc = mproc__os_fail(MPROC_ESPAWN, errno);
     goto finish;
   }
-  rd.p = hello;
-  rd.left = sizeof hello;
-  rd.bad = 0;
+  mproc__rd_init(&rd, hello, sizeof hello);
   g_fs_pid = (int64_t)mproc__rd_u64(&rd);
   mproc__fs_ends_take(&e, 0, &g_fs_conn);
   mproc__fs_ends_take(&e, 3, &g_fs_alive_w);
@@ -562,9 +560,7 @@ static int mproc__fs_take_child(mproc_process *p, int ch, double deadline) {
     if (e != ETIMEDOUT || mproc__fs_recv_until(ch, rec, sizeof rec, 0) != 0)
       return mproc__os_fail(MPROC_ESPAWN, e == ETIMEDOUT ? e : EPIPE);
   }
-  rd.p = rec;
-  rd.left = sizeof rec;
-  rd.bad = 0;
+  mproc__rd_init(&rd, rec, sizeof rec);
   v = (int64_t)mproc__rd_u64(&rd);
   if (v <= 0)
     return mproc__os_fail(MPROC_ESPAWN, v < 0 ? (int)-v : EPROTO);
@@ -810,9 +806,7 @@ int mproc__px_fs_reap(mproc_process *p, int *exitcode) {
       *exitcode = 255;
       return 1;
     }
-    rd.p = rec;
-    rd.left = sizeof rec;
-    rd.bad = 0;
+    mproc__rd_init(&rd, rec, sizeof rec);
     p->plat.fs_code = (int)(int32_t)mproc__rd_u32(&rd);
     __atomic_store_n(&p->plat.fs_got, 1, __ATOMIC_RELEASE);
   }
@@ -988,9 +982,7 @@ static void mproc__fs_child_signals(void) {
 
 static size_t mproc__fs_setup_len(const unsigned char *p) {
   mproc__rd rd;
-  rd.p = p;
-  rd.left = 4;
-  rd.bad = 0;
+  mproc__rd_init(&rd, p, 4);
   return mproc__rd_u32(&rd);
 }
 
@@ -1169,9 +1161,7 @@ static int mproc__fs_serve(int conn, int alive) {
   if (!fds || mproc__fs_recv_fds(conn, hdr, sizeof hdr, fds, MPROC__FS_BATCH,
                                  &got) != 0)
     goto finish;
-  rd.p = hdr;
-  rd.left = sizeof hdr;
-  rd.bad = 0;
+  mproc__rd_init(&rd, hdr, sizeof hdr);
   if (mproc__rd_u32(&rd) != MPROC__FS_MAGIC)
     goto finish;
   bslen = mproc__rd_u32(&rd);

@@ -113,7 +113,8 @@ void mproc__plat_sleep(double seconds) {
  * unreaped) counts as gone there, so the queue is then made readable at once
  * with a user event.  Compile-checked only; the behaviour is the one Apple's
  * kqueue(2) man page and XNU's filt_procattach describe.  A kqueue is not
- * inherited by fork(2): see mproc__plat_forget (proc.c). */
+ * inherited by fork(2), so mproc__plat_private_proc (proc.c) does not
+ * register it for fork children to close. */
 static int mproc__px_kqueue_for(pid_t pid) {
   struct kevent ev;
   int kq = kqueue(), e;

@@ -1030,8 +1030,10 @@ static void mproc__fs_child_setup(const char *blob, size_t len) {
   at = strlen(setup) + 1;
   if (setup[0] && chdir(setup) != 0)
     mproc__plat_exit_now(MPROC_EXIT_BOOTSTRAP); /* removed since start */
-  if (!setup[at++])
+  if (!setup[at++]) {
+    free(setup); /* no environment: nothing points into it */
     return;
+  }
   for (i = at; i < len; i++)
     n += setup[i] == 0;
   if (!(envp = (char **)malloc((n + 1) * sizeof(*envp))))

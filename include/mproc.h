@@ -575,7 +575,8 @@ typedef struct mproc_process_options {
  * @param args   NULL: no arguments; the list is copied
  * @param opts   may be NULL
  * @return 0 or an error: #MPROC_EINVAL (NULL out/entry), #MPROC_ENOINIT
- *   (mproc_main not called; if it failed, the code it failed with), #MPROC_ENOENTRY (no such entry in the table;
+ *   (mproc_main not called; if it failed, the code it failed with),
+ *   #MPROC_ENOENTRY (no such entry in the table;
  *   also for #MPROC_POOL_WORKER_ENTRY, which only a pool starts),
  *   #MPROC_ENOTSUP (fork on Windows), #MPROC_E2BIG (arguments over
  *   #MPROC_ARGS_MAX). */
@@ -830,10 +831,18 @@ MPROC_API int mproc_process_set_daemon(mproc_process *p, int daemonic);
 /** A handle that becomes ready when the child ends: on POSIX a descriptor that
  * polls readable (a pidfd on Linux; for a forkserver child, the socket its
  * server sends the exit code on), on Windows the process HANDLE.  Owned by
- * the process object, valid until close/free.
+ * the process object, valid until close/free.  Ready means "look now", as
+ * with Python's sentinel: confirm with mproc_process_join() with timeout 0.
+ * A forkserver child's socket also becomes ready (for good) if its server
+ * dies first; then call this again to get the descriptor that tracks the
+ * child itself.  The first call may open that descriptor (pidfds are opened
+ * lazily); the object's observable state does not change.  Thread-safe.
  * @param p  the process
  * @param[out] out  the sentinel
- * @return 0, or #MPROC_ESTATE before start. */
+ * @return 0; #MPROC_ESTATE before start; #MPROC_EINVAL for NULL arguments;
+ *         #MPROC_ECLOSED after close; #MPROC_EPERM for the current
+ *         process; #MPROC_ENOTSUP for a parent that has no exit watch;
+ *         #MPROC_ESYS if the descriptor cannot be opened. */
 MPROC_API int mproc_process_sentinel(const mproc_process *p, mproc_handle_t *out);
 
 /** The calling process as a process object ("MainProcess" in the main program;

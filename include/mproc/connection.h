@@ -13,8 +13,9 @@
  *                     listener that died is replaced; a path where a
  *                     listener still answers, or that is not such a
  *                     socket, is MPROC_EEXIST.  (The check connects once:
- *                     a live listener sees a client that hangs up at once.)  The path must fit sockaddr_un's
- *                     sun_path (about 100 bytes): longer is MPROC_EINVAL.
+ *                     a live listener sees a client that hangs up at once.)
+ *                     The path must fit sockaddr_un's sun_path (about
+ *                     100 bytes): longer is MPROC_EINVAL.
  *                     mproc_listener_free() removes the file.
  *   "pipe:NAME"       a Windows named pipe, \\.\pipe\NAME, local clients
  *                     only, open to this user only.

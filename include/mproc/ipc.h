@@ -602,7 +602,8 @@ typedef struct mproc_queue mproc_queue;
  * `Queue(maxsize=0)` is (the tutorial's "put every task, then read the
  * results" never blocks).  Memory follows the backlog: a queue its
  * consumers keep up with uses its first megabyte (and room for three of
- * its largest messages), however large its reserve.  When a backlog drains, Linux hands its pages back to the OS
+ * its largest messages), however large its reserve.  When a backlog drains,
+ * Linux hands its pages back to the OS
  * (all but the first 4 MiB of the ring; a ring of 8 MiB or less keeps
  * what it touched, as a fixed ring would); Windows keeps the pages a backlog
  * committed until the queue is freed in every process (a section's pages

@@ -566,9 +566,7 @@ static int mproc__dec_object(mproc__rd *r, mproc_args *a, const char *keyp,
   rc = mproc__dec_claim_slots(seen, slot0, nh);
   if (rc < 0)
     return rc;
-  blob.p = p;
-  blob.left = n;
-  blob.bad = 0;
+  mproc__rd_init(&blob, p, n);
   if (dup_objects && nh)
     rc = mproc__dec_import_owned(vt, &blob, table, ntable, slot0, nh, seen,
                                  &obj);
@@ -675,9 +673,7 @@ int mproc__args_decode(const unsigned char *buf, size_t len,
   *out = NULL;
   if (!buf && len)
     return MPROC_EINVAL;
-  r.p = buf;
-  r.left = len;
-  r.bad = 0;
+  mproc__rd_init(&r, buf, len);
   npos = mproc__rd_u32(&r);
   nkw = mproc__rd_u32(&r);
   nh = mproc__rd_u32(&r);

@@ -61,9 +61,7 @@ int mproc__bootstrap_peek_len(const unsigned char *hdr, size_t *total) {
   uint32_t version, n;
   if (memcmp(hdr, MPROC__BS_MAGIC, 8) != 0)
     return MPROC_EINVAL;
-  r.p = hdr + 8;
-  r.left = 8;
-  r.bad = 0;
+  mproc__rd_init(&r, hdr + 8, 8);
   version = mproc__rd_u32(&r);
   n = mproc__rd_u32(&r);
   if (version != MPROC__BS_VERSION || n < MPROC__BS_HEADER ||
@@ -98,9 +96,7 @@ int mproc__bootstrap_decode(const unsigned char *buf, size_t len,
     return MPROC_EINVAL;
   if (mproc__bootstrap_peek_len(buf, &total) < 0 || total != len)
     return MPROC_EINVAL;
-  r.p = buf + MPROC__BS_HEADER;
-  r.left = len - MPROC__BS_HEADER;
-  r.bad = 0;
+  mproc__rd_init(&r, buf + MPROC__BS_HEADER, len - MPROC__BS_HEADER);
   bs->start_method = mproc__rd_u32(&r);
   bs->flags = mproc__rd_u32(&r);
   bs->parent_pid = (int64_t)mproc__rd_u64(&r);

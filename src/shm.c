@@ -446,9 +446,8 @@ static int mproc__array_import_lock(const mproc__objtype *lvt,
   int lock_ok = *ok && d->has_lock && d->lock_blob;
   mproc__rd lr;
   int rc;
-  lr.p = d->lock_blob;
-  lr.left = lock_ok ? d->lock_len : 0;
-  lr.bad = lock_ok ? 0 : 1;
+  mproc__rd_init(&lr, d->lock_blob, lock_ok ? d->lock_len : 0);
+  lr.bad = !lock_ok;
   rc = lvt->import_(&lr, nh > 1 ? hs + 1 : hs, nh > 1 ? nh - 1 : 0, lock);
   if (rc == MPROC_OK && (!lock_ok || lr.bad || lr.left != 0)) {
     lvt->free_(*lock);

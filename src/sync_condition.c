@@ -428,9 +428,7 @@ static int mproc__cond_import_user_lock(mproc_condition *c, mproc__rd *r,
     mproc__drop_handles(hs + mine, nh - mine);
     return MPROC_EINVAL;
   }
-  lr.p = lock_blob;
-  lr.left = lock_len;
-  lr.bad = 0;
+  mproc__rd_init(&lr, lock_blob, lock_len);
   rc = mproc__lock_import(&lr, hs + mine, lock_nh, &lock);
   if (rc == MPROC_OK && (lr.bad || lr.left != 0)) {
     mproc__lock_objfree(lock);

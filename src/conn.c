@@ -79,6 +79,9 @@
 /* How long a receiver looks at an empty ring before it asks for a wake-up
  * through the OS channel (seconds). */
 #define MPROC__CONN_RING_SPIN 50e-6
+/* How long a sender waits for room in a full ring before it uses the OS
+ * channel instead (seconds; see mproc__ring_wait_room). */
+#define MPROC__CONN_RING_ROOM_WAIT 200e-6
 /* The bell: a header no frame has (length 0xffffffff), written through the
  * OS only to wake a receiver; receivers drop it. */
 #define MPROC__CONN_BELL 0xffffffffu
@@ -587,22 +590,55 @@ static int mproc__ring_os_send(mproc_conn *c, const unsigned char *hdr,
   return mproc__conn_os_write(c->os, hdr, hlen, data, len);
 }
 
+/* Where a frame of n bytes may go now (tx lock held): 1 into the ring, 0
+ * through the pipe, 2 into the ring once the receiver made room (the
+ * ring's stretch is current and merely full).  A count beyond the ring's
+ * size (a stranger wrote it) sends through the pipe; the receiver reports
+ * the damage. */
+static int mproc__ring_where(mproc__conn_stream *s, uint64_t n) {
+  uint64_t used = mproc__ring_used(s);
+  if (used > MPROC__CONN_RING || n > MPROC__CONN_RING ||
+      mproc__load32(&s->sleeping) ||
+      (used && mproc__load64(&s->gate) != mproc__load64(&s->os_sent)))
+    return 0;
+  return n <= MPROC__CONN_RING - used ? 1 : 2;
+}
+
+/* The ring is full and its receiver awake: it is taking frames out, so
+ * room usually comes within microseconds.  Look for it for a bounded time
+ * (yielding, in case the receiver waits for our CPU) rather than send
+ * through the pipe: a pipe frame would put every later frame on the pipe
+ * until the ring drained (the gate rule), at a system call each.  A
+ * receiver that is stopped, slow or asleep costs one such wait per ring
+ * filled, then the pipe takes over with its own flow control.  1 when
+ * the frame may go into the ring. */
+static int mproc__ring_wait_room(mproc__conn_stream *s, uint64_t n) {
+  double start = mproc__plat_now();
+  int where;
+  do {
+    mproc__conn_os_yield();
+    where = mproc__ring_where(s, n);
+  } while (where == 2 &&
+           mproc__plat_now() - start < MPROC__CONN_RING_ROOM_WAIT);
+  return where == 1;
+}
+
 /* Send one frame on a ring stream (tx lock held). */
 static int mproc__ring_send(mproc_conn *c, const unsigned char *hdr,
                             size_t hlen, const void *data, size_t len) {
   mproc__conn_stream *s = c->tx;
   unsigned char bell[MPROC__CONN_HDR];
-  uint64_t tail, used, sent;
-  int rc = mproc__conn_os_ring_check(c->os);
+  uint64_t tail;
+  int where, rc = mproc__conn_os_ring_check(c->os);
   if (rc < 0)
     return rc;
-  used = mproc__ring_used(s);
-  sent = mproc__load64(&s->os_sent);
-  if (hlen + len > MPROC__CONN_RING - used || mproc__load32(&s->sleeping) ||
-      (used && mproc__load64(&s->gate) != sent))
+  where = mproc__ring_where(s, (uint64_t)(hlen + len));
+  if (where == 2)
+    where = mproc__ring_wait_room(s, (uint64_t)(hlen + len));
+  if (!where)
     return mproc__ring_os_send(c, hdr, hlen, data, len);
-  if (!used)
-    mproc__store64(&s->gate, sent);
+  if (!mproc__ring_used(s))
+    mproc__store64(&s->gate, mproc__load64(&s->os_sent));
   tail = mproc__load64(&s->r_tail);
   mproc__ring_copy_in(s, tail, hdr, hlen);
   if (len)

@@ -805,22 +805,56 @@ static int mproc__conn_fill_os(mproc_conn *c, double deadline, uint64_t cap) {
   return rc;
 }
 
+/* Copy n bytes of the ring from stream position `at` (n <= the ring). */
+static void mproc__ring_copy_out(mproc__conn_stream *s, uint64_t at,
+                                 unsigned char *p, size_t n) {
+  size_t i = (size_t)(at % MPROC__CONN_RING),
+         first = n < MPROC__CONN_RING - i ? n : MPROC__CONN_RING - i;
+  memcpy(p, s->ring + i, first);
+  if (n > first)
+    memcpy(p + first, s->ring, n - first);
+}
+
 /* Move ring bytes into the read-ahead after its `end` (BUSY while they
  * are in neither place). */
 static void mproc__ring_take(mproc__conn_stream *s) {
   uint64_t ra = mproc__ra_get(s), head = mproc__load64(&s->r_head);
-  size_t end = mproc__ra_end(ra), n = (size_t)mproc__ring_used(s), i, first;
+  size_t end = mproc__ra_end(ra), n = (size_t)mproc__ring_used(s);
   if (n > MPROC__CONN_BUF - end)
     n = MPROC__CONN_BUF - end;
-  i = (size_t)(head % MPROC__CONN_RING);
-  first = n < MPROC__CONN_RING - i ? n : MPROC__CONN_RING - i;
   mproc__ra_set(s, ra | MPROC__RA_BUSY);
-  memcpy(s->buf + end, s->ring + i, first);
-  if (n > first)
-    memcpy(s->buf + end + first, s->ring, n - first);
+  mproc__ring_copy_out(s, head, s->buf + end, n);
   mproc__store64(&s->r_head, head + n);
   mproc__ra_set(s, mproc__ra_make(mproc__ra_off(ra), end + n,
                                   ra & MPROC__RA_EOF));
+}
+
+/* With the read-ahead empty, a whole frame at the ring's head that fits
+ * the caller's buffer goes straight there (one copy, not two), once the
+ * pipe's bytes before the ring's stretch were read.  Its consumption is
+ * the one store to r_head: a receiver that dies before it leaves the frame
+ * to the next one, after it leaves the next frame.  1 when taken, 0 when
+ * the general path is to do it (nothing there yet, a frame too big for
+ * the buffer, or counters or bytes that are not sane: it reports those). */
+static int mproc__ring_recv_direct(mproc__conn_stream *s, unsigned char *ubuf,
+                                   size_t cap, size_t *len) {
+  uint64_t head = mproc__load64(&s->r_head),
+           used = mproc__load64(&s->r_tail) - head;
+  unsigned char hdr[MPROC__CONN_HDR];
+  size_t plen;
+  if (used < MPROC__CONN_HDR || used > MPROC__CONN_RING ||
+      mproc__load64(&s->os_recvd) < mproc__load64(&s->gate))
+    return 0;
+  mproc__ring_copy_out(s, head, hdr, sizeof hdr);
+  if (mproc__conn_frame_parse(hdr, &plen) < 0 || plen > cap ||
+      plen > used - MPROC__CONN_HDR)
+    return 0;
+  if (plen)
+    mproc__ring_copy_out(s, head + MPROC__CONN_HDR, ubuf, plen);
+  mproc__store64(&s->r_head, head + MPROC__CONN_HDR + plen);
+  MPROC__CONN_AT(MPROC__CONN_AT_CONSUMED);
+  *len = plen;
+  return 1;
 }
 
 /* Nothing in the ring nor counted for the pipe: look a little longer, then
@@ -1067,6 +1101,8 @@ static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
       ra = mproc__conn_move_front(s, ra);
     if (have && MPROC__CONN_HDR + plen > MPROC__CONN_BUF)
       return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
+    if (!avail && s->ring_on && mproc__ring_recv_direct(s, ubuf, cap, len))
+      return MPROC_OK;
     rc = mproc__conn_fill(c, deadline);
     if (rc < 0 && rc != MPROC_EEOF)
       return rc;

@@ -1948,6 +1948,35 @@ TEST(ConnShared, ReceiverDyingAfterTakingAFrameLeavesNoDuplicates) {
   EXPECT_EQ(recv_str(p.a, &m, 0), MPROC_ETIMEDOUT);
 }
 
+// The same death, with the frames in the shared read-ahead rather than
+// the ring (on POSIX a ring frame goes straight to the caller): the three
+// frames go through the pipe in one write (a wait on the receiving end
+// asks the next send for a wake-up there), the first receive reads them
+// all, and the third empties the read-ahead.
+TEST(ConnShared, ReceiverDyingAfterTakingAReadAheadFrameLeavesNoDuplicates) {
+  Pipe p(0);
+  std::string bytes;
+  for (const char *m : {"msg-1", "msg-2", "msg-3"}) {
+    unsigned char hdr[MPROC__CONN_HDR];
+    mproc__conn_frame_header(hdr, (uint32_t)strlen(m));
+    bytes.append(reinterpret_cast<char *>(hdr), sizeof hdr);
+    bytes += m;
+  }
+  mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};
+  ASSERT_EQ(mproc_wait(&w, 1, 0), 0);
+  ASSERT_EQ(mproc__conn_send_raw(p.b, bytes.data(), bytes.size()), MPROC_OK);
+  mproc_process *proc = start_with_conn("conn_recv_die_at", p.a,
+                                        MPROC__CONN_AT_CONSUMED * 100 + 2);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(test_join_code(proc), 77);
+  mproc_process_free(proc);
+  ASSERT_EQ(send_str(p.b, "msg-4"), MPROC_OK);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_EQ(m, "msg-4");
+  EXPECT_EQ(recv_str(p.a, &m, 0), MPROC_ETIMEDOUT);
+}
+
 // A receiver that dies while it moves a partial frame to the front of the
 // read-ahead (the move overlaps its source) leaves bytes its successor
 // must not parse as frames: the successor gets MPROC_EBROKEN or the frame
@@ -1968,7 +1997,12 @@ TEST(ConnShared, ReceiverDyingWhileMovingAPartialFrameIsNeverMisframed) {
   memcpy(&body[100], "EVIL!", 5);
   head.append(reinterpret_cast<char *>(hdr), sizeof hdr);
   head += body.substr(0, 500); // 508 bytes: more than the 100 before them
-  // One write, so that the child's first read takes all of it.
+  // One write, so that the child's first read takes all of it.  Through
+  // the pipe: a wait on the receiving end asks the next send for a wake-up
+  // there (from the ring, a receive would take the whole first frame
+  // straight out, and leave the partial one at the front: no move).
+  mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};
+  ASSERT_EQ(mproc_wait(&w, 1, 0), 0);
   ASSERT_EQ(mproc__conn_send_raw(p.b, head.data(), head.size()), MPROC_OK);
   mproc_process *proc = start_with_conn("conn_recv_die_at", p.a,
                                         MPROC__CONN_AT_MOVED * 100 + 0);

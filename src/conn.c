@@ -552,7 +552,12 @@ mproc_conn *mproc_conn_free(mproc_conn *c) {
  * the receiving side: ring bytes are taken once os_recvd reached the
  * gate; pipe reads stop at the gate while the ring has bytes, and at the
  * os_sent loaded before the ring was seen empty otherwise (bytes counted
- * later may follow ring bytes not seen yet).
+ * later may follow ring bytes not seen yet).  A receive with the
+ * read-ahead empty copies a whole ring frame straight into the caller's
+ * buffer; otherwise ring bytes go through the read-ahead like pipe bytes.
+ * A full ring: the sender waits briefly for room before it uses the pipe
+ * (mproc__ring_wait_room), as one pipe frame puts all later ones on the
+ * pipe until the ring drained.
  * Waking: a receiver that finds nothing sets `sleeping`, looks again, then
  * sleeps in the OS poll; a sender that sees `sleeping` clears it and sends
  * through the pipe (the write wakes), or, when it saw it only after

@@ -79,6 +79,9 @@
 /* How long a receiver looks at an empty ring before it asks for a wake-up
  * through the OS channel (seconds). */
 #define MPROC__CONN_RING_SPIN 50e-6
+/* How long a sender waits for room in a full ring before it uses the OS
+ * channel instead (seconds; see mproc__ring_wait_room). */
+#define MPROC__CONN_RING_ROOM_WAIT 200e-6
 /* The bell: a header no frame has (length 0xffffffff), written through the
  * OS only to wake a receiver; receivers drop it. */
 #define MPROC__CONN_BELL 0xffffffffu
@@ -549,7 +552,12 @@ mproc_conn *mproc_conn_free(mproc_conn *c) {
  * the receiving side: ring bytes are taken once os_recvd reached the
  * gate; pipe reads stop at the gate while the ring has bytes, and at the
  * os_sent loaded before the ring was seen empty otherwise (bytes counted
- * later may follow ring bytes not seen yet).
+ * later may follow ring bytes not seen yet).  A receive with the
+ * read-ahead empty copies a whole ring frame straight into the caller's
+ * buffer; otherwise ring bytes go through the read-ahead like pipe bytes.
+ * A full ring: the sender waits briefly for room before it uses the pipe
+ * (mproc__ring_wait_room), as one pipe frame puts all later ones on the
+ * pipe until the ring drained.
  * Waking: a receiver that finds nothing sets `sleeping`, looks again, then
  * sleeps in the OS poll; a sender that sees `sleeping` clears it and sends
  * through the pipe (the write wakes), or, when it saw it only after
@@ -587,22 +595,55 @@ static int mproc__ring_os_send(mproc_conn *c, const unsigned char *hdr,
   return mproc__conn_os_write(c->os, hdr, hlen, data, len);
 }
 
+/* Where a frame of n bytes may go now (tx lock held): 1 into the ring, 0
+ * through the pipe, 2 into the ring once the receiver made room (the
+ * ring's stretch is current and merely full).  A count beyond the ring's
+ * size (a stranger wrote it) sends through the pipe; the receiver reports
+ * the damage. */
+static int mproc__ring_where(mproc__conn_stream *s, uint64_t n) {
+  uint64_t used = mproc__ring_used(s);
+  if (used > MPROC__CONN_RING || n > MPROC__CONN_RING ||
+      mproc__load32(&s->sleeping) ||
+      (used && mproc__load64(&s->gate) != mproc__load64(&s->os_sent)))
+    return 0;
+  return n <= MPROC__CONN_RING - used ? 1 : 2;
+}
+
+/* The ring is full and its receiver awake: it is taking frames out, so
+ * room usually comes within microseconds.  Look for it for a bounded time
+ * (yielding, in case the receiver waits for our CPU) rather than send
+ * through the pipe: a pipe frame would put every later frame on the pipe
+ * until the ring drained (the gate rule), at a system call each.  A
+ * receiver that is stopped, slow or asleep costs one such wait per ring
+ * filled, then the pipe takes over with its own flow control.  1 when
+ * the frame may go into the ring. */
+static int mproc__ring_wait_room(mproc__conn_stream *s, uint64_t n) {
+  double start = mproc__plat_now();
+  int where;
+  do {
+    mproc__conn_os_yield();
+    where = mproc__ring_where(s, n);
+  } while (where == 2 &&
+           mproc__plat_now() - start < MPROC__CONN_RING_ROOM_WAIT);
+  return where == 1;
+}
+
 /* Send one frame on a ring stream (tx lock held). */
 static int mproc__ring_send(mproc_conn *c, const unsigned char *hdr,
                             size_t hlen, const void *data, size_t len) {
   mproc__conn_stream *s = c->tx;
   unsigned char bell[MPROC__CONN_HDR];
-  uint64_t tail, used, sent;
-  int rc = mproc__conn_os_ring_check(c->os);
+  uint64_t tail;
+  int where, rc = mproc__conn_os_ring_check(c->os);
   if (rc < 0)
     return rc;
-  used = mproc__ring_used(s);
-  sent = mproc__load64(&s->os_sent);
-  if (hlen + len > MPROC__CONN_RING - used || mproc__load32(&s->sleeping) ||
-      (used && mproc__load64(&s->gate) != sent))
+  where = mproc__ring_where(s, (uint64_t)(hlen + len));
+  if (where == 2)
+    where = mproc__ring_wait_room(s, (uint64_t)(hlen + len));
+  if (!where)
     return mproc__ring_os_send(c, hdr, hlen, data, len);
-  if (!used)
-    mproc__store64(&s->gate, sent);
+  if (!mproc__ring_used(s))
+    mproc__store64(&s->gate, mproc__load64(&s->os_sent));
   tail = mproc__load64(&s->r_tail);
   mproc__ring_copy_in(s, tail, hdr, hlen);
   if (len)
@@ -769,22 +810,56 @@ static int mproc__conn_fill_os(mproc_conn *c, double deadline, uint64_t cap) {
   return rc;
 }
 
+/* Copy n bytes of the ring from stream position `at` (n <= the ring). */
+static void mproc__ring_copy_out(mproc__conn_stream *s, uint64_t at,
+                                 unsigned char *p, size_t n) {
+  size_t i = (size_t)(at % MPROC__CONN_RING),
+         first = n < MPROC__CONN_RING - i ? n : MPROC__CONN_RING - i;
+  memcpy(p, s->ring + i, first);
+  if (n > first)
+    memcpy(p + first, s->ring, n - first);
+}
+
 /* Move ring bytes into the read-ahead after its `end` (BUSY while they
  * are in neither place). */
 static void mproc__ring_take(mproc__conn_stream *s) {
   uint64_t ra = mproc__ra_get(s), head = mproc__load64(&s->r_head);
-  size_t end = mproc__ra_end(ra), n = (size_t)mproc__ring_used(s), i, first;
+  size_t end = mproc__ra_end(ra), n = (size_t)mproc__ring_used(s);
   if (n > MPROC__CONN_BUF - end)
     n = MPROC__CONN_BUF - end;
-  i = (size_t)(head % MPROC__CONN_RING);
-  first = n < MPROC__CONN_RING - i ? n : MPROC__CONN_RING - i;
   mproc__ra_set(s, ra | MPROC__RA_BUSY);
-  memcpy(s->buf + end, s->ring + i, first);
-  if (n > first)
-    memcpy(s->buf + end + first, s->ring, n - first);
+  mproc__ring_copy_out(s, head, s->buf + end, n);
   mproc__store64(&s->r_head, head + n);
   mproc__ra_set(s, mproc__ra_make(mproc__ra_off(ra), end + n,
                                   ra & MPROC__RA_EOF));
+}
+
+/* With the read-ahead empty, a whole frame at the ring's head that fits
+ * the caller's buffer goes straight there (one copy, not two), once the
+ * pipe's bytes before the ring's stretch were read.  Its consumption is
+ * the one store to r_head: a receiver that dies before it leaves the frame
+ * to the next one, after it leaves the next frame.  1 when taken, 0 when
+ * the general path is to do it (nothing there yet, a frame too big for
+ * the buffer, or counters or bytes that are not sane: it reports those). */
+static int mproc__ring_recv_direct(mproc__conn_stream *s, unsigned char *ubuf,
+                                   size_t cap, size_t *len) {
+  uint64_t head = mproc__load64(&s->r_head),
+           used = mproc__load64(&s->r_tail) - head;
+  unsigned char hdr[MPROC__CONN_HDR];
+  size_t plen;
+  if (used < MPROC__CONN_HDR || used > MPROC__CONN_RING ||
+      mproc__load64(&s->os_recvd) < mproc__load64(&s->gate))
+    return 0;
+  mproc__ring_copy_out(s, head, hdr, sizeof hdr);
+  if (mproc__conn_frame_parse(hdr, &plen) < 0 || plen > cap ||
+      plen > used - MPROC__CONN_HDR)
+    return 0;
+  if (plen)
+    mproc__ring_copy_out(s, head + MPROC__CONN_HDR, ubuf, plen);
+  mproc__store64(&s->r_head, head + MPROC__CONN_HDR + plen);
+  MPROC__CONN_AT(MPROC__CONN_AT_CONSUMED);
+  *len = plen;
+  return 1;
 }
 
 /* Nothing in the ring nor counted for the pipe: look a little longer, then
@@ -1031,6 +1106,8 @@ static int mproc__conn_recv_locked(mproc_conn *c, unsigned char *ubuf,
       ra = mproc__conn_move_front(s, ra);
     if (have && MPROC__CONN_HDR + plen > MPROC__CONN_BUF)
       return mproc__conn_recv_direct(c, ubuf, cap, deadline, len);
+    if (!avail && s->ring_on && mproc__ring_recv_direct(s, ubuf, cap, len))
+      return MPROC_OK;
     rc = mproc__conn_fill(c, deadline);
     if (rc < 0 && rc != MPROC_EEOF)
       return rc;

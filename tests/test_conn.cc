@@ -1125,6 +1125,30 @@ TEST(ConnChild, RingAndPipeFramesKeepTheirOrder) {
   mproc_process_free(proc);
 }
 
+// A sender that fills the ring while nobody receives waits only briefly
+// for room, then sends through the pipe: the sends do not block (the pipe
+// has room for the rest), and the receiver gets every message in order.
+TEST(ConnFrames, SendsPastAFullRingGoThroughThePipeInOrder) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows pipes have no ring (and a pipe buffer smaller "
+                  "than these messages)";
+#endif
+  Pipe p(0);
+  // 910 72-byte frames fill the 64 KiB ring; the other 190 (13.7 KB) fit
+  // any pipe's buffer (16 KiB at least).
+  const int n = 1100;
+  double t0 = test_now();
+  for (int i = 0; i < n; i++)
+    ASSERT_EQ(send_str(p.b, pattern(64, (unsigned)i)), MPROC_OK) << i;
+  EXPECT_LT(test_now() - t0, 10.0);
+  std::string m;
+  for (int i = 0; i < n; i++) {
+    ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
+    ASSERT_TRUE(m == pattern(64, (unsigned)i)) << i;
+  }
+  EXPECT_EQ(recv_str(p.a, &m, 0), MPROC_ETIMEDOUT);
+}
+
 // Passes the end in arg 0 on to a grandchild that sends arg 1 mixed
 // messages (conn_send_mixed), waits for it, then sends "RELAY-DONE" itself.
 TEST_ENTRY(conn_relay_mixed) {
@@ -1924,6 +1948,35 @@ TEST(ConnShared, ReceiverDyingAfterTakingAFrameLeavesNoDuplicates) {
   EXPECT_EQ(recv_str(p.a, &m, 0), MPROC_ETIMEDOUT);
 }
 
+// The same death, with the frames in the shared read-ahead rather than
+// the ring (on POSIX a ring frame goes straight to the caller): the three
+// frames go through the pipe in one write (a wait on the receiving end
+// asks the next send for a wake-up there), the first receive reads them
+// all, and the third empties the read-ahead.
+TEST(ConnShared, ReceiverDyingAfterTakingAReadAheadFrameLeavesNoDuplicates) {
+  Pipe p(0);
+  std::string bytes;
+  for (const char *m : {"msg-1", "msg-2", "msg-3"}) {
+    unsigned char hdr[MPROC__CONN_HDR];
+    mproc__conn_frame_header(hdr, (uint32_t)strlen(m));
+    bytes.append(reinterpret_cast<char *>(hdr), sizeof hdr);
+    bytes += m;
+  }
+  mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};
+  ASSERT_EQ(mproc_wait(&w, 1, 0), 0);
+  ASSERT_EQ(mproc__conn_send_raw(p.b, bytes.data(), bytes.size()), MPROC_OK);
+  mproc_process *proc = start_with_conn("conn_recv_die_at", p.a,
+                                        MPROC__CONN_AT_CONSUMED * 100 + 2);
+  ASSERT_NE(proc, nullptr);
+  EXPECT_EQ(test_join_code(proc), 77);
+  mproc_process_free(proc);
+  ASSERT_EQ(send_str(p.b, "msg-4"), MPROC_OK);
+  std::string m;
+  EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
+  EXPECT_EQ(m, "msg-4");
+  EXPECT_EQ(recv_str(p.a, &m, 0), MPROC_ETIMEDOUT);
+}
+
 // A receiver that dies while it moves a partial frame to the front of the
 // read-ahead (the move overlaps its source) leaves bytes its successor
 // must not parse as frames: the successor gets MPROC_EBROKEN or the frame
@@ -1944,7 +1997,12 @@ TEST(ConnShared, ReceiverDyingWhileMovingAPartialFrameIsNeverMisframed) {
   memcpy(&body[100], "EVIL!", 5);
   head.append(reinterpret_cast<char *>(hdr), sizeof hdr);
   head += body.substr(0, 500); // 508 bytes: more than the 100 before them
-  // One write, so that the child's first read takes all of it.
+  // One write, so that the child's first read takes all of it.  Through
+  // the pipe: a wait on the receiving end asks the next send for a wake-up
+  // there (from the ring, a receive would take the whole first frame
+  // straight out, and leave the partial one at the front: no move).
+  mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};
+  ASSERT_EQ(mproc_wait(&w, 1, 0), 0);
   ASSERT_EQ(mproc__conn_send_raw(p.b, head.data(), head.size()), MPROC_OK);
   mproc_process *proc = start_with_conn("conn_recv_die_at", p.a,
                                         MPROC__CONN_AT_MOVED * 100 + 0);

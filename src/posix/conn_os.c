@@ -249,12 +249,44 @@ static int mproc__conn_wait_room(mproc__conn_os *os) {
   return MPROC_OK;
 }
 
+/* One write of the n iovecs left: the bytes written, or -1 with errno. */
+static ssize_t mproc__conn_write_once(mproc__conn_os *os, struct iovec *iov,
+                                      int n) {
+  if (os->sock) {
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = iov;
+    mh.msg_iovlen = n;
+    return sendmsg(os->out_w, &mh, MSG_NOSIGNAL);
+  }
+  if (n == 1)
+    return write(os->out_w, iov[0].iov_base,
+                 iov[0].iov_len > MPROC__CONN_IO_MAX ? MPROC__CONN_IO_MAX
+                                                     : iov[0].iov_len);
+  return writev(os->out_w, iov, n);
+}
+
+/* After a write that failed with errno e: MPROC_OK to write again (after
+ * an interruption, or once a full pipe has room), or the error. */
+static int mproc__conn_write_failed(mproc__conn_os *os, int e) {
+  if (e == EINTR)
+    return MPROC_OK;
+  if (e == EAGAIN || e == EWOULDBLOCK)
+    return mproc__conn_wait_room(os);
+  if (e == EPIPE || e == ECONNRESET) /* ECONNRESET: sockets */
+    return MPROC_EEOF;
+  if (e == EBADF)
+    return MPROC_ECLOSED;
+  return mproc__os_fail(MPROC_ESYS, e);
+}
+
 int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
                          size_t hlen, const void *data, size_t len) {
   unsigned char small[MPROC__CONN_SMALL];
   struct iovec iov[2];
   int niov, first = 0, rc;
   ssize_t n;
+  size_t done;
   if (mproc__conn_check_peer(os) < 0)
     return MPROC_EEOF;
   if (hlen + len <= sizeof small) {
@@ -271,47 +303,21 @@ int mproc__conn_os_write(mproc__conn_os *os, const unsigned char *hdr,
     iov[1].iov_len = len;
     niov = 2;
   }
-  while (first < niov) {
-    if (os->sock) {
-      struct msghdr mh;
-      memset(&mh, 0, sizeof mh);
-      mh.msg_iov = iov + first;
-      mh.msg_iovlen = niov - first;
-      n = sendmsg(os->out_w, &mh, MSG_NOSIGNAL);
-    } else if (niov - first == 1) {
-      size_t want = iov[first].iov_len;
-      n = write(os->out_w, iov[first].iov_base,
-                want > MPROC__CONN_IO_MAX ? MPROC__CONN_IO_MAX : want);
-    } else {
-      n = writev(os->out_w, iov + first, niov - first);
-    }
-    if (n >= 0) {
-      size_t done = (size_t)n;
-      while (first < niov && done >= iov[first].iov_len) {
-        done -= iov[first].iov_len;
-        first++;
-      }
-      if (first < niov) {
-        iov[first].iov_base = (char *)iov[first].iov_base + done;
-        iov[first].iov_len -= done;
-      }
+  for (rc = MPROC_OK; rc == MPROC_OK && first < niov;) {
+    n = mproc__conn_write_once(os, iov + first, niov - first);
+    if (n < 0) {
+      rc = mproc__conn_write_failed(os, errno);
       continue;
     }
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      rc = mproc__conn_wait_room(os);
-      if (rc < 0)
-        return rc;
-      continue;
+    for (done = (size_t)n; first < niov && done >= iov[first].iov_len;
+         first++)
+      done -= iov[first].iov_len;
+    if (first < niov) {
+      iov[first].iov_base = (char *)iov[first].iov_base + done;
+      iov[first].iov_len -= done;
     }
-    if (errno == EPIPE || errno == ECONNRESET) /* ECONNRESET: sockets */
-      return MPROC_EEOF;
-    if (errno == EBADF)
-      return MPROC_ECLOSED;
-    return mproc__os_fail(MPROC_ESYS, errno);
   }
-  return MPROC_OK;
+  return rc;
 }
 
 /* 1 readable (or end-of-file), 0 at the deadline, or an error. */

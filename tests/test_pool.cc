@@ -31,19 +31,6 @@
 
 namespace {
 
-int64_t in_i64(const mproc_args *args) {
-  const void *d = nullptr;
-  size_t n = 0;
-  int64_t x = 0;
-  if (mproc_task_input(args, &d, &n) == MPROC_OK && n == sizeof x)
-    memcpy(&x, d, sizeof x);
-  return x;
-}
-
-int out_i64(const mproc_args *args, int64_t v) {
-  return mproc_task_result(args, &v, sizeof v) == MPROC_OK ? 0 : 99;
-}
-
 struct Inputs {
   std::vector<int64_t> v;
   std::vector<mproc_bytes> b;

@@ -115,6 +115,11 @@ mproc_process *test_start(const char *entry, const mproc_args *args = nullptr,
 // it does not end in time.
 int test_join_code(mproc_process *p, double timeout = 60);
 
+// A task's int64_t input (0 if it has none of that size), and its int64_t
+// result: 0, or 99 if the result could not be stored (a task's exit code).
+int64_t in_i64(const mproc_args *args);
+int out_i64(const mproc_args *args, int64_t v);
+
 // RAII for argument lists.
 struct Args {
   mproc_args *a = nullptr;
@@ -130,6 +135,14 @@ struct Args {
   Args &h(mproc_handle_t v, const char *key = nullptr);
   operator const mproc_args *() const { return a; }
 };
+
+// Starts `entry` with `args`, which pass it the write end of `ready`; waits
+// for the "R" it writes there once it holds what the test wants held (a
+// lock, a view), then, where signals exist, stops it with SIGSTOP so that it
+// keeps holding it without running.  Fails the test (fatally: call it in
+// ASSERT_NO_FATAL_FAILURE) if the "R" does not come.
+void test_start_stopped_holder(const char *entry, const mproc_args *args,
+                               TestPipe &ready, mproc_process **p);
 
 // Ends this process at once, as a crash would: abort(), or on Windows
 // TerminateProcess with `code` (abort() pops a dialog on some CRTs).

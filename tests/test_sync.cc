@@ -908,14 +908,9 @@ TEST(CrossProcess, StoppedHolderDoesNotStretchTimedAcquire) {
     Args a;
     add_obj(a, l);
     a.h(ready.w).i(1);
-    mproc_process *p = test_start("sync_hold_forever", a);
-    ready.close_w();
-    ASSERT_EQ(test_read_n(ready.r, 1), "R");
-    int64_t pid = 0;
-    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
-#ifndef _WIN32
-    EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
-#endif
+    mproc_process *p = nullptr;
+    ASSERT_NO_FATAL_FAILURE(
+        test_start_stopped_holder("sync_hold_forever", a, ready, &p));
     EXPECT_EQ(mproc_lock_locked(l), 1);
     for (double t : {0.0, 0.05, 0.3}) {
       double t0 = test_now();
@@ -1681,14 +1676,9 @@ TEST(CrossProcess, StoppedPartyInsideTheBarrierLockDoesNotStretchWaits) {
   Args a;
   add_obj(a, b);
   a.h(ready.w);
-  mproc_process *p = test_start("sync_barrier_hold_lock", a);
-  ready.close_w();
-  ASSERT_EQ(test_read_n(ready.r, 1), "R");
-  int64_t pid = 0;
-  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
-#ifndef _WIN32
-  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
-#endif
+  mproc_process *p = nullptr;
+  ASSERT_NO_FATAL_FAILURE(
+      test_start_stopped_holder("sync_barrier_hold_lock", a, ready, &p));
   // Should the wait hang on the held lock, end it by killing the holder.
   TestWatchdog watchdog(p, 20);
   for (double t : {0.0, 0.2}) {

@@ -23,15 +23,6 @@
 
 namespace {
 
-std::vector<mproc_start_method> methods() {
-  std::vector<mproc_start_method> m{MPROC_START_SPAWN};
-#ifndef _WIN32
-  m.push_back(MPROC_START_FORK);
-  m.push_back(MPROC_START_FORKSERVER);
-#endif
-  return m;
-}
-
 // A stream-specific pattern, so that stdout and stderr swapped or
 // interleaved show up.
 unsigned char pattern(int stream, size_t i) {
@@ -44,12 +35,6 @@ void binary_stdio() {
   _setmode(_fileno(stdout), _O_BINARY);
   _setmode(_fileno(stderr), _O_BINARY);
 #endif
-}
-
-int64_t arg_int(const mproc_args *a, size_t i) {
-  int64_t v = 0;
-  mproc_arg_int(a, i, &v);
-  return v;
 }
 
 mproc_event *arg_event(const mproc_args *a, size_t i) {
@@ -210,7 +195,7 @@ TEST_ENTRY(out_leave_grandchild) {
 
 TEST(Output, EightMiBOnBothStreamsWithoutDeadlock) {
   const size_t n = (size_t)8 << 20;
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, true);
     mproc_args *a = nullptr;
@@ -246,7 +231,7 @@ TEST(Output, EightMiBOnBothStreamsWithoutDeadlock) {
 }
 
 TEST(Output, ReadWhileTheChildRunsThenTheWholeTextAfterJoin) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, false);
     mproc_event *ev = nullptr;
@@ -273,7 +258,7 @@ TEST(Output, ReadWhileTheChildRunsThenTheWholeTextAfterJoin) {
 }
 
 TEST(Output, EmptyOutputReadTwice) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, true);
     mproc_process *p = nullptr;
@@ -297,7 +282,7 @@ TEST(Output, EmptyOutputReadTwice) {
 }
 
 TEST(Output, KilledChildKeepsWhatItWroteAndTheReportShowsIt) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, false, true);
     mproc_event *ev = nullptr;
@@ -319,7 +304,7 @@ TEST(Output, KilledChildKeepsWhatItWroteAndTheReportShowsIt) {
 }
 
 TEST(Output, EndReportEndsWithTheLastFiveStderrLines) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, false, true);
     mproc_process *p = nullptr;
@@ -423,7 +408,7 @@ TEST(Output, BadArguments) {
 
 #ifndef _WIN32
 TEST(Output, AGrandchildHoldingTheStreamDoesNotHoldTheOutput) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, false);
     mproc_event *ev = nullptr;

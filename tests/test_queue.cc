@@ -49,12 +49,6 @@ mproc_queue *arg_queue(const mproc_args *a, size_t i) {
   return static_cast<mproc_queue *>(q);
 }
 
-int64_t arg_int(const mproc_args *a, size_t i) {
-  int64_t v = 0;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
 // Argument list: the queues first, then integers.
 struct QArgs : Args {
   QArgs(std::initializer_list<mproc_queue *> qs,

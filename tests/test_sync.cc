@@ -62,18 +62,6 @@ template <class T> T *arg_obj(const mproc_args *a, size_t i, int type) {
                                                       : nullptr;
 }
 
-int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0) {
-  int64_t v = dflt;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
-mproc_handle_t arg_handle(const mproc_args *a, size_t i) {
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  mproc_arg_handle(a, i, &h);
-  return h;
-}
-
 void add_obj(Args &a, const void *obj) {
   ASSERT_EQ(mproc_args_add_object(a.a, nullptr, obj), MPROC_OK);
 }

@@ -359,6 +359,27 @@ int test_join_code(mproc_process *p, double timeout) {
   return code;
 }
 
+int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt) {
+  int64_t v = dflt;
+  mproc_arg_int(a, i, &v);
+  return v;
+}
+
+mproc_handle_t arg_handle(const mproc_args *a, size_t i) {
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(a, i, &h);
+  return h;
+}
+
+std::vector<mproc_start_method> every_method() {
+  std::vector<mproc_start_method> m{MPROC_START_SPAWN};
+#ifndef _WIN32
+  m.push_back(MPROC_START_FORK);
+  m.push_back(MPROC_START_FORKSERVER);
+#endif
+  return m;
+}
+
 int64_t in_i64(const mproc_args *args) {
   const void *d = nullptr;
   size_t n = 0;

@@ -107,6 +107,15 @@ int test_run(const std::vector<std::string> &argv,
              const std::vector<std::string> &env, std::string *output,
              double timeout_s = 60);
 
+// Argument i of a child's entry as an int (dflt if it has none), or as a
+// handle (MPROC_INVALID_HANDLE if it has none).
+int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0);
+mproc_handle_t arg_handle(const mproc_args *a, size_t i);
+
+// The start methods this platform has: spawn, and on POSIX fork and
+// forkserver too (for tests that run in each).
+std::vector<mproc_start_method> every_method();
+
 // Create, start a process running `entry` with `args` (may be NULL); fails
 // the test on error.
 mproc_process *test_start(const char *entry, const mproc_args *args = nullptr,

@@ -68,9 +68,11 @@ static mproc_start_method parse_method(const char *s) {
   exit(2);
 }
 
-static mproc_process *start_one(const mproc_process_options *opts) {
+/* Creates and starts a child running `entry`, or ends the bench. */
+static mproc_process *start_one(const char *entry, const mproc_args *args,
+                                const mproc_process_options *opts) {
   mproc_process *p;
-  int rc = mproc_process_create(&p, "bench_empty", NULL, opts);
+  int rc = mproc_process_create(&p, entry, args, opts);
   if (rc < 0)
     die("create", rc);
   rc = mproc_process_start(p);
@@ -103,11 +105,11 @@ static double run_start_join(const mproc_process_options *opts, long iters) {
   long per = iters / BENCH_BATCHES > 0 ? iters / BENCH_BATCHES : 1, i;
   int b;
   for (i = 0; i < 3; i++) /* warm the page cache and the allocator */
-    join_one(start_one(opts));
+    join_one(start_one("bench_empty", NULL, opts));
   for (b = 0; b < BENCH_BATCHES; b++) {
     t0 = bench_now();
     for (i = 0; i < per; i++)
-      join_one(start_one(opts));
+      join_one(start_one("bench_empty", NULL, opts));
     batch[b] = (bench_now() - t0) / (double)per * 1e6;
   }
   return bench_median(batch, BENCH_BATCHES);
@@ -121,11 +123,11 @@ static double run_scale(const mproc_process_options *opts, long n,
   long r, i;
   if (!ps || !per)
     die("calloc", MPROC_ENOMEM);
-  join_one(start_one(opts));
+  join_one(start_one("bench_empty", NULL, opts));
   for (r = 0; r < rounds; r++) {
     t0 = bench_now();
     for (i = 0; i < n; i++)
-      ps[i] = start_one(opts);
+      ps[i] = start_one("bench_empty", NULL, opts);
     for (i = 0; i < n; i++)
       join_one(ps[i]);
     per[r] = (bench_now() - t0) / (double)n * 1e6;
@@ -487,9 +489,7 @@ static double bulk_1mib(long nmsgs, int view) {
       (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0 ||
       (rc = mproc_args_add_int(args, NULL, view)) < 0)
     die("args", rc);
-  if ((rc = mproc_process_create(&p, "bench_bulk_consumer", args, NULL)) < 0 ||
-      (rc = mproc_process_start(p)) < 0)
-    die("start", rc);
+  p = start_one("bench_bulk_consumer", args, NULL);
   mproc_args_free(args);
   if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
     die("get ready", rc);
@@ -584,9 +584,7 @@ static double bulk_shm(long nmsgs) {
       (rc = mproc_args_add_object(args, NULL, free_q)) < 0 ||
       (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
     die("args", rc);
-  if ((rc = mproc_process_create(&p, "bench_shm_consumer", args, NULL)) < 0 ||
-      (rc = mproc_process_start(p)) < 0)
-    die("start", rc);
+  p = start_one("bench_shm_consumer", args, NULL);
   mproc_args_free(args);
   /* The consumer's first free slot says it runs. */
   slot = shm_free_slot(free_q);
@@ -668,10 +666,7 @@ static double queue_small_msgs(long nmsgs) {
       (rc = mproc_args_add_object(args, NULL, ack)) < 0 ||
       (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
     die("args", rc);
-  if ((rc = mproc_process_create(&p, "bench_queue_small_consumer", args,
-                                 NULL)) < 0 ||
-      (rc = mproc_process_start(p)) < 0)
-    die("start", rc);
+  p = start_one("bench_queue_small_consumer", args, NULL);
   mproc_args_free(args);
   if ((rc = mproc_queue_get(ack, &c, 1, &len, MPROC_FOREVER)) < 0)
     die("get ready", rc);
@@ -759,9 +754,7 @@ static double pipe_small_msgs(long nmsgs) {
       (rc = mproc_args_add_object(args, NULL, b)) < 0 ||
       (rc = mproc_args_add_int(args, NULL, nmsgs)) < 0)
     die("args", rc);
-  if ((rc = mproc_process_create(&p, "bench_pipe_reader", args, NULL)) < 0 ||
-      (rc = mproc_process_start(p)) < 0)
-    die("start", rc);
+  p = start_one("bench_pipe_reader", args, NULL);
   mproc_args_free(args);
   mproc_conn_free(b); /* the child's end, as py_bench's b.close() */
   if ((rc = mproc_conn_recv_bytes(a, ack, sizeof ack, &len, MPROC_FOREVER)) < 0)

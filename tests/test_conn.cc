@@ -89,6 +89,17 @@ mproc_process *start_with_conn(const char *entry, mproc_conn *c,
   return test_start(entry, a);
 }
 
+// start_with_conn(), then the parent's copy of the child's end goes (as in
+// Python): the child holds the only one, so its exit is end-of-file.
+mproc_process *start_with_own_end(const char *entry, mproc_conn *c,
+                                  int64_t extra = 0) {
+  mproc_process *proc = start_with_conn(entry, c, extra);
+  if (proc) {
+    EXPECT_EQ(mproc_conn_close(c), MPROC_OK);
+  }
+  return proc;
+}
+
 } // namespace
 
 // ---- child entries ---------------------------------------------------------
@@ -182,6 +193,16 @@ TEST_ENTRY(conn_send_mixed) {
       test_sleep_ms(2);
   }
   return 0;
+}
+
+// Receives what conn_send_mixed sends with n: each message whole and in
+// order.  Fails the test fatally: call it in ASSERT_NO_FATAL_FAILURE.
+static void expect_mixed(mproc_conn *c, int n) {
+  std::string m;
+  for (int i = 0; i < n; i++) {
+    ASSERT_EQ(recv_str(c, &m, 30), MPROC_OK) << i;
+    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
+  }
 }
 
 // Sends arg 1 messages of 1000 bytes tagged with arg 2 on arg 0, then
@@ -982,10 +1003,8 @@ TEST(ConnWait, SeveralConnectionsAndProcessesTogether) {
 
 TEST(ConnChild, EchoServer) {
   Pipe p;
-  mproc_process *proc = start_with_conn("conn_echo", p.b);
+  mproc_process *proc = start_with_own_end("conn_echo", p.b);
   ASSERT_NE(proc, nullptr);
-  // As in Python: the parent's copy of the child's end goes.
-  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
   const size_t sizes[] = {0, 1, 100, 4088, 4089, 65536, 1 << 20, 3};
   std::string m;
   for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
@@ -1028,9 +1047,8 @@ TEST(ConnChild, SenderKilledWhileStreamingLeavesNoTornMessage) {
   TestRounds r(3, 12, 6);
   while (r.next()) {
     Pipe p(0);
-    mproc_process *proc = start_with_conn("conn_stream_until_killed", p.b);
+    mproc_process *proc = start_with_own_end("conn_stream_until_killed", p.b);
     ASSERT_NE(proc, nullptr);
-    EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
     std::string m;
     long i = 0, stop = 40 + (r.i() * 331) % 900;
     for (; i < stop; i++) {
@@ -1053,9 +1071,8 @@ TEST(ConnChild, SenderKilledWhileStreamingLeavesNoTornMessage) {
 
 TEST(ConnChild, EofAfterThePeerProcessIsKilled) {
   Pipe p;
-  mproc_process *proc = start_with_conn("conn_hold", p.b);
+  mproc_process *proc = start_with_own_end("conn_hold", p.b);
   ASSERT_NE(proc, nullptr);
-  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
   std::string m;
   ASSERT_EQ(recv_str(p.a, &m), MPROC_OK);
   EXPECT_EQ(m, "ready");
@@ -1079,9 +1096,8 @@ TEST(ConnChild, ReadAheadTravelsWithTheEnd) {
   ASSERT_EQ(recv_str(p.a, &m), MPROC_OK);
   ASSERT_EQ(m, "one");
   // "two" and "three" were read ahead with "one": they go with the end.
-  mproc_process *proc = start_with_conn("conn_recv_report", p.a, 2);
+  mproc_process *proc = start_with_own_end("conn_recv_report", p.a, 2);
   ASSERT_NE(proc, nullptr);
-  EXPECT_EQ(mproc_conn_close(p.a), MPROC_OK);
   ASSERT_EQ(recv_str(p.b, &m), MPROC_OK);
   EXPECT_EQ(m, "two|three");
   EXPECT_EQ(test_join_code(proc), 0);
@@ -1091,9 +1107,8 @@ TEST(ConnChild, ReadAheadTravelsWithTheEnd) {
 TEST(ConnChild, OneWayStreamToAChild) {
   Pipe p(0);
   const int n = 400;
-  mproc_process *proc = start_with_conn("conn_check_stream", p.a, n);
+  mproc_process *proc = start_with_own_end("conn_check_stream", p.a, n);
   ASSERT_NE(proc, nullptr);
-  EXPECT_EQ(mproc_conn_close(p.a), MPROC_OK);
   for (int i = 0; i < n; i++)
     ASSERT_EQ(send_str(p.b, pattern((size_t)(i * 37 % 5000), (unsigned)i)),
               MPROC_OK);
@@ -1109,17 +1124,10 @@ TEST(ConnChild, OneWayStreamToAChild) {
 TEST(ConnChild, RingAndPipeFramesKeepTheirOrder) {
   Pipe p(0);
   const int n = 900;
-  Args a;
-  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.b), MPROC_OK);
-  a.i(n);
-  mproc_process *proc = test_start("conn_send_mixed", a);
+  mproc_process *proc = start_with_own_end("conn_send_mixed", p.b, n);
   ASSERT_NE(proc, nullptr);
-  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  ASSERT_NO_FATAL_FAILURE(expect_mixed(p.a, n));
   std::string m;
-  for (int i = 0; i < n; i++) {
-    ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
-    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
-  }
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
   EXPECT_EQ(test_join_code(proc), 0);
   mproc_process_free(proc);
@@ -1173,14 +1181,10 @@ TEST_ENTRY(conn_relay_mixed) {
 TEST(ConnChild, EndPassedOnToAGrandchildKeepsOrder) {
   Pipe p(0);
   const int n = 300;
-  mproc_process *proc = start_with_conn("conn_relay_mixed", p.b, n);
+  mproc_process *proc = start_with_own_end("conn_relay_mixed", p.b, n);
   ASSERT_NE(proc, nullptr);
-  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
+  ASSERT_NO_FATAL_FAILURE(expect_mixed(p.a, n));
   std::string m;
-  for (int i = 0; i < n; i++) {
-    ASSERT_EQ(recv_str(p.a, &m, 30), MPROC_OK) << i;
-    ASSERT_TRUE(m == pattern(mixed_size(i), (unsigned)i)) << i;
-  }
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_OK);
   EXPECT_EQ(m, "RELAY-DONE");
   EXPECT_EQ(recv_str(p.a, &m, 30), MPROC_EEOF);
@@ -1194,12 +1198,8 @@ TEST(ConnChild, EndPassedOnToAGrandchildKeepsOrder) {
 TEST(ConnChild, WaitThenReceiveDoesNotWaitWhileStreaming) {
   Pipe p(0);
   const int n = 900;
-  Args a;
-  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, p.b), MPROC_OK);
-  a.i(n);
-  mproc_process *proc = test_start("conn_send_mixed", a);
+  mproc_process *proc = start_with_own_end("conn_send_mixed", p.b, n);
   ASSERT_NE(proc, nullptr);
-  EXPECT_EQ(mproc_conn_close(p.b), MPROC_OK);
   std::string m;
   for (int i = 0; i < n; i++) {
     mproc_waitable w = {MPROC_WAIT_CONN, p.a, MPROC_INVALID_HANDLE, 0};

@@ -60,23 +60,11 @@ TEST(Forkserver, IsNotSupportedOnWindows) {
 #else
 
 namespace {
-int64_t arg_i(const mproc_args *a, size_t i) {
-  int64_t v = -1;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
-mproc_handle_t arg_h(const mproc_args *a, size_t i) {
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  mproc_arg_handle(a, i, &h);
-  return h;
-}
-
 // An entry's verdict on the pipe in arg 0: "ok", or what went wrong.
 int fs_verdict(const mproc_args *args, std::string why) {
   if (why.empty())
     why = "ok";
-  return test_write_all(arg_h(args, 0), why.data(), why.size()) ? 0 : 1;
+  return test_write_all(arg_handle(args, 0), why.data(), why.size()) ? 0 : 1;
 }
 
 // Runs `entry` in a fresh spawned process (its own server, no other test's
@@ -108,7 +96,7 @@ TEST_ENTRY(fs_use_everything) {
        *shm = nullptr, *conn = nullptr, *cond = nullptr, *bar = nullptr,
        *arr = nullptr;
   unsigned idx = 9;
-  if (arg_i(args, 0) != -12345678901LL)
+  if (arg_int(args, 0, -1) != -12345678901LL)
     why += "int ";
   if (mproc_arg_str(args, 1, &s) != MPROC_OK || std::string(s) != "héllo w")
     why += "str ";
@@ -150,7 +138,7 @@ TEST_ENTRY(fs_use_everything) {
     ((int64_t *)mproc_array_ptr((mproc_array *)arr))[1] = 77;
   if (why.empty())
     why = "ok";
-  return test_write_all(arg_h(args, 3), why.data(), why.size()) ? 0 : 1;
+  return test_write_all(arg_handle(args, 3), why.data(), why.size()) ? 0 : 1;
 }
 
 TEST(Forkserver, EveryArgumentAndObjectReachesTheChild) {
@@ -226,7 +214,7 @@ TEST_ENTRY(fs_report) {
       (par ? mproc_process_name(par) : "-") + "|" + std::to_string(ppid) +
       "|" + std::to_string(par ? mproc_process_is_alive(par) : -1) + "|" +
       std::to_string((int64_t)getppid() != ppid);
-  if (arg_i(args, 1) == 1) {
+  if (arg_int(args, 1, -1) == 1) {
     TestPipe inner;
     mproc_process *g = nullptr;
     Args a;
@@ -239,7 +227,7 @@ TEST_ENTRY(fs_report) {
     }
     mproc_process_free(g);
   }
-  mproc_handle_t out = arg_h(args, 0);
+  mproc_handle_t out = arg_handle(args, 0);
   return test_write_all(out, s.data(), s.size()) ? 0 : 1;
 }
 
@@ -265,7 +253,7 @@ TEST(Forkserver, NamesAndTheRealParent) {
 
 // ---- exit codes, signals, sentinels ---------------------------------------------
 
-TEST_ENTRY(fs_ret) { return (int)arg_i(args, 0); }
+TEST_ENTRY(fs_ret) { return (int)arg_int(args, 0, -1); }
 
 TEST_ENTRY(fs_wait_forever) {
   for (;;)
@@ -273,7 +261,7 @@ TEST_ENTRY(fs_wait_forever) {
 }
 
 TEST_ENTRY(fs_raise) {
-  raise((int)arg_i(args, 0));
+  raise((int)arg_int(args, 0, -1));
   return 99;
 }
 
@@ -319,7 +307,7 @@ TEST(Forkserver, ExitCodesSignalsAndSentinels) {
 TEST_ENTRY(fs_forge_status) {
   char pid[16] = {0};
   snprintf(pid, sizeof pid, "%15d", (int)getpid());
-  mproc_handle_t out = arg_h(args, 0);
+  mproc_handle_t out = arg_handle(args, 0);
   test_write_all(out, pid, sizeof pid);
   test_close_handle(out);
   const unsigned char fake[] = {1, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0,
@@ -358,7 +346,7 @@ TEST_ENTRY(fs_env_cwd) {
   char cwd[4096] = {0};
   std::string s = std::string(v ? v : "(unset)") + "|" +
                   (getcwd(cwd, sizeof cwd) ? cwd : "(none)");
-  return test_write_all(arg_h(args, 0), s.data(), s.size()) ? 0 : 1;
+  return test_write_all(arg_handle(args, 0), s.data(), s.size()) ? 0 : 1;
 }
 
 namespace {
@@ -447,21 +435,21 @@ TEST_ENTRY(fs_daemon_parent) {
   mproc_process_options o = {nullptr, MPROC_DAEMON_YES,
                              MPROC_START_FORKSERVER, 0, 0, nullptr, nullptr, {}, 0};
   mproc_process *p = nullptr;
-  if (mproc_process_create(&p, "fs_write_then_wait", Args().h(arg_h(args, 0)),
-                           &o) != MPROC_OK ||
+  if (mproc_process_create(&p, "fs_write_then_wait",
+                           Args().h(arg_handle(args, 0)), &o) != MPROC_OK ||
       mproc_process_start(p) != MPROC_OK)
     return 1;
   if (mproc_args_count(args) > 1) {
     char pid[16] = {0};
     snprintf(pid, sizeof pid, "%15lld", (long long)mproc__fs_server_pid());
-    test_write_all(arg_h(args, 1), pid, sizeof pid);
+    test_write_all(arg_handle(args, 1), pid, sizeof pid);
   }
   for (;;)
     pause();
 }
 
 TEST_ENTRY(fs_write_then_wait) {
-  if (!test_write_all(arg_h(args, 0), "D", 1))
+  if (!test_write_all(arg_handle(args, 0), "D", 1))
     return 1;
   for (;;)
     pause();
@@ -539,7 +527,7 @@ TEST_ENTRY(fs_fork_while_starting) {
   test_join_code(warm);
   mproc_process_free(warm);
   pid_t server = (pid_t)mproc__fs_server_pid();
-  mproc_handle_t daemon_out = arg_h(args, 0), report = arg_h(args, 1);
+  mproc_handle_t daemon_out = arg_handle(args, 0), report = arg_handle(args, 1);
   int before = fs_open_fds();
   if (server <= 0 || kill(server, SIGSTOP) != 0)
     return 1;
@@ -581,7 +569,8 @@ TEST(Forkserver, AForkDuringAStartHoldsNoneOfItsEnds) {
 // Waits (60 s at most) for its parent to end; writes "gone" or "aliv".
 TEST_ENTRY(fs_outlive_parent) {
   int rc = mproc_process_join(mproc_parent_process(), 60);
-  return test_write_all(arg_h(args, 0), rc == MPROC_OK ? "gone" : "aliv", 4)
+  return test_write_all(arg_handle(args, 0), rc == MPROC_OK ? "gone" : "aliv",
+                        4)
              ? 0
              : 1;
 }
@@ -592,8 +581,8 @@ TEST_ENTRY(fs_outlive_parent) {
 // ends at once, without joining.
 TEST_ENTRY(fs_raw_fork_then_exit) {
   mproc_process *c = nullptr;
-  if (mproc_process_create(&c, "fs_outlive_parent", Args().h(arg_h(args, 0)),
-                           &kFs) != MPROC_OK ||
+  if (mproc_process_create(&c, "fs_outlive_parent",
+                           Args().h(arg_handle(args, 0)), &kFs) != MPROC_OK ||
       mproc_process_start(c) != MPROC_OK)
     _exit(1);
   pid_t r = fork();
@@ -602,7 +591,7 @@ TEST_ENTRY(fs_raw_fork_then_exit) {
       pause();
   char pid[16] = {0};
   snprintf(pid, sizeof pid, "%15d", (int)r);
-  test_write_all(arg_h(args, 1), pid, sizeof pid);
+  test_write_all(arg_handle(args, 1), pid, sizeof pid);
   _exit(0);
 }
 
@@ -628,8 +617,8 @@ TEST(Forkserver, ARawForkChildDoesNotKeepTheServerOrTheParentAlive) {
 TEST_ENTRY(fs_ppid16_then_wait) {
   char pid[16] = {0};
   snprintf(pid, sizeof pid, "%15d", (int)getppid());
-  test_write_all(arg_h(args, 0), pid, sizeof pid);
-  test_read_all(arg_h(args, 1));
+  test_write_all(arg_handle(args, 0), pid, sizeof pid);
+  test_read_all(arg_handle(args, 1));
   return 0;
 }
 
@@ -638,12 +627,12 @@ TEST_ENTRY(fs_ppid16_then_wait) {
 TEST_ENTRY(fs_hold_server) {
   mproc_process *c = nullptr;
   if (mproc_process_create(&c, "fs_ppid16_then_wait",
-                           Args().h(arg_h(args, 0)).h(arg_h(args, 1)),
+                           Args().h(arg_handle(args, 0)).h(arg_handle(args, 1)),
                            &kFs) != MPROC_OK ||
       mproc_process_start(c) != MPROC_OK)
     return 1;
   mproc_process_free(c); // joined at exit
-  test_read_all(arg_h(args, 1));
+  test_read_all(arg_handle(args, 1));
   return 0;
 }
 
@@ -751,10 +740,10 @@ TEST_ENTRY(fs_kill_the_server) {
 // arg 1.
 TEST_ENTRY(fs_tell_ppid_then_wait) {
   std::string s = std::to_string((int64_t)getppid());
-  mproc_handle_t out = arg_h(args, 0);
+  mproc_handle_t out = arg_handle(args, 0);
   test_write_all(out, s.data(), s.size());
   test_close_handle(out);
-  test_read_all(arg_h(args, 1));
+  test_read_all(arg_handle(args, 1));
   return 0;
 }
 
@@ -840,7 +829,9 @@ TEST(Forkserver, AChildForksChildrenOfItsOwn) {
 // ---- a stopped server ------------------------------------------------------------------
 
 // Writes "X" on arg 0 and ends.
-TEST_ENTRY(fs_write_x) { return test_write_all(arg_h(args, 0), "X", 1) ? 0 : 1; }
+TEST_ENTRY(fs_write_x) {
+  return test_write_all(arg_handle(args, 0), "X", 1) ? 0 : 1;
+}
 
 // Stops this process's server, then: a start fails within a generous bound
 // (ESPAWN, ETIMEDOUT; the bound is shortened to 0.3 s here), the server is

@@ -107,12 +107,10 @@ TEST(Segment, ZeroFilledAndSharedWithAChild) {
   mproc_process_free(p);
 }
 
-TEST(Futex, PingPongAcrossProcesses) {
-  SegFixture f;
-  mproc_process *p = test_start("futex_pong", f.args());
-  // Up to 2000 rounds, fewer (at least 200) past 10 s: two cross-process
-  // wake-ups each, the slowest thing here on a loaded machine.
-  TestRounds r(200, 2000, 10);
+// The parent's side of a ping-pong with futex_pong, for r's rounds: each
+// round hands the child its turn (odd word) and waits for it to hand it
+// back.  Fails the test fatally: call it in ASSERT_NO_FATAL_FAILURE.
+static void play_pong(SegFixture &f, TestRounds &r) {
   while (r.next()) {
     uint32_t v;
     mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1); // child's turn
@@ -126,6 +124,15 @@ TEST(Futex, PingPongAcrossProcesses) {
   mproc__store32(&f.s->counter, 1u);
   mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1);
   mproc__fx_wake(&f.fx, 1);
+}
+
+TEST(Futex, PingPongAcrossProcesses) {
+  SegFixture f;
+  mproc_process *p = test_start("futex_pong", f.args());
+  // Up to 2000 rounds, fewer (at least 200) past 10 s: two cross-process
+  // wake-ups each, the slowest thing here on a loaded machine.
+  TestRounds r(200, 2000, 10);
+  ASSERT_NO_FATAL_FAILURE(play_pong(f, r));
   EXPECT_EQ(test_join_code(p), 0);
   EXPECT_EQ(mproc__load32(&f.s->word), 2u * (uint32_t)r.done() + 1u);
   mproc_process_free(p);
@@ -234,18 +241,7 @@ TEST(Futex, WaitersKilledMidWaitLoseNoLaterWakes) {
   mproc__store32(&f.s->word, 2); // even: the parent's turn (futex_pong)
   mproc_process *p = test_start("futex_pong", f.args());
   TestRounds r(100, 1000, 10);
-  while (r.next()) {
-    uint32_t v;
-    mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1);
-    mproc__fx_wake(&f.fx, 1);
-    while (((v = mproc__load32(&f.s->word)) & 1u) == 1)
-      ASSERT_NE(mproc__fx_wait(&f.fx, v, mproc__plat_now() + 30),
-                MPROC_ETIMEDOUT)
-          << "round " << r.i();
-  }
-  mproc__store32(&f.s->counter, 1u);
-  mproc__store32(&f.s->word, mproc__load32(&f.s->word) + 1);
-  mproc__fx_wake(&f.fx, 1);
+  ASSERT_NO_FATAL_FAILURE(play_pong(f, r));
   EXPECT_EQ(test_join_code(p), 0);
   mproc_process_free(p);
 }

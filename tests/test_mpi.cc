@@ -16,19 +16,6 @@
 
 namespace {
 
-int64_t in_i64(const mproc_args *args) {
-  const void *d = nullptr;
-  size_t n = 0;
-  int64_t x = 0;
-  if (mproc_task_input(args, &d, &n) == 0 && n == sizeof x)
-    std::memcpy(&x, d, sizeof x);
-  return x;
-}
-
-int out_i64(const mproc_args *args, int64_t x) {
-  return mproc_task_result(args, &x, sizeof x) == 0 ? 0 : 99;
-}
-
 // This process's MPI rank as the launcher says (-1 outside mpiexec).
 int64_t env_rank() {
   const char *r = std::getenv("OMPI_COMM_WORLD_RANK");
@@ -79,6 +66,17 @@ void close_pool(mproc_pool *&p) {
   EXPECT_EQ(mproc_pool_close(p), MPROC_OK);
   EXPECT_EQ(mproc_pool_join(p, 60), MPROC_OK);
   p = mproc_pool_free(p);
+}
+
+// A pool that ranks serve: one apply of mpi_square comes back right, then
+// the pool is closed.
+void square_then_close(mproc_pool *&p, int64_t x) {
+  int64_t y = 0;
+  EXPECT_EQ(mproc_pool_apply(p, "mpi_square", &x, sizeof x, &y, sizeof y,
+                             nullptr),
+            0);
+  EXPECT_EQ(y, x * x);
+  close_pool(p);
 }
 
 std::vector<int64_t> iota(size_t n) {
@@ -379,12 +377,7 @@ TEST(MpiRanks, FailingInitializerThenAnotherPool) {
   p = mpi_pool(1);
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(mproc_pool_processes(p), 1);
-  int64_t x = 5, y = 0;
-  EXPECT_EQ(mproc_pool_apply(p, "mpi_square", &x, sizeof x, &y, sizeof y,
-                             nullptr),
-            0);
-  EXPECT_EQ(y, 25);
-  close_pool(p);
+  square_then_close(p, 5);
 }
 
 TEST(MpiRanks, WhatRanksCannotDo) {
@@ -446,10 +439,5 @@ TEST(MpiRanks, TerminateThenAnotherPool) {
   p = mproc_pool_free(p);
   p = mpi_pool();
   ASSERT_NE(p, nullptr);
-  int64_t x = 9, y = 0;
-  EXPECT_EQ(mproc_pool_apply(p, "mpi_square", &x, sizeof x, &y, sizeof y,
-                             nullptr),
-            0);
-  EXPECT_EQ(y, 81);
-  close_pool(p);
+  square_then_close(p, 9);
 }

@@ -23,15 +23,6 @@
 
 namespace {
 
-std::vector<mproc_start_method> methods() {
-  std::vector<mproc_start_method> m{MPROC_START_SPAWN};
-#ifndef _WIN32
-  m.push_back(MPROC_START_FORK);
-  m.push_back(MPROC_START_FORKSERVER);
-#endif
-  return m;
-}
-
 // A stream-specific pattern, so that stdout and stderr swapped or
 // interleaved show up.
 unsigned char pattern(int stream, size_t i) {
@@ -44,12 +35,6 @@ void binary_stdio() {
   _setmode(_fileno(stdout), _O_BINARY);
   _setmode(_fileno(stderr), _O_BINARY);
 #endif
-}
-
-int64_t arg_int(const mproc_args *a, size_t i) {
-  int64_t v = 0;
-  mproc_arg_int(a, i, &v);
-  return v;
 }
 
 mproc_event *arg_event(const mproc_args *a, size_t i) {
@@ -66,6 +51,40 @@ mproc_process_options capture_opts(mproc_start_method m, bool out, bool err) {
   if (err)
     o.stdio[2].mode = MPROC_STDIO_CAPTURE;
   return o;
+}
+
+// Makes an event and starts `entry` with it as its one argument (the child
+// waits on it).  Fails the test fatally: call it in ASSERT_NO_FATAL_FAILURE.
+void start_with_event(const char *entry, const mproc_process_options *o,
+                      mproc_event **ev, mproc_process **p) {
+  mproc_args *a = nullptr;
+  ASSERT_EQ(mproc_event_create(ev), MPROC_OK);
+  ASSERT_EQ(mproc_args_create(&a), MPROC_OK);
+  ASSERT_EQ(mproc_args_add_object(a, nullptr, *ev), MPROC_OK);
+  ASSERT_EQ(mproc_process_create(p, entry, a, o), MPROC_OK);
+  mproc_args_free(a);
+  ASSERT_EQ(mproc_process_start(*p), MPROC_OK);
+}
+
+// Creates and starts `entry` (no arguments) and waits for its end.  Fails
+// the test fatally: call it in ASSERT_NO_FATAL_FAILURE.
+void run_to_end(const char *entry, const mproc_process_options *o,
+                mproc_process **p) {
+  ASSERT_EQ(mproc_process_create(p, entry, nullptr, o), MPROC_OK);
+  ASSERT_EQ(mproc_process_start(*p), MPROC_OK);
+  ASSERT_EQ(mproc_process_join(*p, 60), MPROC_OK);
+}
+
+// The end report of an ended child: checks that its stderr tail is `tail`
+// and gives the text mproc_end_describe() makes of it.  Fails the test
+// fatally: call it in ASSERT_NO_FATAL_FAILURE.
+void end_report(mproc_process *p, const char *tail, std::string *text) {
+  mproc_end_info info;
+  char buf[2048];
+  ASSERT_EQ(mproc_process_end(p, &info), MPROC_OK);
+  EXPECT_STREQ(info.stderr_tail, tail);
+  ASSERT_GT(mproc_end_describe(&info, buf, sizeof buf), 0);
+  *text = buf;
 }
 
 std::string output_of(mproc_process *p, int stream) {
@@ -176,7 +195,7 @@ TEST_ENTRY(out_leave_grandchild) {
 
 TEST(Output, EightMiBOnBothStreamsWithoutDeadlock) {
   const size_t n = (size_t)8 << 20;
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, true);
     mproc_args *a = nullptr;
@@ -212,18 +231,13 @@ TEST(Output, EightMiBOnBothStreamsWithoutDeadlock) {
 }
 
 TEST(Output, ReadWhileTheChildRunsThenTheWholeTextAfterJoin) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, false);
     mproc_event *ev = nullptr;
-    mproc_args *a = nullptr;
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_event_create(&ev), MPROC_OK);
-    ASSERT_EQ(mproc_args_create(&a), MPROC_OK);
-    ASSERT_EQ(mproc_args_add_object(a, nullptr, ev), MPROC_OK);
-    ASSERT_EQ(mproc_process_create(&p, "out_line_wait_line", a, &o), MPROC_OK);
-    mproc_args_free(a);
-    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(
+        start_with_event("out_line_wait_line", &o, &ev, &p));
     // The child waits for the event: this line came while it runs.
     EXPECT_EQ(read_until(p, MPROC_STDOUT, 6), "hello\n");
     EXPECT_EQ(mproc_process_is_alive(p), 1);
@@ -244,13 +258,11 @@ TEST(Output, ReadWhileTheChildRunsThenTheWholeTextAfterJoin) {
 }
 
 TEST(Output, EmptyOutputReadTwice) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, true);
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_process_create(&p, "out_silent", nullptr, &o), MPROC_OK);
-    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
-    ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(run_to_end("out_silent", &o, &p));
     for (int round = 0; round < 2; round++) {
       size_t len = 99;
       EXPECT_EQ(mproc_process_output(p, MPROC_STDOUT, nullptr, 0, &len),
@@ -270,49 +282,37 @@ TEST(Output, EmptyOutputReadTwice) {
 }
 
 TEST(Output, KilledChildKeepsWhatItWroteAndTheReportShowsIt) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, false, true);
     mproc_event *ev = nullptr;
-    mproc_args *a = nullptr;
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_event_create(&ev), MPROC_OK);
-    ASSERT_EQ(mproc_args_create(&a), MPROC_OK);
-    ASSERT_EQ(mproc_args_add_object(a, nullptr, ev), MPROC_OK);
-    ASSERT_EQ(mproc_process_create(&p, "out_line_then_hang", a, &o), MPROC_OK);
-    mproc_args_free(a);
-    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(
+        start_with_event("out_line_then_hang", &o, &ev, &p));
     EXPECT_EQ(read_until(p, MPROC_STDERR, 16), "before the kill\n");
     ASSERT_EQ(mproc_process_kill(p), MPROC_OK);
     ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
     EXPECT_EQ(output_of(p, MPROC_STDERR), "before the kill\n");
-    mproc_end_info info;
-    char text[2048];
-    ASSERT_EQ(mproc_process_end(p, &info), MPROC_OK);
-    EXPECT_STREQ(info.stderr_tail, "before the kill\n");
-    ASSERT_GT(mproc_end_describe(&info, text, sizeof text), 0);
-    EXPECT_NE(std::strstr(text, "SIGKILL"), nullptr) << text;
-    EXPECT_NE(std::strstr(text, "\n  | before the kill"), nullptr) << text;
+    std::string text;
+    ASSERT_NO_FATAL_FAILURE(end_report(p, "before the kill\n", &text));
+    EXPECT_NE(std::strstr(text.c_str(), "SIGKILL"), nullptr) << text;
+    EXPECT_NE(std::strstr(text.c_str(), "\n  | before the kill"), nullptr)
+        << text;
     mproc_process_free(p);
     mproc_event_free(ev);
   }
 }
 
 TEST(Output, EndReportEndsWithTheLastFiveStderrLines) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, false, true);
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_process_create(&p, "out_stderr_lines", nullptr, &o),
-              MPROC_OK);
-    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
-    ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
-    mproc_end_info info;
-    char text[2048];
-    ASSERT_EQ(mproc_process_end(p, &info), MPROC_OK);
-    EXPECT_STREQ(info.stderr_tail, "line 4\nline 5\nline 6\nline 7\nline 8\n");
-    ASSERT_GT(mproc_end_describe(&info, text, sizeof text), 0);
-    EXPECT_STREQ(text, "exited with code 3; last lines of stderr:\n"
+    ASSERT_NO_FATAL_FAILURE(run_to_end("out_stderr_lines", &o, &p));
+    std::string text;
+    ASSERT_NO_FATAL_FAILURE(end_report(
+        p, "line 4\nline 5\nline 6\nline 7\nline 8\n", &text));
+    EXPECT_STREQ(text.c_str(), "exited with code 3; last lines of stderr:\n"
                        "  | line 4\n  | line 5\n  | line 6\n  | line 7\n"
                        "  | line 8");
     mproc_process_free(p);
@@ -322,15 +322,10 @@ TEST(Output, EndReportEndsWithTheLastFiveStderrLines) {
 TEST(Output, EndReportWithoutCaptureHasNoTail) {
   mproc_process_options o = capture_opts(MPROC_START_SPAWN, true, false);
   mproc_process *p = nullptr;
-  ASSERT_EQ(mproc_process_create(&p, "out_silent", nullptr, &o), MPROC_OK);
-  ASSERT_EQ(mproc_process_start(p), MPROC_OK);
-  ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
-  mproc_end_info info;
-  char text[256];
-  ASSERT_EQ(mproc_process_end(p, &info), MPROC_OK);
-  EXPECT_STREQ(info.stderr_tail, "");
-  ASSERT_GT(mproc_end_describe(&info, text, sizeof text), 0);
-  EXPECT_STREQ(text, "exited with code 0");
+  ASSERT_NO_FATAL_FAILURE(run_to_end("out_silent", &o, &p));
+  std::string text;
+  ASSERT_NO_FATAL_FAILURE(end_report(p, "", &text));
+  EXPECT_STREQ(text.c_str(), "exited with code 0");
   mproc_process_free(p);
 }
 
@@ -413,19 +408,13 @@ TEST(Output, BadArguments) {
 
 #ifndef _WIN32
 TEST(Output, AGrandchildHoldingTheStreamDoesNotHoldTheOutput) {
-  for (mproc_start_method m : methods()) {
+  for (mproc_start_method m : every_method()) {
     SCOPED_TRACE(m);
     mproc_process_options o = capture_opts(m, true, false);
     mproc_event *ev = nullptr;
-    mproc_args *a = nullptr;
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_event_create(&ev), MPROC_OK);
-    ASSERT_EQ(mproc_args_create(&a), MPROC_OK);
-    ASSERT_EQ(mproc_args_add_object(a, nullptr, ev), MPROC_OK);
-    ASSERT_EQ(mproc_process_create(&p, "out_leave_grandchild", a, &o),
-              MPROC_OK);
-    mproc_args_free(a);
-    ASSERT_EQ(mproc_process_start(p), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(
+        start_with_event("out_leave_grandchild", &o, &ev, &p));
     ASSERT_EQ(mproc_process_join(p, 60), MPROC_OK);
     double t0 = test_now();
     EXPECT_EQ(output_of(p, MPROC_STDOUT), "child's own\n");

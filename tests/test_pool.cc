@@ -31,19 +31,6 @@
 
 namespace {
 
-int64_t in_i64(const mproc_args *args) {
-  const void *d = nullptr;
-  size_t n = 0;
-  int64_t x = 0;
-  if (mproc_task_input(args, &d, &n) == MPROC_OK && n == sizeof x)
-    memcpy(&x, d, sizeof x);
-  return x;
-}
-
-int out_i64(const mproc_args *args, int64_t v) {
-  return mproc_task_result(args, &v, sizeof v) == MPROC_OK ? 0 : 99;
-}
-
 struct Inputs {
   std::vector<int64_t> v;
   std::vector<mproc_bytes> b;
@@ -393,6 +380,18 @@ struct InitObjects {
     mproc_lock_free(l);
   }
 };
+
+// Options for a pool of n workers whose initializer, pool_init_objects, is
+// given objs' lock and queue in `a` (which must outlive the pool).  Fails
+// the test fatally: call it in ASSERT_NO_FATAL_FAILURE.
+void init_objects_options(const InitObjects &objs, int n, Args *a,
+                          mproc_pool_options *o) {
+  ASSERT_EQ(mproc_args_add_object(a->a, nullptr, objs.l), MPROC_OK);
+  ASSERT_EQ(mproc_args_add_object(a->a, nullptr, objs.q), MPROC_OK);
+  o->processes = n;
+  o->initializer = "pool_init_objects";
+  o->initargs = *a;
+}
 } // namespace
 
 TEST(PoolApply, ApplyAndApplyAsyncWithCallbacks) {
@@ -439,12 +438,8 @@ TEST(PoolApply, WaitTimesOutThenSucceeds) {
   InitObjects objs; // freed after the pool
   ASSERT_EQ(mproc_lock_acquire(objs.l, 0), MPROC_OK);
   Args a;
-  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, objs.l), MPROC_OK);
-  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, objs.q), MPROC_OK);
   mproc_pool_options o{};
-  o.processes = 1;
-  o.initializer = "pool_init_objects";
-  o.initargs = a;
+  ASSERT_NO_FATAL_FAILURE(init_objects_options(objs, 1, &a, &o));
   Pool pool(1, &o);
   int64_t x = 300;
   mproc_async_result *r = nullptr;
@@ -574,12 +569,8 @@ TEST(PoolDeath, DeathAmongManyTasksFailsOneChunkOnly) {
 TEST(PoolDeath, WorkerKilledFromOutside) {
   InitObjects objs; // freed after the pool
   Args a;
-  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, objs.l), MPROC_OK);
-  ASSERT_EQ(mproc_args_add_object(a.a, nullptr, objs.q), MPROC_OK);
   mproc_pool_options o{};
-  o.processes = 2;
-  o.initializer = "pool_init_objects";
-  o.initargs = a;
+  ASSERT_NO_FATAL_FAILURE(init_objects_options(objs, 2, &a, &o));
   Pool pool(2, &o);
   // A worker blocks in a long task that first tells its pid.
   int64_t ms = 60000;
@@ -722,6 +713,32 @@ bool pid_running(int64_t pid) {
            (st[rp + 2] == 'Z' || st[rp + 2] == 'X'));
 #endif
 }
+
+// Starts `entry`, a program with a pool of two workers (not a daemon: the
+// test ends it as a program ends), and reads the two worker pids it sends
+// on the handle in its arg 0 into `pids`.
+mproc_process *start_pool_main(const char *entry, std::string *pids) {
+  mproc_process_options o{};
+  o.daemon = MPROC_DAEMON_NO;
+  TestPipe tp;
+  Args a;
+  a.h(tp.w);
+  mproc_process *p = test_start(entry, a, &o);
+  tp.close_w();
+  *pids = test_read_n(tp.r, 2 * sizeof(int64_t));
+  return p;
+}
+
+// Each worker pid start_pool_main() read ends (its program ended).
+void expect_workers_gone(const std::string &pids) {
+  for (int k = 0; k < 2; k++) {
+    int64_t pid = 0;
+    memcpy(&pid, pids.data() + k * sizeof pid, sizeof pid);
+    // Not our child: nothing to wait on but its state, for up to 30 s.
+    bool gone = test_wait_for([&] { return !pid_running(pid); });
+    EXPECT_TRUE(gone) << "worker " << pid << " outlived its program";
+  }
+}
 } // namespace
 
 // A pool left running when the program exits: the exit handler terminates
@@ -775,26 +792,14 @@ TEST_ENTRY(pool_leaky_main) {
 }
 
 TEST(PoolLifecycle, ExitWithoutCleanupLeavesNoWorkers) {
-  mproc_process_options o{};
-  o.daemon = MPROC_DAEMON_NO;
   double t0 = test_now();
-  TestPipe tp;
-  Args a;
-  a.h(tp.w);
-  mproc_process *p = test_start("pool_leaky_main", a, &o);
-  tp.close_w();
-  std::string pids = test_read_n(tp.r, 2 * sizeof(int64_t));
+  std::string pids;
+  mproc_process *p = start_pool_main("pool_leaky_main", &pids);
   EXPECT_EQ(test_join_code(p, 60), 0);
   EXPECT_LT(test_now() - t0, 20.0);
   mproc_process_free(p);
   ASSERT_EQ(pids.size(), 2 * sizeof(int64_t));
-  for (int k = 0; k < 2; k++) {
-    int64_t pid = 0;
-    memcpy(&pid, pids.data() + k * sizeof pid, sizeof pid);
-    // Not our child: nothing to wait on but its state, for up to 30 s.
-    bool gone = test_wait_for([&] { return !pid_running(pid); });
-    EXPECT_TRUE(gone) << "worker " << pid << " outlived its program";
-  }
+  expect_workers_gone(pids);
 }
 
 // ---- bad input ------------------------------------------------------------------
@@ -1181,16 +1186,11 @@ TEST_ENTRY(pool_pid_then_sleep) {
 // worker after every task).
 TEST(PoolWorkers, InitargsCarryIpcObjectsToEveryWorker) {
   InitObjects objs;
-  mproc_lock *l = objs.l;
   mproc_queue *q = objs.q;
   {
     Args a;
-    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, l), MPROC_OK);
-    ASSERT_EQ(mproc_args_add_object(a.a, nullptr, q), MPROC_OK);
     mproc_pool_options o{};
-    o.processes = 2;
-    o.initializer = "pool_init_objects";
-    o.initargs = a;
+    ASSERT_NO_FATAL_FAILURE(init_objects_options(objs, 2, &a, &o));
     o.maxtasksperchild = 1;
     Pool pool(2, &o);
     ASSERT_NE(pool.p, nullptr);
@@ -1736,26 +1736,15 @@ TEST_ENTRY(pool_sigint_main) {
 // default action): the program ends at once, without a hang, and no worker
 // outlives it.
 TEST(PoolLifecycle, SigintToTheParentLeavesNoWorkers) {
-  mproc_process_options o{};
-  o.daemon = MPROC_DAEMON_NO;
-  TestPipe tp;
-  Args a;
-  a.h(tp.w);
-  mproc_process *p = test_start("pool_sigint_main", a, &o);
-  tp.close_w();
-  std::string pids = test_read_n(tp.r, 2 * sizeof(int64_t));
+  std::string pids;
+  mproc_process *p = start_pool_main("pool_sigint_main", &pids);
   ASSERT_EQ(pids.size(), 2 * sizeof(int64_t));
   double t0 = test_now();
   EXPECT_EQ(mproc_process_interrupt(p), MPROC_OK);
   EXPECT_EQ(test_join_code(p, 60), -2);
   EXPECT_LT(test_now() - t0, 30.0);
   mproc_process_free(p);
-  for (int k = 0; k < 2; k++) {
-    int64_t pid = 0;
-    memcpy(&pid, pids.data() + k * sizeof pid, sizeof pid);
-    bool gone = test_wait_for([&] { return !pid_running(pid); });
-    EXPECT_TRUE(gone) << "worker " << pid << " outlived its program";
-  }
+  expect_workers_gone(pids);
 }
 
 // ---- end reports of lost tasks (issue 12) -----------------------------------
@@ -1776,6 +1765,18 @@ std::string end_text(const mproc_end_info &e) {
   char buf[128];
   int n = mproc_end_describe(&e, buf, sizeof buf);
   return n < 0 ? std::string("?") : std::string(buf);
+}
+
+// The end report of worker `pid`, which killed itself (pool_kill_self).
+void expect_killed_itself(const mproc_end_info &e, int64_t pid) {
+  EXPECT_EQ(e.pid, pid);
+#ifdef _WIN32
+  EXPECT_EQ(end_text(e), "exited with code 9");
+#else
+  EXPECT_EQ(e.kind, MPROC_END_SIGNAL);
+  EXPECT_EQ(e.code, 9);
+  EXPECT_EQ(end_text(e), "killed by signal 9 (SIGKILL)");
+#endif
 }
 } // namespace
 
@@ -1873,14 +1874,7 @@ TEST(PoolDeath, LostTaskReportSaysKilledBySignal) {
   EXPECT_EQ(mproc_async_result_get(r, nullptr, 0, nullptr, 60), MPROC_EWORKER);
   mproc_end_info e{};
   ASSERT_EQ(mproc_async_result_end(r, &e), MPROC_OK);
-  EXPECT_EQ(e.pid, pid);
-#ifdef _WIN32
-  EXPECT_EQ(end_text(e), "exited with code 9");
-#else
-  EXPECT_EQ(e.kind, MPROC_END_SIGNAL);
-  EXPECT_EQ(e.code, 9);
-  EXPECT_EQ(end_text(e), "killed by signal 9 (SIGKILL)");
-#endif
+  expect_killed_itself(e, pid);
   mproc_async_result_free(r);
 }
 
@@ -1932,14 +1926,7 @@ TEST(PoolDeath, ImapLostTaskReportNamesTheWorkerAndTheSignal) {
     ASSERT_EQ(index, 0u);
     mproc_end_info e{};
     ASSERT_EQ(mproc_imap_item_end(it, index, &e), MPROC_OK);
-    EXPECT_EQ(e.pid, pid);
-#ifdef _WIN32
-    EXPECT_EQ(end_text(e), "exited with code 9");
-#else
-    EXPECT_EQ(e.kind, MPROC_END_SIGNAL);
-    EXPECT_EQ(e.code, 9);
-    EXPECT_EQ(end_text(e), "killed by signal 9 (SIGKILL)");
-#endif
+    expect_killed_itself(e, pid);
     EXPECT_EQ(mproc_imap_item_end(it, 1, &e), MPROC_EINVAL);
     EXPECT_EQ(mproc_imap_item_end(it, 0, nullptr), MPROC_EINVAL);
     EXPECT_EQ(mproc_imap_item_end(nullptr, 0, &e), MPROC_EINVAL);

@@ -35,18 +35,6 @@
 
 namespace {
 
-int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0) {
-  int64_t v = dflt;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
-mproc_handle_t arg_handle(const mproc_args *a, size_t i) {
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  mproc_arg_handle(a, i, &h);
-  return h;
-}
-
 bool pipe_has_data(mproc_handle_t h) {
 #ifdef _WIN32
   DWORD avail = 0;
@@ -1711,15 +1699,6 @@ TEST_ENTRY(env_cwd_child) {
       code |= 8;
   }
   return code;
-}
-
-std::vector<mproc_start_method> every_method() {
-  std::vector<mproc_start_method> m{MPROC_START_SPAWN};
-#ifndef _WIN32
-  m.push_back(MPROC_START_FORK);
-  m.push_back(MPROC_START_FORKSERVER);
-#endif
-  return m;
 }
 
 int run_env_child(mproc_start_method method, int clear, const char *cwd) {

@@ -49,12 +49,6 @@ mproc_queue *arg_queue(const mproc_args *a, size_t i) {
   return static_cast<mproc_queue *>(q);
 }
 
-int64_t arg_int(const mproc_args *a, size_t i) {
-  int64_t v = 0;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
 // Argument list: the queues first, then integers.
 struct QArgs : Args {
   QArgs(std::initializer_list<mproc_queue *> qs,
@@ -549,6 +543,21 @@ TEST(QueueBasics, CloseFromAnotherThreadEndsABlockedGet) {
   t.join();
 }
 
+// Runs `call` (a put or get that must end with MPROC_ECLOSED) on a thread,
+// waits until it waits for `lock` (0 the put lock, 1 the get lock), then
+// closes the queue from this thread and joins that one.
+template <class Call>
+static void close_ends_call_behind_lock(Q &q, int lock, Call call) {
+  std::thread t([&] {
+    int rc = call();
+    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
+  });
+  EXPECT_TRUE(test_wait_for(
+      [&] { return mproc__queue_test_lock_waiting(q, lock) > 0; }));
+  mproc_queue_close(q);
+  t.join();
+}
+
 // A get on an empty queue raises its flag under the put lock, which a
 // reserve holds until it ends: close() from another thread must still end
 // that get at its next look (here the view is held past the get's timeout).
@@ -556,16 +565,11 @@ TEST(QueueViews, CloseEndsAGetWaitingBehindAReserve) {
   Q q(0, 4096);
   mproc_queue_view v;
   ASSERT_EQ(mproc_queue_put_reserve(q, 8, &v, 5), MPROC_OK);
-  std::thread t([&] {
+  close_ends_call_behind_lock(q, 0 /* the put lock */, [&] {
     int rc;
     get_str(q, 10, &rc);
-    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
+    return rc;
   });
-  EXPECT_TRUE(test_wait_for([&] {
-    return mproc__queue_test_lock_waiting(q, 0) > 0; // the put lock
-  }));
-  mproc_queue_close(q);
-  t.join();
   EXPECT_EQ(mproc_queue_put_abort(q, &v), MPROC_OK);
 }
 
@@ -576,15 +580,8 @@ TEST(QueueViews, CloseEndsAPutWaitingBehindABorrow) {
   ASSERT_EQ(put_str(q, "kept"), MPROC_OK);
   mproc_queue_view v;
   ASSERT_EQ(mproc_queue_get_borrow(q, &v, 5), MPROC_OK);
-  std::thread t([&] {
-    int rc = put_str(q, "more", 10);
-    EXPECT_EQ(rc, MPROC_ECLOSED) << mproc_strerror(rc);
-  });
-  EXPECT_TRUE(test_wait_for([&] {
-    return mproc__queue_test_lock_waiting(q, 1) > 0; // the get lock
-  }));
-  mproc_queue_close(q);
-  t.join();
+  close_ends_call_behind_lock(q, 1 /* the get lock */,
+                              [&] { return put_str(q, "more", 10); });
   EXPECT_EQ(mproc_queue_release(q, &v), MPROC_OK);
 }
 
@@ -923,14 +920,9 @@ TEST_P(QueueViewHolderDies, ForeverWaiterOnTheOtherSideGoesOn) {
   TestPipe ready;
   QArgs a({q}, {kind});
   a.h(ready.w);
-  mproc_process *p = test_start("q_hold_view", a);
-  ready.close_w();
-  ASSERT_EQ(test_read_n(ready.r, 1), "R");
-  int64_t pid = 0;
-  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
-#ifndef _WIN32
-  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
-#endif
+  mproc_process *p = nullptr;
+  ASSERT_NO_FATAL_FAILURE(
+      test_start_stopped_holder("q_hold_view", a, ready, &p));
   std::atomic<int> rc{1};
   std::string got;
   std::thread waiter([&] {
@@ -1525,14 +1517,9 @@ static void stopped_holder(int side) {
   TestPipe ready;
   QArgs a({q}, {side});
   a.h(ready.w);
-  mproc_process *p = test_start("q_hold_lock", a);
-  ready.close_w();
-  ASSERT_EQ(test_read_n(ready.r, 1), "R");
-  int64_t pid = 0;
-  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
-#ifndef _WIN32
-  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
-#endif
+  mproc_process *p = nullptr;
+  ASSERT_NO_FATAL_FAILURE(
+      test_start_stopped_holder("q_hold_lock", a, ready, &p));
   // Should a call hang on the held lock, end it by killing the holder
   // after a while, so the bounds below fail instead of the test hanging.
   TestWatchdog watchdog(p, 20);

@@ -43,12 +43,6 @@ std::vector<unsigned char> make_pattern(size_t n) {
   return v;
 }
 
-int64_t arg_int(const mproc_args *a, size_t i) {
-  int64_t v = 0;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
 void set_env(const char *k, const char *v) {
 #ifdef _WIN32
   SetEnvironmentVariableA(k, v && *v ? v : nullptr);

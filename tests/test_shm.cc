@@ -33,12 +33,6 @@ std::string uniq(const char *what) {
          std::to_string(++n) + "-" + what;
 }
 
-int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0) {
-  int64_t v = dflt;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
 const char *arg_str(const mproc_args *a, size_t i) {
   const char *s = nullptr;
   mproc_arg_str(a, i, &s);

@@ -62,18 +62,6 @@ template <class T> T *arg_obj(const mproc_args *a, size_t i, int type) {
                                                       : nullptr;
 }
 
-int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0) {
-  int64_t v = dflt;
-  mproc_arg_int(a, i, &v);
-  return v;
-}
-
-mproc_handle_t arg_handle(const mproc_args *a, size_t i) {
-  mproc_handle_t h = MPROC_INVALID_HANDLE;
-  mproc_arg_handle(a, i, &h);
-  return h;
-}
-
 void add_obj(Args &a, const void *obj) {
   ASSERT_EQ(mproc_args_add_object(a.a, nullptr, obj), MPROC_OK);
 }
@@ -908,14 +896,9 @@ TEST(CrossProcess, StoppedHolderDoesNotStretchTimedAcquire) {
     Args a;
     add_obj(a, l);
     a.h(ready.w).i(1);
-    mproc_process *p = test_start("sync_hold_forever", a);
-    ready.close_w();
-    ASSERT_EQ(test_read_n(ready.r, 1), "R");
-    int64_t pid = 0;
-    EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
-#ifndef _WIN32
-    EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
-#endif
+    mproc_process *p = nullptr;
+    ASSERT_NO_FATAL_FAILURE(
+        test_start_stopped_holder("sync_hold_forever", a, ready, &p));
     EXPECT_EQ(mproc_lock_locked(l), 1);
     for (double t : {0.0, 0.05, 0.3}) {
       double t0 = test_now();
@@ -1498,6 +1481,23 @@ TEST(CrossProcess, KilledWaiterDoesNotBlockTheCondition) {
   mproc_condition_free(c);
 }
 
+// Starts a sync_barrier_once party and gives it up to 30 s to be the one
+// waiting at b.
+static mproc_process *start_waiting_party(mproc_barrier *b, const Args &a) {
+  mproc_process *p = test_start("sync_barrier_once", a);
+  double t0 = test_now();
+  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
+    test_sleep_ms(5);
+  return p;
+}
+
+// Kills a party (as it waits) and reaps it.
+static void kill_party(mproc_process *p) {
+  EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+  EXPECT_EQ(test_join_code(p), -9);
+  mproc_process_free(p);
+}
+
 // Issue 8 item 5: a party killed while it waits must break the barrier
 // (not let it open with too few live parties), and reset() must make the
 // barrier usable again.
@@ -1507,18 +1507,13 @@ TEST(CrossProcess, PartyKilledWhileWaitingBreaksBarrierAndResetRecovers) {
   Args a1;
   add_obj(a1, b);
   a1.d(60);
-  mproc_process *p1 = test_start("sync_barrier_once", a1);
-  double t0 = test_now();
-  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
-    test_sleep_ms(5);
+  mproc_process *p1 = start_waiting_party(b, a1);
   ASSERT_EQ(mproc_barrier_n_waiting(b), 1u);
-  EXPECT_EQ(mproc_process_kill(p1), MPROC_OK);
-  EXPECT_EQ(test_join_code(p1), -9);
-  mproc_process_free(p1);
+  kill_party(p1);
   // Two live parties arrive: with the dead one that makes three, but the
   // barrier must not open.
   mproc_process *p2 = test_start("sync_barrier_once", a1);
-  t0 = test_now();
+  double t0 = test_now();
   EXPECT_EQ(mproc_barrier_wait(b, 60, nullptr), MPROC_EBROKEN);
   EXPECT_LT(test_now() - t0, 30.0);
   EXPECT_EQ(test_join_code(p2), 10 - MPROC_EBROKEN);
@@ -1545,13 +1540,8 @@ TEST(CrossProcess, ResetCountsOutAPartyThatDiedWaiting) {
   Args a1;
   add_obj(a1, b);
   a1.d(60);
-  mproc_process *p1 = test_start("sync_barrier_once", a1);
-  double t0 = test_now();
-  while (mproc_barrier_n_waiting(b) != 1 && test_now() - t0 < 30)
-    test_sleep_ms(5);
-  EXPECT_EQ(mproc_process_kill(p1), MPROC_OK);
-  EXPECT_EQ(test_join_code(p1), -9);
-  mproc_process_free(p1);
+  mproc_process *p1 = start_waiting_party(b, a1);
+  kill_party(p1);
   EXPECT_EQ(mproc_barrier_reset(b), MPROC_OK);
   EXPECT_EQ(mproc_barrier_n_waiting(b), 0u);
   mproc_process *p2 = test_start("sync_barrier_once", a1);
@@ -1681,14 +1671,9 @@ TEST(CrossProcess, StoppedPartyInsideTheBarrierLockDoesNotStretchWaits) {
   Args a;
   add_obj(a, b);
   a.h(ready.w);
-  mproc_process *p = test_start("sync_barrier_hold_lock", a);
-  ready.close_w();
-  ASSERT_EQ(test_read_n(ready.r, 1), "R");
-  int64_t pid = 0;
-  EXPECT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
-#ifndef _WIN32
-  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
-#endif
+  mproc_process *p = nullptr;
+  ASSERT_NO_FATAL_FAILURE(
+      test_start_stopped_holder("sync_barrier_hold_lock", a, ready, &p));
   // Should the wait hang on the held lock, end it by killing the holder.
   TestWatchdog watchdog(p, 20);
   for (double t : {0.0, 0.2}) {

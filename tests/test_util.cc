@@ -359,6 +359,52 @@ int test_join_code(mproc_process *p, double timeout) {
   return code;
 }
 
+int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt) {
+  int64_t v = dflt;
+  mproc_arg_int(a, i, &v);
+  return v;
+}
+
+mproc_handle_t arg_handle(const mproc_args *a, size_t i) {
+  mproc_handle_t h = MPROC_INVALID_HANDLE;
+  mproc_arg_handle(a, i, &h);
+  return h;
+}
+
+std::vector<mproc_start_method> every_method() {
+  std::vector<mproc_start_method> m{MPROC_START_SPAWN};
+#ifndef _WIN32
+  m.push_back(MPROC_START_FORK);
+  m.push_back(MPROC_START_FORKSERVER);
+#endif
+  return m;
+}
+
+int64_t in_i64(const mproc_args *args) {
+  const void *d = nullptr;
+  size_t n = 0;
+  int64_t x = 0;
+  if (mproc_task_input(args, &d, &n) == MPROC_OK && n == sizeof x)
+    memcpy(&x, d, sizeof x);
+  return x;
+}
+
+int out_i64(const mproc_args *args, int64_t v) {
+  return mproc_task_result(args, &v, sizeof v) == MPROC_OK ? 0 : 99;
+}
+
+void test_start_stopped_holder(const char *entry, const mproc_args *args,
+                               TestPipe &ready, mproc_process **p) {
+  *p = test_start(entry, args);
+  ready.close_w();
+  ASSERT_EQ(test_read_n(ready.r, 1), "R");
+  int64_t pid = 0;
+  EXPECT_EQ(mproc_process_pid(*p, &pid), MPROC_OK);
+#ifndef _WIN32
+  EXPECT_EQ(kill((pid_t)pid, SIGSTOP), 0);
+#endif
+}
+
 Args::Args() { mproc_args_create(&a); }
 Args::~Args() { mproc_args_free(a); }
 Args &Args::i(int64_t v, const char *key) {

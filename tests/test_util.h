@@ -107,6 +107,15 @@ int test_run(const std::vector<std::string> &argv,
              const std::vector<std::string> &env, std::string *output,
              double timeout_s = 60);
 
+// Argument i of a child's entry as an int (dflt if it has none), or as a
+// handle (MPROC_INVALID_HANDLE if it has none).
+int64_t arg_int(const mproc_args *a, size_t i, int64_t dflt = 0);
+mproc_handle_t arg_handle(const mproc_args *a, size_t i);
+
+// The start methods this platform has: spawn, and on POSIX fork and
+// forkserver too (for tests that run in each).
+std::vector<mproc_start_method> every_method();
+
 // Create, start a process running `entry` with `args` (may be NULL); fails
 // the test on error.
 mproc_process *test_start(const char *entry, const mproc_args *args = nullptr,
@@ -114,6 +123,11 @@ mproc_process *test_start(const char *entry, const mproc_args *args = nullptr,
 // Join with a generous bound and return the exit code; fails the test if
 // it does not end in time.
 int test_join_code(mproc_process *p, double timeout = 60);
+
+// A task's int64_t input (0 if it has none of that size), and its int64_t
+// result: 0, or 99 if the result could not be stored (a task's exit code).
+int64_t in_i64(const mproc_args *args);
+int out_i64(const mproc_args *args, int64_t v);
 
 // RAII for argument lists.
 struct Args {
@@ -130,6 +144,14 @@ struct Args {
   Args &h(mproc_handle_t v, const char *key = nullptr);
   operator const mproc_args *() const { return a; }
 };
+
+// Starts `entry` with `args`, which pass it the write end of `ready`; waits
+// for the "R" it writes there once it holds what the test wants held (a
+// lock, a view), then, where signals exist, stops it with SIGSTOP so that it
+// keeps holding it without running.  Fails the test (fatally: call it in
+// ASSERT_NO_FATAL_FAILURE) if the "R" does not come.
+void test_start_stopped_holder(const char *entry, const mproc_args *args,
+                               TestPipe &ready, mproc_process **p);
 
 // Ends this process at once, as a crash would: abort(), or on Windows
 // TerminateProcess with `code` (abort() pops a dialog on some CRTs).

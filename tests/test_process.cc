@@ -1471,7 +1471,10 @@ TEST(Stop, AlreadyEndedChildReturnsAtOnceAndIsNotSignalled) {
     return mproc_wait(&w, 1, 0) == 1;
   }));
   ASSERT_EQ(mproc_process_stop(q, chain, 2, &how), MPROC_OK);
-  EXPECT_EQ(how.step, -1);
+  // Without pidfds the sentinel is a pipe the kernel closes while the child
+  // exits, a moment before it can be collected: the chain may then end in
+  // its first step, a wait (no signal sent; exit code 6 proves it).
+  EXPECT_LE(how.step, 0);
   EXPECT_EQ(how.exitcode, 6);
   mproc_process_free(p);
   mproc_process_free(q);

@@ -150,7 +150,11 @@ typedef struct mproc__qconst {
 
 /* Producers' bookkeeping, under the put lock.  The caches hold a value of
  * the consumers' counters seen earlier: those only grow, so a stale cache
- * errs on the side of "full", and the real counter is read only then. */
+ * errs on the side of "full", and the real counter is read only then.
+ * Only the lock holder reads or writes a cache, so it is stored relaxed:
+ * the lock orders it for the next holder.  (A seq_cst store is a locked
+ * XCHG on x86; a consumer that keeps up refreshes its tail cache on
+ * nearly every get, and that swap measured over half of get's own time.) */
 typedef struct mproc__qprod {
   mproc__lockword lock;
   volatile mproc__u64a nput;       /* messages ever put (incl. in flight) */
@@ -617,7 +621,7 @@ static uint64_t mproc__q_place(mproc_queue *q, uint64_t tail, uint64_t rec) {
               tail - p->head_look < MPROC__Q_LOOK))
     return end;
   head = mproc__load64(&q->h->head.v);
-  mproc__store64(&p->head_cache, head);
+  mproc__store64_rlx(&p->head_cache, head);
   p->head_look = tail;
   return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot);
 }
@@ -637,7 +641,7 @@ static int mproc__q_put_room(mproc_queue *q, uint32_t len, uint64_t *tail,
     return MPROC_ESTATE;
   if (q->maxsize && nput - h->p.v.nget_cache >= q->maxsize) {
     uint64_t nget = mproc__load64(&h->g.v.nget);
-    mproc__store64(&h->p.v.nget_cache, nget);
+    mproc__store64_rlx(&h->p.v.nget_cache, nget);
     if (nput - nget >= q->maxsize)
       return MPROC_EFULL;
   }
@@ -702,7 +706,7 @@ static int mproc__q_get_peek(mproc_queue *q, uint64_t *head, uint64_t *off,
   *head = mproc__load64(&h->head.v);
   if (*head == tail) {
     tail = mproc__load64(&h->tail.v);
-    mproc__store64(&h->g.v.tail_cache, tail);
+    mproc__store64_rlx(&h->g.v.tail_cache, tail);
   }
   if ((rc = mproc__q_commit_get(q)) < 0)
     return rc;

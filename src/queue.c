@@ -322,8 +322,9 @@ static void mproc__q_signal_all(mproc__qcond *c, mproc__fx *fx) {
 
 static void mproc__q_reap(mproc_queue *q, int side);
 
-/* Spins until ready(q) looks true (1) or the spin is over (0): briefly, or
- * while the other side's lock is held, up to MPROC__Q_SPIN_BUSY seconds: a
+/* Spins until ready(q) looks true (1) or the spin is over: briefly, then
+ * 0 when the other side's lock is free, or while that lock is held, up to
+ * MPROC__Q_SPIN_BUSY seconds (then -1, also at the deadline): a
  * peer inside its critical section is copying the message (or the room)
  * this waiter wants, and a big message's copy lasts tens of microseconds,
  * longer than the short spin and about the cost of the futex sleep and
@@ -345,7 +346,7 @@ static int mproc__q_spin(mproc_queue *q,
         if (deadline >= 0 && deadline < until)
           until = deadline; /* the caller's deadline bounds the spin too */
       } else if (mproc__plat_now() >= until)
-        return 0;
+        return -1;
     }
     mproc__pause();
   }
@@ -355,7 +356,18 @@ static int mproc__q_spin(mproc_queue *q,
  * side whose operations wake this waiter): 1 when ready(q) is true (do not
  * sleep), 0 when the flag is up and the sleep may begin, MPROC_ETIMEDOUT
  * when the lock was not had by the deadline, MPROC__Q_RETRY when it was
- * not had within a wait slice before it.  The lock is held for a load and
+ * not had within a wait slice before it, or (`brief`) at once.
+ *
+ * `brief`: the spin before found the other side's lock free, so a holder
+ * now is an operation that just began and will end in nanoseconds (and
+ * likely brings what we wait for): look again rather than wait for the
+ * lock.  Waiting for it as a lock waiter would count this process in the
+ * word's waiters, and every release until this process runs again would
+ * pay a futex wake system call: measured on a loaded machine, thousands
+ * per registration (a woken process waits milliseconds for a CPU), a
+ * fifth of a busy consumer's time.  A holder that kept the lock through
+ * the whole spin (stopped, descheduled, a view) is waited for as a lock,
+ * so a long hold costs a sleep, not a busy loop.  The lock is held for a load and
  * a store by everyone but a view, which keeps it until it ends: a holder
  * stopped by a signal, or a view held long, delays us, but never past our
  * deadline, and by no more than a slice a close() of our handle (the
@@ -363,12 +375,16 @@ static int mproc__q_spin(mproc_queue *q,
 #define MPROC__Q_RETRY 2
 static int mproc__q_register(mproc_queue *q, mproc__qcond *c,
                              int (*ready)(mproc_queue *q, uint64_t arg),
-                             uint64_t arg, double deadline, int side) {
+                             uint64_t arg, double deadline, int side,
+                             int brief) {
   double until = mproc__plat_now() + MPROC__Q_WAIT_SLICE;
   int rc, sliced = deadline < 0 || deadline > until;
   if (!sliced)
     until = deadline; /* set: q_lock never reads the clock for it */
-  if (mproc__q_lock(q, side, 0, &until) < 0)
+  if (brief && !mproc__lockword_try(mproc__q_lockword(q, side)))
+    return sliced || mproc__plat_now() < deadline ? MPROC__Q_RETRY
+                                                  : MPROC_ETIMEDOUT;
+  if (!brief && mproc__q_lock(q, side, 0, &until) < 0)
     return sliced ? MPROC__Q_RETRY : MPROC_ETIMEDOUT;
   mproc__store32(&c->want, 1);
   rc = ready(q, arg) ? 1 : 0;
@@ -386,12 +402,13 @@ static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
   int rc;
   uint32_t seen;
   double now, until;
-  if (mproc__q_spin(q, ready, arg, reap, deadline))
+  if ((rc = mproc__q_spin(q, ready, arg, reap, deadline)) > 0)
     return MPROC_OK;
   /* Word first, then the flag and the look, under the waker's lock (see
    * the top of the file). */
   seen = mproc__load32(&c->seq);
-  if ((rc = mproc__q_register(q, c, ready, arg, deadline, reap)) != 0)
+  if ((rc = mproc__q_register(q, c, ready, arg, deadline, reap, rc == 0)) !=
+      0)
     return rc == 1 || rc == MPROC__Q_RETRY ? MPROC_OK : rc;
   now = mproc__plat_now();
   if (deadline >= 0 && now >= deadline)

@@ -332,7 +332,9 @@ static void mproc__q_reap(mproc_queue *q, int side);
 
 /* Spins until ready(q) looks true (1) or the spin is over: briefly, then
  * 0 when the other side's lock is free, or while that lock is held, up to
- * MPROC__Q_SPIN_BUSY seconds (then -1, also at the deadline): a
+ * MPROC__Q_SPIN_BUSY seconds (then -1, also at the deadline, unless the
+ * other side's counter moved meanwhile: a peer that works, with this
+ * process descheduled for most of the spin, is not a stuck holder): a
  * peer inside its critical section is copying the message (or the room)
  * this waiter wants, and a big message's copy lasts tens of microseconds,
  * longer than the short spin and about the cost of the futex sleep and
@@ -341,6 +343,9 @@ static int mproc__q_spin(mproc_queue *q,
                          int (*ready)(mproc_queue *q, uint64_t arg),
                          uint64_t arg, int peer, double deadline) {
   mproc__lockword *lw = mproc__q_lockword(q, peer);
+  volatile mproc__u64a *moves =
+      peer == MPROC__Q_PUT_SIDE ? &q->h->tail.v : &q->h->head.v;
+  uint64_t seen = 0;
   double until = 0;
   int i;
   for (i = 0;; i++) {
@@ -354,8 +359,9 @@ static int mproc__q_spin(mproc_queue *q,
         until = mproc__plat_now() + MPROC__Q_SPIN_BUSY;
         if (deadline >= 0 && deadline < until)
           until = deadline; /* the caller's deadline bounds the spin too */
+        seen = mproc__load64(moves);
       } else if (mproc__plat_now() >= until)
-        return -1;
+        return mproc__load64(moves) == seen ? -1 : 0;
     }
     mproc__pause();
   }

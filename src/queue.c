@@ -382,8 +382,10 @@ static int mproc__q_spin(mproc_queue *q,
  * per registration (a woken process waits milliseconds for a CPU), a
  * fifth of a busy consumer's time.  A holder that kept the lock through
  * the whole spin (stopped, descheduled, a view) is waited for as a lock,
- * so a long hold costs a sleep, not a busy loop.  The lock is held for a load and
- * a store by everyone but a view, which keeps it until it ends: a holder
+ * so a long hold costs a sleep, not a busy loop.
+ *
+ * The lock is held for a load and a store by everyone but a view, which
+ * keeps it until it ends: a holder
  * stopped by a signal, or a view held long, delays us, but never past our
  * deadline, and by no more than a slice a close() of our handle (the
  * caller looks at it before it tries again). */

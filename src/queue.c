@@ -112,6 +112,14 @@
  * sleeps in the kernel: a few microseconds, about the cost of the sleep and
  * wake system calls it saves. */
 #define MPROC__Q_SPIN_WAIT 256
+/* After the first few, a spinning waiter looks at the other side's counter
+ * only every this many pauses.  Each look pulls that counter's line into
+ * this core, so the other side's next store to it must take the line back,
+ * and its next lock CAS waits for that store: polled on every pause, a
+ * consumer that keeps up made each put wait for a cross-core transfer.
+ * Looking less often also lets a few messages gather, taken with one read
+ * of the tail.  The latency it adds is a few hundred nanoseconds. */
+#define MPROC__Q_SPIN_EVERY 8
 /* How long a waiter spins while the other side's lock is held (see
  * mproc__q_spin): a few times a 1 MiB copy. */
 #define MPROC__Q_SPIN_BUSY 200e-6
@@ -150,7 +158,11 @@ typedef struct mproc__qconst {
 
 /* Producers' bookkeeping, under the put lock.  The caches hold a value of
  * the consumers' counters seen earlier: those only grow, so a stale cache
- * errs on the side of "full", and the real counter is read only then. */
+ * errs on the side of "full", and the real counter is read only then.
+ * Only the lock holder reads or writes a cache, so it is stored relaxed:
+ * the lock orders it for the next holder.  (A seq_cst store is a locked
+ * XCHG on x86; a consumer that keeps up refreshes its tail cache on
+ * nearly every get, and that swap measured over half of get's own time.) */
 typedef struct mproc__qprod {
   mproc__lockword lock;
   volatile mproc__u64a nput;       /* messages ever put (incl. in flight) */
@@ -318,8 +330,11 @@ static void mproc__q_signal_all(mproc__qcond *c, mproc__fx *fx) {
 
 static void mproc__q_reap(mproc_queue *q, int side);
 
-/* Spins until ready(q) looks true (1) or the spin is over (0): briefly, or
- * while the other side's lock is held, up to MPROC__Q_SPIN_BUSY seconds: a
+/* Spins until ready(q) looks true (1) or the spin is over: briefly, then
+ * 0 when the other side's lock is free, or while that lock is held, up to
+ * MPROC__Q_SPIN_BUSY seconds (then -1, also at the deadline, unless the
+ * other side's counter moved meanwhile: a peer that works, with this
+ * process descheduled for most of the spin, is not a stuck holder): a
  * peer inside its critical section is copying the message (or the room)
  * this waiter wants, and a big message's copy lasts tens of microseconds,
  * longer than the short spin and about the cost of the futex sleep and
@@ -328,10 +343,14 @@ static int mproc__q_spin(mproc_queue *q,
                          int (*ready)(mproc_queue *q, uint64_t arg),
                          uint64_t arg, int peer, double deadline) {
   mproc__lockword *lw = mproc__q_lockword(q, peer);
+  volatile mproc__u64a *moves =
+      peer == MPROC__Q_PUT_SIDE ? &q->h->tail.v : &q->h->head.v;
+  uint64_t seen = 0;
   double until = 0;
   int i;
   for (i = 0;; i++) {
-    if (ready(q, arg))
+    if ((i < MPROC__Q_SPIN_EVERY || i % MPROC__Q_SPIN_EVERY == 0) &&
+        ready(q, arg))
       return 1;
     if (i >= MPROC__Q_SPIN_WAIT && i % MPROC__Q_SPIN_WAIT == 0) {
       if (!mproc__load32(&lw->word))
@@ -340,8 +359,9 @@ static int mproc__q_spin(mproc_queue *q,
         until = mproc__plat_now() + MPROC__Q_SPIN_BUSY;
         if (deadline >= 0 && deadline < until)
           until = deadline; /* the caller's deadline bounds the spin too */
+        seen = mproc__load64(moves);
       } else if (mproc__plat_now() >= until)
-        return 0;
+        return mproc__load64(moves) == seen ? -1 : 0;
     }
     mproc__pause();
   }
@@ -351,20 +371,37 @@ static int mproc__q_spin(mproc_queue *q,
  * side whose operations wake this waiter): 1 when ready(q) is true (do not
  * sleep), 0 when the flag is up and the sleep may begin, MPROC_ETIMEDOUT
  * when the lock was not had by the deadline, MPROC__Q_RETRY when it was
- * not had within a wait slice before it.  The lock is held for a load and
- * a store by everyone but a view, which keeps it until it ends: a holder
+ * not had within a wait slice before it, or (`brief`) at once.
+ *
+ * `brief`: the spin before found the other side's lock free, so a holder
+ * now is an operation that just began and will end in nanoseconds (and
+ * likely brings what we wait for): look again rather than wait for the
+ * lock.  Waiting for it as a lock waiter would count this process in the
+ * word's waiters, and every release until this process runs again would
+ * pay a futex wake system call: measured on a loaded machine, thousands
+ * per registration (a woken process waits milliseconds for a CPU), a
+ * fifth of a busy consumer's time.  A holder that kept the lock through
+ * the whole spin (stopped, descheduled, a view) is waited for as a lock,
+ * so a long hold costs a sleep, not a busy loop.
+ *
+ * The lock is held for a load and a store by everyone but a view, which
+ * keeps it until it ends: a holder
  * stopped by a signal, or a view held long, delays us, but never past our
  * deadline, and by no more than a slice a close() of our handle (the
  * caller looks at it before it tries again). */
 #define MPROC__Q_RETRY 2
 static int mproc__q_register(mproc_queue *q, mproc__qcond *c,
                              int (*ready)(mproc_queue *q, uint64_t arg),
-                             uint64_t arg, double deadline, int side) {
+                             uint64_t arg, double deadline, int side,
+                             int brief) {
   double until = mproc__plat_now() + MPROC__Q_WAIT_SLICE;
   int rc, sliced = deadline < 0 || deadline > until;
   if (!sliced)
     until = deadline; /* set: q_lock never reads the clock for it */
-  if (mproc__q_lock(q, side, 0, &until) < 0)
+  if (brief && !mproc__lockword_try(mproc__q_lockword(q, side)))
+    return sliced || mproc__plat_now() < deadline ? MPROC__Q_RETRY
+                                                  : MPROC_ETIMEDOUT;
+  if (!brief && mproc__q_lock(q, side, 0, &until) < 0)
     return sliced ? MPROC__Q_RETRY : MPROC_ETIMEDOUT;
   mproc__store32(&c->want, 1);
   rc = ready(q, arg) ? 1 : 0;
@@ -382,12 +419,13 @@ static int mproc__q_wait(mproc_queue *q, mproc__qcond *c, mproc__fx *fx,
   int rc;
   uint32_t seen;
   double now, until;
-  if (mproc__q_spin(q, ready, arg, reap, deadline))
+  if ((rc = mproc__q_spin(q, ready, arg, reap, deadline)) > 0)
     return MPROC_OK;
   /* Word first, then the flag and the look, under the waker's lock (see
    * the top of the file). */
   seen = mproc__load32(&c->seq);
-  if ((rc = mproc__q_register(q, c, ready, arg, deadline, reap)) != 0)
+  if ((rc = mproc__q_register(q, c, ready, arg, deadline, reap, rc == 0)) !=
+      0)
     return rc == 1 || rc == MPROC__Q_RETRY ? MPROC_OK : rc;
   now = mproc__plat_now();
   if (deadline >= 0 && now >= deadline)
@@ -617,7 +655,7 @@ static uint64_t mproc__q_place(mproc_queue *q, uint64_t tail, uint64_t rec) {
               tail - p->head_look < MPROC__Q_LOOK))
     return end;
   head = mproc__load64(&q->h->head.v);
-  mproc__store64(&p->head_cache, head);
+  mproc__store64_rlx(&p->head_cache, head);
   p->head_look = tail;
   return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot);
 }
@@ -637,7 +675,7 @@ static int mproc__q_put_room(mproc_queue *q, uint32_t len, uint64_t *tail,
     return MPROC_ESTATE;
   if (q->maxsize && nput - h->p.v.nget_cache >= q->maxsize) {
     uint64_t nget = mproc__load64(&h->g.v.nget);
-    mproc__store64(&h->p.v.nget_cache, nget);
+    mproc__store64_rlx(&h->p.v.nget_cache, nget);
     if (nput - nget >= q->maxsize)
       return MPROC_EFULL;
   }
@@ -702,7 +740,7 @@ static int mproc__q_get_peek(mproc_queue *q, uint64_t *head, uint64_t *off,
   *head = mproc__load64(&h->head.v);
   if (*head == tail) {
     tail = mproc__load64(&h->tail.v);
-    mproc__store64(&h->g.v.tail_cache, tail);
+    mproc__store64_rlx(&h->g.v.tail_cache, tail);
   }
   if ((rc = mproc__q_commit_get(q)) < 0)
     return rc;

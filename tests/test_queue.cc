@@ -174,6 +174,38 @@ TEST_ENTRY(q_mp_consume) {
   return mproc_queue_put(res, nullptr, 0, 60) == MPROC_OK ? 0 : 6;
 }
 
+// q: puts 64-byte messages numbered 0, 1, 2, ... as fast as it can, until
+// killed (exit 3 if a put fails).
+TEST_ENTRY(q_stream_forever) {
+  mproc_queue *q = arg_queue(args, 0);
+  unsigned char buf[64] = {0};
+  if (!q)
+    return 2;
+  for (uint64_t i = 0;; i++) {
+    std::memcpy(buf, &i, sizeof i);
+    if (mproc_queue_put(q, buf, sizeof buf, 60) != MPROC_OK)
+      return 3;
+  }
+}
+
+// q: gets 64-byte messages as fast as it can, until killed (exit 3 if a
+// get fails, 4 if one is out of order).
+TEST_ENTRY(q_drain_forever) {
+  mproc_queue *q = arg_queue(args, 0);
+  unsigned char buf[64];
+  uint64_t want = 0, got = 0;
+  size_t len = 0;
+  if (!q)
+    return 2;
+  for (;; want++) {
+    if (mproc_queue_get(q, buf, sizeof buf, &len, 60) != MPROC_OK)
+      return 3;
+    std::memcpy(&got, buf, sizeof got);
+    if (len != sizeof buf || got != want)
+      return 4;
+  }
+}
+
 // q: blocks in get until killed (exit 7 if something arrives).
 TEST_ENTRY(q_block_get) {
   mproc_queue *q = arg_queue(args, 0);
@@ -1284,6 +1316,30 @@ TEST(QueueUnbounded, HandingPagesBackAfterTheEarlyWrapSparesTheNextLap) {
 
 // An explicit byte cap makes put block (EFULL at its timeout) as the old
 // fixed ring did; a get makes room again.
+// KNOWN BUG (found by helper queuefast, not fixed; see the notes): a default
+// queue is unbounded only until it has been used.  Once the consumers'
+// head sits past the first record of its lap, the producer's early wrap
+// (mproc__qr_fits_hot) goes back to the lap's start, and from there it can
+// only fill up to the head: while the consumers do not read, the queue is
+// full at about MPROC__Q_HOT (1 MiB) of backlog, and put_nowait says EFULL
+// (a put with a timeout waits for a reader, which the "put everything,
+// then read" pattern never provides).  Python's Queue() never blocks.
+// Enable this test with the fix (an early wrap that cannot strand the
+// producer behind a consumer that stopped, e.g. both counters moved to the
+// next lap under both locks when the queue is empty, and no early wrap
+// while it is not).
+TEST(QueueUnbounded, DISABLED_AUsedQueueStillHoldsABacklogPastTheHotPart) {
+  Q q;
+  unsigned char buf[64] = {0};
+  size_t len = 0;
+  for (int i = 0; i < 20000; i++) {
+    ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
+    ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+  }
+  for (int i = 0; i < 100000; i++) // 7.2 MB: far under the 1 GiB reserve
+    ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK) << i;
+}
+
 TEST(QueueUnbounded, ByteCapMakesPutBlock) {
   const size_t cap = (size_t)1 << 20;
   Q q(0, cap);
@@ -1397,6 +1453,121 @@ TEST(QueueProcesses, ManyProducersManyConsumersEachMessageOnce) {
   size_t left = 99;
   EXPECT_EQ(mproc_queue_qsize(q, &left), MPROC_OK);
   EXPECT_EQ(left, 0u);
+}
+
+// A producer killed at a random point of a stream (often inside put,
+// holding the put lock) while the consumer keeps up, so that the consumer
+// is spinning for data or registering for a wake-up under that lock (the
+// fast paths of mproc__q_spin / mproc__q_register): no message the dead
+// producer published is lost or repeated, the consumer's wait ends when a
+// new producer puts, and that put is not held up by the dead holder.
+// Rounds are bounded by count and time; the kill point differs each round.
+TEST(QueueProcesses, ProducerKilledMidStreamWhileTheConsumerKeepsUp) {
+  auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 6; round++) {
+    if (round > 0 && std::chrono::steady_clock::now() - start >
+                         std::chrono::seconds(20))
+      break;
+    Q q;
+    std::atomic<uint64_t> seen{0};
+    std::atomic<int> bad{0};
+    std::thread consumer([&] {
+      unsigned char buf[64];
+      size_t len = 0;
+      for (uint64_t want = 0;; want++) {
+        int rc = mproc_queue_get(q, buf, sizeof buf, &len, 30);
+        if (rc != MPROC_OK) {
+          bad = 1000 + (rc < 0 ? -rc : rc);
+          return;
+        }
+        if (len == 3 && std::memcmp(buf, kEnd, 3) == 0)
+          return;
+        uint64_t got = 0;
+        std::memcpy(&got, buf, sizeof got);
+        if (len != sizeof buf || got != want) {
+          bad = 1;
+          return;
+        }
+        seen = want + 1;
+      }
+    });
+    mproc_process *p = test_start("q_stream_forever", QArgs({q}));
+    uint64_t kill_after = 2000 + (uint64_t)round * 7919;
+    EXPECT_TRUE(test_wait_for([&] { return seen >= kill_after || bad; }));
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_NE(test_join_code(p), 0);
+    mproc_process_free(p);
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(put_str(q, kEnd, 10), MPROC_OK);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(8));
+    consumer.join();
+    EXPECT_EQ(bad.load(), 0) << "round " << round << " after " << seen;
+  }
+}
+
+// The other way round: a consumer killed at a random point of a stream
+// (often inside get, holding the get lock) while the producer, on a small
+// ring, keeps finding it full, so that it spins for room or registers
+// under the get lock.  A new consumer (this process) then drains: the
+// messages continue in order from wherever the dead one stopped, the
+// blocked producer finishes, and nothing is lost after the kill.
+TEST(QueueProcesses, ConsumerKilledMidStreamWhileTheProducerWaitsForRoom) {
+  auto start = std::chrono::steady_clock::now();
+  for (int round = 0; round < 6; round++) {
+    if (round > 0 && std::chrono::steady_clock::now() - start >
+                         std::chrono::seconds(20))
+      break;
+    Q q(0, 4096);
+    const uint64_t total = 60000;
+    std::atomic<uint64_t> sent{0};
+    std::atomic<int> bad{0};
+    std::thread producer([&] {
+      unsigned char buf[64] = {0};
+      for (uint64_t i = 0; i < total; i++) {
+        std::memcpy(buf, &i, sizeof i);
+        int rc = mproc_queue_put(q, buf, sizeof buf, 30);
+        if (rc != MPROC_OK) {
+          bad = 1000 + (rc < 0 ? -rc : rc);
+          return;
+        }
+        sent = i + 1;
+      }
+      if (put_str(q, kEnd, 30) != MPROC_OK)
+        bad = 2;
+    });
+    mproc_process *c = test_start("q_drain_forever", QArgs({q}));
+    uint64_t kill_after = 1000 + (uint64_t)round * 3001;
+    EXPECT_TRUE(test_wait_for([&] { return sent >= kill_after || bad; }));
+    EXPECT_EQ(mproc_process_kill(c), MPROC_OK);
+    int code = test_join_code(c);
+    EXPECT_NE(code, 0);
+    EXPECT_NE(code, 3); // the dead consumer's own gets never failed
+    EXPECT_NE(code, 4); // nor came out of order
+    mproc_process_free(c);
+    unsigned char buf[64];
+    size_t len = 0;
+    uint64_t next = UINT64_MAX, got = 0;
+    // No ASSERT before the join: a failure must not leave the thread running.
+    for (;;) {
+      int rc = mproc_queue_get(q, buf, sizeof buf, &len, 30);
+      EXPECT_EQ(rc, MPROC_OK) << "round " << round;
+      if (rc != MPROC_OK || (len == 3 && std::memcmp(buf, kEnd, 3) == 0))
+        break;
+      EXPECT_EQ(len, sizeof buf);
+      std::memcpy(&got, buf, sizeof got);
+      if (next != UINT64_MAX && got != next) {
+        ADD_FAILURE() << "round " << round << ": got " << got << " after "
+                      << next - 1;
+        break;
+      }
+      next = got + 1;
+    }
+    if (next != total)
+      (void)mproc_queue_close(q); // let a producer still blocked in put end
+    producer.join();
+    EXPECT_EQ(bad.load(), 0) << "round " << round;
+    EXPECT_EQ(next, total) << "round " << round;
+  }
 }
 
 TEST(QueueProcesses, ConsumerKilledWhileBlockedLeavesQueueUsable) {

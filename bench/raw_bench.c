@@ -774,7 +774,10 @@ static void pool_start(pool_peer *w, const int64_t *xs, long chunk,
   close(rp[1]);
   w->task_fd = tp[1];
   w->res_fd = rp[0];
-  w->cap = (size_t)1 << 20;
+  /* Room for a whole result record of the biggest chunk. */
+  w->cap = sizeof(int64_t) * (size_t)(chunk + 2);
+  if (w->cap < ((size_t)1 << 20))
+    w->cap = (size_t)1 << 20;
   w->have = 0;
   w->buf = (unsigned char *)malloc(w->cap);
   if (!w->buf)

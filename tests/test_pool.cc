@@ -1378,6 +1378,44 @@ TEST(PoolMap, InputsOfMixedSizesScatteredOrSideBySide) {
   }
 }
 
+// A chunk of inputs side by side is checked by a short loop
+// (src/pool.c: mproc__scan_contig) that leaves to the general one at the
+// first input out of line: each way out must still send every input as it
+// is, and a bad input after a run of good ones is still refused.
+TEST(PoolMap, SideBySideInputsWithOneOutOfLine) {
+  Pool pool(2);
+  const size_t n = 200, cs = 20;
+  std::vector<int64_t> v(n), other(n);
+  std::vector<mproc_bytes> b(n);
+  for (size_t i = 0; i < n; i++) {
+    v[i] = (int64_t)(i * 3 + 5);
+    other[i] = -(int64_t)i;
+    b[i] = mproc_bytes{&v[i], sizeof(int64_t)};
+  }
+  b[cs - 1].data = &other[cs - 1];         // the last of chunk 0 elsewhere
+  b[cs].data = &other[cs];                 // the first of chunk 1
+  b[2 * cs + 7].len = 4;                   // a shorter one inside chunk 2
+  b[3 * cs + 5] = mproc_bytes{nullptr, 0}; // an empty one in chunk 3
+  b[4 * cs + 3].data = &v[4 * cs + 2];     // one that overlaps its neighbour
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, cs, &r), MPROC_OK);
+  for (size_t i = 0; i < n; i++) {
+    const void *d = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
+    ASSERT_EQ(len, b[i].len) << i;
+    if (len) {
+      EXPECT_EQ(memcmp(d, b[i].data, len), 0) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  b[n - 1].data = nullptr; // after 19 good ones of its chunk
+  r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, cs, &r),
+            MPROC_EINVAL);
+  EXPECT_EQ(r, nullptr);
+}
+
 TEST(PoolMap, TasksWithoutResults) {
   Pool pool(2);
   Inputs in(500);

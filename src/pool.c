@@ -129,6 +129,12 @@ typedef struct mproc__blk {
 #define MPROC__BLK_MIN ((size_t)64 << 10)
 #define MPROC__BLK_BIG ((size_t)1 << 20)
 #define MPROC__BLK_MAX ((size_t)64 << 20)
+/* A pool keeps its largest large block up to this size when the job that
+ * had it is freed, for the next job's results (mproc_pool::spare): a
+ * program that maps in a loop then stores results into memory it already
+ * has, instead of fresh pages the OS must fault in and clear (half the
+ * parent's CPU in some runs of a map of a million 8-byte results). */
+#define MPROC__BLK_KEEP ((size_t)16 << 20)
 
 struct mproc_async_result {
   mproc_pool *pool;
@@ -227,6 +233,7 @@ struct mproc_pool {
   unsigned char *rbuf, *sbuf;
   size_t rcap, scap;
   mproc_async_result *cb_head;
+  mproc__blk *spare; /* a freed job's large block (MPROC__BLK_KEEP) */
   mproc__kept *kept; /* one per thread at most */
   struct mproc_pool *all_next;
   /* An MPROC_POOL_MPI pool's ranks (src/pool_mpi.h), else NULL: its workers
@@ -274,15 +281,30 @@ static unsigned char *mproc__in_slot(const mproc_pool *p, int i, uint32_t h) {
 
 /* ---- results (caller holds pool->mu) ---------------------------------------- */
 
+static void mproc__blk_free(mproc__blk *b) {
+  if (b->big)
+    mproc__plat_big_free(b, sizeof(mproc__blk) + b->cap);
+  else
+    free(b);
+}
+
+/* Frees r (its pool's lock held, if it has blocks).  Its largest large
+ * block within MPROC__BLK_KEEP becomes the pool's spare (see there). */
 static void mproc__job_destroy(mproc_async_result *r) {
+  mproc_pool *p = r->pool;
   mproc__blk *b, *nb;
   mproc__end_rec *e, *ne;
   for (b = r->blocks; b; b = nb) {
     nb = b->next;
-    if (b->big)
-      mproc__plat_big_free(b, sizeof(mproc__blk) + b->cap);
-    else
-      free(b);
+    if (b->big && b->cap <= MPROC__BLK_KEEP &&
+        (!p->spare || p->spare->cap < b->cap)) {
+      if (p->spare)
+        mproc__blk_free(p->spare);
+      b->next = NULL;
+      p->spare = b;
+    } else {
+      mproc__blk_free(b);
+    }
   }
   for (e = r->ends; e; e = ne) {
     ne = e->next;
@@ -323,13 +345,18 @@ static mproc__blk *mproc__job_block(mproc_async_result *r, size_t n,
   if (cap > SIZE_MAX - sizeof(mproc__blk))
     return NULL;
   big = cap >= MPROC__BLK_BIG;
-  b = big ? (mproc__blk *)mproc__plat_big_alloc(sizeof(mproc__blk) + cap)
-          : (mproc__blk *)malloc(sizeof(mproc__blk) + cap);
-  if (!b)
-    return NULL;
-  b->cap = cap;
+  if (big && r->pool->spare && r->pool->spare->cap >= cap) {
+    b = r->pool->spare; /* its cap may be larger: the job may use it all */
+    r->pool->spare = NULL;
+  } else {
+    b = big ? (mproc__blk *)mproc__plat_big_alloc(sizeof(mproc__blk) + cap)
+            : (mproc__blk *)malloc(sizeof(mproc__blk) + cap);
+    if (!b)
+      return NULL;
+    b->cap = cap;
+    b->big = big;
+  }
   b->used = 0;
-  b->big = big;
   b->next = r->blocks;
   r->blocks = b;
   return b;
@@ -1368,6 +1395,8 @@ static void mproc__pool_destroy(mproc_pool *p) {
   mproc_array_free(p->progress);
   mproc_array_free(p->results);
   mproc_args_free(p->initargs);
+  if (p->spare)
+    mproc__blk_free(p->spare);
   free(p->init);
   free(p->w);
   free(p->rbuf);

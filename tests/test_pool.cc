@@ -1466,6 +1466,49 @@ TEST(PoolMap, ResultsInBlocksSizedForTheRestOfTheJob) {
   mproc_async_result_free(r);
 }
 
+// A freed job's large result block stays with the pool for the next job's
+// results (src/pool.c: MPROC__BLK_KEEP): each map's results are its own,
+// whatever the kept memory held before, whether the block was kept, taken
+// by a smaller map, or busy with a result still alive; a result freed
+// after its pool leaves the block to the pool's end.
+TEST(PoolMap, NextMapsStoreResultsInTheBlockOfTheLast) {
+  Pool pool(2);
+  // 1.2-1.6 MB of results each: blocks of the large kind.
+  const size_t sizes[] = {200000, 150000, 200000, 200000};
+  mproc_async_result *kept = nullptr;
+  for (int round = 0; round < 4; round++) {
+    const size_t n = sizes[round];
+    Inputs in(n);
+    for (size_t i = 0; i < n; i++)
+      in.v[i] = (int64_t)(i * 4 + (size_t)round);
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", in.b.data(), n, 1000, &r),
+              MPROC_OK);
+    for (size_t i = 0; i < n; i++)
+      ASSERT_EQ(item_i64(r, i), in.v[i]) << "round " << round << " item " << i;
+    if (round == 1)
+      kept = r; // round 2 finds no block kept
+    else
+      mproc_async_result_free(r);
+    if (round == 2) { // round 1's results, untouched by round 2's
+      for (size_t i = 0; i < sizes[1]; i++)
+        ASSERT_EQ(item_i64(kept, i), (int64_t)(i * 4 + 1)) << i;
+      kept = mproc_async_result_free(kept);
+    }
+  }
+  mproc_pool_options o{};
+  o.processes = 1;
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(mproc_pool_create(&p, &o), MPROC_OK);
+  Inputs in(150000);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, "pool_echo", in.b.data(), 150000, 1000, &r),
+            MPROC_OK);
+  mproc_pool_free(p);
+  EXPECT_EQ(item_i64(r, 149999), 149999);
+  mproc_async_result_free(r);
+}
+
 TEST(PoolImap, ChunkedYieldsInInputOrder) {
   Pool pool(2);
   Inputs in(1000);

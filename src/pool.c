@@ -140,6 +140,11 @@ struct mproc_async_result {
   mproc_pool *pool;
   int refs;
   int ready;
+  /* 1 once ready, stored (atomically) after every item was settled: from
+   * then on the items never change, so mproc_async_result_item reads them
+   * without the pool's lock (a map's million results are read one by
+   * one, and the lock cost more than the map). */
+  volatile uint32_t settled;
   int any_fail;
   char *task;
   size_t n, ndone;
@@ -407,6 +412,7 @@ static void mproc__items_settled(mproc_pool *p, mproc_async_result *r,
   p->progress_made = 1;
   if (r->ndone == r->n) {
     r->ready = 1;
+    mproc__store32(&r->settled, 1u);
     free(r->payload);
     r->payload = NULL;
     r->src = NULL; /* a blocking map's caller may free its inputs now */
@@ -1774,6 +1780,7 @@ static int mproc__job_enqueue(mproc_pool *p, mproc_async_result *r) {
   p->qlen += r->nchunks;
   if (r->n == 0) {
     r->ready = 1;
+    mproc__store32(&r->settled, 1u);
     r->cb_next = p->cb_head; /* callbacks run on the handler thread */
     p->cb_head = r;
   }
@@ -2225,14 +2232,17 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
                             size_t *len) {
   const mproc__item *it;
   mproc__item tmp;
-  int rc;
+  int locked = 0, rc;
   if (!r)
     return MPROC_EINVAL;
   if (i >= r->n)
     return MPROC_EINVAL;
   if (!mproc__pool_mine(r->pool))
     return MPROC_EPERM;
-  mproc__mutex_lock(&r->pool->mu);
+  if (!mproc__load32(&r->settled)) { /* see `settled` */
+    mproc__mutex_lock(&r->pool->mu);
+    locked = 1;
+  }
   it = mproc__job_item(r, i, &tmp);
   rc = r->ready ? it->status : MPROC_ESTATE;
   if (r->ready) {
@@ -2241,7 +2251,8 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
     if (len)
       *len = it->len1 - 1;
   }
-  mproc__mutex_unlock(&r->pool->mu);
+  if (locked)
+    mproc__mutex_unlock(&r->pool->mu);
   return rc;
 }
 

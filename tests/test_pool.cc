@@ -18,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef _WIN32
@@ -1506,6 +1507,41 @@ TEST(PoolMap, NextMapsStoreResultsInTheBlockOfTheLast) {
             MPROC_OK);
   mproc_pool_free(p);
   EXPECT_EQ(item_i64(r, 149999), 149999);
+  mproc_async_result_free(r);
+}
+
+// A ready result's items are read without the pool's lock (src/pool.c:
+// `settled`): several threads reading every item of a finished map, while
+// the handler settles another map under that lock, each see every result.
+TEST(PoolMap, ReadyResultsReadFromThreadsWhileThePoolWorks) {
+  Pool pool(2);
+  const size_t n = 20000;
+  Inputs in(n);
+  for (size_t i = 0; i < n; i++)
+    in.v[i] = (int64_t)(i * 5 + 3);
+  mproc_async_result *r = nullptr, *busy = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", in.b.data(), n, 100, &r),
+            MPROC_OK);
+  Inputs more(200000);
+  ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_square", more.b.data(), 200000,
+                                 100, nullptr, &busy),
+            MPROC_OK);
+  std::vector<std::thread> readers;
+  std::vector<size_t> wrong(4, 0);
+  for (size_t t = 0; t < 4; t++)
+    readers.emplace_back([&, t] {
+      for (int pass = 0; pass < 5; pass++)
+        for (size_t i = 0; i < n; i++)
+          if (item_i64(r, i) != in.v[i])
+            wrong[t]++;
+    });
+  for (auto &th : readers)
+    th.join();
+  for (size_t t = 0; t < 4; t++)
+    EXPECT_EQ(wrong[t], 0u) << "thread " << t;
+  ASSERT_EQ(mproc_async_result_wait(busy, 60), MPROC_OK);
+  EXPECT_EQ(item_i64(busy, 199999), (int64_t)199999 * 199999);
+  mproc_async_result_free(busy);
   mproc_async_result_free(r);
 }
 

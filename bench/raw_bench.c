@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -648,167 +649,234 @@ static double run_lock(long iters) {
 
 /* ---- pool --------------------------------------------------------------------- */
 
-/* A minimal hand-written pool: two forked workers (WORKERS, for
- * pool_workers) share one task pipe
- * (16-byte task records, below PIPE_BUF, so each read takes exactly one
- * task even with two readers), and each worker answers on its own result
- * pipe.  The parent polls: it feeds tasks while the pipe has room and drains
- * results meanwhile, because blocking on either side alone can deadlock
- * once both pipes fill. */
+/* A minimal hand-written pool doing the work of mproc's map: two forked
+ * workers (WORKERS, for pool_workers), each with a task pipe and a result
+ * pipe.  A task message is (start, count) and the chunk's `count` int64
+ * inputs, taken from the array the parent built in the clock (as the mproc
+ * side builds its inputs); the worker answers (start, count) and the
+ * results.  The pipes are grown to 1 MiB where Linux allows it
+ * (F_SETPIPE_SZ; /proc/sys/fs/pipe-max-size is 1 MiB by default), and the
+ * parent keeps up to `depth` chunks in flight per worker, as many as fit
+ * in half of the smaller pipe (so no write ever blocks), feeding a worker
+ * again as its results come in; it waits in poll().  Like the mproc and
+ * Python pools, the workers are started and warmed (one 1-task chunk
+ * each) before the clock; the clock covers building the inputs, the map
+ * and storing its results. */
 #define POOL_MAX_WORKERS 64
-
-typedef struct {
-  int64_t start, count; /* count 0: stop */
-} pool_task;
+#define POOL_PIPE_SIZE ((size_t)1 << 20)
 
 static int64_t pool_fn(int64_t x) { return x * x; }
 
 static void pool_worker(int task_fd, int res_fd, long chunk) {
-  int64_t *out = (int64_t *)malloc(sizeof(int64_t) * (size_t)(chunk + 2));
-  pool_task t;
+  int64_t *buf = (int64_t *)malloc(sizeof(int64_t) * (size_t)(chunk + 2));
   int64_t i;
-  if (!out)
+  if (!buf)
     _exit(1);
   for (;;) {
-    read_full(task_fd, &t, sizeof t);
-    if (t.count == 0)
+    read_full(task_fd, buf, 2 * sizeof(int64_t));
+    if (buf[1] == 0)
       break;
-    out[0] = t.start;
-    out[1] = t.count;
-    for (i = 0; i < t.count; i++)
-      out[2 + i] = pool_fn(t.start + i);
-    write_full(res_fd, out, sizeof(int64_t) * (size_t)(t.count + 2));
+    read_full(task_fd, buf + 2, sizeof(int64_t) * (size_t)buf[1]);
+    for (i = 0; i < buf[1]; i++)
+      buf[2 + i] = pool_fn(buf[2 + i]);
+    write_full(res_fd, buf, sizeof(int64_t) * (size_t)(buf[1] + 2));
   }
   _exit(0);
 }
 
 typedef struct {
-  int fd;
+  pid_t pid;
+  int task_fd, res_fd;
+  long inflight; /* chunks sent, not yet answered */
   unsigned char *buf;
   size_t have, cap;
-} pool_reader;
+} pool_peer;
 
-/* Consumes whole result records from r->buf; returns tasks completed. */
-static long pool_drain(pool_reader *r, int64_t *results) {
+/* Sends worker w the chunk of `count` inputs at xs + start: one writev,
+ * no copy. */
+static void pool_send(pool_peer *w, const int64_t *xs, long start, long count) {
+  int64_t hdr[2];
+  struct iovec iov[2];
+  size_t n = sizeof hdr + sizeof(int64_t) * (size_t)count;
+  ssize_t r;
+  hdr[0] = start;
+  hdr[1] = count;
+  iov[0].iov_base = hdr;
+  iov[0].iov_len = sizeof hdr;
+  iov[1].iov_base = (void *)(uintptr_t)(xs + start);
+  iov[1].iov_len = n - sizeof hdr;
+  do
+    r = writev(w->task_fd, iov, 2);
+  while (r < 0 && errno == EINTR);
+  if (r != (ssize_t)n) /* below the pipe's room: all or an error */
+    die("writev task");
+  w->inflight++;
+}
+
+/* Consumes whole result records from w->buf into results; returns the
+ * tasks they completed. */
+static long pool_drain(pool_peer *w, int64_t *results) {
   long done = 0;
   size_t off = 0;
-  while (r->have - off >= 2 * sizeof(int64_t)) {
+  while (w->have - off >= 2 * sizeof(int64_t)) {
     int64_t hdr[2];
     size_t need;
-    memcpy(hdr, r->buf + off, sizeof hdr);
+    memcpy(hdr, w->buf + off, sizeof hdr);
     need = sizeof(int64_t) * (size_t)(hdr[1] + 2);
-    if (r->have - off < need)
+    if (w->have - off < need)
       break;
-    memcpy(results + hdr[0], r->buf + off + sizeof hdr,
+    memcpy(results + hdr[0], w->buf + off + sizeof hdr,
            sizeof(int64_t) * (size_t)hdr[1]);
     done += (long)hdr[1];
+    w->inflight--;
     off += need;
   }
-  memmove(r->buf, r->buf + off, r->have - off);
-  r->have -= off;
+  memmove(w->buf, w->buf + off, w->have - off);
+  w->have -= off;
   return done;
 }
 
-static double run_pool(long ntasks, long chunk, long nworkers) {
-  int tp[2], rp[POOL_MAX_WORKERS][2];
-  pid_t pids[POOL_MAX_WORKERS];
-  pool_reader rd[POOL_MAX_WORKERS];
-  const int nw = (int)nworkers;
-  int64_t *results = (int64_t *)malloc(sizeof(int64_t) * (size_t)ntasks);
-  long next = 0, done = 0, i;
-  double t0, t;
-  int w;
-  if (!results)
-    die("malloc");
-  if (nworkers > POOL_MAX_WORKERS) {
-    fprintf(stderr, "raw_bench: at most %d workers\n", POOL_MAX_WORKERS);
-    exit(2);
-  }
-  if (pipe(tp) != 0)
+/* Grows the pipe whose end is fd (see pool_peer); returns its size. */
+static size_t pool_pipe_size(int fd) {
+#if defined(F_SETPIPE_SZ) && defined(F_GETPIPE_SZ)
+  int n;
+  (void)fcntl(fd, F_SETPIPE_SZ, (int)POOL_PIPE_SIZE);
+  n = fcntl(fd, F_GETPIPE_SZ);
+  if (n > 0)
+    return (size_t)n;
+#else
+  (void)fd;
+#endif
+  return 65536; /* Linux's default; others hold at least PIPE_BUF */
+}
+
+/* Forks worker w; returns once it has answered a 1-task chunk.  *room:
+ * the smaller of its two pipes' sizes. */
+static void pool_start(pool_peer *w, const int64_t *xs, long chunk,
+                       size_t *room) {
+  int tp[2], rp[2];
+  int64_t back[3];
+  size_t a, b;
+  if (pipe(tp) != 0 || pipe(rp) != 0)
     die("pipe");
-  for (w = 0; w < nw; w++) {
-    if (pipe(rp[w]) != 0)
-      die("pipe");
-    pids[w] = fork();
-    if (pids[w] < 0)
-      die("fork");
-    if (pids[w] == 0) {
-      close(tp[1]);
-      close(rp[w][0]);
-      pool_worker(tp[0], rp[w][1], chunk);
-    }
-    close(rp[w][1]);
-    rd[w].fd = rp[w][0];
-    rd[w].cap = (size_t)1 << 20;
-    rd[w].have = 0;
-    rd[w].buf = (unsigned char *)malloc(rd[w].cap);
-    if (!rd[w].buf)
-      die("malloc");
+  a = pool_pipe_size(tp[1]);
+  b = pool_pipe_size(rp[1]);
+  *room = a < b ? a : b;
+  w->pid = fork();
+  if (w->pid < 0)
+    die("fork");
+  if (w->pid == 0) {
+    close(tp[1]);
+    close(rp[0]);
+    pool_worker(tp[0], rp[1], chunk);
   }
   close(tp[0]);
-  if (fcntl(tp[1], F_SETFL, O_NONBLOCK) != 0)
-    die("fcntl");
-  t0 = bench_now();
+  close(rp[1]);
+  w->task_fd = tp[1];
+  w->res_fd = rp[0];
+  /* Room for a whole result record of the biggest chunk. */
+  w->cap = sizeof(int64_t) * (size_t)(chunk + 2);
+  if (w->cap < ((size_t)1 << 20))
+    w->cap = (size_t)1 << 20;
+  w->have = 0;
+  w->buf = (unsigned char *)malloc(w->cap);
+  if (!w->buf)
+    die("malloc");
+  pool_send(w, xs, 0, 1);
+  read_full(w->res_fd, back, sizeof back);
+  w->inflight = 0;
+}
+
+/* The map: feed each worker up to `depth` chunks, drain results. */
+static void pool_map_raw(pool_peer *ws, int nw, const int64_t *xs,
+                         int64_t *results, long ntasks, long chunk,
+                         long depth) {
+  long next = 0, done = 0;
+  int w;
   while (done < ntasks) {
-    struct pollfd pfd[POOL_MAX_WORKERS + 1];
+    struct pollfd pfd[POOL_MAX_WORKERS];
     for (w = 0; w < nw; w++) {
-      pfd[w].fd = rd[w].fd;
+      while (ws[w].inflight < depth && next < ntasks) {
+        long count = ntasks - next < chunk ? ntasks - next : chunk;
+        pool_send(&ws[w], xs, next, count);
+        next += count;
+      }
+      pfd[w].fd = ws[w].res_fd;
       pfd[w].events = POLLIN;
       pfd[w].revents = 0;
     }
-    pfd[nw].fd = next < ntasks ? tp[1] : -1;
-    pfd[nw].events = POLLOUT;
-    pfd[nw].revents = 0;
-    if (poll(pfd, nw + 1, -1) < 0) {
+    if (poll(pfd, (nfds_t)nw, -1) < 0) {
       if (errno == EINTR)
         continue;
       die("poll");
-    }
-    if (pfd[nw].revents & POLLOUT) {
-      while (next < ntasks) {
-        pool_task tk;
-        tk.start = next;
-        tk.count = ntasks - next < chunk ? ntasks - next : chunk;
-        if (write(tp[1], &tk, sizeof tk) != (ssize_t)sizeof tk) {
-          if (errno == EAGAIN || errno == EINTR)
-            break;
-          die("write task");
-        }
-        next += (long)tk.count;
-      }
     }
     for (w = 0; w < nw; w++) {
       ssize_t r;
       if (!(pfd[w].revents & (POLLIN | POLLHUP)))
         continue;
-      r = read(rd[w].fd, rd[w].buf + rd[w].have, rd[w].cap - rd[w].have);
+      r = read(ws[w].res_fd, ws[w].buf + ws[w].have, ws[w].cap - ws[w].have);
       if (r < 0 && errno == EINTR)
         continue;
       if (r <= 0)
         die("read result");
-      rd[w].have += (size_t)r;
-      done += pool_drain(&rd[w], results);
+      ws[w].have += (size_t)r;
+      done += pool_drain(&ws[w], results);
     }
   }
+}
+
+static double run_pool(long ntasks, long chunk, long nworkers) {
+  pool_peer ws[POOL_MAX_WORKERS];
+  const int nw = (int)nworkers;
+  const size_t rec = sizeof(int64_t) * (size_t)(chunk + 2);
+  size_t room = 0, r;
+  long depth, i;
+  int64_t *results = (int64_t *)malloc(sizeof(int64_t) * (size_t)ntasks);
+  int64_t *xs = (int64_t *)malloc(sizeof(int64_t) * (size_t)ntasks);
+  double t0, t;
+  int w;
+  if (!results || !xs)
+    die("malloc");
+  if (nworkers > POOL_MAX_WORKERS) {
+    fprintf(stderr, "raw_bench: at most %d workers\n", POOL_MAX_WORKERS);
+    exit(2);
+  }
+  xs[0] = 0;
+  for (w = 0; w < nw; w++) {
+    pool_start(&ws[w], xs, chunk, &r);
+    if (w == 0 || r < room)
+      room = r;
+  }
+  depth = (long)(room / 2 / rec);
+  /* Less than one: a chunk bigger than the pipe goes alone, and the
+   * worker reads all of it before it answers.  At most mproc's cap of
+   * chunks queued at one worker. */
+  if (depth < 1)
+    depth = 1;
+  if (depth > 256)
+    depth = 256;
+  /* Touched after the fork, as on the mproc side (see mproc_bench.c). */
+  memset(xs, 0xa5, sizeof(int64_t) * (size_t)ntasks);
+  t0 = bench_now();
+  for (i = 0; i < ntasks; i++)
+    xs[i] = i;
+  pool_map_raw(ws, nw, xs, results, ntasks, chunk, depth);
   t = bench_now() - t0;
   for (i = 0; i < ntasks; i++)
     if (results[i] != pool_fn(i)) {
       fprintf(stderr, "raw_bench: pool result %ld wrong\n", i);
       exit(1);
     }
-  if (fcntl(tp[1], F_SETFL, 0) != 0)
-    die("fcntl");
   for (w = 0; w < nw; w++) {
-    pool_task stop = {0, 0};
-    write_full(tp[1], &stop, sizeof stop);
-  }
-  close(tp[1]);
-  for (w = 0; w < nw; w++) {
-    reap(pids[w]);
-    close(rd[w].fd);
-    free(rd[w].buf);
+    int64_t stop[2] = {0, 0};
+    write_full(ws[w].task_fd, stop, sizeof stop);
+    close(ws[w].task_fd);
+    reap(ws[w].pid);
+    close(ws[w].res_fd);
+    free(ws[w].buf);
   }
   free(results);
+  free(xs);
   return (double)ntasks / t;
 }
 

@@ -129,11 +129,22 @@ typedef struct mproc__blk {
 #define MPROC__BLK_MIN ((size_t)64 << 10)
 #define MPROC__BLK_BIG ((size_t)1 << 20)
 #define MPROC__BLK_MAX ((size_t)64 << 20)
+/* A pool keeps its largest large block up to this size when the job that
+ * had it is freed, for the next job's results (mproc_pool::spare): a
+ * program that maps in a loop then stores results into memory it already
+ * has, instead of fresh pages the OS must fault in and clear (half the
+ * parent's CPU in some runs of a map of a million 8-byte results). */
+#define MPROC__BLK_KEEP ((size_t)16 << 20)
 
 struct mproc_async_result {
   mproc_pool *pool;
   int refs;
   int ready;
+  /* 1 once ready, stored (atomically) after every item was settled: from
+   * then on the items never change, so mproc_async_result_item reads them
+   * without the pool's lock (a map's million results are read one by
+   * one, and the lock cost more than the map). */
+  volatile uint32_t settled;
   int any_fail;
   char *task;
   size_t n, ndone;
@@ -227,6 +238,7 @@ struct mproc_pool {
   unsigned char *rbuf, *sbuf;
   size_t rcap, scap;
   mproc_async_result *cb_head;
+  mproc__blk *spare; /* a freed job's large block (MPROC__BLK_KEEP) */
   mproc__kept *kept; /* one per thread at most */
   struct mproc_pool *all_next;
   /* An MPROC_POOL_MPI pool's ranks (src/pool_mpi.h), else NULL: its workers
@@ -274,15 +286,30 @@ static unsigned char *mproc__in_slot(const mproc_pool *p, int i, uint32_t h) {
 
 /* ---- results (caller holds pool->mu) ---------------------------------------- */
 
+static void mproc__blk_free(mproc__blk *b) {
+  if (b->big)
+    mproc__plat_big_free(b, sizeof(mproc__blk) + b->cap);
+  else
+    free(b);
+}
+
+/* Frees r (its pool's lock held, if it has blocks).  Its largest large
+ * block within MPROC__BLK_KEEP becomes the pool's spare (see there). */
 static void mproc__job_destroy(mproc_async_result *r) {
+  mproc_pool *p = r->pool;
   mproc__blk *b, *nb;
   mproc__end_rec *e, *ne;
   for (b = r->blocks; b; b = nb) {
     nb = b->next;
-    if (b->big)
-      mproc__plat_big_free(b, sizeof(mproc__blk) + b->cap);
-    else
-      free(b);
+    if (b->big && b->cap <= MPROC__BLK_KEEP &&
+        (!p->spare || p->spare->cap < b->cap)) {
+      if (p->spare)
+        mproc__blk_free(p->spare);
+      b->next = NULL;
+      p->spare = b;
+    } else {
+      mproc__blk_free(b);
+    }
   }
   for (e = r->ends; e; e = ne) {
     ne = e->next;
@@ -323,13 +350,18 @@ static mproc__blk *mproc__job_block(mproc_async_result *r, size_t n,
   if (cap > SIZE_MAX - sizeof(mproc__blk))
     return NULL;
   big = cap >= MPROC__BLK_BIG;
-  b = big ? (mproc__blk *)mproc__plat_big_alloc(sizeof(mproc__blk) + cap)
-          : (mproc__blk *)malloc(sizeof(mproc__blk) + cap);
-  if (!b)
-    return NULL;
-  b->cap = cap;
+  if (big && r->pool->spare && r->pool->spare->cap >= cap) {
+    b = r->pool->spare; /* its cap may be larger: the job may use it all */
+    r->pool->spare = NULL;
+  } else {
+    b = big ? (mproc__blk *)mproc__plat_big_alloc(sizeof(mproc__blk) + cap)
+            : (mproc__blk *)malloc(sizeof(mproc__blk) + cap);
+    if (!b)
+      return NULL;
+    b->cap = cap;
+    b->big = big;
+  }
   b->used = 0;
-  b->big = big;
   b->next = r->blocks;
   r->blocks = b;
   return b;
@@ -380,6 +412,7 @@ static void mproc__items_settled(mproc_pool *p, mproc_async_result *r,
   p->progress_made = 1;
   if (r->ndone == r->n) {
     r->ready = 1;
+    mproc__store32(&r->settled, 1u);
     free(r->payload);
     r->payload = NULL;
     r->src = NULL; /* a blocking map's caller may free its inputs now */
@@ -1368,6 +1401,8 @@ static void mproc__pool_destroy(mproc_pool *p) {
   mproc_array_free(p->progress);
   mproc_array_free(p->results);
   mproc_args_free(p->initargs);
+  if (p->spare)
+    mproc__blk_free(p->spare);
   free(p->init);
   free(p->w);
   free(p->rbuf);
@@ -1636,6 +1671,25 @@ static int mproc__job_alloc(mproc_pool *p, const char *task,
   return MPROC_OK;
 }
 
+/* The usual case first: a map over an array, its n inputs of one size
+ * (not 0) side by side.  1 when they are, and their chunk is within
+ * bounds (the general loop below finds the error otherwise).  This loop
+ * does a third of the general one's work per input: scanning a million
+ * inputs is serial time before the first chunk can leave. */
+static int mproc__scan_contig(const mproc_bytes *b, size_t n) {
+  const unsigned char *next = (const unsigned char *)b[0].data;
+  size_t size = b[0].len, j;
+  if (!next || size == 0 || size > MPROC__POOL_CHUNK_MAX ||
+      n > MPROC__POOL_CHUNK_MAX / (4 + size))
+    return 0;
+  for (j = 0; j < n; j++) {
+    if (b[j].data != (const void *)next || b[j].len != size)
+      return 0;
+    next += size;
+  }
+  return 1;
+}
+
 /* Checks chunk c's inputs (from in[c->first], c->count of them) and
  * notes the form they travel in: the size they all have (or VAR), the
  * first when they also lie side by side in memory (a map's inputs often
@@ -1646,6 +1700,12 @@ static int mproc__chunk_scan(mproc__chunk *c, const mproc_bytes *in) {
   const unsigned char *next = (const unsigned char *)b[0].data;
   size_t j, size = b[0].len, sum = 0;
   int same = 1, adjacent = 1;
+  if (mproc__scan_contig(b, c->count)) {
+    c->size = (uint32_t)size;
+    c->len = c->count * size;
+    c->contig = next;
+    return MPROC_OK;
+  }
   for (j = 0; j < c->count; j++) {
     const unsigned char *d = (const unsigned char *)b[j].data;
     if (b[j].len && !d)
@@ -1720,6 +1780,7 @@ static int mproc__job_enqueue(mproc_pool *p, mproc_async_result *r) {
   p->qlen += r->nchunks;
   if (r->n == 0) {
     r->ready = 1;
+    mproc__store32(&r->settled, 1u);
     r->cb_next = p->cb_head; /* callbacks run on the handler thread */
     p->cb_head = r;
   }
@@ -2171,14 +2232,17 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
                             size_t *len) {
   const mproc__item *it;
   mproc__item tmp;
-  int rc;
+  int locked = 0, rc;
   if (!r)
     return MPROC_EINVAL;
   if (i >= r->n)
     return MPROC_EINVAL;
   if (!mproc__pool_mine(r->pool))
     return MPROC_EPERM;
-  mproc__mutex_lock(&r->pool->mu);
+  if (!mproc__load32(&r->settled)) { /* see `settled` */
+    mproc__mutex_lock(&r->pool->mu);
+    locked = 1;
+  }
   it = mproc__job_item(r, i, &tmp);
   rc = r->ready ? it->status : MPROC_ESTATE;
   if (r->ready) {
@@ -2187,7 +2251,8 @@ int mproc_async_result_item(mproc_async_result *r, size_t i, const void **data,
     if (len)
       *len = it->len1 - 1;
   }
-  mproc__mutex_unlock(&r->pool->mu);
+  if (locked)
+    mproc__mutex_unlock(&r->pool->mu);
   return rc;
 }
 

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef _WIN32
@@ -1378,6 +1379,44 @@ TEST(PoolMap, InputsOfMixedSizesScatteredOrSideBySide) {
   }
 }
 
+// A chunk of inputs side by side is checked by a short loop
+// (src/pool.c: mproc__scan_contig) that leaves to the general one at the
+// first input out of line: each way out must still send every input as it
+// is, and a bad input after a run of good ones is still refused.
+TEST(PoolMap, SideBySideInputsWithOneOutOfLine) {
+  Pool pool(2);
+  const size_t n = 200, cs = 20;
+  std::vector<int64_t> v(n), other(n);
+  std::vector<mproc_bytes> b(n);
+  for (size_t i = 0; i < n; i++) {
+    v[i] = (int64_t)(i * 3 + 5);
+    other[i] = -(int64_t)i;
+    b[i] = mproc_bytes{&v[i], sizeof(int64_t)};
+  }
+  b[cs - 1].data = &other[cs - 1];         // the last of chunk 0 elsewhere
+  b[cs].data = &other[cs];                 // the first of chunk 1
+  b[2 * cs + 7].len = 4;                   // a shorter one inside chunk 2
+  b[3 * cs + 5] = mproc_bytes{nullptr, 0}; // an empty one in chunk 3
+  b[4 * cs + 3].data = &v[4 * cs + 2];     // one that overlaps its neighbour
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, cs, &r), MPROC_OK);
+  for (size_t i = 0; i < n; i++) {
+    const void *d = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
+    ASSERT_EQ(len, b[i].len) << i;
+    if (len) {
+      EXPECT_EQ(memcmp(d, b[i].data, len), 0) << i;
+    }
+  }
+  mproc_async_result_free(r);
+  b[n - 1].data = nullptr; // after 19 good ones of its chunk
+  r = nullptr;
+  EXPECT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, cs, &r),
+            MPROC_EINVAL);
+  EXPECT_EQ(r, nullptr);
+}
+
 TEST(PoolMap, TasksWithoutResults) {
   Pool pool(2);
   Inputs in(500);
@@ -1425,6 +1464,84 @@ TEST(PoolMap, ResultsInBlocksSizedForTheRestOfTheJob) {
     ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
     ASSERT_EQ(std::string((const char *)d, len), s[i]) << i;
   }
+  mproc_async_result_free(r);
+}
+
+// A freed job's large result block stays with the pool for the next job's
+// results (src/pool.c: MPROC__BLK_KEEP): each map's results are its own,
+// whatever the kept memory held before, whether the block was kept, taken
+// by a smaller map, or busy with a result still alive; a result freed
+// after its pool leaves the block to the pool's end.
+TEST(PoolMap, NextMapsStoreResultsInTheBlockOfTheLast) {
+  Pool pool(2);
+  // 1.2-1.6 MB of results each: blocks of the large kind.
+  const size_t sizes[] = {200000, 150000, 200000, 200000};
+  mproc_async_result *kept = nullptr;
+  for (int round = 0; round < 4; round++) {
+    const size_t n = sizes[round];
+    Inputs in(n);
+    for (size_t i = 0; i < n; i++)
+      in.v[i] = (int64_t)(i * 4 + (size_t)round);
+    mproc_async_result *r = nullptr;
+    ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", in.b.data(), n, 1000, &r),
+              MPROC_OK);
+    for (size_t i = 0; i < n; i++)
+      ASSERT_EQ(item_i64(r, i), in.v[i]) << "round " << round << " item " << i;
+    if (round == 1)
+      kept = r; // round 2 finds no block kept
+    else
+      mproc_async_result_free(r);
+    if (round == 2) { // round 1's results, untouched by round 2's
+      for (size_t i = 0; i < sizes[1]; i++)
+        ASSERT_EQ(item_i64(kept, i), (int64_t)(i * 4 + 1)) << i;
+      kept = mproc_async_result_free(kept);
+    }
+  }
+  mproc_pool_options o{};
+  o.processes = 1;
+  mproc_pool *p = nullptr;
+  ASSERT_EQ(mproc_pool_create(&p, &o), MPROC_OK);
+  Inputs in(150000);
+  mproc_async_result *r = nullptr;
+  ASSERT_EQ(mproc_pool_map(p, "pool_echo", in.b.data(), 150000, 1000, &r),
+            MPROC_OK);
+  mproc_pool_free(p);
+  EXPECT_EQ(item_i64(r, 149999), 149999);
+  mproc_async_result_free(r);
+}
+
+// A ready result's items are read without the pool's lock (src/pool.c:
+// `settled`): several threads reading every item of a finished map, while
+// the handler settles another map under that lock, each see every result.
+TEST(PoolMap, ReadyResultsReadFromThreadsWhileThePoolWorks) {
+  Pool pool(2);
+  const size_t n = 20000;
+  Inputs in(n);
+  for (size_t i = 0; i < n; i++)
+    in.v[i] = (int64_t)(i * 5 + 3);
+  mproc_async_result *r = nullptr, *busy = nullptr;
+  ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", in.b.data(), n, 100, &r),
+            MPROC_OK);
+  Inputs more(200000);
+  ASSERT_EQ(mproc_pool_map_async(pool.p, "pool_square", more.b.data(), 200000,
+                                 100, nullptr, &busy),
+            MPROC_OK);
+  std::vector<std::thread> readers;
+  std::vector<size_t> wrong(4, 0);
+  for (size_t t = 0; t < 4; t++)
+    readers.emplace_back([&, t] {
+      for (int pass = 0; pass < 5; pass++)
+        for (size_t i = 0; i < n; i++)
+          if (item_i64(r, i) != in.v[i])
+            wrong[t]++;
+    });
+  for (auto &th : readers)
+    th.join();
+  for (size_t t = 0; t < 4; t++)
+    EXPECT_EQ(wrong[t], 0u) << "thread " << t;
+  ASSERT_EQ(mproc_async_result_wait(busy, 60), MPROC_OK);
+  EXPECT_EQ(item_i64(busy, 199999), (int64_t)199999 * 199999);
+  mproc_async_result_free(busy);
   mproc_async_result_free(r);
 }
 

@@ -749,9 +749,7 @@ static void mproc__chunk_trim(mproc_pool *p, mproc__chunk *c, size_t k) {
     uint32_t len = 0;
     mproc__rd rd;
     if (!r->src) { /* our own encoding of the inputs: valid */
-      rd.p = r->payload + c->off + skip;
-      rd.left = c->len - skip;
-      rd.bad = 0;
+      mproc__rd_init(&rd, r->payload + c->off + skip, c->len - skip);
       (void)mproc__pw_rd_input(&rd, MPROC__PW_VAR, &d, &len);
     }
     skip += 4 + (r->src ? r->src[j].len : len);
@@ -884,9 +882,8 @@ static int mproc__handle_results_msg(mproc_pool *p, int i, mproc__rd *r) {
   if (mproc__pw_rd_msg_head(r, &slot, &slen,
                             MPROC__POOL_RES_SLOT - MPROC__PW_MSG_HEAD) < 0)
     return MPROC_EINVAL;
-  shared.p = mproc__res_slot(p, i, slot) + MPROC__PW_MSG_HEAD;
-  shared.left = slen;
-  shared.bad = 0;
+  mproc__rd_init(&shared, mproc__res_slot(p, i, slot) + MPROC__PW_MSG_HEAD,
+                 slen);
   if (mproc__handle_results(p, i, &shared) < 0)
     return MPROC_EINVAL;
   return mproc__handle_results(p, i, r);
@@ -1809,12 +1806,13 @@ static int mproc__submit(mproc_pool *p, const char *task,
   if (rc < 0)
     return rc;
   r->timeout = p->task_timeout;
-  if (o && o->timeout != 0)
-    rc = mproc__task_timeout(o->timeout, &r->timeout);
-  if (rc == MPROC_OK && p->mpi && r->timeout > 0)
-    rc = MPROC_ENOTSUP; /* a rank cannot be killed and replaced */
-  if (rc < 0)
+  if (o && o->timeout != 0 &&
+      (rc = mproc__task_timeout(o->timeout, &r->timeout)) < 0)
     goto finish;
+  if (p->mpi && r->timeout > 0) {
+    rc = MPROC_ENOTSUP; /* a rank cannot be killed and replaced */
+    goto finish;
+  }
   rc = mproc__job_fill_chunks(r, in, cs);
   if (rc < 0)
     goto finish;

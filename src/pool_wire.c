@@ -217,8 +217,6 @@ int mproc__pw_rd_run(mproc__rd *r, uint32_t max, int cut_ok,
 }
 
 uint32_t mproc__pw_rd_kind(mproc__rd *r, const unsigned char *m, size_t n) {
-  r->p = m;
-  r->left = m ? n : 0;
-  r->bad = 0;
+  mproc__rd_init(r, m, n);
   return mproc__rd_u32(r);
 }

@@ -335,9 +335,8 @@ static int mproc__worker_message(mproc_conn *conn) {
   mproc__result_begin(slot);
   /* Set by the parent before it sent this message, if ever. */
   g_task.timed = mproc__load64(&g_task.prog[MPROC__PROG_TIMED]) != 0;
-  shared.p = g_task.in_area + (size_t)slot * MPROC__POOL_IN_SLOT;
-  shared.left = slen;
-  shared.bad = 0;
+  mproc__rd_init(&shared, g_task.in_area + (size_t)slot * MPROC__POOL_IN_SLOT,
+                 slen);
   rc = mproc__worker_run(conn, &shared);
   if (rc < 0)
     return rc;

@@ -2023,7 +2023,8 @@ TEST(Join, ForeverJoinsAndAnExitCodeAskerAgreeAndLeaveNoZombie) {
     std::memset(&info, 0, sizeof info);
     errno = 0;
     EXPECT_NE(waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT), 0)
-        << "the child is still an unreaped zombie after every join returned";
+        << "the child is still an unreaped zombie after every join returned: "
+        << info.si_pid << " code " << info.si_code << " pid " << pid;
     EXPECT_EQ(errno, ECHILD);
 #endif
     mproc_process_free(p);

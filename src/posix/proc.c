@@ -332,7 +332,7 @@ static void mproc__fork_child(mproc_process *p, char **envp, int sent[2],
    * registered below like every descriptor a fork child must not keep. */
   mproc__fork_child_stdio(p);
   /* Our siblings' descriptors; our own result block stays. */
-  mproc__plat_private_drop(p->result_h);
+  mproc__plat_private_drop(mproc__result_handle(p));
   /* The child's end of the life line stays open (close-on-exec) for its
    * whole life: the kernel closes it when the child ends, which the
    * parent sees; the child sees the parent's end close the same way. */

@@ -278,6 +278,9 @@ void mproc__result_adopt(mproc_handle_t h, int forked);
  * (its parent's arena or its block), and its adoption of that result. */
 mproc_handle_t mproc__result_handle(const mproc_process *p);
 void mproc__result_fork_child(const mproc_process *p);
+/* Any fork child (mproc__lock held): its parent's arena, whose slots the
+ * parent goes on giving out, is no source of slots here. */
+void mproc__result_forget_forked(void);
 /* Child: record a bootstrap failure (best effort, before exiting). */
 void mproc__result_mark_boot(uint32_t reason);
 /* Parent: the bootstrap failure p's child recorded (0: none). */

@@ -430,6 +430,7 @@ static int mproc__cleanup_children(void);
 static void mproc__children_drop_forked(mproc_handle_t keep) {
   mproc__plat_private_drop(keep);
   mproc__capture_forget_forked();
+  mproc__result_forget_forked();
   g_children = NULL;
   g_orphans = g_starts_since_sweep = 0;
 }

@@ -126,6 +126,12 @@ static int mproc__arena_take(mproc_process *p) {
   return MPROC_OK;
 }
 
+void mproc__result_forget_forked(void) {
+  /* The copy is left unwritten (each write would copy a page); its
+   * descriptor was closed with the other private ones. */
+  g_arena = NULL;
+}
+
 mproc_handle_t mproc__result_handle(const mproc_process *p) {
   return p->result_arena ? p->result_arena->h : p->result_h;
 }
@@ -290,10 +296,8 @@ void mproc__result_fork_child(const mproc_process *p) {
     mproc__plat_close_handle(g_result_h);
   g_result_h = h;
   g_result_slot = p->result_arena != NULL;
-  /* The parent's arena is not a source of slots here (our own fork
-   * children get an arena of ours; the copy is left unwritten: each write
-   * would copy a page, and its descriptor is closed). */
-  g_arena = NULL;
+  /* (g_arena was forgotten with the parent's children: our own fork
+   * children get an arena of ours.) */
   if (!g_result_slot)
     return;
   /* The arena's descriptor reaches every sibling's slot, so only our

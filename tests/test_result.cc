@@ -693,6 +693,47 @@ TEST(Result, ForkChildrenShareOneArena) {
   mproc_process_free(warm);
 }
 
+// A raw fork() child of the program that starts fork children of its own
+// must not hand out slots of the program's arena: the program goes on
+// giving out the same ones, and a result of the raw child's child (left
+// unread here: the raw child exits without freeing it) would then show up
+// as the result of the program's next child.
+#include <sys/wait.h>
+TEST(Result, RawForkChildDoesNotShareTheArenasSlots) {
+  mproc_process_options o = {};
+  o.start_method = MPROC_START_FORK;
+  mproc_process *warm = test_start("result_none", nullptr, &o);
+  ASSERT_NE(warm, nullptr);
+  EXPECT_EQ(test_join_code(warm), 0);
+  Args a;
+  a.i(4096);
+  pid_t raw = fork();
+  ASSERT_GE(raw, 0);
+  if (raw == 0) {
+    mproc_process *c = nullptr;
+    int code = -1;
+    if (mproc_process_create(&c, "result_pattern", a, &o) != MPROC_OK ||
+        mproc_process_start(c) != MPROC_OK ||
+        mproc_process_join(c, MPROC_FOREVER) != MPROC_OK ||
+        mproc_process_exitcode(c, &code) != 1 || code != 0)
+      _exit(3);
+    _exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(raw, &st, 0), raw);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  mproc_process *p = test_start("result_none", nullptr, &o);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 0);
+  std::vector<unsigned char> buf(8192);
+  size_t len = 0;
+  EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len),
+            MPROC_ENOTFOUND)
+      << "the raw fork child's child wrote into this child's slot";
+  mproc_process_free(p);
+  mproc_process_free(warm);
+}
+
 // A fork child holds no descriptor that reaches its siblings' slots: only
 // the mapping of its own (found here in /proc/self/maps, as a memfd mapping
 // of the result's size).  A garbage header written there is refused.

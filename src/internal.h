@@ -158,6 +158,10 @@ struct mproc_process {
   /* The result block's handle (src/process_result.c) from start until
    * close; MPROC_INVALID_HANDLE before, after, and for pool workers. */
   mproc_handle_t result_h;
+  /* A fork child's result block is instead a slot of an arena shared by
+   * the fork children (result_arena, from result_off; NULL otherwise). */
+  struct mproc__arena *result_arena;
+  uint64_t result_off;
   /* mproc_process_options' env_clear, env (a malloc'ed NULL-terminated copy,
    * or NULL) and cwd (a copy, or NULL): src/process_env.c. */
   int env_clear;
@@ -272,6 +276,13 @@ void mproc__result_drop(mproc_process *p);
  * closes the one it had, a fork parent's).  `forked`: called in a fork
  * child, where only this thread exists. */
 void mproc__result_adopt(mproc_handle_t h, int forked);
+/* Fork child (only this thread runs): the descriptor it keeps for its result
+ * (its parent's arena or its block), and its adoption of that result. */
+mproc_handle_t mproc__result_handle(const mproc_process *p);
+void mproc__result_fork_child(const mproc_process *p);
+/* Any fork child (mproc__lock held): its parent's arena, whose slots the
+ * parent goes on giving out, is no source of slots here. */
+void mproc__result_forget_forked(void);
 /* Child: record a bootstrap failure (best effort, before exiting). */
 void mproc__result_mark_boot(uint32_t reason);
 /* Parent: the bootstrap failure p's child recorded (0: none). */

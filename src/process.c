@@ -430,6 +430,7 @@ static int mproc__cleanup_children(void);
 static void mproc__children_drop_forked(mproc_handle_t keep) {
   mproc__plat_private_drop(keep);
   mproc__capture_forget_forked();
+  mproc__result_forget_forked();
   g_children = NULL;
   g_orphans = g_starts_since_sweep = 0;
 }
@@ -446,7 +447,7 @@ static void mproc__fork_child_main(mproc_process *p) {
   int64_t parent_pid = g_current.pid;
   int code;
 
-  mproc__children_drop_forked(p->result_h);
+  mproc__children_drop_forked(mproc__result_handle(p));
   g_counter = 1;
   g_parent.name = g_current.name;
   g_parent_owns_name = 0; /* borrowed, like the rest of a fork child's view */
@@ -459,7 +460,7 @@ static void mproc__fork_child_main(mproc_process *p) {
   g_current.daemon = p->daemon;
   g_current.pid = mproc__plat_getpid();
   mproc__mutex_unlock(&mproc__lock);
-  mproc__result_adopt(p->result_h, 1);
+  mproc__result_fork_child(p);
 
   if (p->daemon && mproc__plat_arm_daemon(parent_pid) < 0)
     mproc__plat_exit_now(1); /* the parent is already gone */

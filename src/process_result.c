@@ -9,7 +9,9 @@
  * the parent makes a *blank* block at start (mproc__seg_blank), passes its
  * handle like a handle argument (fork: inherited; spawn and anything else
  * built on the bootstrap: the last slot of the bootstrap's handle table),
- * and reads it once the child has ended.  Blank, because most children set
+ * and reads it once the child has ended (a fork child gets a slot of one
+ * arena instead, laid out the same from the result header on: see "the
+ * fork children's arena" below).  Blank, because most children set
  * no result and every start pays for the block: POSIX makes an empty
  * memfd (no size, mapping or page until the child writes: the child gives
  * it its MPROC_RESULT_MAX bytes, sparse), Windows a reserved section with
@@ -38,6 +40,7 @@
  * can cover the other's copy).  So a copy counts only if no call was under
  * way when it began (`busy` 0) and none began during it (`seq` unchanged
  * after it). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "atomics.h"
@@ -56,16 +59,92 @@ typedef struct mproc__res_hdr {
   uint32_t busy;
 } mproc__res_hdr;
 
-/* The child's own block, and the lock that serialises its writers. */
+/* The child's own block, or (a fork child, g_result_slot 1) the mapping
+ * of its arena slot, and the lock that serialises its writers. */
 static mproc_handle_t g_result_h = MPROC_INVALID_HANDLE;
+static int g_result_slot;
+static mproc__seg g_result_seg;
 static mproc__mutex_t g_result_lock = MPROC__MUTEX_INITIALIZER;
+
+/* ---- the fork children's arena -------------------------------------------------
+ * A blank block per start cost a memfd made and closed (about 5 us of a
+ * fork start+join's ~120 us of CPU) and kept one descriptor per unclosed
+ * child, which every later fork copied and its child closed again.  Fork
+ * children get a slot of one arena instead (plat/seg.h): the result header
+ * at the slot's start, the bytes after it.  The fork child maps its slot
+ * and closes the arena's descriptor before its entry runs, so it holds
+ * nothing that reaches a sibling's slot (as it held no sibling's block).
+ * A slot is never given out twice: a raw fork() child of a child inherits
+ * the slot's mapping and may write it after that child was closed (the
+ * result docs allow it to replace the result), and must never land in
+ * another child's.  So slots are wiped at drop (their pages go back; a late
+ * writer only dirties a slot nobody reads, until the arena is closed) and
+ * an arena that ran out of slots is replaced, closed once its last slot is
+ * dropped.  Spawn and forkserver children keep a block each: a bootstrap
+ * hands over a descriptor, and the arena's would reach every slot.  All
+ * under mproc__lock. */
+#define MPROC__RES_SLOT ((size_t)MPROC_RESULT_MAX + ((size_t)64 << 10))
+
+typedef struct mproc__arena {
+  mproc_handle_t h;
+  uint64_t next, slots; /* slots given out, slots in all */
+  size_t live;          /* slots not yet dropped */
+} mproc__arena;
+
+static mproc__arena *g_arena; /* the one slots come from; NULL: none yet */
+
+static void mproc__arena_release(mproc__arena *a) {
+  if (a == g_arena || a->live)
+    return;
+  mproc__plat_private_del(a->h);
+  mproc__plat_close_handle(a->h);
+  free(a);
+}
+
+/* A slot for p, from a new arena when the current one is used up.
+ * MPROC_ENOTSUP (or an OS failure) makes the caller fall back to a block. */
+static int mproc__arena_take(mproc_process *p) {
+  mproc__arena *a = g_arena, *old;
+  int rc;
+  if (!a || a->next == a->slots) {
+    if (!(a = (mproc__arena *)calloc(1, sizeof *a)))
+      return MPROC_ENOMEM;
+    rc = mproc__seg_arena(&a->h, MPROC__RES_SLOT, UINT32_MAX, &a->slots);
+    if (rc < 0) {
+      free(a);
+      return rc;
+    }
+    mproc__plat_private_add(a->h);
+    old = g_arena;
+    g_arena = a;
+    if (old)
+      mproc__arena_release(old);
+  }
+  p->result_arena = a;
+  p->result_off = a->next++ * (uint64_t)MPROC__RES_SLOT;
+  a->live++;
+  return MPROC_OK;
+}
+
+void mproc__result_forget_forked(void) {
+  /* The copy is left unwritten (each write would copy a page); its
+   * descriptor was closed with the other private ones. */
+  g_arena = NULL;
+}
+
+mproc_handle_t mproc__result_handle(const mproc_process *p) {
+  return p->result_arena ? p->result_arena->h : p->result_h;
+}
 
 /* ---- parent ------------------------------------------------------------------- */
 
 int mproc__result_create(mproc_process *p) {
+  int rc;
+  if (p->method == MPROC_START_FORK && mproc__arena_take(p) == MPROC_OK)
+    return MPROC_OK;
   /* A handle, not the 32 MiB mapping: a parent with many children would
    * run out of address space (32-bit) long before memory. */
-  int rc = mproc__seg_blank(&p->result_h, MPROC__RES_SIZE);
+  rc = mproc__seg_blank(&p->result_h, MPROC__RES_SIZE);
   /* Part of starting the child: an OS refusal (EMFILE) is start()'s
    * MPROC_ESPAWN, with the OS error kept. */
   if (rc == MPROC_ESYS)
@@ -77,6 +156,13 @@ int mproc__result_create(mproc_process *p) {
 }
 
 void mproc__result_drop(mproc_process *p) {
+  mproc__arena *a = p->result_arena;
+  if (a) {
+    (void)mproc__seg_wipe(a->h, p->result_off, MPROC__RES_SLOT);
+    a->live--;
+    p->result_arena = NULL;
+    mproc__arena_release(a);
+  }
   mproc__plat_private_del(p->result_h);
   mproc__plat_close_handle(p->result_h);
   p->result_h = MPROC_INVALID_HANDLE;
@@ -97,7 +183,13 @@ static int mproc__result_map(mproc_process *p, mproc__seg *s) {
   mproc__mutex_lock(&mproc__lock);
   if (p->state == MPROC__P_CLOSED)
     rc = MPROC_ECLOSED;
-  else if (p->result_h == MPROC_INVALID_HANDLE)
+  else if (p->result_arena) {
+    /* Mapped under the lock: a drop meanwhile would close the arena. */
+    rc = mproc__seg_map_slot(s, p->result_arena->h, p->result_off,
+                             MPROC__RES_SIZE);
+    mproc__mutex_unlock(&mproc__lock);
+    return rc;
+  } else if (p->result_h == MPROC_INVALID_HANDLE)
     rc = MPROC_ENOTFOUND;
   else if ((h = mproc__plat_dup_handle(p->result_h)) == MPROC_INVALID_HANDLE)
     rc = mproc__os_fail(MPROC_ESYS, mproc__plat_last_error());
@@ -193,11 +285,41 @@ void mproc__result_adopt(mproc_handle_t h, int forked) {
   mproc__mutex_unlock(&g_result_lock);
 }
 
+void mproc__result_fork_child(const mproc_process *p) {
+  mproc__mutex_t fresh = MPROC__MUTEX_INITIALIZER;
+  mproc_handle_t h = mproc__result_handle(p);
+  g_result_lock = fresh; /* see mproc__result_adopt */
+  /* Our parent's own result is not ours to write. */
+  if (g_result_slot)
+    mproc__seg_close(&g_result_seg);
+  if (g_result_h != h)
+    mproc__plat_close_handle(g_result_h);
+  g_result_h = h;
+  g_result_slot = p->result_arena != NULL;
+  /* (g_arena was forgotten with the parent's children: our own fork
+   * children get an arena of ours.) */
+  if (!g_result_slot)
+    return;
+  /* The arena's descriptor reaches every sibling's slot, so only our
+   * slot's mapping is kept (a raw fork() child of ours inherits it, as it
+   * would a block); a failed map leaves no result to set
+   * (mproc_set_result: MPROC_ESYS). */
+  if (mproc__seg_map_slot(&g_result_seg, h, p->result_off, MPROC__RES_SIZE) <
+      0)
+    mproc__seg_reset(&g_result_seg);
+  mproc__plat_close_handle(h);
+  g_result_h = MPROC_INVALID_HANDLE;
+}
+
 /* Map this child's block (g_result_lock held) with its first `upto` bytes
  * committed: the header and what will be written. */
 static int mproc__result_open_own(mproc__seg *s, size_t upto) {
   mproc_handle_t h;
   int rc;
+  if (g_result_slot) {
+    *s = g_result_seg; /* mproc__result_close_own leaves it mapped */
+    return s->addr ? MPROC_OK : MPROC_ESYS;
+  }
   if (g_result_h == MPROC_INVALID_HANDLE)
     return MPROC_ESTATE;
   h = mproc__plat_dup_handle(g_result_h);
@@ -207,6 +329,11 @@ static int mproc__result_open_own(mproc__seg *s, size_t upto) {
   if (rc == MPROC_OK && (rc = mproc__seg_commit(s, upto)) < 0)
     mproc__seg_close(s);
   return rc;
+}
+
+static void mproc__result_close_own(mproc__seg *s) {
+  if (!g_result_slot)
+    mproc__seg_close(s);
 }
 
 int mproc_set_result(const void *data, size_t len) {
@@ -236,7 +363,7 @@ int mproc_set_result(const void *data, size_t len) {
   memcpy((unsigned char *)s.addr + 8, &len64, 8);
   mproc__store32(state, MPROC__RES_DONE);
   (void)mproc__add32(state + 5, (uint32_t)-1);
-  mproc__seg_close(&s);
+  mproc__result_close_own(&s);
 finish:
   mproc__mutex_unlock(&g_result_lock);
   return rc;
@@ -247,7 +374,7 @@ void mproc__result_mark_boot(uint32_t reason) {
   mproc__mutex_lock(&g_result_lock);
   if (mproc__result_open_own(&s, MPROC__RES_HDR) == MPROC_OK) {
     mproc__store32((volatile uint32_t *)s.addr + 1, reason);
-    mproc__seg_close(&s);
+    mproc__result_close_own(&s);
   }
   mproc__mutex_unlock(&g_result_lock);
 }

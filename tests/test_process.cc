@@ -1965,3 +1965,50 @@ TEST(ProcessNoWindow, ChildRunsWithoutAConsoleWindow) {
   EXPECT_EQ(mproc_process_create(&p, "no_window_child", nullptr, &o),
             MPROC_EINVAL);
 }
+
+// A join without a timeout blocks on the child's pid itself on Linux (no
+// pidfd).  While such joins wait, another thread asking for the exit code
+// must get it without reaping the child (the pid must stay the child's
+// until the waiting joins are out); the last join reaps it, so no zombie
+// is left, and every caller sees the same code, for an exit and a signal.
+TEST(Join, ForeverJoinsAndAnExitCodeAskerAgreeAndLeaveNoZombie) {
+  double end = test_now() + 30;
+  for (int round = 0; round < 8 && test_now() < end; round++) {
+    SCOPED_TRACE(round);
+    const bool killed = round % 2 == 1;
+    mproc_process *p =
+        test_start("sleep_then_ret", Args().i(killed ? 5000 : 50).i(7));
+    ASSERT_NE(p, nullptr);
+    std::atomic<int> ok{0};
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 2; i++)
+      ts.emplace_back([&] {
+        if (mproc_process_join(p, MPROC_FOREVER) == MPROC_OK)
+          ok++;
+      });
+    if (killed) {
+      EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    }
+    int code = 0, rc = 0;
+    while ((rc = mproc_process_exitcode(p, &code)) == 0 && test_now() < end)
+      test_sleep_ms(1);
+    EXPECT_EQ(rc, 1);
+    EXPECT_EQ(code, killed ? -9 : 7);
+    for (auto &t : ts)
+      t.join();
+    EXPECT_EQ(ok.load(), 2);
+    EXPECT_EQ(test_join_code(p), killed ? -9 : 7);
+#ifndef _WIN32
+    int64_t pid = -1;
+    ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    siginfo_t info;
+    std::memset(&info, 0, sizeof info);
+    errno = 0;
+    EXPECT_NE(waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT), 0)
+        << "the child is still an unreaped zombie after every join returned: "
+        << info.si_pid << " code " << info.si_code << " pid " << pid;
+    EXPECT_EQ(errno, ECHILD);
+#endif
+    mproc_process_free(p);
+  }
+}

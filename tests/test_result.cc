@@ -258,6 +258,17 @@ TEST(Result, KilledWhileWritingIsCompleteOrBroken) {
 // keeps no commit charge (its GetPerformanceInfo and GlobalMemoryStatusEx
 // report the host's memory), so what is checked is what this process's
 // views show committed (VirtualQuery) and, on POSIX, that nothing is sized.
+// Options whose children get a result block of their own (spawn, or the
+// forkserver in its lane): a fork child gets a slot of the fork children's
+// arena instead (src/process_result.c; Result.ForkChildren* below).
+static const mproc_process_options *block_opts() {
+  static mproc_process_options o = {};
+  o.start_method = mproc_get_start_method() == MPROC_START_FORK
+                       ? MPROC_START_SPAWN
+                       : MPROC_START_DEFAULT;
+  return &o;
+}
+
 static int open_block(mproc_handle_t result_h, mproc__seg *s) {
   mproc_handle_t h = mproc__plat_dup_handle(result_h);
   return mproc__seg_open_blank(s, h, (size_t)MPROC_RESULT_MAX + 64, 0);
@@ -280,7 +291,7 @@ TEST(Result, TwoHundredBlocksCommitAlmostNothing) {
   uint64_t total = 0;
   for (int i = 0; i < 200; i++) {
     mproc_process *p = nullptr;
-    ASSERT_EQ(mproc_process_create(&p, "result_none", nullptr, nullptr),
+    ASSERT_EQ(mproc_process_create(&p, "result_none", nullptr, block_opts()),
               MPROC_OK);
     ps.push_back(p);
     ASSERT_EQ(mproc__result_create(p), MPROC_OK) << i;
@@ -302,7 +313,7 @@ TEST(Result, TwoHundredBlocksCommitAlmostNothing) {
 TEST(Result, ChildCommitsWhatItWrites) {
   Args a;
   a.i(3 * 4096);
-  mproc_process *p = test_start("result_pattern", a);
+  mproc_process *p = test_start("result_pattern", a, block_opts());
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(test_join_code(p), 0);
   int rc;
@@ -361,7 +372,7 @@ TEST(Result, ForgedBlockIsRejected) {
   for (int how = 1; how <= 2; how++) {
     Args a;
     a.i(how);
-    mproc_process *p = test_start("result_forge", a);
+    mproc_process *p = test_start("result_forge", a, block_opts());
     ASSERT_NE(p, nullptr);
     int code = test_join_code(p);
     std::vector<unsigned char> buf(64);
@@ -416,7 +427,7 @@ TEST_ENTRY(result_shrink_behind) {
 
 // The parent side, in a child of its own so a SIGBUS is an exit code.
 TEST_ENTRY(result_read_while_shrunk) {
-  mproc_process *p = test_start("result_shrink_behind");
+  mproc_process *p = test_start("result_shrink_behind", nullptr, block_opts());
   if (!p || test_join_code(p) != 0)
     return 3;
   std::vector<unsigned char> buf(1 << 20);
@@ -625,3 +636,137 @@ TEST(End, DescribeCutsAndChecks) {
   info.kind = (mproc_end_kind)99;
   EXPECT_EQ(mproc_end_describe(&info, small, sizeof small), MPROC_EINVAL);
 }
+
+#if defined(__linux__) && !defined(MPROC_PORTABLE_POSIX)
+// Fork children's results are slots of one arena the parent holds (one
+// descriptor for all of them), not a memfd each: a fork start makes no
+// descriptor and a later fork copies none per unclosed child.  Each slot
+// still takes memory only for what its child wrote, and gives it back when
+// its process object goes.
+static uint64_t fd_backed(mproc_handle_t h) {
+  struct stat st;
+  return fstat(h, &st) == 0 ? (uint64_t)st.st_blocks * 512 : ~(uint64_t)0;
+}
+
+TEST(Result, ForkChildrenShareOneArena) {
+  mproc_process_options o = {};
+  o.start_method = MPROC_START_FORK;
+  mproc_process *warm = test_start("result_none", nullptr, &o);
+  ASSERT_NE(warm, nullptr);
+  EXPECT_EQ(test_join_code(warm), 0);
+  const int before = count_fds();
+  // What the arena holds already: a raw fork() child an earlier test's
+  // child left behind may still be rewriting its dropped slot.
+  const uint64_t held = fd_backed(mproc__result_handle(warm));
+  std::vector<mproc_process *> ps;
+  for (int i = 0; i < 20; i++) {
+    Args a;
+    a.i(3 * 4096);
+    mproc_process *p = test_start("result_pattern", a, &o);
+    ASSERT_NE(p, nullptr);
+    ps.push_back(p);
+  }
+  // Before the joins: a join with a timeout opens a pidfd.
+  EXPECT_EQ(count_fds(), before) << "a descriptor per unclosed fork child";
+  for (mproc_process *p : ps)
+    EXPECT_EQ(test_join_code(p), 0);
+  const mproc_handle_t arena = mproc__result_handle(ps[0]);
+  EXPECT_EQ(mproc__result_handle(ps[19]), arena);
+  EXPECT_LE(fd_backed(arena), (uint64_t)20 << 20); // what they wrote, sparse
+  std::vector<unsigned char> buf(3 * 4096);
+  for (mproc_process *p : ps) {
+    size_t len = 0;
+    EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len), MPROC_OK);
+    EXPECT_EQ(len, buf.size());
+    EXPECT_TRUE(std::vector<unsigned char>(buf.begin(), buf.end()) ==
+                make_pattern(len));
+    mproc_process_free(p);
+  }
+  EXPECT_LE(fd_backed(arena), held + ((uint64_t)64 << 10))
+      << "slots wiped at free";
+  mproc_process_free(warm);
+}
+
+// A raw fork() child of the program that starts fork children of its own
+// must not hand out slots of the program's arena: the program goes on
+// giving out the same ones, and a result of the raw child's child (left
+// unread here: the raw child exits without freeing it) would then show up
+// as the result of the program's next child.
+#include <sys/wait.h>
+TEST(Result, RawForkChildDoesNotShareTheArenasSlots) {
+  mproc_process_options o = {};
+  o.start_method = MPROC_START_FORK;
+  mproc_process *warm = test_start("result_none", nullptr, &o);
+  ASSERT_NE(warm, nullptr);
+  EXPECT_EQ(test_join_code(warm), 0);
+  Args a;
+  a.i(4096);
+  pid_t raw = fork();
+  ASSERT_GE(raw, 0);
+  if (raw == 0) {
+    mproc_process *c = nullptr;
+    int code = -1;
+    if (mproc_process_create(&c, "result_pattern", a, &o) != MPROC_OK ||
+        mproc_process_start(c) != MPROC_OK ||
+        mproc_process_join(c, MPROC_FOREVER) != MPROC_OK ||
+        mproc_process_exitcode(c, &code) != 1 || code != 0)
+      _exit(3);
+    _exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(waitpid(raw, &st, 0), raw);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  mproc_process *p = test_start("result_none", nullptr, &o);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 0);
+  std::vector<unsigned char> buf(8192);
+  size_t len = 0;
+  EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len),
+            MPROC_ENOTFOUND)
+      << "the raw fork child's child wrote into this child's slot";
+  mproc_process_free(p);
+  mproc_process_free(warm);
+}
+
+// A fork child holds no descriptor that reaches its siblings' slots: only
+// the mapping of its own (found here in /proc/self/maps, as a memfd mapping
+// of the result's size).  A garbage header written there is refused.
+TEST_ENTRY(result_forge_slot) {
+  for (int fd = 3; fd < 1024; fd++) {
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_size >= (off_t)MPROC_RESULT_MAX)
+      return 2; // a block or the arena's descriptor: siblings in reach
+  }
+  FILE *maps = std::fopen("/proc/self/maps", "r");
+  if (!maps)
+    return 3;
+  char line[512];
+  unsigned long lo = 0, hi = 0, found = 0;
+  while (std::fgets(line, sizeof line, maps))
+    if (std::strstr(line, "memfd:mproc") &&
+        std::sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+        hi - lo >= MPROC_RESULT_MAX && hi - lo < MPROC_RESULT_MAX + 65536)
+      found = lo;
+  std::fclose(maps);
+  if (!found)
+    return 4;
+  uint32_t done = 2;
+  uint64_t len = (uint64_t)MPROC_RESULT_MAX + 4096;
+  std::memcpy((unsigned char *)found, &done, 4);
+  std::memcpy((unsigned char *)found + 8, &len, 8);
+  return 0;
+}
+
+TEST(Result, ForkChildHoldsOnlyItsOwnSlot) {
+  mproc_process_options o = {};
+  o.start_method = MPROC_START_FORK;
+  mproc_process *p = test_start("result_forge_slot", nullptr, &o);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(test_join_code(p), 0) << "2: holds a descriptor; 4: no slot mapped";
+  std::vector<unsigned char> buf(64);
+  size_t len = 0;
+  EXPECT_EQ(mproc_process_result(p, buf.data(), buf.size(), &len),
+            MPROC_EBROKEN);
+  mproc_process_free(p);
+}
+#endif

@@ -85,6 +85,24 @@ int mproc__seg_blank(mproc_handle_t *h, size_t size);
 int mproc__seg_open_blank(mproc__seg *s, mproc_handle_t h, size_t size,
                           int fill);
 
+/* ---- a blank arena (POSIX with memfd: the fork children's result slots) ----
+ * One blank block cut into slots of `slot` bytes (a multiple of 64 KiB, so
+ * every slot starts on a page), each the result block of one fork child:
+ * a start then makes no memfd of its own and the parent holds one
+ * descriptor for all its fork children (process_result.c).  Sparse: only
+ * written pages take memory.  Sealed against shrinking like a blank block.
+ * mproc__seg_arena: *h and how many slots it has (at most `max`);
+ * MPROC_ENOTSUP where there is none (no memfd or no hole punching:
+ * the caller makes blank blocks then).  mproc__seg_map_slot: map `size`
+ * bytes from offset `off` (s holds no handle: closing s unmaps only).
+ * mproc__seg_wipe: give back the pages of `size` bytes at `off`, which
+ * then read as zeros. */
+int mproc__seg_arena(mproc_handle_t *h, size_t slot, uint64_t max,
+                     uint64_t *slots);
+int mproc__seg_map_slot(mproc__seg *s, mproc_handle_t h, uint64_t off,
+                        size_t size);
+int mproc__seg_wipe(mproc_handle_t h, uint64_t off, size_t size);
+
 /* Unmap and close the handle (and unlink if owner and still named). */
 void mproc__seg_close(mproc__seg *s);
 /* mproc_shm_cleanup()'s work. */

@@ -35,9 +35,14 @@ typedef struct mproc__plat_proc {
    * server closes it once it reaped the child). */
   int fs_got;
   int fs_code;
+  /* Threads blocked in waitid() on the child's pid (a join without a
+   * timeout, proc.c), and 1 once it ended with its reaping left to the
+   * last of them: while they wait the pid must stay ours. */
+  int waiting;
+  int held;
 } mproc__plat_proc;
 
-#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1, -1, 0, 0}
+#define MPROC__PLAT_PROC_INIT {-1, -1, -1, 0, -1, -1, 0, 0, 0, 0}
 #define MPROC__HAVE_FORK 1
 
 typedef struct mproc__plat_parent {

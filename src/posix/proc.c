@@ -332,7 +332,7 @@ static void mproc__fork_child(mproc_process *p, char **envp, int sent[2],
    * registered below like every descriptor a fork child must not keep. */
   mproc__fork_child_stdio(p);
   /* Our siblings' descriptors; our own result block stays. */
-  mproc__plat_private_drop(p->result_h);
+  mproc__plat_private_drop(mproc__result_handle(p));
   /* The child's end of the life line stays open (close-on-exec) for its
    * whole life: the kernel closes it when the child ends, which the
    * parent sees; the child sees the parent's end close the same way. */
@@ -960,11 +960,56 @@ static int mproc__end_fd_open(mproc_process *p, int *fd) {
   return rc;
 }
 
+/* A join without a timeout on Linux: block in waitid(WNOWAIT) on the pid
+ * itself, which wakes when the child ends (or fails with ECHILD once the
+ * application reaped it behind our back).  It needs no descriptor: the
+ * pidfd the other waits open (pidfd_open, poll, close: a file made and
+ * freed) was about a tenth of a fork start+join's CPU time.  A pid is safe
+ * to wait on only while it is our unreaped child, so from the moment this
+ * thread counts itself in plat.waiting (under mproc__lock, the child still
+ * STARTED) mproc does not reap it: mproc__plat_reap reports the end and
+ * leaves the zombie to the last waiter, here.  Not on macOS, whose
+ * waitid(WNOWAIT) may report a stopped child (mproc__ended_nowait): that
+ * would spin here. */
+#if MPROC__LINUX
+static int mproc__wait_blocking(mproc_process *p) {
+  siginfo_t info;
+  int rc = MPROC_OK, st;
+  mproc__mutex_lock(&mproc__lock);
+  if (p->state != MPROC__P_STARTED) {
+    mproc__mutex_unlock(&mproc__lock);
+    return MPROC_OK; /* reaped by another thread: join sees ENDED */
+  }
+  p->plat.waiting++;
+  mproc__mutex_unlock(&mproc__lock);
+  memset(&info, 0, sizeof info);
+  while (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOWAIT) != 0) {
+    if (errno != EINTR) {
+      if (errno != ECHILD) /* ECHILD: reaped behind our back, so ended */
+        rc = mproc__os_fail(MPROC_ESYS, errno);
+      break;
+    }
+  }
+  mproc__mutex_lock(&mproc__lock);
+  if (--p->plat.waiting == 0 && p->plat.held) {
+    p->plat.held = 0;
+    while (waitpid((pid_t)p->pid, &st, 0) < 0 && errno == EINTR) {
+    }
+  }
+  mproc__mutex_unlock(&mproc__lock);
+  return rc;
+}
+#endif
+
 int mproc__plat_wait(mproc_process *p, double timeout) {
   double deadline = mproc__deadline(timeout);
   int fd, prc, rc;
   if (p->plat.fs)
     return mproc__px_fs_wait(p, deadline);
+#if MPROC__LINUX
+  if (timeout < 0 && mproc__end_fd(p) < 0)
+    return mproc__wait_blocking(p);
+#endif
   for (;;) {
     fd = mproc__end_fd(p);
     if (fd < 0) {
@@ -988,11 +1033,31 @@ int mproc__plat_wait(mproc_process *p, double timeout) {
   }
 }
 
+/* The end of a child that threads wait for in waitid (mproc__wait_blocking):
+ * reported, not reaped (the last of them reaps it).  As mproc__plat_reap. */
+static int mproc__reap_held(mproc_process *p, int *exitcode) {
+  siginfo_t info;
+  memset(&info, 0, sizeof info);
+  if (waitid(P_PID, (id_t)p->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+    if (errno != ECHILD)
+      return mproc__os_fail(MPROC_ESYS, errno);
+    *exitcode = 255; /* reaped behind our back: see mproc__plat_reap */
+    return 1;
+  }
+  if (info.si_pid != (pid_t)p->pid)
+    return 0; /* still running */
+  *exitcode = info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+  p->plat.held = 1;
+  return 1;
+}
+
 int mproc__plat_reap(mproc_process *p, int *exitcode) {
   int st = 0;
   pid_t r;
   if (p->plat.fs)
     return mproc__px_fs_reap(p, exitcode);
+  if (p->plat.waiting)
+    return mproc__reap_held(p, exitcode);
   do
     r = waitpid((pid_t)p->pid, &st, WNOHANG);
   while (r < 0 && errno == EINTR);

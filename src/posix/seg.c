@@ -439,6 +439,63 @@ int mproc__seg_blank(mproc_handle_t *h, size_t size) {
   return MPROC_OK;
 }
 
+#if MPROC__HAVE_MEMFD && defined(F_ADD_SEALS) && defined(FALLOC_FL_PUNCH_HOLE)
+int mproc__seg_arena(mproc_handle_t *h, size_t slot, uint64_t max,
+                     uint64_t *slots) {
+  /* An off_t of 32 bits (a 32-bit build without _FILE_OFFSET_BITS=64)
+   * reaches 2 GiB; a 64-bit one 8 TiB here, within every kernel's limit
+   * for a tmpfs file (16 TiB on a 32-bit kernel). */
+  uint64_t limit = sizeof(off_t) >= 8 ? (uint64_t)1 << 43 : (uint64_t)INT32_MAX;
+  uint64_t n = limit / slot < max ? limit / slot : max;
+  int rc = n ? mproc__seg_blank(h, slot) : MPROC_ENOTSUP;
+  if (rc < 0)
+    return rc;
+  if (ftruncate(*h, (off_t)(n * slot)) != 0) {
+    rc = mproc__os_fail(MPROC_ESYS, errno);
+    (void)close(*h);
+    *h = -1;
+    return rc;
+  }
+  *slots = n;
+  return MPROC_OK;
+}
+
+int mproc__seg_wipe(mproc_handle_t h, uint64_t off, size_t size) {
+  if (fallocate(h, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                (off_t)size) != 0)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  return MPROC_OK;
+}
+#else
+int mproc__seg_arena(mproc_handle_t *h, size_t slot, uint64_t max,
+                     uint64_t *slots) {
+  (void)slot;
+  (void)max;
+  *h = -1;
+  *slots = 0;
+  return MPROC_ENOTSUP;
+}
+
+int mproc__seg_wipe(mproc_handle_t h, uint64_t off, size_t size) {
+  (void)h;
+  (void)off;
+  (void)size;
+  return MPROC_ENOTSUP;
+}
+#endif
+
+int mproc__seg_map_slot(mproc__seg *s, mproc_handle_t h, uint64_t off,
+                        size_t size) {
+  void *base;
+  mproc__seg_reset(s);
+  base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, h, (off_t)off);
+  if (base == MAP_FAILED)
+    return mproc__os_fail(MPROC_ESYS, errno);
+  s->map_base = s->addr = base;
+  s->map_size = s->size = s->committed = size;
+  return MPROC_OK;
+}
+
 /* Gives the blank block behind fd its size, maps it and writes the header.
  * Two holders doing so at once size it alike and write the same header. */
 static int mproc__seg_fill(mproc__seg *s, int fd, size_t size) {

@@ -519,3 +519,30 @@ int mproc__seg_backed(const mproc__seg *s, uint64_t *bytes) {
   *bytes = n;
   return MPROC_OK;
 }
+
+/* No arena on Windows: CreateProcess children get a blank block each, and
+ * there is no fork child to share one with (plat/seg.h). */
+int mproc__seg_arena(mproc_handle_t *h, size_t slot, uint64_t max,
+                     uint64_t *slots) {
+  (void)slot;
+  (void)max;
+  *h = MPROC_INVALID_HANDLE;
+  *slots = 0;
+  return MPROC_ENOTSUP;
+}
+
+int mproc__seg_map_slot(mproc__seg *s, mproc_handle_t h, uint64_t off,
+                        size_t size) {
+  (void)h;
+  (void)off;
+  (void)size;
+  mproc__seg_reset(s);
+  return MPROC_ENOTSUP;
+}
+
+int mproc__seg_wipe(mproc_handle_t h, uint64_t off, size_t size) {
+  (void)h;
+  (void)off;
+  (void)size;
+  return MPROC_ENOTSUP;
+}

@@ -39,7 +39,8 @@
  * the child does (two processes: nothing serialises them, and one's DONE
  * can cover the other's copy).  So a copy counts only if no call was under
  * way when it began (`busy` 0) and none began during it (`seq` unchanged
- * after it). */
+ * after it); and two calls that overlapped each other both end WRITING,
+ * since their copies may have interleaved. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,9 @@
 #define MPROC__RES_SIZE (MPROC__RES_HDR + MPROC_RESULT_MAX)
 
 enum { MPROC__RES_NONE = 0, MPROC__RES_WRITING = 1, MPROC__RES_DONE = 2 };
+/* The header's 32-bit words, by index (the layout above). */
+enum { MPROC__RW_STATE = 0, MPROC__RW_BOOT = 1, MPROC__RW_SEQ = 4,
+       MPROC__RW_BUSY = 5 };
 
 typedef struct mproc__res_hdr {
   uint32_t state;
@@ -212,8 +216,8 @@ static mproc__res_hdr mproc__result_header(const mproc__seg *s) {
   mproc__res_hdr hdr;
   /* seq first, then busy: what is read after them is checked against seq
    * afterwards, and a writer raises busy before seq. */
-  uint32_t seq = mproc__load32((volatile uint32_t *)s->addr + 4);
-  uint32_t busy = mproc__load32((volatile uint32_t *)s->addr + 5);
+  uint32_t seq = mproc__load32((volatile uint32_t *)s->addr + MPROC__RW_SEQ);
+  uint32_t busy = mproc__load32((volatile uint32_t *)s->addr + MPROC__RW_BUSY);
   memcpy(&hdr, s->addr, sizeof hdr);
   hdr.seq = seq;
   hdr.busy = busy;
@@ -250,7 +254,8 @@ int mproc_process_result(mproc_process *p, void *buf, size_t cap, size_t *len) {
   /* A writer that began meanwhile raised seq first (a read-modify-write,
    * so the check is one too): then the copy may mix two results. */
   rc = hdr.busy == 0 &&
-               mproc__cas32((volatile uint32_t *)s.addr + 4, &hdr.seq, hdr.seq) &&
+               mproc__cas32((volatile uint32_t *)s.addr + MPROC__RW_SEQ, &hdr.seq,
+                            hdr.seq) &&
                mproc__load32((volatile uint32_t *)s.addr) == MPROC__RES_DONE
            ? MPROC_OK
            : MPROC_EBROKEN;
@@ -340,7 +345,8 @@ int mproc_set_result(const void *data, size_t len) {
   mproc__seg s;
   volatile uint32_t *state;
   uint64_t len64 = len;
-  int rc;
+  uint32_t others, mine;
+  int rc, overlapped;
   if (len > MPROC_RESULT_MAX)
     return MPROC_E2BIG;
   if (!data && len)
@@ -355,14 +361,20 @@ int mproc_set_result(const void *data, size_t len) {
   /* busy, then seq: see mproc_process_result.  A writer killed before it
    * lowers busy leaves the block unreadable (MPROC_EBROKEN), as its
    * WRITING state does. */
-  (void)mproc__add32(state + 5, 1);
-  (void)mproc__add32(state + 4, 1);
+  others = mproc__add32(state + MPROC__RW_BUSY, 1);
+  mine = mproc__add32(state + MPROC__RW_SEQ, 1) + 1;
   mproc__store32(state, MPROC__RES_WRITING);
   if (len)
     memcpy((unsigned char *)s.addr + MPROC__RES_HDR, data, len);
   memcpy((unsigned char *)s.addr + 8, &len64, 8);
-  mproc__store32(state, MPROC__RES_DONE);
-  (void)mproc__add32(state + 5, (uint32_t)-1);
+  /* Another process's call under way when this one began, or begun since
+   * (a raw fork() child shares the block): the two copies may have
+   * interleaved, and whichever ends last would publish a mix.  Both see
+   * the overlap, so both leave the block WRITING (MPROC_EBROKEN to the
+   * reader) until a call that overlaps nothing replaces it. */
+  overlapped = others != 0 || mproc__load32(state + MPROC__RW_SEQ) != mine;
+  mproc__store32(state, overlapped ? MPROC__RES_WRITING : MPROC__RES_DONE);
+  (void)mproc__add32(state + MPROC__RW_BUSY, (uint32_t)-1);
   mproc__result_close_own(&s);
 finish:
   mproc__mutex_unlock(&g_result_lock);
@@ -373,7 +385,7 @@ void mproc__result_mark_boot(uint32_t reason) {
   mproc__seg s;
   mproc__mutex_lock(&g_result_lock);
   if (mproc__result_open_own(&s, MPROC__RES_HDR) == MPROC_OK) {
-    mproc__store32((volatile uint32_t *)s.addr + 1, reason);
+    mproc__store32((volatile uint32_t *)s.addr + MPROC__RW_BOOT, reason);
     mproc__result_close_own(&s);
   }
   mproc__mutex_unlock(&g_result_lock);

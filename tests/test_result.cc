@@ -25,6 +25,7 @@ extern "C" {
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #endif
 
@@ -469,6 +470,47 @@ TEST_ENTRY(result_rewrite_behind) {
   }
   std::vector<unsigned char> a(1 << 20, 'A');
   return mproc_set_result(a.data(), a.size()) == MPROC_OK ? 0 : 5;
+}
+
+// The child and a raw fork() child of it (which shares its result) both
+// keep replacing the result, all 'A' and all 'B', until the same moment,
+// so their last calls overlap; then both end.
+TEST_ENTRY(result_two_writers) {
+  pid_t kid = fork();
+  std::vector<unsigned char> a(1 << 20, kid == 0 ? 'B' : 'A');
+  double end = test_now() + 0.2;
+  while (test_now() < end)
+    (void)mproc_set_result(a.data(), a.size());
+  if (kid == 0)
+    _exit(0);
+  int status = 0;
+  return kid > 0 && waitpid(kid, &status, 0) == kid ? 0 : 5;
+}
+
+// Two processes that replace a result at the same time leave it readable
+// as one of the two or MPROC_EBROKEN, never as a mix of both: nothing
+// serialises two processes' copies, so the one that ends last must not
+// publish bytes the other overwrote half of.
+TEST(Result, OverlappingWritersNeverLeaveATornResult) {
+  int torn = 0, ok = 0;
+  double end = test_now() + 10;
+  for (int i = 0; i < 12 && test_now() < end; i++) {
+    mproc_process *p = test_start("result_two_writers");
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(test_join_code(p), 0);
+    std::vector<unsigned char> buf(1 << 20);
+    size_t len = 0;
+    int rc = mproc_process_result(p, buf.data(), buf.size(), &len);
+    ASSERT_TRUE(rc == MPROC_OK || rc == MPROC_EBROKEN) << mproc_err_name(rc);
+    if (rc == MPROC_OK) {
+      ok++;
+      ASSERT_EQ(len, buf.size());
+      if (std::memchr(buf.data(), buf[0] == 'A' ? 'B' : 'A', len))
+        torn++;
+    }
+    mproc_process_free(p);
+  }
+  EXPECT_EQ(torn, 0) << "of " << ok << " results read";
 }
 
 // A result read while it is being replaced is one of the two results or

@@ -80,8 +80,8 @@ MPROC_API int mproc_set_result(const void *data, size_t len);
  * valid result (the child died while setting it, or wrote garbage into
  * it), or when it was replaced during the copy or last set by two
  * processes at once (a raw fork() child of the child inherits the block);
- * MPROC_ESTATE before start or
- * while the child runs; MPROC_EPERM outside the creating process or for the current/parent process objects;
+ * MPROC_ESTATE before start or while the child runs; MPROC_EPERM outside
+ * the creating process or for the current/parent process objects;
  * MPROC_ECLOSED after close; MPROC_EINVAL for NULL p or len, or NULL buf
  * with cap above 0.
  */

@@ -28,7 +28,8 @@ static mproc_start_method g_method =
 static mproc_process *g_children;
 /* How many of them only the registry still holds (the owner freed them; at
  * least, since a count that is too high only costs a sweep), and starts
- * since the last sweep that reaped such children (mproc__reap_orphans). */
+ * since the last sweep that reaped such children
+ * (mproc__reap_orphans_locked). */
 static size_t g_orphans, g_starts_since_sweep;
 /* Next child number: children are Process-N here, Process-<id>:N below. */
 static unsigned long g_counter = 1;
@@ -622,22 +623,23 @@ int mproc__run_helper(const mproc_entry *e, const mproc_args *args,
     return MPROC_ENOMEM;
   p->name = mproc__strdup(e->name);
   p->identity = mproc__strdup("");
-  rc = p->name && p->identity ? MPROC_OK : MPROC_ENOMEM;
-  if (rc == MPROC_OK)
-    rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
-                            &p->nhandles);
-  if (rc == MPROC_OK)
-    rc = mproc__plat_spawn(p, p->handles, p->nhandles, mproc__build_bootstrap);
-  if (rc == MPROC_OK) {
-    p->state = MPROC__P_STARTED;
-    rc = mproc__plat_wait(p, MPROC_FOREVER);
+  if (!p->name || !p->identity) {
+    rc = MPROC_ENOMEM;
+    goto finish;
   }
-  if (rc == MPROC_OK) {
-    mproc__mutex_lock(&mproc__lock);
-    rc = mproc__plat_reap(p, exitcode);
-    mproc__mutex_unlock(&mproc__lock);
-    rc = rc == 1 ? MPROC_OK : rc < 0 ? rc : MPROC_ESTATE;
-  }
+  if ((rc = mproc__args_encode(args, &p->args_blob, &p->args_len, &p->handles,
+                               &p->nhandles)) < 0 ||
+      (rc = mproc__plat_spawn(p, p->handles, p->nhandles,
+                              mproc__build_bootstrap)) < 0)
+    goto finish;
+  p->state = MPROC__P_STARTED;
+  if ((rc = mproc__plat_wait(p, MPROC_FOREVER)) < 0)
+    goto finish;
+  mproc__mutex_lock(&mproc__lock);
+  rc = mproc__plat_reap(p, exitcode);
+  mproc__mutex_unlock(&mproc__lock);
+  rc = rc == 1 ? MPROC_OK : rc < 0 ? rc : MPROC_ESTATE;
+finish:
   mproc__mutex_lock(&mproc__lock);
   mproc__destroy(p);
   mproc__mutex_unlock(&mproc__lock);

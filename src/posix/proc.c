@@ -37,9 +37,6 @@
 #if MPROC__HAVE_PIDFD && !defined(SYS_pidfd_send_signal)
 #define SYS_pidfd_send_signal 424
 #endif
-#if MPROC__HAVE_CLOSE_RANGE && !defined(SYS_close_range)
-#define SYS_close_range 436 /* the same number on every architecture */
-#endif
 
 /* ---- descriptors meant for one child only ---------------------------------- */
 
@@ -180,16 +177,6 @@ static int mproc__private_has(int fd) {
          (g_private_bits[w] >> (fd % 64) & 1) != 0;
 }
 
-/* Close descriptors lo..hi (async-signal-safe either way). */
-static void mproc__close_run(int lo, int hi) {
-#if MPROC__HAVE_CLOSE_RANGE
-  if (syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0)
-    return; /* else ENOSYS: a kernel before 5.9 */
-#endif
-  for (; lo <= hi; lo++)
-    (void)close(lo);
-}
-
 void mproc__plat_private_drop(mproc_handle_t keep) {
   /* From 3: 0..2 are this process's standard streams whatever they held
    * in the parent (a child's stdio was just put there). */
@@ -205,7 +192,7 @@ void mproc__plat_private_drop(mproc_handle_t keep) {
     }
     for (lo = fd; fd < end && fd != keep && mproc__private_has(fd); fd++) {
     }
-    mproc__close_run(lo, fd - 1);
+    mproc__px_close_range(lo, fd - 1);
   }
   g_private_used = 0;
 }
@@ -400,7 +387,7 @@ int mproc__plat_fork(mproc_process *p, void (*child_main)(mproc_process *p)) {
 static void mproc__forkexec_child(const mproc__exec_req *rq, int errfd) {
   sigset_t none;
   struct sigaction dfl;
-  int i, fd, maxfd, child_errno;
+  int i, lo, child_errno;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
   for (i = 1; i < NSIG; i++)
@@ -420,12 +407,13 @@ static void mproc__forkexec_child(const mproc__exec_req *rq, int errfd) {
   for (i = 0; i < rq->nsrc; i++)
     if (dup2(rq->src[i], MPROC__BS_FD + i) < 0)
       goto finish;
-  maxfd = (int)sysconf(_SC_OPEN_MAX);
-  if (maxfd < 0 || maxfd > 65536)
-    maxfd = 65536;
-  for (fd = MPROC__BS_FD + rq->nsrc; fd < maxfd; fd++)
-    if (fd != errfd)
-      (void)close(fd);
+  lo = MPROC__BS_FD + rq->nsrc;
+  if (errfd >= lo) { /* every descriptor but errfd */
+    if (errfd > lo)
+      mproc__px_close_range(lo, errfd - 1);
+    lo = errfd + 1;
+  }
+  mproc__px_close_range(lo, -1);
   execve(rq->path, rq->argv, rq->envp);
 finish:
   child_errno = errno;
@@ -896,14 +884,17 @@ static int mproc__end_fd(const mproc_process *p) {
   return pidfd >= 0 ? pidfd : fd >= 0 ? fd : p->plat.sentinel_r;
 }
 
-/* A descriptor that is readable at once and forever: a pipe whose write
- * end is closed.  Stands in for the pidfd of a child already reaped. */
-static int mproc__ended_fd(int *out) {
+/* A descriptor that is readable at once and forever (a pipe whose write
+ * end is closed), kept in p as its end until close: it stands in for the
+ * pidfd of a child already reaped.  Lock held. */
+static int mproc__ended_fd(mproc_process *p, int *out) {
   int fds[2];
   if (mproc__px_pipe(fds) != 0)
     return mproc__os_fail(MPROC_ESYS, errno);
   (void)close(fds[1]);
   *out = fds[0];
+  mproc__plat_private_add(fds[0]);
+  __atomic_store_n(&p->plat.exit_r, fds[0], __ATOMIC_RELEASE);
   return MPROC_OK;
 }
 
@@ -928,20 +919,14 @@ static int mproc__is_our_child(pid_t pid) {
  * told apart).  Started eagerly, the same child made start() fail. */
 static int mproc__open_pidfd_locked(mproc_process *p) {
   int fd = mproc__px_pidfd_open((pid_t)p->pid);
-  int rc = MPROC_OK;
   if (fd >= 0 && !mproc__is_our_child((pid_t)p->pid)) {
     mproc__px_close_fd(&fd);
     errno = ESRCH;
   }
   if (fd < 0 && errno != ESRCH)
     return mproc__os_fail(MPROC_ESYS, errno);
-  if (fd < 0) {
-    if ((rc = mproc__ended_fd(&fd)) < 0)
-      return rc;
-    mproc__plat_private_add(fd);
-    __atomic_store_n(&p->plat.exit_r, fd, __ATOMIC_RELEASE);
-    return MPROC_OK;
-  }
+  if (fd < 0)
+    return mproc__ended_fd(p, &fd);
   mproc__pidfd_catch_up(fd, (pid_t)p->pid);
 #if !MPROC__HAVE_KQUEUE_PROC
   mproc__plat_private_add(fd);
@@ -1120,18 +1105,15 @@ int mproc__plat_sentinel(mproc_process *p, mproc_handle_t *out) {
     *out = mproc__px_fs_sentinel(p);
     return MPROC_OK;
   }
-  rc = mproc__end_fd_open(p, &fd);
-  if (rc == MPROC_OK && fd < 0) {
-    /* Reaped before anything waited (is_alive or exitcode saw the end):
-     * a stand-in that is always readable, kept until close as a pidfd. */
-    rc = mproc__ended_fd(&fd);
-    if (rc == MPROC_OK) {
-      mproc__plat_private_add(fd);
-      __atomic_store_n(&p->plat.exit_r, fd, __ATOMIC_RELEASE);
-    }
-  }
-  *out = rc == MPROC_OK ? fd : MPROC_INVALID_HANDLE;
-  return rc;
+  *out = MPROC_INVALID_HANDLE;
+  if ((rc = mproc__end_fd_open(p, &fd)) < 0)
+    return rc;
+  /* Reaped before anything waited (is_alive or exitcode saw the end): the
+   * always-readable stand-in. */
+  if (fd < 0 && (rc = mproc__ended_fd(p, &fd)) < 0)
+    return rc;
+  *out = fd;
+  return MPROC_OK;
 }
 
 void mproc__plat_private_proc(const mproc_process *p) {

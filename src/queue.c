@@ -28,7 +28,8 @@
  * The journal (the old count and the new counter, marked valid) lets the
  * next owner of a lock whose holder died finish or undo the count that
  * goes with the counter: the counter decides whether the operation
- * happened.
+ * happened.  The early wrap, which moves both counters, has its own order
+ * (see "the early wrap" below).
  *
  * Blocking.  Only an empty or full queue blocks, on a futex word per
  * condition (not_empty, not_full).  A sleeper reads the futex word, and

@@ -1755,7 +1755,14 @@ INSTANTIATE_TEST_SUITE_P(
                     WrapDeath{MPROC__Q_STOP_WRAP_TAIL, false},
                     WrapDeath{MPROC__Q_STOP_WRAP_TAIL, true},
                     WrapDeath{MPROC__Q_STOP_WRAP_DONE, false},
-                    WrapDeath{MPROC__Q_STOP_WRAP_DONE, true}));
+                    WrapDeath{MPROC__Q_STOP_WRAP_DONE, true}),
+    [](const testing::TestParamInfo<WrapDeath> &i) {
+      const char *stage = i.param.stage == MPROC__Q_STOP_WRAP_MARKED ? "Marked"
+                          : i.param.stage == MPROC__Q_STOP_WRAP_TAIL ? "TailMoved"
+                                                                     : "BothMoved";
+      return std::string(stage) +
+             (i.param.producer_first ? "_ProducerFirst" : "_ConsumerFirst");
+    });
 
 TEST(QueueProcesses, WaitersRepairWhatADeadHolderLeft) {
   // Nobody else comes to take the dead holder's lock over: the waiters

@@ -983,8 +983,8 @@ TEST_P(QueueViewHolderDies, ForeverWaiterOnTheOtherSideGoesOn) {
 // (put, reserve, get, borrow): each message arrives once, and nobody
 // sleeps through the wake-up it needed (a call that waited longer than
 // its generous timeout would fail the test).
-TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
-  Q q(0, 1024);
+static void mix_views_and_copies(size_t capacity) {
+  Q q(0, capacity);
   const int kProducers = 3, kConsumers = 3;
   std::atomic<bool> stop{false};
   std::atomic<long> sent{0}, bad{0};
@@ -1058,6 +1058,18 @@ TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
   EXPECT_EQ(bad.load(), 0);
   EXPECT_EQ(recv.load(), sent.load());
   EXPECT_GT(sent.load(), 1000);
+}
+
+TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
+  mix_views_and_copies(1024);
+}
+
+// The same on a default (growing) ring: consumers that catch up empty it
+// again and again, and each get that empties it past the first megabyte
+// moves both counters to the next lap, racing producers' puts and
+// reserves (its try of the put lock fails then) and other consumers.
+TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnAGrowingRing) {
+  mix_views_and_copies(0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, QueueViewHolderDies, testing::Values(0, 1));

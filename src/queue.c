@@ -28,7 +28,8 @@
  * The journal (the old count and the new counter, marked valid) lets the
  * next owner of a lock whose holder died finish or undo the count that
  * goes with the counter: the counter decides whether the operation
- * happened.
+ * happened.  The early wrap, which moves both counters, has its own order
+ * (see "the early wrap" below).
  *
  * Blocking.  Only an empty or full queue blocks, on a futex word per
  * condition (not_empty, not_full).  A sleeper reads the futex word, and
@@ -87,10 +88,13 @@
  * therefore a large reserve: address space, not memory.  The segment is
  * sparse (POSIX) or a SEC_RESERVE section whose pages are committed as the
  * ring reaches them (Windows), so memory follows the bytes in the queue:
- *  - a producer whose tail is past MPROC__Q_HOT goes back to the ring's
- *    start as soon as the consumers have passed it (mproc__qr_fits_hot), so
+ *  - a consumer that empties the ring past MPROC__Q_HOT moves both counters
+ *    to the start of the next lap (the early wrap, mproc__q_wrap_empty), so
  *    a queue its consumers keep up with cycles through its first megabyte,
- *    as the old fixed ring did, and only a backlog reaches further;
+ *    as the old fixed ring did, and only a backlog reaches further.  Never
+ *    while the ring holds records: a producer that went back to the start
+ *    ahead of them could fill only up to the consumers' head, and a used
+ *    queue whose consumers then stopped was full at about a megabyte;
  *  - consumers hand the pages a backlog used back to the OS as they drain
  *    it (mproc__q_give_back), past MPROC__Q_KEEP (the hot part and room for
  *    a few big messages, which stay: refaulting them on every lap would cost
@@ -169,7 +173,6 @@ typedef struct mproc__qprod {
   volatile mproc__u64a head_cache; /* <= head */
   volatile mproc__u64a nget_cache; /* <= nget */
   volatile mproc__u64a j_valid, j_tail, j_nput; /* journal of the last put */
-  volatile mproc__u64a head_look; /* the tail when head_cache was last read */
 } mproc__qprod;
 
 /* Consumers' bookkeeping, under the get lock. */
@@ -329,6 +332,7 @@ static void mproc__q_signal_all(mproc__qcond *c, mproc__fx *fx) {
 }
 
 static void mproc__q_reap(mproc_queue *q, int side);
+static void mproc__q_finish_wrap(mproc_queue *q);
 
 /* Spins until ready(q) looks true (1) or the spin is over: briefly, then
  * 0 when the other side's lock is free, or while that lock is held, up to
@@ -453,7 +457,7 @@ static int mproc__q_has_room(mproc_queue *q, uint64_t rec) {
   if (q->maxsize &&
       mproc__load64(&h->p.v.nput) - mproc__load64(&h->g.v.nget) >= q->maxsize)
     return 0;
-  return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot) != 0;
+  return mproc__qr_fits(head, tail, q->ring_size, rec) != 0;
 }
 
 static int mproc__q_join_done(mproc_queue *q, uint64_t unused) {
@@ -474,6 +478,10 @@ static void mproc__q_recover_put(mproc_queue *q) {
       n++;
     mproc__store64(&h->p.v.nput, n);
   }
+  /* A consumer killed inside an early wrap holds the get lock too, and may
+   * have moved the tail to the next lap and not the head: until a consumer
+   * came, producers could fill that lap only up to the old head. */
+  mproc__q_reap(q, MPROC__Q_GET_SIDE);
   mproc__store64(&h->p.v.head_cache, mproc__load64(&h->head.v));
   mproc__store64(&h->p.v.nget_cache, mproc__load64(&h->g.v.nget));
   mproc__q_signal_all(&h->ne.v, &q->fx[MPROC__QFX_NE]);
@@ -492,6 +500,7 @@ static void mproc__q_recover_get(mproc_queue *q) {
       n++;
     mproc__store64(&h->g.v.nget, n);
   }
+  mproc__q_finish_wrap(q);
   mproc__store64(&h->g.v.tail_cache, mproc__load64(&h->tail.v));
   mproc__q_signal_all(&h->nf.v, &q->fx[MPROC__QFX_NF]);
 }
@@ -636,28 +645,95 @@ static void mproc__q_give_back(mproc_queue *q, uint64_t head,
   g->given = resume;
 }
 
+/* ---- the early wrap (see "a ring that grows" above) ------------------------
+ * A consumer that has just emptied the ring past the hot part moves both
+ * counters to the next lap's start.  It holds the get lock and takes the
+ * put lock by a try only (the order get-then-put is mproc__q_give_back's
+ * too; a busy producer is about to make the ring non-empty anyway), so
+ * head == tail holds while it works.  The stores, in this order, leave a
+ * consistent queue wherever the process is killed (both locks are then a
+ * dead holder's, and whoever takes one over repairs):
+ *   1. a wrap marker at the tail: past the tail, so nobody reads it yet;
+ *   2. both journals invalid: the counts are right (no put or get is
+ *      half done), and a journal must not judge a counter it sees moved;
+ *   3. tail = next lap: now "a marker with nothing after it", which the
+ *      get side's recovery finishes (mproc__q_finish_wrap); the put side's
+ *      recovery takes the dead get lock over too, so a producer that comes
+ *      first finishes it as well (else it could fill the new lap only up
+ *      to the old head until a consumer came);
+ *   4. head = next lap, then the two caches. */
+static void mproc__q_wrap_to(mproc_queue *q, uint64_t at, uint64_t lap,
+                             int stop) {
+  mproc__qhdr *h = q->h;
+  uint32_t marker = MPROC__QR_WRAP;
+  memcpy(q->ring + at % q->ring_size, &marker, sizeof marker);
+  if (stop == MPROC__Q_STOP_WRAP_MARKED)
+    return;
+  h->p.v.j_valid = 0;
+  h->g.v.j_valid = 0;
+  MPROC__Q_PUBLISH64(&h->tail.v, lap);
+  if (stop == MPROC__Q_STOP_WRAP_TAIL)
+    return;
+  MPROC__Q_PUBLISH64(&h->head.v, lap);
+  mproc__store64_rlx(&h->g.v.tail_cache, lap);
+  mproc__store64_rlx(&h->p.v.head_cache, lap);
+}
+
+/* Recovery of the get side (get lock held): finishes an early wrap whose
+ * consumer was killed between its tail and head stores (step 3 above). */
+static void mproc__q_finish_wrap(mproc_queue *q) {
+  mproc__qhdr *h = q->h;
+  uint64_t head = mproc__load64(&h->head.v), tail = mproc__load64(&h->tail.v);
+  /* The marker's page, committed by the dead consumer (Windows), in this
+   * process's view too before it is read. */
+  if (mproc__q_commit_get(q) < 0 || head % q->ring_size >= q->committed ||
+      !mproc__qr_bare_wrap(q->ring, q->ring_size, head, tail))
+    return;
+  h->g.v.j_valid = 0; /* its nget stands; this head is no get of its own */
+  MPROC__Q_PUBLISH64(&h->head.v, tail);
+}
+
+/* Called with the get lock held after publishing the head (and nget):
+ * wraps early if the ring is empty past the hot part.  Returns the next
+ * lap's start if it did, else 0.  A WRAP_ stop keeps the put lock. */
+static uint64_t mproc__q_wrap_empty(mproc_queue *q, uint64_t head, int stop) {
+  mproc__qhdr *h = q->h;
+  uint64_t tail = h->g.v.tail_cache, lap;
+  /* The cache first (free: one past the head means records remain), then
+   * the real tail, which the next get would read anyway. */
+  if (!mproc__qr_wraps_early(head, tail, q->ring_size, q->hot))
+    return 0;
+  tail = mproc__load64(&h->tail.v);
+  mproc__store64_rlx(&h->g.v.tail_cache, tail);
+  if (tail != head ||
+      !mproc__lockword_try(mproc__q_lockword(q, MPROC__Q_PUT_SIDE)))
+    return 0;
+  /* Under both locks neither counter moves but by this process. */
+  tail = mproc__load64(&h->tail.v);
+  lap = mproc__qr_wraps_early(head, tail, q->ring_size, q->hot);
+  if (lap && mproc__q_commit_put(q, tail, lap, 0) < 0)
+    lap = 0; /* no memory for the marker's page (Windows): go on linearly */
+  if (lap)
+    mproc__q_wrap_to(q, tail, lap, stop);
+  if (!lap || stop < MPROC__Q_STOP_WRAP_MARKED)
+    mproc__q_unlock(q, MPROC__Q_PUT_SIDE);
+  return lap;
+}
+
 /* ---- the critical sections ------------------------------------------------ */
 
 /* Where a record of `rec` bytes goes with the tail at `tail`: its end (the
  * new tail), or 0 if it does not fit now.  The cached head errs on the side
- * of "full"; but past the hot part of the ring a cache that still says
- * "fits" is also too old to let the tail go back to the start, so there
- * the real head is read every MPROC__Q_LOOK bytes: once a lap when the
- * consumers keep up, rarely enough not to pull their line while they lag.
- * Caller holds the put lock. */
-#define MPROC__Q_LOOK ((uint64_t)64 << 10)
+ * of "full": the real one is read only when the cache says no.  Caller
+ * holds the put lock. */
 static uint64_t mproc__q_place(mproc_queue *q, uint64_t tail, uint64_t rec) {
   mproc__qprod *p = &q->h->p.v;
-  uint64_t head, end;
-  end = mproc__qr_fits_hot(p->head_cache, tail, q->ring_size, rec, q->hot);
-  if (end && (q->hot >= q->ring_size || tail % q->ring_size < q->hot ||
-              (end - rec) % q->ring_size == 0 ||
-              tail - p->head_look < MPROC__Q_LOOK))
+  uint64_t head, end = mproc__qr_fits(p->head_cache, tail, q->ring_size, rec);
+  if (end)
     return end;
   head = mproc__load64(&q->h->head.v);
   mproc__store64_rlx(&p->head_cache, head);
-  p->head_look = tail;
-  return mproc__qr_fits_hot(head, tail, q->ring_size, rec, q->hot);
+  return mproc__qr_fits(head, tail, q->ring_size, rec);
 }
 
 /* Caller holds the put lock.  Finds room for a record of `len` payload
@@ -756,7 +832,7 @@ static int mproc__q_get_peek(mproc_queue *q, uint64_t *head, uint64_t *off,
 static int mproc__q_get_take(mproc_queue *q, uint64_t head, uint32_t n,
                              uint64_t next, int stop) {
   mproc__qhdr *h = q->h;
-  uint64_t nget = h->g.v.nget;
+  uint64_t nget = h->g.v.nget, lap;
   h->g.v.j_valid = 0;
   h->g.v.j_head = next;
   h->g.v.j_nget = nget;
@@ -767,10 +843,12 @@ static int mproc__q_get_take(mproc_queue *q, uint64_t head, uint32_t n,
   if (stop == MPROC__Q_STOP_PUBLISHED)
     return MPROC_OK;
   MPROC__Q_PUBLISH64(&h->g.v.nget, nget + 1);
-  if (q->gives_back) {
+  lap = mproc__q_wrap_empty(q, next, stop);
+  if (q->gives_back && stop < MPROC__Q_STOP_WRAP_MARKED) {
     if (next - mproc__qr_recsize(n) != head) /* passed a wrap marker */
       mproc__q_give_back(q, head, next - mproc__qr_recsize(n));
-    mproc__q_give_back(q, next, next);
+    /* After an early wrap, the rest of the old lap was never written. */
+    mproc__q_give_back(q, next, lap ? lap : next);
   }
   return MPROC_OK;
 }
@@ -847,7 +925,7 @@ static void mproc__q_bind(mproc_queue *q) {
   q->hdr.vt = &mproc__queue_type;
 }
 
-/* Where producers may go back to the ring's start (mproc__qr_fits_hot). */
+/* Where an emptied ring goes back to its start (mproc__qr_wraps_early). */
 static uint64_t mproc__q_hot_for(uint64_t ring) {
   return ring > MPROC__Q_SMALL ? MPROC__Q_HOT : ring;
 }
@@ -1479,7 +1557,12 @@ int mproc__queue_test_stop_get(mproc_queue *q, void *buf, size_t cap,
   if (!len || (!buf && cap))
     return MPROC_EINVAL;
   (void)mproc__q_lock(q, MPROC__Q_GET_SIDE, -1.0, &deadline);
-  return mproc__q_get_locked(q, buf, cap, len, stage);
+  rc = mproc__q_get_locked(q, buf, cap, len, stage);
+  /* A WRAP_ stage keeps the put lock: only then did it stop in a wrap. */
+  if (rc == MPROC_OK && stage >= MPROC__Q_STOP_WRAP_MARKED &&
+      !mproc__lockword_owned(mproc__q_lockword(q, MPROC__Q_PUT_SIDE), 0))
+    rc = MPROC_ESTATE;
+  return rc;
 }
 
 uint32_t mproc__queue_test_getters_waiting(mproc_queue *q) {

@@ -70,26 +70,44 @@ static inline uint64_t mproc__qr_fits(uint64_t head, uint64_t tail,
   return at + rec - head <= ring ? at + rec : 0;
 }
 
-/* Like mproc__qr_fits, but a tail at or past `hot` bytes into its lap, and
- * two records of this size past it, goes back to the start of the next lap
- * when the record fits there (the consumers have passed it): a wrap marker
- * may stand anywhere, so a ring that the consumers keep up with cycles
- * through its first `hot` bytes however large it is, and only a backlog
- * reaches further.  The two records keep a stream of big ones from
- * shrinking the lap to one or two of them in flight.  Returns the new
- * tail, or 0 if the record fits nowhere now. */
-static inline uint64_t mproc__qr_fits_hot(uint64_t head, uint64_t tail,
-                                          uint64_t ring, uint64_t rec,
-                                          uint64_t hot) {
-  uint64_t lap = tail - tail % ring + ring;
-  if (tail % ring >= hot + 2u * rec && lap + rec - head <= ring)
-    return lap + rec;
-  return mproc__qr_fits(head, tail, ring, rec);
+/* The early wrap.  A wrap marker may stand anywhere, so a ring whose
+ * consumers keep up need not run through all of a large ring: when a
+ * consumer empties it (head == tail) with the counters at or past `hot`
+ * bytes into their lap, it moves both counters to the start of the next
+ * lap (src/queue.c, mproc__q_wrap_empty), and the ring cycles through its
+ * first `hot` bytes however large it is.  Only while it is empty: after a
+ * wrap with records still in the old lap, a producer could fill the new
+ * lap only up to the consumers' head, so consumers that stop reading just
+ * then would leave a "large" ring full at about `hot` bytes.  Returns the
+ * next lap's start when the counters should move there, else 0 (also
+ * when hot >= ring: a small ring never wraps early). */
+static inline uint64_t mproc__qr_wraps_early(uint64_t head, uint64_t tail,
+                                             uint64_t ring, uint64_t hot) {
+  if (head != tail || hot >= ring || tail % ring < hot)
+    return 0;
+  return tail - tail % ring + ring;
 }
 
-/* Writes a record ending at `end` (from mproc__qr_fits or _fits_hot: it
- * starts at `tail`, or at the next lap's start after a wrap marker at
- * `tail`).  Nothing here is visible to consumers until the caller
+/* 1 if the head stands on a wrap marker with nothing after it (the tail is
+ * the next lap's start): the state an early wrap leaves between its two
+ * stores (tail first, then head), which recovery finishes by moving the
+ * head to the tail.  A producer writes a marker only with a record after
+ * it, and a record's length is never MPROC__QR_WRAP, so no other state
+ * looks like this one. */
+static inline int mproc__qr_bare_wrap(const unsigned char *base,
+                                      uint64_t ring, uint64_t head,
+                                      uint64_t tail) {
+  uint32_t n;
+  if (ring % 8u || ring < 16u || head % 8u || head % ring == 0 ||
+      tail - head != ring - head % ring)
+    return 0;
+  memcpy(&n, base + head % ring, sizeof n);
+  return n == MPROC__QR_WRAP;
+}
+
+/* Writes a record ending at `end` (from mproc__qr_fits: it starts at
+ * `tail`, or at the next lap's start after a wrap marker at `tail`).
+ * Nothing here is visible to consumers until the caller
  * publishes `end` as the new tail.  A NULL `data` writes the header (and
  * marker) only: the caller put the payload in place itself. */
 static inline void mproc__qr_write_to(unsigned char *base, uint64_t ring,
@@ -172,12 +190,20 @@ static inline int64_t mproc__qr_count(const unsigned char *base,
  * releasing it.  Stages: WRITTEN (put: record written past the tail; get:
  * record copied out), COUNTED (put: nput counted, tail not yet published),
  * PUBLISHED (get: head advanced, nget not yet counted).  NONE runs to the
- * end, still keeping the lock. */
+ * end, still keeping the lock.  The WRAP_ stages are for a get that
+ * empties the ring past its hot part, and stop inside the early wrap that
+ * follows, keeping the put lock too: MARKED (wrap marker written, no
+ * counter moved), TAIL (the tail moved to the next lap, not the head),
+ * DONE (both moved).  A WRAP_ stage that finds no wrap to stop in
+ * returns MPROC_ESTATE. */
 enum {
   MPROC__Q_STOP_NONE = 0,
   MPROC__Q_STOP_WRITTEN = 1,
   MPROC__Q_STOP_COUNTED = 2,
-  MPROC__Q_STOP_PUBLISHED = 3
+  MPROC__Q_STOP_PUBLISHED = 3,
+  MPROC__Q_STOP_WRAP_MARKED = 4,
+  MPROC__Q_STOP_WRAP_TAIL = 5,
+  MPROC__Q_STOP_WRAP_DONE = 6
 };
 struct mproc_queue;
 int mproc__queue_test_stop_put(struct mproc_queue *q, const void *data,

@@ -983,8 +983,8 @@ TEST_P(QueueViewHolderDies, ForeverWaiterOnTheOtherSideGoesOn) {
 // (put, reserve, get, borrow): each message arrives once, and nobody
 // sleeps through the wake-up it needed (a call that waited longer than
 // its generous timeout would fail the test).
-TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
-  Q q(0, 1024);
+static void mix_views_and_copies(size_t capacity) {
+  Q q(0, capacity);
   const int kProducers = 3, kConsumers = 3;
   std::atomic<bool> stop{false};
   std::atomic<long> sent{0}, bad{0};
@@ -1060,6 +1060,18 @@ TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
   EXPECT_GT(sent.load(), 1000);
 }
 
+TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnASmallRing) {
+  mix_views_and_copies(1024);
+}
+
+// The same on a default (growing) ring: consumers that catch up empty it
+// again and again, and each get that empties it past the first megabyte
+// moves both counters to the next lap, racing producers' puts and
+// reserves (its try of the put lock fails then) and other consumers.
+TEST(QueueViews, ManyThreadsMixingViewsAndCopiesOnAGrowingRing) {
+  mix_views_and_copies(0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, QueueViewHolderDies, testing::Values(0, 1));
 
 TEST(QueueRing, PeekRejectsDamagedRings) {
@@ -1117,14 +1129,29 @@ TEST(QueueRing, PlacementAndSizes) {
   EXPECT_EQ(mproc__qr_fits(0, 8, 64, 64), 0u);    // would need 120 bytes
   EXPECT_EQ(mproc__qr_fits(8, 8, 64, 56), 64u);   // exactly to the end
   EXPECT_EQ(mproc__qr_fits(56, 56, 64, 32), 96u); // wraps, 40 bytes used
-  // Past `hot` a record goes back to the next lap's start once the
-  // consumers have passed the room it needs there, else on from the tail;
-  // "past hot" leaves room for two records of its size first.
-  EXPECT_EQ(mproc__qr_fits_hot(200, 200, 256, 16, 32), 256u + 16u);
-  EXPECT_EQ(mproc__qr_fits_hot(8, 200, 256, 16, 32), 216u); // head in the way
-  EXPECT_EQ(mproc__qr_fits_hot(56, 56, 256, 16, 32), 72u);  // not past hot
-  EXPECT_EQ(mproc__qr_fits_hot(64, 64, 256, 16, 32), 256u + 16u);
-  EXPECT_EQ(mproc__qr_fits_hot(200, 200, 256, 16, 256), 216u); // hot == ring
+  // An empty ring at or past `hot` into its lap goes back to the next
+  // lap's start; a ring holding records never does (the producer would
+  // be stuck behind them), nor one under `hot`, nor a ring whose `hot` is
+  // all of it (a small ring).
+  EXPECT_EQ(mproc__qr_wraps_early(200, 200, 256, 32), 256u);
+  EXPECT_EQ(mproc__qr_wraps_early(32, 32, 256, 32), 256u);
+  EXPECT_EQ(mproc__qr_wraps_early(256 + 40, 256 + 40, 256, 32), 512u);
+  EXPECT_EQ(mproc__qr_wraps_early(192, 200, 256, 32), 0u); // one record
+  EXPECT_EQ(mproc__qr_wraps_early(24, 24, 256, 32), 0u);   // not past hot
+  EXPECT_EQ(mproc__qr_wraps_early(200, 200, 256, 256), 0u); // hot == ring
+  // "A marker with nothing after it": the state between an early wrap's
+  // two stores, which recovery finishes.
+  std::vector<unsigned char> r(256, 0);
+  uint32_t marker = MPROC__QR_WRAP, five = 5;
+  std::memcpy(&r[200], &marker, 4);
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 256, 200, 256), 1);
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 256, 200 + 512, 768), 1);
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 256, 200, 200), 0); // empty
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 256, 200, 272), 0); // a record
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 256, 200, 264), 0); // damaged
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 250, 200, 250), 0); // odd ring
+  std::memcpy(&r[200], &five, 4); // a record that ends the lap exactly
+  EXPECT_EQ(mproc__qr_bare_wrap(r.data(), 256, 200, 256), 0);
   // Every accepted message fits an empty ring from any aligned position.
   for (uint64_t cap = 16; cap < 600; cap++) {
     uint64_t R = mproc__qr_ring_for(cap),
@@ -1271,64 +1298,57 @@ TEST(QueueUnbounded, HandingPagesBackSparesTheNextLap) {
   EXPECT_EQ(mproc_queue_empty(q), 1);
 }
 
-// The same after the early wrap of a default (growing) queue: with a
-// backlog past the kept first megabytes, the producer goes back to the
-// ring's start and fills it up to where the consumer is, one lap behind.
-// The next pages a consumer hands back then end just before records of that
-// lap, and the first of those pages was rounded down to a 64 KiB piece,
-// zeroing the records just below it: a get returned a 0-byte message (seen
-// first in bench/run.sh's queue_small_msgs on a loaded machine, where the
-// consumer lagged by megabytes).  Odd sizes, so no counter falls on a piece
-// boundary.
+// A backlog past the kept first megabytes, drained: the get that empties
+// the ring goes back to its start (the early wrap) and hands the drained
+// pages back, and the next backlog is written over those offsets, handed
+// back in turn while it drains, and wrapped again.  Odd sizes, so no counter
+// falls on a 64 KiB piece boundary.  (Before the early wrap waited for an
+// empty ring, a page handed back after it zeroed records of the next lap:
+// a get returned a 0-byte message, seen first in bench/run.sh's
+// queue_small_msgs on a loaded machine.)
 TEST(QueueUnbounded, HandingPagesBackAfterTheEarlyWrapSparesTheNextLap) {
   Q q;
-  if (!mproc__queue_test_gives_back(q))
-    GTEST_SKIP() << "drained pages stay on this platform";
   std::vector<unsigned char> m(1001), out(1001);
   const uint32_t lap0 = 6600, first = 4700; // about 6.6 and 4.7 MiB
   uint32_t put = 0, got = 0;
   size_t len = 0;
-  for (; put < lap0; put++) {
-    fill(m.data(), m.size(), put);
-    ASSERT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK);
+  auto put_upto = [&](uint32_t n) {
+    for (; put < n; put++) {
+      fill(m.data(), m.size(), put);
+      ASSERT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK) << put;
+    }
+  };
+  auto get_upto = [&](uint32_t n) {
+    for (; got < n; got++) {
+      ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK)
+          << "message " << got;
+      ASSERT_EQ(len, m.size()) << "message " << got;
+      ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(put_upto(lap0));
+  ASSERT_NO_FATAL_FAILURE(get_upto(lap0));
+  uint64_t backed = 0, reserved = 0;
+  if (queue_memory(q, &backed, &reserved) && mproc__queue_test_gives_back(q)) {
+    EXPECT_LT(backed, (uint64_t)5 << 20) << "the drained lap was handed back";
   }
-  for (; got < first; got++) {
-    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK);
-    ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
-  }
-  // Wrapped to the start: fill up to the consumer (bounded by count).
-  for (; put < 4 * lap0; put++) {
-    fill(m.data(), m.size(), put);
-    int rc = mproc_queue_put(q, m.data(), m.size(), 0);
-    if (rc == MPROC_EFULL)
-      break;
-    ASSERT_EQ(rc, MPROC_OK);
-  }
-  ASSERT_LT(put, 4 * lap0) << "the ring never filled: no early wrap?";
-  for (; got < put; got++) {
-    ASSERT_EQ(mproc_queue_get(q, out.data(), out.size(), &len, 0), MPROC_OK)
-        << "message " << got;
-    ASSERT_EQ(len, m.size()) << "message " << got;
-    ASSERT_TRUE(check(out.data(), len, got)) << "message " << got;
-  }
+  ASSERT_NO_FATAL_FAILURE(put_upto(2 * lap0));
+  ASSERT_NO_FATAL_FAILURE(get_upto(lap0 + first));
+  ASSERT_NO_FATAL_FAILURE(put_upto(3 * lap0));
+  ASSERT_NO_FATAL_FAILURE(get_upto(3 * lap0));
   EXPECT_EQ(mproc_queue_empty(q), 1);
+  ASSERT_NO_FATAL_FAILURE(put_upto(3 * lap0 + 1));
+  ASSERT_NO_FATAL_FAILURE(get_upto(3 * lap0 + 1));
 }
 
-// An explicit byte cap makes put block (EFULL at its timeout) as the old
-// fixed ring did; a get makes room again.
-// KNOWN BUG (found by helper queuefast, not fixed; see the notes): a default
-// queue is unbounded only until it has been used.  Once the consumers'
-// head sits past the first record of its lap, the producer's early wrap
-// (mproc__qr_fits_hot) goes back to the lap's start, and from there it can
-// only fill up to the head: while the consumers do not read, the queue is
-// full at about MPROC__Q_HOT (1 MiB) of backlog, and put_nowait says EFULL
-// (a put with a timeout waits for a reader, which the "put everything,
-// then read" pattern never provides).  Python's Queue() never blocks.
-// Enable this test with the fix (an early wrap that cannot strand the
-// producer behind a consumer that stopped, e.g. both counters moved to the
-// next lap under both locks when the queue is empty, and no early wrap
-// while it is not).
-TEST(QueueUnbounded, DISABLED_AUsedQueueStillHoldsABacklogPastTheHotPart) {
+// A default queue is unbounded however it was used before.  The producer
+// used to go back to the ring's start as soon as the consumers had passed
+// its first record, with records still in the old lap; from there it could
+// fill only up to the consumers' head, so with nobody reading (the tutorial's
+// "put everything, then read") a used queue was full at about 1 MiB:
+// put_nowait said EFULL at put 14,566, and a put with a timeout waited for
+// a reader that never came.  Python's Queue() never blocks.
+TEST(QueueUnbounded, AUsedQueueStillHoldsABacklogPastTheHotPart) {
   Q q;
   unsigned char buf[64] = {0};
   size_t len = 0;
@@ -1336,10 +1356,40 @@ TEST(QueueUnbounded, DISABLED_AUsedQueueStillHoldsABacklogPastTheHotPart) {
     ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
     ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
   }
-  for (int i = 0; i < 100000; i++) // 7.2 MB: far under the 1 GiB reserve
+  for (uint32_t i = 0; i < 100000; i++) { // 7.2 MB: far under the reserve
+    std::memcpy(buf, &i, sizeof i);
     ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK) << i;
+  }
+  for (uint32_t i = 0; i < 100000; i++) {
+    uint32_t id = 0;
+    ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK) << i;
+    std::memcpy(&id, buf, sizeof id);
+    ASSERT_EQ(id, i);
+  }
+  EXPECT_EQ(mproc_queue_empty(q), 1);
 }
 
+// The early wrap is what keeps a busy default queue in its first pages:
+// a consumer that keeps up empties the ring at every get, and the ring must
+// not run on through its reserve (page faults for the producer, hand-backs
+// for the consumer, or on Windows commit that stays).
+TEST(QueueUnbounded, AConsumerThatKeepsUpKeepsTheRingInItsFirstPages) {
+  Q q;
+  uint64_t backed = 0, reserved = 0;
+  if (!queue_memory(q, &backed, &reserved))
+    GTEST_SKIP() << "this platform does not say what backs a segment";
+  std::vector<unsigned char> m(1000);
+  size_t len = 0;
+  for (int i = 0; i < 20000; i++) { // 20 MB through the ring
+    ASSERT_EQ(mproc_queue_put(q, m.data(), m.size(), 0), MPROC_OK);
+    ASSERT_EQ(mproc_queue_get(q, m.data(), m.size(), &len, 0), MPROC_OK);
+  }
+  ASSERT_TRUE(queue_memory(q, &backed, &reserved));
+  EXPECT_LT(backed, (uint64_t)3 << 20) << "the ring ran on past its start";
+}
+
+// An explicit byte cap makes put block (EFULL at its timeout) as the old
+// fixed ring did; a get makes room again.
 TEST(QueueUnbounded, ByteCapMakesPutBlock) {
   const size_t cap = (size_t)1 << 20;
   Q q(0, cap);
@@ -1651,6 +1701,80 @@ INSTANTIATE_TEST_SUITE_P(
         // One dead after the head moved took it (and nget is repaired).
         DeathCase{1, MPROC__Q_STOP_PUBLISHED, 0, "two"},
         DeathCase{1, MPROC__Q_STOP_NONE, 0, "two"}));
+
+// A consumer killed inside the early wrap (the get that empties a default
+// queue past its first megabyte moves both counters to the next lap: the
+// marker, then the tail, then the head) holds both locks.  Whichever side
+// comes next takes them over; the queue must then be empty, with its counts
+// right, and unbounded (a head left behind the tail's new lap would cap the
+// producers at about a megabyte again), and keep FIFO order.
+struct WrapDeath {
+  int stage;           // MPROC__Q_STOP_WRAP_*
+  bool producer_first; // the survivor's first call is a put (else a get)
+};
+
+class QueueWrapHolderDies : public testing::TestWithParam<WrapDeath> {};
+
+TEST_P(QueueWrapHolderDies, TheQueueIsEmptyCountedAndUnbounded) {
+  const WrapDeath &d = GetParam();
+  Q q;
+  unsigned char buf[64];
+  size_t len = 0;
+  const uint32_t lap = 20000, more = 100000; // 1.4 MB, then 7.2 MB
+  for (uint32_t i = 0; i < lap; i++) {
+    fill(buf, sizeof buf, i);
+    ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
+  }
+  for (uint32_t i = 0; i + 1 < lap; i++)
+    ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+  // The child takes the last message, which empties the ring past the hot
+  // part, and dies inside the wrap (exit 3: it found no wrap to stop in).
+  mproc_process *p = test_start("q_die_in_lock", QArgs({q}, {1, d.stage}));
+  EXPECT_EQ(test_join_code(p), 0);
+  mproc_process_free(p);
+  uint32_t id = lap;
+  if (d.producer_first) {
+    fill(buf, sizeof buf, id);
+    ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 10), MPROC_OK);
+    id++;
+  } else {
+    // A get_nowait still takes a dead holder's lock over (its grace).
+    EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_EEMPTY);
+  }
+  size_t n = 99;
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, d.producer_first ? 1u : 0u);
+  for (; id < lap + more; id++) {
+    fill(buf, sizeof buf, id);
+    ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, id == lap ? 10 : 0),
+              MPROC_OK)
+        << "put " << id - lap << " of the backlog";
+  }
+  for (uint32_t i = lap; i < lap + more; i++) {
+    ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK) << i;
+    ASSERT_EQ(len, sizeof buf);
+    ASSERT_TRUE(check(buf, len, i)) << "message " << i;
+  }
+  EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_EEMPTY);
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Stages, QueueWrapHolderDies,
+    testing::Values(WrapDeath{MPROC__Q_STOP_WRAP_MARKED, false},
+                    WrapDeath{MPROC__Q_STOP_WRAP_MARKED, true},
+                    WrapDeath{MPROC__Q_STOP_WRAP_TAIL, false},
+                    WrapDeath{MPROC__Q_STOP_WRAP_TAIL, true},
+                    WrapDeath{MPROC__Q_STOP_WRAP_DONE, false},
+                    WrapDeath{MPROC__Q_STOP_WRAP_DONE, true}),
+    [](const testing::TestParamInfo<WrapDeath> &i) {
+      const char *stage = i.param.stage == MPROC__Q_STOP_WRAP_MARKED ? "Marked"
+                          : i.param.stage == MPROC__Q_STOP_WRAP_TAIL ? "TailMoved"
+                                                                     : "BothMoved";
+      return std::string(stage) +
+             (i.param.producer_first ? "_ProducerFirst" : "_ConsumerFirst");
+    });
 
 TEST(QueueProcesses, WaitersRepairWhatADeadHolderLeft) {
   // Nobody else comes to take the dead holder's lock over: the waiters

@@ -600,9 +600,12 @@ typedef struct mproc_queue mproc_queue;
  * address space, not memory: pages are committed as the bytes held reach
  * them, and so a default queue is effectively unbounded, as Python's
  * `Queue(maxsize=0)` is (the tutorial's "put every task, then read the
- * results" never blocks).  Memory follows the backlog: a queue its
- * consumers keep up with uses its first megabyte (and room for three of
- * its largest messages), however large its reserve.  When a backlog drains,
+ * results" never blocks, however the queue was used before).  Memory
+ * follows the backlog: the ring goes back to its first megabyte each time
+ * its consumers empty it, so a queue they keep up with uses that megabyte
+ * (and room for three of its largest messages), however large its
+ * reserve; a stream they never quite empty walks on through the reserve.
+ * When a backlog drains,
  * Linux hands its pages back to the OS
  * (all but the first 4 MiB of the ring; a ring of 8 MiB or less keeps
  * what it touched, as a fixed ring would); Windows keeps the pages a backlog

@@ -1303,11 +1303,22 @@ int mproc_queue_qsize(mproc_queue *q, size_t *n) {
   return MPROC_OK;
 }
 
+/* Empty when the counters stand together, or when the counts say no
+ * message is left: a consumer killed inside an early wrap leaves the tail
+ * a lap ahead of the head with nothing between (until a get or put
+ * repairs it), and a tail != head test alone said "not empty" for good.
+ * Counts: nget first, as in qsize; a message is counted before it is
+ * visible and uncounted after it is taken, so nput == nget at an instant
+ * means none was visible then. */
 int mproc_queue_empty(mproc_queue *q) {
+  uint64_t nget;
   int rc;
   if ((rc = mproc__q_usable(q)) < 0)
     return rc;
-  return !mproc__q_has_data(q, 0);
+  if (!mproc__q_has_data(q, 0))
+    return 1;
+  nget = mproc__load64(&q->h->g.v.nget);
+  return mproc__load64(&q->h->p.v.nput) == nget;
 }
 
 /* Python's full() is qsize() == maxsize.  A byte-limited ring has no such

@@ -1978,3 +1978,31 @@ TEST(JoinableQueue, JoinWaitsForWorkersInOtherProcesses) {
   EXPECT_EQ(mproc_queue_task_done(q), MPROC_EOVERFLOW);
   EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK);
 }
+
+// A consumer killed inside the early wrap, nobody has come since: the queue
+// holds no message, and empty() says so as qsize() does (a dead wrapper's
+// half-moved counters are no message; empty() said 0 for good until a get
+// or put repaired them).
+TEST(QueueProcesses, EmptyIsTrueAfterAConsumerDiedInsideTheEarlyWrap) {
+  const int stages[] = {MPROC__Q_STOP_WRAP_MARKED, MPROC__Q_STOP_WRAP_TAIL,
+                        MPROC__Q_STOP_WRAP_DONE};
+  for (int stage : stages) {
+    Q q;
+    unsigned char buf[64];
+    size_t len = 0, n = 99;
+    const uint32_t lap = 20000;
+    for (uint32_t i = 0; i < lap; i++) {
+      fill(buf, sizeof buf, i);
+      ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
+    }
+    for (uint32_t i = 0; i + 1 < lap; i++)
+      ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+    mproc_process *p = test_start("q_die_in_lock", QArgs({q}, {1, stage}));
+    EXPECT_EQ(test_join_code(p), 0);
+    mproc_process_free(p);
+    EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+    EXPECT_EQ(n, 0u) << stage;
+    EXPECT_EQ(mproc_queue_empty(q), 1) << stage;
+    EXPECT_EQ(mproc_queue_full(q), 0) << stage;
+  }
+}

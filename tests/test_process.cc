@@ -2012,3 +2012,154 @@ TEST(Join, ForeverJoinsAndAnExitCodeAskerAgreeAndLeaveNoZombie) {
     mproc_process_free(p);
   }
 }
+
+// Forever joins, timed joins and an is_alive asker race on one child: every
+// join agrees on the code, and no zombie is left.
+TEST(Join, ManyThreadsJoiningOneChildEveryWay) {
+  double end = test_now() + 30;
+  for (int round = 0; round < 12 && test_now() < end; round++) {
+    SCOPED_TRACE(round);
+    const bool killed = round % 3 == 2;
+    mproc_process *p =
+        test_start("sleep_then_ret", Args().i(killed ? 5000 : round % 3).i(5));
+    ASSERT_NE(p, nullptr);
+    const int want = killed ? -9 : 5;
+    std::atomic<int> bad{0}, joined{0};
+    std::vector<std::thread> ts;
+    for (int i = 0; i < 3; i++)
+      ts.emplace_back([&] {
+        int rc = mproc_process_join(p, MPROC_FOREVER), code = 0;
+        if (rc != MPROC_OK || mproc_process_exitcode(p, &code) != 1 ||
+            code != want)
+          bad = 1;
+        joined++;
+      });
+    for (int i = 0; i < 2; i++)
+      ts.emplace_back([&] {
+        int rc;
+        while ((rc = mproc_process_join(p, 0.001)) == MPROC_ETIMEDOUT &&
+               test_now() < end) {
+        }
+        int code = 0;
+        if (rc != MPROC_OK || mproc_process_exitcode(p, &code) != 1 ||
+            code != want)
+          bad = 2;
+        joined++;
+      });
+    ts.emplace_back([&] {
+      int rc;
+      while ((rc = mproc_process_is_alive(p)) == 1 && test_now() < end) {
+      }
+      if (rc != 0)
+        bad = 3;
+    });
+    if (killed) {
+      EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    }
+    for (auto &t : ts)
+      t.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_EQ(joined.load(), 5);
+#ifndef _WIN32
+    int64_t pid = -1;
+    ASSERT_EQ(mproc_process_pid(p, &pid), MPROC_OK);
+    siginfo_t info;
+    std::memset(&info, 0, sizeof info);
+    errno = 0;
+    EXPECT_NE(waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT), 0);
+    EXPECT_EQ(errno, ECHILD);
+#endif
+    EXPECT_EQ(mproc_process_close(p), MPROC_OK);
+    mproc_process_free(p);
+  }
+}
+
+#ifndef _WIN32
+// SIGCHLD ignored (the kernel reaps every child as it ends), one child
+// left running: a forever join of another child still returns when that one
+// ends (its waitid must not wait for every child).
+TEST_ENTRY(forever_join_with_sigchld_ignored) {
+  signal(SIGCHLD, SIG_IGN);
+  mproc_process *longer = nullptr, *p = nullptr;
+  int code = -1;
+  if (mproc_process_create(&longer, "sleep_then_ret", Args().i(20000).i(0),
+                           nullptr) != 0 ||
+      mproc_process_start(longer) != 0)
+    return 10;
+  for (int i = 0; i < 4; i++) {
+    if (mproc_process_create(&p, "ret_arg", Args().i(0), nullptr) != 0 ||
+        mproc_process_start(p) != 0)
+      return 11;
+    double t0 = test_now();
+    if (mproc_process_join(p, MPROC_FOREVER) != 0)
+      return 12;
+    if (test_now() - t0 > 10)
+      return 13; // waited for the other child
+    if (mproc_process_exitcode(p, &code) != 1 || (code != 255 && code != 0))
+      return 14;
+    mproc_process_free(p);
+  }
+  mproc_process_kill(longer);
+  mproc_process_join(longer, 30);
+  mproc_process_free(longer);
+  return 0;
+}
+
+TEST(Children, SigchldIgnoredForeverJoinDoesNotWaitForOtherChildren) {
+  mproc_process *p = test_start("forever_join_with_sigchld_ignored");
+  EXPECT_EQ(test_join_code(p, 120), 0);
+  mproc_process_free(p);
+}
+#endif
+
+#ifndef _WIN32
+// The application reaps with a raw waitpid(-1) while threads join the same
+// child forever and with timeouts: every join returns (code 255 or the
+// real one), none hangs.
+TEST_ENTRY(joins_racing_a_raw_waitpid) {
+  // A forkserver child is the server's, not ours: our waitpid(-1) could
+  // only reap the server itself.
+  if (mproc_get_start_method() == MPROC_START_FORKSERVER)
+    return 0;
+  for (int i = 0; i < 6; i++) {
+    mproc_process *p = nullptr;
+    if (mproc_process_create(&p, "sleep_then_ret", Args().i(20).i(3),
+                             nullptr) != 0 ||
+        mproc_process_start(p) != 0)
+      return 10;
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int k = 0; k < 2; k++)
+      ts.emplace_back([&] {
+        int code = -1;
+        if (mproc_process_join(p, MPROC_FOREVER) != 0 ||
+            mproc_process_exitcode(p, &code) != 1 ||
+            (code != 3 && code != 255))
+          bad = 1;
+      });
+    ts.emplace_back([&] {
+      int rc;
+      double end = test_now() + 30;
+      while ((rc = mproc_process_join(p, 0.001)) == MPROC_ETIMEDOUT &&
+             test_now() < end) {
+      }
+      if (rc != 0)
+        bad = 2;
+    });
+    int st = 0;
+    (void)waitpid(-1, &st, 0);
+    for (auto &t : ts)
+      t.join();
+    if (bad)
+      return 20 + bad;
+    mproc_process_free(p);
+  }
+  return 0;
+}
+
+TEST(Children, JoinsRacingARawWaitpidAllReturn) {
+  mproc_process *p = test_start("joins_racing_a_raw_waitpid");
+  EXPECT_EQ(test_join_code(p, 120), 0);
+  mproc_process_free(p);
+}
+#endif

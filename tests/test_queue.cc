@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -1977,6 +1978,168 @@ TEST(JoinableQueue, JoinWaitsForWorkersInOtherProcesses) {
   }
   EXPECT_EQ(mproc_queue_task_done(q), MPROC_EOVERFLOW);
   EXPECT_EQ(mproc_queue_join(q, 0), MPROC_OK);
+}
+
+// q: gets {producer, seq, ~producer, ~seq} messages until killed; exit 3 if
+// a get fails, 4 if a message is torn or a producer's seq goes back.
+TEST_ENTRY(q_take_checked_forever) {
+  mproc_queue *q = arg_queue(args, 0);
+  uint32_t last[8] = {0}, m[16];
+  size_t len = 0;
+  if (!q)
+    return 2;
+  for (;;) {
+    if (mproc_queue_get(q, m, sizeof m, &len, 60) != MPROC_OK)
+      return 3;
+    if (len != sizeof m || m[0] >= 8 || m[2] != ~m[0] || m[3] != ~m[1] ||
+        m[1] + 1 <= last[m[0]])
+      return 4;
+    last[m[0]] = m[1] + 1;
+  }
+}
+
+// Producers (threads) stream into a default queue while consumers (children)
+// are killed at random moments and replaced: the early wrap (every time the
+// consumers empty the ring past its first megabyte), its recovery and the
+// ordinary take-overs race each other.  No call may fail, no message may be
+// torn, duplicated or reordered per producer, and the counts must end right.
+TEST(QueueProcesses, ConsumersKilledAtRandomInABusyStream) {
+  Q q(2000); // a count cap on the default (growing) ring: producers keep pace
+  const uint32_t nprod = 2, per = 400000;
+  std::atomic<int> bad{0};
+  std::atomic<uint32_t> done{0};
+  std::vector<std::thread> prods;
+  for (uint32_t id = 0; id < nprod; id++)
+    prods.emplace_back([&, id] {
+      for (uint32_t s = 0; s < per; s++) {
+        uint32_t m[16] = {id, s, ~id, ~s};
+        int rc = mproc_queue_put(q, m, sizeof m, 30);
+        if (rc != MPROC_OK) {
+          bad = 1000 - rc;
+          break;
+        }
+      }
+      done++;
+    });
+  std::mt19937 rng(12345);
+  mproc_process *c[2] = {test_start("q_take_checked_forever", QArgs({q})),
+                         test_start("q_take_checked_forever", QArgs({q}))};
+  auto start = std::chrono::steady_clock::now();
+#ifdef _WIN32
+  const int max_kills = 40; // a start costs ~30 ms under Wine
+#else
+  const int max_kills = 400;
+#endif
+  int kills = 0;
+  while (done < nprod && kills < max_kills &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(20)) {
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+    int i = (int)(rng() % 2);
+    EXPECT_EQ(mproc_process_kill(c[i]), MPROC_OK);
+    int code = test_join_code(c[i]);
+    EXPECT_NE(code, 3) << "kill " << kills;
+    EXPECT_NE(code, 4) << "kill " << kills;
+    mproc_process_free(c[i]);
+    c[i] = test_start("q_take_checked_forever", QArgs({q}));
+    kills++;
+  }
+  for (auto &p : c) {
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    int code = test_join_code(p);
+    EXPECT_NE(code, 3);
+    EXPECT_NE(code, 4);
+    mproc_process_free(p);
+  }
+  // Producers still putting now have no consumer: this thread drains.
+  uint32_t last[2] = {0, 0}, m[16];
+  size_t len = 0, n = 99;
+  for (;;) {
+    int rc = mproc_queue_get(q, m, sizeof m, &len, done == nprod ? 0 : 5);
+    if (rc == MPROC_EEMPTY && done == nprod)
+      break;
+    if (rc == MPROC_ETIMEDOUT)
+      continue;
+    ASSERT_EQ(rc, MPROC_OK);
+    ASSERT_EQ(len, sizeof m);
+    ASSERT_TRUE(m[0] < 2 && m[2] == ~m[0] && m[3] == ~m[1]);
+    ASSERT_GE(m[1], last[m[0]]) << "producer " << m[0];
+    last[m[0]] = m[1] + 1;
+  }
+  for (auto &t : prods)
+    t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_EQ(mproc_queue_get(q, m, sizeof m, &len, 0), MPROC_EEMPTY);
+  EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+  EXPECT_EQ(n, 0u);
+}
+
+// q, stage (MPROC__Q_STOP_WRAP_*), ready pipe (w): takes the message that
+// empties the ring past its hot part, stops inside the early wrap holding
+// both locks, says "R", then sleeps (the parent stops it with SIGSTOP).
+TEST_ENTRY(q_hold_in_wrap) {
+  mproc_queue *q = arg_queue(args, 0);
+  mproc_handle_t ready = MPROC_INVALID_HANDLE;
+  char buf[64];
+  size_t len = 0;
+  if (!q || mproc_arg_handle(args, 2, &ready) != MPROC_OK)
+    return 2;
+  if (mproc__queue_test_stop_get(q, buf, sizeof buf, &len,
+                                 (int)arg_int(args, 1)) != MPROC_OK ||
+      !test_write_all(ready, "R", 1))
+    return 3;
+  test_sleep_ms(120000);
+  return 4;
+}
+
+// A consumer stopped inside the early wrap holds both locks: every other
+// call with a timeout still returns by it, and the counts read right.
+TEST(QueueProcesses, ConsumerStoppedInsideTheEarlyWrapStretchesNoTimeout) {
+#ifdef _WIN32
+  GTEST_SKIP() << "no SIGSTOP";
+#endif
+  const int stages[] = {MPROC__Q_STOP_WRAP_MARKED, MPROC__Q_STOP_WRAP_TAIL,
+                        MPROC__Q_STOP_WRAP_DONE};
+  for (int stage : stages) {
+    Q q;
+    unsigned char buf[64];
+    size_t len = 0, n = 99;
+    const uint32_t lap = 20000;
+    for (uint32_t i = 0; i < lap; i++) {
+      fill(buf, sizeof buf, i);
+      ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
+    }
+    for (uint32_t i = 0; i + 1 < lap; i++)
+      ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+    TestPipe ready;
+    QArgs a({q}, {stage});
+    a.h(ready.w);
+    mproc_process *p = nullptr;
+    ASSERT_NO_FATAL_FAILURE(
+        test_start_stopped_holder("q_hold_in_wrap", a, ready, &p));
+    TestWatchdog watchdog(p, 20);
+    const double timeouts[] = {0, 0.05, 0.2};
+    for (double t : timeouts) {
+      double t0 = test_now();
+      EXPECT_EQ(mproc_queue_put(q, buf, sizeof buf, t), MPROC_EFULL)
+          << stage << " " << t;
+      EXPECT_LT(test_now() - t0, t + 2.0) << stage << " " << t;
+      t0 = test_now();
+      EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, t), MPROC_EEMPTY)
+          << stage << " " << t;
+      EXPECT_LT(test_now() - t0, t + 2.0) << stage << " " << t;
+    }
+    EXPECT_EQ(mproc_queue_qsize(q, &n), MPROC_OK);
+    EXPECT_EQ(n, 0u) << stage;
+    watchdog.disarm();
+    EXPECT_EQ(mproc_process_kill(p), MPROC_OK);
+    EXPECT_EQ(test_join_code(p), -9);
+    mproc_process_free(p);
+    fill(buf, sizeof buf, 7);
+    EXPECT_EQ(mproc_queue_put(q, buf, sizeof buf, 10), MPROC_OK) << stage;
+    EXPECT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 10), MPROC_OK);
+    EXPECT_TRUE(check(buf, len, 7)) << stage;
+    EXPECT_EQ(mproc_queue_empty(q), 1) << stage;
+  }
 }
 
 // A consumer killed inside the early wrap, nobody has come since: the queue

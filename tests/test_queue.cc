@@ -1570,11 +1570,23 @@ TEST(QueueProcesses, ConsumerKilledMidStreamWhileTheProducerWaitsForRoom) {
       break;
     Q q(0, 4096);
     const uint64_t total = 60000;
+    uint64_t kill_after = 1000 + (uint64_t)round * 3001;
     std::atomic<uint64_t> sent{0};
     std::atomic<int> bad{0};
+    // A consumer that drained the whole stream before the kill would read
+    // the end mark as a stray message (exit 4): on a loaded machine the
+    // 60000 messages take less than one time slice of this thread.  So the
+    // producer waits for the kill a little past the point that triggers it.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool killed = false;
     std::thread producer([&] {
       unsigned char buf[64] = {0};
       for (uint64_t i = 0; i < total; i++) {
+        if (i == kill_after + 200) {
+          std::unique_lock<std::mutex> lk(mu);
+          cv.wait_for(lk, std::chrono::seconds(30), [&] { return killed; });
+        }
         std::memcpy(buf, &i, sizeof i);
         int rc = mproc_queue_put(q, buf, sizeof buf, 30);
         if (rc != MPROC_OK) {
@@ -1587,9 +1599,13 @@ TEST(QueueProcesses, ConsumerKilledMidStreamWhileTheProducerWaitsForRoom) {
         bad = 2;
     });
     mproc_process *c = test_start("q_drain_forever", QArgs({q}));
-    uint64_t kill_after = 1000 + (uint64_t)round * 3001;
     EXPECT_TRUE(test_wait_for([&] { return sent >= kill_after || bad; }));
     EXPECT_EQ(mproc_process_kill(c), MPROC_OK);
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      killed = true;
+    }
+    cv.notify_all();
     int code = test_join_code(c);
     EXPECT_NE(code, 0);
     EXPECT_NE(code, 3); // the dead consumer's own gets never failed

@@ -978,7 +978,11 @@ static int mproc__wait_blocking(mproc_process *p) {
   mproc__mutex_lock(&mproc__lock);
   if (--p->plat.waiting == 0 && p->plat.held) {
     p->plat.held = 0;
-    while (waitpid((pid_t)p->pid, &st, 0) < 0 && errno == EINTR) {
+    /* The zombie's end was seen already, so it needs no wait; WNOHANG
+     * because if the application reaped it behind our back (waitpid(-1))
+     * the pid may name a newer child by now, which must not be waited for
+     * with mproc__lock held. */
+    while (waitpid((pid_t)p->pid, &st, WNOHANG) < 0 && errno == EINTR) {
     }
   }
   mproc__mutex_unlock(&mproc__lock);

@@ -1338,6 +1338,20 @@ TEST(PoolDeath, OnlyTheDyingTaskFailsWithLargeResults) {
 // side by side), its results as runs stored in one piece: these check the
 // other forms and every way back to the per-item one.
 
+// Every item of a finished pool_echo map is its input, byte for byte.
+static void expect_echoed(mproc_async_result *r,
+                          const std::vector<mproc_bytes> &b) {
+  for (size_t i = 0; i < b.size(); i++) {
+    const void *d = nullptr;
+    size_t len = 0;
+    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
+    ASSERT_EQ(len, b[i].len) << i;
+    if (len) {
+      EXPECT_EQ(memcmp(d, b[i].data, len), 0) << i;
+    }
+  }
+}
+
 TEST(PoolMap, InputsOfMixedSizesScatteredOrSideBySide) {
   Pool pool(2);
   const size_t n = 300;
@@ -1366,15 +1380,7 @@ TEST(PoolMap, InputsOfMixedSizesScatteredOrSideBySide) {
       ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, 25, &r),
                 MPROC_OK);
     }
-    for (size_t i = 0; i < n; i++) {
-      const void *d = nullptr;
-      size_t len = 0;
-      ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
-      ASSERT_EQ(len, b[i].len) << i;
-      if (len) {
-        EXPECT_EQ(memcmp(d, b[i].data, len), 0) << i << " async " << async;
-      }
-    }
+    EXPECT_NO_FATAL_FAILURE(expect_echoed(r, b)) << "async " << async;
     mproc_async_result_free(r);
   }
 }
@@ -1400,15 +1406,7 @@ TEST(PoolMap, SideBySideInputsWithOneOutOfLine) {
   b[4 * cs + 3].data = &v[4 * cs + 2];     // one that overlaps its neighbour
   mproc_async_result *r = nullptr;
   ASSERT_EQ(mproc_pool_map(pool.p, "pool_echo", b.data(), n, cs, &r), MPROC_OK);
-  for (size_t i = 0; i < n; i++) {
-    const void *d = nullptr;
-    size_t len = 0;
-    ASSERT_EQ(mproc_async_result_item(r, i, &d, &len), MPROC_OK) << i;
-    ASSERT_EQ(len, b[i].len) << i;
-    if (len) {
-      EXPECT_EQ(memcmp(d, b[i].data, len), 0) << i;
-    }
-  }
+  EXPECT_NO_FATAL_FAILURE(expect_echoed(r, b));
   mproc_async_result_free(r);
   b[n - 1].data = nullptr; // after 19 good ones of its chunk
   r = nullptr;

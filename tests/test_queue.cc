@@ -2107,6 +2107,20 @@ TEST_ENTRY(q_hold_in_wrap) {
   return 4;
 }
 
+// Puts 20000 messages of 64 bytes (past the ring's first megabyte) and
+// gets all but the last: the next get that empties the ring wraps early.
+static void leave_one_past_the_hot_part(mproc_queue *q) {
+  unsigned char buf[64];
+  size_t len = 0;
+  const uint32_t lap = 20000;
+  for (uint32_t i = 0; i < lap; i++) {
+    fill(buf, sizeof buf, i);
+    ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
+  }
+  for (uint32_t i = 0; i + 1 < lap; i++)
+    ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+}
+
 // A consumer stopped inside the early wrap holds both locks: every other
 // call with a timeout still returns by it, and the counts read right.
 TEST(QueueProcesses, ConsumerStoppedInsideTheEarlyWrapStretchesNoTimeout) {
@@ -2119,13 +2133,7 @@ TEST(QueueProcesses, ConsumerStoppedInsideTheEarlyWrapStretchesNoTimeout) {
     Q q;
     unsigned char buf[64];
     size_t len = 0, n = 99;
-    const uint32_t lap = 20000;
-    for (uint32_t i = 0; i < lap; i++) {
-      fill(buf, sizeof buf, i);
-      ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
-    }
-    for (uint32_t i = 0; i + 1 < lap; i++)
-      ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+    ASSERT_NO_FATAL_FAILURE(leave_one_past_the_hot_part(q));
     TestPipe ready;
     QArgs a({q}, {stage});
     a.h(ready.w);
@@ -2167,15 +2175,8 @@ TEST(QueueProcesses, EmptyIsTrueAfterAConsumerDiedInsideTheEarlyWrap) {
                         MPROC__Q_STOP_WRAP_DONE};
   for (int stage : stages) {
     Q q;
-    unsigned char buf[64];
-    size_t len = 0, n = 99;
-    const uint32_t lap = 20000;
-    for (uint32_t i = 0; i < lap; i++) {
-      fill(buf, sizeof buf, i);
-      ASSERT_EQ(mproc_queue_put(q, buf, sizeof buf, 0), MPROC_OK);
-    }
-    for (uint32_t i = 0; i + 1 < lap; i++)
-      ASSERT_EQ(mproc_queue_get(q, buf, sizeof buf, &len, 0), MPROC_OK);
+    size_t n = 99;
+    ASSERT_NO_FATAL_FAILURE(leave_one_past_the_hot_part(q));
     mproc_process *p = test_start("q_die_in_lock", QArgs({q}, {1, stage}));
     EXPECT_EQ(test_join_code(p), 0);
     mproc_process_free(p);

@@ -734,7 +734,6 @@ TEST(Result, ForkChildrenShareOneArena) {
 // giving out the same ones, and a result of the raw child's child (left
 // unread here: the raw child exits without freeing it) would then show up
 // as the result of the program's next child.
-#include <sys/wait.h>
 TEST(Result, RawForkChildDoesNotShareTheArenasSlots) {
   mproc_process_options o = {};
   o.start_method = MPROC_START_FORK;
